@@ -1,0 +1,22 @@
+//! Istio `networking.istio.io` config types and their parsing from YAML and JSON.
+//!
+//! Pure: no I/O. Files are read by the `sources` crate and handed here as text.
+
+pub mod common;
+pub mod destination_rule;
+pub mod diagnostic;
+pub mod gateway;
+pub mod location;
+pub mod resource;
+pub mod service_entry;
+pub mod virtual_service;
+pub mod yaml;
+
+pub use common::*;
+pub use destination_rule::*;
+pub use diagnostic::{codes, Diagnostic, Location, ResourceRef, Severity};
+pub use gateway::*;
+pub use location::SpanMap;
+pub use resource::{decode_value, parse_text, Kind, ObjectMeta, Origin, Parsed, Resource, Spec};
+pub use service_entry::*;
+pub use virtual_service::*;

@@ -1,0 +1,111 @@
+//! Field paths and the map from path to source position kept for every parsed document.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use crate::diagnostic::Location;
+
+/// Source positions of every node of one document, keyed by field path (`spec.http[0].route`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpanMap {
+    positions: HashMap<String, Location>,
+}
+
+impl SpanMap {
+    /// Records the position of the node at `path`.
+    pub fn insert(&mut self, path: String, location: Location) {
+        self.positions.entry(path).or_insert(location);
+    }
+
+    /// The position of `path`, or of its nearest ancestor that has one.
+    pub fn locate(&self, path: &str) -> Option<Location> {
+        let mut p = path;
+        loop {
+            if let Some(l) = self.positions.get(p) {
+                return Some(*l);
+            }
+            p = parent(p)?;
+        }
+    }
+
+    /// A copy of the entries under `prefix`, re-rooted (used to split `kind: List` items).
+    pub fn subtree(&self, prefix: &str) -> SpanMap {
+        let mut out = SpanMap::default();
+        for (k, v) in &self.positions {
+            let Some(rest) = k.strip_prefix(prefix) else {
+                continue;
+            };
+            let rest = match rest.as_bytes().first() {
+                None => "",
+                Some(b'.') => &rest[1..],
+                Some(b'[') => rest,
+                Some(_) => continue,
+            };
+            out.positions.insert(rest.to_string(), *v);
+        }
+        out
+    }
+}
+
+/// The parent of a field path: `a.b[2]` → `a.b`, `a.b` → `a`, `a` → ``, `` → none.
+pub fn parent(path: &str) -> Option<&str> {
+    if path.is_empty() {
+        return None;
+    }
+    if path.ends_with("\"]") {
+        if let Some(i) = path.rfind("[\"") {
+            return Some(&path[..i]);
+        }
+    }
+    let cut = path.rfind(['.', '[']).unwrap_or(0);
+    Some(&path[..cut])
+}
+
+/// Appends a map key to a path, quoting keys that are not plain identifiers.
+pub fn push_key(path: &str, key: &str) -> String {
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let mut out = String::with_capacity(path.len() + key.len() + 4);
+    out.push_str(path);
+    if plain {
+        if !path.is_empty() {
+            out.push('.');
+        }
+        out.push_str(key);
+    } else {
+        let _ = write!(out, "[{key:?}]");
+    }
+    out
+}
+
+/// Appends a sequence index to a path.
+pub fn push_index(path: &str, index: usize) -> String {
+    format!("{path}[{index}]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(push_key("spec", "http"), "spec.http");
+        assert_eq!(push_index("spec.http", 2), "spec.http[2]");
+        assert_eq!(push_key("spec.headers", "x.y"), "spec.headers[\"x.y\"]");
+        assert_eq!(parent("spec.http[2].route"), Some("spec.http[2]"));
+        assert_eq!(parent("spec.http[2]"), Some("spec.http"));
+        assert_eq!(parent("spec"), Some(""));
+        assert_eq!(parent(""), None);
+    }
+
+    #[test]
+    fn locate_falls_back_to_ancestor() {
+        let mut m = SpanMap::default();
+        m.insert("spec".into(), Location { line: 3, column: 1 });
+        m.insert("spec.http".into(), Location { line: 4, column: 3 });
+        assert_eq!(m.locate("spec.http[0].route").map(|l| l.line), Some(4));
+        assert_eq!(m.locate("spec.tcp").map(|l| l.line), Some(3));
+    }
+}

@@ -1,0 +1,92 @@
+use sluice_model::{parse_text, Kind, Severity, Spec};
+
+const TUTORIAL: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app-backend-v1
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: app-backend
+spec:
+  hosts:
+  - app-backend
+  http:
+  - route:
+    - destination:
+        host: app-backend
+        subset: v1
+      weight: 90
+    - destination:
+        host: app-backend
+        subset: v2
+      weigth: 10
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: app-backend
+  namespace: prod
+spec:
+  host: app-backend
+  subsets:
+  - name: v1
+    labels: {version: v1}
+"#;
+
+#[test]
+fn tutorial_file_reads_istio_objects_and_skips_others() {
+    let p = parse_text(TUTORIAL, Some("t.yaml".into()));
+    assert_eq!(p.resources.len(), 2);
+    assert_eq!(p.resources[0].kind, Kind::VirtualService);
+    assert_eq!(p.resources[0].metadata.namespace, "default");
+    assert_eq!(p.resources[1].metadata.namespace, "prod");
+    let Spec::VirtualService(vs) = &p.resources[0].spec else { panic!() };
+    assert_eq!(vs.http[0].route[0].weight, Some(90));
+    assert_eq!(vs.http[0].route[1].weight, None);
+
+    let skipped = p.diagnostics.iter().find(|d| d.code == "SLC0003").unwrap();
+    assert_eq!(skipped.severity, Severity::Info);
+    let unknown = p.diagnostics.iter().find(|d| d.code == "SLC0002").unwrap();
+    assert_eq!(unknown.severity, Severity::Warning);
+    assert_eq!(unknown.field.as_deref(), Some("spec.http[0].route[1].weigth"));
+    let loc = unknown.location.unwrap();
+    assert_eq!((loc.line, loc.column), (23, 7));
+    assert!(unknown.message.contains("weigth"));
+}
+
+#[test]
+fn wrong_type_is_an_error_with_field_and_line() {
+    let text = "apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: x}\nspec:\n  hosts: [a]\n  http:\n  - route:\n    - destination: {host: a}\n      weight: ten\n";
+    let p = parse_text(text, Some("x.yaml".into()));
+    assert!(p.resources.is_empty());
+    let d = &p.diagnostics[0];
+    assert_eq!(d.severity, Severity::Error);
+    assert_eq!(d.field.as_deref(), Some("spec.http[0].route[0].weight"));
+    assert_eq!(d.location.unwrap().line, 9);
+    assert_eq!(d.to_string().split(':').next(), Some("x.yaml"));
+}
+
+#[test]
+fn list_items_and_json() {
+    let text = r#"{"apiVersion": "v1", "kind": "List", "items": [
+      {"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "gw"},
+       "spec": {"selector": {"istio": "ingressgateway"}, "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"], "bogus": 1}]}}
+    ]}"#;
+    let p = parse_text(text, None);
+    assert_eq!(p.resources.len(), 1);
+    let d = &p.diagnostics[0];
+    assert_eq!(d.field.as_deref(), Some("spec.servers[0].bogus"));
+    assert_eq!(d.location.unwrap().line, 3);
+}
+
+#[test]
+fn syntax_error_and_bad_version() {
+    let p = parse_text("a: [1,\n", Some("bad.yaml".into()));
+    assert_eq!(p.diagnostics[0].code, "SLC0001");
+    let p = parse_text("apiVersion: networking.istio.io/v2\nkind: Gateway\nmetadata: {name: g}\n", None);
+    assert_eq!(p.diagnostics[0].severity, Severity::Error);
+    assert_eq!(p.diagnostics[0].field.as_deref(), Some("apiVersion"));
+}
