@@ -9,7 +9,7 @@ use std::time::Duration;
 const UNITS: &[(&str, u128)] = &[
     ("ns", 1),
     ("us", 1_000),
-    ("\u{b5}s", 1_000), // micro sign, as Go accepts it
+    ("\u{b5}s", 1_000),  // micro sign, as Go accepts it
     ("\u{3bc}s", 1_000), // greek small mu, as Go accepts it
     ("ms", 1_000_000),
     ("s", 1_000_000_000),
@@ -144,7 +144,9 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "  ", "s", "ms", "1x", "1.5", "abc", "1s2", ".s", "-1s", "1 s", "1d"] {
+        for bad in [
+            "", "  ", "s", "ms", "1x", "1.5", "abc", "1s2", ".s", "-1s", "1 s", "1d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -93,8 +93,13 @@ impl Backend {
     }
 
     /// Serves on an already-bound listener; `args.listen` is ignored.
-    pub async fn start_on(listener: TcpListener, args: BackendArgs) -> anyhow::Result<BackendHandle> {
-        let addr = listener.local_addr().context("reading backend listener address")?;
+    pub async fn start_on(
+        listener: TcpListener,
+        args: BackendArgs,
+    ) -> anyhow::Result<BackendHandle> {
+        let addr = listener
+            .local_addr()
+            .context("reading backend listener address")?;
         let state = Arc::new(State::new(&args)?);
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
         Ok(BackendHandle { addr, state, task })
@@ -161,7 +166,9 @@ pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
     let (name, version) = (args.name.clone(), args.version.clone());
     let handle = Backend::start(args).await?;
     println!("backend {name} {version} listening on {}", handle.addr());
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     handle.shutdown().await;
     Ok(())
 }
@@ -173,8 +180,8 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(_) => {
                         // Usually EMFILE; back off instead of spinning.
                         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -185,7 +192,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
                 let builder = builder.clone();
                 let state = Arc::clone(&state);
                 connections.spawn(async move {
-                    let service = service_fn(move |req| Arc::clone(&state).handle(req));
+                    let service = service_fn(move |req| Arc::clone(&state).handle(req, peer));
                     // Client resets and half-closed sockets are routine for a
                     // test backend, so connection errors are not reported.
                     let _ = builder.serve_connection(TokioIo::new(stream), service).await;

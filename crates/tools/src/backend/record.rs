@@ -5,6 +5,7 @@
 //! x-request-id, rewritten paths), so the backend keeps the most recent ones.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -27,6 +28,8 @@ pub struct ReceivedRequest {
     pub authority: Option<String>,
     /// Length of the request body in bytes.
     pub body_len: usize,
+    /// The client socket address, which tells apart the proxy's upstream connections.
+    pub peer: SocketAddr,
 }
 
 impl ReceivedRequest {
@@ -109,6 +112,7 @@ mod tests {
             version: "HTTP/1.1".into(),
             authority: None,
             body_len: 0,
+            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
         }
     }
 

@@ -4,6 +4,7 @@
 //! and the handful of httpbin endpoints the Istio task docs rely on.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,8 +43,9 @@ impl State {
             anyhow::bail!("--fail-rate must be within 0..=1, got {}", args.fail_rate);
         }
         Ok(Self {
-            name_header: HeaderValue::from_str(&args.name)
-                .map_err(|_| anyhow::anyhow!("--name {:?} is not a valid header value", args.name))?,
+            name_header: HeaderValue::from_str(&args.name).map_err(|_| {
+                anyhow::anyhow!("--name {:?} is not a valid header value", args.name)
+            })?,
             version_header: HeaderValue::from_str(&args.version).map_err(|_| {
                 anyhow::anyhow!("--version {:?} is not a valid header value", args.version)
             })?,
@@ -66,6 +68,7 @@ impl State {
     pub(crate) async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
+        peer: SocketAddr,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
         let (parts, body) = req.into_parts();
         // Draining the body first keeps HTTP/1.1 keep-alive working and lets
@@ -78,7 +81,7 @@ impl State {
             }
         };
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        self.log.push(received(&parts, body.len()));
+        self.log.push(received(&parts, body.len(), peer));
 
         if self.hang_after.is_some_and(|limit| seq > limit) {
             // The tutorial's buggy v1: stop answering but keep the socket open
@@ -113,7 +116,10 @@ impl State {
         if let Some(code) = path.strip_prefix("/status/") {
             return match code.parse::<u16>().ok().and_then(final_status) {
                 Some(status) => self.text(status, String::new()),
-                None => self.text(StatusCode::BAD_REQUEST, format!("bad status code {code:?}\n")),
+                None => self.text(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad status code {code:?}\n"),
+                ),
             };
         }
         if let Some(secs) = path.strip_prefix("/delay/") {
@@ -141,7 +147,12 @@ impl State {
         self.respond(status, "application/json", Bytes::from(body))
     }
 
-    fn respond(&self, status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    fn respond(
+        &self,
+        status: StatusCode,
+        content_type: &'static str,
+        body: Bytes,
+    ) -> Response<Full<Bytes>> {
         let mut resp = Response::new(Full::new(body));
         *resp.status_mut() = status;
         let headers = resp.headers_mut();
@@ -167,24 +178,32 @@ fn should_fail(rate: f64, seq: u64) -> bool {
 
 /// Only final statuses are sendable as a whole response; 1xx would confuse clients.
 fn final_status(code: u16) -> Option<StatusCode> {
-    StatusCode::from_u16(code).ok().filter(|s| s.as_u16() >= 200)
+    StatusCode::from_u16(code)
+        .ok()
+        .filter(|s| s.as_u16() >= 200)
 }
 
-fn received(parts: &request::Parts, body_len: usize) -> ReceivedRequest {
+fn received(parts: &request::Parts, body_len: usize, peer: SocketAddr) -> ReceivedRequest {
     ReceivedRequest {
         method: parts.method.to_string(),
-        path: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.path().to_string(), |pq| pq.as_str().to_string()),
+        path: parts.uri.path_and_query().map_or_else(
+            || parts.uri.path().to_string(),
+            |pq| pq.as_str().to_string(),
+        ),
         headers: parts
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         version: format!("{:?}", parts.version),
         authority: parts.uri.authority().map(|a| a.as_str().to_string()),
         body_len,
+        peer,
     }
 }
 

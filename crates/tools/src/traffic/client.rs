@@ -38,7 +38,8 @@ pub(super) struct Target {
 impl Target {
     /// Validates the URL, method and `-H` headers.
     pub(super) fn parse(args: &TrafficArgs) -> anyhow::Result<Self> {
-        let uri = Uri::from_str(&args.url).with_context(|| format!("invalid URL {:?}", args.url))?;
+        let uri =
+            Uri::from_str(&args.url).with_context(|| format!("invalid URL {:?}", args.url))?;
         if uri.scheme() != Some(&Scheme::HTTP) {
             anyhow::bail!("only http:// URLs are supported, got {:?}", args.url);
         }
@@ -74,8 +75,18 @@ impl Target {
         } else if !headers.contains_key(HOST) {
             headers.insert(HOST, HeaderValue::from_str(authority.as_str())?);
         }
-        let path = uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        Ok(Self { connect_to, authority, path, method, headers, http2: args.http2 })
+        let path = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        Ok(Self {
+            connect_to,
+            authority,
+            path,
+            method,
+            headers,
+            http2: args.http2,
+        })
     }
 
     fn request(&self) -> anyhow::Result<Request<Empty<Bytes>>> {
@@ -138,14 +149,20 @@ pub(super) struct Worker {
 
 impl Worker {
     pub(super) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared, conn: None, stats: Stats::default() }
+        Self {
+            shared,
+            conn: None,
+            stats: Stats::default(),
+        }
     }
 
     /// Claims and sends requests until the count or the deadline runs out.
     pub(super) async fn run(mut self) -> Stats {
         let shared = Arc::clone(&self.shared);
         loop {
-            let remaining = shared.deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let remaining = shared
+                .deadline
+                .map(|d| d.saturating_duration_since(Instant::now()));
             if remaining.is_some_and(|r| r.is_zero()) {
                 break;
             }
@@ -214,7 +231,12 @@ impl Worker {
             ),
             KeyBy::Body => None,
         };
-        let body = resp.into_body().collect().await.map_err(|_| Failure::Body)?.to_bytes();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| Failure::Body)?
+            .to_bytes();
         let raw = header_key.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
         Ok((status, normalize_key(&raw)))
     }
@@ -236,7 +258,9 @@ struct Conn {
 
 impl Conn {
     async fn connect(target: &Target) -> Result<Self, Failure> {
-        let stream = TcpStream::connect(&target.connect_to).await.map_err(|_| Failure::Connect)?;
+        let stream = TcpStream::connect(&target.connect_to)
+            .await
+            .map_err(|_| Failure::Connect)?;
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(stream);
         if target.http2 {
@@ -246,13 +270,19 @@ impl Conn {
             let driver = tokio::spawn(async move {
                 let _ = conn.await;
             });
-            Ok(Self { sender: Sender::H2(sender), driver })
+            Ok(Self {
+                sender: Sender::H2(sender),
+                driver,
+            })
         } else {
             let (sender, conn) = http1::handshake(io).await.map_err(|_| Failure::Connect)?;
             let driver = tokio::spawn(async move {
                 let _ = conn.await;
             });
-            Ok(Self { sender: Sender::H1(sender), driver })
+            Ok(Self {
+                sender: Sender::H1(sender),
+                driver,
+            })
         }
     }
 

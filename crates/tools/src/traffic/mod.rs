@@ -142,7 +142,8 @@ pub async fn run_traffic(args: &TrafficArgs) -> anyhow::Result<Report> {
     });
 
     let progress = Progress::start(done, args.requests, started, deadline);
-    let workers = usize::try_from(args.requests).map_or(args.concurrency, |n| n.min(args.concurrency));
+    let workers =
+        usize::try_from(args.requests).map_or(args.concurrency, |n| n.min(args.concurrency));
     let mut tasks = JoinSet::new();
     for _ in 0..workers {
         tasks.spawn(Worker::new(Arc::clone(&shared)).run());
@@ -202,9 +203,26 @@ mod tests {
     #[test]
     fn cli_parses_all_flags() {
         let cli = Cli::try_parse_from([
-            "t", "-n", "5", "-c", "2", "-H", "a: b", "--header", "c: d", "--duration", "1.5s",
-            "--by", "header:x-version", "--http2", "--method", "POST", "--timeout", "250ms",
-            "--json", "http://h/",
+            "t",
+            "-n",
+            "5",
+            "-c",
+            "2",
+            "-H",
+            "a: b",
+            "--header",
+            "c: d",
+            "--duration",
+            "1.5s",
+            "--by",
+            "header:x-version",
+            "--http2",
+            "--method",
+            "POST",
+            "--timeout",
+            "250ms",
+            "--json",
+            "http://h/",
         ])
         .unwrap();
         let t = cli.traffic;

@@ -63,7 +63,11 @@ impl Drop for Progress {
 
 /// Formats one progress line; with a deadline the bar tracks whichever limit is nearer.
 fn render(done: u64, total: u64, started: Instant, deadline: Option<Instant>) -> String {
-    let by_count = if total == 0 { 1.0 } else { done as f64 / total as f64 };
+    let by_count = if total == 0 {
+        1.0
+    } else {
+        done as f64 / total as f64
+    };
     let by_time = deadline.map_or(0.0, |d| {
         let span = d.saturating_duration_since(started).as_secs_f64();
         if span > 0.0 {

@@ -16,7 +16,9 @@ const NONE_KEY: &str = "(none)";
 pub fn normalize_key(raw: &str) -> String {
     let line = raw.lines().next().unwrap_or_default().trim();
     let line = match line.rsplit_once(" - request ") {
-        Some((head, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => head.trim_end(),
+        Some((head, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            head.trim_end()
+        }
         _ => line,
     };
     if line.is_empty() {
@@ -114,7 +116,11 @@ impl Report {
         let mut distribution: Vec<KeyCount> = stats
             .keys
             .into_iter()
-            .map(|(key, count)| KeyCount { key, count, percent: percent(count, total) })
+            .map(|(key, count)| KeyCount {
+                key,
+                count,
+                percent: percent(count, total),
+            })
             .collect();
         distribution.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
         let elapsed_secs = elapsed.as_secs_f64();
@@ -126,13 +132,20 @@ impl Report {
             errors: stats.errors,
             latency_ms: latency(stats.latencies),
             elapsed_secs,
-            requests_per_sec: if elapsed_secs > 0.0 { total as f64 / elapsed_secs } else { 0.0 },
+            requests_per_sec: if elapsed_secs > 0.0 {
+                total as f64 / elapsed_secs
+            } else {
+                0.0
+            },
         }
     }
 
     /// Responses whose key is `key` (0 if none).
     pub fn count(&self, key: &str) -> u64 {
-        self.distribution.iter().find(|k| k.key == key).map_or(0, |k| k.count)
+        self.distribution
+            .iter()
+            .find(|k| k.key == key)
+            .map_or(0, |k| k.count)
     }
 
     /// Responses with HTTP status `code` (0 if none).
@@ -184,7 +197,11 @@ fn join_counts<K: std::fmt::Display>(counts: &BTreeMap<K, u64>) -> String {
     if counts.is_empty() {
         return "-".to_string();
     }
-    counts.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" ")
+    counts
+        .iter()
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Nearest-rank percentiles, which stay exact for the small samples typical here.
@@ -214,7 +231,10 @@ mod tests {
 
     #[test]
     fn keys_are_normalised() {
-        assert_eq!(normalize_key("app-backend v1 - request 17\n"), "app-backend v1");
+        assert_eq!(
+            normalize_key("app-backend v1 - request 17\n"),
+            "app-backend v1"
+        );
         assert_eq!(normalize_key("  hello  \nsecond line"), "hello");
         assert_eq!(normalize_key("x - request abc"), "x - request abc");
         assert_eq!(normalize_key("x - request "), "x - request");
@@ -265,7 +285,10 @@ mod tests {
         s.record_error("timeout");
         s.record_error("connect");
         let report = Report::from_stats(s, Duration::from_secs(1));
-        assert_eq!((report.total, report.responses, report.error_count()), (3, 1, 2));
+        assert_eq!(
+            (report.total, report.responses, report.error_count()),
+            (3, 1, 2)
+        );
         assert!((report.distribution[0].percent - 100.0 / 3.0).abs() < 1e-9);
         assert!(report.render().contains("errors: connect=1 timeout=1\n"));
         assert_eq!(report.latency_ms.max, 2.0);

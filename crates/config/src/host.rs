@@ -1,0 +1,179 @@
+//! Istio host names: short-name expansion, wildcard matching and DNS validation.
+
+use std::net::IpAddr;
+
+/// The cluster DNS suffix Istio appends to short names.
+pub const DOMAIN_SUFFIX: &str = "cluster.local";
+
+/// Expands a short name the Istio way: a name without a dot becomes
+/// `<name>.<namespace>.svc.cluster.local`; names with a dot, `*` and IPs are kept.
+pub fn fqdn(host: &str, namespace: &str) -> String {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host == "*" || host.contains('.') || host.parse::<IpAddr>().is_ok() {
+        host
+    } else {
+        format!("{host}.{namespace}.svc.{DOMAIN_SUFFIX}")
+    }
+}
+
+/// Whether `name` (a concrete or wildcard host) is covered by `pattern`.
+///
+/// `*.foo.com` covers any name ending in `.foo.com` (but not `foo.com`); `*` covers everything;
+/// a wildcard name is covered only by a pattern at least as broad.
+pub fn covers(pattern: &str, name: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match (pattern.strip_prefix('*'), name.strip_prefix('*')) {
+        (None, None) => pattern.eq_ignore_ascii_case(name),
+        (None, Some(_)) => false,
+        (Some(psuffix), None) => ends_with_ci(name, psuffix) && name.len() > psuffix.len(),
+        (Some(psuffix), Some(nsuffix)) => ends_with_ci(nsuffix, psuffix),
+    }
+}
+
+/// Whether two hosts overlap (either covers the other).
+pub fn overlaps(a: &str, b: &str) -> bool {
+    covers(a, b) || covers(b, a)
+}
+
+/// The intersection of a VirtualService host and a Gateway server host: the more specific of the two
+/// when they overlap.
+pub fn intersect<'a>(vs_host: &'a str, server_host: &'a str) -> Option<&'a str> {
+    if covers(server_host, vs_host) {
+        Some(vs_host)
+    } else if covers(vs_host, server_host) {
+        Some(server_host)
+    } else {
+        None
+    }
+}
+
+fn ends_with_ci(s: &str, suffix: &str) -> bool {
+    s.len() >= suffix.len() && s[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+}
+
+/// Whether `s` is a DNS-1123 label (letters, digits, `-`; starts and ends alphanumeric; ≤ 63).
+pub fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+}
+
+/// Validates a host that may carry a leading wildcard label (`*`, `*.example.com`, `*foo.com`).
+pub fn validate_wildcard_domain(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("host must not be empty".into());
+    }
+    if host == "*" {
+        return Ok(());
+    }
+    let rest = match host.strip_prefix('*') {
+        Some(r) => {
+            let r = r.strip_prefix('.').unwrap_or(r);
+            if r.is_empty() {
+                return Err(format!("invalid wildcard host `{host}`"));
+            }
+            r
+        }
+        None => host,
+    };
+    validate_domain(rest).map_err(|e| format!("invalid host `{host}`: {e}"))
+}
+
+/// Validates a DNS name (no wildcard); a trailing dot is allowed.
+pub fn validate_domain(host: &str) -> Result<(), String> {
+    let h = host.strip_suffix('.').unwrap_or(host);
+    if h.is_empty() {
+        return Err("empty domain".into());
+    }
+    if h.len() > 255 {
+        return Err("domain longer than 255 characters".into());
+    }
+    let labels: Vec<&str> = h.split('.').collect();
+    for l in &labels {
+        if l.contains('*') {
+            return Err("a wildcard is only allowed as the whole first label".into());
+        }
+        if !is_dns1123_label(l) {
+            return Err(format!("label `{l}` is not a DNS-1123 label"));
+        }
+    }
+    if labels.len() > 1 && labels[labels.len() - 1].bytes().all(|b| b.is_ascii_digit()) {
+        return Err("top-level domain may not be all numeric".into());
+    }
+    Ok(())
+}
+
+/// Whether the host is an IP literal.
+pub fn is_ip(host: &str) -> bool {
+    host.parse::<IpAddr>().is_ok()
+}
+
+/// Strips a `:port` suffix from a Host header value (IPv6 literals in brackets are kept whole).
+pub fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(i) => &host[..=i],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_expand() {
+        assert_eq!(fqdn("reviews", "prod"), "reviews.prod.svc.cluster.local");
+        assert_eq!(fqdn("reviews.prod", "x"), "reviews.prod");
+        assert_eq!(fqdn("*", "x"), "*");
+        assert_eq!(fqdn("10.0.0.1", "x"), "10.0.0.1");
+        assert_eq!(fqdn("Reviews", "x"), "reviews.x.svc.cluster.local");
+    }
+
+    #[test]
+    fn wildcard_coverage() {
+        let cases = [
+            ("*", "a.b", true),
+            ("*.foo.com", "a.foo.com", true),
+            ("*.foo.com", "a.b.foo.com", true),
+            ("*.foo.com", "foo.com", false),
+            ("*.foo.com", "*.a.foo.com", true),
+            ("*.a.foo.com", "*.foo.com", false),
+            ("a.foo.com", "A.FOO.com", true),
+            ("a.foo.com", "*.foo.com", false),
+        ];
+        for (p, n, want) in cases {
+            assert_eq!(covers(p, n), want, "{p} covers {n}");
+        }
+        assert_eq!(intersect("*", "a.com"), Some("a.com"));
+        assert_eq!(intersect("a.com", "*.com"), Some("a.com"));
+        assert_eq!(intersect("com", "*.com"), None);
+    }
+
+    #[test]
+    fn domain_validation() {
+        assert!(validate_wildcard_domain("*.example.com").is_ok());
+        assert!(validate_wildcard_domain("*foo.example.com").is_ok());
+        assert!(validate_wildcard_domain("a.*.com").is_err());
+        assert!(validate_wildcard_domain("bad_host").is_err());
+        assert!(validate_wildcard_domain("foo.123").is_err());
+        assert!(validate_wildcard_domain("reviews").is_ok());
+        assert!(validate_wildcard_domain("").is_err());
+    }
+
+    #[test]
+    fn ports_stripped() {
+        assert_eq!(strip_port("a.com:80"), "a.com");
+        assert_eq!(strip_port("a.com"), "a.com");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+    }
+}
