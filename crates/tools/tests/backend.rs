@@ -1,5 +1,8 @@
 //! End-to-end tests of the test backend over real loopback sockets.
 
+// Helpers outside #[test] fns are not covered by clippy.toml's test allowances.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

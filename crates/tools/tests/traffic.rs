@@ -1,5 +1,8 @@
 //! End-to-end tests of the traffic generator against real test backends.
 
+// Helpers outside #[test] fns are not covered by clippy.toml's test allowances.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 

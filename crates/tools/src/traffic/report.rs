@@ -123,7 +123,7 @@ impl Report {
             })
             .collect();
         distribution.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
-        let elapsed_secs = elapsed.as_secs_f64();
+        let elapsed_secs = round_to(elapsed.as_secs_f64(), 1e6);
         Self {
             total,
             responses,
@@ -193,6 +193,11 @@ fn percent(count: u64, total: u64) -> f64 {
     }
 }
 
+/// Rounds to `1/scale` so reports do not carry float noise like `0.99674899`.
+fn round_to(value: f64, scale: f64) -> f64 {
+    (value * scale).round() / scale
+}
+
 fn join_counts<K: std::fmt::Display>(counts: &BTreeMap<K, u64>) -> String {
     if counts.is_empty() {
         return "-".to_string();
@@ -210,7 +215,8 @@ fn latency(mut samples: Vec<Duration>) -> Latency {
         return Latency::default();
     }
     samples.sort_unstable();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    // Microsecond resolution is all the timers give, so JSON shows no more.
+    let ms = |d: Duration| round_to(d.as_secs_f64() * 1000.0, 1e3);
     let rank = |p: f64| {
         let idx = (p / 100.0 * samples.len() as f64).ceil() as usize;
         ms(samples[idx.clamp(1, samples.len()) - 1])
@@ -221,7 +227,7 @@ fn latency(mut samples: Vec<Duration>) -> Latency {
         p90: rank(90.0),
         p99: rank(99.0),
         max: ms(samples[samples.len() - 1]),
-        mean: ms(sum) / samples.len() as f64,
+        mean: round_to(ms(sum) / samples.len() as f64, 1e3),
     }
 }
 
