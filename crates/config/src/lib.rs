@@ -2,7 +2,24 @@
 //!
 //! Pure: no I/O, no async. The proxy, `analyze` and `explain` all use the same [`route`] function.
 
+pub mod analyze;
+pub mod cluster;
+pub mod compile;
 pub mod duration;
 pub mod host;
 pub mod labels;
+pub mod listener;
+pub mod load;
+pub mod matcher;
+pub mod protocol;
+pub mod proxy;
+pub mod registry;
+pub mod route_table;
+pub mod snapshot;
 pub mod validate;
+pub mod vhost;
+
+pub use load::{build_snapshot, is_blocking, Rejected};
+pub use matcher::RequestInfo;
+pub use proxy::ProxyConfig;
+pub use snapshot::{route, RouteMatch, Routed, Snapshot};

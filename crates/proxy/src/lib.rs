@@ -1,1 +1,13 @@
-//! placeholder
+//! The HTTP data plane: listeners, routing each request with the active snapshot, forwarding.
+
+pub mod config_handle;
+pub mod error;
+pub mod handler;
+pub mod headers;
+pub mod server;
+pub mod upstream;
+
+pub use config_handle::{ConfigHandle, RejectedReload};
+pub use handler::{ProxyContext, ResponseFlags};
+pub use server::ListenerManager;
+pub use upstream::Upstreams;

@@ -1,1 +1,76 @@
-fn main() {}
+//! `sluice`: Istio-style traffic management in one binary.
+
+use clap::Parser;
+use sluice::cli::{Cli, Command};
+use sluice::runtime::RunOptions;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Analyze(a) => {
+            let diags = sluice::analyze::diagnostics(&a.paths);
+            print!("{}", sluice::analyze::render(&diags, a.output, a.verbose));
+            if sluice::analyze::has_errors(&diags) {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Run(r) => {
+            init_logging(&cli.log_format);
+            let mut opts = RunOptions::new(r.paths);
+            opts.proxy.labels = r.labels;
+            opts.proxy.namespace = r.namespace;
+            opts.proxy.gateway_address = r.gateway_address;
+            opts.proxy.mesh_address = r.mesh_address;
+            opts.proxy.mesh_role = !r.no_mesh;
+            opts.proxy.gateway_role = !r.no_gateway;
+            opts.admin = r.admin;
+            opts.drain = r.drain_timeout;
+            opts.watch = !r.no_watch;
+            let drain = opts.drain;
+            let handle = sluice::runtime::start(opts).await?;
+            shutdown_signal().await;
+            tracing::info!(?drain, "shutting down: draining in-flight requests");
+            handle.shutdown().await;
+            Ok(())
+        }
+        Command::Backend(b) => sluice_tools::backend::run(b).await,
+        Command::Traffic(t) => sluice_tools::traffic::run(t).await,
+        Command::Demo(d) => {
+            init_logging(&cli.log_format);
+            sluice::demo::run(d, shutdown_signal()).await
+        }
+    }
+}

@@ -1,1 +1,9 @@
-//! placeholder
+//! Config sources: reading and watching YAML/JSON files, and the store all sources feed.
+
+pub mod files;
+pub mod store;
+pub mod watch;
+
+pub use files::{discover, read_file, read_paths};
+pub use store::ConfigStore;
+pub use watch::{watch, ConfigWatch, WatchError};

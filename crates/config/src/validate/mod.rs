@@ -5,6 +5,8 @@
 mod common;
 mod destination_rule;
 mod gateway;
+mod http_route;
+mod load_balancer;
 mod not_enforced;
 mod service_entry;
 mod virtual_service;
@@ -62,6 +64,6 @@ pub fn validate_resource(resource: &Resource) -> Vec<Diagnostic> {
         Spec::ServiceEntry(se) => service_entry::validate_service_entry(&mut ctx, se),
         Spec::WorkloadEntry(we) => service_entry::validate_workload_entry(&mut ctx, we, "spec"),
     }
-    not_enforced::warn(&mut ctx);
+    not_enforced::warn_all(&mut ctx);
     out
 }

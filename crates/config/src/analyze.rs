@@ -1,0 +1,350 @@
+//! Cross-object analysis, in the spirit of `istioctl analyze`: references, conflicts, dead rules.
+
+use std::collections::{BTreeMap, HashSet};
+
+use sluice_model::{codes, Destination, Diagnostic, HttpMatchRequest, Resource, Severity, Spec, VirtualService};
+
+use crate::compile::destination_rules::DestinationRuleIndex;
+use crate::compile::http_route::{gateway_key, vs_binds, vs_gateways, MESH};
+use crate::compile::precedence_order;
+use crate::host::{fqdn, intersect, overlaps};
+use crate::labels::selector_matches;
+use crate::registry::Registry;
+
+/// Findings about how objects relate to each other. None of them blocks loading: Istio accepts
+/// such config and fails at request time (e.g. 503 NC for a missing subset).
+pub fn analyze(resources: &[Resource]) -> Vec<Diagnostic> {
+    let ordered = precedence_order(resources);
+    let registry = Registry::build(resources);
+    let drs = DestinationRuleIndex::new(&ordered);
+    let gateways: HashSet<String> = ordered
+        .iter()
+        .filter(|r| matches!(r.spec, Spec::Gateway(_)))
+        .map(|r| format!("{}/{}", r.metadata.namespace, r.metadata.name))
+        .collect();
+    let mut out = Vec::new();
+    for r in &ordered {
+        if let Spec::VirtualService(vs) = &r.spec {
+            check_destinations(r, vs, &registry, &drs, &mut out);
+            check_gateway_refs(r, vs, &gateways, &mut out);
+            check_dead_rules(r, vs, &mut out);
+        }
+    }
+    check_mesh_host_conflicts(&ordered, &mut out);
+    check_gateway_bindings(&ordered, &mut out);
+    check_subsets(&registry, &drs, &mut out);
+    out
+}
+
+fn destinations(vs: &VirtualService) -> Vec<(String, &Destination)> {
+    let mut out = Vec::new();
+    for (i, rule) in vs.http.iter().enumerate() {
+        for (j, d) in rule.route.iter().enumerate() {
+            if let Some(dest) = &d.destination {
+                out.push((format!("spec.http[{i}].route[{j}].destination"), dest));
+            }
+        }
+        if let Some(m) = &rule.mirror {
+            out.push((format!("spec.http[{i}].mirror"), m));
+        }
+        for (j, m) in rule.mirrors.iter().enumerate() {
+            if let Some(dest) = &m.destination {
+                out.push((format!("spec.http[{i}].mirrors[{j}].destination"), dest));
+            }
+        }
+    }
+    for (i, rule) in vs.tcp.iter().enumerate() {
+        for (j, d) in rule.route.iter().enumerate() {
+            if let Some(dest) = &d.destination {
+                out.push((format!("spec.tcp[{i}].route[{j}].destination"), dest));
+            }
+        }
+    }
+    for (i, rule) in vs.tls.iter().enumerate() {
+        for (j, d) in rule.route.iter().enumerate() {
+            if let Some(dest) = &d.destination {
+                out.push((format!("spec.tls[{i}].route[{j}].destination"), dest));
+            }
+        }
+    }
+    out
+}
+
+fn check_destinations(r: &Resource, vs: &VirtualService, registry: &Registry, drs: &DestinationRuleIndex<'_>, out: &mut Vec<Diagnostic>) {
+    let ns = &r.metadata.namespace;
+    for (field, dest) in destinations(vs) {
+        let host = fqdn(&dest.host, ns);
+        let Some(svc) = registry.get(&host) else {
+            let hint = registry
+                .services()
+                .find(|s| s.hostname == dest.host.to_ascii_lowercase() || s.hostname.split('.').next() == Some(dest.host.as_str()))
+                .map(|s| format!(" (did you mean `{}`? short names expand to <name>.<namespace>.svc.cluster.local)", s.hostname))
+                .unwrap_or_default();
+            out.push(r.diag(
+                Severity::Error,
+                codes::REFERENCED_RESOURCE_NOT_FOUND,
+                format!("{field}.host"),
+                format!("destination host `{host}` is not in the registry: no ServiceEntry declares it, so requests get 503 NC{hint}"),
+            ));
+            continue;
+        };
+        if let Some(p) = dest.port {
+            if u16::try_from(p.number).ok().and_then(|n| svc.port(n)).is_none() {
+                out.push(r.diag(
+                    Severity::Error,
+                    codes::REFERENCED_RESOURCE_NOT_FOUND,
+                    format!("{field}.port.number"),
+                    format!("service `{host}` has no port {}", p.number),
+                ));
+            }
+        }
+        if let Some(subset) = &dest.subset {
+            if !drs.subsets(&host).iter().any(|s| &s.name == subset) {
+                out.push(r.diag(
+                    Severity::Error,
+                    codes::REFERENCED_RESOURCE_NOT_FOUND,
+                    format!("{field}.subset"),
+                    format!("subset `{subset}` of {host} is not defined in any DestinationRule: requests routed to it get 503 NC"),
+                ));
+            }
+        }
+    }
+}
+
+fn check_gateway_refs(r: &Resource, vs: &VirtualService, gateways: &HashSet<String>, out: &mut Vec<Diagnostic>) {
+    let ns = &r.metadata.namespace;
+    let mut refs: Vec<(String, &String)> = vs.gateways.iter().enumerate().map(|(i, g)| (format!("spec.gateways[{i}]"), g)).collect();
+    for (i, rule) in vs.http.iter().enumerate() {
+        for (j, m) in rule.matches.iter().enumerate() {
+            for (k, g) in m.gateways.iter().enumerate() {
+                refs.push((format!("spec.http[{i}].match[{j}].gateways[{k}]"), g));
+            }
+        }
+    }
+    for (field, g) in refs {
+        let key = gateway_key(g, ns);
+        if key != MESH && !gateways.contains(&key) {
+            out.push(r.diag(
+                Severity::Error,
+                codes::REFERENCED_RESOURCE_NOT_FOUND,
+                field,
+                format!("gateway `{key}` does not exist: the VirtualService is not served on it"),
+            ));
+        }
+    }
+}
+
+/// A match entry that selects every request on every proxy it exists on.
+fn entry_is_catch_all(m: &HttpMatchRequest) -> bool {
+    let uri_all = m.uri.as_ref().is_none_or(|u| {
+        u.prefix.as_deref() == Some("/") || u.regex.as_deref() == Some(".*") || (u.exact.is_none() && u.prefix.is_none() && u.regex.is_none())
+    });
+    uri_all
+        && m.scheme.is_none()
+        && m.method.is_none()
+        && m.authority.is_none()
+        && m.headers.is_empty()
+        && m.without_headers.is_empty()
+        && m.query_params.is_empty()
+        && m.source_labels.is_empty()
+        && m.source_namespace.is_none()
+        && m.gateways.is_empty()
+        && m.port.is_none()
+}
+
+fn check_dead_rules(r: &Resource, vs: &VirtualService, out: &mut Vec<Diagnostic>) {
+    let mut catch_all_at: Option<usize> = None;
+    let mut seen: Vec<(usize, &HttpMatchRequest)> = Vec::new();
+    for (i, rule) in vs.http.iter().enumerate() {
+        if let Some(j) = catch_all_at {
+            out.push(r.diag(
+                Severity::Warning,
+                codes::VS_INEFFECTIVE_MATCH,
+                format!("spec.http[{i}]"),
+                format!("rule http[{i}] can never match: rule http[{j}] before it matches every request (first match wins)"),
+            ));
+            continue;
+        }
+        for (k, m) in rule.matches.iter().enumerate() {
+            if let Some((j, _)) = seen.iter().find(|(_, prev)| *prev == m) {
+                out.push(r.diag(
+                    Severity::Warning,
+                    codes::VS_INEFFECTIVE_MATCH,
+                    format!("spec.http[{i}].match[{k}]"),
+                    format!("match http[{i}].match[{k}] is identical to one in rule http[{j}], which wins"),
+                ));
+            }
+        }
+        seen.extend(rule.matches.iter().map(|m| (i, m)));
+        if rule.matches.is_empty() || rule.matches.iter().any(entry_is_catch_all) {
+            catch_all_at = Some(i);
+        }
+    }
+}
+
+fn check_mesh_host_conflicts(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
+    let mut claimed: BTreeMap<String, &Resource> = BTreeMap::new();
+    for r in ordered {
+        let Spec::VirtualService(vs) = &r.spec else { continue };
+        if !vs_gateways(vs, &r.metadata.namespace).iter().any(|g| g == MESH) {
+            continue;
+        }
+        for (i, h) in vs.hosts.iter().enumerate() {
+            let host = fqdn(h, &r.metadata.namespace);
+            match claimed.get(&host) {
+                Some(first) if first.key() != r.key() => out.push(r.diag(
+                    Severity::Error,
+                    codes::CONFLICTING_MESH_VS_HOSTS,
+                    format!("spec.hosts[{i}]"),
+                    format!(
+                        "host `{host}` is also claimed by VirtualService {}/{} for the mesh; sidecars do not merge VirtualServices, so this one is ignored for that host",
+                        first.metadata.namespace, first.metadata.name
+                    ),
+                )),
+                Some(_) => {}
+                None => {
+                    claimed.insert(host, r);
+                }
+            }
+        }
+    }
+}
+
+fn check_gateway_bindings(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
+    let gateways: Vec<(&Resource, &sluice_model::Gateway)> = ordered
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::Gateway(g) => Some((*r, g)),
+            _ => None,
+        })
+        .collect();
+    // (gateway host, VirtualService) pairs, to find overlapping rules between VirtualServices.
+    let mut on_host: BTreeMap<(String, String), Vec<(&Resource, &VirtualService)>> = BTreeMap::new();
+    for r in ordered {
+        let Spec::VirtualService(vs) = &r.spec else { continue };
+        let ns = &r.metadata.namespace;
+        for (gr, g) in &gateways {
+            let key = format!("{}/{}", gr.metadata.namespace, gr.metadata.name);
+            if !vs_binds(vs, ns, &key) {
+                continue;
+            }
+            let mut any = false;
+            for h in &vs.hosts {
+                let vh = fqdn(h, ns);
+                for s in &g.servers {
+                    for sh in &s.hosts {
+                        let (sns, shost) = sh.split_once('/').unwrap_or(("*", sh));
+                        if !(sns == "*" || sns == ns || (sns == "." && gr.metadata.namespace == *ns)) {
+                            continue;
+                        }
+                        if let Some(d) = intersect(&vh, shost) {
+                            any = true;
+                            let entry = on_host.entry((key.clone(), d.to_string())).or_default();
+                            if !entry.iter().any(|(x, _)| x.key() == r.key()) {
+                                entry.push((r, vs));
+                            }
+                        }
+                    }
+                }
+            }
+            if !any {
+                let field = vs.gateways.iter().position(|x| gateway_key(x, ns) == key).map_or("spec.hosts".to_string(), |i| format!("spec.gateways[{i}]"));
+                out.push(r.diag(
+                    Severity::Warning,
+                    codes::VS_HOST_NOT_IN_GATEWAY,
+                    field,
+                    format!("none of the hosts {:?} is served by gateway {key}", vs.hosts),
+                ));
+            }
+        }
+    }
+    for ((gw, host), list) in on_host {
+        for (b_idx, (rb, vb)) in list.iter().enumerate().skip(1) {
+            for (ra, va) in &list[..b_idx] {
+                if let Some((i, j)) = first_overlap(va, vb) {
+                    out.push(rb.diag(
+                        Severity::Warning,
+                        codes::GATEWAY_VS_OVERLAP,
+                        format!("spec.http[{j}]"),
+                        format!(
+                            "rule http[{j}] overlaps rule http[{i}] of VirtualService {}/{} on gateway {gw} host `{host}`: the gateway merges both in creation order, so the older rule wins for requests matching both",
+                            ra.metadata.namespace, ra.metadata.name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The first pair of rules (one per VirtualService) that some request could match both of.
+fn first_overlap(a: &VirtualService, b: &VirtualService) -> Option<(usize, usize)> {
+    for (j, rb) in b.http.iter().enumerate() {
+        for (i, ra) in a.http.iter().enumerate() {
+            if rules_may_overlap(&ra.matches, &rb.matches) {
+                return Some((i, j));
+            }
+        }
+    }
+    None
+}
+
+fn rules_may_overlap(a: &[HttpMatchRequest], b: &[HttpMatchRequest]) -> bool {
+    if a.is_empty() || b.is_empty() {
+        return true;
+    }
+    a.iter().any(|x| b.iter().any(|y| entries_may_overlap(x, y)))
+}
+
+fn entries_may_overlap(a: &HttpMatchRequest, b: &HttpMatchRequest) -> bool {
+    let uri_ok = match (&a.uri, &b.uri) {
+        (Some(x), Some(y)) => match ((&x.exact, &x.prefix, &x.regex), (&y.exact, &y.prefix, &y.regex)) {
+            ((Some(e1), _, _), (Some(e2), _, _)) => e1 == e2,
+            ((Some(e), _, _), (_, Some(p), _)) | ((_, Some(p), _), (Some(e), _, _)) => e.starts_with(p.as_str()),
+            ((_, Some(p1), _), (_, Some(p2), _)) => p1.starts_with(p2.as_str()) || p2.starts_with(p1.as_str()),
+            ((_, _, Some(r1)), (_, _, Some(r2))) => r1 == r2 || r1 == ".*" || r2 == ".*",
+            _ => true,
+        },
+        _ => true,
+    };
+    let headers_ok = a.headers.iter().all(|(k, va)| match (b.headers.get(k), &va.exact) {
+        (Some(vb), Some(ea)) => vb.exact.as_ref().is_none_or(|eb| eb == ea),
+        _ => true,
+    });
+    let authority_ok = match (&a.authority, &b.authority) {
+        (Some(x), Some(y)) => match (&x.exact, &y.exact) {
+            (Some(e1), Some(e2)) => overlaps(e1, e2),
+            _ => true,
+        },
+        _ => true,
+    };
+    uri_ok && headers_ok && authority_ok
+}
+
+fn check_subsets(registry: &Registry, drs: &DestinationRuleIndex<'_>, out: &mut Vec<Diagnostic>) {
+    for (host, r, dr) in drs.all() {
+        let matching: Vec<_> = registry.matching(host).collect();
+        if matching.is_empty() {
+            out.push(r.diag(
+                Severity::Warning,
+                codes::REFERENCED_RESOURCE_NOT_FOUND,
+                "spec.host",
+                format!("host `{host}` is not in the registry: this DestinationRule has no effect"),
+            ));
+            continue;
+        }
+        for (i, s) in dr.subsets.iter().enumerate() {
+            let selects = matching
+                .iter()
+                .any(|svc| svc.endpoints.iter().any(|e| selector_matches(&s.labels, &e.labels)));
+            if !selects {
+                out.push(r.diag(
+                    Severity::Warning,
+                    codes::SUBSET_SELECTS_NOTHING,
+                    format!("spec.subsets[{i}].labels"),
+                    format!("subset `{}` selects no endpoint of {host}: requests routed to it get 503 UH (no healthy upstream)", s.name),
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Clusters: a service port, optionally narrowed to a DestinationRule subset, with its endpoints.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use sluice_lb::{StateStore, WeightedSchedule};
+
+use crate::protocol::Protocol;
+use crate::registry::{Endpoint, Service, ServicePort};
+
+/// An endpoint ready to connect to.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamEndpoint {
+    /// `host:port` to connect to.
+    pub authority: String,
+    /// The registry endpoint (labels, workload).
+    pub endpoint: Arc<Endpoint>,
+}
+
+/// Envoy-style cluster: `outbound|<port>|<subset>|<host>`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    /// Envoy-style name.
+    pub name: String,
+    /// Service host name.
+    pub host: String,
+    /// Service port.
+    pub port: u16,
+    /// Subset name, if any.
+    pub subset: Option<String>,
+    /// Upstream protocol.
+    pub protocol: Protocol,
+    /// Endpoints selected for this cluster.
+    pub endpoints: Vec<UpstreamEndpoint>,
+    #[serde(skip)]
+    schedule: WeightedSchedule,
+}
+
+/// The Envoy-style cluster name.
+pub fn cluster_name(host: &str, port: u16, subset: Option<&str>) -> String {
+    format!("outbound|{port}|{}|{host}", subset.unwrap_or(""))
+}
+
+impl Cluster {
+    /// Builds a cluster from a service port and the endpoints a subset selected.
+    pub fn new(
+        service: &Service,
+        port: &ServicePort,
+        subset: Option<&str>,
+        endpoints: Vec<Arc<Endpoint>>,
+        state: &StateStore,
+    ) -> Cluster {
+        let name = cluster_name(&service.hostname, port.number, subset);
+        let endpoints: Vec<UpstreamEndpoint> = endpoints
+            .into_iter()
+            .map(|e| UpstreamEndpoint {
+                authority: join_host_port(&e.address, e.port_for(port)),
+                endpoint: e,
+            })
+            .collect();
+        let weights: Vec<u32> = endpoints.iter().map(|e| e.endpoint.weight).collect();
+        let schedule = WeightedSchedule::new(&weights, state.counter(&format!("rr|{name}")));
+        Cluster {
+            name,
+            host: service.hostname.clone(),
+            port: port.number,
+            subset: subset.map(str::to_string),
+            protocol: port.protocol,
+            endpoints,
+            schedule,
+        }
+    }
+
+    /// The next endpoint by weighted round robin; `None` when there is none (503 UH).
+    pub fn pick(&self) -> Option<&UpstreamEndpoint> {
+        self.endpoints.get(self.schedule.next()?)
+    }
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}

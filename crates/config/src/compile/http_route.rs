@@ -1,0 +1,231 @@
+//! VirtualService `http` rules → compiled routes for one listener context (a gateway or the mesh).
+
+use std::sync::Arc;
+
+use sluice_lb::WeightedSchedule;
+use sluice_model::{codes, Destination, HttpMatchRequest, HttpRoute, Resource, Severity, VirtualService};
+
+use super::Compiler;
+use crate::cluster::cluster_name;
+use crate::host::fqdn;
+use crate::labels::selector_matches;
+use crate::matcher::{KeyMatch, RequestMatch, StrMatch};
+use crate::route_table::{Forward, Route, RouteAction, RouteDestination, RouteSource};
+
+/// The reserved gateway name for sidecars.
+pub const MESH: &str = "mesh";
+
+/// Where rules are being compiled for.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleContext<'c> {
+    /// `ns/name` of the gateway, or [`MESH`].
+    pub gateway: &'c str,
+    /// The listener port (`match.port` and default destination ports).
+    pub port: u16,
+    /// Key prefix for split counters (listener and virtual host).
+    pub scope: &'c str,
+}
+
+/// Expands a `gateways` entry: `name` and `./name` → `<ns>/name`; `mesh` stays.
+pub fn gateway_key(entry: &str, namespace: &str) -> String {
+    if entry == MESH {
+        return MESH.into();
+    }
+    if let Some(name) = entry.strip_prefix("./") {
+        return format!("{namespace}/{name}");
+    }
+    if entry.contains('/') {
+        return entry.to_string();
+    }
+    // Legacy `name.ns.svc.cluster.local` form.
+    let parts: Vec<&str> = entry.split('.').collect();
+    if parts.len() >= 2 && entry.ends_with(".svc.cluster.local") {
+        return format!("{}/{}", parts[1], parts[0]);
+    }
+    format!("{namespace}/{entry}")
+}
+
+/// The gateways a VirtualService applies to (`mesh` when none are listed).
+pub fn vs_gateways(vs: &VirtualService, namespace: &str) -> Vec<String> {
+    if vs.gateways.is_empty() {
+        vec![MESH.into()]
+    } else {
+        vs.gateways.iter().map(|g| gateway_key(g, namespace)).collect()
+    }
+}
+
+/// Whether any rule of the VirtualService can apply to `gateway`.
+pub fn vs_binds(vs: &VirtualService, namespace: &str, gateway: &str) -> bool {
+    vs_gateways(vs, namespace).iter().any(|g| g == gateway)
+        || vs.http.iter().any(|r| {
+            r.matches
+                .iter()
+                .any(|m| m.gateways.iter().any(|g| gateway_key(g, namespace) == gateway))
+        })
+}
+
+impl Compiler<'_> {
+    /// Compiles the rules of `vs` that exist for `ctx` (config-time filters applied).
+    pub(crate) fn compile_http_routes(&mut self, r: &Resource, vs: &VirtualService, ctx: RuleContext<'_>) -> Vec<Route> {
+        let ns = &r.metadata.namespace;
+        let top = vs_gateways(vs, ns);
+        let mut out = Vec::new();
+        for (i, rule) in vs.http.iter().enumerate() {
+            let matches = if rule.matches.is_empty() {
+                if !top.iter().any(|g| g == ctx.gateway) {
+                    continue;
+                }
+                Vec::new()
+            } else {
+                let mut kept: Vec<RequestMatch> = Vec::new();
+                for (j, m) in rule.matches.iter().enumerate() {
+                    if self.entry_applies(m, &top, ns, ctx) {
+                        kept.extend(self.compile_match(r, i, j, m));
+                    }
+                }
+                if kept.is_empty() {
+                    continue;
+                }
+                kept
+            };
+            let Some(action) = self.compile_action(r, i, rule, ctx) else {
+                continue;
+            };
+            out.push(Route {
+                name: rule.name.clone().unwrap_or_else(|| format!("{}.{i}", r.metadata.name)),
+                source: RouteSource {
+                    virtual_service: Some(r.key()),
+                    rule: i,
+                },
+                matches,
+                action,
+            });
+        }
+        out
+    }
+
+    fn entry_applies(&self, m: &HttpMatchRequest, top: &[String], ns: &str, ctx: RuleContext<'_>) -> bool {
+        let gateway_ok = if m.gateways.is_empty() {
+            top.iter().any(|g| g == ctx.gateway)
+        } else {
+            m.gateways.iter().any(|g| gateway_key(g, ns) == ctx.gateway)
+        };
+        let port_ok = m.port.is_none_or(|p| p == u32::from(ctx.port));
+        let labels_ok = selector_matches(&m.source_labels, &self.proxy.labels);
+        let ns_ok = m
+            .source_namespace
+            .as_deref()
+            .is_none_or(|s| s == self.proxy.namespace);
+        gateway_ok && port_ok && labels_ok && ns_ok
+    }
+
+    fn compile_match(&mut self, r: &Resource, rule: usize, entry: usize, m: &HttpMatchRequest) -> Option<RequestMatch> {
+        let base = format!("spec.http[{rule}].match[{entry}]");
+        let mut err = None;
+        let mut one = |field: &str, s: &Option<sluice_model::StringMatch>| -> Option<StrMatch> {
+            let s = s.as_ref()?;
+            match StrMatch::compile(s) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    err = Some((format!("{base}.{field}"), e));
+                    None
+                }
+            }
+        };
+        let uri = one("uri", &m.uri);
+        let scheme = one("scheme", &m.scheme);
+        let method = one("method", &m.method);
+        let authority = one("authority", &m.authority);
+        let mut keyed = |field: &str, map: &std::collections::BTreeMap<String, sluice_model::StringMatch>, lower: bool| {
+            map.iter()
+                .filter_map(|(k, v)| match StrMatch::compile(v) {
+                    Ok(value) => Some(KeyMatch {
+                        name: if lower { k.to_ascii_lowercase() } else { k.clone() },
+                        value,
+                    }),
+                    Err(e) => {
+                        err = Some((format!("{base}.{field}.{k}"), e));
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+        let headers = keyed("headers", &m.headers, true);
+        let without_headers = keyed("withoutHeaders", &m.without_headers, true);
+        let query_params = keyed("queryParams", &m.query_params, false);
+        if let Some((field, e)) = err {
+            self.diagnostics
+                .push(r.diag(Severity::Error, codes::SCHEMA_VALIDATION, field, e));
+            return None;
+        }
+        Some(RequestMatch {
+            name: m.name.clone(),
+            uri,
+            ignore_uri_case: m.ignore_uri_case,
+            scheme,
+            method,
+            authority,
+            headers,
+            without_headers,
+            query_params,
+        })
+    }
+
+    fn compile_action(&mut self, r: &Resource, i: usize, rule: &HttpRoute, ctx: RuleContext<'_>) -> Option<RouteAction> {
+        if let Some(d) = &rule.direct_response {
+            return Some(super::actions::direct_response(d));
+        }
+        if let Some(rd) = &rule.redirect {
+            return Some(super::actions::redirect(rd));
+        }
+        if rule.route.is_empty() {
+            // Delegation and other actions without destinations are reported as not enforced.
+            return None;
+        }
+        let ns = &r.metadata.namespace;
+        let several = rule.route.len() > 1;
+        let destinations: Vec<RouteDestination> = rule
+            .route
+            .iter()
+            .filter_map(|d| {
+                let weight = if several { u32::try_from(d.weight.unwrap_or(0)).unwrap_or(0) } else { 100 };
+                if weight == 0 {
+                    return None;
+                }
+                let dest = d.destination.as_ref()?;
+                Some(self.resolve_destination(dest, ns, ctx.port, weight))
+            })
+            .collect();
+        if destinations.is_empty() {
+            return None;
+        }
+        let weights: Vec<u32> = destinations.iter().map(|d| d.weight).collect();
+        let key = format!("split|{}|{}/{}|{i}", ctx.scope, ns, r.metadata.name);
+        let split = WeightedSchedule::new(&weights, self.state.counter(&key));
+        Some(RouteAction::Forward(Forward { destinations, split }))
+    }
+
+    /// Resolves a destination to its cluster (host expanded in the VirtualService's namespace).
+    pub(crate) fn resolve_destination(&self, dest: &Destination, ns: &str, listener_port: u16, weight: u32) -> RouteDestination {
+        let host = fqdn(&dest.host, ns);
+        let service = self.registry.get(&host);
+        let port = dest
+            .port
+            .and_then(|p| u16::try_from(p.number).ok())
+            .or_else(|| match service.map(|s| s.ports.as_slice()) {
+                Some([only]) => Some(only.number),
+                _ => None,
+            })
+            .unwrap_or(listener_port);
+        let name = cluster_name(&host, port, dest.subset.as_deref());
+        let cluster = self.clusters.get(&name).map(Arc::clone);
+        RouteDestination {
+            host,
+            subset: dest.subset.clone(),
+            port,
+            weight,
+            cluster_name: name,
+            cluster,
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Mesh role: a sidecar's outbound listeners, one per service port, virtual hosts chosen by Host.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use sluice_lb::WeightedSchedule;
+use sluice_model::{codes, Resource, Severity, Spec, VirtualService};
+
+use super::http_route::{vs_binds, RuleContext, MESH};
+use super::Compiler;
+use crate::host::{covers, fqdn, DOMAIN_SUFFIX};
+use crate::listener::{Listener, ListenerRole};
+use crate::registry::Service;
+use crate::route_table::{Forward, Route, RouteAction, RouteSource};
+use crate::vhost::{VirtualHost, VirtualHostTable};
+
+impl Compiler<'_> {
+    pub(crate) fn compile_mesh(&mut self, taken: &HashSet<SocketAddr>) -> Vec<Listener> {
+        let mut ports: BTreeMap<u16, Vec<Arc<Service>>> = BTreeMap::new();
+        let services: Vec<Arc<Service>> = self.registry.services().cloned().collect();
+        for svc in &services {
+            for (i, p) in svc.ports.iter().enumerate() {
+                if p.protocol.is_http() {
+                    ports.entry(p.number).or_default().push(svc.clone());
+                } else {
+                    self.not_served_port(svc, i);
+                }
+            }
+        }
+        let candidates: Vec<&Resource> = self
+            .ordered
+            .iter()
+            .copied()
+            .filter(|r| matches!(&r.spec, Spec::VirtualService(vs) if vs_binds(vs, &r.metadata.namespace, MESH)))
+            .collect();
+        let mut out = Vec::new();
+        for (port, svcs) in ports {
+            let mut vhosts = Vec::new();
+            let mut binds: BTreeMap<IpAddr, Option<Arc<VirtualHost>>> = BTreeMap::new();
+            for svc in &svcs {
+                let vh = Arc::new(self.service_vhost(svc, port, &candidates));
+                let local: Vec<IpAddr> = svc.addresses.iter().copied().filter(IpAddr::is_loopback).collect();
+                if local.is_empty() {
+                    binds.entry(self.proxy.mesh_address).or_insert(None);
+                }
+                for ip in local {
+                    // A VIP owned by one service falls back to that service for unknown Hosts.
+                    binds
+                        .entry(ip)
+                        .and_modify(|d| *d = None)
+                        .or_insert_with(|| Some(vh.clone()));
+                }
+                vhosts.push(vh);
+            }
+            let table = Arc::new(VirtualHostTable::new(vhosts));
+            for (ip, default_vh) in binds {
+                let address = SocketAddr::new(ip, port);
+                let wildcard_gateway = SocketAddr::new(self.proxy.gateway_address, port);
+                if taken.contains(&address) || (self.proxy.gateway_address.is_unspecified() && taken.contains(&wildcard_gateway)) {
+                    self.diagnostics.push(sluice_model::Diagnostic::warning(
+                        codes::NOT_ENFORCED,
+                        format!("mesh listener {address} is not bound: a gateway server already uses port {port} on {}", self.proxy.gateway_address),
+                    ));
+                    continue;
+                }
+                out.push(Listener {
+                    name: format!("{ip}_{port}"),
+                    address,
+                    role: ListenerRole::Mesh,
+                    virtual_hosts: table.clone(),
+                    default_virtual_host: default_vh,
+                });
+            }
+        }
+        out
+    }
+
+    fn not_served_port(&mut self, svc: &Service, index: usize) {
+        let Some(r) = self.ordered.iter().find(|r| r.key() == svc.source) else { return };
+        let p = &svc.ports[index];
+        let d = r.diag(
+            Severity::Warning,
+            codes::NOT_ENFORCED,
+            "spec.ports",
+            format!(
+                "port {} ({:?}) of {} is not served yet: sluice proxies HTTP, HTTP2 and GRPC ports only",
+                p.number, p.protocol, svc.hostname
+            ),
+        );
+        if !self.diagnostics.contains(&d) {
+            self.diagnostics.push(d);
+        }
+    }
+
+    /// The virtual host of one service on one port: its VirtualService's rules, else a default route.
+    fn service_vhost(&mut self, svc: &Arc<Service>, port: u16, candidates: &[&Resource]) -> VirtualHost {
+        let name = format!("{}:{port}", svc.hostname);
+        let scope = format!("mesh|{name}");
+        let routes = match claiming_vs(&svc.hostname, candidates) {
+            Some((r, vs)) => {
+                let ctx = RuleContext {
+                    gateway: MESH,
+                    port,
+                    scope: &scope,
+                };
+                self.compile_http_routes(r, vs, ctx)
+            }
+            None => vec![self.default_route(svc, port)],
+        };
+        VirtualHost {
+            domains: service_domains(svc, &self.proxy.namespace),
+            name,
+            routes,
+        }
+    }
+
+    fn default_route(&self, svc: &Service, port: u16) -> Route {
+        let dest = sluice_model::Destination {
+            host: svc.hostname.clone(),
+            subset: None,
+            port: Some(sluice_model::PortSelector { number: u32::from(port) }),
+        };
+        let d = self.resolve_destination(&dest, &svc.namespace, port, 100);
+        let split = WeightedSchedule::new(&[1], Arc::new(Default::default()));
+        Route {
+            name: "default".into(),
+            source: RouteSource {
+                virtual_service: None,
+                rule: 0,
+            },
+            matches: Vec::new(),
+            action: RouteAction::Forward(Forward {
+                destinations: vec![d],
+                split,
+            }),
+        }
+    }
+}
+
+/// The VirtualService that claims a host on sidecars: exact hosts first, then the most specific
+/// wildcard; among equals the oldest. Later claimants are ignored (IST0109).
+pub(crate) fn claiming_vs<'a>(hostname: &str, candidates: &[&'a Resource]) -> Option<(&'a Resource, &'a VirtualService)> {
+    let mut best: Option<(usize, &'a Resource, &'a VirtualService)> = None;
+    for r in candidates {
+        let Spec::VirtualService(vs) = &r.spec else { continue };
+        for h in &vs.hosts {
+            let h = fqdn(h, &r.metadata.namespace);
+            if !covers(&h, hostname) {
+                continue;
+            }
+            let score = if h.starts_with('*') { h.len() } else { usize::MAX };
+            if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
+                best = Some((score, r, vs));
+            }
+        }
+    }
+    best.map(|(_, r, vs)| (r, vs))
+}
+
+/// Domains a sidecar answers for a service: FQDN, Kubernetes short forms, and its addresses.
+fn service_domains(svc: &Service, proxy_namespace: &str) -> Vec<String> {
+    let mut d = vec![svc.hostname.clone()];
+    let k8s_suffix = format!(".svc.{DOMAIN_SUFFIX}");
+    if let Some(stem) = svc.hostname.strip_suffix(&k8s_suffix) {
+        if let Some((name, ns)) = stem.split_once('.') {
+            if ns == proxy_namespace {
+                d.push(name.to_string());
+            }
+            d.push(format!("{name}.{ns}"));
+            d.push(format!("{name}.{ns}.svc"));
+        }
+    }
+    d.extend(svc.addresses.iter().map(|a| match a {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    }));
+    d
+}

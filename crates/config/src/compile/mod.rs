@@ -1,0 +1,109 @@
+//! Compilation: validated objects → listeners, virtual hosts, routes and clusters for one proxy.
+
+mod actions;
+pub mod destination_rules;
+mod gateway;
+pub mod http_route;
+mod mesh;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sluice_lb::StateStore;
+use sluice_model::{Diagnostic, Resource};
+
+use crate::cluster::Cluster;
+use crate::labels::selector_matches;
+use crate::listener::Listener;
+use crate::proxy::ProxyConfig;
+use crate::registry::Registry;
+use destination_rules::DestinationRuleIndex;
+
+/// The output of compilation, before it is wrapped into a snapshot.
+#[derive(Debug)]
+pub struct Compiled {
+    /// Listeners to bind.
+    pub listeners: Vec<Arc<Listener>>,
+    /// All clusters by name.
+    pub clusters: BTreeMap<String, Arc<Cluster>>,
+    /// The service registry.
+    pub registry: Registry,
+    /// Findings made while compiling.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Compiler state for one run.
+pub(crate) struct Compiler<'a> {
+    pub(crate) proxy: &'a ProxyConfig,
+    pub(crate) state: &'a StateStore,
+    pub(crate) registry: Registry,
+    pub(crate) clusters: BTreeMap<String, Arc<Cluster>>,
+    pub(crate) diagnostics: Vec<Diagnostic>,
+    /// Objects in Istio's precedence order: oldest creationTimestamp first, then load order.
+    pub(crate) ordered: Vec<&'a Resource>,
+}
+
+/// Orders objects the way Istio does when several claim the same thing.
+pub fn precedence_order(resources: &[Resource]) -> Vec<&Resource> {
+    let mut ordered: Vec<(usize, &Resource)> = resources.iter().enumerate().collect();
+    ordered.sort_by(|(ia, a), (ib, b)| {
+        let ta = a.metadata.creation_timestamp.as_deref().unwrap_or("");
+        let tb = b.metadata.creation_timestamp.as_deref().unwrap_or("");
+        ta.cmp(tb).then(ia.cmp(ib))
+    });
+    ordered.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Compiles validated objects for `proxy`.
+pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) -> Compiled {
+    let ordered = precedence_order(resources);
+    let registry = Registry::build(&ordered.iter().map(|r| (*r).clone()).collect::<Vec<_>>());
+    let mut c = Compiler {
+        proxy,
+        state,
+        registry,
+        clusters: BTreeMap::new(),
+        diagnostics: Vec::new(),
+        ordered,
+    };
+    c.build_clusters();
+    let mut listeners = Vec::new();
+    if proxy.gateway_role {
+        listeners.extend(c.compile_gateways());
+    }
+    if proxy.mesh_role {
+        let taken: HashSet<SocketAddr> = listeners.iter().map(|l| l.address).collect();
+        listeners.extend(c.compile_mesh(&taken));
+    }
+    Compiled {
+        listeners: listeners.into_iter().map(Arc::new).collect(),
+        clusters: c.clusters,
+        registry: c.registry,
+        diagnostics: c.diagnostics,
+    }
+}
+
+impl Compiler<'_> {
+    /// One cluster per service port, plus one per DestinationRule subset and port.
+    fn build_clusters(&mut self) {
+        let index = DestinationRuleIndex::new(&self.ordered);
+        for svc in self.registry.services() {
+            let subsets = index.subsets(&svc.hostname);
+            for port in &svc.ports {
+                let all = Cluster::new(svc, port, None, svc.endpoints.clone(), self.state);
+                self.clusters.insert(all.name.clone(), Arc::new(all));
+                for s in &subsets {
+                    let eps = svc
+                        .endpoints
+                        .iter()
+                        .filter(|e| selector_matches(&s.labels, &e.labels))
+                        .cloned()
+                        .collect();
+                    let c = Cluster::new(svc, port, Some(&s.name), eps, self.state);
+                    self.clusters.insert(c.name.clone(), Arc::new(c));
+                }
+            }
+        }
+    }
+}

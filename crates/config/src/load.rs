@@ -1,0 +1,79 @@
+//! From parsed objects to a snapshot: validate, reject on blocking errors, analyze, compile.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sluice_lb::StateStore;
+use sluice_model::{codes, Diagnostic, Resource, Severity};
+
+use crate::proxy::ProxyConfig;
+use crate::snapshot::Snapshot;
+
+/// A config set that was not applied, with every diagnostic found.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("config rejected: {} error(s)", diagnostics.iter().filter(|d| is_blocking(d)).count())]
+pub struct Rejected {
+    /// All diagnostics, blocking and not.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Whether a diagnostic makes the whole config set invalid (Istio's webhook would refuse it).
+pub fn is_blocking(d: &Diagnostic) -> bool {
+    d.severity == Severity::Error
+        && matches!(
+            d.code,
+            codes::SYNTAX | codes::WRONG_TYPE | codes::SCHEMA_VALIDATION | codes::DUPLICATE_OBJECT
+        )
+}
+
+/// Every diagnostic for a config set: parse findings, per-object validation, duplicates, analysis.
+pub fn check(resources: &[Resource], parse_diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut out = parse_diagnostics;
+    let mut seen: HashMap<sluice_model::ResourceRef, &Resource> = HashMap::new();
+    for r in resources {
+        out.extend(crate::validate::validate_resource(r));
+        if let Some(first) = seen.insert(r.key(), r) {
+            let at = first
+                .origin
+                .file
+                .as_deref()
+                .map(|f| format!(" (first defined in {f})"))
+                .unwrap_or_default();
+            out.push(r.diag(
+                Severity::Error,
+                codes::DUPLICATE_OBJECT,
+                "metadata.name",
+                format!("{} is defined twice{at}", r.key()),
+            ));
+        }
+    }
+    out.extend(crate::analyze::analyze(resources));
+    out
+}
+
+/// Validates and compiles a config set for `proxy`; blocking errors reject it whole.
+pub fn build_snapshot(
+    resources: Vec<Resource>,
+    parse_diagnostics: Vec<Diagnostic>,
+    proxy: &ProxyConfig,
+    state: &StateStore,
+    version: u64,
+) -> Result<Snapshot, Rejected> {
+    let mut diagnostics = check(&resources, parse_diagnostics);
+    if diagnostics.iter().any(is_blocking) {
+        return Err(Rejected { diagnostics });
+    }
+    let compiled = crate::compile::compile(&resources, proxy, state);
+    for d in &compiled.diagnostics {
+        if !diagnostics.contains(d) {
+            diagnostics.push(d.clone());
+        }
+    }
+    Ok(Snapshot::new(
+        version,
+        proxy.clone(),
+        compiled,
+        Arc::new(resources),
+        diagnostics,
+    ))
+}

@@ -1,0 +1,346 @@
+//! Compiled request matchers: Istio `HTTPMatchRequest` with regexes built once, evaluated per request.
+
+use http::HeaderMap;
+use regex::Regex;
+use serde::Serialize;
+
+/// What a route matches against: the parts of a request, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    /// `:method`.
+    pub method: &'a str,
+    /// `:scheme` (`http` or `https`).
+    pub scheme: &'a str,
+    /// Host / `:authority`, as sent (may include a port).
+    pub authority: &'a str,
+    /// Path with query string.
+    pub path_and_query: &'a str,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+}
+
+impl RequestInfo<'_> {
+    /// The path without `?query`.
+    pub fn path(&self) -> &str {
+        self.path_and_query
+            .split_once('?')
+            .map_or(self.path_and_query, |(p, _)| p)
+    }
+
+    /// The query string after `?`, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.path_and_query.split_once('?').map(|(_, q)| q)
+    }
+}
+
+/// A compiled `StringMatch`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StrMatch {
+    /// Equal.
+    Exact(String),
+    /// Starts with.
+    Prefix(String),
+    /// Whole-value RE2 match.
+    Regex(#[serde(serialize_with = "ser_regex")] Regex),
+    /// Present, any value (`{}` or `regex: "*"`).
+    Present,
+}
+
+fn ser_regex<S: serde::Serializer>(r: &Regex, s: S) -> Result<S::Ok, S::Error> {
+    let src = r.as_str();
+    let inner = src
+        .strip_prefix("^(?:")
+        .and_then(|x| x.strip_suffix(")$"))
+        .unwrap_or(src);
+    s.serialize_str(inner)
+}
+
+impl StrMatch {
+    /// Compiles a model `StringMatch`; errors only on a bad regex.
+    pub fn compile(m: &sluice_model::StringMatch) -> Result<StrMatch, String> {
+        Ok(if let Some(e) = &m.exact {
+            StrMatch::Exact(e.clone())
+        } else if let Some(p) = &m.prefix {
+            StrMatch::Prefix(p.clone())
+        } else if let Some(r) = &m.regex {
+            if r == "*" {
+                StrMatch::Present
+            } else {
+                StrMatch::Regex(crate::validate::compile_regex(r)?)
+            }
+        } else {
+            StrMatch::Present
+        })
+    }
+
+    /// Whether the value matches (`ignore_case` applies to exact and prefix only, as in Istio).
+    pub fn matches(&self, value: &str, ignore_case: bool) -> bool {
+        match self {
+            StrMatch::Exact(e) if ignore_case => e.eq_ignore_ascii_case(value),
+            StrMatch::Exact(e) => e == value,
+            StrMatch::Prefix(p) if ignore_case => {
+                value.len() >= p.len()
+                    && value.is_char_boundary(p.len())
+                    && value[..p.len()].eq_ignore_ascii_case(p)
+            }
+            StrMatch::Prefix(p) => value.starts_with(p.as_str()),
+            StrMatch::Regex(r) => r.is_match(value),
+            StrMatch::Present => true,
+        }
+    }
+
+    /// Whether this matcher accepts every value (prefix `/` on a path, or `.*`).
+    pub fn is_catch_all_path(&self) -> bool {
+        match self {
+            StrMatch::Prefix(p) => p == "/" || p.is_empty(),
+            StrMatch::Regex(r) => r.as_str() == "^(?:.*)$",
+            StrMatch::Present => true,
+            StrMatch::Exact(_) => false,
+        }
+    }
+}
+
+/// A header or query parameter condition.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyMatch {
+    /// Header name (lower case) or query parameter name.
+    pub name: String,
+    /// Condition on the value.
+    pub value: StrMatch,
+}
+
+/// One compiled match entry; all conditions must hold.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestMatch {
+    /// Entry name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Path condition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<StrMatch>,
+    /// Case-insensitive path.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_uri_case: bool,
+    /// Scheme condition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<StrMatch>,
+    /// Method condition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<StrMatch>,
+    /// Authority condition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority: Option<StrMatch>,
+    /// Headers that must match.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<KeyMatch>,
+    /// Headers that must not match.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub without_headers: Vec<KeyMatch>,
+    /// Query parameters that must match.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub query_params: Vec<KeyMatch>,
+}
+
+impl RequestMatch {
+    /// Whether the request satisfies every condition.
+    pub fn matches(&self, req: &RequestInfo<'_>) -> bool {
+        self.mismatch(req).is_none()
+    }
+
+    /// The first condition the request fails, described for `explain`; `None` when it matches.
+    pub fn mismatch(&self, req: &RequestInfo<'_>) -> Option<String> {
+        if let Some(u) = &self.uri {
+            // Envoy compares prefixes with the full :path, exact and regex with the path alone.
+            let subject = match u {
+                StrMatch::Prefix(_) => req.path_and_query,
+                _ => req.path(),
+            };
+            if !u.matches(subject, self.ignore_uri_case) {
+                return Some(format!("uri `{subject}` does not match {}", describe(u)));
+            }
+        }
+        for (what, m, value) in [
+            ("scheme", &self.scheme, req.scheme),
+            ("method", &self.method, req.method),
+            ("authority", &self.authority, req.authority),
+        ] {
+            if let Some(m) = m {
+                if !m.matches(value, false) {
+                    return Some(format!("{what} `{value}` does not match {}", describe(m)));
+                }
+            }
+        }
+        for h in &self.headers {
+            match header_value(req.headers, &h.name) {
+                Some(v) if h.value.matches(&v, false) => {}
+                Some(v) => {
+                    return Some(format!("header `{}: {v}` does not match {}", h.name, describe(&h.value)))
+                }
+                None => return Some(format!("header `{}` is absent", h.name)),
+            }
+        }
+        for h in &self.without_headers {
+            let hit = match (&h.value, header_value(req.headers, &h.name)) {
+                (StrMatch::Present, v) => v.is_some(),
+                (m, v) => m.matches(v.as_deref().unwrap_or(""), false),
+            };
+            if hit {
+                return Some(format!("header `{}` matches withoutHeaders {}", h.name, describe(&h.value)));
+            }
+        }
+        for q in &self.query_params {
+            match query_value(req.query(), &q.name) {
+                Some(v) if q.value.matches(&v, false) => {}
+                Some(v) => {
+                    return Some(format!("query `{}={v}` does not match {}", q.name, describe(&q.value)))
+                }
+                None => return Some(format!("query parameter `{}` is absent", q.name)),
+            }
+        }
+        None
+    }
+
+    /// Whether this entry matches every request (no conditions, or only a catch-all path).
+    pub fn is_catch_all(&self) -> bool {
+        self.uri.as_ref().is_none_or(StrMatch::is_catch_all_path)
+            && self.scheme.is_none()
+            && self.method.is_none()
+            && self.authority.is_none()
+            && self.headers.is_empty()
+            && self.without_headers.is_empty()
+            && self.query_params.is_empty()
+    }
+}
+
+fn describe(m: &StrMatch) -> String {
+    match m {
+        StrMatch::Exact(e) => format!("exact `{e}`"),
+        StrMatch::Prefix(p) => format!("prefix `{p}`"),
+        StrMatch::Regex(r) => format!("regex `{}`", r.as_str()),
+        StrMatch::Present => "presence".into(),
+    }
+}
+
+/// A header's value; several occurrences are joined with `,` as Envoy does.
+fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut it = headers.get_all(name).iter();
+    let first = it.next()?;
+    let mut out = String::from_utf8_lossy(first.as_bytes()).into_owned();
+    for v in it {
+        out.push(',');
+        out.push_str(&String::from_utf8_lossy(v.as_bytes()));
+    }
+    Some(out)
+}
+
+/// The first value of a query parameter (`?key` alone has the empty value).
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| v.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use sluice_model::StringMatch;
+
+    fn sm(exact: Option<&str>, prefix: Option<&str>, regex: Option<&str>) -> StrMatch {
+        StrMatch::compile(&StringMatch {
+            exact: exact.map(Into::into),
+            prefix: prefix.map(Into::into),
+            regex: regex.map(Into::into),
+        })
+        .unwrap()
+    }
+
+    fn req<'a>(path: &'a str, headers: &'a HeaderMap) -> RequestInfo<'a> {
+        RequestInfo {
+            method: "GET",
+            scheme: "http",
+            authority: "app:8080",
+            path_and_query: path,
+            headers,
+        }
+    }
+
+    #[test]
+    fn uri_matching_follows_envoy() {
+        let h = HeaderMap::new();
+        let table: &[(StrMatch, bool, &str, bool)] = &[
+            (sm(None, Some("/canary"), None), false, "/canaryfoo", true),
+            (sm(None, Some("/canary"), None), false, "/canary?x=1", true),
+            (sm(None, Some("/canary"), None), false, "/CANARY", false),
+            (sm(None, Some("/canary"), None), true, "/CANARY/x", true),
+            (sm(Some("/a"), None, None), false, "/a?q=1", true),
+            (sm(Some("/a"), None, None), false, "/a/", false),
+            (sm(None, None, Some("/api")), false, "/api/v1", false),
+            (sm(None, None, Some("/api/.*")), false, "/api/v1", true),
+            (sm(None, None, Some("/api/v[0-9]")), false, "/api/v1?x", true),
+        ];
+        for (m, icase, path, want) in table {
+            let rm = RequestMatch {
+                uri: Some(m.clone()),
+                ignore_uri_case: *icase,
+                ..Default::default()
+            };
+            assert_eq!(rm.matches(&req(path, &h)), *want, "{m:?} {path}");
+        }
+    }
+
+    #[test]
+    fn headers_query_and_without_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("canary", HeaderValue::from_static("canary-tester"));
+        let exact = RequestMatch {
+            headers: vec![KeyMatch {
+                name: "canary".into(),
+                value: sm(Some("canary-tester"), None, None),
+            }],
+            ..Default::default()
+        };
+        assert!(exact.matches(&req("/", &h)));
+        assert!(!exact.matches(&req("/", &HeaderMap::new())));
+
+        let without = RequestMatch {
+            without_headers: vec![KeyMatch {
+                name: "canary".into(),
+                value: StrMatch::Present,
+            }],
+            ..Default::default()
+        };
+        assert!(!without.matches(&req("/", &h)));
+        assert!(without.matches(&req("/", &HeaderMap::new())));
+
+        let q = RequestMatch {
+            query_params: vec![KeyMatch {
+                name: "v".into(),
+                value: sm(Some(""), None, None),
+            }],
+            ..Default::default()
+        };
+        assert!(q.matches(&req("/x?v", &h)));
+        assert!(q.matches(&req("/x?a=1&v=", &h)));
+        assert!(!q.matches(&req("/x?v=2", &h)));
+        assert!(!q.matches(&req("/x", &h)));
+    }
+
+    #[test]
+    fn catch_all_detection() {
+        assert!(RequestMatch::default().is_catch_all());
+        let p = RequestMatch {
+            uri: Some(sm(None, Some("/"), None)),
+            ..Default::default()
+        };
+        assert!(p.is_catch_all());
+        let r = RequestMatch {
+            uri: Some(sm(None, None, Some(".*"))),
+            ..Default::default()
+        };
+        assert!(r.is_catch_all());
+    }
+}

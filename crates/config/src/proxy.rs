@@ -1,0 +1,36 @@
+//! Who this proxy is: its workload labels, namespace, roles and bind addresses.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::Serialize;
+
+/// The identity and roles of the running proxy; config is compiled for one proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProxyConfig {
+    /// Workload labels (matched by Gateway selectors and `sourceLabels`).
+    pub labels: BTreeMap<String, String>,
+    /// Namespace of the workload.
+    pub namespace: String,
+    /// Serve Gateways whose selector matches `labels`.
+    pub gateway_role: bool,
+    /// Serve registry services as a sidecar's outbound side.
+    pub mesh_role: bool,
+    /// Address gateway servers bind on.
+    pub gateway_address: IpAddr,
+    /// Address mesh listeners bind on when the service has no local address.
+    pub mesh_address: IpAddr,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            labels: BTreeMap::new(),
+            namespace: "default".into(),
+            gateway_role: true,
+            mesh_role: true,
+            gateway_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            mesh_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
+}

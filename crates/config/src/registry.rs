@@ -1,0 +1,194 @@
+//! The service registry built from ServiceEntry and WorkloadEntry objects.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sluice_model::{Resource, ResourceRef, ServiceEntry, Spec, WorkloadEntry};
+
+use crate::labels::selector_matches;
+use crate::protocol::Protocol;
+
+/// A service port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServicePort {
+    /// Port number clients use.
+    pub number: u16,
+    /// Port name (keys WorkloadEntry `ports`).
+    pub name: String,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Endpoint port when the endpoint does not say.
+    pub target_port: Option<u16>,
+}
+
+/// A workload instance serving a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    /// IP or DNS name.
+    pub address: String,
+    /// Port per service port name.
+    pub ports: BTreeMap<String, u16>,
+    /// Labels (subset selection, telemetry).
+    pub labels: BTreeMap<String, String>,
+    /// Load-balancing weight (≥ 1).
+    pub weight: u32,
+    /// The WorkloadEntry it came from, if standalone.
+    pub workload: Option<String>,
+}
+
+impl Endpoint {
+    /// The endpoint's port for a service port, Istio's way: explicit map, else targetPort, else number.
+    pub fn port_for(&self, port: &ServicePort) -> u16 {
+        self.ports
+            .get(&port.name)
+            .copied()
+            .or(port.target_port)
+            .unwrap_or(port.number)
+    }
+}
+
+/// A registry service (one per ServiceEntry host).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Service {
+    /// Fully qualified host name.
+    pub hostname: String,
+    /// Namespace of the ServiceEntry.
+    pub namespace: String,
+    /// Ports.
+    pub ports: Vec<ServicePort>,
+    /// Virtual IPs.
+    pub addresses: Vec<IpAddr>,
+    /// Endpoints.
+    pub endpoints: Vec<Arc<Endpoint>>,
+    /// Resolution mode (`STATIC`, `DNS`, `NONE`, ...).
+    pub resolution: String,
+    /// The ServiceEntry that defined it.
+    pub source: ResourceRef,
+}
+
+impl Service {
+    /// The port with this number.
+    pub fn port(&self, number: u16) -> Option<&ServicePort> {
+        self.ports.iter().find(|p| p.number == number)
+    }
+}
+
+/// All services, by host name.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Registry {
+    services: BTreeMap<String, Arc<Service>>,
+}
+
+impl Registry {
+    /// Builds the registry from validated objects; the first ServiceEntry to claim a host wins.
+    pub fn build(resources: &[Resource]) -> Registry {
+        let workloads: Vec<(&Resource, &WorkloadEntry)> = resources
+            .iter()
+            .filter_map(|r| match &r.spec {
+                Spec::WorkloadEntry(we) => Some((r, we)),
+                _ => None,
+            })
+            .collect();
+        let mut services = BTreeMap::new();
+        for r in resources {
+            let Spec::ServiceEntry(se) = &r.spec else { continue };
+            let endpoints = endpoints_of(r, se, &workloads);
+            let ports = se
+                .ports
+                .iter()
+                .filter_map(|p| {
+                    Some(ServicePort {
+                        number: u16::try_from(p.number).ok().filter(|n| *n > 0)?,
+                        name: p.name.clone(),
+                        protocol: Protocol::resolve(p.protocol.as_deref(), &p.name),
+                        target_port: p.target_port.and_then(|t| u16::try_from(t).ok()),
+                    })
+                })
+                .collect::<Vec<_>>();
+            let addresses = se.addresses.iter().filter_map(|a| a.parse().ok()).collect::<Vec<_>>();
+            for host in &se.hosts {
+                let hostname = host.trim_end_matches('.').to_ascii_lowercase();
+                services.entry(hostname.clone()).or_insert_with(|| {
+                    Arc::new(Service {
+                        hostname,
+                        namespace: r.metadata.namespace.clone(),
+                        ports: ports.clone(),
+                        addresses: addresses.clone(),
+                        endpoints: endpoints.clone(),
+                        resolution: se.resolution.clone().unwrap_or_else(|| "NONE".into()),
+                        source: r.key(),
+                    })
+                });
+            }
+        }
+        Registry { services }
+    }
+
+    /// The service with this exact host name.
+    pub fn get(&self, host: &str) -> Option<&Arc<Service>> {
+        self.services.get(host)
+    }
+
+    /// Every service, ordered by host name.
+    pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.services.values()
+    }
+
+    /// Services whose host a (possibly wildcard) name covers.
+    pub fn matching<'a>(&'a self, pattern: &'a str) -> impl Iterator<Item = &'a Arc<Service>> + 'a {
+        self.services
+            .values()
+            .filter(move |s| crate::host::covers(pattern, &s.hostname))
+    }
+}
+
+fn endpoints_of(r: &Resource, se: &ServiceEntry, workloads: &[(&Resource, &WorkloadEntry)]) -> Vec<Arc<Endpoint>> {
+    let convert = |we: &WorkloadEntry, workload: Option<String>| Endpoint {
+        address: we.address.clone(),
+        ports: we
+            .ports
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), u16::try_from(*v).ok()?)))
+            .collect(),
+        labels: we.labels.clone(),
+        weight: we.weight.filter(|w| *w > 0).unwrap_or(1),
+        workload,
+    };
+    if let Some(sel) = &se.workload_selector {
+        return workloads
+            .iter()
+            .filter(|(wr, we)| {
+                wr.metadata.namespace == r.metadata.namespace && selector_matches(&sel.labels, &we.labels)
+            })
+            .map(|(wr, we)| Arc::new(convert(we, Some(wr.metadata.name.clone()))))
+            .collect();
+    }
+    let mut eps: Vec<Arc<Endpoint>> = se.endpoints.iter().map(|we| Arc::new(convert(we, None))).collect();
+    // DNS resolution with no endpoints resolves the host itself (one endpoint per host name).
+    let dns = matches!(se.resolution.as_deref(), Some("DNS") | Some("DNS_ROUND_ROBIN"));
+    if eps.is_empty() && dns {
+        if let Some(h) = se.hosts.first() {
+            eps.push(Arc::new(Endpoint {
+                address: h.clone(),
+                ports: BTreeMap::new(),
+                labels: BTreeMap::new(),
+                weight: 1,
+                workload: None,
+            }));
+        }
+    }
+    eps
+}
+
+/// Index of services by (address) for VIP lookups.
+pub fn by_address(registry: &Registry) -> HashMap<IpAddr, Vec<Arc<Service>>> {
+    let mut out: HashMap<IpAddr, Vec<Arc<Service>>> = HashMap::new();
+    for s in registry.services() {
+        for a in &s.addresses {
+            out.entry(*a).or_default().push(s.clone());
+        }
+    }
+    out
+}

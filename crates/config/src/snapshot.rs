@@ -1,0 +1,128 @@
+//! The published, immutable routing state and the pure routing function.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sluice_model::{Diagnostic, Resource};
+
+use crate::cluster::Cluster;
+use crate::listener::Listener;
+use crate::matcher::{RequestInfo, StrMatch};
+use crate::proxy::ProxyConfig;
+use crate::registry::Registry;
+use crate::route_table::Route;
+use crate::vhost::VirtualHost;
+
+/// Everything the data plane needs, compiled once and swapped atomically.
+#[derive(Debug, Serialize)]
+pub struct Snapshot {
+    /// Monotonic config version.
+    pub version: u64,
+    /// Proxy identity it was compiled for.
+    pub proxy: ProxyConfig,
+    /// Listeners to bind.
+    pub listeners: Vec<Arc<Listener>>,
+    /// Clusters by name.
+    pub clusters: BTreeMap<String, Arc<Cluster>>,
+    /// Service registry.
+    pub registry: Registry,
+    /// The objects this snapshot was compiled from.
+    #[serde(skip)]
+    pub resources: Arc<Vec<Resource>>,
+    /// Warnings and findings (no blocking errors: those reject the config).
+    pub diagnostics: Vec<Diagnostic>,
+    #[serde(skip)]
+    by_address: HashMap<SocketAddr, usize>,
+}
+
+/// The outcome of routing one request.
+#[derive(Debug)]
+pub enum Routed<'s> {
+    /// A rule matched.
+    Matched(RouteMatch<'s>),
+    /// No virtual host for the Host header (404 NR).
+    NoVirtualHost,
+    /// A virtual host, but no rule matched (404 NR).
+    NoRoute(&'s Arc<VirtualHost>),
+}
+
+/// A matched rule.
+#[derive(Debug)]
+pub struct RouteMatch<'s> {
+    /// The virtual host.
+    pub virtual_host: &'s Arc<VirtualHost>,
+    /// The rule.
+    pub route: &'s Route,
+    /// Which match entry matched (`None` for a rule without matches).
+    pub entry: Option<usize>,
+}
+
+impl RouteMatch<'_> {
+    /// The URI prefix the matching entry used, if it was a prefix match.
+    pub fn matched_prefix(&self) -> Option<&str> {
+        let m = self.route.matches.get(self.entry?)?;
+        match &m.uri {
+            Some(StrMatch::Prefix(p)) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+impl Snapshot {
+    /// Wraps compiled state.
+    pub fn new(
+        version: u64,
+        proxy: ProxyConfig,
+        compiled: crate::compile::Compiled,
+        resources: Arc<Vec<Resource>>,
+        diagnostics: Vec<Diagnostic>,
+    ) -> Snapshot {
+        let by_address = compiled
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.address, i))
+            .collect();
+        Snapshot {
+            version,
+            proxy,
+            listeners: compiled.listeners,
+            clusters: compiled.clusters,
+            registry: compiled.registry,
+            resources,
+            diagnostics,
+            by_address,
+        }
+    }
+
+    /// The listener bound at `address`.
+    pub fn listener(&self, address: SocketAddr) -> Option<&Arc<Listener>> {
+        self.by_address.get(&address).and_then(|&i| self.listeners.get(i))
+    }
+}
+
+/// Routes a request arriving on `listener`: virtual host by Host, then the first matching rule.
+pub fn route<'s>(listener: &'s Listener, req: &RequestInfo<'_>) -> Routed<'s> {
+    let Some(vh) = listener.virtual_host(req.authority) else {
+        return Routed::NoVirtualHost;
+    };
+    for route in &vh.routes {
+        if route.matches.is_empty() {
+            return Routed::Matched(RouteMatch {
+                virtual_host: vh,
+                route,
+                entry: None,
+            });
+        }
+        if let Some(i) = route.matches.iter().position(|m| m.matches(req)) {
+            return Routed::Matched(RouteMatch {
+                virtual_host: vh,
+                route,
+                entry: Some(i),
+            });
+        }
+    }
+    Routed::NoRoute(vh)
+}

@@ -1,0 +1,167 @@
+//! Listeners: bind what the snapshot asks for, serve HTTP/1.1 and h2c, drain on shutdown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
+
+use crate::handler::{handle, ProxyContext};
+
+/// Binds and unbinds listeners to follow the active snapshot.
+pub struct ListenerManager {
+    ctx: Arc<ProxyContext>,
+    active: HashMap<SocketAddr, watch::Sender<bool>>,
+    bind_errors: Arc<Mutex<BTreeMap<SocketAddr, String>>>,
+    graceful: Arc<GracefulShutdown>,
+    shutdown: watch::Sender<bool>,
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+impl ListenerManager {
+    /// A manager with nothing bound.
+    pub fn new(ctx: Arc<ProxyContext>) -> Self {
+        let (shutdown, _) = watch::channel(false);
+        ListenerManager {
+            ctx,
+            active: HashMap::new(),
+            bind_errors: Arc::default(),
+            graceful: Arc::new(GracefulShutdown::new()),
+            shutdown,
+        }
+    }
+
+    /// Addresses that failed to bind, with the error.
+    pub fn bind_errors(&self) -> Arc<Mutex<BTreeMap<SocketAddr, String>>> {
+        self.bind_errors.clone()
+    }
+
+    /// Bound addresses.
+    pub fn bound(&self) -> Vec<SocketAddr> {
+        self.active.keys().copied().collect()
+    }
+
+    /// Binds missing listeners and closes removed ones (their open connections keep going).
+    pub fn reconcile(&mut self, wanted: &[SocketAddr]) {
+        self.active.retain(|addr, stop| {
+            let keep = wanted.contains(addr);
+            if !keep {
+                let _ = stop.send(true);
+                tracing::info!(%addr, "listener removed");
+            }
+            keep
+        });
+        let mut errors = match self.bind_errors.lock() {
+            Ok(e) => e,
+            Err(p) => p.into_inner(),
+        };
+        errors.clear();
+        for addr in wanted {
+            if self.active.contains_key(addr) {
+                continue;
+            }
+            match bind(*addr) {
+                Ok(l) => {
+                    tracing::info!(%addr, "listening");
+                    let (stop_tx, stop_rx) = watch::channel(false);
+                    self.active.insert(*addr, stop_tx);
+                    tokio::spawn(accept_loop(
+                        l,
+                        *addr,
+                        self.ctx.clone(),
+                        stop_rx,
+                        self.shutdown.subscribe(),
+                        self.graceful.clone(),
+                    ));
+                }
+                Err(e) => {
+                    tracing::error!(%addr, error = %e, "cannot bind listener");
+                    errors.insert(*addr, e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Stops accepting everywhere and waits (up to `drain`) for in-flight requests.
+    pub async fn shutdown(self, drain: Duration) {
+        let _ = self.shutdown.send(true);
+        drop(self.active);
+        let graceful = match Arc::try_unwrap(self.graceful) {
+            Ok(g) => g,
+            Err(shared) => {
+                // Accept loops still hold a reference for a moment; give them time to exit.
+                let mut g = shared;
+                for _ in 0..50 {
+                    match Arc::try_unwrap(g) {
+                        Ok(inner) => return drain_with(inner, drain).await,
+                        Err(again) => g = again,
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                return;
+            }
+        };
+        drain_with(graceful, drain).await;
+    }
+}
+
+async fn drain_with(graceful: GracefulShutdown, drain: Duration) {
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!("drain timeout reached with requests still in flight");
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    addr: SocketAddr,
+    ctx: Arc<ProxyContext>,
+    mut stop: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+    graceful: Arc<GracefulShutdown>,
+) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = ctx.clone();
+        let svc = service_fn(move |req| {
+            let ctx = ctx.clone();
+            async move { Ok::<_, Infallible>(handle(ctx, addr, peer, req).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with error");
+            }
+        });
+    }
+}

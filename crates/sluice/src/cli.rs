@@ -1,0 +1,96 @@
+//! Command-line interface.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Istio-style traffic management in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy on Istio YAML files (hot-reloaded).
+    Run(RunArgs),
+    /// Validate and analyze Istio YAML; exits 1 on any error.
+    Analyze(AnalyzeArgs),
+    /// Run a test backend service (the tutorials' app).
+    Backend(sluice_tools::BackendArgs),
+    /// Send requests and print the distribution of responses.
+    Traffic(sluice_tools::TrafficArgs),
+    /// Run the canary tutorial end to end on this machine.
+    Demo(crate::demo::DemoArgs),
+}
+
+/// `sluice run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Config files or directories (`.yaml`, `.yml`, `.json`, recursive).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Workload labels of this proxy (`k=v,k2=v2`).
+    #[arg(long, value_parser = parse_labels, default_value = "")]
+    pub labels: BTreeMap<String, String>,
+    /// Namespace of this proxy.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Address gateway servers bind on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub gateway_address: IpAddr,
+    /// Address mesh listeners bind on when a service has no local address.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub mesh_address: IpAddr,
+    /// Do not serve registry services (sidecar outbound role).
+    #[arg(long)]
+    pub no_mesh: bool,
+    /// Do not serve Gateways.
+    #[arg(long)]
+    pub no_gateway: bool,
+    /// Admin API address.
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    pub admin: SocketAddr,
+    /// Longest wait for in-flight requests at shutdown.
+    #[arg(long, default_value = "10s", value_parser = sluice_tools::parse_duration)]
+    pub drain_timeout: std::time::Duration,
+    /// Do not watch the paths for changes.
+    #[arg(long)]
+    pub no_watch: bool,
+}
+
+/// `sluice analyze`.
+#[derive(Debug, clap::Args)]
+pub struct AnalyzeArgs {
+    /// Config files or directories.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "human")]
+    pub output: crate::analyze::Format,
+    /// Also show info diagnostics (e.g. skipped kinds).
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// Parses `k=v,k2=v2`.
+pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| format!("label `{p}` must be key=value"))
+        })
+        .collect()
+}

@@ -1,0 +1,6 @@
+//! The `sluice` binary's parts, as a library so integration tests can run them in-process.
+
+pub mod analyze;
+pub mod cli;
+pub mod demo;
+pub mod runtime;

@@ -1,0 +1,219 @@
+//! The running proxy: load config, publish snapshots, bind listeners, watch files, reload, drain.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sluice_admin::AdminState;
+use sluice_config::{build_snapshot, ProxyConfig, Rejected, Snapshot};
+use sluice_lb::StateStore;
+use sluice_model::{Diagnostic, Severity};
+use sluice_proxy::{ConfigHandle, ListenerManager, ProxyContext, Upstreams};
+use tokio::sync::{mpsc, oneshot};
+
+/// How to run the proxy.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Config files and directories.
+    pub paths: Vec<PathBuf>,
+    /// Proxy identity and roles.
+    pub proxy: ProxyConfig,
+    /// Admin bind address (port 0 allowed).
+    pub admin: SocketAddr,
+    /// Longest wait for in-flight requests at shutdown.
+    pub drain: Duration,
+    /// Watch the paths and reload on change.
+    pub watch: bool,
+    /// Debounce for file events.
+    pub debounce: Duration,
+}
+
+impl RunOptions {
+    /// Defaults for the given paths.
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        RunOptions {
+            paths,
+            proxy: ProxyConfig::default(),
+            admin: SocketAddr::from(([127, 0, 0, 1], 15000)),
+            drain: Duration::from_secs(10),
+            watch: true,
+            debounce: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A running proxy.
+pub struct ProxyHandle {
+    /// Where the admin server listens.
+    pub admin_addr: SocketAddr,
+    /// The published config.
+    pub config: Arc<ConfigHandle>,
+    reload_tx: mpsc::Sender<oneshot::Sender<Result<u64, Rejected>>>,
+    stop_tx: Option<oneshot::Sender<Duration>>,
+    done_rx: Option<oneshot::Receiver<()>>,
+    drain: Duration,
+}
+
+impl ProxyHandle {
+    /// Reloads now (as a file change would) and reports the outcome.
+    pub async fn reload(&self) -> anyhow::Result<Result<u64, Rejected>> {
+        let (tx, rx) = oneshot::channel();
+        self.reload_tx.send(tx).await.context("proxy stopped")?;
+        rx.await.context("proxy stopped")
+    }
+
+    /// The active snapshot.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.config.load()
+    }
+
+    /// Stops accepting and drains in-flight requests.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop_tx.take() {
+            let _ = tx.send(self.drain);
+        }
+        if let Some(rx) = self.done_rx.take() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Logs diagnostics at a level matching their severity.
+pub fn log_diagnostics(diags: &[Diagnostic]) {
+    for d in diags {
+        match d.severity {
+            Severity::Error => tracing::error!("{d}"),
+            Severity::Warning => tracing::warn!("{d}"),
+            Severity::Info => tracing::debug!("{d}"),
+        }
+    }
+}
+
+struct Loader {
+    paths: Vec<PathBuf>,
+    proxy: ProxyConfig,
+    state: StateStore,
+    version: AtomicU64,
+    config: Arc<ConfigHandle>,
+}
+
+impl Loader {
+    fn load(&self) -> Result<Arc<Snapshot>, Rejected> {
+        let parsed = sluice_sources::read_paths(&self.paths);
+        let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
+        match build_snapshot(parsed.resources, parsed.diagnostics, &self.proxy, &self.state, version) {
+            Ok(s) => {
+                let s = Arc::new(s);
+                self.config.publish(s.clone());
+                Ok(s)
+            }
+            Err(rejected) => {
+                self.config.reject(version, rejected.diagnostics.clone());
+                Err(rejected)
+            }
+        }
+    }
+}
+
+/// Starts the proxy; fails when the initial config is invalid or the admin port cannot be bound.
+pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
+    let config = ConfigHandle::new();
+    let loader = Arc::new(Loader {
+        paths: opts.paths.clone(),
+        proxy: opts.proxy.clone(),
+        state: StateStore::new(),
+        version: AtomicU64::new(0),
+        config: config.clone(),
+    });
+    let first = match loader.load() {
+        Ok(s) => s,
+        Err(rejected) => {
+            log_diagnostics(&rejected.diagnostics);
+            anyhow::bail!("initial configuration is invalid: {rejected}");
+        }
+    };
+    log_diagnostics(&first.diagnostics);
+    let ctx = Arc::new(ProxyContext {
+        config: config.clone(),
+        upstreams: Upstreams::new(),
+    });
+    let mut manager = ListenerManager::new(ctx);
+    manager.reconcile(&first.listeners.iter().map(|l| l.address).collect::<Vec<_>>());
+    let bind_errors = manager.bind_errors();
+    let readiness_config = config.clone();
+    let readiness: sluice_admin::Readiness = Arc::new(move || {
+        if readiness_config.load().is_none() {
+            return Err("no configuration loaded".into());
+        }
+        let errors = match bind_errors.lock() {
+            Ok(e) => e.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        match errors.iter().next() {
+            Some((addr, e)) => Err(format!("listener {addr} is not bound: {e}")),
+            None => Ok(()),
+        }
+    });
+    let admin_addr = sluice_admin::serve(
+        opts.admin,
+        AdminState {
+            config: config.clone(),
+            readiness,
+        },
+    )
+    .await
+    .with_context(|| format!("cannot bind admin address {}", opts.admin))?;
+    tracing::info!(%admin_addr, version = first.version, listeners = first.listeners.len(), "sluice started");
+
+    let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<u64, Rejected>>>(4);
+    let (stop_tx, stop_rx) = oneshot::channel::<Duration>();
+    let (done_tx, done_rx) = oneshot::channel();
+    let mut watch = if opts.watch {
+        Some(sluice_sources::watch(&opts.paths, opts.debounce).context("cannot watch config paths")?)
+    } else {
+        None
+    };
+    tokio::spawn(async move {
+        let mut stop_rx = stop_rx;
+        let drain = loop {
+            let reply = tokio::select! {
+                d = &mut stop_rx => break d.unwrap_or(Duration::from_secs(10)),
+                r = reload_rx.recv() => match r { Some(tx) => Some(tx), None => continue },
+                Some(()) = async { match watch.as_mut() { Some(w) => w.changes.recv().await, None => std::future::pending().await } } => None,
+            };
+            let l = loader.clone();
+            let outcome = tokio::task::spawn_blocking(move || l.load())
+                .await
+                .unwrap_or_else(|e| Err(Rejected { diagnostics: vec![Diagnostic::error("SLC0999", format!("reload panicked: {e}"))] }));
+            let result = match outcome {
+                Ok(s) => {
+                    tracing::info!(version = s.version, "config reloaded");
+                    log_diagnostics(&s.diagnostics);
+                    manager.reconcile(&s.listeners.iter().map(|l| l.address).collect::<Vec<_>>());
+                    Ok(s.version)
+                }
+                Err(rejected) => {
+                    tracing::error!("config reload rejected; the previous config stays active");
+                    log_diagnostics(&rejected.diagnostics);
+                    Err(rejected)
+                }
+            };
+            if let Some(tx) = reply {
+                let _ = tx.send(result);
+            }
+        };
+        manager.shutdown(drain).await;
+        let _ = done_tx.send(());
+    });
+    Ok(ProxyHandle {
+        admin_addr,
+        config,
+        reload_tx,
+        stop_tx: Some(stop_tx),
+        done_rx: Some(done_rx),
+        drain: opts.drain,
+    })
+}

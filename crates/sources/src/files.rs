@@ -1,0 +1,86 @@
+//! Reading config files: directories recursively, `.yaml`, `.yml` and `.json`, in a stable order.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sluice_model::{codes, parse_text, Diagnostic, Parsed};
+
+/// Whether a path looks like a config file.
+pub fn is_config_file(p: &Path) -> bool {
+    let hidden = p
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'));
+    !hidden
+        && matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("yaml") | Some("yml") | Some("json")
+        )
+}
+
+/// Every config file under `paths` (files as given, directories recursively), sorted.
+pub fn discover(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Diagnostic>) {
+    let mut files = Vec::new();
+    let mut diags = Vec::new();
+    for p in paths {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => walk(p, &mut files, &mut diags),
+            Ok(_) => files.push(p.clone()),
+            Err(e) => diags.push(Diagnostic::error(codes::SYNTAX, format!("cannot read {}: {e}", p.display()))),
+        }
+    }
+    files.sort();
+    files.dedup();
+    (files, diags)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.push(Diagnostic::error(codes::SYNTAX, format!("cannot read directory {}: {e}", dir.display())));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        // Kubernetes ConfigMap mounts keep the real files in `..data`; the top-level names are
+        // symlinks into it, so reading both would load every object twice.
+        if name.to_string_lossy().starts_with("..") {
+            continue;
+        }
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => walk(&path, files, diags),
+            Ok(_) if is_config_file(&path) => files.push(path),
+            _ => {}
+        }
+    }
+}
+
+/// Reads and parses one file.
+pub fn read_file(path: &Path) -> Parsed {
+    let name: Arc<str> = Arc::from(path.display().to_string());
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_text(&text, Some(name)),
+        Err(e) => Parsed {
+            resources: Vec::new(),
+            diagnostics: vec![Diagnostic::error(codes::SYNTAX, format!("cannot read file: {e}")).at(Some(name), None)],
+        },
+    }
+}
+
+/// Reads every config file under `paths`.
+pub fn read_paths(paths: &[PathBuf]) -> Parsed {
+    let (files, diagnostics) = discover(paths);
+    let mut out = Parsed {
+        resources: Vec::new(),
+        diagnostics,
+    };
+    for f in files {
+        let p = read_file(&f);
+        out.resources.extend(p.resources);
+        out.diagnostics.extend(p.diagnostics);
+    }
+    out
+}
