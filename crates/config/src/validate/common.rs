@@ -516,7 +516,7 @@ pub(crate) fn check_destination(ctx: &mut Ctx<'_>, field: &str, d: &Destination)
         if !is_dns1123_label(s) {
             ctx.error(
                 push_key(field, "subset"),
-                format!("invalid subset name `{s}`: must be a DNS-1123 label (lowercase letters, digits, `-`)"),
+                format!("invalid subset name `{s}`: must be a DNS-1123 label"),
             );
         }
     }

@@ -36,7 +36,7 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, dr: &DestinationRule) {
         } else if !is_dns1123_label(&s.name) {
             ctx.error(
                 &name_path,
-                format!("invalid subset name `{}`: must be a DNS-1123 label (lowercase letters, digits, `-`)", s.name),
+                format!("invalid subset name `{}`: must be a DNS-1123 label", s.name),
             );
         }
         check_labels(ctx, &push_key(&field, "labels"), &s.labels);

@@ -38,7 +38,7 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, gw: &Gateway) {
     if !is_dns1123_label(&name) {
         ctx.error(
             "metadata.name",
-            format!("invalid Gateway name `{name}`: must be a DNS-1123 label (lowercase letters, digits, `-`, no dots)"),
+            format!("invalid Gateway name `{name}`: must be a DNS-1123 label (letters, digits and `-`, no dots)"),
         );
     }
     if gw.servers.is_empty() {

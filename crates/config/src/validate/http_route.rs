@@ -160,7 +160,7 @@ fn check_actions(ctx: &mut Ctx<'_>, field: &str, r: &HttpRoute, in_delegate: boo
         conflict(ctx, "route", !r.route.is_empty(), "directResponse");
         conflict(ctx, "fault", r.fault.is_some(), "directResponse");
         conflict(ctx, "rewrite", r.rewrite.is_some(), "directResponse");
-    } else if r.route.is_empty() {
+    } else if r.route.is_empty() && r.delegate.is_none() {
         ctx.error(
             field,
             "an HTTP rule needs `route`, `redirect` or `directResponse` (or `delegate`)",

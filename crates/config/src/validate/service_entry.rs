@@ -185,7 +185,7 @@ fn check_ports<'a>(ctx: &mut Ctx<'_>, se: &'a ServiceEntry, resolution: Option<&
             if !is_dns1123_label(&p.name) {
                 ctx.error(
                     f("name"),
-                    format!("invalid port name `{}`: must be a DNS-1123 label (lowercase letters, digits, `-`)", p.name),
+                    format!("invalid port name `{}`: must be a DNS-1123 label", p.name),
                 );
             }
         }

@@ -1,0 +1,193 @@
+//! Test harness: free loopback ports, config directories, an in-process proxy and a small client.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+pub use sluice::runtime::{ProxyHandle, RunOptions};
+pub use sluice_tools::{Backend, BackendArgs, BackendHandle};
+
+/// A port that was free a moment ago on 127.0.0.1 (config files need concrete ports).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A temporary config directory.
+pub struct ConfigDir {
+    dir: tempfile::TempDir,
+}
+
+impl ConfigDir {
+    /// A new, empty directory.
+    pub fn new() -> Self {
+        ConfigDir {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes (atomically, as editors do: write then rename) a file in it.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        path
+    }
+}
+
+impl Default for ConfigDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Starts a backend `name`/`version` on 127.0.0.1:0.
+pub async fn backend(name: &str, version: &str) -> BackendHandle {
+    Backend::start(BackendArgs::ephemeral(name, version)).await.unwrap()
+}
+
+/// Starts the proxy on a config directory with the admin API on a free port, gateway on 127.0.0.1.
+pub async fn proxy(dir: &Path, configure: impl FnOnce(&mut RunOptions)) -> ProxyHandle {
+    let mut opts = RunOptions::new(vec![dir.to_path_buf()]);
+    opts.admin = "127.0.0.1:0".parse().unwrap();
+    opts.proxy.gateway_address = "127.0.0.1".parse().unwrap();
+    opts.debounce = Duration::from_millis(50);
+    opts.drain = Duration::from_secs(5);
+    configure(&mut opts);
+    sluice::runtime::start(opts).await.unwrap()
+}
+
+/// A response as tests look at it.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body as text.
+    pub body: String,
+}
+
+impl Reply {
+    /// The first line of the body (`NAME VERSION - request N` for the test backend).
+    pub fn first_line(&self) -> &str {
+        self.body.lines().next().unwrap_or("")
+    }
+
+    /// A header as a string.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A keep-alive HTTP/1.1 client.
+#[derive(Clone)]
+pub struct TestClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for TestClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestClient {
+    /// A new HTTP/1.1 client.
+    pub fn new() -> Self {
+        TestClient {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// A client speaking HTTP/2 with prior knowledge.
+    pub fn h2() -> Self {
+        TestClient {
+            client: Client::builder(TokioExecutor::new()).http2_only(true).build_http(),
+        }
+    }
+
+    /// `GET http://addr{path}` with a Host header and extra headers.
+    pub async fn get(&self, addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.request("GET", addr, host, path, headers, Bytes::new()).await
+    }
+
+    /// Any request.
+    pub async fn request(&self, method: &str, addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> Reply {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"))
+            .header("host", host);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b.body(Full::new(body)).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.client.request(req))
+            .await
+            .expect("request timed out")
+            .expect("request failed");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub async fn assert_eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not true within {timeout:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A ServiceEntry + WorkloadEntries for `host` on `port` with one endpoint per (version, addr).
+pub fn service_yaml(host: &str, port: u16, endpoints: &[(&str, SocketAddr)]) -> String {
+    let app = host.split('.').next().unwrap_or(host);
+    let mut out = format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: {app}\nspec:\n  hosts: [{host}]\n  ports:\n  - {{number: {port}, name: http, protocol: HTTP}}\n  resolution: STATIC\n  workloadSelector:\n    labels: {{app: {app}}}\n"
+    );
+    for (version, addr) in endpoints {
+        out.push_str(&format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: {app}-{version}-{p}\nspec:\n  address: {ip}\n  ports: {{http: {p}}}\n  labels: {{app: {app}, version: {version}}}\n",
+            ip = addr.ip(),
+            p = addr.port()
+        ));
+    }
+    out
+}
+
+/// A DestinationRule with one subset per version label.
+pub fn subsets_yaml(host: &str, versions: &[&str]) -> String {
+    let app = host.split('.').next().unwrap_or(host);
+    let mut out = format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: {app}\nspec:\n  host: {host}\n  subsets:\n");
+    for v in versions {
+        out.push_str(&format!("  - name: {v}\n    labels: {{version: {v}}}\n"));
+    }
+    out
+}
