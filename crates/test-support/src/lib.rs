@@ -113,7 +113,7 @@ impl TestClient {
         }
     }
 
-    /// A client speaking HTTP/2 with prior knowledge.
+    /// A client speaking HTTP/2 with prior knowledge (its `:authority` is the socket address).
     pub fn h2() -> Self {
         TestClient {
             client: Client::builder(TokioExecutor::new()).http2_only(true).build_http(),
