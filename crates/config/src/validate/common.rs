@@ -458,8 +458,7 @@ pub(crate) fn check_export_to(
     }
     if seen.contains("*") && export_to.len() > 1 {
         ctx.error(field, "exportTo `*` (everyone) cannot be combined with other entries");
-    }
-    if seen.contains("~") && export_to.len() > 1 {
+    } else if seen.contains("~") && export_to.len() > 1 {
         ctx.error(field, "exportTo `~` (nobody) cannot be combined with other entries");
     }
 }

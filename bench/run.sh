@@ -1,0 +1,378 @@
+#!/usr/bin/env bash
+# sluice vs nginx as HTTP/1.1 reverse proxies in front of the same upstream.
+#
+# Usage: bash bench/run.sh
+#
+# Environment knobs (all optional):
+#   DURATION=10      seconds of each measured wrk run
+#   WARMUP=2         seconds of the unmeasured wrk run before each measured run
+#   CONCURRENCY="16 64"
+#   SLUICE_BIN=path  use this sluice binary instead of building target/release/sluice
+#   PROXY_CPU=0 LOAD_CPU=1   cores for the proxies / for wrk and the upstream
+#
+# See bench/README.md for what is measured and how to read the result.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RESULTS="$ROOT/bench/results"
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONCURRENCY=${CONCURRENCY:-"16 64"}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+START_TS=$(date +%s)
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------- cleanup
+TMP=$(mktemp -d /tmp/sluice-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    local rc=$? pid
+    trap - EXIT INT TERM
+    # Children of the nginx master (workers) too, in case the master dies first.
+    for pid in "${PIDS[@]}"; do
+        for child in $(pgrep -P "$pid" 2>/dev/null || true); do PIDS+=("$child"); done
+    done
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in $(seq 50); do
+        local alive=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        if [[ $alive == 0 ]]; then break; fi
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- tools
+export DEBIAN_FRONTEND=noninteractive
+need=()
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then need+=(nginx-light); fi
+if ((${#need[@]})); then
+    log "installing: ${need[*]}"
+    if ! apt-get install -y "${need[@]}" >&2; then
+        log "install failed; running apt-get update and retrying"
+        apt-get update >&2
+        if ! apt-get install -y "${need[@]}" >&2; then
+            # nginx-light is not in every Debian release; fall back to nginx.
+            need=("${need[@]/nginx-light/nginx}")
+            apt-get install -y "${need[@]}" >&2
+        fi
+    fi
+fi
+NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+WRK=$(command -v wrk)
+for t in taskset curl python3 pgrep awk timeout; do
+    command -v "$t" >/dev/null 2>&1 || die "missing tool: $t"
+done
+
+# ---------------------------------------------------------------- build
+if [[ -n "${SLUICE_BIN:-}" ]]; then
+    SLUICE=$SLUICE_BIN
+else
+    log "building sluice (cargo build --release -p sluice)"
+    (cd "$ROOT" && cargo build --release -p sluice >&2)
+    SLUICE="$ROOT/target/release/sluice"
+fi
+[[ -x "$SLUICE" ]] || die "no sluice binary at $SLUICE"
+
+# ---------------------------------------------------------------- helpers
+free_port() {
+    python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
+}
+
+CLK_TCK=$(getconf CLK_TCK)
+
+# utime+stime (clock ticks) summed over the given pids.
+cpu_ticks() {
+    local total=0 pid stat rest
+    for pid in "$@"; do
+        stat=$(<"/proc/$pid/stat") || die "process $pid is gone"
+        rest=${stat##*) }   # fields from 3 (state) on; comm may contain spaces
+        # shellcheck disable=SC2086
+        set -- $rest
+        total=$((total + ${12} + ${13}))   # fields 14 (utime) and 15 (stime)
+    done
+    echo "$total"
+}
+
+# VmHWM in kB of one pid.
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+# Reset VmHWM to the current RSS (Linux clear_refs "5"); best effort.
+reset_hwm() {
+    local pid
+    for pid in "$@"; do echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true; done
+}
+
+wait_http() { # url [curl args...]
+    local url=$1; shift
+    for _ in $(seq 100); do
+        curl -sf -o /dev/null --max-time 1 "$@" "$url" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# A wrk script whose only hook is done(): it adds no per-request Lua work and
+# prints exact figures (latencies are in microseconds).
+cat >"$TMP/report.lua" <<'EOF'
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH requests=%d duration_us=%d p50_us=%d p99_us=%d err_connect=%d err_read=%d err_write=%d err_status=%d err_timeout=%d\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+EOF
+
+mkdir -p "$RESULTS/raw"
+
+# ---------------------------------------------------------------- upstream
+UP_PORT=$(free_port)
+log "upstream: sluice backend on 127.0.0.1:$UP_PORT (core $LOAD_CPU, 1 worker thread)"
+TOKIO_WORKER_THREADS=1 taskset -c "$LOAD_CPU" "$SLUICE" backend \
+    --listen "127.0.0.1:$UP_PORT" --name bench --version v1 >"$TMP/backend.log" 2>&1 &
+UP_PID=$!
+PIDS+=("$UP_PID")
+wait_http "http://127.0.0.1:$UP_PORT/" || die "upstream did not come up: $(cat "$TMP/backend.log")"
+
+# ---------------------------------------------------------------- nginx
+NG_PORT=$(free_port)
+NG_DIR="$TMP/nginx"
+mkdir -p "$NG_DIR"/{client_body,proxy,fastcgi,uwsgi,scgi}
+NG_USER=""
+if [[ $(id -u) == 0 ]]; then NG_USER="user root;"; fi
+cat >"$NG_DIR/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+$NG_USER
+error_log stderr warn;
+pid $NG_DIR/nginx.pid;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log off;
+    client_body_temp_path $NG_DIR/client_body;
+    proxy_temp_path $NG_DIR/proxy;
+    fastcgi_temp_path $NG_DIR/fastcgi;
+    uwsgi_temp_path $NG_DIR/uwsgi;
+    scgi_temp_path $NG_DIR/scgi;
+
+    upstream bench_upstream {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 64;
+        # nginx's defaults (1000) would close pooled connections periodically;
+        # hyper (sluice, wrk's peer) has no such limit.
+        keepalive_requests 1000000;
+    }
+
+    server {
+        listen 127.0.0.1:$NG_PORT;
+        keepalive_requests 1000000;
+        location / {
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+"$NGINX" -t -e stderr -c "$NG_DIR/nginx.conf" -p "$NG_DIR" >"$TMP/nginx-t.log" 2>&1 \
+    || die "nginx config test failed: $(cat "$TMP/nginx-t.log")"
+log "nginx: 127.0.0.1:$NG_PORT (core $PROXY_CPU, worker_processes 1)"
+taskset -c "$PROXY_CPU" "$NGINX" -e stderr -c "$NG_DIR/nginx.conf" -p "$NG_DIR" >"$TMP/nginx.log" 2>&1 &
+NG_PID=$!
+PIDS+=("$NG_PID")
+wait_http "http://127.0.0.1:$NG_PORT/" || die "nginx did not come up: $(cat "$TMP/nginx.log")"
+NG_WORKERS=$(pgrep -P "$NG_PID" | tr '\n' ' ')
+[[ -n "$NG_WORKERS" ]] || die "no nginx worker process found"
+# shellcheck disable=SC2206
+NG_WORKERS=($NG_WORKERS)
+PIDS+=("${NG_WORKERS[@]}")
+
+# ---------------------------------------------------------------- sluice
+SL_PORT=$(free_port)
+ADMIN_PORT=$(free_port)
+SL_DIR="$TMP/sluice"
+mkdir -p "$SL_DIR"
+cat >"$SL_DIR/bench.yaml" <<EOF
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: bench, namespace: default}
+spec:
+  hosts: [bench.default.svc.cluster.local]
+  ports: [{number: $SL_PORT, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: $UP_PORT}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: bench, namespace: default}
+spec:
+  hosts: [bench]
+  http:
+  - route:
+    - destination: {host: bench, port: {number: $SL_PORT}}
+EOF
+log "sluice: mesh listener 127.0.0.1:$SL_PORT, admin 127.0.0.1:$ADMIN_PORT (core $PROXY_CPU, TOKIO_WORKER_THREADS=1)"
+SLUICE_LOG=warn TOKIO_WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$SLUICE" run "$SL_DIR" \
+    --no-gateway --no-watch --admin "127.0.0.1:$ADMIN_PORT" --mesh-address 127.0.0.1 \
+    >"$TMP/sluice.log" 2>&1 &
+SL_PID=$!
+PIDS+=("$SL_PID")
+wait_http "http://127.0.0.1:$ADMIN_PORT/ready" || die "sluice not ready: $(cat "$TMP/sluice.log")"
+smoke=$(curl -sf --max-time 2 -H 'Host: bench' "http://127.0.0.1:$SL_PORT/") \
+    || die "request through sluice failed: $(cat "$TMP/sluice.log")"
+[[ $smoke == "bench v1 - request"* ]] || die "unexpected answer through sluice: $smoke"
+smoke=$(curl -sf --max-time 2 "http://127.0.0.1:$NG_PORT/") || die "request through nginx failed"
+[[ $smoke == "bench v1 - request"* ]] || die "unexpected answer through nginx: $smoke"
+
+# Thread names of a process with the CPU ticks each used, e.g. "tokio-runtime-w:812".
+thread_cpu() {
+    local t stat rest out=()
+    for t in /proc/"$1"/task/*; do
+        stat=$(<"$t/stat") || continue
+        rest=${stat##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        out+=("$(<"$t/comm"):$((${12} + ${13}))")
+    done
+    echo "${out[*]}"
+}
+
+# ---------------------------------------------------------------- measure
+declare -A R   # R[target,c,field]
+TARGETS=(upstream nginx sluice)
+declare -A URL=(
+    [upstream]="http://127.0.0.1:$UP_PORT/"
+    [nginx]="http://127.0.0.1:$NG_PORT/"
+    [sluice]="http://127.0.0.1:$SL_PORT/"
+)
+declare -A MEASURED_PIDS=(
+    [upstream]="$UP_PID"
+    [nginx]="$NG_PID ${NG_WORKERS[*]}"
+    [sluice]="$SL_PID"
+)
+# The process whose VmHWM is reported: the nginx worker (the master only
+# forks it and shares most of its pages), the single process otherwise.
+declare -A RSS_PID=([upstream]="$UP_PID" [nginx]="${NG_WORKERS[0]}" [sluice]="$SL_PID")
+WARNINGS=()
+SL_THREADS_BEFORE=$(thread_cpu "$SL_PID")
+
+run_wrk() { # target concurrency seconds outfile
+    local target=$1 c=$2 secs=$3 out=$4 hdr=()
+    if [[ $target == sluice ]]; then hdr=(-H 'Host: bench'); fi
+    timeout $((secs + 30)) taskset -c "$LOAD_CPU" "$WRK" -t1 -c"$c" -d"${secs}s" --latency \
+        -s "$TMP/report.lua" "${hdr[@]}" "${URL[$target]}" >"$out" 2>&1
+}
+
+for c in $CONCURRENCY; do
+    for target in "${TARGETS[@]}"; do
+        # shellcheck disable=SC2206
+        pids=(${MEASURED_PIDS[$target]})
+        log "$target c=$c: warmup ${WARMUP}s, measure ${DURATION}s"
+        reset_hwm "${RSS_PID[$target]}"
+        run_wrk "$target" "$c" "$WARMUP" "$TMP/warmup.txt" || die "wrk warmup failed: $(cat "$TMP/warmup.txt")"
+        t0=$(cpu_ticks "${pids[@]}")
+        raw="$RESULTS/raw/$target-c$c.txt"
+        run_wrk "$target" "$c" "$DURATION" "$raw" || die "wrk failed: $(cat "$raw")"
+        t1=$(cpu_ticks "${pids[@]}")
+        line=$(grep '^BENCH ' "$raw") || die "no BENCH line in $raw"
+        declare -A m=()
+        for kv in ${line#BENCH }; do m[${kv%%=*}]=${kv#*=}; done
+        [[ ${m[requests]} -gt 0 ]] || die "$target c=$c: no requests completed (see $raw)"
+        errs=$((m[err_connect] + m[err_read] + m[err_write] + m[err_status] + m[err_timeout]))
+        if ((errs > 0)); then
+            WARNINGS+=("$target c=$c: $errs errors (connect ${m[err_connect]}, read ${m[err_read]}, write ${m[err_write]}, non-2xx/3xx ${m[err_status]}, timeout ${m[err_timeout]})")
+        fi
+        R[$target,$c,rps]=$(awk -v n="${m[requests]}" -v d="${m[duration_us]}" 'BEGIN{printf "%.0f", n/(d/1e6)}')
+        R[$target,$c,p50]=$(awk -v v="${m[p50_us]}" 'BEGIN{printf "%.3f", v/1000}')
+        R[$target,$c,p99]=$(awk -v v="${m[p99_us]}" 'BEGIN{printf "%.3f", v/1000}')
+        R[$target,$c,cpu]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="${m[requests]}" 'BEGIN{printf "%.3f", t/hz/n*10000}')
+        R[$target,$c,busy]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v d="${m[duration_us]}" 'BEGIN{printf "%.0f", 100*t/hz/(d/1e6)}')
+        R[$target,$c,rss]=$(awk -v k="$(hwm_kb "${RSS_PID[$target]}")" 'BEGIN{printf "%.1f", k/1024}')
+        R[$target,$c,errs]=$errs
+        log "  ${R[$target,$c,rps]} req/s, p50 ${R[$target,$c,p50]} ms, p99 ${R[$target,$c,p99]} ms, CPU ${R[$target,$c,cpu]} s/10k, core ${R[$target,$c,busy]}%, RSS ${R[$target,$c,rss]} MiB"
+        unset m
+    done
+done
+SL_THREADS_AFTER=$(thread_cpu "$SL_PID")
+NG_MASTER_RSS=$(awk -v k="$(hwm_kb "$NG_PID")" 'BEGIN{printf "%.1f", k/1024}')
+
+# sluice threads that did work during the measurements (TOKIO_WORKER_THREADS check).
+declare -A before=()
+for e in $SL_THREADS_BEFORE; do before[${e%:*}]=$(( ${before[${e%:*}]:-0} + ${e##*:} )); done
+busy_threads=()
+sl_workers=0
+for e in $SL_THREADS_AFTER; do
+    name=${e%:*}
+    if [[ $name == tokio-runtime-w* ]]; then sl_workers=$((sl_workers + 1)); fi
+done
+declare -A after=()
+for e in $SL_THREADS_AFTER; do after[${e%:*}]=$(( ${after[${e%:*}]:-0} + ${e##*:} )); done
+for name in "${!after[@]}"; do
+    d=$(( ${after[$name]} - ${before[$name]:-0} ))
+    if ((d > 0)); then
+        busy_threads+=("$name: $(awk -v t="$d" -v hz="$CLK_TCK" 'BEGIN{printf "%.2f", t/hz}') s")
+    fi
+done
+
+# ---------------------------------------------------------------- report
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0) print "n/a"; else printf "%.2f", a/b }'; }
+verdict() { # value op limit
+    awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN{ ok = (op == ">=") ? v >= l : v <= l; print ok ? "met" : "NOT met" }'
+}
+
+{
+    echo "# sluice vs nginx reverse-proxy benchmark"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- machine: $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), Linux $(uname -r)"
+    echo "- sluice: $("$SLUICE" --version 2>/dev/null || echo '?') (git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null | head -1) ]] && echo ', dirty tree'))"
+    echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); wrk: $("$WRK" -v 2>&1 | head -1 | awk '{print $2}')"
+    echo "- method: proxies on core $PROXY_CPU, wrk (-t1) and upstream (\`sluice backend\`, 1 tokio worker) on core $LOAD_CPU;" \
+        "1 worker each (nginx \`worker_processes 1\`, sluice \`TOKIO_WORKER_THREADS=1\`);" \
+        "HTTP/1.1 keep-alive, GET /; ${WARMUP}s warmup + ${DURATION}s per row"
+    echo
+    echo "| target | concurrency | req/s | p50 ms | p99 ms | CPU s/10k req | peak RSS MiB | proxy core busy % |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    for c in $CONCURRENCY; do
+        for target in "${TARGETS[@]}"; do
+            name=$target
+            if [[ $target == upstream ]]; then name="upstream (direct)"; fi
+            if [[ ${R[$target,$c,errs]} -gt 0 ]]; then name="$name (errors!)"; fi
+            echo "| $name | $c | ${R[$target,$c,rps]} | ${R[$target,$c,p50]} | ${R[$target,$c,p99]} | ${R[$target,$c,cpu]} | ${R[$target,$c,rss]} | ${R[$target,$c,busy]} |"
+        done
+    done
+    echo
+    for c in $CONCURRENCY; do
+        tr=$(ratio "${R[sluice,$c,rps]}" "${R[nginx,$c,rps]}")
+        cr=$(ratio "${R[sluice,$c,cpu]}" "${R[nginx,$c,cpu]}")
+        echo "- c=$c: sluice/nginx throughput = **$tr** (target ≥ 0.80: $(verdict "$tr" '>=' 0.80))"
+        echo "- c=$c: sluice/nginx CPU per request = **$cr** (target ≤ 1.25: $(verdict "$cr" '<=' 1.25))"
+    done
+    echo
+    echo "Notes:"
+    echo "- CPU s/10k req: utime+stime of the measured process(es) over the measured run (nginx: master + worker; upstream row: the backend itself) per 10,000 completed requests."
+    echo "- peak RSS: VmHWM, reset (clear_refs) before each row's warmup; nginx: the worker (master: ${NG_MASTER_RSS} MiB)."
+    echo "- proxy core busy %: that CPU time over the run's wall time; near 100 means the proxy's core was the bottleneck, well below means the load side (wrk + upstream on core $LOAD_CPU) was."
+    echo "- sluice: $sl_workers \`tokio-runtime-w\` thread(s) at the end (workers plus any idle blocking-pool threads); threads that used CPU during the measurements: ${busy_threads[*]:-none}."
+    for w in "${WARNINGS[@]}"; do echo "- WARNING: $w"; done
+} >"$TMP/report.md"
+
+cp "$TMP/report.md" "$RESULTS/latest.md"
+cat "$TMP/report.md"
+log "done in $(( $(date +%s) - START_TS ))s; written to bench/results/latest.md (raw wrk output in bench/results/raw/)"

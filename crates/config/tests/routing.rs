@@ -1,0 +1,298 @@
+//! Matching precedence as tables: YAML in, request → which rule and destination. No sockets.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use sluice_config::route_table::RouteAction;
+use sluice_config::{build_snapshot, route, ProxyConfig, RequestInfo, Routed, Snapshot};
+use sluice_lb::StateStore;
+
+const SERVICES: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: 1001}, labels: {version: v1}}
+  - {address: 127.0.0.1, ports: {http: 1002}, labels: {version: v2}}
+  - {address: 127.0.0.1, ports: {http: 1003}, labels: {version: v3}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+  - {name: v3, labels: {version: v3}}
+"#;
+
+fn snapshot(yaml: &str, proxy: ProxyConfig) -> Snapshot {
+    let parsed = sluice_model::parse_text(&format!("{SERVICES}---\n{yaml}"), Some("t.yaml".into()));
+    match build_snapshot(parsed.resources, parsed.diagnostics, &proxy, &StateStore::new(), 1) {
+        Ok(s) => s,
+        Err(r) => panic!("rejected: {:#?}", r.diagnostics),
+    }
+}
+
+fn mesh() -> ProxyConfig {
+    ProxyConfig {
+        gateway_role: false,
+        ..ProxyConfig::default()
+    }
+}
+
+/// (method, authority, path, headers) → "subset" | "NR" | "status:<n>"
+fn decide(s: &Snapshot, listener: SocketAddr, req: (&str, &str, &str, &[(&str, &str)])) -> String {
+    let (method, authority, path, hs) = req;
+    let mut headers = HeaderMap::new();
+    for (k, v) in hs {
+        headers.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+    }
+    let info = RequestInfo {
+        method,
+        scheme: "http",
+        authority,
+        path_and_query: path,
+        headers: &headers,
+    };
+    let l = s.listener(listener).unwrap_or_else(|| panic!("no listener {listener}: {:?}", s.listeners.iter().map(|l| l.address).collect::<Vec<_>>()));
+    match route(l, &info) {
+        Routed::NoVirtualHost | Routed::NoRoute(_) => "NR".into(),
+        Routed::Matched(m) => match &m.route.action {
+            RouteAction::Forward(f) => f.destinations.iter().map(|d| d.subset.clone().unwrap_or_else(|| "-".into())).collect::<Vec<_>>().join("+"),
+            RouteAction::DirectResponse(d) => format!("status:{}", d.status),
+            RouteAction::Redirect(r) => format!("redirect:{}", r.location(&info, m.matched_prefix(), l.port())),
+        },
+    }
+}
+
+const MESH_9080: &str = "127.0.0.1:9080";
+
+#[test]
+fn first_match_wins_with_every_match_field() {
+    let s = snapshot(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - name: jason
+    match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - name: api-or-canary
+    match: [{uri: {prefix: /api}}, {uri: {prefix: /canary}}]
+    route: [{destination: {host: reviews, subset: v3}}]
+  - name: exact-shadowed
+    match: [{uri: {exact: /api/v1}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - name: regex
+    match: [{uri: {regex: '/items/[0-9]+'}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - name: icase
+    match: [{uri: {exact: /Admin}, ignoreUriCase: true}]
+    route: [{destination: {host: reviews, subset: v3}}]
+  - name: post-with-query
+    match: [{method: {exact: POST}, queryParams: {debug: {exact: "1"}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - name: without-cookie
+    match: [{uri: {prefix: /nocookie}, withoutHeaders: {cookie: {}}}]
+    route: [{destination: {host: reviews, subset: v3}}]
+  - name: authority
+    match: [{authority: {prefix: reviews.default}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - name: default
+    route: [{destination: {host: reviews, subset: v1}}]
+"#,
+        mesh(),
+    );
+    let l: SocketAddr = MESH_9080.parse().unwrap();
+    let table: &[((&str, &str, &str, &[(&str, &str)]), &str)] = &[
+        (("GET", "reviews", "/", &[("end-user", "jason")]), "v2"),
+        (("GET", "reviews", "/api/v1", &[("end-user", "jason")]), "v2"),
+        (("GET", "reviews", "/", &[("end-user", "Jason")]), "v1"),
+        (("GET", "reviews", "/api/v1", &[]), "v3"),
+        (("GET", "reviews", "/canaryfoo", &[]), "v3"),
+        (("GET", "reviews", "/items/42", &[]), "v2"),
+        (("GET", "reviews", "/items/42?x=1", &[]), "v2"),
+        (("GET", "reviews", "/items/42/x", &[]), "v1"),
+        (("GET", "reviews", "/ADMIN", &[]), "v3"),
+        (("POST", "reviews", "/x?debug=1", &[]), "v2"),
+        (("GET", "reviews", "/x?debug=1", &[]), "v1"),
+        (("POST", "reviews", "/x?debug=2", &[]), "v1"),
+        (("GET", "reviews", "/nocookie", &[]), "v3"),
+        (("GET", "reviews", "/nocookie", &[("cookie", "a=b")]), "v1"),
+        (("GET", "reviews.default:9080", "/", &[]), "v2"),
+        (("GET", "reviews:9080", "/", &[]), "v1"),
+        (("GET", "reviews.default.svc.cluster.local", "/", &[]), "v2"),
+        (("GET", "ratings", "/", &[]), "NR"),
+    ];
+    for (req, want) in table {
+        assert_eq!(decide(&s, l, *req), *want, "{req:?}");
+    }
+}
+
+#[test]
+fn no_default_rule_means_404_and_weights_are_kept() {
+    let s = snapshot(
+        r#"
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {canary: {exact: canary-tester}}}]
+    route:
+    - {destination: {host: reviews, subset: v1}, weight: 80}
+    - {destination: {host: reviews, subset: v2}, weight: 40}
+    - {destination: {host: reviews, subset: v3}, weight: 0}
+"#,
+        mesh(),
+    );
+    let l = MESH_9080.parse().unwrap();
+    assert_eq!(decide(&s, l, ("GET", "reviews", "/", &[])), "NR");
+    // The zero-weight destination is dropped; 80/40 stays 2:1.
+    assert_eq!(decide(&s, l, ("GET", "reviews", "/", &[("canary", "canary-tester")])), "v1+v2");
+}
+
+#[test]
+fn source_labels_and_port_are_config_time_filters() {
+    let vs = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{sourceLabels: {app: frontend, version: v2}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{port: 9999}]
+    route: [{destination: {host: reviews, subset: v3}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+"#;
+    let l = MESH_9080.parse().unwrap();
+    let mut v2 = mesh();
+    v2.labels = [("app", "frontend"), ("version", "v2"), ("extra", "x")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    assert_eq!(decide(&snapshot(vs, v2), l, ("GET", "reviews", "/", &[])), "v2");
+    let mut v1 = mesh();
+    v1.labels = [("app", "frontend"), ("version", "v1")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    assert_eq!(decide(&snapshot(vs, v1), l, ("GET", "reviews", "/", &[])), "v1");
+    assert_eq!(decide(&snapshot(vs, mesh()), l, ("GET", "reviews", "/", &[])), "v1");
+}
+
+#[test]
+fn gateway_merges_virtual_services_oldest_first_with_catch_alls_last() {
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["*.example.com", "default/only-default.com"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: a, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec:
+  hosts: [x.example.com]
+  gateways: [istio-system/gw]
+  http:
+  - match: [{uri: {prefix: /shared}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: b, creationTimestamp: "2024-02-01T00:00:00Z"}
+spec:
+  hosts: [x.example.com, only-default.com]
+  gateways: [istio-system/gw]
+  http:
+  - match: [{uri: {prefix: /shared}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{uri: {prefix: /b-only}}]
+    route: [{destination: {host: reviews, subset: v3}}]
+  - route: [{destination: {host: reviews, subset: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: other-ns, namespace: team}
+spec:
+  hosts: [only-default.com]
+  gateways: [istio-system/gw]
+  http:
+  - route: [{destination: {host: reviews.default.svc.cluster.local, subset: v3}}]
+"#;
+    let mut p = ProxyConfig::default();
+    p.labels.insert("istio".into(), "ingressgateway".into());
+    let s = snapshot(yaml, p);
+    let l = "0.0.0.0:8080".parse().unwrap();
+    let table: &[((&str, &str, &str, &[(&str, &str)]), &str)] = &[
+        (("GET", "x.example.com", "/shared", &[]), "v1"),
+        (("GET", "x.example.com", "/b-only", &[]), "v3"),
+        (("GET", "x.example.com:8080", "/", &[]), "v1"),
+        (("GET", "y.example.com", "/", &[]), "NR"),
+        (("GET", "example.com", "/", &[]), "NR"),
+        (("GET", "only-default.com", "/", &[]), "v2"),
+    ];
+    for (req, want) in table {
+        assert_eq!(decide(&s, l, *req), *want, "{req:?}");
+    }
+}
+
+#[test]
+fn mesh_ignores_the_second_virtual_service_for_a_host() {
+    let s = snapshot(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: first}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: second}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  http: [{route: [{destination: {host: reviews, subset: v2}}]}]
+"#,
+        mesh(),
+    );
+    assert_eq!(decide(&s, MESH_9080.parse().unwrap(), ("GET", "reviews", "/", &[])), "v1");
+    assert!(s.diagnostics.iter().any(|d| d.code == "IST0109"));
+}
+
+#[test]
+fn redirect_and_direct_response() {
+    let s = snapshot(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /old}}]
+    redirect: {prefixRewrite: /new, authority: new.example.com}
+  - match: [{uri: {exact: /gone}}]
+    directResponse: {status: 410, body: {string: gone}}
+  - route: [{destination: {host: reviews, subset: v1}}]
+"#,
+        mesh(),
+    );
+    let l = MESH_9080.parse().unwrap();
+    assert_eq!(decide(&s, l, ("GET", "reviews:9080", "/old/x?q=1", &[])), "redirect:http://new.example.com/new/x?q=1");
+    assert_eq!(decide(&s, l, ("GET", "reviews", "/gone", &[])), "status:410");
+}
