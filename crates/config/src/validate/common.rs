@@ -15,7 +15,8 @@ use crate::labels::{validate_label_key, validate_label_value};
 /// Compiles an Istio (RE2) regex anchored at both ends, as Envoy's `safe_regex` matches the whole value.
 pub fn compile_regex(pattern: &str) -> Result<Regex, String> {
     check_regex(pattern)?;
-    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| format!("invalid RE2 regex `{pattern}`: {e}"))
+    Regex::new(&format!("^(?:{pattern})$"))
+        .map_err(|e| format!("invalid RE2 regex `{pattern}`: {}", regex_error_summary(&e)))
 }
 
 /// Checks a regex on its own: wrapping an unbalanced pattern such as `a)|(b` in a group could
@@ -32,8 +33,23 @@ pub(crate) fn check_regex(pattern: &str) -> Result<(), String> {
     }
     Regex::new(pattern)
         .map(|_| ())
-        .map_err(|e| format!("invalid RE2 regex `{pattern}`: {e}"))
+        .map_err(|e| format!("invalid RE2 regex `{pattern}`: {}", regex_error_summary(&e)))
 }
+
+/// The regex crate renders syntax errors over several lines (pattern, caret, reason); diagnostics
+/// are one line, so keep the reason.
+fn regex_error_summary(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// How a DNS-1123 label looks, appended to messages that require one.
+pub(crate) const DNS1123_LABEL: &str =
+    "a DNS-1123 label (letters, digits and `-`, at most 63 characters, starting and ending with a letter or digit)";
 
 /// Result of checking an enum-valued string field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -415,10 +431,10 @@ pub(crate) fn check_export_to(
         let path = push_index(field, i);
         let key = if e == "." { ns.as_str() } else { e.as_str() };
         if seen.contains(key) {
-            if key != e {
+            if key == ns {
                 ctx.error(
                     &path,
-                    format!("duplicate exportTo entry: `.` and `{ns}` both mean this object's namespace"),
+                    format!("duplicate exportTo entry `{e}`: `.` and `{ns}` both mean this object's namespace"),
                 );
             } else {
                 ctx.error(&path, format!("duplicate exportTo entry `{e}`"));
@@ -488,12 +504,12 @@ pub(crate) fn check_gateway_names(ctx: &mut Ctx<'_>, field: &str, names: &[Strin
                 } else if !is_dns1123_label(ns) {
                     ctx.error(
                         &path,
-                        format!("invalid gateway `{g}`: namespace `{ns}` is not a DNS-1123 label"),
+                        format!("invalid gateway `{g}`: namespace `{ns}` must be {DNS1123_LABEL}"),
                     );
                 } else if !is_dns1123_label(name) {
                     ctx.error(
                         &path,
-                        format!("invalid gateway `{g}`: name `{name}` is not a DNS-1123 label"),
+                        format!("invalid gateway `{g}`: name `{name}` must be {DNS1123_LABEL}"),
                     );
                 }
             }
@@ -515,7 +531,7 @@ pub(crate) fn check_destination(ctx: &mut Ctx<'_>, field: &str, d: &Destination)
         if !is_dns1123_label(s) {
             ctx.error(
                 push_key(field, "subset"),
-                format!("invalid subset name `{s}`: must be a DNS-1123 label"),
+                format!("invalid subset name `{s}`: must be {DNS1123_LABEL}"),
             );
         }
     }

@@ -10,7 +10,7 @@ use sluice_model::{
 
 use super::common::{
     check_duration, check_duration_syntax, check_duration_zero_ok, check_enum, check_export_to, check_labels,
-    check_percent, check_port, check_selector_labels,
+    check_percent, check_port, check_selector_labels, DNS1123_LABEL,
 };
 use super::load_balancer::check_load_balancer;
 use super::Ctx;
@@ -36,7 +36,7 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, dr: &DestinationRule) {
         } else if !is_dns1123_label(&s.name) {
             ctx.error(
                 &name_path,
-                format!("invalid subset name `{}`: must be a DNS-1123 label", s.name),
+                format!("invalid subset name `{}`: must be {DNS1123_LABEL}", s.name),
             );
         }
         check_labels(ctx, &push_key(&field, "labels"), &s.labels);

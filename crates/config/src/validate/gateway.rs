@@ -113,7 +113,7 @@ fn check_server(ctx: &mut Ctx<'_>, field: &str, s: &Server) {
     match &s.tls {
         None if is_tls_protocol(proto) => ctx.error(
             f("tls"),
-            format!("a {} server needs `tls` settings (mode and certificates)", port.protocol),
+            format!("a server with protocol {} needs `tls` settings (mode and certificates)", port.protocol),
         ),
         Some(t) if !is_tls_protocol(proto) => {
             let passthrough = matches!(t.mode.as_deref(), None | Some("PASSTHROUGH" | "AUTO_PASSTHROUGH"));

@@ -464,7 +464,12 @@ fn check_fault(ctx: &mut Ctx<'_>, field: &str, fault: &HttpFaultInjection) {
 
 fn check_fault_percentage(ctx: &mut Ctx<'_>, field: &str, what: &str, p: Option<&Percent>, fallback: bool) {
     match p {
-        Some(p) => check_fault_percent(ctx, &push_key(&push_key(field, "percentage"), "value"), what, p.value),
+        Some(p) => check_fault_percent(
+            ctx,
+            &push_key(&push_key(field, "percentage"), "value"),
+            &format!("{what}.percentage"),
+            p.value,
+        ),
         None if !fallback => ctx.warn(
             field,
             format!("{what} has no `percentage`, so it applies to 0% of requests: add percentage {{value: 100}}"),

@@ -7,7 +7,7 @@ use sluice_model::{ServiceEntry, WorkloadEntry};
 
 use super::common::{
     check_enum, check_export_to, check_ip_or_cidr, check_labels, check_port, check_selector_labels,
-    check_unix_path, is_http_protocol, is_tls_protocol, parse_protocol,
+    check_unix_path, is_http_protocol, is_tls_protocol, parse_protocol, DNS1123_LABEL,
 };
 use super::Ctx;
 use crate::host::{is_dns1123_label, is_ip, validate_domain, validate_wildcard_domain};
@@ -185,7 +185,7 @@ fn check_ports<'a>(ctx: &mut Ctx<'_>, se: &'a ServiceEntry, resolution: Option<&
             if !is_dns1123_label(&p.name) {
                 ctx.error(
                     f("name"),
-                    format!("invalid port name `{}`: must be a DNS-1123 label", p.name),
+                    format!("invalid port name `{}`: must be {DNS1123_LABEL}", p.name),
                 );
             }
         }
@@ -360,7 +360,7 @@ fn check_workload_entry(ctx: &mut Ctx<'_>, we: &WorkloadEntry, field: &str, mode
         if !is_dns1123_label(name) {
             ctx.error(
                 &path,
-                format!("invalid port name `{name}`: must be a DNS-1123 label"),
+                format!("invalid port name `{name}`: must be {DNS1123_LABEL}"),
             );
         } else if let Some(sp) = service_ports.filter(|sp| !sp.contains(&name.as_str())) {
             ctx.error(
