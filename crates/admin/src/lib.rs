@@ -34,13 +34,17 @@ pub async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<Socke
     tokio::spawn(async move {
         let builder = auto::Builder::new(TokioExecutor::new());
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let state = state.clone();
             let svc = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(respond(&state, &req)) }
             });
-            let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
             tokio::spawn(async move {
                 let _ = conn.await;
             });
@@ -52,8 +56,10 @@ pub async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<Socke
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
     r
 }
 
@@ -71,7 +77,10 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>>
     match req.uri().path() {
         "/ready" => match (state.readiness)() {
             Ok(()) => text(StatusCode::OK, "LIVE\n"),
-            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
         },
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/config_dump" => json_reply(&config_dump(state)),

@@ -2,7 +2,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use sluice_model::{codes, Destination, Diagnostic, HttpMatchRequest, Resource, Severity, Spec, VirtualService};
+use sluice_model::{
+    codes, Destination, Diagnostic, HttpMatchRequest, Resource, Severity, Spec, VirtualService,
+};
 
 use crate::compile::destination_rules::DestinationRuleIndex;
 use crate::compile::http_route::{gateway_key, vs_binds, vs_gateways, MESH};
@@ -70,7 +72,13 @@ fn destinations(vs: &VirtualService) -> Vec<(String, &Destination)> {
     out
 }
 
-fn check_destinations(r: &Resource, vs: &VirtualService, registry: &Registry, drs: &DestinationRuleIndex<'_>, out: &mut Vec<Diagnostic>) {
+fn check_destinations(
+    r: &Resource,
+    vs: &VirtualService,
+    registry: &Registry,
+    drs: &DestinationRuleIndex<'_>,
+    out: &mut Vec<Diagnostic>,
+) {
     let ns = &r.metadata.namespace;
     for (field, dest) in destinations(vs) {
         let host = fqdn(&dest.host, ns);
@@ -89,7 +97,11 @@ fn check_destinations(r: &Resource, vs: &VirtualService, registry: &Registry, dr
             continue;
         };
         if let Some(p) = dest.port {
-            if u16::try_from(p.number).ok().and_then(|n| svc.port(n)).is_none() {
+            if u16::try_from(p.number)
+                .ok()
+                .and_then(|n| svc.port(n))
+                .is_none()
+            {
                 out.push(r.diag(
                     Severity::Error,
                     codes::REFERENCED_RESOURCE_NOT_FOUND,
@@ -111,9 +123,19 @@ fn check_destinations(r: &Resource, vs: &VirtualService, registry: &Registry, dr
     }
 }
 
-fn check_gateway_refs(r: &Resource, vs: &VirtualService, gateways: &HashSet<String>, out: &mut Vec<Diagnostic>) {
+fn check_gateway_refs(
+    r: &Resource,
+    vs: &VirtualService,
+    gateways: &HashSet<String>,
+    out: &mut Vec<Diagnostic>,
+) {
     let ns = &r.metadata.namespace;
-    let mut refs: Vec<(String, &String)> = vs.gateways.iter().enumerate().map(|(i, g)| (format!("spec.gateways[{i}]"), g)).collect();
+    let mut refs: Vec<(String, &String)> = vs
+        .gateways
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (format!("spec.gateways[{i}]"), g))
+        .collect();
     for (i, rule) in vs.http.iter().enumerate() {
         for (j, m) in rule.matches.iter().enumerate() {
             for (k, g) in m.gateways.iter().enumerate() {
@@ -137,7 +159,9 @@ fn check_gateway_refs(r: &Resource, vs: &VirtualService, gateways: &HashSet<Stri
 /// A match entry that selects every request on every proxy it exists on.
 fn entry_is_catch_all(m: &HttpMatchRequest) -> bool {
     let uri_all = m.uri.as_ref().is_none_or(|u| {
-        u.prefix.as_deref() == Some("/") || u.regex.as_deref() == Some(".*") || (u.exact.is_none() && u.prefix.is_none() && u.regex.is_none())
+        u.prefix.as_deref() == Some("/")
+            || u.regex.as_deref() == Some(".*")
+            || (u.exact.is_none() && u.prefix.is_none() && u.regex.is_none())
     });
     uri_all
         && m.scheme.is_none()
@@ -185,8 +209,13 @@ fn check_dead_rules(r: &Resource, vs: &VirtualService, out: &mut Vec<Diagnostic>
 fn check_mesh_host_conflicts(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
     let mut claimed: BTreeMap<String, &Resource> = BTreeMap::new();
     for r in ordered {
-        let Spec::VirtualService(vs) = &r.spec else { continue };
-        if !vs_gateways(vs, &r.metadata.namespace).iter().any(|g| g == MESH) {
+        let Spec::VirtualService(vs) = &r.spec else {
+            continue;
+        };
+        if !vs_gateways(vs, &r.metadata.namespace)
+            .iter()
+            .any(|g| g == MESH)
+        {
             continue;
         }
         for (i, h) in vs.hosts.iter().enumerate() {
@@ -219,9 +248,12 @@ fn check_gateway_bindings(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
         })
         .collect();
     // (gateway host, VirtualService) pairs, to find overlapping rules between VirtualServices.
-    let mut on_host: BTreeMap<(String, String), Vec<(&Resource, &VirtualService)>> = BTreeMap::new();
+    let mut on_host: BTreeMap<(String, String), Vec<(&Resource, &VirtualService)>> =
+        BTreeMap::new();
     for r in ordered {
-        let Spec::VirtualService(vs) = &r.spec else { continue };
+        let Spec::VirtualService(vs) = &r.spec else {
+            continue;
+        };
         let ns = &r.metadata.namespace;
         for (gr, g) in &gateways {
             let key = format!("{}/{}", gr.metadata.namespace, gr.metadata.name);
@@ -234,7 +266,10 @@ fn check_gateway_bindings(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
                 for s in &g.servers {
                     for sh in &s.hosts {
                         let (sns, shost) = sh.split_once('/').unwrap_or(("*", sh));
-                        if !(sns == "*" || sns == ns || (sns == "." && gr.metadata.namespace == *ns)) {
+                        if !(sns == "*"
+                            || sns == ns
+                            || (sns == "." && gr.metadata.namespace == *ns))
+                        {
                             continue;
                         }
                         if let Some(d) = intersect(&vh, shost) {
@@ -248,12 +283,19 @@ fn check_gateway_bindings(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
                 }
             }
             if !any {
-                let field = vs.gateways.iter().position(|x| gateway_key(x, ns) == key).map_or("spec.hosts".to_string(), |i| format!("spec.gateways[{i}]"));
+                let field = vs
+                    .gateways
+                    .iter()
+                    .position(|x| gateway_key(x, ns) == key)
+                    .map_or("spec.hosts".to_string(), |i| format!("spec.gateways[{i}]"));
                 out.push(r.diag(
                     Severity::Warning,
                     codes::VS_HOST_NOT_IN_GATEWAY,
                     field,
-                    format!("none of the hosts {:?} is served by gateway {key}", vs.hosts),
+                    format!(
+                        "none of the hosts {:?} is served by gateway {key}",
+                        vs.hosts
+                    ),
                 ));
             }
         }
@@ -293,24 +335,35 @@ fn rules_may_overlap(a: &[HttpMatchRequest], b: &[HttpMatchRequest]) -> bool {
     if a.is_empty() || b.is_empty() {
         return true;
     }
-    a.iter().any(|x| b.iter().any(|y| entries_may_overlap(x, y)))
+    a.iter()
+        .any(|x| b.iter().any(|y| entries_may_overlap(x, y)))
 }
 
 fn entries_may_overlap(a: &HttpMatchRequest, b: &HttpMatchRequest) -> bool {
     let uri_ok = match (&a.uri, &b.uri) {
-        (Some(x), Some(y)) => match ((&x.exact, &x.prefix, &x.regex), (&y.exact, &y.prefix, &y.regex)) {
+        (Some(x), Some(y)) => match (
+            (&x.exact, &x.prefix, &x.regex),
+            (&y.exact, &y.prefix, &y.regex),
+        ) {
             ((Some(e1), _, _), (Some(e2), _, _)) => e1 == e2,
-            ((Some(e), _, _), (_, Some(p), _)) | ((_, Some(p), _), (Some(e), _, _)) => e.starts_with(p.as_str()),
-            ((_, Some(p1), _), (_, Some(p2), _)) => p1.starts_with(p2.as_str()) || p2.starts_with(p1.as_str()),
+            ((Some(e), _, _), (_, Some(p), _)) | ((_, Some(p), _), (Some(e), _, _)) => {
+                e.starts_with(p.as_str())
+            }
+            ((_, Some(p1), _), (_, Some(p2), _)) => {
+                p1.starts_with(p2.as_str()) || p2.starts_with(p1.as_str())
+            }
             ((_, _, Some(r1)), (_, _, Some(r2))) => r1 == r2 || r1 == ".*" || r2 == ".*",
             _ => true,
         },
         _ => true,
     };
-    let headers_ok = a.headers.iter().all(|(k, va)| match (b.headers.get(k), &va.exact) {
-        (Some(vb), Some(ea)) => vb.exact.as_ref().is_none_or(|eb| eb == ea),
-        _ => true,
-    });
+    let headers_ok = a
+        .headers
+        .iter()
+        .all(|(k, va)| match (b.headers.get(k), &va.exact) {
+            (Some(vb), Some(ea)) => vb.exact.as_ref().is_none_or(|eb| eb == ea),
+            _ => true,
+        });
     let authority_ok = match (&a.authority, &b.authority) {
         (Some(x), Some(y)) => match (&x.exact, &y.exact) {
             (Some(e1), Some(e2)) => overlaps(e1, e2),
@@ -334,9 +387,11 @@ fn check_subsets(registry: &Registry, drs: &DestinationRuleIndex<'_>, out: &mut 
             continue;
         }
         for (i, s) in dr.subsets.iter().enumerate() {
-            let selects = matching
-                .iter()
-                .any(|svc| svc.endpoints.iter().any(|e| selector_matches(&s.labels, &e.labels)));
+            let selects = matching.iter().any(|svc| {
+                svc.endpoints
+                    .iter()
+                    .any(|e| selector_matches(&s.labels, &e.labels))
+            });
             if !selects {
                 out.push(r.diag(
                     Severity::Warning,

@@ -37,7 +37,11 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(format!("invalid duration `{s}`: missing unit (e.g. `5s`, `500ms`)")),
+            "" => {
+                return Err(format!(
+                    "invalid duration `{s}`: missing unit (e.g. `5s`, `500ms`)"
+                ))
+            }
             u => return Err(format!("invalid duration `{s}`: unknown unit `{u}`")),
         };
         rest = &rest[unit_len..];
@@ -57,8 +61,10 @@ pub fn parse_istio_duration(s: &str) -> Result<Duration, String> {
     }
     // Float parsing leaves sub-nanosecond noise; compare in microseconds rounded.
     let micros = (d.as_secs_f64() * 1e6).round() as u128;
-    if micros % 1000 != 0 {
-        return Err(format!("duration `{s}` must be a whole number of milliseconds"));
+    if !micros.is_multiple_of(1000) {
+        return Err(format!(
+            "duration `{s}` must be a whole number of milliseconds"
+        ));
     }
     Ok(Duration::from_millis((micros / 1000) as u64))
 }

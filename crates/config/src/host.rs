@@ -71,13 +71,24 @@ pub fn validate_wildcard_domain(host: &str) -> Result<(), String> {
         return Ok(());
     }
     let rest = match host.strip_prefix('*') {
-        Some(r) => {
-            let r = r.strip_prefix('.').unwrap_or(r);
-            if r.is_empty() {
-                return Err(format!("invalid wildcard host `{host}`"));
+        Some(r) => match r.strip_prefix('.') {
+            Some(after_dot) if !after_dot.is_empty() => after_dot,
+            Some(_) => return Err(format!("invalid wildcard host `{host}`")),
+            None => {
+                // `*foo.com` / `*-foo.com`: the wildcard is part of the first label, which may
+                // then continue with any label characters (including a leading `-`).
+                let (first, tail) = r.split_once('.').unwrap_or((r, ""));
+                if first.is_empty()
+                    || !first
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    || tail.is_empty()
+                {
+                    return Err(format!("invalid wildcard host `{host}`"));
+                }
+                tail
             }
-            r
-        }
+        },
         None => host,
     };
     validate_domain(rest).map_err(|e| format!("invalid host `{host}`: {e}"))
@@ -101,7 +112,7 @@ pub fn validate_domain(host: &str) -> Result<(), String> {
             return Err(format!("label `{l}` is not a DNS-1123 label"));
         }
     }
-    if labels.len() > 1 && labels[labels.len() - 1].bytes().all(|b| b.is_ascii_digit()) {
+    if labels[labels.len() - 1].bytes().all(|b| b.is_ascii_digit()) {
         return Err("top-level domain may not be all numeric".into());
     }
     Ok(())
@@ -163,6 +174,8 @@ mod tests {
     fn domain_validation() {
         assert!(validate_wildcard_domain("*.example.com").is_ok());
         assert!(validate_wildcard_domain("*foo.example.com").is_ok());
+        assert!(validate_wildcard_domain("*-foo.example.com").is_ok());
+        assert!(validate_wildcard_domain("123").is_err());
         assert!(validate_wildcard_domain("a.*.com").is_err());
         assert!(validate_wildcard_domain("bad_host").is_err());
         assert!(validate_wildcard_domain("foo.123").is_err());

@@ -176,7 +176,11 @@ impl RequestMatch {
             match header_value(req.headers, &h.name) {
                 Some(v) if h.value.matches(&v, false) => {}
                 Some(v) => {
-                    return Some(format!("header `{}: {v}` does not match {}", h.name, describe(&h.value)))
+                    return Some(format!(
+                        "header `{}: {v}` does not match {}",
+                        h.name,
+                        describe(&h.value)
+                    ))
                 }
                 None => return Some(format!("header `{}` is absent", h.name)),
             }
@@ -187,14 +191,22 @@ impl RequestMatch {
                 (m, v) => m.matches(v.as_deref().unwrap_or(""), false),
             };
             if hit {
-                return Some(format!("header `{}` matches withoutHeaders {}", h.name, describe(&h.value)));
+                return Some(format!(
+                    "header `{}` matches withoutHeaders {}",
+                    h.name,
+                    describe(&h.value)
+                ));
             }
         }
         for q in &self.query_params {
             match query_value(req.query(), &q.name) {
                 Some(v) if q.value.matches(&v, false) => {}
                 Some(v) => {
-                    return Some(format!("query `{}={v}` does not match {}", q.name, describe(&q.value)))
+                    return Some(format!(
+                        "query `{}={v}` does not match {}",
+                        q.name,
+                        describe(&q.value)
+                    ))
                 }
                 None => return Some(format!("query parameter `{}` is absent", q.name)),
             }
@@ -280,7 +292,12 @@ mod tests {
             (sm(Some("/a"), None, None), false, "/a/", false),
             (sm(None, None, Some("/api")), false, "/api/v1", false),
             (sm(None, None, Some("/api/.*")), false, "/api/v1", true),
-            (sm(None, None, Some("/api/v[0-9]")), false, "/api/v1?x", true),
+            (
+                sm(None, None, Some("/api/v[0-9]")),
+                false,
+                "/api/v1?x",
+                true,
+            ),
         ];
         for (m, icase, path, want) in table {
             let rm = RequestMatch {

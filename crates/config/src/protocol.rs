@@ -56,7 +56,11 @@ impl Protocol {
     pub fn is_http(self) -> bool {
         matches!(
             self,
-            Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::GrpcWeb | Protocol::Unspecified
+            Protocol::Http
+                | Protocol::Http2
+                | Protocol::Grpc
+                | Protocol::GrpcWeb
+                | Protocol::Unspecified
         )
     }
 

@@ -93,7 +93,9 @@ impl Registry {
             .collect();
         let mut services = BTreeMap::new();
         for r in resources {
-            let Spec::ServiceEntry(se) = &r.spec else { continue };
+            let Spec::ServiceEntry(se) = &r.spec else {
+                continue;
+            };
             let endpoints = endpoints_of(r, se, &workloads);
             let ports = se
                 .ports
@@ -107,7 +109,11 @@ impl Registry {
                     })
                 })
                 .collect::<Vec<_>>();
-            let addresses = se.addresses.iter().filter_map(|a| a.parse().ok()).collect::<Vec<_>>();
+            let addresses = se
+                .addresses
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect::<Vec<_>>();
             for host in &se.hosts {
                 let hostname = host.trim_end_matches('.').to_ascii_lowercase();
                 services.entry(hostname.clone()).or_insert_with(|| {
@@ -144,7 +150,11 @@ impl Registry {
     }
 }
 
-fn endpoints_of(r: &Resource, se: &ServiceEntry, workloads: &[(&Resource, &WorkloadEntry)]) -> Vec<Arc<Endpoint>> {
+fn endpoints_of(
+    r: &Resource,
+    se: &ServiceEntry,
+    workloads: &[(&Resource, &WorkloadEntry)],
+) -> Vec<Arc<Endpoint>> {
     let convert = |we: &WorkloadEntry, workload: Option<String>| Endpoint {
         address: we.address.clone(),
         ports: we
@@ -160,14 +170,22 @@ fn endpoints_of(r: &Resource, se: &ServiceEntry, workloads: &[(&Resource, &Workl
         return workloads
             .iter()
             .filter(|(wr, we)| {
-                wr.metadata.namespace == r.metadata.namespace && selector_matches(&sel.labels, &we.labels)
+                wr.metadata.namespace == r.metadata.namespace
+                    && selector_matches(&sel.labels, &we.labels)
             })
             .map(|(wr, we)| Arc::new(convert(we, Some(wr.metadata.name.clone()))))
             .collect();
     }
-    let mut eps: Vec<Arc<Endpoint>> = se.endpoints.iter().map(|we| Arc::new(convert(we, None))).collect();
+    let mut eps: Vec<Arc<Endpoint>> = se
+        .endpoints
+        .iter()
+        .map(|we| Arc::new(convert(we, None)))
+        .collect();
     // DNS resolution with no endpoints resolves the host itself (one endpoint per host name).
-    let dns = matches!(se.resolution.as_deref(), Some("DNS") | Some("DNS_ROUND_ROBIN"));
+    let dns = matches!(
+        se.resolution.as_deref(),
+        Some("DNS") | Some("DNS_ROUND_ROBIN")
+    );
     if eps.is_empty() && dns {
         if let Some(h) = se.hosts.first() {
             eps.push(Arc::new(Endpoint {

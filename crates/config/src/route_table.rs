@@ -72,21 +72,32 @@ pub struct Redirect {
 
 impl Redirect {
     /// The `Location` for a request; `matched_prefix` is the prefix the rule matched, if any.
-    pub fn location(&self, req: &RequestInfo<'_>, matched_prefix: Option<&str>, listener_port: u16) -> String {
+    pub fn location(
+        &self,
+        req: &RequestInfo<'_>,
+        matched_prefix: Option<&str>,
+        listener_port: u16,
+    ) -> String {
         let scheme = self.scheme.as_deref().unwrap_or(req.scheme);
         let host = self
             .authority
             .as_deref()
             .unwrap_or_else(|| crate::host::strip_port(req.authority));
-        let port = self.port.or(self.port_from_request.then_some(listener_port)).or_else(|| {
-            // Without a port rule the original port is kept unless the scheme changes.
-            let original = req.authority.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
-            if self.scheme.is_some() || self.authority.is_some() {
-                None
-            } else {
-                original
-            }
-        });
+        let port = self
+            .port
+            .or(self.port_from_request.then_some(listener_port))
+            .or_else(|| {
+                // Without a port rule the original port is kept unless the scheme changes.
+                let original = req
+                    .authority
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok());
+                if self.scheme.is_some() || self.authority.is_some() {
+                    None
+                } else {
+                    original
+                }
+            });
         let port = port.filter(|p| !matches!((scheme, p), ("http", 80) | ("https", 443)));
         let path = match (&self.uri, &self.prefix_rewrite, matched_prefix) {
             (Some(u), _, _) => {

@@ -99,7 +99,9 @@ impl Snapshot {
 
     /// The listener bound at `address`.
     pub fn listener(&self, address: SocketAddr) -> Option<&Arc<Listener>> {
-        self.by_address.get(&address).and_then(|&i| self.listeners.get(i))
+        self.by_address
+            .get(&address)
+            .and_then(|&i| self.listeners.get(i))
     }
 }
 

@@ -53,7 +53,7 @@ impl VirtualHostTable {
                 }
             }
         }
-        t.suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        t.suffixes.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         t
     }
 

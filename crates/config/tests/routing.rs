@@ -34,7 +34,13 @@ spec:
 
 fn snapshot(yaml: &str, proxy: ProxyConfig) -> Snapshot {
     let parsed = sluice_model::parse_text(&format!("{SERVICES}---\n{yaml}"), Some("t.yaml".into()));
-    match build_snapshot(parsed.resources, parsed.diagnostics, &proxy, &StateStore::new(), 1) {
+    match build_snapshot(
+        parsed.resources,
+        parsed.diagnostics,
+        &proxy,
+        &StateStore::new(),
+        1,
+    ) {
         Ok(s) => s,
         Err(r) => panic!("rejected: {:#?}", r.diagnostics),
     }
@@ -47,12 +53,18 @@ fn mesh() -> ProxyConfig {
     }
 }
 
-/// (method, authority, path, headers) → "subset" | "NR" | "status:<n>"
-fn decide(s: &Snapshot, listener: SocketAddr, req: (&str, &str, &str, &[(&str, &str)])) -> String {
+/// (method, authority, path, headers)
+type Req<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+/// The decision for a request: "subset" | "NR" | "status:<n>" | "redirect:<location>".
+fn decide(s: &Snapshot, listener: SocketAddr, req: Req<'_>) -> String {
     let (method, authority, path, hs) = req;
     let mut headers = HeaderMap::new();
     for (k, v) in hs {
-        headers.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        headers.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
     }
     let info = RequestInfo {
         method,
@@ -61,13 +73,26 @@ fn decide(s: &Snapshot, listener: SocketAddr, req: (&str, &str, &str, &[(&str, &
         path_and_query: path,
         headers: &headers,
     };
-    let l = s.listener(listener).unwrap_or_else(|| panic!("no listener {listener}: {:?}", s.listeners.iter().map(|l| l.address).collect::<Vec<_>>()));
+    let l = s.listener(listener).unwrap_or_else(|| {
+        panic!(
+            "no listener {listener}: {:?}",
+            s.listeners.iter().map(|l| l.address).collect::<Vec<_>>()
+        )
+    });
     match route(l, &info) {
         Routed::NoVirtualHost | Routed::NoRoute(_) => "NR".into(),
         Routed::Matched(m) => match &m.route.action {
-            RouteAction::Forward(f) => f.destinations.iter().map(|d| d.subset.clone().unwrap_or_else(|| "-".into())).collect::<Vec<_>>().join("+"),
+            RouteAction::Forward(f) => f
+                .destinations
+                .iter()
+                .map(|d| d.subset.clone().unwrap_or_else(|| "-".into()))
+                .collect::<Vec<_>>()
+                .join("+"),
             RouteAction::DirectResponse(d) => format!("status:{}", d.status),
-            RouteAction::Redirect(r) => format!("redirect:{}", r.location(&info, m.matched_prefix(), l.port())),
+            RouteAction::Redirect(r) => format!(
+                "redirect:{}",
+                r.location(&info, m.matched_prefix(), l.port())
+            ),
         },
     }
 }
@@ -114,9 +139,12 @@ spec:
         mesh(),
     );
     let l: SocketAddr = MESH_9080.parse().unwrap();
-    let table: &[((&str, &str, &str, &[(&str, &str)]), &str)] = &[
+    let table: &[(Req<'_>, &str)] = &[
         (("GET", "reviews", "/", &[("end-user", "jason")]), "v2"),
-        (("GET", "reviews", "/api/v1", &[("end-user", "jason")]), "v2"),
+        (
+            ("GET", "reviews", "/api/v1", &[("end-user", "jason")]),
+            "v2",
+        ),
         (("GET", "reviews", "/", &[("end-user", "Jason")]), "v1"),
         (("GET", "reviews", "/api/v1", &[]), "v3"),
         (("GET", "reviews", "/canaryfoo", &[]), "v3"),
@@ -160,7 +188,14 @@ spec:
     let l = MESH_9080.parse().unwrap();
     assert_eq!(decide(&s, l, ("GET", "reviews", "/", &[])), "NR");
     // The zero-weight destination is dropped; 80/40 stays 2:1.
-    assert_eq!(decide(&s, l, ("GET", "reviews", "/", &[("canary", "canary-tester")])), "v1+v2");
+    assert_eq!(
+        decide(
+            &s,
+            l,
+            ("GET", "reviews", "/", &[("canary", "canary-tester")])
+        ),
+        "v1+v2"
+    );
 }
 
 #[test]
@@ -180,12 +215,27 @@ spec:
 "#;
     let l = MESH_9080.parse().unwrap();
     let mut v2 = mesh();
-    v2.labels = [("app", "frontend"), ("version", "v2"), ("extra", "x")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    assert_eq!(decide(&snapshot(vs, v2), l, ("GET", "reviews", "/", &[])), "v2");
+    v2.labels = [("app", "frontend"), ("version", "v2"), ("extra", "x")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(
+        decide(&snapshot(vs, v2), l, ("GET", "reviews", "/", &[])),
+        "v2"
+    );
     let mut v1 = mesh();
-    v1.labels = [("app", "frontend"), ("version", "v1")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    assert_eq!(decide(&snapshot(vs, v1), l, ("GET", "reviews", "/", &[])), "v1");
-    assert_eq!(decide(&snapshot(vs, mesh()), l, ("GET", "reviews", "/", &[])), "v1");
+    v1.labels = [("app", "frontend"), ("version", "v1")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(
+        decide(&snapshot(vs, v1), l, ("GET", "reviews", "/", &[])),
+        "v1"
+    );
+    assert_eq!(
+        decide(&snapshot(vs, mesh()), l, ("GET", "reviews", "/", &[])),
+        "v1"
+    );
 }
 
 #[test]
@@ -237,7 +287,7 @@ spec:
     p.labels.insert("istio".into(), "ingressgateway".into());
     let s = snapshot(yaml, p);
     let l = "0.0.0.0:8080".parse().unwrap();
-    let table: &[((&str, &str, &str, &[(&str, &str)]), &str)] = &[
+    let table: &[(Req<'_>, &str)] = &[
         (("GET", "x.example.com", "/shared", &[]), "v1"),
         (("GET", "x.example.com", "/b-only", &[]), "v3"),
         (("GET", "x.example.com:8080", "/", &[]), "v1"),
@@ -270,7 +320,10 @@ spec:
 "#,
         mesh(),
     );
-    assert_eq!(decide(&s, MESH_9080.parse().unwrap(), ("GET", "reviews", "/", &[])), "v1");
+    assert_eq!(
+        decide(&s, MESH_9080.parse().unwrap(), ("GET", "reviews", "/", &[])),
+        "v1"
+    );
     assert!(s.diagnostics.iter().any(|d| d.code == "IST0109"));
 }
 
@@ -293,6 +346,12 @@ spec:
         mesh(),
     );
     let l = MESH_9080.parse().unwrap();
-    assert_eq!(decide(&s, l, ("GET", "reviews:9080", "/old/x?q=1", &[])), "redirect:http://new.example.com/new/x?q=1");
-    assert_eq!(decide(&s, l, ("GET", "reviews", "/gone", &[])), "status:410");
+    assert_eq!(
+        decide(&s, l, ("GET", "reviews:9080", "/old/x?q=1", &[])),
+        "redirect:http://new.example.com/new/x?q=1"
+    );
+    assert_eq!(
+        decide(&s, l, ("GET", "reviews", "/gone", &[])),
+        "status:410"
+    );
 }

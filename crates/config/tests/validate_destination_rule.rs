@@ -6,6 +6,9 @@ use sluice_model::{codes, parse_text, Diagnostic, Severity};
 const E: Severity = Severity::Error;
 const W: Severity = Severity::Warning;
 
+/// (case name, YAML, expected (severity, field path) pairs).
+type Case<'a> = (&'a str, &'a str, &'a [(Severity, &'a str)]);
+
 fn object(spec: &str) -> String {
     format!(
         "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: t\n  namespace: default\nspec:{spec}"
@@ -33,7 +36,9 @@ fn check(name: &str, spec: &str, expected: &[(Severity, &str)]) {
     let diags = schema_diags(&object(spec));
     for (sev, field) in expected {
         assert!(
-            diags.iter().any(|d| d.severity == *sev && d.field.as_deref() == Some(*field)),
+            diags
+                .iter()
+                .any(|d| d.severity == *sev && d.field.as_deref() == Some(*field)),
             "{name}: expected {sev} at {field}, got {diags:#?}"
         );
     }
@@ -48,7 +53,7 @@ fn check(name: &str, spec: &str, expected: &[(Severity, &str)]) {
 
 #[test]
 fn rules() {
-    let cases: &[(&str, &str, &[(Severity, &str)])] = &[
+    let cases: &[Case] = &[
         ("missing host", "\n  subsets: [{name: v1}]\n", &[(E, "spec.host")]),
         ("partial wildcard host", "\n  host: a.*.com\n", &[(E, "spec.host")]),
         ("wildcard host", "\n  host: \"*.local\"\n", &[]),
@@ -502,7 +507,11 @@ fn diagnostics_point_at_the_yaml_line() {
 "#,
     );
     let diags = schema_diags(&yaml);
-    let line_of = |needle: &str| yaml.lines().position(|l| l.contains(needle)).map(|i| i as u32 + 1);
+    let line_of = |needle: &str| {
+        yaml.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i as u32 + 1)
+    };
     let at = |field: &str| {
         diags
             .iter()
@@ -510,8 +519,14 @@ fn diagnostics_point_at_the_yaml_line() {
             .and_then(|d| d.location)
             .map(|l| l.line)
     };
-    assert_eq!(at("spec.trafficPolicy.outlierDetection.interval"), line_of("interval: 0.5ms"));
-    assert_eq!(at("spec.subsets[1].name"), line_of("name: v1").map(|l| l + 1));
+    assert_eq!(
+        at("spec.trafficPolicy.outlierDetection.interval"),
+        line_of("interval: 0.5ms")
+    );
+    assert_eq!(
+        at("spec.subsets[1].name"),
+        line_of("name: v1").map(|l| l + 1)
+    );
 }
 
 /// Istio samples must be accepted without errors or warnings.

@@ -6,6 +6,9 @@ use sluice_model::{codes, parse_text, Diagnostic, Severity};
 const E: Severity = Severity::Error;
 const W: Severity = Severity::Warning;
 
+/// (case name, YAML, expected (severity, field path) pairs).
+type Case<'a> = (&'a str, &'a str, &'a [(Severity, &'a str)]);
+
 fn named(name: &str, spec: &str) -> String {
     format!(
         "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: {name}\n  namespace: default\nspec:{spec}"
@@ -33,7 +36,9 @@ fn check(name: &str, yaml: &str, expected: &[(Severity, &str)]) {
     let diags = schema_diags(yaml);
     for (sev, field) in expected {
         assert!(
-            diags.iter().any(|d| d.severity == *sev && d.field.as_deref() == Some(*field)),
+            diags
+                .iter()
+                .any(|d| d.severity == *sev && d.field.as_deref() == Some(*field)),
             "{name}: expected {sev} at {field}, got {diags:#?}"
         );
     }
@@ -48,13 +53,17 @@ fn check(name: &str, yaml: &str, expected: &[(Severity, &str)]) {
 
 #[test]
 fn rules() {
-    let cases: &[(&str, &str, &[(Severity, &str)])] = &[
+    let cases: &[Case] = &[
         (
             "gateway name with a dot",
             "\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [\"*\"]}]\n",
             &[(E, "metadata.name")],
         ),
-        ("no servers", "\n  selector: {istio: ingressgateway}\n", &[(E, "spec.servers")]),
+        (
+            "no servers",
+            "\n  selector: {istio: ingressgateway}\n",
+            &[(E, "spec.servers")],
+        ),
         (
             "ports",
             r#"
@@ -198,7 +207,10 @@ fn rules() {
                 (E, "spec.servers[6].tls.caCrl"),
                 (E, "spec.servers[7].tls.tlsCertificates"),
                 (E, "spec.servers[7].tls.tlsCertificates[0].privateKey"),
-                (E, "spec.servers[7].tls.tlsCertificates[2].serverCertificate"),
+                (
+                    E,
+                    "spec.servers[7].tls.tlsCertificates[2].serverCertificate",
+                ),
                 (E, "spec.servers[7].tls.tlsCertificates[2].privateKey"),
             ],
         ),
@@ -234,7 +246,11 @@ fn rules() {
         ),
     ];
     for (name, spec, expected) in cases {
-        let gw = if *name == "gateway name with a dot" { "my.gw" } else { "gw" };
+        let gw = if *name == "gateway name with a dot" {
+            "my.gw"
+        } else {
+            "gw"
+        };
         check(name, &named(gw, spec), expected);
     }
 }
@@ -262,7 +278,10 @@ fn protocol_message_and_location() {
         .expect("protocol diagnostic");
     assert!(d.message.contains("`HTTPX`"), "{}", d.message);
     assert!(d.message.contains("HTTP, HTTPS, GRPC"), "{}", d.message);
-    let line = yaml.lines().position(|l| l.contains("protocol: HTTPX")).map(|i| i as u32 + 1);
+    let line = yaml
+        .lines()
+        .position(|l| l.contains("protocol: HTTPX"))
+        .map(|i| i as u32 + 1);
     assert_eq!(d.location.map(|l| l.line), line);
 }
 

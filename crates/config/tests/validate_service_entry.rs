@@ -6,6 +6,9 @@ use sluice_model::{codes, parse_text, Diagnostic, Severity};
 const E: Severity = Severity::Error;
 const W: Severity = Severity::Warning;
 
+/// (case name, YAML, expected (severity, field path) pairs).
+type Case<'a> = (&'a str, &'a str, &'a [(Severity, &'a str)]);
+
 fn object(kind: &str, spec: &str) -> String {
     format!(
         "apiVersion: networking.istio.io/v1\nkind: {kind}\nmetadata:\n  name: t\n  namespace: default\nspec:{spec}"
@@ -33,7 +36,9 @@ fn check(name: &str, yaml: &str, expected: &[(Severity, &str)]) {
     let diags = schema_diags(yaml);
     for (sev, field) in expected {
         assert!(
-            diags.iter().any(|d| d.severity == *sev && d.field.as_deref() == Some(*field)),
+            diags
+                .iter()
+                .any(|d| d.severity == *sev && d.field.as_deref() == Some(*field)),
             "{name}: expected {sev} at {field}, got {diags:#?}"
         );
     }
@@ -48,7 +53,7 @@ fn check(name: &str, yaml: &str, expected: &[(Severity, &str)]) {
 
 #[test]
 fn service_entry_rules() {
-    let cases: &[(&str, &str, &[(Severity, &str)])] = &[
+    let cases: &[Case] = &[
         (
             "hosts",
             r#"
@@ -140,7 +145,10 @@ fn service_entry_rules() {
   workloadSelector: {labels: {app: "a*"}}
   endpoints: [{address: 10.0.0.1}]
 "#,
-            &[(E, "spec.workloadSelector"), (E, "spec.workloadSelector.labels.app")],
+            &[
+                (E, "spec.workloadSelector"),
+                (E, "spec.workloadSelector.labels.app"),
+            ],
         ),
         (
             "static endpoints",
@@ -245,9 +253,17 @@ fn service_entry_rules() {
 
 #[test]
 fn workload_entry_rules() {
-    let cases: &[(&str, &str, &[(Severity, &str)])] = &[
-        ("missing address", "\n  labels: {app: a}\n", &[(E, "spec.address")]),
-        ("network only", "\n  network: vm-net\n", &[(W, "spec.address")]),
+    let cases: &[Case] = &[
+        (
+            "missing address",
+            "\n  labels: {app: a}\n",
+            &[(E, "spec.address")],
+        ),
+        (
+            "network only",
+            "\n  network: vm-net\n",
+            &[(W, "spec.address")],
+        ),
         (
             "ports and labels",
             r#"
@@ -268,13 +284,21 @@ fn workload_entry_rules() {
             "\n  address: vm1.example.com\n  ports: {http: 8080}\n",
             &[],
         ),
-        ("bad address", "\n  address: \"not valid!\"\n", &[(E, "spec.address")]),
+        (
+            "bad address",
+            "\n  address: \"not valid!\"\n",
+            &[(E, "spec.address")],
+        ),
         (
             "unix socket",
             "\n  address: \"unix://relative/sock\"\n  ports: {http: 80}\n",
             &[(E, "spec.address"), (E, "spec.ports")],
         ),
-        ("unix directory", "\n  address: \"unix:///var/run/\"\n", &[(E, "spec.address")]),
+        (
+            "unix directory",
+            "\n  address: \"unix:///var/run/\"\n",
+            &[(E, "spec.address")],
+        ),
     ];
     for (name, spec, expected) in cases {
         check(name, &object("WorkloadEntry", spec), expected);
@@ -303,8 +327,15 @@ fn endpoint_port_message_names_the_service_ports() {
         .iter()
         .find(|d| d.field.as_deref() == Some("spec.endpoints[0].ports.grpc"))
         .expect("endpoint port diagnostic");
-    assert!(d.message.contains("`grpc`") && d.message.contains("http"), "{}", d.message);
-    let line = yaml.lines().position(|l| l.contains("grpc: 9000")).map(|i| i as u32 + 1);
+    assert!(
+        d.message.contains("`grpc`") && d.message.contains("http"),
+        "{}",
+        d.message
+    );
+    let line = yaml
+        .lines()
+        .position(|l| l.contains("grpc: 9000"))
+        .map(|i| i as u32 + 1);
     assert_eq!(d.location.map(|l| l.line), line);
 }
 

@@ -6,6 +6,9 @@ use sluice_model::{codes, parse_text, Diagnostic, Severity};
 const E: Severity = Severity::Error;
 const W: Severity = Severity::Warning;
 
+/// (case name, YAML, expected (severity, field path) pairs).
+type Case<'a> = (&'a str, &'a str, &'a [(Severity, &'a str)]);
+
 fn object(spec: &str) -> String {
     format!(
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: t\n  namespace: default\nspec:{spec}"
@@ -33,7 +36,9 @@ fn check(name: &str, spec: &str, expected: &[(Severity, &str)]) {
     let diags = schema_diags(&object(spec));
     for (sev, field) in expected {
         assert!(
-            diags.iter().any(|d| d.severity == *sev && d.field.as_deref() == Some(*field)),
+            diags
+                .iter()
+                .any(|d| d.severity == *sev && d.field.as_deref() == Some(*field)),
             "{name}: expected {sev} at {field}, got {diags:#?}"
         );
     }
@@ -48,7 +53,7 @@ fn check(name: &str, spec: &str, expected: &[(Severity, &str)]) {
 
 #[test]
 fn rules() {
-    let cases: &[(&str, &str, &[(Severity, &str)])] = &[
+    let cases: &[Case] = &[
         ("no routes", "\n  hosts: [reviews]\n", &[(E, "spec")]),
         (
             "delegate with gateways and tcp",
@@ -623,7 +628,8 @@ fn enum_message_lists_allowed_values() {
         .expect("derivePort diagnostic");
     assert!(d.message.contains("`FROM_SOMEWHERE`"), "{}", d.message);
     assert!(
-        d.message.contains("FROM_PROTOCOL_DEFAULT, FROM_REQUEST_PORT"),
+        d.message
+            .contains("FROM_PROTOCOL_DEFAULT, FROM_REQUEST_PORT"),
         "{}",
         d.message
     );
@@ -648,7 +654,11 @@ fn diagnostics_point_at_the_yaml_line() {
 "#,
     );
     let diags = schema_diags(&yaml);
-    let line_of = |needle: &str| yaml.lines().position(|l| l.contains(needle)).map(|i| i as u32 + 1);
+    let line_of = |needle: &str| {
+        yaml.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i as u32 + 1)
+    };
     let at = |field: &str| {
         diags
             .iter()
@@ -658,7 +668,10 @@ fn diagnostics_point_at_the_yaml_line() {
     };
     assert_eq!(at("spec.http[0].route[0].weight"), line_of("weight: -5"));
     assert_eq!(at("spec.http[1].timeout"), line_of("timeout: 0s"));
-    let d = diags.iter().find(|d| d.field.as_deref() == Some("spec.http[1].timeout")).expect("timeout");
+    let d = diags
+        .iter()
+        .find(|d| d.field.as_deref() == Some("spec.http[1].timeout"))
+        .expect("timeout");
     assert_eq!(d.file.as_deref(), Some("t.yaml"));
     assert!(d.message.contains("0s"), "{}", d.message);
 }
@@ -872,9 +885,15 @@ spec:
 "#,
     ];
     for yaml in samples {
-        let errors: Vec<_> = schema_diags(yaml).into_iter().filter(|d| d.severity == E).collect();
+        let errors: Vec<_> = schema_diags(yaml)
+            .into_iter()
+            .filter(|d| d.severity == E)
+            .collect();
         assert!(errors.is_empty(), "sample rejected: {errors:#?}\n{yaml}");
-        let warnings: Vec<_> = schema_diags(yaml).into_iter().filter(|d| d.severity == W).collect();
+        let warnings: Vec<_> = schema_diags(yaml)
+            .into_iter()
+            .filter(|d| d.severity == W)
+            .collect();
         assert!(warnings.is_empty(), "sample warned: {warnings:#?}\n{yaml}");
     }
 }

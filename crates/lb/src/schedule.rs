@@ -109,7 +109,10 @@ mod tests {
         let picks: Vec<usize> = (0..1000).map(|_| s.next().unwrap()).collect();
         assert_eq!(picks.iter().filter(|&&p| p == 1).count(), 100);
         for start in 0..=900 {
-            let v2 = picks[start..start + 100].iter().filter(|&&p| p == 1).count();
+            let v2 = picks[start..start + 100]
+                .iter()
+                .filter(|&&p| p == 1)
+                .count();
             assert_eq!(v2, 10, "window at {start}");
         }
     }
@@ -119,7 +122,10 @@ mod tests {
         let s = schedule(&[33, 67]);
         let picks: Vec<usize> = (0..1000).map(|_| s.next().unwrap()).collect();
         for start in 0..=900 {
-            let a = picks[start..start + 100].iter().filter(|&&p| p == 0).count() as i64;
+            let a = picks[start..start + 100]
+                .iter()
+                .filter(|&&p| p == 0)
+                .count() as i64;
             assert!((a - 33).abs() <= 1, "window at {start}: {a}");
         }
     }

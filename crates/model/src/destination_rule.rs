@@ -279,6 +279,20 @@ pub struct HttpSettings {
     /// Max concurrent streams per connection.
     #[serde(default)]
     pub max_concurrent_streams: Option<i64>,
+    /// HTTP/2 keepalive pings.
+    #[serde(default)]
+    pub http2_keep_alive: Option<Http2KeepAlive>,
+}
+
+/// HTTP/2 keepalive settings.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Http2KeepAlive {
+    /// Ping interval.
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// Ping timeout.
+    #[serde(default)]
+    pub timeout: Option<String>,
 }
 
 /// `OutlierDetection`.
@@ -312,6 +326,9 @@ pub struct OutlierDetection {
     /// Min healthy percentage.
     #[serde(default)]
     pub min_health_percent: Option<i64>,
+    /// Status codes that count as errors.
+    #[serde(default)]
+    pub outlier_detection_http_error_codes: Vec<u32>,
 }
 
 /// `ClientTLSSettings`.

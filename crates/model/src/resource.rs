@@ -81,6 +81,8 @@ pub struct ObjectMeta {
 }
 
 /// A typed spec of one of the five kinds.
+// Objects are few and built once per reload; boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Spec {
@@ -214,12 +216,23 @@ fn decode_into(value: Value, spans: SpanMap, root: &str, file: Option<Arc<str>>,
         }
         return;
     };
-    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
-    let kind_name = obj.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let kind_name = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if kind_name.is_empty() || api_version.is_empty() {
         out.diagnostics.push(located(
             "",
-            Diagnostic::error(codes::SCHEMA_VALIDATION, "object has no `apiVersion` or `kind`"),
+            Diagnostic::error(
+                codes::SCHEMA_VALIDATION,
+                "object has no `apiVersion` or `kind`",
+            ),
         ));
         return;
     }
@@ -278,21 +291,37 @@ fn decode_into(value: Value, spans: SpanMap, root: &str, file: Option<Arc<str>>,
     };
     let mut diags = Vec::new();
     for key in obj.keys() {
-        if !matches!(key.as_str(), "apiVersion" | "kind" | "metadata" | "spec" | "status") {
+        if !matches!(
+            key.as_str(),
+            "apiVersion" | "kind" | "metadata" | "spec" | "status"
+        ) {
             diags.push(located(
                 key,
-                Diagnostic::warning(codes::UNKNOWN_FIELD, format!("unknown field `{key}` is ignored")),
+                Diagnostic::warning(
+                    codes::UNKNOWN_FIELD,
+                    format!("unknown field `{key}` is ignored"),
+                ),
             ));
         }
     }
-    let spec_value = obj.remove("spec").unwrap_or(Value::Object(Default::default()));
+    let spec_value = obj
+        .remove("spec")
+        .unwrap_or(Value::Object(Default::default()));
     let spec_root = join(root, "spec");
     let spec = match kind {
-        Kind::VirtualService => typed(spec_value, &spec_root, &mut diags, &located).map(Spec::VirtualService),
-        Kind::DestinationRule => typed(spec_value, &spec_root, &mut diags, &located).map(Spec::DestinationRule),
+        Kind::VirtualService => {
+            typed(spec_value, &spec_root, &mut diags, &located).map(Spec::VirtualService)
+        }
+        Kind::DestinationRule => {
+            typed(spec_value, &spec_root, &mut diags, &located).map(Spec::DestinationRule)
+        }
         Kind::Gateway => typed(spec_value, &spec_root, &mut diags, &located).map(Spec::Gateway),
-        Kind::ServiceEntry => typed(spec_value, &spec_root, &mut diags, &located).map(Spec::ServiceEntry),
-        Kind::WorkloadEntry => typed(spec_value, &spec_root, &mut diags, &located).map(Spec::WorkloadEntry),
+        Kind::ServiceEntry => {
+            typed(spec_value, &spec_root, &mut diags, &located).map(Spec::ServiceEntry)
+        }
+        Kind::WorkloadEntry => {
+            typed(spec_value, &spec_root, &mut diags, &located).map(Spec::WorkloadEntry)
+        }
     };
     for d in &mut diags {
         d.resource = Some(resource_ref.clone());
@@ -305,7 +334,11 @@ fn decode_into(value: Value, spans: SpanMap, root: &str, file: Option<Arc<str>>,
     }
     out.diagnostics.extend(diags);
     if let Some(spec) = spec {
-        let spans = if root.is_empty() { spans } else { spans.subtree(root) };
+        let spans = if root.is_empty() {
+            spans
+        } else {
+            spans.subtree(root)
+        };
         out.resources.push(Resource {
             api_version,
             kind,
@@ -341,11 +374,22 @@ fn typed<T: DeserializeOwned>(
         serde_ignored::deserialize(de, |path| unknown.push(ignored_path(spec_root, &path)))
     };
     for path in unknown {
-        let field = path.rsplit(['.', '[']).next().unwrap_or(&path).trim_end_matches(']').to_string();
-        let rel = path.strip_prefix(spec_root.trim_end_matches("spec")).unwrap_or(&path).to_string();
+        let field = path
+            .rsplit(['.', '['])
+            .next()
+            .unwrap_or(&path)
+            .trim_end_matches(']')
+            .to_string();
+        let rel = path
+            .strip_prefix(spec_root.trim_end_matches("spec"))
+            .unwrap_or(&path)
+            .to_string();
         diags.push(located(
             &rel,
-            Diagnostic::warning(codes::UNKNOWN_FIELD, format!("unknown field `{field}` is not part of the Istio API and is ignored")),
+            Diagnostic::warning(
+                codes::UNKNOWN_FIELD,
+                format!("unknown field `{field}` is not part of the Istio API and is ignored"),
+            ),
         ));
     }
     match result {
@@ -376,9 +420,9 @@ fn ignored_path(spec_root: &str, path: &serde_ignored::Path<'_>) -> String {
         Path::Root => spec_root.to_string(),
         Path::Seq { parent, index } => push_index(&ignored_path(spec_root, parent), *index),
         Path::Map { parent, key } => push_key(&ignored_path(spec_root, parent), key),
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            ignored_path(spec_root, parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => ignored_path(spec_root, parent),
     }
 }
 
@@ -392,15 +436,26 @@ fn read_metadata(v: Option<&Value>) -> Result<ObjectMeta, String> {
             .and_then(Value::as_object)
             .map(|o| {
                 o.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string()),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default()
     };
-    let name = s("name").filter(|n| !n.is_empty()).ok_or("`metadata.name` is required")?;
+    let name = s("name")
+        .filter(|n| !n.is_empty())
+        .ok_or("`metadata.name` is required")?;
     Ok(ObjectMeta {
         name,
-        namespace: s("namespace").filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into()),
+        namespace: s("namespace")
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into()),
         labels: map("labels"),
         annotations: map("annotations"),
         creation_timestamp: s("creationTimestamp"),

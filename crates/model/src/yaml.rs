@@ -111,21 +111,19 @@ impl Builder {
                     index,
                 });
             }
-            Event::Scalar(text, style, anchor, tag) => {
-                match self.next_path() {
-                    Some(path) => {
-                        self.spans.insert(path, loc(span));
-                        let forced_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
-                        let v = if style == ScalarStyle::Plain && !forced_str {
-                            resolve_plain(&text)
-                        } else {
-                            Value::String(text.into_owned())
-                        };
-                        self.push_value(v, anchor);
-                    }
-                    None => self.set_key(text.into_owned(), span)?,
+            Event::Scalar(text, style, anchor, tag) => match self.next_path() {
+                Some(path) => {
+                    self.spans.insert(path, loc(span));
+                    let forced_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                    let v = if style == ScalarStyle::Plain && !forced_str {
+                        resolve_plain(&text)
+                    } else {
+                        Value::String(text.into_owned())
+                    };
+                    self.push_value(v, anchor);
                 }
-            }
+                None => self.set_key(text.into_owned(), span)?,
+            },
             Event::Alias(id) => {
                 let v = self.anchors.get(&id).cloned().ok_or_else(|| SyntaxError {
                     message: format!("unknown alias {id}"),
@@ -286,7 +284,10 @@ mod tests {
         let text = "a: 1\nb:\n  - x: \"80\"\n    y: true\n---\nkind: List\n";
         let docs = parse_documents(text).unwrap();
         assert_eq!(docs.len(), 2);
-        assert_eq!(docs[0].value, json!({"a": 1, "b": [{"x": "80", "y": true}]}));
+        assert_eq!(
+            docs[0].value,
+            json!({"a": 1, "b": [{"x": "80", "y": true}]})
+        );
         let l = docs[0].spans.locate("b[0].y").unwrap();
         assert_eq!((l.line, l.column), (4, 5));
         assert_eq!(docs[1].value, json!({"kind": "List"}));
@@ -294,7 +295,8 @@ mod tests {
 
     #[test]
     fn scalars_resolve_like_yaml_core_schema() {
-        let docs = parse_documents("a: 1.5\nb: 0x10\nc: ~\nd: '1'\ne: 1.2.3\nf: -3\ng: !!str 5\n").unwrap();
+        let docs = parse_documents("a: 1.5\nb: 0x10\nc: ~\nd: '1'\ne: 1.2.3\nf: -3\ng: !!str 5\n")
+            .unwrap();
         assert_eq!(
             docs[0].value,
             json!({"a": 1.5, "b": 16, "d": "1", "e": "1.2.3", "f": -3, "g": "5"})

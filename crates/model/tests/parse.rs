@@ -43,7 +43,9 @@ fn tutorial_file_reads_istio_objects_and_skips_others() {
     assert_eq!(p.resources[0].kind, Kind::VirtualService);
     assert_eq!(p.resources[0].metadata.namespace, "default");
     assert_eq!(p.resources[1].metadata.namespace, "prod");
-    let Spec::VirtualService(vs) = &p.resources[0].spec else { panic!() };
+    let Spec::VirtualService(vs) = &p.resources[0].spec else {
+        panic!()
+    };
     assert_eq!(vs.http[0].route[0].weight, Some(90));
     assert_eq!(vs.http[0].route[1].weight, None);
 
@@ -51,7 +53,10 @@ fn tutorial_file_reads_istio_objects_and_skips_others() {
     assert_eq!(skipped.severity, Severity::Info);
     let unknown = p.diagnostics.iter().find(|d| d.code == "SLC0002").unwrap();
     assert_eq!(unknown.severity, Severity::Warning);
-    assert_eq!(unknown.field.as_deref(), Some("spec.http[0].route[1].weigth"));
+    assert_eq!(
+        unknown.field.as_deref(),
+        Some("spec.http[0].route[1].weigth")
+    );
     let loc = unknown.location.unwrap();
     assert_eq!((loc.line, loc.column), (23, 7));
     assert!(unknown.message.contains("weigth"));
@@ -86,7 +91,10 @@ fn list_items_and_json() {
 fn syntax_error_and_bad_version() {
     let p = parse_text("a: [1,\n", Some("bad.yaml".into()));
     assert_eq!(p.diagnostics[0].code, "SLC0001");
-    let p = parse_text("apiVersion: networking.istio.io/v2\nkind: Gateway\nmetadata: {name: g}\n", None);
+    let p = parse_text(
+        "apiVersion: networking.istio.io/v2\nkind: Gateway\nmetadata: {name: g}\n",
+        None,
+    );
     assert_eq!(p.diagnostics[0].severity, Severity::Error);
     assert_eq!(p.diagnostics[0].field.as_deref(), Some("apiVersion"));
 }

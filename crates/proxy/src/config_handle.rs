@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use arc_swap::{ArcSwapOption};
+use arc_swap::ArcSwapOption;
 use serde::Serialize;
 use sluice_config::Snapshot;
 use sluice_model::Diagnostic;

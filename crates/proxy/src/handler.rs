@@ -29,15 +29,19 @@ pub struct ProxyContext {
 
 /// A fixed body.
 pub fn full(body: impl Into<Bytes>) -> Body {
-    Full::new(body.into()).map_err(|never| -> BoxError { match never {} }).boxed()
+    Full::new(body.into())
+        .map_err(|never| -> BoxError { match never {} })
+        .boxed()
 }
 
 fn local_reply(status: StatusCode, flag: &'static str, body: &'static str) -> Response<Body> {
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     if !body.is_empty() {
-        resp.headers_mut()
-            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain"),
+        );
     }
     resp.extensions_mut().insert(ResponseFlags(flag));
     resp
@@ -50,9 +54,18 @@ fn error_reply(e: &ProxyError) -> Response<Body> {
 }
 
 /// Handles one request that arrived on the listener bound at `listener_addr` from `peer`.
-pub async fn handle(ctx: Arc<ProxyContext>, listener_addr: SocketAddr, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    ctx: Arc<ProxyContext>,
+    listener_addr: SocketAddr,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let Some(snapshot) = ctx.config.load() else {
-        return local_reply(StatusCode::SERVICE_UNAVAILABLE, "NR", "no configuration loaded");
+        return local_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NR",
+            "no configuration loaded",
+        );
     };
     match proxy(&ctx, &snapshot, listener_addr, peer, req).await {
         Ok(resp) => resp,
@@ -67,7 +80,9 @@ async fn proxy(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ProxyError> {
-    let listener = snapshot.listener(listener_addr).ok_or(ProxyError::NoRoute)?;
+    let listener = snapshot
+        .listener(listener_addr)
+        .ok_or(ProxyError::NoRoute)?;
     let authority = req
         .uri()
         .authority()
@@ -79,7 +94,11 @@ async fn proxy(
                 .map(str::to_string)
         })
         .unwrap_or_default();
-    let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
     let info = RequestInfo {
         method: req.method().as_str(),
         scheme: "http",
@@ -96,15 +115,18 @@ async fn proxy(
             let mut resp = Response::new(full(d.body.clone()));
             *resp.status_mut() = StatusCode::from_u16(d.status).unwrap_or(StatusCode::OK);
             if !d.body.is_empty() {
-                resp.headers_mut()
-                    .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain"),
+                );
             }
             return Ok(resp);
         }
         RouteAction::Redirect(r) => {
             let location = r.location(&info, m.matched_prefix(), listener.port());
             let mut resp = Response::new(full(Bytes::new()));
-            *resp.status_mut() = StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+            *resp.status_mut() =
+                StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
             if let Ok(v) = HeaderValue::from_str(&location) {
                 resp.headers_mut().insert(http::header::LOCATION, v);
             }
@@ -132,13 +154,21 @@ async fn proxy(
     parts
         .headers
         .insert("x-envoy-attempt-count", HeaderValue::from_static("1"));
-    let upstream_req = Request::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed());
+    let upstream_req =
+        Request::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed());
     let resp = ctx
         .upstreams
-        .send(upstream_req, &endpoint.authority, cluster.protocol.upstream_h2())
+        .send(
+            upstream_req,
+            &endpoint.authority,
+            cluster.protocol.upstream_h2(),
+        )
         .await?;
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.extensions.insert(ResponseFlags("-"));
-    Ok(Response::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed()))
+    Ok(Response::from_parts(
+        parts,
+        body.map_err(|e| -> BoxError { Box::new(e) }).boxed(),
+    ))
 }

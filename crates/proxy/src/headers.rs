@@ -65,7 +65,10 @@ mod tests {
     #[test]
     fn hop_by_hop_and_forwarding() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-private"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
         h.insert("x-private", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));

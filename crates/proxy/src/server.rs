@@ -123,7 +123,10 @@ impl ListenerManager {
 }
 
 async fn drain_with(graceful: GracefulShutdown, drain: Duration) {
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("drain timeout reached with requests still in flight");
     }
 }
@@ -156,7 +159,9 @@ async fn accept_loop(
             let ctx = ctx.clone();
             async move { Ok::<_, Infallible>(handle(ctx, addr, peer, req).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -55,7 +55,12 @@ impl Upstreams {
     }
 
     /// Sends a request to `endpoint` (`host:port`); `h2` selects HTTP/2 with prior knowledge.
-    pub async fn send(&self, mut req: Request<Body>, endpoint: &str, h2: bool) -> Result<Response<Incoming>, ProxyError> {
+    pub async fn send(
+        &self,
+        mut req: Request<Body>,
+        endpoint: &str,
+        h2: bool,
+    ) -> Result<Response<Incoming>, ProxyError> {
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let uri = format!("http://{endpoint}{pq}")
             .parse::<http::Uri>()

@@ -20,7 +20,11 @@ pub fn diagnostics(paths: &[PathBuf]) -> Vec<Diagnostic> {
     let parsed = sluice_sources::read_paths(paths);
     let mut diags = sluice_config::load::check(&parsed.resources, parsed.diagnostics);
     diags.sort_by(|a, b| {
-        (a.file.as_deref(), a.location, b.severity).cmp(&(b.file.as_deref(), b.location, a.severity))
+        (a.file.as_deref(), a.location, b.severity).cmp(&(
+            b.file.as_deref(),
+            b.location,
+            a.severity,
+        ))
     });
     diags.dedup();
     diags
@@ -50,13 +54,11 @@ pub fn render(diags: &[Diagnostic], format: Format, verbose: bool) -> String {
             let _ = writeln!(out, "  --> {pos}");
         }
         if let (Some(file), Some(loc)) = (&d.file, d.location) {
-            let lines = sources
-                .entry(file.to_string())
-                .or_insert_with(|| {
-                    std::fs::read_to_string(file.as_ref())
-                        .map(|t| t.lines().map(str::to_string).collect())
-                        .unwrap_or_default()
-                });
+            let lines = sources.entry(file.to_string()).or_insert_with(|| {
+                std::fs::read_to_string(file.as_ref())
+                    .map(|t| t.lines().map(str::to_string).collect())
+                    .unwrap_or_default()
+            });
             if let Some(line) = lines.get(loc.line.saturating_sub(1) as usize) {
                 let n = loc.line.to_string();
                 let pad = " ".repeat(n.len());

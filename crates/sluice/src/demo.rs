@@ -137,8 +137,16 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
     opts.proxy.gateway_role = false;
     let proxy = start(opts).await?;
     let url = format!("http://127.0.0.1:{}/", args.port);
-    println!("backends: app-backend v1 on {} (stops answering after {} requests), v2 on {}", v1.addr(), args.hang_after, v2.addr());
-    println!("proxy:    app-backend.default.svc.cluster.local:{} on 127.0.0.1:{}, admin on http://{}", args.port, args.port, proxy.admin_addr);
+    println!(
+        "backends: app-backend v1 on {} (stops answering after {} requests), v2 on {}",
+        v1.addr(),
+        args.hang_after,
+        v2.addr()
+    );
+    println!(
+        "proxy:    app-backend.default.svc.cluster.local:{} on 127.0.0.1:{}, admin on http://{}",
+        args.port, args.port, proxy.admin_addr
+    );
     println!("config:   {}\n", file.display());
     let mut traffic = TrafficArgs::new(url.clone());
     traffic.requests = args.requests;
@@ -147,11 +155,22 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
     let report = sluice_tools::run_traffic(&traffic).await?;
     println!("{} requests at 90/10:\n{}", args.requests, report.render());
     println!("Next steps:");
-    println!("  1. Edit {} and set the weights to 50 and 50; save. sluice reloads it.", file.display());
+    println!(
+        "  1. Edit {} and set the weights to 50 and 50; save. sluice reloads it.",
+        file.display()
+    );
     println!("  2. sluice traffic {url} -n 100 -H 'Host: app-backend'     # see 50/50");
-    println!("  3. Set the weights to 0 and 100 to finish the rollout (or 100 and 0 to roll back).");
-    println!("  4. sluice analyze {}                                       # check your edits", dir.display());
-    println!("  5. curl http://{}/routes                                   # what is active", proxy.admin_addr);
+    println!(
+        "  3. Set the weights to 0 and 100 to finish the rollout (or 100 and 0 to roll back)."
+    );
+    println!(
+        "  4. sluice analyze {}                                       # check your edits",
+        dir.display()
+    );
+    println!(
+        "  5. curl http://{}/routes                                   # what is active",
+        proxy.admin_addr
+    );
     println!("\nPress Ctrl-C to stop.");
     shutdown.await;
     proxy.shutdown().await;

@@ -104,7 +104,13 @@ impl Loader {
     fn load(&self) -> Result<Arc<Snapshot>, Rejected> {
         let parsed = sluice_sources::read_paths(&self.paths);
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
-        match build_snapshot(parsed.resources, parsed.diagnostics, &self.proxy, &self.state, version) {
+        match build_snapshot(
+            parsed.resources,
+            parsed.diagnostics,
+            &self.proxy,
+            &self.state,
+            version,
+        ) {
             Ok(s) => {
                 let s = Arc::new(s);
                 self.config.publish(s.clone());
@@ -141,7 +147,13 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         upstreams: Upstreams::new(),
     });
     let mut manager = ListenerManager::new(ctx);
-    manager.reconcile(&first.listeners.iter().map(|l| l.address).collect::<Vec<_>>());
+    manager.reconcile(
+        &first
+            .listeners
+            .iter()
+            .map(|l| l.address)
+            .collect::<Vec<_>>(),
+    );
     let bind_errors = manager.bind_errors();
     let readiness_config = config.clone();
     let readiness: sluice_admin::Readiness = Arc::new(move || {
@@ -172,7 +184,10 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     let (stop_tx, stop_rx) = oneshot::channel::<Duration>();
     let (done_tx, done_rx) = oneshot::channel();
     let mut watch = if opts.watch {
-        Some(sluice_sources::watch(&opts.paths, opts.debounce).context("cannot watch config paths")?)
+        Some(
+            sluice_sources::watch(&opts.paths, opts.debounce)
+                .context("cannot watch config paths")?,
+        )
     } else {
         None
     };
@@ -187,7 +202,14 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
             let l = loader.clone();
             let outcome = tokio::task::spawn_blocking(move || l.load())
                 .await
-                .unwrap_or_else(|e| Err(Rejected { diagnostics: vec![Diagnostic::error("SLC0999", format!("reload panicked: {e}"))] }));
+                .unwrap_or_else(|e| {
+                    Err(Rejected {
+                        diagnostics: vec![Diagnostic::error(
+                            "SLC0999",
+                            format!("reload panicked: {e}"),
+                        )],
+                    })
+                });
             let result = match outcome {
                 Ok(s) => {
                     tracing::info!(version = s.version, "config reloaded");

@@ -26,7 +26,10 @@ pub fn discover(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Diagnostic>) {
         match std::fs::metadata(p) {
             Ok(m) if m.is_dir() => walk(p, &mut files, &mut diags),
             Ok(_) => files.push(p.clone()),
-            Err(e) => diags.push(Diagnostic::error(codes::SYNTAX, format!("cannot read {}: {e}", p.display()))),
+            Err(e) => diags.push(Diagnostic::error(
+                codes::SYNTAX,
+                format!("cannot read {}: {e}", p.display()),
+            )),
         }
     }
     files.sort();
@@ -38,7 +41,10 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            diags.push(Diagnostic::error(codes::SYNTAX, format!("cannot read directory {}: {e}", dir.display())));
+            diags.push(Diagnostic::error(
+                codes::SYNTAX,
+                format!("cannot read directory {}: {e}", dir.display()),
+            ));
             return;
         }
     };
@@ -65,7 +71,10 @@ pub fn read_file(path: &Path) -> Parsed {
         Ok(text) => parse_text(&text, Some(name)),
         Err(e) => Parsed {
             resources: Vec::new(),
-            diagnostics: vec![Diagnostic::error(codes::SYNTAX, format!("cannot read file: {e}")).at(Some(name), None)],
+            diagnostics: vec![
+                Diagnostic::error(codes::SYNTAX, format!("cannot read file: {e}"))
+                    .at(Some(name), None),
+            ],
         },
     }
 }

@@ -17,7 +17,11 @@ pub use sluice_tools::{Backend, BackendArgs, BackendHandle};
 
 /// A port that was free a moment ago on 127.0.0.1 (config files need concrete ports).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A temporary config directory.
@@ -56,7 +60,9 @@ impl Default for ConfigDir {
 
 /// Starts a backend `name`/`version` on 127.0.0.1:0.
 pub async fn backend(name: &str, version: &str) -> BackendHandle {
-    Backend::start(BackendArgs::ephemeral(name, version)).await.unwrap()
+    Backend::start(BackendArgs::ephemeral(name, version))
+        .await
+        .unwrap()
 }
 
 /// Starts the proxy on a config directory with the admin API on a free port, gateway on 127.0.0.1.
@@ -116,17 +122,34 @@ impl TestClient {
     /// A client speaking HTTP/2 with prior knowledge (its `:authority` is the socket address).
     pub fn h2() -> Self {
         TestClient {
-            client: Client::builder(TokioExecutor::new()).http2_only(true).build_http(),
+            client: Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build_http(),
         }
     }
 
     /// `GET http://addr{path}` with a Host header and extra headers.
-    pub async fn get(&self, addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-        self.request("GET", addr, host, path, headers, Bytes::new()).await
+    pub async fn get(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        self.request("GET", addr, host, path, headers, Bytes::new())
+            .await
     }
 
     /// Any request.
-    pub async fn request(&self, method: &str, addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> Reply {
+    pub async fn request(
+        &self,
+        method: &str,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Reply {
         let mut b = Request::builder()
             .method(method)
             .uri(format!("http://{addr}{path}"))
@@ -161,7 +184,10 @@ where
         if check().await {
             return;
         }
-        assert!(Instant::now() < deadline, "not true within {timeout:?}: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "not true within {timeout:?}: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

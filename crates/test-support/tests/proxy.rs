@@ -26,7 +26,10 @@ async fn canary_setup(w1: u32, w2: u32) -> (ConfigDir, BackendHandle, BackendHan
     let v2 = backend("app", "v2").await;
     let port = free_port();
     let dir = ConfigDir::new();
-    dir.write("svc.yaml", &service_yaml(HOST, port, &[("v1", v1.addr()), ("v2", v2.addr())]));
+    dir.write(
+        "svc.yaml",
+        &service_yaml(HOST, port, &[("v1", v1.addr()), ("v2", v2.addr())]),
+    );
     dir.write("dr.yaml", &subsets_yaml(HOST, &["v1", "v2"]));
     dir.write("vs.yaml", &split_vs(w1, w2));
     (dir, v1, v2, port)
@@ -59,9 +62,20 @@ async fn envoy_failures_nc_uh_uf_and_nr() {
     let dir = ConfigDir::new();
     dir.write(
         "svc.yaml",
-        &service_yaml(HOST, port, &[("v1", v1.addr()), ("dead", SocketAddr::from(([127, 0, 0, 1], dead)))]),
+        &service_yaml(
+            HOST,
+            port,
+            &[
+                ("v1", v1.addr()),
+                ("dead", SocketAddr::from(([127, 0, 0, 1], dead))),
+            ],
+        ),
     );
-    dir.write("dr.yaml", &subsets_yaml(HOST, &["v1", "dead", "empty"]).replace("{version: empty}", "{version: nothing-has-this}"));
+    dir.write(
+        "dr.yaml",
+        &subsets_yaml(HOST, &["v1", "dead", "empty"])
+            .replace("{version: empty}", "{version: nothing-has-this}"),
+    );
     dir.write(
         "vs.yaml",
         "apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: app}\nspec:\n  hosts: [app]\n  http:\n  - match: [{uri: {prefix: /nc}}]\n    route: [{destination: {host: app, subset: v9}}]\n  - match: [{uri: {prefix: /uh}}]\n    route: [{destination: {host: app, subset: empty}}]\n  - match: [{uri: {prefix: /uf}}]\n    route: [{destination: {host: app, subset: dead}}]\n  - match: [{uri: {prefix: /ok}}]\n    route: [{destination: {host: app, subset: v1}}]\n",
@@ -72,7 +86,10 @@ async fn envoy_failures_nc_uh_uf_and_nr() {
     let r = c.get(a, "app", "/nc", &[]).await;
     assert_eq!((r.status.as_u16(), r.body.as_str()), (503, ""));
     let r = c.get(a, "app", "/uh", &[]).await;
-    assert_eq!((r.status.as_u16(), r.body.as_str()), (503, "no healthy upstream"));
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (503, "no healthy upstream")
+    );
     let r = c.get(a, "app", "/uf", &[]).await;
     assert_eq!(r.status, 503);
     assert_eq!(r.body, "upstream connect error or disconnect/reset before headers. reset reason: connection failure");
@@ -91,14 +108,27 @@ async fn virtual_host_names_and_default_route_without_virtual_service() {
     let v2 = backend("app", "v2").await;
     let port = free_port();
     let dir = ConfigDir::new();
-    dir.write("svc.yaml", &service_yaml(HOST, port, &[("v1", v1.addr()), ("v2", v2.addr())]));
+    dir.write(
+        "svc.yaml",
+        &service_yaml(HOST, port, &[("v1", v1.addr()), ("v2", v2.addr())]),
+    );
     let p = proxy(dir.path(), |_| {}).await;
     let c = TestClient::new();
     let mut seen = std::collections::BTreeMap::new();
-    for host in ["app", "app.default", "app.default.svc", HOST, &format!("{HOST}:{port}"), &format!("app:{port}"), "APP"] {
+    for host in [
+        "app",
+        "app.default",
+        "app.default.svc",
+        HOST,
+        &format!("{HOST}:{port}"),
+        &format!("app:{port}"),
+        "APP",
+    ] {
         let r = c.get(mesh_addr(port), host, "/", &[]).await;
         assert_eq!(r.status, 200, "host {host}");
-        *seen.entry(r.header("x-version").unwrap().to_string()).or_insert(0) += 1;
+        *seen
+            .entry(r.header("x-version").unwrap().to_string())
+            .or_insert(0) += 1;
     }
     // No VirtualService: round robin over all endpoints of the service.
     assert!(seen.len() == 2, "{seen:?}");
@@ -117,12 +147,25 @@ async fn forwarding_headers_on_mesh_and_gateway() {
         &format!("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {gw_port}, name: http, protocol: HTTP}}\n    hosts: ['*']\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: app}}\nspec:\n  hosts: ['*']\n  gateways: [gw]\n  http:\n  - route: [{{destination: {{host: app}}}}]\n"),
     );
     let p = proxy(dir.path(), |o| {
-        o.proxy.labels.insert("istio".into(), "ingressgateway".into());
+        o.proxy
+            .labels
+            .insert("istio".into(), "ingressgateway".into());
     })
     .await;
     let c = TestClient::new();
     // Mesh: XFF untouched, request id generated, hop-by-hop stripped.
-    let r = c.get(mesh_addr(port), "app", "/", &[("x-forwarded-for", "10.1.1.1"), ("connection", "x-secret"), ("x-secret", "1")]).await;
+    let r = c
+        .get(
+            mesh_addr(port),
+            "app",
+            "/",
+            &[
+                ("x-forwarded-for", "10.1.1.1"),
+                ("connection", "x-secret"),
+                ("x-secret", "1"),
+            ],
+        )
+        .await;
     assert_eq!(r.status, 200);
     let got = v1.last_received().unwrap();
     assert_eq!(got.header("x-forwarded-for"), Some("10.1.1.1"));
@@ -132,10 +175,21 @@ async fn forwarding_headers_on_mesh_and_gateway() {
     assert_eq!(got.header("x-secret"), None);
     assert_eq!(got.host(), Some("app"));
     // An existing request id is kept.
-    c.get(mesh_addr(port), "app", "/", &[("x-request-id", "abc")]).await;
-    assert_eq!(v1.last_received().unwrap().header("x-request-id"), Some("abc"));
+    c.get(mesh_addr(port), "app", "/", &[("x-request-id", "abc")])
+        .await;
+    assert_eq!(
+        v1.last_received().unwrap().header("x-request-id"),
+        Some("abc")
+    );
     // Gateway: the peer address is appended.
-    let r = c.get(mesh_addr(gw_port), "www.example.com", "/", &[("x-forwarded-for", "10.1.1.1")]).await;
+    let r = c
+        .get(
+            mesh_addr(gw_port),
+            "www.example.com",
+            "/",
+            &[("x-forwarded-for", "10.1.1.1")],
+        )
+        .await;
     assert_eq!(r.status, 200);
     let got = v1.last_received().unwrap();
     assert_eq!(got.header("x-forwarded-for"), Some("10.1.1.1, 127.0.0.1"));
@@ -149,7 +203,11 @@ async fn http2_downstream_and_upstream() {
     let port = free_port();
     let dir = ConfigDir::new();
     let host = "grpcish.default.svc.cluster.local";
-    dir.write("svc.yaml", &service_yaml(host, port, &[("v1", v1.addr())]).replace("protocol: HTTP}", "protocol: HTTP2}"));
+    dir.write(
+        "svc.yaml",
+        &service_yaml(host, port, &[("v1", v1.addr())])
+            .replace("protocol: HTTP}", "protocol: HTTP2}"),
+    );
     let p = proxy(dir.path(), |_| {}).await;
     // h2c with prior knowledge from the client, and HTTP/2 to the upstream because the port says so.
     let mut args = sluice_tools::TrafficArgs::new(format!("http://127.0.0.1:{port}/"));
@@ -160,7 +218,9 @@ async fn http2_downstream_and_upstream() {
     assert_eq!(report.status_count(200), 3, "{}", report.render());
     assert_eq!(v1.last_received().unwrap().version, "HTTP/2.0");
     // HTTP/1.1 downstream still goes upstream as HTTP/2.
-    let r = TestClient::new().get(mesh_addr(port), "grpcish", "/", &[]).await;
+    let r = TestClient::new()
+        .get(mesh_addr(port), "grpcish", "/", &[])
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(v1.last_received().unwrap().version, "HTTP/2.0");
     p.shutdown().await;
@@ -171,23 +231,49 @@ async fn rejected_reload_keeps_the_last_good_config() {
     let (dir, _v1, _v2, port) = canary_setup(100, 0).await;
     let p = proxy(dir.path(), |o| o.watch = false).await;
     let c = TestClient::new();
-    assert_eq!(c.get(mesh_addr(port), "app", "/", &[]).await.header("x-version"), Some("v1"));
-    dir.write("vs.yaml", &split_vs(0, 100).replace("weight: 0", "weight: -5"));
+    assert_eq!(
+        c.get(mesh_addr(port), "app", "/", &[])
+            .await
+            .header("x-version"),
+        Some("v1")
+    );
+    dir.write(
+        "vs.yaml",
+        &split_vs(0, 100).replace("weight: 0", "weight: -5"),
+    );
     let outcome = p.reload().await.unwrap();
     let rejected = outcome.unwrap_err();
-    assert!(rejected.diagnostics.iter().any(|d| d.field.as_deref() == Some("spec.http[0].route[0].weight")));
-    assert_eq!(c.get(mesh_addr(port), "app", "/", &[]).await.header("x-version"), Some("v1"));
+    assert!(rejected
+        .diagnostics
+        .iter()
+        .any(|d| d.field.as_deref() == Some("spec.http[0].route[0].weight")));
+    assert_eq!(
+        c.get(mesh_addr(port), "app", "/", &[])
+            .await
+            .header("x-version"),
+        Some("v1")
+    );
     let dump = c.get(p.admin_addr, "admin", "/config_dump", &[]).await.body;
     assert!(dump.contains("\"lastRejected\""), "{dump}");
     assert!(dump.contains("weight"), "{dump}");
     // A YAML syntax error is rejected too.
     dir.write("vs.yaml", "apiVersion: [unclosed\n");
     assert!(p.reload().await.unwrap().is_err());
-    assert_eq!(c.get(mesh_addr(port), "app", "/", &[]).await.header("x-version"), Some("v1"));
+    assert_eq!(
+        c.get(mesh_addr(port), "app", "/", &[])
+            .await
+            .header("x-version"),
+        Some("v1")
+    );
     // Then a good edit applies.
     dir.write("vs.yaml", &split_vs(0, 100));
     assert!(p.reload().await.unwrap().is_ok());
-    assert_eq!(c.get(mesh_addr(port), "app", "/", &[]).await.header("x-version"), Some("v2"));
+    assert_eq!(
+        c.get(mesh_addr(port), "app", "/", &[])
+            .await
+            .header("x-version"),
+        Some("v2")
+    );
     p.shutdown().await;
 }
 
@@ -196,11 +282,21 @@ async fn file_edit_is_picked_up_by_the_watcher() {
     let (dir, _v1, _v2, port) = canary_setup(100, 0).await;
     let p = proxy(dir.path(), |_| {}).await;
     let c = TestClient::new();
-    assert_eq!(c.get(mesh_addr(port), "app", "/", &[]).await.header("x-version"), Some("v1"));
+    assert_eq!(
+        c.get(mesh_addr(port), "app", "/", &[])
+            .await
+            .header("x-version"),
+        Some("v1")
+    );
     dir.write("vs.yaml", &split_vs(0, 100));
     assert_eventually(Duration::from_secs(5), "weights 0/100 applied", || {
         let c = c.clone();
-        async move { c.get(mesh_addr(port), "app", "/", &[]).await.header("x-version") == Some("v2") }
+        async move {
+            c.get(mesh_addr(port), "app", "/", &[])
+                .await
+                .header("x-version")
+                == Some("v2")
+        }
     })
     .await;
     p.shutdown().await;
@@ -238,7 +334,10 @@ async fn reloads_under_load_fail_no_request() {
     for w in workers {
         w.await.unwrap();
     }
-    assert!(reloads >= 20, "only {reloads} reloads happened during the load");
+    assert!(
+        reloads >= 20,
+        "only {reloads} reloads happened during the load"
+    );
     assert_eq!(done.load(Ordering::Relaxed), 2080);
     assert_eq!(failures.load(Ordering::Relaxed), 0);
 }
@@ -253,8 +352,13 @@ async fn admin_ready_routes_and_config_dump() {
     let routes = c.get(p.admin_addr, "admin", "/routes", &[]).await.body;
     let v: serde_json::Value = serde_json::from_str(&routes).unwrap();
     assert_eq!(v["version"], 1);
-    assert!(routes.contains("outbound|") && routes.contains("\"weight\": 90"), "{routes}");
-    let dump: serde_json::Value = serde_json::from_str(&c.get(p.admin_addr, "admin", "/config_dump", &[]).await.body).unwrap();
+    assert!(
+        routes.contains("outbound|") && routes.contains("\"weight\": 90"),
+        "{routes}"
+    );
+    let dump: serde_json::Value =
+        serde_json::from_str(&c.get(p.admin_addr, "admin", "/config_dump", &[]).await.body)
+            .unwrap();
     assert_eq!(dump["resources"].as_array().unwrap().len(), 5);
     p.shutdown().await;
 }
@@ -267,7 +371,9 @@ async fn ready_is_503_when_a_listener_cannot_bind() {
     let dir = ConfigDir::new();
     dir.write("svc.yaml", &service_yaml(HOST, port, &[("v1", v1.addr())]));
     let p = proxy(dir.path(), |_| {}).await;
-    let r = TestClient::new().get(p.admin_addr, "admin", "/ready", &[]).await;
+    let r = TestClient::new()
+        .get(p.admin_addr, "admin", "/ready", &[])
+        .await;
     assert_eq!(r.status, 503);
     assert!(r.body.contains(&port.to_string()), "{}", r.body);
     p.shutdown().await;
@@ -280,8 +386,17 @@ async fn shutdown_drains_in_flight_requests() {
     let dir = ConfigDir::new();
     dir.write("svc.yaml", &service_yaml(HOST, port, &[("v1", v1.addr())]));
     let p = proxy(dir.path(), |_| {}).await;
-    let slow = tokio::spawn(async move { TestClient::new().get(mesh_addr(port), "app", "/delay/0.4", &[]).await });
-    assert_eventually(Duration::from_secs(2), "request reached the backend", || async { v1.requests() == 1 }).await;
+    let slow = tokio::spawn(async move {
+        TestClient::new()
+            .get(mesh_addr(port), "app", "/delay/0.4", &[])
+            .await
+    });
+    assert_eventually(
+        Duration::from_secs(2),
+        "request reached the backend",
+        || async { v1.requests() == 1 },
+    )
+    .await;
     p.shutdown().await;
     let r = slow.await.unwrap();
     assert_eq!(r.status, 200);

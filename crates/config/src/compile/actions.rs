@@ -32,6 +32,9 @@ pub(crate) fn redirect(r: &HttpRedirect) -> RouteAction {
         scheme: r.scheme.clone().filter(|s| !s.is_empty()),
         port: r.port.and_then(|p| u16::try_from(p).ok()),
         port_from_request: r.derive_port.as_deref() == Some("FROM_REQUEST_PORT"),
-        code: r.redirect_code.and_then(|c| u16::try_from(c).ok()).unwrap_or(301),
+        code: r
+            .redirect_code
+            .and_then(|c| u16::try_from(c).ok())
+            .unwrap_or(301),
     })
 }

@@ -36,8 +36,12 @@ impl Compiler<'_> {
                 continue;
             }
             for (i, server) in gw.servers.iter().enumerate() {
-                let Some(port) = server.port.as_ref() else { continue };
-                let Ok(number) = u16::try_from(port.number) else { continue };
+                let Some(port) = server.port.as_ref() else {
+                    continue;
+                };
+                let Ok(number) = u16::try_from(port.number) else {
+                    continue;
+                };
                 let protocol = Protocol::parse(&port.protocol);
                 if !protocol.is_some_and(|p| p.is_http() && p != Protocol::Unspecified) {
                     self.diagnostics.push(r.diag(
@@ -62,7 +66,9 @@ impl Compiler<'_> {
             gateways.dedup();
             let mut domains: Vec<(String, Vec<Route>)> = Vec::new();
             for r in &ordered {
-                let Spec::VirtualService(vs) = &r.spec else { continue };
+                let Spec::VirtualService(vs) = &r.spec else {
+                    continue;
+                };
                 self.bind_virtual_service(r, vs, &servers, port, address, &mut domains);
             }
             let vhosts = domains

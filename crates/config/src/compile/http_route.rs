@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use sluice_lb::WeightedSchedule;
-use sluice_model::{codes, Destination, HttpMatchRequest, HttpRoute, Resource, Severity, VirtualService};
+use sluice_model::{
+    codes, Destination, HttpMatchRequest, HttpRoute, Resource, Severity, VirtualService,
+};
 
 use super::Compiler;
 use crate::cluster::cluster_name;
@@ -50,7 +52,10 @@ pub fn vs_gateways(vs: &VirtualService, namespace: &str) -> Vec<String> {
     if vs.gateways.is_empty() {
         vec![MESH.into()]
     } else {
-        vs.gateways.iter().map(|g| gateway_key(g, namespace)).collect()
+        vs.gateways
+            .iter()
+            .map(|g| gateway_key(g, namespace))
+            .collect()
     }
 }
 
@@ -58,15 +63,22 @@ pub fn vs_gateways(vs: &VirtualService, namespace: &str) -> Vec<String> {
 pub fn vs_binds(vs: &VirtualService, namespace: &str, gateway: &str) -> bool {
     vs_gateways(vs, namespace).iter().any(|g| g == gateway)
         || vs.http.iter().any(|r| {
-            r.matches
-                .iter()
-                .any(|m| m.gateways.iter().any(|g| gateway_key(g, namespace) == gateway))
+            r.matches.iter().any(|m| {
+                m.gateways
+                    .iter()
+                    .any(|g| gateway_key(g, namespace) == gateway)
+            })
         })
 }
 
 impl Compiler<'_> {
     /// Compiles the rules of `vs` that exist for `ctx` (config-time filters applied).
-    pub(crate) fn compile_http_routes(&mut self, r: &Resource, vs: &VirtualService, ctx: RuleContext<'_>) -> Vec<Route> {
+    pub(crate) fn compile_http_routes(
+        &mut self,
+        r: &Resource,
+        vs: &VirtualService,
+        ctx: RuleContext<'_>,
+    ) -> Vec<Route> {
         let ns = &r.metadata.namespace;
         let top = vs_gateways(vs, ns);
         let mut out = Vec::new();
@@ -92,7 +104,10 @@ impl Compiler<'_> {
                 continue;
             };
             out.push(Route {
-                name: rule.name.clone().unwrap_or_else(|| format!("{}.{i}", r.metadata.name)),
+                name: rule
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{}.{i}", r.metadata.name)),
                 source: RouteSource {
                     virtual_service: Some(r.key()),
                     rule: i,
@@ -104,7 +119,13 @@ impl Compiler<'_> {
         out
     }
 
-    fn entry_applies(&self, m: &HttpMatchRequest, top: &[String], ns: &str, ctx: RuleContext<'_>) -> bool {
+    fn entry_applies(
+        &self,
+        m: &HttpMatchRequest,
+        top: &[String],
+        ns: &str,
+        ctx: RuleContext<'_>,
+    ) -> bool {
         let gateway_ok = if m.gateways.is_empty() {
             top.iter().any(|g| g == ctx.gateway)
         } else {
@@ -119,7 +140,13 @@ impl Compiler<'_> {
         gateway_ok && port_ok && labels_ok && ns_ok
     }
 
-    fn compile_match(&mut self, r: &Resource, rule: usize, entry: usize, m: &HttpMatchRequest) -> Option<RequestMatch> {
+    fn compile_match(
+        &mut self,
+        r: &Resource,
+        rule: usize,
+        entry: usize,
+        m: &HttpMatchRequest,
+    ) -> Option<RequestMatch> {
         let base = format!("spec.http[{rule}].match[{entry}]");
         let mut err = None;
         let mut one = |field: &str, s: &Option<sluice_model::StringMatch>| -> Option<StrMatch> {
@@ -136,11 +163,17 @@ impl Compiler<'_> {
         let scheme = one("scheme", &m.scheme);
         let method = one("method", &m.method);
         let authority = one("authority", &m.authority);
-        let mut keyed = |field: &str, map: &std::collections::BTreeMap<String, sluice_model::StringMatch>, lower: bool| {
+        let mut keyed = |field: &str,
+                         map: &std::collections::BTreeMap<String, sluice_model::StringMatch>,
+                         lower: bool| {
             map.iter()
                 .filter_map(|(k, v)| match StrMatch::compile(v) {
                     Ok(value) => Some(KeyMatch {
-                        name: if lower { k.to_ascii_lowercase() } else { k.clone() },
+                        name: if lower {
+                            k.to_ascii_lowercase()
+                        } else {
+                            k.clone()
+                        },
                         value,
                     }),
                     Err(e) => {
@@ -171,7 +204,13 @@ impl Compiler<'_> {
         })
     }
 
-    fn compile_action(&mut self, r: &Resource, i: usize, rule: &HttpRoute, ctx: RuleContext<'_>) -> Option<RouteAction> {
+    fn compile_action(
+        &mut self,
+        r: &Resource,
+        i: usize,
+        rule: &HttpRoute,
+        ctx: RuleContext<'_>,
+    ) -> Option<RouteAction> {
         if let Some(d) = &rule.direct_response {
             return Some(super::actions::direct_response(d));
         }
@@ -188,7 +227,11 @@ impl Compiler<'_> {
             .route
             .iter()
             .filter_map(|d| {
-                let weight = if several { u32::try_from(d.weight.unwrap_or(0)).unwrap_or(0) } else { 100 };
+                let weight = if several {
+                    u32::try_from(d.weight.unwrap_or(0)).unwrap_or(0)
+                } else {
+                    100
+                };
                 if weight == 0 {
                     return None;
                 }
@@ -202,11 +245,20 @@ impl Compiler<'_> {
         let weights: Vec<u32> = destinations.iter().map(|d| d.weight).collect();
         let key = format!("split|{}|{}/{}|{i}", ctx.scope, ns, r.metadata.name);
         let split = WeightedSchedule::new(&weights, self.state.counter(&key));
-        Some(RouteAction::Forward(Forward { destinations, split }))
+        Some(RouteAction::Forward(Forward {
+            destinations,
+            split,
+        }))
     }
 
     /// Resolves a destination to its cluster (host expanded in the VirtualService's namespace).
-    pub(crate) fn resolve_destination(&self, dest: &Destination, ns: &str, listener_port: u16, weight: u32) -> RouteDestination {
+    pub(crate) fn resolve_destination(
+        &self,
+        dest: &Destination,
+        ns: &str,
+        listener_port: u16,
+        weight: u32,
+    ) -> RouteDestination {
         let host = fqdn(&dest.host, ns);
         let service = self.registry.get(&host);
         let port = dest

@@ -40,7 +40,12 @@ impl Compiler<'_> {
             let mut binds: BTreeMap<IpAddr, Option<Arc<VirtualHost>>> = BTreeMap::new();
             for svc in &svcs {
                 let vh = Arc::new(self.service_vhost(svc, port, &candidates));
-                let local: Vec<IpAddr> = svc.addresses.iter().copied().filter(IpAddr::is_loopback).collect();
+                let local: Vec<IpAddr> = svc
+                    .addresses
+                    .iter()
+                    .copied()
+                    .filter(IpAddr::is_loopback)
+                    .collect();
                 if local.is_empty() {
                     binds.entry(self.proxy.mesh_address).or_insert(None);
                 }
@@ -57,7 +62,10 @@ impl Compiler<'_> {
             for (ip, default_vh) in binds {
                 let address = SocketAddr::new(ip, port);
                 let wildcard_gateway = SocketAddr::new(self.proxy.gateway_address, port);
-                if taken.contains(&address) || (self.proxy.gateway_address.is_unspecified() && taken.contains(&wildcard_gateway)) {
+                if taken.contains(&address)
+                    || (self.proxy.gateway_address.is_unspecified()
+                        && taken.contains(&wildcard_gateway))
+                {
                     self.diagnostics.push(sluice_model::Diagnostic::warning(
                         codes::NOT_ENFORCED,
                         format!("mesh listener {address} is not bound: a gateway server already uses port {port} on {}", self.proxy.gateway_address),
@@ -77,7 +85,9 @@ impl Compiler<'_> {
     }
 
     fn not_served_port(&mut self, svc: &Service, index: usize) {
-        let Some(r) = self.ordered.iter().find(|r| r.key() == svc.source) else { return };
+        let Some(r) = self.ordered.iter().find(|r| r.key() == svc.source) else {
+            return;
+        };
         let p = &svc.ports[index];
         let d = r.diag(
             Severity::Warning,
@@ -94,7 +104,12 @@ impl Compiler<'_> {
     }
 
     /// The virtual host of one service on one port: its VirtualService's rules, else a default route.
-    fn service_vhost(&mut self, svc: &Arc<Service>, port: u16, candidates: &[&Resource]) -> VirtualHost {
+    fn service_vhost(
+        &mut self,
+        svc: &Arc<Service>,
+        port: u16,
+        candidates: &[&Resource],
+    ) -> VirtualHost {
         let name = format!("{}:{port}", svc.hostname);
         let scope = format!("mesh|{name}");
         let routes = match claiming_vs(&svc.hostname, candidates) {
@@ -119,7 +134,9 @@ impl Compiler<'_> {
         let dest = sluice_model::Destination {
             host: svc.hostname.clone(),
             subset: None,
-            port: Some(sluice_model::PortSelector { number: u32::from(port) }),
+            port: Some(sluice_model::PortSelector {
+                number: u32::from(port),
+            }),
         };
         let d = self.resolve_destination(&dest, &svc.namespace, port, 100);
         let split = WeightedSchedule::new(&[1], Arc::new(Default::default()));
@@ -140,16 +157,25 @@ impl Compiler<'_> {
 
 /// The VirtualService that claims a host on sidecars: exact hosts first, then the most specific
 /// wildcard; among equals the oldest. Later claimants are ignored (IST0109).
-pub(crate) fn claiming_vs<'a>(hostname: &str, candidates: &[&'a Resource]) -> Option<(&'a Resource, &'a VirtualService)> {
+pub(crate) fn claiming_vs<'a>(
+    hostname: &str,
+    candidates: &[&'a Resource],
+) -> Option<(&'a Resource, &'a VirtualService)> {
     let mut best: Option<(usize, &'a Resource, &'a VirtualService)> = None;
     for r in candidates {
-        let Spec::VirtualService(vs) = &r.spec else { continue };
+        let Spec::VirtualService(vs) = &r.spec else {
+            continue;
+        };
         for h in &vs.hosts {
             let h = fqdn(h, &r.metadata.namespace);
             if !covers(&h, hostname) {
                 continue;
             }
-            let score = if h.starts_with('*') { h.len() } else { usize::MAX };
+            let score = if h.starts_with('*') {
+                h.len()
+            } else {
+                usize::MAX
+            };
             if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
                 best = Some((score, r, vs));
             }

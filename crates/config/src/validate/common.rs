@@ -1,11 +1,11 @@
-//! Validation helpers shared by the kinds: string matches, regexes, headers, percentages, ports.
+//! Validation helpers shared by the kinds: string matches, regexes, enums, durations, percentages, ports.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
 use regex::Regex;
 use sluice_model::location::{push_index, push_key};
-use sluice_model::{Destination, HeaderOperations, Headers, StringMatch};
+use sluice_model::{Destination, StringMatch};
 
 use super::Ctx;
 use crate::duration::{parse_go_duration, parse_istio_duration};
@@ -19,8 +19,7 @@ pub fn compile_regex(pattern: &str) -> Result<Regex, String> {
         .map_err(|e| format!("invalid RE2 regex `{pattern}`: {}", regex_error_summary(&e)))
 }
 
-/// Checks a regex on its own: wrapping an unbalanced pattern such as `a)|(b` in a group could
-/// otherwise make it compile although Istio rejects it.
+/// Checks the bare pattern, since wrapping an unbalanced one like `a)|(b` in a group can make it compile.
 pub(crate) fn check_regex(pattern: &str) -> Result<(), String> {
     if pattern.is_empty() {
         return Err("regex must not be empty".into());
@@ -36,8 +35,7 @@ pub(crate) fn check_regex(pattern: &str) -> Result<(), String> {
         .map_err(|e| format!("invalid RE2 regex `{pattern}`: {}", regex_error_summary(&e)))
 }
 
-/// The regex crate renders syntax errors over several lines (pattern, caret, reason); diagnostics
-/// are one line, so keep the reason.
+/// Diagnostics are one line, but regex syntax errors span several (pattern, caret, reason).
 fn regex_error_summary(e: &regex::Error) -> String {
     let text = e.to_string();
     text.lines()
@@ -87,7 +85,10 @@ pub(crate) fn check_enum<'a>(
         Some(v) => {
             ctx.error(
                 field,
-                format!("invalid {what} `{v}`: must be one of {}", allowed.join(", ")),
+                format!(
+                    "invalid {what} `{v}`: must be one of {}",
+                    allowed.join(", ")
+                ),
             );
             Choice::Invalid
         }
@@ -104,7 +105,12 @@ pub(crate) fn check_duration(ctx: &mut Ctx<'_>, field: &str, what: &str, value: 
 }
 
 /// Checks a duration where `0s` is meaningful (disables the feature); other values follow the 1ms rule.
-pub(crate) fn check_duration_zero_ok(ctx: &mut Ctx<'_>, field: &str, what: &str, value: Option<&str>) {
+pub(crate) fn check_duration_zero_ok(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    what: &str,
+    value: Option<&str>,
+) {
     let Some(v) = value else { return };
     match parse_go_duration(v) {
         Err(e) => ctx.error(field, format!("invalid {what}: {e}")),
@@ -114,7 +120,12 @@ pub(crate) fn check_duration_zero_ok(ctx: &mut Ctx<'_>, field: &str, what: &str,
 }
 
 /// Checks only the syntax of a duration (fields where Istio accepts any non-negative value).
-pub(crate) fn check_duration_syntax(ctx: &mut Ctx<'_>, field: &str, what: &str, value: Option<&str>) {
+pub(crate) fn check_duration_syntax(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    what: &str,
+    value: Option<&str>,
+) {
     if let Some(Err(e)) = value.map(parse_go_duration) {
         ctx.error(field, format!("invalid {what}: {e}"));
     }
@@ -132,7 +143,10 @@ pub(crate) fn check_port(ctx: &mut Ctx<'_>, field: &str, what: &str, port: u64) 
 /// Checks a percentage in [0, 100].
 pub(crate) fn check_percent(ctx: &mut Ctx<'_>, field: &str, what: &str, value: f64) {
     if !(0.0..=100.0).contains(&value) {
-        ctx.error(field, format!("invalid {what} {value}: must be between 0 and 100"));
+        ctx.error(
+            field,
+            format!("invalid {what} {value}: must be between 0 and 100"),
+        );
     }
 }
 
@@ -147,7 +161,12 @@ pub(crate) fn check_fault_percent(ctx: &mut Ctx<'_>, field: &str, what: &str, va
 }
 
 /// Checks a `StringMatch`: one of exact/prefix/regex, non-empty prefix (unless allowed), valid regex.
-pub(crate) fn check_string_match(ctx: &mut Ctx<'_>, field: &str, sm: &StringMatch, allow_empty_prefix: bool) {
+pub(crate) fn check_string_match(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    sm: &StringMatch,
+    allow_empty_prefix: bool,
+) {
     let set: Vec<&str> = [
         ("exact", sm.exact.is_some()),
         ("prefix", sm.prefix.is_some()),
@@ -180,204 +199,6 @@ pub(crate) fn check_string_match(ctx: &mut Ctx<'_>, field: &str, sm: &StringMatc
     }
 }
 
-const PSEUDO_HEADERS: [&str; 5] = [":method", ":scheme", ":authority", ":path", ":status"];
-
-/// Whether `name` is an RFC 7230 token (the characters allowed in a header name).
-pub(crate) fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// Whether a header-match key is the JWT-claim form `@request.auth.claims.x` / `@request.auth.claims[a][b]`.
-pub(crate) fn is_jwt_claim(name: &str) -> bool {
-    const PREFIX: &str = "@request.auth.claims";
-    let Some(head) = name.get(..PREFIX.len()) else {
-        return false;
-    };
-    if !head.eq_ignore_ascii_case(PREFIX) {
-        return false;
-    }
-    let rest = &name[PREFIX.len()..];
-    (rest.starts_with('.') && rest.len() > 1)
-        || (rest.starts_with('[') && rest.ends_with(']') && rest.len() > 2)
-}
-
-/// Checks a header name used as a match key (token, pseudo-header or JWT claim).
-pub(crate) fn check_match_header_name(ctx: &mut Ctx<'_>, field: &str, name: &str) {
-    if name.is_empty() {
-        ctx.error(field, "header name must not be empty");
-    } else if !is_jwt_claim(name) && !PSEUDO_HEADERS.contains(&name) && !is_token(name) {
-        ctx.error(
-            field,
-            format!(
-                "invalid header name `{name}`: must be letters, digits and !#$%&'*+-.^_`|~, a pseudo-header ({}) or @request.auth.claims.<claim>",
-                PSEUDO_HEADERS.join(" ")
-            ),
-        );
-    }
-}
-
-/// Checks header operations (`headers.request|response.set|add|remove`).
-pub(crate) fn check_headers(ctx: &mut Ctx<'_>, field: &str, headers: &Headers) {
-    if let Some(req) = &headers.request {
-        check_header_ops(ctx, &push_key(field, "request"), req, true);
-    }
-    if let Some(resp) = &headers.response {
-        check_header_ops(ctx, &push_key(field, "response"), resp, false);
-    }
-}
-
-fn check_header_ops(ctx: &mut Ctx<'_>, field: &str, ops: &HeaderOperations, request: bool) {
-    for (op, map) in [("set", &ops.set), ("add", &ops.add)] {
-        let base = push_key(field, op);
-        for (name, value) in map {
-            let path = push_key(&base, name);
-            if let Some(msg) = header_op_name_error(name, request) {
-                ctx.error(&path, msg);
-            }
-            if let Err(e) = check_header_value(value) {
-                ctx.error(&path, e);
-            }
-        }
-    }
-    let base = push_key(field, "remove");
-    for (i, name) in ops.remove.iter().enumerate() {
-        if let Some(msg) = header_op_name_error(name, false) {
-            ctx.error(push_index(&base, i), msg);
-        }
-    }
-}
-
-/// Why a header may not be written: `Host`/`:authority` only in request set/add (an authority rewrite).
-fn header_op_name_error(name: &str, host_allowed: bool) -> Option<String> {
-    let authority = name.eq_ignore_ascii_case("host") || name.eq_ignore_ascii_case(":authority");
-    if name.is_empty() {
-        Some("header name must not be empty".into())
-    } else if host_allowed && authority {
-        None
-    } else if name.eq_ignore_ascii_case("host") {
-        Some(format!(
-            "invalid header `{name}`: Host can only be changed with request `set`/`add` (or rewrite.authority)"
-        ))
-    } else if name.starts_with(':') {
-        Some(format!(
-            "invalid header `{name}`: pseudo-headers (`:` prefix) cannot be modified"
-        ))
-    } else {
-        None
-    }
-}
-
-/// Checks a header value the way Envoy parses it: no control characters, `%VAR%` operators closed,
-/// a literal `%` written `%%`.
-pub(crate) fn check_header_value(value: &str) -> Result<(), String> {
-    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-        return Err(format!(
-            "invalid header value {value:?}: control characters (other than tab) are not allowed"
-        ));
-    }
-    #[derive(PartialEq)]
-    enum S {
-        Literal,
-        VarName,
-        ExpectArray,
-        ExpectString,
-        InString,
-        ExpectDelimOrEnd,
-        ExpectArgsEnd,
-        ExpectVarEnd,
-    }
-    let bad = |why: &str| {
-        Err(format!(
-            "invalid header value `{value}`: {why} (write a literal percent sign as `%%`)"
-        ))
-    };
-    let b = value.as_bytes();
-    let mut state = S::Literal;
-    let mut i = 0;
-    while i < b.len() {
-        let ch = b[i];
-        let has_next = i + 1 < b.len();
-        match state {
-            S::Literal => {
-                if ch == b'%' {
-                    if !has_next {
-                        return bad("un-escaped `%` at the end");
-                    }
-                    if b[i + 1] == b'%' {
-                        i += 1;
-                    } else {
-                        state = S::VarName;
-                    }
-                }
-            }
-            S::VarName => {
-                if ch == b'%' {
-                    state = S::Literal;
-                } else if ch == b'(' {
-                    state = S::ExpectArray;
-                }
-            }
-            S::ExpectArray => {
-                if ch == b'[' {
-                    state = S::ExpectString;
-                } else if ch != b' ' {
-                    state = S::InString;
-                }
-            }
-            S::ExpectDelimOrEnd => {
-                if ch == b',' {
-                    state = S::ExpectString;
-                } else if ch == b']' {
-                    state = S::ExpectArgsEnd;
-                } else if ch != b' ' {
-                    return bad("expected `,` or `]` in the operator arguments");
-                }
-            }
-            S::ExpectString => {
-                if ch == b'"' {
-                    state = S::InString;
-                } else if ch != b' ' {
-                    return bad("expected `\"` in the operator arguments");
-                }
-            }
-            S::InString => {
-                if ch == b'\\' {
-                    if !has_next {
-                        return bad("unterminated backslash escape");
-                    }
-                    i += 1;
-                } else if ch == b')' {
-                    state = S::ExpectVarEnd;
-                } else if ch == b'"' {
-                    state = S::ExpectDelimOrEnd;
-                }
-            }
-            S::ExpectArgsEnd => {
-                if ch == b')' {
-                    state = S::ExpectVarEnd;
-                } else if ch != b' ' {
-                    return bad("expected `)` after the operator arguments");
-                }
-            }
-            S::ExpectVarEnd => {
-                if ch == b'%' {
-                    state = S::Literal;
-                } else if ch != b' ' {
-                    return bad("expected `%` to close the operator");
-                }
-            }
-        }
-        i += 1;
-    }
-    if state != S::Literal {
-        return bad("unterminated `%VARIABLE%` expression");
-    }
-    Ok(())
-}
-
 /// Checks Kubernetes label syntax of every key and value.
 pub(crate) fn check_labels(ctx: &mut Ctx<'_>, field: &str, labels: &BTreeMap<String, String>) {
     for (k, v) in labels {
@@ -395,7 +216,11 @@ pub(crate) fn check_labels(ctx: &mut Ctx<'_>, field: &str, labels: &BTreeMap<Str
 }
 
 /// Checks a workload selector's labels: no empty keys, no `*` (selectors are exact).
-pub(crate) fn check_selector_labels(ctx: &mut Ctx<'_>, field: &str, labels: &BTreeMap<String, String>) {
+pub(crate) fn check_selector_labels(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    labels: &BTreeMap<String, String>,
+) {
     for (k, v) in labels {
         let path = push_key(field, k);
         if k.is_empty() {
@@ -408,7 +233,10 @@ pub(crate) fn check_selector_labels(ctx: &mut Ctx<'_>, field: &str, labels: &BTr
         } else if v.len() > 63 {
             ctx.error(
                 &path,
-                format!("selector value for `{k}` is {} characters long; at most 63 allowed", v.len()),
+                format!(
+                    "selector value for `{k}` is {} characters long; at most 63 allowed",
+                    v.len()
+                ),
             );
         }
     }
@@ -473,9 +301,15 @@ pub(crate) fn check_export_to(
         }
     }
     if seen.contains("*") && export_to.len() > 1 {
-        ctx.error(field, "exportTo `*` (everyone) cannot be combined with other entries");
+        ctx.error(
+            field,
+            "exportTo `*` (everyone) cannot be combined with other entries",
+        );
     } else if seen.contains("~") && export_to.len() > 1 {
-        ctx.error(field, "exportTo `~` (nobody) cannot be combined with other entries");
+        ctx.error(
+            field,
+            "exportTo `~` (nobody) cannot be combined with other entries",
+        );
     }
 }
 
@@ -523,7 +357,10 @@ pub(crate) fn check_destination(ctx: &mut Ctx<'_>, field: &str, d: &Destination)
     if d.host.is_empty() {
         ctx.error(&host_path, "destination host is required");
     } else if d.host == "*" {
-        ctx.error(&host_path, "destination host `*` is not allowed: name a service");
+        ctx.error(
+            &host_path,
+            "destination host `*` is not allowed: name a service",
+        );
     } else if let Err(e) = validate_wildcard_domain(&d.host) {
         ctx.error(&host_path, format!("invalid destination host: {e}"));
     }
@@ -577,7 +414,17 @@ pub(crate) fn check_unix_path(path: &str) -> Result<(), String> {
 /// Whether a protocol name is one Istio knows (`protocol.Parse`, case-insensitive).
 pub(crate) fn parse_protocol(p: &str) -> Option<&'static str> {
     const KNOWN: [&str; 12] = [
-        "TCP", "UDP", "GRPC", "GRPC-WEB", "HTTP", "HTTP_PROXY", "HTTP2", "HTTPS", "TLS", "MONGO", "REDIS",
+        "TCP",
+        "UDP",
+        "GRPC",
+        "GRPC-WEB",
+        "HTTP",
+        "HTTP_PROXY",
+        "HTTP2",
+        "HTTPS",
+        "TLS",
+        "MONGO",
+        "REDIS",
         "MYSQL",
     ];
     KNOWN.iter().copied().find(|k| k.eq_ignore_ascii_case(p))
@@ -585,7 +432,10 @@ pub(crate) fn parse_protocol(p: &str) -> Option<&'static str> {
 
 /// Whether a (parsed) protocol is HTTP-family.
 pub(crate) fn is_http_protocol(p: Option<&str>) -> bool {
-    matches!(p, Some("HTTP" | "HTTP2" | "HTTP_PROXY" | "GRPC" | "GRPC-WEB"))
+    matches!(
+        p,
+        Some("HTTP" | "HTTP2" | "HTTP_PROXY" | "GRPC" | "GRPC-WEB")
+    )
 }
 
 /// Whether a (parsed) protocol carries TLS that the proxy does not terminate by default.

@@ -4,13 +4,13 @@ use std::collections::HashSet;
 
 use sluice_model::location::{push_index, push_key};
 use sluice_model::{
-    ClientTlsSettings, ConnectionPoolSettings, DestinationRule, OutlierDetection, PortTrafficPolicy, TrafficPolicy,
-    TunnelSettings,
+    ClientTlsSettings, ConnectionPoolSettings, DestinationRule, OutlierDetection,
+    PortTrafficPolicy, TrafficPolicy, TunnelSettings,
 };
 
 use super::common::{
-    check_duration, check_duration_syntax, check_duration_zero_ok, check_enum, check_export_to, check_labels,
-    check_percent, check_port, check_selector_labels, DNS1123_LABEL,
+    check_duration, check_duration_syntax, check_duration_zero_ok, check_enum, check_export_to,
+    check_labels, check_percent, check_port, check_selector_labels, DNS1123_LABEL,
 };
 use super::load_balancer::check_load_balancer;
 use super::Ctx;
@@ -18,7 +18,10 @@ use crate::host::{is_dns1123_label, is_ip, validate_domain, validate_wildcard_do
 
 pub(crate) fn validate(ctx: &mut Ctx<'_>, dr: &DestinationRule) {
     if dr.host.is_empty() {
-        ctx.error("spec.host", "host is required: the service this rule applies to");
+        ctx.error(
+            "spec.host",
+            "host is required: the service this rule applies to",
+        );
     } else if let Err(e) = validate_wildcard_domain(&dr.host) {
         ctx.error("spec.host", e);
     }
@@ -44,7 +47,13 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, dr: &DestinationRule) {
             check_traffic_policy(ctx, &push_key(&field, "trafficPolicy"), tp);
         }
     }
-    check_export_to(ctx, "spec.exportTo", &dr.export_to, false, dr.workload_selector.is_some());
+    check_export_to(
+        ctx,
+        "spec.exportTo",
+        &dr.export_to,
+        false,
+        dr.workload_selector.is_some(),
+    );
     if let Some(sel) = &dr.workload_selector {
         if sel.match_labels.is_empty() {
             ctx.warn(
@@ -74,7 +83,10 @@ fn check_traffic_policy(ctx: &mut Ctx<'_>, field: &str, tp: &TrafficPolicy) {
         return;
     }
     if tp.tunnel.is_some() && tp.proxy_protocol.is_some() {
-        ctx.error(f("proxyProtocol"), "`tunnel` and `proxyProtocol` cannot be set together");
+        ctx.error(
+            f("proxyProtocol"),
+            "`tunnel` and `proxyProtocol` cannot be set together",
+        );
     }
     check_policy_parts(
         ctx,
@@ -87,7 +99,10 @@ fn check_traffic_policy(ctx: &mut Ctx<'_>, field: &str, tp: &TrafficPolicy) {
     if tp.port_level_settings.len() > 4096 {
         ctx.error(
             f("portLevelSettings"),
-            format!("{} portLevelSettings entries; at most 4096 are allowed", tp.port_level_settings.len()),
+            format!(
+                "{} portLevelSettings entries; at most 4096 are allowed",
+                tp.port_level_settings.len()
+            ),
         );
     }
     for (i, p) in tp.port_level_settings.iter().enumerate() {
@@ -108,7 +123,12 @@ fn check_traffic_policy(ctx: &mut Ctx<'_>, field: &str, tp: &TrafficPolicy) {
     if let Some(b) = &tp.retry_budget {
         let bf = f("retryBudget");
         if let Some(p) = &b.percent {
-            check_percent(ctx, &push_key(&push_key(&bf, "percent"), "value"), "retryBudget.percent", p.value);
+            check_percent(
+                ctx,
+                &push_key(&push_key(&bf, "percent"), "value"),
+                "retryBudget.percent",
+                p.value,
+            );
         }
         check_duration_syntax(
             ctx,
@@ -144,7 +164,10 @@ fn check_policy_parts(
 
 fn check_port_policy(ctx: &mut Ctx<'_>, field: &str, p: &PortTrafficPolicy) {
     match &p.port {
-        None => ctx.error(push_key(field, "port"), "portLevelSettings entries need `port: {number: ...}`"),
+        None => ctx.error(
+            push_key(field, "port"),
+            "portLevelSettings entries need `port: {number: ...}`",
+        ),
         Some(port) => {
             check_port(
                 ctx,
@@ -154,7 +177,11 @@ fn check_port_policy(ctx: &mut Ctx<'_>, field: &str, p: &PortTrafficPolicy) {
             );
         }
     }
-    if p.load_balancer.is_none() && p.connection_pool.is_none() && p.outlier_detection.is_none() && p.tls.is_none() {
+    if p.load_balancer.is_none()
+        && p.connection_pool.is_none()
+        && p.outlier_detection.is_none()
+        && p.tls.is_none()
+    {
         ctx.error(
             field,
             "a portLevelSettings entry must set at least one of loadBalancer, connectionPool, outlierDetection or tls",
@@ -175,7 +202,10 @@ fn check_port_policy(ctx: &mut Ctx<'_>, field: &str, p: &PortTrafficPolicy) {
 fn check_count(ctx: &mut Ctx<'_>, field: &str, what: &str, value: Option<i64>) {
     if let Some(v) = value {
         if !(0..=i64::from(i32::MAX)).contains(&v) {
-            ctx.error(field, format!("invalid {what} {v}: must be between 0 and {}", i32::MAX));
+            ctx.error(
+                field,
+                format!("invalid {what} {v}: must be between 0 and {}", i32::MAX),
+            );
         }
     }
 }
@@ -184,44 +214,93 @@ fn check_count(ctx: &mut Ctx<'_>, field: &str, what: &str, value: Option<i64>) {
 fn check_u32(ctx: &mut Ctx<'_>, field: &str, what: &str, value: Option<i64>) {
     if let Some(v) = value {
         if !(0..=i64::from(u32::MAX)).contains(&v) {
-            ctx.error(field, format!("invalid {what} {v}: must be between 0 and {}", u32::MAX));
+            ctx.error(
+                field,
+                format!("invalid {what} {v}: must be between 0 and {}", u32::MAX),
+            );
         }
     }
 }
 
 fn check_outlier(ctx: &mut Ctx<'_>, field: &str, o: &OutlierDetection) {
     let f = |k: &str| push_key(field, k);
-    check_duration(ctx, &f("baseEjectionTime"), "outlierDetection.baseEjectionTime", o.base_ejection_time.as_deref());
-    check_duration(ctx, &f("interval"), "outlierDetection.interval", o.interval.as_deref());
+    check_duration(
+        ctx,
+        &f("baseEjectionTime"),
+        "outlierDetection.baseEjectionTime",
+        o.base_ejection_time.as_deref(),
+    );
+    check_duration(
+        ctx,
+        &f("interval"),
+        "outlierDetection.interval",
+        o.interval.as_deref(),
+    );
     if let Some(v) = o.consecutive_errors.filter(|v| *v != 0) {
         if i32::try_from(v).is_err() {
-            ctx.error(f("consecutiveErrors"), format!("invalid consecutiveErrors {v}: out of int32 range"));
+            ctx.error(
+                f("consecutiveErrors"),
+                format!("invalid consecutiveErrors {v}: out of int32 range"),
+            );
         }
         ctx.warn(
             f("consecutiveErrors"),
             "outlierDetection.consecutiveErrors is deprecated: use consecutive5xxErrors or consecutiveGatewayErrors",
         );
     }
-    check_u32(ctx, &f("consecutive5xxErrors"), "consecutive5xxErrors", o.consecutive_5xx_errors);
-    check_u32(ctx, &f("consecutiveGatewayErrors"), "consecutiveGatewayErrors", o.consecutive_gateway_errors);
+    check_u32(
+        ctx,
+        &f("consecutive5xxErrors"),
+        "consecutive5xxErrors",
+        o.consecutive_5xx_errors,
+    );
+    check_u32(
+        ctx,
+        &f("consecutiveGatewayErrors"),
+        "consecutiveGatewayErrors",
+        o.consecutive_gateway_errors,
+    );
     check_u32(
         ctx,
         &f("consecutiveLocalOriginFailures"),
         "consecutiveLocalOriginFailures",
         o.consecutive_local_origin_failures,
     );
-    if o.split_external_local_origin_errors != Some(true) && o.consecutive_local_origin_failures.is_some_and(|v| v > 0) {
+    if o.split_external_local_origin_errors != Some(true)
+        && o.consecutive_local_origin_failures.is_some_and(|v| v > 0)
+    {
         ctx.error(
             f("consecutiveLocalOriginFailures"),
             "consecutiveLocalOriginFailures requires splitExternalLocalOriginErrors: true",
         );
     }
     for (key, what, v) in [
-        ("maxEjectionPercent", "outlierDetection.maxEjectionPercent", o.max_ejection_percent),
-        ("minHealthPercent", "outlierDetection.minHealthPercent", o.min_health_percent),
+        (
+            "maxEjectionPercent",
+            "outlierDetection.maxEjectionPercent",
+            o.max_ejection_percent,
+        ),
+        (
+            "minHealthPercent",
+            "outlierDetection.minHealthPercent",
+            o.min_health_percent,
+        ),
     ] {
         if let Some(v) = v.filter(|v| !(0..=100).contains(v)) {
-            ctx.error(f(key), format!("invalid {what} {v}: must be between 0 and 100"));
+            ctx.error(
+                f(key),
+                format!("invalid {what} {v}: must be between 0 and 100"),
+            );
+        }
+    }
+    for (i, code) in o.outlier_detection_http_error_codes.iter().enumerate() {
+        if !(100..=599).contains(code) {
+            ctx.error(
+                push_index(&f("outlierDetectionHttpErrorCodes"), i),
+                format!(
+                    "invalid HTTP status {code} in outlierDetectionHttpErrorCodes: must be 100-599"
+                ),
+            );
         }
     }
 }
@@ -233,12 +312,51 @@ fn check_pool(ctx: &mut Ctx<'_>, field: &str, p: &ConnectionPoolSettings) {
     }
     if let Some(h) = &p.http {
         let hf = |k: &str| push_key(&push_key(field, "http"), k);
-        check_count(ctx, &hf("http1MaxPendingRequests"), "http1MaxPendingRequests", h.http1_max_pending_requests);
-        check_count(ctx, &hf("http2MaxRequests"), "http2MaxRequests", h.http2_max_requests);
-        check_count(ctx, &hf("maxRequestsPerConnection"), "maxRequestsPerConnection", h.max_requests_per_connection);
+        check_count(
+            ctx,
+            &hf("http1MaxPendingRequests"),
+            "http1MaxPendingRequests",
+            h.http1_max_pending_requests,
+        );
+        check_count(
+            ctx,
+            &hf("http2MaxRequests"),
+            "http2MaxRequests",
+            h.http2_max_requests,
+        );
+        check_count(
+            ctx,
+            &hf("maxRequestsPerConnection"),
+            "maxRequestsPerConnection",
+            h.max_requests_per_connection,
+        );
         check_count(ctx, &hf("maxRetries"), "maxRetries", h.max_retries);
-        check_count(ctx, &hf("maxConcurrentStreams"), "maxConcurrentStreams", h.max_concurrent_streams);
-        check_duration(ctx, &hf("idleTimeout"), "connectionPool.http.idleTimeout", h.idle_timeout.as_deref());
+        check_count(
+            ctx,
+            &hf("maxConcurrentStreams"),
+            "maxConcurrentStreams",
+            h.max_concurrent_streams,
+        );
+        check_duration(
+            ctx,
+            &hf("idleTimeout"),
+            "connectionPool.http.idleTimeout",
+            h.idle_timeout.as_deref(),
+        );
+        if let Some(ka) = &h.http2_keep_alive {
+            let kf = |k: &str| push_key(&hf("http2KeepAlive"), k);
+            for (key, value) in [("interval", &ka.interval), ("timeout", &ka.timeout)] {
+                match value.as_deref() {
+                    None => ctx.error(
+                        kf(key),
+                        format!("http2KeepAlive.{key} is required when http2KeepAlive is set"),
+                    ),
+                    Some(v) => {
+                        check_duration(ctx, &kf(key), &format!("http2KeepAlive.{key}"), Some(v))
+                    }
+                }
+            }
+        }
         let policy = check_enum(
             ctx,
             &hf("h2UpgradePolicy"),
@@ -255,19 +373,44 @@ fn check_pool(ctx: &mut Ctx<'_>, field: &str, p: &ConnectionPoolSettings) {
     }
     if let Some(t) = &p.tcp {
         let tf = |k: &str| push_key(&push_key(field, "tcp"), k);
-        check_count(ctx, &tf("maxConnections"), "maxConnections", t.max_connections);
-        check_duration(ctx, &tf("connectTimeout"), "connectTimeout", t.connect_timeout.as_deref());
+        check_count(
+            ctx,
+            &tf("maxConnections"),
+            "maxConnections",
+            t.max_connections,
+        );
+        check_duration(
+            ctx,
+            &tf("connectTimeout"),
+            "connectTimeout",
+            t.connect_timeout.as_deref(),
+        );
         check_duration(
             ctx,
             &tf("maxConnectionDuration"),
             "maxConnectionDuration",
             t.max_connection_duration.as_deref(),
         );
-        check_duration_zero_ok(ctx, &tf("idleTimeout"), "connectionPool.tcp.idleTimeout", t.idle_timeout.as_deref());
+        check_duration_zero_ok(
+            ctx,
+            &tf("idleTimeout"),
+            "connectionPool.tcp.idleTimeout",
+            t.idle_timeout.as_deref(),
+        );
         if let Some(ka) = &t.tcp_keepalive {
             let kf = tf("tcpKeepalive");
-            check_duration(ctx, &push_key(&kf, "time"), "tcpKeepalive.time", ka.time.as_deref());
-            check_duration(ctx, &push_key(&kf, "interval"), "tcpKeepalive.interval", ka.interval.as_deref());
+            check_duration(
+                ctx,
+                &push_key(&kf, "time"),
+                "tcpKeepalive.time",
+                ka.time.as_deref(),
+            );
+            check_duration(
+                ctx,
+                &push_key(&kf, "interval"),
+                "tcpKeepalive.interval",
+                ka.interval.as_deref(),
+            );
         }
     }
 }
@@ -282,8 +425,14 @@ fn check_client_tls(ctx: &mut Ctx<'_>, field: &str, t: &ClientTlsSettings) {
         t.mode.as_deref(),
         &["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"],
     );
-    let Some(mode) = mode.or("DISABLE") else { return };
-    if let Some(rest) = t.credential_name.as_deref().and_then(|c| c.strip_prefix("configmap://")) {
+    let Some(mode) = mode.or("DISABLE") else {
+        return;
+    };
+    if let Some(rest) = t
+        .credential_name
+        .as_deref()
+        .and_then(|c| c.strip_prefix("configmap://"))
+    {
         let ns = ctx.resource().metadata.namespace.clone();
         match rest.split_once('/') {
             Some((n, name)) if !n.is_empty() && !name.is_empty() => {
@@ -303,7 +452,10 @@ fn check_client_tls(ctx: &mut Ctx<'_>, field: &str, t: &ClientTlsSettings) {
     if t.insecure_skip_verify == Some(true) {
         let conflicting: Vec<&str> = [
             ("caCertificates", set(&t.ca_certificates)),
-            ("credentialName", mode == "SIMPLE" && set(&t.credential_name)),
+            (
+                "credentialName",
+                mode == "SIMPLE" && set(&t.credential_name),
+            ),
             ("subjectAltNames", !t.subject_alt_names.is_empty()),
         ]
         .iter()
@@ -313,7 +465,10 @@ fn check_client_tls(ctx: &mut Ctx<'_>, field: &str, t: &ClientTlsSettings) {
         if (mode == "SIMPLE" || mode == "MUTUAL") && !conflicting.is_empty() {
             ctx.error(
                 f("insecureSkipVerify"),
-                format!("insecureSkipVerify: true skips verification, so {} must not be set", conflicting.join(", ")),
+                format!(
+                    "insecureSkipVerify: true skips verification, so {} must not be set",
+                    conflicting.join(", ")
+                ),
             );
         }
     }
@@ -331,17 +486,26 @@ fn check_client_tls(ctx: &mut Ctx<'_>, field: &str, t: &ClientTlsSettings) {
         if !files.is_empty() {
             ctx.error(
                 f("credentialName"),
-                format!("credentialName provides the certificates, so {} must not be set", files.join(", ")),
+                format!(
+                    "credentialName provides the certificates, so {} must not be set",
+                    files.join(", ")
+                ),
             );
         }
         return;
     }
     if mode == "MUTUAL" {
         if !set(&t.client_certificate) {
-            ctx.error(f("clientCertificate"), "tls mode MUTUAL requires clientCertificate (or credentialName)");
+            ctx.error(
+                f("clientCertificate"),
+                "tls mode MUTUAL requires clientCertificate (or credentialName)",
+            );
         }
         if !set(&t.private_key) {
-            ctx.error(f("privateKey"), "tls mode MUTUAL requires privateKey (or credentialName)");
+            ctx.error(
+                f("privateKey"),
+                "tls mode MUTUAL requires privateKey (or credentialName)",
+            );
         }
     }
 }
@@ -350,7 +514,10 @@ fn check_tunnel(ctx: &mut Ctx<'_>, field: &str, t: &TunnelSettings) {
     let f = |k: &str| push_key(field, k);
     if let Some(p) = t.protocol.as_deref().filter(|p| !p.is_empty()) {
         if p != "CONNECT" && p != "POST" {
-            ctx.error(f("protocol"), format!("invalid tunnel.protocol `{p}`: must be one of CONNECT, POST"));
+            ctx.error(
+                f("protocol"),
+                format!("invalid tunnel.protocol `{p}`: must be one of CONNECT, POST"),
+            );
         }
     }
     match t.target_host.as_deref() {
@@ -360,7 +527,9 @@ fn check_tunnel(ctx: &mut Ctx<'_>, field: &str, t: &TunnelSettings) {
                 if let Err(e) = validate_domain(h) {
                     ctx.error(
                         f("targetHost"),
-                        format!("invalid tunnel.targetHost `{h}`: must be an FQDN or IP address ({e})"),
+                        format!(
+                            "invalid tunnel.targetHost `{h}`: must be an FQDN or IP address ({e})"
+                        ),
                     );
                 }
             }

@@ -49,21 +49,25 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, gw: &Gateway) {
         let field = push_index("spec.servers", i);
         check_server(ctx, &field, s);
         let Some(port) = &s.port else { continue };
-        if port.name.is_empty() {
-            // Already reported as missing by check_server_port.
-        } else if let Some(first) = port_names.get(port.name.as_str()) {
-            ctx.error(
-                push_key(&push_key(&field, "port"), "name"),
-                format!("duplicate port name `{}` (also used by servers[{first}]): port names must be unique in a Gateway", port.name),
-            );
-        } else {
-            port_names.insert(port.name.as_str(), i);
+        // An empty name is already reported as missing.
+        if !port.name.is_empty() {
+            if let Some(first) = port_names.get(port.name.as_str()) {
+                ctx.error(
+                    push_key(&push_key(&field, "port"), "name"),
+                    format!("duplicate port name `{}` (also used by servers[{first}]): port names must be unique in a Gateway", port.name),
+                );
+            } else {
+                port_names.insert(port.name.as_str(), i);
+            }
         }
         let redirect = s.tls.as_ref().and_then(|t| t.https_redirect) == Some(true);
         if redirect && !is_http_protocol(parse_protocol(&port.protocol)) {
             ctx.warn(
                 push_key(&push_key(&field, "tls"), "httpsRedirect"),
-                format!("tls.httpsRedirect only has an effect on HTTP servers, not {}", port.protocol),
+                format!(
+                    "tls.httpsRedirect only has an effect on HTTP servers, not {}",
+                    port.protocol
+                ),
             );
         }
     }
@@ -94,7 +98,10 @@ fn check_server(ctx: &mut Ctx<'_>, field: &str, s: &Server) {
         if let Some(p) = s.port.as_ref().filter(|p| p.number != 0) {
             ctx.error(
                 push_key(&f("port"), "number"),
-                format!("port number must be 0 when binding to a unix socket, not {}", p.number),
+                format!(
+                    "port number must be 0 when binding to a unix socket, not {}",
+                    p.number
+                ),
             );
         }
     } else if !bind.is_empty() && !is_ip(bind) {
@@ -113,16 +120,26 @@ fn check_server(ctx: &mut Ctx<'_>, field: &str, s: &Server) {
     match &s.tls {
         None if is_tls_protocol(proto) => ctx.error(
             f("tls"),
-            format!("a server with protocol {} needs `tls` settings (mode and certificates)", port.protocol),
+            format!(
+                "a server with protocol {} needs `tls` settings (mode and certificates)",
+                port.protocol
+            ),
         ),
         Some(t) if !is_tls_protocol(proto) => {
-            let passthrough = matches!(t.mode.as_deref(), None | Some("PASSTHROUGH" | "AUTO_PASSTHROUGH"));
+            let passthrough = matches!(
+                t.mode.as_deref(),
+                None | Some("PASSTHROUGH" | "AUTO_PASSTHROUGH")
+            );
             let set = |o: &Option<String>| o.as_deref().is_some_and(|s| !s.is_empty());
-            let certs = set(&t.ca_certificates) || set(&t.private_key) || set(&t.server_certificate);
+            let certs =
+                set(&t.ca_certificates) || set(&t.private_key) || set(&t.server_certificate);
             if !is_http_protocol(proto) {
                 ctx.error(
                     f("tls"),
-                    format!("a {} server cannot have TLS settings: use protocol HTTPS or TLS", port.protocol),
+                    format!(
+                        "a {} server cannot have TLS settings: use protocol HTTPS or TLS",
+                        port.protocol
+                    ),
                 );
             } else if !passthrough || certs {
                 ctx.error(
@@ -135,8 +152,7 @@ fn check_server(ctx: &mut Ctx<'_>, field: &str, s: &Server) {
     }
 }
 
-/// Server hosts are `[namespace/]dnsName`; the namespace is `*`, `.` or a name, and the DNS name is an FQDN,
-/// `*`, `*.suffix` or an IP (no short names, no partial wildcards).
+/// Server hosts are `[namespace/]dnsName`; short names and partial wildcards cannot match a Host header.
 fn check_server_host(h: &str) -> Result<(), String> {
     let name = match h.split_once('/') {
         None => h,
@@ -222,7 +238,14 @@ fn check_tls(ctx: &mut Ctx<'_>, field: &str, t: &ServerTlsSettings) {
         &f("mode"),
         "tls.mode",
         t.mode.as_deref(),
-        &["PASSTHROUGH", "SIMPLE", "MUTUAL", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"],
+        &[
+            "PASSTHROUGH",
+            "SIMPLE",
+            "MUTUAL",
+            "AUTO_PASSTHROUGH",
+            "ISTIO_MUTUAL",
+            "OPTIONAL_MUTUAL",
+        ],
     );
     let versions = ["TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3"];
     let min = check_enum(
@@ -249,16 +272,24 @@ fn check_tls(ctx: &mut Ctx<'_>, field: &str, t: &ServerTlsSettings) {
     if t.credential_names.len() > 2 {
         ctx.error(
             f("credentialNames"),
-            format!("{} credentialNames; at most 2 are allowed (one RSA, one ECDSA)", t.credential_names.len()),
+            format!(
+                "{} credentialNames; at most 2 are allowed (one RSA, one ECDSA)",
+                t.credential_names.len()
+            ),
         );
     }
     if t.tls_certificates.len() > 2 {
         ctx.error(
             f("tlsCertificates"),
-            format!("{} tlsCertificates; at most 2 are allowed (one RSA, one ECDSA)", t.tls_certificates.len()),
+            format!(
+                "{} tlsCertificates; at most 2 are allowed (one RSA, one ECDSA)",
+                t.tls_certificates.len()
+            ),
         );
     }
-    let Some(mode) = mode.or("PASSTHROUGH") else { return };
+    let Some(mode) = mode.or("PASSTHROUGH") else {
+        return;
+    };
     if mode == "ISTIO_MUTUAL" {
         for (key, present) in [
             ("serverCertificate", set(&t.server_certificate)),
@@ -285,14 +316,23 @@ fn check_tls(ctx: &mut Ctx<'_>, field: &str, t: &ServerTlsSettings) {
         || set(&t.credential_name)
         || !t.credential_names.is_empty();
     if (mode == "PASSTHROUGH" || mode == "AUTO_PASSTHROUGH") && any_cert {
-        let hint = if t.mode.is_none() { " (mode defaults to PASSTHROUGH: set mode: SIMPLE to terminate TLS)" } else { "" };
+        let hint = if t.mode.is_none() {
+            " (mode defaults to PASSTHROUGH: set mode: SIMPLE to terminate TLS)"
+        } else {
+            ""
+        };
         ctx.warn(
             f("mode"),
-            format!("tls mode {mode} does not terminate TLS, so the certificates are ignored{hint}"),
+            format!(
+                "tls mode {mode} does not terminate TLS, so the certificates are ignored{hint}"
+            ),
         );
     }
     let sources: Vec<&str> = [
-        ("serverCertificate/privateKey", set(&t.server_certificate) && set(&t.private_key)),
+        (
+            "serverCertificate/privateKey",
+            set(&t.server_certificate) && set(&t.private_key),
+        ),
         ("credentialName", set(&t.credential_name)),
         ("credentialNames", !t.credential_names.is_empty()),
         ("tlsCertificates", !t.tls_certificates.is_empty()),
@@ -304,7 +344,10 @@ fn check_tls(ctx: &mut Ctx<'_>, field: &str, t: &ServerTlsSettings) {
     if sources.len() > 1 {
         ctx.error(
             field,
-            format!("only one certificate source may be set, found {}", sources.join(", ")),
+            format!(
+                "only one certificate source may be set, found {}",
+                sources.join(", ")
+            ),
         );
     }
     let terminating = matches!(mode, "SIMPLE" | "MUTUAL" | "OPTIONAL_MUTUAL");
@@ -317,11 +360,23 @@ fn check_tls(ctx: &mut Ctx<'_>, field: &str, t: &ServerTlsSettings) {
             );
         }
         if t.tls_certificates.is_empty() {
-            check_cert_pair(ctx, field, mode, set(&t.server_certificate), set(&t.private_key));
+            check_cert_pair(
+                ctx,
+                field,
+                mode,
+                set(&t.server_certificate),
+                set(&t.private_key),
+            );
         } else {
             for (i, c) in t.tls_certificates.iter().enumerate() {
                 let path = push_index(&f("tlsCertificates"), i);
-                check_cert_pair(ctx, &path, mode, set(&c.server_certificate), set(&c.private_key));
+                check_cert_pair(
+                    ctx,
+                    &path,
+                    mode,
+                    set(&c.server_certificate),
+                    set(&c.private_key),
+                );
             }
         }
     }
@@ -332,7 +387,10 @@ fn check_tls(ctx: &mut Ctx<'_>, field: &str, t: &ServerTlsSettings) {
                 "caCrl cannot be used with credentialName: put the CRL in the credential secret",
             );
         } else if mode == "SIMPLE" {
-            ctx.error(f("caCrl"), "caCrl is not supported with tls mode SIMPLE (there are no client certificates)");
+            ctx.error(
+                f("caCrl"),
+                "caCrl is not supported with tls mode SIMPLE (there are no client certificates)",
+            );
         }
     }
 }
@@ -357,11 +415,15 @@ fn check_ciphers(ctx: &mut Ctx<'_>, field: &str, suites: &[String]) {
     let mut seen = Vec::new();
     for (i, cs) in suites.iter().enumerate() {
         let path = push_index(field, i);
-        let operator = cs.is_empty() || cs == "ALL" || !cs.starts_with(|c: char| c.is_alphanumeric());
+        let operator =
+            cs.is_empty() || cs == "ALL" || !cs.starts_with(|c: char| c.is_alphanumeric());
         if !operator && !CIPHER_SUITES.contains(&cs.as_str()) {
             ctx.warn(
                 &path,
-                format!("unknown cipher suite `{cs}` is ignored; known suites: {}", CIPHER_SUITES.join(", ")),
+                format!(
+                    "unknown cipher suite `{cs}` is ignored; known suites: {}",
+                    CIPHER_SUITES.join(", ")
+                ),
             );
         } else if seen.contains(cs) {
             ctx.warn(&path, format!("duplicate cipher suite `{cs}` is ignored"));

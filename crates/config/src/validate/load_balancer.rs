@@ -16,7 +16,12 @@ const TOPOLOGY_LABELS: [&str; 3] = [
 ];
 
 /// Validates `loadBalancer` at `field`; `has_outlier` because locality failover needs outlier detection.
-pub(super) fn check_load_balancer(ctx: &mut Ctx<'_>, field: &str, lb: &LoadBalancerSettings, has_outlier: bool) {
+pub(super) fn check_load_balancer(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    lb: &LoadBalancerSettings,
+    has_outlier: bool,
+) {
     let f = |k: &str| push_key(field, k);
     if lb.simple.is_some() && lb.consistent_hash.is_some() {
         ctx.error(
@@ -29,7 +34,14 @@ pub(super) fn check_load_balancer(ctx: &mut Ctx<'_>, field: &str, lb: &LoadBalan
         &f("simple"),
         "loadBalancer.simple",
         lb.simple.as_deref(),
-        &["UNSPECIFIED", "LEAST_CONN", "RANDOM", "PASSTHROUGH", "ROUND_ROBIN", "LEAST_REQUEST"],
+        &[
+            "UNSPECIFIED",
+            "LEAST_CONN",
+            "RANDOM",
+            "PASSTHROUGH",
+            "ROUND_ROBIN",
+            "LEAST_REQUEST",
+        ],
     );
     if let Some(ch) = &lb.consistent_hash {
         check_consistent_hash(ctx, &f("consistentHash"), ch);
@@ -82,7 +94,10 @@ fn check_consistent_hash(ctx: &mut Ctx<'_>, field: &str, ch: &ConsistentHashLb) 
         ("httpHeaderName", ch.http_header_name.is_some()),
         ("httpCookie", ch.http_cookie.is_some()),
         ("useSourceIp", ch.use_source_ip.is_some()),
-        ("httpQueryParameterName", ch.http_query_parameter_name.is_some()),
+        (
+            "httpQueryParameterName",
+            ch.http_query_parameter_name.is_some(),
+        ),
     ]
     .iter()
     .filter(|(_, s)| *s)
@@ -91,7 +106,10 @@ fn check_consistent_hash(ctx: &mut Ctx<'_>, field: &str, ch: &ConsistentHashLb) 
     if keys.len() > 1 {
         ctx.error(
             field,
-            format!("consistentHash may use only one hash key, found {}", keys.join(" and ")),
+            format!(
+                "consistentHash may use only one hash key, found {}",
+                keys.join(" and ")
+            ),
         );
     }
     if let Some(c) = &ch.http_cookie {
@@ -99,7 +117,12 @@ fn check_consistent_hash(ctx: &mut Ctx<'_>, field: &str, ch: &ConsistentHashLb) 
         if c.name.is_empty() {
             ctx.error(push_key(&cf, "name"), "httpCookie.name is required");
         }
-        check_duration_syntax(ctx, &push_key(&cf, "ttl"), "httpCookie.ttl", c.ttl.as_deref());
+        check_duration_syntax(
+            ctx,
+            &push_key(&cf, "ttl"),
+            "httpCookie.ttl",
+            c.ttl.as_deref(),
+        );
         let mut seen = HashSet::new();
         for (i, a) in c.attributes.iter().enumerate() {
             let path = push_key(&push_index(&push_key(&cf, "attributes"), i), "name");
@@ -111,7 +134,10 @@ fn check_consistent_hash(ctx: &mut Ctx<'_>, field: &str, ch: &ConsistentHashLb) 
         }
     }
     if ch.ring_hash.is_some() && ch.maglev.is_some() {
-        ctx.error(f("maglev"), "consistentHash may set only one of `ringHash` and `maglev`");
+        ctx.error(
+            f("maglev"),
+            "consistentHash may set only one of `ringHash` and `maglev`",
+        );
     }
     if ch.minimum_ring_size.is_some_and(|s| s != 0) {
         if ch.ring_hash.is_some() || ch.maglev.is_some() {
@@ -129,7 +155,10 @@ fn check_consistent_hash(ctx: &mut Ctx<'_>, field: &str, ch: &ConsistentHashLb) 
     if let Some(m) = &ch.maglev {
         let path = push_key(&f("maglev"), "tableSize");
         match m.table_size.unwrap_or(0) {
-            0 => ctx.error(&path, "maglev.tableSize is required (a prime below 5000011, e.g. 65537)"),
+            0 => ctx.error(
+                &path,
+                "maglev.tableSize is required (a prime below 5000011, e.g. 65537)",
+            ),
             n if n >= 5_000_011 => ctx.error(
                 &path,
                 format!("invalid maglev.tableSize {n}: must be a prime below 5000011"),
@@ -162,9 +191,20 @@ fn is_prime(x: u64) -> bool {
 }
 
 /// Reads a JSON object, reporting a wrong type and unknown keys.
-fn object<'v>(ctx: &mut Ctx<'_>, field: &str, v: &'v Value, known: &[&str]) -> Option<&'v Map<String, Value>> {
+fn object<'v>(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    v: &'v Value,
+    known: &[&str],
+) -> Option<&'v Map<String, Value>> {
     let Some(obj) = v.as_object() else {
-        ctx.error(field, format!("wrong type: expected an object with fields {}", known.join(", ")));
+        ctx.error(
+            field,
+            format!(
+                "wrong type: expected an object with fields {}",
+                known.join(", ")
+            ),
+        );
         return None;
     };
     for k in obj.keys().filter(|k| !known.contains(&k.as_str())) {
@@ -225,7 +265,9 @@ fn check_failover(ctx: &mut Ctx<'_>, field: &str, failover: &[Value], what: &str
         } else if from.contains('/') || to.contains('/') {
             ctx.error(
                 &path,
-                format!("{what} failover `{from}` -> `{to}`: only regions are allowed (no `/zone`)"),
+                format!(
+                    "{what} failover `{from}` -> `{to}`: only regions are allowed (no `/zone`)"
+                ),
             );
         } else if from.contains('*') || to.contains('*') {
             ctx.error(
@@ -239,7 +281,12 @@ fn check_failover(ctx: &mut Ctx<'_>, field: &str, failover: &[Value], what: &str
 
 fn check_locality(ctx: &mut Ctx<'_>, field: &str, v: &Value, has_outlier: bool) {
     let f = |k: &str| push_key(field, k);
-    let Some(obj) = object(ctx, field, v, &["enabled", "distribute", "failover", "failoverPriority"]) else {
+    let Some(obj) = object(
+        ctx,
+        field,
+        v,
+        &["enabled", "distribute", "failover", "failoverPriority"],
+    ) else {
         return;
     };
     check_bool(ctx, &f("enabled"), obj.get("enabled"));
@@ -288,7 +335,9 @@ fn check_locality(ctx: &mut Ctx<'_>, field: &str, v: &Value, has_outlier: bool) 
                 _ => {
                     ctx.error(
                         push_key(&to_path, loc),
-                        format!("invalid locality weight {w} for `{loc}`: must be an integer in 1..100"),
+                        format!(
+                            "invalid locality weight {w} for `{loc}`: must be an integer in 1..100"
+                        ),
                     );
                     return;
                 }
@@ -338,7 +387,9 @@ fn check_zone_aware(ctx: &mut Ctx<'_>, field: &str, v: &Value, has_outlier: bool
         }
     }
     if let Some(m) = obj.get("minClusterSize").filter(|m| !m.is_null()) {
-        let n = m.as_u64().or_else(|| m.as_str().and_then(|s| s.parse().ok()));
+        let n = m
+            .as_u64()
+            .or_else(|| m.as_str().and_then(|s| s.parse().ok()));
         if n.is_none_or(|n| n < 1) {
             ctx.error(
                 f("minClusterSize"),
@@ -383,7 +434,10 @@ fn check_localities(localities: &[String]) -> Result<(), String> {
                 if regions.contains_key(&region) {
                     return overlap();
                 }
-                regions.insert(region, BTreeMap::from([(star(), BTreeMap::from([(star(), true)]))]));
+                regions.insert(
+                    region,
+                    BTreeMap::from([(star(), BTreeMap::from([(star(), true)]))]),
+                );
             }
             (Some(zone), None) => {
                 let zones = regions.entry(region).or_default();

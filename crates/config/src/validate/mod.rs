@@ -5,6 +5,8 @@
 mod common;
 mod destination_rule;
 mod gateway;
+mod headers;
+mod http_policy;
 mod http_route;
 mod load_balancer;
 mod not_enforced;
@@ -49,7 +51,8 @@ impl<'a> Ctx<'a> {
         field: impl Into<String>,
         message: impl Into<String>,
     ) {
-        self.out.push(self.resource.diag(severity, code, field, message));
+        self.out
+            .push(self.resource.diag(severity, code, field, message));
     }
 }
 

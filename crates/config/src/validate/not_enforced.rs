@@ -38,10 +38,22 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
                     (r.fault.is_some(), "fault", "fault injection (`fault`)"),
                     (r.mirror.is_some(), "mirror", "mirroring (`mirror`)"),
                     (!r.mirrors.is_empty(), "mirrors", "mirroring (`mirrors`)"),
-                    (r.mirror_percentage.is_some(), "mirrorPercentage", "`mirrorPercentage`"),
+                    (
+                        r.mirror_percentage.is_some(),
+                        "mirrorPercentage",
+                        "`mirrorPercentage`",
+                    ),
                     (r.cors_policy.is_some(), "corsPolicy", "`corsPolicy`"),
-                    (r.headers.is_some(), "headers", "header manipulation (`headers`)"),
-                    (r.delegate.is_some(), "delegate", "delegation (`delegate`); the rule is skipped"),
+                    (
+                        r.headers.is_some(),
+                        "headers",
+                        "header manipulation (`headers`)",
+                    ),
+                    (
+                        r.delegate.is_some(),
+                        "delegate",
+                        "delegation (`delegate`); the rule is skipped",
+                    ),
                 ];
                 for (present, name, what) in checks {
                     if present {
@@ -53,7 +65,11 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
                 }
                 for (j, d) in r.route.iter().enumerate() {
                     if d.headers.is_some() {
-                        warn(ctx, f(&format!("route[{j}].headers")), "per-destination `headers`");
+                        warn(
+                            ctx,
+                            f(&format!("route[{j}].headers")),
+                            "per-destination `headers`",
+                        );
                     }
                 }
                 for (j, m) in r.matches.iter().enumerate() {
@@ -65,11 +81,19 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
         }
         Spec::DestinationRule(dr) => {
             if dr.traffic_policy.is_some() {
-                warn(ctx, "spec.trafficPolicy".into(), "`trafficPolicy` (load balancing, connection pool, outlier detection, TLS)");
+                warn(
+                    ctx,
+                    "spec.trafficPolicy".into(),
+                    "`trafficPolicy` (load balancing, connection pool, outlier detection, TLS)",
+                );
             }
             for (i, s) in dr.subsets.iter().enumerate() {
                 if s.traffic_policy.is_some() {
-                    warn(ctx, format!("spec.subsets[{i}].trafficPolicy"), "subset `trafficPolicy`");
+                    warn(
+                        ctx,
+                        format!("spec.subsets[{i}].trafficPolicy"),
+                        "subset `trafficPolicy`",
+                    );
                 }
             }
             if !dr.export_to.is_empty() {
@@ -82,7 +106,11 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
         Spec::Gateway(gw) => {
             for (i, s) in gw.servers.iter().enumerate() {
                 if s.tls.is_some() {
-                    warn(ctx, format!("spec.servers[{i}].tls"), "gateway `tls` (HTTPS termination, httpsRedirect)");
+                    warn(
+                        ctx,
+                        format!("spec.servers[{i}].tls"),
+                        "gateway `tls` (HTTPS termination, httpsRedirect)",
+                    );
                 }
                 if s.bind.is_some() {
                     warn(ctx, format!("spec.servers[{i}].bind"), "server `bind`");
@@ -96,8 +124,15 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
             if !se.subject_alt_names.is_empty() {
                 warn(ctx, "spec.subjectAltNames".into(), "`subjectAltNames`");
             }
-            if matches!(se.resolution.as_deref(), None | Some("NONE")) && se.endpoints.is_empty() && se.workload_selector.is_none() {
-                warn(ctx, "spec.resolution".into(), "resolution NONE (forwarding to the original destination)");
+            if matches!(se.resolution.as_deref(), None | Some("NONE"))
+                && se.endpoints.is_empty()
+                && se.workload_selector.is_none()
+            {
+                warn(
+                    ctx,
+                    "spec.resolution".into(),
+                    "resolution NONE (forwarding to the original destination)",
+                );
             }
             if se.resolution.as_deref() == Some("DYNAMIC_DNS") {
                 warn(ctx, "spec.resolution".into(), "resolution DYNAMIC_DNS");

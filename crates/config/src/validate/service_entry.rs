@@ -75,7 +75,12 @@ pub(crate) fn validate_service_entry(ctx: &mut Ctx<'_>, se: &ServiceEntry) {
         }
         Some("STATIC") => {
             for (i, ep) in se.endpoints.iter().enumerate() {
-                check_workload_entry(ctx, ep, &push_index("spec.endpoints", i), AddrMode::Static(&port_names));
+                check_workload_entry(
+                    ctx,
+                    ep,
+                    &push_index("spec.endpoints", i),
+                    AddrMode::Static(&port_names),
+                );
             }
         }
         Some(r @ ("DNS" | "DNS_ROUND_ROBIN")) => check_dns(ctx, se, r, &port_names),
@@ -113,7 +118,10 @@ fn check_hosts(ctx: &mut Ctx<'_>, se: &ServiceEntry, resolution: Option<&str>) {
         ctx.error("spec.hosts", "a ServiceEntry needs at least one host");
     }
     if se.hosts.len() > 256 {
-        ctx.error("spec.hosts", format!("{} hosts; at most 256 are allowed", se.hosts.len()));
+        ctx.error(
+            "spec.hosts",
+            format!("{} hosts; at most 256 are allowed", se.hosts.len()),
+        );
     }
     for (i, h) in se.hosts.iter().enumerate() {
         let path = push_index("spec.hosts", i);
@@ -144,7 +152,10 @@ fn check_addresses(ctx: &mut Ctx<'_>, se: &ServiceEntry, resolution: Option<&str
             ctx.error(&path, format!("address `{a}` is longer than 64 characters"));
         } else if let Err(e) = check_ip_or_cidr(a) {
             ctx.error(&path, e);
-        } else if a.contains('/') && !cidr_reported && !matches!(resolution, None | Some("NONE" | "STATIC")) {
+        } else if a.contains('/')
+            && !cidr_reported
+            && !matches!(resolution, None | Some("NONE" | "STATIC"))
+        {
             cidr_reported = true;
             ctx.error(
                 &path,
@@ -158,9 +169,16 @@ fn check_addresses(ctx: &mut Ctx<'_>, se: &ServiceEntry, resolution: Option<&str
 }
 
 /// Checks the ports and returns their names (which endpoint port maps must use).
-fn check_ports<'a>(ctx: &mut Ctx<'_>, se: &'a ServiceEntry, resolution: Option<&str>) -> Vec<&'a str> {
+fn check_ports<'a>(
+    ctx: &mut Ctx<'_>,
+    se: &'a ServiceEntry,
+    resolution: Option<&str>,
+) -> Vec<&'a str> {
     if se.ports.len() > 256 {
-        ctx.error("spec.ports", format!("{} ports; at most 256 are allowed", se.ports.len()));
+        ctx.error(
+            "spec.ports",
+            format!("{} ports; at most 256 are allowed", se.ports.len()),
+        );
     }
     let auto_allocate = resolution.is_some_and(|r| r != "NONE")
         && se.addresses.is_empty()
@@ -225,7 +243,12 @@ fn check_ports<'a>(ctx: &mut Ctx<'_>, se: &'a ServiceEntry, resolution: Option<&
 
 fn check_dns(ctx: &mut Ctx<'_>, se: &ServiceEntry, resolution: &str, port_names: &[&str]) {
     if se.endpoints.is_empty() {
-        if let Some((i, h)) = se.hosts.iter().enumerate().find(|(_, h)| validate_domain(h).is_err()) {
+        if let Some((i, h)) = se
+            .hosts
+            .iter()
+            .enumerate()
+            .find(|(_, h)| validate_domain(h).is_err())
+        {
             ctx.error(
                 push_index("spec.hosts", i),
                 format!("host `{h}` must be a fully qualified name (no wildcard): resolution {resolution} without endpoints resolves the host itself"),
@@ -235,11 +258,19 @@ fn check_dns(ctx: &mut Ctx<'_>, se: &ServiceEntry, resolution: &str, port_names:
     if resolution == "DNS_ROUND_ROBIN" && se.endpoints.len() > 1 {
         ctx.error(
             "spec.endpoints",
-            format!("resolution DNS_ROUND_ROBIN allows at most 1 endpoint, found {}", se.endpoints.len()),
+            format!(
+                "resolution DNS_ROUND_ROBIN allows at most 1 endpoint, found {}",
+                se.endpoints.len()
+            ),
         );
     }
     for (i, ep) in se.endpoints.iter().enumerate() {
-        check_workload_entry(ctx, ep, &push_index("spec.endpoints", i), AddrMode::Dns(port_names));
+        check_workload_entry(
+            ctx,
+            ep,
+            &push_index("spec.endpoints", i),
+            AddrMode::Dns(port_names),
+        );
     }
     let tcp_port = se.ports.iter().any(|p| {
         matches!(
@@ -255,7 +286,12 @@ fn check_dns(ctx: &mut Ctx<'_>, se: &ServiceEntry, resolution: &str, port_names:
     }
 }
 
-fn check_dynamic_dns(ctx: &mut Ctx<'_>, se: &ServiceEntry, resolution: &str, location: Option<&str>) {
+fn check_dynamic_dns(
+    ctx: &mut Ctx<'_>,
+    se: &ServiceEntry,
+    resolution: &str,
+    location: Option<&str>,
+) {
     for (i, h) in se.hosts.iter().enumerate() {
         if !h.starts_with('*') {
             ctx.error(
@@ -326,8 +362,17 @@ fn check_workload_entry(ctx: &mut Ctx<'_>, we: &WorkloadEntry, field: &str, mode
             ),
         }
     } else if addr.len() > 256 {
-        ctx.error(f("address"), format!("address is {} characters long; at most 256 allowed", addr.len()));
-    } else if let (Some(path), false) = (addr.strip_prefix("unix://"), matches!(mode, AddrMode::Dns(_))) {
+        ctx.error(
+            f("address"),
+            format!(
+                "address is {} characters long; at most 256 allowed",
+                addr.len()
+            ),
+        );
+    } else if let (Some(path), false) = (
+        addr.strip_prefix("unix://"),
+        matches!(mode, AddrMode::Dns(_)),
+    ) {
         unix = true;
         if let Err(e) = check_unix_path(path) {
             ctx.error(f("address"), e);
@@ -353,7 +398,10 @@ fn check_workload_entry(ctx: &mut Ctx<'_>, we: &WorkloadEntry, field: &str, mode
         AddrMode::Static(p) | AddrMode::Dns(p) => Some(p),
     };
     if we.ports.len() > 128 {
-        ctx.error(f("ports"), format!("{} ports; at most 128 are allowed", we.ports.len()));
+        ctx.error(
+            f("ports"),
+            format!("{} ports; at most 128 are allowed", we.ports.len()),
+        );
     }
     for (name, port) in &we.ports {
         let path = push_key(&f("ports"), name);
@@ -365,20 +413,29 @@ fn check_workload_entry(ctx: &mut Ctx<'_>, we: &WorkloadEntry, field: &str, mode
         } else if let Some(sp) = service_ports.filter(|sp| !sp.contains(&name.as_str())) {
             ctx.error(
                 &path,
-                format!("port name `{name}` is not a port of the ServiceEntry (ports: {})", sp.join(", ")),
+                format!(
+                    "port name `{name}` is not a port of the ServiceEntry (ports: {})",
+                    sp.join(", ")
+                ),
             );
         }
         check_port(ctx, &path, "endpoint port", u64::from(*port));
     }
     check_labels(ctx, &f("labels"), &we.labels);
     if we.labels.len() > 256 {
-        ctx.error(f("labels"), format!("{} labels; at most 256 are allowed", we.labels.len()));
+        ctx.error(
+            f("labels"),
+            format!("{} labels; at most 256 are allowed", we.labels.len()),
+        );
     }
     if unix {
         if let Some(sp) = service_ports.filter(|sp| sp.len() != 1) {
             ctx.error(
                 f("address"),
-                format!("a unix socket endpoint needs a ServiceEntry with exactly 1 port, found {}", sp.len()),
+                format!(
+                    "a unix socket endpoint needs a ServiceEntry with exactly 1 port, found {}",
+                    sp.len()
+                ),
             );
         }
     }
@@ -388,7 +445,13 @@ fn check_workload_entry(ctx: &mut Ctx<'_>, we: &WorkloadEntry, field: &str, mode
         ("locality", 2048, we.locality.as_deref()),
     ] {
         if let Some(v) = v.filter(|v| v.len() > max) {
-            ctx.error(f(key), format!("{key} is {} characters long; at most {max} allowed", v.len()));
+            ctx.error(
+                f(key),
+                format!(
+                    "{key} is {} characters long; at most {max} allowed",
+                    v.len()
+                ),
+            );
         }
     }
 }

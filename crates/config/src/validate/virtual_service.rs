@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use sluice_model::location::{push_index, push_key};
 use sluice_model::{Destination, RouteDestination, StringMatch, VirtualService};
 
-use super::common::{check_export_to, check_gateway_names, check_ip_or_cidr, check_labels, check_port, is_jwt_claim};
+use super::common::{
+    check_export_to, check_gateway_names, check_ip_or_cidr, check_labels, check_port,
+};
+use super::headers::is_jwt_claim;
 use super::http_route::{check_route_destinations, validate_http_route};
 use super::Ctx;
 use crate::host::{covers, is_ip, overlaps, validate_wildcard_domain};
@@ -34,7 +37,10 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, vs: &VirtualService) {
     }
     check_hosts(ctx, vs, applies_to_gateway);
     if vs.http.is_empty() && vs.tcp.is_empty() && vs.tls.is_empty() {
-        ctx.error("spec", "a VirtualService needs at least one of `http`, `tcp` or `tls` routes");
+        ctx.error(
+            "spec",
+            "a VirtualService needs at least one of `http`, `tcp` or `tls` routes",
+        );
     }
     for (i, r) in vs.http.iter().enumerate() {
         validate_http_route(ctx, &push_index("spec.http", i), r, delegate);
@@ -49,7 +55,13 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, vs: &VirtualService) {
         }
         for (j, m) in r.matches.iter().enumerate() {
             let mf = push_index(&push_key(&field, "match"), j);
-            check_sni_hosts(ctx, &push_key(&mf, "sniHosts"), &m.sni_hosts, vs, applies_to_gateway);
+            check_sni_hosts(
+                ctx,
+                &push_key(&mf, "sniHosts"),
+                &m.sni_hosts,
+                vs,
+                applies_to_gateway,
+            );
             check_l4_match(
                 ctx,
                 &mf,
@@ -84,8 +96,10 @@ fn check_jwt_claims_need_gateway(ctx: &mut Ctx<'_>, vs: &VirtualService) {
     for (i, r) in vs.http.iter().enumerate() {
         for (j, m) in r.matches.iter().enumerate() {
             let mf = push_index(&push_key(&push_index("spec.http", i), "match"), j);
-            let maps: [(&str, &BTreeMap<String, StringMatch>); 2] =
-                [("headers", &m.headers), ("withoutHeaders", &m.without_headers)];
+            let maps: [(&str, &BTreeMap<String, StringMatch>); 2] = [
+                ("headers", &m.headers),
+                ("withoutHeaders", &m.without_headers),
+            ];
             for (key, map) in maps {
                 for name in map.keys().filter(|n| is_jwt_claim(n)) {
                     ctx.error(
@@ -99,7 +113,10 @@ fn check_jwt_claims_need_gateway(ctx: &mut Ctx<'_>, vs: &VirtualService) {
 }
 
 fn check_hosts(ctx: &mut Ctx<'_>, vs: &VirtualService, applies_to_gateway: bool) {
-    let sni = vs.tls.iter().any(|t| t.matches.iter().any(|m| !m.sni_hosts.is_empty()));
+    let sni = vs
+        .tls
+        .iter()
+        .any(|t| t.matches.iter().any(|m| !m.sni_hosts.is_empty()));
     let mut all_valid = true;
     for (i, h) in vs.hosts.iter().enumerate() {
         let path = push_index("spec.hosts", i);
@@ -159,7 +176,13 @@ fn validate_gateway_vs_host(sni: bool, h: &str) -> Result<(), String> {
     validate_wildcard_domain(h)
 }
 
-fn check_sni_hosts(ctx: &mut Ctx<'_>, field: &str, sni_hosts: &[String], vs: &VirtualService, gw: bool) {
+fn check_sni_hosts(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    sni_hosts: &[String],
+    vs: &VirtualService,
+    gw: bool,
+) {
     if sni_hosts.is_empty() {
         ctx.error(field, "a TLS match needs at least one sniHosts entry");
     }
@@ -216,10 +239,15 @@ fn check_l4_match(
 
 fn check_l4_route(ctx: &mut Ctx<'_>, field: &str, route: &[RouteDestination], kind: &str) {
     if route.is_empty() {
-        ctx.error(field, format!("a {kind} rule needs at least one `route` destination"));
+        ctx.error(
+            field,
+            format!("a {kind} rule needs at least one `route` destination"),
+        );
         return;
     }
-    let dests: Vec<(Option<&Destination>, Option<i32>)> =
-        route.iter().map(|d| (d.destination.as_ref(), d.weight)).collect();
+    let dests: Vec<(Option<&Destination>, Option<i32>)> = route
+        .iter()
+        .map(|d| (d.destination.as_ref(), d.weight))
+        .collect();
     check_route_destinations(ctx, field, &dests);
 }

@@ -1,0 +1,178 @@
+//! The `sluice` binary as a user runs it: exit codes, signals, the demo.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn sluice() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} failed");
+}
+
+fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn http_get(port: u16, host: &str, path: &str) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn analyze_exit_codes() {
+    let bad = sluice()
+        .args(["analyze", "tests/fixtures/analyze/broken"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("error[IST0101]"));
+    let good = sluice()
+        .args(["analyze", "tests/fixtures/analyze/clean"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        good.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&good.stdout)
+    );
+    let json = sluice()
+        .args(["analyze", "-o", "json", "tests/fixtures/analyze/syntax"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v[0]["code"], "SLC0001");
+}
+
+#[test]
+fn run_refuses_an_invalid_initial_config() {
+    let out = sluice()
+        .args([
+            "run",
+            "tests/fixtures/analyze/syntax",
+            "--admin",
+            "127.0.0.1:0",
+            "--no-watch",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("initial configuration is invalid"));
+}
+
+#[test]
+fn demo_splits_90_10_then_exits_cleanly_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = sluice()
+        .args([
+            "demo",
+            "--admin",
+            "127.0.0.1:0",
+            "--port",
+            &port.to_string(),
+            "--dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.contains("Press Ctrl-C") && Instant::now() < deadline {
+        match lines.next() {
+            Some(Ok(l)) => {
+                seen.push_str(&l);
+                seen.push('\n');
+            }
+            _ => break,
+        }
+    }
+    assert!(seen.contains("90  90.0%  app-backend v1"), "{seen}");
+    assert!(seen.contains("10  10.0%  app-backend v2"), "{seen}");
+    // The printed file is live: move to 0/100 and see v2 only.
+    let file = dir.path().join("app-backend.yaml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("weight: 90", "weight: 0")
+        .replace("weight: 10", "weight: 100");
+    std::fs::write(&file, text).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = http_get(port, "app-backend", "/");
+        if r.contains("x-version: v2") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "reload not applied: {r}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(child.id(), "-INT");
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn run_drains_and_exits_zero_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("svc.yaml"),
+        format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: x}}\nspec:\n  hosts: [x.default.svc.cluster.local]\n  ports: [{{number: {port}, name: http}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: 1}}}}]\n"),
+    )
+    .unwrap();
+    let mut child = sluice()
+        .args(["run", "--admin", "127.0.0.1:0", "--no-gateway"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "listener never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Endpoint port 1 refuses connections: Envoy's UF reply.
+    assert!(http_get(port, "x", "/").starts_with("HTTP/1.1 503"));
+    signal(child.id(), "-TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+}

@@ -1,0 +1,563 @@
+//! Runs the examples under `examples/` the way their READMEs do.
+//!
+//! Each test copies an example's YAML into a temporary config directory, replaces the fixed
+//! ports of the README (backends on 9001/9002/9003, services on 9080, the gateway on 8080) by
+//! real ones, starts real backends and an in-process proxy, sends traffic and checks the
+//! documented outcome. Every example (and every canary step) must also analyze without errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::StatusCode;
+use sluice::analyze::{diagnostics, has_errors, render, Format};
+use sluice_config::route_table::RouteAction;
+use sluice_test_support::{
+    assert_eventually, backend, free_port, proxy, ConfigDir, ProxyHandle, TestClient,
+};
+use sluice_tools::{run_traffic, Report, TrafficArgs};
+
+/// The README's backend ports, service port and gateway port.
+const V1: u16 = 9001;
+const V2: u16 = 9002;
+const V3: u16 = 9003;
+const SERVICE: u16 = 9080;
+const GATEWAY: u16 = 8080;
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+fn read_example(rel: &str) -> String {
+    let path = examples_dir().join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// Replaces the port number `from` by `to` wherever it stands alone (not inside a longer number).
+fn replace_port(text: &str, from: u16, to: u16) -> String {
+    let from = from.to_string();
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (i, _) in text.match_indices(&from) {
+        let end = i + from.len();
+        let before = i > 0 && bytes[i - 1].is_ascii_digit();
+        let after = end < bytes.len() && bytes[end].is_ascii_digit();
+        if !before && !after {
+            out.push_str(&text[last..i]);
+            out.push_str(&to.to_string());
+            last = end;
+        }
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+fn localize(text: &str, ports: &[(u16, u16)]) -> String {
+    ports.iter().fold(text.to_string(), |t, &(from, to)| {
+        replace_port(&t, from, to)
+    })
+}
+
+/// The config files of an example directory (not recursive), sorted.
+fn example_files(rel: &str) -> Vec<String> {
+    let dir = examples_dir().join(rel);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "no YAML in {}", dir.display());
+    names
+}
+
+/// Copies an example's YAML into a new config directory with the README's ports replaced;
+/// every README port must occur in the example (so the test cannot drift from it).
+fn install(rel: &str, ports: &[(u16, u16)]) -> ConfigDir {
+    let dir = ConfigDir::new();
+    let mut all = String::new();
+    for name in example_files(rel) {
+        let text = read_example(&format!("{rel}/{name}"));
+        dir.write(&name, &localize(&text, ports));
+        all.push_str(&text);
+    }
+    for (from, _) in ports {
+        assert!(
+            all.contains(&from.to_string()),
+            "examples/{rel} does not mention port {from}"
+        );
+    }
+    assert_valid(&[dir.path().to_path_buf()]);
+    dir
+}
+
+/// `sluice analyze` finds no error (warnings are fine).
+fn assert_valid(paths: &[PathBuf]) {
+    let diags = diagnostics(paths);
+    assert!(
+        !has_errors(&diags),
+        "{paths:?} has errors:\n{}",
+        render(&diags, Format::Human, false)
+    );
+}
+
+/// The proxy's active snapshot carries no error diagnostics.
+fn assert_snapshot_clean(p: &ProxyHandle) {
+    let snap = p.snapshot().expect("no snapshot");
+    assert!(
+        !has_errors(&snap.diagnostics),
+        "snapshot {} has errors:\n{}",
+        snap.version,
+        render(&snap.diagnostics, Format::Human, false)
+    );
+}
+
+/// `sluice traffic http://127.0.0.1:PORT{path} -n N -c 4 -H ...`; every request must get a 200.
+async fn traffic(port: u16, path: &str, n: u64, headers: &[&str]) -> Report {
+    let mut args = TrafficArgs::new(format!("http://127.0.0.1:{port}{path}"));
+    args.requests = n;
+    args.concurrency = 4;
+    args.timeout = Duration::from_secs(5);
+    args.headers = headers.iter().map(|h| h.to_string()).collect();
+    let report = run_traffic(&args).await.unwrap();
+    assert_eq!(report.total, n, "{}", report.render());
+    assert_eq!(report.status_count(200), n, "{}", report.render());
+    report
+}
+
+/// Asserts a traffic report is exactly `expected` (key → count).
+fn assert_split(report: &Report, expected: &[(&str, u64)]) {
+    let got: Vec<(&str, u64)> = report
+        .distribution
+        .iter()
+        .map(|k| (k.key.as_str(), k.count))
+        .collect();
+    let mut want = expected.to_vec();
+    want.retain(|(_, n)| *n > 0);
+    want.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    assert_eq!(got, want, "\n{}", report.render());
+}
+
+/// `(subset, weight)` of the first rule for `host` on the listener at `addr`.
+fn active_weights(p: &ProxyHandle, addr: SocketAddr, host: &str) -> Vec<(String, u32)> {
+    let Some(snap) = p.snapshot() else {
+        return Vec::new();
+    };
+    let Some(vh) = snap.listener(addr).and_then(|l| l.virtual_host(host)) else {
+        return Vec::new();
+    };
+    match vh.routes.first().map(|r| &r.action) {
+        Some(RouteAction::Forward(f)) => f
+            .destinations
+            .iter()
+            .map(|d| (d.subset.clone().unwrap_or_default(), d.weight))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn weights(w: &[(&str, u32)]) -> Vec<(String, u32)> {
+    w.iter().map(|(s, n)| (s.to_string(), *n)).collect()
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[test]
+fn every_example_analyzes_without_errors() {
+    for rel in [
+        "canary/config",
+        "header-canary",
+        "source-labels",
+        "path-canary",
+        "subdomain-gateway",
+    ] {
+        assert_valid(&[examples_dir().join(rel)]);
+    }
+    // Each canary step, applied over the base config as the README does (`cp step virtual-service.yaml`).
+    for step in example_files("canary/steps") {
+        let base = examples_dir().join("canary/config");
+        assert_valid(&[
+            base.join("app-backend.yaml"),
+            base.join("destination-rule.yaml"),
+            examples_dir().join("canary/steps").join(step),
+        ]);
+    }
+}
+
+/// The READMEs show the commands and the outcomes these tests check.
+#[test]
+fn readmes_show_commands_and_outcomes() {
+    let expect: [(&str, &[&str]); 6] = [
+        ("README.md", &["canary/", "header-canary/", "source-labels/", "path-canary/", "subdomain-gateway/"]),
+        (
+            "canary/README.md",
+            &[
+                "sluice backend --listen 127.0.0.1:9001 --name app-backend --version v1",
+                "sluice run /tmp/canary",
+                "  900  90.0%  app-backend v1\n  100  10.0%  app-backend v2",
+                "  500  50.0%  app-backend v1\n  500  50.0%  app-backend v2",
+            ],
+        ),
+        (
+            "header-canary/README.md",
+            &["sluice run examples/header-canary", "-H 'canary: canary-tester'", "  100 100.0%  app-backend v2"],
+        ),
+        (
+            "source-labels/README.md",
+            &["sluice run examples/source-labels --labels app=frontend,version=v2", "  100 100.0%  app-backend v2"],
+        ),
+        ("path-canary/README.md", &["sluice run examples/path-canary", "/canaryfoo: app-backend v2"]),
+        (
+            "subdomain-gateway/README.md",
+            &[
+                "sluice run examples/subdomain-gateway --labels istio=ingressgateway --gateway-address 127.0.0.1",
+                "unknown.example.com: 404",
+            ],
+        ),
+    ];
+    for (readme, needles) in expect {
+        let text = read_example(readme);
+        for n in needles {
+            assert!(text.contains(n), "examples/{readme} does not show {n:?}");
+        }
+    }
+}
+
+/// One canary step: the file copied over virtual-service.yaml and what it must do.
+struct Step {
+    file: &'static str,
+    weights: &'static [(&'static str, u32)],
+    requests: u64,
+    split: &'static [(&'static str, u64)],
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_90_10_then_50_50_then_0_100_then_rollback() {
+    let v1 = backend("app-backend", "v1").await;
+    let v2 = backend("app-backend", "v2").await;
+    let port = free_port();
+    let ports = [
+        (V1, v1.addr().port()),
+        (V2, v2.addr().port()),
+        (SERVICE, port),
+    ];
+    let dir = install("canary/config", &ports);
+    let p = proxy(dir.path(), |o| o.proxy.gateway_role = false).await;
+    assert_snapshot_clean(&p);
+    let addr = loopback(port);
+    let host = "Host: app-backend";
+
+    // Step 1 (the config as shipped): exactly 90/10, the split is a smooth weighted round robin.
+    assert_eq!(
+        active_weights(&p, addr, "app-backend"),
+        weights(&[("v1", 90), ("v2", 10)])
+    );
+    let r = traffic(port, "/", 1000, &[host]).await;
+    assert_split(&r, &[("app-backend v1", 900), ("app-backend v2", 100)]);
+
+    // Each step replaces virtual-service.yaml; the file watcher picks the change up.
+    let steps = [
+        Step {
+            file: "virtual-service-50-50.yaml",
+            weights: &[("v1", 50), ("v2", 50)],
+            requests: 1000,
+            split: &[("app-backend v1", 500), ("app-backend v2", 500)],
+        },
+        Step {
+            file: "virtual-service-0-100.yaml",
+            weights: &[("v2", 100)],
+            requests: 200,
+            split: &[("app-backend v2", 200)],
+        },
+        Step {
+            file: "virtual-service-100-0.yaml",
+            weights: &[("v1", 100)],
+            requests: 200,
+            split: &[("app-backend v1", 200)],
+        },
+    ];
+    for Step {
+        file,
+        weights: want,
+        requests: n,
+        split,
+    } in steps
+    {
+        let before = p.snapshot().unwrap().version;
+        dir.write(
+            "virtual-service.yaml",
+            &localize(&read_example(&format!("canary/steps/{file}")), &ports),
+        );
+        let want = weights(want);
+        assert_eventually(
+            Duration::from_secs(5),
+            &format!("{file} becomes active"),
+            || {
+                let ok = active_weights(&p, addr, "app-backend") == want;
+                async move { ok }
+            },
+        )
+        .await;
+        assert!(p.snapshot().unwrap().version > before);
+        assert_snapshot_clean(&p);
+        let r = traffic(port, "/", n, &[host]).await;
+        assert_split(&r, split);
+    }
+
+    // Every Host form of the service reaches it.
+    let client = TestClient::new();
+    for h in [
+        "app-backend".to_string(),
+        format!("app-backend:{port}"),
+        "app-backend.default".to_string(),
+        format!("app-backend.default.svc.cluster.local:{port}"),
+    ] {
+        let reply = client.get(addr, &h, "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "Host {h}");
+        assert_eq!(reply.header("x-version"), Some("v1"), "Host {h}");
+    }
+    p.shutdown().await;
+    v1.shutdown().await;
+    v2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_canary_sends_testers_to_v2() {
+    let v1 = backend("app-backend", "v1").await;
+    let v2 = backend("app-backend", "v2").await;
+    let port = free_port();
+    let dir = install(
+        "header-canary",
+        &[
+            (V1, v1.addr().port()),
+            (V2, v2.addr().port()),
+            (SERVICE, port),
+        ],
+    );
+    let p = proxy(dir.path(), |o| o.proxy.gateway_role = false).await;
+    assert_snapshot_clean(&p);
+    let host = "Host: app-backend";
+
+    let r = traffic(port, "/", 100, &[host, "canary: canary-tester"]).await;
+    assert_split(&r, &[("app-backend v2", 100)]);
+    let r = traffic(port, "/", 100, &[host]).await;
+    assert_split(&r, &[("app-backend v1", 100)]);
+    let r = traffic(port, "/", 100, &[host, "canary: other"]).await;
+    assert_split(&r, &[("app-backend v1", 100)]);
+
+    // `exact` compares the value as is (header names are case-insensitive, values are not).
+    let client = TestClient::new();
+    let addr = loopback(port);
+    let reply = client
+        .get(addr, "app-backend", "/", &[("Canary", "canary-tester")])
+        .await;
+    assert_eq!(reply.header("x-version"), Some("v2"));
+    let reply = client
+        .get(addr, "app-backend", "/", &[("canary", "Canary-Tester")])
+        .await;
+    assert_eq!(reply.header("x-version"), Some("v1"));
+    let reply = client
+        .get(addr, "app-backend", "/", &[("canary", "canary-tester-2")])
+        .await;
+    assert_eq!(reply.header("x-version"), Some("v1"));
+    p.shutdown().await;
+    v1.shutdown().await;
+    v2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_labels_route_frontend_v2_to_backend_v2() {
+    let v1 = backend("app-backend", "v1").await;
+    let v2 = backend("app-backend", "v2").await;
+    // Two sidecars on one machine: each gets its own copy of the config with its own service port.
+    let (port_a, port_b, port_c) = (free_port(), free_port(), free_port());
+    let backends = [(V1, v1.addr().port()), (V2, v2.addr().port())];
+    let dir_a = install(
+        "source-labels",
+        &[backends[0], backends[1], (SERVICE, port_a)],
+    );
+    let dir_b = install(
+        "source-labels",
+        &[backends[0], backends[1], (SERVICE, port_b)],
+    );
+    let dir_c = install(
+        "source-labels",
+        &[backends[0], backends[1], (SERVICE, port_c)],
+    );
+    let sidecar = |labels: &'static [(&'static str, &'static str)]| {
+        move |o: &mut sluice_test_support::RunOptions| {
+            o.proxy.gateway_role = false;
+            o.proxy.labels = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        }
+    };
+    // `sourceLabels` must be a subset of the caller's labels: extra labels do not matter.
+    let frontend_v2 = proxy(
+        dir_a.path(),
+        sidecar(&[("app", "frontend"), ("version", "v2"), ("team", "web")]),
+    )
+    .await;
+    let frontend_v1 = proxy(
+        dir_b.path(),
+        sidecar(&[("app", "frontend"), ("version", "v1")]),
+    )
+    .await;
+    let other_v2 = proxy(
+        dir_c.path(),
+        sidecar(&[("app", "checkout"), ("version", "v2")]),
+    )
+    .await;
+    for p in [&frontend_v2, &frontend_v1, &other_v2] {
+        assert_snapshot_clean(p);
+    }
+    let host = "Host: app-backend";
+    let r = traffic(port_a, "/", 100, &[host]).await;
+    assert_split(&r, &[("app-backend v2", 100)]);
+    let r = traffic(port_b, "/", 100, &[host]).await;
+    assert_split(&r, &[("app-backend v1", 100)]);
+    let r = traffic(port_c, "/", 100, &[host]).await;
+    assert_split(&r, &[("app-backend v1", 100)]);
+    for p in [frontend_v2, frontend_v1, other_v2] {
+        p.shutdown().await;
+    }
+    v1.shutdown().await;
+    v2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_canary_sends_experimental_paths_to_v2() {
+    let v1 = backend("app-backend", "v1").await;
+    let v2 = backend("app-backend", "v2").await;
+    let port = free_port();
+    let dir = install(
+        "path-canary",
+        &[
+            (V1, v1.addr().port()),
+            (V2, v2.addr().port()),
+            (SERVICE, port),
+        ],
+    );
+    let p = proxy(dir.path(), |o| o.proxy.gateway_role = false).await;
+    assert_snapshot_clean(&p);
+    let client = TestClient::new();
+    let addr = loopback(port);
+    let cases = [
+        ("/experimental/x", "v2"),
+        ("/experimental", "v2"),
+        ("/canary", "v2"),
+        ("/canary/new-checkout?id=7", "v2"),
+        // A plain string prefix, as in Envoy: not limited to path segments.
+        ("/canaryfoo", "v2"),
+        ("/", "v1"),
+        ("/other", "v1"),
+        ("/api/canary", "v1"),
+        // Case-sensitive without `ignoreUriCase`.
+        ("/Canary", "v1"),
+    ];
+    for (path, want) in cases {
+        let reply = client.get(addr, "app-backend", path, &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        assert_eq!(
+            reply.header("x-version"),
+            Some(want),
+            "{path}: {}",
+            reply.body
+        );
+    }
+    let r = traffic(port, "/canary/new-checkout", 50, &["Host: app-backend"]).await;
+    assert_split(&r, &[("app-backend v2", 50)]);
+    let r = traffic(port, "/checkout", 50, &["Host: app-backend"]).await;
+    assert_split(&r, &[("app-backend v1", 50)]);
+    p.shutdown().await;
+    v1.shutdown().await;
+    v2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subdomain_gateway_routes_by_host() {
+    let fe1 = backend("frontend", "v1").await;
+    let fe2 = backend("frontend", "v2").await;
+    let api = backend("api", "v1").await;
+    let (gw_port, svc_port) = (free_port(), free_port());
+    let ports = [
+        (V1, fe1.addr().port()),
+        (V2, fe2.addr().port()),
+        (V3, api.addr().port()),
+        (SERVICE, svc_port),
+        (GATEWAY, gw_port),
+    ];
+    let dir = install("subdomain-gateway", &ports);
+    // `sluice run ... --labels istio=ingressgateway --gateway-address 127.0.0.1 --no-mesh`
+    let p = proxy(dir.path(), |o| {
+        o.proxy.labels = [("istio".to_string(), "ingressgateway".to_string())].into();
+        o.proxy.mesh_role = false;
+    })
+    .await;
+    assert_snapshot_clean(&p);
+    let client = TestClient::new();
+    let gw = loopback(gw_port);
+    let cases = [
+        ("app.example.com".to_string(), "/", "frontend v1"),
+        (format!("app.example.com:{gw_port}"), "/", "frontend v1"),
+        ("APP.example.com".to_string(), "/", "frontend v1"),
+        (
+            "app.example.com".to_string(),
+            "/experimental/new-ui",
+            "frontend v2",
+        ),
+        ("api.example.com".to_string(), "/", "api v1"),
+        (
+            format!("api.example.com:{gw_port}"),
+            "/experimental",
+            "api v1",
+        ),
+        ("x.preview.example.com".to_string(), "/", "frontend v2"),
+        (
+            format!("pr-42.preview.example.com:{gw_port}"),
+            "/",
+            "frontend v2",
+        ),
+    ];
+    for (host, path, want) in &cases {
+        let reply = client.get(gw, host, path, &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{host}{path}");
+        assert!(
+            reply.first_line().starts_with(&format!("{want} - request")),
+            "{host}{path}: {}",
+            reply.body
+        );
+    }
+    // Hosts the gateway does not serve: 404 with an empty body (Envoy's NR).
+    for host in [
+        "unknown.example.com",
+        "preview.example.com",
+        "example.com",
+        "localhost",
+    ] {
+        let reply = client.get(gw, host, "/", &[]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{host}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body, "", "{host}");
+    }
+    let r = traffic(gw_port, "/", 100, &["Host: pr-42.preview.example.com"]).await;
+    assert_split(&r, &[("frontend v2", 100)]);
+    p.shutdown().await;
+
+    // A proxy without the `istio: ingressgateway` label is not selected: nothing is bound.
+    let plain = proxy(dir.path(), |o| o.proxy.mesh_role = false).await;
+    assert!(plain.snapshot().unwrap().listeners.is_empty());
+    plain.shutdown().await;
+    for b in [fe1, fe2, api] {
+        b.shutdown().await;
+    }
+}
