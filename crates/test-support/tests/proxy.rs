@@ -403,3 +403,24 @@ async fn shutdown_drains_in_flight_requests() {
     // New connections are refused after shutdown.
     assert!(std::net::TcpStream::connect(mesh_addr(port)).is_err());
 }
+
+#[tokio::test]
+async fn endpoint_weights_are_honoured_by_round_robin() {
+    let heavy = backend("app", "heavy").await;
+    let light = backend("app", "light").await;
+    let port = free_port();
+    let dir = ConfigDir::new();
+    let yaml = format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: app}}\nspec:\n  hosts: [{HOST}]\n  ports: [{{number: {port}, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints:\n  - {{address: 127.0.0.1, ports: {{http: {}}}, weight: 3}}\n  - {{address: 127.0.0.1, ports: {{http: {}}}}}\n",
+        heavy.addr().port(),
+        light.addr().port()
+    );
+    dir.write("svc.yaml", &yaml);
+    let p = proxy(dir.path(), |_| {}).await;
+    let c = TestClient::new();
+    for _ in 0..400 {
+        assert_eq!(c.get(mesh_addr(port), "app", "/", &[]).await.status, 200);
+    }
+    assert_eq!((heavy.requests(), light.requests()), (300, 100));
+    p.shutdown().await;
+}
