@@ -1,6 +1,6 @@
 //! The service registry built from ServiceEntry and WorkloadEntry objects.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -83,9 +83,10 @@ pub struct Registry {
 
 impl Registry {
     /// Builds the registry from validated objects; the first ServiceEntry to claim a host wins.
-    pub fn build(resources: &[Resource]) -> Registry {
+    pub fn build<'r>(resources: impl IntoIterator<Item = &'r Resource> + Clone) -> Registry {
         let workloads: Vec<(&Resource, &WorkloadEntry)> = resources
-            .iter()
+            .clone()
+            .into_iter()
             .filter_map(|r| match &r.spec {
                 Spec::WorkloadEntry(we) => Some((r, we)),
                 _ => None,
@@ -198,15 +199,4 @@ fn endpoints_of(
         }
     }
     eps
-}
-
-/// Index of services by (address) for VIP lookups.
-pub fn by_address(registry: &Registry) -> HashMap<IpAddr, Vec<Arc<Service>>> {
-    let mut out: HashMap<IpAddr, Vec<Arc<Service>>> = HashMap::new();
-    for s in registry.services() {
-        for a in &s.addresses {
-            out.entry(*a).or_default().push(s.clone());
-        }
-    }
-    out
 }

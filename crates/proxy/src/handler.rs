@@ -83,56 +83,48 @@ async fn proxy(
     let listener = snapshot
         .listener(listener_addr)
         .ok_or(ProxyError::NoRoute)?;
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
+    let forward = {
+        // Routing borrows from the request; nothing is copied unless a local reply needs it.
+        let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
             req.headers()
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    let info = RequestInfo {
-        method: req.method().as_str(),
-        scheme: "http",
-        authority: &authority,
-        path_and_query: &path_and_query,
-        headers: req.headers(),
-    };
-    let m = match route(listener, &info) {
-        Routed::Matched(m) => m,
-        Routed::NoVirtualHost | Routed::NoRoute(_) => return Err(ProxyError::NoRoute),
-    };
-    let forward = match &m.route.action {
-        RouteAction::DirectResponse(d) => {
-            let mut resp = Response::new(full(d.body.clone()));
-            *resp.status_mut() = StatusCode::from_u16(d.status).unwrap_or(StatusCode::OK);
-            if !d.body.is_empty() {
-                resp.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain"),
-                );
+        });
+        let info = RequestInfo {
+            method: req.method().as_str(),
+            scheme: "http",
+            authority: authority.unwrap_or(""),
+            path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+            headers: req.headers(),
+        };
+        let m = match route(listener, &info) {
+            Routed::Matched(m) => m,
+            Routed::NoVirtualHost | Routed::NoRoute(_) => return Err(ProxyError::NoRoute),
+        };
+        match &m.route.action {
+            RouteAction::Forward(f) => f,
+            RouteAction::DirectResponse(d) => {
+                let mut resp = Response::new(full(d.body.clone()));
+                *resp.status_mut() = StatusCode::from_u16(d.status).unwrap_or(StatusCode::OK);
+                if !d.body.is_empty() {
+                    resp.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain"),
+                    );
+                }
+                return Ok(resp);
             }
-            return Ok(resp);
-        }
-        RouteAction::Redirect(r) => {
-            let location = r.location(&info, m.matched_prefix(), listener.port());
-            let mut resp = Response::new(full(Bytes::new()));
-            *resp.status_mut() =
-                StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
-            if let Ok(v) = HeaderValue::from_str(&location) {
-                resp.headers_mut().insert(http::header::LOCATION, v);
+            RouteAction::Redirect(r) => {
+                let location = r.location(&info, m.matched_prefix(), listener.port());
+                let mut resp = Response::new(full(Bytes::new()));
+                *resp.status_mut() =
+                    StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    resp.headers_mut().insert(http::header::LOCATION, v);
+                }
+                return Ok(resp);
             }
-            return Ok(resp);
         }
-        RouteAction::Forward(f) => f,
     };
     let dest = forward.pick().ok_or(ProxyError::NoRoute)?;
     let cluster = dest
@@ -146,8 +138,13 @@ async fn proxy(
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     add_forwarding(&mut parts.headers, peer.ip(), listener.is_gateway(), "http");
+    // An HTTP/2 client sends :authority instead of Host; an HTTP/1.1 upstream needs Host.
     if !parts.headers.contains_key(http::header::HOST) {
-        if let Ok(v) = HeaderValue::from_str(&authority) {
+        if let Some(v) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
             parts.headers.insert(http::header::HOST, v);
         }
     }

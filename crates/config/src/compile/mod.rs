@@ -58,7 +58,7 @@ pub fn precedence_order(resources: &[Resource]) -> Vec<&Resource> {
 /// Compiles validated objects for `proxy`.
 pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) -> Compiled {
     let ordered = precedence_order(resources);
-    let registry = Registry::build(&ordered.iter().map(|r| (*r).clone()).collect::<Vec<_>>());
+    let registry = Registry::build(ordered.iter().copied());
     let mut c = Compiler {
         proxy,
         state,

@@ -29,7 +29,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The object being validated.
-    pub(crate) fn resource(&self) -> &Resource {
+    pub(crate) fn resource(&self) -> &'a Resource {
         self.resource
     }
 

@@ -17,8 +17,8 @@ fn warn(ctx: &mut Ctx<'_>, field: String, what: &str) {
 
 /// Adds a warning for every field present in the object that sluice does not act on.
 pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
-    let spec = ctx.resource().spec.clone();
-    match &spec {
+    let spec = &ctx.resource().spec;
+    match spec {
         Spec::VirtualService(vs) => {
             if !vs.export_to.is_empty() {
                 warn(ctx, "spec.exportTo".into(), "`exportTo`");
@@ -140,14 +140,14 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
         }
         Spec::WorkloadEntry(_) => {}
     }
-    let endpoints: Vec<(String, sluice_model::WorkloadEntry)> = match &spec {
+    let endpoints: Vec<(String, &sluice_model::WorkloadEntry)> = match spec {
         Spec::ServiceEntry(se) => se
             .endpoints
             .iter()
             .enumerate()
-            .map(|(i, e)| (format!("spec.endpoints[{i}]"), e.clone()))
+            .map(|(i, e)| (format!("spec.endpoints[{i}]"), e))
             .collect(),
-        Spec::WorkloadEntry(we) => vec![("spec".to_string(), we.clone())],
+        Spec::WorkloadEntry(we) => vec![("spec".to_string(), we)],
         _ => Vec::new(),
     };
     for (base, e) in endpoints {
