@@ -13,6 +13,9 @@ use crate::registry::{Endpoint, Service, ServicePort};
 pub struct UpstreamEndpoint {
     /// `host:port` to connect to.
     pub authority: String,
+    /// The same, parsed once for building upstream URIs (`None` if it is not a valid authority).
+    #[serde(skip)]
+    pub uri_authority: Option<http::uri::Authority>,
     /// The registry endpoint (labels, workload).
     pub endpoint: Arc<Endpoint>,
 }
@@ -53,9 +56,13 @@ impl Cluster {
         let name = cluster_name(&service.hostname, port.number, subset);
         let endpoints: Vec<UpstreamEndpoint> = endpoints
             .into_iter()
-            .map(|e| UpstreamEndpoint {
-                authority: join_host_port(&e.address, e.port_for(port)),
-                endpoint: e,
+            .map(|e| {
+                let authority = join_host_port(&e.address, e.port_for(port));
+                UpstreamEndpoint {
+                    uri_authority: authority.parse().ok(),
+                    authority,
+                    endpoint: e,
+                }
             })
             .collect();
         let weights: Vec<u32> = endpoints.iter().map(|e| e.endpoint.weight).collect();

@@ -155,11 +155,7 @@ async fn proxy(
         Request::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed());
     let resp = ctx
         .upstreams
-        .send(
-            upstream_req,
-            &endpoint.authority,
-            cluster.protocol.upstream_h2(),
-        )
+        .send(upstream_req, endpoint, cluster.protocol.upstream_h2())
         .await?;
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);

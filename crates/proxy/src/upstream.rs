@@ -12,6 +12,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use sluice_config::cluster::UpstreamEndpoint;
+
 use crate::error::ProxyError;
 
 /// Errors carried by bodies flowing through the proxy.
@@ -54,18 +56,31 @@ impl Upstreams {
         Upstreams { http1, http2 }
     }
 
-    /// Sends a request to `endpoint` (`host:port`); `h2` selects HTTP/2 with prior knowledge.
+    /// Sends a request to `endpoint`; `h2` selects HTTP/2 with prior knowledge.
     pub async fn send(
         &self,
         mut req: Request<Body>,
-        endpoint: &str,
+        endpoint: &UpstreamEndpoint,
         h2: bool,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let uri = format!("http://{endpoint}{pq}")
-            .parse::<http::Uri>()
-            .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
-        *req.uri_mut() = uri;
+        let authority =
+            endpoint
+                .uri_authority
+                .clone()
+                .ok_or_else(|| ProxyError::ConnectFailure {
+                    endpoint: endpoint.authority.clone(),
+                    reason: "invalid endpoint address".into(),
+                })?;
+        // Reuse the parsed path instead of formatting and re-parsing a URI string.
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(authority);
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        *req.uri_mut() =
+            http::Uri::from_parts(parts).map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+        let endpoint = endpoint.authority.as_str();
         let client = if h2 {
             *req.version_mut() = http::Version::HTTP_2;
             &self.http2
