@@ -104,6 +104,11 @@ cpu_ticks() {
     echo "$total"
 }
 
+# "busy steal" clock ticks of one core from /proc/stat (busy = user nice system irq softirq).
+core_ticks() {
+    awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8, $9}' /proc/stat
+}
+
 # VmHWM in kB of one pid.
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
@@ -240,7 +245,7 @@ smoke=$(curl -sf --max-time 2 -H 'Host: bench' "http://127.0.0.1:$SL_PORT/") \
 smoke=$(curl -sf --max-time 2 "http://127.0.0.1:$NG_PORT/") || die "request through nginx failed"
 [[ $smoke == "bench v1 - request"* ]] || die "unexpected answer through nginx: $smoke"
 
-# Thread names of a process with the CPU ticks each used, e.g. "tokio-runtime-w:812".
+# Threads of a process as name/tid:ticks (utime+stime), e.g. "tokio-rt-worker/4242:812".
 thread_cpu() {
     local t stat rest out=()
     for t in /proc/"$1"/task/*; do
@@ -248,7 +253,7 @@ thread_cpu() {
         rest=${stat##*) }
         # shellcheck disable=SC2086
         set -- $rest
-        out+=("$(<"$t/comm"):$((${12} + ${13}))")
+        out+=("$(<"$t/comm" tr ' ' '_')/${t##*/}:$((${12} + ${13}))")
     done
     echo "${out[*]}"
 }
@@ -286,10 +291,12 @@ for c in $CONCURRENCY; do
         log "$target c=$c: warmup ${WARMUP}s, measure ${DURATION}s"
         reset_hwm "${RSS_PID[$target]}"
         run_wrk "$target" "$c" "$WARMUP" "$TMP/warmup.txt" || die "wrk warmup failed: $(cat "$TMP/warmup.txt")"
+        read -r k0 s0 < <(core_ticks "$PROXY_CPU")
         t0=$(cpu_ticks "${pids[@]}")
         raw="$RESULTS/raw/$target-c$c.txt"
         run_wrk "$target" "$c" "$DURATION" "$raw" || die "wrk failed: $(cat "$raw")"
         t1=$(cpu_ticks "${pids[@]}")
+        read -r k1 s1 < <(core_ticks "$PROXY_CPU")
         line=$(grep '^BENCH ' "$raw") || die "no BENCH line in $raw"
         declare -A m=()
         for kv in ${line#BENCH }; do m[${kv%%=*}]=${kv#*=}; done
@@ -305,7 +312,18 @@ for c in $CONCURRENCY; do
         R[$target,$c,busy]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v d="${m[duration_us]}" 'BEGIN{printf "%.0f", 100*t/hz/(d/1e6)}')
         R[$target,$c,rss]=$(awk -v k="$(hwm_kb "${RSS_PID[$target]}")" 'BEGIN{printf "%.1f", k/1024}')
         R[$target,$c,errs]=$errs
-        log "  ${R[$target,$c,rps]} req/s, p50 ${R[$target,$c,p50]} ms, p99 ${R[$target,$c,p99]} ms, CPU ${R[$target,$c,cpu]} s/10k, core ${R[$target,$c,busy]}%, RSS ${R[$target,$c,rss]} MiB"
+        # Anything else that ran on the proxies' core during the row (other
+        # processes on the machine, the idle proxy) and hypervisor steal time.
+        own=$((t1 - t0))
+        if [[ $target == upstream ]]; then own=0; fi
+        other=$(awk -v t=$((k1 - k0 - own)) -v hz="$CLK_TCK" -v d="${m[duration_us]}" 'BEGIN{v = 100*t/hz/(d/1e6); printf "%.0f", v < 0 ? 0 : v}')
+        steal=$(awk -v t=$((s1 - s0)) -v hz="$CLK_TCK" -v d="${m[duration_us]}" 'BEGIN{printf "%.0f", 100*t/hz/(d/1e6)}')
+        R[$target,$c,other]=$other
+        R[$target,$c,steal]=$steal
+        if ((other > 10 || steal > 5)); then
+            WARNINGS+=("$target c=$c: core $PROXY_CPU was busy with other work ${other}% of the time (steal ${steal}%): the row is disturbed, run again on a quiet machine")
+        fi
+        log "  ${R[$target,$c,rps]} req/s, p50 ${R[$target,$c,p50]} ms, p99 ${R[$target,$c,p99]} ms, CPU ${R[$target,$c,cpu]} s/10k, core ${R[$target,$c,busy]}%, RSS ${R[$target,$c,rss]} MiB; core $PROXY_CPU other ${other}%, steal ${steal}%"
         unset m
     done
 done
@@ -313,20 +331,18 @@ SL_THREADS_AFTER=$(thread_cpu "$SL_PID")
 NG_MASTER_RSS=$(awk -v k="$(hwm_kb "$NG_PID")" 'BEGIN{printf "%.1f", k/1024}')
 
 # sluice threads that did work during the measurements (TOKIO_WORKER_THREADS check).
+# Tokio names its worker (and blocking-pool) threads tokio-rt-worker (older
+# releases: tokio-runtime-worker, truncated to tokio-runtime-w).
 declare -A before=()
-for e in $SL_THREADS_BEFORE; do before[${e%:*}]=$(( ${before[${e%:*}]:-0} + ${e##*:} )); done
+for e in $SL_THREADS_BEFORE; do before[${e%:*}]=${e##*:}; done
 busy_threads=()
 sl_workers=0
 for e in $SL_THREADS_AFTER; do
-    name=${e%:*}
-    if [[ $name == tokio-runtime-w* ]]; then sl_workers=$((sl_workers + 1)); fi
-done
-declare -A after=()
-for e in $SL_THREADS_AFTER; do after[${e%:*}]=$(( ${after[${e%:*}]:-0} + ${e##*:} )); done
-for name in "${!after[@]}"; do
-    d=$(( ${after[$name]} - ${before[$name]:-0} ))
+    thread=${e%:*}
+    case $thread in tokio-rt-worker/* | tokio-runtime-w*/*) sl_workers=$((sl_workers + 1)) ;; esac
+    d=$(( ${e##*:} - ${before[$thread]:-0} ))
     if ((d > 0)); then
-        busy_threads+=("$name: $(awk -v t="$d" -v hz="$CLK_TCK" 'BEGIN{printf "%.2f", t/hz}') s")
+        busy_threads+=("$thread $(awk -v t="$d" -v hz="$CLK_TCK" 'BEGIN{printf "%.2f", t/hz}') s")
     fi
 done
 
@@ -368,8 +384,16 @@ verdict() { # value op limit
     echo "Notes:"
     echo "- CPU s/10k req: utime+stime of the measured process(es) over the measured run (nginx: master + worker; upstream row: the backend itself) per 10,000 completed requests."
     echo "- peak RSS: VmHWM, reset (clear_refs) before each row's warmup; nginx: the worker (master: ${NG_MASTER_RSS} MiB)."
-    echo "- proxy core busy %: that CPU time over the run's wall time; near 100 means the proxy's core was the bottleneck, well below means the load side (wrk + upstream on core $LOAD_CPU) was."
-    echo "- sluice: $sl_workers \`tokio-runtime-w\` thread(s) at the end (workers plus any idle blocking-pool threads); threads that used CPU during the measurements: ${busy_threads[*]:-none}."
+    echo "- proxy core busy %: that CPU time over the run's wall time; near 100 means the proxy's core was the bottleneck, well below means the load side (wrk + upstream on core $LOAD_CPU) was. Upstream rows: the backend's share of core $LOAD_CPU, which it shares with wrk."
+    busy_list=$(IFS=,; echo "${busy_threads[*]:-none}" | sed 's/,/, /g')
+    echo "- sluice threads (TOKIO_WORKER_THREADS check): $sl_workers tokio worker/blocking thread(s) at the end; threads (name/tid) that used CPU during the measurements: $busy_list."
+    disturb=()
+    for c in $CONCURRENCY; do
+        for target in "${TARGETS[@]}"; do
+            disturb+=("$target c=$c ${R[$target,$c,other]}%/${R[$target,$c,steal]}%")
+        done
+    done
+    echo "- other work / steal on core $PROXY_CPU during each row (should be ~0): $(IFS=,; echo "${disturb[*]}" | sed 's/,/, /g')."
     for w in "${WARNINGS[@]}"; do echo "- WARNING: $w"; done
 } >"$TMP/report.md"
 
