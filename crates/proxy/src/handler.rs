@@ -5,15 +5,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use sluice_config::route_table::RouteAction;
 use sluice_config::{route, RequestInfo, Routed, Snapshot};
 
+use crate::body::Body;
 use crate::config_handle::ConfigHandle;
 use crate::error::ProxyError;
-use crate::headers::{add_forwarding, strip_hop_by_hop};
-use crate::upstream::{Body, BoxError, Upstreams};
+use crate::headers::{add_forwarding, strip_hop_by_hop, X_ENVOY_ATTEMPT_COUNT};
+use crate::upstream::Upstreams;
 
 /// Response flags of a finished request, attached as a response extension for telemetry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,9 +29,7 @@ pub struct ProxyContext {
 
 /// A fixed body.
 pub fn full(body: impl Into<Bytes>) -> Body {
-    Full::new(body.into())
-        .map_err(|never| -> BoxError { match never {} })
-        .boxed()
+    Body::full(body)
 }
 
 fn local_reply(status: StatusCode, flag: &'static str, body: &'static str) -> Response<Body> {
@@ -150,18 +148,13 @@ async fn proxy(
     }
     parts
         .headers
-        .insert("x-envoy-attempt-count", HeaderValue::from_static("1"));
-    let upstream_req =
-        Request::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed());
+        .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from_static("1"));
+    let upstream_req = Request::from_parts(parts, Body::from(body));
     let resp = ctx
         .upstreams
         .send(upstream_req, endpoint, cluster.protocol.upstream_h2())
         .await?;
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    parts.extensions.insert(ResponseFlags("-"));
-    Ok(Response::from_parts(
-        parts,
-        body.map_err(|e| -> BoxError { Box::new(e) }).boxed(),
-    ))
+    Ok(Response::from_parts(parts, Body::from(body)))
 }

@@ -4,22 +4,39 @@ use std::net::IpAddr;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+use http::header::{
+    CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+
+// Header names are pre-parsed: looking a header up by `&str` parses and hashes the name each time.
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// `x-forwarded-for`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `x-forwarded-proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `x-request-id`.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `x-envoy-attempt-count`.
+pub const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+
 /// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    UPGRADE,
+    TRANSFER_ENCODING,
 ];
 
 /// Removes hop-by-hop headers, including any named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
-        .get_all(http::header::CONNECTION)
+        .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -28,32 +45,32 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for n in named {
         headers.remove(n);
     }
-    for n in HOP_BY_HOP {
+    for n in &HOP_BY_HOP {
         headers.remove(n);
     }
-    headers.remove(http::header::TRANSFER_ENCODING);
 }
 
 /// Adds Envoy's request headers: `x-forwarded-for` (edge only), `x-forwarded-proto`, `x-request-id`.
 pub fn add_forwarding(headers: &mut HeaderMap, peer: IpAddr, edge: bool, scheme: &str) {
     if edge {
-        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(existing) if !existing.is_empty() => format!("{existing}, {peer}"),
             _ => peer.to_string(),
         };
         if let Ok(v) = HeaderValue::from_str(&xff) {
-            headers.insert("x-forwarded-for", v);
+            headers.insert(X_FORWARDED_FOR, v);
         }
     }
-    if !headers.contains_key("x-forwarded-proto") {
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
         if let Ok(v) = HeaderValue::from_str(scheme) {
-            headers.insert("x-forwarded-proto", v);
+            headers.insert(X_FORWARDED_PROTO, v);
         }
     }
-    if !headers.contains_key("x-request-id") {
-        let id = uuid::Uuid::new_v4().to_string();
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            headers.insert("x-request-id", v);
+    if !headers.contains_key(&X_REQUEST_ID) {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+        if let Ok(v) = HeaderValue::from_str(id) {
+            headers.insert(X_REQUEST_ID, v);
         }
     }
 }

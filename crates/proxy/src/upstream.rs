@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -14,12 +12,8 @@ use hyper_util::rt::TokioExecutor;
 
 use sluice_config::cluster::UpstreamEndpoint;
 
+use crate::body::Body;
 use crate::error::ProxyError;
-
-/// Errors carried by bodies flowing through the proxy.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body type used for requests and responses inside the proxy.
-pub type Body = BoxBody<Bytes, BoxError>;
 
 /// Istio's default upstream connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

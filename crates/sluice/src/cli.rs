@@ -16,6 +16,9 @@ pub struct Cli {
     /// Log format.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Worker threads (default: TOKIO_WORKER_THREADS, else one per core); 1 runs single-threaded.
+    #[arg(long, global = true)]
+    pub workers: Option<usize>,
 }
 
 /// Subcommands.

@@ -38,9 +38,34 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Builds the runtime: one worker means a current-thread scheduler, which skips the work-stealing
+/// bookkeeping a multi-thread runtime pays on every wake-up.
+fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = workers.or_else(|| {
+        std::env::var("TOKIO_WORKER_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n.max(1))
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    runtime(cli.workers)?.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Analyze(a) => {
             let diags = sluice::analyze::diagnostics(&a.paths);
