@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use sluice_lb::{StateStore, WeightedSchedule};
 
+use crate::policy::ClusterPolicy;
 use crate::protocol::Protocol;
 use crate::registry::{Endpoint, Service, ServicePort};
 
@@ -35,6 +36,8 @@ pub struct Cluster {
     pub protocol: Protocol,
     /// Endpoints selected for this cluster.
     pub endpoints: Vec<UpstreamEndpoint>,
+    /// Merged DestinationRule policy (load balancer, limits, outlier detection).
+    pub policy: Arc<ClusterPolicy>,
     #[serde(skip)]
     schedule: WeightedSchedule,
 }
@@ -51,6 +54,7 @@ impl Cluster {
         port: &ServicePort,
         subset: Option<&str>,
         endpoints: Vec<Arc<Endpoint>>,
+        policy: Arc<ClusterPolicy>,
         state: &StateStore,
     ) -> Cluster {
         let name = cluster_name(&service.hostname, port.number, subset);
@@ -74,6 +78,7 @@ impl Cluster {
             subset: subset.map(str::to_string),
             protocol: port.protocol,
             endpoints,
+            policy,
             schedule,
         }
     }

@@ -11,6 +11,7 @@ pub mod labels;
 pub mod listener;
 pub mod load;
 pub mod matcher;
+pub mod policy;
 pub mod protocol;
 pub mod proxy;
 pub mod registry;

@@ -8,6 +8,7 @@ use sluice_model::ResourceRef;
 
 use crate::cluster::Cluster;
 use crate::matcher::{RequestInfo, RequestMatch};
+use crate::policy::{HeaderPolicy, RoutePolicy};
 
 /// Where a route came from, for `explain`, `/routes` and logs.
 #[derive(Debug, Clone, Serialize)]
@@ -29,6 +30,8 @@ pub struct Route {
     pub matches: Vec<RequestMatch>,
     /// What to do.
     pub action: RouteAction,
+    /// Timeouts, retries, faults, mirrors, rewrites, header operations, CORS.
+    pub policy: Arc<RoutePolicy>,
 }
 
 impl Route {
@@ -167,4 +170,7 @@ pub struct RouteDestination {
     /// The cluster; `None` when it does not exist (unknown host, port or subset → 503 NC).
     #[serde(skip)]
     pub cluster: Option<Arc<Cluster>>,
+    /// Per-destination header operations (applied after the route's).
+    #[serde(skip_serializing_if = "HeaderPolicy::is_empty")]
+    pub headers: HeaderPolicy,
 }

@@ -12,6 +12,7 @@ use crate::cluster::cluster_name;
 use crate::host::fqdn;
 use crate::labels::selector_matches;
 use crate::matcher::{KeyMatch, RequestMatch, StrMatch};
+use crate::policy::HeaderPolicy;
 use crate::route_table::{Forward, Route, RouteAction, RouteDestination, RouteSource};
 
 /// The reserved gateway name for sidecars.
@@ -103,6 +104,7 @@ impl Compiler<'_> {
             let Some(action) = self.compile_action(r, i, rule, ctx) else {
                 continue;
             };
+            let policy = self.route_policy(r, i, rule, ctx);
             out.push(Route {
                 name: rule
                     .name
@@ -114,6 +116,7 @@ impl Compiler<'_> {
                 },
                 matches,
                 action,
+                policy,
             });
         }
         out
@@ -236,7 +239,9 @@ impl Compiler<'_> {
                     return None;
                 }
                 let dest = d.destination.as_ref()?;
-                Some(self.resolve_destination(dest, ns, ctx.port, weight))
+                let mut resolved = self.resolve_destination(dest, ns, ctx.port, weight);
+                resolved.headers = super::route_policy::header_policy(d.headers.as_ref());
+                Some(resolved)
             })
             .collect();
         if destinations.is_empty() {
@@ -278,6 +283,7 @@ impl Compiler<'_> {
             weight,
             cluster_name: name,
             cluster,
+            headers: HeaderPolicy::default(),
         }
     }
 }

@@ -151,6 +151,7 @@ impl Compiler<'_> {
                 destinations: vec![d],
                 split,
             }),
+            policy: self.default_route_policy(),
         }
     }
 }

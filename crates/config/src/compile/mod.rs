@@ -1,10 +1,12 @@
 //! Compilation: validated objects → listeners, virtual hosts, routes and clusters for one proxy.
 
 mod actions;
+mod cluster_policy;
 pub mod destination_rules;
 mod gateway;
 pub mod http_route;
 mod mesh;
+mod route_policy;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -91,7 +93,9 @@ impl Compiler<'_> {
         for svc in self.registry.services() {
             let subsets = index.subsets(&svc.hostname);
             for port in &svc.ports {
-                let all = Cluster::new(svc, port, None, svc.endpoints.clone(), self.state);
+                let policy =
+                    cluster_policy::cluster_policy(&index, &svc.hostname, port.number, None);
+                let all = Cluster::new(svc, port, None, svc.endpoints.clone(), policy, self.state);
                 self.clusters.insert(all.name.clone(), Arc::new(all));
                 for s in &subsets {
                     let eps = svc
@@ -100,7 +104,13 @@ impl Compiler<'_> {
                         .filter(|e| selector_matches(&s.labels, &e.labels))
                         .cloned()
                         .collect();
-                    let c = Cluster::new(svc, port, Some(&s.name), eps, self.state);
+                    let policy = cluster_policy::cluster_policy(
+                        &index,
+                        &svc.hostname,
+                        port.number,
+                        Some(&s.name),
+                    );
+                    let c = Cluster::new(svc, port, Some(&s.name), eps, policy, self.state);
                     self.clusters.insert(c.name.clone(), Arc::new(c));
                 }
             }

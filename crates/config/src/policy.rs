@@ -1,0 +1,400 @@
+//! Compiled traffic policies: what a route does besides choosing a destination (timeouts, retries,
+//! faults, mirrors, rewrites, header operations, CORS) and how a cluster is balanced and protected
+//! (load balancer, connection pool, outlier detection). Pure data, built at compile time.
+
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Serialize;
+
+use crate::matcher::StrMatch;
+
+/// Everything a matched route applies around forwarding. `Default` is "nothing configured".
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutePolicy {
+    /// Whole-request timeout (covers all retries); `None` = no timeout (Istio's default).
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration_ms")]
+    pub timeout: Option<Duration>,
+    /// Retry policy; `None` = no retries (`attempts: 0`). Istio's default policy when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// Fault injection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultPolicy>,
+    /// Mirror targets, each with its own sampling percentage.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<MirrorPolicy>,
+    /// Path/authority rewrite.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<Rewrite>,
+    /// Route-level header operations.
+    #[serde(skip_serializing_if = "HeaderPolicy::is_empty")]
+    pub headers: HeaderPolicy,
+    /// CORS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsPolicy>,
+}
+
+/// A compiled `HTTPRetry`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// Retries allowed (total tries ≤ 1 + attempts).
+    pub num_retries: u32,
+    /// Timeout of each try (`None`: only the route timeout applies).
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration_ms")]
+    pub per_try_timeout: Option<Duration>,
+    /// Conditions (Envoy names: `5xx`, `gateway-error`, `reset`, `connect-failure`, ...).
+    pub retry_on: RetryOn,
+    /// HTTP status codes retried with `retriable-status-codes`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retriable_status_codes: Vec<u16>,
+    /// Prefer a different endpoint for each retry (Envoy `previous_hosts`).
+    pub avoid_previous_hosts: bool,
+    /// Backoff base interval (Envoy: max = 10 × base).
+    #[serde(with = "duration_ms")]
+    pub backoff_base: Duration,
+}
+
+/// Retry conditions as flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryOn {
+    /// Any 5xx response, reset, connect failure or per-try timeout.
+    pub five_xx: bool,
+    /// 502, 503, 504, reset, connect failure or per-try timeout.
+    pub gateway_error: bool,
+    /// Upstream reset (no response) at any time.
+    pub reset: bool,
+    /// Upstream reset before any response byte.
+    pub reset_before_request: bool,
+    /// Connect failure.
+    pub connect_failure: bool,
+    /// 409.
+    pub retriable_4xx: bool,
+    /// HTTP/2 REFUSED_STREAM.
+    pub refused_stream: bool,
+    /// Codes in `retriable_status_codes`.
+    pub retriable_status_codes: bool,
+    /// gRPC status CANCELLED (1).
+    pub grpc_cancelled: bool,
+    /// gRPC status DEADLINE_EXCEEDED (4).
+    pub grpc_deadline_exceeded: bool,
+    /// gRPC status INTERNAL (13).
+    pub grpc_internal: bool,
+    /// gRPC status RESOURCE_EXHAUSTED (8).
+    pub grpc_resource_exhausted: bool,
+    /// gRPC status UNAVAILABLE (14).
+    pub grpc_unavailable: bool,
+}
+
+/// A compiled `HTTPFaultInjection`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultPolicy {
+    /// Injected delay.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration_ms")]
+    pub delay: Option<Duration>,
+    /// Share of requests (0–100) delayed.
+    pub delay_percent: f64,
+    /// Injected abort.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abort: Option<AbortKind>,
+    /// Share of requests (0–100) aborted.
+    pub abort_percent: f64,
+}
+
+/// What an injected abort answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AbortKind {
+    /// HTTP status with body `fault filter abort`.
+    Http(u16),
+    /// HTTP 200 trailers-only with this `grpc-status`.
+    Grpc(u32),
+}
+
+/// One mirror target.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorPolicy {
+    /// Destination resolved like a route destination (its cluster may be missing: copies are dropped).
+    pub destination: crate::route_table::RouteDestination,
+    /// Share of requests (0–100) mirrored.
+    pub percentage: f64,
+}
+
+/// A compiled `HTTPRewrite`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rewrite {
+    /// Replacement for the matched prefix (or the whole path for exact/regex matches).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// Regex rewrite of the path (pattern, substitution with `\1` turned into `${1}`).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_regex_rewrite"
+    )]
+    pub uri_regex: Option<(Regex, String)>,
+    /// Replacement authority.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+}
+
+fn ser_regex_rewrite<S: serde::Serializer>(
+    v: &Option<(Regex, String)>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some((r, rw)) => s.serialize_str(&format!("{} -> {rw}", r.as_str())),
+        None => s.serialize_none(),
+    }
+}
+
+/// Header operations for one direction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HeaderOps {
+    /// Overwrite or add (lower-case names).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub set: Vec<(String, String)>,
+    /// Append.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<(String, String)>,
+    /// Remove.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+impl HeaderOps {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// Request and response header operations (route level or per destination).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HeaderPolicy {
+    /// Before forwarding.
+    #[serde(skip_serializing_if = "HeaderOps::is_empty")]
+    pub request: HeaderOps,
+    /// Before answering.
+    #[serde(skip_serializing_if = "HeaderOps::is_empty")]
+    pub response: HeaderOps,
+}
+
+impl HeaderPolicy {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.request.is_empty() && self.response.is_empty()
+    }
+}
+
+/// A compiled `CorsPolicy`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CorsPolicy {
+    /// Origins allowed (exact/prefix/regex).
+    pub allow_origins: Vec<StrMatch>,
+    /// `Access-Control-Allow-Methods` value (joined with `,`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_methods: Option<String>,
+    /// `Access-Control-Allow-Headers` value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_headers: Option<String>,
+    /// `Access-Control-Expose-Headers` value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expose_headers: Option<String>,
+    /// `Access-Control-Max-Age` in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age_secs: Option<u64>,
+    /// `Access-Control-Allow-Credentials: true`.
+    pub allow_credentials: bool,
+    /// Forward preflights whose origin does not match (Istio's default) instead of ignoring them.
+    pub forward_unmatched_preflights: bool,
+}
+
+/// How a cluster picks endpoints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LbPolicy {
+    /// Power of two choices on in-flight requests (Istio's default).
+    LeastRequest,
+    /// Weighted round robin.
+    RoundRobin,
+    /// Uniform random (weighted).
+    Random,
+    /// Forward to the original destination.
+    Passthrough,
+    /// Consistent hashing.
+    ConsistentHash(ConsistentHash),
+}
+
+/// Consistent-hash settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsistentHash {
+    /// What to hash.
+    pub key: HashKey,
+    /// Ring hash (minimum ring size) or Maglev (table size).
+    pub algorithm: HashAlgorithm,
+}
+
+/// The request property a consistent hash uses.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HashKey {
+    /// A request header.
+    Header(String),
+    /// A cookie; generated with `Set-Cookie` when absent and `ttl` is set.
+    Cookie {
+        /// Name.
+        name: String,
+        /// Path attribute.
+        path: Option<String>,
+        /// Lifetime of a generated cookie (`Some(0)`: session cookie; `None`: never generate).
+        #[serde(with = "opt_duration_ms")]
+        ttl: Option<Duration>,
+    },
+    /// The downstream peer IP.
+    SourceIp,
+    /// A query parameter.
+    QueryParameter(String),
+}
+
+/// Consistent-hash algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HashAlgorithm {
+    /// Ketama-style ring with at least this many entries.
+    RingHash {
+        /// Minimum ring size (default 1024).
+        minimum_ring_size: u64,
+    },
+    /// Maglev lookup table of this (prime) size.
+    Maglev {
+        /// Table size (default 65537).
+        table_size: u64,
+    },
+}
+
+/// Connection-pool limits (Envoy circuit breakers). `u32::MAX`-like values mean unlimited.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolLimits {
+    /// Max connections to the cluster.
+    pub max_connections: u32,
+    /// Max requests waiting for a connection.
+    pub max_pending_requests: u32,
+    /// Max concurrent requests.
+    pub max_requests: u32,
+    /// Max concurrent retries.
+    pub max_retries: u32,
+    /// Requests per connection (0 = unlimited).
+    pub max_requests_per_connection: u32,
+    /// Connect timeout (default 10 s).
+    #[serde(with = "duration_ms")]
+    pub connect_timeout: Duration,
+    /// Idle timeout of upstream connections (default 1 h).
+    #[serde(with = "opt_duration_ms")]
+    pub idle_timeout: Option<Duration>,
+    /// TCP keepalive: (probes, idle time, interval).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    /// Upgrade HTTP/1.1 upstream connections to HTTP/2.
+    pub h2_upgrade: bool,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        PoolLimits {
+            max_connections: u32::MAX,
+            max_pending_requests: u32::MAX,
+            max_requests: u32::MAX,
+            max_retries: u32::MAX,
+            max_requests_per_connection: 0,
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(3600)),
+            tcp_keepalive: None,
+            h2_upgrade: false,
+        }
+    }
+}
+
+/// SO_KEEPALIVE settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpKeepalive {
+    /// Probes before the connection is dropped.
+    pub probes: Option<u32>,
+    /// Idle time before the first probe.
+    #[serde(with = "opt_duration_ms")]
+    pub time: Option<Duration>,
+    /// Interval between probes.
+    #[serde(with = "opt_duration_ms")]
+    pub interval: Option<Duration>,
+}
+
+/// Outlier detection (consecutive-error ejection).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutlierPolicy {
+    /// Consecutive 5xx (and local-origin failures) before ejection; 0 disables.
+    pub consecutive_5xx: u32,
+    /// Consecutive 502/503/504 (and connect failures) before ejection; 0 disables.
+    pub consecutive_gateway_errors: u32,
+    /// Sweep interval.
+    #[serde(with = "duration_ms")]
+    pub interval: Duration,
+    /// Base ejection time (× number of ejections, capped at 300 s).
+    #[serde(with = "duration_ms")]
+    pub base_ejection_time: Duration,
+    /// Max share of endpoints ejected at once (at least one is always ejectable).
+    pub max_ejection_percent: u32,
+    /// Below this share of healthy endpoints, ignore ejections (panic mode); 0 = never.
+    pub min_health_percent: u32,
+}
+
+/// The merged DestinationRule policy for one cluster (port and subset).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPolicy {
+    /// Endpoint selection.
+    pub lb: LbPolicy,
+    /// Limits.
+    pub pool: PoolLimits,
+    /// Ejection of failing endpoints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier: Option<OutlierPolicy>,
+}
+
+impl Default for ClusterPolicy {
+    fn default() -> Self {
+        ClusterPolicy {
+            lb: LbPolicy::LeastRequest,
+            pool: PoolLimits::default(),
+            outlier: None,
+        }
+    }
+}
+
+mod duration_ms {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}
+
+mod opt_duration_ms {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+}
