@@ -87,6 +87,22 @@ impl Cluster {
     pub fn pick(&self) -> Option<&UpstreamEndpoint> {
         self.endpoints.get(self.schedule.next()?)
     }
+
+    /// The index of the next endpoint, skipping `avoid` (tried hosts) while others remain, the way
+    /// Envoy's `previous_hosts` predicate retries host selection.
+    pub fn pick_avoiding(&self, avoid: &[usize]) -> Option<usize> {
+        let first = self.schedule.next()?;
+        if !avoid.contains(&first) || avoid.len() >= self.endpoints.len() {
+            return Some(first);
+        }
+        for _ in 0..self.schedule.len() {
+            let i = self.schedule.next()?;
+            if !avoid.contains(&i) {
+                return Some(i);
+            }
+        }
+        Some(first)
+    }
 }
 
 fn join_host_port(host: &str, port: u16) -> String {

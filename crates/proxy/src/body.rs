@@ -1,7 +1,9 @@
-//! The body type flowing through the proxy: a fixed local body or a streamed peer body.
+//! The body type flowing through the proxy: a fixed local body, a streamed peer body, a replayable
+//! request body, or a response body with a deadline.
 //!
 //! An enum instead of a boxed trait object: no allocation and no dynamic dispatch per request.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -9,6 +11,12 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use tokio::time::Sleep;
+
+use crate::replay::Cursor;
+
+/// Errors carried by bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request or response body inside the proxy.
 #[derive(Debug)]
@@ -17,12 +25,26 @@ pub enum Body {
     Full(Full<Bytes>),
     /// Streamed from the downstream client or the upstream server.
     Streamed(Incoming),
+    /// A recorded request body (retries, mirrors).
+    Replay(Cursor),
+    /// A body that must finish before a deadline (the route timeout covers the whole response).
+    Deadline(Box<Body>, Pin<Box<Sleep>>),
 }
+
+/// The response body ran past the route timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream request timeout while streaming the response")]
+pub struct BodyTimeout;
 
 impl Body {
     /// A fixed body.
     pub fn full(bytes: impl Into<Bytes>) -> Body {
         Body::Full(Full::new(bytes.into()))
+    }
+
+    /// An empty body.
+    pub fn empty() -> Body {
+        Body::Full(Full::new(Bytes::new()))
     }
 }
 
@@ -34,15 +56,25 @@ impl From<Incoming> for Body {
 
 impl HttpBody for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             Body::Full(f) => Pin::new(f).poll_frame(cx).map_err(|never| match never {}),
-            Body::Streamed(b) => Pin::new(b).poll_frame(cx),
+            Body::Streamed(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Body::Replay(c) => Pin::new(c).poll_frame(cx).map_err(Into::into),
+            Body::Deadline(inner, sleep) => {
+                if let Poll::Ready(frame) = Pin::new(inner.as_mut()).poll_frame(cx) {
+                    return Poll::Ready(frame);
+                }
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -50,6 +82,8 @@ impl HttpBody for Body {
         match self {
             Body::Full(f) => f.is_end_stream(),
             Body::Streamed(b) => b.is_end_stream(),
+            Body::Replay(c) => c.is_end_stream(),
+            Body::Deadline(inner, _) => inner.is_end_stream(),
         }
     }
 
@@ -57,6 +91,8 @@ impl HttpBody for Body {
         match self {
             Body::Full(f) => f.size_hint(),
             Body::Streamed(b) => b.size_hint(),
+            Body::Replay(c) => c.size_hint(),
+            Body::Deadline(inner, _) => inner.size_hint(),
         }
     }
 }

@@ -33,6 +33,12 @@ pub enum ProxyError {
     /// The request could not be turned into an upstream request.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A circuit breaker (connection pool limit) is full.
+    #[error("circuit breaker overflow")]
+    Overflow,
+    /// The route or per-try timeout expired.
+    #[error("upstream request timeout")]
+    Timeout,
 }
 
 impl ProxyError {
@@ -53,6 +59,12 @@ impl ProxyError {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
             ),
             ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "DPE", "bad request"),
+            ProxyError::Overflow => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UO",
+                "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+            ),
+            ProxyError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "UT", "upstream request timeout"),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The request path: route with the current snapshot, then answer locally or forward upstream.
+//! The request path: route with the current snapshot, apply the route's filters, then answer
+//! locally or forward upstream (with retries, timeouts and mirrors).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,18 +7,43 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use sluice_config::route_table::RouteAction;
-use sluice_config::{route, RequestInfo, Routed, Snapshot};
+use sluice_config::policy::RoutePolicy;
+use sluice_config::route_table::{Forward, RouteAction, RouteDestination};
+use sluice_config::{route, RequestInfo, RouteMatch, Routed, Snapshot};
+use tokio::time::Instant;
 
 use crate::body::Body;
+use crate::circuit_breaker::ClusterRuntimes;
 use crate::config_handle::ConfigHandle;
 use crate::error::ProxyError;
-use crate::headers::{add_forwarding, strip_hop_by_hop, X_ENVOY_ATTEMPT_COUNT};
+use crate::filters::{cors, fault, header_ops, rewrite};
+use crate::headers::{add_forwarding, strip_hop_by_hop};
+use crate::mirror::{self, MirrorStats};
+use crate::replay::{Recorder, DEFAULT_REPLAY_CAP};
+use crate::retry::{forward, ForwardRequest};
 use crate::upstream::Upstreams;
 
-/// Response flags of a finished request, attached as a response extension for telemetry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResponseFlags(pub &'static str);
+/// Response flags of a finished request (Envoy `%RESPONSE_FLAGS%`), attached for telemetry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseFlags(pub String);
+
+/// Data-plane options that are not Istio config.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// Add `-shadow` to the Host of mirror copies (Istio ≤ 1.27 behaviour).
+    pub mirror_shadow_suffix: bool,
+    /// Request bytes kept for retries and mirror copies.
+    pub replay_cap: usize,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            mirror_shadow_suffix: false,
+            replay_cap: DEFAULT_REPLAY_CAP,
+        }
+    }
+}
 
 /// Everything the request path shares.
 pub struct ProxyContext {
@@ -25,6 +51,25 @@ pub struct ProxyContext {
     pub config: Arc<ConfigHandle>,
     /// Upstream pools.
     pub upstreams: Upstreams,
+    /// Circuit breakers by cluster.
+    pub runtimes: Arc<ClusterRuntimes>,
+    /// Mirror counters.
+    pub mirror_stats: Arc<MirrorStats>,
+    /// Options.
+    pub options: ProxyOptions,
+}
+
+impl ProxyContext {
+    /// A context with empty pools and default options.
+    pub fn new(config: Arc<ConfigHandle>, options: ProxyOptions) -> Self {
+        ProxyContext {
+            config,
+            upstreams: Upstreams::new(),
+            runtimes: Arc::default(),
+            mirror_stats: Arc::default(),
+            options,
+        }
+    }
 }
 
 /// A fixed body.
@@ -32,7 +77,15 @@ pub fn full(body: impl Into<Bytes>) -> Body {
     Body::full(body)
 }
 
-fn local_reply(status: StatusCode, flag: &'static str, body: &'static str) -> Response<Body> {
+fn join_flags(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a},{b}"),
+    }
+}
+
+fn local_reply(status: StatusCode, flags: String, body: &'static str) -> Response<Body> {
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     if !body.is_empty() {
@@ -41,14 +94,19 @@ fn local_reply(status: StatusCode, flag: &'static str, body: &'static str) -> Re
             HeaderValue::from_static("text/plain"),
         );
     }
-    resp.extensions_mut().insert(ResponseFlags(flag));
+    resp.extensions_mut().insert(ResponseFlags(flags));
     resp
 }
 
-fn error_reply(e: &ProxyError) -> Response<Body> {
+fn error_reply(e: &ProxyError, extra_flags: &str) -> Response<Body> {
     let (status, flag, body) = e.envoy_reply();
     tracing::debug!(error = %e, flag, "local reply");
-    local_reply(status, flag, body)
+    let mut resp = local_reply(status, join_flags(flag, extra_flags), body);
+    if matches!(e, ProxyError::Overflow) {
+        resp.headers_mut()
+            .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+    }
+    resp
 }
 
 /// Handles one request that arrived on the listener bound at `listener_addr` from `peer`.
@@ -61,14 +119,87 @@ pub async fn handle(
     let Some(snapshot) = ctx.config.load() else {
         return local_reply(
             StatusCode::SERVICE_UNAVAILABLE,
-            "NR",
+            "NR".into(),
             "no configuration loaded",
         );
     };
-    match proxy(&ctx, &snapshot, listener_addr, peer, req).await {
-        Ok(resp) => resp,
-        Err(e) => error_reply(&e),
+    proxy(&ctx, &snapshot, listener_addr, peer, req).await
+}
+
+/// A routed request about to be forwarded.
+struct Plan<'s> {
+    m: RouteMatch<'s>,
+    forward: &'s Forward,
+    dest: &'s RouteDestination,
+    cors_origin: Option<HeaderValue>,
+}
+
+enum Decision<'s> {
+    Reply(Response<Body>),
+    Forward(Plan<'s>),
+}
+
+/// Routes and applies the local-reply actions; borrows from the request without copying it.
+fn decide<'s>(
+    listener: &'s sluice_config::listener::Listener,
+    req: &Request<Incoming>,
+) -> Result<Decision<'s>, ProxyError> {
+    let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let info = RequestInfo {
+        method: req.method().as_str(),
+        scheme: "http",
+        authority: authority.unwrap_or(""),
+        path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        headers: req.headers(),
+    };
+    let m = match route(listener, &info) {
+        Routed::Matched(m) => m,
+        Routed::NoVirtualHost | Routed::NoRoute(_) => return Err(ProxyError::NoRoute),
+    };
+    let forward = match &m.route.action {
+        RouteAction::Forward(f) => f,
+        RouteAction::DirectResponse(d) => {
+            let mut resp = Response::new(full(d.body.clone()));
+            *resp.status_mut() = StatusCode::from_u16(d.status).unwrap_or(StatusCode::OK);
+            if !d.body.is_empty() {
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain"),
+                );
+            }
+            header_ops::apply(&m.route.policy.headers.response, resp.headers_mut());
+            return Ok(Decision::Reply(resp));
+        }
+        RouteAction::Redirect(r) => {
+            let location = r.location(&info, m.matched_prefix(), listener.port());
+            let mut resp = Response::new(full(Bytes::new()));
+            *resp.status_mut() =
+                StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(http::header::LOCATION, v);
+            }
+            return Ok(Decision::Reply(resp));
+        }
+    };
+    let mut cors_origin = None;
+    if let Some(policy) = &m.route.policy.cors {
+        match cors::check(policy, req.method(), req.headers()) {
+            cors::CorsOutcome::Respond(r) => return Ok(Decision::Reply(r)),
+            cors::CorsOutcome::Allowed(origin) => cors_origin = Some(origin),
+            cors::CorsOutcome::Forward => {}
+        }
     }
+    let dest = forward.pick().ok_or(ProxyError::NoRoute)?;
+    Ok(Decision::Forward(Plan {
+        m,
+        forward,
+        dest,
+        cors_origin,
+    }))
 }
 
 async fn proxy(
@@ -77,84 +208,163 @@ async fn proxy(
     listener_addr: SocketAddr,
     peer: SocketAddr,
     req: Request<Incoming>,
-) -> Result<Response<Body>, ProxyError> {
-    let listener = snapshot
-        .listener(listener_addr)
-        .ok_or(ProxyError::NoRoute)?;
-    let forward = {
-        // Routing borrows from the request; nothing is copied unless a local reply needs it.
-        let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
-            req.headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        });
-        let info = RequestInfo {
-            method: req.method().as_str(),
-            scheme: "http",
-            authority: authority.unwrap_or(""),
-            path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
-            headers: req.headers(),
-        };
-        let m = match route(listener, &info) {
-            Routed::Matched(m) => m,
-            Routed::NoVirtualHost | Routed::NoRoute(_) => return Err(ProxyError::NoRoute),
-        };
-        match &m.route.action {
-            RouteAction::Forward(f) => f,
-            RouteAction::DirectResponse(d) => {
-                let mut resp = Response::new(full(d.body.clone()));
-                *resp.status_mut() = StatusCode::from_u16(d.status).unwrap_or(StatusCode::OK);
-                if !d.body.is_empty() {
-                    resp.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        HeaderValue::from_static("text/plain"),
-                    );
-                }
-                return Ok(resp);
-            }
-            RouteAction::Redirect(r) => {
-                let location = r.location(&info, m.matched_prefix(), listener.port());
-                let mut resp = Response::new(full(Bytes::new()));
-                *resp.status_mut() =
-                    StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
-                if let Ok(v) = HeaderValue::from_str(&location) {
-                    resp.headers_mut().insert(http::header::LOCATION, v);
-                }
-                return Ok(resp);
-            }
-        }
+) -> Response<Body> {
+    let Some(listener) = snapshot.listener(listener_addr) else {
+        return error_reply(&ProxyError::NoRoute, "");
     };
-    let dest = forward.pick().ok_or(ProxyError::NoRoute)?;
-    let cluster = dest
-        .cluster
-        .as_ref()
-        .ok_or_else(|| ProxyError::NoCluster(dest.cluster_name.clone()))?;
-    let endpoint = cluster
-        .pick()
-        .ok_or_else(|| ProxyError::NoHealthyUpstream(cluster.name.clone()))?;
+    let plan = match decide(listener, &req) {
+        Ok(Decision::Forward(p)) => p,
+        Ok(Decision::Reply(r)) => return r,
+        Err(e) => return error_reply(&e, ""),
+    };
+    let policy: &RoutePolicy = &plan.m.route.policy;
+    let _ = plan.forward;
 
-    let (mut parts, body) = req.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    add_forwarding(&mut parts.headers, peer.ip(), listener.is_gateway(), "http");
+    // Faults run before the router: an abort is never retried, a delay is not charged to the
+    // route timeout.
+    let mut flags = String::new();
+    if let Some(f) = &policy.fault {
+        let decision = fault::decide(f);
+        if let Some(d) = decision.delay {
+            tokio::time::sleep(d).await;
+            flags = "DI".into();
+        }
+        if let Some(kind) = decision.abort {
+            let mut resp = fault::abort_response(kind);
+            resp.extensions_mut()
+                .insert(ResponseFlags(join_flags(&flags, "FI")));
+            return resp;
+        }
+    }
+
+    let Some(cluster) = plan.dest.cluster.as_ref() else {
+        return error_reply(
+            &ProxyError::NoCluster(plan.dest.cluster_name.clone()),
+            &flags,
+        );
+    };
+
+    let (mut head, body) = req.into_parts();
+    strip_hop_by_hop(&mut head.headers);
+    add_forwarding(&mut head.headers, peer.ip(), listener.is_gateway(), "http");
     // An HTTP/2 client sends :authority instead of Host; an HTTP/1.1 upstream needs Host.
-    if !parts.headers.contains_key(http::header::HOST) {
-        if let Some(v) = parts
+    if !head.headers.contains_key(http::header::HOST) {
+        if let Some(v) = head
             .uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         {
-            parts.headers.insert(http::header::HOST, v);
+            head.headers.insert(http::header::HOST, v);
         }
     }
-    parts
-        .headers
-        .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from_static("1"));
-    let upstream_req = Request::from_parts(parts, Body::from(body));
-    let resp = ctx
-        .upstreams
-        .send(upstream_req, endpoint, cluster.protocol.upstream_h2())
-        .await?;
-    let (mut parts, body) = resp.into_parts();
+    if let Some(rw) = &policy.rewrite {
+        let original = head
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        if let Some(new_path) = rewrite::rewrite_path(rw, &plan.m, &original) {
+            if let Ok(pq) = new_path.parse::<http::uri::PathAndQuery>() {
+                let mut parts = std::mem::take(&mut head.uri).into_parts();
+                parts.path_and_query = Some(pq);
+                head.uri = http::Uri::from_parts(parts).unwrap_or_default();
+                if let Ok(v) = HeaderValue::from_str(&original) {
+                    head.headers.insert("x-envoy-original-path", v);
+                }
+            }
+        }
+        if let Some(a) = rw
+            .authority
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+        {
+            head.headers.insert(http::header::HOST, a);
+        }
+    }
+    header_ops::apply(&policy.headers.request, &mut head.headers);
+    header_ops::apply(&plan.dest.headers.request, &mut head.headers);
+    let timeout = policy.timeout;
+    if let Some(t) = timeout {
+        head.headers.insert(
+            "x-envoy-expected-rq-timeout-ms",
+            HeaderValue::from(t.as_millis() as u64),
+        );
+    }
+
+    let recorder = Recorder::new(body, ctx.options.replay_cap);
+    for m in &policy.mirrors {
+        if mirror_sampled(m.percentage) {
+            mirror::spawn_copy(
+                &ctx.upstreams,
+                &ctx.runtimes,
+                &ctx.mirror_stats,
+                m,
+                &head,
+                &recorder,
+                ctx.options.mirror_shadow_suffix,
+            );
+        }
+    }
+
+    let runtime = ctx.runtimes.get(
+        &cluster.name,
+        &cluster.policy.pool,
+        cluster.protocol.upstream_h2(),
+    );
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let pick = |avoid: &[usize]| cluster.pick_avoiding(avoid);
+    let result = forward(ForwardRequest {
+        upstreams: &ctx.upstreams,
+        cluster,
+        runtime: &runtime,
+        head,
+        body: recorder,
+        retry: policy.retry.as_ref(),
+        deadline,
+        pick: &pick,
+    })
+    .await;
+    let forwarded = match result {
+        Ok(f) => f,
+        Err(failed) => {
+            let extra = if failed.retries_exhausted {
+                join_flags(&flags, "URX")
+            } else {
+                flags
+            };
+            return error_reply(&failed.error, &extra);
+        }
+    };
+    if forwarded.retries_exhausted {
+        flags = join_flags(&flags, "URX");
+    }
+    let (mut parts, body) = forwarded.response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::from(body)))
+    header_ops::apply(&policy.headers.response, &mut parts.headers);
+    header_ops::apply(&plan.dest.headers.response, &mut parts.headers);
+    if let (Some(origin), Some(c)) = (plan.cors_origin, &policy.cors) {
+        cors::decorate(c, origin, &mut parts.headers);
+    }
+    if !flags.is_empty() {
+        parts.extensions.insert(ResponseFlags(flags));
+    }
+    let body = match deadline {
+        Some(d) => Body::Deadline(
+            Box::new(Body::from(body)),
+            Box::pin(tokio::time::sleep_until(d)),
+        ),
+        None => Body::from(body),
+    };
+    Response::from_parts(parts, body)
+}
+
+fn mirror_sampled(percent: f64) -> bool {
+    if percent >= 100.0 {
+        return true;
+    }
+    if percent <= 0.0 {
+        return false;
+    }
+    use rand::Rng;
+    rand::rng().random_range(0.0..100.0) < percent
 }

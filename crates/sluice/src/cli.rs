@@ -69,6 +69,12 @@ pub struct RunArgs {
     /// Do not watch the paths for changes.
     #[arg(long)]
     pub no_watch: bool,
+    /// Add `-shadow` to the Host of mirrored requests (Istio 1.27 and older; off since 1.28).
+    #[arg(long)]
+    pub mirror_shadow_suffix: bool,
+    /// Request body bytes kept for retries and mirror copies (larger bodies are not retried).
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub replay_buffer_bytes: usize,
 }
 
 /// `sluice analyze`.

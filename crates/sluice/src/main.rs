@@ -87,6 +87,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             opts.admin = r.admin;
             opts.drain = r.drain_timeout;
             opts.watch = !r.no_watch;
+            opts.options.mirror_shadow_suffix = r.mirror_shadow_suffix;
+            opts.options.replay_cap = r.replay_buffer_bytes;
             let drain = opts.drain;
             let handle = sluice::runtime::start(opts).await?;
             shutdown_signal().await;

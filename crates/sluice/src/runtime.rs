@@ -11,7 +11,7 @@ use sluice_admin::AdminState;
 use sluice_config::{build_snapshot, ProxyConfig, Rejected, Snapshot};
 use sluice_lb::StateStore;
 use sluice_model::{Diagnostic, Severity};
-use sluice_proxy::{ConfigHandle, ListenerManager, ProxyContext, Upstreams};
+use sluice_proxy::{ConfigHandle, ListenerManager, ProxyContext, ProxyOptions};
 use tokio::sync::{mpsc, oneshot};
 
 /// How to run the proxy.
@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub watch: bool,
     /// Debounce for file events.
     pub debounce: Duration,
+    /// Data-plane options (mirror Host suffix, replay buffer).
+    pub options: ProxyOptions,
 }
 
 impl RunOptions {
@@ -41,6 +43,7 @@ impl RunOptions {
             drain: Duration::from_secs(10),
             watch: true,
             debounce: Duration::from_millis(200),
+            options: ProxyOptions::default(),
         }
     }
 }
@@ -142,10 +145,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         }
     };
     log_diagnostics(&first.diagnostics);
-    let ctx = Arc::new(ProxyContext {
-        config: config.clone(),
-        upstreams: Upstreams::new(),
-    });
+    let ctx = Arc::new(ProxyContext::new(config.clone(), opts.options.clone()));
     let mut manager = ListenerManager::new(ctx);
     manager.reconcile(
         &first

@@ -1,0 +1,255 @@
+//! Forwarding with Envoy's router semantics: circuit breaking, per-try and route timeouts, retries
+//! on the configured conditions with exponential backoff, a different endpoint per retry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use rand::Rng;
+use sluice_config::cluster::Cluster;
+use sluice_config::policy::{RetryOn, RetryPolicy};
+use tokio::time::Instant;
+
+use crate::body::Body;
+use crate::circuit_breaker::ClusterRuntime;
+use crate::error::ProxyError;
+use crate::headers::X_ENVOY_ATTEMPT_COUNT;
+use crate::replay::Recorder;
+use crate::upstream::Upstreams;
+
+/// A finished forwarding: the upstream response and whether retries ran out on the way.
+pub struct Forwarded {
+    /// Upstream response.
+    pub response: Response<Incoming>,
+    /// Retries were exhausted (flag URX) and this is the last attempt's response.
+    pub retries_exhausted: bool,
+    /// The endpoint that answered.
+    pub endpoint: usize,
+}
+
+/// An attempt's failure, with whether retries ran out.
+#[derive(Debug)]
+pub struct Failed {
+    /// The last error.
+    pub error: ProxyError,
+    /// Retries were exhausted (flag URX).
+    pub retries_exhausted: bool,
+}
+
+fn grpc_status(resp: &Response<Incoming>) -> Option<u32> {
+    resp.headers()
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Whether a response is retriable under `on`.
+fn retriable_response(p: &RetryPolicy, resp: &Response<Incoming>) -> bool {
+    let on = &p.retry_on;
+    let s = resp.status().as_u16();
+    if (on.five_xx && s >= 500)
+        || (on.gateway_error && matches!(s, 502..=504))
+        || (on.retriable_4xx && s == 409)
+        || (on.retriable_status_codes && p.retriable_status_codes.contains(&s))
+    {
+        return true;
+    }
+    match grpc_status(resp) {
+        Some(1) => on.grpc_cancelled,
+        Some(4) => on.grpc_deadline_exceeded,
+        Some(8) => on.grpc_resource_exhausted,
+        Some(13) => on.grpc_internal,
+        Some(14) => on.grpc_unavailable,
+        _ => false,
+    }
+}
+
+/// Whether a failure before a response is retriable under `on`.
+fn retriable_error(on: &RetryOn, e: &ProxyError) -> bool {
+    match e {
+        ProxyError::ConnectFailure { .. } => {
+            on.connect_failure || on.five_xx || on.gateway_error || on.reset
+        }
+        ProxyError::UpstreamReset { reason, .. } => {
+            let refused = reason.contains("REFUSED_STREAM") || reason.contains("refused stream");
+            on.reset
+                || on.reset_before_request
+                || on.five_xx
+                || on.gateway_error
+                || (refused && on.refused_stream)
+        }
+        // Envoy retries a per-try timeout only for 5xx and gateway-error.
+        ProxyError::Timeout => on.five_xx || on.gateway_error,
+        _ => false,
+    }
+}
+
+/// Envoy's backoff: full jitter over an exponentially growing window, capped at 10 × base.
+fn backoff(base: Duration, retry: u32) -> Duration {
+    let cap = base * 10;
+    let window = base
+        .saturating_mul(1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX))
+        .min(cap);
+    let ms = window.as_millis().max(1) as u64;
+    Duration::from_millis(rand::rng().random_range(0..=ms))
+}
+
+/// Everything one forwarding needs.
+pub struct ForwardRequest<'a> {
+    /// Pools.
+    pub upstreams: &'a Upstreams,
+    /// Target cluster.
+    pub cluster: &'a Arc<Cluster>,
+    /// Its circuit breaker.
+    pub runtime: &'a Arc<ClusterRuntime>,
+    /// Request head to send (cloned per attempt).
+    pub head: http::request::Parts,
+    /// Recorded request body.
+    pub body: Recorder,
+    /// Retry policy, if any.
+    pub retry: Option<&'a RetryPolicy>,
+    /// End of the route timeout.
+    pub deadline: Option<Instant>,
+    /// Picks an endpoint index, avoiding the given ones when possible.
+    pub pick: &'a (dyn Fn(&[usize]) -> Option<usize> + Sync),
+}
+
+fn attempt_request(head: &http::request::Parts, body: &Recorder, attempt: u32) -> Request<Body> {
+    let mut req = Request::new(Body::Replay(body.cursor()));
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = head.uri.clone();
+    *req.version_mut() = head.version;
+    *req.headers_mut() = head.headers.clone();
+    req.headers_mut()
+        .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(attempt));
+    req
+}
+
+/// Sends the request, retrying as the policy allows.
+pub async fn forward(f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
+    let fail = |error| Failed {
+        error,
+        retries_exhausted: false,
+    };
+    let _active = f
+        .runtime
+        .admit()
+        .await
+        .map_err(|_| fail(ProxyError::Overflow))?;
+    let h2 = f.cluster.protocol.upstream_h2();
+    let max_retries = f.retry.map_or(0, |r| r.num_retries);
+    let mut tried: Vec<usize> = Vec::new();
+    let mut attempt: u32 = 1;
+    let mut _retry_slot = None;
+    loop {
+        let avoid: &[usize] = if f.retry.is_some_and(|r| r.avoid_previous_hosts) {
+            &tried
+        } else {
+            &[]
+        };
+        let Some(index) = (f.pick)(avoid) else {
+            return Err(fail(ProxyError::NoHealthyUpstream(f.cluster.name.clone())));
+        };
+        tried.push(index);
+        let Some(endpoint) = f.cluster.endpoints.get(index) else {
+            return Err(fail(ProxyError::NoHealthyUpstream(f.cluster.name.clone())));
+        };
+        let req = attempt_request(&f.head, &f.body, attempt);
+        let per_try = f.retry.and_then(|r| r.per_try_timeout);
+        let try_deadline = match (per_try.map(|d| Instant::now() + d), f.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let send = f.upstreams.send(req, endpoint, h2);
+        let outcome = match try_deadline {
+            Some(d) => match tokio::time::timeout_at(d, send).await {
+                Ok(r) => r,
+                Err(_) => Err(ProxyError::Timeout),
+            },
+            None => send.await,
+        };
+        let route_expired = f.deadline.is_some_and(|d| Instant::now() >= d);
+        let can_retry = |retriable: bool| {
+            retriable && attempt <= max_retries && !route_expired && f.body.replayable()
+        };
+        let retriable = match (&outcome, f.retry) {
+            (Ok(resp), Some(p)) => retriable_response(p, resp),
+            (Err(e), Some(p)) => retriable_error(&p.retry_on, e),
+            _ => false,
+        };
+        if !can_retry(retriable) {
+            let exhausted = retriable && attempt > max_retries;
+            return match outcome {
+                Ok(response) => Ok(Forwarded {
+                    response,
+                    retries_exhausted: exhausted,
+                    endpoint: index,
+                }),
+                Err(error) => Err(Failed {
+                    error,
+                    retries_exhausted: exhausted,
+                }),
+            };
+        }
+        let Some(slot) = f.runtime.try_retry() else {
+            // maxRetries concurrent retries reached: Envoy returns what it has.
+            return match outcome {
+                Ok(response) => Ok(Forwarded {
+                    response,
+                    retries_exhausted: false,
+                    endpoint: index,
+                }),
+                Err(error) => Err(fail(error)),
+            };
+        };
+        _retry_slot = Some(slot);
+        drop(outcome);
+        let pause = backoff(
+            f.retry
+                .map_or(Duration::from_millis(25), |r| r.backoff_base),
+            attempt - 1,
+        );
+        match f.deadline {
+            Some(d) if Instant::now() + pause >= d => return Err(fail(ProxyError::Timeout)),
+            _ => tokio::time::sleep(pause).await,
+        }
+        attempt += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_within_the_window() {
+        let base = Duration::from_millis(25);
+        for retry in 0..10 {
+            let b = backoff(base, retry);
+            assert!(b <= base * 10, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn error_conditions() {
+        let on = RetryOn {
+            connect_failure: true,
+            ..RetryOn::default()
+        };
+        let cf = ProxyError::ConnectFailure {
+            endpoint: "x".into(),
+            reason: "refused".into(),
+        };
+        assert!(retriable_error(&on, &cf));
+        assert!(!retriable_error(&on, &ProxyError::Timeout));
+        let five = RetryOn {
+            five_xx: true,
+            ..RetryOn::default()
+        };
+        assert!(retriable_error(&five, &ProxyError::Timeout));
+        assert!(!retriable_error(&five, &ProxyError::Overflow));
+    }
+}
