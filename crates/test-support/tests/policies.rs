@@ -1,0 +1,261 @@
+//! Istio's traffic-management tasks end to end: timeouts, fault injection, circuit breaking,
+//! mirroring, retries, rewrites, header operations, CORS.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sluice_test_support::*;
+
+const HOST: &str = "app.default.svc.cluster.local";
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+async fn slow_backend(version: &str, delay: &str) -> BackendHandle {
+    let mut args = BackendArgs::ephemeral("app", version);
+    args.delay = Some(sluice_tools::parse_duration(delay).unwrap());
+    Backend::start(args).await.unwrap()
+}
+
+/// Service `app` with the given endpoints, subsets per version, and a VirtualService body.
+async fn setup(endpoints: &[(&str, SocketAddr)], vs_http: &str, configure: impl FnOnce(&mut RunOptions)) -> (ConfigDir, ProxyHandle, u16) {
+    let port = free_port();
+    let dir = ConfigDir::new();
+    dir.write("svc.yaml", &service_yaml(HOST, port, endpoints));
+    let mut versions: Vec<&str> = endpoints.iter().map(|(v, _)| *v).collect();
+    versions.dedup();
+    dir.write("dr.yaml", &subsets_yaml(HOST, &versions));
+    if !vs_http.is_empty() {
+        dir.write(
+            "vs.yaml",
+            &format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: app}}\nspec:\n  hosts: [app]\n  http:\n{vs_http}"),
+        );
+    }
+    let p = proxy(dir.path(), configure).await;
+    (dir, p, port)
+}
+
+#[tokio::test]
+async fn request_timeout_gives_504_ut() {
+    let slow = slow_backend("v1", "2s").await;
+    let (_d, p, port) = setup(&[("v1", slow.addr())], "  - timeout: 0.5s\n    route: [{destination: {host: app}}]\n", |_| {}).await;
+    let started = Instant::now();
+    let r = TestClient::new().get(addr(port), "app", "/", &[]).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 504);
+    assert_eq!(r.body, "upstream request timeout");
+    assert!(took >= Duration::from_millis(450) && took < Duration::from_millis(1500), "{took:?}");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn injected_delay_is_not_charged_to_the_same_hop_timeout() {
+    let v1 = backend("app", "v1").await;
+    let (_d, p, port) = setup(
+        &[("v1", v1.addr())],
+        "  - timeout: 0.3s\n    fault: {delay: {fixedDelay: 0.6s, percentage: {value: 100}}}\n    route: [{destination: {host: app}}]\n",
+        |_| {},
+    )
+    .await;
+    let started = Instant::now();
+    let r = TestClient::new().get(addr(port), "app", "/", &[]).await;
+    assert_eq!(r.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(550));
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn fault_abort_for_one_user_only() {
+    let v1 = backend("app", "v1").await;
+    let (_d, p, port) = setup(
+        &[("v1", v1.addr())],
+        "  - match: [{headers: {end-user: {exact: jason}}}]\n    fault: {abort: {httpStatus: 500, percentage: {value: 100.0}}}\n    route: [{destination: {host: app}}]\n  - fault: {abort: {httpStatus: 500}}\n    route: [{destination: {host: app}}]\n",
+        |_| {},
+    )
+    .await;
+    let c = TestClient::new();
+    let r = c.get(addr(port), "app", "/", &[("end-user", "jason")]).await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (500, "fault filter abort"));
+    // No percentage means no fault at all.
+    let r = c.get(addr(port), "app", "/", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(v1.requests(), 1, "the aborted request never reached the backend");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circuit_breaker_overflows_with_503_uo() {
+    let slow = slow_backend("v1", "300ms").await;
+    let (dir, p, port) = setup(&[("v1", slow.addr())], "", |o| o.watch = false).await;
+    dir.write(
+        "dr.yaml",
+        &format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: app}}\nspec:\n  host: {HOST}\n  trafficPolicy:\n    connectionPool:\n      tcp: {{maxConnections: 1}}\n      http: {{http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}}\n"),
+    );
+    assert!(p.reload().await.unwrap().is_ok());
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        tasks.push(tokio::spawn(async move { TestClient::new().get(addr(port), "app", "/", &[]).await }));
+    }
+    let mut ok = 0;
+    let mut overflow = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status.as_u16() {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(r.header("x-envoy-overloaded"), Some("true"));
+                assert!(r.body.ends_with("reset reason: overflow"), "{}", r.body);
+                overflow += 1;
+            }
+            s => panic!("unexpected {s}"),
+        }
+    }
+    assert!(ok >= 2 && overflow >= 1, "ok={ok} overflow={overflow}");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn mirror_copies_every_request_and_the_client_sees_only_the_primary() {
+    let v1 = backend("app", "v1").await;
+    let v2 = backend("app", "v2").await;
+    let (_d, p, port) = setup(
+        &[("v1", v1.addr()), ("v2", v2.addr())],
+        "  - route: [{destination: {host: app, subset: v1}, weight: 100}]\n    mirror: {host: app, subset: v2}\n    mirrorPercentage: {value: 100.0}\n",
+        |_| {},
+    )
+    .await;
+    let c = TestClient::new();
+    for _ in 0..20 {
+        let r = c.get(addr(port), "app", "/", &[]).await;
+        assert_eq!(r.header("x-version"), Some("v1"));
+    }
+    assert_eventually(Duration::from_secs(3), "v2 saw every copy", || async { v2.requests() == 20 }).await;
+    // Istio 1.28+: no -shadow suffix by default.
+    assert_eq!(v2.last_received().unwrap().host(), Some("app"));
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hung_mirror_never_slows_the_primary_and_shadow_suffix_is_optional() {
+    let v1 = backend("app", "v1").await;
+    let mut hung = BackendArgs::ephemeral("app", "v2");
+    hung.hang_after = Some(0);
+    let v2 = Backend::start(hung).await.unwrap();
+    let (_d, p, port) = setup(
+        &[("v1", v1.addr()), ("v2", v2.addr())],
+        "  - route: [{destination: {host: app, subset: v1}}]\n    mirror: {host: app, subset: v2}\n",
+        |o| o.options.mirror_shadow_suffix = true,
+    )
+    .await;
+    let c = TestClient::new();
+    let started = Instant::now();
+    for _ in 0..10 {
+        let r = c.request("POST", addr(port), &format!("app:{port}"), "/", &[], bytes::Bytes::from_static(b"payload")).await;
+        assert_eq!(r.status, 200);
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eventually(Duration::from_secs(3), "copies reached v2", || async { v2.requests() >= 1 }).await;
+    assert_eq!(v2.received()[0].host().map(str::to_string), Some(format!("app-shadow:{port}")));
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn retries_move_to_a_healthy_endpoint() {
+    let bad = {
+        let mut a = BackendArgs::ephemeral("app", "v1");
+        a.fail_rate = 1.0;
+        Backend::start(a).await.unwrap()
+    };
+    let good = backend("app", "v1").await;
+    let (_d, p, port) = setup(
+        &[("v1", bad.addr()), ("v1", good.addr())],
+        "  - retries: {attempts: 3, retryOn: 5xx}\n    route: [{destination: {host: app}}]\n",
+        |_| {},
+    )
+    .await;
+    let c = TestClient::new();
+    for _ in 0..10 {
+        let r = c.get(addr(port), "app", "/", &[]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let retried = good.received().iter().filter(|r| r.header("x-envoy-attempt-count") == Some("2")).count();
+    assert!(retried >= 4, "retried={retried}");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn default_retry_policy_does_not_retry_503_but_retries_connect_failures() {
+    let bad = {
+        let mut a = BackendArgs::ephemeral("app", "v1");
+        a.fail_rate = 1.0;
+        Backend::start(a).await.unwrap()
+    };
+    let (_d, p, port) = setup(&[("v1", bad.addr())], "", |_| {}).await;
+    let r = TestClient::new().get(addr(port), "app", "/", &[]).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(bad.requests(), 1, "Istio ≥1.24 does not retry 503 by default");
+    p.shutdown().await;
+
+    // A dead endpoint beside a live one: connect failures are retried on the other endpoint.
+    let live = backend("app", "v1").await;
+    let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let (_d, p, port) = setup(&[("v1", dead), ("v1", live.addr())], "", |_| {}).await;
+    let c = TestClient::new();
+    for _ in 0..6 {
+        assert_eq!(c.get(addr(port), "app", "/", &[]).await.status, 200);
+    }
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn rewrite_and_header_operations() {
+    let v1 = backend("app", "v1").await;
+    let (_d, p, port) = setup(
+        &[("v1", v1.addr())],
+        "  - match: [{uri: {prefix: /v1/}}]\n    rewrite: {uri: /api/v1/, authority: app.internal}\n    headers:\n      request: {set: {x-route: a}, add: {x-added: '1'}, remove: [x-drop]}\n      response: {set: {x-served-by: sluice}, remove: [x-service]}\n    route:\n    - destination: {host: app}\n      headers: {request: {set: {x-dest: d1}}}\n",
+        |_| {},
+    )
+    .await;
+    let r = TestClient::new().get(addr(port), "app", "/v1/items?q=1", &[("x-drop", "1")]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-served-by"), Some("sluice"));
+    assert_eq!(r.header("x-service"), None);
+    let got = v1.last_received().unwrap();
+    assert_eq!(got.path, "/api/v1/items?q=1");
+    assert_eq!(got.header("x-envoy-original-path"), Some("/v1/items?q=1"));
+    assert_eq!(got.host(), Some("app.internal"));
+    assert_eq!(got.header("x-route"), Some("a"));
+    assert_eq!(got.header("x-added"), Some("1"));
+    assert_eq!(got.header("x-dest"), Some("d1"));
+    assert_eq!(got.header("x-drop"), None);
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn cors_preflight_and_actual_request() {
+    let v1 = backend("app", "v1").await;
+    let (_d, p, port) = setup(
+        &[("v1", v1.addr())],
+        "  - corsPolicy:\n      allowOrigins: [{exact: 'https://example.com'}, {regex: 'https://.*\\.trusted\\.io'}]\n      allowMethods: [GET, POST]\n      allowHeaders: [x-custom]\n      exposeHeaders: [x-version]\n      maxAge: 24h\n      allowCredentials: true\n    route: [{destination: {host: app}}]\n",
+        |_| {},
+    )
+    .await;
+    let c = TestClient::new();
+    let pre = c
+        .request("OPTIONS", addr(port), "app", "/", &[("origin", "https://a.trusted.io"), ("access-control-request-method", "POST")], bytes::Bytes::new())
+        .await;
+    assert_eq!(pre.status, 200);
+    assert_eq!(pre.header("access-control-allow-origin"), Some("https://a.trusted.io"));
+    assert_eq!(pre.header("access-control-allow-methods"), Some("GET,POST"));
+    assert_eq!(pre.header("access-control-max-age"), Some("86400"));
+    assert_eq!(v1.requests(), 0, "matching preflights are answered locally");
+    let actual = c.get(addr(port), "app", "/", &[("origin", "https://example.com")]).await;
+    assert_eq!(actual.header("access-control-allow-origin"), Some("https://example.com"));
+    assert_eq!(actual.header("access-control-expose-headers"), Some("x-version"));
+    assert_eq!(actual.header("access-control-allow-credentials"), Some("true"));
+    let other = c.get(addr(port), "app", "/", &[("origin", "https://evil.com")]).await;
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    p.shutdown().await;
+}
