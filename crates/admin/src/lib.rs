@@ -1,4 +1,8 @@
-//! Admin HTTP API on its own port: readiness, effective config, routes. Read-only.
+//! Admin HTTP API on its own port: readiness, effective config, routes, clusters, Prometheus
+//! metrics and the live traffic graph. Read-only.
+
+mod clusters;
+mod graph_feed;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -6,17 +10,24 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::json;
 use sluice_proxy::ConfigHandle;
+use sluice_telemetry::Telemetry;
 use tokio::net::TcpListener;
+
+pub use clusters::{ClusterStatus, EndpointStatus};
 
 /// Says whether the proxy is ready, or why not.
 pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Response body of every admin endpoint (buffered replies and the SSE stream alike).
+pub type AdminBody = UnsyncBoxBody<Bytes, Infallible>;
 
 /// What the admin server reads.
 #[derive(Clone)]
@@ -25,6 +36,35 @@ pub struct AdminState {
     pub config: Arc<ConfigHandle>,
     /// Readiness check (listeners bound, first config active).
     pub readiness: Readiness,
+    /// Metrics registry, access log and traffic graph (shared with the proxy).
+    pub telemetry: Arc<Telemetry>,
+    /// Live endpoint state for `/clusters` (health, outlier ejection, in-flight requests);
+    /// `None` until the proxy provides it, and the columns are then `null`.
+    pub cluster_status: Option<Arc<dyn ClusterStatus>>,
+}
+
+impl AdminState {
+    /// State with its own (empty) telemetry and no endpoint status source.
+    pub fn new(config: Arc<ConfigHandle>, readiness: Readiness) -> AdminState {
+        AdminState {
+            config,
+            readiness,
+            telemetry: Arc::new(Telemetry::default()),
+            cluster_status: None,
+        }
+    }
+
+    /// Uses the telemetry the proxy records into.
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> AdminState {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Uses a live endpoint state source for `/clusters`.
+    pub fn with_cluster_status(mut self, status: Arc<dyn ClusterStatus>) -> AdminState {
+        self.cluster_status = Some(status);
+        self
+    }
 }
 
 /// Binds the admin server and serves it in the background; returns the bound address.
@@ -53,27 +93,37 @@ pub async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<Socke
     Ok(local)
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
+fn full(body: impl Into<Bytes>) -> AdminBody {
+    Full::new(body.into()).boxed_unsync()
+}
+
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<AdminBody> {
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain"),
+        http::HeaderValue::from_static(content_type),
     );
     r
 }
 
-fn json_reply(value: &serde_json::Value) -> Response<Full<Bytes>> {
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<AdminBody> {
+    reply(status, "text/plain", body)
+}
+
+fn json_reply(value: &impl serde::Serialize) -> Response<AdminBody> {
     let body = serde_json::to_vec_pretty(value).unwrap_or_default();
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
+    reply(StatusCode::OK, "application/json", body)
 }
 
-fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+const ENDPOINTS: &str = "admin endpoints: /ready /healthz /config_dump /routes /clusters \
+                         /stats/prometheus /metrics /api/graph /api/graph/stream\n";
+
+fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<AdminBody> {
     match req.uri().path() {
         "/ready" => match (state.readiness)() {
             Ok(()) => text(StatusCode::OK, "LIVE\n"),
@@ -85,10 +135,22 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>>
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/config_dump" => json_reply(&config_dump(state)),
         "/routes" => json_reply(&routes(state)),
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "admin endpoints: /ready /healthz /config_dump /routes\n",
+        "/clusters" => json_reply(&clusters::clusters(state)),
+        "/stats/prometheus" | "/metrics" => {
+            let accept = req
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let (content_type, body) = state.telemetry.scrape(accept);
+            reply(StatusCode::OK, content_type, body)
+        }
+        "/api/graph" => reply(
+            StatusCode::OK,
+            "application/json",
+            state.telemetry.graph().snapshot_json(),
         ),
+        "/api/graph/stream" => graph_feed::stream(&state.telemetry),
+        _ => text(StatusCode::NOT_FOUND, ENDPOINTS),
     }
 }
 
@@ -113,3 +175,6 @@ fn routes(state: &AdminState) -> serde_json::Value {
         "clusters": snap.as_ref().map(|s| &s.clusters),
     })
 }
+
+#[cfg(test)]
+mod tests;

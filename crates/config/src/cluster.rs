@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use sluice_lb::{StateStore, WeightedSchedule};
+use sluice_lb::{Balancer, LbAlgorithm, OutlierConfig, PickContext, StateStore};
 
-use crate::policy::ClusterPolicy;
+use crate::policy::{ClusterPolicy, HashAlgorithm, LbPolicy};
 use crate::protocol::Protocol;
 use crate::registry::{Endpoint, Service, ServicePort};
 
@@ -39,7 +39,23 @@ pub struct Cluster {
     /// Merged DestinationRule policy (load balancer, limits, outlier detection).
     pub policy: Arc<ClusterPolicy>,
     #[serde(skip)]
-    schedule: WeightedSchedule,
+    balancer: Balancer,
+}
+
+/// The balancing algorithm for a cluster policy.
+fn algorithm(policy: &ClusterPolicy) -> LbAlgorithm {
+    match &policy.lb {
+        LbPolicy::LeastRequest => LbAlgorithm::LeastRequest,
+        // PASSTHROUGH has no original destination in file mode; round robin is the closest.
+        LbPolicy::RoundRobin | LbPolicy::Passthrough => LbAlgorithm::RoundRobin,
+        LbPolicy::Random => LbAlgorithm::Random,
+        LbPolicy::ConsistentHash(ch) => match ch.algorithm {
+            HashAlgorithm::RingHash { minimum_ring_size } => {
+                LbAlgorithm::RingHash { minimum_ring_size }
+            }
+            HashAlgorithm::Maglev { table_size } => LbAlgorithm::Maglev { table_size },
+        },
+    }
 }
 
 /// The Envoy-style cluster name.
@@ -69,8 +85,23 @@ impl Cluster {
                 }
             })
             .collect();
-        let weights: Vec<u32> = endpoints.iter().map(|e| e.endpoint.weight).collect();
-        let schedule = WeightedSchedule::new(&weights, state.counter(&format!("rr|{name}")));
+        let outlier = policy.outlier.as_ref().map(|o| OutlierConfig {
+            consecutive_5xx: o.consecutive_5xx,
+            consecutive_gateway_errors: o.consecutive_gateway_errors,
+            interval: o.interval,
+            base_ejection_time: o.base_ejection_time,
+            max_ejection_percent: o.max_ejection_percent,
+            min_health_percent: o.min_health_percent,
+        });
+        let balancer = Balancer::from_store(
+            algorithm(&policy),
+            &name,
+            endpoints
+                .iter()
+                .map(|e| (e.authority.as_str(), e.endpoint.weight)),
+            outlier,
+            state,
+        );
         Cluster {
             name,
             host: service.hostname.clone(),
@@ -79,29 +110,19 @@ impl Cluster {
             protocol: port.protocol,
             endpoints,
             policy,
-            schedule,
+            balancer,
         }
     }
 
-    /// The next endpoint by weighted round robin; `None` when there is none (503 UH).
+    /// Picks an endpoint with the cluster's balancer (no hash key, nothing excluded).
     pub fn pick(&self) -> Option<&UpstreamEndpoint> {
-        self.endpoints.get(self.schedule.next()?)
+        let ctx = PickContext::new(std::time::Instant::now(), sluice_lb::fresh_seed());
+        self.endpoints.get(self.balancer.pick(&ctx)?)
     }
 
-    /// The index of the next endpoint, skipping `avoid` (tried hosts) while others remain, the way
-    /// Envoy's `previous_hosts` predicate retries host selection.
-    pub fn pick_avoiding(&self, avoid: &[usize]) -> Option<usize> {
-        let first = self.schedule.next()?;
-        if !avoid.contains(&first) || avoid.len() >= self.endpoints.len() {
-            return Some(first);
-        }
-        for _ in 0..self.schedule.len() {
-            let i = self.schedule.next()?;
-            if !avoid.contains(&i) {
-                return Some(i);
-            }
-        }
-        Some(first)
+    /// The balancer (endpoint state, outlier detection) of this cluster.
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
     }
 }
 

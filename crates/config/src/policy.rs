@@ -177,6 +177,9 @@ impl HeaderOps {
 /// Request and response header operations (route level or per destination).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct HeaderPolicy {
+    /// Authority set through a `host`/`:authority` request header operation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
     /// Before forwarding.
     #[serde(skip_serializing_if = "HeaderOps::is_empty")]
     pub request: HeaderOps,
@@ -188,7 +191,7 @@ pub struct HeaderPolicy {
 impl HeaderPolicy {
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.request.is_empty() && self.response.is_empty()
+        self.authority.is_none() && self.request.is_empty() && self.response.is_empty()
     }
 }
 

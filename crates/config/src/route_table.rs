@@ -151,6 +151,15 @@ impl Forward {
         }
         self.destinations.get(self.split.next()?)
     }
+
+    /// The destination a hash key maps to: always the same for one key, and over many keys
+    /// the shares follow the weights (version-sticky canaries).
+    pub fn pick_by_hash(&self, hash: u64) -> Option<&RouteDestination> {
+        if self.destinations.len() == 1 {
+            return self.destinations.first();
+        }
+        self.destinations.get(self.split.at(hash)?)
+    }
 }
 
 /// One destination of a route.

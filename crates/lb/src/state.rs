@@ -1,15 +1,22 @@
-//! Balancer state that must outlive a config snapshot (split and round-robin positions).
+//! Balancer state that must outlive a config snapshot: split and round-robin positions, and
+//! per-endpoint state (in-flight requests, outlier ejections).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Weak};
 
-/// Hands out shared counters by key, so that a recompiled snapshot continues where the old one was.
+use crate::endpoint::EndpointState;
+
+/// Hands out shared state by key, so that a recompiled snapshot continues where the old one was.
 ///
-/// Only consulted while compiling, never on the request path.
+/// Entries are held weakly: state lives as long as some snapshot (or in-flight request) holds it,
+/// and a key nobody holds any more starts afresh. Only consulted while compiling, never on the
+/// request path.
 #[derive(Debug, Default)]
 pub struct StateStore {
-    counters: Mutex<HashMap<String, Weak<AtomicU64>>>,
+    counters: Mutex<WeakMap<String, AtomicU64>>,
+    endpoints: Mutex<WeakMap<(String, String), EndpointState>>,
 }
 
 impl StateStore {
@@ -20,20 +27,54 @@ impl StateStore {
 
     /// The counter for `key`, shared with any live snapshot that already uses it.
     pub fn counter(&self, key: &str) -> Arc<AtomicU64> {
-        let mut map = match self.counters.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some(c) = map.get(key).and_then(Weak::upgrade) {
-            return c;
+        lock(&self.counters).get_or_insert_with(key.to_string(), || AtomicU64::new(0))
+    }
+
+    /// The state of endpoint `address` (`host:port`) in cluster `cluster`, shared with any live
+    /// snapshot that already uses it (so ejections and in-flight counts survive reloads).
+    pub fn endpoint(&self, cluster: &str, address: &str) -> Arc<EndpointState> {
+        lock(&self.endpoints).get_or_insert_with((cluster.to_string(), address.to_string()), || {
+            EndpointState::new(address)
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// A map of weak references that forgets dead entries when it has doubled since the last sweep,
+/// so it does not grow with every reload and pruning stays amortised O(1).
+#[derive(Debug)]
+struct WeakMap<K, V> {
+    map: HashMap<K, Weak<V>>,
+    prune_at: usize,
+}
+
+impl<K, V> Default for WeakMap<K, V> {
+    fn default() -> Self {
+        WeakMap {
+            map: HashMap::new(),
+            prune_at: 1024,
         }
-        // Forget counters no snapshot holds any more, so the map does not grow with every reload.
-        if map.len() > 1024 {
-            map.retain(|_, w| w.strong_count() > 0);
+    }
+}
+
+impl<K: Hash + Eq, V> WeakMap<K, V> {
+    fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> Arc<V> {
+        if let Some(v) = self.map.get(&key).and_then(Weak::upgrade) {
+            return v;
         }
-        let c = Arc::new(AtomicU64::new(0));
-        map.insert(key.to_string(), Arc::downgrade(&c));
-        c
+        if self.map.len() >= self.prune_at {
+            self.map.retain(|_, w| w.strong_count() > 0);
+            self.prune_at = (self.map.len() * 2).max(1024);
+        }
+        let v = Arc::new(make());
+        self.map.insert(key, Arc::downgrade(&v));
+        v
     }
 }
 
@@ -52,5 +93,34 @@ mod tests {
         drop(a);
         drop(b);
         assert_eq!(store.counter("r1").load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn endpoints_are_keyed_by_cluster_and_address() {
+        let store = StateStore::new();
+        let a = store.endpoint("outbound|80||a", "10.0.0.1:80");
+        let _guard = a.start_request();
+        assert_eq!(
+            store.endpoint("outbound|80||a", "10.0.0.1:80").in_flight(),
+            1
+        );
+        assert_eq!(
+            store
+                .endpoint("outbound|80|v1|a", "10.0.0.1:80")
+                .in_flight(),
+            0
+        );
+        assert_eq!(a.address(), "10.0.0.1:80");
+    }
+
+    #[test]
+    fn dead_entries_are_pruned() {
+        let store = StateStore::new();
+        for i in 0..5000 {
+            drop(store.endpoint("c", &format!("10.0.0.{i}:80")));
+        }
+        let live = store.endpoint("c", "keep:80");
+        assert!(lock(&store.endpoints).map.len() <= 2048);
+        assert!(Arc::ptr_eq(&live, &store.endpoint("c", "keep:80")));
     }
 }

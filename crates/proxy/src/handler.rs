@@ -7,9 +7,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use sluice_config::policy::RoutePolicy;
-use sluice_config::route_table::{Forward, RouteAction, RouteDestination};
+use sluice_config::policy::{LbPolicy, RoutePolicy};
+use sluice_config::route_table::{RouteAction, RouteDestination};
 use sluice_config::{route, RequestInfo, RouteMatch, Routed, Snapshot};
+use sluice_lb::PickContext;
 use tokio::time::Instant;
 
 use crate::body::Body;
@@ -17,6 +18,7 @@ use crate::circuit_breaker::ClusterRuntimes;
 use crate::config_handle::ConfigHandle;
 use crate::error::ProxyError;
 use crate::filters::{cors, fault, header_ops, rewrite};
+use crate::hash_key::{self, RequestHash};
 use crate::headers::{add_forwarding, strip_hop_by_hop};
 use crate::mirror::{self, MirrorStats};
 use crate::replay::{Recorder, DEFAULT_REPLAY_CAP};
@@ -34,6 +36,9 @@ pub struct ProxyOptions {
     pub mirror_shadow_suffix: bool,
     /// Request bytes kept for retries and mirror copies.
     pub replay_cap: usize,
+    /// With a consistent hash on the destination host, use the hash key to choose among weighted
+    /// destinations too, so a user stays on one version (Envoy draws the version at random).
+    pub sticky_canary: bool,
 }
 
 impl Default for ProxyOptions {
@@ -41,6 +46,7 @@ impl Default for ProxyOptions {
         ProxyOptions {
             mirror_shadow_suffix: false,
             replay_cap: DEFAULT_REPLAY_CAP,
+            sticky_canary: true,
         }
     }
 }
@@ -129,9 +135,9 @@ pub async fn handle(
 /// A routed request about to be forwarded.
 struct Plan<'s> {
     m: RouteMatch<'s>,
-    forward: &'s Forward,
     dest: &'s RouteDestination,
     cors_origin: Option<HeaderValue>,
+    hash: RequestHash,
 }
 
 enum Decision<'s> {
@@ -143,6 +149,8 @@ enum Decision<'s> {
 fn decide<'s>(
     listener: &'s sluice_config::listener::Listener,
     req: &Request<Incoming>,
+    peer: SocketAddr,
+    options: &ProxyOptions,
 ) -> Result<Decision<'s>, ProxyError> {
     let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
         req.headers()
@@ -193,12 +201,28 @@ fn decide<'s>(
             cors::CorsOutcome::Forward => {}
         }
     }
-    let dest = forward.pick().ok_or(ProxyError::NoRoute)?;
+    // The hash key comes from the DestinationRule of the route's host (its first destination).
+    let hash_policy = forward
+        .destinations
+        .first()
+        .and_then(|d| d.cluster.as_ref())
+        .and_then(|c| match &c.policy.lb {
+            LbPolicy::ConsistentHash(ch) => Some(&ch.key),
+            _ => None,
+        });
+    let hash = hash_policy
+        .map(|key| hash_key::compute(key, req.headers(), info.path_and_query, peer.ip()))
+        .unwrap_or_default();
+    let dest = match hash.hash {
+        Some(h) if options.sticky_canary => forward.pick_by_hash(h),
+        _ => forward.pick(),
+    }
+    .ok_or(ProxyError::NoRoute)?;
     Ok(Decision::Forward(Plan {
         m,
-        forward,
         dest,
         cors_origin,
+        hash,
     }))
 }
 
@@ -212,13 +236,12 @@ async fn proxy(
     let Some(listener) = snapshot.listener(listener_addr) else {
         return error_reply(&ProxyError::NoRoute, "");
     };
-    let plan = match decide(listener, &req) {
+    let plan = match decide(listener, &req, peer, &ctx.options) {
         Ok(Decision::Forward(p)) => p,
         Ok(Decision::Reply(r)) => return r,
         Err(e) => return error_reply(&e, ""),
     };
     let policy: &RoutePolicy = &plan.m.route.policy;
-    let _ = plan.forward;
 
     // Faults run before the router: an abort is never retried, a delay is not charged to the
     // route timeout.
@@ -283,6 +306,22 @@ async fn proxy(
     }
     header_ops::apply(&policy.headers.request, &mut head.headers);
     header_ops::apply(&plan.dest.headers.request, &mut head.headers);
+    // A destination's Host header operation rewrites the authority only when the route did not.
+    let route_sets_authority = policy
+        .rewrite
+        .as_ref()
+        .is_some_and(|r| r.authority.is_some());
+    if let Some(a) = plan
+        .dest
+        .headers
+        .authority
+        .as_deref()
+        .filter(|_| !route_sets_authority)
+    {
+        if let Ok(v) = HeaderValue::from_str(a) {
+            head.headers.insert(http::header::HOST, v);
+        }
+    }
     let timeout = policy.timeout;
     if let Some(t) = timeout {
         head.headers.insert(
@@ -291,6 +330,11 @@ async fn proxy(
         );
     }
 
+    if cluster.policy.pool.max_requests_per_connection == 1 && !cluster.protocol.upstream_h2() {
+        // One request per connection: ask the upstream connection to close after this one.
+        head.headers
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let recorder = Recorder::new(body, ctx.options.replay_cap);
     for m in &policy.mirrors {
         if mirror_sampled(m.percentage) {
@@ -312,7 +356,16 @@ async fn proxy(
         cluster.protocol.upstream_h2(),
     );
     let deadline = timeout.map(|t| Instant::now() + t);
-    let pick = |avoid: &[usize]| cluster.pick_avoiding(avoid);
+    let hash = plan.hash.hash;
+    // Istio omits the previous-hosts predicate with consistent hashing.
+    let consistent = matches!(cluster.policy.lb, LbPolicy::ConsistentHash(_));
+    let pick = |avoid: &[usize]| {
+        let ctx =
+            PickContext::new(std::time::Instant::now(), sluice_lb::fresh_seed()).with_hash(hash);
+        cluster
+            .balancer()
+            .pick(&ctx.excluding(if consistent { &[] } else { avoid }))
+    };
     let result = forward(ForwardRequest {
         upstreams: &ctx.upstreams,
         cluster,
@@ -342,6 +395,9 @@ async fn proxy(
     strip_hop_by_hop(&mut parts.headers);
     header_ops::apply(&policy.headers.response, &mut parts.headers);
     header_ops::apply(&plan.dest.headers.response, &mut parts.headers);
+    if let Some(cookie) = plan.hash.set_cookie {
+        parts.headers.append(http::header::SET_COOKIE, cookie);
+    }
     if let (Some(origin), Some(c)) = (plan.cors_origin, &policy.cors) {
         cors::decorate(c, origin, &mut parts.headers);
     }

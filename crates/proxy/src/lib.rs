@@ -6,6 +6,7 @@ pub mod config_handle;
 pub mod error;
 pub mod filters;
 pub mod handler;
+pub mod hash_key;
 pub mod headers;
 pub mod mirror;
 pub mod replay;

@@ -11,6 +11,8 @@ use sluice_config::cluster::Cluster;
 use sluice_config::policy::{RetryOn, RetryPolicy};
 use tokio::time::Instant;
 
+use sluice_lb::FailureKind;
+
 use crate::body::Body;
 use crate::circuit_breaker::ClusterRuntime;
 use crate::error::ProxyError;
@@ -157,6 +159,8 @@ pub async fn forward(f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
         let Some(endpoint) = f.cluster.endpoints.get(index) else {
             return Err(fail(ProxyError::NoHealthyUpstream(f.cluster.name.clone())));
         };
+        let balancer = f.cluster.balancer();
+        let _in_flight = balancer.start_request(index);
         let req = attempt_request(&f.head, &f.body, attempt);
         let per_try = f.retry.and_then(|r| r.per_try_timeout);
         let try_deadline = match (per_try.map(|d| Instant::now() + d), f.deadline) {
@@ -171,6 +175,23 @@ pub async fn forward(f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
             },
             None => send.await,
         };
+        // Results feed outlier detection (and least-request counters through the guard above).
+        let now = std::time::Instant::now();
+        match &outcome {
+            Ok(resp) => {
+                balancer.record_status(index, resp.status().as_u16(), now);
+            }
+            Err(ProxyError::ConnectFailure { .. }) => {
+                balancer.record_failure(index, FailureKind::ConnectFailure, now);
+            }
+            Err(ProxyError::UpstreamReset { .. }) => {
+                balancer.record_failure(index, FailureKind::Reset, now);
+            }
+            Err(ProxyError::Timeout) => {
+                balancer.record_failure(index, FailureKind::Timeout, now);
+            }
+            Err(_) => {}
+        }
         let route_expired = f.deadline.is_some_and(|d| Instant::now() >= d);
         let can_retry = |retriable: bool| {
             retriable && attempt <= max_retries && !route_expired && f.body.replayable()

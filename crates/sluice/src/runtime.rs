@@ -169,15 +169,9 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
             None => Ok(()),
         }
     });
-    let admin_addr = sluice_admin::serve(
-        opts.admin,
-        AdminState {
-            config: config.clone(),
-            readiness,
-        },
-    )
-    .await
-    .with_context(|| format!("cannot bind admin address {}", opts.admin))?;
+    let admin_addr = sluice_admin::serve(opts.admin, AdminState::new(config.clone(), readiness))
+        .await
+        .with_context(|| format!("cannot bind admin address {}", opts.admin))?;
     tracing::info!(%admin_addr, version = first.version, listeners = first.listeners.len(), "sluice started");
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<u64, Rejected>>>(4);

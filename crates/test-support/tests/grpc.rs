@@ -13,7 +13,9 @@ const HOST: &str = "greeter.default.svc.cluster.local";
 
 async fn grpc_server() -> SocketAddr {
     let (reporter, service) = tonic_health::server::health_reporter();
-    reporter.set_service_status("greeter", tonic_health::ServingStatus::Serving).await;
+    reporter
+        .set_service_status("greeter", tonic_health::ServingStatus::Serving)
+        .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -42,7 +44,12 @@ async fn setup(vs: &str) -> (ConfigDir, ProxyHandle, u16) {
     let server = grpc_server().await;
     let port = free_port();
     let dir = ConfigDir::new();
-    dir.write("svc.yaml", &service_yaml(HOST, port, &[("v1", server)]).replace("name: http, protocol: HTTP", "name: grpc, protocol: GRPC").replace("{http:", "{grpc:"));
+    dir.write(
+        "svc.yaml",
+        &service_yaml(HOST, port, &[("v1", server)])
+            .replace("name: http, protocol: HTTP", "name: grpc, protocol: GRPC")
+            .replace("{http:", "{grpc:"),
+    );
     if !vs.is_empty() {
         dir.write("vs.yaml", vs);
     }
@@ -54,9 +61,19 @@ async fn setup(vs: &str) -> (ConfigDir, ProxyHandle, u16) {
 async fn unary_call_and_error_status_pass_through() {
     let (_d, p, port) = setup("").await;
     let mut c = client(port).await;
-    let ok = c.check(HealthCheckRequest { service: "greeter".into() }).await.unwrap();
+    let ok = c
+        .check(HealthCheckRequest {
+            service: "greeter".into(),
+        })
+        .await
+        .unwrap();
     assert_eq!(ok.into_inner().status(), ServingStatus::Serving);
-    let err = c.check(HealthCheckRequest { service: "nope".into() }).await.unwrap_err();
+    let err = c
+        .check(HealthCheckRequest {
+            service: "nope".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
     p.shutdown().await;
 }
@@ -66,7 +83,12 @@ async fn grpc_fault_abort_is_a_grpc_status() {
     let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: greeter}\nspec:\n  hosts: [greeter]\n  http:\n  - fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}\n    route: [{destination: {host: greeter}}]\n";
     let (_d, p, port) = setup(vs).await;
     let mut c = client(port).await;
-    let err = c.check(HealthCheckRequest { service: "greeter".into() }).await.unwrap_err();
+    let err = c
+        .check(HealthCheckRequest {
+            service: "greeter".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
     p.shutdown().await;
 }

@@ -416,11 +416,24 @@ async fn endpoint_weights_are_honoured_by_round_robin() {
         light.addr().port()
     );
     dir.write("svc.yaml", &yaml);
-    let p = proxy(dir.path(), |_| {}).await;
+    // Istio's default LEAST_REQUEST draws candidates by weight: about 3:1.
+    let p = proxy(dir.path(), |o| o.watch = false).await;
     let c = TestClient::new();
     for _ in 0..400 {
         assert_eq!(c.get(mesh_addr(port), "app", "/", &[]).await.status, 200);
     }
-    assert_eq!((heavy.requests(), light.requests()), (300, 100));
+    let share = heavy.requests() as f64 / 400.0;
+    assert!((0.65..0.85).contains(&share), "heavy got {share}");
+    // ROUND_ROBIN is exact.
+    dir.write(
+        "dr.yaml",
+        &format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: app}}\nspec:\n  host: {HOST}\n  trafficPolicy: {{loadBalancer: {{simple: ROUND_ROBIN}}}}\n"),
+    );
+    assert!(p.reload().await.unwrap().is_ok());
+    let (h0, l0) = (heavy.requests(), light.requests());
+    for _ in 0..400 {
+        assert_eq!(c.get(mesh_addr(port), "app", "/", &[]).await.status, 200);
+    }
+    assert_eq!((heavy.requests() - h0, light.requests() - l0), (300, 100));
     p.shutdown().await;
 }

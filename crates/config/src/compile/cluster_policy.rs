@@ -2,16 +2,236 @@
 //! with Istio's merge rules (port-level replaces top-level; subset objects replace whole objects).
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_model::{
+    ConnectionPoolSettings, ConsistentHashLb, LoadBalancerSettings, OutlierDetection,
+    PortTrafficPolicy, TrafficPolicy,
+};
 
 use super::destination_rules::DestinationRuleIndex;
-use crate::policy::ClusterPolicy;
+use crate::duration::{parse_go_duration, parse_istio_duration};
+use crate::policy::{
+    ClusterPolicy, ConsistentHash, HashAlgorithm, HashKey, LbPolicy, OutlierPolicy, PoolLimits,
+    TcpKeepalive,
+};
+
+/// The policy objects that apply to one cluster, before they are compiled.
+#[derive(Default, Clone, Copy)]
+struct Objects<'a> {
+    lb: Option<&'a LoadBalancerSettings>,
+    pool: Option<&'a ConnectionPoolSettings>,
+    outlier: Option<&'a OutlierDetection>,
+}
+
+impl<'a> Objects<'a> {
+    /// A policy's objects on `port`: a matching port-level entry replaces them all (unset ones
+    /// fall back to defaults, not to the policy's top-level objects).
+    fn of(tp: &'a TrafficPolicy, port: u16) -> Self {
+        match port_level(tp, port) {
+            Some(pl) => Objects {
+                lb: pl.load_balancer.as_ref(),
+                pool: pl.connection_pool.as_ref(),
+                outlier: pl.outlier_detection.as_ref(),
+            },
+            None => Objects {
+                lb: tp.load_balancer.as_ref(),
+                pool: tp.connection_pool.as_ref(),
+                outlier: tp.outlier_detection.as_ref(),
+            },
+        }
+    }
+
+    /// Applies a subset policy: its own port-level entry replaces everything; otherwise each
+    /// object it sets replaces the inherited object whole (no field-level merge).
+    fn with_subset(self, sp: &'a TrafficPolicy, port: u16) -> Self {
+        if port_level(sp, port).is_some() {
+            return Objects::of(sp, port);
+        }
+        Objects {
+            lb: sp.load_balancer.as_ref().or(self.lb),
+            pool: sp.connection_pool.as_ref().or(self.pool),
+            outlier: sp.outlier_detection.as_ref().or(self.outlier),
+        }
+    }
+}
+
+/// The first `portLevelSettings` entry for `port` (Istio stops at the first match).
+fn port_level(tp: &TrafficPolicy, port: u16) -> Option<&PortTrafficPolicy> {
+    tp.port_level_settings
+        .iter()
+        .find(|p| p.port.is_some_and(|s| s.number == u32::from(port)))
+}
 
 /// The merged policy for a cluster.
 pub(crate) fn cluster_policy(
-    _index: &DestinationRuleIndex<'_>,
-    _hostname: &str,
-    _port: u16,
-    _subset: Option<&str>,
+    index: &DestinationRuleIndex<'_>,
+    hostname: &str,
+    port: u16,
+    subset: Option<&str>,
 ) -> Arc<ClusterPolicy> {
-    Arc::new(ClusterPolicy::default())
+    let rules = index.for_host(hostname);
+    // Same-host rules are merged: the first with a top-level trafficPolicy keeps it.
+    let mut objects = rules
+        .iter()
+        .find_map(|(_, dr)| dr.traffic_policy.as_ref())
+        .map(|tp| Objects::of(tp, port))
+        .unwrap_or_default();
+    if let Some(name) = subset {
+        // Subsets are concatenated across rules; the first of a name wins (as for its labels).
+        let subset_policy = rules
+            .iter()
+            .flat_map(|(_, dr)| dr.subsets.iter())
+            .find(|s| s.name == name)
+            .and_then(|s| s.traffic_policy.as_ref());
+        if let Some(sp) = subset_policy {
+            objects = objects.with_subset(sp, port);
+        }
+    }
+    Arc::new(ClusterPolicy {
+        lb: lb_policy(objects.lb),
+        pool: pool_limits(objects.pool),
+        outlier: objects.outlier.map(outlier_policy),
+    })
+}
+
+/// `loadBalancer` → [`LbPolicy`] (absent or UNSPECIFIED: LEAST_REQUEST, Istio's default since 1.14).
+fn lb_policy(lb: Option<&LoadBalancerSettings>) -> LbPolicy {
+    let Some(lb) = lb else {
+        return LbPolicy::LeastRequest;
+    };
+    if let Some(ch) = &lb.consistent_hash {
+        return match hash_key(ch) {
+            Some(key) => LbPolicy::ConsistentHash(ConsistentHash {
+                key,
+                algorithm: hash_algorithm(ch),
+            }),
+            // Envoy hashes nothing without a hash policy and picks a random host.
+            None => LbPolicy::Random,
+        };
+    }
+    match lb.simple.as_deref() {
+        Some("ROUND_ROBIN") => LbPolicy::RoundRobin,
+        Some("RANDOM") => LbPolicy::Random,
+        Some("PASSTHROUGH") => LbPolicy::Passthrough,
+        _ => LbPolicy::LeastRequest,
+    }
+}
+
+/// The request property a consistent hash uses (validation allows at most one).
+fn hash_key(ch: &ConsistentHashLb) -> Option<HashKey> {
+    if let Some(h) = ch.http_header_name.as_deref().filter(|h| !h.is_empty()) {
+        return Some(HashKey::Header(h.to_ascii_lowercase()));
+    }
+    if let Some(c) = &ch.http_cookie {
+        return Some(HashKey::Cookie {
+            name: c.name.clone(),
+            path: c.path.clone().filter(|p| !p.is_empty()),
+            // `0s` is legal here (session cookie), hence the Go parser rather than Istio's ≥1ms rule.
+            ttl: c.ttl.as_deref().and_then(|t| parse_go_duration(t).ok()),
+        });
+    }
+    if ch.use_source_ip == Some(true) {
+        return Some(HashKey::SourceIp);
+    }
+    ch.http_query_parameter_name
+        .as_deref()
+        .filter(|q| !q.is_empty())
+        .map(|q| HashKey::QueryParameter(q.to_string()))
+}
+
+/// Maglev (table 65537 by default) or ring hash (minimum 1024, also via the deprecated field).
+fn hash_algorithm(ch: &ConsistentHashLb) -> HashAlgorithm {
+    if let Some(m) = &ch.maglev {
+        return HashAlgorithm::Maglev {
+            table_size: m.table_size.filter(|s| *s > 0).unwrap_or(65537),
+        };
+    }
+    let minimum_ring_size = match &ch.ring_hash {
+        Some(r) => r.minimum_ring_size,
+        None => ch.minimum_ring_size,
+    }
+    .filter(|s| *s > 0)
+    .unwrap_or(1024);
+    HashAlgorithm::RingHash { minimum_ring_size }
+}
+
+/// A positive limit; Istio cannot tell 0 from unset, so 0 keeps the default.
+fn limit(v: Option<i64>) -> Option<u32> {
+    v.filter(|v| *v > 0)
+        .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
+}
+
+/// `connectionPool` → [`PoolLimits`]; unset limits stay unlimited.
+fn pool_limits(cp: Option<&ConnectionPoolSettings>) -> PoolLimits {
+    let mut p = PoolLimits::default();
+    let Some(cp) = cp else { return p };
+    let mut idle: Option<&str> = None;
+    if let Some(http) = &cp.http {
+        if let Some(v) = limit(http.http1_max_pending_requests) {
+            p.max_pending_requests = v;
+        }
+        if let Some(v) = limit(http.http2_max_requests) {
+            p.max_requests = v;
+        }
+        if let Some(v) = limit(http.max_retries) {
+            p.max_retries = v;
+        }
+        if let Some(v) = limit(http.max_requests_per_connection) {
+            p.max_requests_per_connection = v;
+        }
+        p.h2_upgrade = http.h2_upgrade_policy.as_deref() == Some("UPGRADE");
+        idle = http.idle_timeout.as_deref();
+    }
+    if let Some(tcp) = &cp.tcp {
+        if let Some(v) = limit(tcp.max_connections) {
+            p.max_connections = v;
+        }
+        if let Some(t) = tcp
+            .connect_timeout
+            .as_deref()
+            .and_then(|t| parse_istio_duration(t).ok())
+        {
+            p.connect_timeout = t;
+        }
+        if let Some(k) = &tcp.tcp_keepalive {
+            p.tcp_keepalive = Some(TcpKeepalive {
+                probes: k.probes.filter(|n| *n > 0),
+                time: k.time.as_deref().and_then(|t| parse_go_duration(t).ok()),
+                interval: k
+                    .interval
+                    .as_deref()
+                    .and_then(|t| parse_go_duration(t).ok()),
+            });
+        }
+        // The HTTP idle timeout wins over the TCP one when both are set (as in Istio).
+        idle = idle.or(tcp.idle_timeout.as_deref());
+    }
+    if let Some(d) = idle.and_then(|t| parse_go_duration(t).ok()) {
+        // `0s` disables the idle timeout.
+        p.idle_timeout = (d > Duration::ZERO).then_some(d);
+    }
+    p
+}
+
+/// `outlierDetection` → [`OutlierPolicy`] with Envoy's defaults for unset fields.
+fn outlier_policy(o: &OutlierDetection) -> OutlierPolicy {
+    let count = |v: Option<i64>| v.map(|v| u32::try_from(v.max(0)).unwrap_or(u32::MAX));
+    let duration = |v: Option<&str>, default: u64| {
+        v.and_then(|t| parse_istio_duration(t).ok())
+            .unwrap_or(Duration::from_secs(default))
+    };
+    let percent = |v: Option<i64>| v.map(|v| u32::try_from(v.clamp(0, 100)).unwrap_or(0));
+    OutlierPolicy {
+        consecutive_5xx: count(o.consecutive_5xx_errors)
+            .or(count(o.consecutive_errors).filter(|n| *n > 0))
+            .unwrap_or(5),
+        consecutive_gateway_errors: count(o.consecutive_gateway_errors).unwrap_or(0),
+        interval: duration(o.interval.as_deref(), 10),
+        base_ejection_time: duration(o.base_ejection_time.as_deref(), 30),
+        max_ejection_percent: percent(o.max_ejection_percent)
+            .filter(|p| *p > 0)
+            .unwrap_or(10),
+        min_health_percent: percent(o.min_health_percent).unwrap_or(0),
+    }
 }

@@ -29,6 +29,17 @@ pub struct RuleContext<'c> {
     pub scope: &'c str,
 }
 
+/// The root VirtualService a rule is compiled under: config-time filters and the split counter.
+#[derive(Debug, Clone, Copy)]
+struct RuleScope<'s> {
+    /// The root's gateways (a rule without matches applies where the root applies).
+    top: &'s [String],
+    /// The root's namespace (short gateway names in match entries).
+    ns: &'s str,
+    /// Unique key of the rule's split counter (within the listener scope).
+    split_key: &'s str,
+}
+
 /// Expands a `gateways` entry: `name` and `./name` → `<ns>/name`; `mesh` stays.
 pub fn gateway_key(entry: &str, namespace: &str) -> String {
     if entry == MESH {
@@ -84,42 +95,77 @@ impl Compiler<'_> {
         let top = vs_gateways(vs, ns);
         let mut out = Vec::new();
         for (i, rule) in vs.http.iter().enumerate() {
-            let matches = if rule.matches.is_empty() {
-                if !top.iter().any(|g| g == ctx.gateway) {
-                    continue;
+            if rule.delegate.is_some() {
+                // The root rule is replaced by the delegate's rules merged with it.
+                for d in self.delegated_rules(r, i, rule) {
+                    let key = format!(
+                        "{ns}/{}|{i}|{}/{}|{}",
+                        r.metadata.name,
+                        d.resource.metadata.namespace,
+                        d.resource.metadata.name,
+                        d.index
+                    );
+                    let scope = RuleScope {
+                        top: &top,
+                        ns,
+                        split_key: &key,
+                    };
+                    out.extend(self.compile_rule(d.resource, d.index, &d.rule, scope, ctx));
                 }
-                Vec::new()
-            } else {
-                let mut kept: Vec<RequestMatch> = Vec::new();
-                for (j, m) in rule.matches.iter().enumerate() {
-                    if self.entry_applies(m, &top, ns, ctx) {
-                        kept.extend(self.compile_match(r, i, j, m));
-                    }
-                }
-                if kept.is_empty() {
-                    continue;
-                }
-                kept
-            };
-            let Some(action) = self.compile_action(r, i, rule, ctx) else {
                 continue;
+            }
+            let key = format!("{ns}/{}|{i}", r.metadata.name);
+            let scope = RuleScope {
+                top: &top,
+                ns,
+                split_key: &key,
             };
-            let policy = self.route_policy(r, i, rule, ctx);
-            out.push(Route {
-                name: rule
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("{}.{i}", r.metadata.name)),
-                source: RouteSource {
-                    virtual_service: Some(r.key()),
-                    rule: i,
-                },
-                matches,
-                action,
-                policy,
-            });
+            out.extend(self.compile_rule(r, i, rule, scope, ctx));
         }
         out
+    }
+
+    /// Compiles one rule; `origin` and `i` name it (route source, default name, diagnostics).
+    fn compile_rule(
+        &mut self,
+        origin: &Resource,
+        i: usize,
+        rule: &HttpRoute,
+        scope: RuleScope<'_>,
+        ctx: RuleContext<'_>,
+    ) -> Option<Route> {
+        let matches = if rule.matches.is_empty() {
+            if !scope.top.iter().any(|g| g == ctx.gateway) {
+                return None;
+            }
+            Vec::new()
+        } else {
+            let mut kept: Vec<RequestMatch> = Vec::new();
+            for (j, m) in rule.matches.iter().enumerate() {
+                if self.entry_applies(m, scope.top, scope.ns, ctx) {
+                    kept.extend(self.compile_match(origin, i, j, m));
+                }
+            }
+            if kept.is_empty() {
+                return None;
+            }
+            kept
+        };
+        let action = self.compile_action(origin, rule, scope.split_key, ctx)?;
+        let policy = self.route_policy(origin, i, rule, ctx);
+        Some(Route {
+            name: rule
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}.{i}", origin.metadata.name)),
+            source: RouteSource {
+                virtual_service: Some(origin.key()),
+                rule: i,
+            },
+            matches,
+            action,
+            policy,
+        })
     }
 
     fn entry_applies(
@@ -210,8 +256,8 @@ impl Compiler<'_> {
     fn compile_action(
         &mut self,
         r: &Resource,
-        i: usize,
         rule: &HttpRoute,
+        split_key: &str,
         ctx: RuleContext<'_>,
     ) -> Option<RouteAction> {
         if let Some(d) = &rule.direct_response {
@@ -221,7 +267,7 @@ impl Compiler<'_> {
             return Some(super::actions::redirect(rd));
         }
         if rule.route.is_empty() {
-            // Delegation and other actions without destinations are reported as not enforced.
+            // Validation requires an action; delegation is expanded before this point.
             return None;
         }
         let ns = &r.metadata.namespace;
@@ -248,7 +294,7 @@ impl Compiler<'_> {
             return None;
         }
         let weights: Vec<u32> = destinations.iter().map(|d| d.weight).collect();
-        let key = format!("split|{}|{}/{}|{i}", ctx.scope, ns, r.metadata.name);
+        let key = format!("split|{}|{split_key}", ctx.scope);
         let split = WeightedSchedule::new(&weights, self.state.counter(&key));
         Some(RouteAction::Forward(Forward {
             destinations,

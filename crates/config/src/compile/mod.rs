@@ -2,6 +2,7 @@
 
 mod actions;
 mod cluster_policy;
+mod delegate;
 pub mod destination_rules;
 mod gateway;
 pub mod http_route;

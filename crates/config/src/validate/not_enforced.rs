@@ -1,10 +1,229 @@
 //! "Not enforced yet" warnings: a valid field sluice accepts but does not act on is never silent.
 //!
-//! When a feature lands, its entry leaves this file.
+//! Each feature is one line in a table. The `*_PENDING` tables list features whose enforcement is
+//! being added to the proxy: delete a feature's line when it lands. The `*_UNSUPPORTED` tables list
+//! fields that stay unenforced.
 
-use sluice_model::{codes, Severity, Spec};
+use sluice_model::{
+    codes, HttpMatchRequest, HttpRoute, PortTrafficPolicy, Severity, Spec, TrafficPolicy,
+};
 
 use super::Ctx;
+
+/// A presence check: field path (relative to its parent), what to call it, whether it is set.
+type Check<T> = (&'static str, &'static str, fn(&T) -> bool);
+
+// ----- Pending: the proxy is being extended to enforce these. Delete a line when it lands. -----
+
+/// DestinationRule policy objects (any `trafficPolicy` or `portLevelSettings` entry).
+const POLICY_PENDING: &[Check<PortTrafficPolicy>] = &[
+    (
+        "loadBalancer.simple",
+        "`simple: PASSTHROUGH` (no original destination in file mode; round robin is used)",
+        |p| {
+            p.load_balancer
+                .as_ref()
+                .is_some_and(|lb| lb.simple.as_deref() == Some("PASSTHROUGH"))
+        },
+    ),
+    (
+        "connectionPool.tcp.connectTimeout",
+        "per-cluster `connectTimeout` (10s applies)",
+        |p| {
+            p.connection_pool
+                .as_ref()
+                .and_then(|c| c.tcp.as_ref())
+                .is_some_and(|t| t.connect_timeout.is_some())
+        },
+    ),
+    ("connectionPool.tcp.tcpKeepalive", "`tcpKeepalive`", |p| {
+        p.connection_pool
+            .as_ref()
+            .and_then(|c| c.tcp.as_ref())
+            .is_some_and(|t| t.tcp_keepalive.is_some())
+    }),
+    (
+        "connectionPool.tcp.idleTimeout",
+        "upstream `idleTimeout`",
+        |p| {
+            p.connection_pool
+                .as_ref()
+                .and_then(|c| c.tcp.as_ref())
+                .is_some_and(|t| t.idle_timeout.is_some())
+        },
+    ),
+    (
+        "connectionPool.http.idleTimeout",
+        "upstream `idleTimeout`",
+        |p| {
+            p.connection_pool
+                .as_ref()
+                .and_then(|c| c.http.as_ref())
+                .is_some_and(|h| h.idle_timeout.is_some())
+        },
+    ),
+    (
+        "connectionPool.http.h2UpgradePolicy",
+        "`h2UpgradePolicy`",
+        |p| {
+            p.connection_pool
+                .as_ref()
+                .and_then(|c| c.http.as_ref())
+                .is_some_and(|h| h.h2_upgrade_policy.as_deref() == Some("UPGRADE"))
+        },
+    ),
+    (
+        "connectionPool.http.maxRequestsPerConnection",
+        "`maxRequestsPerConnection` above 1 (1 is enforced)",
+        |p| {
+            p.connection_pool
+                .as_ref()
+                .and_then(|c| c.http.as_ref())
+                .is_some_and(|h| h.max_requests_per_connection.is_some_and(|n| n > 1))
+        },
+    ),
+];
+
+// ----- Unsupported: these stay unenforced. -----
+
+/// Fields of an HTTP rule (`spec.http[i]`).
+const ROUTE_UNSUPPORTED: &[Check<HttpRoute>] = &[(
+    "retries.retryRemoteLocalities",
+    "`retryRemoteLocalities` (sluice has no localities)",
+    |r| {
+        r.retries
+            .as_ref()
+            .is_some_and(|x| x.retry_remote_localities == Some(true))
+    },
+)];
+
+/// Fields of a match entry (`spec.http[i].match[j]`).
+const MATCH_UNSUPPORTED: &[Check<HttpMatchRequest>] =
+    &[("statPrefix", "`statPrefix`", |m| m.stat_prefix.is_some())];
+
+/// Parts of DestinationRule policy objects (any `trafficPolicy` or `portLevelSettings` entry).
+const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
+    ("tls", "upstream TLS (`tls`)", |p| p.tls.is_some()),
+    (
+        "loadBalancer.localityLbSetting",
+        "`localityLbSetting`",
+        |p| {
+            p.load_balancer
+                .as_ref()
+                .is_some_and(|lb| lb.locality_lb_setting.is_some())
+        },
+    ),
+    (
+        "loadBalancer.zoneAwareLbSetting",
+        "`zoneAwareLbSetting`",
+        |p| {
+            p.load_balancer
+                .as_ref()
+                .is_some_and(|lb| lb.zone_aware_lb_setting.is_some())
+        },
+    ),
+    ("loadBalancer.warmup", "slow start (`warmup`)", |p| {
+        p.load_balancer
+            .as_ref()
+            .is_some_and(|lb| lb.warmup.is_some())
+    }),
+    (
+        "loadBalancer.warmupDurationSecs",
+        "slow start (`warmupDurationSecs`)",
+        |p| {
+            p.load_balancer
+                .as_ref()
+                .is_some_and(|lb| lb.warmup_duration_secs.is_some())
+        },
+    ),
+    (
+        "loadBalancer.consistentHash.httpCookie.attributes",
+        "cookie `attributes`",
+        |p| {
+            p.load_balancer
+                .as_ref()
+                .and_then(|lb| lb.consistent_hash.as_ref())
+                .and_then(|ch| ch.http_cookie.as_ref())
+                .is_some_and(|c| !c.attributes.is_empty())
+        },
+    ),
+    (
+        "connectionPool.tcp.maxConnectionDuration",
+        "`maxConnectionDuration`",
+        |p| {
+            p.connection_pool
+                .as_ref()
+                .and_then(|c| c.tcp.as_ref())
+                .is_some_and(|t| t.max_connection_duration.is_some())
+        },
+    ),
+    (
+        "connectionPool.http.useClientProtocol",
+        "`useClientProtocol`",
+        |p| {
+            p.connection_pool
+                .as_ref()
+                .and_then(|c| c.http.as_ref())
+                .is_some_and(|h| h.use_client_protocol.is_some())
+        },
+    ),
+    (
+        "connectionPool.http.maxConcurrentStreams",
+        "`maxConcurrentStreams`",
+        |p| {
+            p.connection_pool
+                .as_ref()
+                .and_then(|c| c.http.as_ref())
+                .is_some_and(|h| h.max_concurrent_streams.is_some())
+        },
+    ),
+    (
+        "connectionPool.http.http2KeepAlive",
+        "`http2KeepAlive`",
+        |p| {
+            p.connection_pool
+                .as_ref()
+                .and_then(|c| c.http.as_ref())
+                .is_some_and(|h| h.http2_keep_alive.is_some())
+        },
+    ),
+    (
+        "outlierDetection.splitExternalLocalOriginErrors",
+        "`splitExternalLocalOriginErrors`",
+        |p| {
+            p.outlier_detection
+                .as_ref()
+                .is_some_and(|o| o.split_external_local_origin_errors.is_some())
+        },
+    ),
+    (
+        "outlierDetection.consecutiveLocalOriginFailures",
+        "`consecutiveLocalOriginFailures`",
+        |p| {
+            p.outlier_detection
+                .as_ref()
+                .is_some_and(|o| o.consecutive_local_origin_failures.is_some())
+        },
+    ),
+    (
+        "outlierDetection.outlierDetectionHttpErrorCodes",
+        "`outlierDetectionHttpErrorCodes`",
+        |p| {
+            p.outlier_detection
+                .as_ref()
+                .is_some_and(|o| !o.outlier_detection_http_error_codes.is_empty())
+        },
+    ),
+];
+
+/// Fields only a whole `trafficPolicy` has.
+const TRAFFIC_POLICY_UNSUPPORTED: &[Check<TrafficPolicy>] = &[
+    ("tunnel", "`tunnel`", |t| t.tunnel.is_some()),
+    ("proxyProtocol", "`proxyProtocol`", |t| {
+        t.proxy_protocol.is_some()
+    }),
+    ("retryBudget", "`retryBudget`", |t| t.retry_budget.is_some()),
+];
 
 fn warn(ctx: &mut Ctx<'_>, field: String, what: &str) {
     ctx.push(
@@ -13,6 +232,39 @@ fn warn(ctx: &mut Ctx<'_>, field: String, what: &str) {
         field,
         format!("{what} is not enforced yet: sluice accepts it but behaves as if it were absent"),
     );
+}
+
+/// Warns for every check of `table` that `value` sets, at `base.<field>`.
+fn run<T>(ctx: &mut Ctx<'_>, base: &str, value: &T, table: &[Check<T>]) {
+    for (field, what, present) in table {
+        if present(value) {
+            warn(ctx, format!("{base}.{field}"), what);
+        }
+    }
+}
+
+/// The objects of a `trafficPolicy` viewed as a port-level entry, so both share one table.
+fn objects(tp: &TrafficPolicy) -> PortTrafficPolicy {
+    PortTrafficPolicy {
+        port: None,
+        load_balancer: tp.load_balancer.clone(),
+        connection_pool: tp.connection_pool.clone(),
+        outlier_detection: tp.outlier_detection.clone(),
+        tls: tp.tls.clone(),
+    }
+}
+
+/// Warnings for a `trafficPolicy` at `base` and its port-level entries.
+fn traffic_policy(ctx: &mut Ctx<'_>, base: &str, tp: &TrafficPolicy) {
+    let whole = objects(tp);
+    run(ctx, base, &whole, POLICY_PENDING);
+    run(ctx, base, &whole, POLICY_UNSUPPORTED);
+    run(ctx, base, tp, TRAFFIC_POLICY_UNSUPPORTED);
+    for (k, p) in tp.port_level_settings.iter().enumerate() {
+        let pbase = format!("{base}.portLevelSettings[{k}]");
+        run(ctx, &pbase, p, POLICY_PENDING);
+        run(ctx, &pbase, p, POLICY_UNSUPPORTED);
+    }
 }
 
 /// Adds a warning for every field present in the object that sluice does not act on.
@@ -30,70 +282,20 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
                 warn(ctx, "spec.tls".into(), "TLS/SNI routing (`tls`)");
             }
             for (i, r) in vs.http.iter().enumerate() {
-                let f = |name: &str| format!("spec.http[{i}].{name}");
-                let checks: [(bool, &str, &str); 10] = [
-                    (r.rewrite.is_some(), "rewrite", "`rewrite`"),
-                    (r.timeout.is_some(), "timeout", "route `timeout`"),
-                    (r.retries.is_some(), "retries", "`retries`"),
-                    (r.fault.is_some(), "fault", "fault injection (`fault`)"),
-                    (r.mirror.is_some(), "mirror", "mirroring (`mirror`)"),
-                    (!r.mirrors.is_empty(), "mirrors", "mirroring (`mirrors`)"),
-                    (
-                        r.mirror_percentage.is_some(),
-                        "mirrorPercentage",
-                        "`mirrorPercentage`",
-                    ),
-                    (r.cors_policy.is_some(), "corsPolicy", "`corsPolicy`"),
-                    (
-                        r.headers.is_some(),
-                        "headers",
-                        "header manipulation (`headers`)",
-                    ),
-                    (
-                        r.delegate.is_some(),
-                        "delegate",
-                        "delegation (`delegate`); the rule is skipped",
-                    ),
-                ];
-                for (present, name, what) in checks {
-                    if present {
-                        warn(ctx, f(name), what);
-                    }
-                }
-                if r.mirror_percent.is_some() {
-                    warn(ctx, f("mirrorPercent"), "`mirrorPercent`");
-                }
-                for (j, d) in r.route.iter().enumerate() {
-                    if d.headers.is_some() {
-                        warn(
-                            ctx,
-                            f(&format!("route[{j}].headers")),
-                            "per-destination `headers`",
-                        );
-                    }
-                }
+                let base = format!("spec.http[{i}]");
+                run(ctx, &base, r, ROUTE_UNSUPPORTED);
                 for (j, m) in r.matches.iter().enumerate() {
-                    if m.stat_prefix.is_some() {
-                        warn(ctx, f(&format!("match[{j}].statPrefix")), "`statPrefix`");
-                    }
+                    run(ctx, &format!("{base}.match[{j}]"), m, MATCH_UNSUPPORTED);
                 }
             }
         }
         Spec::DestinationRule(dr) => {
-            if dr.traffic_policy.is_some() {
-                warn(
-                    ctx,
-                    "spec.trafficPolicy".into(),
-                    "`trafficPolicy` (load balancing, connection pool, outlier detection, TLS)",
-                );
+            if let Some(tp) = &dr.traffic_policy {
+                traffic_policy(ctx, "spec.trafficPolicy", tp);
             }
             for (i, s) in dr.subsets.iter().enumerate() {
-                if s.traffic_policy.is_some() {
-                    warn(
-                        ctx,
-                        format!("spec.subsets[{i}].trafficPolicy"),
-                        "subset `trafficPolicy`",
-                    );
+                if let Some(tp) = &s.traffic_policy {
+                    traffic_policy(ctx, &format!("spec.subsets[{i}].trafficPolicy"), tp);
                 }
             }
             if !dr.export_to.is_empty() {

@@ -1,0 +1,215 @@
+//! The admin server over real sockets: metrics scrape, graph JSON, SSE feed, clusters.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_config::cluster::{Cluster, UpstreamEndpoint};
+use sluice_config::{build_snapshot, ProxyConfig, Snapshot};
+use sluice_telemetry::{CompletedRequest, Reporter, RequestProtocol, Telemetry};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::{serve, AdminState, ClusterStatus, EndpointStatus};
+
+fn canary_snapshot() -> Snapshot {
+    let parsed = sluice_model::parse_text(
+        include_str!("../../telemetry/tests/fixtures/canary.yaml"),
+        None,
+    );
+    build_snapshot(
+        parsed.resources,
+        parsed.diagnostics,
+        &ProxyConfig::default(),
+        &sluice_lb::StateStore::new(),
+        5,
+    )
+    .unwrap()
+}
+
+fn request<'a>(snap: &'a Snapshot, subset: &str) -> CompletedRequest<'a> {
+    let cluster = snap
+        .clusters
+        .values()
+        .find(|c| c.subset.as_deref() == Some(subset))
+        .unwrap();
+    CompletedRequest {
+        reporter: Reporter::Source,
+        source_node: "mesh",
+        virtual_host: Some("app-backend.default.svc.cluster.local:9080"),
+        route: Some("app-backend.0"),
+        cluster: Some(cluster),
+        endpoint: cluster.endpoints.first(),
+        protocol: RequestProtocol::Http,
+        response_code: 200,
+        grpc_status: None,
+        response_flags: "",
+        duration: Duration::from_millis(3),
+        request_bytes: 0,
+        response_bytes: 40,
+        mirror: false,
+    }
+}
+
+struct AllHealthy;
+
+impl ClusterStatus for AllHealthy {
+    fn endpoint(&self, _: &Cluster, _: &UpstreamEndpoint) -> EndpointStatus {
+        EndpointStatus {
+            healthy: Some(true),
+            ..Default::default()
+        }
+    }
+}
+
+async fn start() -> SocketAddr {
+    let snap = Arc::new(canary_snapshot());
+    let config = sluice_proxy::ConfigHandle::new();
+    config.publish(snap.clone());
+    let telemetry = Arc::new(Telemetry::default());
+    telemetry.on_snapshot(&snap);
+    for i in 0..10 {
+        telemetry.record_request(&request(&snap, if i == 0 { "v2" } else { "v1" }));
+    }
+    let state = AdminState::new(config, Arc::new(|| Ok(())))
+        .with_telemetry(telemetry)
+        .with_cluster_status(Arc::new(AllHealthy));
+    serve("127.0.0.1:0".parse().unwrap(), state).await.unwrap()
+}
+
+/// A one-shot HTTP/1.1 GET; returns (head, body).
+async fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (String, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\n{accept}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(buf).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_ascii_lowercase(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrape_both_formats() {
+    let addr = start().await;
+    let (head, body) = get(addr, "/stats/prometheus", None).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    let v1 = body
+        .lines()
+        .find(|l| {
+            l.starts_with("istio_requests_total{") && l.contains("destination_version=\"v1\"")
+        })
+        .unwrap_or_else(|| panic!("no v1 series:\n{body}"));
+    assert!(v1.contains("reporter=\"source\""), "{v1}");
+    assert!(v1.ends_with("} 9"), "{v1}");
+    assert!(body.contains("# TYPE istio_requests_total counter"));
+    assert!(body.contains("istio_request_duration_milliseconds_bucket{le=\"0.5\","));
+
+    let (head, body) = get(
+        addr,
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
+    )
+    .await;
+    assert!(
+        head.contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(body.contains("# TYPE istio_requests counter"));
+    assert!(body.ends_with("# EOF\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_json_and_clusters() {
+    let addr = start().await;
+    let (head, body) = get(addr, "/api/graph", None).await;
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let g: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(g["window_secs"], 30);
+    assert_eq!(g["config_version"], 5);
+    let edges = g["edges"].as_array().unwrap();
+    let v1 = edges.iter().find(|e| e["subset"] == "v1").unwrap();
+    assert_eq!(v1["requests"], 9);
+    assert_eq!(v1["configured_weight"], 90);
+    assert!((v1["observed_share"].as_f64().unwrap() - 0.9).abs() < 1e-9);
+    assert!(g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["kind"] == "version" && n["version"] == "v2"));
+
+    let (_, body) = get(addr, "/clusters", None).await;
+    let c: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(c["version"], 5);
+    let clusters = c["clusters"].as_array().unwrap();
+    let v1 = clusters
+        .iter()
+        .find(|c| c["name"] == "outbound|9080|v1|app-backend.default.svc.cluster.local")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(v1["subset"], "v1");
+    assert_eq!(v1["in_flight"], serde_json::Value::Null);
+    let ep = &v1["endpoints"][0];
+    assert_eq!(ep["address"], "127.0.0.1:9001");
+    assert_eq!(ep["workload"], "app-backend-v1");
+    assert_eq!(ep["labels"]["version"], "v1");
+    assert_eq!(ep["healthy"], true);
+    assert!(ep["outlier"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_stream_sends_an_event_every_second() {
+    let addr = start().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /api/graph/stream HTTP/1.1\r\nHost: admin\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(2500);
+    let mut raw = String::new();
+    let mut buf = [0u8; 16 * 1024];
+    while raw.matches("data: ").count() < 2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = tokio::time::timeout(left, s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("fewer than two events in 2.5 s:\n{raw}"))
+            .unwrap();
+        assert!(n > 0, "stream closed:\n{raw}");
+        raw.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+    }
+    let head = raw.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    // Each event is one chunk: `data: <json>\n\n`.
+    let events: Vec<serde_json::Value> = raw
+        .split("data: ")
+        .skip(1)
+        .map(|e| serde_json::from_str(e.split("\n\n").next().unwrap()).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2);
+    for e in &events {
+        assert!(e["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["subset"] == "v1" && x["requests"] == 9));
+    }
+    assert!(started.elapsed() < Duration::from_millis(2500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_path_lists_endpoints() {
+    let addr = start().await;
+    let (head, body) = get(addr, "/nope", None).await;
+    assert!(head.starts_with("http/1.1 404"));
+    assert!(body.contains("/stats/prometheus") && body.contains("/api/graph/stream"));
+}

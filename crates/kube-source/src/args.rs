@@ -1,0 +1,153 @@
+//! Flags of `sluice run --kubernetes`, flattened into the binary's `run` arguments.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::source::{KubeOptions, KubeSource};
+
+/// Kubernetes mode of `sluice run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KubeArgs {
+    /// Read config from the Kubernetes API (in-cluster config or KUBECONFIG) instead of files.
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// Watch only these namespaces (comma-separated; default: all).
+    #[arg(long, value_delimiter = ',', requires = "kubernetes")]
+    pub watch_namespaces: Vec<String>,
+    /// Kubernetes API URL (e.g. `http://127.0.0.1:8001` behind `kubectl proxy`).
+    #[arg(long, requires = "kubernetes")]
+    pub kube_api: Option<String>,
+    /// Longest wait for the first full sync with the API server.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub sync_timeout: Duration,
+    /// Do not publish Kubernetes Events about invalid objects (they are still logged).
+    #[arg(long)]
+    pub no_events: bool,
+    /// Add the pod's labels from this downward-API file to `--labels`.
+    #[arg(long)]
+    pub labels_file: Option<PathBuf>,
+    /// Sidecar: port of the inbound listener that intercepted traffic arrives on.
+    #[arg(long)]
+    pub inbound_port: Option<u16>,
+    /// Sidecar: port of the outbound listener that intercepted traffic arrives on.
+    #[arg(long)]
+    pub outbound_port: Option<u16>,
+}
+
+impl Default for KubeArgs {
+    fn default() -> Self {
+        KubeArgs {
+            kubernetes: false,
+            watch_namespaces: Vec::new(),
+            kube_api: None,
+            sync_timeout: Duration::from_secs(60),
+            no_events: false,
+            labels_file: None,
+            inbound_port: None,
+            outbound_port: None,
+        }
+    }
+}
+
+impl KubeArgs {
+    /// The watch options these flags describe (the Event instance is `$POD_NAME`).
+    pub fn options(&self) -> KubeOptions {
+        KubeOptions {
+            namespaces: self.watch_namespaces.clone(),
+            events: !self.no_events,
+            instance: std::env::var("POD_NAME").unwrap_or_default(),
+        }
+    }
+
+    /// The labels of `--labels-file` (empty without it).
+    pub fn file_labels(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        match &self.labels_file {
+            Some(p) => crate::labels::read_labels_file(p),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+}
+
+/// Connects, starts the watchers and waits for the first full sync (`--sync-timeout`).
+pub async fn start(args: &KubeArgs) -> anyhow::Result<KubeSource> {
+    let client = crate::client::connect(args.kube_api.as_deref()).await?;
+    let source = KubeSource::start(client, args.options())
+        .await
+        .context("cannot start watching the Kubernetes API")?;
+    source.wait_ready(args.sync_timeout).await?;
+    let apis: Vec<String> = source
+        .istio_apis()
+        .iter()
+        .map(|a| format!("{} {}", a.resource.api_version, a.kind))
+        .collect();
+    tracing::info!(istio = %apis.join(", "), "synced with the Kubernetes API");
+    Ok(source)
+}
+
+/// Parses `500ms`, `10s`, `2m` or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration `{s}`"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in `{s}` (use ms, s, m or h)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration `{s}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[arg(required_unless_present = "kubernetes")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        kube: KubeArgs,
+    }
+
+    #[test]
+    fn flags() {
+        let cli = Cli::try_parse_from([
+            "run",
+            "--kubernetes",
+            "--watch-namespaces",
+            "a,b",
+            "--sync-timeout",
+            "500ms",
+            "--inbound-port",
+            "15006",
+        ])
+        .unwrap();
+        assert!(cli.kube.kubernetes && cli.paths.is_empty());
+        assert_eq!(cli.kube.watch_namespaces, ["a", "b"]);
+        assert_eq!(cli.kube.sync_timeout, Duration::from_millis(500));
+        assert!(cli.kube.options().events);
+        assert!(
+            Cli::try_parse_from(["run"]).is_err(),
+            "paths or --kubernetes"
+        );
+        assert!(Cli::try_parse_from(["run", "x", "--watch-namespaces", "a"]).is_err());
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("1d").is_err());
+        let defaults = Cli::try_parse_from(["run", "x"]).unwrap().kube;
+        assert_eq!(defaults.sync_timeout, KubeArgs::default().sync_timeout);
+    }
+}

@@ -1,0 +1,248 @@
+//! The Kubernetes config source: watches Istio objects, Services, EndpointSlices and Pods and
+//! keeps a [`ConfigStore`](sluice_sources::ConfigStore) of valid objects for the runtime.
+
+mod discovery;
+mod istio;
+mod report;
+pub mod services;
+mod state;
+mod watch;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DynamicObject, PartialObjectMeta};
+use kube::Client;
+use sluice_model::{Diagnostic, Resource};
+use tokio::sync::watch as signal;
+use tokio::task::JoinHandle;
+
+pub use discovery::{discover_istio, IstioApi, ISTIO_KINDS};
+pub use istio::{admit, as_warnings, decode_object, Admission};
+
+use report::Reports;
+use state::{Outcome, State};
+use watch::{Target, Watched};
+
+/// A source of config objects that changes over time (files, Kubernetes).
+pub trait ConfigSource: Send + Sync + std::fmt::Debug {
+    /// Every object to apply and every diagnostic, as of now.
+    fn collect(&self) -> (Vec<Resource>, Vec<Diagnostic>);
+    /// Whether the source has read everything once (gates `/ready`).
+    fn is_ready(&self) -> bool;
+    /// A counter that moves whenever `collect` would return something new.
+    fn subscribe(&self) -> signal::Receiver<u64>;
+}
+
+/// Waits for the next change, then lets a burst of changes settle for `debounce`; `false` when
+/// the source is gone.
+pub async fn next_change(rx: &mut signal::Receiver<u64>, debounce: Duration) -> bool {
+    if rx.changed().await.is_err() {
+        return false;
+    }
+    tokio::time::sleep(debounce).await;
+    rx.borrow_and_update();
+    true
+}
+
+/// What to watch and how to report.
+#[derive(Debug, Clone, Default)]
+pub struct KubeOptions {
+    /// Namespaces to watch (empty: all).
+    pub namespaces: Vec<String>,
+    /// Publish a Kubernetes Event on each invalid object.
+    pub events: bool,
+    /// Reporting instance named in Events (e.g. the pod name).
+    pub instance: String,
+}
+
+/// State shared by the watchers and the readers.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    changes: signal::Sender<u64>,
+    pending: signal::Sender<BTreeSet<String>>,
+    reports: Reports,
+}
+
+impl Shared {
+    /// Applies a change; notifies readers and reports invalid objects.
+    pub(crate) fn update(&self, f: impl FnOnce(&mut State) -> Outcome) {
+        let outcome = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut state)
+        };
+        if outcome.changed {
+            self.changes.send_modify(|g| *g += 1);
+        }
+        for r in outcome.reports {
+            self.reports.publish(r);
+        }
+    }
+
+    /// Marks a watcher as having completed its first listing.
+    pub(crate) fn synced(&self, name: &str) {
+        self.pending.send_if_modified(|p| p.remove(name));
+    }
+}
+
+/// Watches a cluster; cheap to query, stops its watchers when dropped.
+pub struct KubeSource {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+    istio: Vec<IstioApi>,
+}
+
+impl std::fmt::Debug for KubeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeSource")
+            .field("istio", &self.istio)
+            .field("watchers", &self.tasks.len())
+            .field("ready", &self.is_ready())
+            .finish()
+    }
+}
+
+impl Drop for KubeSource {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl KubeSource {
+    /// Discovers the Istio API versions and starts the watchers (it does not wait for them).
+    pub async fn start(client: Client, opts: KubeOptions) -> anyhow::Result<KubeSource> {
+        let istio = discover_istio(&client).await?;
+        let scopes: Vec<Option<String>> = if opts.namespaces.is_empty() {
+            vec![None]
+        } else {
+            opts.namespaces.iter().cloned().map(Some).collect()
+        };
+        let mut targets = Vec::new();
+        for ns in &scopes {
+            let target = |what: &str, istio| Target {
+                name: match ns {
+                    Some(n) => format!("{what} (namespace {n})"),
+                    None => format!("{what} (all namespaces)"),
+                },
+                namespace: ns.clone(),
+                istio,
+            };
+            for api in &istio {
+                let t = target(
+                    api.kind.name(),
+                    Some((api.kind, api.resource.api_version.clone())),
+                );
+                targets.push((t, Feed::Istio(api.resource.clone())));
+            }
+            targets.push((target("Service", None), Feed::Service));
+            targets.push((target("EndpointSlice", None), Feed::EndpointSlice));
+            targets.push((target("Pod", None), Feed::Pod));
+        }
+        let names = targets.iter().map(|(t, _)| t.name.clone()).collect();
+        let reports = Reports::new(opts.events.then(|| client.clone()), &opts.instance);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            changes: signal::channel(0).0,
+            pending: signal::channel(names).0,
+            reports,
+        });
+        let tasks = targets
+            .into_iter()
+            .map(|(t, feed)| {
+                let c = client.clone();
+                let ns = t.namespace.clone();
+                let ns = ns.as_deref();
+                let s = shared.clone();
+                match feed {
+                    Feed::Istio(r) => spawn(dynamic_api(c, ns, &r), t, s),
+                    Feed::Service => spawn(typed_api::<Service>(c, ns), t, s),
+                    Feed::EndpointSlice => spawn(typed_api::<EndpointSlice>(c, ns), t, s),
+                    Feed::Pod => spawn(typed_api::<PartialObjectMeta<Pod>>(c, ns), t, s),
+                }
+            })
+            .collect();
+        Ok(KubeSource {
+            shared,
+            tasks,
+            istio,
+        })
+    }
+
+    /// The Istio kinds watched and the apiVersion of each.
+    pub fn istio_apis(&self) -> &[IstioApi] {
+        &self.istio
+    }
+
+    /// Waits until every watcher has listed once; the error names those that have not.
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let mut rx = self.shared.pending.subscribe();
+        let synced = tokio::time::timeout(timeout, rx.wait_for(BTreeSet::is_empty))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if synced {
+            return Ok(());
+        }
+        let pending: Vec<String> = self.shared.pending.borrow().iter().cloned().collect();
+        anyhow::bail!(
+            "not synced with the Kubernetes API after {timeout:?}: {}",
+            pending.join(", ")
+        )
+    }
+}
+
+impl ConfigSource for KubeSource {
+    fn collect(&self) -> (Vec<Resource>, Vec<Diagnostic>) {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .collect()
+    }
+
+    fn is_ready(&self) -> bool {
+        self.shared.pending.borrow().is_empty()
+    }
+
+    fn subscribe(&self) -> signal::Receiver<u64> {
+        self.shared.changes.subscribe()
+    }
+}
+
+/// The API a watcher reads.
+enum Feed {
+    Istio(kube::discovery::ApiResource),
+    Service,
+    EndpointSlice,
+    Pod,
+}
+
+fn spawn<K: Watched>(api: Api<K>, target: Target, shared: Arc<Shared>) -> JoinHandle<()> {
+    tokio::spawn(watch::run(api, target, shared))
+}
+
+fn dynamic_api(
+    client: Client,
+    ns: Option<&str>,
+    r: &kube::discovery::ApiResource,
+) -> Api<DynamicObject> {
+    match ns {
+        Some(ns) => Api::namespaced_with(client, ns, r),
+        None => Api::all_with(client, r),
+    }
+}
+
+fn typed_api<K>(client: Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    }
+}

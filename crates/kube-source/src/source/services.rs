@@ -1,0 +1,261 @@
+//! Kubernetes Services as registry entries: each Service becomes a `ServiceEntry`-equivalent
+//! object (host `name.ns.svc.cluster.local`, ClusterIPs, ports with Istio's protocol rules,
+//! ready endpoints from EndpointSlices carrying their Pod's labels), so the compiler needs no
+//! Kubernetes knowledge.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::{json, Map, Value};
+use sluice_config::host::DOMAIN_SUFFIX;
+
+/// Prefix of the names of synthesized ServiceEntries (`svc:reviews`); `:` cannot appear in a
+/// Kubernetes name, so they never collide with real ServiceEntries.
+pub const SYNTHESIZED_PREFIX: &str = "svc:";
+
+/// Label an EndpointSlice uses to name its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Istio's protocol for a Service port: `appProtocol` first, else the port name's prefix
+/// (`http`, `http-web`, `http2`, `grpc`, `grpc-web`, `https`, `tls`, `tcp`, `mongo`, `redis`,
+/// `mysql`); `None` means undeclared (sniffed).
+pub fn port_protocol(app_protocol: Option<&str>, name: &str) -> Option<&'static str> {
+    let by_name = |s: &str| -> Option<&'static str> {
+        let lower = s.to_ascii_lowercase();
+        if lower == "grpc-web" || lower.starts_with("grpc-web-") {
+            return Some("GRPC-WEB");
+        }
+        Some(match lower.split('-').next().unwrap_or("") {
+            "http" => "HTTP",
+            "http2" => "HTTP2",
+            "grpc" => "GRPC",
+            "https" => "HTTPS",
+            "tls" => "TLS",
+            "tcp" => "TCP",
+            "mongo" => "MONGO",
+            "redis" => "REDIS",
+            "mysql" => "MYSQL",
+            _ => return None,
+        })
+    };
+    if let Some(app) = app_protocol.filter(|a| !a.is_empty()) {
+        let known = match app.to_ascii_lowercase().as_str() {
+            "kubernetes.io/h2c" => Some("HTTP2"),
+            "kubernetes.io/ws" => Some("HTTP"),
+            "kubernetes.io/wss" => Some("HTTPS"),
+            lower => by_name(lower).filter(|_| !lower.contains('-') || lower == "grpc-web"),
+        };
+        if known.is_some() {
+            return known;
+        }
+    }
+    by_name(name)
+}
+
+/// The endpoint port name used for a Service port (Kubernetes allows one unnamed port).
+fn port_name(p: &ServicePort) -> String {
+    p.name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("port-{}", p.port))
+}
+
+/// The ServiceEntry object (as the API server would serve it) for a Service, or `None` when it
+/// has no TCP port. `pod_labels(name)` gives the labels of a Pod of the Service's namespace.
+pub fn synthesize(
+    svc: &Service,
+    slices: &[&EndpointSlice],
+    pod_labels: &dyn Fn(&str) -> Option<BTreeMap<String, String>>,
+) -> Option<Value> {
+    let name = svc.metadata.name.clone()?;
+    let ns = svc
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let spec = svc.spec.as_ref()?;
+    let tcp: Vec<&ServicePort> = spec
+        .ports
+        .iter()
+        .flatten()
+        .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+        .collect();
+    if tcp.is_empty() {
+        return None;
+    }
+    let ports: Vec<Value> = tcp
+        .iter()
+        .map(|p| {
+            let mut port = Map::new();
+            port.insert("number".into(), json!(p.port));
+            port.insert("name".into(), json!(port_name(p)));
+            let declared = p.name.as_deref().unwrap_or("");
+            if let Some(proto) = port_protocol(p.app_protocol.as_deref(), declared) {
+                port.insert("protocol".into(), json!(proto));
+            }
+            if let Some(IntOrString::Int(t)) = &p.target_port {
+                port.insert("targetPort".into(), json!(t));
+            }
+            Value::Object(port)
+        })
+        .collect();
+    let mut se = Map::new();
+    se.insert(
+        "hosts".into(),
+        json!([format!("{name}.{ns}.svc.{DOMAIN_SUFFIX}")]),
+    );
+    if spec.type_.as_deref() == Some("ExternalName") {
+        let target = spec.external_name.clone().unwrap_or_default();
+        se.insert("ports".into(), Value::Array(ports));
+        se.insert("location".into(), json!("MESH_EXTERNAL"));
+        se.insert("resolution".into(), json!("DNS"));
+        se.insert("endpoints".into(), json!([{ "address": target }]));
+    } else {
+        let addresses: BTreeSet<&str> = spec
+            .cluster_ips
+            .iter()
+            .flatten()
+            .chain(spec.cluster_ip.iter())
+            .map(String::as_str)
+            .filter(|ip| !ip.is_empty() && *ip != "None")
+            .collect();
+        if !addresses.is_empty() {
+            se.insert("addresses".into(), json!(addresses));
+        }
+        se.insert("ports".into(), Value::Array(ports));
+        se.insert("location".into(), json!("MESH_INTERNAL"));
+        se.insert("resolution".into(), json!("STATIC"));
+        let all = spec.publish_not_ready_addresses.unwrap_or(false);
+        se.insert(
+            "endpoints".into(),
+            Value::Array(endpoints(&tcp, slices, all, pod_labels)),
+        );
+    }
+    let mut meta = Map::new();
+    meta.insert("name".into(), json!(format!("{SYNTHESIZED_PREFIX}{name}")));
+    meta.insert("namespace".into(), json!(ns));
+    if let Some(labels) = &svc.metadata.labels {
+        meta.insert("labels".into(), json!(labels));
+    }
+    if let Some(t) = &svc.metadata.creation_timestamp {
+        meta.insert("creationTimestamp".into(), json!(t));
+    }
+    if let Some(rv) = &svc.metadata.resource_version {
+        meta.insert("resourceVersion".into(), json!(rv));
+    }
+    Some(json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
+        "metadata": meta,
+        "spec": se,
+    }))
+}
+
+/// Ready endpoints (all of them with `publishNotReadyAddresses`), one per address and port set
+/// (a pod listed twice during a slice update counts once), sorted.
+fn endpoints(
+    ports: &[&ServicePort],
+    slices: &[&EndpointSlice],
+    include_not_ready: bool,
+    pod_labels: &dyn Fn(&str) -> Option<BTreeMap<String, String>>,
+) -> Vec<Value> {
+    let mut out: BTreeMap<(String, String), Value> = BTreeMap::new();
+    for slice in slices {
+        if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+            continue;
+        }
+        let slice_ports: BTreeMap<&str, i32> = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| Some((p.name.as_deref().unwrap_or(""), p.port?)))
+            .collect();
+        let port_map: Map<String, Value> = ports
+            .iter()
+            .filter_map(|p| {
+                let n = slice_ports.get(p.name.as_deref().unwrap_or(""))?;
+                Some((port_name(p), json!(n)))
+            })
+            .collect();
+        for ep in &slice.endpoints {
+            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+            if !(ready || include_not_ready) {
+                continue;
+            }
+            let Some(address) = ep.addresses.first() else {
+                continue;
+            };
+            let key = (address.clone(), Value::Object(port_map.clone()).to_string());
+            if out.contains_key(&key) {
+                continue;
+            }
+            let mut e = Map::new();
+            e.insert("address".into(), json!(address));
+            if !port_map.is_empty() {
+                e.insert("ports".into(), Value::Object(port_map.clone()));
+            }
+            let labels = ep
+                .target_ref
+                .as_ref()
+                .filter(|r| r.kind.as_deref() == Some("Pod"))
+                .and_then(|r| r.name.as_deref())
+                .and_then(pod_labels);
+            if let Some(labels) = labels.filter(|l| !l.is_empty()) {
+                e.insert("labels".into(), json!(labels));
+            }
+            out.insert(key, Value::Object(e));
+        }
+    }
+    out.into_values().collect()
+}
+
+/// The Pods an EndpointSlice's endpoints point at.
+pub fn slice_pods(slice: &EndpointSlice) -> impl Iterator<Item = &str> {
+    slice
+        .endpoints
+        .iter()
+        .filter_map(|e| e.target_ref.as_ref())
+        .filter(|r| r.kind.as_deref() == Some("Pod"))
+        .filter_map(|r| r.name.as_deref())
+}
+
+/// The Service an EndpointSlice belongs to.
+pub fn slice_service(slice: &EndpointSlice) -> Option<&str> {
+    slice
+        .metadata
+        .labels
+        .as_ref()?
+        .get(SERVICE_NAME_LABEL)
+        .map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocols_follow_istio() {
+        assert_eq!(port_protocol(None, "http"), Some("HTTP"));
+        assert_eq!(port_protocol(None, "http-web"), Some("HTTP"));
+        assert_eq!(port_protocol(None, "http2"), Some("HTTP2"));
+        assert_eq!(port_protocol(None, "grpc-api"), Some("GRPC"));
+        assert_eq!(port_protocol(None, "grpc-web"), Some("GRPC-WEB"));
+        assert_eq!(port_protocol(None, "tcp-db"), Some("TCP"));
+        assert_eq!(port_protocol(None, "redis"), Some("REDIS"));
+        assert_eq!(port_protocol(None, "web"), None);
+        assert_eq!(port_protocol(None, "httpfoo"), None);
+        assert_eq!(
+            port_protocol(Some("kubernetes.io/h2c"), "web"),
+            Some("HTTP2")
+        );
+        assert_eq!(port_protocol(Some("grpc"), "http"), Some("GRPC"));
+        assert_eq!(port_protocol(Some("HTTP"), "tcp"), Some("HTTP"));
+        assert_eq!(port_protocol(Some("https"), ""), Some("HTTPS"));
+        assert_eq!(
+            port_protocol(Some("example.com/custom"), "http"),
+            Some("HTTP")
+        );
+    }
+}

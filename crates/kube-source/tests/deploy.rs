@@ -1,0 +1,292 @@
+//! Every YAML file under `deploy/` parses (Helm templates after a small rendering that supports
+//! only what the chart uses: `.Values.*`, `.Release.*`, `.Chart.*` and `| quote`), and the
+//! manifests say what sluice needs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sluice_model::yaml::parse_documents;
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            out.push(path);
+        }
+    }
+}
+
+/// Looks up `a.b.c` in the chart's values.
+fn value_at(values: &Value, path: &str) -> Option<String> {
+    let v = path.split('.').try_fold(values, |v, k| v.get(k))?;
+    Some(match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+/// Renders the expressions the chart uses; anything else fails the test.
+fn render(template: &str, values: &Value, file: &Path) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find("}}").expect("unclosed {{") + start;
+        let expr = rest[start + 2..end].trim();
+        let (expr, quote) = match expr.split_once('|') {
+            Some((e, f)) if f.trim() == "quote" => (e.trim(), true),
+            Some(_) => panic!("{}: unsupported pipeline `{expr}`", file.display()),
+            None => (expr, false),
+        };
+        let v = match expr {
+            ".Release.Name" => "sluice".to_string(),
+            ".Release.Namespace" => "sluice-system".to_string(),
+            ".Chart.Name" => "sluice".to_string(),
+            e => e
+                .strip_prefix(".Values.")
+                .and_then(|p| value_at(values, p))
+                .unwrap_or_else(|| panic!("{}: unsupported expression `{e}`", file.display())),
+        };
+        out.push_str(&if quote { format!("{v:?}") } else { v });
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Every object of every YAML file under deploy/, rendered.
+fn objects() -> Vec<(PathBuf, Value)> {
+    let mut files = Vec::new();
+    yaml_files(&deploy_dir(), &mut files);
+    files.sort();
+    assert!(files.len() >= 8, "{files:?}");
+    let values_file = deploy_dir().join("helm/sluice/values.yaml");
+    let values = parse_documents(&std::fs::read_to_string(values_file).unwrap()).unwrap()[0]
+        .value
+        .clone();
+    let mut out = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let text = if text.contains("{{") {
+            render(&text, &values, &file)
+        } else {
+            text
+        };
+        let docs = parse_documents(&text)
+            .unwrap_or_else(|e| panic!("{}:{}: {}", file.display(), e.location.line, e.message));
+        for d in docs.into_iter().filter(|d| !d.value.is_null()) {
+            out.push((file.clone(), d.value));
+        }
+    }
+    out
+}
+
+fn kind<'a>(objs: &'a [(PathBuf, Value)], kind: &str) -> Vec<&'a Value> {
+    objs.iter()
+        .map(|(_, v)| v)
+        .filter(|v| v["kind"] == kind)
+        .collect()
+}
+
+#[test]
+fn every_yaml_file_parses_into_named_objects() {
+    for (file, v) in objects() {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        if matches!(name, "Chart.yaml" | "values.yaml") {
+            continue;
+        }
+        assert!(
+            v["apiVersion"].is_string(),
+            "{}: no apiVersion",
+            file.display()
+        );
+        assert!(
+            v["metadata"]["name"].is_string(),
+            "{}: no metadata.name",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn crds_cover_the_five_kinds_in_three_versions() {
+    let objs = objects();
+    let crds = kind(&objs, "CustomResourceDefinition");
+    let mut kinds: Vec<&str> = crds
+        .iter()
+        .map(|c| c["spec"]["names"]["kind"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "DestinationRule",
+            "Gateway",
+            "ServiceEntry",
+            "VirtualService",
+            "WorkloadEntry"
+        ]
+    );
+    for c in crds {
+        let plural = c["spec"]["names"]["plural"].as_str().unwrap();
+        assert_eq!(
+            c["metadata"]["name"],
+            format!("{plural}.networking.istio.io")
+        );
+        assert_eq!(c["spec"]["group"], "networking.istio.io");
+        assert_eq!(c["spec"]["scope"], "Namespaced");
+        let versions = c["spec"]["versions"].as_array().unwrap();
+        let names: Vec<&str> = versions
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["v1", "v1beta1", "v1alpha3"]);
+        for v in versions {
+            assert_eq!(v["served"], true);
+            assert_eq!(v["storage"], v["name"] == "v1");
+            let spec = &v["schema"]["openAPIV3Schema"]["properties"]["spec"];
+            assert_eq!(spec["type"], "object");
+            assert_eq!(spec["x-kubernetes-preserve-unknown-fields"], true);
+        }
+    }
+}
+
+#[test]
+fn rbac_is_read_only_except_events() {
+    let objs = objects();
+    let roles = kind(&objs, "ClusterRole");
+    assert_eq!(roles.len(), 1);
+    let mut granted = Vec::new();
+    for rule in roles[0]["rules"].as_array().unwrap() {
+        let verbs: Vec<&str> = rule["verbs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        for r in rule["resources"].as_array().unwrap() {
+            let r = r.as_str().unwrap();
+            if r == "events" {
+                assert_eq!(verbs, ["create", "patch"]);
+            } else {
+                assert_eq!(verbs, ["get", "list", "watch"], "{r}");
+                granted.push(r);
+            }
+        }
+    }
+    for needed in [
+        "virtualservices",
+        "destinationrules",
+        "gateways",
+        "serviceentries",
+        "workloadentries",
+        "services",
+        "endpointslices",
+        "pods",
+        "namespaces",
+    ] {
+        assert!(granted.contains(&needed), "{needed} not granted");
+    }
+    let bindings = kind(&objs, "ClusterRoleBinding");
+    assert!(bindings
+        .iter()
+        .all(|b| b["roleRef"]["name"] == "sluice-reader"));
+}
+
+#[test]
+fn gateway_deployment_and_service() {
+    let objs: Vec<(PathBuf, Value)> = objects()
+        .into_iter()
+        .filter(|(f, _)| f.to_string_lossy().contains("/helm/"))
+        .collect();
+    let deploy = kind(&objs, "Deployment")[0];
+    let pod = &deploy["spec"]["template"];
+    assert_eq!(pod["metadata"]["labels"]["istio"], "ingressgateway");
+    assert_eq!(
+        deploy["spec"]["selector"]["matchLabels"]["istio"],
+        "ingressgateway"
+    );
+    let c = &pod["spec"]["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &args[..4],
+        ["run", "--kubernetes", "--labels", "istio=ingressgateway"]
+    );
+    assert_eq!(c["image"], "sluice:dev");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
+    assert_eq!(pod["spec"]["serviceAccountName"], "sluice");
+    let svc = kind(&objs, "Service")[0];
+    assert_eq!(svc["spec"]["type"], "LoadBalancer");
+    for (k, v) in svc["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(
+            &pod["metadata"]["labels"][k], v,
+            "the Service selects the gateway pods"
+        );
+    }
+}
+
+#[test]
+fn tutorial_examples_are_valid_istio_config_for_the_gateway() {
+    let dir = deploy_dir().join("examples");
+    let mut resources = Vec::new();
+    for name in [
+        "helloworld.yaml",
+        "helloworld-gateway.yaml",
+        "httpbin-mirroring.yaml",
+    ] {
+        let file = dir.join(name);
+        let parsed = sluice_model::parse_text(&std::fs::read_to_string(&file).unwrap(), None);
+        let blocking: Vec<_> = parsed
+            .diagnostics
+            .iter()
+            .filter(|d| sluice_config::is_blocking(d))
+            .collect();
+        assert!(blocking.is_empty(), "{name}: {blocking:#?}");
+        resources.extend(parsed.resources);
+    }
+    let canary = sluice_model::parse_text(
+        &std::fs::read_to_string(dir.join("helloworld-header-canary.yaml")).unwrap(),
+        None,
+    );
+    for r in resources.iter().chain(&canary.resources) {
+        let errors: Vec<_> = sluice_config::validate::validate_resource(r)
+            .into_iter()
+            .filter(sluice_config::is_blocking)
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", r.key());
+    }
+    let proxy = sluice_config::ProxyConfig {
+        labels: [("istio".to_string(), "ingressgateway".to_string())].into(),
+        mesh_role: false,
+        ..Default::default()
+    };
+    let snapshot = sluice_config::build_snapshot(
+        resources,
+        Vec::new(),
+        &proxy,
+        &sluice_lb::StateStore::new(),
+        1,
+    )
+    .expect("the tutorial config is accepted");
+    let ports: Vec<u16> = snapshot
+        .listeners
+        .iter()
+        .map(|l| l.address.port())
+        .collect();
+    assert_eq!(ports, [80], "the gateway serves port 80");
+}

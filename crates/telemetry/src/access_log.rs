@@ -1,0 +1,518 @@
+//! Access log: one line per request, JSON (default) or text, to stdout or a file.
+//!
+//! The request path never blocks on it: [`AccessLog::log`] is a `try_send` into a bounded
+//! channel; when the channel is full the line is dropped and `sluice_access_log_dropped_total`
+//! counts it. A dedicated thread formats and writes (stdout and file writes are blocking calls,
+//! which must not run on the proxy's async workers), flushing whenever the queue runs empty.
+
+use std::fmt::Write as _;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::metrics::counter::Counter;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+
+/// Line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessLogFormat {
+    /// One JSON object per line (Istio's `JSON` encoding).
+    #[default]
+    Json,
+    /// Envoy/Istio-style text line.
+    Text,
+}
+
+/// Where lines go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AccessLogTarget {
+    /// Standard output.
+    #[default]
+    Stdout,
+    /// A file, appended to (created when missing).
+    File(PathBuf),
+}
+
+/// Access log settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    /// Off by default, as in Istio's default profile (`meshConfig.accessLogFile` empty).
+    pub enabled: bool,
+    /// Line format.
+    pub format: AccessLogFormat,
+    /// Destination.
+    pub target: AccessLogTarget,
+    /// Lines queued before new ones are dropped.
+    pub capacity: usize,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig {
+            enabled: false,
+            format: AccessLogFormat::Json,
+            target: AccessLogTarget::Stdout,
+            capacity: 16 * 1024,
+        }
+    }
+}
+
+impl AccessLogConfig {
+    /// JSON lines to stdout.
+    pub fn stdout() -> Self {
+        AccessLogConfig {
+            enabled: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// One request, as logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogEntry {
+    /// When the request started.
+    pub start_time: SystemTime,
+    /// HTTP method.
+    pub method: String,
+    /// Host / :authority.
+    pub authority: String,
+    /// Path and query as received.
+    pub path: String,
+    /// `HTTP/1.1`, `HTTP/2`.
+    pub protocol: &'static str,
+    /// Status sent downstream; 0 when none was.
+    pub response_code: u16,
+    /// Envoy response flags (`-` when none).
+    pub response_flags: String,
+    /// Body bytes received from downstream.
+    pub bytes_received: u64,
+    /// Body bytes sent downstream.
+    pub bytes_sent: u64,
+    /// Start to response complete.
+    pub duration: Duration,
+    /// The endpoint (`ip:port`) the request went to.
+    pub upstream_host: Option<String>,
+    /// The cluster it went to.
+    pub upstream_cluster: Option<String>,
+    /// The route that matched.
+    pub route_name: Option<String>,
+    /// `x-request-id`.
+    pub x_request_id: Option<String>,
+    /// Trace ID, when traced.
+    pub trace_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    start_time: &'a str,
+    method: &'a str,
+    authority: &'a str,
+    path: &'a str,
+    protocol: &'a str,
+    response_code: u16,
+    response_flags: &'a str,
+    bytes_received: u64,
+    bytes_sent: u64,
+    duration: u64,
+    upstream_host: Option<&'a str>,
+    upstream_cluster: Option<&'a str>,
+    route_name: Option<&'a str>,
+    x_request_id: Option<&'a str>,
+    trace_id: Option<&'a str>,
+}
+
+fn flags_or_dash(flags: &str) -> &str {
+    if flags.is_empty() {
+        "-"
+    } else {
+        flags
+    }
+}
+
+impl AccessLogEntry {
+    /// The line (without the newline) in `format`.
+    pub fn format(&self, format: AccessLogFormat) -> String {
+        let start = rfc3339_millis(self.start_time);
+        let duration_ms = u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX);
+        match format {
+            AccessLogFormat::Json => serde_json::to_string(&JsonLine {
+                start_time: &start,
+                method: &self.method,
+                authority: &self.authority,
+                path: &self.path,
+                protocol: self.protocol,
+                response_code: self.response_code,
+                response_flags: flags_or_dash(&self.response_flags),
+                bytes_received: self.bytes_received,
+                bytes_sent: self.bytes_sent,
+                duration: duration_ms,
+                upstream_host: self.upstream_host.as_deref(),
+                upstream_cluster: self.upstream_cluster.as_deref(),
+                route_name: self.route_name.as_deref(),
+                x_request_id: self.x_request_id.as_deref(),
+                trace_id: self.trace_id.as_deref(),
+            })
+            .unwrap_or_default(),
+            AccessLogFormat::Text => {
+                let d = |v: &Option<String>| v.as_deref().unwrap_or("-").to_string();
+                let mut line = String::with_capacity(256);
+                // Istio's default text format, reduced to the fields sluice knows.
+                let _ = write!(
+                    line,
+                    "[{start}] \"{} {} {}\" {} {} {} {} {} \"{}\" \"{}\" \"{}\" {} {} {}",
+                    self.method,
+                    self.path,
+                    self.protocol,
+                    self.response_code,
+                    flags_or_dash(&self.response_flags),
+                    self.bytes_received,
+                    self.bytes_sent,
+                    duration_ms,
+                    d(&self.x_request_id),
+                    self.authority,
+                    d(&self.upstream_host),
+                    d(&self.upstream_cluster),
+                    d(&self.route_name),
+                    d(&self.trace_id),
+                );
+                line
+            }
+        }
+    }
+}
+
+/// The access log: a bounded queue in front of a writer thread.
+#[derive(Debug)]
+pub struct AccessLog {
+    tx: Option<mpsc::Sender<AccessLogEntry>>,
+    dropped: Counter,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl AccessLog {
+    /// A log that writes nothing.
+    pub fn disabled(dropped: Counter) -> AccessLog {
+        AccessLog {
+            tx: None,
+            dropped,
+            writer: None,
+        }
+    }
+
+    /// Opens the target and starts the writer thread (a disabled config writes nothing).
+    pub fn start(config: &AccessLogConfig, dropped: Counter) -> io::Result<AccessLog> {
+        if !config.enabled {
+            return Ok(AccessLog::disabled(dropped));
+        }
+        let out: Box<dyn Write + Send> = match &config.target {
+            AccessLogTarget::Stdout => Box::new(io::stdout()),
+            AccessLogTarget::File(path) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+        };
+        AccessLog::with_writer(config.format, config.capacity, out, dropped)
+    }
+
+    /// Starts a writer thread writing `format` lines to `out` (tests pass their own writer).
+    pub fn with_writer(
+        format: AccessLogFormat,
+        capacity: usize,
+        out: Box<dyn Write + Send>,
+        dropped: Counter,
+    ) -> io::Result<AccessLog> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let writer = std::thread::Builder::new()
+            .name("sluice-access-log".into())
+            .spawn(move || write_lines(rx, format, out))?;
+        Ok(AccessLog {
+            tx: Some(tx),
+            dropped,
+            writer: Some(writer),
+        })
+    }
+
+    /// Whether lines are written; callers skip building entries when not.
+    #[inline]
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Queues one line; never blocks: a full queue drops the line and counts it.
+    pub fn log(&self, entry: AccessLogEntry) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(entry) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
+                self.dropped.inc();
+            }
+        }
+    }
+
+    /// Lines dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.get()
+    }
+
+    /// Stops accepting lines, writes what is queued and waits for the writer.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.tx = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        // Dropping the sender ends the writer once the queue is drained; do not wait for it here
+        // (stdout may be blocked), `close` is the way to wait.
+        self.tx = None;
+    }
+}
+
+fn write_lines(
+    mut rx: mpsc::Receiver<AccessLogEntry>,
+    format: AccessLogFormat,
+    out: Box<dyn Write + Send>,
+) {
+    let mut out = BufWriter::with_capacity(64 * 1024, out);
+    loop {
+        let entry = match rx.try_recv() {
+            Ok(e) => e,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                // Queue drained: make the lines visible before sleeping on the channel.
+                let _ = out.flush();
+                match rx.blocking_recv() {
+                    Some(e) => e,
+                    None => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
+        let mut line = entry.format(format);
+        line.push('\n');
+        if out.write_all(line.as_bytes()).is_err() {
+            // The target is gone (closed pipe, full disk); keep draining so senders never block.
+            continue;
+        }
+    }
+    let _ = out.flush();
+}
+
+/// RFC 3339 UTC time with milliseconds (`2024-05-01T12:00:00.123Z`), as Envoy's `%START_TIME%`.
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let millis = since.subsec_millis();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::sync::{Arc, Condvar, Mutex};
+
+    fn entry() -> AccessLogEntry {
+        AccessLogEntry {
+            start_time: UNIX_EPOCH + Duration::from_millis(1_714_564_800_123),
+            method: "GET".into(),
+            authority: "app-backend:9080".into(),
+            path: "/hello?x=\"1\"".into(),
+            protocol: "HTTP/1.1",
+            response_code: 200,
+            response_flags: String::new(),
+            bytes_received: 0,
+            bytes_sent: 42,
+            duration: Duration::from_micros(5_600),
+            upstream_host: Some("127.0.0.1:9001".into()),
+            upstream_cluster: Some("outbound|9080|v1|app-backend.default.svc.cluster.local".into()),
+            route_name: Some("app-backend.0".into()),
+            x_request_id: Some("abc".into()),
+            trace_id: None,
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn rfc3339_with_millis() {
+        assert_eq!(rfc3339_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(UNIX_EPOCH + Duration::from_millis(1_714_564_800_123)),
+            "2024-05-01T12:00:00.123Z"
+        );
+        assert_eq!(
+            rfc3339_millis(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn json_line_has_every_field() {
+        let line = entry().format(AccessLogFormat::Json);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["start_time"], "2024-05-01T12:00:00.123Z");
+        assert_eq!(v["method"], "GET");
+        assert_eq!(v["authority"], "app-backend:9080");
+        assert_eq!(v["path"], "/hello?x=\"1\"");
+        assert_eq!(v["protocol"], "HTTP/1.1");
+        assert_eq!(v["response_code"], 200);
+        assert_eq!(v["response_flags"], "-");
+        assert_eq!(v["bytes_received"], 0);
+        assert_eq!(v["bytes_sent"], 42);
+        assert_eq!(v["duration"], 5);
+        assert_eq!(v["upstream_host"], "127.0.0.1:9001");
+        assert_eq!(
+            v["upstream_cluster"],
+            "outbound|9080|v1|app-backend.default.svc.cluster.local"
+        );
+        assert_eq!(v["route_name"], "app-backend.0");
+        assert_eq!(v["x_request_id"], "abc");
+        assert!(v["trace_id"].is_null());
+        assert_eq!(v.as_object().unwrap().len(), 15);
+    }
+
+    #[test]
+    fn text_line() {
+        let line = entry().format(AccessLogFormat::Text);
+        assert_eq!(
+            line,
+            "[2024-05-01T12:00:00.123Z] \"GET /hello?x=\"1\" HTTP/1.1\" 200 - 0 42 5 \"abc\" \
+             \"app-backend:9080\" \"127.0.0.1:9001\" \
+             outbound|9080|v1|app-backend.default.svc.cluster.local app-backend.0 -"
+        );
+    }
+
+    #[test]
+    fn writer_thread_writes_lines() {
+        let out = Shared::default();
+        let log = AccessLog::with_writer(
+            AccessLogFormat::Json,
+            16,
+            Box::new(out.clone()),
+            Counter::default(),
+        )
+        .unwrap();
+        assert!(log.enabled());
+        log.log(entry());
+        log.log(entry());
+        log.close();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.lines().all(|l| l.starts_with("{\"start_time\":")));
+    }
+
+    /// A writer that blocks until released, to fill the queue.
+    struct Gate(Arc<(Mutex<bool>, Condvar)>, Shared);
+
+    impl Gate {
+        fn wait(&self) {
+            let (lock, cv) = &*self.0;
+            let mut open = lock.lock().unwrap();
+            while !*open {
+                open = cv.wait(open).unwrap();
+            }
+        }
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.wait();
+            self.1.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            // The writer flushes whenever its queue is empty, so this blocks it right away.
+            self.wait();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn full_queue_drops_and_counts_without_blocking() {
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let out = Shared::default();
+        let dropped = Counter::default();
+        // The writer is stuck in a flush: two lines fit in the queue, the writer holds at most
+        // one more, the rest are dropped.
+        let log = AccessLog::with_writer(
+            AccessLogFormat::Json,
+            2,
+            Box::new(Gate(gate.clone(), out.clone())),
+            dropped.clone(),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        for _ in 0..10 {
+            log.log(entry());
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "log() blocked"
+        );
+        let dropped_now = log.dropped();
+        assert!(dropped_now >= 7, "dropped {dropped_now}");
+        {
+            let (lock, cv) = &*gate;
+            *lock.lock().unwrap() = true;
+            cv.notify_all();
+        }
+        log.close();
+        let written = String::from_utf8(out.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .count() as u64;
+        assert_eq!(written + dropped.get(), 10);
+    }
+
+    #[test]
+    fn disabled_log_counts_nothing() {
+        let log = AccessLog::start(&AccessLogConfig::default(), Counter::default()).unwrap();
+        assert!(!log.enabled());
+        log.log(entry());
+        assert_eq!(log.dropped(), 0);
+    }
+}

@@ -1,0 +1,328 @@
+//! Peer (workload) and destination-service label sets of Istio's standard metrics.
+//!
+//! Label sets are interned: the same content always yields the same `Arc` with the same small
+//! id, so a metric series is keyed by a few integers instead of 25 strings, and a request never
+//! hashes or compares label strings. Interning happens when a snapshot is compiled or an
+//! endpoint is first seen, never per request. The intern tables only grow with the number of
+//! distinct workloads and services ever seen, which is bounded by the config.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use serde::Serialize;
+
+/// The value Istio uses for any label it cannot determine.
+pub const UNKNOWN: &str = "unknown";
+
+/// The cluster ID Istio reports by default.
+pub const DEFAULT_CLUSTER_ID: &str = "Kubernetes";
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+
+/// The workload labels of one side of a request (`source_*` or `destination_*`).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct PeerLabels {
+    #[serde(skip)]
+    id: u32,
+    /// `*_workload`: Deployment / WorkloadEntry name.
+    pub workload: String,
+    /// `*_workload_namespace`.
+    pub namespace: String,
+    /// `*_principal`: SPIFFE ID.
+    pub principal: String,
+    /// `*_app`: label `app`.
+    pub app: String,
+    /// `*_version`: label `version`.
+    pub version: String,
+    /// `*_canonical_service`.
+    pub canonical_service: String,
+    /// `*_canonical_revision`.
+    pub canonical_revision: String,
+    /// `*_cluster`.
+    pub cluster: String,
+}
+
+/// Content of a [`PeerLabels`] (its intern key).
+type PeerKey = [String; 8];
+
+impl PeerLabels {
+    /// The interned id; equal ids mean equal labels.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The peer Istio reports when it knows nothing about it: every label `unknown`.
+    pub fn unknown() -> Arc<PeerLabels> {
+        static UNKNOWN_PEER: OnceLock<Arc<PeerLabels>> = OnceLock::new();
+        UNKNOWN_PEER
+            .get_or_init(|| intern_peer(std::array::from_fn(|_| UNKNOWN.to_string())))
+            .clone()
+    }
+}
+
+fn intern_peer(key: PeerKey) -> Arc<PeerLabels> {
+    static TABLE: OnceLock<Mutex<HashMap<PeerKey, Arc<PeerLabels>>>> = OnceLock::new();
+    let mut table = TABLE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(p) = table.get(&key) {
+        return p.clone();
+    }
+    let [workload, namespace, principal, app, version, canonical_service, canonical_revision, cluster] =
+        key.clone();
+    let peer = Arc::new(PeerLabels {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        workload,
+        namespace,
+        principal,
+        app,
+        version,
+        canonical_service,
+        canonical_revision,
+        cluster,
+    });
+    table.insert(key, peer.clone());
+    peer
+}
+
+/// What is known about a workload; turned into interned [`PeerLabels`] with Istio's fallbacks.
+#[derive(Debug, Clone, Default)]
+pub struct WorkloadInfo {
+    /// Workload name (Deployment, WorkloadEntry).
+    pub name: Option<String>,
+    /// Namespace.
+    pub namespace: Option<String>,
+    /// SPIFFE ID, when mTLS identifies the peer.
+    pub principal: Option<String>,
+    /// Cluster ID (`Kubernetes` when absent, as Istio reports by default).
+    pub cluster: Option<String>,
+    /// Pod / WorkloadEntry labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl WorkloadInfo {
+    /// The interned label set, with `unknown` for whatever is missing.
+    pub fn peer_labels(&self) -> Arc<PeerLabels> {
+        let get = |k: &str| {
+            self.labels
+                .get(k)
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .unwrap_or_else(|| UNKNOWN.to_string())
+        };
+        let or_unknown = |v: &Option<String>| {
+            v.as_deref()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(UNKNOWN)
+                .to_string()
+        };
+        intern_peer([
+            or_unknown(&self.name),
+            or_unknown(&self.namespace),
+            or_unknown(&self.principal),
+            get("app"),
+            get("version"),
+            canonical_service(&self.labels, self.name.as_deref()).to_string(),
+            canonical_revision(&self.labels).to_string(),
+            self.cluster
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(DEFAULT_CLUSTER_ID)
+                .to_string(),
+        ])
+    }
+}
+
+fn first_label<'a>(labels: &'a BTreeMap<String, String>, keys: &[&str]) -> Option<&'a str> {
+    keys.iter()
+        .filter_map(|k| labels.get(*k))
+        .map(String::as_str)
+        .find(|v| !v.is_empty())
+}
+
+/// Istio's canonical service: `service.istio.io/canonical-name`, `app.kubernetes.io/name`, `app`,
+/// then the workload name, else `unknown`.
+pub fn canonical_service<'a>(
+    labels: &'a BTreeMap<String, String>,
+    workload: Option<&'a str>,
+) -> &'a str {
+    first_label(
+        labels,
+        &[
+            "service.istio.io/canonical-name",
+            "app.kubernetes.io/name",
+            "app",
+        ],
+    )
+    .or(workload.filter(|w| !w.is_empty()))
+    .unwrap_or(UNKNOWN)
+}
+
+/// Istio's canonical revision: `service.istio.io/canonical-revision`, `app.kubernetes.io/version`,
+/// `version`, else `latest`.
+pub fn canonical_revision(labels: &BTreeMap<String, String>) -> &str {
+    first_label(
+        labels,
+        &[
+            "service.istio.io/canonical-revision",
+            "app.kubernetes.io/version",
+            "version",
+        ],
+    )
+    .unwrap_or("latest")
+}
+
+/// The `destination_service*` labels of a request.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ServiceLabels {
+    #[serde(skip)]
+    id: u32,
+    /// `destination_service`: the FQDN.
+    pub service: String,
+    /// `destination_service_name`.
+    pub name: String,
+    /// `destination_service_namespace`.
+    pub namespace: String,
+}
+
+impl ServiceLabels {
+    /// The interned id; equal ids mean equal labels.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Interns a destination service from explicit values (`unknown` for empty ones).
+    pub fn new(service: &str, name: &str, namespace: &str) -> Arc<ServiceLabels> {
+        static TABLE: OnceLock<Mutex<HashMap<[String; 3], Arc<ServiceLabels>>>> = OnceLock::new();
+        let v = |s: &str| if s.is_empty() { UNKNOWN } else { s }.to_string();
+        let key = [v(service), v(name), v(namespace)];
+        let mut table = TABLE
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = table.get(&key) {
+            return s.clone();
+        }
+        let [service, name, namespace] = key.clone();
+        let labels = Arc::new(ServiceLabels {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            service,
+            name,
+            namespace,
+        });
+        table.insert(key, labels.clone());
+        labels
+    }
+
+    /// Labels for a service host, as Istio derives them from the cluster: for
+    /// `name.ns.svc.<domain>` the name and namespace come from the host; otherwise the name is
+    /// the host and the namespace the one of the ServiceEntry (`namespace`), if known.
+    pub fn from_host(host: &str, namespace: Option<&str>) -> Arc<ServiceLabels> {
+        let mut parts = host.splitn(4, '.');
+        if let (Some(name), Some(ns), Some("svc")) = (parts.next(), parts.next(), parts.next()) {
+            return ServiceLabels::new(host, name, ns);
+        }
+        ServiceLabels::new(host, host, namespace.unwrap_or(UNKNOWN))
+    }
+
+    /// A destination nobody knows (no route, unknown host): every label `unknown`.
+    pub fn unknown() -> Arc<ServiceLabels> {
+        static UNKNOWN_SERVICE: OnceLock<Arc<ServiceLabels>> = OnceLock::new();
+        UNKNOWN_SERVICE
+            .get_or_init(|| ServiceLabels::new(UNKNOWN, UNKNOWN, UNKNOWN))
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn canonical_service_fallbacks() {
+        let all = labels(&[
+            ("service.istio.io/canonical-name", "canon"),
+            ("app.kubernetes.io/name", "k8s-name"),
+            ("app", "app"),
+        ]);
+        assert_eq!(canonical_service(&all, Some("wl")), "canon");
+        let k8s = labels(&[("app.kubernetes.io/name", "k8s-name"), ("app", "app")]);
+        assert_eq!(canonical_service(&k8s, Some("wl")), "k8s-name");
+        assert_eq!(
+            canonical_service(&labels(&[("app", "app")]), Some("wl")),
+            "app"
+        );
+        assert_eq!(
+            canonical_service(&labels(&[]), Some("reviews-v1")),
+            "reviews-v1"
+        );
+        assert_eq!(canonical_service(&labels(&[]), None), UNKNOWN);
+        // An empty label value does not count.
+        assert_eq!(canonical_service(&labels(&[("app", "")]), Some("wl")), "wl");
+    }
+
+    #[test]
+    fn canonical_revision_fallbacks() {
+        let all = labels(&[
+            ("service.istio.io/canonical-revision", "r1"),
+            ("app.kubernetes.io/version", "k8s"),
+            ("version", "v1"),
+        ]);
+        assert_eq!(canonical_revision(&all), "r1");
+        let k8s = labels(&[("app.kubernetes.io/version", "k8s"), ("version", "v1")]);
+        assert_eq!(canonical_revision(&k8s), "k8s");
+        assert_eq!(canonical_revision(&labels(&[("version", "v2")])), "v2");
+        assert_eq!(canonical_revision(&labels(&[])), "latest");
+    }
+
+    #[test]
+    fn peers_are_interned_with_unknowns() {
+        let info = WorkloadInfo {
+            name: Some("reviews-v1".into()),
+            namespace: Some("default".into()),
+            labels: labels(&[("app", "reviews"), ("version", "v1")]),
+            ..Default::default()
+        };
+        let a = info.peer_labels();
+        let b = info.clone().peer_labels();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.principal, UNKNOWN);
+        assert_eq!(a.canonical_service, "reviews");
+        assert_eq!(a.canonical_revision, "v1");
+        assert_eq!(a.cluster, DEFAULT_CLUSTER_ID);
+        let other = WorkloadInfo {
+            name: Some("reviews-v2".into()),
+            ..info
+        }
+        .peer_labels();
+        assert_ne!(a.id(), other.id());
+        assert_eq!(PeerLabels::unknown().workload, UNKNOWN);
+    }
+
+    #[test]
+    fn service_labels_from_host() {
+        let s = ServiceLabels::from_host("reviews.default.svc.cluster.local", Some("other"));
+        assert_eq!(
+            (s.name.as_str(), s.namespace.as_str()),
+            ("reviews", "default")
+        );
+        let e = ServiceLabels::from_host("httpbin.org", Some("egress"));
+        assert_eq!(
+            (e.name.as_str(), e.namespace.as_str()),
+            ("httpbin.org", "egress")
+        );
+        assert!(Arc::ptr_eq(
+            &e,
+            &ServiceLabels::from_host("httpbin.org", Some("egress"))
+        ));
+    }
+}

@@ -1,0 +1,441 @@
+//! Telemetry for sluice: Istio's standard Prometheus metrics, sluice's own metrics, the access
+//! log and the live traffic graph.
+//!
+//! One [`Telemetry`] per process, shared by the proxy (which records) and the admin server
+//! (which reads). The runtime calls [`Telemetry::on_snapshot`] for every published snapshot so
+//! that per-endpoint labels, the config version and the configured weights are computed once
+//! per snapshot, never per request.
+
+pub mod access_log;
+mod cache;
+pub mod graph;
+pub mod histogram;
+pub mod labels;
+pub mod metrics;
+pub mod proxy_metrics;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use prometheus_client::registry::Registry;
+use sluice_config::cluster::{Cluster, UpstreamEndpoint};
+use sluice_config::registry::Endpoint;
+use sluice_config::{ProxyConfig, Snapshot};
+
+pub use access_log::{
+    AccessLog, AccessLogConfig, AccessLogEntry, AccessLogFormat, AccessLogTarget,
+};
+pub use graph::{listener_source, EdgeKey, Graph, GraphSnapshot};
+pub use labels::{PeerLabels, ServiceLabels, WorkloadInfo, UNKNOWN};
+pub use metrics::{
+    IstioMetrics, Reporter, RequestProtocol, RequestRecord, SecurityPolicy, TcpRecord, TcpSeries,
+};
+pub use proxy_metrics::{ClusterMetrics, InFlight, ProxyMetrics};
+
+use crate::cache::FxHasher;
+
+/// Content type of the OpenMetrics exposition (what Prometheus asks for first).
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Content type of the classic Prometheus text exposition.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Telemetry settings.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// Access log.
+    pub access_log: AccessLogConfig,
+    /// Graph window in seconds.
+    pub graph_window_secs: u64,
+    /// This proxy's workload name (`source_workload`); defaults to its `app` label, else `sluice`.
+    pub workload_name: Option<String>,
+    /// Cluster ID reported for this proxy and its endpoints (`Kubernetes` by default).
+    pub cluster_id: Option<String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            access_log: AccessLogConfig::default(),
+            graph_window_secs: graph::DEFAULT_WINDOW_SECS,
+            workload_name: None,
+            cluster_id: None,
+        }
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// Labels resolved for the endpoints and services of the current and previous snapshots.
+#[derive(Default)]
+struct DestinationTable {
+    /// By `Arc::as_ptr` of the registry endpoint; the `Arc` is kept so the address stays unique.
+    endpoints: FxMap<usize, (Arc<Endpoint>, Arc<PeerLabels>)>,
+    /// By service host.
+    services: FxMap<String, Arc<ServiceLabels>>,
+}
+
+/// A finished request, as the proxy reports it once (metrics, graph and split counter).
+#[derive(Debug, Clone, Copy)]
+pub struct CompletedRequest<'a> {
+    /// Who reports (`Source` for sluice's gateway and outbound roles).
+    pub reporter: Reporter,
+    /// Graph source node: [`listener_source`] of the listener (cache it per connection).
+    pub source_node: &'a str,
+    /// The matched virtual host (`None` for `404 NR`).
+    pub virtual_host: Option<&'a str>,
+    /// The matched route name.
+    pub route: Option<&'a str>,
+    /// The cluster the request went to (`None` for `NR`, `NC`, redirects, direct responses).
+    pub cluster: Option<&'a Cluster>,
+    /// The endpoint it went to (`None` for `UH` or when none was picked).
+    pub endpoint: Option<&'a UpstreamEndpoint>,
+    /// `http` or `grpc`.
+    pub protocol: RequestProtocol,
+    /// Status sent downstream; 0 when none.
+    pub response_code: u16,
+    /// gRPC status for gRPC requests.
+    pub grpc_status: Option<u32>,
+    /// Envoy response flags (empty or `-` when none).
+    pub response_flags: &'a str,
+    /// Request start to response complete.
+    pub duration: Duration,
+    /// Bytes received from downstream.
+    pub request_bytes: u64,
+    /// Bytes sent downstream.
+    pub response_bytes: u64,
+    /// A mirror copy: only the graph's mirror edge is recorded (Istio's request metrics count
+    /// downstream requests; the mirror's own counters are in [`ClusterMetrics`]).
+    pub mirror: bool,
+}
+
+/// Everything telemetry: registry, metric handles, access log, graph.
+pub struct Telemetry {
+    registry: Registry,
+    istio: IstioMetrics,
+    proxy: ProxyMetrics,
+    access_log: AccessLog,
+    graph: Arc<Graph>,
+    local: ArcSwap<PeerLabels>,
+    destinations: ArcSwap<DestinationTable>,
+    workload_name: Option<String>,
+    cluster_id: Option<String>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("local", &self.local.load())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Telemetry {
+    /// Metrics and graph on, access log off.
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let istio = IstioMetrics::register(&mut registry);
+        let proxy = ProxyMetrics::register(&mut registry);
+        let access_log = AccessLog::disabled(proxy.access_log_dropped());
+        let t = Telemetry {
+            registry,
+            istio,
+            proxy,
+            access_log,
+            graph: Arc::new(Graph::default()),
+            local: ArcSwap::new(PeerLabels::unknown()),
+            destinations: ArcSwap::from_pointee(DestinationTable::default()),
+            workload_name: None,
+            cluster_id: None,
+        };
+        t.set_local(&ProxyConfig::default());
+        t
+    }
+}
+
+impl Telemetry {
+    /// Builds telemetry; fails only when the access-log file cannot be opened.
+    pub fn new(config: TelemetryConfig) -> io::Result<Telemetry> {
+        let mut t = Telemetry::default();
+        t.access_log = AccessLog::start(&config.access_log, t.proxy.access_log_dropped())?;
+        t.graph = Arc::new(Graph::new(config.graph_window_secs));
+        t.workload_name = config.workload_name;
+        t.cluster_id = config.cluster_id;
+        t.set_local(&ProxyConfig::default());
+        Ok(t)
+    }
+
+    /// Istio's standard metrics.
+    pub fn istio(&self) -> &IstioMetrics {
+        &self.istio
+    }
+
+    /// sluice's own metrics.
+    pub fn proxy(&self) -> &ProxyMetrics {
+        &self.proxy
+    }
+
+    /// The access log (check [`AccessLog::enabled`] before building an entry).
+    pub fn access_log(&self) -> &AccessLog {
+        &self.access_log
+    }
+
+    /// The traffic graph.
+    pub fn graph(&self) -> &Arc<Graph> {
+        &self.graph
+    }
+
+    /// This proxy's own labels (the `source_*` labels of what it reports).
+    pub fn local_peer(&self) -> Arc<PeerLabels> {
+        self.local.load_full()
+    }
+
+    fn set_local(&self, proxy: &ProxyConfig) {
+        let name = self
+            .workload_name
+            .clone()
+            .or_else(|| proxy.labels.get("app").cloned())
+            .unwrap_or_else(|| "sluice".to_string());
+        let info = WorkloadInfo {
+            name: Some(name),
+            namespace: Some(proxy.namespace.clone()),
+            principal: None,
+            cluster: self.cluster_id.clone(),
+            labels: proxy.labels.clone(),
+        };
+        self.local.store(info.peer_labels());
+    }
+
+    /// Applies a published snapshot: config version and accepted count, this proxy's labels,
+    /// endpoint and service labels (kept for this and the previous snapshot, so requests still
+    /// running on the old one resolve too), and the graph's configured weights. Call it for
+    /// every snapshot published, before or after the publish.
+    pub fn on_snapshot(&self, snapshot: &Snapshot) {
+        self.proxy.config_applied(snapshot.version);
+        self.set_local(&snapshot.proxy);
+        let previous = self.destinations.load_full();
+        let mut next = DestinationTable::default();
+        for cluster in snapshot.clusters.values() {
+            let namespace = snapshot
+                .registry
+                .get(&cluster.host)
+                .map(|s| s.namespace.clone());
+            next.services
+                .entry(cluster.host.clone())
+                .or_insert_with(|| ServiceLabels::from_host(&cluster.host, namespace.as_deref()));
+            for ue in &cluster.endpoints {
+                let ptr = Arc::as_ptr(&ue.endpoint) as usize;
+                next.endpoints.entry(ptr).or_insert_with(|| {
+                    (
+                        ue.endpoint.clone(),
+                        self.endpoint_labels(&ue.endpoint, namespace.as_deref()),
+                    )
+                });
+            }
+        }
+        // Previous generation: requests that loaded the old snapshot finish against it.
+        for (ptr, v) in &previous.endpoints {
+            next.endpoints.entry(*ptr).or_insert_with(|| v.clone());
+        }
+        for (host, v) in &previous.services {
+            next.services
+                .entry(host.clone())
+                .or_insert_with(|| v.clone());
+        }
+        self.destinations.store(Arc::new(next));
+        self.graph
+            .set_config(Some(snapshot.version), graph::configured_routes(snapshot));
+    }
+
+    /// Counts a rejected reload (`sluice_config_reloads_rejected_total`).
+    pub fn on_rejected(&self) {
+        self.proxy.config_rejected();
+    }
+
+    fn endpoint_labels(&self, e: &Endpoint, namespace: Option<&str>) -> Arc<PeerLabels> {
+        WorkloadInfo {
+            name: e.workload.clone(),
+            namespace: namespace.map(str::to_string),
+            principal: None,
+            cluster: self.cluster_id.clone(),
+            labels: e.labels.clone(),
+        }
+        .peer_labels()
+    }
+
+    /// The `destination_service*` and `destination_*` labels for a cluster and endpoint.
+    pub fn destination(
+        &self,
+        cluster: Option<&Cluster>,
+        endpoint: Option<&UpstreamEndpoint>,
+    ) -> (Arc<ServiceLabels>, Arc<PeerLabels>) {
+        let table = self.destinations.load();
+        let (service, peer) = self.resolve(&table, cluster, endpoint);
+        (service.into_owned(), peer.into_owned())
+    }
+
+    /// Borrows from the table when it can: no refcount traffic on the request path.
+    fn resolve<'t>(
+        &self,
+        table: &'t DestinationTable,
+        cluster: Option<&Cluster>,
+        endpoint: Option<&UpstreamEndpoint>,
+    ) -> (Cow<'t, Arc<ServiceLabels>>, Cow<'t, Arc<PeerLabels>>) {
+        // Without a cluster the Host header would be Istio's fallback, but it is client-chosen:
+        // `unknown` keeps the series count bounded.
+        let service = match cluster {
+            Some(c) => match table.services.get(&c.host) {
+                Some(s) => Cow::Borrowed(s),
+                None => Cow::Owned(ServiceLabels::from_host(&c.host, None)),
+            },
+            None => Cow::Owned(ServiceLabels::unknown()),
+        };
+        let peer = match endpoint {
+            Some(ue) => match table.endpoints.get(&(Arc::as_ptr(&ue.endpoint) as usize)) {
+                Some((_, p)) => Cow::Borrowed(p),
+                // Not seen in a snapshot yet: interned on the spot (a mutex, rare).
+                None => Cow::Owned(self.endpoint_labels(&ue.endpoint, Some(&service.namespace))),
+            },
+            None => Cow::Owned(PeerLabels::unknown()),
+        };
+        (service, peer)
+    }
+
+    /// Records a finished request: Istio metrics, the graph edge and the split counter.
+    pub fn record_request(&self, c: &CompletedRequest<'_>) {
+        let table = self.destinations.load();
+        let (service, peer) = self.resolve(&table, c.cluster, c.endpoint);
+        if let (Some(vh), Some(route), Some(cluster)) = (c.virtual_host, c.route, c.cluster) {
+            let key = EdgeKey {
+                source: c.source_node,
+                virtual_host: vh,
+                route,
+                service: &cluster.host,
+                subset: cluster.subset.as_deref(),
+                mirror: c.mirror,
+            };
+            let now = graph::now_secs();
+            self.graph.with_edge(&key, |edge| {
+                edge.record_at(now, Some(&peer), c.response_code, c.duration);
+                if !c.mirror {
+                    // The edge keeps its split counter: no second lookup per request.
+                    edge.split_counter(|| {
+                        self.proxy.split_counter(
+                            vh,
+                            route,
+                            &cluster.host,
+                            cluster.subset.as_deref(),
+                        )
+                    })
+                    .inc();
+                }
+            });
+        }
+        if c.mirror {
+            return;
+        }
+        let local = self.local.load();
+        self.istio.record(&RequestRecord {
+            reporter: c.reporter,
+            source: &local,
+            destination: &peer,
+            service: &service,
+            protocol: c.protocol,
+            response_code: c.response_code,
+            grpc_status: c.grpc_status,
+            response_flags: c.response_flags,
+            security_policy: SecurityPolicy::Unknown,
+            duration: c.duration,
+            request_bytes: c.request_bytes,
+            response_bytes: c.response_bytes,
+        });
+    }
+
+    /// The registry in OpenMetrics text (ends with `# EOF`).
+    pub fn encode_openmetrics(&self) -> String {
+        let mut out = String::with_capacity(64 * 1024);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// The registry in the classic Prometheus text format 0.0.4 (`# TYPE` names counters with
+    /// their `_total` suffix, no `# EOF`).
+    pub fn encode_prometheus(&self) -> String {
+        openmetrics_to_prometheus(&self.encode_openmetrics())
+    }
+
+    /// A scrape reply for an `Accept` header: OpenMetrics when the client asks for it (as
+    /// Prometheus does), the classic text format otherwise. Returns (content type, body).
+    pub fn scrape(&self, accept: Option<&str>) -> (&'static str, String) {
+        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+            (OPENMETRICS_CONTENT_TYPE, self.encode_openmetrics())
+        } else {
+            (PROMETHEUS_CONTENT_TYPE, self.encode_prometheus())
+        }
+    }
+}
+
+/// Rewrites OpenMetrics text into Prometheus 0.0.4 text: the families of counters are named
+/// with `_total` (as their samples are), and `# EOF` / `# UNIT` lines are dropped.
+pub fn openmetrics_to_prometheus(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut pending_help: Option<&str> = None;
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            if let Some(h) = pending_help.replace(line) {
+                out.push_str(h);
+                out.push('\n');
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.splitn(2, ' ');
+            let name = parts.next().unwrap_or_default();
+            let kind = parts.next().unwrap_or_default();
+            let counter = kind == "counter";
+            if let Some(h) = pending_help.take() {
+                match (
+                    counter,
+                    h.strip_prefix("# HELP ").and_then(|r| r.split_once(' ')),
+                ) {
+                    (true, Some((n, help))) => {
+                        out.push_str(&format!("# HELP {n}_total {help}\n"));
+                    }
+                    _ => {
+                        out.push_str(h);
+                        out.push('\n');
+                    }
+                }
+            }
+            if counter {
+                out.push_str(&format!("# TYPE {name}_total counter\n"));
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+            continue;
+        }
+        if let Some(h) = pending_help.take() {
+            out.push_str(h);
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if let Some(h) = pending_help {
+        out.push_str(h);
+        out.push('\n');
+    }
+    out
+}
