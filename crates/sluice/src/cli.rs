@@ -75,6 +75,10 @@ pub struct RunArgs {
     /// Request body bytes kept for retries and mirror copies (larger bodies are not retried).
     #[arg(long, default_value_t = 1024 * 1024)]
     pub replay_buffer_bytes: usize,
+    /// Strict Envoy behaviour for weighted destinations under consistent hashing: draw the version
+    /// per request instead of keeping each hash key on one version.
+    #[arg(long)]
+    pub no_sticky_canary: bool,
 }
 
 /// `sluice analyze`.

@@ -89,6 +89,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             opts.watch = !r.no_watch;
             opts.options.mirror_shadow_suffix = r.mirror_shadow_suffix;
             opts.options.replay_cap = r.replay_buffer_bytes;
+            opts.options.sticky_canary = !r.no_sticky_canary;
             let drain = opts.drain;
             let handle = sluice::runtime::start(opts).await?;
             shutdown_signal().await;
