@@ -6,6 +6,7 @@ pub mod analyze;
 pub mod cluster;
 pub mod compile;
 pub mod duration;
+pub mod explain;
 pub mod host;
 pub mod labels;
 pub mod listener;

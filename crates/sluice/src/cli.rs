@@ -28,6 +28,8 @@ pub enum Command {
     Run(RunArgs),
     /// Validate and analyze Istio YAML; exits 1 on any error.
     Analyze(AnalyzeArgs),
+    /// Show which rule a request hits and why the earlier ones did not.
+    Explain(crate::explain::ExplainArgs),
     /// Run a test backend service (the tutorials' app).
     Backend(sluice_tools::BackendArgs),
     /// Send requests and print the distribution of responses.

@@ -3,4 +3,5 @@
 pub mod analyze;
 pub mod cli;
 pub mod demo;
+pub mod explain;
 pub mod runtime;

@@ -75,6 +75,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Explain(e) => {
+            print!("{}", sluice::explain::run(&e)?);
+            Ok(())
+        }
         Command::Run(r) => {
             init_logging(&cli.log_format);
             let mut opts = RunOptions::new(r.paths);
