@@ -13,8 +13,8 @@
 # See bench/README.md for what is measured and how to read the result.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RESULTS="$ROOT/bench/results"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONCURRENCY=${CONCURRENCY:-"16 64"}
@@ -22,123 +22,11 @@ PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 START_TS=$(date +%s)
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+bench_init sluice-bench
+ensure_tools nginx
+build_sluice
 
-# ---------------------------------------------------------------- cleanup
-TMP=$(mktemp -d /tmp/sluice-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    # Children of the nginx master (workers) too, in case the master dies first.
-    for pid in "${PIDS[@]}"; do
-        for child in $(pgrep -P "$pid" 2>/dev/null || true); do PIDS+=("$child"); done
-    done
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for _ in $(seq 50); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        if [[ $alive == 0 ]]; then break; fi
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# ---------------------------------------------------------------- tools
-export DEBIAN_FRONTEND=noninteractive
-need=()
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then need+=(nginx-light); fi
-if ((${#need[@]})); then
-    log "installing: ${need[*]}"
-    if ! apt-get install -y "${need[@]}" >&2; then
-        log "install failed; running apt-get update and retrying"
-        apt-get update >&2
-        if ! apt-get install -y "${need[@]}" >&2; then
-            # nginx-light is not in every Debian release; fall back to nginx.
-            need=("${need[@]/nginx-light/nginx}")
-            apt-get install -y "${need[@]}" >&2
-        fi
-    fi
-fi
-NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
-WRK=$(command -v wrk)
-for t in taskset curl python3 pgrep awk timeout; do
-    command -v "$t" >/dev/null 2>&1 || die "missing tool: $t"
-done
-
-# ---------------------------------------------------------------- build
-if [[ -n "${SLUICE_BIN:-}" ]]; then
-    SLUICE=$SLUICE_BIN
-else
-    log "building sluice (cargo build --release -p sluice)"
-    (cd "$ROOT" && cargo build --release -p sluice >&2)
-    SLUICE="$ROOT/target/release/sluice"
-fi
-[[ -x "$SLUICE" ]] || die "no sluice binary at $SLUICE"
-
-# ---------------------------------------------------------------- helpers
-free_port() {
-    python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
-}
-
-CLK_TCK=$(getconf CLK_TCK)
-
-# utime+stime (clock ticks) summed over the given pids.
-cpu_ticks() {
-    local total=0 pid stat rest
-    for pid in "$@"; do
-        stat=$(<"/proc/$pid/stat") || die "process $pid is gone"
-        rest=${stat##*) }   # fields from 3 (state) on; comm may contain spaces
-        # shellcheck disable=SC2086
-        set -- $rest
-        total=$((total + ${12} + ${13}))   # fields 14 (utime) and 15 (stime)
-    done
-    echo "$total"
-}
-
-# "busy steal" clock ticks of one core from /proc/stat (busy = user nice system irq softirq).
-core_ticks() {
-    awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8, $9}' /proc/stat
-}
-
-# VmHWM in kB of one pid.
-hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
-
-# Reset VmHWM to the current RSS (Linux clear_refs "5"); best effort.
-reset_hwm() {
-    local pid
-    for pid in "$@"; do echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true; done
-}
-
-wait_http() { # url [curl args...]
-    local url=$1; shift
-    for _ in $(seq 100); do
-        curl -sf -o /dev/null --max-time 1 "$@" "$url" && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-# A wrk script whose only hook is done(): it adds no per-request Lua work and
-# prints exact figures (latencies are in microseconds).
-cat >"$TMP/report.lua" <<'EOF'
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "BENCH requests=%d duration_us=%d p50_us=%d p99_us=%d err_connect=%d err_read=%d err_write=%d err_status=%d err_timeout=%d\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect, e.read, e.write, e.status, e.timeout))
-end
-EOF
-
+write_report_lua "$TMP/report.lua"
 mkdir -p "$RESULTS/raw"
 
 # ---------------------------------------------------------------- upstream
@@ -245,19 +133,6 @@ smoke=$(curl -sf --max-time 2 -H 'Host: bench' "http://127.0.0.1:$SL_PORT/") \
 smoke=$(curl -sf --max-time 2 "http://127.0.0.1:$NG_PORT/") || die "request through nginx failed"
 [[ $smoke == "bench v1 - request"* ]] || die "unexpected answer through nginx: $smoke"
 
-# Threads of a process as name/tid:ticks (utime+stime), e.g. "tokio-rt-worker/4242:812".
-thread_cpu() {
-    local t stat rest out=()
-    for t in /proc/"$1"/task/*; do
-        stat=$(<"$t/stat") || continue
-        rest=${stat##*) }
-        # shellcheck disable=SC2086
-        set -- $rest
-        out+=("$(<"$t/comm" tr ' ' '_')/${t##*/}:$((${12} + ${13}))")
-    done
-    echo "${out[*]}"
-}
-
 # ---------------------------------------------------------------- measure
 declare -A R   # R[target,c,field]
 TARGETS=(upstream nginx sluice)
@@ -356,8 +231,8 @@ verdict() { # value op limit
     echo "# sluice vs nginx reverse-proxy benchmark"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "- machine: $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), Linux $(uname -r)"
-    echo "- sluice: $("$SLUICE" --version 2>/dev/null || echo '?') (git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null | head -1) ]] && echo ', dirty tree'))"
+    echo "- machine: $(machine_desc)"
+    echo "- sluice: $(sluice_version)"
     echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); wrk: $("$WRK" -v 2>&1 | head -1 | awk '{print $2}')"
     echo "- method: proxies on core $PROXY_CPU, wrk (-t1) and upstream (\`sluice backend\`, 1 tokio worker) on core $LOAD_CPU;" \
         "1 worker each (nginx \`worker_processes 1\`, sluice \`TOKIO_WORKER_THREADS=1\`);" \

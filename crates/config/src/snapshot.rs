@@ -55,6 +55,8 @@ pub struct RouteMatch<'s> {
     pub virtual_host: &'s Arc<VirtualHost>,
     /// The rule.
     pub route: &'s Route,
+    /// Its index in the virtual host's rules.
+    pub index: usize,
     /// Which match entry matched (`None` for a rule without matches).
     pub entry: Option<usize>,
 }
@@ -110,11 +112,12 @@ pub fn route<'s>(listener: &'s Listener, req: &RequestInfo<'_>) -> Routed<'s> {
     let Some(vh) = listener.virtual_host(req.authority) else {
         return Routed::NoVirtualHost;
     };
-    for route in &vh.routes {
+    for (index, route) in vh.routes.iter().enumerate() {
         if route.matches.is_empty() {
             return Routed::Matched(RouteMatch {
                 virtual_host: vh,
                 route,
+                index,
                 entry: None,
             });
         }
@@ -122,6 +125,7 @@ pub fn route<'s>(listener: &'s Listener, req: &RequestInfo<'_>) -> Routed<'s> {
             return Routed::Matched(RouteMatch {
                 virtual_host: vh,
                 route,
+                index,
                 entry: Some(i),
             });
         }

@@ -58,7 +58,7 @@ fn service_entry(s: &KubeSource, ns: &str, name: &str) -> ServiceEntry {
 
 #[tokio::test]
 async fn collected_objects_match_the_fixtures() {
-    let (_api, source) = cluster().await;
+    let (api, source) = cluster().await;
     let expected = sluice_model::parse_text(ISTIO, None).resources;
     assert_eq!(expected.len(), 5);
     for want in &expected {
@@ -84,6 +84,18 @@ async fn collected_objects_match_the_fixtures() {
         .collect();
     assert_eq!(istio.len(), 5, "{istio:?}");
     assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+    let lists: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| !r.contains("watch="))
+        .collect();
+    assert!(
+        lists
+            .iter()
+            .filter(|r| r.contains("/pods?"))
+            .all(|r| r.contains("resourceVersion=0")),
+        "lists are served from the watch cache, as informers do: {lists:#?}"
+    );
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
+use crate::observe::Observation;
 use crate::replay::Cursor;
 
 /// Errors carried by bodies.
@@ -29,6 +30,8 @@ pub enum Body {
     Replay(Cursor),
     /// A body that must finish before a deadline (the route timeout covers the whole response).
     Deadline(Box<Body>, Pin<Box<Sleep>>),
+    /// A response body whose end (or drop) records the request's telemetry.
+    Observed(Box<Body>, Box<Observation>),
 }
 
 /// The response body ran past the route timeout.
@@ -75,6 +78,19 @@ impl HttpBody for Body {
                     Poll::Pending => Poll::Pending,
                 }
             }
+            Body::Observed(inner, obs) => {
+                let frame = Pin::new(inner.as_mut()).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(f))) = &frame {
+                    if let Some(data) = f.data_ref() {
+                        obs.response_bytes += data.len() as u64;
+                    } else if let Some(trailers) = f.trailers_ref() {
+                        if let Some(s) = crate::observe::grpc_status(trailers) {
+                            obs.grpc_status = Some(s);
+                        }
+                    }
+                }
+                frame
+            }
         }
     }
 
@@ -83,7 +99,7 @@ impl HttpBody for Body {
             Body::Full(f) => f.is_end_stream(),
             Body::Streamed(b) => b.is_end_stream(),
             Body::Replay(c) => c.is_end_stream(),
-            Body::Deadline(inner, _) => inner.is_end_stream(),
+            Body::Deadline(inner, _) | Body::Observed(inner, _) => inner.is_end_stream(),
         }
     }
 
@@ -92,7 +108,7 @@ impl HttpBody for Body {
             Body::Full(f) => f.size_hint(),
             Body::Streamed(b) => b.size_hint(),
             Body::Replay(c) => c.size_hint(),
-            Body::Deadline(inner, _) => inner.size_hint(),
+            Body::Deadline(inner, _) | Body::Observed(inner, _) => inner.size_hint(),
         }
     }
 }

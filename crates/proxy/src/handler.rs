@@ -11,6 +11,7 @@ use sluice_config::policy::{LbPolicy, RoutePolicy};
 use sluice_config::route_table::{RouteAction, RouteDestination};
 use sluice_config::{route, RequestInfo, RouteMatch, Routed, Snapshot};
 use sluice_lb::PickContext;
+use sluice_telemetry::Telemetry;
 use tokio::time::Instant;
 
 use crate::body::Body;
@@ -20,7 +21,8 @@ use crate::error::ProxyError;
 use crate::filters::{cors, fault, header_ops, rewrite};
 use crate::hash_key::{self, RequestHash};
 use crate::headers::{add_forwarding, strip_hop_by_hop};
-use crate::mirror::{self, MirrorStats};
+use crate::mirror;
+use crate::observe::{grpc_status, Observation};
 use crate::replay::{Recorder, DEFAULT_REPLAY_CAP};
 use crate::retry::{forward, ForwardRequest};
 use crate::upstream::Upstreams;
@@ -59,20 +61,24 @@ pub struct ProxyContext {
     pub upstreams: Upstreams,
     /// Circuit breakers by cluster.
     pub runtimes: Arc<ClusterRuntimes>,
-    /// Mirror counters.
-    pub mirror_stats: Arc<MirrorStats>,
+    /// Metrics, graph, access log.
+    pub telemetry: Arc<Telemetry>,
     /// Options.
     pub options: ProxyOptions,
 }
 
 impl ProxyContext {
-    /// A context with empty pools and default options.
-    pub fn new(config: Arc<ConfigHandle>, options: ProxyOptions) -> Self {
+    /// A context with empty pools.
+    pub fn new(
+        config: Arc<ConfigHandle>,
+        telemetry: Arc<Telemetry>,
+        options: ProxyOptions,
+    ) -> Self {
         ProxyContext {
             config,
             upstreams: Upstreams::new(),
             runtimes: Arc::default(),
-            mirror_stats: Arc::default(),
+            telemetry,
             options,
         }
     }
@@ -115,21 +121,33 @@ fn error_reply(e: &ProxyError, extra_flags: &str) -> Response<Body> {
     resp
 }
 
-/// Handles one request that arrived on the listener bound at `listener_addr` from `peer`.
+/// Handles one request that arrived on the listener bound at `listener_addr` from `peer`;
+/// `source_node` names the listener in the traffic graph.
 pub async fn handle(
     ctx: Arc<ProxyContext>,
     listener_addr: SocketAddr,
     peer: SocketAddr,
+    source_node: Arc<str>,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let Some(snapshot) = ctx.config.load() else {
-        return local_reply(
+    let mut obs = Observation::start(ctx.telemetry.clone(), source_node, &req);
+    let resp = match ctx.config.load() {
+        Some(snapshot) => proxy(&ctx, &snapshot, listener_addr, peer, req, &mut obs).await,
+        None => local_reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "NR".into(),
             "no configuration loaded",
-        );
+        ),
     };
-    proxy(&ctx, &snapshot, listener_addr, peer, req).await
+    let (mut parts, body) = resp.into_parts();
+    obs.status = parts.status.as_u16();
+    if let Some(ResponseFlags(f)) = parts.extensions.remove::<ResponseFlags>() {
+        obs.flags = f;
+    }
+    if obs.grpc {
+        obs.grpc_status = grpc_status(&parts.headers);
+    }
+    Response::from_parts(parts, Body::Observed(Box::new(body), Box::new(obs)))
 }
 
 /// A routed request about to be forwarded.
@@ -232,6 +250,7 @@ async fn proxy(
     listener_addr: SocketAddr,
     peer: SocketAddr,
     req: Request<Incoming>,
+    obs: &mut Observation,
 ) -> Response<Body> {
     let Some(listener) = snapshot.listener(listener_addr) else {
         return error_reply(&ProxyError::NoRoute, "");
@@ -242,6 +261,7 @@ async fn proxy(
         Err(e) => return error_reply(&e, ""),
     };
     let policy: &RoutePolicy = &plan.m.route.policy;
+    obs.route = Some((plan.m.virtual_host.clone(), plan.m.index));
 
     // Faults run before the router: an abort is never retried, a delay is not charged to the
     // route timeout.
@@ -267,9 +287,17 @@ async fn proxy(
         );
     };
 
+    obs.cluster = Some(cluster.clone());
     let (mut head, body) = req.into_parts();
     strip_hop_by_hop(&mut head.headers);
     add_forwarding(&mut head.headers, peer.ip(), listener.is_gateway(), "http");
+    if let Some(log) = obs.log.as_mut() {
+        log.request_id = head
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+    }
     // An HTTP/2 client sends :authority instead of Host; an HTTP/1.1 upstream needs Host.
     if !head.headers.contains_key(http::header::HOST) {
         if let Some(v) = head
@@ -338,15 +366,7 @@ async fn proxy(
     let recorder = Recorder::new(body, ctx.options.replay_cap);
     for m in &policy.mirrors {
         if mirror_sampled(m.percentage) {
-            mirror::spawn_copy(
-                &ctx.upstreams,
-                &ctx.runtimes,
-                &ctx.mirror_stats,
-                m,
-                &head,
-                &recorder,
-                ctx.options.mirror_shadow_suffix,
-            );
+            mirror::spawn_copy(ctx, m, &head, &recorder, &obs.source_node);
         }
     }
 
@@ -366,6 +386,7 @@ async fn proxy(
             .balancer()
             .pick(&ctx.excluding(if consistent { &[] } else { avoid }))
     };
+    let metrics = ctx.telemetry.proxy().cluster(&cluster.name);
     let result = forward(ForwardRequest {
         upstreams: &ctx.upstreams,
         cluster,
@@ -375,6 +396,7 @@ async fn proxy(
         retry: policy.retry.as_ref(),
         deadline,
         pick: &pick,
+        metrics: &metrics,
     })
     .await;
     let forwarded = match result {
@@ -388,6 +410,7 @@ async fn proxy(
             return error_reply(&failed.error, &extra);
         }
     };
+    obs.endpoint = Some(forwarded.endpoint);
     if forwarded.retries_exhausted {
         flags = join_flags(&flags, "URX");
     }

@@ -9,6 +9,7 @@ pub mod handler;
 pub mod hash_key;
 pub mod headers;
 pub mod mirror;
+pub mod observe;
 pub mod replay;
 pub mod retry;
 pub mod server;

@@ -3,26 +3,17 @@
 //! The copy reads the recorded body through its own cursor, so it never slows the primary: if it
 //! falls behind by more than the replay cap, the copy fails and is counted as dropped.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use http::{HeaderValue, Request};
 use http_body_util::BodyExt;
 use sluice_config::policy::MirrorPolicy;
 
-use crate::body::Body;
-use crate::circuit_breaker::ClusterRuntimes;
-use crate::replay::Recorder;
-use crate::upstream::Upstreams;
+use sluice_telemetry::{CompletedRequest, Reporter, RequestProtocol};
 
-/// Counters of mirror copies.
-#[derive(Debug, Default)]
-pub struct MirrorStats {
-    /// Copies sent (a response came back, whatever its status).
-    pub sent: AtomicU64,
-    /// Copies dropped (no cluster, no endpoint, overflow, body fell behind, upstream failure).
-    pub dropped: AtomicU64,
-}
+use crate::body::Body;
+use crate::handler::ProxyContext;
+use crate::replay::Recorder;
 
 /// `reviews:9080` → `reviews-shadow:9080` (Istio ≤ 1.27's mirror Host).
 pub fn shadow_host(authority: &str) -> String {
@@ -33,20 +24,23 @@ pub fn shadow_host(authority: &str) -> String {
 
 /// Starts a copy of the request toward `mirror` in the background.
 pub fn spawn_copy(
-    upstreams: &Upstreams,
-    runtimes: &Arc<ClusterRuntimes>,
-    stats: &Arc<MirrorStats>,
+    ctx: &ProxyContext,
     mirror: &MirrorPolicy,
     head: &http::request::Parts,
     body: &Recorder,
-    shadow_suffix: bool,
+    source_node: &str,
 ) {
+    let (upstreams, runtimes, telemetry) = (&ctx.upstreams, &ctx.runtimes, &ctx.telemetry);
+    let shadow_suffix = ctx.options.mirror_shadow_suffix;
+    // Copies are counted as sent (a response came back, whatever its status) or dropped (no
+    // cluster, no endpoint, overflow, body fell behind, upstream failure).
+    let metrics = telemetry.proxy().cluster(&mirror.destination.cluster_name);
     let Some(cluster) = mirror.destination.cluster.clone() else {
-        stats.dropped.fetch_add(1, Ordering::Relaxed);
+        metrics.mirror_dropped.inc();
         return;
     };
     let Some(endpoint) = cluster.pick().cloned() else {
-        stats.dropped.fetch_add(1, Ordering::Relaxed);
+        metrics.mirror_dropped.inc();
         return;
     };
     let mut req = Request::new(Body::Replay(body.cursor()));
@@ -69,21 +63,46 @@ pub fn spawn_copy(
         &cluster.policy.pool,
         cluster.protocol.upstream_h2(),
     );
-    let stats = stats.clone();
+    let telemetry = telemetry.clone();
+    let source_node: Arc<str> = Arc::from(source_node);
     tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let mut status = 0;
         let ok = match runtime.admit().await {
             Ok(_slot) => match upstreams
                 .send(req, &endpoint, cluster.protocol.upstream_h2())
                 .await
             {
                 // The copy's response is read and thrown away so the connection can be reused.
-                Ok(resp) => resp.into_body().collect().await.is_ok(),
+                Ok(resp) => {
+                    status = resp.status().as_u16();
+                    resp.into_body().collect().await.is_ok()
+                }
                 Err(_) => false,
             },
             Err(_) => false,
         };
-        let counter = if ok { &stats.sent } else { &stats.dropped };
-        counter.fetch_add(1, Ordering::Relaxed);
+        if ok {
+            metrics.mirror_sent.inc();
+        } else {
+            metrics.mirror_dropped.inc();
+        }
+        telemetry.record_request(&CompletedRequest {
+            reporter: Reporter::Source,
+            source_node: &source_node,
+            virtual_host: None,
+            route: None,
+            cluster: Some(&cluster),
+            endpoint: Some(&endpoint),
+            protocol: RequestProtocol::Http,
+            response_code: status,
+            grpc_status: None,
+            response_flags: "-",
+            duration: started.elapsed(),
+            request_bytes: 0,
+            response_bytes: 0,
+            mirror: true,
+        });
     });
 }
 

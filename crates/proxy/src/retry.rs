@@ -12,6 +12,7 @@ use sluice_config::policy::{RetryOn, RetryPolicy};
 use tokio::time::Instant;
 
 use sluice_lb::FailureKind;
+use sluice_telemetry::ClusterMetrics;
 
 use crate::body::Body;
 use crate::circuit_breaker::ClusterRuntime;
@@ -117,6 +118,8 @@ pub struct ForwardRequest<'a> {
     pub deadline: Option<Instant>,
     /// Picks an endpoint index, avoiding the given ones when possible.
     pub pick: &'a (dyn Fn(&[usize]) -> Option<usize> + Sync),
+    /// The cluster's counters (in flight, retries, ejections).
+    pub metrics: &'a ClusterMetrics,
 }
 
 fn attempt_request(head: &http::request::Parts, body: &Recorder, attempt: u32) -> Request<Body> {
@@ -161,6 +164,7 @@ pub async fn forward(f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
         };
         let balancer = f.cluster.balancer();
         let _in_flight = balancer.start_request(index);
+        let _counted = f.metrics.start_request();
         let req = attempt_request(&f.head, &f.body, attempt);
         let per_try = f.retry.and_then(|r| r.per_try_timeout);
         let try_deadline = match (per_try.map(|d| Instant::now() + d), f.deadline) {
@@ -177,20 +181,19 @@ pub async fn forward(f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
         };
         // Results feed outlier detection (and least-request counters through the guard above).
         let now = std::time::Instant::now();
-        match &outcome {
-            Ok(resp) => {
-                balancer.record_status(index, resp.status().as_u16(), now);
-            }
+        let ejected = match &outcome {
+            Ok(resp) => balancer.record_status(index, resp.status().as_u16(), now),
             Err(ProxyError::ConnectFailure { .. }) => {
-                balancer.record_failure(index, FailureKind::ConnectFailure, now);
+                balancer.record_failure(index, FailureKind::ConnectFailure, now)
             }
             Err(ProxyError::UpstreamReset { .. }) => {
-                balancer.record_failure(index, FailureKind::Reset, now);
+                balancer.record_failure(index, FailureKind::Reset, now)
             }
-            Err(ProxyError::Timeout) => {
-                balancer.record_failure(index, FailureKind::Timeout, now);
-            }
-            Err(_) => {}
+            Err(ProxyError::Timeout) => balancer.record_failure(index, FailureKind::Timeout, now),
+            Err(_) => None,
+        };
+        if ejected.is_some() {
+            f.metrics.outlier_ejections.inc();
         }
         let route_expired = f.deadline.is_some_and(|d| Instant::now() >= d);
         let can_retry = |retriable: bool| {
@@ -227,6 +230,7 @@ pub async fn forward(f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
             };
         };
         _retry_slot = Some(slot);
+        f.metrics.retries.inc();
         drop(outcome);
         let pause = backoff(
             f.retry

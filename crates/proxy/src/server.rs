@@ -154,16 +154,28 @@ async fn accept_loop(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        // The listener's graph name is the same for the whole connection.
+        let source_node: Arc<str> = ctx
+            .config
+            .load()
+            .and_then(|s| {
+                s.listener(addr)
+                    .map(|l| sluice_telemetry::listener_source(l))
+            })
+            .map_or_else(|| Arc::from("unknown"), Arc::from);
+        let connection = ctx.telemetry.proxy().downstream_connection();
         let ctx = ctx.clone();
         let svc = service_fn(move |req| {
             let ctx = ctx.clone();
-            async move { Ok::<_, Infallible>(handle(ctx, addr, peer, req).await) }
+            let source_node = source_node.clone();
+            async move { Ok::<_, Infallible>(handle(ctx, addr, peer, source_node, req).await) }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), svc)
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
+            let _connection = connection;
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with error");
             }

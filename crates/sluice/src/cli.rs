@@ -77,6 +77,12 @@ pub struct RunArgs {
     /// Request body bytes kept for retries and mirror copies (larger bodies are not retried).
     #[arg(long, default_value_t = 1024 * 1024)]
     pub replay_buffer_bytes: usize,
+    /// Access log: `stdout` or a file path (off when absent).
+    #[arg(long)]
+    pub access_log: Option<String>,
+    /// Access log line format.
+    #[arg(long, default_value = "json", value_parser = ["json", "text"])]
+    pub access_log_format: String,
     /// Strict Envoy behaviour for weighted destinations under consistent hashing: draw the version
     /// per request instead of keeping each hash key on one version.
     #[arg(long)]

@@ -94,6 +94,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             opts.options.mirror_shadow_suffix = r.mirror_shadow_suffix;
             opts.options.replay_cap = r.replay_buffer_bytes;
             opts.options.sticky_canary = !r.no_sticky_canary;
+            if let Some(target) = &r.access_log {
+                use sluice_telemetry::{AccessLogFormat, AccessLogTarget};
+                opts.telemetry.access_log.enabled = true;
+                opts.telemetry.access_log.target = if target == "stdout" {
+                    AccessLogTarget::Stdout
+                } else {
+                    AccessLogTarget::File(target.into())
+                };
+                opts.telemetry.access_log.format = if r.access_log_format == "text" {
+                    AccessLogFormat::Text
+                } else {
+                    AccessLogFormat::Json
+                };
+            }
             let drain = opts.drain;
             let handle = sluice::runtime::start(opts).await?;
             shutdown_signal().await;

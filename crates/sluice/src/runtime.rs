@@ -12,7 +12,42 @@ use sluice_config::{build_snapshot, ProxyConfig, Rejected, Snapshot};
 use sluice_lb::StateStore;
 use sluice_model::{Diagnostic, Severity};
 use sluice_proxy::{ConfigHandle, ListenerManager, ProxyContext, ProxyOptions};
+use sluice_telemetry::{Telemetry, TelemetryConfig};
 use tokio::sync::{mpsc, oneshot};
+
+/// `/clusters` columns from the balancers' live endpoint state.
+struct LiveEndpoints;
+
+impl sluice_admin::ClusterStatus for LiveEndpoints {
+    fn endpoint(
+        &self,
+        cluster: &sluice_config::cluster::Cluster,
+        endpoint: &sluice_config::cluster::UpstreamEndpoint,
+    ) -> sluice_admin::EndpointStatus {
+        let now = std::time::Instant::now();
+        let state = cluster
+            .endpoints
+            .iter()
+            .position(|e| e.authority == endpoint.authority)
+            .and_then(|i| cluster.balancer().endpoint(i))
+            .map(|e| e.state.clone());
+        match state {
+            Some(s) => {
+                let ejected = s.outlier().is_ejected(now);
+                sluice_admin::EndpointStatus {
+                    healthy: Some(!ejected),
+                    outlier: ejected.then(|| "ejected".to_string()),
+                    in_flight: Some(s.in_flight()),
+                }
+            }
+            None => sluice_admin::EndpointStatus {
+                healthy: None,
+                outlier: None,
+                in_flight: None,
+            },
+        }
+    }
+}
 
 /// How to run the proxy.
 #[derive(Debug, Clone)]
@@ -31,6 +66,8 @@ pub struct RunOptions {
     pub debounce: Duration,
     /// Data-plane options (mirror Host suffix, replay buffer).
     pub options: ProxyOptions,
+    /// Metrics, access log and traffic graph settings.
+    pub telemetry: TelemetryConfig,
 }
 
 impl RunOptions {
@@ -44,6 +81,7 @@ impl RunOptions {
             watch: true,
             debounce: Duration::from_millis(200),
             options: ProxyOptions::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -101,6 +139,7 @@ struct Loader {
     state: StateStore,
     version: AtomicU64,
     config: Arc<ConfigHandle>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Loader {
@@ -116,10 +155,12 @@ impl Loader {
         ) {
             Ok(s) => {
                 let s = Arc::new(s);
+                self.telemetry.on_snapshot(&s);
                 self.config.publish(s.clone());
                 Ok(s)
             }
             Err(rejected) => {
+                self.telemetry.on_rejected();
                 self.config.reject(version, rejected.diagnostics.clone());
                 Err(rejected)
             }
@@ -130,12 +171,15 @@ impl Loader {
 /// Starts the proxy; fails when the initial config is invalid or the admin port cannot be bound.
 pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     let config = ConfigHandle::new();
+    let telemetry =
+        Arc::new(Telemetry::new(opts.telemetry.clone()).context("cannot start telemetry")?);
     let loader = Arc::new(Loader {
         paths: opts.paths.clone(),
         proxy: opts.proxy.clone(),
         state: StateStore::new(),
         version: AtomicU64::new(0),
         config: config.clone(),
+        telemetry: telemetry.clone(),
     });
     let first = match loader.load() {
         Ok(s) => s,
@@ -145,7 +189,11 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         }
     };
     log_diagnostics(&first.diagnostics);
-    let ctx = Arc::new(ProxyContext::new(config.clone(), opts.options.clone()));
+    let ctx = Arc::new(ProxyContext::new(
+        config.clone(),
+        telemetry.clone(),
+        opts.options.clone(),
+    ));
     let mut manager = ListenerManager::new(ctx);
     manager.reconcile(
         &first
@@ -169,7 +217,10 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
             None => Ok(()),
         }
     });
-    let admin_addr = sluice_admin::serve(opts.admin, AdminState::new(config.clone(), readiness))
+    let admin_state = AdminState::new(config.clone(), readiness)
+        .with_telemetry(telemetry.clone())
+        .with_cluster_status(Arc::new(LiveEndpoints));
+    let admin_addr = sluice_admin::serve(opts.admin, admin_state)
         .await
         .with_context(|| format!("cannot bind admin address {}", opts.admin))?;
     tracing::info!(%admin_addr, version = first.version, listeners = first.listeners.len(), "sluice started");

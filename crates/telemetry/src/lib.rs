@@ -72,9 +72,11 @@ impl Default for TelemetryConfig {
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
-/// Labels resolved for the endpoints and services of the current and previous snapshots.
-#[derive(Default)]
+/// This proxy's labels and those resolved for the endpoints and services of the current and
+/// previous snapshots (one `ArcSwap` load per request gets all of them).
 struct DestinationTable {
+    /// This proxy (`source_*`).
+    local: Arc<PeerLabels>,
     /// By `Arc::as_ptr` of the registry endpoint; the `Arc` is kept so the address stays unique.
     endpoints: FxMap<usize, (Arc<Endpoint>, Arc<PeerLabels>)>,
     /// By service host.
@@ -122,7 +124,6 @@ pub struct Telemetry {
     proxy: ProxyMetrics,
     access_log: AccessLog,
     graph: Arc<Graph>,
-    local: ArcSwap<PeerLabels>,
     destinations: ArcSwap<DestinationTable>,
     workload_name: Option<String>,
     cluster_id: Option<String>,
@@ -131,7 +132,7 @@ pub struct Telemetry {
 impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Telemetry")
-            .field("local", &self.local.load())
+            .field("local", &self.destinations.load().local)
             .finish_non_exhaustive()
     }
 }
@@ -149,8 +150,11 @@ impl Default for Telemetry {
             proxy,
             access_log,
             graph: Arc::new(Graph::default()),
-            local: ArcSwap::new(PeerLabels::unknown()),
-            destinations: ArcSwap::from_pointee(DestinationTable::default()),
+            destinations: ArcSwap::from_pointee(DestinationTable {
+                local: PeerLabels::unknown(),
+                endpoints: FxMap::default(),
+                services: FxMap::default(),
+            }),
             workload_name: None,
             cluster_id: None,
         };
@@ -193,23 +197,32 @@ impl Telemetry {
 
     /// This proxy's own labels (the `source_*` labels of what it reports).
     pub fn local_peer(&self) -> Arc<PeerLabels> {
-        self.local.load_full()
+        self.destinations.load().local.clone()
     }
 
-    fn set_local(&self, proxy: &ProxyConfig) {
+    fn local_labels(&self, proxy: &ProxyConfig) -> Arc<PeerLabels> {
         let name = self
             .workload_name
             .clone()
             .or_else(|| proxy.labels.get("app").cloned())
             .unwrap_or_else(|| "sluice".to_string());
-        let info = WorkloadInfo {
+        WorkloadInfo {
             name: Some(name),
             namespace: Some(proxy.namespace.clone()),
             principal: None,
             cluster: self.cluster_id.clone(),
             labels: proxy.labels.clone(),
-        };
-        self.local.store(info.peer_labels());
+        }
+        .peer_labels()
+    }
+
+    fn set_local(&self, proxy: &ProxyConfig) {
+        let current = self.destinations.load_full();
+        self.destinations.store(Arc::new(DestinationTable {
+            local: self.local_labels(proxy),
+            endpoints: current.endpoints.clone(),
+            services: current.services.clone(),
+        }));
     }
 
     /// Applies a published snapshot: config version and accepted count, this proxy's labels,
@@ -218,9 +231,12 @@ impl Telemetry {
     /// every snapshot published, before or after the publish.
     pub fn on_snapshot(&self, snapshot: &Snapshot) {
         self.proxy.config_applied(snapshot.version);
-        self.set_local(&snapshot.proxy);
         let previous = self.destinations.load_full();
-        let mut next = DestinationTable::default();
+        let mut next = DestinationTable {
+            local: self.local_labels(&snapshot.proxy),
+            endpoints: FxMap::default(),
+            services: FxMap::default(),
+        };
         for cluster in snapshot.clusters.values() {
             let namespace = snapshot
                 .registry
@@ -340,10 +356,9 @@ impl Telemetry {
         if c.mirror {
             return;
         }
-        let local = self.local.load();
         self.istio.record(&RequestRecord {
             reporter: c.reporter,
-            source: &local,
+            source: &table.local,
             destination: &peer,
             service: &service,
             protocol: c.protocol,

@@ -124,8 +124,10 @@ impl Watched for PartialObjectMeta<Pod> {
 
 /// Runs one watcher until the task is aborted.
 pub(crate) async fn run<K: Watched>(api: Api<K>, target: Target, shared: Arc<Shared>) {
-    // Lists are served from the API server's watch cache, as client-go informers do.
-    let config = watcher::Config::default().any_semantic();
+    // Lists are served from the API server's watch cache (`resourceVersion=0`, which is not
+    // paged), as client-go informers do, instead of quorum reads from etcd.
+    let mut config = watcher::Config::default().any_semantic();
+    config.page_size = None;
     let stream = watcher(api, config).default_backoff();
     let mut stream = std::pin::pin!(stream);
     let mut listing: Vec<K> = Vec::new();

@@ -1,0 +1,265 @@
+//! What `/api/graph` serves: nodes, edges, configured routes; and the configured weights read
+//! from a snapshot.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use sluice_config::listener::{Listener, ListenerRole};
+use sluice_config::route_table::RouteAction;
+use sluice_config::Snapshot;
+
+/// A route's configured destinations, for configured-vs-observed split.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConfiguredRoute {
+    /// Source node (see [`listener_source`]).
+    pub source: String,
+    /// Virtual host name.
+    pub virtual_host: String,
+    /// Route name.
+    pub route: String,
+    /// Weighted destinations.
+    pub destinations: Vec<ConfiguredDestination>,
+    /// Mirror targets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<ConfiguredMirror>,
+}
+
+/// One weighted destination of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfiguredDestination {
+    /// Service host.
+    pub service: String,
+    /// Subset.
+    pub subset: Option<String>,
+    /// Weight.
+    pub weight: u32,
+}
+
+/// One mirror target of a route.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConfiguredMirror {
+    /// Service host.
+    pub service: String,
+    /// Subset.
+    pub subset: Option<String>,
+    /// Share of requests mirrored (0–100).
+    pub percentage: f64,
+}
+
+/// A graph node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GraphNode {
+    /// Unique id (`source:<name>`, `service:<host>`, `version:<host>|<subset>`).
+    pub id: String,
+    /// `source`, `service` or `version`.
+    pub kind: &'static str,
+    /// Display name.
+    pub name: String,
+    /// Service host (service and version nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Subset (version nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
+    /// Observed version label of the endpoints (version nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Workloads seen serving it (version nodes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<String>,
+    /// Requests per second through the node (in for destinations, out for sources).
+    pub rps: f64,
+    /// 5xx share of those requests.
+    pub error_rate: f64,
+}
+
+/// A graph edge: requests from a source to a service subset through one route.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GraphEdge {
+    /// Unique id.
+    pub id: String,
+    /// Source node id.
+    pub source: String,
+    /// Target (version) node id.
+    pub target: String,
+    /// Virtual host.
+    pub virtual_host: String,
+    /// Route.
+    pub route: String,
+    /// Destination service host.
+    pub service: String,
+    /// Destination subset.
+    pub subset: Option<String>,
+    /// A mirror edge (copies; not part of the split).
+    pub mirror: bool,
+    /// Requests in the window.
+    pub requests: u64,
+    /// Requests per second over the window.
+    pub rps: f64,
+    /// 5xx share.
+    pub error_rate: f64,
+    /// Median latency (ms); `None` without traffic.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency (ms).
+    pub p99_ms: Option<f64>,
+    /// Share of the route's (non-mirror) requests that took this edge.
+    pub observed_share: Option<f64>,
+    /// Configured weight of this destination.
+    pub configured_weight: Option<u32>,
+    /// Configured weight over the route's total weight.
+    pub configured_share: Option<f64>,
+    /// Configured mirror percentage (mirror edges).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror_percentage: Option<f64>,
+}
+
+/// The graph over the window, as `/api/graph` serves it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GraphSnapshot {
+    /// Nodes, sorted by id.
+    pub nodes: Vec<GraphNode>,
+    /// Edges, sorted by id.
+    pub edges: Vec<GraphEdge>,
+    /// The configured routes (for the side panel).
+    pub routes: Vec<ConfiguredRoute>,
+    /// Window length.
+    pub window_secs: u64,
+    /// When the snapshot was taken (RFC 3339).
+    pub generated_at: String,
+    /// The same, in Unix milliseconds.
+    pub generated_at_ms: u64,
+    /// Config version the configured weights come from.
+    pub config_version: Option<u64>,
+}
+
+pub(super) fn nodes_of(
+    edges: &[GraphEdge],
+    versions: &BTreeMap<String, (Option<String>, BTreeSet<String>)>,
+) -> Vec<GraphNode> {
+    // (requests, errors, rps) accumulated per node.
+    let mut nodes: BTreeMap<String, (GraphNode, u64, u64)> = BTreeMap::new();
+    for e in edges {
+        let errors = (e.error_rate * e.requests as f64).round() as u64;
+        let source_name = e.source.trim_start_matches("source:").to_string();
+        let service_id = format!("service:{}", e.service);
+        let entries = [
+            (
+                e.source.clone(),
+                GraphNode {
+                    id: e.source.clone(),
+                    kind: "source",
+                    name: source_name,
+                    service: None,
+                    subset: None,
+                    version: None,
+                    workloads: Vec::new(),
+                    rps: 0.0,
+                    error_rate: 0.0,
+                },
+            ),
+            (
+                service_id.clone(),
+                GraphNode {
+                    id: service_id,
+                    kind: "service",
+                    name: e.service.clone(),
+                    service: Some(e.service.clone()),
+                    subset: None,
+                    version: None,
+                    workloads: Vec::new(),
+                    rps: 0.0,
+                    error_rate: 0.0,
+                },
+            ),
+            (e.target.clone(), {
+                let (version, workloads) = versions.get(&e.target).cloned().unwrap_or_default();
+                GraphNode {
+                    id: e.target.clone(),
+                    kind: "version",
+                    name: e
+                        .subset
+                        .clone()
+                        .or_else(|| version.clone())
+                        .unwrap_or_else(|| e.service.clone()),
+                    service: Some(e.service.clone()),
+                    subset: e.subset.clone(),
+                    version,
+                    workloads: workloads.into_iter().collect(),
+                    rps: 0.0,
+                    error_rate: 0.0,
+                }
+            }),
+        ];
+        for (id, node) in entries {
+            let slot = nodes.entry(id).or_insert((node, 0, 0));
+            slot.0.rps += e.rps;
+            slot.1 += e.requests;
+            slot.2 += errors;
+        }
+    }
+    nodes
+        .into_values()
+        .map(|(mut n, requests, errors)| {
+            n.error_rate = if requests > 0 {
+                errors as f64 / requests as f64
+            } else {
+                0.0
+            };
+            n
+        })
+        .collect()
+}
+
+/// The source node name of requests arriving on a listener: `gateway:<ns/name,...>` or `mesh`.
+pub fn listener_source(listener: &Listener) -> String {
+    match &listener.role {
+        ListenerRole::Gateway { gateways } => format!("gateway:{}", gateways.join(",")),
+        ListenerRole::Mesh => "mesh".to_string(),
+    }
+}
+
+/// Every weighted route of a snapshot, for [`Graph::set_config`].
+pub fn configured_routes(snapshot: &Snapshot) -> Vec<ConfiguredRoute> {
+    let mut out: BTreeMap<(String, String, String), ConfiguredRoute> = BTreeMap::new();
+    for l in &snapshot.listeners {
+        let source = listener_source(l);
+        let vhosts = l
+            .virtual_hosts
+            .vhosts
+            .iter()
+            .chain(l.default_virtual_host.iter());
+        for vh in vhosts {
+            for r in &vh.routes {
+                let RouteAction::Forward(f) = &r.action else {
+                    continue;
+                };
+                let key = (source.clone(), vh.name.clone(), r.name.clone());
+                out.entry(key).or_insert_with(|| ConfiguredRoute {
+                    source: source.clone(),
+                    virtual_host: vh.name.clone(),
+                    route: r.name.clone(),
+                    destinations: f
+                        .destinations
+                        .iter()
+                        .map(|d| ConfiguredDestination {
+                            service: d.host.clone(),
+                            subset: d.subset.clone(),
+                            weight: d.weight,
+                        })
+                        .collect(),
+                    mirrors: r
+                        .policy
+                        .mirrors
+                        .iter()
+                        .map(|m| ConfiguredMirror {
+                            service: m.destination.host.clone(),
+                            subset: m.destination.subset.clone(),
+                            percentage: m.percentage,
+                        })
+                        .collect(),
+                });
+            }
+        }
+    }
+    out.into_values().collect()
+}
