@@ -36,13 +36,17 @@ pub enum Command {
     Traffic(sluice_tools::TrafficArgs),
     /// Run the canary tutorial end to end on this machine.
     Demo(crate::demo::DemoArgs),
+    /// Add the sluice sidecar to Kubernetes manifests (like `istioctl kube-inject`).
+    Inject(sluice_kube::InjectArgs),
+    /// Redirect a pod's TCP traffic to the sidecar (run by the injected init container).
+    Iptables(sluice_kube::IptablesArgs),
 }
 
 /// `sluice run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Config files or directories (`.yaml`, `.yml`, `.json`, recursive).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "kubernetes")]
     pub paths: Vec<PathBuf>,
     /// Workload labels of this proxy (`k=v,k2=v2`).
     #[arg(long, value_parser = parse_labels, default_value = "")]
@@ -87,6 +91,9 @@ pub struct RunArgs {
     /// per request instead of keeping each hash key on one version.
     #[arg(long)]
     pub no_sticky_canary: bool,
+    /// Kubernetes mode (`--kubernetes` and its options).
+    #[command(flatten)]
+    pub kube: sluice_kube::KubeArgs,
 }
 
 /// `sluice analyze`.

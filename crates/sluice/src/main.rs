@@ -83,10 +83,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&cli.log_format);
             let mut opts = RunOptions::new(r.paths);
             opts.proxy.labels = r.labels;
+            if r.kube.kubernetes {
+                opts.proxy.labels.extend(r.kube.file_labels()?);
+                opts.source = Some(std::sync::Arc::new(sluice_kube::start(&r.kube).await?));
+                if r.kube.outbound_port.is_some() {
+                    // Sidecar: outbound traffic arrives through interception, not per-service ports.
+                    opts.proxy.mesh_role = false;
+                }
+            }
             opts.proxy.namespace = r.namespace;
             opts.proxy.gateway_address = r.gateway_address;
             opts.proxy.mesh_address = r.mesh_address;
-            opts.proxy.mesh_role = !r.no_mesh;
+            opts.proxy.mesh_role &= !r.no_mesh;
             opts.proxy.gateway_role = !r.no_gateway;
             opts.admin = r.admin;
             opts.drain = r.drain_timeout;
@@ -114,6 +122,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(?drain, "shutting down: draining in-flight requests");
             handle.shutdown().await;
             Ok(())
+        }
+        Command::Inject(a) => sluice_kube::inject::run(a).await,
+        Command::Iptables(a) => {
+            init_logging(&cli.log_format);
+            sluice_kube::iptables::run(a).await
         }
         Command::Backend(b) => sluice_tools::backend::run(b).await,
         Command::Traffic(t) => sluice_tools::traffic::run(t).await,

@@ -68,6 +68,8 @@ pub struct RunOptions {
     pub options: ProxyOptions,
     /// Metrics, access log and traffic graph settings.
     pub telemetry: TelemetryConfig,
+    /// Where config comes from instead of `paths` (Kubernetes); it notifies its own changes.
+    pub source: Option<Arc<dyn sluice_kube::ConfigSource>>,
 }
 
 impl RunOptions {
@@ -82,6 +84,7 @@ impl RunOptions {
             debounce: Duration::from_millis(200),
             options: ProxyOptions::default(),
             telemetry: TelemetryConfig::default(),
+            source: None,
         }
     }
 }
@@ -135,6 +138,7 @@ pub fn log_diagnostics(diags: &[Diagnostic]) {
 
 struct Loader {
     paths: Vec<PathBuf>,
+    source: Option<Arc<dyn sluice_kube::ConfigSource>>,
     proxy: ProxyConfig,
     state: StateStore,
     version: AtomicU64,
@@ -144,15 +148,15 @@ struct Loader {
 
 impl Loader {
     fn load(&self) -> Result<Arc<Snapshot>, Rejected> {
-        let parsed = sluice_sources::read_paths(&self.paths);
+        let (resources, diagnostics) = match &self.source {
+            Some(source) => source.collect(),
+            None => {
+                let parsed = sluice_sources::read_paths(&self.paths);
+                (parsed.resources, parsed.diagnostics)
+            }
+        };
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
-        match build_snapshot(
-            parsed.resources,
-            parsed.diagnostics,
-            &self.proxy,
-            &self.state,
-            version,
-        ) {
+        match build_snapshot(resources, diagnostics, &self.proxy, &self.state, version) {
             Ok(s) => {
                 let s = Arc::new(s);
                 self.telemetry.on_snapshot(&s);
@@ -175,6 +179,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         Arc::new(Telemetry::new(opts.telemetry.clone()).context("cannot start telemetry")?);
     let loader = Arc::new(Loader {
         paths: opts.paths.clone(),
+        source: opts.source.clone(),
         proxy: opts.proxy.clone(),
         state: StateStore::new(),
         version: AtomicU64::new(0),
@@ -204,9 +209,13 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     );
     let bind_errors = manager.bind_errors();
     let readiness_config = config.clone();
+    let readiness_source = opts.source.clone();
     let readiness: sluice_admin::Readiness = Arc::new(move || {
         if readiness_config.load().is_none() {
             return Err("no configuration loaded".into());
+        }
+        if readiness_source.as_ref().is_some_and(|s| !s.is_ready()) {
+            return Err("not synced with the Kubernetes API".into());
         }
         let errors = match bind_errors.lock() {
             Ok(e) => e.clone(),
@@ -228,7 +237,8 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<u64, Rejected>>>(4);
     let (stop_tx, stop_rx) = oneshot::channel::<Duration>();
     let (done_tx, done_rx) = oneshot::channel();
-    let mut watch = if opts.watch {
+    let mut source_changes = opts.source.as_ref().map(|s| s.subscribe());
+    let mut watch = if opts.watch && opts.source.is_none() {
         Some(
             sluice_sources::watch(&opts.paths, opts.debounce)
                 .context("cannot watch config paths")?,
@@ -243,6 +253,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                 d = &mut stop_rx => break d.unwrap_or(Duration::from_secs(10)),
                 r = reload_rx.recv() => match r { Some(tx) => Some(tx), None => continue },
                 Some(()) = async { match watch.as_mut() { Some(w) => w.changes.recv().await, None => std::future::pending().await } } => None,
+                true = async { match source_changes.as_mut() { Some(rx) => sluice_kube::next_change(rx, Duration::from_millis(50)).await, None => std::future::pending().await } } => None,
             };
             let l = loader.clone();
             let outcome = tokio::task::spawn_blocking(move || l.load())
