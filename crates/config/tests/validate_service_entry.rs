@@ -1,54 +1,13 @@
 //! Webhook/CRD validation of ServiceEntry and WorkloadEntry: one small object per rule, plus samples that must pass.
 
-use sluice_config::validate::validate_resource;
-use sluice_model::{codes, parse_text, Diagnostic, Severity};
+mod common;
 
-const E: Severity = Severity::Error;
-const W: Severity = Severity::Warning;
-
-/// (case name, YAML, expected (severity, field path) pairs).
-type Case<'a> = (&'a str, &'a str, &'a [(Severity, &'a str)]);
+use common::*;
 
 fn object(kind: &str, spec: &str) -> String {
     format!(
         "apiVersion: networking.istio.io/v1\nkind: {kind}\nmetadata:\n  name: t\n  namespace: default\nspec:{spec}"
     )
-}
-
-fn schema_diags(yaml: &str) -> Vec<Diagnostic> {
-    let parsed = parse_text(yaml, Some("t.yaml".into()));
-    assert!(
-        parsed.diagnostics.iter().all(|d| d.severity != E),
-        "parse failed: {:#?}",
-        parsed.diagnostics
-    );
-    assert!(!parsed.resources.is_empty(), "no resource in {yaml}");
-    parsed
-        .resources
-        .iter()
-        .flat_map(validate_resource)
-        .filter(|d| d.code == codes::SCHEMA_VALIDATION)
-        .collect()
-}
-
-/// Every expected (severity, field) appears, and no error appears that was not expected.
-fn check(name: &str, yaml: &str, expected: &[(Severity, &str)]) {
-    let diags = schema_diags(yaml);
-    for (sev, field) in expected {
-        assert!(
-            diags
-                .iter()
-                .any(|d| d.severity == *sev && d.field.as_deref() == Some(*field)),
-            "{name}: expected {sev} at {field}, got {diags:#?}"
-        );
-    }
-    for d in diags.iter().filter(|d| d.severity == E) {
-        let f = d.field.as_deref().unwrap_or("");
-        assert!(
-            expected.iter().any(|(s, e)| *s == E && *e == f),
-            "{name}: unexpected error {d}"
-        );
-    }
 }
 
 #[test]
