@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::*;
+use common::{check_yaml as check, *};
 
 fn named(name: &str, spec: &str) -> String {
     format!(

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::*;
+use common::{check_yaml as check, *};
 
 fn object(kind: &str, spec: &str) -> String {
     format!(

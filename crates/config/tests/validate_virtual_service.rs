@@ -10,6 +10,11 @@ fn object(spec: &str) -> String {
     )
 }
 
+/// Every expected (severity, field) appears for this spec, and no unexpected error.
+fn check(name: &str, spec: &str, expected: &[(Severity, &str)]) {
+    check_yaml(name, &object(spec), expected);
+}
+
 #[test]
 fn rules() {
     let cases: &[Case] = &[

@@ -28,7 +28,7 @@ pub fn schema_diags(yaml: &str) -> Vec<Diagnostic> {
 }
 
 /// Every expected (severity, field) appears, and no error appears that was not expected.
-pub fn check(name: &str, yaml: &str, expected: &[(Severity, &str)]) {
+pub fn check_yaml(name: &str, yaml: &str, expected: &[(Severity, &str)]) {
     let diags = schema_diags(yaml);
     for (sev, field) in expected {
         assert!(
