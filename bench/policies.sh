@@ -379,7 +379,7 @@ done
     fi
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- machine: $(machine_desc); 1-min load before measuring: $LOAD_BEFORE; open-files limit: $NOFILE_NOW"
-    echo "- sluice: $(sluice_version); wrk: $("$WRK" -v 2>&1 | head -1 | awk '{print $2}')"
+    echo "- sluice: $(sluice_version) (git state at report time; binary $SLUICE modified $(date -u -r "$SLUICE" '+%Y-%m-%d %H:%M UTC')); wrk: $("$WRK" -v 2>&1 | head -1 | awk '{print $2}')"
     echo "- method: a fresh \`sluice run\` per row (\`TOKIO_WORKER_THREADS=1\`) on core $PROXY_CPU;" \
         "wrk (-t1 -c$CONCURRENCY, HTTP/1.1 keep-alive, GET /, Host: app) and both \`sluice backend\`s (1 tokio worker each) on core $LOAD_CPU;" \
         "${WARMUP}s warmup + ${DURATION}s per row; $ROUNDS round(s), order A B C D then B A D C alternately; figures are medians over the rounds"
@@ -419,7 +419,7 @@ done
     echo "Notes:"
     echo "- spread over the rounds: p99 A $(spread A p99), B $(spread B p99) ms; CPU s/10k C $(spread C cpu), D $(spread D cpu)."
     echo "- CPU s/10k req: utime+stime of sluice over the measured run per 10,000 completed (primary) requests; in B it includes the work of sending the mirror copies."
-    echo "- peak RSS: VmHWM of that sluice process over its whole life (smoke request, warmup, measured run, and for B the ${DRAIN}s drain). Peak open fds: sampled every 0.5 s."
+    echo "- peak RSS: VmHWM of that sluice process over its whole life (smoke request, warmup, measured run, and for B the ${DRAIN}s drain); peak open fds: sampled every 0.5 s. In the summary table both are the maximum over the rounds, the other columns the median."
     echo "- load core busy %: all work on core $LOAD_CPU (wrk + both backends); near 100 means the load side, not sluice, may limit req/s."
     echo "- copies received by v2 / primary requests at v1: counted by the backends over the sluice process's life (smoke + warmup + measured run); copies still in flight when counted are included (a copy is counted when it arrives)."
     for w in "${WARNINGS[@]}"; do echo "- WARNING: $w"; done

@@ -41,6 +41,9 @@ pub struct ProxyOptions {
     /// With a consistent hash on the destination host, use the hash key to choose among weighted
     /// destinations too, so a user stays on one version (Envoy draws the version at random).
     pub sticky_canary: bool,
+    /// Mirror copies in flight at once; beyond it new copies are dropped (and counted) so a slow
+    /// mirror costs bounded memory and never the primary's time.
+    pub max_mirror_in_flight: usize,
 }
 
 impl Default for ProxyOptions {
@@ -49,6 +52,7 @@ impl Default for ProxyOptions {
             mirror_shadow_suffix: false,
             replay_cap: DEFAULT_REPLAY_CAP,
             sticky_canary: true,
+            max_mirror_in_flight: 1024,
         }
     }
 }
@@ -63,6 +67,8 @@ pub struct ProxyContext {
     pub runtimes: Arc<ClusterRuntimes>,
     /// Metrics, graph, access log.
     pub telemetry: Arc<Telemetry>,
+    /// Mirror copies in flight.
+    pub mirrors_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     /// Options.
     pub options: ProxyOptions,
 }
@@ -79,6 +85,7 @@ impl ProxyContext {
             upstreams: Upstreams::new(),
             runtimes: Arc::default(),
             telemetry,
+            mirrors_in_flight: Arc::default(),
             options,
         }
     }

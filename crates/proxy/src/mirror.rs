@@ -3,6 +3,7 @@
 //! The copy reads the recorded body through its own cursor, so it never slows the primary: if it
 //! falls behind by more than the replay cap, the copy fails and is counted as dropped.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use http::{HeaderValue, Request};
@@ -20,6 +21,26 @@ pub fn shadow_host(authority: &str) -> String {
     let host = sluice_config::host::strip_port(authority);
     let port = authority.get(host.len()..).unwrap_or("");
     format!("{host}-shadow{port}")
+}
+
+/// One of the bounded number of mirror copies in flight; released on drop.
+struct MirrorSlot(Arc<AtomicUsize>);
+
+impl MirrorSlot {
+    fn take(counter: &Arc<AtomicUsize>, max: usize) -> Option<MirrorSlot> {
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| MirrorSlot(counter.clone()))
+    }
+}
+
+impl Drop for MirrorSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Starts a copy of the request toward `mirror` in the background.
@@ -40,6 +61,11 @@ pub fn spawn_copy(
         return;
     };
     let Some(endpoint) = cluster.pick().cloned() else {
+        metrics.mirror_dropped.inc();
+        return;
+    };
+    let Some(slot) = MirrorSlot::take(&ctx.mirrors_in_flight, ctx.options.max_mirror_in_flight)
+    else {
         metrics.mirror_dropped.inc();
         return;
     };
@@ -66,6 +92,7 @@ pub fn spawn_copy(
     let telemetry = telemetry.clone();
     let source_node: Arc<str> = Arc::from(source_node);
     tokio::spawn(async move {
+        let _slot = slot;
         let started = std::time::Instant::now();
         let mut status = 0;
         let ok = match runtime.admit().await {

@@ -41,7 +41,7 @@ impl Upstreams {
         connector.set_nodelay(true);
         let http1 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
-            .pool_max_idle_per_host(1024)
+            .pool_max_idle_per_host(256)
             .build(connector.clone());
         let http2 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)

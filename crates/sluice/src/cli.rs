@@ -81,6 +81,9 @@ pub struct RunArgs {
     /// Request body bytes kept for retries and mirror copies (larger bodies are not retried).
     #[arg(long, default_value_t = 1024 * 1024)]
     pub replay_buffer_bytes: usize,
+    /// Mirror copies in flight at once; further copies are dropped and counted.
+    #[arg(long, default_value_t = 1024)]
+    pub max_mirror_in_flight: usize,
     /// Access log: `stdout` or a file path (off when absent).
     #[arg(long)]
     pub access_log: Option<String>,

@@ -102,6 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             opts.options.mirror_shadow_suffix = r.mirror_shadow_suffix;
             opts.options.replay_cap = r.replay_buffer_bytes;
             opts.options.sticky_canary = !r.no_sticky_canary;
+            opts.options.max_mirror_in_flight = r.max_mirror_in_flight;
             if let Some(target) = &r.access_log {
                 use sluice_telemetry::{AccessLogFormat, AccessLogTarget};
                 opts.telemetry.access_log.enabled = true;

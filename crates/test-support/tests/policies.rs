@@ -500,3 +500,38 @@ async fn outlier_detection_ejects_a_failing_endpoint() {
     }
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn mirror_copies_in_flight_are_capped_and_drops_counted() {
+    let v1 = backend("app", "v1").await;
+    let mut hung = BackendArgs::ephemeral("app", "v2");
+    hung.hang_after = Some(0);
+    let v2 = Backend::start(hung).await.unwrap();
+    let (_d, p, port) = setup(
+        &[("v1", v1.addr()), ("v2", v2.addr())],
+        "  - route: [{destination: {host: app, subset: v1}}]\n    mirror: {host: app, subset: v2}\n",
+        |o| o.options.max_mirror_in_flight = 2,
+    )
+    .await;
+    let c = TestClient::new();
+    for _ in 0..10 {
+        assert_eq!(c.get(addr(port), "app", "/", &[]).await.status, 200);
+    }
+    assert_eventually(
+        Duration::from_secs(3),
+        "two copies reached the hung mirror",
+        || async { v2.requests() == 2 },
+    )
+    .await;
+    let metrics = c
+        .get(p.admin_addr, "admin", "/stats/prometheus", &[])
+        .await
+        .body;
+    let dropped: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("sluice_mirror_requests_dropped_total") && l.contains("|v2|"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(dropped, 8.0, "{metrics}");
+    p.shutdown().await;
+}

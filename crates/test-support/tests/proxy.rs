@@ -308,13 +308,17 @@ async fn reloads_under_load_fail_no_request() {
     let p = Arc::new(proxy(dir.path(), |o| o.watch = false).await);
     let failures = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
+    let reloading = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let mut workers = Vec::new();
     for _ in 0..16 {
-        let failures = failures.clone();
-        let done = done.clone();
+        let (failures, done, reloading) = (failures.clone(), done.clone(), reloading.clone());
         workers.push(tokio::spawn(async move {
             let c = TestClient::new();
-            for _ in 0..130 {
+            // At least 130 requests each, and keep going while reloads happen (bounded at 2,000).
+            for i in 0..2000 {
+                if i >= 130 && !reloading.load(Ordering::Relaxed) {
+                    break;
+                }
                 let r = c.get(mesh_addr(port), "app", "/", &[]).await;
                 if r.status != 200 {
                     failures.fetch_add(1, Ordering::Relaxed);
@@ -323,22 +327,17 @@ async fn reloads_under_load_fail_no_request() {
             }
         }));
     }
-    let mut reloads = 0;
-    while done.load(Ordering::Relaxed) < 2080 && reloads < 200 {
-        let (a, b) = if reloads % 2 == 0 { (50, 50) } else { (90, 10) };
+    for reload in 0..25 {
+        let (a, b) = if reload % 2 == 0 { (50, 50) } else { (90, 10) };
         dir.write("vs.yaml", &split_vs(a, b));
         assert!(p.reload().await.unwrap().is_ok());
-        reloads += 1;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    reloading.store(false, Ordering::Relaxed);
     for w in workers {
         w.await.unwrap();
     }
-    assert!(
-        reloads >= 20,
-        "only {reloads} reloads happened during the load"
-    );
-    assert_eq!(done.load(Ordering::Relaxed), 2080);
+    assert!(done.load(Ordering::Relaxed) >= 2080);
     assert_eq!(failures.load(Ordering::Relaxed), 0);
 }
 
