@@ -168,4 +168,6 @@ pub mod codes {
     pub const GATEWAY_VS_OVERLAP: &str = "SLC0010";
     /// A field is valid but sluice does not enforce it yet.
     pub const NOT_ENFORCED: &str = "SLC0100";
+    /// sluice itself failed while loading config (a bug: please report it).
+    pub const INTERNAL: &str = "SLC0999";
 }

@@ -261,7 +261,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                 .unwrap_or_else(|e| {
                     Err(Rejected {
                         diagnostics: vec![Diagnostic::error(
-                            "SLC0999",
+                            sluice_model::codes::INTERNAL,
                             format!("reload panicked: {e}"),
                         )],
                     })
