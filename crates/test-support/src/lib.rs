@@ -65,6 +65,20 @@ pub async fn backend(name: &str, version: &str) -> BackendHandle {
         .unwrap()
 }
 
+/// A backend that answers every request with 503.
+pub async fn failing_backend(name: &str, version: &str) -> BackendHandle {
+    let mut args = BackendArgs::ephemeral(name, version);
+    args.fail_rate = 1.0;
+    Backend::start(args).await.unwrap()
+}
+
+/// A backend that never answers (the tutorial's hung v1, from its first request).
+pub async fn hung_backend(name: &str, version: &str) -> BackendHandle {
+    let mut args = BackendArgs::ephemeral(name, version);
+    args.hang_after = Some(0);
+    Backend::start(args).await.unwrap()
+}
+
 /// Starts the proxy on a config directory with the admin API on a free port, gateway on 127.0.0.1.
 pub async fn proxy(dir: &Path, configure: impl FnOnce(&mut RunOptions)) -> ProxyHandle {
     let mut opts = RunOptions::new(vec![dir.to_path_buf()]);

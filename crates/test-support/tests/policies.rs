@@ -166,9 +166,7 @@ async fn mirror_copies_every_request_and_the_client_sees_only_the_primary() {
 #[tokio::test]
 async fn a_hung_mirror_never_slows_the_primary_and_shadow_suffix_is_optional() {
     let v1 = backend("app", "v1").await;
-    let mut hung = BackendArgs::ephemeral("app", "v2");
-    hung.hang_after = Some(0);
-    let v2 = Backend::start(hung).await.unwrap();
+    let v2 = hung_backend("app", "v2").await;
     let (_d, p, port) = setup(
         &[("v1", v1.addr()), ("v2", v2.addr())],
         "  - route: [{destination: {host: app, subset: v1}}]\n    mirror: {host: app, subset: v2}\n",
@@ -204,11 +202,7 @@ async fn a_hung_mirror_never_slows_the_primary_and_shadow_suffix_is_optional() {
 
 #[tokio::test]
 async fn retries_move_to_a_healthy_endpoint() {
-    let bad = {
-        let mut a = BackendArgs::ephemeral("app", "v1");
-        a.fail_rate = 1.0;
-        Backend::start(a).await.unwrap()
-    };
+    let bad = failing_backend("app", "v1").await;
     let good = backend("app", "v1").await;
     let (_d, p, port) = setup(
         &[("v1", bad.addr()), ("v1", good.addr())],
@@ -233,11 +227,7 @@ async fn retries_move_to_a_healthy_endpoint() {
 
 #[tokio::test]
 async fn default_retry_policy_does_not_retry_503_but_retries_connect_failures() {
-    let bad = {
-        let mut a = BackendArgs::ephemeral("app", "v1");
-        a.fail_rate = 1.0;
-        Backend::start(a).await.unwrap()
-    };
+    let bad = failing_backend("app", "v1").await;
     let (_d, p, port) = setup(&[("v1", bad.addr())], "", |_| {}).await;
     let r = TestClient::new().get(addr(port), "app", "/", &[]).await;
     assert_eq!(r.status, 503);
@@ -466,11 +456,7 @@ async fn a_user_sticks_to_one_version_across_a_weighted_canary() {
 
 #[tokio::test]
 async fn outlier_detection_ejects_a_failing_endpoint() {
-    let bad = {
-        let mut a = BackendArgs::ephemeral("app", "bad");
-        a.fail_rate = 1.0;
-        Backend::start(a).await.unwrap()
-    };
+    let bad = failing_backend("app", "bad").await;
     let good = backend("app", "good").await;
     let (dir, p, port) = setup(&[("v1", bad.addr()), ("v1", good.addr())], "", |o| {
         o.watch = false
@@ -504,9 +490,7 @@ async fn outlier_detection_ejects_a_failing_endpoint() {
 #[tokio::test]
 async fn mirror_copies_in_flight_are_capped_and_drops_counted() {
     let v1 = backend("app", "v1").await;
-    let mut hung = BackendArgs::ephemeral("app", "v2");
-    hung.hang_after = Some(0);
-    let v2 = Backend::start(hung).await.unwrap();
+    let v2 = hung_backend("app", "v2").await;
     let (_d, p, port) = setup(
         &[("v1", v1.addr()), ("v2", v2.addr())],
         "  - route: [{destination: {host: app, subset: v1}}]\n    mirror: {host: app, subset: v2}\n",
