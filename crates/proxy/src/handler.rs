@@ -25,6 +25,7 @@ use crate::mirror;
 use crate::observe::{grpc_status, Observation};
 use crate::replay::{Recorder, DEFAULT_REPLAY_CAP};
 use crate::retry::{forward, ForwardRequest};
+use crate::trace_span;
 use crate::upstream::Upstreams;
 
 /// Response flags of a finished request (Envoy `%RESPONSE_FLAGS%`), attached for telemetry.
@@ -262,6 +263,9 @@ async fn proxy(
     let Some(listener) = snapshot.listener(listener_addr) else {
         return error_reply(&ProxyError::NoRoute, "");
     };
+    if let Some(tracer) = ctx.telemetry.tracing() {
+        obs.span = Some(trace_span::begin(tracer, listener, &req, peer));
+    }
     let plan = match decide(listener, &req, peer, &ctx.options) {
         Ok(Decision::Forward(p)) => p,
         Ok(Decision::Reply(r)) => return r,
@@ -298,6 +302,9 @@ async fn proxy(
     let (mut head, body) = req.into_parts();
     strip_hop_by_hop(&mut head.headers);
     add_forwarding(&mut head.headers, peer.ip(), listener.is_gateway(), "http");
+    if let Some(span) = obs.span.as_mut() {
+        trace_span::routed(span, cluster, &mut head.headers);
+    }
     if let Some(log) = obs.log.as_mut() {
         log.request_id = head
             .headers

@@ -13,6 +13,7 @@ pub mod observe;
 pub mod replay;
 pub mod retry;
 pub mod server;
+pub mod trace_span;
 pub mod upstream;
 
 pub use body::Body;

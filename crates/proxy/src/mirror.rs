@@ -10,6 +10,7 @@ use http::{HeaderValue, Request};
 use http_body_util::BodyExt;
 use sluice_config::policy::MirrorPolicy;
 
+use sluice_telemetry::trace::propagation;
 use sluice_telemetry::{CompletedRequest, Reporter, RequestProtocol};
 
 use crate::body::Body;
@@ -73,6 +74,8 @@ pub fn spawn_copy(
     *req.method_mut() = head.method.clone();
     *req.uri_mut() = head.uri.clone();
     *req.headers_mut() = head.headers.clone();
+    // Copies keep the trace ids (to correlate with the original) but are never sampled.
+    propagation::mark_unsampled(req.headers_mut());
     if shadow_suffix {
         let host = head
             .headers

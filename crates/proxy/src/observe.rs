@@ -8,6 +8,7 @@ use http::HeaderMap;
 use sluice_config::cluster::Cluster;
 use sluice_config::vhost::VirtualHost;
 use sluice_telemetry::access_log::AccessLogEntry;
+use sluice_telemetry::trace::{propagation, RequestSpan, SpanEnd};
 use sluice_telemetry::{CompletedRequest, Reporter, RequestProtocol, Telemetry};
 
 /// What the access log needs beyond the metrics (only kept when the log is on).
@@ -25,6 +26,8 @@ pub struct LogFields {
     pub protocol: &'static str,
     /// `x-request-id`.
     pub request_id: Option<String>,
+    /// Trace id of the incoming request (used when spans are not exported).
+    pub trace_id: Option<String>,
 }
 
 /// One request's telemetry, filled in along the request path and recorded on drop.
@@ -53,6 +56,8 @@ pub struct Observation {
     pub response_bytes: u64,
     /// Access-log fields, when logging.
     pub log: Option<Box<LogFields>>,
+    /// The proxy's span, when tracing is on.
+    pub span: Option<RequestSpan>,
 }
 
 impl std::fmt::Debug for Observation {
@@ -112,6 +117,7 @@ impl Observation {
                     "HTTP/1.1"
                 },
                 request_id: None,
+                trace_id: propagation::trace_id_hex(req.headers()),
             })
         });
         Observation {
@@ -128,6 +134,7 @@ impl Observation {
             request_bytes,
             response_bytes: 0,
             log,
+            span: None,
         }
     }
 
@@ -171,6 +178,26 @@ impl Drop for Observation {
             response_bytes: self.response_bytes,
             mirror: false,
         });
+        let trace_id = match self.span.take() {
+            Some(span) => {
+                let id = self.log.is_some().then(|| span.trace_id_hex());
+                span.end(&SpanEnd {
+                    status: self.status,
+                    grpc_status: self.grpc_status,
+                    response_flags: if self.flags.is_empty() {
+                        "-"
+                    } else {
+                        &self.flags
+                    },
+                    upstream_cluster: self.cluster.as_deref().map(|c| c.name.as_str()),
+                    upstream_host: endpoint.map(|e| e.authority.as_str()),
+                    request_bytes: self.request_bytes,
+                    response_bytes: self.response_bytes,
+                });
+                id
+            }
+            None => None,
+        };
         if let Some(log) = self.log.take() {
             let log = *log;
             self.telemetry.access_log().log(AccessLogEntry {
@@ -192,7 +219,7 @@ impl Drop for Observation {
                 upstream_cluster: self.cluster.as_ref().map(|c| c.name.clone()),
                 route_name: route.map(str::to_string),
                 x_request_id: log.request_id,
-                trace_id: None,
+                trace_id: trace_id.or(log.trace_id),
             });
         }
     }

@@ -90,6 +90,15 @@ pub struct RunArgs {
     /// Access log line format.
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     pub access_log_format: String,
+    /// Export spans with OTLP to this collector (e.g. `http://127.0.0.1:4317`); off when absent.
+    #[arg(long, env = "SLUICE_TRACING_ENDPOINT")]
+    pub tracing_endpoint: Option<String>,
+    /// OTLP transport: `grpc` (port 4317) or `http` (protobuf over HTTP, port 4318).
+    #[arg(long, default_value = "grpc", value_parser = ["grpc", "http"])]
+    pub tracing_protocol: String,
+    /// Percentage of new traces sampled (a caller's sampling decision always wins).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_percent)]
+    pub tracing_sampling: f64,
     /// Strict Envoy behaviour for weighted destinations under consistent hashing: draw the version
     /// per request instead of keeping each hash key on one version.
     #[arg(long)]
@@ -111,6 +120,14 @@ pub struct AnalyzeArgs {
     /// Also show info diagnostics (e.g. skipped kinds).
     #[arg(long, short)]
     pub verbose: bool,
+}
+
+/// Parses a percentage in `[0, 100]`.
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a percentage between 0 and 100")),
+    }
 }
 
 /// Parses `k=v,k2=v2`.

@@ -117,6 +117,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     AccessLogFormat::Json
                 };
             }
+            if let Some(endpoint) = &r.tracing_endpoint {
+                use sluice_telemetry::trace::{OtlpProtocol, TracingConfig};
+                let protocol = if r.tracing_protocol == "http" {
+                    OtlpProtocol::HttpProtobuf
+                } else {
+                    OtlpProtocol::Grpc
+                };
+                let mut tc = TracingConfig::new(endpoint.clone(), protocol);
+                tc.sampling_percent = r.tracing_sampling;
+                // Istio names a workload's spans `<app>.<namespace>`.
+                let app = opts
+                    .proxy
+                    .labels
+                    .get("app")
+                    .map_or("sluice", String::as_str);
+                tc.service_name = format!("{app}.{}", opts.proxy.namespace);
+                opts.telemetry.tracing = Some(tc);
+            }
             let drain = opts.drain;
             let handle = sluice::runtime::start(opts).await?;
             shutdown_signal().await;

@@ -246,6 +246,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     } else {
         None
     };
+    let flush_telemetry = telemetry.clone();
     tokio::spawn(async move {
         let mut stop_rx = stop_rx;
         let drain = loop {
@@ -284,6 +285,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
             }
         };
         manager.shutdown(drain).await;
+        let _ = tokio::task::spawn_blocking(move || flush_telemetry.flush_traces()).await;
         let _ = done_tx.send(());
     });
     Ok(ProxyHandle {

@@ -13,6 +13,7 @@ pub mod histogram;
 pub mod labels;
 pub mod metrics;
 pub mod proxy_metrics;
+pub mod trace;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -57,6 +58,8 @@ pub struct TelemetryConfig {
     pub workload_name: Option<String>,
     /// Cluster ID reported for this proxy and its endpoints (`Kubernetes` by default).
     pub cluster_id: Option<String>,
+    /// Span export (off when `None`; trace headers then pass through untouched).
+    pub tracing: Option<trace::TracingConfig>,
 }
 
 impl Default for TelemetryConfig {
@@ -66,6 +69,7 @@ impl Default for TelemetryConfig {
             graph_window_secs: graph::DEFAULT_WINDOW_SECS,
             workload_name: None,
             cluster_id: None,
+            tracing: None,
         }
     }
 }
@@ -127,6 +131,7 @@ pub struct Telemetry {
     destinations: ArcSwap<DestinationTable>,
     workload_name: Option<String>,
     cluster_id: Option<String>,
+    tracing: Option<trace::Tracing>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -157,6 +162,7 @@ impl Default for Telemetry {
             }),
             workload_name: None,
             cluster_id: None,
+            tracing: None,
         };
         t.set_local(&ProxyConfig::default());
         t
@@ -164,9 +170,13 @@ impl Default for Telemetry {
 }
 
 impl Telemetry {
-    /// Builds telemetry; fails only when the access-log file cannot be opened.
+    /// Builds telemetry; fails when the access-log file cannot be opened or the span exporter
+    /// cannot be built.
     pub fn new(config: TelemetryConfig) -> io::Result<Telemetry> {
         let mut t = Telemetry::default();
+        if let Some(tc) = &config.tracing {
+            t.tracing = Some(trace::Tracing::start(tc).map_err(io::Error::other)?);
+        }
         t.access_log = AccessLog::start(&config.access_log, t.proxy.access_log_dropped())?;
         t.graph = Arc::new(Graph::new(config.graph_window_secs));
         t.workload_name = config.workload_name;
@@ -188,6 +198,18 @@ impl Telemetry {
     /// The access log (check [`AccessLog::enabled`] before building an entry).
     pub fn access_log(&self) -> &AccessLog {
         &self.access_log
+    }
+
+    /// The tracer, when spans are exported.
+    pub fn tracing(&self) -> Option<&trace::Tracing> {
+        self.tracing.as_ref()
+    }
+
+    /// Exports buffered spans (at shutdown); blocks, so call it from a blocking task.
+    pub fn flush_traces(&self) {
+        if let Some(t) = &self.tracing {
+            t.flush();
+        }
     }
 
     /// The traffic graph.
