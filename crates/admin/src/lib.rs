@@ -1,7 +1,8 @@
 //! Admin HTTP API on its own port: readiness, effective config, routes, clusters, Prometheus
-//! metrics, the live traffic graph and what the dashboard's side panel reads. Read-only.
+//! metrics, the live traffic graph and the dashboard that draws it. Read-only.
 
 mod clusters;
+mod dashboard;
 mod graph_feed;
 mod reload;
 mod virtual_services;
@@ -122,7 +123,7 @@ fn json_reply(value: &impl serde::Serialize) -> Response<AdminBody> {
     reply(StatusCode::OK, "application/json", body)
 }
 
-const ENDPOINTS: &str = "admin endpoints: /ready /healthz /config_dump /routes \
+const ENDPOINTS: &str = "admin endpoints: / (dashboard) /ready /healthz /config_dump /routes \
                          /clusters /stats/prometheus /metrics /api/graph /api/graph/stream \
                          /api/virtualservices /api/reload\n";
 
@@ -155,7 +156,7 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<AdminBody> {
         "/api/graph/stream" => graph_feed::stream(&state.telemetry),
         "/api/virtualservices" => json_reply(&virtual_services::virtual_services(state)),
         "/api/reload" => json_reply(&reload::reload_status(state)),
-        _ => text(StatusCode::NOT_FOUND, ENDPOINTS),
+        path => dashboard::asset(path).unwrap_or_else(|| text(StatusCode::NOT_FOUND, ENDPOINTS)),
     }
 }
 

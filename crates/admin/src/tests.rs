@@ -241,3 +241,29 @@ async fn side_panel_endpoints() {
     assert_eq!(r["status"], "accepted");
     assert_eq!(r["active"]["version"], 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_page_and_assets() {
+    let addr = start().await;
+    let (head, body) = get(addr, "/", None).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("content-type: text/html; charset=utf-8"),
+        "{head}"
+    );
+    assert!(
+        head.contains("content-security-policy: default-src 'self'"),
+        "{head}"
+    );
+    assert!(body.contains("<svg id=\"graph\""), "{body}");
+    let (head, body) = get(addr, "/dashboard/app.js", None).await;
+    assert!(head.contains("content-type: text/javascript"), "{head}");
+    assert!(
+        body.contains("new EventSource('/api/graph/stream')"),
+        "{body}"
+    );
+    let (head, _) = get(addr, "/dashboard/style.css", None).await;
+    assert!(head.contains("content-type: text/css"), "{head}");
+    let (head, _) = get(addr, "/dashboard/nope.js", None).await;
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+}
