@@ -42,6 +42,16 @@ const ASSETS: &[Asset] = &[
         body: include_str!("graph.js"),
     },
     Asset {
+        path: "/dashboard/hops.js",
+        content_type: JS,
+        body: include_str!("hops.js"),
+    },
+    Asset {
+        path: "/dashboard/layout.js",
+        content_type: JS,
+        body: include_str!("layout.js"),
+    },
+    Asset {
         path: "/dashboard/panel.js",
         content_type: JS,
         body: include_str!("panel.js"),
