@@ -1,8 +1,11 @@
 //! Admin HTTP API on its own port: readiness, effective config, routes, clusters, Prometheus
-//! metrics and the live traffic graph. Read-only.
+//! metrics, the live traffic graph and the dashboard that draws it. Read-only.
 
 mod clusters;
+mod dashboard;
 mod graph_feed;
+mod reload;
+mod virtual_services;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -120,8 +123,9 @@ fn json_reply(value: &impl serde::Serialize) -> Response<AdminBody> {
     reply(StatusCode::OK, "application/json", body)
 }
 
-const ENDPOINTS: &str = "admin endpoints: /ready /healthz /config_dump /routes /clusters \
-                         /stats/prometheus /metrics /api/graph /api/graph/stream\n";
+const ENDPOINTS: &str = "admin endpoints: / (dashboard) /ready /healthz /config_dump /routes \
+                         /clusters /stats/prometheus /metrics /api/graph /api/graph/stream \
+                         /api/virtualservices /api/reload\n";
 
 fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<AdminBody> {
     match req.uri().path() {
@@ -150,7 +154,9 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<AdminBody> {
             state.telemetry.graph().snapshot_json(),
         ),
         "/api/graph/stream" => graph_feed::stream(&state.telemetry),
-        _ => text(StatusCode::NOT_FOUND, ENDPOINTS),
+        "/api/virtualservices" => json_reply(&virtual_services::virtual_services(state)),
+        "/api/reload" => json_reply(&reload::reload_status(state)),
+        path => dashboard::asset(path).unwrap_or_else(|| text(StatusCode::NOT_FOUND, ENDPOINTS)),
     }
 }
 

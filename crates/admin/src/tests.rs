@@ -13,19 +13,25 @@ use tokio::net::TcpStream;
 
 use crate::{serve, AdminState, ClusterStatus, EndpointStatus};
 
-fn canary_snapshot() -> Snapshot {
-    let parsed = sluice_model::parse_text(
-        include_str!("../../telemetry/tests/fixtures/canary.yaml"),
-        None,
-    );
+/// A snapshot of `text` (YAML) at `version`.
+pub(crate) fn snapshot_of(text: &str, version: u64) -> Snapshot {
+    let parsed = sluice_model::parse_text(text, None);
     build_snapshot(
         parsed.resources,
         parsed.diagnostics,
         &ProxyConfig::default(),
         &sluice_lb::StateStore::new(),
-        5,
+        version,
     )
     .unwrap()
+}
+
+/// The telemetry fixture's 90/10 canary of app-backend at `version`.
+pub(crate) fn canary_snapshot(version: u64) -> Snapshot {
+    snapshot_of(
+        include_str!("../../telemetry/tests/fixtures/canary.yaml"),
+        version,
+    )
 }
 
 fn request<'a>(snap: &'a Snapshot, subset: &str) -> CompletedRequest<'a> {
@@ -64,7 +70,7 @@ impl ClusterStatus for AllHealthy {
 }
 
 async fn start() -> SocketAddr {
-    let snap = Arc::new(canary_snapshot());
+    let snap = Arc::new(canary_snapshot(5));
     let config = sluice_proxy::ConfigHandle::new();
     config.publish(snap.clone());
     let telemetry = Arc::new(Telemetry::default());
@@ -212,4 +218,52 @@ async fn unknown_path_lists_endpoints() {
     let (head, body) = get(addr, "/nope", None).await;
     assert!(head.starts_with("http/1.1 404"));
     assert!(body.contains("/stats/prometheus") && body.contains("/api/graph/stream"));
+    assert!(body.contains("/api/virtualservices") && body.contains("/api/reload"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn side_panel_endpoints() {
+    let addr = start().await;
+    let (head, body) = get(addr, "/api/virtualservices", None).await;
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["version"], 5);
+    let weights: Vec<u64> = v["virtual_services"][0]["rules"][0]["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["weight"].as_u64().unwrap())
+        .collect();
+    assert_eq!(weights, vec![90, 10]);
+
+    let (_, body) = get(addr, "/api/reload", None).await;
+    let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(r["status"], "accepted");
+    assert_eq!(r["active"]["version"], 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_page_and_assets() {
+    let addr = start().await;
+    let (head, body) = get(addr, "/", None).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("content-type: text/html; charset=utf-8"),
+        "{head}"
+    );
+    assert!(
+        head.contains("content-security-policy: default-src 'self'"),
+        "{head}"
+    );
+    assert!(body.contains("<svg id=\"graph\""), "{body}");
+    let (head, body) = get(addr, "/dashboard/app.js", None).await;
+    assert!(head.contains("content-type: text/javascript"), "{head}");
+    assert!(
+        body.contains("new EventSource('/api/graph/stream')"),
+        "{body}"
+    );
+    let (head, _) = get(addr, "/dashboard/style.css", None).await;
+    assert!(head.contains("content-type: text/css"), "{head}");
+    let (head, _) = get(addr, "/dashboard/nope.js", None).await;
+    assert!(head.starts_with("http/1.1 404"), "{head}");
 }

@@ -1,5 +1,6 @@
 //! The published config: the active snapshot (swapped atomically) and the last rejected reload.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -24,6 +25,14 @@ pub struct RejectedReload {
 pub struct ConfigHandle {
     current: ArcSwapOption<Snapshot>,
     rejected: ArcSwapOption<RejectedReload>,
+    /// When the active snapshot was published (Unix ms; 0 = never), for the dashboard.
+    published_at_ms: AtomicU64,
+}
+
+fn unix_now() -> std::time::Duration {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 impl ConfigHandle {
@@ -39,15 +48,22 @@ impl ConfigHandle {
 
     /// Publishes a new snapshot.
     pub fn publish(&self, snapshot: Arc<Snapshot>) {
+        let ms = u64::try_from(unix_now().as_millis()).unwrap_or(u64::MAX);
         self.current.store(Some(snapshot));
+        self.published_at_ms.store(ms.max(1), Ordering::Relaxed);
+    }
+
+    /// When the active snapshot was published (Unix milliseconds), if one was.
+    pub fn published_at_unix_ms(&self) -> Option<u64> {
+        match self.published_at_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(ms),
+        }
     }
 
     /// Records a rejected reload (the active snapshot stays).
     pub fn reject(&self, version: u64, diagnostics: Vec<Diagnostic>) {
-        let at_unix_secs = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let at_unix_secs = unix_now().as_secs();
         self.rejected.store(Some(Arc::new(RejectedReload {
             version,
             at_unix_secs,

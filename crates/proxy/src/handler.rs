@@ -380,7 +380,14 @@ async fn proxy(
     let recorder = Recorder::new(body, ctx.options.replay_cap);
     for m in &policy.mirrors {
         if mirror_sampled(m.percentage) {
-            mirror::spawn_copy(ctx, m, &head, &recorder, &obs.source_node);
+            mirror::spawn_copy(
+                ctx,
+                m,
+                &head,
+                &recorder,
+                &obs.source_node,
+                obs.route.as_ref(),
+            );
         }
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Request};
 use http_body_util::BodyExt;
 use sluice_config::policy::MirrorPolicy;
+use sluice_config::vhost::VirtualHost;
 
 use sluice_telemetry::trace::propagation;
 use sluice_telemetry::{CompletedRequest, Reporter, RequestProtocol};
@@ -44,13 +45,15 @@ impl Drop for MirrorSlot {
     }
 }
 
-/// Starts a copy of the request toward `mirror` in the background.
+/// Starts a copy of the request toward `mirror` in the background; `route` (the virtual host
+/// and rule index that matched) names the copy's edge in the traffic graph.
 pub fn spawn_copy(
     ctx: &ProxyContext,
     mirror: &MirrorPolicy,
     head: &http::request::Parts,
     body: &Recorder,
     source_node: &str,
+    route: Option<&(Arc<VirtualHost>, usize)>,
 ) {
     let (upstreams, runtimes, telemetry) = (&ctx.upstreams, &ctx.runtimes, &ctx.telemetry);
     let shadow_suffix = ctx.options.mirror_shadow_suffix;
@@ -94,6 +97,7 @@ pub fn spawn_copy(
     );
     let telemetry = telemetry.clone();
     let source_node: Arc<str> = Arc::from(source_node);
+    let route = route.cloned();
     tokio::spawn(async move {
         let _slot = slot;
         let started = std::time::Instant::now();
@@ -117,11 +121,18 @@ pub fn spawn_copy(
         } else {
             metrics.mirror_dropped.inc();
         }
+        let (vh, rule) = match &route {
+            Some((vh, i)) => (
+                Some(vh.name.as_str()),
+                vh.routes.get(*i).map(|r| r.name.as_str()),
+            ),
+            None => (None, None),
+        };
         telemetry.record_request(&CompletedRequest {
             reporter: Reporter::Source,
             source_node: &source_node,
-            virtual_host: None,
-            route: None,
+            virtual_host: vh,
+            route: rule,
             cluster: Some(&cluster),
             endpoint: Some(&endpoint),
             protocol: RequestProtocol::Http,

@@ -147,6 +147,10 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
         "proxy:    app-backend.default.svc.cluster.local:{} on 127.0.0.1:{}, admin on http://{}",
         args.port, args.port, proxy.admin_addr
     );
+    println!(
+        "live:     http://{}/ (traffic graph, weights, reloads)",
+        proxy.admin_addr
+    );
     println!("config:   {}\n", file.display());
     let mut traffic = TrafficArgs::new(url.clone());
     traffic.requests = args.requests;

@@ -160,6 +160,26 @@ async fn mirror_copies_every_request_and_the_client_sees_only_the_primary() {
     .await;
     // Istio 1.28+: no -shadow suffix by default.
     assert_eq!(v2.last_received().unwrap().host(), Some("app"));
+    // The copies are a mirror edge of the traffic graph, under the route that made them.
+    let admin = p.admin_addr;
+    assert_eventually(
+        Duration::from_secs(3),
+        "the graph counts the copies",
+        || {
+            let c = c.clone();
+            async move {
+                let body = c.get(admin, "admin", "/api/graph", &[]).await.body;
+                let g: serde_json::Value = serde_json::from_str(&body).unwrap();
+                g["edges"].as_array().unwrap().iter().any(|e| {
+                    e["mirror"] == true
+                        && e["subset"] == "v2"
+                        && e["route"] == "app.0"
+                        && e["requests"] == 20
+                })
+            }
+        },
+    )
+    .await;
     p.shutdown().await;
 }
 
