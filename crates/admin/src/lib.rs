@@ -3,6 +3,7 @@
 
 mod clusters;
 mod dashboard;
+mod explain;
 mod graph_feed;
 mod reload;
 mod virtual_services;
@@ -125,7 +126,7 @@ fn json_reply(value: &impl serde::Serialize) -> Response<AdminBody> {
 
 const ENDPOINTS: &str = "admin endpoints: / (dashboard) /ready /healthz /config_dump /routes \
                          /clusters /stats/prometheus /metrics /api/graph /api/graph/stream \
-                         /api/virtualservices /api/reload\n";
+                         /api/virtualservices /api/reload /api/explain\n";
 
 fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<AdminBody> {
     match req.uri().path() {
@@ -156,6 +157,7 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<AdminBody> {
         "/api/graph/stream" => graph_feed::stream(&state.telemetry),
         "/api/virtualservices" => json_reply(&virtual_services::virtual_services(state)),
         "/api/reload" => json_reply(&reload::reload_status(state)),
+        "/api/explain" => explain::explain(state, req.uri().query()),
         path => dashboard::asset(path).unwrap_or_else(|| text(StatusCode::NOT_FOUND, ENDPOINTS)),
     }
 }

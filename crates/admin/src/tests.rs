@@ -267,3 +267,41 @@ async fn dashboard_page_and_assets() {
     let (head, _) = get(addr, "/dashboard/nope.js", None).await;
     assert!(head.starts_with("http/1.1 404"), "{head}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_uses_the_live_snapshot() {
+    let addr = start().await;
+    let (head, body) = get(
+        addr,
+        "/api/explain?method=GET&url=http%3A%2F%2Fapp-backend%3A9080%2F&format=text",
+        None,
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(body.contains("outcome       forward by rule"), "{body}");
+    assert!(
+        body.contains("90.0%  outbound|9080|v1|app-backend.default.svc.cluster.local"),
+        "{body}"
+    );
+    let (head, body) = get(
+        addr,
+        "/api/explain?url=http%3A%2F%2Fapp-backend%3A9080%2F&header=end-user%3A%20jason",
+        None,
+    )
+    .await;
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v["outcome"].as_str().unwrap().starts_with("forward"), "{v}");
+    assert_eq!(v["destinations"].as_array().unwrap().len(), 2);
+
+    let (head, body) = get(addr, "/api/explain?url=http%3A%2F%2Fx%3A1%2F", None).await;
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+    assert!(body.contains("no mesh listener on port 1"), "{body}");
+    let (head, _) = get(addr, "/api/explain", None).await;
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+    let (head, body) = get(addr, "/api/explain?url=http%3A%2F%2Fx%2F&bogus=1", None).await;
+    assert!(
+        head.starts_with("http/1.1 400") && body.contains("bogus"),
+        "{body}"
+    );
+}

@@ -76,7 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Explain(e) => {
-            print!("{}", sluice::explain::run(&e)?);
+            print!("{}", sluice::explain::run_any(&e).await?);
             Ok(())
         }
         Command::Run(r) => {

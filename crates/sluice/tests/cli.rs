@@ -176,3 +176,54 @@ fn run_drains_and_exits_zero_on_sigterm() {
     let status = wait_exit(&mut child, Duration::from_secs(15));
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn explain_against_a_running_proxy() {
+    let admin = free_port();
+    let mut child = sluice()
+        .args([
+            "run",
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+            "--no-gateway",
+            "--no-watch",
+        ])
+        .arg("tests/fixtures/analyze/clean")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
+        assert!(Instant::now() < deadline, "admin never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let explain = |extra: &[&str]| {
+        let out = sluice()
+            .args(["explain", "--admin", &format!("127.0.0.1:{admin}")])
+            .args(extra)
+            .args(["GET", "http://reviews:9080/"])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = explain(&["-H", "end-user: jason"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("✓ reviews.0") && out.contains("· reviews.1"),
+        "{out}"
+    );
+    let (ok, out, _) = explain(&["-o", "json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["rules"][0]["verdict"], "no match");
+    let (ok, _, err) = explain(&["--gateway", "nope"]);
+    assert!(!ok);
+    assert!(err.contains("no gateway listener on port 9080"), "{err}");
+    signal(child.id(), "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+}

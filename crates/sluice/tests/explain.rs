@@ -9,6 +9,7 @@ use sluice::explain::{run, ExplainArgs};
 fn args(config: &str, method: &str, url: &str, headers: &[&str]) -> ExplainArgs {
     ExplainArgs {
         paths: vec![PathBuf::from(config)],
+        admin: None,
         gateway: None,
         mesh: false,
         labels: Default::default(),

@@ -1,6 +1,12 @@
 //! Why a request goes where it goes: the same routing as the proxy, with every decision recorded.
 
+mod render;
+mod request;
+
 use serde::Serialize;
+
+pub use render::render;
+pub use request::{explain_request, ExplainError, ExplainRequest};
 
 use crate::listener::Listener;
 use crate::matcher::RequestInfo;
