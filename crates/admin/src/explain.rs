@@ -20,12 +20,14 @@ pub(crate) fn explain(state: &AdminState, query: Option<&str>) -> Response<Admin
             "header" => req.headers.push(v.into_owned()),
             "gateway" => req.gateway = Some(v.into_owned()),
             "format" => as_text = v == "text",
-            other => return text(
-                StatusCode::BAD_REQUEST,
-                format!(
+            other => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
                     "unknown parameter `{other}`; expected method, url, header, gateway, format\n"
                 ),
-            ),
+                )
+            }
         }
     }
     if req.url.is_empty() {

@@ -90,6 +90,10 @@ pub struct RunArgs {
     /// Access log line format.
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     pub access_log_format: String,
+    /// Do not record per-request metrics or the traffic graph (Istio's request metrics, split
+    /// counters and the dashboard stay empty; config and pool metrics remain).
+    #[arg(long)]
+    pub no_request_metrics: bool,
     /// Export spans with OTLP to this collector (e.g. `http://127.0.0.1:4317`); off when absent.
     #[arg(long, env = "SLUICE_TRACING_ENDPOINT")]
     pub tracing_endpoint: Option<String>,

@@ -117,6 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     AccessLogFormat::Json
                 };
             }
+            opts.telemetry.request_metrics = !r.no_request_metrics;
             if let Some(endpoint) = &r.tracing_endpoint {
                 use sluice_telemetry::trace::{OtlpProtocol, TracingConfig};
                 let protocol = if r.tracing_protocol == "http" {

@@ -60,6 +60,8 @@ pub struct TelemetryConfig {
     pub cluster_id: Option<String>,
     /// Span export (off when `None`; trace headers then pass through untouched).
     pub tracing: Option<trace::TracingConfig>,
+    /// Per-request metrics and the traffic graph (on by default).
+    pub request_metrics: bool,
 }
 
 impl Default for TelemetryConfig {
@@ -70,6 +72,7 @@ impl Default for TelemetryConfig {
             workload_name: None,
             cluster_id: None,
             tracing: None,
+            request_metrics: true,
         }
     }
 }
@@ -132,6 +135,7 @@ pub struct Telemetry {
     workload_name: Option<String>,
     cluster_id: Option<String>,
     tracing: Option<trace::Tracing>,
+    request_metrics: bool,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -163,6 +167,7 @@ impl Default for Telemetry {
             workload_name: None,
             cluster_id: None,
             tracing: None,
+            request_metrics: true,
         };
         t.set_local(&ProxyConfig::default());
         t
@@ -181,6 +186,7 @@ impl Telemetry {
         t.graph = Arc::new(Graph::new(config.graph_window_secs));
         t.workload_name = config.workload_name;
         t.cluster_id = config.cluster_id;
+        t.request_metrics = config.request_metrics;
         t.set_local(&ProxyConfig::default());
         Ok(t)
     }
@@ -347,6 +353,9 @@ impl Telemetry {
 
     /// Records a finished request: Istio metrics, the graph edge and the split counter.
     pub fn record_request(&self, c: &CompletedRequest<'_>) {
+        if !self.request_metrics {
+            return;
+        }
         let table = self.destinations.load();
         let (service, peer) = self.resolve(&table, c.cluster, c.endpoint);
         if let (Some(vh), Some(route), Some(cluster)) = (c.virtual_host, c.route, c.cluster) {

@@ -412,3 +412,23 @@ fn recording_cost() {
     // Loose bound so debug builds on a busy machine pass; the figures are what matter.
     assert!(full_ns < 50_000, "{full_ns} ns per request");
 }
+
+#[test]
+fn request_metrics_can_be_turned_off() {
+    let t = Telemetry::new(sluice_telemetry::TelemetryConfig {
+        request_metrics: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let snap = canary_snapshot(3);
+    t.on_snapshot(&snap);
+    t.record_request(&completed(&snap, "v1", 200).0);
+    let text = t.encode_openmetrics();
+    assert!(
+        !text.lines().any(|l| l.starts_with("istio_requests_total{")),
+        "{text}"
+    );
+    assert!(t.graph().snapshot().edges.iter().all(|e| e.requests == 0));
+    // Config metrics stay.
+    assert!(text.contains("sluice_config_version"), "{text}");
+}
