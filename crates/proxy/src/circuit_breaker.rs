@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use sluice_config::policy::PoolLimits;
 use tokio::sync::Notify;
 
+use crate::upstream::ClusterPool;
+
 /// Limits and counters of one cluster.
 #[derive(Debug)]
 pub struct ClusterRuntime {
@@ -20,6 +22,9 @@ pub struct ClusterRuntime {
     pending: AtomicU32,
     retries: AtomicU32,
     released: Notify,
+    /// HTTP/2 upstream (the port's protocol, or `h2UpgradePolicy: UPGRADE`).
+    h2: bool,
+    pool: Option<ClusterPool>,
 }
 
 /// The cluster is over its limits: Envoy answers 503 with flag UO.
@@ -49,7 +54,9 @@ impl Drop for RetryGuard {
 }
 
 impl ClusterRuntime {
-    fn new(limits: PoolLimits, h2: bool) -> Self {
+    fn new(limits: PoolLimits, protocol_h2: bool) -> Self {
+        let h2 = protocol_h2 || limits.h2_upgrade;
+        let pool = ClusterPool::for_limits(&limits, h2);
         // HTTP/1.1 carries one request per connection at a time, so maxConnections bounds the
         // active requests too; HTTP/2 multiplexes and only http2MaxRequests applies.
         let max_active = if h2 {
@@ -64,6 +71,8 @@ impl ClusterRuntime {
             pending: AtomicU32::new(0),
             retries: AtomicU32::new(0),
             released: Notify::new(),
+            h2,
+            pool,
         }
     }
 
@@ -118,6 +127,16 @@ impl ClusterRuntime {
     /// Requests in flight.
     pub fn active(&self) -> u32 {
         self.active.load(Ordering::Acquire)
+    }
+
+    /// Whether requests go upstream as HTTP/2.
+    pub fn upstream_h2(&self) -> bool {
+        self.h2
+    }
+
+    /// The cluster's own connection pool, when its DestinationRule changes a connection setting.
+    pub fn pool(&self) -> Option<&ClusterPool> {
+        self.pool.as_ref()
     }
 
     /// The limits in force.

@@ -372,7 +372,12 @@ async fn proxy(
         );
     }
 
-    if cluster.policy.pool.max_requests_per_connection == 1 && !cluster.protocol.upstream_h2() {
+    let runtime = ctx.runtimes.get(
+        &cluster.name,
+        &cluster.policy.pool,
+        cluster.protocol.upstream_h2(),
+    );
+    if cluster.policy.pool.max_requests_per_connection == 1 && !runtime.upstream_h2() {
         // One request per connection: ask the upstream connection to close after this one.
         head.headers
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
@@ -391,11 +396,6 @@ async fn proxy(
         }
     }
 
-    let runtime = ctx.runtimes.get(
-        &cluster.name,
-        &cluster.policy.pool,
-        cluster.protocol.upstream_h2(),
-    );
     let deadline = timeout.map(|t| Instant::now() + t);
     let hash = plan.hash.hash;
     // Istio omits the previous-hosts predicate with consistent hashing.

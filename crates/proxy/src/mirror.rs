@@ -104,7 +104,7 @@ pub fn spawn_copy(
         let mut status = 0;
         let ok = match runtime.admit().await {
             Ok(_slot) => match upstreams
-                .send(req, &endpoint, cluster.protocol.upstream_h2())
+                .send(req, &endpoint, runtime.upstream_h2(), runtime.pool())
                 .await
             {
                 // The copy's response is read and thrown away so the connection can be reused.

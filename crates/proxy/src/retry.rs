@@ -144,7 +144,7 @@ pub async fn forward(f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
         .admit()
         .await
         .map_err(|_| fail(ProxyError::Overflow))?;
-    let h2 = f.cluster.protocol.upstream_h2();
+    let h2 = f.runtime.upstream_h2();
     let max_retries = f.retry.map_or(0, |r| r.num_retries);
     let mut tried: Vec<usize> = Vec::new();
     let mut attempt: u32 = 1;
@@ -171,7 +171,7 @@ pub async fn forward(f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let send = f.upstreams.send(req, endpoint, h2);
+        let send = f.upstreams.send(req, endpoint, h2, f.runtime.pool());
         let outcome = match try_deadline {
             Some(d) => match tokio::time::timeout_at(d, send).await {
                 Ok(r) => r,

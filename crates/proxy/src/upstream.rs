@@ -11,6 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use sluice_config::cluster::UpstreamEndpoint;
+use sluice_config::policy::PoolLimits;
 
 use crate::body::Body;
 use crate::error::ProxyError;
@@ -19,6 +20,49 @@ use crate::error::ProxyError;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Istio's default upstream idle timeout is 1 h; a shorter pool idle time keeps sockets few.
 const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// A pool of its own for a cluster whose DestinationRule changes a connection setting
+/// (`connectTimeout`, `tcpKeepalive`, `idleTimeout`); other clusters share [`Upstreams`]' pools.
+#[derive(Clone)]
+pub struct ClusterPool(Client<HttpConnector, Body>);
+
+impl std::fmt::Debug for ClusterPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterPool")
+    }
+}
+
+impl ClusterPool {
+    /// The cluster's own pool, or `None` when its settings are the defaults.
+    pub fn for_limits(limits: &PoolLimits, h2: bool) -> Option<ClusterPool> {
+        let default_idle = limits.idle_timeout == PoolLimits::default().idle_timeout;
+        if limits.connect_timeout == CONNECT_TIMEOUT
+            && default_idle
+            && limits.tcp_keepalive.is_none()
+        {
+            return None;
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(limits.connect_timeout));
+        connector.set_nodelay(true);
+        if let Some(k) = &limits.tcp_keepalive {
+            // Linux defaults (7200 s idle, 75 s interval, 9 probes) apply to what is unset,
+            // as in Envoy.
+            connector.set_keepalive(Some(k.time.unwrap_or(Duration::from_secs(7200))));
+            connector.set_keepalive_interval(k.interval);
+            connector.set_keepalive_retries(k.probes);
+        }
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            // `idleTimeout: 0s` (None) keeps idle connections open.
+            .pool_idle_timeout(limits.idle_timeout)
+            .pool_max_idle_per_host(256);
+        if h2 {
+            builder.http2_only(true);
+        }
+        Some(ClusterPool(builder.build(connector)))
+    }
+}
 
 /// The upstream connection pools.
 #[derive(Clone)]
@@ -50,12 +94,14 @@ impl Upstreams {
         Upstreams { http1, http2 }
     }
 
-    /// Sends a request to `endpoint`; `h2` selects HTTP/2 with prior knowledge.
+    /// Sends a request to `endpoint` through the cluster's own pool when it has one; `h2`
+    /// selects HTTP/2 with prior knowledge.
     pub async fn send(
         &self,
         mut req: Request<Body>,
         endpoint: &UpstreamEndpoint,
         h2: bool,
+        own: Option<&ClusterPool>,
     ) -> Result<Response<Incoming>, ProxyError> {
         let authority =
             endpoint
@@ -75,12 +121,15 @@ impl Upstreams {
         *req.uri_mut() =
             http::Uri::from_parts(parts).map_err(|e| ProxyError::BadRequest(e.to_string()))?;
         let endpoint = endpoint.authority.as_str();
-        let client = if h2 {
-            *req.version_mut() = http::Version::HTTP_2;
-            &self.http2
+        *req.version_mut() = if h2 {
+            http::Version::HTTP_2
         } else {
-            *req.version_mut() = http::Version::HTTP_11;
-            &self.http1
+            http::Version::HTTP_11
+        };
+        let client = match (own, h2) {
+            (Some(pool), _) => &pool.0,
+            (None, true) => &self.http2,
+            (None, false) => &self.http1,
         };
         client.request(req).await.map_err(|e| {
             let reason = error_chain(&e);

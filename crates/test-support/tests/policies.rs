@@ -539,3 +539,95 @@ async fn mirror_copies_in_flight_are_capped_and_drops_counted() {
     assert_eq!(dropped, 8.0, "{metrics}");
     p.shutdown().await;
 }
+
+/// Service `app` with one endpoint and a DestinationRule `trafficPolicy` (YAML, indented 4).
+async fn with_traffic_policy(endpoint: SocketAddr, policy: &str) -> (ConfigDir, ProxyHandle, u16) {
+    let port = free_port();
+    let dir = ConfigDir::new();
+    dir.write("svc.yaml", &service_yaml(HOST, port, &[("v1", endpoint)]));
+    dir.write(
+        "dr.yaml",
+        &format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: app}}\nspec:\n  host: app\n  trafficPolicy:\n{policy}"),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    (dir, p, port)
+}
+
+#[tokio::test]
+async fn connect_timeout_of_the_destination_rule_applies() {
+    // A listener whose accept queue is full drops new SYNs: connecting hangs, as to a dead host.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = socket.listen(0).unwrap();
+    let target = full.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(target),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let (_d, p, port) = with_traffic_policy(
+        target,
+        "    connectionPool:\n      tcp: {connectTimeout: 200ms}\n",
+    )
+    .await;
+    let started = Instant::now();
+    let r = TestClient::new().get(addr(port), "app", "/", &[]).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("connection"), "{}", r.body);
+    // Istio's default policy retries a connect failure twice: three tries of 200 ms, not 10 s.
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_secs(3),
+        "{took:?}: {}",
+        r.body
+    );
+    drop(fillers);
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn h2_upgrade_policy_sends_http2_upstream() {
+    let v1 = backend("app", "v1").await;
+    let (_d, p, port) = with_traffic_policy(
+        v1.addr(),
+        "    connectionPool:\n      http: {h2UpgradePolicy: UPGRADE}\n",
+    )
+    .await;
+    let r = TestClient::new().get(addr(port), "app", "/", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(v1.last_received().unwrap().version, "HTTP/2.0");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_timeout_closes_pooled_upstream_connections() {
+    let v1 = backend("app", "v1").await;
+    let (_d, p, port) = with_traffic_policy(
+        v1.addr(),
+        "    connectionPool:\n      http: {idleTimeout: 100ms}\n      tcp: {tcpKeepalive: {time: 30s, interval: 5s, probes: 3}}\n",
+    )
+    .await;
+    let c = TestClient::new();
+    c.get(addr(port), "app", "/", &[]).await;
+    let first = v1.last_received().unwrap().peer;
+    c.get(addr(port), "app", "/", &[]).await;
+    assert_eq!(
+        v1.last_received().unwrap().peer,
+        first,
+        "reused while fresh"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    c.get(addr(port), "app", "/", &[]).await;
+    assert_ne!(
+        v1.last_received().unwrap().peer,
+        first,
+        "the idle connection was closed"
+    );
+    p.shutdown().await;
+}

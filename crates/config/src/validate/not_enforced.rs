@@ -27,52 +27,6 @@ const POLICY_PENDING: &[Check<PortTrafficPolicy>] = &[
         },
     ),
     (
-        "connectionPool.tcp.connectTimeout",
-        "per-cluster `connectTimeout` (10s applies)",
-        |p| {
-            p.connection_pool
-                .as_ref()
-                .and_then(|c| c.tcp.as_ref())
-                .is_some_and(|t| t.connect_timeout.is_some())
-        },
-    ),
-    ("connectionPool.tcp.tcpKeepalive", "`tcpKeepalive`", |p| {
-        p.connection_pool
-            .as_ref()
-            .and_then(|c| c.tcp.as_ref())
-            .is_some_and(|t| t.tcp_keepalive.is_some())
-    }),
-    (
-        "connectionPool.tcp.idleTimeout",
-        "upstream `idleTimeout`",
-        |p| {
-            p.connection_pool
-                .as_ref()
-                .and_then(|c| c.tcp.as_ref())
-                .is_some_and(|t| t.idle_timeout.is_some())
-        },
-    ),
-    (
-        "connectionPool.http.idleTimeout",
-        "upstream `idleTimeout`",
-        |p| {
-            p.connection_pool
-                .as_ref()
-                .and_then(|c| c.http.as_ref())
-                .is_some_and(|h| h.idle_timeout.is_some())
-        },
-    ),
-    (
-        "connectionPool.http.h2UpgradePolicy",
-        "`h2UpgradePolicy`",
-        |p| {
-            p.connection_pool
-                .as_ref()
-                .and_then(|c| c.http.as_ref())
-                .is_some_and(|h| h.h2_upgrade_policy.as_deref() == Some("UPGRADE"))
-        },
-    ),
-    (
         "connectionPool.http.maxRequestsPerConnection",
         "`maxRequestsPerConnection` above 1 (1 is enforced)",
         |p| {
