@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use sluice_config::policy::PoolLimits;
 use tokio::sync::Notify;
 
@@ -145,26 +146,36 @@ impl ClusterRuntime {
     }
 }
 
-/// Cluster runtimes by name.
+/// Cluster runtimes by name: read without a lock on every request, replaced copy-on-write when
+/// a cluster appears or its limits change (rare: config reloads).
 #[derive(Debug, Default)]
 pub struct ClusterRuntimes {
-    by_name: Mutex<HashMap<String, Arc<ClusterRuntime>>>,
+    by_name: ArcSwap<HashMap<String, Arc<ClusterRuntime>>>,
+    writer: Mutex<()>,
 }
 
 impl ClusterRuntimes {
     /// The runtime of a cluster, created (or replaced when its limits changed) on demand.
     pub fn get(&self, name: &str, limits: &PoolLimits, h2: bool) -> Arc<ClusterRuntime> {
-        let mut map = match self.by_name.lock() {
-            Ok(m) => m,
+        if let Some(rt) = self.by_name.load().get(name) {
+            if rt.limits == *limits {
+                return rt.clone();
+            }
+        }
+        let _writer = match self.writer.lock() {
+            Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if let Some(rt) = map.get(name) {
+        let current = self.by_name.load_full();
+        if let Some(rt) = current.get(name) {
             if rt.limits == *limits {
                 return rt.clone();
             }
         }
         let rt = Arc::new(ClusterRuntime::new(limits.clone(), h2));
-        map.insert(name.to_string(), rt.clone());
+        let mut next = (*current).clone();
+        next.insert(name.to_string(), rt.clone());
+        self.by_name.store(Arc::new(next));
         rt
     }
 }
