@@ -1,5 +1,5 @@
 //! gRPC through the proxy with a real tonic server and client: HTTP/2 both ways, grpc-status and
-//! trailers preserved, gRPC fault aborts.
+//! trailers preserved, gRPC fault aborts, retries on gRPC status codes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -90,5 +90,116 @@ async fn grpc_fault_abort_is_a_grpc_status() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
+    p.shutdown().await;
+}
+
+/// A health service that answers `code` to its first `fail_first` calls, then SERVING.
+struct Flaky {
+    calls: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    fail_first: u32,
+    code: tonic::Code,
+}
+
+type WatchStream = std::pin::Pin<
+    Box<
+        dyn tokio_stream::Stream<
+                Item = Result<tonic_health::pb::HealthCheckResponse, tonic::Status>,
+            > + Send,
+    >,
+>;
+
+#[tonic::async_trait]
+impl tonic_health::pb::health_server::Health for Flaky {
+    async fn check(
+        &self,
+        _: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n < self.fail_first {
+            return Err(tonic::Status::new(self.code, "not yet"));
+        }
+        Ok(tonic::Response::new(
+            tonic_health::pb::HealthCheckResponse {
+                status: ServingStatus::Serving as i32,
+            },
+        ))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        _: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<WatchStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("watch"))
+    }
+}
+
+async fn flaky_setup(
+    fail_first: u32,
+    code: tonic::Code,
+    retry_on: &str,
+) -> (
+    ConfigDir,
+    ProxyHandle,
+    u16,
+    std::sync::Arc<std::sync::atomic::AtomicU32>,
+) {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let svc = tonic_health::pb::health_server::HealthServer::new(Flaky {
+        calls: calls.clone(),
+        fail_first,
+        code,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    let port = free_port();
+    let dir = ConfigDir::new();
+    dir.write(
+        "svc.yaml",
+        &service_yaml(HOST, port, &[("v1", server)])
+            .replace("name: http, protocol: HTTP", "name: grpc, protocol: GRPC")
+            .replace("{http:", "{grpc:"),
+    );
+    dir.write(
+        "vs.yaml",
+        &format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: greeter}}\nspec:\n  hosts: [greeter]\n  http:\n  - retries: {{attempts: 3, retryOn: \"{retry_on}\"}}\n    route: [{{destination: {{host: greeter}}}}]\n"),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    (dir, p, port, calls)
+}
+
+#[tokio::test]
+async fn grpc_status_retries_follow_retry_on() {
+    let check = || HealthCheckRequest {
+        service: "greeter".into(),
+    };
+    // `unavailable` in retryOn: two UNAVAILABLE answers are retried, the third try succeeds.
+    let (_d, p, port, calls) = flaky_setup(2, tonic::Code::Unavailable, "unavailable").await;
+    let ok = client(port).await.check(check()).await.unwrap();
+    assert_eq!(ok.into_inner().status(), ServingStatus::Serving);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    p.shutdown().await;
+
+    // Only `cancelled` in retryOn: UNAVAILABLE goes straight back to the client.
+    let (_d, p, port, calls) = flaky_setup(2, tonic::Code::Unavailable, "cancelled").await;
+    let err = client(port).await.check(check()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    p.shutdown().await;
+
+    // More failures than attempts: the last gRPC status is the answer.
+    let (_d, p, port, calls) =
+        flaky_setup(10, tonic::Code::ResourceExhausted, "resource-exhausted").await;
+    let err = client(port).await.check(check()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 4);
     p.shutdown().await;
 }
