@@ -3,7 +3,8 @@
 //! The request path never blocks on it: [`AccessLog::log`] is a `try_send` into a bounded
 //! channel; when the channel is full the line is dropped and `sluice_access_log_dropped_total`
 //! counts it. A dedicated thread formats and writes (stdout and file writes are blocking calls,
-//! which must not run on the proxy's async workers), flushing whenever the queue runs empty.
+//! which must not run on the proxy's async workers), in batches: it sleeps a short window after
+//! waking so that lines are written and flushed together.
 
 use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write};
@@ -280,33 +281,42 @@ impl Drop for AccessLog {
     }
 }
 
+/// How long the writer lets lines pile up after it wakes: under load that is one wake-up and one
+/// `write` per window instead of one per request (a thread wake-up costs more than the request).
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+
 fn write_lines(
     mut rx: mpsc::Receiver<AccessLogEntry>,
     format: AccessLogFormat,
     out: Box<dyn Write + Send>,
 ) {
     let mut out = BufWriter::with_capacity(64 * 1024, out);
-    loop {
-        let entry = match rx.try_recv() {
-            Ok(e) => e,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                // Queue drained: make the lines visible before sleeping on the channel.
-                let _ = out.flush();
-                match rx.blocking_recv() {
-                    Some(e) => e,
-                    None => break,
+    // Parked on the channel only while idle; the first line after idleness wakes it.
+    while let Some(first) = rx.blocking_recv() {
+        write_entry(&mut out, first, format);
+        std::thread::sleep(BATCH_WINDOW);
+        loop {
+            match rx.try_recv() {
+                Ok(e) => write_entry(&mut out, e, format),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    let _ = out.flush();
+                    return;
                 }
             }
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-        };
-        let mut line = entry.format(format);
-        line.push('\n');
-        if out.write_all(line.as_bytes()).is_err() {
-            // The target is gone (closed pipe, full disk); keep draining so senders never block.
-            continue;
         }
+        // Queue drained: make the lines visible before parking again.
+        let _ = out.flush();
     }
     let _ = out.flush();
+}
+
+fn write_entry(out: &mut impl Write, entry: AccessLogEntry, format: AccessLogFormat) {
+    let mut line = entry.format(format);
+    line.push('\n');
+    // A failed write (closed pipe, full disk) drops the line; draining goes on so senders never
+    // block.
+    let _ = out.write_all(line.as_bytes());
 }
 
 /// RFC 3339 UTC time with milliseconds (`2024-05-01T12:00:00.123Z`), as Envoy's `%START_TIME%`.

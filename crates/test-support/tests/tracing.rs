@@ -276,7 +276,11 @@ async fn grpc_export_continues_a_w3c_trace_and_honours_the_callers_decision() {
     assert_eq!(attr(span, "guid:x-request-id"), Some(request_id));
     assert_eq!(attr(span, "response_flags").as_deref(), Some("-"));
 
-    // The access log carries the trace id of every request.
+    // The access log carries the trace id of every request (written in batches).
+    assert_eventually(Duration::from_secs(3), "three access log lines", || async {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.lines().count() == 3)
+    })
+    .await;
     let log = std::fs::read_to_string(&log_path).unwrap();
     let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
     assert_eq!(first["trace_id"], TRACE);
