@@ -35,6 +35,11 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 
 /// Removes hop-by-hop headers, including any named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass comparing names is cheaper than nine hashed removals
+    // (and names listed in `Connection` matter only when `Connection` itself is present).
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -62,7 +67,13 @@ pub fn add_forwarding(headers: &mut HeaderMap, peer: IpAddr, edge: bool, scheme:
         }
     }
     if !headers.contains_key(&X_FORWARDED_PROTO) {
-        if let Ok(v) = HeaderValue::from_str(scheme) {
+        // Static values: no allocation, and cloning them per retry attempt is free.
+        let v = match scheme {
+            "http" => Ok(HeaderValue::from_static("http")),
+            "https" => Ok(HeaderValue::from_static("https")),
+            other => HeaderValue::from_str(other),
+        };
+        if let Ok(v) = v {
             headers.insert(X_FORWARDED_PROTO, v);
         }
     }

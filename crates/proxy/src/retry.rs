@@ -122,6 +122,15 @@ pub struct ForwardRequest<'a> {
     pub metrics: &'a ClusterMetrics,
 }
 
+/// `x-envoy-attempt-count` without formatting and allocating for the usual first tries.
+fn attempt_value(attempt: u32) -> HeaderValue {
+    const SMALL: [&str; 6] = ["0", "1", "2", "3", "4", "5"];
+    match SMALL.get(attempt as usize) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(attempt),
+    }
+}
+
 fn attempt_request(head: &http::request::Parts, body: &Recorder, attempt: u32) -> Request<Body> {
     let mut req = Request::new(Body::Replay(body.cursor()));
     *req.method_mut() = head.method.clone();
@@ -129,7 +138,7 @@ fn attempt_request(head: &http::request::Parts, body: &Recorder, attempt: u32) -
     *req.version_mut() = head.version;
     *req.headers_mut() = head.headers.clone();
     req.headers_mut()
-        .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(attempt));
+        .insert(X_ENVOY_ATTEMPT_COUNT, attempt_value(attempt));
     req
 }
 

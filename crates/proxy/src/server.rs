@@ -168,7 +168,8 @@ async fn accept_loop(
         let svc = service_fn(move |req| {
             let ctx = ctx.clone();
             let source_node = source_node.clone();
-            async move { Ok::<_, Infallible>(handle(ctx, addr, peer, source_node, req).await) }
+            // Boxed: the request future is several KB and hyper moves it while dispatching.
+            async move { Ok::<_, Infallible>(Box::pin(handle(ctx, addr, peer, source_node, req)).await) }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), svc)
