@@ -12,6 +12,7 @@ pub mod labels;
 pub mod listener;
 pub mod load;
 pub mod matcher;
+pub mod outbound;
 pub mod policy;
 pub mod protocol;
 pub mod proxy;

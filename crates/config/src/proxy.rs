@@ -16,6 +16,9 @@ pub struct ProxyConfig {
     pub gateway_role: bool,
     /// Serve registry services as a sidecar's outbound side.
     pub mesh_role: bool,
+    /// Serve registry services to intercepted outbound connections, by original destination.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub outbound_role: bool,
     /// Address gateway servers bind on.
     pub gateway_address: IpAddr,
     /// Address mesh listeners bind on when the service has no local address.
@@ -29,6 +32,7 @@ impl Default for ProxyConfig {
             namespace: "default".into(),
             gateway_role: true,
             mesh_role: true,
+            outbound_role: false,
             gateway_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             mesh_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }

@@ -10,6 +10,7 @@ use sluice_model::{Diagnostic, Resource};
 use crate::cluster::Cluster;
 use crate::listener::Listener;
 use crate::matcher::{RequestInfo, StrMatch};
+use crate::outbound::OutboundTable;
 use crate::proxy::ProxyConfig;
 use crate::registry::Registry;
 use crate::route_table::Route;
@@ -24,6 +25,9 @@ pub struct Snapshot {
     pub proxy: ProxyConfig,
     /// Listeners to bind.
     pub listeners: Vec<Arc<Listener>>,
+    /// Mesh listeners for intercepted outbound connections, by original destination.
+    #[serde(skip_serializing_if = "OutboundTable::is_empty")]
+    pub outbound: OutboundTable,
     /// Clusters by name.
     pub clusters: BTreeMap<String, Arc<Cluster>>,
     /// Service registry.
@@ -91,12 +95,18 @@ impl Snapshot {
             version,
             proxy,
             listeners: compiled.listeners,
+            outbound: compiled.outbound,
             clusters: compiled.clusters,
             registry: compiled.registry,
             resources,
             diagnostics,
             by_address,
         }
+    }
+
+    /// The mesh listener for an intercepted outbound connection to `original_dst`.
+    pub fn outbound_listener(&self, original_dst: SocketAddr) -> Option<&Arc<Listener>> {
+        self.outbound.listener(original_dst)
     }
 
     /// The listener bound at `address`.

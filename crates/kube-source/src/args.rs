@@ -29,10 +29,13 @@ pub struct KubeArgs {
     /// Add the pod's labels from this downward-API file to `--labels`.
     #[arg(long)]
     pub labels_file: Option<PathBuf>,
-    /// Sidecar: port of the inbound listener that intercepted traffic arrives on.
+    /// Sidecar: listen on this port (0.0.0.0) for inbound connections redirected by `sluice
+    /// iptables` and hand them to the app on 127.0.0.1 at their original port (Istio's 15006).
     #[arg(long)]
     pub inbound_port: Option<u16>,
-    /// Sidecar: port of the outbound listener that intercepted traffic arrives on.
+    /// Sidecar: listen on this port (0.0.0.0) for outbound connections redirected by `sluice
+    /// iptables` and route them by original destination (Istio's 15001); replaces the mesh
+    /// listeners bound per service port.
     #[arg(long)]
     pub outbound_port: Option<u16>,
 }

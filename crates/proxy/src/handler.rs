@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use sluice_config::listener::Listener;
 use sluice_config::policy::{LbPolicy, RoutePolicy};
 use sluice_config::route_table::{RouteAction, RouteDestination};
 use sluice_config::{route, RequestInfo, RouteMatch, Routed, Snapshot};
@@ -23,6 +24,7 @@ use crate::hash_key::{self, RequestHash};
 use crate::headers::{add_forwarding, strip_hop_by_hop};
 use crate::mirror;
 use crate::observe::{grpc_status, Observation};
+use crate::passthrough;
 use crate::replay::{Recorder, DEFAULT_REPLAY_CAP};
 use crate::retry::{forward, ForwardRequest};
 use crate::trace_span;
@@ -118,7 +120,7 @@ fn local_reply(status: StatusCode, flags: String, body: &'static str) -> Respons
     resp
 }
 
-fn error_reply(e: &ProxyError, extra_flags: &str) -> Response<Body> {
+pub(crate) fn error_reply(e: &ProxyError, extra_flags: &str) -> Response<Body> {
     let (status, flag, body) = e.envoy_reply();
     tracing::debug!(error = %e, flag, "local reply");
     let mut resp = local_reply(status, join_flags(flag, extra_flags), body);
@@ -129,24 +131,48 @@ fn error_reply(e: &ProxyError, extra_flags: &str) -> Response<Body> {
     resp
 }
 
-/// Handles one request that arrived on the listener bound at `listener_addr` from `peer`;
-/// `source_node` names the listener in the traffic graph.
+/// How a request reached the proxy, which tells the snapshot listener that serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// Through the listener bound at this address.
+    Bound(SocketAddr),
+    /// Through outbound interception, on a connection to this original destination.
+    Outbound(SocketAddr),
+}
+
+impl Entry {
+    /// The snapshot listener serving this entry.
+    pub fn listener(self, snapshot: &Snapshot) -> Option<&Arc<Listener>> {
+        match self {
+            Entry::Bound(a) => snapshot.listener(a),
+            Entry::Outbound(dst) => snapshot.outbound_listener(dst),
+        }
+    }
+}
+
+/// Handles one request that arrived through `entry` from `peer`; `source_node` names the
+/// listener in the traffic graph.
 pub async fn handle(
     ctx: Arc<ProxyContext>,
-    listener_addr: SocketAddr,
+    entry: Entry,
     peer: SocketAddr,
     source_node: Arc<str>,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let mut obs = Observation::start(ctx.telemetry.clone(), source_node, &req);
     let resp = match ctx.config.load() {
-        Some(snapshot) => proxy(&ctx, &snapshot, listener_addr, peer, req, &mut obs).await,
+        Some(snapshot) => proxy(&ctx, &snapshot, entry, peer, req, &mut obs).await,
         None => local_reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "NR".into(),
             "no configuration loaded",
         ),
     };
+    observed(resp, obs)
+}
+
+/// Attaches the request's observation to the response body, recorded when the body ends.
+pub(crate) fn observed(resp: Response<Body>, mut obs: Observation) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     obs.status = parts.status.as_u16();
     if let Some(ResponseFlags(f)) = parts.extensions.remove::<ResponseFlags>() {
@@ -169,6 +195,8 @@ struct Plan<'s> {
 enum Decision<'s> {
     Reply(Response<Body>),
     Forward(Plan<'s>),
+    /// No virtual host for the Host: `404 NR`, or the original destination when intercepted.
+    NoVirtualHost,
 }
 
 /// Routes and applies the local-reply actions; borrows from the request without copying it.
@@ -192,7 +220,8 @@ fn decide<'s>(
     };
     let m = match route(listener, &info) {
         Routed::Matched(m) => m,
-        Routed::NoVirtualHost | Routed::NoRoute(_) => return Err(ProxyError::NoRoute),
+        Routed::NoVirtualHost => return Ok(Decision::NoVirtualHost),
+        Routed::NoRoute(_) => return Err(ProxyError::NoRoute),
     };
     let forward = match &m.route.action {
         RouteAction::Forward(f) => f,
@@ -255,13 +284,17 @@ fn decide<'s>(
 async fn proxy(
     ctx: &ProxyContext,
     snapshot: &Snapshot,
-    listener_addr: SocketAddr,
+    entry: Entry,
     peer: SocketAddr,
     req: Request<Incoming>,
     obs: &mut Observation,
 ) -> Response<Body> {
-    let Some(listener) = snapshot.listener(listener_addr) else {
-        return error_reply(&ProxyError::NoRoute, "");
+    let Some(listener) = entry.listener(snapshot) else {
+        return match entry {
+            // The port stopped being a mesh port since the connection was accepted.
+            Entry::Outbound(dst) => passthrough::forward(ctx, dst, req).await,
+            Entry::Bound(_) => error_reply(&ProxyError::NoRoute, ""),
+        };
     };
     if let Some(tracer) = ctx.telemetry.tracing() {
         obs.span = Some(trace_span::begin(tracer, listener, &req, peer));
@@ -269,6 +302,13 @@ async fn proxy(
     let plan = match decide(listener, &req, peer, &ctx.options) {
         Ok(Decision::Forward(p)) => p,
         Ok(Decision::Reply(r)) => return r,
+        Ok(Decision::NoVirtualHost) => {
+            return match entry {
+                // Istio's ALLOW_ANY: an unknown host goes to where the caller was going.
+                Entry::Outbound(dst) => passthrough::forward(ctx, dst, req).await,
+                Entry::Bound(_) => error_reply(&ProxyError::NoRoute, ""),
+            };
+        }
         Err(e) => return error_reply(&e, ""),
     };
     let policy: &RoutePolicy = &plan.m.route.policy;

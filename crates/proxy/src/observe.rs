@@ -33,6 +33,8 @@ pub struct LogFields {
 /// One request's telemetry, filled in along the request path and recorded on drop.
 pub struct Observation {
     telemetry: Arc<Telemetry>,
+    /// Who reports: the client side (outbound, gateway) or the server side (inbound).
+    pub reporter: Reporter,
     /// Graph source node of the listener.
     pub source_node: Arc<str>,
     started: Instant,
@@ -122,6 +124,7 @@ impl Observation {
         });
         Observation {
             telemetry,
+            reporter: Reporter::Source,
             source_node,
             started: Instant::now(),
             route: None,
@@ -159,7 +162,7 @@ impl Drop for Observation {
             .zip(self.endpoint)
             .and_then(|(c, i)| c.endpoints.get(i));
         self.telemetry.record_request(&CompletedRequest {
-            reporter: Reporter::Source,
+            reporter: self.reporter,
             source_node: &self.source_node,
             virtual_host: vh,
             route,

@@ -13,7 +13,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
-use crate::handler::{handle, ProxyContext};
+use crate::handler::{handle, Entry, ProxyContext};
+use crate::intercept::{self, Intercept};
 
 /// Binds and unbinds listeners to follow the active snapshot.
 pub struct ListenerManager {
@@ -22,6 +23,7 @@ pub struct ListenerManager {
     bind_errors: Arc<Mutex<BTreeMap<SocketAddr, String>>>,
     graceful: Arc<GracefulShutdown>,
     shutdown: watch::Sender<bool>,
+    own: intercept::tcp::OwnConnections,
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -45,6 +47,7 @@ impl ListenerManager {
             bind_errors: Arc::default(),
             graceful: Arc::new(GracefulShutdown::new()),
             shutdown,
+            own: Default::default(),
         }
     }
 
@@ -97,6 +100,27 @@ impl ListenerManager {
                 }
             }
         }
+    }
+
+    /// Binds a sidecar interception listener (outbound or inbound) at `addr`; it is not part of
+    /// the snapshot's listeners, so reloads leave it alone. Returns the bound address.
+    pub fn intercept(&mut self, kind: Intercept, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = bind(addr)?;
+        let listen = listener.local_addr()?;
+        tracing::info!(%listen, listener = kind.name(), "intercepting");
+        let shared = intercept::Shared {
+            ctx: self.ctx.clone(),
+            graceful: self.graceful.clone(),
+            own: self.own.clone(),
+            listen,
+        };
+        tokio::spawn(intercept::accept_loop(
+            kind,
+            listener,
+            shared,
+            self.shutdown.subscribe(),
+        ));
+        Ok(listen)
     }
 
     /// Stops accepting everywhere and waits (up to `drain`) for in-flight requests.
@@ -169,7 +193,11 @@ async fn accept_loop(
             let ctx = ctx.clone();
             let source_node = source_node.clone();
             // Boxed: the request future is several KB and hyper moves it while dispatching.
-            async move { Ok::<_, Infallible>(Box::pin(handle(ctx, addr, peer, source_node, req)).await) }
+            async move {
+                Ok::<_, Infallible>(
+                    Box::pin(handle(ctx, Entry::Bound(addr), peer, source_node, req)).await,
+                )
+            }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), svc)

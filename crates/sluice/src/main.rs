@@ -3,6 +3,7 @@
 use clap::Parser;
 use sluice::cli::{Cli, Command};
 use sluice::runtime::RunOptions;
+use sluice_proxy::Intercept;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: &str) {
@@ -86,10 +87,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if r.kube.kubernetes {
                 opts.proxy.labels.extend(r.kube.file_labels()?);
                 opts.source = Some(std::sync::Arc::new(sluice_kube::start(&r.kube).await?));
-                if r.kube.outbound_port.is_some() {
-                    // Sidecar: outbound traffic arrives through interception, not per-service ports.
-                    opts.proxy.mesh_role = false;
-                }
+            }
+            let any = std::net::IpAddr::from([0, 0, 0, 0]);
+            if let Some(port) = r.kube.outbound_port {
+                // Sidecar: outbound traffic arrives through interception, not per-service ports.
+                opts.proxy.mesh_role = false;
+                opts.proxy.outbound_role = true;
+                opts.intercepts
+                    .push((Intercept::Outbound, std::net::SocketAddr::new(any, port)));
+            }
+            if let Some(port) = r.kube.inbound_port {
+                opts.intercepts
+                    .push((Intercept::Inbound, std::net::SocketAddr::new(any, port)));
             }
             opts.proxy.namespace = r.namespace;
             opts.proxy.gateway_address = r.gateway_address;

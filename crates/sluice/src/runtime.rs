@@ -11,7 +11,7 @@ use sluice_admin::AdminState;
 use sluice_config::{build_snapshot, ProxyConfig, Rejected, Snapshot};
 use sluice_lb::StateStore;
 use sluice_model::{Diagnostic, Severity};
-use sluice_proxy::{ConfigHandle, ListenerManager, ProxyContext, ProxyOptions};
+use sluice_proxy::{ConfigHandle, Intercept, ListenerManager, ProxyContext, ProxyOptions};
 use sluice_telemetry::{Telemetry, TelemetryConfig};
 use tokio::sync::{mpsc, oneshot};
 
@@ -70,6 +70,8 @@ pub struct RunOptions {
     pub telemetry: TelemetryConfig,
     /// Where config comes from instead of `paths` (Kubernetes); it notifies its own changes.
     pub source: Option<Arc<dyn sluice_kube::ConfigSource>>,
+    /// Sidecar interception listeners to bind (outbound 15001, inbound 15006 in Istio).
+    pub intercepts: Vec<(Intercept, SocketAddr)>,
 }
 
 impl RunOptions {
@@ -85,6 +87,7 @@ impl RunOptions {
             options: ProxyOptions::default(),
             telemetry: TelemetryConfig::default(),
             source: None,
+            intercepts: Vec::new(),
         }
     }
 }
@@ -95,6 +98,8 @@ pub struct ProxyHandle {
     pub admin_addr: SocketAddr,
     /// The published config.
     pub config: Arc<ConfigHandle>,
+    /// The interception listeners bound, with their addresses.
+    pub intercepts: Vec<(Intercept, SocketAddr)>,
     reload_tx: mpsc::Sender<oneshot::Sender<Result<u64, Rejected>>>,
     stop_tx: Option<oneshot::Sender<Duration>>,
     done_rx: Option<oneshot::Receiver<()>>,
@@ -207,6 +212,13 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
             .map(|l| l.address)
             .collect::<Vec<_>>(),
     );
+    let mut intercepts = Vec::new();
+    for (kind, addr) in &opts.intercepts {
+        let bound = manager
+            .intercept(*kind, *addr)
+            .with_context(|| format!("cannot bind the {} listener {addr}", kind.name()))?;
+        intercepts.push((*kind, bound));
+    }
     let bind_errors = manager.bind_errors();
     let readiness_config = config.clone();
     let readiness_source = opts.source.clone();
@@ -291,6 +303,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     Ok(ProxyHandle {
         admin_addr,
         config,
+        intercepts,
         reload_tx,
         stop_tx: Some(stop_tx),
         done_rx: Some(done_rx),

@@ -387,16 +387,25 @@ impl Telemetry {
         if c.mirror {
             return;
         }
+        // The server side reports itself as the destination; without mTLS peer metadata the
+        // caller is unknown, and the connection is plaintext (`none`, not `unknown`).
+        let unknown_peer;
+        let (source, destination, security_policy) = if c.reporter == Reporter::Destination {
+            unknown_peer = PeerLabels::unknown();
+            (&unknown_peer, &table.local, SecurityPolicy::None)
+        } else {
+            (&table.local, &*peer, SecurityPolicy::Unknown)
+        };
         self.istio.record(&RequestRecord {
             reporter: c.reporter,
-            source: &table.local,
-            destination: &peer,
+            source,
+            destination,
             service: &service,
             protocol: c.protocol,
             response_code: c.response_code,
             grpc_status: c.grpc_status,
             response_flags: c.response_flags,
-            security_policy: SecurityPolicy::Unknown,
+            security_policy,
             duration: c.duration,
             request_bytes: c.request_bytes,
             response_bytes: c.response_bytes,

@@ -15,8 +15,20 @@ use crate::registry::Service;
 use crate::route_table::{Forward, Route, RouteAction, RouteSource};
 use crate::vhost::{VirtualHost, VirtualHostTable};
 
+/// One HTTP port of the mesh: the virtual hosts of every service on it and who owns each address.
+pub(crate) struct MeshPort {
+    pub(crate) port: u16,
+    pub(crate) table: Arc<VirtualHostTable>,
+    /// Every service address on this port; `Some` when one service owns it (its fallback).
+    pub(crate) owners: BTreeMap<IpAddr, Option<Arc<VirtualHost>>>,
+    /// Some service on this port has no loopback address (served on the mesh address).
+    pub(crate) unaddressed: bool,
+}
+
 impl Compiler<'_> {
-    pub(crate) fn compile_mesh(&mut self, taken: &HashSet<SocketAddr>) -> Vec<Listener> {
+    /// The virtual hosts of every HTTP service port, compiled once for the bound mesh listeners
+    /// and the sidecar's outbound interception alike.
+    pub(crate) fn mesh_ports(&mut self) -> Vec<MeshPort> {
         let mut ports: BTreeMap<u16, Vec<Arc<Service>>> = BTreeMap::new();
         let services: Vec<Arc<Service>> = self.registry.services().cloned().collect();
         for svc in &services {
@@ -37,28 +49,49 @@ impl Compiler<'_> {
         let mut out = Vec::new();
         for (port, svcs) in ports {
             let mut vhosts = Vec::new();
-            let mut binds: BTreeMap<IpAddr, Option<Arc<VirtualHost>>> = BTreeMap::new();
+            let mut owners: BTreeMap<IpAddr, Option<Arc<VirtualHost>>> = BTreeMap::new();
+            let mut unaddressed = false;
             for svc in &svcs {
                 let vh = Arc::new(self.service_vhost(svc, port, &candidates));
-                let local: Vec<IpAddr> = svc
-                    .addresses
-                    .iter()
-                    .copied()
-                    .filter(IpAddr::is_loopback)
-                    .collect();
-                if local.is_empty() {
-                    binds.entry(self.proxy.mesh_address).or_insert(None);
-                }
-                for ip in local {
-                    // A VIP owned by one service falls back to that service for unknown Hosts.
-                    binds
-                        .entry(ip)
+                unaddressed |= !svc.addresses.iter().any(IpAddr::is_loopback);
+                for ip in &svc.addresses {
+                    // An address owned by one service falls back to that service for unknown Hosts.
+                    owners
+                        .entry(*ip)
                         .and_modify(|d| *d = None)
                         .or_insert_with(|| Some(vh.clone()));
                 }
                 vhosts.push(vh);
             }
-            let table = Arc::new(VirtualHostTable::new(vhosts));
+            out.push(MeshPort {
+                port,
+                table: Arc::new(VirtualHostTable::new(vhosts)),
+                owners,
+                unaddressed,
+            });
+        }
+        out
+    }
+
+    /// The mesh listeners to bind: each port on its services' loopback addresses, or on the mesh
+    /// address for services without one.
+    pub(crate) fn compile_mesh(
+        &mut self,
+        ports: &[MeshPort],
+        taken: &HashSet<SocketAddr>,
+    ) -> Vec<Listener> {
+        let mut out = Vec::new();
+        for mp in ports {
+            let port = mp.port;
+            let mut binds: BTreeMap<IpAddr, Option<Arc<VirtualHost>>> = mp
+                .owners
+                .iter()
+                .filter(|(ip, _)| ip.is_loopback())
+                .map(|(ip, vh)| (*ip, vh.clone()))
+                .collect();
+            if mp.unaddressed {
+                binds.entry(self.proxy.mesh_address).or_insert(None);
+            }
             for (ip, default_vh) in binds {
                 let address = SocketAddr::new(ip, port);
                 let wildcard_gateway = SocketAddr::new(self.proxy.gateway_address, port);
@@ -76,7 +109,7 @@ impl Compiler<'_> {
                     name: format!("{ip}_{port}"),
                     address,
                     role: ListenerRole::Mesh,
-                    virtual_hosts: table.clone(),
+                    virtual_hosts: mp.table.clone(),
                     default_virtual_host: default_vh,
                 });
             }

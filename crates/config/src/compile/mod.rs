@@ -7,6 +7,7 @@ pub mod destination_rules;
 mod gateway;
 pub mod http_route;
 mod mesh;
+mod outbound;
 mod route_policy;
 
 use std::collections::{BTreeMap, HashSet};
@@ -19,6 +20,7 @@ use sluice_model::{Diagnostic, Resource};
 use crate::cluster::Cluster;
 use crate::labels::selector_matches;
 use crate::listener::Listener;
+use crate::outbound::OutboundTable;
 use crate::proxy::ProxyConfig;
 use crate::registry::Registry;
 use destination_rules::DestinationRuleIndex;
@@ -28,6 +30,8 @@ use destination_rules::DestinationRuleIndex;
 pub struct Compiled {
     /// Listeners to bind.
     pub listeners: Vec<Arc<Listener>>,
+    /// Mesh listeners reached by original destination (sidecar outbound interception).
+    pub outbound: OutboundTable,
     /// All clusters by name.
     pub clusters: BTreeMap<String, Arc<Cluster>>,
     /// The service registry.
@@ -75,12 +79,20 @@ pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) 
     if proxy.gateway_role {
         listeners.extend(c.compile_gateways());
     }
-    if proxy.mesh_role {
-        let taken: HashSet<SocketAddr> = listeners.iter().map(|l| l.address).collect();
-        listeners.extend(c.compile_mesh(&taken));
+    let mut outbound = OutboundTable::default();
+    if proxy.mesh_role || proxy.outbound_role {
+        let ports = c.mesh_ports();
+        if proxy.mesh_role {
+            let taken: HashSet<SocketAddr> = listeners.iter().map(|l| l.address).collect();
+            listeners.extend(c.compile_mesh(&ports, &taken));
+        }
+        if proxy.outbound_role {
+            outbound = outbound::outbound_table(&ports);
+        }
     }
     Compiled {
         listeners: listeners.into_iter().map(Arc::new).collect(),
+        outbound,
         clusters: c.clusters,
         registry: c.registry,
         diagnostics: c.diagnostics,

@@ -1,0 +1,57 @@
+//! The sidecar's outbound interception: which mesh listener serves a redirected connection,
+//! chosen by its original destination instead of by a bound address.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::listener::Listener;
+
+/// Mesh listeners by original destination: a service address first, else the port alone.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboundTable {
+    /// `<service address>:<port>`: the port's virtual hosts with the owning service as fallback.
+    #[serde(serialize_with = "sorted_addresses")]
+    pub by_address: HashMap<SocketAddr, Arc<Listener>>,
+    /// `<port>`: the port's virtual hosts, chosen by Host alone.
+    #[serde(serialize_with = "sorted_ports")]
+    pub by_port: HashMap<u16, Arc<Listener>>,
+}
+
+impl OutboundTable {
+    /// The listener for a connection whose original destination is `dst` (`None`: not an HTTP
+    /// mesh port, so the connection passes through as plain TCP).
+    pub fn listener(&self, dst: SocketAddr) -> Option<&Arc<Listener>> {
+        self.by_address
+            .get(&dst)
+            .or_else(|| self.by_port.get(&dst.port()))
+    }
+
+    /// Whether nothing is served (no HTTP service port in the registry).
+    pub fn is_empty(&self) -> bool {
+        self.by_port.is_empty()
+    }
+}
+
+fn sorted_addresses<S: serde::Serializer>(
+    m: &HashMap<SocketAddr, Arc<Listener>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let sorted: std::collections::BTreeMap<String, &str> = m
+        .iter()
+        .map(|(a, l)| (a.to_string(), l.name.as_str()))
+        .collect();
+    sorted.serialize(s)
+}
+
+fn sorted_ports<S: serde::Serializer>(
+    m: &HashMap<u16, Arc<Listener>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let sorted: std::collections::BTreeMap<u16, &str> =
+        m.iter().map(|(p, l)| (*p, l.name.as_str())).collect();
+    sorted.serialize(s)
+}

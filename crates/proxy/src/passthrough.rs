@@ -1,0 +1,71 @@
+//! Forwarding an HTTP request unchanged to a fixed address: Istio's `PassthroughCluster` for
+//! intercepted outbound requests no service claims, and the inbound hop to the local app.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use sluice_config::cluster::UpstreamEndpoint;
+use sluice_config::registry::Endpoint;
+
+use crate::body::Body;
+use crate::error::ProxyError;
+use crate::handler::{error_reply, ProxyContext};
+use crate::headers::strip_hop_by_hop;
+
+/// An endpoint for `addr` that belongs to no service.
+fn endpoint(addr: SocketAddr) -> UpstreamEndpoint {
+    let authority = addr.to_string();
+    UpstreamEndpoint {
+        uri_authority: authority.parse().ok(),
+        authority,
+        endpoint: Arc::new(Endpoint {
+            address: addr.ip().to_string(),
+            ports: Default::default(),
+            labels: Default::default(),
+            weight: 1,
+            workload: None,
+        }),
+    }
+}
+
+/// Sends `req` to `addr` as it came (same Host, path and protocol) and returns the answer;
+/// failures get Envoy's local replies (`503 UF`, `503 UC`).
+pub async fn forward(
+    ctx: &ProxyContext,
+    addr: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let (mut head, body) = req.into_parts();
+    strip_hop_by_hop(&mut head.headers);
+    let h2 = head.version == http::Version::HTTP_2;
+    if !head.headers.contains_key(http::header::HOST) {
+        // HTTP/2 callers send :authority; an HTTP/1.1 upstream needs Host.
+        if let Some(v) = head
+            .uri
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+        {
+            head.headers.insert(http::header::HOST, v);
+        }
+    }
+    let upstream = Request::from_parts(head, Body::from(body));
+    match ctx
+        .upstreams
+        .send(upstream, &endpoint(addr), h2, None)
+        .await
+    {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, Body::from(body))
+        }
+        Err(e) => passthrough_error(&e),
+    }
+}
+
+fn passthrough_error(e: &ProxyError) -> Response<Body> {
+    tracing::debug!(error = %e, "passthrough request failed");
+    error_reply(e, "")
+}

@@ -1,0 +1,293 @@
+//! The sidecar's interception listeners in real network namespaces: `sluice iptables` redirects a
+//! pod's traffic, the proxy (running as UID 1337, which the rules exempt) routes an app's call to
+//! a service VIP 90/10 between two backends in another namespace, passes unknown destinations
+//! through, and hands inbound connections to the app on loopback with
+//! `istio_requests_total{reporter="destination"}` counted.
+//!
+//! Needs root, `ip`, `iptables`, `setpriv` and `bash`; without them it prints `skipped: ...` and
+//! passes, unless `SLUICE_REQUIRE_NETNS=1`, where that is a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod netns_env;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use netns_env::{missing_prerequisite, ns_get, wait_for, Namespaces, Processes};
+
+const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
+const POD_IP: &str = "10.211.0.1";
+const V1_IP: &str = "10.211.0.2";
+const V2_IP: &str = "10.211.0.3";
+const VIP: &str = "10.96.0.10";
+const BACKEND_PORT: u16 = 9080;
+const APP_PORT: u16 = 8080;
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config() -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: reviews, namespace: default}}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  addresses: [{VIP}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  endpoints:
+  - {{address: {V1_IP}, ports: {{http: {BACKEND_PORT}}}, labels: {{version: v1}}}}
+  - {{address: {V2_IP}, ports: {{http: {BACKEND_PORT}}}, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: default}}
+spec:
+  host: reviews
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: default}}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {{destination: {{host: reviews, subset: v1}}, weight: 90}}
+    - {{destination: {{host: reviews, subset: v2}}, weight: 10}}
+"#
+    )
+}
+
+/// `sluice traffic --json` from inside `ns`: (key → count, statuses).
+fn traffic(
+    env: &Namespaces,
+    ns: &str,
+    url: &str,
+    n: usize,
+) -> (Vec<(String, u64)>, serde_json::Value) {
+    let out = env
+        .exec(
+            ns,
+            SLUICE,
+            &[
+                "traffic",
+                url,
+                "-n",
+                &n.to_string(),
+                "--by",
+                "header:x-version",
+                "--json",
+                "--timeout",
+                "5s",
+            ],
+        )
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut dist: Vec<(String, u64)> = v["distribution"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["key"].as_str().unwrap_or("").to_string(),
+                d["count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    dist.sort();
+    (dist, v["statuses"].clone())
+}
+
+/// The value of the first sample of `metric` whose labels contain every one of `labels`.
+fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(metric) && labels.iter().all(|m| l.contains(m)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn sidecar_interception_in_network_namespaces() {
+    if let Some(why) = missing_prerequisite() {
+        assert!(
+            std::env::var("SLUICE_REQUIRE_NETNS").as_deref() != Ok("1"),
+            "SLUICE_REQUIRE_NETNS=1 but {why}"
+        );
+        println!("skipped: {why}");
+        return;
+    }
+    let id = std::process::id();
+    let (pod, peer) = (format!("slpod{id}"), format!("slpeer{id}"));
+    let env = Namespaces::create(&[&pod, &peer]).unwrap();
+    env.link(
+        (&pod, &format!("slp{id}"), &format!("{POD_IP}/24")),
+        (
+            &peer,
+            &format!("slq{id}"),
+            &[&format!("{V1_IP}/24"), &format!("{V2_IP}/24")],
+        ),
+    )
+    .unwrap();
+    // The VIP needs a route to be dialled at all; the redirect happens before it is used.
+    env.exec(&pod, "ip", &["route", "add", "default", "via", V1_IP])
+        .unwrap();
+    env.exec(&pod, SLUICE, &["iptables"]).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("reviews.yaml"), config()).unwrap();
+    // The proxy runs as UID 1337 and must read the config.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("reviews.yaml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = |name: &str| logs.path().join(format!("{name}.log"));
+
+    let mut procs = Processes::default();
+    for (ip, version) in [(V1_IP, "v1"), (V2_IP, "v2")] {
+        let listen = format!("{ip}:{BACKEND_PORT}");
+        procs
+            .spawn(
+                version,
+                &peer,
+                &[
+                    SLUICE,
+                    "backend",
+                    "--listen",
+                    &listen,
+                    "--name",
+                    "reviews",
+                    "--version",
+                    version,
+                ],
+                &log(version),
+            )
+            .unwrap();
+    }
+    // The app listens on loopback only: reaching it from outside takes the inbound listener.
+    let app_listen = format!("127.0.0.1:{APP_PORT}");
+    procs
+        .spawn(
+            "app",
+            &pod,
+            &[
+                SLUICE,
+                "backend",
+                "--listen",
+                &app_listen,
+                "--name",
+                "app",
+                "--version",
+                "v9",
+            ],
+            &log("app"),
+        )
+        .unwrap();
+    let config_dir = dir.path().to_str().unwrap();
+    procs
+        .spawn(
+            "proxy",
+            &pod,
+            &[
+                "setpriv",
+                "--reuid",
+                "1337",
+                "--regid",
+                "1337",
+                "--clear-groups",
+                SLUICE,
+                "run",
+                config_dir,
+                "--no-watch",
+                "--no-gateway",
+                "--outbound-port",
+                "15001",
+                "--inbound-port",
+                "15006",
+                "--labels",
+                "app=ratings,version=v1",
+                "--admin",
+                "127.0.0.1:15000",
+            ],
+            &log("proxy"),
+        )
+        .unwrap();
+
+    let ready = wait_for(WAIT, || {
+        procs.check_running().ok()?;
+        ns_get(&pod, "127.0.0.1", 15000, "/ready", Duration::from_secs(2))
+            .filter(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200"))?;
+        for ip in [V1_IP, V2_IP] {
+            ns_get(&peer, ip, BACKEND_PORT, "/", Duration::from_secs(2))?;
+        }
+        ns_get(&pod, "127.0.0.1", APP_PORT, "/", Duration::from_secs(2))
+    });
+    if ready.is_none() {
+        let proxy_log = std::fs::read_to_string(log("proxy")).unwrap_or_default();
+        panic!("proxy, backends or app not ready within {WAIT:?}; proxy log:\n{proxy_log}");
+    }
+
+    // Outbound: the app calls the VIP; the proxy routes it by the VirtualService.
+    let (split, statuses) = traffic(&env, &pod, &format!("http://{VIP}/"), 100);
+    println!("outbound {VIP}:80 split over 100 requests: {split:?}, statuses {statuses}");
+    assert_eq!(split, [("v1".to_string(), 90), ("v2".to_string(), 10)]);
+
+    // Outbound to an address no service has: passed through unchanged (ALLOW_ANY).
+    let (direct, _) = traffic(&env, &pod, &format!("http://{V2_IP}:{BACKEND_PORT}/"), 5);
+    println!("outbound passthrough to {V2_IP}:{BACKEND_PORT}: {direct:?}");
+    assert_eq!(direct, [("v2".to_string(), 5)]);
+
+    // Inbound: a caller in the other namespace reaches the app through the inbound listener.
+    let (inbound, _) = traffic(&env, &peer, &format!("http://{POD_IP}:{APP_PORT}/"), 7);
+    println!("inbound {POD_IP}:{APP_PORT} → app on loopback: {inbound:?}");
+    assert_eq!(inbound, [("v9".to_string(), 7)]);
+
+    let metrics = wait_for(Duration::from_secs(5), || {
+        let text = ns_get(
+            &pod,
+            "127.0.0.1",
+            15000,
+            "/stats/prometheus",
+            Duration::from_secs(3),
+        )?;
+        let inbound = sample(
+            &text,
+            "istio_requests_total",
+            &[r#"reporter="destination""#, r#"response_code="200""#],
+        )?;
+        (inbound >= 7.0).then_some(text)
+    })
+    .expect("istio_requests_total{reporter=\"destination\"} did not reach 7");
+    let destination = sample(
+        &metrics,
+        "istio_requests_total",
+        &[
+            r#"reporter="destination""#,
+            r#"destination_workload="ratings""#,
+            r#"destination_version="v1""#,
+        ],
+    );
+    println!("istio_requests_total{{reporter=\"destination\"}} = {destination:?}");
+    assert_eq!(destination, Some(7.0));
+    let v2_source = sample(
+        &metrics,
+        "istio_requests_total",
+        &[
+            r#"reporter="source""#,
+            r#"destination_service="reviews.default.svc.cluster.local""#,
+            r#"destination_version="v2""#,
+        ],
+    );
+    assert_eq!(v2_source, Some(10.0));
+
+    // Connecting to the outbound port directly is not a redirect: closed, not relayed to itself.
+    assert_eq!(
+        ns_get(&pod, "127.0.0.1", 15001, "/", Duration::from_secs(3)),
+        None
+    );
+    procs.check_running().unwrap();
+}
