@@ -51,13 +51,14 @@ pub(crate) async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
     let ctx = shared.ctx.clone();
     let connection = ctx.telemetry.proxy().downstream_connection();
     serve_http(&shared.graceful, stream, peer, move |req| {
-        handle(
+        // Boxed like the bound listeners' requests: hyper moves the (large) future around.
+        Box::pin(handle(
             ctx.clone(),
             Entry::Outbound(dst),
             peer,
             source_node.clone(),
             req,
-        )
+        ))
     })
     .await;
     drop(connection);
