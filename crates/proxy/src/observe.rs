@@ -119,7 +119,12 @@ impl Observation {
                     "HTTP/1.1"
                 },
                 request_id: None,
-                trace_id: propagation::trace_id_hex(req.headers()),
+                // With tracing on, the span gives the id (without a second header parse).
+                trace_id: if telemetry.tracing().is_some() {
+                    None
+                } else {
+                    propagation::trace_id_hex(req.headers())
+                },
             })
         });
         Observation {

