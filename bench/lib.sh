@@ -1,4 +1,4 @@
-# Shared helpers of the bench/ scripts (run.sh, policies.sh). Source it, do not run it:
+# Shared helpers of the bench/ scripts (run.sh, policies.sh, telemetry.sh). Source it, do not run it:
 #
 #   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 #
@@ -200,3 +200,19 @@ wait_quiet() {
         sleep 10
     done
 }
+
+# ---------------------------------------------------------------- report helpers
+# Rounds of a measurement live in R[scenario,round,field] (an associative array of the caller)
+# and ROUNDS says how many there are.
+median() { # values...
+    printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# Median over the rounds of one field, formatted with printf format $3.
+med() { # scenario field [format]
+    local vals=() r
+    for r in $(seq "$ROUNDS"); do vals+=("${R[$1,$r,$2]}"); done
+    awk -v v="$(median "${vals[@]}")" -v f="${3:-%s}" 'BEGIN{printf f, v}'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0) print "n/a"; else printf "%.2f", a/b }'; }
+# "met" when a ratio is at most the limit.
+at_most() { awk -v v="$1" -v l="$2" 'BEGIN{ print (v != "n/a" && v <= l) ? "met" : "NOT met" }'; }

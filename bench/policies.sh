@@ -335,22 +335,11 @@ for r in $(seq "$ROUNDS"); do
 done
 
 # ---------------------------------------------------------------- report
-median() { # values...
-    printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-# Median over the rounds of one field, formatted with printf format $3.
-med() { # scenario field [format]
-    local vals=() r
-    for r in $(seq "$ROUNDS"); do vals+=("${R[$1,$r,$2]}"); done
-    awk -v v="$(median "${vals[@]}")" -v f="${3:-%s}" 'BEGIN{printf f, v}'
-}
 maxof() { # scenario field
     local vals=() r
     for r in $(seq "$ROUNDS"); do vals+=("${R[$1,$r,$2]}"); done
     printf '%s\n' "${vals[@]}" | sort -g | tail -1
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0) print "n/a"; else printf "%.2f", a/b }'; }
-verdict() { awk -v v="$1" -v l="$2" 'BEGIN{ print (v != "n/a" && v <= l) ? "met" : "NOT met" }'; }
 spread() { # scenario field: "min–max" over the rounds
     local vals=() r
     for r in $(seq "$ROUNDS"); do vals+=("${R[$1,$r,$2]}"); done
@@ -392,8 +381,8 @@ done
         echo "| $s: ${TITLE[$s]} | $(med "$s" rps %.0f) | $(med "$s" p50 %.3f) | $(med "$s" p99 %.3f) | $(med "$s" cpu %.3f) | $(med "$s" busy %.0f) | $(maxof "$s" rss) | $(maxof "$s" peak_fds) | $errs |"
     done
     echo
-    echo "- mirroring: p99(B)/p99(A) = **$P99_RATIO** (target ≤ 1.10: $(verdict "$P99_RATIO" 1.10)); p50(B)/p50(A) = $P50_RATIO; CPU per primary request B/A = $AB_CPU_RATIO"
-    echo "- retries + DestinationRule: CPU per request D/C = **$CPU_RATIO** (target ≤ 1.10: $(verdict "$CPU_RATIO" 1.10))"
+    echo "- mirroring: p99(B)/p99(A) = **$P99_RATIO** (target ≤ 1.10: $(at_most "$P99_RATIO" 1.10)); p50(B)/p50(A) = $P50_RATIO; CPU per primary request B/A = $AB_CPU_RATIO"
+    echo "- retries + DestinationRule: CPU per request D/C = **$CPU_RATIO** (target ≤ 1.10: $(at_most "$CPU_RATIO" 1.10))"
     echo
     echo "Mirror (scenario B), per round:"
     echo

@@ -222,7 +222,6 @@ for e in $SL_THREADS_AFTER; do
 done
 
 # ---------------------------------------------------------------- report
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0) print "n/a"; else printf "%.2f", a/b }'; }
 verdict() { # value op limit
     awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN{ ok = (op == ">=") ? v >= l : v <= l; print ok ? "met" : "NOT met" }'
 }

@@ -159,10 +159,6 @@ for r in $(seq "$ROUNDS"); do
 done
 SINK_AFTER=$(curl -sf "http://127.0.0.1:$SINK_PORT/" | sed -n 's/.*request \([0-9]*\).*/\1/p')
 
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-med() { local vals=() r; for r in $(seq "$ROUNDS"); do vals+=("${R[$1,$r,$2]}"); done; awk -v v="$(median "${vals[@]}")" -v f="${3:-%s}" 'BEGIN{printf f, v}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0) print "n/a"; else printf "%.2f", a/b }'; }
-verdict() { awk -v v="$1" -v l="$2" 'BEGIN{ print (v != "n/a" && v <= l) ? "met" : "NOT met" }'; }
 
 ALL_RATIO=$(ratio "$(med ALL cpu)" "$(med OFF cpu)")
 MET_RATIO=$(ratio "$(med MET cpu)" "$(med OFF cpu)")
@@ -182,7 +178,7 @@ REPORT="$RESULTS/telemetry.md"
         echo "| $s: ${TITLE[$s]} | $(med "$s" rps %.0f) | $(med "$s" p99 %.3f) | $(med "$s" cpu %.4f) | $(med "$s" rss %.1f) |"
     done
     echo
-    echo "- CPU per request ALL/OFF = **$ALL_RATIO** (target ≤ 1.15: $(verdict "$ALL_RATIO" 1.15)); MET/OFF = $MET_RATIO"
+    echo "- CPU per request ALL/OFF = **$ALL_RATIO** (target ≤ 1.15: $(at_most "$ALL_RATIO" 1.15)); MET/OFF = $MET_RATIO"
     echo "- OTLP exports received by the sink during the run: $((SINK_AFTER - SINK_BEFORE - 1))"
     for w in "${WARNINGS[@]}"; do echo "- WARNING: $w"; done
 } >"$REPORT"
