@@ -222,6 +222,12 @@ pub fn service_yaml(host: &str, port: u16, endpoints: &[(&str, SocketAddr)]) -> 
     out
 }
 
+/// A VirtualService named `host` for the short host `host` with the given `http:` rules (YAML
+/// list items indented two spaces).
+pub fn virtual_service_yaml(host: &str, http: &str) -> String {
+    format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {host}}}\nspec:\n  hosts: [{host}]\n  http:\n{http}")
+}
+
 /// A DestinationRule with one subset per version label.
 pub fn subsets_yaml(host: &str, versions: &[&str]) -> String {
     let app = host.split('.').next().unwrap_or(host);

@@ -41,7 +41,11 @@ async fn client(port: u16) -> HealthClient<tonic::transport::Channel> {
 }
 
 async fn setup(vs: &str) -> (ConfigDir, ProxyHandle, u16) {
-    let server = grpc_server().await;
+    proxy_to(grpc_server().await, vs).await
+}
+
+/// The proxy in front of a gRPC server (a GRPC service port), with an optional VirtualService.
+async fn proxy_to(server: SocketAddr, vs: &str) -> (ConfigDir, ProxyHandle, u16) {
     let port = free_port();
     let dir = ConfigDir::new();
     dir.write(
@@ -160,19 +164,11 @@ async fn flaky_setup(
             .await
             .unwrap();
     });
-    let port = free_port();
-    let dir = ConfigDir::new();
-    dir.write(
-        "svc.yaml",
-        &service_yaml(HOST, port, &[("v1", server)])
-            .replace("name: http, protocol: HTTP", "name: grpc, protocol: GRPC")
-            .replace("{http:", "{grpc:"),
+    let vs = virtual_service_yaml(
+        "greeter",
+        &format!("  - retries: {{attempts: 3, retryOn: \"{retry_on}\"}}\n    route: [{{destination: {{host: greeter}}}}]\n"),
     );
-    dir.write(
-        "vs.yaml",
-        &format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: greeter}}\nspec:\n  hosts: [greeter]\n  http:\n  - retries: {{attempts: 3, retryOn: \"{retry_on}\"}}\n    route: [{{destination: {{host: greeter}}}}]\n"),
-    );
-    let p = proxy(dir.path(), |_| {}).await;
+    let (dir, p, port) = proxy_to(server, &vs).await;
     (dir, p, port, calls)
 }
 

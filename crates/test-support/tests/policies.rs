@@ -32,10 +32,7 @@ async fn setup(
     versions.dedup();
     dir.write("dr.yaml", &subsets_yaml(HOST, &versions));
     if !vs_http.is_empty() {
-        dir.write(
-            "vs.yaml",
-            &format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: app}}\nspec:\n  hosts: [app]\n  http:\n{vs_http}"),
-        );
+        dir.write("vs.yaml", &virtual_service_yaml("app", vs_http));
     }
     let p = proxy(dir.path(), configure).await;
     (dir, p, port)

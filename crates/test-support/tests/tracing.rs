@@ -152,10 +152,7 @@ async fn setup(
     dir.write("svc.yaml", &service_yaml(HOST, port, backends));
     let versions: Vec<&str> = backends.iter().map(|(v, _)| *v).collect();
     dir.write("dr.yaml", &subsets_yaml(HOST, &versions));
-    dir.write(
-        "vs.yaml",
-        &format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: app}}\nspec:\n  hosts: [app]\n  http:\n{vs_http}"),
-    );
+    dir.write("vs.yaml", &virtual_service_yaml("app", vs_http));
     let p = proxy(dir.path(), |o| {
         o.telemetry.tracing = Some(tracing);
         configure(o);
