@@ -57,7 +57,7 @@ impl Drop for RetryGuard {
 impl ClusterRuntime {
     fn new(limits: PoolLimits, protocol_h2: bool) -> Self {
         let h2 = protocol_h2 || limits.h2_upgrade;
-        let pool = ClusterPool::for_limits(&limits, h2);
+        let pool = ClusterPool::for_limits(&limits);
         // HTTP/1.1 carries one request per connection at a time, so maxConnections bounds the
         // active requests too; HTTP/2 multiplexes and only http2MaxRequests applies.
         let max_active = if h2 {

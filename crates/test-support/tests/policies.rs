@@ -602,6 +602,49 @@ async fn h2_upgrade_policy_sends_http2_upstream() {
     p.shutdown().await;
 }
 
+/// Peers of the upstream connections that carried `n` sequential requests through the proxy.
+async fn peers_of_sequential_requests(policy: &str, n: usize) -> (Vec<String>, Vec<String>) {
+    let v1 = backend("app", "v1").await;
+    let (_d, p, port) = with_traffic_policy(v1.addr(), policy).await;
+    let c = TestClient::new();
+    for _ in 0..n {
+        assert_eq!(c.get(addr(port), "app", "/", &[]).await.status, 200);
+    }
+    let received = v1.received();
+    p.shutdown().await;
+    (
+        received.iter().map(|r| r.peer.to_string()).collect(),
+        received.iter().map(|r| r.version.clone()).collect(),
+    )
+}
+
+#[tokio::test]
+async fn max_requests_per_connection_bounds_http1_connections() {
+    let (peers, _) = peers_of_sequential_requests(
+        "    connectionPool:\n      http: {maxRequestsPerConnection: 2}\n",
+        5,
+    )
+    .await;
+    assert_eq!(peers.len(), 5);
+    assert_eq!(peers[0], peers[1], "{peers:?}");
+    assert_ne!(peers[1], peers[2], "{peers:?}");
+    assert_eq!(peers[2], peers[3], "{peers:?}");
+    assert_ne!(peers[3], peers[4], "{peers:?}");
+}
+
+#[tokio::test]
+async fn max_requests_per_connection_bounds_http2_connections() {
+    let (peers, versions) = peers_of_sequential_requests(
+        "    connectionPool:\n      http: {h2UpgradePolicy: UPGRADE, maxRequestsPerConnection: 2}\n",
+        4,
+    )
+    .await;
+    assert!(versions.iter().all(|v| v == "HTTP/2.0"), "{versions:?}");
+    assert_eq!(peers[0], peers[1], "{peers:?}");
+    assert_ne!(peers[1], peers[2], "{peers:?}");
+    assert_eq!(peers[2], peers[3], "{peers:?}");
+}
+
 #[tokio::test]
 async fn idle_timeout_closes_pooled_upstream_connections() {
     let v1 = backend("app", "v1").await;

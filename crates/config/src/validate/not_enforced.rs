@@ -26,16 +26,6 @@ const POLICY_PENDING: &[Check<PortTrafficPolicy>] = &[
                 .is_some_and(|lb| lb.simple.as_deref() == Some("PASSTHROUGH"))
         },
     ),
-    (
-        "connectionPool.http.maxRequestsPerConnection",
-        "`maxRequestsPerConnection` above 1 (1 is enforced)",
-        |p| {
-            p.connection_pool
-                .as_ref()
-                .and_then(|c| c.http.as_ref())
-                .is_some_and(|h| h.max_requests_per_connection.is_some_and(|n| n > 1))
-        },
-    ),
 ];
 
 // ----- Unsupported: these stay unenforced. -----

@@ -22,7 +22,7 @@ use crate::body::Body;
 /// Idle connections one endpoint keeps at most.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
 /// The reaper never runs more often than this, whatever the idle timeout.
-const MIN_REAP_PERIOD: Duration = Duration::from_millis(10);
+pub(super) const MIN_REAP_PERIOD: Duration = Duration::from_millis(10);
 
 /// Why a request got no response.
 #[derive(Debug)]
