@@ -38,7 +38,7 @@ pub struct Snapshot {
     /// Warnings and findings (no blocking errors: those reject the config).
     pub diagnostics: Vec<Diagnostic>,
     #[serde(skip)]
-    by_address: HashMap<SocketAddr, usize>,
+    by_address: HashMap<SocketAddr, usize, foldhash::fast::RandomState>,
 }
 
 /// The outcome of routing one request.

@@ -25,7 +25,8 @@ pub struct VirtualHostTable {
     /// Virtual hosts in declaration order.
     pub vhosts: Vec<Arc<VirtualHost>>,
     #[serde(skip)]
-    exact: HashMap<String, usize>,
+    // Looked up on every request: a fast hash, not SipHash (host names are not secret).
+    exact: HashMap<String, usize, foldhash::fast::RandomState>,
     #[serde(skip)]
     suffixes: Vec<(String, usize)>,
     #[serde(skip)]

@@ -150,7 +150,7 @@ impl ClusterRuntime {
 /// a cluster appears or its limits change (rare: config reloads).
 #[derive(Debug, Default)]
 pub struct ClusterRuntimes {
-    by_name: ArcSwap<HashMap<String, Arc<ClusterRuntime>>>,
+    by_name: ArcSwap<HashMap<String, Arc<ClusterRuntime>, foldhash::fast::RandomState>>,
     writer: Mutex<()>,
 }
 

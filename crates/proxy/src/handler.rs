@@ -348,7 +348,7 @@ async fn proxy(
     if let Some(log) = obs.log.as_mut() {
         log.request_id = head
             .headers
-            .get("x-request-id")
+            .get(&crate::headers::X_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
     }

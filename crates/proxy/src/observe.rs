@@ -70,9 +70,12 @@ impl std::fmt::Debug for Observation {
     }
 }
 
+/// `grpc-status`, pre-parsed: a lookup by `&str` parses and hashes the name each time.
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 /// Reads a `grpc-status` value.
 pub fn grpc_status(headers: &HeaderMap) -> Option<u32> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+    headers.get(&GRPC_STATUS)?.to_str().ok()?.parse().ok()
 }
 
 impl Observation {
@@ -215,11 +218,8 @@ impl Drop for Observation {
                 path: log.path,
                 protocol: log.protocol,
                 response_code: self.status,
-                response_flags: if self.flags.is_empty() {
-                    "-".into()
-                } else {
-                    self.flags.clone()
-                },
+                // Formatting writes `-` for none.
+                response_flags: std::mem::take(&mut self.flags),
                 bytes_received: self.request_bytes,
                 bytes_sent: self.response_bytes,
                 duration,

@@ -40,15 +40,6 @@ pub struct Failed {
     pub retries_exhausted: bool,
 }
 
-fn grpc_status(resp: &Response<Incoming>) -> Option<u32> {
-    resp.headers()
-        .get("grpc-status")?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
 /// Whether a response is retriable under `on`.
 fn retriable_response(p: &RetryPolicy, resp: &Response<Incoming>) -> bool {
     let on = &p.retry_on;
@@ -60,7 +51,15 @@ fn retriable_response(p: &RetryPolicy, resp: &Response<Incoming>) -> bool {
     {
         return true;
     }
-    match grpc_status(resp) {
+    let any_grpc = on.grpc_cancelled
+        || on.grpc_deadline_exceeded
+        || on.grpc_resource_exhausted
+        || on.grpc_internal
+        || on.grpc_unavailable;
+    if !any_grpc {
+        return false;
+    }
+    match crate::observe::grpc_status(resp.headers()) {
         Some(1) => on.grpc_cancelled,
         Some(4) => on.grpc_deadline_exceeded,
         Some(8) => on.grpc_resource_exhausted,

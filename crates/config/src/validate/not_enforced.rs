@@ -16,17 +16,15 @@ type Check<T> = (&'static str, &'static str, fn(&T) -> bool);
 // ----- Pending: the proxy is being extended to enforce these. Delete a line when it lands. -----
 
 /// DestinationRule policy objects (any `trafficPolicy` or `portLevelSettings` entry).
-const POLICY_PENDING: &[Check<PortTrafficPolicy>] = &[
-    (
-        "loadBalancer.simple",
-        "`simple: PASSTHROUGH` (no original destination in file mode; round robin is used)",
-        |p| {
-            p.load_balancer
-                .as_ref()
-                .is_some_and(|lb| lb.simple.as_deref() == Some("PASSTHROUGH"))
-        },
-    ),
-];
+const POLICY_PENDING: &[Check<PortTrafficPolicy>] = &[(
+    "loadBalancer.simple",
+    "`simple: PASSTHROUGH` (no original destination in file mode; round robin is used)",
+    |p| {
+        p.load_balancer
+            .as_ref()
+            .is_some_and(|lb| lb.simple.as_deref() == Some("PASSTHROUGH"))
+    },
+)];
 
 // ----- Unsupported: these stay unenforced. -----
 
