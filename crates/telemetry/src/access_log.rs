@@ -116,6 +116,11 @@ fn flags_or_dash(flags: &str) -> &str {
 /// Appends `v` as a JSON string literal.
 fn push_json_str(out: &mut String, v: &str) {
     out.push('"');
+    if !needs_escape(v.as_bytes()) {
+        out.push_str(v);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, b) in v.bytes().enumerate() {
         let esc = match b {
@@ -137,6 +142,50 @@ fn push_json_str(out: &mut String, v: &str) {
     }
     out.push_str(&v[start..]);
     out.push('"');
+}
+
+/// Whether `s` has a byte JSON must escape (`"`, `\\`, control characters).
+///
+/// Almost no value has one; eight bytes at a time (SWAR) makes the common case several times
+/// cheaper than a byte loop.
+fn needs_escape(s: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // Non-zero when some byte of `x` is below `n` (exact for n <= 128).
+    let below = |x: u64, n: u8| x.wrapping_sub(LO * u64::from(n)) & !x & HI;
+    let zero_byte = |x: u64| below(x, 1);
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(c);
+        let x = u64::from_le_bytes(word);
+        if below(x, 0x20)
+            | zero_byte(x ^ (LO * u64::from(b'"')))
+            | zero_byte(x ^ (LO * u64::from(b'\\')))
+            != 0
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
+/// Appends the decimal digits of `v` (`write!` goes through the formatting machinery).
+fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend(buf[i..].iter().map(|&b| char::from(b)));
 }
 
 /// Appends `v` as a JSON string literal, or `null`.
@@ -174,17 +223,16 @@ impl AccessLogEntry {
                 push_json_str(out, &self.path);
                 out.push_str(",\"protocol\":");
                 push_json_str(out, self.protocol);
-                let _ = write!(
-                    out,
-                    ",\"response_code\":{},\"response_flags\":",
-                    self.response_code
-                );
+                out.push_str(",\"response_code\":");
+                push_u64(out, u64::from(self.response_code));
+                out.push_str(",\"response_flags\":");
                 push_json_str(out, flags_or_dash(&self.response_flags));
-                let _ = write!(
-                    out,
-                    ",\"bytes_received\":{},\"bytes_sent\":{},\"duration\":{duration_ms}",
-                    self.bytes_received, self.bytes_sent
-                );
+                out.push_str(",\"bytes_received\":");
+                push_u64(out, self.bytes_received);
+                out.push_str(",\"bytes_sent\":");
+                push_u64(out, self.bytes_sent);
+                out.push_str(",\"duration\":");
+                push_u64(out, duration_ms);
                 out.push_str(",\"upstream_host\":");
                 push_json_opt(out, self.upstream_host.as_deref());
                 out.push_str(",\"upstream_cluster\":");
@@ -494,6 +542,30 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["path"], "/a\"b\\c\nd\u{1}é");
         assert!(line.contains("\\u0001"), "{line}");
+    }
+
+    #[test]
+    fn escape_scan_finds_every_special_byte_at_every_offset() {
+        for len in 0..20 {
+            let plain = "a".repeat(len);
+            assert!(!needs_escape(plain.as_bytes()));
+            for pos in 0..len {
+                for special in [b'"', b'\\', b'\n', 0x00, 0x1f] {
+                    let mut v = plain.clone().into_bytes();
+                    v[pos] = special;
+                    assert!(needs_escape(&v), "{len} {pos} {special}");
+                }
+                let mut v = plain.clone().into_bytes();
+                v[pos] = 0x20;
+                assert!(!needs_escape(&v));
+            }
+        }
+        let mut out = String::new();
+        for n in [0, 7, 10, 4_294_967_295, u64::MAX] {
+            out.clear();
+            push_u64(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl RequestSpan {
 
     /// The trace id as 32 lowercase hex digits (access log `trace_id`).
     pub fn trace_id_hex(&self) -> String {
-        format!("{:032x}", self.out.trace_id)
+        super::propagation::trace_id_string(self.out.trace_id)
     }
 
     /// True when the span is sampled and will be exported.
