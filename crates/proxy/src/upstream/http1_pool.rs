@@ -6,7 +6,6 @@
 //! hashes its key twice and boxes several futures per request.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -17,12 +16,11 @@ use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use super::connect::{self, ConnectSettings};
+use super::reaper::Reaper;
 use crate::body::Body;
 
 /// Idle connections one endpoint keeps at most.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
-/// The reaper never runs more often than this, whatever the idle timeout.
-pub(super) const MIN_REAP_PERIOD: Duration = Duration::from_millis(10);
 
 /// Why a request got no response.
 #[derive(Debug)]
@@ -53,7 +51,7 @@ pub(crate) struct Http1Pool {
 struct Inner {
     settings: PoolSettings,
     idle: Mutex<HashMap<Box<str>, VecDeque<Conn>, foldhash::fast::RandomState>>,
-    reaper_started: AtomicBool,
+    reaper: Reaper,
 }
 
 /// One connection's request handle.
@@ -79,7 +77,7 @@ impl Http1Pool {
             inner: Arc::new(Inner {
                 settings,
                 idle: Mutex::new(HashMap::default()),
-                reaper_started: AtomicBool::new(false),
+                reaper: Reaper::default(),
             }),
         }
     }
@@ -181,28 +179,18 @@ impl Http1Pool {
     }
 
     /// Closes idle connections past the idle timeout even when no request comes to notice them,
-    /// as Envoy does. The task ends with the pool.
+    /// as Envoy does.
     fn start_reaper(&self) {
         let Some(timeout) = self.inner.settings.idle_timeout else {
             return;
         };
-        if self.inner.reaper_started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let pool = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(timeout.max(MIN_REAP_PERIOD));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(inner) = pool.upgrade() else { return };
-                let now = Instant::now();
-                let mut idle = inner.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                idle.retain(|_, queue| {
-                    queue.retain(|c| !c.tx.is_closed() && !c.expired(Some(timeout), now));
-                    !queue.is_empty()
-                });
-            }
+        self.inner.reaper.start(&self.inner, timeout, |inner, now| {
+            let timeout = inner.settings.idle_timeout;
+            let mut idle = inner.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            idle.retain(|_, queue| {
+                queue.retain(|c| !c.tx.is_closed() && !c.expired(timeout, now));
+                !queue.is_empty()
+            });
         });
     }
 
@@ -216,7 +204,7 @@ impl Http1Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 

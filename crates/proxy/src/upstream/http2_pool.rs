@@ -5,7 +5,6 @@
 //! closes once the last request handle is gone.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use http::{Request, Response};
@@ -15,7 +14,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::time::Instant;
 
 use super::connect;
-use super::http1_pool::{PoolSettings, SendError, MIN_REAP_PERIOD};
+use super::http1_pool::{PoolSettings, SendError};
+use super::reaper::Reaper;
 use crate::body::Body;
 
 /// A pool of HTTP/2 connections keyed by endpoint authority; cheap to clone.
@@ -29,7 +29,7 @@ type Conns = HashMap<Box<str>, Conn, foldhash::fast::RandomState>;
 struct Inner {
     settings: PoolSettings,
     conns: Mutex<Conns>,
-    reaper_started: AtomicBool,
+    reaper: Reaper,
 }
 
 struct Conn {
@@ -47,7 +47,7 @@ impl Http2Pool {
             inner: Arc::new(Inner {
                 settings,
                 conns: Mutex::new(HashMap::default()),
-                reaper_started: AtomicBool::new(false),
+                reaper: Reaper::default(),
             }),
         }
     }
@@ -134,23 +134,15 @@ impl Http2Pool {
         let Some(timeout) = self.inner.settings.idle_timeout else {
             return;
         };
-        if self.inner.reaper_started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let pool = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(timeout.max(MIN_REAP_PERIOD));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(inner) = pool.upgrade() else { return };
-                let now = Instant::now();
-                inner
-                    .conns
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .retain(|_, c| !c.tx.is_closed() && now.duration_since(c.since) < timeout);
-            }
+        self.inner.reaper.start(&self.inner, timeout, |inner, now| {
+            let Some(timeout) = inner.settings.idle_timeout else {
+                return;
+            };
+            inner
+                .conns
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|_, c| !c.tx.is_closed() && now.duration_since(c.since) < timeout);
         });
     }
 }

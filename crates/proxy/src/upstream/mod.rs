@@ -5,6 +5,7 @@
 mod connect;
 mod http1_pool;
 mod http2_pool;
+mod reaper;
 
 use std::time::Duration;
 
