@@ -12,7 +12,7 @@ use sluice_config::policy::{LbPolicy, RoutePolicy};
 use sluice_config::route_table::{RouteAction, RouteDestination};
 use sluice_config::{route, RequestInfo, RouteMatch, Routed, Snapshot};
 use sluice_lb::PickContext;
-use sluice_telemetry::Telemetry;
+use sluice_telemetry::{Telemetry, TextField};
 use tokio::time::Instant;
 
 use crate::body::Body;
@@ -341,16 +341,20 @@ async fn proxy(
     obs.cluster = Some(cluster.clone());
     let (mut head, body) = req.into_parts();
     strip_hop_by_hop(&mut head.headers);
+    // Forwarding and trace headers add up to seven: one table growth instead of several.
+    head.headers.reserve(7);
     add_forwarding(&mut head.headers, peer.ip(), listener.is_gateway(), "http");
     if let Some(span) = obs.span.as_mut() {
         trace_span::routed(span, cluster, &mut head.headers);
     }
     if let Some(log) = obs.log.as_mut() {
-        log.request_id = head
+        if let Some(id) = head
             .headers
             .get(&crate::headers::X_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        {
+            log.text.set(TextField::RequestId, id);
+        }
     }
     // An HTTP/2 client sends :authority instead of Host; an HTTP/1.1 upstream needs Host.
     if !head.headers.contains_key(http::header::HOST) {

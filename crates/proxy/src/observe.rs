@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::HeaderMap;
 use sluice_config::cluster::Cluster;
 use sluice_config::vhost::VirtualHost;
-use sluice_telemetry::access_log::AccessLogEntry;
+use sluice_telemetry::access_log::{AccessLogEntry, LogText, TextField};
 use sluice_telemetry::trace::{propagation, RequestSpan, SpanEnd};
 use sluice_telemetry::{CompletedRequest, Reporter, RequestProtocol, Telemetry};
 
@@ -17,18 +17,18 @@ pub struct LogFields {
     /// Start time (wall clock).
     pub start_time: SystemTime,
     /// Method.
-    pub method: String,
-    /// Host / :authority.
-    pub authority: String,
-    /// Path and query.
-    pub path: String,
+    pub method: http::Method,
     /// `HTTP/1.1` or `HTTP/2`.
     pub protocol: &'static str,
-    /// `x-request-id`.
-    pub request_id: Option<String>,
     /// Trace id of the incoming request (used when spans are not exported).
-    pub trace_id: Option<String>,
+    pub trace_id: Option<u128>,
+    /// Authority and path now; `x-request-id`, upstream and route as the request goes on.
+    pub text: LogText,
 }
+
+/// Typical bytes of the text fields set after the request head: `x-request-id`, upstream host,
+/// cluster and route name.
+const LATER_FIELDS_BYTES: usize = 160;
 
 /// One request's telemetry, filled in along the request path and recorded on drop.
 pub struct Observation {
@@ -97,37 +97,33 @@ impl Observation {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let log = telemetry.access_log().enabled().then(|| {
+            let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+                req.headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            });
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            // Room for the fields set later (request id, upstream host and cluster, route).
+            let mut text = LogText::with_capacity(
+                authority.map_or(0, str::len) + path.len() + LATER_FIELDS_BYTES,
+            );
+            text.set(TextField::Authority, authority.unwrap_or(""));
+            text.set(TextField::Path, path);
             Box::new(LogFields {
                 start_time: SystemTime::now(),
-                method: req.method().to_string(),
-                authority: req
-                    .uri()
-                    .authority()
-                    .map(|a| a.to_string())
-                    .or_else(|| {
-                        req.headers()
-                            .get(http::header::HOST)
-                            .and_then(|h| h.to_str().ok())
-                            .map(str::to_string)
-                    })
-                    .unwrap_or_default(),
-                path: req
-                    .uri()
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str())
-                    .to_string(),
+                method: req.method().clone(),
                 protocol: if req.version() == http::Version::HTTP_2 {
                     "HTTP/2"
                 } else {
                     "HTTP/1.1"
                 },
-                request_id: None,
                 // With tracing on, the span gives the id (without a second header parse).
                 trace_id: if telemetry.tracing().is_some() {
                     None
                 } else {
-                    propagation::trace_id_hex(req.headers())
+                    propagation::trace_id_of(req.headers())
                 },
+                text,
             })
         });
         Observation {
@@ -191,7 +187,7 @@ impl Drop for Observation {
         });
         let trace_id = match self.span.take() {
             Some(span) => {
-                let id = self.log.is_some().then(|| span.trace_id_hex());
+                let id = span.trace_id();
                 span.end(&SpanEnd {
                     status: self.status,
                     grpc_status: self.grpc_status,
@@ -205,29 +201,39 @@ impl Drop for Observation {
                     request_bytes: self.request_bytes,
                     response_bytes: self.response_bytes,
                 });
-                id
+                Some(id)
             }
             None => None,
         };
         if let Some(log) = self.log.take() {
-            let log = *log;
+            let LogFields {
+                start_time,
+                method,
+                protocol,
+                trace_id: incoming_trace_id,
+                mut text,
+            } = *log;
+            if let Some(e) = endpoint {
+                text.set(TextField::UpstreamHost, &e.authority);
+            }
+            if let Some(c) = self.cluster.as_deref() {
+                text.set(TextField::UpstreamCluster, &c.name);
+            }
+            if let Some(r) = route {
+                text.set(TextField::RouteName, r);
+            }
             self.telemetry.access_log().log(AccessLogEntry {
-                start_time: log.start_time,
-                method: log.method,
-                authority: log.authority,
-                path: log.path,
-                protocol: log.protocol,
+                start_time,
+                method,
+                protocol,
                 response_code: self.status,
                 // Formatting writes `-` for none.
                 response_flags: std::mem::take(&mut self.flags),
                 bytes_received: self.request_bytes,
                 bytes_sent: self.response_bytes,
                 duration,
-                upstream_host: endpoint.map(|e| e.authority.clone()),
-                upstream_cluster: self.cluster.as_ref().map(|c| c.name.clone()),
-                route_name: route.map(str::to_string),
-                x_request_id: log.request_id,
-                trace_id: trace_id.or(log.trace_id),
+                trace_id: trace_id.or(incoming_trace_id),
+                text,
             });
         }
     }

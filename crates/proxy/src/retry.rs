@@ -136,13 +136,21 @@ fn attempt_request(head: &http::request::Parts, body: &Recorder, attempt: u32) -
     *req.uri_mut() = head.uri.clone();
     *req.version_mut() = head.version;
     *req.headers_mut() = head.headers.clone();
-    req.headers_mut()
-        .insert(X_ENVOY_ATTEMPT_COUNT, attempt_value(attempt));
+    if attempt > 1 {
+        // Replaces the first attempt's value in place: no growth of the cloned map.
+        req.headers_mut()
+            .insert(X_ENVOY_ATTEMPT_COUNT, attempt_value(attempt));
+    }
     req
 }
 
 /// Sends the request, retrying as the policy allows.
-pub async fn forward(f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
+pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
+    // Set once on the original: a clone has no spare room, so inserting into each attempt's copy
+    // would reallocate its entries.
+    f.head
+        .headers
+        .insert(X_ENVOY_ATTEMPT_COUNT, attempt_value(1));
     let fail = |error| Failed {
         error,
         retries_exhausted: false,

@@ -6,8 +6,7 @@
 //! which must not run on the proxy's async workers), in batches: it sleeps a short window after
 //! waking so that lines are written and flushed together.
 
-use std::fmt::Write as _;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -70,17 +69,84 @@ impl AccessLogConfig {
     }
 }
 
+/// The text fields of a line, kept in [`LogText`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextField {
+    /// Host / :authority.
+    Authority,
+    /// Path and query as received.
+    Path,
+    /// The endpoint (`ip:port`) the request went to.
+    UpstreamHost,
+    /// The cluster it went to.
+    UpstreamCluster,
+    /// The route that matched.
+    RouteName,
+    /// `x-request-id`.
+    RequestId,
+}
+
+const TEXT_FIELDS: usize = 6;
+
+/// A line's text fields in one buffer.
+///
+/// One allocation per line instead of one per field: the request path fills it and the writer
+/// thread frees it, and a cross-thread free costs more than the copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogText {
+    buf: String,
+    spans: [(u32, u32); TEXT_FIELDS],
+    present: u8,
+}
+
+impl LogText {
+    /// An empty set with room for `bytes` of text.
+    pub fn with_capacity(bytes: usize) -> Self {
+        LogText {
+            buf: String::with_capacity(bytes),
+            ..Default::default()
+        }
+    }
+
+    /// Sets `field` (a field set twice keeps the last value).
+    pub fn set(&mut self, field: TextField, value: &str) {
+        let start = self.buf.len();
+        self.buf.push_str(value);
+        let span = (
+            u32::try_from(start).unwrap_or(u32::MAX),
+            u32::try_from(self.buf.len()).unwrap_or(u32::MAX),
+        );
+        self.spans[field as usize] = span;
+        self.present |= 1 << field as u8;
+    }
+
+    /// The value of `field`, if set.
+    pub fn get(&self, field: TextField) -> Option<&str> {
+        if self.present & (1 << field as u8) == 0 {
+            return None;
+        }
+        let (start, end) = self.spans[field as usize];
+        self.buf.get(start as usize..end as usize)
+    }
+
+    /// Bytes of text held.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True when no text is held.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
 /// One request, as logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessLogEntry {
     /// When the request started.
     pub start_time: SystemTime,
     /// HTTP method.
-    pub method: String,
-    /// Host / :authority.
-    pub authority: String,
-    /// Path and query as received.
-    pub path: String,
+    pub method: http::Method,
     /// `HTTP/1.1`, `HTTP/2`.
     pub protocol: &'static str,
     /// Status sent downstream; 0 when none was.
@@ -93,16 +159,10 @@ pub struct AccessLogEntry {
     pub bytes_sent: u64,
     /// Start to response complete.
     pub duration: Duration,
-    /// The endpoint (`ip:port`) the request went to.
-    pub upstream_host: Option<String>,
-    /// The cluster it went to.
-    pub upstream_cluster: Option<String>,
-    /// The route that matched.
-    pub route_name: Option<String>,
-    /// `x-request-id`.
-    pub x_request_id: Option<String>,
-    /// Trace ID, when traced.
-    pub trace_id: Option<String>,
+    /// Trace ID, when traced (written as 32 hex digits by the writer thread).
+    pub trace_id: Option<u128>,
+    /// Authority, path, upstream host and cluster, route name, `x-request-id`.
+    pub text: LogText,
 }
 
 fn flags_or_dash(flags: &str) -> &str {
@@ -114,35 +174,40 @@ fn flags_or_dash(flags: &str) -> &str {
 }
 
 /// Appends `v` as a JSON string literal.
-fn push_json_str(out: &mut String, v: &str) {
-    out.push('"');
+fn push_json_str(out: &mut Vec<u8>, v: &str) {
+    out.reserve(v.len() + 2);
+    out.push(b'"');
     if !needs_escape(v.as_bytes()) {
-        out.push_str(v);
-        out.push('"');
+        out.extend_from_slice(v.as_bytes());
+        out.push(b'"');
         return;
     }
     let mut start = 0;
     for (i, b) in v.bytes().enumerate() {
-        let esc = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
             _ => continue,
         };
-        out.push_str(&v[start..i]);
+        out.extend_from_slice(&v.as_bytes()[start..i]);
         if esc.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
         } else {
-            out.push_str(esc);
+            out.extend_from_slice(esc);
         }
         start = i + 1;
     }
-    out.push_str(&v[start..]);
-    out.push('"');
+    out.extend_from_slice(&v.as_bytes()[start..]);
+    out.push(b'"');
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Whether `s` has a byte JSON must escape (`"`, `\\`, control characters).
 ///
@@ -174,7 +239,7 @@ fn needs_escape(s: &[u8]) -> bool {
 }
 
 /// Appends the decimal digits of `v` (`write!` goes through the formatting machinery).
-fn push_u64(out: &mut String, mut v: u64) {
+fn push_u64(out: &mut Vec<u8>, mut v: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {
@@ -185,89 +250,164 @@ fn push_u64(out: &mut String, mut v: u64) {
             break;
         }
     }
-    out.extend(buf[i..].iter().map(|&b| char::from(b)));
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Appends `id` as 32 lowercase hex digits.
+fn push_trace_id(out: &mut Vec<u8>, id: u128) {
+    let mut buf = [0u8; 32];
+    crate::trace::propagation::put_hex(&mut buf, id);
+    out.extend_from_slice(&buf);
 }
 
 /// Appends `v` as a JSON string literal, or `null`.
-fn push_json_opt(out: &mut String, v: Option<&str>) {
+fn push_json_opt(out: &mut Vec<u8>, v: Option<&str>) {
     match v {
         Some(v) => push_json_str(out, v),
-        None => out.push_str("null"),
+        None => out.extend_from_slice(b"null"),
     }
+}
+
+/// Formats start times, reusing the date and time of day while the second stays the same.
+#[derive(Debug, Default)]
+struct StampCache {
+    second: Option<u64>,
+    /// `YYYY-MM-DDTHH:MM:SS.`
+    prefix: [u8; 20],
+}
+
+impl StampCache {
+    /// Appends `t` as RFC 3339 UTC with milliseconds (`2024-05-01T12:00:00.123Z`).
+    fn push(&mut self, out: &mut Vec<u8>, t: SystemTime) {
+        let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = since.as_secs();
+        if self.second != Some(secs) {
+            self.prefix = stamp_prefix(secs);
+            self.second = Some(secs);
+        }
+        out.extend_from_slice(&self.prefix);
+        let millis = since.subsec_millis();
+        out.extend_from_slice(&[
+            b'0' + (millis / 100) as u8,
+            b'0' + (millis / 10 % 10) as u8,
+            b'0' + (millis % 10) as u8,
+            b'Z',
+        ]);
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` for `secs` since the epoch.
+fn stamp_prefix(secs: u64) -> [u8; 20] {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    let mut out = [0u8; 20];
+    let mut at = 0;
+    let mut put = |v: u64, width: u32, sep: u8| {
+        for i in (0..width).rev() {
+            out[at] = b'0' + ((v / 10u64.pow(i)) % 10) as u8;
+            at += 1;
+        }
+        out[at] = sep;
+        at += 1;
+    };
+    put(y.clamp(0, 9999) as u64, 4, b'-');
+    put(u64::from(m), 2, b'-');
+    put(u64::from(d), 2, b'T');
+    put(rem / 3600, 2, b':');
+    put((rem % 3600) / 60, 2, b':');
+    put(rem % 60, 2, b'.');
+    out
 }
 
 impl AccessLogEntry {
     /// The line (without the newline) in `format`.
     pub fn format(&self, format: AccessLogFormat) -> String {
-        let mut line = String::with_capacity(320);
+        let mut line = Vec::with_capacity(320);
         self.format_into(format, &mut line);
-        line
+        // Only `&str` pieces and ASCII are written, so this never replaces anything.
+        String::from_utf8_lossy(&line).into_owned()
     }
 
     /// Appends the line (without the newline) in `format` to `out`.
-    ///
+    pub fn format_into(&self, format: AccessLogFormat, out: &mut Vec<u8>) {
+        self.write(format, out, &mut StampCache::default());
+    }
+
     /// Written by hand rather than through serde: the writer thread formats every request's
     /// line, and on a proxy sharing one core it competes with the requests themselves.
-    pub fn format_into(&self, format: AccessLogFormat, out: &mut String) {
-        let start = rfc3339_millis(self.start_time);
+    fn write(&self, format: AccessLogFormat, out: &mut Vec<u8>, stamps: &mut StampCache) {
         let duration_ms = u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX);
+        let text = |f| self.text.get(f);
         match format {
             AccessLogFormat::Json => {
-                out.push_str("{\"start_time\":");
-                push_json_str(out, &start);
-                out.push_str(",\"method\":");
-                push_json_str(out, &self.method);
-                out.push_str(",\"authority\":");
-                push_json_str(out, &self.authority);
-                out.push_str(",\"path\":");
-                push_json_str(out, &self.path);
-                out.push_str(",\"protocol\":");
-                push_json_str(out, self.protocol);
-                out.push_str(",\"response_code\":");
+                // Start time, method, protocol, flags and trace id never need escaping.
+                out.extend_from_slice(b"{\"start_time\":\"");
+                stamps.push(out, self.start_time);
+                // A method is a token: never anything to escape.
+                out.extend_from_slice(b"\",\"method\":\"");
+                out.extend_from_slice(self.method.as_str().as_bytes());
+                out.extend_from_slice(b"\",\"authority\":");
+                push_json_str(out, text(TextField::Authority).unwrap_or(""));
+                out.extend_from_slice(b",\"path\":");
+                push_json_str(out, text(TextField::Path).unwrap_or(""));
+                out.extend_from_slice(b",\"protocol\":\"");
+                out.extend_from_slice(self.protocol.as_bytes());
+                out.extend_from_slice(b"\",\"response_code\":");
                 push_u64(out, u64::from(self.response_code));
-                out.push_str(",\"response_flags\":");
+                out.extend_from_slice(b",\"response_flags\":");
                 push_json_str(out, flags_or_dash(&self.response_flags));
-                out.push_str(",\"bytes_received\":");
+                out.extend_from_slice(b",\"bytes_received\":");
                 push_u64(out, self.bytes_received);
-                out.push_str(",\"bytes_sent\":");
+                out.extend_from_slice(b",\"bytes_sent\":");
                 push_u64(out, self.bytes_sent);
-                out.push_str(",\"duration\":");
+                out.extend_from_slice(b",\"duration\":");
                 push_u64(out, duration_ms);
-                out.push_str(",\"upstream_host\":");
-                push_json_opt(out, self.upstream_host.as_deref());
-                out.push_str(",\"upstream_cluster\":");
-                push_json_opt(out, self.upstream_cluster.as_deref());
-                out.push_str(",\"route_name\":");
-                push_json_opt(out, self.route_name.as_deref());
-                out.push_str(",\"x_request_id\":");
-                push_json_opt(out, self.x_request_id.as_deref());
-                out.push_str(",\"trace_id\":");
-                push_json_opt(out, self.trace_id.as_deref());
-                out.push('}');
+                out.extend_from_slice(b",\"upstream_host\":");
+                push_json_opt(out, text(TextField::UpstreamHost));
+                out.extend_from_slice(b",\"upstream_cluster\":");
+                push_json_opt(out, text(TextField::UpstreamCluster));
+                out.extend_from_slice(b",\"route_name\":");
+                push_json_opt(out, text(TextField::RouteName));
+                out.extend_from_slice(b",\"x_request_id\":");
+                push_json_opt(out, text(TextField::RequestId));
+                out.extend_from_slice(b",\"trace_id\":");
+                match self.trace_id {
+                    Some(id) => {
+                        out.push(b'"');
+                        push_trace_id(out, id);
+                        out.push(b'"');
+                    }
+                    None => out.extend_from_slice(b"null"),
+                }
+                out.push(b'}');
             }
             AccessLogFormat::Text => {
-                fn d(v: &Option<String>) -> &str {
-                    v.as_deref().unwrap_or("-")
-                }
+                let d = |f| text(f).unwrap_or("-");
                 // Istio's default text format, reduced to the fields sluice knows.
+                out.push(b'[');
+                stamps.push(out, self.start_time);
                 let _ = write!(
                     out,
-                    "[{start}] \"{} {} {}\" {} {} {} {} {} \"{}\" \"{}\" \"{}\" {} {} {}",
+                    "] \"{} {} {}\" {} {} {} {} {} \"{}\" \"{}\" \"{}\" {} {} ",
                     self.method,
-                    self.path,
+                    text(TextField::Path).unwrap_or(""),
                     self.protocol,
                     self.response_code,
                     flags_or_dash(&self.response_flags),
                     self.bytes_received,
                     self.bytes_sent,
                     duration_ms,
-                    d(&self.x_request_id),
-                    self.authority,
-                    d(&self.upstream_host),
-                    d(&self.upstream_cluster),
-                    d(&self.route_name),
-                    d(&self.trace_id),
+                    d(TextField::RequestId),
+                    text(TextField::Authority).unwrap_or(""),
+                    d(TextField::UpstreamHost),
+                    d(TextField::UpstreamCluster),
+                    d(TextField::RouteName),
                 );
+                match self.trace_id {
+                    Some(id) => push_trace_id(out, id),
+                    None => out.push(b'-'),
+                }
             }
         }
     }
@@ -376,71 +516,65 @@ const BATCH_WINDOW: Duration = Duration::from_millis(20);
 fn write_lines(
     mut rx: mpsc::Receiver<AccessLogEntry>,
     format: AccessLogFormat,
-    out: Box<dyn Write + Send>,
+    mut out: Box<dyn Write + Send>,
 ) {
-    let mut out = BufWriter::with_capacity(64 * 1024, out);
-    let mut line = String::with_capacity(512);
+    // Lines are formatted straight into the batch that is written: no per-line copy.
+    let mut batch = Vec::with_capacity(BATCH_BYTES + 1024);
+    let mut stamps = StampCache::default();
     // Parked on the channel only while idle; the first line after idleness wakes it.
     while let Some(first) = rx.blocking_recv() {
-        write_entry(&mut out, &mut line, &first, format);
+        add_line(&mut out, &mut batch, &mut stamps, &first, format);
+        drop(first);
         std::thread::sleep(BATCH_WINDOW);
         loop {
             match rx.try_recv() {
-                Ok(e) => write_entry(&mut out, &mut line, &e, format),
+                Ok(e) => add_line(&mut out, &mut batch, &mut stamps, &e, format),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
-                    let _ = out.flush();
+                    write_batch(&mut out, &mut batch);
                     return;
                 }
             }
         }
         // Queue drained: make the lines visible before parking again.
-        let _ = out.flush();
+        write_batch(&mut out, &mut batch);
     }
-    let _ = out.flush();
+    write_batch(&mut out, &mut batch);
 }
 
-fn write_entry(
+/// Bytes of lines gathered before a `write`.
+const BATCH_BYTES: usize = 64 * 1024;
+
+fn add_line(
     out: &mut impl Write,
-    line: &mut String,
+    batch: &mut Vec<u8>,
+    stamps: &mut StampCache,
     entry: &AccessLogEntry,
     format: AccessLogFormat,
 ) {
-    line.clear();
-    entry.format_into(format, line);
-    line.push('\n');
-    // A failed write (closed pipe, full disk) drops the line; draining goes on so senders never
+    entry.write(format, batch, stamps);
+    batch.push(b'\n');
+    if batch.len() >= BATCH_BYTES {
+        write_batch(out, batch);
+    }
+}
+
+fn write_batch(out: &mut impl Write, batch: &mut Vec<u8>) {
+    if batch.is_empty() {
+        return;
+    }
+    // A failed write (closed pipe, full disk) drops the lines; draining goes on so senders never
     // block.
-    let _ = out.write_all(line.as_bytes());
+    let _ = out.write_all(batch);
+    let _ = out.flush();
+    batch.clear();
 }
 
 /// RFC 3339 UTC time with milliseconds (`2024-05-01T12:00:00.123Z`), as Envoy's `%START_TIME%`.
 pub fn rfc3339_millis(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let millis = since.subsec_millis();
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    // Digits written by hand: `format!` costs ten times more, once per access-log line.
-    let mut out = String::with_capacity(24);
-    let mut push = |v: u64, width: u32, sep: Option<char>| {
-        for i in (0..width).rev() {
-            let digit = (v / 10u64.pow(i)) % 10;
-            out.push(char::from(b'0' + digit as u8));
-        }
-        if let Some(c) = sep {
-            out.push(c);
-        }
-    };
-    push(y.clamp(0, 9999) as u64, 4, Some('-'));
-    push(u64::from(m), 2, Some('-'));
-    push(u64::from(d), 2, Some('T'));
-    push(rem / 3600, 2, Some(':'));
-    push((rem % 3600) / 60, 2, Some(':'));
-    push(rem % 60, 2, Some('.'));
-    push(u64::from(millis), 3, Some('Z'));
-    out
+    let mut out = Vec::with_capacity(24);
+    StampCache::default().push(&mut out, t);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
@@ -464,22 +598,27 @@ mod tests {
     use std::sync::{Arc, Condvar, Mutex};
 
     fn entry() -> AccessLogEntry {
+        let mut text = LogText::with_capacity(128);
+        text.set(TextField::Authority, "app-backend:9080");
+        text.set(TextField::Path, "/hello?x=\"1\"");
+        text.set(TextField::UpstreamHost, "127.0.0.1:9001");
+        text.set(
+            TextField::UpstreamCluster,
+            "outbound|9080|v1|app-backend.default.svc.cluster.local",
+        );
+        text.set(TextField::RouteName, "app-backend.0");
+        text.set(TextField::RequestId, "abc");
         AccessLogEntry {
             start_time: UNIX_EPOCH + Duration::from_millis(1_714_564_800_123),
-            method: "GET".into(),
-            authority: "app-backend:9080".into(),
-            path: "/hello?x=\"1\"".into(),
+            method: http::Method::GET,
             protocol: "HTTP/1.1",
             response_code: 200,
             response_flags: String::new(),
             bytes_received: 0,
             bytes_sent: 42,
             duration: Duration::from_micros(5_600),
-            upstream_host: Some("127.0.0.1:9001".into()),
-            upstream_cluster: Some("outbound|9080|v1|app-backend.default.svc.cluster.local".into()),
-            route_name: Some("app-backend.0".into()),
-            x_request_id: Some("abc".into()),
             trace_id: None,
+            text,
         }
     }
 
@@ -537,7 +676,7 @@ mod tests {
     #[test]
     fn json_strings_are_escaped() {
         let mut e = entry();
-        e.path = "/a\"b\\c\nd\u{1}é".into();
+        e.text.set(TextField::Path, "/a\"b\\c\nd\u{1}é");
         let line = e.format(AccessLogFormat::Json);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["path"], "/a\"b\\c\nd\u{1}é");
@@ -560,11 +699,11 @@ mod tests {
                 assert!(!needs_escape(&v));
             }
         }
-        let mut out = String::new();
+        let mut out = Vec::new();
         for n in [0, 7, 10, 4_294_967_295, u64::MAX] {
             out.clear();
             push_u64(&mut out, n);
-            assert_eq!(out, n.to_string());
+            assert_eq!(out, n.to_string().into_bytes());
         }
     }
 
@@ -577,6 +716,47 @@ mod tests {
              \"app-backend:9080\" \"127.0.0.1:9001\" \
              outbound|9080|v1|app-backend.default.svc.cluster.local app-backend.0 -"
         );
+    }
+
+    #[test]
+    fn trace_id_is_32_hex_digits() {
+        let mut e = entry();
+        e.trace_id = Some(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c);
+        let v: serde_json::Value = serde_json::from_str(&e.format(AccessLogFormat::Json)).unwrap();
+        assert_eq!(v["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+        e.trace_id = Some(1);
+        assert!(e
+            .format(AccessLogFormat::Text)
+            .ends_with(" 00000000000000000000000000000001"));
+    }
+
+    #[test]
+    fn stamp_cache_follows_the_clock() {
+        let mut stamps = StampCache::default();
+        let base = UNIX_EPOCH + Duration::from_millis(1_714_564_799_998);
+        for step in [0, 1, 2, 3, 1_000, 86_400_000] {
+            let t = base + Duration::from_millis(step);
+            let mut out = Vec::new();
+            stamps.push(&mut out, t);
+            assert_eq!(String::from_utf8(out).unwrap(), rfc3339_millis(t));
+        }
+        let mut out = Vec::new();
+        stamps.push(&mut out, base + Duration::from_millis(2));
+        assert_eq!(out, b"2024-05-01T12:00:00.000Z");
+    }
+
+    #[test]
+    fn log_text_keeps_fields_apart() {
+        let mut t = LogText::with_capacity(4);
+        assert!(t.is_empty());
+        assert_eq!(t.get(TextField::Path), None);
+        t.set(TextField::Path, "/a");
+        t.set(TextField::Authority, "");
+        t.set(TextField::Path, "/b");
+        assert_eq!(t.get(TextField::Path), Some("/b"));
+        assert_eq!(t.get(TextField::Authority), Some(""));
+        assert_eq!(t.get(TextField::RouteName), None);
+        assert_eq!(t.len(), 4);
     }
 
     #[test]

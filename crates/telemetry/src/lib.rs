@@ -29,7 +29,8 @@ use sluice_config::registry::Endpoint;
 use sluice_config::{ProxyConfig, Snapshot};
 
 pub use access_log::{
-    AccessLog, AccessLogConfig, AccessLogEntry, AccessLogFormat, AccessLogTarget,
+    AccessLog, AccessLogConfig, AccessLogEntry, AccessLogFormat, AccessLogTarget, LogText,
+    TextField,
 };
 pub use graph::{listener_source, EdgeKey, Graph, GraphSnapshot};
 pub use labels::{PeerLabels, ServiceLabels, WorkloadInfo, UNKNOWN};

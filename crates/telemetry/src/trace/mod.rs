@@ -104,7 +104,14 @@ impl Tracing {
         role: SpanRole,
         name: impl FnOnce() -> String,
     ) -> RequestSpan {
-        let (parent, sampled, b3) = match propagation::extract(headers) {
+        // Malformed trace headers are replaced too, so this is not "a context was extracted".
+        let replaces_incoming = propagation::carries_trace_headers(headers);
+        let extracted = if replaces_incoming {
+            propagation::extract(headers)
+        } else {
+            Extracted::None
+        };
+        let (parent, sampled, b3) = match extracted {
             Extracted::Context(c) => {
                 let b3 = match c.format {
                     Format::B3Single => Format::B3Single,
@@ -125,6 +132,7 @@ impl Tracing {
                 parent_span_id: parent.map(|p| p.span_id),
                 sampled: false,
                 b3,
+                replaces_incoming,
             });
         }
         let cx = match parent {
@@ -142,7 +150,7 @@ impl Tracing {
             .span_builder(name())
             .with_kind(role.kind())
             .start_with_context(&self.tracer, &cx);
-        RequestSpan::sampled(span, parent.map(|p| p.span_id), b3)
+        RequestSpan::sampled(span, parent.map(|p| p.span_id), b3, replaces_incoming)
     }
 
     /// Exports what is buffered now (blocks until the collector answered or timed out).

@@ -5,6 +5,7 @@
 //! that only forward `traceparent` must both see the proxy's span as their parent, so the upstream
 //! request gets `traceparent` plus the B3 form that came in (multi-header when none did).
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// `traceparent` (W3C Trace Context).
@@ -59,6 +60,9 @@ pub struct Outgoing {
     pub sampled: bool,
     /// B3 form to write besides `traceparent` (`B3Multi` when the request carried none).
     pub b3: Format,
+    /// The request carried trace headers, which are replaced (when it carried none, there is
+    /// nothing to remove).
+    pub replaces_incoming: bool,
 }
 
 /// A B3 sampling-only header (`b3: 0`) or no context at all gives `None` for ids; the decision
@@ -76,13 +80,7 @@ pub enum Extracted {
 /// Reads the trace context of a request: `traceparent` first, then `b3`, then `x-b3-*`.
 /// Malformed headers are ignored, as Envoy does (a new trace starts).
 pub fn extract(headers: &HeaderMap) -> Extracted {
-    // Most requests carry no trace headers: one pass over the few names present is cheaper than
-    // the six hashed lookups below.
-    let any = headers.keys().any(|k| {
-        let k = k.as_str();
-        k.starts_with("x-b3-") || k == "b3" || k == "traceparent"
-    });
-    if !any {
+    if !carries_trace_headers(headers) {
         return Extracted::None;
     }
     if let Some(ctx) = header(headers, &TRACEPARENT).and_then(parse_traceparent) {
@@ -94,6 +92,17 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
         }
     }
     parse_b3_multi(headers)
+}
+
+/// Whether any trace header (valid or not) is present.
+///
+/// Most requests carry none: one pass over the few names present is cheaper than the six hashed
+/// lookups of [`extract`].
+pub fn carries_trace_headers(headers: &HeaderMap) -> bool {
+    headers.keys().any(|k| {
+        let k = k.as_str();
+        k.starts_with("x-b3-") || k == "b3" || k == "traceparent"
+    })
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
@@ -198,40 +207,33 @@ fn value(s: String) -> Option<HeaderValue> {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Lowercase hex of `v` into `out` (its length sets the digits): `format!` is several times
-/// slower, and this runs for every request while tracing is on.
-fn put_hex(out: &mut [u8], mut v: u128) {
+/// slower, and this runs for every request while tracing is on. Two digits per byte of `v`
+/// rather than a 128-bit shift per digit.
+pub(crate) fn put_hex(out: &mut [u8], v: u128) {
+    let bytes = v.to_be_bytes();
+    if out.len() % 2 == 0 && out.len() <= 32 {
+        let src = &bytes[16 - out.len() / 2..];
+        for (pair, b) in out.chunks_exact_mut(2).zip(src) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xf)];
+        }
+        return;
+    }
+    let mut v = v;
     for b in out.iter_mut().rev() {
         *b = HEX[(v & 0xf) as usize];
         v >>= 4;
     }
 }
 
-/// A trace id as 32 lowercase hex digits (`format!` costs several times more).
-pub fn trace_id_string(id: u128) -> String {
-    let mut buf = [0u8; 32];
-    put_hex(&mut buf, id);
-    buf.iter().map(|&b| char::from(b)).collect()
-}
-
-fn hex_value(v: u128, digits: usize) -> HeaderValue {
-    let mut buf = [0u8; 32];
-    let out = &mut buf[..digits.min(32)];
-    put_hex(out, v);
-    // Hex digits are always a valid header value.
-    HeaderValue::from_bytes(out).unwrap_or_else(|_| HeaderValue::from_static("0"))
+/// A header value that is a slice of `buf`.
+fn slice_value(buf: &Bytes, range: std::ops::Range<usize>) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(buf.slice(range)).ok()
 }
 
 /// Writes the proxy's span as the upstream's parent, replacing every incoming trace header.
 pub fn inject(headers: &mut HeaderMap, out: &Outgoing) {
-    // Only B3 headers that are there are removed: most requests carry none.
-    if headers.keys().any(|k| {
-        k == B3
-            || k == X_B3_TRACEID
-            || k == X_B3_SPANID
-            || k == X_B3_PARENTSPANID
-            || k == X_B3_SAMPLED
-            || k == X_B3_FLAGS
-    }) {
+    if out.replaces_incoming {
         for name in [
             &B3,
             &X_B3_TRACEID,
@@ -243,38 +245,63 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing) {
             headers.remove(name);
         }
     }
+    // Up to five headers are added: one table growth now instead of several.
+    headers.reserve(5);
     let sampled = if out.sampled { b'1' } else { b'0' };
+    // Every value is a slice of one buffer: one allocation instead of one per header, and the
+    // values are shared rather than copied when the headers are cloned for each attempt.
+    let mut buf = Vec::with_capacity(128);
     // 00-<32 hex>-<16 hex>-0<flag>
     let mut tp = *b"00-00000000000000000000000000000000-0000000000000000-00";
     put_hex(&mut tp[3..35], out.trace_id);
     put_hex(&mut tp[36..52], u128::from(out.span_id));
     tp[54] = sampled;
-    if let Ok(v) = HeaderValue::from_bytes(&tp) {
+    buf.extend_from_slice(&tp);
+    const TRACE_HEX: std::ops::Range<usize> = 3..35;
+    const SPAN_HEX: std::ops::Range<usize> = 36..52;
+    let extra = buf.len();
+    match out.b3 {
+        Format::B3Single => {
+            // <32 hex>-<16 hex>-<sampled>[-<16 hex parent>]
+            buf.extend_from_slice(&tp[TRACE_HEX]);
+            buf.push(b'-');
+            buf.extend_from_slice(&tp[SPAN_HEX]);
+            buf.extend_from_slice(&[b'-', sampled]);
+            if let Some(p) = out.parent_span_id {
+                let mut hex = [b'-'; 17];
+                put_hex(&mut hex[1..], u128::from(p));
+                buf.extend_from_slice(&hex);
+            }
+        }
+        Format::B3Multi | Format::W3c => {
+            if let Some(p) = out.parent_span_id {
+                let mut hex = [0u8; 16];
+                put_hex(&mut hex, u128::from(p));
+                buf.extend_from_slice(&hex);
+            }
+        }
+    }
+    let end = buf.len();
+    let buf = Bytes::from(buf);
+    if let Some(v) = slice_value(&buf, 0..extra) {
         headers.insert(TRACEPARENT, v);
     }
     match out.b3 {
         Format::B3Single => {
-            // <32 hex>-<16 hex>-<sampled>[-<16 hex parent>]
-            let mut b3 = *b"00000000000000000000000000000000-0000000000000000-0-0000000000000000";
-            put_hex(&mut b3[..32], out.trace_id);
-            put_hex(&mut b3[33..49], u128::from(out.span_id));
-            b3[50] = sampled;
-            let len = match out.parent_span_id {
-                Some(p) => {
-                    put_hex(&mut b3[52..68], u128::from(p));
-                    68
-                }
-                None => 51,
-            };
-            if let Ok(v) = HeaderValue::from_bytes(&b3[..len]) {
+            if let Some(v) = slice_value(&buf, extra..end) {
                 headers.insert(B3, v);
             }
         }
         Format::B3Multi | Format::W3c => {
-            headers.insert(X_B3_TRACEID, hex_value(out.trace_id, 32));
-            headers.insert(X_B3_SPANID, hex_value(u128::from(out.span_id), 16));
-            if let Some(p) = out.parent_span_id {
-                headers.insert(X_B3_PARENTSPANID, hex_value(u128::from(p), 16));
+            if let (Some(t), Some(s)) = (slice_value(&buf, TRACE_HEX), slice_value(&buf, SPAN_HEX))
+            {
+                headers.insert(X_B3_TRACEID, t);
+                headers.insert(X_B3_SPANID, s);
+            }
+            if out.parent_span_id.is_some() {
+                if let Some(v) = slice_value(&buf, extra..end) {
+                    headers.insert(X_B3_PARENTSPANID, v);
+                }
             }
             headers.insert(
                 X_B3_SAMPLED,
@@ -315,10 +342,10 @@ fn unsampled_b3(v: &str) -> String {
     }
 }
 
-/// The trace id of a request, as lowercase hex (for the access log when tracing is off).
-pub fn trace_id_hex(headers: &HeaderMap) -> Option<String> {
+/// The trace id of a request (for the access log when tracing is off).
+pub fn trace_id_of(headers: &HeaderMap) -> Option<u128> {
     match extract(headers) {
-        Extracted::Context(c) => Some(trace_id_string(c.trace_id)),
+        Extracted::Context(c) => Some(c.trace_id),
         _ => None,
     }
 }
@@ -442,6 +469,7 @@ mod tests {
                 parent_span_id: Some(0x34),
                 sampled: true,
                 b3: Format::B3Multi,
+                replaces_incoming: true,
             },
         );
         assert_eq!(
@@ -463,6 +491,7 @@ mod tests {
                 parent_span_id: None,
                 sampled: false,
                 b3: Format::B3Single,
+                replaces_incoming: false,
             },
         );
         assert_eq!(

@@ -64,7 +64,12 @@ impl RequestSpan {
         RequestSpan { out, span: None }
     }
 
-    pub(super) fn sampled(span: Span, parent_span_id: Option<u64>, b3: Format) -> Self {
+    pub(super) fn sampled(
+        span: Span,
+        parent_span_id: Option<u64>,
+        b3: Format,
+        replaces_incoming: bool,
+    ) -> Self {
         let sc = span.span_context();
         let out = Outgoing {
             trace_id: u128::from_be_bytes(sc.trace_id().to_bytes()),
@@ -72,6 +77,7 @@ impl RequestSpan {
             parent_span_id,
             sampled: sc.is_sampled(),
             b3,
+            replaces_incoming,
         };
         RequestSpan {
             out,
@@ -84,9 +90,9 @@ impl RequestSpan {
         &self.out
     }
 
-    /// The trace id as 32 lowercase hex digits (access log `trace_id`).
-    pub fn trace_id_hex(&self) -> String {
-        super::propagation::trace_id_string(self.out.trace_id)
+    /// The trace id (access log `trace_id`).
+    pub fn trace_id(&self) -> u128 {
+        self.out.trace_id
     }
 
     /// True when the span is sampled and will be exported.
