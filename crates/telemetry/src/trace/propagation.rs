@@ -211,7 +211,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// rather than a 128-bit shift per digit.
 pub(crate) fn put_hex(out: &mut [u8], v: u128) {
     let bytes = v.to_be_bytes();
-    if out.len() % 2 == 0 && out.len() <= 32 {
+    if out.len().is_multiple_of(2) && out.len() <= 32 {
         let src = &bytes[16 - out.len() / 2..];
         for (pair, b) in out.chunks_exact_mut(2).zip(src) {
             pair[0] = HEX[usize::from(b >> 4)];
