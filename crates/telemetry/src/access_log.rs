@@ -260,14 +260,6 @@ fn push_trace_id(out: &mut Vec<u8>, id: u128) {
     out.extend_from_slice(&buf);
 }
 
-/// Appends `v` as a JSON string literal, or `null`.
-fn push_json_opt(out: &mut Vec<u8>, v: Option<&str>) {
-    match v {
-        Some(v) => push_json_str(out, v),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
 /// Formats start times, reusing the date and time of day while the second stays the same.
 #[derive(Debug, Default)]
 struct StampCache {
@@ -341,36 +333,49 @@ impl AccessLogEntry {
         let text = |f| self.text.get(f);
         match format {
             AccessLogFormat::Json => {
-                // Start time, method, protocol, flags and trace id never need escaping.
+                // One scan over every text field at once: almost no line has anything to
+                // escape, and then each field is copied as it is.
+                let escape = needs_escape(self.text.buf.as_bytes());
+                let field = |out: &mut Vec<u8>, f| match text(f) {
+                    Some(v) if escape => push_json_str(out, v),
+                    Some(v) => {
+                        out.push(b'"');
+                        out.extend_from_slice(v.as_bytes());
+                        out.push(b'"');
+                    }
+                    None => out.extend_from_slice(b"null"),
+                };
+                out.reserve(self.text.len() + 400);
+                // Start time, method (a token), protocol, flags (Envoy's letters) and trace id
+                // never need escaping.
                 out.extend_from_slice(b"{\"start_time\":\"");
                 stamps.push(out, self.start_time);
-                // A method is a token: never anything to escape.
                 out.extend_from_slice(b"\",\"method\":\"");
                 out.extend_from_slice(self.method.as_str().as_bytes());
                 out.extend_from_slice(b"\",\"authority\":");
-                push_json_str(out, text(TextField::Authority).unwrap_or(""));
+                field(out, TextField::Authority);
                 out.extend_from_slice(b",\"path\":");
-                push_json_str(out, text(TextField::Path).unwrap_or(""));
+                field(out, TextField::Path);
                 out.extend_from_slice(b",\"protocol\":\"");
                 out.extend_from_slice(self.protocol.as_bytes());
                 out.extend_from_slice(b"\",\"response_code\":");
                 push_u64(out, u64::from(self.response_code));
-                out.extend_from_slice(b",\"response_flags\":");
-                push_json_str(out, flags_or_dash(&self.response_flags));
-                out.extend_from_slice(b",\"bytes_received\":");
+                out.extend_from_slice(b",\"response_flags\":\"");
+                out.extend_from_slice(flags_or_dash(&self.response_flags).as_bytes());
+                out.extend_from_slice(b"\",\"bytes_received\":");
                 push_u64(out, self.bytes_received);
                 out.extend_from_slice(b",\"bytes_sent\":");
                 push_u64(out, self.bytes_sent);
                 out.extend_from_slice(b",\"duration\":");
                 push_u64(out, duration_ms);
                 out.extend_from_slice(b",\"upstream_host\":");
-                push_json_opt(out, text(TextField::UpstreamHost));
+                field(out, TextField::UpstreamHost);
                 out.extend_from_slice(b",\"upstream_cluster\":");
-                push_json_opt(out, text(TextField::UpstreamCluster));
+                field(out, TextField::UpstreamCluster);
                 out.extend_from_slice(b",\"route_name\":");
-                push_json_opt(out, text(TextField::RouteName));
+                field(out, TextField::RouteName);
                 out.extend_from_slice(b",\"x_request_id\":");
-                push_json_opt(out, text(TextField::RequestId));
+                field(out, TextField::RequestId);
                 out.extend_from_slice(b",\"trace_id\":");
                 match self.trace_id {
                     Some(id) => {
@@ -681,6 +686,20 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["path"], "/a\"b\\c\nd\u{1}é");
         assert!(line.contains("\\u0001"), "{line}");
+    }
+
+    #[test]
+    fn lines_without_anything_to_escape_are_copied_as_they_are() {
+        let mut e = entry();
+        e.text.set(TextField::Path, "/clean?a=1");
+        e.response_flags = "UF,URX".into();
+        let line = e.format(AccessLogFormat::Json);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["path"], "/clean?a=1");
+        assert_eq!(v["authority"], "app-backend:9080");
+        assert_eq!(v["response_flags"], "UF,URX");
+        assert_eq!(v["route_name"], "app-backend.0");
+        assert_eq!(v.as_object().unwrap().len(), 15);
     }
 
     #[test]
