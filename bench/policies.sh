@@ -18,6 +18,7 @@
 #   ROUNDS=3         each scenario is measured ROUNDS times (fresh sluice each time, order
 #                    alternating A B C D / B A D C); the summary is the median
 #   MIRROR_DELAY=1s  answer delay of the mirror backend (v2)
+#   MAX_MIRROR_IN_FLIGHT=N  pass --max-mirror-in-flight N to sluice (default: sluice's own)
 #   DRAIN=3          seconds to watch sluice after scenario B's load stops
 #   QUIET_LOAD=0.7 QUIET_WAIT=600   wait (at most QUIET_WAIT s) for 1-min load < QUIET_LOAD first
 #   NOFILE=N         raise the open-files limit (ulimit -n) of everything started to N
@@ -35,6 +36,7 @@ WARMUP=${WARMUP:-2}
 CONCURRENCY=${CONCURRENCY:-16}
 ROUNDS=${ROUNDS:-3}
 MIRROR_DELAY=${MIRROR_DELAY:-1s}
+MAX_MIRROR_IN_FLIGHT=${MAX_MIRROR_IN_FLIGHT:-}
 DRAIN=${DRAIN:-3}
 QUIET_LOAD=${QUIET_LOAD:-0.7}
 QUIET_WAIT=${QUIET_WAIT:-600}
@@ -204,7 +206,7 @@ start_sluice() { # scenario tag
     config_yaml "$s" "$SL_PORT" >"$dir/app.yaml"
     SLUICE_LOG=warn TOKIO_WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$SLUICE" run "$dir" \
         --no-gateway --no-watch --admin "127.0.0.1:$SL_ADMIN" --mesh-address 127.0.0.1 \
-        >"$SL_LOG" 2>&1 &
+        ${MAX_MIRROR_IN_FLIGHT:+--max-mirror-in-flight "$MAX_MIRROR_IN_FLIGHT"} >"$SL_LOG" 2>&1 &
     SL_PID=$!
     PIDS+=("$SL_PID")
     wait_http "http://127.0.0.1:$SL_ADMIN/ready" || die "sluice ($tag) not ready: $(cat "$SL_LOG")"

@@ -82,7 +82,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1024 * 1024)]
     pub replay_buffer_bytes: usize,
     /// Mirror copies in flight at once; further copies are dropped and counted.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = sluice_proxy::handler::DEFAULT_MAX_MIRROR_IN_FLIGHT)]
     pub max_mirror_in_flight: usize,
     /// Access log: `stdout` or a file path (off when absent).
     #[arg(long)]
