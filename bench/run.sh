@@ -7,6 +7,9 @@
 #   DURATION=10      seconds of each measured wrk run
 #   WARMUP=2         seconds of the unmeasured wrk run before each measured run
 #   CONCURRENCY="16 64"
+#   ROUNDS=3         rounds per concurrency, nginx and sluice in alternating order; the
+#                    table gives medians, the verdicts the median of each round's ratio
+#   QUIET_LOAD=0.7 QUIET_WAIT=300   wait (at most QUIET_WAIT s) for 1-min load < QUIET_LOAD first
 #   SLUICE_BIN=path  use this sluice binary instead of building target/release/sluice
 #   PROXY_CPU=0 LOAD_CPU=1   cores for the proxies / for wrk and the upstream
 #
@@ -18,6 +21,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONCURRENCY=${CONCURRENCY:-"16 64"}
+ROUNDS=${ROUNDS:-3}
+QUIET_LOAD=${QUIET_LOAD:-0.7}
+QUIET_WAIT=${QUIET_WAIT:-300}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 START_TS=$(date +%s)
@@ -159,48 +165,83 @@ run_wrk() { # target concurrency seconds outfile
         -s "$TMP/report.lua" "${hdr[@]}" "${URL[$target]}" >"$out" 2>&1
 }
 
-for c in $CONCURRENCY; do
-    for target in "${TARGETS[@]}"; do
-        # shellcheck disable=SC2206
-        pids=(${MEASURED_PIDS[$target]})
-        log "$target c=$c: warmup ${WARMUP}s, measure ${DURATION}s"
-        reset_hwm "${RSS_PID[$target]}"
-        run_wrk "$target" "$c" "$WARMUP" "$TMP/warmup.txt" || die "wrk warmup failed: $(cat "$TMP/warmup.txt")"
-        read -r k0 s0 < <(core_ticks "$PROXY_CPU")
-        t0=$(cpu_ticks "${pids[@]}")
-        raw="$RESULTS/raw/$target-c$c.txt"
-        run_wrk "$target" "$c" "$DURATION" "$raw" || die "wrk failed: $(cat "$raw")"
-        t1=$(cpu_ticks "${pids[@]}")
-        read -r k1 s1 < <(core_ticks "$PROXY_CPU")
-        line=$(grep '^BENCH ' "$raw") || die "no BENCH line in $raw"
-        declare -A m=()
-        for kv in ${line#BENCH }; do m[${kv%%=*}]=${kv#*=}; done
-        [[ ${m[requests]} -gt 0 ]] || die "$target c=$c: no requests completed (see $raw)"
-        errs=$((m[err_connect] + m[err_read] + m[err_write] + m[err_status] + m[err_timeout]))
-        if ((errs > 0)); then
-            WARNINGS+=("$target c=$c: $errs errors (connect ${m[err_connect]}, read ${m[err_read]}, write ${m[err_write]}, non-2xx/3xx ${m[err_status]}, timeout ${m[err_timeout]})")
-        fi
-        R[$target,$c,rps]=$(awk -v n="${m[requests]}" -v d="${m[duration_us]}" 'BEGIN{printf "%.0f", n/(d/1e6)}')
-        R[$target,$c,p50]=$(awk -v v="${m[p50_us]}" 'BEGIN{printf "%.3f", v/1000}')
-        R[$target,$c,p99]=$(awk -v v="${m[p99_us]}" 'BEGIN{printf "%.3f", v/1000}')
-        R[$target,$c,cpu]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="${m[requests]}" 'BEGIN{printf "%.3f", t/hz/n*10000}')
-        R[$target,$c,busy]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v d="${m[duration_us]}" 'BEGIN{printf "%.0f", 100*t/hz/(d/1e6)}')
-        R[$target,$c,rss]=$(awk -v k="$(hwm_kb "${RSS_PID[$target]}")" 'BEGIN{printf "%.1f", k/1024}')
-        R[$target,$c,errs]=$errs
-        # Anything else that ran on the proxies' core during the row (other
-        # processes on the machine, the idle proxy) and hypervisor steal time.
-        own=$((t1 - t0))
-        if [[ $target == upstream ]]; then own=0; fi
-        other=$(awk -v t=$((k1 - k0 - own)) -v hz="$CLK_TCK" -v d="${m[duration_us]}" 'BEGIN{v = 100*t/hz/(d/1e6); printf "%.0f", v < 0 ? 0 : v}')
-        steal=$(awk -v t=$((s1 - s0)) -v hz="$CLK_TCK" -v d="${m[duration_us]}" 'BEGIN{printf "%.0f", 100*t/hz/(d/1e6)}')
-        R[$target,$c,other]=$other
-        R[$target,$c,steal]=$steal
-        if ((other > 10 || steal > 5)); then
-            WARNINGS+=("$target c=$c: core $PROXY_CPU was busy with other work ${other}% of the time (steal ${steal}%): the row is disturbed, run again on a quiet machine")
-        fi
-        log "  ${R[$target,$c,rps]} req/s, p50 ${R[$target,$c,p50]} ms, p99 ${R[$target,$c,p99]} ms, CPU ${R[$target,$c,cpu]} s/10k, core ${R[$target,$c,busy]}%, RSS ${R[$target,$c,rss]} MiB; core $PROXY_CPU other ${other}%, steal ${steal}%"
-        unset m
+measure_row() { # target concurrency round
+    local target=$1 c=$2 r=$3 k=$1,$2,$3
+    local pids raw line k0 s0 k1 s1 t0 t1 errs own other steal
+    # shellcheck disable=SC2206
+    pids=(${MEASURED_PIDS[$target]})
+    log "$target c=$c round $r/$ROUNDS: warmup ${WARMUP}s, measure ${DURATION}s"
+    reset_hwm "${RSS_PID[$target]}"
+    run_wrk "$target" "$c" "$WARMUP" "$TMP/warmup.txt" || die "wrk warmup failed: $(cat "$TMP/warmup.txt")"
+    read -r k0 s0 < <(core_ticks "$PROXY_CPU")
+    t0=$(cpu_ticks "${pids[@]}")
+    raw="$RESULTS/raw/$target-c$c-r$r.txt"
+    run_wrk "$target" "$c" "$DURATION" "$raw" || die "wrk failed: $(cat "$raw")"
+    t1=$(cpu_ticks "${pids[@]}")
+    read -r k1 s1 < <(core_ticks "$PROXY_CPU")
+    line=$(grep '^BENCH ' "$raw") || die "no BENCH line in $raw"
+    declare -A m=()
+    for kv in ${line#BENCH }; do m[${kv%%=*}]=${kv#*=}; done
+    [[ ${m[requests]} -gt 0 ]] || die "$target c=$c: no requests completed (see $raw)"
+    errs=$((m[err_connect] + m[err_read] + m[err_write] + m[err_status] + m[err_timeout]))
+    if ((errs > 0)); then
+        WARNINGS+=("$target c=$c round $r: $errs errors (connect ${m[err_connect]}, read ${m[err_read]}, write ${m[err_write]}, non-2xx/3xx ${m[err_status]}, timeout ${m[err_timeout]})")
+    fi
+    R[$k,rps]=$(awk -v n="${m[requests]}" -v d="${m[duration_us]}" 'BEGIN{printf "%.0f", n/(d/1e6)}')
+    R[$k,p50]=$(awk -v v="${m[p50_us]}" 'BEGIN{printf "%.3f", v/1000}')
+    R[$k,p99]=$(awk -v v="${m[p99_us]}" 'BEGIN{printf "%.3f", v/1000}')
+    R[$k,cpu]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="${m[requests]}" 'BEGIN{printf "%.3f", t/hz/n*10000}')
+    R[$k,busy]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v d="${m[duration_us]}" 'BEGIN{printf "%.0f", 100*t/hz/(d/1e6)}')
+    R[$k,rss]=$(awk -v k="$(hwm_kb "${RSS_PID[$target]}")" 'BEGIN{printf "%.1f", k/1024}')
+    R[$k,errs]=$errs
+    # Anything else that ran on the proxies' core during the row (other
+    # processes on the machine, the idle proxy) and hypervisor steal time.
+    own=$((t1 - t0))
+    if [[ $target == upstream ]]; then own=0; fi
+    other=$(awk -v t=$((k1 - k0 - own)) -v hz="$CLK_TCK" -v d="${m[duration_us]}" 'BEGIN{v = 100*t/hz/(d/1e6); printf "%.0f", v < 0 ? 0 : v}')
+    steal=$(awk -v t=$((s1 - s0)) -v hz="$CLK_TCK" -v d="${m[duration_us]}" 'BEGIN{printf "%.0f", 100*t/hz/(d/1e6)}')
+    R[$k,other]=$other
+    R[$k,steal]=$steal
+    if ((other > 10 || steal > 5)); then
+        WARNINGS+=("$target c=$c round $r: core $PROXY_CPU was busy with other work ${other}% of the time (steal ${steal}%): the row is disturbed, run again on a quiet machine")
+    fi
+    log "  ${R[$k,rps]} req/s, p50 ${R[$k,p50]} ms, p99 ${R[$k,p99]} ms, CPU ${R[$k,cpu]} s/10k, core ${R[$k,busy]}%, RSS ${R[$k,rss]} MiB; core $PROXY_CPU other ${other}%, steal ${steal}%"
+}
+
+# Largest value of a field over the rounds.
+max_over_rounds() { # target concurrency field
+    local r v=0
+    for r in $(seq "$ROUNDS"); do
+        v=$(awk -v a="$v" -v b="${R[$1,$2,$r,$3]}" 'BEGIN{print (b > a) ? b : a}')
     done
+    echo "$v"
+}
+
+DISTURBED=""
+if ! wait_quiet "$QUIET_LOAD" "$QUIET_WAIT"; then
+    read -r load _ </proc/loadavg
+    DISTURBED="1-min load average was still $load (≥ $QUIET_LOAD) after waiting ${QUIET_WAIT}s"
+fi
+
+for c in $CONCURRENCY; do
+    for r in $(seq "$ROUNDS"); do
+        # nginx and sluice swap places every round, so slow drift favours neither.
+        if ((r % 2)); then order=(upstream nginx sluice); else order=(upstream sluice nginx); fi
+        for target in "${order[@]}"; do measure_row "$target" "$c" "$r"; done
+        R[ratio,$c,$r,rps]=$(ratio "${R[sluice,$c,$r,rps]}" "${R[nginx,$c,$r,rps]}")
+        R[ratio,$c,$r,cpu]=$(ratio "${R[sluice,$c,$r,cpu]}" "${R[nginx,$c,$r,cpu]}")
+    done
+    for target in "${TARGETS[@]}"; do
+        for f in rps p50 p99 cpu busy; do R[$target,$c,$f]=$(med "$target,$c" "$f"); done
+        R[$target,$c,rss]=$(max_over_rounds "$target" "$c" rss)
+        R[$target,$c,other]=$(max_over_rounds "$target" "$c" other)
+        R[$target,$c,steal]=$(max_over_rounds "$target" "$c" steal)
+        errs=0
+        for r in $(seq "$ROUNDS"); do errs=$((errs + R[$target,$c,$r,errs])); done
+        R[$target,$c,errs]=$errs
+    done
+    R[ratio,$c,rps]=$(med "ratio,$c" rps %.2f)
+    R[ratio,$c,cpu]=$(med "ratio,$c" cpu %.2f)
 done
 SL_THREADS_AFTER=$(thread_cpu "$SL_PID")
 NG_MASTER_RSS=$(awk -v k="$(hwm_kb "$NG_PID")" 'BEGIN{printf "%.1f", k/1024}')
@@ -235,7 +276,9 @@ verdict() { # value op limit
     echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); wrk: $("$WRK" -v 2>&1 | head -1 | awk '{print $2}')"
     echo "- method: proxies on core $PROXY_CPU, wrk (-t1) and upstream (\`sluice backend\`, 1 tokio worker) on core $LOAD_CPU;" \
         "1 worker each (nginx \`worker_processes 1\`, sluice \`TOKIO_WORKER_THREADS=1\`);" \
-        "HTTP/1.1 keep-alive, GET /; ${WARMUP}s warmup + ${DURATION}s per row"
+        "HTTP/1.1 keep-alive, GET /; ${WARMUP}s warmup + ${DURATION}s per row;" \
+        "$ROUNDS round(s) per concurrency, nginx and sluice in alternating order; the table gives medians over the rounds (peak RSS: maximum)"
+    if [[ -n $DISTURBED ]]; then echo "- **DISTURBED**: $DISTURBED"; fi
     echo
     echo "| target | concurrency | req/s | p50 ms | p99 ms | CPU s/10k req | peak RSS MiB | proxy core busy % |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -249,11 +292,18 @@ verdict() { # value op limit
     done
     echo
     for c in $CONCURRENCY; do
-        tr=$(ratio "${R[sluice,$c,rps]}" "${R[nginx,$c,rps]}")
-        cr=$(ratio "${R[sluice,$c,cpu]}" "${R[nginx,$c,cpu]}")
-        echo "- c=$c: sluice/nginx throughput = **$tr** (target ≥ 0.80: $(verdict "$tr" '>=' 0.80))"
-        echo "- c=$c: sluice/nginx CPU per request = **$cr** (target ≤ 1.25: $(verdict "$cr" '<=' 1.25))"
+        tr=${R[ratio,$c,rps]}
+        cr=${R[ratio,$c,cpu]}
+        rounds_rps=() rounds_cpu=()
+        for r in $(seq "$ROUNDS"); do
+            rounds_rps+=("${R[ratio,$c,$r,rps]}")
+            rounds_cpu+=("${R[ratio,$c,$r,cpu]}")
+        done
+        echo "- c=$c: sluice/nginx throughput = **$tr** (target ≥ 0.80: $(verdict "$tr" '>=' 0.80)); per round: ${rounds_rps[*]}"
+        echo "- c=$c: sluice/nginx CPU per request = **$cr** (target ≤ 1.25: $(verdict "$cr" '<=' 1.25)); per round: ${rounds_cpu[*]}"
     done
+    echo
+    echo "The verdicts use the median over the rounds of each round's ratio: nginx and sluice of one round ran minutes apart at most, so their ratio is steadier than either figure alone."
     echo
     echo "Notes:"
     echo "- CPU s/10k req: utime+stime of the measured process(es) over the measured run (nginx: master + worker; upstream row: the backend itself) per 10,000 completed requests."
@@ -267,7 +317,7 @@ verdict() { # value op limit
             disturb+=("$target c=$c ${R[$target,$c,other]}%/${R[$target,$c,steal]}%")
         done
     done
-    echo "- other work / steal on core $PROXY_CPU during each row (should be ~0): $(IFS=,; echo "${disturb[*]}" | sed 's/,/, /g')."
+    echo "- other work / steal on core $PROXY_CPU during each row, the maximum over the rounds (should be ~0): $(IFS=,; echo "${disturb[*]}" | sed 's/,/, /g')."
     for w in "${WARNINGS[@]}"; do echo "- WARNING: $w"; done
 } >"$TMP/report.md"
 

@@ -161,7 +161,9 @@ impl Http1Pool {
         let stream = connect::tcp(authority, &self.inner.settings.connect)
             .await
             .map_err(SendError::Connect)?;
+        // One buffer per write, like the server side (see `server::accept_loop`).
         let (tx, conn) = http1::Builder::new()
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(SendError::Reset)?;
