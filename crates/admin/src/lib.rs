@@ -180,6 +180,7 @@ fn routes(state: &AdminState) -> serde_json::Value {
     json!({
         "version": snap.as_ref().map(|s| s.version),
         "listeners": snap.as_ref().map(|s| &s.listeners),
+        "tcpListeners": snap.as_ref().map(|s| &s.tcp_listeners),
         "clusters": snap.as_ref().map(|s| &s.clusters),
     })
 }

@@ -19,6 +19,7 @@ pub mod proxy;
 pub mod registry;
 pub mod route_table;
 pub mod snapshot;
+pub mod tcp_route;
 pub mod validate;
 pub mod vhost;
 

@@ -14,6 +14,7 @@ use crate::outbound::OutboundTable;
 use crate::proxy::ProxyConfig;
 use crate::registry::Registry;
 use crate::route_table::Route;
+use crate::tcp_route::TcpListener;
 use crate::vhost::VirtualHost;
 
 /// Everything the data plane needs, compiled once and swapped atomically.
@@ -25,6 +26,9 @@ pub struct Snapshot {
     pub proxy: ProxyConfig,
     /// Listeners to bind.
     pub listeners: Vec<Arc<Listener>>,
+    /// Listeners relaying TCP connections.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tcp_listeners: Vec<Arc<TcpListener>>,
     /// Mesh listeners for intercepted outbound connections, by original destination.
     #[serde(skip_serializing_if = "OutboundTable::is_empty")]
     pub outbound: OutboundTable,
@@ -39,6 +43,8 @@ pub struct Snapshot {
     pub diagnostics: Vec<Diagnostic>,
     #[serde(skip)]
     by_address: HashMap<SocketAddr, usize, foldhash::fast::RandomState>,
+    #[serde(skip)]
+    tcp_by_address: HashMap<SocketAddr, usize, foldhash::fast::RandomState>,
 }
 
 /// The outcome of routing one request.
@@ -91,17 +97,41 @@ impl Snapshot {
             .enumerate()
             .map(|(i, l)| (l.address, i))
             .collect();
+        let tcp_by_address = compiled
+            .tcp_listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.address, i))
+            .collect();
         Snapshot {
             version,
             proxy,
             listeners: compiled.listeners,
+            tcp_listeners: compiled.tcp_listeners,
             outbound: compiled.outbound,
             clusters: compiled.clusters,
             registry: compiled.registry,
             resources,
             diagnostics,
             by_address,
+            tcp_by_address,
         }
+    }
+
+    /// Every address to bind: HTTP and TCP listeners.
+    pub fn bind_addresses(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .map(|l| l.address)
+            .chain(self.tcp_listeners.iter().map(|l| l.address))
+            .collect()
+    }
+
+    /// The TCP listener bound at `address`.
+    pub fn tcp_listener(&self, address: SocketAddr) -> Option<&Arc<TcpListener>> {
+        self.tcp_by_address
+            .get(&address)
+            .and_then(|&i| self.tcp_listeners.get(i))
     }
 
     /// The mesh listener for an intercepted outbound connection to `original_dst`.

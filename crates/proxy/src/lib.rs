@@ -15,6 +15,7 @@ pub mod passthrough;
 pub mod replay;
 pub mod retry;
 pub mod server;
+pub mod tcp_proxy;
 pub mod trace_span;
 pub mod upstream;
 

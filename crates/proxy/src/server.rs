@@ -182,10 +182,18 @@ async fn accept_loop(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        let snapshot = ctx.config.load();
+        if let Some(tcp) = snapshot.as_ref().and_then(|s| s.tcp_listener(addr)) {
+            tokio::spawn(crate::tcp_proxy::serve(
+                ctx.clone(),
+                tcp.clone(),
+                stream,
+                peer,
+            ));
+            continue;
+        }
         // The listener's graph name is the same for the whole connection.
-        let source_node: Arc<str> = ctx
-            .config
-            .load()
+        let source_node: Arc<str> = snapshot
             .and_then(|s| {
                 s.listener(addr)
                     .map(|l| sluice_telemetry::listener_source(l))

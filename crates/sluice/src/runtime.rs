@@ -205,13 +205,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         opts.options.clone(),
     ));
     let mut manager = ListenerManager::new(ctx);
-    manager.reconcile(
-        &first
-            .listeners
-            .iter()
-            .map(|l| l.address)
-            .collect::<Vec<_>>(),
-    );
+    manager.reconcile(&first.bind_addresses());
     let mut intercepts = Vec::new();
     for (kind, addr) in &opts.intercepts {
         let bound = manager
@@ -283,7 +277,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                 Ok(s) => {
                     tracing::info!(version = s.version, "config reloaded");
                     log_diagnostics(&s.diagnostics);
-                    manager.reconcile(&s.listeners.iter().map(|l| l.address).collect::<Vec<_>>());
+                    manager.reconcile(&s.bind_addresses());
                     Ok(s.version)
                 }
                 Err(rejected) => {

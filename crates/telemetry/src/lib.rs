@@ -413,6 +413,29 @@ impl Telemetry {
         });
     }
 
+    /// The `istio_tcp_*` handles of a connection this proxy relays to `endpoint` of `cluster`
+    /// (reported as the source side, as Istio's gateways and sidecars do); `None` when request
+    /// metrics are off.
+    pub fn tcp_series(
+        &self,
+        cluster: &Cluster,
+        endpoint: Option<&UpstreamEndpoint>,
+    ) -> Option<TcpSeries> {
+        if !self.request_metrics {
+            return None;
+        }
+        let table = self.destinations.load();
+        let (service, peer) = self.resolve(&table, Some(cluster), endpoint);
+        Some(self.istio.tcp(&TcpRecord {
+            reporter: Reporter::Source,
+            source: &table.local,
+            destination: &peer,
+            service: &service,
+            response_flags: "-",
+            security_policy: SecurityPolicy::Unknown,
+        }))
+    }
+
     /// The registry in OpenMetrics text (ends with `# EOF`).
     pub fn encode_openmetrics(&self) -> String {
         let mut out = String::with_capacity(64 * 1024);

@@ -15,10 +15,24 @@ use crate::protocol::Protocol;
 use crate::route_table::Route;
 use crate::vhost::{VirtualHost, VirtualHostTable};
 
-struct BoundServer<'a> {
-    gateway: String,
-    namespace: &'a str,
-    server: &'a Server,
+/// A Gateway server selecting this proxy.
+pub(crate) struct BoundServer<'a> {
+    /// `ns/name` of its Gateway.
+    pub(crate) gateway: String,
+    /// The Gateway's namespace.
+    pub(crate) namespace: &'a str,
+    /// The server.
+    pub(crate) server: &'a Server,
+}
+
+/// Whether one of the server's `hosts` admits the VirtualService host `vh` (FQDN) of a
+/// VirtualService in namespace `ns`.
+pub(crate) fn server_hosts_admit(bound: &BoundServer<'_>, vh: &str, ns: &str) -> bool {
+    bound.server.hosts.iter().any(|sh| {
+        let (sns, shost) = split_server_host(sh);
+        let ns_ok = sns == "*" || sns == ns || (sns == "." && bound.namespace == ns);
+        ns_ok && intersect(vh, shost).is_some()
+    })
 }
 
 /// Splits a server host `ns/host` (namespace `*` when absent).
@@ -26,7 +40,34 @@ fn split_server_host(h: &str) -> (&str, &str) {
     h.split_once('/').unwrap_or(("*", h))
 }
 
-impl Compiler<'_> {
+impl<'a> Compiler<'a> {
+    /// The TCP servers of the Gateways selecting this proxy, by port.
+    pub(crate) fn tcp_gateway_servers(&self) -> BTreeMap<u16, Vec<BoundServer<'a>>> {
+        let mut ports: BTreeMap<u16, Vec<BoundServer<'a>>> = BTreeMap::new();
+        for r in self.ordered.iter().copied() {
+            let Spec::Gateway(gw) = &r.spec else { continue };
+            if !self.selects_me(gw) {
+                continue;
+            }
+            for server in &gw.servers {
+                let Some(port) = server.port.as_ref() else {
+                    continue;
+                };
+                let Ok(number) = u16::try_from(port.number) else {
+                    continue;
+                };
+                if Protocol::parse(&port.protocol) == Some(Protocol::Tcp) {
+                    ports.entry(number).or_default().push(BoundServer {
+                        gateway: format!("{}/{}", r.metadata.namespace, r.metadata.name),
+                        namespace: &r.metadata.namespace,
+                        server,
+                    });
+                }
+            }
+        }
+        ports
+    }
+
     pub(crate) fn compile_gateways(&mut self) -> Vec<Listener> {
         let mut ports: BTreeMap<u16, Vec<BoundServer<'_>>> = BTreeMap::new();
         let ordered = self.ordered.clone();
@@ -43,12 +84,16 @@ impl Compiler<'_> {
                     continue;
                 };
                 let protocol = Protocol::parse(&port.protocol);
+                if protocol == Some(Protocol::Tcp) {
+                    // Served by `compile_tcp_gateways`.
+                    continue;
+                }
                 if !protocol.is_some_and(|p| p.is_http() && p != Protocol::Unspecified) {
                     self.diagnostics.push(r.diag(
                         Severity::Warning,
                         codes::NOT_ENFORCED,
                         format!("spec.servers[{i}].port.protocol"),
-                        format!("gateway servers with protocol {} are not served yet (only HTTP, HTTP2 and GRPC); port {number} is not bound", port.protocol),
+                        format!("gateway servers with protocol {} are not served yet (only HTTP, HTTP2, GRPC and TCP); port {number} is not bound", port.protocol),
                     ));
                     continue;
                 }

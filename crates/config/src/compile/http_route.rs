@@ -270,23 +270,42 @@ impl Compiler<'_> {
             // Validation requires an action; delegation is expanded before this point.
             return None;
         }
-        let ns = &r.metadata.namespace;
-        let several = rule.route.len() > 1;
-        let destinations: Vec<RouteDestination> = rule
+        let route = rule
             .route
             .iter()
-            .filter_map(|d| {
+            .map(|d| {
+                let headers = super::route_policy::header_policy(d.headers.as_ref());
+                (d.destination.as_ref(), d.weight, headers)
+            })
+            .collect();
+        self.compile_forward(r, route, split_key, ctx)
+            .map(RouteAction::Forward)
+    }
+
+    /// Weighted destinations (HTTP or TCP) and their split schedule; `None` when every weight
+    /// is zero.
+    pub(crate) fn compile_forward(
+        &mut self,
+        r: &Resource,
+        route: Vec<(Option<&Destination>, Option<i32>, HeaderPolicy)>,
+        split_key: &str,
+        ctx: RuleContext<'_>,
+    ) -> Option<Forward> {
+        let ns = &r.metadata.namespace;
+        let several = route.len() > 1;
+        let destinations: Vec<RouteDestination> = route
+            .into_iter()
+            .filter_map(|(dest, weight, headers)| {
                 let weight = if several {
-                    u32::try_from(d.weight.unwrap_or(0)).unwrap_or(0)
+                    u32::try_from(weight.unwrap_or(0)).unwrap_or(0)
                 } else {
                     100
                 };
                 if weight == 0 {
                     return None;
                 }
-                let dest = d.destination.as_ref()?;
-                let mut resolved = self.resolve_destination(dest, ns, ctx.port, weight);
-                resolved.headers = super::route_policy::header_policy(d.headers.as_ref());
+                let mut resolved = self.resolve_destination(dest?, ns, ctx.port, weight);
+                resolved.headers = headers;
                 Some(resolved)
             })
             .collect();
@@ -296,10 +315,10 @@ impl Compiler<'_> {
         let weights: Vec<u32> = destinations.iter().map(|d| d.weight).collect();
         let key = format!("split|{}|{split_key}", ctx.scope);
         let split = WeightedSchedule::new(&weights, self.state.counter(&key));
-        Some(RouteAction::Forward(Forward {
+        Some(Forward {
             destinations,
             split,
-        }))
+        })
     }
 
     /// Resolves a destination to its cluster (host expanded in the VirtualService's namespace).

@@ -35,7 +35,8 @@ impl Compiler<'_> {
             for (i, p) in svc.ports.iter().enumerate() {
                 if p.protocol.is_http() {
                     ports.entry(p.number).or_default().push(svc.clone());
-                } else {
+                } else if p.protocol != crate::protocol::Protocol::Tcp {
+                    // TCP ports are served by `compile_tcp_mesh`.
                     self.not_served_port(svc, i);
                 }
             }
@@ -127,7 +128,7 @@ impl Compiler<'_> {
             codes::NOT_ENFORCED,
             "spec.ports",
             format!(
-                "port {} ({:?}) of {} is not served yet: sluice proxies HTTP, HTTP2 and GRPC ports only",
+                "port {} ({:?}) of {} is not served yet: sluice proxies HTTP, HTTP2, GRPC and TCP ports only",
                 p.number, p.protocol, svc.hostname
             ),
         );
@@ -163,7 +164,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn default_route(&self, svc: &Service, port: u16) -> Route {
+    pub(crate) fn default_route(&self, svc: &Service, port: u16) -> Route {
         let dest = sluice_model::Destination {
             host: svc.hostname.clone(),
             subset: None,

@@ -9,6 +9,7 @@ pub mod http_route;
 mod mesh;
 mod outbound;
 mod route_policy;
+mod tcp;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use crate::listener::Listener;
 use crate::outbound::OutboundTable;
 use crate::proxy::ProxyConfig;
 use crate::registry::Registry;
+use crate::tcp_route::TcpListener;
 use destination_rules::DestinationRuleIndex;
 
 /// The output of compilation, before it is wrapped into a snapshot.
@@ -30,6 +32,8 @@ use destination_rules::DestinationRuleIndex;
 pub struct Compiled {
     /// Listeners to bind.
     pub listeners: Vec<Arc<Listener>>,
+    /// Listeners relaying TCP connections (`tcp` rules).
+    pub tcp_listeners: Vec<Arc<TcpListener>>,
     /// Mesh listeners reached by original destination (sidecar outbound interception).
     pub outbound: OutboundTable,
     /// All clusters by name.
@@ -79,12 +83,20 @@ pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) 
     if proxy.gateway_role {
         listeners.extend(c.compile_gateways());
     }
+    let mut tcp_listeners = Vec::new();
+    if proxy.gateway_role {
+        let taken: HashSet<SocketAddr> = listeners.iter().map(|l| l.address).collect();
+        tcp_listeners.extend(c.compile_tcp_gateways(&taken));
+    }
     let mut outbound = OutboundTable::default();
     if proxy.mesh_role || proxy.outbound_role {
         let ports = c.mesh_ports();
         if proxy.mesh_role {
-            let taken: HashSet<SocketAddr> = listeners.iter().map(|l| l.address).collect();
+            let mut taken: HashSet<SocketAddr> = listeners.iter().map(|l| l.address).collect();
+            taken.extend(tcp_listeners.iter().map(|l| l.address));
             listeners.extend(c.compile_mesh(&ports, &taken));
+            taken.extend(listeners.iter().map(|l| l.address));
+            tcp_listeners.extend(c.compile_tcp_mesh(&taken));
         }
         if proxy.outbound_role {
             outbound = outbound::outbound_table(&ports);
@@ -92,6 +104,7 @@ pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) 
     }
     Compiled {
         listeners: listeners.into_iter().map(Arc::new).collect(),
+        tcp_listeners: tcp_listeners.into_iter().map(Arc::new).collect(),
         outbound,
         clusters: c.clusters,
         registry: c.registry,

@@ -218,7 +218,12 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
                 warn(ctx, "spec.exportTo".into(), "`exportTo`");
             }
             if !vs.tcp.is_empty() {
-                warn(ctx, "spec.tcp".into(), "TCP routing (`tcp`)");
+                ctx.push(
+                    Severity::Warning,
+                    codes::NOT_ENFORCED,
+                    "spec.tcp",
+                    "TCP routing (`tcp`) is enforced on gateway TCP servers and sluice's own mesh listeners, not yet on connections intercepted by iptables in sidecar mode: those go to their original destination",
+                );
             }
             if !vs.tls.is_empty() {
                 warn(ctx, "spec.tls".into(), "TLS/SNI routing (`tls`)");

@@ -2,7 +2,7 @@
 //!
 //! The pools live here, outside any snapshot, so config reloads never drop connections.
 
-mod connect;
+pub(crate) mod connect;
 mod http1_pool;
 mod http2_pool;
 mod reaper;

@@ -1,0 +1,257 @@
+//! VirtualService `tcp` rules → TCP listeners: gateway servers with protocol TCP, and the TCP
+//! ports of registry services (sidecar outbound).
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use sluice_model::{codes, L4MatchAttributes, Resource, Spec, VirtualService};
+
+use super::gateway::server_hosts_admit;
+use super::http_route::{gateway_key, vs_binds, vs_gateways, RuleContext, MESH};
+use super::mesh::claiming_vs;
+use super::Compiler;
+use crate::host::fqdn;
+use crate::labels::selector_matches;
+use crate::listener::ListenerRole;
+use crate::policy::HeaderPolicy;
+use crate::registry::Service;
+use crate::route_table::RouteSource;
+use crate::tcp_route::{L4Match, TcpListener, TcpRule};
+
+/// A `destinationSubnets` / `sourceSubnet` entry: a CIDR or a single address.
+fn subnet(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+impl Compiler<'_> {
+    /// The `tcp` rules of `vs` that can apply in `ctx`, in order.
+    pub(crate) fn compile_tcp_rules(
+        &mut self,
+        r: &Resource,
+        vs: &VirtualService,
+        ctx: RuleContext<'_>,
+    ) -> Vec<TcpRule> {
+        let ns = &r.metadata.namespace;
+        let top = vs_gateways(vs, ns);
+        let mut out = Vec::new();
+        for (i, rule) in vs.tcp.iter().enumerate() {
+            let matches = if rule.matches.is_empty() {
+                if !top.iter().any(|g| g == ctx.gateway) {
+                    continue;
+                }
+                Vec::new()
+            } else {
+                let kept: Vec<L4Match> = rule
+                    .matches
+                    .iter()
+                    .filter(|m| self.l4_entry_applies(m, &top, ns, ctx))
+                    .map(|m| L4Match {
+                        destination_subnets: m
+                            .destination_subnets
+                            .iter()
+                            .filter_map(|s| subnet(s))
+                            .collect(),
+                        source_subnet: m.source_subnet.as_deref().and_then(subnet),
+                    })
+                    .collect();
+                if kept.is_empty() {
+                    continue;
+                }
+                kept
+            };
+            let route = rule
+                .route
+                .iter()
+                .map(|d| (d.destination.as_ref(), d.weight, HeaderPolicy::default()))
+                .collect();
+            let split_key = format!("tcp|{ns}/{}|{i}", r.metadata.name);
+            let Some(forward) = self.compile_forward(r, route, &split_key, ctx) else {
+                continue;
+            };
+            out.push(TcpRule {
+                name: format!("{}.{i}", r.metadata.name),
+                source: RouteSource {
+                    virtual_service: Some(r.key()),
+                    rule: i,
+                },
+                matches,
+                forward,
+            });
+        }
+        out
+    }
+
+    /// Whether an L4 match entry can hold in `ctx`: gateway, port, source labels and namespace
+    /// are known when compiling; the subnets are checked per connection.
+    fn l4_entry_applies(
+        &self,
+        m: &L4MatchAttributes,
+        top: &[String],
+        ns: &str,
+        ctx: RuleContext<'_>,
+    ) -> bool {
+        let gateway_ok = if m.gateways.is_empty() {
+            top.iter().any(|g| g == ctx.gateway)
+        } else {
+            m.gateways.iter().any(|g| gateway_key(g, ns) == ctx.gateway)
+        };
+        let port_ok = m.port.is_none_or(|p| p == u32::from(ctx.port));
+        let labels_ok = selector_matches(&m.source_labels, &self.proxy.labels);
+        let ns_ok = m
+            .source_namespace
+            .as_deref()
+            .is_none_or(|s| s == self.proxy.namespace);
+        gateway_ok && port_ok && labels_ok && ns_ok
+    }
+
+    /// One TCP listener per TCP server port of the Gateways selecting this proxy, carrying the
+    /// `tcp` rules of the VirtualServices bound to them.
+    pub(crate) fn compile_tcp_gateways(&mut self, taken: &HashSet<SocketAddr>) -> Vec<TcpListener> {
+        let ports = self.tcp_gateway_servers();
+        let ordered = self.ordered.clone();
+        let mut out = Vec::new();
+        for (port, servers) in ports {
+            let address = SocketAddr::new(self.proxy.gateway_address, port);
+            let mut gateways: Vec<String> = servers.iter().map(|s| s.gateway.clone()).collect();
+            gateways.dedup();
+            if taken.contains(&address) {
+                self.diagnostics.push(sluice_model::Diagnostic::warning(
+                    codes::NOT_ENFORCED,
+                    format!("gateway port {port} has both HTTP and TCP servers; it serves HTTP (gateways {})", gateways.join(", ")),
+                ));
+                continue;
+            }
+            let mut rules = Vec::new();
+            for r in &ordered {
+                let Spec::VirtualService(vs) = &r.spec else {
+                    continue;
+                };
+                if vs.tcp.is_empty() {
+                    continue;
+                }
+                let ns = &r.metadata.namespace;
+                // The first server of the port that the VirtualService binds and whose hosts
+                // admit one of its hosts (`*` for the usual TCP gateway).
+                let bound = servers.iter().find(|b| {
+                    vs_binds(vs, ns, &b.gateway)
+                        && vs
+                            .hosts
+                            .iter()
+                            .any(|h| server_hosts_admit(b, &fqdn(h, ns), ns))
+                });
+                let Some(bound) = bound else { continue };
+                let scope = format!("{address}");
+                let ctx = RuleContext {
+                    gateway: &bound.gateway,
+                    port,
+                    scope: &scope,
+                };
+                rules.extend(self.compile_tcp_rules(r, vs, ctx));
+            }
+            out.push(TcpListener {
+                name: format!("{}_{}", address.ip(), port),
+                address,
+                role: ListenerRole::Gateway { gateways },
+                rules,
+            });
+        }
+        out
+    }
+
+    /// One TCP listener per TCP service port and address: the claiming VirtualService's `tcp`
+    /// rules, then the whole service (as Istio's sidecars fall back to the service's cluster).
+    pub(crate) fn compile_tcp_mesh(&mut self, taken: &HashSet<SocketAddr>) -> Vec<TcpListener> {
+        let ports = self.tcp_mesh_ports();
+        let candidates: Vec<&Resource> = self
+            .ordered
+            .iter()
+            .copied()
+            .filter(|r| matches!(&r.spec, Spec::VirtualService(vs) if vs_binds(vs, &r.metadata.namespace, MESH)))
+            .collect();
+        let mut out = Vec::new();
+        for (&port, svcs) in &ports {
+            // Each address serves one service: its own loopback addresses, or the mesh address.
+            let mut binds: BTreeMap<IpAddr, &Arc<Service>> = BTreeMap::new();
+            for svc in svcs {
+                let mut ips: Vec<IpAddr> = svc
+                    .addresses
+                    .iter()
+                    .copied()
+                    .filter(IpAddr::is_loopback)
+                    .collect();
+                if ips.is_empty() {
+                    ips.push(self.proxy.mesh_address);
+                }
+                for ip in ips {
+                    match binds.get(&ip) {
+                        Some(first) => self.diagnostics.push(sluice_model::Diagnostic::warning(
+                            codes::NOT_ENFORCED,
+                            format!(
+                                "TCP port {port} of {} is not served on {ip}: {} already uses it (TCP has no Host header to tell them apart)",
+                                svc.hostname, first.hostname
+                            ),
+                        )),
+                        None => {
+                            binds.insert(ip, svc);
+                        }
+                    }
+                }
+            }
+            for (ip, svc) in binds {
+                let address = SocketAddr::new(ip, port);
+                if taken.contains(&address)
+                    || taken.contains(&SocketAddr::new(self.proxy.gateway_address, port))
+                {
+                    self.diagnostics.push(sluice_model::Diagnostic::warning(
+                        codes::NOT_ENFORCED,
+                        format!("TCP listener {address} for {} is not bound: another listener already uses the port", svc.hostname),
+                    ));
+                    continue;
+                }
+                let scope = format!("mesh|{}:{port}", svc.hostname);
+                let ctx = RuleContext {
+                    gateway: MESH,
+                    port,
+                    scope: &scope,
+                };
+                let mut rules = match claiming_vs(&svc.hostname, &candidates) {
+                    Some((r, vs)) => self.compile_tcp_rules(r, vs, ctx),
+                    None => Vec::new(),
+                };
+                let route = self.default_route(svc, port);
+                if let crate::route_table::RouteAction::Forward(forward) = route.action {
+                    rules.push(TcpRule {
+                        name: "default".into(),
+                        source: route.source,
+                        matches: Vec::new(),
+                        forward,
+                    });
+                }
+                out.push(TcpListener {
+                    name: format!("{ip}_{port}"),
+                    address,
+                    role: ListenerRole::Mesh,
+                    rules,
+                });
+            }
+        }
+        out
+    }
+
+    /// The TCP ports of registry services, with the services on each.
+    pub(crate) fn tcp_mesh_ports(&self) -> BTreeMap<u16, Vec<Arc<Service>>> {
+        let mut ports: BTreeMap<u16, Vec<Arc<Service>>> = BTreeMap::new();
+        for svc in self.registry.services() {
+            for p in &svc.ports {
+                if p.protocol == crate::protocol::Protocol::Tcp {
+                    ports.entry(p.number).or_default().push(svc.clone());
+                }
+            }
+        }
+        ports
+    }
+}

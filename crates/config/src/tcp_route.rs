@@ -1,0 +1,88 @@
+//! TCP listeners (VirtualService `tcp` rules): the rule a connection takes, by its addresses.
+
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::listener::ListenerRole;
+use crate::route_table::{Forward, RouteSource};
+
+/// A listener whose connections are relayed as bytes to the destination a `tcp` rule picks.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpListener {
+    /// Name (`<ip>_<port>`, as Envoy names them).
+    pub name: String,
+    /// Bind address.
+    pub address: SocketAddr,
+    /// Role.
+    pub role: ListenerRole,
+    /// Rules in order; the first whose matches hold takes the connection.
+    pub rules: Vec<TcpRule>,
+}
+
+/// One compiled `tcp` rule (or a service's default route).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpRule {
+    /// `<vs>.<index>`, or `default` for a service without a VirtualService.
+    pub name: String,
+    /// Origin.
+    pub source: RouteSource,
+    /// Match entries (OR'ed; empty = every connection). Port, gateway, source labels and
+    /// source namespace were settled when the rule was compiled for this listener.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<L4Match>,
+    /// Weighted destinations, split exactly over connections.
+    pub forward: Forward,
+}
+
+/// The address conditions of one `L4MatchAttributes` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L4Match {
+    /// The connection's destination (the address it reached the proxy on) is in one of these.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub destination_subnets: Vec<IpNet>,
+    /// The caller's address is in this subnet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_subnet: Option<IpNet>,
+}
+
+impl L4Match {
+    /// Whether a connection from `peer` to `local` satisfies the entry.
+    pub fn matches(&self, peer: IpAddr, local: IpAddr) -> bool {
+        let dest_ok = self.destination_subnets.is_empty()
+            || self.destination_subnets.iter().any(|n| n.contains(&local));
+        let source_ok = self.source_subnet.is_none_or(|n| n.contains(&peer));
+        dest_ok && source_ok
+    }
+}
+
+impl TcpListener {
+    /// The rule for a connection from `peer` that reached the proxy at `local`.
+    pub fn route(&self, peer: IpAddr, local: IpAddr) -> Option<&TcpRule> {
+        self.rules
+            .iter()
+            .find(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.matches(peer, local)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_select_by_destination_and_source() {
+        let m = L4Match {
+            destination_subnets: vec!["127.0.0.0/24".parse().unwrap()],
+            source_subnet: Some("10.0.0.0/8".parse().unwrap()),
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(m.matches(ip("10.1.2.3"), ip("127.0.0.5")));
+        assert!(!m.matches(ip("192.168.1.1"), ip("127.0.0.5")));
+        assert!(!m.matches(ip("10.1.2.3"), ip("127.0.1.5")));
+        assert!(L4Match::default().matches(ip("1.2.3.4"), ip("5.6.7.8")));
+    }
+}

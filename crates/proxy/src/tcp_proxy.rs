@@ -1,0 +1,81 @@
+//! TCP listeners (VirtualService `tcp` rules): a connection takes the first matching rule, a
+//! destination by the rule's exact split, an endpoint by the cluster's balancer, and is then
+//! relayed byte for byte, with Istio's `istio_tcp_*` metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sluice_config::tcp_route::TcpListener;
+use sluice_lb::{FailureKind, PickContext};
+use tokio::net::TcpStream;
+
+use crate::handler::ProxyContext;
+use crate::upstream::connect::{self, ConnectSettings};
+
+/// Serves one connection accepted on `listener`; closing it is the only answer to a failure,
+/// as Envoy's TCP proxy does.
+pub async fn serve(
+    ctx: Arc<ProxyContext>,
+    listener: Arc<TcpListener>,
+    mut downstream: TcpStream,
+    peer: SocketAddr,
+) {
+    let local = downstream
+        .local_addr()
+        .map_or(listener.address.ip(), |a| a.ip());
+    let Some(rule) = listener.route(peer.ip(), local) else {
+        tracing::debug!(%peer, listener = %listener.name, "no tcp rule matches; connection closed");
+        return;
+    };
+    let Some(dest) = rule.forward.pick() else {
+        return;
+    };
+    let Some(cluster) = dest.cluster.as_ref() else {
+        tracing::debug!(%peer, cluster = %dest.cluster_name, "unknown cluster; connection closed");
+        return;
+    };
+    let balancer = cluster.balancer();
+    let pick = PickContext::new(std::time::Instant::now(), sluice_lb::fresh_seed());
+    let Some(index) = balancer.pick(&pick) else {
+        tracing::debug!(%peer, cluster = %cluster.name, "no healthy endpoint; connection closed");
+        return;
+    };
+    let Some(endpoint) = cluster.endpoints.get(index) else {
+        return;
+    };
+    let _in_flight = balancer.start_request(index);
+    let settings = ConnectSettings {
+        timeout: cluster.policy.pool.connect_timeout,
+        keepalive: cluster.policy.pool.tcp_keepalive,
+    };
+    let mut upstream = match connect::tcp(&endpoint.authority, &settings).await {
+        Ok(s) => s,
+        Err(reason) => {
+            balancer.record_failure(
+                index,
+                FailureKind::ConnectFailure,
+                std::time::Instant::now(),
+            );
+            tracing::debug!(%peer, endpoint = %endpoint.authority, %reason, "tcp upstream connect failed; connection closed");
+            return;
+        }
+    };
+    let series = ctx.telemetry.tcp_series(cluster, Some(endpoint));
+    if let Some(s) = &series {
+        s.opened();
+    }
+    // Half-closes are passed on: a client that finishes sending still gets the rest of the reply.
+    let (received, sent) = match tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await
+    {
+        Ok(counts) => counts,
+        Err(e) => {
+            tracing::debug!(%peer, endpoint = %endpoint.authority, error = %e, "tcp relay ended with an error");
+            (0, 0)
+        }
+    };
+    if let Some(s) = &series {
+        s.received(received);
+        s.sent(sent);
+        s.closed();
+    }
+}

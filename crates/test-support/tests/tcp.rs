@@ -1,0 +1,275 @@
+//! TCP routing: Istio's "TCP Traffic Shifting" task (tcp-echo behind a Gateway TCP server, all to
+//! v1, then 80/20), and `tcp` rules on sluice's own mesh listeners.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sluice_test_support::{free_port, proxy, ConfigDir};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Istio's tcp-echo server: every line comes back prefixed (`one` for v1, `two` for v2).
+async fn tcp_echo(prefix: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut lines = BufReader::new(r).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if w.write_all(format!("{prefix} {line}\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The task's client: `(date; sleep 1) | nc HOST PORT`, with a fixed line and no sleep.
+async fn echo_through(addr: SocketAddr, line: &str) -> String {
+    let mut s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+        .await
+        .expect("connect timed out")
+        .expect("connect failed");
+    s.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .expect("reply timed out")
+        .unwrap();
+    out.trim_end().to_string()
+}
+
+/// The sample's service, its two versions as WorkloadEntries, and the task's DestinationRule.
+fn tcp_echo_service(port: u16, v1: SocketAddr, v2: SocketAddr) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: tcp-echo}}
+spec:
+  hosts: [tcp-echo.default.svc.cluster.local]
+  ports:
+  - {{number: {port}, name: tcp, protocol: TCP}}
+  resolution: STATIC
+  workloadSelector:
+    labels: {{app: tcp-echo}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: tcp-echo-v1}}
+spec:
+  address: 127.0.0.1
+  ports: {{tcp: {p1}}}
+  labels: {{app: tcp-echo, version: v1}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: tcp-echo-v2}}
+spec:
+  address: 127.0.0.1
+  ports: {{tcp: {p2}}}
+  labels: {{app: tcp-echo, version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: tcp-echo-destination
+spec:
+  host: tcp-echo
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+"#,
+        p1 = v1.port(),
+        p2 = v2.port()
+    )
+}
+
+/// `tcp-echo-all-v1.yaml` and `tcp-echo-20-v2.yaml`, with the gateway port of this test.
+fn gateway_routes(gw_port: u16, service_port: u16, v2_weight: u32) -> String {
+    let gateway = format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: tcp-echo-gateway
+spec:
+  selector:
+    istio: ingressgateway
+  servers:
+  - port:
+      number: {gw_port}
+      name: tcp
+      protocol: TCP
+    hosts:
+    - "*"
+---
+"#
+    );
+    let route = if v2_weight == 0 {
+        format!(
+            r#"    route:
+    - destination:
+        host: tcp-echo
+        port:
+          number: {service_port}
+        subset: v1
+"#
+        )
+    } else {
+        format!(
+            r#"    route:
+    - destination:
+        host: tcp-echo
+        port:
+          number: {service_port}
+        subset: v1
+      weight: {w1}
+    - destination:
+        host: tcp-echo
+        port:
+          number: {service_port}
+        subset: v2
+      weight: {v2_weight}
+"#,
+            w1 = 100 - v2_weight
+        )
+    };
+    format!(
+        r#"{gateway}apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: tcp-echo
+spec:
+  hosts:
+  - "*"
+  gateways:
+  - tcp-echo-gateway
+  tcp:
+  - match:
+    - port: {gw_port}
+{route}"#
+    )
+}
+
+#[tokio::test]
+async fn tcp_traffic_shifting_through_a_gateway() {
+    let v1 = tcp_echo("one").await;
+    let v2 = tcp_echo("two").await;
+    let service_port = free_port();
+    let gw_port = free_port();
+    let dir = ConfigDir::new();
+    dir.write(
+        "tcp-echo-services.yaml",
+        &tcp_echo_service(service_port, v1, v2),
+    );
+    dir.write("tcp-echo.yaml", &gateway_routes(gw_port, service_port, 0));
+    let p = proxy(dir.path(), |o| {
+        o.proxy
+            .labels
+            .insert("istio".into(), "ingressgateway".into());
+        o.watch = false;
+    })
+    .await;
+    let gateway: SocketAddr = format!("127.0.0.1:{gw_port}").parse().unwrap();
+
+    // All traffic to v1.
+    for i in 0..10 {
+        assert_eq!(
+            echo_through(gateway, &format!("hello {i}")).await,
+            format!("one hello {i}")
+        );
+    }
+
+    // 20 % to v2: exactly 4 of every 20 connections, interleaved.
+    dir.write("tcp-echo.yaml", &gateway_routes(gw_port, service_port, 20));
+    p.reload()
+        .await
+        .unwrap()
+        .expect("the new config is accepted");
+    let mut replies = Vec::new();
+    for _ in 0..20 {
+        replies.push(echo_through(gateway, "hello").await);
+    }
+    let twos = replies.iter().filter(|r| *r == "two hello").count();
+    let ones = replies.iter().filter(|r| *r == "one hello").count();
+    assert_eq!((ones, twos), (16, 4), "{replies:?}");
+
+    // Istio's TCP metrics name the version each connection went to.
+    let metrics = reqwest_like_get(p.admin_addr, "/stats/prometheus").await;
+    let opened_v2 = metrics.lines().any(|l| {
+        l.starts_with("istio_tcp_connections_opened_total{")
+            && l.contains("destination_version=\"v2\"")
+            && l.ends_with(" 4")
+    });
+    assert!(opened_v2, "no v2 series with 4 connections:\n{metrics}");
+    assert!(metrics.contains("istio_tcp_sent_bytes_total{"), "{metrics}");
+    assert!(
+        metrics.contains("istio_tcp_received_bytes_total{"),
+        "{metrics}"
+    );
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn tcp_rules_on_mesh_listeners_and_the_service_default() {
+    let v1 = tcp_echo("one").await;
+    let v2 = tcp_echo("two").await;
+    let service_port = free_port();
+    let dir = ConfigDir::new();
+    dir.write(
+        "tcp-echo-services.yaml",
+        &tcp_echo_service(service_port, v1, v2),
+    );
+    let p = proxy(dir.path(), |o| o.watch = false).await;
+    let mesh: SocketAddr = format!("127.0.0.1:{service_port}").parse().unwrap();
+
+    // No VirtualService: the whole service, both versions.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        seen.insert(echo_through(mesh, "hi").await);
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["one hi", "two hi"],
+        "round robin over both endpoints"
+    );
+
+    // A mesh VirtualService sends every connection to v2.
+    dir.write(
+        "vs.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: tcp-echo}\nspec:\n  hosts: [tcp-echo]\n  tcp:\n  - route:\n    - destination: {host: tcp-echo, subset: v2}\n",
+    );
+    p.reload()
+        .await
+        .unwrap()
+        .expect("the new config is accepted");
+    for _ in 0..5 {
+        assert_eq!(echo_through(mesh, "hi").await, "two hi");
+    }
+    p.shutdown().await;
+}
+
+/// A plain HTTP/1.1 GET on the admin port (no client crate for one request).
+async fn reqwest_like_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
