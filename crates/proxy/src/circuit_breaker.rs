@@ -115,6 +115,12 @@ impl ClusterRuntime {
         }
     }
 
+    /// Admits a relayed TCP connection now or not at all: `maxConnections` bounds them, and
+    /// Envoy's TCP proxy closes an overflowing connection rather than queueing it.
+    pub fn try_connection(self: &Arc<Self>) -> Option<ActiveGuard> {
+        self.try_take().then(|| ActiveGuard(self.clone()))
+    }
+
     /// Takes a retry slot (`maxRetries` concurrent retries per cluster).
     pub fn try_retry(self: &Arc<Self>) -> Option<RetryGuard> {
         self.retries

@@ -34,6 +34,11 @@ pub async fn serve(
         tracing::debug!(%peer, cluster = %dest.cluster_name, "unknown cluster; connection closed");
         return;
     };
+    let runtime = ctx.runtimes.get(&cluster.name, &cluster.policy.pool, false);
+    let Some(_connection) = runtime.try_connection() else {
+        tracing::debug!(%peer, cluster = %cluster.name, "maxConnections reached (UO); connection closed");
+        return;
+    };
     let balancer = cluster.balancer();
     let pick = PickContext::new(std::time::Instant::now(), sluice_lb::fresh_seed());
     let Some(index) = balancer.pick(&pick) else {

@@ -38,14 +38,18 @@ async fn echo_through(addr: SocketAddr, line: &str) -> String {
         .await
         .expect("connect timed out")
         .expect("connect failed");
-    s.write_all(format!("{line}\n").as_bytes()).await.unwrap();
-    s.shutdown().await.unwrap();
+    // A connection the proxy closes (no rule, overflow) answers nothing, or resets.
+    if s.write_all(format!("{line}\n").as_bytes()).await.is_err() || s.shutdown().await.is_err() {
+        return String::new();
+    }
     let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+    match tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
         .await
         .expect("reply timed out")
-        .unwrap();
-    out.trim_end().to_string()
+    {
+        Ok(_) => out.trim_end().to_string(),
+        Err(_) => String::new(),
+    }
 }
 
 /// The sample's service, its two versions as WorkloadEntries, and the task's DestinationRule.
@@ -272,4 +276,49 @@ async fn reqwest_like_get(addr: SocketAddr, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
+}
+
+#[tokio::test]
+async fn max_connections_closes_overflowing_tcp_connections() {
+    let v1 = tcp_echo("one").await;
+    let v2 = tcp_echo("two").await;
+    let service_port = free_port();
+    let dir = ConfigDir::new();
+    dir.write(
+        "tcp-echo-services.yaml",
+        &tcp_echo_service(service_port, v1, v2).replace(
+            "  host: tcp-echo\n  subsets:",
+            "  host: tcp-echo\n  trafficPolicy:\n    connectionPool:\n      tcp: {maxConnections: 1}\n  subsets:",
+        ),
+    );
+    let p = proxy(dir.path(), |o| o.watch = false).await;
+    let mesh: SocketAddr = format!("127.0.0.1:{service_port}").parse().unwrap();
+
+    // The first connection stays open, holding the only slot.
+    let held = TcpStream::connect(mesh).await.unwrap();
+    let (r, mut w) = held.into_split();
+    w.write_all(b"first\n").await.unwrap();
+    let mut lines = BufReader::new(r).lines();
+    let first = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.is_some_and(|l| l.ends_with(" first")));
+
+    // A second one is closed without an answer.
+    assert_eq!(echo_through(mesh, "second").await, "");
+
+    // Once the first closes, the slot is free again.
+    drop(w);
+    drop(lines);
+    let mut answered = String::new();
+    for _ in 0..50 {
+        answered = echo_through(mesh, "third").await;
+        if !answered.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(answered.ends_with(" third"), "{answered:?}");
+    p.shutdown().await;
 }
