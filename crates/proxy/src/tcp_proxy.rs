@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use sluice_config::policy::{HashKey, LbPolicy};
 use sluice_config::tcp_route::TcpListener;
 use sluice_lb::{FailureKind, PickContext};
 use tokio::net::TcpStream;
@@ -27,7 +28,26 @@ pub async fn serve(
         tracing::debug!(%peer, listener = %listener.name, "no tcp rule matches; connection closed");
         return;
     };
-    let Some(dest) = rule.forward.pick() else {
+    // A connection has no headers, cookies or query: of the consistent-hash keys only the
+    // source IP applies, as in Envoy's TCP proxy. As for HTTP, the DestinationRule of the first
+    // destination's host decides, and the key also picks the version (sticky canary).
+    let source_ip_hash =
+        |c: Option<&Arc<sluice_config::cluster::Cluster>>| match c.map(|c| &c.policy.lb) {
+            Some(LbPolicy::ConsistentHash(ch)) if matches!(ch.key, HashKey::SourceIp) => {
+                Some(sluice_lb::hash_key(peer.ip().to_string().as_bytes()))
+            }
+            _ => None,
+        };
+    let first = rule
+        .forward
+        .destinations
+        .first()
+        .and_then(|d| d.cluster.as_ref());
+    let dest = match source_ip_hash(first) {
+        Some(h) if ctx.options.sticky_canary => rule.forward.pick_by_hash(h),
+        _ => rule.forward.pick(),
+    };
+    let Some(dest) = dest else {
         return;
     };
     let Some(cluster) = dest.cluster.as_ref() else {
@@ -40,7 +60,8 @@ pub async fn serve(
         return;
     };
     let balancer = cluster.balancer();
-    let pick = PickContext::new(std::time::Instant::now(), sluice_lb::fresh_seed());
+    let pick = PickContext::new(std::time::Instant::now(), sluice_lb::fresh_seed())
+        .with_hash(source_ip_hash(Some(cluster)));
     let Some(index) = balancer.pick(&pick) else {
         tracing::debug!(%peer, cluster = %cluster.name, "no healthy endpoint; connection closed");
         return;

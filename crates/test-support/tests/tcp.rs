@@ -322,3 +322,26 @@ async fn max_connections_closes_overflowing_tcp_connections() {
     assert!(answered.ends_with(" third"), "{answered:?}");
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn consistent_hash_on_source_ip_keeps_a_client_on_one_endpoint() {
+    let v1 = tcp_echo("one").await;
+    let v2 = tcp_echo("two").await;
+    let service_port = free_port();
+    let dir = ConfigDir::new();
+    dir.write(
+        "tcp-echo-services.yaml",
+        &tcp_echo_service(service_port, v1, v2).replace(
+            "  host: tcp-echo\n  subsets:",
+            "  host: tcp-echo\n  trafficPolicy:\n    loadBalancer:\n      consistentHash: {useSourceIp: true}\n  subsets:",
+        ),
+    );
+    let p = proxy(dir.path(), |o| o.watch = false).await;
+    let mesh: SocketAddr = format!("127.0.0.1:{service_port}").parse().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        seen.insert(echo_through(mesh, "hi").await);
+    }
+    assert_eq!(seen.len(), 1, "one client address, one endpoint: {seen:?}");
+    p.shutdown().await;
+}
