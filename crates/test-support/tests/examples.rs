@@ -1,7 +1,8 @@
 //! Runs the examples under `examples/` the way their READMEs do.
 //!
 //! Each test copies an example's YAML into a temporary config directory, replaces the fixed
-//! ports of the README (backends on 9001/9002/9003, services on 9080, the gateway on 8080) by
+//! ports of the README (backends on 9001/9002/9003, services on 9080, the gateway on 8080; for
+//! TCP the service on 9000 and the gateway on 31400) by
 //! real ones, starts real backends and an in-process proxy, sends traffic and checks the
 //! documented outcome. Every example (and every canary step) must also analyze without errors.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -24,6 +25,8 @@ const V2: u16 = 9002;
 const V3: u16 = 9003;
 const SERVICE: u16 = 9080;
 const GATEWAY: u16 = 8080;
+const TCP_SERVICE: u16 = 9000;
+const TCP_GATEWAY: u16 = 31400;
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
@@ -174,9 +177,16 @@ fn every_example_analyzes_without_errors() {
         "source-labels",
         "path-canary",
         "subdomain-gateway",
+        "tcp-traffic-shifting/config",
     ] {
         assert_valid(&[examples_dir().join(rel)]);
     }
+    let tcp = examples_dir().join("tcp-traffic-shifting");
+    assert_valid(&[
+        tcp.join("config/tcp-echo-services.yaml"),
+        tcp.join("config/tcp-echo-gateway.yaml"),
+        tcp.join("steps/virtual-service-20-v2.yaml"),
+    ]);
     // Each canary step, applied over the base config as the README does (`cp step virtual-service.yaml`).
     for step in example_files("canary/steps") {
         let base = examples_dir().join("canary/config");
@@ -191,8 +201,16 @@ fn every_example_analyzes_without_errors() {
 /// The READMEs show the commands and the outcomes these tests check.
 #[test]
 fn readmes_show_commands_and_outcomes() {
-    let expect: [(&str, &[&str]); 6] = [
-        ("README.md", &["canary/", "header-canary/", "source-labels/", "path-canary/", "subdomain-gateway/"]),
+    let expect: [(&str, &[&str]); 7] = [
+        ("README.md", &["canary/", "header-canary/", "source-labels/", "path-canary/", "subdomain-gateway/", "tcp-traffic-shifting/"]),
+        (
+            "tcp-traffic-shifting/README.md",
+            &[
+                "sluice backend --listen 127.0.0.1:9001 --name tcp-echo --version v1 --tcp-echo one",
+                "sluice run /tmp/tcp-echo --labels istio=ingressgateway --gateway-address 127.0.0.1 --no-mesh",
+                "     16 one hello\n      4 two hello",
+            ],
+        ),
         (
             "canary/README.md",
             &[
@@ -560,4 +578,72 @@ async fn subdomain_gateway_routes_by_host() {
     for b in [fe1, fe2, api] {
         b.shutdown().await;
     }
+}
+
+/// One connection through the gateway: a line out, the connection half-closed, the reply in
+/// (`echo hello | nc -N HOST PORT`).
+async fn nc(addr: SocketAddr, line: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .expect("no reply within 5 s")
+        .unwrap();
+    out.trim_end().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_traffic_shifting_all_v1_then_20_v2() {
+    let tcp_echo = |version: &str, prefix: &str| {
+        let mut args = sluice_tools::BackendArgs::ephemeral("tcp-echo", version);
+        args.tcp_echo = Some(prefix.to_string());
+        sluice_tools::Backend::start(args)
+    };
+    let v1 = tcp_echo("v1", "one").await.unwrap();
+    let v2 = tcp_echo("v2", "two").await.unwrap();
+    let (gw_port, svc_port) = (free_port(), free_port());
+    let ports = [
+        (V1, v1.addr().port()),
+        (V2, v2.addr().port()),
+        (TCP_SERVICE, svc_port),
+        (TCP_GATEWAY, gw_port),
+    ];
+    let dir = install("tcp-traffic-shifting/config", &ports);
+    // `sluice run /tmp/tcp-echo --labels istio=ingressgateway --gateway-address 127.0.0.1 --no-mesh`
+    let p = proxy(dir.path(), |o| {
+        o.proxy.labels = [("istio".to_string(), "ingressgateway".to_string())].into();
+        o.proxy.mesh_role = false;
+    })
+    .await;
+    assert_snapshot_clean(&p);
+    let gw = loopback(gw_port);
+
+    // Step 1: every connection to v1.
+    for i in 0..5 {
+        assert_eq!(nc(gw, &format!("line {i}")).await, format!("one line {i}"));
+    }
+
+    // Step 2: `cp steps/virtual-service-20-v2.yaml /tmp/tcp-echo/virtual-service.yaml`.
+    let step = read_example("tcp-traffic-shifting/steps/virtual-service-20-v2.yaml");
+    dir.write("virtual-service.yaml", &localize(&step, &ports));
+    assert_eventually(
+        Duration::from_secs(10),
+        "the 80/20 step is active",
+        || async { p.snapshot().is_some_and(|s| s.version >= 2) },
+    )
+    .await;
+    let mut ones = 0;
+    let mut twos = 0;
+    for _ in 0..20 {
+        match nc(gw, "hello").await.as_str() {
+            "one hello" => ones += 1,
+            "two hello" => twos += 1,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    assert_eq!((ones, twos), (16, 4));
+    p.shutdown().await;
 }

@@ -254,4 +254,22 @@ impl Compiler<'_> {
         }
         ports
     }
+
+    /// `tcp` rules do not apply to connections the sidecar intercepts with iptables: say so
+    /// for every VirtualService that has them.
+    pub(crate) fn warn_intercepted_tcp(&mut self) {
+        for r in self.ordered.clone() {
+            let Spec::VirtualService(vs) = &r.spec else {
+                continue;
+            };
+            if !vs.tcp.is_empty() && vs_binds(vs, &r.metadata.namespace, MESH) {
+                self.diagnostics.push(r.diag(
+                    sluice_model::Severity::Warning,
+                    codes::NOT_ENFORCED,
+                    "spec.tcp",
+                    "`tcp` rules are not enforced yet on connections intercepted by iptables: those go to their original destination (gateway TCP servers and sluice's mesh listeners do apply them)",
+                ));
+            }
+        }
+    }
 }

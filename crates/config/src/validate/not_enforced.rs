@@ -217,14 +217,6 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
             if !vs.export_to.is_empty() {
                 warn(ctx, "spec.exportTo".into(), "`exportTo`");
             }
-            if !vs.tcp.is_empty() {
-                ctx.push(
-                    Severity::Warning,
-                    codes::NOT_ENFORCED,
-                    "spec.tcp",
-                    "TCP routing (`tcp`) is enforced on gateway TCP servers and sluice's own mesh listeners, not yet on connections intercepted by iptables in sidecar mode: those go to their original destination",
-                );
-            }
             if !vs.tls.is_empty() {
                 warn(ctx, "spec.tls".into(), "TLS/SNI routing (`tls`)");
             }

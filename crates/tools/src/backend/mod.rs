@@ -1,10 +1,12 @@
-//! A test HTTP service standing in for the tutorials' app-backend and httpbin.
+//! A test HTTP service standing in for the tutorials' app-backend and httpbin (or, with
+//! `--tcp-echo`, the TCP echo server of Istio's tcp-echo sample).
 //!
 //! One port speaks both HTTP/1.1 and cleartext HTTP/2 (prior knowledge), so a
 //! single instance can sit behind the proxy whichever protocol it upstreams.
 
 mod record;
 mod service;
+mod tcp_echo;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +45,10 @@ pub struct BackendArgs {
     /// Extra latency before every answer, Go-style (e.g. 100ms, 1.5s).
     #[arg(long, value_name = "D", value_parser = parse_duration)]
     pub delay: Option<Duration>,
+    /// Speak plain TCP instead of HTTP, as Istio's tcp-echo sample: every line is answered
+    /// with PREFIX, a space and the line (`one`/`two` in the TCP traffic shifting task).
+    #[arg(long, value_name = "PREFIX")]
+    pub tcp_echo: Option<String>,
 }
 
 impl Default for BackendArgs {
@@ -54,6 +60,7 @@ impl Default for BackendArgs {
             hang_after: None,
             fail_rate: 0.0,
             delay: None,
+            tcp_echo: None,
         }
     }
 }
@@ -101,7 +108,8 @@ impl Backend {
             .local_addr()
             .context("reading backend listener address")?;
         let state = Arc::new(State::new(&args)?);
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
+        let tcp_echo: Option<Arc<str>> = args.tcp_echo.as_deref().map(Arc::from);
+        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), tcp_echo));
         Ok(BackendHandle { addr, state, task })
     }
 }
@@ -164,8 +172,12 @@ impl Drop for BackendHandle {
 /// Runs `sluice backend` until Ctrl-C.
 pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
     let (name, version) = (args.name.clone(), args.version.clone());
+    let kind = match &args.tcp_echo {
+        Some(prefix) => format!("tcp-echo (prefix {prefix:?})"),
+        None => "backend".to_string(),
+    };
     let handle = Backend::start(args).await?;
-    println!("backend {name} {version} listening on {}", handle.addr());
+    println!("{kind} {name} {version} listening on {}", handle.addr());
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
@@ -173,7 +185,7 @@ pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+async fn accept_loop(listener: TcpListener, state: Arc<State>, tcp_echo: Option<Arc<str>>) {
     let builder = auto::Builder::new(TokioExecutor::new());
     // Connections live in this set so that aborting this task tears them down.
     let mut connections = JoinSet::new();
@@ -189,6 +201,11 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                if let Some(prefix) = &tcp_echo {
+                    let prefix = Arc::clone(prefix);
+                    connections.spawn(async move { tcp_echo::serve(stream, &prefix).await });
+                    continue;
+                }
                 let builder = builder.clone();
                 let state = Arc::clone(&state);
                 connections.spawn(async move {
