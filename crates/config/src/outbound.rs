@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::listener::Listener;
+use crate::tcp_route::TcpListener;
 
 /// Mesh listeners by original destination: a service address first, else the port alone.
 #[derive(Debug, Default, Serialize)]
@@ -19,6 +20,12 @@ pub struct OutboundTable {
     /// `<port>`: the port's virtual hosts, chosen by Host alone.
     #[serde(serialize_with = "sorted_ports")]
     pub by_port: HashMap<u16, Arc<Listener>>,
+    /// `<service address>:<port>` of TCP service ports: the service's `tcp` rules.
+    #[serde(
+        serialize_with = "sorted_tcp",
+        skip_serializing_if = "HashMap::is_empty"
+    )]
+    pub tcp_by_address: HashMap<SocketAddr, Arc<TcpListener>>,
 }
 
 impl OutboundTable {
@@ -30,9 +37,15 @@ impl OutboundTable {
             .or_else(|| self.by_port.get(&dst.port()))
     }
 
-    /// Whether nothing is served (no HTTP service port in the registry).
+    /// The TCP rules for a connection whose original destination is `dst`, when it is an
+    /// address and TCP port of a service.
+    pub fn tcp_listener(&self, dst: SocketAddr) -> Option<&Arc<TcpListener>> {
+        self.tcp_by_address.get(&dst)
+    }
+
+    /// Whether nothing is served (no HTTP or addressed TCP service port in the registry).
     pub fn is_empty(&self) -> bool {
-        self.by_port.is_empty()
+        self.by_port.is_empty() && self.tcp_by_address.is_empty()
     }
 }
 
@@ -53,5 +66,16 @@ fn sorted_ports<S: serde::Serializer>(
 ) -> Result<S::Ok, S::Error> {
     let sorted: std::collections::BTreeMap<u16, &str> =
         m.iter().map(|(p, l)| (*p, l.name.as_str())).collect();
+    sorted.serialize(s)
+}
+
+fn sorted_tcp<S: serde::Serializer>(
+    m: &HashMap<SocketAddr, Arc<TcpListener>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let sorted: std::collections::BTreeMap<String, &[crate::tcp_route::TcpRule]> = m
+        .iter()
+        .map(|(a, l)| (a.to_string(), l.rules.as_slice()))
+        .collect();
     sorted.serialize(s)
 }

@@ -23,7 +23,7 @@ pub struct TcpListener {
 }
 
 /// One compiled `tcp` rule (or a service's default route).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TcpRule {
     /// `<vs>.<index>`, or `default` for a service without a VirtualService.

@@ -1,8 +1,9 @@
 //! The sidecar's interception listeners in real network namespaces: `sluice iptables` redirects a
 //! pod's traffic, the proxy (running as UID 1337, which the rules exempt) routes an app's call to
 //! a service VIP 90/10 between two backends in another namespace, passes unknown destinations
-//! through, and hands inbound connections to the app on loopback with
-//! `istio_requests_total{reporter="destination"}` counted.
+//! through, hands inbound connections to the app on loopback with
+//! `istio_requests_total{reporter="destination"}` counted, and routes a connection to a TCP
+//! service's VIP by its `tcp` rules (Istio's tcp-echo).
 //!
 //! Needs root, `ip`, `iptables`, `setpriv` and `bash`; without them it prints `skipped: ...` and
 //! passes, unless `SLUICE_REQUIRE_NETNS=1`, where that is a failure.
@@ -20,6 +21,9 @@ const POD_IP: &str = "10.211.0.1";
 const V1_IP: &str = "10.211.0.2";
 const V2_IP: &str = "10.211.0.3";
 const VIP: &str = "10.96.0.10";
+const TCP_VIP: &str = "10.96.0.11";
+const TCP_PORT: u16 = 9000;
+const ECHO_PORT: u16 = 9001;
 const BACKEND_PORT: u16 = 9080;
 const APP_PORT: u16 = 8080;
 const WAIT: Duration = Duration::from_secs(20);
@@ -57,6 +61,37 @@ spec:
   - route:
     - {{destination: {{host: reviews, subset: v1}}, weight: 90}}
     - {{destination: {{host: reviews, subset: v2}}, weight: 10}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: tcp-echo, namespace: default}}
+spec:
+  hosts: [tcp-echo.default.svc.cluster.local]
+  addresses: [{TCP_VIP}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: {TCP_PORT}, name: tcp, protocol: TCP}}]
+  endpoints:
+  - {{address: {V1_IP}, ports: {{tcp: {ECHO_PORT}}}, labels: {{version: v1}}}}
+  - {{address: {V2_IP}, ports: {{tcp: {ECHO_PORT}}}, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: tcp-echo, namespace: default}}
+spec:
+  host: tcp-echo
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: tcp-echo, namespace: default}}
+spec:
+  hosts: [tcp-echo]
+  tcp:
+  - route:
+    - {{destination: {{host: tcp-echo, port: {{number: {TCP_PORT}}}, subset: v2}}}}
 "#
     )
 }
@@ -148,7 +183,23 @@ fn sidecar_interception_in_network_namespaces() {
     let log = |name: &str| logs.path().join(format!("{name}.log"));
 
     let mut procs = Processes::default();
-    for (ip, version) in [(V1_IP, "v1"), (V2_IP, "v2")] {
+    for (ip, version, prefix) in [(V1_IP, "v1", "one"), (V2_IP, "v2", "two")] {
+        let echo_listen = format!("{ip}:{ECHO_PORT}");
+        procs
+            .spawn(
+                &format!("echo-{version}"),
+                &peer,
+                &[
+                    SLUICE,
+                    "backend",
+                    "--listen",
+                    &echo_listen,
+                    "--tcp-echo",
+                    prefix,
+                ],
+                &log(&format!("echo-{version}")),
+            )
+            .unwrap();
         let listen = format!("{ip}:{BACKEND_PORT}");
         procs
             .spawn(
@@ -283,6 +334,34 @@ fn sidecar_interception_in_network_namespaces() {
         ],
     );
     assert_eq!(v2_source, Some(10.0));
+
+    // Outbound TCP to a service VIP: the `tcp` rule sends every connection to v2 (the echo
+    // server answers `two <line>`), though the app dialled the VIP.
+    let script = format!(
+        "exec 3<>/dev/tcp/{TCP_VIP}/{TCP_PORT} && echo hello >&3 && read -t 5 line <&3 && echo \"$line\""
+    );
+    for _ in 0..3 {
+        let reply = env.exec(&pod, "bash", &["-c", &script]).unwrap();
+        println!("outbound tcp {TCP_VIP}:{TCP_PORT}: {reply:?}");
+        assert_eq!(reply.trim(), "two hello");
+    }
+    let tcp_metrics = ns_get(
+        &pod,
+        "127.0.0.1",
+        15000,
+        "/stats/prometheus",
+        Duration::from_secs(3),
+    )
+    .unwrap_or_default();
+    let opened = sample(
+        &tcp_metrics,
+        "istio_tcp_connections_opened_total",
+        &[
+            r#"destination_service="tcp-echo.default.svc.cluster.local""#,
+            r#"destination_version="v2""#,
+        ],
+    );
+    assert_eq!(opened, Some(3.0), "{tcp_metrics}");
 
     // Connecting to the outbound port directly is not a redirect: closed, not relayed to itself.
     assert_eq!(

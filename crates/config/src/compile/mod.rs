@@ -100,7 +100,7 @@ pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) 
         }
         if proxy.outbound_role {
             outbound = outbound::outbound_table(&ports);
-            c.warn_intercepted_tcp();
+            outbound.tcp_by_address = c.outbound_tcp();
         }
     }
     Compiled {

@@ -1,7 +1,7 @@
 //! VirtualService `tcp` rules → TCP listeners: gateway servers with protocol TCP, and the TCP
 //! ports of registry services (sidecar outbound).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ fn subnet(s: &str) -> Option<IpNet> {
         .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
-impl Compiler<'_> {
+impl<'a> Compiler<'a> {
     /// The `tcp` rules of `vs` that can apply in `ctx`, in order.
     pub(crate) fn compile_tcp_rules(
         &mut self,
@@ -162,16 +162,50 @@ impl Compiler<'_> {
         out
     }
 
-    /// One TCP listener per TCP service port and address: the claiming VirtualService's `tcp`
-    /// rules, then the whole service (as Istio's sidecars fall back to the service's cluster).
-    pub(crate) fn compile_tcp_mesh(&mut self, taken: &HashSet<SocketAddr>) -> Vec<TcpListener> {
-        let ports = self.tcp_mesh_ports();
-        let candidates: Vec<&Resource> = self
-            .ordered
+    /// VirtualServices that apply on sidecars (no `gateways`, or `mesh`).
+    fn mesh_candidates(&self) -> Vec<&'a Resource> {
+        self.ordered
             .iter()
             .copied()
             .filter(|r| matches!(&r.spec, Spec::VirtualService(vs) if vs_binds(vs, &r.metadata.namespace, MESH)))
-            .collect();
+            .collect()
+    }
+
+    /// The rules of one TCP service port on sidecars: the claiming VirtualService's `tcp` rules,
+    /// then the whole service (as Istio's sidecars fall back to the service's cluster).
+    fn tcp_service_rules(
+        &mut self,
+        svc: &Service,
+        port: u16,
+        candidates: &[&'a Resource],
+    ) -> Vec<TcpRule> {
+        let scope = format!("mesh|{}:{port}", svc.hostname);
+        let ctx = RuleContext {
+            gateway: MESH,
+            port,
+            scope: &scope,
+        };
+        let mut rules = match claiming_vs(&svc.hostname, candidates) {
+            Some((r, vs)) => self.compile_tcp_rules(r, vs, ctx),
+            None => Vec::new(),
+        };
+        let route = self.default_route(svc, port);
+        if let crate::route_table::RouteAction::Forward(forward) = route.action {
+            rules.push(TcpRule {
+                name: "default".into(),
+                source: route.source,
+                matches: Vec::new(),
+                forward,
+            });
+        }
+        rules
+    }
+
+    /// One TCP listener per TCP service port and bound address (the service's loopback
+    /// addresses, else the mesh address).
+    pub(crate) fn compile_tcp_mesh(&mut self, taken: &HashSet<SocketAddr>) -> Vec<TcpListener> {
+        let ports = self.tcp_mesh_ports();
+        let candidates = self.mesh_candidates();
         let mut out = Vec::new();
         for (&port, svcs) in &ports {
             // Each address serves one service: its own loopback addresses, or the mesh address.
@@ -212,31 +246,46 @@ impl Compiler<'_> {
                     ));
                     continue;
                 }
-                let scope = format!("mesh|{}:{port}", svc.hostname);
-                let ctx = RuleContext {
-                    gateway: MESH,
-                    port,
-                    scope: &scope,
-                };
-                let mut rules = match claiming_vs(&svc.hostname, &candidates) {
-                    Some((r, vs)) => self.compile_tcp_rules(r, vs, ctx),
-                    None => Vec::new(),
-                };
-                let route = self.default_route(svc, port);
-                if let crate::route_table::RouteAction::Forward(forward) = route.action {
-                    rules.push(TcpRule {
-                        name: "default".into(),
-                        source: route.source,
-                        matches: Vec::new(),
-                        forward,
-                    });
-                }
+                let rules = self.tcp_service_rules(svc, port, &candidates);
                 out.push(TcpListener {
                     name: format!("{ip}_{port}"),
                     address,
                     role: ListenerRole::Mesh,
                     rules,
                 });
+            }
+        }
+        out
+    }
+
+    /// The sidecar's outbound TCP rules by original destination: every address of a service
+    /// with TCP ports. A service without an address cannot be told apart by a redirected
+    /// connection (no Host header), so connections to it pass through, as in Istio.
+    pub(crate) fn outbound_tcp(&mut self) -> HashMap<SocketAddr, Arc<TcpListener>> {
+        let ports = self.tcp_mesh_ports();
+        let candidates = self.mesh_candidates();
+        let mut out = HashMap::new();
+        for (&port, svcs) in &ports {
+            for svc in svcs {
+                if svc.addresses.is_empty() {
+                    self.diagnostics.push(sluice_model::Diagnostic::warning(
+                        codes::NOT_ENFORCED,
+                        format!("TCP port {port} of {} has no service address: connections the sidecar intercepts to it pass through to their original destination", svc.hostname),
+                    ));
+                    continue;
+                }
+                let rules = self.tcp_service_rules(svc, port, &candidates);
+                for ip in &svc.addresses {
+                    let address = SocketAddr::new(*ip, port);
+                    out.entry(address).or_insert_with(|| {
+                        Arc::new(TcpListener {
+                            name: format!("{ip}_{port}"),
+                            address,
+                            role: ListenerRole::Mesh,
+                            rules: rules.clone(),
+                        })
+                    });
+                }
             }
         }
         out
@@ -253,23 +302,5 @@ impl Compiler<'_> {
             }
         }
         ports
-    }
-
-    /// `tcp` rules do not apply to connections the sidecar intercepts with iptables: say so
-    /// for every VirtualService that has them.
-    pub(crate) fn warn_intercepted_tcp(&mut self) {
-        for r in self.ordered.clone() {
-            let Spec::VirtualService(vs) = &r.spec else {
-                continue;
-            };
-            if !vs.tcp.is_empty() && vs_binds(vs, &r.metadata.namespace, MESH) {
-                self.diagnostics.push(r.diag(
-                    sluice_model::Severity::Warning,
-                    codes::NOT_ENFORCED,
-                    "spec.tcp",
-                    "`tcp` rules are not enforced yet on connections intercepted by iptables: those go to their original destination (gateway TCP servers and sluice's mesh listeners do apply them)",
-                ));
-            }
-        }
     }
 }

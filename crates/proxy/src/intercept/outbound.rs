@@ -1,5 +1,6 @@
 //! Outbound interception (Istio's 15001): a connection the app opened is served as the mesh
-//! listener of its original destination port would serve it, or passes through unchanged.
+//! listener of its original destination port would serve it (HTTP by Host, a service's TCP
+//! port by its `tcp` rules), or passes through unchanged.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +32,13 @@ pub(crate) async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
         tracing::debug!(%peer, %dst, "connection to the outbound listener itself; closed");
         return;
     }
-    let mesh = shared.ctx.config.load().and_then(|s| {
+    let snapshot = shared.ctx.config.load();
+    if let Some(tcp) = snapshot.as_ref().and_then(|s| s.outbound.tcp_listener(dst)) {
+        // A TCP port of a service: its `tcp` rules choose the destination.
+        crate::tcp_proxy::serve(shared.ctx.clone(), tcp.clone(), stream, peer).await;
+        return;
+    }
+    let mesh = snapshot.and_then(|s| {
         s.outbound_listener(dst)
             .map(|l| sluice_telemetry::listener_source(l))
     });
