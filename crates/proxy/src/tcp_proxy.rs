@@ -3,12 +3,18 @@
 //! relayed byte for byte, with Istio's `istio_tcp_*` metrics.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use sluice_config::policy::{HashKey, LbPolicy};
 use sluice_config::tcp_route::TcpListener;
 use sluice_lb::{FailureKind, PickContext};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::handler::ProxyContext;
 use crate::upstream::connect::{self, ConnectSettings};
@@ -90,18 +96,128 @@ pub async fn serve(
     if let Some(s) = &series {
         s.opened();
     }
-    // Half-closes are passed on: a client that finishes sending still gets the rest of the reply.
-    let (received, sent) = match tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await
-    {
-        Ok(counts) => counts,
-        Err(e) => {
-            tracing::debug!(%peer, endpoint = %endpoint.authority, error = %e, "tcp relay ended with an error");
-            (0, 0)
-        }
-    };
+    let (received, sent, outcome) = relay(
+        &mut downstream,
+        &mut upstream,
+        cluster.policy.pool.idle_timeout,
+    )
+    .await;
+    if let Err(e) = outcome {
+        tracing::debug!(%peer, endpoint = %endpoint.authority, error = %e, "tcp relay ended");
+    }
     if let Some(s) = &series {
         s.received(received);
         s.sent(sent);
         s.closed();
+    }
+}
+
+/// Copies both ways until both sides are done (half-closes are passed on: a client that
+/// finishes sending still gets the reply), or until nothing moved for `idle` (the cluster's
+/// idle timeout; Istio's default closes a TCP connection idle for an hour). Returns the bytes
+/// received from downstream and sent to it, whatever ended the relay.
+async fn relay(
+    downstream: &mut TcpStream,
+    upstream: &mut TcpStream,
+    idle: Option<Duration>,
+) -> (u64, u64, std::io::Result<()>) {
+    let started = Instant::now();
+    let last = AtomicU64::new(0);
+    let mut down = Active::new(downstream, &last, started);
+    let mut up = Active::new(upstream, &last, started);
+    let outcome = {
+        let copy = tokio::io::copy_bidirectional(&mut down, &mut up);
+        tokio::pin!(copy);
+        loop {
+            let moved = Duration::from_millis(last.load(Ordering::Relaxed));
+            let deadline = idle.map(|i| started + moved + i);
+            tokio::select! {
+                done = &mut copy => break done.map(|_| ()),
+                () = sleep_until_some(deadline) => {
+                    let moved = Duration::from_millis(last.load(Ordering::Relaxed));
+                    if let Some(i) = idle.filter(|i| started + moved + *i <= Instant::now()) {
+                        break Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("idle for {i:?}"),
+                        ));
+                    }
+                }
+            }
+        }
+    };
+    (down.read, up.read, outcome)
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A stream that notes when bytes last moved through it.
+struct Active<'s> {
+    inner: &'s mut TcpStream,
+    last: &'s AtomicU64,
+    started: Instant,
+    /// Bytes read from it.
+    read: u64,
+}
+
+impl<'s> Active<'s> {
+    fn new(inner: &'s mut TcpStream, last: &'s AtomicU64, started: Instant) -> Self {
+        Active {
+            inner,
+            last,
+            started,
+            read: 0,
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Active<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut *this.inner).poll_read(cx, buf);
+        let n = buf.filled().len().saturating_sub(before);
+        if n > 0 {
+            this.read = this.read.saturating_add(n as u64);
+            this.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Active<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut *this.inner).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_shutdown(cx)
     }
 }

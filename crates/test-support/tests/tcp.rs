@@ -345,3 +345,41 @@ async fn consistent_hash_on_source_ip_keeps_a_client_on_one_endpoint() {
     assert_eq!(seen.len(), 1, "one client address, one endpoint: {seen:?}");
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn idle_timeout_closes_a_quiet_tcp_connection() {
+    let v1 = tcp_echo("one").await;
+    let v2 = tcp_echo("two").await;
+    let service_port = free_port();
+    let dir = ConfigDir::new();
+    dir.write(
+        "tcp-echo-services.yaml",
+        &tcp_echo_service(service_port, v1, v2).replace(
+            "  host: tcp-echo\n  subsets:",
+            "  host: tcp-echo\n  trafficPolicy:\n    connectionPool:\n      tcp: {idleTimeout: 300ms}\n  subsets:",
+        ),
+    );
+    let p = proxy(dir.path(), |o| o.watch = false).await;
+    let mesh: SocketAddr = format!("127.0.0.1:{service_port}").parse().unwrap();
+    let s = TcpStream::connect(mesh).await.unwrap();
+    let (r, mut w) = s.into_split();
+    let mut lines = BufReader::new(r).lines();
+    // Talking keeps it open past the timeout.
+    for i in 0..4 {
+        w.write_all(format!("ping {i}\n").as_bytes()).await.unwrap();
+        let line = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(line.is_some_and(|l| l.ends_with(&format!(" ping {i}"))));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // Silence closes it.
+    let started = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+        .await
+        .expect("the idle connection was not closed within 5 s");
+    assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    p.shutdown().await;
+}
