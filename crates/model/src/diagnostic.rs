@@ -166,6 +166,8 @@ pub mod codes {
     pub const DUPLICATE_OBJECT: &str = "SLC0005";
     /// Two VirtualServices on the same gateway host have overlapping rules.
     pub const GATEWAY_VS_OVERLAP: &str = "SLC0010";
+    /// A gateway TCP server has no `tcp` rule bound to it: its connections are closed.
+    pub const TCP_PORT_UNROUTED: &str = "SLC0011";
     /// A field is valid but sluice does not enforce it yet.
     pub const NOT_ENFORCED: &str = "SLC0100";
     /// sluice itself failed while loading config (a bug: please report it).

@@ -383,3 +383,43 @@ async fn idle_timeout_closes_a_quiet_tcp_connection() {
     assert!(started.elapsed() >= Duration::from_millis(100));
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_gateway_tcp_port_without_rules_is_reported_and_closes_connections() {
+    let v1 = tcp_echo("one").await;
+    let v2 = tcp_echo("two").await;
+    let (service_port, gw_port) = (free_port(), free_port());
+    let dir = ConfigDir::new();
+    dir.write(
+        "tcp-echo-services.yaml",
+        &tcp_echo_service(service_port, v1, v2),
+    );
+    // The task's Gateway alone: no VirtualService binds a `tcp` rule to it.
+    let gateway_only = gateway_routes(gw_port, service_port, 0);
+    let gateway_only = &gateway_only[..gateway_only
+        .find("apiVersion: networking.istio.io/v1\nkind: VirtualService")
+        .unwrap()];
+    dir.write(
+        "gateway.yaml",
+        gateway_only.trim_end().trim_end_matches("---"),
+    );
+    let p = proxy(dir.path(), |o| {
+        o.proxy
+            .labels
+            .insert("istio".into(), "ingressgateway".into());
+        o.watch = false;
+    })
+    .await;
+    let snapshot = p.snapshot().unwrap();
+    assert!(
+        snapshot
+            .diagnostics
+            .iter()
+            .any(|d| d.code == "SLC0011" && d.message.contains(&gw_port.to_string())),
+        "{:?}",
+        snapshot.diagnostics
+    );
+    let gateway: SocketAddr = format!("127.0.0.1:{gw_port}").parse().unwrap();
+    assert_eq!(echo_through(gateway, "hello").await, "");
+    p.shutdown().await;
+}

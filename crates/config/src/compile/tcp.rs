@@ -152,6 +152,12 @@ impl<'a> Compiler<'a> {
                 };
                 rules.extend(self.compile_tcp_rules(r, vs, ctx));
             }
+            if rules.is_empty() {
+                self.diagnostics.push(sluice_model::Diagnostic::warning(
+                    codes::TCP_PORT_UNROUTED,
+                    format!("gateway TCP port {port} ({}) has no VirtualService `tcp` rule bound to it: every connection to it is closed", gateways.join(", ")),
+                ));
+            }
             out.push(TcpListener {
                 name: format!("{}_{}", address.ip(), port),
                 address,
