@@ -539,8 +539,8 @@ fn rules() {
             r#"
   hosts: [mongo]
   tcp:
-  - match: [{port: 70000, destinationSubnets: [bad]}]
-  - match: [{port: 27017}]
+  - match: [{port: 70000, destinationSubnets: [bad], sourceSubnet: 10.0.0.0/40}]
+  - match: [{port: 27017, sourceSubnet: 10.1.0.0/16}]
     route:
     - destination: {host: mongo, subset: v1}
       weight: 0
@@ -549,6 +549,7 @@ fn rules() {
             &[
                 (E, "spec.tcp[0].match[0].port"),
                 (E, "spec.tcp[0].match[0].destinationSubnets[0]"),
+                (E, "spec.tcp[0].match[0].sourceSubnet"),
                 (E, "spec.tcp[0].route"),
                 (E, "spec.tcp[1].route"),
             ],

@@ -85,6 +85,9 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, vs: &VirtualService) {
                 &m.source_labels,
                 &m.gateways,
             );
+            if let Some(Err(e)) = m.source_subnet.as_deref().map(check_ip_or_cidr) {
+                ctx.error(push_key(&mf, "sourceSubnet"), e);
+            }
         }
         check_l4_route(ctx, &push_key(&field, "route"), &r.route, "TCP");
     }
