@@ -83,15 +83,24 @@ pub async fn serve(
     let mut upstream = match connect::tcp(&endpoint.authority, &settings).await {
         Ok(s) => s,
         Err(reason) => {
-            balancer.record_failure(
+            let ejected = balancer.record_failure(
                 index,
                 FailureKind::ConnectFailure,
                 std::time::Instant::now(),
             );
+            if ejected.is_some() {
+                ctx.telemetry
+                    .proxy()
+                    .cluster(&cluster.name)
+                    .outlier_ejections
+                    .inc();
+            }
             tracing::debug!(%peer, endpoint = %endpoint.authority, %reason, "tcp upstream connect failed; connection closed");
             return;
         }
     };
+    // A connection made ends the endpoint's run of consecutive failures (outlier detection).
+    balancer.record_status(index, 200, std::time::Instant::now());
     let series = ctx.telemetry.tcp_series(cluster, Some(endpoint));
     if let Some(s) = &series {
         s.opened();

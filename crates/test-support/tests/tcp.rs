@@ -423,3 +423,32 @@ async fn a_gateway_tcp_port_without_rules_is_reported_and_closes_connections() {
     assert_eq!(echo_through(gateway, "hello").await, "");
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn outlier_detection_ejects_an_endpoint_that_refuses_connections() {
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let v2 = tcp_echo("two").await;
+    let service_port = free_port();
+    let dir = ConfigDir::new();
+    dir.write(
+        "tcp-echo-services.yaml",
+        &tcp_echo_service(service_port, dead, v2).replace(
+            "  host: tcp-echo\n  subsets:",
+            "  host: tcp-echo\n  trafficPolicy:\n    loadBalancer: {simple: ROUND_ROBIN}\n    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 1m, maxEjectionPercent: 100}\n  subsets:",
+        ),
+    );
+    let p = proxy(dir.path(), |o| o.watch = false).await;
+    let mesh: SocketAddr = format!("127.0.0.1:{service_port}").parse().unwrap();
+    // At most one connection meets the dead endpoint; then it is ejected.
+    let mut replies = Vec::new();
+    for _ in 0..8 {
+        replies.push(echo_through(mesh, "hi").await);
+    }
+    let failed = replies.iter().filter(|r| r.is_empty()).count();
+    assert!(failed <= 1, "{replies:?}");
+    assert!(replies[2..].iter().all(|r| r == "two hi"), "{replies:?}");
+    p.shutdown().await;
+}
