@@ -80,6 +80,8 @@ pub struct ProxyContext {
     pub telemetry: Arc<Telemetry>,
     /// Mirror copies in flight.
     pub mirrors_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Relayed TCP connections (`tcp` rules), waited for at shutdown.
+    pub relays: crate::tcp_proxy::Relays,
     /// Options.
     pub options: ProxyOptions,
 }
@@ -97,6 +99,7 @@ impl ProxyContext {
             runtimes: Arc::default(),
             telemetry,
             mirrors_in_flight: Arc::default(),
+            relays: Default::default(),
             options,
         }
     }

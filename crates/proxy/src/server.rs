@@ -123,31 +123,38 @@ impl ListenerManager {
         Ok(listen)
     }
 
-    /// Stops accepting everywhere and waits (up to `drain`) for in-flight requests.
+    /// Stops accepting everywhere and waits (up to `drain`) for in-flight requests and relayed
+    /// TCP connections.
     pub async fn shutdown(self, drain: Duration) {
         let _ = self.shutdown.send(true);
         drop(self.active);
-        let graceful = match Arc::try_unwrap(self.graceful) {
-            Ok(g) => g,
-            Err(shared) => {
-                // Accept loops still hold a reference for a moment; give them time to exit.
-                let mut g = shared;
-                for _ in 0..50 {
-                    match Arc::try_unwrap(g) {
-                        Ok(inner) => return drain_with(inner, drain).await,
-                        Err(again) => g = again,
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+        let relays = self.ctx.relays.clone();
+        let deadline = tokio::time::Instant::now() + drain;
+        let http = async move {
+            let mut g = self.graceful;
+            // Accept loops still hold a reference for a moment; give them time to exit.
+            for _ in 0..50 {
+                match Arc::try_unwrap(g) {
+                    Ok(inner) => return drain_with(inner, deadline).await,
+                    Err(again) => g = again,
                 }
-                return;
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };
-        drain_with(graceful, drain).await;
+        let tcp = async move {
+            if tokio::time::timeout_at(deadline, relays.drained())
+                .await
+                .is_err()
+            {
+                tracing::warn!("drain timeout reached with TCP connections still open");
+            }
+        };
+        tokio::join!(http, tcp);
     }
 }
 
-async fn drain_with(graceful: GracefulShutdown, drain: Duration) {
-    if tokio::time::timeout(drain, graceful.shutdown())
+async fn drain_with(graceful: GracefulShutdown, deadline: tokio::time::Instant) {
+    if tokio::time::timeout_at(deadline, graceful.shutdown())
         .await
         .is_err()
     {

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -14,10 +14,55 @@ use sluice_config::tcp_route::TcpListener;
 use sluice_lb::{FailureKind, PickContext};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::handler::ProxyContext;
 use crate::upstream::connect::{self, ConnectSettings};
+
+/// TCP connections being relayed, so that shutdown can wait for them (up to the drain time).
+#[derive(Debug, Clone, Default)]
+pub struct Relays(Arc<RelayCount>);
+
+#[derive(Debug, Default)]
+struct RelayCount {
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+/// One relay in flight; counts down on drop.
+struct Relaying(Arc<RelayCount>);
+
+impl Drop for Relaying {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Relays {
+    fn track(&self) -> Relaying {
+        self.0.active.fetch_add(1, Ordering::AcqRel);
+        Relaying(self.0.clone())
+    }
+
+    /// Relays in flight.
+    pub fn active(&self) -> usize {
+        self.0.active.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no connection is being relayed.
+    pub async fn drained(&self) {
+        loop {
+            let idle = self.0.idle.notified();
+            if self.active() == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
 
 /// Serves one connection accepted on `listener`; closing it is the only answer to a failure,
 /// as Envoy's TCP proxy does.
@@ -27,6 +72,7 @@ pub async fn serve(
     mut downstream: TcpStream,
     peer: SocketAddr,
 ) {
+    let _relaying = ctx.relays.track();
     let local = downstream
         .local_addr()
         .map_or(listener.address.ip(), |a| a.ip());

@@ -69,7 +69,7 @@ pub struct RunArgs {
     /// Admin API address.
     #[arg(long, default_value = "127.0.0.1:15000")]
     pub admin: SocketAddr,
-    /// Longest wait for in-flight requests at shutdown.
+    /// Longest wait for in-flight requests and relayed TCP connections at shutdown.
     #[arg(long, default_value = "10s", value_parser = sluice_tools::parse_duration)]
     pub drain_timeout: std::time::Duration,
     /// Do not watch the paths for changes.

@@ -452,3 +452,53 @@ async fn outlier_detection_ejects_an_endpoint_that_refuses_connections() {
     assert!(replies[2..].iter().all(|r| r == "two hi"), "{replies:?}");
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_drains_open_tcp_connections() {
+    let v1 = tcp_echo("one").await;
+    let v2 = tcp_echo("two").await;
+    let service_port = free_port();
+    let dir = ConfigDir::new();
+    dir.write(
+        "tcp-echo-services.yaml",
+        &tcp_echo_service(service_port, v1, v2),
+    );
+    // The harness drains for at most 5 s.
+    let p = proxy(dir.path(), |o| o.watch = false).await;
+    let mesh: SocketAddr = format!("127.0.0.1:{service_port}").parse().unwrap();
+    let s = TcpStream::connect(mesh).await.unwrap();
+    let (r, mut w) = s.into_split();
+    let mut lines = BufReader::new(r).lines();
+    assert!(ask(&mut w, &mut lines, "before").await.ends_with(" before"));
+
+    let shutdown = tokio::spawn(p.shutdown());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown did not wait for the open connection"
+    );
+    // Still relayed while the proxy drains.
+    assert!(ask(&mut w, &mut lines, "during").await.ends_with(" during"));
+    drop(w);
+    drop(lines);
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(4), shutdown)
+        .await
+        .expect("shutdown did not finish once the connection closed")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+/// One line out on a held connection, its echo back.
+async fn ask(
+    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+    line: &str,
+) -> String {
+    w.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the connection closed")
+}
