@@ -5,31 +5,56 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sluice_test_support::{free_port, proxy, ConfigDir};
+use sluice_test_support::{free_port, proxy, ConfigDir, ProxyHandle};
+use sluice_tools::{Backend, BackendArgs, BackendHandle};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Istio's tcp-echo server: every line comes back prefixed (`one` for v1, `two` for v2).
-async fn tcp_echo(prefix: &'static str) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (r, mut w) = stream.into_split();
-                let mut lines = BufReader::new(r).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if w.write_all(format!("{prefix} {line}\n").as_bytes())
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
+/// Istio's tcp-echo server (`sluice backend --tcp-echo`): every line comes back prefixed
+/// (`one` for v1, `two` for v2).
+async fn tcp_echo(version: &str, prefix: &str) -> BackendHandle {
+    let mut args = BackendArgs::ephemeral("tcp-echo", version);
+    args.tcp_echo = Some(prefix.to_string());
+    Backend::start(args).await.unwrap()
+}
+
+/// The sample's service on a mesh listener, served by a proxy.
+struct Mesh {
+    proxy: ProxyHandle,
+    /// The service's mesh listener.
+    addr: SocketAddr,
+    dir: ConfigDir,
+    _echo: Vec<BackendHandle>,
+}
+
+/// Both versions of the echo server (or `v1` instead of the first), the sample's service with
+/// `traffic_policy` (YAML under the DestinationRule's `trafficPolicy:`, if any), and a proxy.
+async fn mesh(traffic_policy: Option<&str>, v1: Option<SocketAddr>) -> Mesh {
+    let mut echo = vec![tcp_echo("v2", "two").await];
+    let v1 = match v1 {
+        Some(a) => a,
+        None => {
+            echo.push(tcp_echo("v1", "one").await);
+            echo[1].addr()
         }
-    });
-    addr
+    };
+    let service_port = free_port();
+    let dir = ConfigDir::new();
+    let mut services = tcp_echo_service(service_port, v1, echo[0].addr());
+    if let Some(policy) = traffic_policy {
+        services = services.replace(
+            "  host: tcp-echo\n  subsets:",
+            &format!("  host: tcp-echo\n  trafficPolicy:\n{policy}\n  subsets:"),
+        );
+    }
+    dir.write("tcp-echo-services.yaml", &services);
+    let proxy = proxy(dir.path(), |o| o.watch = false).await;
+    Mesh {
+        proxy,
+        addr: format!("127.0.0.1:{service_port}").parse().unwrap(),
+        dir,
+        _echo: echo,
+    }
 }
 
 /// The task's client: `(date; sleep 1) | nc HOST PORT`, with a fixed line and no sleep.
@@ -169,14 +194,14 @@ spec:
 
 #[tokio::test]
 async fn tcp_traffic_shifting_through_a_gateway() {
-    let v1 = tcp_echo("one").await;
-    let v2 = tcp_echo("two").await;
+    let v1 = tcp_echo("v1", "one").await;
+    let v2 = tcp_echo("v2", "two").await;
     let service_port = free_port();
     let gw_port = free_port();
     let dir = ConfigDir::new();
     dir.write(
         "tcp-echo-services.yaml",
-        &tcp_echo_service(service_port, v1, v2),
+        &tcp_echo_service(service_port, v1.addr(), v2.addr()),
     );
     dir.write("tcp-echo.yaml", &gateway_routes(gw_port, service_port, 0));
     let p = proxy(dir.path(), |o| {
@@ -228,16 +253,12 @@ async fn tcp_traffic_shifting_through_a_gateway() {
 
 #[tokio::test]
 async fn tcp_rules_on_mesh_listeners_and_the_service_default() {
-    let v1 = tcp_echo("one").await;
-    let v2 = tcp_echo("two").await;
-    let service_port = free_port();
-    let dir = ConfigDir::new();
-    dir.write(
-        "tcp-echo-services.yaml",
-        &tcp_echo_service(service_port, v1, v2),
-    );
-    let p = proxy(dir.path(), |o| o.watch = false).await;
-    let mesh: SocketAddr = format!("127.0.0.1:{service_port}").parse().unwrap();
+    let Mesh {
+        proxy: p,
+        addr: mesh,
+        dir,
+        _echo,
+    } = mesh(None, None).await;
 
     // No VirtualService: the whole service, both versions.
     let mut seen = std::collections::BTreeSet::new();
@@ -280,19 +301,16 @@ async fn reqwest_like_get(addr: SocketAddr, path: &str) -> String {
 
 #[tokio::test]
 async fn max_connections_closes_overflowing_tcp_connections() {
-    let v1 = tcp_echo("one").await;
-    let v2 = tcp_echo("two").await;
-    let service_port = free_port();
-    let dir = ConfigDir::new();
-    dir.write(
-        "tcp-echo-services.yaml",
-        &tcp_echo_service(service_port, v1, v2).replace(
-            "  host: tcp-echo\n  subsets:",
-            "  host: tcp-echo\n  trafficPolicy:\n    connectionPool:\n      tcp: {maxConnections: 1}\n  subsets:",
-        ),
-    );
-    let p = proxy(dir.path(), |o| o.watch = false).await;
-    let mesh: SocketAddr = format!("127.0.0.1:{service_port}").parse().unwrap();
+    let Mesh {
+        proxy: p,
+        addr: mesh,
+        dir: _dir,
+        _echo,
+    } = mesh(
+        Some("    connectionPool:\n      tcp: {maxConnections: 1}"),
+        None,
+    )
+    .await;
 
     // The first connection stays open, holding the only slot.
     let held = TcpStream::connect(mesh).await.unwrap();
@@ -325,19 +343,16 @@ async fn max_connections_closes_overflowing_tcp_connections() {
 
 #[tokio::test]
 async fn consistent_hash_on_source_ip_keeps_a_client_on_one_endpoint() {
-    let v1 = tcp_echo("one").await;
-    let v2 = tcp_echo("two").await;
-    let service_port = free_port();
-    let dir = ConfigDir::new();
-    dir.write(
-        "tcp-echo-services.yaml",
-        &tcp_echo_service(service_port, v1, v2).replace(
-            "  host: tcp-echo\n  subsets:",
-            "  host: tcp-echo\n  trafficPolicy:\n    loadBalancer:\n      consistentHash: {useSourceIp: true}\n  subsets:",
-        ),
-    );
-    let p = proxy(dir.path(), |o| o.watch = false).await;
-    let mesh: SocketAddr = format!("127.0.0.1:{service_port}").parse().unwrap();
+    let Mesh {
+        proxy: p,
+        addr: mesh,
+        dir: _dir,
+        _echo,
+    } = mesh(
+        Some("    loadBalancer:\n      consistentHash: {useSourceIp: true}"),
+        None,
+    )
+    .await;
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..10 {
         seen.insert(echo_through(mesh, "hi").await);
@@ -348,19 +363,16 @@ async fn consistent_hash_on_source_ip_keeps_a_client_on_one_endpoint() {
 
 #[tokio::test]
 async fn idle_timeout_closes_a_quiet_tcp_connection() {
-    let v1 = tcp_echo("one").await;
-    let v2 = tcp_echo("two").await;
-    let service_port = free_port();
-    let dir = ConfigDir::new();
-    dir.write(
-        "tcp-echo-services.yaml",
-        &tcp_echo_service(service_port, v1, v2).replace(
-            "  host: tcp-echo\n  subsets:",
-            "  host: tcp-echo\n  trafficPolicy:\n    connectionPool:\n      tcp: {idleTimeout: 300ms}\n  subsets:",
-        ),
-    );
-    let p = proxy(dir.path(), |o| o.watch = false).await;
-    let mesh: SocketAddr = format!("127.0.0.1:{service_port}").parse().unwrap();
+    let Mesh {
+        proxy: p,
+        addr: mesh,
+        dir: _dir,
+        _echo,
+    } = mesh(
+        Some("    connectionPool:\n      tcp: {idleTimeout: 300ms}"),
+        None,
+    )
+    .await;
     let s = TcpStream::connect(mesh).await.unwrap();
     let (r, mut w) = s.into_split();
     let mut lines = BufReader::new(r).lines();
@@ -386,13 +398,13 @@ async fn idle_timeout_closes_a_quiet_tcp_connection() {
 
 #[tokio::test]
 async fn a_gateway_tcp_port_without_rules_is_reported_and_closes_connections() {
-    let v1 = tcp_echo("one").await;
-    let v2 = tcp_echo("two").await;
+    let v1 = tcp_echo("v1", "one").await;
+    let v2 = tcp_echo("v2", "two").await;
     let (service_port, gw_port) = (free_port(), free_port());
     let dir = ConfigDir::new();
     dir.write(
         "tcp-echo-services.yaml",
-        &tcp_echo_service(service_port, v1, v2),
+        &tcp_echo_service(service_port, v1.addr(), v2.addr()),
     );
     // The task's Gateway alone: no VirtualService binds a `tcp` rule to it.
     let gateway_only = gateway_routes(gw_port, service_port, 0);
@@ -430,18 +442,16 @@ async fn outlier_detection_ejects_an_endpoint_that_refuses_connections() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap()
     };
-    let v2 = tcp_echo("two").await;
-    let service_port = free_port();
-    let dir = ConfigDir::new();
-    dir.write(
-        "tcp-echo-services.yaml",
-        &tcp_echo_service(service_port, dead, v2).replace(
-            "  host: tcp-echo\n  subsets:",
-            "  host: tcp-echo\n  trafficPolicy:\n    loadBalancer: {simple: ROUND_ROBIN}\n    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 1m, maxEjectionPercent: 100}\n  subsets:",
-        ),
-    );
-    let p = proxy(dir.path(), |o| o.watch = false).await;
-    let mesh: SocketAddr = format!("127.0.0.1:{service_port}").parse().unwrap();
+    let Mesh {
+        proxy: p,
+        addr: mesh,
+        dir: _dir,
+        _echo,
+    } = mesh(
+        Some("    loadBalancer: {simple: ROUND_ROBIN}\n    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 1m, maxEjectionPercent: 100}"),
+        Some(dead),
+    )
+    .await;
     // At most one connection meets the dead endpoint; then it is ejected.
     let mut replies = Vec::new();
     for _ in 0..8 {
@@ -455,17 +465,13 @@ async fn outlier_detection_ejects_an_endpoint_that_refuses_connections() {
 
 #[tokio::test]
 async fn shutdown_drains_open_tcp_connections() {
-    let v1 = tcp_echo("one").await;
-    let v2 = tcp_echo("two").await;
-    let service_port = free_port();
-    let dir = ConfigDir::new();
-    dir.write(
-        "tcp-echo-services.yaml",
-        &tcp_echo_service(service_port, v1, v2),
-    );
     // The harness drains for at most 5 s.
-    let p = proxy(dir.path(), |o| o.watch = false).await;
-    let mesh: SocketAddr = format!("127.0.0.1:{service_port}").parse().unwrap();
+    let Mesh {
+        proxy: p,
+        addr: mesh,
+        dir: _dir,
+        _echo,
+    } = mesh(None, None).await;
     let s = TcpStream::connect(mesh).await.unwrap();
     let (r, mut w) = s.into_split();
     let mut lines = BufReader::new(r).lines();

@@ -29,6 +29,19 @@ pub struct RuleContext<'c> {
     pub scope: &'c str,
 }
 
+/// The conditions of a match entry that are settled when compiling for a listener.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EntryConditions<'m> {
+    /// `gateways` of the entry.
+    pub(crate) gateways: &'m [String],
+    /// `port` of the entry.
+    pub(crate) port: Option<u32>,
+    /// `sourceLabels` of the entry.
+    pub(crate) source_labels: &'m std::collections::BTreeMap<String, String>,
+    /// `sourceNamespace` of the entry.
+    pub(crate) source_namespace: Option<&'m str>,
+}
+
 /// The root VirtualService a rule is compiled under: config-time filters and the split counter.
 #[derive(Debug, Clone, Copy)]
 struct RuleScope<'s> {
@@ -175,17 +188,37 @@ impl Compiler<'_> {
         ns: &str,
         ctx: RuleContext<'_>,
     ) -> bool {
-        let gateway_ok = if m.gateways.is_empty() {
+        self.conditions_hold(
+            EntryConditions {
+                gateways: &m.gateways,
+                port: m.port,
+                source_labels: &m.source_labels,
+                source_namespace: m.source_namespace.as_deref(),
+            },
+            top,
+            ns,
+            ctx,
+        )
+    }
+
+    /// Whether the compile-time conditions of a match entry (HTTP or L4) hold where the rule
+    /// is being compiled: gateway (the root's `gateways` when the entry names none), port,
+    /// source labels and source namespace (against this proxy).
+    pub(crate) fn conditions_hold(
+        &self,
+        c: EntryConditions<'_>,
+        top: &[String],
+        ns: &str,
+        ctx: RuleContext<'_>,
+    ) -> bool {
+        let gateway_ok = if c.gateways.is_empty() {
             top.iter().any(|g| g == ctx.gateway)
         } else {
-            m.gateways.iter().any(|g| gateway_key(g, ns) == ctx.gateway)
+            c.gateways.iter().any(|g| gateway_key(g, ns) == ctx.gateway)
         };
-        let port_ok = m.port.is_none_or(|p| p == u32::from(ctx.port));
-        let labels_ok = selector_matches(&m.source_labels, &self.proxy.labels);
-        let ns_ok = m
-            .source_namespace
-            .as_deref()
-            .is_none_or(|s| s == self.proxy.namespace);
+        let port_ok = c.port.is_none_or(|p| p == u32::from(ctx.port));
+        let labels_ok = selector_matches(c.source_labels, &self.proxy.labels);
+        let ns_ok = c.source_namespace.is_none_or(|s| s == self.proxy.namespace);
         gateway_ok && port_ok && labels_ok && ns_ok
     }
 

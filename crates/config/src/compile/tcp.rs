@@ -9,11 +9,10 @@ use ipnet::IpNet;
 use sluice_model::{codes, L4MatchAttributes, Resource, Spec, VirtualService};
 
 use super::gateway::server_hosts_admit;
-use super::http_route::{gateway_key, vs_binds, vs_gateways, RuleContext, MESH};
+use super::http_route::{vs_binds, vs_gateways, EntryConditions, RuleContext, MESH};
 use super::mesh::claiming_vs;
 use super::Compiler;
 use crate::host::fqdn;
-use crate::labels::selector_matches;
 use crate::listener::ListenerRole;
 use crate::policy::HeaderPolicy;
 use crate::registry::Service;
@@ -94,18 +93,17 @@ impl<'a> Compiler<'a> {
         ns: &str,
         ctx: RuleContext<'_>,
     ) -> bool {
-        let gateway_ok = if m.gateways.is_empty() {
-            top.iter().any(|g| g == ctx.gateway)
-        } else {
-            m.gateways.iter().any(|g| gateway_key(g, ns) == ctx.gateway)
-        };
-        let port_ok = m.port.is_none_or(|p| p == u32::from(ctx.port));
-        let labels_ok = selector_matches(&m.source_labels, &self.proxy.labels);
-        let ns_ok = m
-            .source_namespace
-            .as_deref()
-            .is_none_or(|s| s == self.proxy.namespace);
-        gateway_ok && port_ok && labels_ok && ns_ok
+        self.conditions_hold(
+            EntryConditions {
+                gateways: &m.gateways,
+                port: m.port,
+                source_labels: &m.source_labels,
+                source_namespace: m.source_namespace.as_deref(),
+            },
+            top,
+            ns,
+            ctx,
+        )
     }
 
     /// One TCP listener per TCP server port of the Gateways selecting this proxy, carrying the
