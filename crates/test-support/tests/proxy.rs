@@ -130,7 +130,14 @@ async fn virtual_host_names_and_default_route_without_virtual_service() {
             .entry(r.header("x-version").unwrap().to_string())
             .or_insert(0) += 1;
     }
-    // No VirtualService: round robin over all endpoints of the service.
+    // No VirtualService: all endpoints of the service (Istio's default LEAST_REQUEST picks
+    // between idle endpoints at random, so enough requests that both show up).
+    for _ in 0..40 {
+        let r = c.get(mesh_addr(port), "app", "/", &[]).await;
+        *seen
+            .entry(r.header("x-version").unwrap().to_string())
+            .or_insert(0) += 1;
+    }
     assert!(seen.len() == 2, "{seen:?}");
     p.shutdown().await;
 }

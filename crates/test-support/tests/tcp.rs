@@ -260,16 +260,13 @@ async fn tcp_rules_on_mesh_listeners_and_the_service_default() {
         _echo,
     } = mesh(None, None).await;
 
-    // No VirtualService: the whole service, both versions.
+    // No VirtualService: the whole service, both versions (Istio's default LEAST_REQUEST picks
+    // between idle endpoints at random: enough connections that both show up).
     let mut seen = std::collections::BTreeSet::new();
-    for _ in 0..10 {
+    for _ in 0..40 {
         seen.insert(echo_through(mesh, "hi").await);
     }
-    assert_eq!(
-        seen.into_iter().collect::<Vec<_>>(),
-        ["one hi", "two hi"],
-        "round robin over both endpoints"
-    );
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["one hi", "two hi"]);
 
     // A mesh VirtualService sends every connection to v2.
     dir.write(
