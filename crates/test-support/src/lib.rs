@@ -187,6 +187,28 @@ impl TestClient {
     }
 }
 
+/// One TCP exchange, as `echo LINE | nc -N ADDR`: the line out, the connection half-closed,
+/// everything the peer sends back (trimmed). A connection closed or reset without an answer
+/// gives an empty string.
+pub async fn tcp_line(addr: SocketAddr, line: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await
+        .expect("connect timed out")
+        .expect("connect failed");
+    if s.write_all(format!("{line}\n").as_bytes()).await.is_err() || s.shutdown().await.is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    match tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .expect("reply timed out")
+    {
+        Ok(_) => out.trim_end().to_string(),
+        Err(_) => String::new(),
+    }
+}
+
 /// Polls `check` until it returns true or `timeout` passes.
 pub async fn assert_eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
 where

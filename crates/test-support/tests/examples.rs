@@ -15,7 +15,7 @@ use http::StatusCode;
 use sluice::analyze::{diagnostics, has_errors, render, Format};
 use sluice_config::route_table::RouteAction;
 use sluice_test_support::{
-    assert_eventually, backend, free_port, proxy, ConfigDir, ProxyHandle, TestClient,
+    assert_eventually, backend, free_port, proxy, tcp_line, ConfigDir, ProxyHandle, TestClient,
 };
 use sluice_tools::{run_traffic, Report, TrafficArgs};
 
@@ -580,21 +580,6 @@ async fn subdomain_gateway_routes_by_host() {
     }
 }
 
-/// One connection through the gateway: a line out, the connection half-closed, the reply in
-/// (`echo hello | nc -N HOST PORT`).
-async fn nc(addr: SocketAddr, line: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("{line}\n").as_bytes()).await.unwrap();
-    s.shutdown().await.unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
-        .await
-        .expect("no reply within 5 s")
-        .unwrap();
-    out.trim_end().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_traffic_shifting_all_v1_then_20_v2() {
     let tcp_echo = |version: &str, prefix: &str| {
@@ -623,7 +608,10 @@ async fn tcp_traffic_shifting_all_v1_then_20_v2() {
 
     // Step 1: every connection to v1.
     for i in 0..5 {
-        assert_eq!(nc(gw, &format!("line {i}")).await, format!("one line {i}"));
+        assert_eq!(
+            tcp_line(gw, &format!("line {i}")).await,
+            format!("one line {i}")
+        );
     }
 
     // Step 2: `cp steps/virtual-service-20-v2.yaml /tmp/tcp-echo/virtual-service.yaml`.
@@ -638,7 +626,7 @@ async fn tcp_traffic_shifting_all_v1_then_20_v2() {
     let mut ones = 0;
     let mut twos = 0;
     for _ in 0..20 {
-        match nc(gw, "hello").await.as_str() {
+        match tcp_line(gw, "hello").await.as_str() {
             "one hello" => ones += 1,
             "two hello" => twos += 1,
             other => panic!("unexpected reply {other:?}"),

@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sluice_test_support::{free_port, proxy, ConfigDir, ProxyHandle};
+use sluice_test_support::{free_port, proxy, tcp_line, ConfigDir, ProxyHandle, TestClient};
 use sluice_tools::{Backend, BackendArgs, BackendHandle};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Istio's tcp-echo server (`sluice backend --tcp-echo`): every line comes back prefixed
@@ -54,26 +54,6 @@ async fn mesh(traffic_policy: Option<&str>, v1: Option<SocketAddr>) -> Mesh {
         addr: format!("127.0.0.1:{service_port}").parse().unwrap(),
         dir,
         _echo: echo,
-    }
-}
-
-/// The task's client: `(date; sleep 1) | nc HOST PORT`, with a fixed line and no sleep.
-async fn echo_through(addr: SocketAddr, line: &str) -> String {
-    let mut s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
-        .await
-        .expect("connect timed out")
-        .expect("connect failed");
-    // A connection the proxy closes (no rule, overflow) answers nothing, or resets.
-    if s.write_all(format!("{line}\n").as_bytes()).await.is_err() || s.shutdown().await.is_err() {
-        return String::new();
-    }
-    let mut out = String::new();
-    match tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
-        .await
-        .expect("reply timed out")
-    {
-        Ok(_) => out.trim_end().to_string(),
-        Err(_) => String::new(),
     }
 }
 
@@ -216,7 +196,7 @@ async fn tcp_traffic_shifting_through_a_gateway() {
     // All traffic to v1.
     for i in 0..10 {
         assert_eq!(
-            echo_through(gateway, &format!("hello {i}")).await,
+            tcp_line(gateway, &format!("hello {i}")).await,
             format!("one hello {i}")
         );
     }
@@ -229,14 +209,17 @@ async fn tcp_traffic_shifting_through_a_gateway() {
         .expect("the new config is accepted");
     let mut replies = Vec::new();
     for _ in 0..20 {
-        replies.push(echo_through(gateway, "hello").await);
+        replies.push(tcp_line(gateway, "hello").await);
     }
     let twos = replies.iter().filter(|r| *r == "two hello").count();
     let ones = replies.iter().filter(|r| *r == "one hello").count();
     assert_eq!((ones, twos), (16, 4), "{replies:?}");
 
     // Istio's TCP metrics name the version each connection went to.
-    let metrics = reqwest_like_get(p.admin_addr, "/stats/prometheus").await;
+    let metrics = TestClient::new()
+        .get(p.admin_addr, "admin", "/stats/prometheus", &[])
+        .await
+        .body;
     let opened_v2 = metrics.lines().any(|l| {
         l.starts_with("istio_tcp_connections_opened_total{")
             && l.contains("destination_version=\"v2\"")
@@ -264,7 +247,7 @@ async fn tcp_rules_on_mesh_listeners_and_the_service_default() {
     // between idle endpoints at random: enough connections that both show up).
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..40 {
-        seen.insert(echo_through(mesh, "hi").await);
+        seen.insert(tcp_line(mesh, "hi").await);
     }
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["one hi", "two hi"]);
 
@@ -278,22 +261,9 @@ async fn tcp_rules_on_mesh_listeners_and_the_service_default() {
         .unwrap()
         .expect("the new config is accepted");
     for _ in 0..5 {
-        assert_eq!(echo_through(mesh, "hi").await, "two hi");
+        assert_eq!(tcp_line(mesh, "hi").await, "two hi");
     }
     p.shutdown().await;
-}
-
-/// A plain HTTP/1.1 GET on the admin port (no client crate for one request).
-async fn reqwest_like_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
 }
 
 #[tokio::test]
@@ -321,14 +291,14 @@ async fn max_connections_closes_overflowing_tcp_connections() {
     assert!(first.is_some_and(|l| l.ends_with(" first")));
 
     // A second one is closed without an answer.
-    assert_eq!(echo_through(mesh, "second").await, "");
+    assert_eq!(tcp_line(mesh, "second").await, "");
 
     // Once the first closes, the slot is free again.
     drop(w);
     drop(lines);
     let mut answered = String::new();
     for _ in 0..50 {
-        answered = echo_through(mesh, "third").await;
+        answered = tcp_line(mesh, "third").await;
         if !answered.is_empty() {
             break;
         }
@@ -352,7 +322,7 @@ async fn consistent_hash_on_source_ip_keeps_a_client_on_one_endpoint() {
     .await;
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..10 {
-        seen.insert(echo_through(mesh, "hi").await);
+        seen.insert(tcp_line(mesh, "hi").await);
     }
     assert_eq!(seen.len(), 1, "one client address, one endpoint: {seen:?}");
     p.shutdown().await;
@@ -429,7 +399,7 @@ async fn a_gateway_tcp_port_without_rules_is_reported_and_closes_connections() {
         snapshot.diagnostics
     );
     let gateway: SocketAddr = format!("127.0.0.1:{gw_port}").parse().unwrap();
-    assert_eq!(echo_through(gateway, "hello").await, "");
+    assert_eq!(tcp_line(gateway, "hello").await, "");
     p.shutdown().await;
 }
 
@@ -452,7 +422,7 @@ async fn outlier_detection_ejects_an_endpoint_that_refuses_connections() {
     // At most one connection meets the dead endpoint; then it is ejected.
     let mut replies = Vec::new();
     for _ in 0..8 {
-        replies.push(echo_through(mesh, "hi").await);
+        replies.push(tcp_line(mesh, "hi").await);
     }
     let failed = replies.iter().filter(|r| r.is_empty()).count();
     assert!(failed <= 1, "{replies:?}");
