@@ -24,8 +24,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum Body {
     /// Produced locally (errors, redirects, direct responses).
     Full(Full<Bytes>),
-    /// Streamed from the downstream client or the upstream server.
+    /// Streamed from the downstream client or the upstream server (through hyper).
     Streamed(Incoming),
+    /// Streamed from an upstream HTTP/1.1 connection of the direct client.
+    Direct(crate::upstream::ResponseBody),
     /// A recorded request body (retries, mirrors).
     Replay(Cursor),
     /// A body that must finish before a deadline (the route timeout covers the whole response).
@@ -68,6 +70,7 @@ impl HttpBody for Body {
         match self.get_mut() {
             Body::Full(f) => Pin::new(f).poll_frame(cx).map_err(|never| match never {}),
             Body::Streamed(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Body::Direct(b) => Pin::new(b).poll_frame(cx),
             Body::Replay(c) => Pin::new(c).poll_frame(cx).map_err(Into::into),
             Body::Deadline(inner, sleep) => {
                 if let Poll::Ready(frame) = Pin::new(inner.as_mut()).poll_frame(cx) {
@@ -98,6 +101,7 @@ impl HttpBody for Body {
         match self {
             Body::Full(f) => f.is_end_stream(),
             Body::Streamed(b) => b.is_end_stream(),
+            Body::Direct(b) => b.is_end_stream(),
             Body::Replay(c) => c.is_end_stream(),
             Body::Deadline(inner, _) | Body::Observed(inner, _) => inner.is_end_stream(),
         }
@@ -107,6 +111,7 @@ impl HttpBody for Body {
         match self {
             Body::Full(f) => f.size_hint(),
             Body::Streamed(b) => b.size_hint(),
+            Body::Direct(b) => b.size_hint(),
             Body::Replay(c) => c.size_hint(),
             Body::Deadline(inner, _) | Body::Observed(inner, _) => inner.size_hint(),
         }

@@ -504,11 +504,8 @@ async fn proxy(
         parts.extensions.insert(ResponseFlags(flags));
     }
     let body = match deadline {
-        Some(d) => Body::Deadline(
-            Box::new(Body::from(body)),
-            Box::pin(tokio::time::sleep_until(d)),
-        ),
-        None => Body::from(body),
+        Some(d) => Body::Deadline(Box::new(body), Box::pin(tokio::time::sleep_until(d))),
+        None => body,
     };
     Response::from_parts(parts, body)
 }

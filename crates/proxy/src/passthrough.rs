@@ -59,7 +59,7 @@ pub async fn forward(
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, Body::from(body))
+            Response::from_parts(parts, body)
         }
         Err(e) => passthrough_error(&e),
     }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 use rand::Rng;
 use sluice_config::cluster::Cluster;
 use sluice_config::policy::{RetryOn, RetryPolicy};
@@ -24,7 +23,7 @@ use crate::upstream::Upstreams;
 /// A finished forwarding: the upstream response and whether retries ran out on the way.
 pub struct Forwarded {
     /// Upstream response.
-    pub response: Response<Incoming>,
+    pub response: Response<Body>,
     /// Retries were exhausted (flag URX) and this is the last attempt's response.
     pub retries_exhausted: bool,
     /// The endpoint that answered.
@@ -41,7 +40,7 @@ pub struct Failed {
 }
 
 /// Whether a response is retriable under `on`.
-fn retriable_response(p: &RetryPolicy, resp: &Response<Incoming>) -> bool {
+fn retriable_response(p: &RetryPolicy, resp: &Response<Body>) -> bool {
     let on = &p.retry_on;
     let s = resp.status().as_u16();
     if (on.five_xx && s >= 500)

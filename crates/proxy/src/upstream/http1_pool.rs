@@ -1,12 +1,12 @@
-//! HTTP/1.1 upstream connections, kept alive per endpoint and reused oldest-idle first.
+//! HTTP/1.1 upstream connections driven by hyper, for requests with a body: kept alive per
+//! endpoint and reused oldest-idle first.
 //!
 //! A request checks a connection out and checks it back in as soon as the response head
 //! arrives. A connection still streaming its previous response body is not ready and is skipped,
 //! so nothing waits for the body's end: no task per request, unlike hyper-util's pool, which also
 //! hashes its key twice and boxes several futures per request.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -16,11 +16,9 @@ use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use super::connect::{self, ConnectSettings};
+use super::idle::{Idle, IdleConns, Verdict};
 use super::reaper::Reaper;
-use crate::body::Body;
-
-/// Idle connections one endpoint keeps at most.
-const MAX_IDLE_PER_ENDPOINT: usize = 256;
+use crate::body::{Body, BoxError};
 
 /// Why a request got no response.
 #[derive(Debug)]
@@ -28,7 +26,13 @@ pub(crate) enum SendError {
     /// No connection could be opened.
     Connect(String),
     /// The connection failed before or while the response head came back.
-    Reset(hyper::Error),
+    Reset(BoxError),
+}
+
+impl From<hyper::Error> for SendError {
+    fn from(e: hyper::Error) -> Self {
+        SendError::Reset(Box::new(e))
+    }
 }
 
 /// Settings of one pool (DestinationRule `connectionPool`).
@@ -42,6 +46,14 @@ pub(crate) struct PoolSettings {
     pub max_requests_per_connection: u32,
 }
 
+impl PoolSettings {
+    /// Whether a connection checked in at `since` has been idle past the idle timeout at `now`.
+    pub(super) fn expired(&self, since: Instant, now: Instant) -> bool {
+        self.idle_timeout
+            .is_some_and(|t| now.duration_since(since) >= t)
+    }
+}
+
 /// A pool of HTTP/1.1 connections keyed by endpoint authority; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Http1Pool {
@@ -50,24 +62,23 @@ pub(crate) struct Http1Pool {
 
 struct Inner {
     settings: PoolSettings,
-    idle: Mutex<HashMap<Box<str>, VecDeque<Conn>, foldhash::fast::RandomState>>,
+    idle: IdleConns<http1::SendRequest<Body>>,
     reaper: Reaper,
 }
 
-/// One connection's request handle.
-struct Conn {
-    tx: http1::SendRequest<Body>,
-    /// Requests sent on it so far.
-    served: u32,
-    /// When it was last checked in.
-    since: Instant,
-}
-
-impl Conn {
-    /// Idle (ready for a request) for longer than `timeout`.
-    fn expired(&self, timeout: Option<Duration>, now: Instant) -> bool {
-        timeout.is_some_and(|t| self.tx.is_ready() && now.duration_since(self.since) >= t)
+/// Whether a pooled connection can take a request now.
+fn judge(settings: &PoolSettings, c: &Idle<http1::SendRequest<Body>>, now: Instant) -> Verdict {
+    if c.conn.is_closed() {
+        return Verdict::Drop;
     }
+    if !c.conn.is_ready() {
+        // Still streaming its last response: look again later.
+        return Verdict::Skip;
+    }
+    if settings.expired(c.since, now) {
+        return Verdict::Drop;
+    }
+    Verdict::Use
 }
 
 impl Http1Pool {
@@ -76,7 +87,7 @@ impl Http1Pool {
         Http1Pool {
             inner: Arc::new(Inner {
                 settings,
-                idle: Mutex::new(HashMap::default()),
+                idle: IdleConns::default(),
                 reaper: Reaper::default(),
             }),
         }
@@ -88,76 +99,34 @@ impl Http1Pool {
         authority: &str,
         mut req: Request<Body>,
     ) -> Result<Response<Incoming>, SendError> {
-        while let Some(mut conn) = self.checkout(authority) {
-            match conn.tx.try_send_request(req).await {
+        let settings = &self.inner.settings;
+        let max = settings.max_requests_per_connection;
+        let now = Instant::now();
+        while let Some(mut conn) = self
+            .inner
+            .idle
+            .checkout(authority, |c| judge(settings, c, now))
+        {
+            match conn.conn.try_send_request(req).await {
                 Ok(resp) => {
-                    self.checkin(authority, conn);
+                    self.inner.idle.checkin(authority, conn, max);
                     return Ok(resp);
                 }
                 Err(mut e) => match e.take_message() {
                     // The connection closed before the request was written: another one can
                     // carry it, as hyper-util retries such requests.
                     Some(r) => req = r,
-                    None => return Err(SendError::Reset(e.into_error())),
+                    None => return Err(e.into_error().into()),
                 },
             }
         }
         let mut conn = self.connect(authority).await?;
-        let resp = conn.tx.send_request(req).await.map_err(SendError::Reset)?;
-        self.checkin(authority, conn);
+        let resp = conn.conn.send_request(req).await?;
+        self.inner.idle.checkin(authority, conn, max);
         Ok(resp)
     }
 
-    fn lock(
-        &self,
-    ) -> MutexGuard<'_, HashMap<Box<str>, VecDeque<Conn>, foldhash::fast::RandomState>> {
-        // The map stays consistent whatever a panicking holder did: each operation is one push
-        // or pop.
-        self.inner
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The oldest ready connection to `authority`; closed and expired ones are dropped on the way.
-    fn checkout(&self, authority: &str) -> Option<Conn> {
-        let now = Instant::now();
-        let timeout = self.inner.settings.idle_timeout;
-        let mut idle = self.lock();
-        let queue = idle.get_mut(authority)?;
-        for _ in 0..queue.len() {
-            let conn = queue.pop_front()?;
-            if conn.tx.is_closed() || conn.expired(timeout, now) {
-                continue;
-            }
-            if conn.tx.is_ready() {
-                return Some(conn);
-            }
-            // Still streaming its last response: look again later.
-            queue.push_back(conn);
-        }
-        None
-    }
-
-    fn checkin(&self, authority: &str, mut conn: Conn) {
-        conn.served = conn.served.saturating_add(1);
-        let max = self.inner.settings.max_requests_per_connection;
-        if max > 0 && conn.served >= max {
-            // Dropping the last handle closes the connection once this response is done.
-            return;
-        }
-        conn.since = Instant::now();
-        let mut idle = self.lock();
-        if let Some(queue) = idle.get_mut(authority) {
-            if queue.len() < MAX_IDLE_PER_ENDPOINT {
-                queue.push_back(conn);
-            }
-            return;
-        }
-        idle.insert(authority.into(), VecDeque::from([conn]));
-    }
-
-    async fn connect(&self, authority: &str) -> Result<Conn, SendError> {
+    async fn connect(&self, authority: &str) -> Result<Idle<http1::SendRequest<Body>>, SendError> {
         let stream = connect::tcp(authority, &self.inner.settings.connect)
             .await
             .map_err(SendError::Connect)?;
@@ -165,19 +134,14 @@ impl Http1Pool {
         let (tx, conn) = http1::Builder::new()
             .writev(false)
             .handshake(TokioIo::new(stream))
-            .await
-            .map_err(SendError::Reset)?;
+            .await?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
             }
         });
         self.start_reaper();
-        Ok(Conn {
-            tx,
-            served: 0,
-            since: Instant::now(),
-        })
+        Ok(Idle::new(tx))
     }
 
     /// Closes idle connections past the idle timeout even when no request comes to notice them,
@@ -187,19 +151,16 @@ impl Http1Pool {
             return;
         };
         self.inner.reaper.start(&self.inner, timeout, |inner, now| {
-            let timeout = inner.settings.idle_timeout;
-            let mut idle = inner.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            idle.retain(|_, queue| {
-                queue.retain(|c| !c.tx.is_closed() && !c.expired(timeout, now));
-                !queue.is_empty()
-            });
+            inner
+                .idle
+                .retain(|c| matches!(judge(&inner.settings, c, now), Verdict::Use | Verdict::Skip));
         });
     }
 
     /// Idle and busy connections currently held, over all endpoints.
     #[cfg(test)]
     fn held(&self) -> usize {
-        self.lock().values().map(VecDeque::len).sum()
+        self.inner.idle.len()
     }
 }
 

@@ -72,12 +72,12 @@ impl Http2Pool {
                 Err(mut e) => match e.take_message() {
                     // The connection went away before the stream opened: a new one carries it.
                     Some(r) => req = r,
-                    None => return Err(SendError::Reset(e.into_error())),
+                    None => return Err(e.into_error().into()),
                 },
             }
         }
         let mut tx = self.connect(authority).await?;
-        tx.send_request(req).await.map_err(SendError::Reset)
+        tx.send_request(req).await.map_err(SendError::from)
     }
 
     /// A handle on the endpoint's live connection, counting the request against its limit.
@@ -106,7 +106,7 @@ impl Http2Pool {
         let (tx, conn) = http2::Builder::new(TokioExecutor::new())
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(SendError::Reset)?;
+            .map_err(SendError::from)?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");

@@ -3,14 +3,15 @@
 //! The pools live here, outside any snapshot, so config reloads never drop connections.
 
 pub(crate) mod connect;
+mod direct;
 mod http1_pool;
 mod http2_pool;
+mod idle;
 mod reaper;
 
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 
 use sluice_config::cluster::UpstreamEndpoint;
 use sluice_config::policy::PoolLimits;
@@ -18,6 +19,8 @@ use sluice_config::policy::PoolLimits;
 use crate::body::Body;
 use crate::error::ProxyError;
 use connect::ConnectSettings;
+use direct::DirectPool;
+pub use direct::ResponseBody;
 use http1_pool::{Http1Pool, PoolSettings, SendError};
 use http2_pool::Http2Pool;
 
@@ -26,13 +29,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Istio's default upstream idle timeout is 1 h; a shorter pool idle time keeps sockets few.
 const POOL_IDLE: Duration = Duration::from_secs(90);
 
-/// Connection pools sharing one set of settings: HTTP/1.1 and HTTP/2.
+/// Connection pools sharing one set of settings: HTTP/1.1 (direct for bodiless requests, hyper
+/// otherwise) and HTTP/2.
 ///
 /// A cluster whose DestinationRule changes a connection setting (`connectTimeout`,
 /// `tcpKeepalive`, `idleTimeout`, `maxRequestsPerConnection`) has pools of its own; other
 /// clusters share [`Upstreams`]' pools.
 #[derive(Clone)]
 pub struct ClusterPool {
+    direct: DirectPool,
     http1: Http1Pool,
     http2: Http2Pool,
 }
@@ -46,6 +51,7 @@ impl std::fmt::Debug for ClusterPool {
 impl ClusterPool {
     fn new(settings: PoolSettings) -> Self {
         ClusterPool {
+            direct: DirectPool::new(settings.clone()),
             http1: Http1Pool::new(settings.clone()),
             http2: Http2Pool::new(settings),
         }
@@ -108,7 +114,7 @@ impl Upstreams {
         endpoint: &UpstreamEndpoint,
         h2: bool,
         own: Option<&ClusterPool>,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<Body>, ProxyError> {
         let pools = own.unwrap_or(&self.shared);
         let authority = endpoint.authority.as_str();
         let sent =
@@ -128,7 +134,7 @@ impl Upstreams {
                 *req.uri_mut() = http::Uri::from_parts(parts)
                     .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
                 *req.version_mut() = http::Version::HTTP_2;
-                pools.http2.send(authority, req).await
+                pools.http2.send(authority, req).await.map(into_body)
             } else {
                 *req.version_mut() = http::Version::HTTP_11;
                 origin_form(req.uri_mut());
@@ -137,7 +143,11 @@ impl Upstreams {
                         req.headers_mut().insert(http::header::HOST, v);
                     }
                 }
-                pools.http1.send(authority, req).await
+                if direct::carries(&req) {
+                    pools.direct.send(authority, req).await
+                } else {
+                    pools.http1.send(authority, req).await.map(into_body)
+                }
             };
         sent.map_err(|e| match e {
             SendError::Connect(reason) => ProxyError::ConnectFailure {
@@ -146,10 +156,14 @@ impl Upstreams {
             },
             SendError::Reset(e) => ProxyError::UpstreamReset {
                 endpoint: authority.to_string(),
-                reason: error_chain(&e),
+                reason: error_chain(e.as_ref()),
             },
         })
     }
+}
+
+fn into_body(resp: Response<hyper::body::Incoming>) -> Response<Body> {
+    resp.map(Body::from)
 }
 
 /// Turns the URI into origin-form (`/path?query`), what an HTTP/1.1 request line carries.
