@@ -27,7 +27,9 @@ pub enum Body {
     /// Streamed from the downstream client or the upstream server (through hyper).
     Streamed(Incoming),
     /// Streamed from an upstream HTTP/1.1 connection of the direct client.
-    Direct(crate::upstream::ResponseBody),
+    /// Boxed: the variant is rare (most bodies come whole with their head) and large, and every
+    /// body is moved several times on its way.
+    Direct(Box<crate::upstream::ResponseBody>),
     /// A recorded request body (retries, mirrors).
     Replay(Cursor),
     /// A body that must finish before a deadline (the route timeout covers the whole response).
@@ -70,7 +72,7 @@ impl HttpBody for Body {
         match self.get_mut() {
             Body::Full(f) => Pin::new(f).poll_frame(cx).map_err(|never| match never {}),
             Body::Streamed(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            Body::Direct(b) => Pin::new(b).poll_frame(cx),
+            Body::Direct(b) => Pin::new(b.as_mut()).poll_frame(cx),
             Body::Replay(c) => Pin::new(c).poll_frame(cx).map_err(Into::into),
             Body::Deadline(inner, sleep) => {
                 if let Poll::Ready(frame) = Pin::new(inner.as_mut()).poll_frame(cx) {

@@ -95,6 +95,12 @@ impl Recorder {
         !s.overflowed && s.error.is_none()
     }
 
+    /// Whether the body is known to be empty: it ended without a frame.
+    pub fn is_empty(&self) -> bool {
+        let s = self.lock();
+        s.ended && s.error.is_none() && s.released == 0 && s.frames.is_empty()
+    }
+
     /// Whether the whole body has been read from the client.
     pub fn complete(&self) -> bool {
         self.lock().ended

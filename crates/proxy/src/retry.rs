@@ -160,6 +160,7 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
         .await
         .map_err(|_| fail(ProxyError::Overflow))?;
     let h2 = f.runtime.upstream_h2();
+    let direct = Upstreams::carries_head(&f.head, h2) && f.body.is_empty();
     let max_retries = f.retry.map_or(0, |r| r.num_retries);
     let mut tried: Vec<usize> = Vec::new();
     let mut attempt: u32 = 1;
@@ -180,13 +181,23 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
         let balancer = f.cluster.balancer();
         let _in_flight = balancer.start_request(index);
         let _counted = f.metrics.start_request();
-        let req = attempt_request(&f.head, &f.body, attempt);
         let per_try = f.retry.and_then(|r| r.per_try_timeout);
         let try_deadline = match (per_try.map(|d| Instant::now() + d), f.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let send = f.upstreams.send(req, endpoint, h2, f.runtime.pool());
+        let send = async {
+            if direct {
+                // The head goes out from the original: no per-attempt copy.
+                let count = (attempt > 1).then(|| attempt_value(attempt));
+                f.upstreams
+                    .send_head(&f.head, count.as_ref(), endpoint, f.runtime.pool())
+                    .await
+            } else {
+                let req = attempt_request(&f.head, &f.body, attempt);
+                f.upstreams.send(req, endpoint, h2, f.runtime.pool()).await
+            }
+        };
         let outcome = match try_deadline {
             Some(d) => match tokio::time::timeout_at(d, send).await {
                 Ok(r) => r,

@@ -19,8 +19,8 @@ use sluice_config::policy::PoolLimits;
 use crate::body::Body;
 use crate::error::ProxyError;
 use connect::ConnectSettings;
-use direct::DirectPool;
 pub use direct::ResponseBody;
+use direct::{DirectPool, Outgoing};
 use http1_pool::{Http1Pool, PoolSettings, SendError};
 use http2_pool::Http2Pool;
 
@@ -135,6 +135,11 @@ impl Upstreams {
                     .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
                 *req.version_mut() = http::Version::HTTP_2;
                 pools.http2.send(authority, req).await.map(into_body)
+            } else if direct::carries(&req) {
+                pools
+                    .direct
+                    .send(authority, &Outgoing::of(&req, authority))
+                    .await
             } else {
                 *req.version_mut() = http::Version::HTTP_11;
                 origin_form(req.uri_mut());
@@ -143,22 +148,52 @@ impl Upstreams {
                         req.headers_mut().insert(http::header::HOST, v);
                     }
                 }
-                if direct::carries(&req) {
-                    pools.direct.send(authority, req).await
-                } else {
-                    pools.http1.send(authority, req).await.map(into_body)
-                }
+                pools.http1.send(authority, req).await.map(into_body)
             };
-        sent.map_err(|e| match e {
-            SendError::Connect(reason) => ProxyError::ConnectFailure {
-                endpoint: authority.to_string(),
-                reason,
-            },
-            SendError::Reset(e) => ProxyError::UpstreamReset {
-                endpoint: authority.to_string(),
-                reason: error_chain(e.as_ref()),
-            },
-        })
+        sent.map_err(|e| send_error(authority, e))
+    }
+
+    /// Whether [`Upstreams::send_head`] can carry a request with this head and no body.
+    pub fn carries_head(head: &http::request::Parts, h2: bool) -> bool {
+        !h2 && direct::carries_head(&head.method, &head.headers)
+    }
+
+    /// Sends a bodiless HTTP/1.1 request given by its head (see [`Upstreams::carries_head`]),
+    /// with `attempt` as its `x-envoy-attempt-count` when set: no copy of the head is made.
+    pub async fn send_head(
+        &self,
+        head: &http::request::Parts,
+        attempt: Option<&http::HeaderValue>,
+        endpoint: &UpstreamEndpoint,
+        own: Option<&ClusterPool>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let pools = own.unwrap_or(&self.shared);
+        let authority = endpoint.authority.as_str();
+        let req = Outgoing {
+            method: &head.method,
+            uri: &head.uri,
+            headers: &head.headers,
+            attempt,
+            host: authority,
+        };
+        pools
+            .direct
+            .send(authority, &req)
+            .await
+            .map_err(|e| send_error(authority, e))
+    }
+}
+
+fn send_error(authority: &str, e: SendError) -> ProxyError {
+    match e {
+        SendError::Connect(reason) => ProxyError::ConnectFailure {
+            endpoint: authority.to_string(),
+            reason,
+        },
+        SendError::Reset(e) => ProxyError::UpstreamReset {
+            endpoint: authority.to_string(),
+            reason: error_chain(e.as_ref()),
+        },
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -95,17 +95,11 @@ impl Connection {
 
     /// Whether the peer has neither closed the idle connection nor sent anything unasked.
     ///
-    /// The runtime marks the socket readable when either happens; the probe read runs only then.
+    /// The runtime marks the socket readable when either happens; until then the probe read
+    /// returns at once, without a system call.
     pub(super) fn reusable(&self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 1];
-                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-        }
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Leaves an idle connection with a small buffer after a large response.

@@ -3,8 +3,10 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::CONTENT_LENGTH;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Version};
+use http::header::{CONTENT_LENGTH, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+
+use crate::headers::X_ENVOY_ATTEMPT_COUNT;
 
 /// Response header fields accepted at most (hyper's default).
 const MAX_HEADERS: usize = 100;
@@ -54,27 +56,70 @@ pub(crate) enum HeadError {
     UnexpectedSwitch,
 }
 
-/// Writes `req`'s head (origin-form target, header fields as they are) into `out`.
+/// A bodiless request head to write.
+pub(crate) struct Outgoing<'a> {
+    /// Method.
+    pub method: &'a Method,
+    /// Target: its path and query are written (origin-form).
+    pub uri: &'a Uri,
+    /// Header fields, written as they are.
+    pub headers: &'a HeaderMap,
+    /// `x-envoy-attempt-count` to write instead of the one in `headers`.
+    pub attempt: Option<&'a HeaderValue>,
+    /// `Host` to write when `headers` has none.
+    pub host: &'a str,
+}
+
+impl<'a> Outgoing<'a> {
+    /// The head of `req`, with `host` for a missing `Host`.
+    pub(crate) fn of<B>(req: &'a Request<B>, host: &'a str) -> Self {
+        Outgoing {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+            attempt: None,
+            host,
+        }
+    }
+}
+
+/// Writes the request head into `out`, as HTTP/1.1 in origin-form.
 ///
 /// The request carries no body: a method that normally has one gets `content-length: 0`, as
 /// Envoy sends it, so that servers insisting on a length accept it.
-pub(super) fn encode_request<B>(req: &Request<B>, out: &mut Vec<u8>) {
+pub(super) fn encode_request(req: &Outgoing<'_>, out: &mut Vec<u8>) {
+    fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
     out.clear();
-    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
-    match req.uri().path_and_query().map(|p| p.as_str()) {
+    match req.uri.path_and_query().map(|p| p.as_str()) {
         Some(target) if !target.is_empty() => out.extend_from_slice(target.as_bytes()),
         _ => out.push(b'/'),
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in req.headers() {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+    if !req.headers.contains_key(HOST) {
+        field(out, b"host", req.host.as_bytes());
     }
-    if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
-        && !req.headers().contains_key(CONTENT_LENGTH)
+    for (name, value) in req.headers {
+        if req.attempt.is_some() && name == X_ENVOY_ATTEMPT_COUNT {
+            continue;
+        }
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if let Some(attempt) = req.attempt {
+        field(
+            out,
+            X_ENVOY_ATTEMPT_COUNT.as_str().as_bytes(),
+            attempt.as_bytes(),
+        );
+    }
+    if matches!(*req.method, Method::POST | Method::PUT | Method::PATCH)
+        && !req.headers.contains_key(CONTENT_LENGTH)
     {
         out.extend_from_slice(b"content-length: 0\r\n");
     }
@@ -283,7 +328,7 @@ mod tests {
             .body(())
             .unwrap();
         let mut out = Vec::new();
-        encode_request(&req, &mut out);
+        encode_request(&Outgoing::of(&req, "10.0.0.1:80"), &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /a?b=c HTTP/1.1\r\nhost: app\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
@@ -292,12 +337,34 @@ mod tests {
 
     #[test]
     fn bodiless_post_says_its_length() {
-        let req = Request::post("/").body(()).unwrap();
+        let req = Request::post("http://app/x").body(()).unwrap();
         let mut out = Vec::new();
-        encode_request(&req, &mut out);
+        encode_request(&Outgoing::of(&req, "10.0.0.1:80"), &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n"
+            "POST /x HTTP/1.1\r\nhost: 10.0.0.1:80\r\ncontent-length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_retry_says_its_attempt() {
+        let req = Request::get("/")
+            .header("x-envoy-attempt-count", "1")
+            .header("host", "app")
+            .body(())
+            .unwrap();
+        let attempt = HeaderValue::from_static("2");
+        let mut out = Vec::new();
+        encode_request(
+            &Outgoing {
+                attempt: Some(&attempt),
+                ..Outgoing::of(&req, "x")
+            },
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET / HTTP/1.1\r\nhost: app\r\nx-envoy-attempt-count: 2\r\n\r\n"
         );
     }
 

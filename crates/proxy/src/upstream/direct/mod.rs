@@ -27,14 +27,18 @@ use crate::body::Body;
 pub use body::ResponseBody;
 use body::Rest;
 use conn::Connection;
+pub(crate) use head::Outgoing;
 use head::{encode_request, Framing, ResponseHead};
 
 /// Whether the direct client can carry `req`: it has no body, and no header announcing one.
 pub(crate) fn carries(req: &Request<Body>) -> bool {
-    req.body().is_end_stream()
-        && req.method() != Method::CONNECT
-        && req
-            .headers()
+    req.body().is_end_stream() && carries_head(req.method(), req.headers())
+}
+
+/// Whether a request with this method and these fields, and no body, can go direct.
+pub(crate) fn carries_head(method: &Method, headers: &http::HeaderMap) -> bool {
+    method != Method::CONNECT
+        && headers
             .get(http::header::CONTENT_LENGTH)
             .is_none_or(|v| v == "0")
 }
@@ -81,14 +85,13 @@ impl DirectPool {
         }
     }
 
-    /// Sends `req` (bodiless, origin-form URI, `Host` set) to `authority` on a pooled or new
-    /// connection.
+    /// Sends the bodiless request `req` to `authority` on a pooled or new connection.
     pub(crate) async fn send(
         &self,
         authority: &str,
-        req: Request<Body>,
+        req: &Outgoing<'_>,
     ) -> Result<Response<Body>, SendError> {
-        let head_request = req.method() == Method::HEAD;
+        let head_request = *req.method == Method::HEAD;
         let settings = &self.inner.settings;
         let now = Instant::now();
         loop {
@@ -101,13 +104,11 @@ impl DirectPool {
                 Some(c) => c,
                 None => self.connect(authority).await?,
             };
-            encode_request(&req, &mut conn.conn.out);
+            encode_request(req, &mut conn.conn.out);
             match conn.conn.exchange(head_request).await {
                 Ok(head) => return Ok(self.respond(conn, head)),
                 // The peer closed the idle connection as the request went out.
-                Err(e)
-                    if reused && e.unanswered() && (e.unwritten() || idempotent(req.method())) =>
-                {
+                Err(e) if reused && e.unanswered() && (e.unwritten() || idempotent(req.method)) => {
                     tracing::debug!(error = %e, "reused upstream connection was closed; trying another");
                 }
                 Err(e) => return Err(SendError::Reset(Box::new(e))),
@@ -130,24 +131,24 @@ impl DirectPool {
                 self.release(conn, head.keep_alive);
                 Body::full(data)
             }
-            Framing::Length(n) => Body::Direct(ResponseBody::new(
+            Framing::Length(n) => Body::Direct(Box::new(ResponseBody::new(
                 conn,
                 Rest::Length(n),
                 head.keep_alive,
                 self.clone(),
-            )),
-            Framing::Chunked => Body::Direct(ResponseBody::new(
+            ))),
+            Framing::Chunked => Body::Direct(Box::new(ResponseBody::new(
                 conn,
                 Rest::Chunked(chunked::Chunked::Size),
                 head.keep_alive,
                 self.clone(),
-            )),
-            Framing::UntilClose => Body::Direct(ResponseBody::new(
+            ))),
+            Framing::UntilClose => Body::Direct(Box::new(ResponseBody::new(
                 conn,
                 Rest::UntilClose,
                 false,
                 self.clone(),
-            )),
+            ))),
         };
         let mut resp = Response::new(body);
         *resp.status_mut() = head.status;

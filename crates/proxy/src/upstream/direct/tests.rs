@@ -95,7 +95,10 @@ async fn exchange(
     addr: &str,
     method: Method,
 ) -> (u16, Vec<u8>, Option<http::HeaderMap>) {
-    let resp = pool.send(addr, request(method)).await.unwrap();
+    let resp = pool
+        .send(addr, &Outgoing::of(&request(method), addr))
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     let collected = resp.into_body().collect().await.unwrap();
     let trailers = collected.trailers().cloned();
@@ -142,7 +145,10 @@ async fn a_body_larger_than_one_read_arrives_whole() {
     let (addr, seen) = server(vec![reply], None).await;
     let pool = pool(None, 0);
     for _ in 0..2 {
-        let resp = pool.send(&addr, request(Method::GET)).await.unwrap();
+        let resp = pool
+            .send(&addr, &Outgoing::of(&request(Method::GET), &addr))
+            .await
+            .unwrap();
         assert_eq!(resp.body().size_hint().exact(), Some(body.len() as u64));
         let got = resp.into_body().collect().await.unwrap().to_bytes();
         assert!(got[..] == body[..], "{} bytes", got.len());
@@ -241,10 +247,16 @@ async fn a_truncated_body_is_an_error_and_a_dropped_one_closes_the_connection() 
     )
     .await;
     let pool = pool(None, 0);
-    let resp = pool.send(&addr, request(Method::GET)).await.unwrap();
+    let resp = pool
+        .send(&addr, &Outgoing::of(&request(Method::GET), &addr))
+        .await
+        .unwrap();
     assert!(resp.into_body().collect().await.is_err());
     // A body dropped half-read leaves its connection unusable: it is not pooled.
-    let resp = pool.send(&addr, request(Method::GET)).await.unwrap();
+    let resp = pool
+        .send(&addr, &Outgoing::of(&request(Method::GET), &addr))
+        .await
+        .unwrap();
     drop(resp);
     assert_eq!(pool.held(), 0);
     assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
@@ -259,7 +271,10 @@ async fn bad_or_missing_responses_are_resets() {
     ] {
         let (addr, _) = server(vec![reply.to_vec()], Some(1)).await;
         let pool = pool(None, 0);
-        match pool.send(&addr, request(Method::GET)).await {
+        match pool
+            .send(&addr, &Outgoing::of(&request(Method::GET), &addr))
+            .await
+        {
             Err(SendError::Reset(e)) => assert!(!e.to_string().is_empty()),
             other => panic!("{reply:?}: expected a reset, got {other:?}"),
         }
