@@ -302,8 +302,10 @@ async fn proxy(
 ) -> Response<Body> {
     let Some(listener) = entry.listener(snapshot) else {
         return match entry {
-            // The port stopped being a mesh port since the connection was accepted.
-            Entry::Outbound(dst) => passthrough::forward(ctx, dst, req).await,
+            // The port stopped being a mesh port since the connection was accepted. Boxed, like
+            // the other passthrough below: each inline await would add an upstream exchange's
+            // state to every request's future.
+            Entry::Outbound(dst) => Box::pin(passthrough::forward(ctx, dst, req)).await,
             Entry::Bound(_) => error_reply(&ProxyError::NoRoute, ""),
         };
     };
@@ -316,7 +318,7 @@ async fn proxy(
         Ok(Decision::NoVirtualHost) => {
             return match entry {
                 // Istio's ALLOW_ANY: an unknown host goes to where the caller was going.
-                Entry::Outbound(dst) => passthrough::forward(ctx, dst, req).await,
+                Entry::Outbound(dst) => Box::pin(passthrough::forward(ctx, dst, req)).await,
                 Entry::Bound(_) => error_reply(&ProxyError::NoRoute, ""),
             };
         }

@@ -186,24 +186,30 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let send = async {
-            if direct {
-                // The head goes out from the original: no per-attempt copy.
-                let count = (attempt > 1).then(|| attempt_value(attempt));
-                f.upstreams
-                    .send_head(&f.head, count.as_ref(), endpoint, f.runtime.pool())
-                    .await
-            } else {
-                let req = attempt_request(&f.head, &f.body, attempt);
-                f.upstreams.send(req, endpoint, h2, f.runtime.pool()).await
+        let outcome = {
+            // Pinned in place, so the timeout below wraps a reference instead of a second copy
+            // of the exchange's state.
+            let mut send = std::pin::pin!(async {
+                if direct {
+                    // The head goes out from the original: no per-attempt copy.
+                    let count = (attempt > 1).then(|| attempt_value(attempt));
+                    f.upstreams
+                        .send_head(&f.head, count.as_ref(), endpoint, f.runtime.pool())
+                        .await
+                } else {
+                    // Boxed: hyper's exchange state is large, and inline it would enlarge the
+                    // future of every request, bodiless ones included.
+                    let req = attempt_request(&f.head, &f.body, attempt);
+                    Box::pin(f.upstreams.send(req, endpoint, h2, f.runtime.pool())).await
+                }
+            });
+            match try_deadline {
+                Some(d) => match tokio::time::timeout_at(d, send.as_mut()).await {
+                    Ok(r) => r,
+                    Err(_) => Err(ProxyError::Timeout),
+                },
+                None => send.as_mut().await,
             }
-        };
-        let outcome = match try_deadline {
-            Some(d) => match tokio::time::timeout_at(d, send).await {
-                Ok(r) => r,
-                Err(_) => Err(ProxyError::Timeout),
-            },
-            None => send.await,
         };
         // Results feed outlier detection (and least-request counters through the guard above).
         let now = std::time::Instant::now();

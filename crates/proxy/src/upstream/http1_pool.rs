@@ -120,7 +120,7 @@ impl Http1Pool {
                 },
             }
         }
-        let mut conn = self.connect(authority).await?;
+        let mut conn = Box::pin(self.connect(authority)).await?;
         let resp = conn.conn.send_request(req).await?;
         self.inner.idle.checkin(authority, conn, max);
         Ok(resp)

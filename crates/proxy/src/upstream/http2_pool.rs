@@ -76,7 +76,7 @@ impl Http2Pool {
                 },
             }
         }
-        let mut tx = self.connect(authority).await?;
+        let mut tx = Box::pin(self.connect(authority)).await?;
         tx.send_request(req).await.map_err(SendError::from)
     }
 

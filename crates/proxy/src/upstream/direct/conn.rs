@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::head::{parse_response, HeadError, Parsed, ResponseHead};
+use super::head::{parse_response, HeadError, NameCache, Parsed, ResponseHead};
 
 /// Bytes a read asks for at first; doubled while reads fill it.
 const MIN_READ: usize = 8 * 1024;
@@ -79,6 +79,7 @@ pub(crate) struct Connection {
     /// The request head to write; kept to reuse its allocation.
     pub(super) out: Vec<u8>,
     read_size: usize,
+    names: NameCache,
 }
 
 impl Connection {
@@ -90,6 +91,7 @@ impl Connection {
             buf: BytesMut::new(),
             out: Vec::new(),
             read_size: MIN_READ,
+            names: NameCache::default(),
         }
     }
 
@@ -140,7 +142,7 @@ impl Connection {
         loop {
             if !self.buf.is_empty() {
                 received = true;
-                match parse_response(&mut self.buf, head_request)? {
+                match parse_response(&mut self.buf, head_request, &mut self.names)? {
                     Parsed::Final(head) => return Ok(head),
                     Parsed::Informational => continue,
                     Parsed::Partial if self.buf.len() > MAX_HEAD => {

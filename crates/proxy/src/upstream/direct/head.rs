@@ -150,7 +150,11 @@ pub(super) enum Parsed {
 }
 
 /// Parses the response head at the start of `buf`, consuming it when complete.
-pub(super) fn parse_response(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, HeadError> {
+pub(super) fn parse_response(
+    buf: &mut BytesMut,
+    head_request: bool,
+    names: &mut NameCache,
+) -> Result<Parsed, HeadError> {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let base = buf.as_ptr() as usize;
     let offset = |s: &[u8]| {
@@ -239,10 +243,9 @@ pub(super) fn parse_response(buf: &mut BytesMut, head_request: bool) -> Result<P
         close = true;
     }
     let mut headers = HeaderMap::with_capacity(count);
-    for span in spans.iter() {
+    for (i, span) in spans.iter().enumerate() {
         let (name, value) = (span.name, span.value);
-        let name = HeaderName::from_bytes(&head[name.0 as usize..name.1 as usize])
-            .map_err(|e| HeadError::Field(e.to_string()))?;
+        let name = names.resolve(i, &head[name.0 as usize..name.1 as usize])?;
         let value = HeaderValue::from_maybe_shared(head.slice(value.0 as usize..value.1 as usize))
             .map_err(|e| HeadError::Field(e.to_string()))?;
         headers.append(name, value);
@@ -255,6 +258,34 @@ pub(super) fn parse_response(buf: &mut BytesMut, head_request: bool) -> Result<P
         keep_alive: !close,
     }))
 }
+
+/// The header names of a connection's previous response, by position.
+///
+/// A server sends the same fields in the same order response after response; reusing their
+/// parsed names skips parsing and, for non-standard names, an allocation per field.
+#[derive(Debug, Default)]
+pub(super) struct NameCache(Vec<HeaderName>);
+
+impl NameCache {
+    /// The name of the `i`-th field, spelled `raw` (in any case).
+    fn resolve(&mut self, i: usize, raw: &[u8]) -> Result<HeaderName, HeadError> {
+        if let Some(known) = self.0.get(i) {
+            if known.as_str().as_bytes().eq_ignore_ascii_case(raw) {
+                return Ok(known.clone());
+            }
+        }
+        let name = HeaderName::from_bytes(raw).map_err(|e| HeadError::Field(e.to_string()))?;
+        match self.0.get_mut(i) {
+            Some(slot) => *slot = name.clone(),
+            None if i < MAX_CACHED_NAMES => self.0.push(name.clone()),
+            None => {}
+        }
+        Ok(name)
+    }
+}
+
+/// Positions [`NameCache`] remembers.
+const MAX_CACHED_NAMES: usize = 32;
 
 /// Folds one `Content-Length` field into the length seen so far: every value must be the same
 /// number (RFC 9110 §8.6).
@@ -308,7 +339,10 @@ mod tests {
 
     fn parse(raw: &str, head_request: bool) -> (Result<Parsed, HeadError>, BytesMut) {
         let mut buf = BytesMut::from(raw);
-        (parse_response(&mut buf, head_request), buf)
+        (
+            parse_response(&mut buf, head_request, &mut NameCache::default()),
+            buf,
+        )
     }
 
     fn head(raw: &str) -> ResponseHead {
@@ -476,6 +510,28 @@ mod tests {
         ] {
             assert!(parse(bad, false).0.is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn cached_names_match_whatever_the_case() {
+        let mut names = NameCache::default();
+        for raw in [
+            "HTTP/1.1 200 OK\r\nX-Service: a\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nx-service: b\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nx-other: c\r\ncontent-length: 0\r\n\r\n",
+        ] {
+            let mut buf = BytesMut::from(raw);
+            match parse_response(&mut buf, false, &mut names) {
+                Ok(Parsed::Final(h)) => {
+                    let fields: Vec<String> = h.headers.keys().map(|k| k.to_string()).collect();
+                    assert_eq!(fields.len(), 2, "{raw:?}");
+                    assert!(fields[0] == "x-service" || fields[0] == "x-other");
+                    assert_eq!(fields[1], "content-length");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(names.0[0].as_str(), "x-other");
     }
 
     #[test]

@@ -102,7 +102,9 @@ impl DirectPool {
             let reused = pooled.is_some();
             let mut conn = match pooled {
                 Some(c) => c,
-                None => self.connect(authority).await?,
+                // Boxed: opening a connection is rare, and its state would otherwise enlarge
+                // every request's future.
+                None => Box::pin(self.connect(authority)).await?,
             };
             encode_request(req, &mut conn.conn.out);
             match conn.conn.exchange(head_request).await {
