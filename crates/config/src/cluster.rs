@@ -116,7 +116,7 @@ impl Cluster {
 
     /// Picks an endpoint with the cluster's balancer (no hash key, nothing excluded).
     pub fn pick(&self) -> Option<&UpstreamEndpoint> {
-        let ctx = PickContext::new(std::time::Instant::now(), sluice_lb::fresh_seed());
+        let ctx = PickContext::at_pick_time(sluice_lb::fresh_seed());
         self.endpoints.get(self.balancer.pick(&ctx)?)
     }
 

@@ -41,8 +41,9 @@ pub enum LbAlgorithm {
 /// Everything one pick depends on besides the balancer itself.
 #[derive(Debug, Clone, Copy)]
 pub struct PickContext<'a> {
-    /// The current time (ejections are compared with it).
-    pub now: Instant,
+    /// The time ejections are compared with; `None` reads the clock if an ejection check needs
+    /// it (without outlier detection none does).
+    pub now: Option<Instant>,
     /// Random bits for this pick (e.g. `rand::random()` or [`fresh_seed`](crate::fresh_seed)).
     pub random: u64,
     /// The request's consistent-hash key ([`hash_key`](crate::hash_key) of the header, cookie,
@@ -58,7 +59,15 @@ impl PickContext<'static> {
     /// A context with no hash and nothing to exclude.
     pub fn new(now: Instant, random: u64) -> Self {
         PickContext {
-            now,
+            now: Some(now),
+            ..PickContext::at_pick_time(random)
+        }
+    }
+
+    /// A context that reads the clock when it picks, and only if it must.
+    pub fn at_pick_time(random: u64) -> Self {
+        PickContext {
+            now: None,
             random,
             hash: None,
             exclude: &[],

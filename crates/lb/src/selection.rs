@@ -39,7 +39,7 @@ pub fn candidates(
     endpoints: &[LbEndpoint],
     outlier: Option<&OutlierDetector>,
     exclude: &[usize],
-    now: Instant,
+    now: Option<Instant>,
 ) -> Candidates {
     let total = endpoints.iter().filter(|e| e.weight > 0).count();
     if total == 0 {
@@ -47,6 +47,7 @@ pub fn candidates(
     }
     let mut mask: Option<Vec<bool>> = None;
     if let Some(detector) = outlier {
+        let now = now.unwrap_or_else(Instant::now);
         let mut healthy = total;
         for (i, e) in endpoints.iter().enumerate() {
             if e.weight > 0 && e.state.outlier().is_ejected(now) {
@@ -111,14 +112,17 @@ mod tests {
         let eps = endpoints(&[1, 1]);
         let d = OutlierDetector::new(OutlierConfig::default());
         assert_eq!(
-            candidates(&eps, Some(&d), &[], Instant::now()),
+            candidates(&eps, Some(&d), &[], Some(Instant::now())),
             Candidates::All
         );
         assert_eq!(
-            candidates(&endpoints(&[0, 0]), None, &[], Instant::now()),
+            candidates(&endpoints(&[0, 0]), None, &[], Some(Instant::now())),
             Candidates::None
         );
-        assert_eq!(candidates(&[], None, &[], Instant::now()), Candidates::None);
+        assert_eq!(
+            candidates(&[], None, &[], Some(Instant::now())),
+            Candidates::None
+        );
     }
 
     #[test]
@@ -128,14 +132,14 @@ mod tests {
         let d = OutlierDetector::new(cfg);
         let t0 = Instant::now();
         eject(&eps[1], &cfg, t0);
-        let c = candidates(&eps, Some(&d), &[], t0);
+        let c = candidates(&eps, Some(&d), &[], Some(t0));
         assert_eq!(c.mask(), Some(&[true, false, true][..]));
         assert_eq!(
-            candidates(&eps, Some(&d), &[], t0 + Duration::from_secs(30)),
+            candidates(&eps, Some(&d), &[], Some(t0 + Duration::from_secs(30))),
             Candidates::All
         );
         // Without outlier detection configured, stale ejections are ignored.
-        assert_eq!(candidates(&eps, None, &[], t0), Candidates::All);
+        assert_eq!(candidates(&eps, None, &[], Some(t0)), Candidates::All);
     }
 
     #[test]
@@ -146,17 +150,20 @@ mod tests {
         eject(&eps[0], &cfg, t0);
         eject(&eps[1], &cfg, t0);
         let d = OutlierDetector::new(cfg);
-        assert_eq!(candidates(&eps, Some(&d), &[], t0), Candidates::None);
+        assert_eq!(candidates(&eps, Some(&d), &[], Some(t0)), Candidates::None);
         let panicky = OutlierDetector::new(OutlierConfig {
             min_health_percent: 50,
             ..cfg
         });
-        assert_eq!(candidates(&eps, Some(&panicky), &[], t0), Candidates::All);
+        assert_eq!(
+            candidates(&eps, Some(&panicky), &[], Some(t0)),
+            Candidates::All
+        );
         // One of two healthy = 50 %, not below the threshold: no panic.
         let eps = endpoints(&[1, 1]);
         eject(&eps[0], &cfg, t0);
         assert_eq!(
-            candidates(&eps, Some(&panicky), &[], t0).mask(),
+            candidates(&eps, Some(&panicky), &[], Some(t0)).mask(),
             Some(&[false, true][..])
         );
     }
@@ -168,14 +175,17 @@ mod tests {
         let d = OutlierDetector::new(cfg);
         let t0 = Instant::now();
         assert_eq!(
-            candidates(&eps, None, &[0], t0).mask(),
+            candidates(&eps, None, &[0], Some(t0)).mask(),
             Some(&[false, true, true][..])
         );
         // Only the zero-weight endpoint would remain: fall back to the excluded ones.
-        assert_eq!(candidates(&eps, None, &[0, 1, 9], t0), Candidates::All);
+        assert_eq!(
+            candidates(&eps, None, &[0, 1, 9], Some(t0)),
+            Candidates::All
+        );
         eject(&eps[1], &cfg, t0);
         assert_eq!(
-            candidates(&eps, Some(&d), &[0], t0).mask(),
+            candidates(&eps, Some(&d), &[0], Some(t0)).mask(),
             Some(&[true, false, true][..])
         );
     }

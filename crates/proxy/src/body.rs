@@ -35,7 +35,17 @@ pub enum Body {
     /// A body that must finish before a deadline (the route timeout covers the whole response).
     Deadline(Box<Body>, Pin<Box<Sleep>>),
     /// A response body whose end (or drop) records the request's telemetry.
-    Observed(Box<Body>, Box<Observation>),
+    Observed(Box<Observed>),
+}
+
+#[derive(Debug)]
+/// A response body and the observation it completes: one allocation for both, and the body is
+/// dropped before the observation records.
+pub struct Observed {
+    /// The body sent downstream.
+    pub inner: Body,
+    /// The request's telemetry, recorded on drop.
+    pub obs: Observation,
 }
 
 /// The response body ran past the route timeout.
@@ -83,8 +93,9 @@ impl HttpBody for Body {
                     Poll::Pending => Poll::Pending,
                 }
             }
-            Body::Observed(inner, obs) => {
-                let frame = Pin::new(inner.as_mut()).poll_frame(cx);
+            Body::Observed(o) => {
+                let Observed { inner, obs } = o.as_mut();
+                let frame = Pin::new(inner).poll_frame(cx);
                 if let Poll::Ready(Some(Ok(f))) = &frame {
                     if let Some(data) = f.data_ref() {
                         obs.response_bytes += data.len() as u64;
@@ -105,7 +116,8 @@ impl HttpBody for Body {
             Body::Streamed(b) => b.is_end_stream(),
             Body::Direct(b) => b.is_end_stream(),
             Body::Replay(c) => c.is_end_stream(),
-            Body::Deadline(inner, _) | Body::Observed(inner, _) => inner.is_end_stream(),
+            Body::Deadline(inner, _) => inner.is_end_stream(),
+            Body::Observed(o) => o.inner.is_end_stream(),
         }
     }
 
@@ -115,7 +127,8 @@ impl HttpBody for Body {
             Body::Streamed(b) => b.size_hint(),
             Body::Direct(b) => b.size_hint(),
             Body::Replay(c) => c.size_hint(),
-            Body::Deadline(inner, _) | Body::Observed(inner, _) => inner.size_hint(),
+            Body::Deadline(inner, _) => inner.size_hint(),
+            Body::Observed(o) => o.inner.size_hint(),
         }
     }
 }

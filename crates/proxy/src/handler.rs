@@ -192,7 +192,10 @@ pub(crate) fn observed(resp: Response<Body>, mut obs: Observation) -> Response<B
     if obs.grpc {
         obs.grpc_status = grpc_status(&parts.headers);
     }
-    Response::from_parts(parts, Body::Observed(Box::new(body), Box::new(obs)))
+    Response::from_parts(
+        parts,
+        Body::Observed(Box::new(crate::body::Observed { inner: body, obs })),
+    )
 }
 
 /// A routed request about to be forwarded.
@@ -354,8 +357,10 @@ async fn proxy(
     obs.cluster = Some(cluster.clone());
     let (mut head, body) = req.into_parts();
     strip_hop_by_hop(&mut head.headers);
-    // Forwarding and trace headers add up to seven: one table growth instead of several.
-    head.headers.reserve(7);
+    // Forwarding headers add up to three and trace headers four more: one table growth at most
+    // instead of several, and none when the map has room (hyper reuses the connection's previous
+    // response map, so it usually has).
+    head.headers.reserve(if obs.span.is_some() { 7 } else { 3 });
     add_forwarding(&mut head.headers, peer.ip(), listener.is_gateway(), "http");
     if let Some(span) = obs.span.as_mut() {
         trace_span::routed(span, cluster, &mut head.headers);
@@ -458,8 +463,7 @@ async fn proxy(
     // Istio omits the previous-hosts predicate with consistent hashing.
     let consistent = matches!(cluster.policy.lb, LbPolicy::ConsistentHash(_));
     let pick = |avoid: &[usize]| {
-        let ctx =
-            PickContext::new(std::time::Instant::now(), sluice_lb::fresh_seed()).with_hash(hash);
+        let ctx = PickContext::at_pick_time(sluice_lb::fresh_seed()).with_hash(hash);
         cluster
             .balancer()
             .pick(&ctx.excluding(if consistent { &[] } else { avoid }))

@@ -3,6 +3,7 @@
 pub mod body;
 pub mod circuit_breaker;
 pub mod config_handle;
+pub mod drain;
 pub mod error;
 pub mod filters;
 pub mod handler;

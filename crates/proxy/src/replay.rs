@@ -41,7 +41,9 @@ struct Shared {
 /// A body source shared by the primary attempt, its retries and mirror copies.
 #[derive(Debug, Clone)]
 pub struct Recorder {
-    shared: Arc<Mutex<Shared>>,
+    /// `None` for a body that had ended before it was recorded (most requests): nothing to
+    /// share, so nothing is allocated or locked.
+    shared: Option<Arc<Mutex<Shared>>>,
 }
 
 /// Errors a cursor can report.
@@ -58,27 +60,30 @@ pub enum ReplayError {
 impl Recorder {
     /// Records `source`, keeping at most `cap` bytes for replay.
     pub fn new(source: Incoming, cap: usize) -> Self {
-        let ended = source.is_end_stream();
+        if source.is_end_stream() {
+            return Recorder { shared: None };
+        }
         Recorder {
-            shared: Arc::new(Mutex::new(Shared {
+            shared: Some(Arc::new(Mutex::new(Shared {
                 source: Some(source),
                 frames: Vec::new(),
                 released: 0,
                 kept_bytes: 0,
                 cap,
                 overflowed: false,
-                ended,
+                ended: false,
                 error: None,
                 waiters: Vec::new(),
-            })),
+            }))),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
-        match self.shared.lock() {
+    /// The shared state; `None` for an empty body.
+    fn lock(&self) -> Option<std::sync::MutexGuard<'_, Shared>> {
+        self.shared.as_ref().map(|m| match m.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
-        }
+        })
     }
 
     /// A cursor reading the body from the start.
@@ -91,19 +96,19 @@ impl Recorder {
 
     /// Whether a new cursor could still replay the whole body.
     pub fn replayable(&self) -> bool {
-        let s = self.lock();
-        !s.overflowed && s.error.is_none()
+        self.lock()
+            .is_none_or(|s| !s.overflowed && s.error.is_none())
     }
 
     /// Whether the body is known to be empty: it ended without a frame.
     pub fn is_empty(&self) -> bool {
-        let s = self.lock();
-        s.ended && s.error.is_none() && s.released == 0 && s.frames.is_empty()
+        self.lock()
+            .is_none_or(|s| s.ended && s.error.is_none() && s.released == 0 && s.frames.is_empty())
     }
 
     /// Whether the whole body has been read from the client.
     pub fn complete(&self) -> bool {
-        self.lock().ended
+        self.lock().is_none_or(|s| s.ended)
     }
 }
 
@@ -119,7 +124,9 @@ impl Cursor {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ReplayError>>> {
-        let mut s = self.recorder.lock();
+        let Some(mut s) = self.recorder.lock() else {
+            return Poll::Ready(None);
+        };
         loop {
             if self.position < s.released {
                 return Poll::Ready(Some(Err(ReplayError::Overflow)));
@@ -208,12 +215,15 @@ impl HttpBody for Cursor {
     }
 
     fn is_end_stream(&self) -> bool {
-        let s = self.recorder.lock();
-        s.ended && s.error.is_none() && self.position >= s.released + s.frames.len()
+        self.recorder.lock().is_none_or(|s| {
+            s.ended && s.error.is_none() && self.position >= s.released + s.frames.len()
+        })
     }
 
     fn size_hint(&self) -> SizeHint {
-        let s = self.recorder.lock();
+        let Some(s) = self.recorder.lock() else {
+            return SizeHint::with_exact(0);
+        };
         match &s.source {
             Some(src) if self.position == 0 && s.frames.is_empty() => src.size_hint(),
             _ => SizeHint::default(),

@@ -174,7 +174,6 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
         let Some(index) = (f.pick)(avoid) else {
             return Err(fail(ProxyError::NoHealthyUpstream(f.cluster.name.clone())));
         };
-        tried.push(index);
         let Some(endpoint) = f.cluster.endpoints.get(index) else {
             return Err(fail(ProxyError::NoHealthyUpstream(f.cluster.name.clone())));
         };
@@ -211,18 +210,22 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
                 None => send.as_mut().await,
             }
         };
-        // Results feed outlier detection (and least-request counters through the guard above).
-        let now = std::time::Instant::now();
-        let ejected = match &outcome {
-            Ok(resp) => balancer.record_status(index, resp.status().as_u16(), now),
-            Err(ProxyError::ConnectFailure { .. }) => {
-                balancer.record_failure(index, FailureKind::ConnectFailure, now)
+        // Results feed outlier detection (and least-request counters through the guard above);
+        // without a detector there is nothing to record, nor a clock to read.
+        let ejected = match (&outcome, balancer.outlier()) {
+            (_, None) => None,
+            (Ok(resp), Some(_)) => {
+                balancer.record_status(index, resp.status().as_u16(), std::time::Instant::now())
             }
-            Err(ProxyError::UpstreamReset { .. }) => {
-                balancer.record_failure(index, FailureKind::Reset, now)
+            (Err(e), Some(_)) => {
+                let kind = match e {
+                    ProxyError::ConnectFailure { .. } => Some(FailureKind::ConnectFailure),
+                    ProxyError::UpstreamReset { .. } => Some(FailureKind::Reset),
+                    ProxyError::Timeout => Some(FailureKind::Timeout),
+                    _ => None,
+                };
+                kind.and_then(|k| balancer.record_failure(index, k, std::time::Instant::now()))
             }
-            Err(ProxyError::Timeout) => balancer.record_failure(index, FailureKind::Timeout, now),
-            Err(_) => None,
         };
         if ejected.is_some() {
             f.metrics.outlier_ejections.inc();
@@ -262,6 +265,8 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
             };
         };
         _retry_slot = Some(slot);
+        // Recorded only now that there is a retry: a request answered at once allocates nothing.
+        tried.push(index);
         f.metrics.retries.inc();
         drop(outcome);
         let pause = backoff(

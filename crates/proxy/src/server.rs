@@ -9,10 +9,10 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
+use crate::drain::Drain;
 use crate::handler::{handle, Entry, ProxyContext};
 use crate::intercept::{self, Intercept};
 
@@ -21,7 +21,7 @@ pub struct ListenerManager {
     ctx: Arc<ProxyContext>,
     active: HashMap<SocketAddr, watch::Sender<bool>>,
     bind_errors: Arc<Mutex<BTreeMap<SocketAddr, String>>>,
-    graceful: Arc<GracefulShutdown>,
+    drain: Drain,
     shutdown: watch::Sender<bool>,
     own: intercept::tcp::OwnConnections,
 }
@@ -45,7 +45,7 @@ impl ListenerManager {
             ctx,
             active: HashMap::new(),
             bind_errors: Arc::default(),
-            graceful: Arc::new(GracefulShutdown::new()),
+            drain: Drain::new(),
             shutdown,
             own: Default::default(),
         }
@@ -91,7 +91,7 @@ impl ListenerManager {
                         self.ctx.clone(),
                         stop_rx,
                         self.shutdown.subscribe(),
-                        self.graceful.clone(),
+                        self.drain.clone(),
                     ));
                 }
                 Err(e) => {
@@ -110,7 +110,7 @@ impl ListenerManager {
         tracing::info!(%listen, listener = kind.name(), "intercepting");
         let shared = intercept::Shared {
             ctx: self.ctx.clone(),
-            graceful: self.graceful.clone(),
+            drain: self.drain.clone(),
             own: self.own.clone(),
             listen,
         };
@@ -130,15 +130,13 @@ impl ListenerManager {
         drop(self.active);
         let relays = self.ctx.relays.clone();
         let deadline = tokio::time::Instant::now() + drain;
+        let drain = self.drain;
         let http = async move {
-            let mut g = self.graceful;
-            // Accept loops still hold a reference for a moment; give them time to exit.
-            for _ in 0..50 {
-                match Arc::try_unwrap(g) {
-                    Ok(inner) => return drain_with(inner, deadline).await,
-                    Err(again) => g = again,
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+            if tokio::time::timeout_at(deadline, drain.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!("drain timeout reached with requests still in flight");
             }
         };
         let tcp = async move {
@@ -153,22 +151,13 @@ impl ListenerManager {
     }
 }
 
-async fn drain_with(graceful: GracefulShutdown, deadline: tokio::time::Instant) {
-    if tokio::time::timeout_at(deadline, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("drain timeout reached with requests still in flight");
-    }
-}
-
 async fn accept_loop(
     listener: TcpListener,
     addr: SocketAddr,
     ctx: Arc<ProxyContext>,
     mut stop: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
-    graceful: Arc<GracefulShutdown>,
+    drain: Drain,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Heads and bodies copied into one buffer and written with one `write`: for the small
@@ -221,7 +210,7 @@ async fn accept_loop(
         let conn = builder
             .serve_connection(TokioIo::new(stream), svc)
             .into_owned();
-        let conn = graceful.watch(conn);
+        let conn = drain.watch(conn);
         tokio::spawn(async move {
             let _connection = connection;
             if let Err(e) = conn.await {

@@ -112,8 +112,8 @@ pub async fn serve(
         return;
     };
     let balancer = cluster.balancer();
-    let pick = PickContext::new(std::time::Instant::now(), sluice_lb::fresh_seed())
-        .with_hash(source_ip_hash(Some(cluster)));
+    let pick =
+        PickContext::at_pick_time(sluice_lb::fresh_seed()).with_hash(source_ip_hash(Some(cluster)));
     let Some(index) = balancer.pick(&pick) else {
         tracing::debug!(%peer, cluster = %cluster.name, "no healthy endpoint; connection closed");
         return;

@@ -18,11 +18,11 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::body::Body;
+use crate::drain::Drain;
 use crate::handler::ProxyContext;
 use tcp::OwnConnections;
 
@@ -49,7 +49,7 @@ impl Intercept {
 #[derive(Clone)]
 pub(crate) struct Shared {
     pub(crate) ctx: Arc<ProxyContext>,
-    pub(crate) graceful: Arc<GracefulShutdown>,
+    pub(crate) drain: Drain,
     pub(crate) own: OwnConnections,
     /// The interception listener's own address: a connection whose original destination is
     /// this address was not redirected, and relaying it would loop.
@@ -103,7 +103,7 @@ async fn is_own_connection(own: &OwnConnections, peer: SocketAddr) -> bool {
 
 /// Serves HTTP/1.1 or h2c on `stream` with `handler`, drained at shutdown like bound listeners.
 pub(crate) async fn serve_http<F, Fut>(
-    graceful: &GracefulShutdown,
+    drain: &Drain,
     stream: TcpStream,
     peer: SocketAddr,
     handler: F,
@@ -120,7 +120,7 @@ pub(crate) async fn serve_http<F, Fut>(
     let conn = builder
         .serve_connection(TokioIo::new(stream), svc)
         .into_owned();
-    if let Err(e) = graceful.watch(conn).await {
+    if let Err(e) = drain.watch(conn).await {
         tracing::debug!(%peer, error = %e, "connection ended with error");
     }
 }

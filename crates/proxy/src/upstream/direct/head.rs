@@ -3,7 +3,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, HOST};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
 use crate::headers::X_ENVOY_ATTEMPT_COUNT;
@@ -126,13 +126,9 @@ pub(super) fn encode_request(req: &Outgoing<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Where a header field's name and value lie in the received bytes (a head is at most
-/// `MAX_HEAD` bytes, well within `u32`).
-#[derive(Clone, Copy, Default)]
-struct Span {
-    name: (u32, u32),
-    value: (u32, u32),
-}
+/// Where a header field's value lies in the received bytes (a head is at most `MAX_HEAD`
+/// bytes, well within `u32`).
+type Span = (u32, u32);
 
 /// Header fields whose spans fit in a stack array; a response with more spills to the heap.
 /// A small array, because zeroing one for `MAX_HEADERS` costs more than the whole parse.
@@ -157,10 +153,6 @@ pub(super) fn parse_response(
 ) -> Result<Parsed, HeadError> {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let base = buf.as_ptr() as usize;
-    let offset = |s: &[u8]| {
-        let start = s.as_ptr() as usize - base;
-        (start as u32, (start + s.len()) as u32)
-    };
     let mut resp = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
         &mut resp,
@@ -180,28 +172,28 @@ pub(super) fn parse_response(
     let mut chunked = false;
     let mut close = version == Version::HTTP_10;
     let count = resp.headers.len();
-    let mut inline = [Span::default(); INLINE_SPANS];
+    let mut inline = [(0, 0); INLINE_SPANS];
     let mut spilled = Vec::new();
     let spans: &mut [Span] = match inline.get_mut(..count) {
         Some(spans) => spans,
         None => {
-            spilled.resize(count, Span::default());
+            spilled.resize(count, (0, 0));
             &mut spilled
         }
     };
-    for (span, field) in spans.iter_mut().zip(resp.headers.iter()) {
-        *span = Span {
-            name: offset(field.name.as_bytes()),
-            value: offset(field.value),
-        };
-        let name = field.name;
-        if name.eq_ignore_ascii_case("content-length") {
+    for (i, (span, field)) in spans.iter_mut().zip(resp.headers.iter()).enumerate() {
+        let start = field.value.as_ptr() as usize - base;
+        *span = (start as u32, (start + field.value.len()) as u32);
+        // Framing fields are recognised by their parsed names: comparing standard names is an
+        // integer comparison, where matching the raw spelling would fold case byte by byte.
+        let name = names.resolve(i, field.name.as_bytes())?;
+        if name == CONTENT_LENGTH {
             lengths = Some(content_length(field.value, lengths)?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if name == TRANSFER_ENCODING {
             // Only a final `chunked` coding delimits the body; any other reads until close.
             chunked = last_token(field.value).is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
             coded = true;
-        } else if name.eq_ignore_ascii_case("connection") {
+        } else if name == CONNECTION {
             for token in field.value.split(|b| *b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
@@ -243,12 +235,10 @@ pub(super) fn parse_response(
         close = true;
     }
     let mut headers = HeaderMap::with_capacity(count);
-    for (i, span) in spans.iter().enumerate() {
-        let (name, value) = (span.name, span.value);
-        let name = names.resolve(i, &head[name.0 as usize..name.1 as usize])?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value.0 as usize..value.1 as usize))
+    for (i, &(start, end)) in spans.iter().enumerate() {
+        let value = HeaderValue::from_maybe_shared(head.slice(start as usize..end as usize))
             .map_err(|e| HeadError::Field(e.to_string()))?;
-        headers.append(name, value);
+        headers.append(names.get(i)?, value);
     }
     Ok(Parsed::Final(ResponseHead {
         status,
@@ -259,33 +249,47 @@ pub(super) fn parse_response(
     }))
 }
 
-/// The header names of a connection's previous response, by position.
+/// The header names of a connection's previous response, by position, with the spelling they
+/// arrived in.
 ///
-/// A server sends the same fields in the same order response after response; reusing their
-/// parsed names skips parsing and, for non-standard names, an allocation per field.
+/// A server sends the same fields, spelled the same way, in the same order response after
+/// response; an exact match of the spelling reuses the parsed name, which skips parsing, case
+/// folding and, for non-standard names, an allocation per field. At most `MAX_HEADERS` entries.
 #[derive(Debug, Default)]
-pub(super) struct NameCache(Vec<HeaderName>);
+pub(super) struct NameCache(Vec<(Box<[u8]>, HeaderName)>);
 
 impl NameCache {
-    /// The name of the `i`-th field, spelled `raw` (in any case).
-    fn resolve(&mut self, i: usize, raw: &[u8]) -> Result<HeaderName, HeadError> {
-        if let Some(known) = self.0.get(i) {
-            if known.as_str().as_bytes().eq_ignore_ascii_case(raw) {
-                return Ok(known.clone());
+    /// The name of the `i`-th field, spelled `raw`; afterwards [`NameCache::get`] returns it.
+    fn resolve(&mut self, i: usize, raw: &[u8]) -> Result<&HeaderName, HeadError> {
+        let hit = self
+            .0
+            .get(i)
+            .is_some_and(|(spelling, _)| **spelling == *raw);
+        if !hit {
+            let name = HeaderName::from_bytes(raw).map_err(|e| HeadError::Field(e.to_string()))?;
+            let entry = (Box::from(raw), name);
+            match self.0.get_mut(i) {
+                Some(slot) => *slot = entry,
+                // Positions are filled in order, so `i` is the next one.
+                None => self.0.push(entry),
             }
         }
-        let name = HeaderName::from_bytes(raw).map_err(|e| HeadError::Field(e.to_string()))?;
-        match self.0.get_mut(i) {
-            Some(slot) => *slot = name.clone(),
-            None if i < MAX_CACHED_NAMES => self.0.push(name.clone()),
-            None => {}
-        }
-        Ok(name)
+        self.0.get(i).map(|(_, name)| name).ok_or_else(skipped)
+    }
+
+    /// The name resolved for the `i`-th field of the current head.
+    fn get(&self, i: usize) -> Result<HeaderName, HeadError> {
+        self.0
+            .get(i)
+            .map(|(_, name)| name.clone())
+            .ok_or_else(skipped)
     }
 }
 
-/// Positions [`NameCache`] remembers.
-const MAX_CACHED_NAMES: usize = 32;
+/// A position with no resolved name: a field was skipped, which `parse_response` never does.
+fn skipped() -> HeadError {
+    HeadError::Field("header field resolved out of order".into())
+}
 
 /// Folds one `Content-Length` field into the length seen so far: every value must be the same
 /// number (RFC 9110 §8.6).
@@ -531,7 +535,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(names.0[0].as_str(), "x-other");
+        assert_eq!(names.0[0].1.as_str(), "x-other");
     }
 
     #[test]
