@@ -38,9 +38,9 @@ pub enum Body {
     Observed(Box<Observed>),
 }
 
-#[derive(Debug)]
 /// A response body and the observation it completes: one allocation for both, and the body is
 /// dropped before the observation records.
+#[derive(Debug)]
 pub struct Observed {
     /// The body sent downstream.
     pub inner: Body,

@@ -130,9 +130,9 @@ impl ListenerManager {
         drop(self.active);
         let relays = self.ctx.relays.clone();
         let deadline = tokio::time::Instant::now() + drain;
-        let drain = self.drain;
+        let connections = self.drain;
         let http = async move {
-            if tokio::time::timeout_at(deadline, drain.shutdown())
+            if tokio::time::timeout_at(deadline, connections.shutdown())
                 .await
                 .is_err()
             {
