@@ -300,9 +300,14 @@ pub struct PoolLimits {
     /// Connect timeout (default 10 s).
     #[serde(with = "duration_ms")]
     pub connect_timeout: Duration,
-    /// Idle timeout of upstream connections (default 1 h).
+    /// Idle timeout of pooled HTTP upstream connections (default 1 h): `http.idleTimeout`, else
+    /// `tcp.idleTimeout`, as Istio sets the cluster's.
     #[serde(with = "opt_duration_ms")]
     pub idle_timeout: Option<Duration>,
+    /// Idle timeout of relayed TCP connections (default 1 h): `tcp.idleTimeout` only, which
+    /// Istio sets on the TCP proxy.
+    #[serde(with = "opt_duration_ms")]
+    pub tcp_idle_timeout: Option<Duration>,
     /// TCP keepalive: (probes, idle time, interval).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_keepalive: Option<TcpKeepalive>,
@@ -320,6 +325,7 @@ impl Default for PoolLimits {
             max_requests_per_connection: 0,
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(3600)),
+            tcp_idle_timeout: Some(Duration::from_secs(3600)),
             tcp_keepalive: None,
             h2_upgrade: false,
         }

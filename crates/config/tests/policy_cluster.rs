@@ -329,8 +329,10 @@ spec:
             max_retries: 6,
             max_requests_per_connection: 1,
             connect_timeout: Duration::from_millis(250),
-            // The HTTP idle timeout wins over the TCP one.
+            // For pooled HTTP connections the HTTP idle timeout wins over the TCP one; the TCP
+            // proxy keeps the TCP one.
             idle_timeout: Some(Duration::from_secs(20)),
+            tcp_idle_timeout: Some(Duration::from_secs(30)),
             tcp_keepalive: Some(TcpKeepalive {
                 probes: Some(3),
                 time: Some(Duration::from_secs(60)),
@@ -344,6 +346,7 @@ spec:
         policy(&s, 9090, "").pool,
         PoolLimits {
             idle_timeout: None,
+            tcp_idle_timeout: None,
             ..PoolLimits::default()
         }
     );

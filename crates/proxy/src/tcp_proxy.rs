@@ -154,7 +154,7 @@ pub async fn serve(
     let (received, sent, outcome) = relay(
         &mut downstream,
         &mut upstream,
-        cluster.policy.pool.idle_timeout,
+        cluster.policy.pool.tcp_idle_timeout,
     )
     .await;
     if let Err(e) = outcome {

@@ -364,6 +364,40 @@ async fn idle_timeout_closes_a_quiet_tcp_connection() {
 }
 
 #[tokio::test]
+async fn the_http_idle_timeout_leaves_relayed_tcp_connections_alone() {
+    // Istio sets `http.idleTimeout` on the cluster's connection pool and only `tcp.idleTimeout`
+    // on the TCP proxy.
+    let Mesh {
+        proxy: p,
+        addr: mesh,
+        dir: _dir,
+        _echo,
+    } = mesh(
+        Some("    connectionPool:\n      http: {idleTimeout: 200ms}"),
+        None,
+    )
+    .await;
+    let s = TcpStream::connect(mesh).await.unwrap();
+    let (r, mut w) = s.into_split();
+    let mut lines = BufReader::new(r).lines();
+    for i in 0..2 {
+        w.write_all(format!("ping {i}\n").as_bytes()).await.unwrap();
+        let line = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            line.as_deref()
+                .is_some_and(|l| l.ends_with(&format!(" ping {i}"))),
+            "{line:?}"
+        );
+        // Quiet for three times the HTTP idle timeout.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    p.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_gateway_tcp_port_without_rules_is_reported_and_closes_connections() {
     let v1 = tcp_echo("v1", "one").await;
     let v2 = tcp_echo("v2", "two").await;

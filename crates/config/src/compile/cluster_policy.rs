@@ -204,14 +204,24 @@ fn pool_limits(cp: Option<&ConnectionPoolSettings>) -> PoolLimits {
                     .and_then(|t| parse_go_duration(t).ok()),
             });
         }
-        // The HTTP idle timeout wins over the TCP one when both are set (as in Istio).
+        // For pooled HTTP connections the HTTP idle timeout wins over the TCP one when both are
+        // set (as in Istio); relayed TCP connections follow the TCP one alone.
         idle = idle.or(tcp.idle_timeout.as_deref());
+        if let Some(d) = idle_duration(tcp.idle_timeout.as_deref()) {
+            p.tcp_idle_timeout = d;
+        }
     }
-    if let Some(d) = idle.and_then(|t| parse_go_duration(t).ok()) {
-        // `0s` disables the idle timeout.
-        p.idle_timeout = (d > Duration::ZERO).then_some(d);
+    if let Some(d) = idle_duration(idle) {
+        p.idle_timeout = d;
     }
     p
+}
+
+/// A set idle timeout: `Some(None)` for `0s`, which disables it.
+fn idle_duration(value: Option<&str>) -> Option<Option<Duration>> {
+    value
+        .and_then(|t| parse_go_duration(t).ok())
+        .map(|d| (d > Duration::ZERO).then_some(d))
 }
 
 /// `outlierDetection` → [`OutlierPolicy`] with Envoy's defaults for unset fields.
