@@ -140,7 +140,7 @@ impl Drop for Registration {
         let last = {
             let mut conns = self.shared.conns();
             conns.wakers.remove(&self.id);
-            conns.open -= 1;
+            conns.open = conns.open.saturating_sub(1);
             conns.open == 0
         };
         if last && self.shared.draining.load(Ordering::SeqCst) {

@@ -345,12 +345,8 @@ async fn idle_timeout_closes_a_quiet_tcp_connection() {
     let mut lines = BufReader::new(r).lines();
     // Talking keeps it open past the timeout.
     for i in 0..4 {
-        w.write_all(format!("ping {i}\n").as_bytes()).await.unwrap();
-        let line = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(line.is_some_and(|l| l.ends_with(&format!(" ping {i}"))));
+        let line = ask(&mut w, &mut lines, &format!("ping {i}")).await;
+        assert!(line.ends_with(&format!(" ping {i}")), "{line}");
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     // Silence closes it.
@@ -381,16 +377,8 @@ async fn the_http_idle_timeout_leaves_relayed_tcp_connections_alone() {
     let (r, mut w) = s.into_split();
     let mut lines = BufReader::new(r).lines();
     for i in 0..2 {
-        w.write_all(format!("ping {i}\n").as_bytes()).await.unwrap();
-        let line = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(
-            line.as_deref()
-                .is_some_and(|l| l.ends_with(&format!(" ping {i}"))),
-            "{line:?}"
-        );
+        let line = ask(&mut w, &mut lines, &format!("ping {i}")).await;
+        assert!(line.ends_with(&format!(" ping {i}")), "{line}");
         // Quiet for three times the HTTP idle timeout.
         tokio::time::sleep(Duration::from_millis(600)).await;
     }
