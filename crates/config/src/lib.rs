@@ -5,6 +5,7 @@
 pub mod analyze;
 pub mod cluster;
 pub mod compile;
+pub mod domain_index;
 pub mod duration;
 pub mod explain;
 pub mod host;
@@ -20,6 +21,7 @@ pub mod registry;
 pub mod route_table;
 pub mod snapshot;
 pub mod tcp_route;
+pub mod tls;
 pub mod validate;
 pub mod vhost;
 

@@ -2,6 +2,7 @@
 //! faults, mirrors, rewrites, header operations, CORS) and how a cluster is balanced and protected
 //! (load balancer, connection pool, outlier detection). Pure data, built at compile time.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
@@ -377,6 +378,9 @@ pub struct ClusterPolicy {
     /// Ejection of failing endpoints.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outlier: Option<OutlierPolicy>,
+    /// Upstream TLS origination (`SIMPLE`/`MUTUAL`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Arc<crate::tls::ClientTls>>,
 }
 
 impl Default for ClusterPolicy {
@@ -385,6 +389,7 @@ impl Default for ClusterPolicy {
             lb: LbPolicy::LeastRequest,
             pool: PoolLimits::default(),
             outlier: None,
+            tls: None,
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::proxy::ProxyConfig;
 use crate::registry::Registry;
 use crate::route_table::Route;
 use crate::tcp_route::TcpListener;
+use crate::tls::TlsListener;
 use crate::vhost::VirtualHost;
 
 /// Everything the data plane needs, compiled once and swapped atomically.
@@ -29,6 +30,9 @@ pub struct Snapshot {
     /// Listeners relaying TCP connections.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tcp_listeners: Vec<Arc<TcpListener>>,
+    /// Listeners whose connections start with TLS (gateway HTTPS and TLS ports).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls_listeners: Vec<Arc<TlsListener>>,
     /// Mesh listeners for intercepted outbound connections, by original destination.
     #[serde(skip_serializing_if = "OutboundTable::is_empty")]
     pub outbound: OutboundTable,
@@ -45,6 +49,8 @@ pub struct Snapshot {
     by_address: HashMap<SocketAddr, usize, foldhash::fast::RandomState>,
     #[serde(skip)]
     tcp_by_address: HashMap<SocketAddr, usize, foldhash::fast::RandomState>,
+    #[serde(skip)]
+    tls_by_address: HashMap<SocketAddr, usize, foldhash::fast::RandomState>,
 }
 
 /// The outcome of routing one request.
@@ -56,6 +62,8 @@ pub enum Routed<'s> {
     NoVirtualHost,
     /// A virtual host, but no rule matched (404 NR).
     NoRoute(&'s Arc<VirtualHost>),
+    /// The virtual host requires TLS and the request came in plain text (301 to `https://`).
+    RequireTls(&'s Arc<VirtualHost>),
 }
 
 /// A matched rule.
@@ -103,11 +111,18 @@ impl Snapshot {
             .enumerate()
             .map(|(i, l)| (l.address, i))
             .collect();
+        let tls_by_address = compiled
+            .tls_listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.address, i))
+            .collect();
         Snapshot {
             version,
             proxy,
             listeners: compiled.listeners,
             tcp_listeners: compiled.tcp_listeners,
+            tls_listeners: compiled.tls_listeners,
             outbound: compiled.outbound,
             clusters: compiled.clusters,
             registry: compiled.registry,
@@ -115,6 +130,7 @@ impl Snapshot {
             diagnostics,
             by_address,
             tcp_by_address,
+            tls_by_address,
         }
     }
 
@@ -124,7 +140,15 @@ impl Snapshot {
             .iter()
             .map(|l| l.address)
             .chain(self.tcp_listeners.iter().map(|l| l.address))
+            .chain(self.tls_listeners.iter().map(|l| l.address))
             .collect()
+    }
+
+    /// The TLS listener bound at `address`.
+    pub fn tls_listener(&self, address: SocketAddr) -> Option<&Arc<TlsListener>> {
+        self.tls_by_address
+            .get(&address)
+            .and_then(|&i| self.tls_listeners.get(i))
     }
 
     /// The TCP listener bound at `address`.
@@ -152,6 +176,9 @@ pub fn route<'s>(listener: &'s Listener, req: &RequestInfo<'_>) -> Routed<'s> {
     let Some(vh) = listener.virtual_host(req.authority) else {
         return Routed::NoVirtualHost;
     };
+    if vh.require_tls && req.scheme != "https" {
+        return Routed::RequireTls(vh);
+    }
     for (index, route) in vh.routes.iter().enumerate() {
         if route.matches.is_empty() {
             return Routed::Matched(RouteMatch {

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::listener::ListenerRole;
 use crate::route_table::{Forward, RouteSource};
+use crate::tls::sni_matches;
 
 /// A listener whose connections are relayed as bytes to the destination a `tcp` rule picks.
 #[derive(Debug, Serialize)]
@@ -48,24 +49,31 @@ pub struct L4Match {
     /// The caller's address is in this subnet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_subnet: Option<IpNet>,
+    /// The ClientHello's SNI matches one of these (`tls` rules; empty for `tcp` rules).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sni_hosts: Vec<String>,
 }
 
 impl L4Match {
-    /// Whether a connection from `peer` to `local` satisfies the entry.
-    pub fn matches(&self, peer: IpAddr, local: IpAddr) -> bool {
+    /// Whether a connection from `peer` to `local` (with the ClientHello's `sni`, for TLS)
+    /// satisfies the entry.
+    pub fn matches(&self, peer: IpAddr, local: IpAddr, sni: Option<&str>) -> bool {
         let dest_ok = self.destination_subnets.is_empty()
             || self.destination_subnets.iter().any(|n| n.contains(&local));
         let source_ok = self.source_subnet.is_none_or(|n| n.contains(&peer));
-        dest_ok && source_ok
+        let sni_ok = self.sni_hosts.is_empty()
+            || sni.is_some_and(|name| self.sni_hosts.iter().any(|p| sni_matches(p, name)));
+        dest_ok && source_ok && sni_ok
     }
 }
 
 impl TcpListener {
-    /// The rule for a connection from `peer` that reached the proxy at `local`.
-    pub fn route(&self, peer: IpAddr, local: IpAddr) -> Option<&TcpRule> {
+    /// The rule for a connection from `peer` that reached the proxy at `local`, with the
+    /// ClientHello's `sni` on a TLS passthrough chain.
+    pub fn route(&self, peer: IpAddr, local: IpAddr, sni: Option<&str>) -> Option<&TcpRule> {
         self.rules
             .iter()
-            .find(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.matches(peer, local)))
+            .find(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.matches(peer, local, sni)))
     }
 }
 
@@ -78,11 +86,19 @@ mod tests {
         let m = L4Match {
             destination_subnets: vec!["127.0.0.0/24".parse().unwrap()],
             source_subnet: Some("10.0.0.0/8".parse().unwrap()),
+            sni_hosts: vec![],
         };
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert!(m.matches(ip("10.1.2.3"), ip("127.0.0.5")));
-        assert!(!m.matches(ip("192.168.1.1"), ip("127.0.0.5")));
-        assert!(!m.matches(ip("10.1.2.3"), ip("127.0.1.5")));
-        assert!(L4Match::default().matches(ip("1.2.3.4"), ip("5.6.7.8")));
+        assert!(m.matches(ip("10.1.2.3"), ip("127.0.0.5"), None));
+        assert!(!m.matches(ip("192.168.1.1"), ip("127.0.0.5"), None));
+        assert!(!m.matches(ip("10.1.2.3"), ip("127.0.1.5"), None));
+        assert!(L4Match::default().matches(ip("1.2.3.4"), ip("5.6.7.8"), None));
+        let sni = L4Match {
+            sni_hosts: vec!["*.example.com".into()],
+            ..Default::default()
+        };
+        assert!(sni.matches(ip("1.2.3.4"), ip("5.6.7.8"), Some("a.example.com")));
+        assert!(!sni.matches(ip("1.2.3.4"), ip("5.6.7.8"), Some("example.com")));
+        assert!(!sni.matches(ip("1.2.3.4"), ip("5.6.7.8"), None));
     }
 }

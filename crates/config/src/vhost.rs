@@ -1,10 +1,10 @@
 //! Virtual hosts and the Host/:authority lookup table (exact, then longest wildcard suffix, then `*`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::domain_index::DomainIndex;
 use crate::host::strip_port;
 use crate::route_table::Route;
 
@@ -17,6 +17,10 @@ pub struct VirtualHost {
     pub domains: Vec<String>,
     /// Ordered rules; the first match wins.
     pub routes: Vec<Route>,
+    /// Plain-text requests are redirected to `https://` before routing (a Gateway HTTP
+    /// server's `tls.httpsRedirect`, Envoy's `require_tls: ALL`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub require_tls: bool,
 }
 
 /// Lookup from a request's Host to a virtual host.
@@ -25,56 +29,26 @@ pub struct VirtualHostTable {
     /// Virtual hosts in declaration order.
     pub vhosts: Vec<Arc<VirtualHost>>,
     #[serde(skip)]
-    // Looked up on every request: a fast hash, not SipHash (host names are not secret).
-    exact: HashMap<String, usize, foldhash::fast::RandomState>,
-    #[serde(skip)]
-    suffixes: Vec<(String, usize)>,
-    #[serde(skip)]
-    any: Option<usize>,
+    index: DomainIndex,
 }
 
 impl VirtualHostTable {
     /// Indexes virtual hosts; a domain claimed twice goes to the first.
     pub fn new(vhosts: Vec<Arc<VirtualHost>>) -> Self {
-        let mut t = VirtualHostTable {
-            vhosts,
-            ..Default::default()
-        };
-        for (i, vh) in t.vhosts.iter().enumerate() {
+        let mut index = DomainIndex::default();
+        for (i, vh) in vhosts.iter().enumerate() {
             for d in &vh.domains {
-                let d = d.to_ascii_lowercase();
-                if d == "*" {
-                    t.any.get_or_insert(i);
-                } else if let Some(suffix) = d.strip_prefix('*') {
-                    if !t.suffixes.iter().any(|(s, _)| s == suffix) {
-                        t.suffixes.push((suffix.to_string(), i));
-                    }
-                } else {
-                    t.exact.entry(d).or_insert(i);
-                }
+                index.insert(d, i);
             }
         }
-        t.suffixes.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
-        t
+        index.finish();
+        VirtualHostTable { vhosts, index }
     }
 
     /// The virtual host for a Host header value (the port is ignored, case-insensitive).
     pub fn find(&self, authority: &str) -> Option<&Arc<VirtualHost>> {
         let host = strip_port(authority).trim_end_matches('.');
-        let idx = match self.exact.get(host) {
-            Some(&i) => Some(i),
-            None => {
-                let lower = host.to_ascii_lowercase();
-                self.exact.get(&lower).copied().or_else(|| {
-                    self.suffixes
-                        .iter()
-                        .find(|(s, _)| lower.len() > s.len() && lower.ends_with(s.as_str()))
-                        .map(|&(_, i)| i)
-                        .or(self.any)
-                })
-            }
-        };
-        idx.and_then(|i| self.vhosts.get(i))
+        self.index.find(host).and_then(|i| self.vhosts.get(i))
     }
 }
 
@@ -87,6 +61,7 @@ mod tests {
             name: name.into(),
             domains: domains.iter().map(|d| d.to_string()).collect(),
             routes: vec![],
+            require_tls: false,
         })
     }
 

@@ -65,7 +65,7 @@ fn vhost(s: &Snapshot, dst: &str, host: &str) -> Option<String> {
     };
     Some(match route(l, &info) {
         Routed::Matched(m) => m.virtual_host.name.clone(),
-        Routed::NoRoute(vh) => vh.name.clone(),
+        Routed::NoRoute(vh) | Routed::RequireTls(vh) => vh.name.clone(),
         Routed::NoVirtualHost => "NR".into(),
     })
 }

@@ -116,6 +116,7 @@ spec:
             lb: LbPolicy::RoundRobin,
             pool: top_pool.clone(),
             outlier: Some(top_outlier.clone()),
+            tls: None,
         }
     );
     // The port-level entry replaces the top-level policy wholesale: unset objects are defaults.
@@ -128,6 +129,7 @@ spec:
                 ..PoolLimits::default()
             },
             outlier: None,
+            tls: None,
         }
     );
     // A subset object replaces the inherited object whole (tcp.maxConnections is gone).
@@ -140,6 +142,7 @@ spec:
                 ..PoolLimits::default()
             },
             outlier: Some(top_outlier),
+            tls: None,
         }
     );
     // On 9090 the subset inherits the top-level port-level result, then overrides its pool.
@@ -152,6 +155,7 @@ spec:
                 ..PoolLimits::default()
             },
             outlier: None,
+            tls: None,
         }
     );
     // The subset's own port-level entry supplies every object (unset: defaults).
@@ -164,6 +168,7 @@ spec:
                 consecutive_gateway_errors: 3,
                 ..outlier_defaults()
             }),
+            tls: None,
         }
     );
     // Without a subset port-level match, only the subset's objects replace inherited ones.
@@ -176,6 +181,7 @@ spec:
                 ..PoolLimits::default()
             },
             outlier: None,
+            tls: None,
         }
     );
 }

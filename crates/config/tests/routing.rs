@@ -81,6 +81,7 @@ fn decide(s: &Snapshot, listener: SocketAddr, req: Req<'_>) -> String {
     });
     match route(l, &info) {
         Routed::NoVirtualHost | Routed::NoRoute(_) => "NR".into(),
+        Routed::RequireTls(_) => "https-redirect".into(),
         Routed::Matched(m) => match &m.route.action {
             RouteAction::Forward(f) => f
                 .destinations

@@ -168,6 +168,8 @@ pub mod codes {
     pub const GATEWAY_VS_OVERLAP: &str = "SLC0010";
     /// A gateway TCP server has no `tcp` rule bound to it: its connections are closed.
     pub const TCP_PORT_UNROUTED: &str = "SLC0011";
+    /// Gateway servers that cannot share a port (plain text and TLS, or a repeated TLS host).
+    pub const GATEWAY_PORT_CONFLICT: &str = "SLC0012";
     /// A field is valid but sluice does not enforce it yet.
     pub const NOT_ENFORCED: &str = "SLC0100";
     /// sluice itself failed while loading config (a bug: please report it).

@@ -10,8 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use sluice_config::policy::PoolLimits;
+use sluice_config::tls::ClientTls;
 use tokio::sync::Notify;
 
+use crate::tls::TlsRuntime;
+use crate::upstream::connect::UpstreamTls;
 use crate::upstream::ClusterPool;
 
 /// Limits and counters of one cluster.
@@ -25,6 +28,10 @@ pub struct ClusterRuntime {
     released: Notify,
     /// HTTP/2 upstream (the port's protocol, or `h2UpgradePolicy: UPGRADE`).
     h2: bool,
+    /// The port's protocol speaks HTTP/2 (what the runtime was built for).
+    protocol_h2: bool,
+    /// Upstream TLS it was built for.
+    tls: Option<Arc<ClientTls>>,
     pool: Option<ClusterPool>,
 }
 
@@ -55,9 +62,10 @@ impl Drop for RetryGuard {
 }
 
 impl ClusterRuntime {
-    fn new(limits: PoolLimits, protocol_h2: bool) -> Self {
+    fn new(limits: PoolLimits, protocol_h2: bool, tls: Option<UpstreamTls>) -> Self {
         let h2 = protocol_h2 || limits.h2_upgrade;
-        let pool = ClusterPool::for_limits(&limits);
+        let policy = tls.as_ref().map(|t| t.policy.clone());
+        let pool = ClusterPool::for_limits(&limits, tls);
         // HTTP/1.1 carries one request per connection at a time, so maxConnections bounds the
         // active requests too; HTTP/2 multiplexes and only http2MaxRequests applies.
         let max_active = if h2 {
@@ -73,6 +81,8 @@ impl ClusterRuntime {
             retries: AtomicU32::new(0),
             released: Notify::new(),
             h2,
+            protocol_h2,
+            tls: policy,
             pool,
         }
     }
@@ -158,13 +168,33 @@ impl ClusterRuntime {
 pub struct ClusterRuntimes {
     by_name: ArcSwap<HashMap<String, Arc<ClusterRuntime>, foldhash::fast::RandomState>>,
     writer: Mutex<()>,
+    tls: TlsRuntime,
 }
 
 impl ClusterRuntimes {
-    /// The runtime of a cluster, created (or replaced when its limits changed) on demand.
-    pub fn get(&self, name: &str, limits: &PoolLimits, h2: bool) -> Arc<ClusterRuntime> {
+    /// Runtimes whose upstream TLS configs come from `tls`.
+    pub fn new(tls: TlsRuntime) -> Self {
+        ClusterRuntimes {
+            by_name: ArcSwap::default(),
+            writer: Mutex::new(()),
+            tls,
+        }
+    }
+
+    /// The runtime of a cluster, created (or replaced when its limits, protocol or upstream
+    /// TLS changed) on demand.
+    pub fn get(
+        &self,
+        name: &str,
+        limits: &PoolLimits,
+        h2: bool,
+        tls: Option<&Arc<ClientTls>>,
+    ) -> Arc<ClusterRuntime> {
+        let current_for = |rt: &ClusterRuntime| {
+            rt.limits == *limits && rt.protocol_h2 == h2 && rt.tls.as_ref() == tls
+        };
         if let Some(rt) = self.by_name.load().get(name) {
-            if rt.limits == *limits {
+            if current_for(rt) {
                 return rt.clone();
             }
         }
@@ -174,11 +204,15 @@ impl ClusterRuntimes {
         };
         let current = self.by_name.load_full();
         if let Some(rt) = current.get(name) {
-            if rt.limits == *limits {
+            if current_for(rt) {
                 return rt.clone();
             }
         }
-        let rt = Arc::new(ClusterRuntime::new(limits.clone(), h2));
+        let upstream_tls = tls.map(|policy| UpstreamTls {
+            policy: policy.clone(),
+            runtime: self.tls.clone(),
+        });
+        let rt = Arc::new(ClusterRuntime::new(limits.clone(), h2, upstream_tls));
         let mut next = (*current).clone();
         next.insert(name.to_string(), rt.clone());
         self.by_name.store(Arc::new(next));
@@ -198,7 +232,7 @@ mod tests {
             ..PoolLimits::default()
         };
         let rts = ClusterRuntimes::default();
-        let rt = rts.get("c", &limits, false);
+        let rt = rts.get("c", &limits, false, None);
         let first = rt.admit().await.unwrap();
         let rt2 = rt.clone();
         let waiting = tokio::spawn(async move { rt2.admit().await.map(|_| ()) });
@@ -215,7 +249,7 @@ mod tests {
             max_retries: 1,
             ..PoolLimits::default()
         };
-        let rt = ClusterRuntimes::default().get("c", &limits, false);
+        let rt = ClusterRuntimes::default().get("c", &limits, false, None);
         let g = rt.try_retry();
         assert!(g.is_some());
         assert!(rt.try_retry().is_none());

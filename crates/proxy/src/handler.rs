@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use sluice_config::listener::Listener;
 use sluice_config::policy::{LbPolicy, RoutePolicy};
 use sluice_config::route_table::{RouteAction, RouteDestination};
+use sluice_config::tls::ChainAction;
 use sluice_config::{route, RequestInfo, RouteMatch, Routed, Snapshot};
 use sluice_lb::PickContext;
 use sluice_telemetry::{Telemetry, TextField};
@@ -27,6 +28,7 @@ use crate::observe::{grpc_status, Observation};
 use crate::passthrough;
 use crate::replay::{Recorder, DEFAULT_REPLAY_CAP};
 use crate::retry::{forward, ForwardRequest};
+use crate::tls::TlsRuntime;
 use crate::trace_span;
 use crate::upstream::Upstreams;
 
@@ -82,6 +84,8 @@ pub struct ProxyContext {
     pub mirrors_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     /// Relayed TCP connections (`tcp` rules), waited for at shutdown.
     pub relays: crate::tcp_proxy::Relays,
+    /// Certificates and TLS configs (termination and origination).
+    pub tls: TlsRuntime,
     /// Options.
     pub options: ProxyOptions,
 }
@@ -93,10 +97,12 @@ impl ProxyContext {
         telemetry: Arc<Telemetry>,
         options: ProxyOptions,
     ) -> Self {
+        let tls = TlsRuntime::new();
         ProxyContext {
             config,
             upstreams: Upstreams::new(),
-            runtimes: Arc::default(),
+            runtimes: Arc::new(ClusterRuntimes::new(tls.clone())),
+            tls,
             telemetry,
             mirrors_in_flight: Arc::default(),
             relays: Default::default(),
@@ -143,20 +149,47 @@ pub(crate) fn error_reply(e: &ProxyError, extra_flags: &str) -> Response<Body> {
 }
 
 /// How a request reached the proxy, which tells the snapshot listener that serves it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     /// Through the listener bound at this address.
     Bound(SocketAddr),
     /// Through outbound interception, on a connection to this original destination.
     Outbound(SocketAddr),
+    /// Through TLS terminated on the listener bound at `address`, whose ClientHello named `sni`:
+    /// the server chosen by that SNI serves every request of the connection, with the config in
+    /// force when each arrives.
+    Terminated {
+        /// The TLS listener's address.
+        address: SocketAddr,
+        /// The ClientHello's server name, lower-cased.
+        sni: Option<Arc<str>>,
+    },
 }
 
 impl Entry {
     /// The snapshot listener serving this entry.
-    pub fn listener(self, snapshot: &Snapshot) -> Option<&Arc<Listener>> {
+    pub fn listener<'s>(&self, snapshot: &'s Snapshot) -> Option<&'s Arc<Listener>> {
         match self {
-            Entry::Bound(a) => snapshot.listener(a),
-            Entry::Outbound(dst) => snapshot.outbound_listener(dst),
+            Entry::Bound(a) => snapshot.listener(*a),
+            Entry::Outbound(dst) => snapshot.outbound_listener(*dst),
+            Entry::Terminated { address, sni } => {
+                match &snapshot
+                    .tls_listener(*address)?
+                    .chain(sni.as_deref())?
+                    .action
+                {
+                    ChainAction::Terminate { http, .. } => Some(http),
+                    ChainAction::Passthrough(_) => None,
+                }
+            }
+        }
+    }
+
+    /// The scheme requests arrived with.
+    fn scheme(&self) -> &'static str {
+        match self {
+            Entry::Terminated { .. } => "https",
+            _ => "http",
         }
     }
 }
@@ -217,6 +250,7 @@ enum Decision<'s> {
 fn decide<'s>(
     listener: &'s sluice_config::listener::Listener,
     req: &Request<Incoming>,
+    scheme: &'static str,
     peer: SocketAddr,
     options: &ProxyOptions,
 ) -> Result<Decision<'s>, ProxyError> {
@@ -227,7 +261,7 @@ fn decide<'s>(
     });
     let info = RequestInfo {
         method: req.method().as_str(),
-        scheme: "http",
+        scheme,
         authority: authority.unwrap_or(""),
         path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
         headers: req.headers(),
@@ -236,6 +270,16 @@ fn decide<'s>(
         Routed::Matched(m) => m,
         Routed::NoVirtualHost => return Ok(Decision::NoVirtualHost),
         Routed::NoRoute(_) => return Err(ProxyError::NoRoute),
+        Routed::RequireTls(_) => {
+            // Envoy's `require_tls`: the Host as sent (port kept), the path and query unchanged.
+            let location = format!("https://{}{}", info.authority, info.path_and_query);
+            let mut resp = Response::new(full(Bytes::new()));
+            *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(http::header::LOCATION, v);
+            }
+            return Ok(Decision::Reply(resp));
+        }
     };
     let forward = match &m.route.action {
         RouteAction::Forward(f) => f,
@@ -309,20 +353,21 @@ async fn proxy(
             // the other passthrough below: each inline await would add an upstream exchange's
             // state to every request's future.
             Entry::Outbound(dst) => Box::pin(passthrough::forward(ctx, dst, req)).await,
-            Entry::Bound(_) => error_reply(&ProxyError::NoRoute, ""),
+            Entry::Bound(_) | Entry::Terminated { .. } => error_reply(&ProxyError::NoRoute, ""),
         };
     };
     if let Some(tracer) = ctx.telemetry.tracing() {
         obs.span = Some(trace_span::begin(tracer, listener, &req, peer));
     }
-    let plan = match decide(listener, &req, peer, &ctx.options) {
+    let scheme = entry.scheme();
+    let plan = match decide(listener, &req, scheme, peer, &ctx.options) {
         Ok(Decision::Forward(p)) => p,
         Ok(Decision::Reply(r)) => return r,
         Ok(Decision::NoVirtualHost) => {
             return match entry {
                 // Istio's ALLOW_ANY: an unknown host goes to where the caller was going.
                 Entry::Outbound(dst) => Box::pin(passthrough::forward(ctx, dst, req)).await,
-                Entry::Bound(_) => error_reply(&ProxyError::NoRoute, ""),
+                Entry::Bound(_) | Entry::Terminated { .. } => error_reply(&ProxyError::NoRoute, ""),
             };
         }
         Err(e) => return error_reply(&e, ""),
@@ -361,7 +406,7 @@ async fn proxy(
     // instead of several, and none when the map has room (hyper reuses the connection's previous
     // response map, so it usually has).
     head.headers.reserve(if obs.span.is_some() { 7 } else { 3 });
-    add_forwarding(&mut head.headers, peer.ip(), listener.is_gateway(), "http");
+    add_forwarding(&mut head.headers, peer.ip(), listener.is_gateway(), scheme);
     if let Some(span) = obs.span.as_mut() {
         trace_span::routed(span, cluster, &mut head.headers);
     }
@@ -438,6 +483,7 @@ async fn proxy(
         &cluster.name,
         &cluster.policy.pool,
         cluster.protocol.upstream_h2(),
+        cluster.policy.tls.as_ref(),
     );
     if cluster.policy.pool.max_requests_per_connection == 1 && !runtime.upstream_h2() {
         // One request per connection: ask the upstream connection to close after this one.

@@ -17,6 +17,7 @@ pub mod replay;
 pub mod retry;
 pub mod server;
 pub mod tcp_proxy;
+pub mod tls;
 pub mod trace_span;
 pub mod upstream;
 

@@ -94,6 +94,7 @@ pub fn spawn_copy(
         &cluster.name,
         &cluster.policy.pool,
         cluster.protocol.upstream_h2(),
+        cluster.policy.tls.as_ref(),
     );
     let telemetry = telemetry.clone();
     let source_node: Arc<str> = Arc::from(source_node);

@@ -160,7 +160,7 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
         .await
         .map_err(|_| fail(ProxyError::Overflow))?;
     let h2 = f.runtime.upstream_h2();
-    let direct = Upstreams::carries_head(&f.head, h2) && f.body.is_empty();
+    let direct = Upstreams::carries_head(&f.head, h2, f.runtime.pool()) && f.body.is_empty();
     let max_retries = f.retry.map_or(0, |r| r.num_retries);
     let mut tried: Vec<usize> = Vec::new();
     let mut attempt: u32 = 1;

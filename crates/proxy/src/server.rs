@@ -151,6 +151,59 @@ impl ListenerManager {
     }
 }
 
+/// What serving HTTP on an accepted connection needs: hyper's builder and the drain.
+#[derive(Clone)]
+pub(crate) struct HttpServing {
+    builder: auto::Builder<TokioExecutor>,
+    drain: Drain,
+}
+
+impl HttpServing {
+    fn new(drain: Drain) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // Heads and bodies copied into one buffer and written with one `write`: for the small
+        // messages most requests carry this is cheaper than queueing them for `writev` (2 % fewer
+        // instructions per proxied request), and large bodies still go out in buffer-sized writes.
+        builder.http1().writev(false);
+        HttpServing { builder, drain }
+    }
+
+    /// Serves HTTP/1.1 or HTTP/2 on `io` (plain TCP or terminated TLS) until it closes or the
+    /// proxy drains; each request is handled as arriving through `entry`.
+    pub(crate) fn serve<I>(
+        &self,
+        ctx: Arc<ProxyContext>,
+        io: I,
+        entry: Entry,
+        peer: SocketAddr,
+        source_node: Arc<str>,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let connection = ctx.telemetry.proxy().downstream_connection();
+        let svc = service_fn(move |req| {
+            let ctx = ctx.clone();
+            let source_node = source_node.clone();
+            let entry = entry.clone();
+            // Boxed: the request future is several KB and hyper moves it while dispatching.
+            async move {
+                Ok::<_, Infallible>(Box::pin(handle(ctx, entry, peer, source_node, req)).await)
+            }
+        });
+        let conn = self
+            .builder
+            .serve_connection(TokioIo::new(io), svc)
+            .into_owned();
+        let conn = self.drain.watch(conn);
+        tokio::spawn(async move {
+            let _connection = connection;
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with error");
+            }
+        });
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     addr: SocketAddr,
@@ -159,11 +212,7 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
     drain: Drain,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Heads and bodies copied into one buffer and written with one `write`: for the small
-    // messages most requests carry this is cheaper than queueing them for `writev` (2 % fewer
-    // instructions per proxied request), and large bodies still go out in buffer-sized writes.
-    builder.http1().writev(false);
+    let http = HttpServing::new(drain);
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -188,6 +237,19 @@ async fn accept_loop(
             ));
             continue;
         }
+        if snapshot
+            .as_ref()
+            .is_some_and(|s| s.tls_listener(addr).is_some())
+        {
+            tokio::spawn(crate::tls::accept::serve(
+                ctx.clone(),
+                addr,
+                stream,
+                peer,
+                http.clone(),
+            ));
+            continue;
+        }
         // The listener's graph name is the same for the whole connection.
         let source_node: Arc<str> = snapshot
             .and_then(|s| {
@@ -195,27 +257,6 @@ async fn accept_loop(
                     .map(|l| sluice_telemetry::listener_source(l))
             })
             .map_or_else(|| Arc::from("unknown"), Arc::from);
-        let connection = ctx.telemetry.proxy().downstream_connection();
-        let ctx = ctx.clone();
-        let svc = service_fn(move |req| {
-            let ctx = ctx.clone();
-            let source_node = source_node.clone();
-            // Boxed: the request future is several KB and hyper moves it while dispatching.
-            async move {
-                Ok::<_, Infallible>(
-                    Box::pin(handle(ctx, Entry::Bound(addr), peer, source_node, req)).await,
-                )
-            }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = drain.watch(conn);
-        tokio::spawn(async move {
-            let _connection = connection;
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with error");
-            }
-        });
+        http.serve(ctx.clone(), stream, Entry::Bound(addr), peer, source_node);
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use sluice_config::policy::{HashKey, LbPolicy};
 use sluice_config::tcp_route::TcpListener;
 use sluice_lb::{FailureKind, PickContext};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -69,15 +69,28 @@ impl Relays {
 pub async fn serve(
     ctx: Arc<ProxyContext>,
     listener: Arc<TcpListener>,
+    downstream: TcpStream,
+    peer: SocketAddr,
+) {
+    serve_after(ctx, listener, downstream, peer, None, &[]).await;
+}
+
+/// Serves a connection whose first bytes (`read`, a TLS ClientHello naming `sni`) were already
+/// read from `downstream`: they are sent upstream first, untouched (TLS passthrough).
+pub async fn serve_after(
+    ctx: Arc<ProxyContext>,
+    listener: Arc<TcpListener>,
     mut downstream: TcpStream,
     peer: SocketAddr,
+    sni: Option<&str>,
+    read: &[u8],
 ) {
     let _relaying = ctx.relays.track();
     let local = downstream
         .local_addr()
         .map_or(listener.address.ip(), |a| a.ip());
-    let Some(rule) = listener.route(peer.ip(), local) else {
-        tracing::debug!(%peer, listener = %listener.name, "no tcp rule matches; connection closed");
+    let Some(rule) = listener.route(peer.ip(), local, sni) else {
+        tracing::debug!(%peer, listener = %listener.name, sni, "no tcp/tls rule matches; connection closed");
         return;
     };
     // A connection has no headers, cookies or query: of the consistent-hash keys only the
@@ -106,7 +119,12 @@ pub async fn serve(
         tracing::debug!(%peer, cluster = %dest.cluster_name, "unknown cluster; connection closed");
         return;
     };
-    let runtime = ctx.runtimes.get(&cluster.name, &cluster.policy.pool, false);
+    let runtime = ctx.runtimes.get(
+        &cluster.name,
+        &cluster.policy.pool,
+        false,
+        cluster.policy.tls.as_ref(),
+    );
     let Some(_connection) = runtime.try_connection() else {
         tracing::debug!(%peer, cluster = %cluster.name, "maxConnections reached (UO); connection closed");
         return;
@@ -125,6 +143,7 @@ pub async fn serve(
     let settings = ConnectSettings {
         timeout: cluster.policy.pool.connect_timeout,
         keepalive: cluster.policy.pool.tcp_keepalive,
+        tls: None,
     };
     let mut upstream = match connect::tcp(&endpoint.authority, &settings).await {
         Ok(s) => s,
@@ -151,6 +170,15 @@ pub async fn serve(
     if let Some(s) = &series {
         s.opened();
     }
+    if !read.is_empty() {
+        if let Err(e) = upstream.write_all(read).await {
+            tracing::debug!(%peer, endpoint = %endpoint.authority, error = %e, "tcp relay ended");
+            if let Some(s) = &series {
+                s.closed();
+            }
+            return;
+        }
+    }
     let (received, sent, outcome) = relay(
         &mut downstream,
         &mut upstream,
@@ -161,7 +189,7 @@ pub async fn serve(
         tracing::debug!(%peer, endpoint = %endpoint.authority, error = %e, "tcp relay ended");
     }
     if let Some(s) = &series {
-        s.received(received);
+        s.received(received.saturating_add(read.len() as u64));
         s.sent(sent);
         s.closed();
     }

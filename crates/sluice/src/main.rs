@@ -68,6 +68,8 @@ fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // One crypto provider for every TLS user (gateway, upstreams, the Kubernetes client).
+    sluice_kube::install_crypto_provider();
     runtime(cli.workers)?.block_on(run(cli))
 }
 

@@ -204,6 +204,8 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         telemetry.clone(),
         opts.options.clone(),
     ));
+    // Certificate files are re-read when they change (rotation without a restart).
+    ctx.tls.spawn_refresh();
     let mut manager = ListenerManager::new(ctx);
     manager.reconcile(&first.bind_addresses());
     let mut intercepts = Vec::new();

@@ -17,6 +17,7 @@ use crate::cache::{names_hash, CowMap};
 
 type ClusterLabel = [(&'static str, String); 1];
 type SplitLabels = [(&'static str, String); 4];
+type ReasonLabel = [(&'static str, &'static str); 1];
 
 /// The per-cluster handles (`cluster` label = Envoy-style cluster name).
 #[derive(Debug, Clone)]
@@ -69,6 +70,7 @@ pub struct ProxyMetrics {
     mirror_dropped: Family<ClusterLabel, Counter>,
     retries: Family<ClusterLabel, Counter>,
     splits: Family<SplitLabels, Counter>,
+    tls_handshake_errors: Family<ReasonLabel, Counter>,
     cluster_cache: CowMap<Arc<str>, Arc<ClusterMetrics>>,
     split_cache: CowMap<[Arc<str>; 4], Counter>,
 }
@@ -88,6 +90,7 @@ impl ProxyMetrics {
             mirror_dropped: Family::default(),
             retries: Family::default(),
             splits: Family::default(),
+            tls_handshake_errors: Family::default(),
             cluster_cache: CowMap::default(),
             split_cache: CowMap::default(),
         };
@@ -147,7 +150,19 @@ impl ProxyMetrics {
             "Requests sent to each destination of a weighted route",
             m.splits.clone(),
         );
+        r.register(
+            "tls_handshake_errors",
+            "Downstream TLS handshakes that failed, by reason",
+            m.tls_handshake_errors.clone(),
+        );
         m
+    }
+
+    /// Counts a failed downstream TLS handshake (`sluice_tls_handshake_errors_total{reason}`).
+    pub fn tls_handshake_error(&self, reason: &'static str) {
+        self.tls_handshake_errors
+            .get_or_create(&[("reason", reason)])
+            .inc();
     }
 
     /// Sets `sluice_config_version` and counts an accepted snapshot.

@@ -5,16 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_model::{
-    ConnectionPoolSettings, ConsistentHashLb, LoadBalancerSettings, OutlierDetection,
-    PortTrafficPolicy, TrafficPolicy,
+    ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, LoadBalancerSettings,
+    OutlierDetection, PortTrafficPolicy, Resource, TrafficPolicy,
 };
 
 use super::destination_rules::DestinationRuleIndex;
+use super::gateway_tls::{resolve_path, secret_name};
 use crate::duration::{parse_go_duration, parse_istio_duration};
 use crate::policy::{
     ClusterPolicy, ConsistentHash, HashAlgorithm, HashKey, LbPolicy, OutlierPolicy, PoolLimits,
     TcpKeepalive,
 };
+use crate::tls::{CaSource, CertificateSource, ClientTls};
 
 /// The policy objects that apply to one cluster, before they are compiled.
 #[derive(Default, Clone, Copy)]
@@ -22,6 +24,7 @@ struct Objects<'a> {
     lb: Option<&'a LoadBalancerSettings>,
     pool: Option<&'a ConnectionPoolSettings>,
     outlier: Option<&'a OutlierDetection>,
+    tls: Option<&'a ClientTlsSettings>,
 }
 
 impl<'a> Objects<'a> {
@@ -33,11 +36,13 @@ impl<'a> Objects<'a> {
                 lb: pl.load_balancer.as_ref(),
                 pool: pl.connection_pool.as_ref(),
                 outlier: pl.outlier_detection.as_ref(),
+                tls: pl.tls.as_ref(),
             },
             None => Objects {
                 lb: tp.load_balancer.as_ref(),
                 pool: tp.connection_pool.as_ref(),
                 outlier: tp.outlier_detection.as_ref(),
+                tls: tp.tls.as_ref(),
             },
         }
     }
@@ -52,6 +57,7 @@ impl<'a> Objects<'a> {
             lb: sp.load_balancer.as_ref().or(self.lb),
             pool: sp.connection_pool.as_ref().or(self.pool),
             outlier: sp.outlier_detection.as_ref().or(self.outlier),
+            tls: sp.tls.as_ref().or(self.tls),
         }
     }
 }
@@ -63,36 +69,100 @@ fn port_level(tp: &TrafficPolicy, port: u16) -> Option<&PortTrafficPolicy> {
         .find(|p| p.port.is_some_and(|s| s.number == u32::from(port)))
 }
 
-/// The merged policy for a cluster.
+/// The merged policy for a cluster; `h2` tells whether the port speaks HTTP/2 (TLS ALPN).
 pub(crate) fn cluster_policy(
     index: &DestinationRuleIndex<'_>,
     hostname: &str,
     port: u16,
+    h2: bool,
     subset: Option<&str>,
 ) -> Arc<ClusterPolicy> {
     let rules = index.for_host(hostname);
     // Same-host rules are merged: the first with a top-level trafficPolicy keeps it.
-    let mut objects = rules
+    let top = rules
         .iter()
-        .find_map(|(_, dr)| dr.traffic_policy.as_ref())
-        .map(|tp| Objects::of(tp, port))
-        .unwrap_or_default();
+        .find_map(|(r, dr)| dr.traffic_policy.as_ref().map(|tp| (*r, tp)));
+    let mut owner = top.map(|(r, _)| r);
+    let mut objects = top.map(|(_, tp)| Objects::of(tp, port)).unwrap_or_default();
     if let Some(name) = subset {
         // Subsets are concatenated across rules; the first of a name wins (as for its labels).
         let subset_policy = rules
             .iter()
-            .flat_map(|(_, dr)| dr.subsets.iter())
-            .find(|s| s.name == name)
-            .and_then(|s| s.traffic_policy.as_ref());
-        if let Some(sp) = subset_policy {
+            .flat_map(|(r, dr)| dr.subsets.iter().map(move |s| (*r, s)))
+            .find(|(_, s)| s.name == name)
+            .and_then(|(r, s)| s.traffic_policy.as_ref().map(|tp| (r, tp)));
+        if let Some((r, sp)) = subset_policy {
+            if sp.tls.is_some() || port_level(sp, port).is_some() {
+                owner = Some(r);
+            }
             objects = objects.with_subset(sp, port);
         }
     }
+    let tls = match (objects.tls, owner) {
+        (Some(t), Some(r)) => client_tls(r, t, hostname, h2),
+        _ => None,
+    };
     Arc::new(ClusterPolicy {
         lb: lb_policy(objects.lb),
         pool: pool_limits(objects.pool),
         outlier: objects.outlier.map(outlier_policy),
+        tls,
     })
+}
+
+/// DestinationRule `tls` with mode `SIMPLE` or `MUTUAL` → the cluster's upstream TLS. `DISABLE`
+/// is plain text; `ISTIO_MUTUAL` belongs to mesh mTLS and is warned about as not enforced.
+fn client_tls(
+    r: &Resource,
+    t: &ClientTlsSettings,
+    hostname: &str,
+    h2: bool,
+) -> Option<Arc<ClientTls>> {
+    let mode = t.mode.as_deref().unwrap_or("DISABLE");
+    if mode != "SIMPLE" && mode != "MUTUAL" {
+        return None;
+    }
+    let ns = &r.metadata.namespace;
+    let credential = t.credential_name.as_deref().filter(|c| !c.is_empty());
+    let certificate = match (mode, credential) {
+        ("MUTUAL", Some(name)) => Some(CertificateSource::Secret {
+            namespace: ns.clone(),
+            name: secret_name(name),
+        }),
+        ("MUTUAL", None) => match (&t.client_certificate, &t.private_key) {
+            (Some(c), Some(k)) => Some(CertificateSource::Files {
+                certificate: resolve_path(r, c),
+                private_key: resolve_path(r, k),
+            }),
+            _ => None,
+        },
+        _ => None,
+    };
+    let ca = match (
+        t.ca_certificates.as_deref().filter(|c| !c.is_empty()),
+        credential,
+    ) {
+        (Some(path), _) => CaSource::File {
+            path: resolve_path(r, path),
+        },
+        (None, Some(name)) => CaSource::Secret {
+            namespace: ns.clone(),
+            name: secret_name(name),
+        },
+        (None, None) => CaSource::System,
+    };
+    Some(Arc::new(ClientTls {
+        certificate,
+        ca,
+        sni: t
+            .sni
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| hostname.to_string()),
+        subject_alt_names: t.subject_alt_names.clone(),
+        insecure_skip_verify: t.insecure_skip_verify == Some(true),
+        h2,
+    }))
 }
 
 /// `loadBalancer` → [`LbPolicy`] (absent or UNSPECIFIED: LEAST_REQUEST, Istio's default since 1.14).

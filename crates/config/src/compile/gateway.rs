@@ -13,6 +13,7 @@ use crate::labels::selector_matches;
 use crate::listener::{Listener, ListenerRole};
 use crate::protocol::Protocol;
 use crate::route_table::Route;
+use crate::tls::TlsListener;
 use crate::vhost::{VirtualHost, VirtualHostTable};
 
 /// A Gateway server selecting this proxy.
@@ -23,6 +24,49 @@ pub(crate) struct BoundServer<'a> {
     pub(crate) namespace: &'a str,
     /// The server.
     pub(crate) server: &'a Server,
+    /// Its Gateway object (diagnostics, paths relative to its file).
+    pub(crate) resource: &'a Resource,
+    /// Its index in `spec.servers`.
+    pub(crate) index: usize,
+}
+
+impl BoundServer<'_> {
+    /// The declared protocol, as written.
+    pub(crate) fn protocol(&self) -> &str {
+        self.server
+            .port
+            .as_ref()
+            .map_or("", |p| p.protocol.as_str())
+    }
+}
+
+/// Marks the virtual hosts of HTTP servers with `tls.httpsRedirect` as requiring TLS, and adds a
+/// redirecting virtual host for each of their hosts that no VirtualService covers (Envoy
+/// redirects before routing, whether or not a route exists).
+fn https_redirects(servers: &[BoundServer<'_>], port: u16, vhosts: &mut Vec<Arc<VirtualHost>>) {
+    for b in servers {
+        if b.server.tls.as_ref().and_then(|t| t.https_redirect) != Some(true) {
+            continue;
+        }
+        for sh in &b.server.hosts {
+            let (_, shost) = split_server_host(sh);
+            let mut covered = false;
+            for vh in vhosts.iter_mut() {
+                if vh.domains.iter().any(|d| intersect(d, shost).is_some()) {
+                    Arc::make_mut(vh).require_tls = true;
+                    covered |= vh.domains.iter().any(|d| d.eq_ignore_ascii_case(shost));
+                }
+            }
+            if !covered {
+                vhosts.push(Arc::new(VirtualHost {
+                    name: format!("{shost}:{port}"),
+                    domains: vec![shost.to_ascii_lowercase()],
+                    routes: Vec::new(),
+                    require_tls: true,
+                }));
+            }
+        }
+    }
 }
 
 /// Whether one of the server's `hosts` admits the VirtualService host `vh` (FQDN) of a
@@ -36,7 +80,7 @@ pub(crate) fn server_hosts_admit(bound: &BoundServer<'_>, vh: &str, ns: &str) ->
 }
 
 /// Splits a server host `ns/host` (namespace `*` when absent).
-fn split_server_host(h: &str) -> (&str, &str) {
+pub(crate) fn split_server_host(h: &str) -> (&str, &str) {
     h.split_once('/').unwrap_or(("*", h))
 }
 
@@ -49,7 +93,7 @@ impl<'a> Compiler<'a> {
             if !self.selects_me(gw) {
                 continue;
             }
-            for server in &gw.servers {
+            for (i, server) in gw.servers.iter().enumerate() {
                 let Some(port) = server.port.as_ref() else {
                     continue;
                 };
@@ -61,6 +105,8 @@ impl<'a> Compiler<'a> {
                         gateway: format!("{}/{}", r.metadata.namespace, r.metadata.name),
                         namespace: &r.metadata.namespace,
                         server,
+                        resource: r,
+                        index: i,
                     });
                 }
             }
@@ -68,8 +114,11 @@ impl<'a> Compiler<'a> {
         ports
     }
 
-    pub(crate) fn compile_gateways(&mut self) -> Vec<Listener> {
+    /// Listeners for the HTTP, HTTPS and TLS server ports of the Gateways selecting this proxy:
+    /// plain-text HTTP ports, and TLS ports (one filter chain per server, chosen by SNI).
+    pub(crate) fn compile_gateways(&mut self) -> (Vec<Listener>, Vec<TlsListener>) {
         let mut ports: BTreeMap<u16, Vec<BoundServer<'_>>> = BTreeMap::new();
+        let mut tls_ports: BTreeMap<u16, Vec<BoundServer<'_>>> = BTreeMap::new();
         let ordered = self.ordered.clone();
         for r in &ordered {
             let Spec::Gateway(gw) = &r.spec else { continue };
@@ -83,53 +132,53 @@ impl<'a> Compiler<'a> {
                 let Ok(number) = u16::try_from(port.number) else {
                     continue;
                 };
-                let protocol = Protocol::parse(&port.protocol);
-                if protocol == Some(Protocol::Tcp) {
-                    // Served by `compile_tcp_gateways`.
-                    continue;
-                }
-                if !protocol.is_some_and(|p| p.is_http() && p != Protocol::Unspecified) {
-                    self.diagnostics.push(r.diag(
-                        Severity::Warning,
-                        codes::NOT_ENFORCED,
-                        format!("spec.servers[{i}].port.protocol"),
-                        format!("gateway servers with protocol {} are not served yet (only HTTP, HTTP2, GRPC and TCP); port {number} is not bound", port.protocol),
-                    ));
-                    continue;
-                }
-                ports.entry(number).or_default().push(BoundServer {
+                let bound = BoundServer {
                     gateway: format!("{}/{}", r.metadata.namespace, r.metadata.name),
                     namespace: &r.metadata.namespace,
                     server,
-                });
+                    resource: r,
+                    index: i,
+                };
+                match Protocol::parse(&port.protocol) {
+                    // Served by `compile_tcp_gateways`.
+                    Some(Protocol::Tcp) => {}
+                    Some(Protocol::Https | Protocol::Tls) => {
+                        tls_ports.entry(number).or_default().push(bound)
+                    }
+                    Some(p) if p.is_http() && p != Protocol::Unspecified => {
+                        ports.entry(number).or_default().push(bound)
+                    }
+                    _ => self.diagnostics.push(r.diag(
+                        Severity::Warning,
+                        codes::NOT_ENFORCED,
+                        format!("spec.servers[{i}].port.protocol"),
+                        format!("gateway servers with protocol {} are not served yet (only HTTP, HTTP2, GRPC, HTTPS, TLS and TCP); port {number} is not bound", port.protocol),
+                    )),
+                }
             }
         }
+        // Istio refuses conflicting protocols on one port; the plain-text servers keep it.
+        tls_ports.retain(|port, servers| {
+            if !ports.contains_key(port) {
+                return true;
+            }
+            for b in servers.iter() {
+                self.diagnostics.push(b.resource.diag(
+                    Severity::Warning,
+                    codes::GATEWAY_PORT_CONFLICT,
+                    format!("spec.servers[{}]", b.index),
+                    format!("port {port} already has plain-text HTTP servers; this {} server is ignored (one port cannot serve both)", b.protocol()),
+                ));
+            }
+            false
+        });
         let mut out = Vec::new();
         for (port, servers) in ports {
             let address = SocketAddr::new(self.proxy.gateway_address, port);
             let mut gateways: Vec<String> = servers.iter().map(|s| s.gateway.clone()).collect();
             gateways.dedup();
-            let mut domains: Vec<(String, Vec<Route>)> = Vec::new();
-            for r in &ordered {
-                let Spec::VirtualService(vs) = &r.spec else {
-                    continue;
-                };
-                self.bind_virtual_service(r, vs, &servers, port, address, &mut domains);
-            }
-            let vhosts = domains
-                .into_iter()
-                .map(|(domain, routes)| {
-                    // Istio merges every VirtualService of a gateway host and moves catch-alls last.
-                    let (mut specific, catch_all): (Vec<Route>, Vec<Route>) =
-                        routes.into_iter().partition(|r| !r.is_catch_all());
-                    specific.extend(catch_all);
-                    Arc::new(VirtualHost {
-                        name: format!("{domain}:{port}"),
-                        domains: vec![domain],
-                        routes: specific,
-                    })
-                })
-                .collect();
+            let mut vhosts = self.gateway_virtual_hosts(&servers, port, address);
+            https_redirects(&servers, port, &mut vhosts);
             out.push(Listener {
                 name: format!("{}_{}", address.ip(), port),
                 address,
@@ -138,7 +187,44 @@ impl<'a> Compiler<'a> {
                 default_virtual_host: None,
             });
         }
-        out
+        let tls = tls_ports
+            .into_iter()
+            .map(|(port, servers)| self.compile_tls_port(port, &servers))
+            .collect();
+        (out, tls)
+    }
+
+    /// The virtual hosts of the VirtualServices bound to `servers` (which share a port): one per
+    /// host, rules of every VirtualService on it merged oldest first with catch-alls last.
+    pub(crate) fn gateway_virtual_hosts(
+        &mut self,
+        servers: &[BoundServer<'_>],
+        port: u16,
+        address: SocketAddr,
+    ) -> Vec<Arc<VirtualHost>> {
+        let ordered = self.ordered.clone();
+        let mut domains: Vec<(String, Vec<Route>)> = Vec::new();
+        for r in &ordered {
+            let Spec::VirtualService(vs) = &r.spec else {
+                continue;
+            };
+            self.bind_virtual_service(r, vs, servers, port, address, &mut domains);
+        }
+        domains
+            .into_iter()
+            .map(|(domain, routes)| {
+                // Istio merges every VirtualService of a gateway host and moves catch-alls last.
+                let (mut specific, catch_all): (Vec<Route>, Vec<Route>) =
+                    routes.into_iter().partition(|r| !r.is_catch_all());
+                specific.extend(catch_all);
+                Arc::new(VirtualHost {
+                    name: format!("{domain}:{port}"),
+                    domains: vec![domain],
+                    routes: specific,
+                    require_tls: false,
+                })
+            })
+            .collect()
     }
 
     fn selects_me(&self, gw: &Gateway) -> bool {

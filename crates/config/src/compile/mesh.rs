@@ -161,6 +161,7 @@ impl Compiler<'_> {
             domains: service_domains(svc, &self.proxy.namespace),
             name,
             routes,
+            require_tls: false,
         }
     }
 

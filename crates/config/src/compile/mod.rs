@@ -5,6 +5,7 @@ mod cluster_policy;
 mod delegate;
 pub mod destination_rules;
 mod gateway;
+pub mod gateway_tls;
 pub mod http_route;
 mod mesh;
 mod outbound;
@@ -25,6 +26,7 @@ use crate::outbound::OutboundTable;
 use crate::proxy::ProxyConfig;
 use crate::registry::Registry;
 use crate::tcp_route::TcpListener;
+use crate::tls::TlsListener;
 use destination_rules::DestinationRuleIndex;
 
 /// The output of compilation, before it is wrapped into a snapshot.
@@ -34,6 +36,8 @@ pub struct Compiled {
     pub listeners: Vec<Arc<Listener>>,
     /// Listeners relaying TCP connections (`tcp` rules).
     pub tcp_listeners: Vec<Arc<TcpListener>>,
+    /// Gateway ports whose connections start with TLS (terminated or passed through by SNI).
+    pub tls_listeners: Vec<Arc<TlsListener>>,
     /// Mesh listeners reached by original destination (sidecar outbound interception).
     pub outbound: OutboundTable,
     /// All clusters by name.
@@ -80,12 +84,19 @@ pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) 
     };
     c.build_clusters();
     let mut listeners = Vec::new();
+    let mut tls_listeners = Vec::new();
     if proxy.gateway_role {
-        listeners.extend(c.compile_gateways());
+        let (http, tls) = c.compile_gateways();
+        listeners.extend(http);
+        tls_listeners.extend(tls);
     }
     let mut tcp_listeners = Vec::new();
     if proxy.gateway_role {
-        let taken: HashSet<SocketAddr> = listeners.iter().map(|l| l.address).collect();
+        let taken: HashSet<SocketAddr> = listeners
+            .iter()
+            .map(|l| l.address)
+            .chain(tls_listeners.iter().map(|l| l.address))
+            .collect();
         tcp_listeners.extend(c.compile_tcp_gateways(&taken));
     }
     let mut outbound = OutboundTable::default();
@@ -94,6 +105,7 @@ pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) 
         if proxy.mesh_role {
             let mut taken: HashSet<SocketAddr> = listeners.iter().map(|l| l.address).collect();
             taken.extend(tcp_listeners.iter().map(|l| l.address));
+            taken.extend(tls_listeners.iter().map(|l| l.address));
             listeners.extend(c.compile_mesh(&ports, &taken));
             taken.extend(listeners.iter().map(|l| l.address));
             tcp_listeners.extend(c.compile_tcp_mesh(&taken));
@@ -106,6 +118,7 @@ pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) 
     Compiled {
         listeners: listeners.into_iter().map(Arc::new).collect(),
         tcp_listeners: tcp_listeners.into_iter().map(Arc::new).collect(),
+        tls_listeners: tls_listeners.into_iter().map(Arc::new).collect(),
         outbound,
         clusters: c.clusters,
         registry: c.registry,
@@ -120,8 +133,9 @@ impl Compiler<'_> {
         for svc in self.registry.services() {
             let subsets = index.subsets(&svc.hostname);
             for port in &svc.ports {
+                let h2 = port.protocol.upstream_h2();
                 let policy =
-                    cluster_policy::cluster_policy(&index, &svc.hostname, port.number, None);
+                    cluster_policy::cluster_policy(&index, &svc.hostname, port.number, h2, None);
                 let all = Cluster::new(svc, port, None, svc.endpoints.clone(), policy, self.state);
                 self.clusters.insert(all.name.clone(), Arc::new(all));
                 for s in &subsets {
@@ -135,6 +149,7 @@ impl Compiler<'_> {
                         &index,
                         &svc.hostname,
                         port.number,
+                        h2,
                         Some(&s.name),
                     );
                     let c = Cluster::new(svc, port, Some(&s.name), eps, policy, self.state);

@@ -26,6 +26,38 @@ fn subnet(s: &str) -> Option<IpNet> {
         .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
+/// One `tcp` or `tls` rule before compilation: its match entries and destinations.
+struct L4Rule<'m> {
+    entries: Vec<(EntryConditions<'m>, L4Match)>,
+    route: &'m [sluice_model::RouteDestination],
+}
+
+/// The compile-time conditions of a `tcp` match entry.
+fn l4_conditions(m: &L4MatchAttributes) -> EntryConditions<'_> {
+    EntryConditions {
+        gateways: &m.gateways,
+        port: m.port,
+        source_labels: &m.source_labels,
+        source_namespace: m.source_namespace.as_deref(),
+    }
+}
+
+/// The per-connection conditions of a match entry.
+fn l4_match(
+    destination_subnets: &[String],
+    source_subnet: Option<&str>,
+    sni_hosts: &[String],
+) -> L4Match {
+    L4Match {
+        destination_subnets: destination_subnets
+            .iter()
+            .filter_map(|s| subnet(s))
+            .collect(),
+        source_subnet: source_subnet.and_then(subnet),
+        sni_hosts: sni_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+    }
+}
+
 impl<'a> Compiler<'a> {
     /// The `tcp` rules of `vs` that can apply in `ctx`, in order.
     pub(crate) fn compile_tcp_rules(
@@ -34,28 +66,76 @@ impl<'a> Compiler<'a> {
         vs: &VirtualService,
         ctx: RuleContext<'_>,
     ) -> Vec<TcpRule> {
+        let rules = vs.tcp.iter().map(|rule| L4Rule {
+            entries: rule
+                .matches
+                .iter()
+                .map(|m| {
+                    (
+                        l4_conditions(m),
+                        l4_match(&m.destination_subnets, m.source_subnet.as_deref(), &[]),
+                    )
+                })
+                .collect(),
+            route: &rule.route,
+        });
+        self.compile_l4_rules(r, vs, ctx, "tcp", rules)
+    }
+
+    /// The `tls` rules of `vs` that can apply in `ctx` (a passthrough server), in order.
+    pub(crate) fn compile_tls_rules(
+        &mut self,
+        r: &Resource,
+        vs: &VirtualService,
+        ctx: RuleContext<'_>,
+    ) -> Vec<TcpRule> {
+        let rules = vs.tls.iter().map(|rule| L4Rule {
+            entries: rule
+                .matches
+                .iter()
+                .map(|m| {
+                    let conditions = EntryConditions {
+                        gateways: &m.gateways,
+                        port: m.port,
+                        source_labels: &m.source_labels,
+                        source_namespace: m.source_namespace.as_deref(),
+                    };
+                    (
+                        conditions,
+                        l4_match(&m.destination_subnets, None, &m.sni_hosts),
+                    )
+                })
+                .collect(),
+            route: &rule.route,
+        });
+        self.compile_l4_rules(r, vs, ctx, "tls", rules)
+    }
+
+    /// Compiles L4 rules (`tcp` or `tls`): entries whose compile-time conditions fail are
+    /// dropped, and a rule left without entries does not apply here.
+    fn compile_l4_rules<'m>(
+        &mut self,
+        r: &Resource,
+        vs: &VirtualService,
+        ctx: RuleContext<'_>,
+        kind: &str,
+        rules: impl Iterator<Item = L4Rule<'m>>,
+    ) -> Vec<TcpRule> {
         let ns = &r.metadata.namespace;
         let top = vs_gateways(vs, ns);
         let mut out = Vec::new();
-        for (i, rule) in vs.tcp.iter().enumerate() {
-            let matches = if rule.matches.is_empty() {
+        for (i, rule) in rules.enumerate() {
+            let matches = if rule.entries.is_empty() {
                 if !top.iter().any(|g| g == ctx.gateway) {
                     continue;
                 }
                 Vec::new()
             } else {
                 let kept: Vec<L4Match> = rule
-                    .matches
-                    .iter()
-                    .filter(|m| self.l4_entry_applies(m, &top, ns, ctx))
-                    .map(|m| L4Match {
-                        destination_subnets: m
-                            .destination_subnets
-                            .iter()
-                            .filter_map(|s| subnet(s))
-                            .collect(),
-                        source_subnet: m.source_subnet.as_deref().and_then(subnet),
-                    })
+                    .entries
+                    .into_iter()
+                    .filter(|(c, _)| self.conditions_hold(*c, &top, ns, ctx))
+                    .map(|(_, m)| m)
                     .collect();
                 if kept.is_empty() {
                     continue;
@@ -67,7 +147,7 @@ impl<'a> Compiler<'a> {
                 .iter()
                 .map(|d| (d.destination.as_ref(), d.weight, HeaderPolicy::default()))
                 .collect();
-            let split_key = format!("tcp|{ns}/{}|{i}", r.metadata.name);
+            let split_key = format!("{kind}|{ns}/{}|{i}", r.metadata.name);
             let Some(forward) = self.compile_forward(r, route, &split_key, ctx) else {
                 continue;
             };
@@ -82,28 +162,6 @@ impl<'a> Compiler<'a> {
             });
         }
         out
-    }
-
-    /// Whether an L4 match entry can hold in `ctx`: gateway, port, source labels and namespace
-    /// are known when compiling; the subnets are checked per connection.
-    fn l4_entry_applies(
-        &self,
-        m: &L4MatchAttributes,
-        top: &[String],
-        ns: &str,
-        ctx: RuleContext<'_>,
-    ) -> bool {
-        self.conditions_hold(
-            EntryConditions {
-                gateways: &m.gateways,
-                port: m.port,
-                source_labels: &m.source_labels,
-                source_namespace: m.source_namespace.as_deref(),
-            },
-            top,
-            ns,
-            ctx,
-        )
     }
 
     /// One TCP listener per TCP server port of the Gateways selecting this proxy, carrying the

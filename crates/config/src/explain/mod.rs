@@ -101,6 +101,13 @@ pub fn explain(listener: &Listener, req: &RequestInfo<'_>) -> Explanation {
     out.virtual_host = Some(format!("{} (domains: {})", vh.name, vh.domains.join(", ")));
     let matched = match route(listener, req) {
         Routed::Matched(m) => Some(m),
+        Routed::RequireTls(_) => {
+            out.outcome = format!(
+                "301 to https://{}{}: the Gateway server has tls.httpsRedirect",
+                req.authority, req.path_and_query
+            );
+            return out;
+        }
         _ => None,
     };
     let mut reached = true;

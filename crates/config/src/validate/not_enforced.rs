@@ -45,7 +45,20 @@ const MATCH_UNSUPPORTED: &[Check<HttpMatchRequest>] =
 
 /// Parts of DestinationRule policy objects (any `trafficPolicy` or `portLevelSettings` entry).
 const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
-    ("tls", "upstream TLS (`tls`)", |p| p.tls.is_some()),
+    (
+        "tls.mode",
+        "`tls.mode: ISTIO_MUTUAL` (mesh mTLS; SIMPLE and MUTUAL are enforced)",
+        |p| {
+            p.tls
+                .as_ref()
+                .is_some_and(|t| t.mode.as_deref() == Some("ISTIO_MUTUAL"))
+        },
+    ),
+    ("tls.caCrl", "certificate revocation lists (`caCrl`)", |p| {
+        p.tls
+            .as_ref()
+            .is_some_and(|t| t.ca_crl.as_deref().is_some_and(|c| !c.is_empty()))
+    }),
     (
         "loadBalancer.localityLbSetting",
         "`localityLbSetting`",
@@ -217,8 +230,18 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
             if !vs.export_to.is_empty() {
                 warn(ctx, "spec.exportTo".into(), "`exportTo`");
             }
-            if !vs.tls.is_empty() {
-                warn(ctx, "spec.tls".into(), "TLS/SNI routing (`tls`)");
+            if !vs.tls.is_empty()
+                && crate::compile::http_route::vs_binds(
+                    vs,
+                    &ctx.resource().metadata.namespace,
+                    crate::compile::http_route::MESH,
+                )
+            {
+                warn(
+                    ctx,
+                    "spec.tls".into(),
+                    "TLS/SNI routing (`tls`) on sidecars (it is enforced on gateway passthrough servers)",
+                );
             }
             for (i, r) in vs.http.iter().enumerate() {
                 let base = format!("spec.http[{i}]");
@@ -246,13 +269,6 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
         }
         Spec::Gateway(gw) => {
             for (i, s) in gw.servers.iter().enumerate() {
-                if s.tls.is_some() {
-                    warn(
-                        ctx,
-                        format!("spec.servers[{i}].tls"),
-                        "gateway `tls` (HTTPS termination, httpsRedirect)",
-                    );
-                }
                 if s.bind.is_some() {
                     warn(ctx, format!("spec.servers[{i}].bind"), "server `bind`");
                 }

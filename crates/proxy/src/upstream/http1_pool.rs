@@ -127,7 +127,7 @@ impl Http1Pool {
     }
 
     async fn connect(&self, authority: &str) -> Result<Idle<http1::SendRequest<Body>>, SendError> {
-        let stream = connect::tcp(authority, &self.inner.settings.connect)
+        let stream = connect::open(authority, &self.inner.settings.connect)
             .await
             .map_err(SendError::Connect)?;
         // One buffer per write, like the server side (see `server::accept_loop`).

@@ -100,7 +100,7 @@ impl Http2Pool {
     }
 
     async fn connect(&self, authority: &str) -> Result<http2::SendRequest<Body>, SendError> {
-        let stream = connect::tcp(authority, &self.inner.settings.connect)
+        let stream = connect::open(authority, &self.inner.settings.connect)
             .await
             .map_err(SendError::Connect)?;
         let (tx, conn) = http2::Builder::new(TokioExecutor::new())

@@ -8,6 +8,7 @@ mod http1_pool;
 mod http2_pool;
 mod idle;
 mod reaper;
+mod stream;
 
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use sluice_config::policy::PoolLimits;
 
 use crate::body::Body;
 use crate::error::ProxyError;
-use connect::ConnectSettings;
+use connect::{ConnectSettings, UpstreamTls};
 pub use direct::ResponseBody;
 use direct::{DirectPool, Outgoing};
 use http1_pool::{Http1Pool, PoolSettings, SendError};
@@ -40,6 +41,8 @@ pub struct ClusterPool {
     direct: DirectPool,
     http1: Http1Pool,
     http2: Http2Pool,
+    /// Connections speak TLS: the direct client (plain sockets only) is not used.
+    tls: bool,
 }
 
 impl std::fmt::Debug for ClusterPool {
@@ -51,19 +54,22 @@ impl std::fmt::Debug for ClusterPool {
 impl ClusterPool {
     fn new(settings: PoolSettings) -> Self {
         ClusterPool {
+            tls: settings.connect.tls.is_some(),
             direct: DirectPool::new(settings.clone()),
             http1: Http1Pool::new(settings.clone()),
             http2: Http2Pool::new(settings),
         }
     }
 
-    /// The cluster's own pools, or `None` when its settings are the defaults.
-    pub fn for_limits(limits: &PoolLimits) -> Option<ClusterPool> {
+    /// The cluster's own pools, or `None` when its settings are the defaults (plain text
+    /// included: a cluster originating TLS always has pools of its own).
+    pub(crate) fn for_limits(limits: &PoolLimits, tls: Option<UpstreamTls>) -> Option<ClusterPool> {
         let defaults = PoolLimits::default();
         if limits.connect_timeout == CONNECT_TIMEOUT
             && limits.idle_timeout == defaults.idle_timeout
             && limits.tcp_keepalive.is_none()
             && limits.max_requests_per_connection == 0
+            && tls.is_none()
         {
             return None;
         }
@@ -71,6 +77,7 @@ impl ClusterPool {
             connect: ConnectSettings {
                 timeout: limits.connect_timeout,
                 keepalive: limits.tcp_keepalive,
+                tls,
             },
             // `idleTimeout: 0s` (None) keeps idle connections open.
             idle_timeout: limits.idle_timeout,
@@ -99,6 +106,7 @@ impl Upstreams {
                 connect: ConnectSettings {
                     timeout: CONNECT_TIMEOUT,
                     keepalive: None,
+                    tls: None,
                 },
                 idle_timeout: Some(POOL_IDLE),
                 max_requests_per_connection: 0,
@@ -121,7 +129,11 @@ impl Upstreams {
             if h2 {
                 // HTTP/2 carries the scheme and authority as pseudo-headers, taken from the URI.
                 let mut parts = std::mem::take(req.uri_mut()).into_parts();
-                parts.scheme = Some(http::uri::Scheme::HTTP);
+                parts.scheme = Some(if pools.tls {
+                    http::uri::Scheme::HTTPS
+                } else {
+                    http::uri::Scheme::HTTP
+                });
                 parts.authority = Some(endpoint.uri_authority.clone().ok_or_else(|| {
                     ProxyError::ConnectFailure {
                         endpoint: authority.to_string(),
@@ -135,7 +147,7 @@ impl Upstreams {
                     .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
                 *req.version_mut() = http::Version::HTTP_2;
                 pools.http2.send(authority, req).await.map(into_body)
-            } else if direct::carries(&req) {
+            } else if !pools.tls && direct::carries(&req) {
                 pools
                     .direct
                     .send(authority, &Outgoing::of(&req, authority))
@@ -153,9 +165,10 @@ impl Upstreams {
         sent.map_err(|e| send_error(authority, e))
     }
 
-    /// Whether [`Upstreams::send_head`] can carry a request with this head and no body.
-    pub fn carries_head(head: &http::request::Parts, h2: bool) -> bool {
-        !h2 && direct::carries_head(&head.method, &head.headers)
+    /// Whether [`Upstreams::send_head`] can carry a request with this head and no body through
+    /// the cluster's pools (`own`, else the shared ones).
+    pub fn carries_head(head: &http::request::Parts, h2: bool, own: Option<&ClusterPool>) -> bool {
+        !h2 && !own.is_some_and(|p| p.tls) && direct::carries_head(&head.method, &head.headers)
     }
 
     /// Sends a bodiless HTTP/1.1 request given by its head (see [`Upstreams::carries_head`]),

@@ -7,6 +7,7 @@
 mod record;
 mod service;
 mod tcp_echo;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +50,13 @@ pub struct BackendArgs {
     /// with PREFIX, a space and the line (`one`/`two` in the TCP traffic shifting task).
     #[arg(long, value_name = "PREFIX")]
     pub tcp_echo: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with `--tls-key`), as the HTTPS backends
+    /// of Istio's TLS passthrough and origination tasks.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for BackendArgs {
@@ -61,6 +69,8 @@ impl Default for BackendArgs {
             fail_rate: 0.0,
             delay: None,
             tcp_echo: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -109,8 +119,18 @@ impl Backend {
             .context("reading backend listener address")?;
         let state = Arc::new(State::new(&args)?);
         let tcp_echo: Option<Arc<str>> = args.tcp_echo.as_deref().map(Arc::from);
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), tcp_echo));
-        Ok(BackendHandle { addr, state, task })
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        let https = tls.is_some();
+        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), tcp_echo, tls));
+        Ok(BackendHandle {
+            addr,
+            state,
+            task,
+            https,
+        })
     }
 }
 
@@ -120,6 +140,7 @@ pub struct BackendHandle {
     addr: SocketAddr,
     state: Arc<State>,
     task: JoinHandle<()>,
+    https: bool,
 }
 
 impl BackendHandle {
@@ -128,9 +149,10 @@ impl BackendHandle {
         self.addr
     }
 
-    /// Base URL of the backend, e.g. `http://127.0.0.1:40123`.
+    /// Base URL of the backend, e.g. `http://127.0.0.1:40123` (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Requests received so far, including any left hanging by `--hang-after`.
@@ -172,9 +194,10 @@ impl Drop for BackendHandle {
 /// Runs `sluice backend` until Ctrl-C.
 pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
     let (name, version) = (args.name.clone(), args.version.clone());
-    let kind = match &args.tcp_echo {
-        Some(prefix) => format!("tcp-echo (prefix {prefix:?})"),
-        None => "backend".to_string(),
+    let kind = match (&args.tcp_echo, &args.tls_cert) {
+        (Some(prefix), _) => format!("tcp-echo (prefix {prefix:?})"),
+        (None, Some(_)) => "HTTPS backend".to_string(),
+        (None, None) => "backend".to_string(),
     };
     let handle = Backend::start(args).await?;
     println!("{kind} {name} {version} listening on {}", handle.addr());
@@ -185,7 +208,12 @@ pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>, tcp_echo: Option<Arc<str>>) {
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    tcp_echo: Option<Arc<str>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let builder = auto::Builder::new(TokioExecutor::new());
     // Connections live in this set so that aborting this task tears them down.
     let mut connections = JoinSet::new();
@@ -208,11 +236,21 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, tcp_echo: Option<
                 }
                 let builder = builder.clone();
                 let state = Arc::clone(&state);
+                let tls = tls.clone();
                 connections.spawn(async move {
                     let service = service_fn(move |req| Arc::clone(&state).handle(req, peer));
-                    // Client resets and half-closed sockets are routine for a
-                    // test backend, so connection errors are not reported.
-                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                    // Client resets, failed handshakes and half-closed sockets are routine for
+                    // a test backend, so connection errors are not reported.
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(s) = acceptor.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(s), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}

@@ -1,0 +1,130 @@
+//! `rustls::ClientConfig` for upstream TLS origination (DestinationRule `tls` `SIMPLE` and
+//! `MUTUAL`): the CA (or the system roots), the accepted SANs, a client certificate, ALPN.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::ResolvesClientCert;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use sluice_config::tls::ClientTls;
+
+use super::certs::CertStore;
+use super::peer::PeerChecks;
+use super::TlsError;
+
+/// Server certificate verification: the chain against the CA, then either the SNI (no
+/// `subjectAltNames`) or one of the accepted SANs; nothing at all with `insecureSkipVerify`.
+#[derive(Debug)]
+struct ServerVerifier {
+    roots: Option<Arc<RootCertStore>>,
+    checks: PeerChecks,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for ServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let Some(roots) = &self.roots else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let parsed = ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            roots,
+            intermediates,
+            now,
+            self.algorithms.all,
+        )?;
+        if self.checks.is_empty() {
+            rustls::client::verify_server_name(&parsed, server_name)?;
+        } else {
+            self.checks.verify(end_entity)?;
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Presents one client certificate whenever the server asks.
+#[derive(Debug)]
+struct ClientCertificate(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for ClientCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Builds the client config of `tls` from the store's current material.
+pub(crate) fn build(
+    tls: &ClientTls,
+    store: &CertStore,
+    provider: &Arc<CryptoProvider>,
+) -> Result<ClientConfig, TlsError> {
+    let roots = if tls.insecure_skip_verify {
+        None
+    } else {
+        Some(store.roots(&tls.ca)?)
+    };
+    let verifier = Arc::new(ServerVerifier {
+        roots,
+        checks: PeerChecks::new(&tls.subject_alt_names, &[], &[]),
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match &tls.certificate {
+        Some(c) => {
+            builder.with_client_cert_resolver(Arc::new(ClientCertificate(store.certified_key(c)?)))
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = if tls.h2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    Ok(config)
+}
