@@ -12,6 +12,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+pub mod pki;
+
 pub use sluice::runtime::{ProxyHandle, RunOptions};
 pub use sluice_tools::{Backend, BackendArgs, BackendHandle};
 
