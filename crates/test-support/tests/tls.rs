@@ -418,7 +418,7 @@ async fn passthrough_routes_by_sni_to_the_backend_certificate() {
 /// Egress TLS origination: the app speaks HTTP to the proxy, the proxy speaks HTTPS upstream,
 /// verifying the server against `caCertificates` and the SNI; a wrong CA fails with 503.
 #[tokio::test]
-async fn egress_tls_origination_with_simple_and_mutual() {
+async fn egress_tls_origination_simple() {
     let server_ca = TestCa::new("edition.cnn.com root");
     let dir = ConfigDir::new();
     let (bc, bk) = server_ca
@@ -600,5 +600,271 @@ async fn rotated_certificate_files_serve_new_handshakes_without_failures() {
         total += ok;
     }
     assert!(total > 0);
+    p.shutdown().await;
+}
+
+/// `openssl s_client` against the gateway, stdin held open for a moment so that TLS 1.3
+/// alerts sent after the handshake are printed; returns stdout and stderr.
+async fn s_client(args: &[&str]) -> String {
+    let mut child = tokio::process::Command::new("openssl")
+        .arg("s_client")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl (Debian's openssl package; .ci/run installs it)");
+    let stdin = child.stdin.take();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("openssl s_client did not exit")
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// An independent client: OpenSSL sees the SNI's certificate, ALPN h2, the version bounds and
+/// the client-certificate requirement.
+#[tokio::test]
+async fn openssl_sees_sni_alpn_versions_and_client_auth() {
+    let httpbin = backend("httpbin", "v1").await;
+    let ca = TestCa::new("example.com root");
+    let dir = ConfigDir::new();
+    let (c1, k1) = ca
+        .issue(&["httpbin.example.com"])
+        .write(dir.path(), "httpbin");
+    let (c2, k2) = ca
+        .issue(&["helloworld.example.com"])
+        .write(dir.path(), "helloworld");
+    let ca_file = ca.write(dir.path(), "ca.crt");
+    let client = ca.issue(&["client.example.com"]);
+    let (cc, ck) = client.write(dir.path(), "client");
+    let (tls13, tls12, mutual) = (free_port(), free_port(), free_port());
+    dir.write(
+        "svc.yaml",
+        &service_yaml(
+            "httpbin.default.svc.cluster.local",
+            8000,
+            &[("v1", httpbin.addr())],
+        ),
+    );
+    let server = |port: u16, name: &str, host: &str, tls: String| {
+        format!("  - port: {{number: {port}, name: {name}, protocol: HTTPS}}\n    hosts: [{host}]\n    tls:\n{tls}")
+    };
+    let simple = |c: &Path, k: &Path, extra: &str| {
+        format!(
+            "      mode: SIMPLE\n      serverCertificate: {}\n      privateKey: {}\n{extra}",
+            c.display(),
+            k.display()
+        )
+    };
+    dir.write(
+        "gateway.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: mygateway}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{}{}{}{}",
+            server(tls13, "https-a", "httpbin.example.com", simple(&c1, &k1, "      minProtocolVersion: TLSV1_3\n")),
+            server(tls13, "https-b", "helloworld.example.com", simple(&c2, &k2, "      minProtocolVersion: TLSV1_3\n")),
+            server(tls12, "https-c", "httpbin.example.com", simple(&c1, &k1, "      maxProtocolVersion: TLSV1_2\n      cipherSuites: [ECDHE-ECDSA-AES256-GCM-SHA384]\n")),
+            server(
+                mutual,
+                "https-d",
+                "httpbin.example.com",
+                format!(
+                    "      mode: MUTUAL\n      serverCertificate: {}\n      privateKey: {}\n      caCertificates: {}\n",
+                    c1.display(),
+                    k1.display(),
+                    ca_file.display()
+                )
+            ),
+        ),
+    );
+    dir.write(
+        "vs.yaml",
+        &httpbin_vs("httpbin", "httpbin.example.com", "mygateway"),
+    );
+    let p = gateway_proxy(dir.path()).await;
+    let ca_arg = ca_file.display().to_string();
+    let connect = |port: u16| format!("127.0.0.1:{port}");
+
+    let out = s_client(&[
+        "-connect",
+        &connect(tls13),
+        "-servername",
+        "helloworld.example.com",
+        "-alpn",
+        "h2,http/1.1",
+        "-CAfile",
+        &ca_arg,
+    ])
+    .await;
+    assert!(
+        out.contains("CN=helloworld.example.com") || out.contains("CN = helloworld.example.com"),
+        "{out}"
+    );
+    assert!(out.contains("ALPN protocol: h2"), "{out}");
+    assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+    assert!(out.contains("TLSv1.3"), "{out}");
+    let out = s_client(&[
+        "-connect",
+        &connect(tls13),
+        "-servername",
+        "httpbin.example.com",
+        "-alpn",
+        "http/1.1",
+        "-CAfile",
+        &ca_arg,
+    ])
+    .await;
+    assert!(
+        out.contains("CN=httpbin.example.com") || out.contains("CN = httpbin.example.com"),
+        "{out}"
+    );
+    assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
+    // minProtocolVersion TLSV1_3 refuses a TLS 1.2-only client.
+    let out = s_client(&[
+        "-connect",
+        &connect(tls13),
+        "-servername",
+        "httpbin.example.com",
+        "-tls1_2",
+        "-CAfile",
+        &ca_arg,
+    ])
+    .await;
+    assert!(out.contains("alert protocol version"), "{out}");
+    // maxProtocolVersion TLSV1_2 with one suite: TLS 1.2 and that suite.
+    let out = s_client(&[
+        "-connect",
+        &connect(tls12),
+        "-servername",
+        "httpbin.example.com",
+        "-CAfile",
+        &ca_arg,
+    ])
+    .await;
+    assert!(out.contains("TLSv1.2"), "{out}");
+    assert!(out.contains("ECDHE-ECDSA-AES256-GCM-SHA384"), "{out}");
+    let out = s_client(&[
+        "-connect",
+        &connect(tls12),
+        "-servername",
+        "httpbin.example.com",
+        "-tls1_3",
+        "-CAfile",
+        &ca_arg,
+    ])
+    .await;
+    assert!(out.contains("alert protocol version"), "{out}");
+    // MUTUAL: no client certificate → TLS 1.3's "certificate required" alert; with one, OK.
+    let out = s_client(&[
+        "-connect",
+        &connect(mutual),
+        "-servername",
+        "httpbin.example.com",
+        "-CAfile",
+        &ca_arg,
+    ])
+    .await;
+    assert!(out.contains("certificate required"), "{out}");
+    let out = s_client(&[
+        "-connect",
+        &connect(mutual),
+        "-servername",
+        "httpbin.example.com",
+        "-CAfile",
+        &ca_arg,
+        "-cert",
+        &cc.display().to_string(),
+        "-key",
+        &ck.display().to_string(),
+    ])
+    .await;
+    assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+    assert!(!out.contains("alert"), "{out}");
+    p.shutdown().await;
+}
+
+/// MUTUAL origination: a mesh service whose endpoint is a MUTUAL gateway server; the proxy
+/// presents its client certificate, and without one the upstream refuses it (503).
+#[tokio::test]
+async fn mutual_origination_presents_the_client_certificate() {
+    let app = backend("secure", "v1").await;
+    let ca = TestCa::new("mesh-external root");
+    let dir = ConfigDir::new();
+    let (sc, sk) = ca
+        .issue(&["secure.example.com"])
+        .write(dir.path(), "server");
+    let (cc, ck) = ca
+        .issue(&["client.example.com"])
+        .write(dir.path(), "client");
+    let ca_file = ca.write(dir.path(), "ca.crt");
+    let (gw_port, mesh_port) = (free_port(), free_port());
+    dir.write(
+        "app.yaml",
+        &service_yaml(
+            "app.default.svc.cluster.local",
+            free_port(),
+            &[("v1", app.addr())],
+        ),
+    );
+    dir.write(
+        "gateway.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: secure}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {gw_port}, name: https, protocol: HTTPS}}\n    hosts: [secure.example.com]\n    tls: {{mode: MUTUAL, serverCertificate: {}, privateKey: {}, caCertificates: {}}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: secure}}\nspec:\n  hosts: [secure.example.com]\n  gateways: [secure]\n  http:\n  - route: [{{destination: {{host: app}}}}]\n",
+            sc.display(),
+            sk.display(),
+            ca_file.display()
+        ),
+    );
+    dir.write(
+        "egress.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: secure}}\nspec:\n  hosts: [secure.example.com]\n  ports:\n  - {{number: {mesh_port}, name: http, protocol: HTTP, targetPort: {gw_port}}}\n  resolution: STATIC\n  endpoints:\n  - address: 127.0.0.1\n"
+        ),
+    );
+    let dr = |tls: String| {
+        format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: secure}}\nspec:\n  host: secure.example.com\n  trafficPolicy:\n    tls:\n{tls}")
+    };
+    dir.write(
+        "dr.yaml",
+        &dr(format!(
+            "      mode: MUTUAL\n      clientCertificate: {}\n      privateKey: {}\n      caCertificates: {}\n",
+            cc.display(),
+            ck.display(),
+            ca_file.display()
+        )),
+    );
+    let p = proxy(dir.path(), |o| {
+        o.proxy
+            .labels
+            .insert("istio".into(), "ingressgateway".into());
+    })
+    .await;
+    let c = TestClient::new();
+    let r = c
+        .get(local(mesh_port), "secure.example.com", "/", &[])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-service"), Some("secure"));
+    // SIMPLE to the same MUTUAL server: no client certificate, the handshake is refused.
+    dir.write(
+        "dr.yaml",
+        &dr(format!(
+            "      mode: SIMPLE\n      caCertificates: {}\n",
+            ca_file.display()
+        )),
+    );
+    p.reload().await.unwrap().unwrap();
+    let r = c
+        .get(local(mesh_port), "secure.example.com", "/", &[])
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(app.requests(), 1);
     p.shutdown().await;
 }

@@ -217,21 +217,18 @@ impl Compiler<'_> {
                         .iter()
                         .find_map(|c| c.ca_certificates.as_deref())
                 });
-                if let Some(path) = file {
-                    Some(CaSource::File {
+                match file {
+                    Some(path) => Some(CaSource::File {
                         path: resolve_path(r, path),
-                    })
-                } else if let Some(name) = tls
-                    .ca_cert_credential_name
-                    .as_deref()
-                    .or(credentials.first().map(|s| s.as_str()))
-                {
-                    Some(CaSource::Secret {
-                        namespace: ns.clone(),
-                        name: secret_name(name),
-                    })
-                } else {
-                    None
+                    }),
+                    None => tls
+                        .ca_cert_credential_name
+                        .as_deref()
+                        .or(credentials.first().map(|s| s.as_str()))
+                        .map(|name| CaSource::Secret {
+                            namespace: ns.clone(),
+                            name: secret_name(name),
+                        }),
                 }
             }
         };

@@ -84,10 +84,14 @@ fn read_file(path: &str) -> FileEntry {
     FileEntry { stamp, bytes }
 }
 
+/// A Secret's data by key.
+type SecretData = BTreeMap<String, Arc<[u8]>>;
+
 #[derive(Default)]
 struct Inner {
     files: HashMap<String, FileEntry>,
-    secrets: HashMap<(String, String), BTreeMap<String, Arc<[u8]>>>,
+    /// By (namespace, name).
+    secrets: HashMap<(String, String), SecretData>,
 }
 
 /// PEM material by file path and Secret; cheap to clone.

@@ -18,7 +18,7 @@ pub(crate) struct PeerChecks {
 /// Hex (`AB:CD…` or `abcd…`) → bytes.
 fn hex(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| *b != b':').collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits

@@ -210,6 +210,7 @@ mod tests {
             connect: ConnectSettings {
                 timeout: Duration::from_secs(2),
                 keepalive: None,
+                tls: None,
             },
             idle_timeout: idle,
             max_requests_per_connection: max_requests,

@@ -70,6 +70,7 @@ fn pool(idle: Option<Duration>, max_requests: u32) -> DirectPool {
         connect: ConnectSettings {
             timeout: Duration::from_secs(2),
             keepalive: None,
+            tls: None,
         },
         idle_timeout: idle,
         max_requests_per_connection: max_requests,
