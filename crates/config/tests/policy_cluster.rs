@@ -435,12 +435,12 @@ spec:
     fields.sort_unstable();
     assert_eq!(
         fields,
-        // Load balancing, the connection-pool limits and outlier detection are enforced; what
-        // is left are the fields that are not.
+        // Load balancing, the connection-pool limits, outlier detection and SIMPLE/MUTUAL
+        // origination are enforced; what is left are the fields that are not (ISTIO_MUTUAL).
         [
             "spec.subsets[0].trafficPolicy.loadBalancer.localityLbSetting",
             "spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration",
-            "spec.trafficPolicy.tls",
+            "spec.trafficPolicy.tls.mode",
         ]
     );
 }

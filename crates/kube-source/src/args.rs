@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::source::{KubeOptions, KubeSource};
+use crate::source::{KubeOptions, KubeSource, SecretFeed};
 
 /// Kubernetes mode of `sluice run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -62,6 +62,7 @@ impl KubeArgs {
             namespaces: self.watch_namespaces.clone(),
             events: !self.no_events,
             instance: std::env::var("POD_NAME").unwrap_or_default(),
+            secrets: None,
         }
     }
 
@@ -74,10 +75,13 @@ impl KubeArgs {
     }
 }
 
-/// Connects, starts the watchers and waits for the first full sync (`--sync-timeout`).
-pub async fn start(args: &KubeArgs) -> anyhow::Result<KubeSource> {
+/// Connects, starts the watchers (with the TLS Secrets of `secrets`, when given) and waits for
+/// the first full sync (`--sync-timeout`).
+pub async fn start(args: &KubeArgs, secrets: Option<SecretFeed>) -> anyhow::Result<KubeSource> {
     let client = crate::client::connect(args.kube_api.as_deref()).await?;
-    let source = KubeSource::start(client, args.options())
+    let mut options = args.options();
+    options.secrets = secrets;
+    let source = KubeSource::start(client, options)
         .await
         .context("cannot start watching the Kubernetes API")?;
     source.wait_ready(args.sync_timeout).await?;

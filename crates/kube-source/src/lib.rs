@@ -17,4 +17,4 @@ pub use args::{start, KubeArgs};
 pub use client::{connect, install_crypto_provider};
 pub use inject::{inject, InjectArgs};
 pub use iptables::{plan, IptablesArgs};
-pub use source::{next_change, ConfigSource, KubeOptions, KubeSource};
+pub use source::{next_change, ConfigSource, KubeOptions, KubeSource, SecretFeed, SecretSink};

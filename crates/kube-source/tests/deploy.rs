@@ -201,6 +201,13 @@ fn rbac_is_read_only_except_events() {
     assert!(bindings
         .iter()
         .all(|b| b["roleRef"]["name"] == "sluice-reader"));
+    // Secrets (gateway certificates) only in the release's namespace, read-only.
+    let secrets = kind(&objs, "Role");
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(
+        secrets[0]["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}])
+    );
 }
 
 #[test]

@@ -91,13 +91,13 @@ pub struct ProxyContext {
 }
 
 impl ProxyContext {
-    /// A context with empty pools.
+    /// A context with empty pools, its TLS material from `tls`.
     pub fn new(
         config: Arc<ConfigHandle>,
         telemetry: Arc<Telemetry>,
         options: ProxyOptions,
+        tls: TlsRuntime,
     ) -> Self {
-        let tls = TlsRuntime::new();
         ProxyContext {
             config,
             upstreams: Upstreams::new(),

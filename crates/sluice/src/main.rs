@@ -93,7 +93,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             opts.proxy.labels = r.labels;
             if r.kube.kubernetes {
                 opts.proxy.labels.extend(r.kube.file_labels()?);
-                opts.source = Some(std::sync::Arc::new(sluice_kube::start(&r.kube).await?));
+                // Gateway `credentialName`s are Secrets of the gateway's own namespace.
+                let secrets = sluice_kube::SecretFeed {
+                    namespace: r.namespace.clone(),
+                    sink: std::sync::Arc::new(sluice::secrets::StoreSink(opts.tls.store().clone())),
+                };
+                opts.source = Some(std::sync::Arc::new(
+                    sluice_kube::start(&r.kube, Some(secrets)).await?,
+                ));
             }
             let any = std::net::IpAddr::from([0, 0, 0, 0]);
             if let Some(port) = r.kube.outbound_port {

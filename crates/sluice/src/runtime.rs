@@ -11,6 +11,7 @@ use sluice_admin::AdminState;
 use sluice_config::{build_snapshot, ProxyConfig, Rejected, Snapshot};
 use sluice_lb::StateStore;
 use sluice_model::{Diagnostic, Severity};
+use sluice_proxy::tls::TlsRuntime;
 use sluice_proxy::{ConfigHandle, Intercept, ListenerManager, ProxyContext, ProxyOptions};
 use sluice_telemetry::{Telemetry, TelemetryConfig};
 use tokio::sync::{mpsc, oneshot};
@@ -72,6 +73,8 @@ pub struct RunOptions {
     pub source: Option<Arc<dyn sluice_kube::ConfigSource>>,
     /// Sidecar interception listeners to bind (outbound 15001, inbound 15006 in Istio).
     pub intercepts: Vec<(Intercept, SocketAddr)>,
+    /// Certificate material and TLS configs (Kubernetes Secrets are fed into its store).
+    pub tls: TlsRuntime,
 }
 
 impl RunOptions {
@@ -88,6 +91,7 @@ impl RunOptions {
             telemetry: TelemetryConfig::default(),
             source: None,
             intercepts: Vec::new(),
+            tls: TlsRuntime::new(),
         }
     }
 }
@@ -203,6 +207,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         config.clone(),
         telemetry.clone(),
         opts.options.clone(),
+        opts.tls.clone(),
     ));
     // Certificate files are re-read when they change (rotation without a restart).
     ctx.tls.spawn_refresh();

@@ -97,7 +97,7 @@ async fn gateway_follows_the_cluster() {
     opts.proxy.gateway_address = "127.0.0.1".parse().unwrap();
     opts.proxy.labels = [("istio".into(), "ingressgateway".into())].into();
     opts.proxy.mesh_role = false;
-    opts.source = Some(Arc::new(sluice_kube::start(&kube).await.unwrap()));
+    opts.source = Some(Arc::new(sluice_kube::start(&kube, None).await.unwrap()));
     let handle = sluice::runtime::start(opts).await.unwrap();
     let addr = format!("127.0.0.1:{gw}").parse().unwrap();
     let client = TestClient::new();
@@ -122,5 +122,132 @@ async fn gateway_follows_the_cluster() {
         client.get(addr, "example.com", "/", &[]).await;
     }
     assert_eq!((v1.requests() - b1, v2.requests() - b2), (50, 50));
+    handle.shutdown().await;
+}
+
+/// A `kubernetes.io/tls` Secret as `kubectl create secret tls` writes it.
+fn tls_secret(name: &str, leaf: &sluice_test_support::pki::Leaf) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: istio-system}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+        b64(&leaf.cert_pem),
+        b64(&leaf.key_pem)
+    )
+}
+
+/// Secure Gateways in Kubernetes: `credentialName` names a TLS Secret of the gateway's
+/// namespace; a rotated Secret is served to new handshakes within a second, and a Secret of
+/// another namespace is never used.
+#[tokio::test]
+async fn credential_name_secrets_are_served_and_rotated() {
+    use sluice_test_support::pki::{TestCa, TlsClient};
+    let httpbin = backend("httpbin", "v1").await;
+    let gw = free_port();
+    let ca = TestCa::new("example.com root");
+    let first = ca.issue(&["httpbin.example.com"]);
+    let api = fake::FakeApi::start().await;
+    api.apply(&format!(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: mygateway, namespace: istio-system}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {gw}, name: https, protocol: HTTPS}}
+    tls:
+      mode: SIMPLE
+      credentialName: httpbin-credential # must be the same as secret
+    hosts: [httpbin.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: httpbin, namespace: istio-system}}
+spec:
+  hosts: [httpbin.example.com]
+  gateways: [mygateway]
+  http:
+  - route: [{{destination: {{host: httpbin.default.svc.cluster.local, port: {{number: 8000}}}}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: httpbin, namespace: default}}
+spec:
+  clusterIP: 10.96.0.9
+  ports: [{{name: http, port: 8000}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: httpbin-a, namespace: default, labels: {{kubernetes.io/service-name: httpbin}}}}
+addressType: IPv4
+ports: [{{name: http, port: {p}}}]
+endpoints:
+- {{addresses: [127.0.0.1]}}
+---
+{secret}"#,
+        p = httpbin.addr().port(),
+        secret = tls_secret("httpbin-credential", &first)
+    ));
+    // The same name in another namespace must not be picked up.
+    let stranger = ca.issue(&["httpbin.example.com"]);
+    api.apply(&tls_secret("httpbin-credential", &stranger).replace("istio-system", "default"));
+    let kube = sluice_kube::KubeArgs {
+        kubernetes: true,
+        kube_api: Some(api.url.clone()),
+        sync_timeout: Duration::from_secs(10),
+        no_events: true,
+        ..Default::default()
+    };
+    let tls = sluice_proxy::tls::TlsRuntime::new();
+    let feed = sluice_kube::SecretFeed {
+        namespace: "istio-system".into(),
+        sink: Arc::new(sluice::secrets::StoreSink(tls.store().clone())),
+    };
+    let mut opts = RunOptions::new(Vec::new());
+    opts.admin = "127.0.0.1:0".parse().unwrap();
+    opts.proxy.gateway_address = "127.0.0.1".parse().unwrap();
+    opts.proxy.labels = [("istio".into(), "ingressgateway".into())].into();
+    opts.proxy.namespace = "istio-system".into();
+    opts.proxy.mesh_role = false;
+    opts.tls = tls;
+    opts.source = Some(Arc::new(
+        sluice_kube::start(&kube, Some(feed)).await.unwrap(),
+    ));
+    let handle = sluice::runtime::start(opts).await.unwrap();
+    let addr = format!("127.0.0.1:{gw}").parse().unwrap();
+    let client = TlsClient::new(ca.pem(), "httpbin.example.com");
+    // Secrets are listed beside the config (they do not gate readiness).
+    assert_eventually(Duration::from_secs(2), "the Secret is served", || {
+        let client = client.clone();
+        let want = first.der.clone();
+        async move {
+            client
+                .get(addr, "/status/200")
+                .await
+                .is_ok_and(|r| r.status == 200 && r.peer.as_ref() == Some(&want))
+        }
+    })
+    .await;
+
+    let second = ca.issue(&["httpbin.example.com"]);
+    api.apply(&tls_secret("httpbin-credential", &second));
+    let rotated = std::time::Instant::now();
+    assert_eventually(
+        Duration::from_secs(1),
+        "the rotated Secret is served",
+        || {
+            let client = client.clone();
+            let want = second.der.clone();
+            async move {
+                client
+                    .get(addr, "/status/200")
+                    .await
+                    .is_ok_and(|r| r.peer.as_ref() == Some(&want))
+            }
+        },
+    )
+    .await;
+    eprintln!("rotated Secret served after {:?}", rotated.elapsed());
     handle.shutdown().await;
 }

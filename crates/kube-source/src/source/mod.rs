@@ -4,6 +4,7 @@
 mod discovery;
 mod istio;
 mod report;
+pub mod secrets;
 pub mod services;
 mod state;
 mod watch;
@@ -22,6 +23,7 @@ use tokio::task::JoinHandle;
 
 pub use discovery::{discover_istio, IstioApi, ISTIO_KINDS};
 pub use istio::{admit, as_warnings, decode_object, Admission};
+pub use secrets::{SecretFeed, SecretSink};
 
 use report::Reports;
 use state::{Outcome, State};
@@ -57,6 +59,8 @@ pub struct KubeOptions {
     pub events: bool,
     /// Reporting instance named in Events (e.g. the pod name).
     pub instance: String,
+    /// TLS Secrets to watch for gateway `credentialName`s.
+    pub secrets: Option<secrets::SecretFeed>,
 }
 
 /// State shared by the watchers and the readers.
@@ -143,6 +147,8 @@ impl KubeSource {
             targets.push((target("EndpointSlice", None), Feed::EndpointSlice));
             targets.push((target("Pod", None), Feed::Pod));
         }
+        // The Secret watcher does not gate readiness: a proxy whose role may not read Secrets
+        // (a sidecar) still serves, and a missing Secret fails only its own handshakes.
         let names = targets.iter().map(|(t, _)| t.name.clone()).collect();
         let reports = Reports::new(opts.events.then(|| client.clone()), &opts.instance);
         let shared = Arc::new(Shared {
@@ -151,7 +157,7 @@ impl KubeSource {
             pending: signal::channel(names).0,
             reports,
         });
-        let tasks = targets
+        let mut tasks: Vec<JoinHandle<()>> = targets
             .into_iter()
             .map(|(t, feed)| {
                 let c = client.clone();
@@ -166,6 +172,9 @@ impl KubeSource {
                 }
             })
             .collect();
+        if let Some(feed) = opts.secrets.clone() {
+            tasks.push(tokio::spawn(secrets::run(client.clone(), feed)));
+        }
         Ok(KubeSource {
             shared,
             tasks,

@@ -16,7 +16,7 @@ pub struct Collection {
 }
 
 /// Kinds the fake serves.
-pub const COLLECTIONS: [Collection; 8] = [
+pub const COLLECTIONS: [Collection; 9] = [
     Collection {
         group: "networking.istio.io",
         kind: "VirtualService",
@@ -56,6 +56,11 @@ pub const COLLECTIONS: [Collection; 8] = [
         group: "",
         kind: "Pod",
         plural: "pods",
+    },
+    Collection {
+        group: "",
+        kind: "Secret",
+        plural: "secrets",
     },
 ];
 

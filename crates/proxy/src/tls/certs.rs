@@ -101,6 +101,18 @@ pub struct CertStore {
     generation: Arc<AtomicU64>,
 }
 
+impl std::fmt::Debug for CertStore {
+    // Never the material: only how much there is.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("CertStore")
+            .field("files", &inner.files.len())
+            .field("secrets", &inner.secrets.len())
+            .field("generation", &self.generation())
+            .finish()
+    }
+}
+
 impl CertStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         match self.inner.lock() {
