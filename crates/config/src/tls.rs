@@ -149,6 +149,14 @@ pub enum ChainAction {
         /// The server's routes (virtual hosts of the VirtualServices bound to it).
         http: Arc<Listener>,
     },
+    /// Terminate TLS and relay the decrypted bytes by the `tcp` rules bound to the server (a
+    /// `TLS` server with mode `SIMPLE` or `MUTUAL`).
+    TerminateTcp {
+        /// The server's TLS.
+        tls: Arc<ServerTls>,
+        /// The `tcp` rules of the VirtualServices bound to it.
+        tcp: Arc<TcpListener>,
+    },
     /// Relay the bytes untouched to the destination of the first `tls` rule whose SNI matches.
     Passthrough(Arc<TcpListener>),
 }
@@ -261,7 +269,7 @@ mod tests {
     fn name(c: Option<&FilterChain>) -> Option<String> {
         c.map(|c| match &c.action {
             ChainAction::Passthrough(t) => t.name.clone(),
-            ChainAction::Terminate { .. } => String::new(),
+            ChainAction::Terminate { .. } | ChainAction::TerminateTcp { .. } => String::new(),
         })
     }
 

@@ -179,7 +179,7 @@ impl Entry {
                     .action
                 {
                     ChainAction::Terminate { http, .. } => Some(http),
-                    ChainAction::Passthrough(_) => None,
+                    ChainAction::TerminateTcp { .. } | ChainAction::Passthrough(_) => None,
                 }
             }
         }

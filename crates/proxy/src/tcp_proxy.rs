@@ -72,23 +72,27 @@ pub async fn serve(
     downstream: TcpStream,
     peer: SocketAddr,
 ) {
-    serve_after(ctx, listener, downstream, peer, None, &[]).await;
-}
-
-/// Serves a connection whose first bytes (`read`, a TLS ClientHello naming `sni`) were already
-/// read from `downstream`: they are sent upstream first, untouched (TLS passthrough).
-pub async fn serve_after(
-    ctx: Arc<ProxyContext>,
-    listener: Arc<TcpListener>,
-    mut downstream: TcpStream,
-    peer: SocketAddr,
-    sni: Option<&str>,
-    read: &[u8],
-) {
-    let _relaying = ctx.relays.track();
     let local = downstream
         .local_addr()
         .map_or(listener.address.ip(), |a| a.ip());
+    serve_after(ctx, listener, downstream, peer, local, None, &[]).await;
+}
+
+/// Serves a connection that reached the proxy at `local`: plain TCP, or the decrypted stream of
+/// a terminating TLS server. Bytes already read from it (`read`, a TLS ClientHello naming
+/// `sni`, on passthrough) are sent upstream first, untouched.
+pub async fn serve_after<D>(
+    ctx: Arc<ProxyContext>,
+    listener: Arc<TcpListener>,
+    mut downstream: D,
+    peer: SocketAddr,
+    local: std::net::IpAddr,
+    sni: Option<&str>,
+    read: &[u8],
+) where
+    D: AsyncRead + AsyncWrite + Unpin,
+{
+    let _relaying = ctx.relays.track();
     let Some(rule) = listener.route(peer.ip(), local, sni) else {
         tracing::debug!(%peer, listener = %listener.name, sni, "no tcp/tls rule matches; connection closed");
         return;
@@ -199,8 +203,8 @@ pub async fn serve_after(
 /// finishes sending still gets the reply), or until nothing moved for `idle` (the cluster's
 /// idle timeout; Istio's default closes a TCP connection idle for an hour). Returns the bytes
 /// received from downstream and sent to it, whatever ended the relay.
-async fn relay(
-    downstream: &mut TcpStream,
+async fn relay<D: AsyncRead + AsyncWrite + Unpin>(
+    downstream: &mut D,
     upstream: &mut TcpStream,
     idle: Option<Duration>,
 ) -> (u64, u64, std::io::Result<()>) {
@@ -240,16 +244,16 @@ async fn sleep_until_some(deadline: Option<Instant>) {
 }
 
 /// A stream that notes when bytes last moved through it.
-struct Active<'s> {
-    inner: &'s mut TcpStream,
+struct Active<'s, S> {
+    inner: &'s mut S,
     last: &'s AtomicU64,
     started: Instant,
     /// Bytes read from it.
     read: u64,
 }
 
-impl<'s> Active<'s> {
-    fn new(inner: &'s mut TcpStream, last: &'s AtomicU64, started: Instant) -> Self {
+impl<'s, S> Active<'s, S> {
+    fn new(inner: &'s mut S, last: &'s AtomicU64, started: Instant) -> Self {
         Active {
             inner,
             last,
@@ -264,7 +268,7 @@ impl<'s> Active<'s> {
     }
 }
 
-impl AsyncRead for Active<'_> {
+impl<S: AsyncRead + Unpin> AsyncRead for Active<'_, S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -282,7 +286,7 @@ impl AsyncRead for Active<'_> {
     }
 }
 
-impl AsyncWrite for Active<'_> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Active<'_, S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

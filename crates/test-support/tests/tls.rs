@@ -868,3 +868,52 @@ async fn mutual_origination_presents_the_client_certificate() {
     assert_eq!(app.requests(), 1);
     p.shutdown().await;
 }
+
+/// A `TLS` server with mode SIMPLE terminates and relays the stream by `tcp` rules (Istio runs
+/// `tcp` routes on such servers): tcp-echo behind TLS.
+#[tokio::test]
+async fn tls_server_terminating_routes_by_tcp_rules() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let echo = Backend::start(BackendArgs {
+        tcp_echo: Some("one".into()),
+        ..BackendArgs::ephemeral("tcp-echo", "v1")
+    })
+    .await
+    .unwrap();
+    let ca = TestCa::new("example.com root");
+    let dir = ConfigDir::new();
+    let (c, k) = ca
+        .issue(&["tcp-echo.example.com"])
+        .write(dir.path(), "echo");
+    let port = free_port();
+    dir.write(
+        "svc.yaml",
+        &service_yaml(
+            "tcp-echo.default.svc.cluster.local",
+            9000,
+            &[("v1", echo.addr())],
+        )
+        .replace("name: http, protocol: HTTP}", "name: tcp, protocol: TCP}")
+        .replace("ports: {http:", "ports: {tcp:"),
+    );
+    dir.write(
+        "gateway.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: tcp-echo-gateway}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {port}, name: tls, protocol: TLS}}\n    hosts: [tcp-echo.example.com]\n    tls: {{mode: SIMPLE, serverCertificate: {}, privateKey: {}}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: tcp-echo}}\nspec:\n  hosts: ['*']\n  gateways: [tcp-echo-gateway]\n  tcp:\n  - match:\n    - port: {port}\n    route:\n    - destination:\n        host: tcp-echo\n        port:\n          number: 9000\n",
+            c.display(),
+            k.display()
+        ),
+    );
+    let p = gateway_proxy(dir.path()).await;
+    let client = TlsClient::new(ca.pem(), "tcp-echo.example.com");
+    let mut s = client.connect(local(port)).await.unwrap();
+    s.write_all(b"hello\n").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .ok();
+    assert_eq!(out.trim_end(), "one hello");
+    p.shutdown().await;
+}

@@ -56,6 +56,15 @@ pub(crate) fn secret_name(name: &str) -> String {
         .to_string()
 }
 
+/// Which rules of a VirtualService a TLS server relays by.
+#[derive(Clone, Copy)]
+enum L4Kind {
+    /// `tls` rules, by SNI (passthrough).
+    Tls,
+    /// `tcp` rules (the stream inside terminated TLS).
+    Tcp,
+}
+
 impl Compiler<'_> {
     /// The TLS listener of one gateway port.
     pub(crate) fn compile_tls_port(
@@ -103,16 +112,25 @@ impl Compiler<'_> {
             };
             let mode = tls.mode.as_deref().unwrap_or("PASSTHROUGH");
             let action = match mode {
-                "SIMPLE" | "MUTUAL" | "OPTIONAL_MUTUAL" => {
-                    if Protocol::parse(bound.protocol()) == Some(Protocol::Tls) {
-                        self.diagnostics.push(r.diag(
-                            Severity::Warning,
-                            codes::NOT_ENFORCED,
-                            format!("{field}.tls.mode"),
-                            format!("a TLS server terminating with {mode} (VirtualService `tcp` rules on the decrypted stream) is not enforced yet; port {port} does not serve this server"),
-                        ));
-                        continue;
+                "SIMPLE" | "MUTUAL" | "OPTIONAL_MUTUAL"
+                    if Protocol::parse(bound.protocol()) == Some(Protocol::Tls) =>
+                {
+                    // Istio: a TLS server that terminates routes the stream by `tcp` rules.
+                    let server_tls = self.server_tls(r, &field, tls, mode);
+                    let rules = self.l4_rules_for(bound, port, address, L4Kind::Tcp);
+                    ChainAction::TerminateTcp {
+                        tls: Arc::new(server_tls),
+                        tcp: Arc::new(TcpListener {
+                            name: format!("{name}|{}", keys.join(",")),
+                            address,
+                            role: ListenerRole::Gateway {
+                                gateways: vec![bound.gateway.clone()],
+                            },
+                            rules,
+                        }),
                     }
+                }
+                "SIMPLE" | "MUTUAL" | "OPTIONAL_MUTUAL" => {
                     let server_tls = self.server_tls(r, &field, tls, mode);
                     let vhosts =
                         self.gateway_virtual_hosts(std::slice::from_ref(bound), port, address);
@@ -130,7 +148,7 @@ impl Compiler<'_> {
                     }
                 }
                 "PASSTHROUGH" => {
-                    let rules = self.tls_rules_for(bound, port, address);
+                    let rules = self.l4_rules_for(bound, port, address, L4Kind::Tls);
                     ChainAction::Passthrough(Arc::new(TcpListener {
                         name: format!("{name}|{}", keys.join(",")),
                         address,
@@ -308,22 +326,28 @@ impl Compiler<'_> {
         }
     }
 
-    /// The `tls` rules of the VirtualServices bound to a passthrough server, in order.
-    fn tls_rules_for(
+    /// The `tls` rules (passthrough) or `tcp` rules (terminated TLS) of the VirtualServices
+    /// bound to a server, in order.
+    fn l4_rules_for(
         &mut self,
         bound: &BoundServer<'_>,
         port: u16,
         address: SocketAddr,
+        kind: L4Kind,
     ) -> Vec<crate::tcp_route::TcpRule> {
         let ordered = self.ordered.clone();
-        let scope = format!("{address}|tls");
+        let scope = format!("{address}|{}", bound.server.hosts.join(","));
         let mut rules = Vec::new();
         for r in &ordered {
             let Spec::VirtualService(vs) = &r.spec else {
                 continue;
             };
             let ns = &r.metadata.namespace;
-            if vs.tls.is_empty()
+            let empty = match kind {
+                L4Kind::Tls => vs.tls.is_empty(),
+                L4Kind::Tcp => vs.tcp.is_empty(),
+            };
+            if empty
                 || !vs_binds(vs, ns, &bound.gateway)
                 || !vs
                     .hosts
@@ -337,7 +361,10 @@ impl Compiler<'_> {
                 port,
                 scope: &scope,
             };
-            rules.extend(self.compile_tls_rules(r, vs, ctx));
+            rules.extend(match kind {
+                L4Kind::Tls => self.compile_tls_rules(r, vs, ctx),
+                L4Kind::Tcp => self.compile_tcp_rules(r, vs, ctx),
+            });
         }
         rules
     }

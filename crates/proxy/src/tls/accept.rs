@@ -101,11 +101,30 @@ pub(crate) async fn serve(
             &format!("no server for SNI {named}"),
         );
     };
+    let local = stream.local_addr().map_or(address.ip(), |a| a.ip());
     match &chain.action {
         ChainAction::Passthrough(tcp) => {
             let tcp = tcp.clone();
             drop(snapshot);
-            crate::tcp_proxy::serve_after(ctx, tcp, stream, peer, sni.as_deref(), &read).await;
+            crate::tcp_proxy::serve_after(ctx, tcp, stream, peer, local, sni.as_deref(), &read)
+                .await;
+        }
+        ChainAction::TerminateTcp { tls, tcp } => {
+            let config = match ctx.tls.server_config(tls) {
+                Ok(c) => c,
+                Err(e) => return fail(&ctx, "certificate_unavailable", &e.to_string()),
+            };
+            let tcp = tcp.clone();
+            drop(snapshot);
+            let handshake = StartHandshake::from_parts(accepted, stream).into_stream(config);
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                Ok(Ok(s)) => {
+                    crate::tcp_proxy::serve_after(ctx, tcp, s, peer, local, sni.as_deref(), &[])
+                        .await
+                }
+                Ok(Err(e)) => fail(&ctx, io_reason(&e), &e.to_string()),
+                Err(_) => fail(&ctx, "timeout", "handshake not finished in time"),
+            }
         }
         ChainAction::Terminate { tls, http: routes } => {
             let config = match ctx.tls.server_config(tls) {
