@@ -170,6 +170,8 @@ pub mod codes {
     pub const TCP_PORT_UNROUTED: &str = "SLC0011";
     /// Gateway servers that cannot share a port (plain text and TLS, or a repeated TLS host).
     pub const GATEWAY_PORT_CONFLICT: &str = "SLC0012";
+    /// A certificate, key or CA file named in the config cannot be read or used.
+    pub const TLS_MATERIAL: &str = "SLC0013";
     /// A field is valid but sluice does not enforce it yet.
     pub const NOT_ENFORCED: &str = "SLC0100";
     /// sluice itself failed while loading config (a bug: please report it).

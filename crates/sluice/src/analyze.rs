@@ -19,6 +19,11 @@ pub enum Format {
 pub fn diagnostics(paths: &[PathBuf]) -> Vec<Diagnostic> {
     let parsed = sluice_sources::read_paths(paths);
     let mut diags = sluice_config::load::check(&parsed.resources, parsed.diagnostics);
+    diags.extend(crate::tls_material::diagnostics(
+        &parsed.resources,
+        &sluice_proxy::tls::CertStore::default(),
+        false,
+    ));
     diags.sort_by(|a, b| {
         (a.file.as_deref(), a.location, b.severity).cmp(&(
             b.file.as_deref(),

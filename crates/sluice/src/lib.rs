@@ -6,3 +6,4 @@ pub mod demo;
 pub mod explain;
 pub mod runtime;
 pub mod secrets;
+pub mod tls_material;

@@ -153,17 +153,26 @@ struct Loader {
     version: AtomicU64,
     config: Arc<ConfigHandle>,
     telemetry: Arc<Telemetry>,
+    /// Certificate files are checked through the proxy's own store.
+    tls: TlsRuntime,
 }
 
 impl Loader {
     fn load(&self) -> Result<Arc<Snapshot>, Rejected> {
-        let (resources, diagnostics) = match &self.source {
+        let (resources, mut diagnostics) = match &self.source {
             Some(source) => source.collect(),
             None => {
                 let parsed = sluice_sources::read_paths(&self.paths);
                 (parsed.resources, parsed.diagnostics)
             }
         };
+        // Unusable certificate files are reported now, not at the first handshake (they do not
+        // block the reload: Istio accepts such config too, and only that server's handshakes fail).
+        diagnostics.extend(crate::tls_material::diagnostics(
+            &resources,
+            self.tls.store(),
+            self.source.is_some(),
+        ));
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
         match build_snapshot(resources, diagnostics, &self.proxy, &self.state, version) {
             Ok(s) => {
@@ -194,6 +203,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         version: AtomicU64::new(0),
         config: config.clone(),
         telemetry: telemetry.clone(),
+        tls: opts.tls.clone(),
     });
     let first = match loader.load() {
         Ok(s) => s,

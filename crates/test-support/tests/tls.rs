@@ -917,3 +917,80 @@ async fn tls_server_terminating_routes_by_tcp_rules() {
     assert_eq!(out.trim_end(), "one hello");
     p.shutdown().await;
 }
+
+/// A certificate file that cannot be used is an error at load and in `sluice analyze`, at the
+/// field that names it; the proxy keeps serving its other servers.
+#[tokio::test]
+async fn unusable_certificate_files_are_reported_at_their_yaml_position() {
+    let httpbin = backend("httpbin", "v1").await;
+    let ca = TestCa::new("example.com root");
+    let dir = ConfigDir::new();
+    let (cert, key) = ca
+        .issue(&["httpbin.example.com"])
+        .write(dir.path(), "httpbin");
+    std::fs::write(dir.path().join("garbage.key"), "not a key").unwrap();
+    let (good, broken) = (free_port(), free_port());
+    dir.write(
+        "svc.yaml",
+        &service_yaml(
+            "httpbin.default.svc.cluster.local",
+            8000,
+            &[("v1", httpbin.addr())],
+        ),
+    );
+    let gw = dir.write(
+        "gateway.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: mygateway}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {good}, name: https, protocol: HTTPS}}\n    hosts: [httpbin.example.com]\n    tls: {{mode: SIMPLE, serverCertificate: {c}, privateKey: {k}}}\n  - port: {{number: {broken}, name: https-broken, protocol: HTTPS}}\n    hosts: [httpbin.example.com]\n    tls:\n      mode: SIMPLE\n      serverCertificate: {c}\n      privateKey: garbage.key\n  - port: {{number: {broken}, name: https-missing, protocol: HTTPS}}\n    hosts: [other.example.com]\n    tls:\n      mode: MUTUAL\n      serverCertificate: {c}\n      privateKey: {k}\n      caCertificates: /nonexistent/ca.pem\n",
+            c = cert.display(),
+            k = key.display()
+        ),
+    );
+    dir.write(
+        "vs.yaml",
+        &httpbin_vs("httpbin", "httpbin.example.com", "mygateway"),
+    );
+    let diags = sluice::analyze::diagnostics(&[dir.path().to_path_buf()]);
+    let material: Vec<_> = diags.iter().filter(|d| d.code == "SLC0013").collect();
+    assert_eq!(material.len(), 2, "{material:#?}");
+    assert_eq!(
+        material[0].field.as_deref(),
+        Some("spec.servers[1].tls.privateKey")
+    );
+    assert!(
+        material[0].message.contains("garbage.key"),
+        "{}",
+        material[0].message
+    );
+    assert_eq!(material[0].file.as_deref(), Some(gw.to_str().unwrap()));
+    assert_eq!(material[0].location.map(|l| l.line), Some(15));
+    assert_eq!(
+        material[1].field.as_deref(),
+        Some("spec.servers[2].tls.caCertificates")
+    );
+    assert!(material[1].message.contains("/nonexistent/ca.pem"));
+
+    let p = gateway_proxy(dir.path()).await;
+    let snapshot = p.snapshot().unwrap();
+    assert!(snapshot.diagnostics.iter().any(|d| d.code == "SLC0013"));
+    let client = TlsClient::new(ca.pem(), "httpbin.example.com");
+    assert_eq!(
+        client.get(local(good), "/status/200").await.unwrap().status,
+        200
+    );
+    assert!(client.get(local(broken), "/status/200").await.is_err());
+    assert_eventually(
+        Duration::from_secs(5),
+        "certificate_unavailable counted",
+        || async {
+            metric(
+                p.admin_addr,
+                "sluice_tls_handshake_errors_total{reason=\"certificate_unavailable\"}",
+            )
+            .await
+                == Some(1.0)
+        },
+    )
+    .await;
+    p.shutdown().await;
+}

@@ -33,7 +33,7 @@ pub const SUPPORTED_CIPHER_SUITES: &[&str] = &[
 ];
 
 /// A path from a YAML file: absolute as written, relative to the file's directory otherwise.
-pub(crate) fn resolve_path(r: &Resource, path: &str) -> String {
+pub fn resolve_path(r: &Resource, path: &str) -> String {
     let p = std::path::Path::new(path);
     if p.is_absolute() {
         return path.to_string();
@@ -50,7 +50,7 @@ pub(crate) fn resolve_path(r: &Resource, path: &str) -> String {
 }
 
 /// A Secret name without Istio's optional `kubernetes://` prefix.
-pub(crate) fn secret_name(name: &str) -> String {
+pub fn secret_name(name: &str) -> String {
     name.strip_prefix("kubernetes://")
         .unwrap_or(name)
         .to_string()
