@@ -27,6 +27,7 @@ const SERVICE: u16 = 9080;
 const GATEWAY: u16 = 8080;
 const TCP_SERVICE: u16 = 9000;
 const TCP_GATEWAY: u16 = 31400;
+const HTTPS_GATEWAY: u16 = 8443;
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
@@ -79,7 +80,14 @@ fn example_files(rel: &str) -> Vec<String> {
 /// Copies an example's YAML into a new config directory with the README's ports replaced;
 /// every README port must occur in the example (so the test cannot drift from it).
 fn install(rel: &str, ports: &[(u16, u16)]) -> ConfigDir {
+    install_with(rel, ports, |_| {})
+}
+
+/// [`install`], with `prepare` run in the new directory before the YAML is checked (e.g. to
+/// make the certificates the YAML names).
+fn install_with(rel: &str, ports: &[(u16, u16)], prepare: impl FnOnce(&Path)) -> ConfigDir {
     let dir = ConfigDir::new();
+    prepare(dir.path());
     let mut all = String::new();
     for name in example_files(rel) {
         let text = read_example(&format!("{rel}/{name}"));
@@ -202,7 +210,7 @@ fn every_example_analyzes_without_errors() {
 #[test]
 fn readmes_show_commands_and_outcomes() {
     let expect: [(&str, &[&str]); 7] = [
-        ("README.md", &["canary/", "header-canary/", "source-labels/", "path-canary/", "subdomain-gateway/", "tcp-traffic-shifting/"]),
+        ("README.md", &["canary/", "header-canary/", "source-labels/", "path-canary/", "subdomain-gateway/", "tcp-traffic-shifting/", "https-gateway/"]),
         (
             "tcp-traffic-shifting/README.md",
             &[
@@ -633,5 +641,78 @@ async fn tcp_traffic_shifting_all_v1_then_20_v2() {
         }
     }
     assert_eq!((ones, twos), (16, 4));
+    p.shutdown().await;
+}
+
+/// examples/https-gateway: `make-certs.sh`, then the README's requests.
+#[tokio::test]
+async fn https_gateway_terminates_by_sni_and_redirects() {
+    use sluice_test_support::pki::TlsClient;
+    let httpbin = backend("httpbin", "v1").await;
+    let helloworld = backend("helloworld", "v1").await;
+    let (https_port, http_port) = (free_port(), free_port());
+    let ports = [
+        (V1, httpbin.addr().port()),
+        (V2, helloworld.addr().port()),
+        (HTTPS_GATEWAY, https_port),
+        (GATEWAY, http_port),
+    ];
+    let dir = install_with("https-gateway", &ports, |d| {
+        // `bash examples/https-gateway/make-certs.sh`, in the copy.
+        std::fs::copy(
+            examples_dir().join("https-gateway/make-certs.sh"),
+            d.join("make-certs.sh"),
+        )
+        .unwrap();
+        let out = std::process::Command::new("bash")
+            .arg(d.join("make-certs.sh"))
+            .output()
+            .expect("bash and openssl (Debian's openssl package)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    // `sluice run ... --labels istio=ingressgateway --gateway-address 127.0.0.1 --no-mesh`
+    let p = proxy(dir.path(), |o| {
+        o.proxy.labels = [("istio".to_string(), "ingressgateway".to_string())].into();
+        o.proxy.mesh_role = false;
+    })
+    .await;
+    assert_snapshot_clean(&p);
+    let ca = std::fs::read_to_string(dir.path().join("certs/example.com.crt")).unwrap();
+    let gw = loopback(https_port);
+    let httpbin_client = TlsClient {
+        alpn: vec!["h2", "http/1.1"],
+        ..TlsClient::new(&ca, "httpbin.example.com")
+    };
+    let r = httpbin_client.get(gw, "/status/418").await.unwrap();
+    assert_eq!((r.status.as_u16(), r.alpn.as_deref()), (418, Some("h2")));
+    let hello = TlsClient::new(&ca, "helloworld.example.com");
+    let r = hello.get(gw, "/hello").await.unwrap();
+    assert_eq!(r.body.trim_end(), "helloworld v1 - request 1");
+    let fronted = TlsClient {
+        host: Some("httpbin.example.com".into()),
+        ..hello.clone()
+    };
+    assert_eq!(fronted.get(gw, "/status/200").await.unwrap().status, 404);
+    assert!(TlsClient::new(&ca, "other.example.com")
+        .get(gw, "/")
+        .await
+        .is_err());
+    let r = TestClient::new()
+        .get(
+            loopback(http_port),
+            "httpbin.example.com",
+            "/status/200",
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(
+        r.header("location"),
+        Some("https://httpbin.example.com/status/200")
+    );
     p.shutdown().await;
 }
