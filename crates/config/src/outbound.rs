@@ -26,6 +26,12 @@ pub struct OutboundTable {
         skip_serializing_if = "HashMap::is_empty"
     )]
     pub tcp_by_address: HashMap<SocketAddr, Arc<TcpListener>>,
+    /// `<port>`: the mesh `tls` rules, chosen by the ClientHello's SNI.
+    #[serde(
+        serialize_with = "sorted_tls",
+        skip_serializing_if = "HashMap::is_empty"
+    )]
+    pub tls_by_port: HashMap<u16, Arc<TcpListener>>,
 }
 
 impl OutboundTable {
@@ -43,9 +49,14 @@ impl OutboundTable {
         self.tcp_by_address.get(&dst)
     }
 
+    /// The `tls` rules for a connection to `port` that starts with a ClientHello.
+    pub fn tls_listener(&self, port: u16) -> Option<&Arc<TcpListener>> {
+        self.tls_by_port.get(&port)
+    }
+
     /// Whether nothing is served (no HTTP or addressed TCP service port in the registry).
     pub fn is_empty(&self) -> bool {
-        self.by_port.is_empty() && self.tcp_by_address.is_empty()
+        self.by_port.is_empty() && self.tcp_by_address.is_empty() && self.tls_by_port.is_empty()
     }
 }
 
@@ -77,5 +88,14 @@ fn sorted_tcp<S: serde::Serializer>(
         .iter()
         .map(|(a, l)| (a.to_string(), l.rules.as_slice()))
         .collect();
+    sorted.serialize(s)
+}
+
+fn sorted_tls<S: serde::Serializer>(
+    m: &HashMap<u16, Arc<TcpListener>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let sorted: std::collections::BTreeMap<u16, &[crate::tcp_route::TcpRule]> =
+        m.iter().map(|(p, l)| (*p, l.rules.as_slice())).collect();
     sorted.serialize(s)
 }

@@ -3,7 +3,8 @@
 //! a service VIP 90/10 between two backends in another namespace, passes unknown destinations
 //! through, hands inbound connections to the app on loopback with
 //! `istio_requests_total{reporter="destination"}` counted, and routes a connection to a TCP
-//! service's VIP by its `tcp` rules (Istio's tcp-echo).
+//! service's VIP by its `tcp` rules (Istio's tcp-echo) and TLS by its ClientHello's SNI (`tls`
+//! rules, without terminating it).
 //!
 //! Needs root, `ip`, `iptables`, `setpriv` and `bash`; without them it prints `skipped: ...` and
 //! passes, unless `SLUICE_REQUIRE_NETNS=1`, where that is a failure.
@@ -26,6 +27,8 @@ const TCP_PORT: u16 = 9000;
 const ECHO_PORT: u16 = 9001;
 const BACKEND_PORT: u16 = 9080;
 const APP_PORT: u16 = 8080;
+const HTTPS_PORT: u16 = 8443;
+const SECURE_HOST: &str = "secure.example.com";
 const WAIT: Duration = Duration::from_secs(20);
 
 fn config() -> String {
@@ -92,6 +95,31 @@ spec:
   tcp:
   - route:
     - {{destination: {{host: tcp-echo, port: {{number: {TCP_PORT}}}, subset: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: secure, namespace: default}}
+spec:
+  hosts: [{SECURE_HOST}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{{number: 443, name: tls, protocol: TLS}}]
+  endpoints:
+  - {{address: {V2_IP}, ports: {{tls: {HTTPS_PORT}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: secure, namespace: default}}
+spec:
+  hosts: [{SECURE_HOST}]
+  tls:
+  - match:
+    - port: 443
+      sniHosts: [{SECURE_HOST}]
+    route:
+    - destination:
+        host: {SECURE_HOST}
+        port: {{number: 443}}
 "#
     )
 }
@@ -219,6 +247,43 @@ fn sidecar_interception_in_network_namespaces() {
             )
             .unwrap();
     }
+    // An HTTPS backend for the `tls` rule, with a certificate from a CA the app trusts.
+    let pki = tempfile::tempdir().unwrap();
+    let make_certs = format!(
+        "cd {d} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=ca -keyout ca.key -out ca.crt 2>/dev/null && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN={SECURE_HOST} -keyout s.key -out s.csr 2>/dev/null && openssl x509 -req -in s.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile <(printf 'subjectAltName=DNS:{SECURE_HOST}') -out s.crt 2>/dev/null",
+        d = pki.path().display()
+    );
+    let made = std::process::Command::new("bash")
+        .args(["-c", &make_certs])
+        .status()
+        .unwrap();
+    assert!(
+        made.success(),
+        "openssl could not make the test certificates"
+    );
+    let (crt, key) = (pki.path().join("s.crt"), pki.path().join("s.key"));
+    let https_listen = format!("{V2_IP}:{HTTPS_PORT}");
+    procs
+        .spawn(
+            "secure",
+            &peer,
+            &[
+                SLUICE,
+                "backend",
+                "--listen",
+                &https_listen,
+                "--name",
+                "secure",
+                "--version",
+                "v1",
+                "--tls-cert",
+                crt.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ],
+            &log("secure"),
+        )
+        .unwrap();
     // The app listens on loopback only: reaching it from outside takes the inbound listener.
     let app_listen = format!("127.0.0.1:{APP_PORT}");
     procs
@@ -362,6 +427,50 @@ fn sidecar_interception_in_network_namespaces() {
         ],
     );
     assert_eq!(opened, Some(3.0), "{tcp_metrics}");
+
+    // Outbound TLS to port 443 of an address where nothing listens: the sidecar reads the
+    // ClientHello's SNI and its `tls` rule sends the connection, untouched, to the HTTPS
+    // backend; the app sees the backend's own certificate (verified against its CA).
+    let ca = pki.path().join("ca.crt");
+    let resolve = format!("{SECURE_HOST}:443:{V1_IP}");
+    let url = format!("https://{SECURE_HOST}/");
+    let curl = || {
+        env.exec(
+            &pod,
+            "curl",
+            &[
+                "-sS",
+                "--max-time",
+                "5",
+                "--cacert",
+                ca.to_str().unwrap(),
+                "--resolve",
+                &resolve,
+                &url,
+            ],
+        )
+    };
+    // The HTTPS backend may still be starting.
+    let first = wait_for(WAIT, || curl().ok());
+    for body in [first, curl().ok()] {
+        println!("outbound tls {SECURE_HOST} via {V1_IP}:443: {body:?}");
+        assert!(body.is_some_and(|b| b.starts_with("secure v1")));
+    }
+    // Another SNI has no rule: it goes where it was going (nothing listens on 443 there).
+    let other = env.exec(
+        &pod,
+        "curl",
+        &[
+            "-sS",
+            "-k",
+            "--max-time",
+            "5",
+            "--resolve",
+            &format!("other.example.com:443:{V1_IP}"),
+            "https://other.example.com/",
+        ],
+    );
+    assert!(other.is_err(), "{other:?}");
 
     // Connecting to the outbound port directly is not a redirect: closed, not relayed to itself.
     assert_eq!(

@@ -8,6 +8,7 @@ mod gateway;
 pub mod gateway_tls;
 pub mod http_route;
 mod mesh;
+mod mesh_tls;
 mod outbound;
 mod route_policy;
 mod tcp;
@@ -107,12 +108,16 @@ pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) 
             taken.extend(tcp_listeners.iter().map(|l| l.address));
             taken.extend(tls_listeners.iter().map(|l| l.address));
             listeners.extend(c.compile_mesh(&ports, &taken));
+            if !proxy.outbound_role {
+                c.warn_mesh_tls_without_interception();
+            }
             taken.extend(listeners.iter().map(|l| l.address));
             tcp_listeners.extend(c.compile_tcp_mesh(&taken));
         }
         if proxy.outbound_role {
             outbound = outbound::outbound_table(&ports);
             outbound.tcp_by_address = c.outbound_tcp();
+            outbound.tls_by_port = c.outbound_tls();
         }
     }
     Compiled {

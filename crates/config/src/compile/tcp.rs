@@ -225,7 +225,7 @@ impl<'a> Compiler<'a> {
     }
 
     /// VirtualServices that apply on sidecars (no `gateways`, or `mesh`).
-    fn mesh_candidates(&self) -> Vec<&'a Resource> {
+    pub(crate) fn mesh_candidates(&self) -> Vec<&'a Resource> {
         self.ordered
             .iter()
             .copied()

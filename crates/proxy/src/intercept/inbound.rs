@@ -48,7 +48,7 @@ pub(crate) async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
     let app = app_address(dst);
     match sniff(&stream, FIRST_BYTES).await {
         Sniffed::Http => {}
-        Sniffed::Other | Sniffed::Silent => {
+        Sniffed::Other | Sniffed::Tls | Sniffed::Silent => {
             tcp::relay(stream, app, &shared.own).await;
             return;
         }

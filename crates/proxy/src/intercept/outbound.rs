@@ -33,6 +33,70 @@ pub(crate) async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
         return;
     }
     let snapshot = shared.ctx.config.load();
+    if let Some(tls) = snapshot
+        .as_ref()
+        .and_then(|s| s.outbound.tls_listener(dst.port()))
+    {
+        let tls = tls.clone();
+        drop(snapshot);
+        match sniff(&stream, TLS_FIRST_BYTES).await {
+            Sniffed::Tls => return route_tls(shared, tls, stream, peer, dst).await,
+            Sniffed::Closed => return,
+            // Not TLS after all: served as the port would be without `tls` rules.
+            _ => {}
+        }
+        return serve_plain(shared, stream, peer, dst).await;
+    }
+    drop(snapshot);
+    serve_plain(shared, stream, peer, dst).await;
+}
+
+/// How long a connection to a port with `tls` rules may stay silent before it is served as
+/// the port would be without them.
+const TLS_FIRST_BYTES: Duration = Duration::from_secs(10);
+
+/// A ClientHello to a port with sidecar `tls` rules: the first rule whose SNI (and subnets)
+/// match picks the destination; with none, the connection goes where it was going.
+async fn route_tls(
+    shared: Shared,
+    tls: Arc<sluice_config::tcp_route::TcpListener>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    dst: SocketAddr,
+) {
+    let read = tokio::time::timeout(
+        crate::tls::accept::CLIENT_HELLO_TIMEOUT,
+        crate::tls::accept::read_client_hello(&mut stream),
+    )
+    .await;
+    let Ok(Ok((hello, read))) = read else {
+        tracing::debug!(%peer, %dst, "no complete ClientHello; connection closed");
+        return;
+    };
+    let sni = hello
+        .client_hello()
+        .server_name()
+        .map(str::to_ascii_lowercase);
+    if tls.route(peer.ip(), dst.ip(), sni.as_deref()).is_some() {
+        crate::tcp_proxy::serve_after(
+            shared.ctx.clone(),
+            tls,
+            stream,
+            peer,
+            dst.ip(),
+            sni.as_deref(),
+            &read,
+        )
+        .await;
+    } else {
+        tcp::relay_after(stream, dst, &shared.own, &read).await;
+    }
+}
+
+/// An intercepted connection without `tls` rules for its port: a service's TCP rules, HTTP by
+/// Host, or passthrough.
+async fn serve_plain(shared: Shared, stream: TcpStream, peer: SocketAddr, dst: SocketAddr) {
+    let snapshot = shared.ctx.config.load();
     if let Some(tcp) = snapshot.as_ref().and_then(|s| s.outbound.tcp_listener(dst)) {
         // A TCP port of a service: its `tcp` rules choose the destination.
         crate::tcp_proxy::serve(shared.ctx.clone(), tcp.clone(), stream, peer).await;
@@ -48,7 +112,7 @@ pub(crate) async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
     };
     match sniff(&stream, HTTP_PORT_FIRST_BYTES).await {
         Sniffed::Http | Sniffed::Silent => {}
-        Sniffed::Other => {
+        Sniffed::Other | Sniffed::Tls => {
             tcp::relay(stream, dst, &shared.own).await;
             return;
         }

@@ -43,7 +43,18 @@ impl Drop for Registered {
 }
 
 /// Connects to `dst` and copies bytes both ways until either side closes.
-pub async fn relay(mut downstream: TcpStream, dst: SocketAddr, own: &OwnConnections) {
+pub async fn relay(downstream: TcpStream, dst: SocketAddr, own: &OwnConnections) {
+    relay_after(downstream, dst, own, &[]).await;
+}
+
+/// [`relay`] for a connection whose first bytes (`read`) were already taken from it: they go
+/// first.
+pub async fn relay_after(
+    mut downstream: TcpStream,
+    dst: SocketAddr,
+    own: &OwnConnections,
+    read: &[u8],
+) {
     let mut upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(dst)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -61,6 +72,12 @@ pub async fn relay(mut downstream: TcpStream, dst: SocketAddr, own: &OwnConnecti
         own.with(|s| s.insert(a));
     }
     let _registered = Registered(own.clone(), local);
+    if !read.is_empty() {
+        if let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut upstream, read).await {
+            tracing::debug!(%dst, error = %e, "passthrough connection ended with error");
+            return;
+        }
+    }
     if let Err(e) = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
         tracing::debug!(%dst, error = %e, "passthrough connection ended with error");
     }

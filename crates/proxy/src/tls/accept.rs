@@ -17,7 +17,7 @@ use crate::handler::{Entry, ProxyContext};
 use crate::server::HttpServing;
 
 /// How long a client may take to send its ClientHello (Envoy's TLS inspector waits 15 s).
-const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the rest of the handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A ClientHello larger than this is refused (they are a few hundred bytes; post-quantum key
@@ -25,7 +25,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CLIENT_HELLO_MAX: usize = 64 * 1024;
 
 /// Reads until rustls has a whole ClientHello; returns it with the bytes read.
-async fn read_client_hello(stream: &mut TcpStream) -> Result<(Accepted, Vec<u8>), &'static str> {
+pub(crate) async fn read_client_hello(
+    stream: &mut TcpStream,
+) -> Result<(Accepted, Vec<u8>), &'static str> {
     let mut acceptor = Acceptor::default();
     let mut bytes = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];

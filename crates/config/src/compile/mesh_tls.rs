@@ -1,0 +1,104 @@
+//! Sidecar `tls` rules: TLS that the sidecar intercepts is routed by the ClientHello's SNI
+//! (Istio's egress TLS routing), by original destination port.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use sluice_model::Spec;
+
+use super::http_route::{RuleContext, MESH};
+use super::Compiler;
+use crate::host::fqdn;
+use crate::listener::ListenerRole;
+use crate::protocol::Protocol;
+use crate::tcp_route::{TcpListener, TcpRule};
+
+/// Where an entry of a `tls` rule without `port` applies when no registry service says.
+const DEFAULT_TLS_PORT: u16 = 443;
+
+impl Compiler<'_> {
+    /// Without interception, sidecar `tls` rules have nothing to act on: the per-service mesh
+    /// listeners serve HTTP and TCP ports only. Said once per VirtualService.
+    pub(crate) fn warn_mesh_tls_without_interception(&mut self) {
+        for r in self.mesh_candidates() {
+            if matches!(&r.spec, Spec::VirtualService(vs) if !vs.tls.is_empty()) {
+                self.diagnostics.push(r.diag(
+                    sluice_model::Severity::Warning,
+                    sluice_model::codes::NOT_ENFORCED,
+                    "spec.tls",
+                    "sidecar `tls` rules route connections the sidecar intercepts (`--outbound-port`); this proxy's per-service mesh listeners do not serve TLS ports, so they are not enforced here",
+                ));
+            }
+        }
+    }
+
+    /// The mesh `tls` rules by destination port: an entry's `port`, else the TLS and HTTPS
+    /// ports of the services the VirtualService's hosts name (443 when none).
+    pub(crate) fn outbound_tls(&mut self) -> HashMap<u16, Arc<TcpListener>> {
+        let candidates = self.mesh_candidates();
+        let mut by_port: BTreeMap<u16, Vec<TcpRule>> = BTreeMap::new();
+        for r in candidates {
+            let Spec::VirtualService(vs) = &r.spec else {
+                continue;
+            };
+            if vs.tls.is_empty() {
+                continue;
+            }
+            let ns = &r.metadata.namespace;
+            let mut ports: BTreeSet<u16> = vs
+                .tls
+                .iter()
+                .flat_map(|rule| rule.matches.iter())
+                .filter_map(|m| m.port.and_then(|p| u16::try_from(p).ok()))
+                .collect();
+            let unported = vs
+                .tls
+                .iter()
+                .flat_map(|rule| rule.matches.iter())
+                .any(|m| m.port.is_none());
+            if unported {
+                let mut service_ports = BTreeSet::new();
+                for h in &vs.hosts {
+                    let host = fqdn(h, ns);
+                    for svc in self.registry.matching(&host) {
+                        service_ports.extend(
+                            svc.ports
+                                .iter()
+                                .filter(|p| matches!(p.protocol, Protocol::Tls | Protocol::Https))
+                                .map(|p| p.number),
+                        );
+                    }
+                }
+                if service_ports.is_empty() {
+                    ports.insert(DEFAULT_TLS_PORT);
+                }
+                ports.extend(service_ports);
+            }
+            for port in ports {
+                let scope = format!("mesh-tls|{port}");
+                let ctx = RuleContext {
+                    gateway: MESH,
+                    port,
+                    scope: &scope,
+                };
+                let rules = self.compile_tls_rules(r, vs, ctx);
+                by_port.entry(port).or_default().extend(rules);
+            }
+        }
+        by_port
+            .into_iter()
+            .filter(|(_, rules)| !rules.is_empty())
+            .map(|(port, rules)| {
+                let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+                let listener = TcpListener {
+                    name: format!("0.0.0.0_{port}|tls"),
+                    address,
+                    role: ListenerRole::Mesh,
+                    rules,
+                };
+                (port, Arc::new(listener))
+            })
+            .collect()
+    }
+}
