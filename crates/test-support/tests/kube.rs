@@ -230,6 +230,30 @@ endpoints:
     })
     .await;
 
+    // Load during the rotation: new connections (new handshakes) by 4 workers, bounded.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, stop) = (client.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u32, Vec::new());
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    && tokio::time::Instant::now() < deadline
+                    && ok < 5_000
+                {
+                    match client.get(addr, "/status/200").await {
+                        Ok(r) if r.status == 200 => ok += 1,
+                        Ok(r) if failed.len() < 5 => failed.push(format!("status {}", r.status)),
+                        Err(e) if failed.len() < 5 => failed.push(e),
+                        _ => {}
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let second = ca.issue(&["httpbin.example.com"]);
     api.apply(&tls_secret("httpbin-credential", &second));
     let rotated = std::time::Instant::now();
@@ -248,6 +272,18 @@ endpoints:
         },
     )
     .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for w in workers {
+        let (ok, failed) = w.await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "failed requests during the rotation: {failed:?}"
+        );
+        total += ok;
+    }
+    assert!(total > 0);
     eprintln!("rotated Secret served after {:?}", rotated.elapsed());
     handle.shutdown().await;
 }
