@@ -176,6 +176,15 @@ pub fn parse_text(text: &str, file: Option<Arc<str>>) -> Parsed {
                 decode_into(doc.value, doc.spans, "", file.clone(), &mut out);
             }
         }
+        Err(e) if e.kind == crate::yaml::SyntaxErrorKind::LimitExceeded => {
+            out.diagnostics.push(
+                Diagnostic::error(
+                    codes::LIMIT_EXCEEDED,
+                    format!("file refused: {}", e.message),
+                )
+                .at(file, Some(e.location)),
+            );
+        }
         Err(e) => {
             // JSON is YAML, except where JSON allows what YAML's block rules do not (tabs).
             if let Ok(v) = serde_json::from_str::<Value>(text) {

@@ -191,7 +191,12 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         config: config.clone(),
         telemetry: telemetry.clone(),
     });
-    let first = match loader.load() {
+    // Parsing a large config is CPU-bound: on a blocking thread, like every reload.
+    let l = loader.clone();
+    let first = match tokio::task::spawn_blocking(move || l.load())
+        .await
+        .context("initial configuration load panicked")?
+    {
         Ok(s) => s,
         Err(rejected) => {
             log_diagnostics(&rejected.diagnostics);
