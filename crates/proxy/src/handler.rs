@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::body::Body;
 use crate::circuit_breaker::ClusterRuntimes;
 use crate::config_handle::ConfigHandle;
-use crate::error::ProxyError;
+use crate::error::{DownstreamFailure, ProxyError};
 use crate::filters::{cors, fault, header_ops, rewrite};
 use crate::hash_key::{self, RequestHash};
 use crate::headers::{add_forwarding, strip_hop_by_hop};
@@ -131,13 +131,27 @@ fn local_reply(status: StatusCode, flags: String, body: &'static str) -> Respons
     resp
 }
 
+/// Marks a reply to a client that went away mid-request: telemetry records status 0 with flag
+/// `DC`, as Envoy does, whatever hyper may still write to the dead connection.
+#[derive(Debug, Clone, Copy)]
+struct ClientGone;
+
 pub(crate) fn error_reply(e: &ProxyError, extra_flags: &str) -> Response<Body> {
     let (status, flag, body) = e.envoy_reply();
     tracing::debug!(error = %e, flag, "local reply");
     let mut resp = local_reply(status, join_flags(flag, extra_flags), body);
-    if matches!(e, ProxyError::Overflow) {
-        resp.headers_mut()
-            .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+    match e {
+        ProxyError::Overflow => {
+            resp.headers_mut()
+                .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+        }
+        ProxyError::Downstream {
+            failure: DownstreamFailure::Disconnected,
+            ..
+        } => {
+            resp.extensions_mut().insert(ClientGone);
+        }
+        _ => {}
     }
     resp
 }
@@ -188,6 +202,9 @@ pub(crate) fn observed(resp: Response<Body>, mut obs: Observation) -> Response<B
     obs.status = parts.status.as_u16();
     if let Some(ResponseFlags(f)) = parts.extensions.remove::<ResponseFlags>() {
         obs.flags = f;
+        if parts.extensions.remove::<ClientGone>().is_some() {
+            obs.status = 0;
+        }
     }
     if obs.grpc {
         obs.grpc_status = grpc_status(&parts.headers);
