@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::body::Body;
 use crate::circuit_breaker::ClusterRuntimes;
 use crate::config_handle::ConfigHandle;
+use crate::downstream::{ConnectionLimit, DownstreamOptions};
 use crate::error::{DownstreamFailure, ProxyError};
 use crate::filters::{cors, fault, header_ops, rewrite};
 use crate::hash_key::{self, RequestHash};
@@ -55,6 +56,8 @@ pub struct ProxyOptions {
     /// Mirror copies in flight at once; beyond it new copies are dropped (and counted) so a slow
     /// mirror costs bounded memory and never the primary's time.
     pub max_mirror_in_flight: usize,
+    /// Timeouts and limits of client connections.
+    pub downstream: DownstreamOptions,
 }
 
 impl Default for ProxyOptions {
@@ -64,6 +67,7 @@ impl Default for ProxyOptions {
             replay_cap: DEFAULT_REPLAY_CAP,
             sticky_canary: true,
             max_mirror_in_flight: DEFAULT_MAX_MIRROR_IN_FLIGHT,
+            downstream: DownstreamOptions::default(),
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct ProxyContext {
     pub mirrors_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     /// Relayed TCP connections (`tcp` rules), waited for at shutdown.
     pub relays: crate::tcp_proxy::Relays,
+    /// The client connection budget shared by every proxy listener.
+    pub connections: Arc<ConnectionLimit>,
     /// Options.
     pub options: ProxyOptions,
 }
@@ -93,6 +99,8 @@ impl ProxyContext {
         telemetry: Arc<Telemetry>,
         options: ProxyOptions,
     ) -> Self {
+        let connections =
+            ConnectionLimit::new(options.downstream.max_connections, Some(telemetry.clone()));
         ProxyContext {
             config,
             upstreams: Upstreams::new(),
@@ -100,6 +108,7 @@ impl ProxyContext {
             telemetry,
             mirrors_in_flight: Arc::default(),
             relays: Default::default(),
+            connections,
             options,
         }
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
@@ -164,28 +164,24 @@ async fn accept_loop(
     // messages most requests carry this is cheaper than queueing them for `writev` (2 % fewer
     // instructions per proxied request), and large bodies still go out in buffer-sized writes.
     builder.http1().writev(false);
+    let limits = ctx.options.downstream.clone();
+    crate::downstream::configure(&mut builder, &limits);
+    let mut acceptor = crate::downstream::Acceptor::new(ctx.connections.clone(), addr.to_string());
     loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(%addr, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (stream, peer, permit) = tokio::select! {
+            c = acceptor.accept(&listener) => c,
             _ = stop.changed() => break,
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
         let snapshot = ctx.config.load();
         if let Some(tcp) = snapshot.as_ref().and_then(|s| s.tcp_listener(addr)) {
-            tokio::spawn(crate::tcp_proxy::serve(
+            tokio::spawn(permit.hold(crate::tcp_proxy::serve(
                 ctx.clone(),
                 tcp.clone(),
                 stream,
                 peer,
-            ));
+            )));
             continue;
         }
         // The listener's graph name is the same for the whole connection.
@@ -207,12 +203,9 @@ async fn accept_loop(
                 )
             }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = drain.watch(conn);
+        let conn = crate::downstream::serve(&builder, &limits, &drain, stream, svc);
         tokio::spawn(async move {
-            let _connection = connection;
+            let _connection = (connection, permit);
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with error");
             }

@@ -243,7 +243,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     let admin_addr = sluice_admin::serve(opts.admin, admin_state)
         .await
         .with_context(|| format!("cannot bind admin address {}", opts.admin))?;
-    tracing::info!(%admin_addr, version = first.version, listeners = first.listeners.len() + first.tcp_listeners.len(), "sluice started");
+    tracing::info!(%admin_addr, version = first.version, listeners = first.listeners.len() + first.tcp_listeners.len(), max_connections = opts.options.downstream.max_connections, "sluice started");
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<u64, Rejected>>>(4);
     let (stop_tx, stop_rx) = oneshot::channel::<Duration>();
