@@ -247,9 +247,12 @@ fn decode_into(value: Value, spans: SpanMap, root: &str, file: Option<Arc<str>>,
     }
     if kind_name == "List" || kind_name.ends_with("List") && api_version == "v1" {
         if let Some(Value::Array(items)) = obj.remove("items") {
+            let items_path = join(root, "items");
+            let mut item_spans = spans.split_items(&items_path);
             for (i, item) in items.into_iter().enumerate() {
-                let path = push_index(&join(root, "items"), i);
-                decode_into(item, spans.clone(), &path, file.clone(), out);
+                let path = push_index(&items_path, i);
+                let spans = item_spans.remove(&i).unwrap_or_default();
+                decode_into(item, spans, &path, file.clone(), out);
             }
         }
         return;
