@@ -78,8 +78,14 @@ pub async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<Socke
     tokio::spawn(async move {
         let builder = auto::Builder::new(TokioExecutor::new());
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let (stream, _) = match listener.accept().await {
+                Ok(c) => c,
+                Err(_) => {
+                    // At the open-files limit accept fails at once until a descriptor is freed:
+                    // retrying at once kept a core spinning.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             let state = state.clone();
             let svc = service_fn(move |req| {

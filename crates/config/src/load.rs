@@ -22,7 +22,11 @@ pub fn is_blocking(d: &Diagnostic) -> bool {
     d.severity == Severity::Error
         && matches!(
             d.code,
-            codes::SYNTAX | codes::WRONG_TYPE | codes::SCHEMA_VALIDATION | codes::DUPLICATE_OBJECT
+            codes::SYNTAX
+                | codes::LIMIT_EXCEEDED
+                | codes::WRONG_TYPE
+                | codes::SCHEMA_VALIDATION
+                | codes::DUPLICATE_OBJECT
         )
 }
 

@@ -164,6 +164,8 @@ pub mod codes {
     pub const WRONG_TYPE: &str = "SLC0004";
     /// Two objects of the same kind share a namespace and name.
     pub const DUPLICATE_OBJECT: &str = "SLC0005";
+    /// A config file exceeds a loader limit (size, documents, nesting or alias expansion).
+    pub const LIMIT_EXCEEDED: &str = "SLC0006";
     /// Two VirtualServices on the same gateway host have overlapping rules.
     pub const GATEWAY_VS_OVERLAP: &str = "SLC0010";
     /// A gateway TCP server has no `tcp` rule bound to it: its connections are closed.

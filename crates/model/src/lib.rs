@@ -6,6 +6,7 @@ pub mod common;
 pub mod destination_rule;
 pub mod diagnostic;
 pub mod gateway;
+pub mod limits;
 pub mod location;
 pub mod resource;
 pub mod service_entry;

@@ -176,6 +176,15 @@ pub fn parse_text(text: &str, file: Option<Arc<str>>) -> Parsed {
                 decode_into(doc.value, doc.spans, "", file.clone(), &mut out);
             }
         }
+        Err(e) if e.kind == crate::yaml::SyntaxErrorKind::LimitExceeded => {
+            out.diagnostics.push(
+                Diagnostic::error(
+                    codes::LIMIT_EXCEEDED,
+                    format!("file refused: {}", e.message),
+                )
+                .at(file, Some(e.location)),
+            );
+        }
         Err(e) => {
             // JSON is YAML, except where JSON allows what YAML's block rules do not (tabs).
             if let Ok(v) = serde_json::from_str::<Value>(text) {
@@ -238,9 +247,12 @@ fn decode_into(value: Value, spans: SpanMap, root: &str, file: Option<Arc<str>>,
     }
     if kind_name == "List" || kind_name.ends_with("List") && api_version == "v1" {
         if let Some(Value::Array(items)) = obj.remove("items") {
+            let items_path = join(root, "items");
+            let mut item_spans = spans.split_items(&items_path);
             for (i, item) in items.into_iter().enumerate() {
-                let path = push_index(&join(root, "items"), i);
-                decode_into(item, spans.clone(), &path, file.clone(), out);
+                let path = push_index(&items_path, i);
+                let spans = item_spans.remove(&i).unwrap_or_default();
+                decode_into(item, spans, &path, file.clone(), out);
             }
         }
         return;

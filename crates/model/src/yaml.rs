@@ -9,6 +9,7 @@ use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span};
 use serde_json::{Map, Number, Value};
 
 use crate::diagnostic::Location;
+use crate::limits::{scalar_cost, MAX_ALIAS_EXPANSION, MAX_DEPTH, MAX_DOCUMENTS, MAX_FILE_BYTES};
 use crate::location::{push_index, push_key, SpanMap};
 
 /// One YAML document with the positions of its nodes.
@@ -30,10 +31,49 @@ pub struct SyntaxError {
     pub message: String,
     /// Where.
     pub location: Location,
+    /// Whether the text is malformed or went over one of the loader's [limits](crate::limits).
+    pub kind: SyntaxErrorKind,
 }
 
-/// Parses every document of a YAML stream (JSON is accepted as a YAML subset).
+/// Why a YAML stream was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyntaxErrorKind {
+    /// The text is not valid YAML (or uses what sluice does not read, like complex keys).
+    Malformed,
+    /// The text is valid but exceeds a cap on size, documents, depth or alias expansion.
+    LimitExceeded,
+}
+
+impl SyntaxError {
+    fn limit(message: String, location: Location) -> Self {
+        SyntaxError {
+            message,
+            location,
+            kind: SyntaxErrorKind::LimitExceeded,
+        }
+    }
+
+    fn malformed(message: String, location: Location) -> Self {
+        SyntaxError {
+            message,
+            location,
+            kind: SyntaxErrorKind::Malformed,
+        }
+    }
+}
+
+/// Parses every document of a YAML stream (JSON is accepted as a YAML subset), within the
+/// [limits](crate::limits) on size, documents, depth and alias expansion.
 pub fn parse_documents(text: &str) -> Result<Vec<Document>, SyntaxError> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(SyntaxError::limit(
+            format!(
+                "the file is {} bytes, over the {MAX_FILE_BYTES}-byte limit on config files",
+                text.len()
+            ),
+            Location { line: 1, column: 1 },
+        ));
+    }
     let mut builder = Builder::default();
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(syntax_error)?;
@@ -44,13 +84,13 @@ pub fn parse_documents(text: &str) -> Result<Vec<Document>, SyntaxError> {
 
 fn syntax_error(e: ScanError) -> SyntaxError {
     let m = e.marker();
-    SyntaxError {
-        message: e.info().to_string(),
-        location: Location {
+    SyntaxError::malformed(
+        e.info().to_string(),
+        Location {
             line: m.line() as u32,
             column: m.col() as u32 + 1,
         },
-    }
+    )
 }
 
 fn loc(span: Span) -> Location {
@@ -60,17 +100,20 @@ fn loc(span: Span) -> Location {
     }
 }
 
+/// A container being built, with its size in alias-budget nodes (what copying it would cost).
 enum Frame {
     Seq {
         items: Vec<Value>,
         anchor: usize,
         path: String,
+        cost: usize,
     },
     Map {
         map: Map<String, Value>,
         anchor: usize,
         path: String,
         pending_key: Option<String>,
+        cost: usize,
     },
 }
 
@@ -79,8 +122,11 @@ struct Builder {
     docs: Vec<Document>,
     stack: Vec<Frame>,
     spans: SpanMap,
-    anchors: HashMap<usize, Value>,
+    /// Anchored values with their cost, so that an alias is charged before it is copied.
+    anchors: HashMap<usize, (Value, usize)>,
     root: Option<Value>,
+    /// Nodes added by aliases so far in this stream (all documents).
+    expanded: usize,
 }
 
 impl Builder {
@@ -98,6 +144,12 @@ impl Builder {
     fn event(&mut self, event: Event<'_>, span: Span) -> Result<(), SyntaxError> {
         match event {
             Event::DocumentStart(_) => {
+                if self.docs.len() >= MAX_DOCUMENTS {
+                    return Err(SyntaxError::limit(
+                        format!("more than {MAX_DOCUMENTS} documents in one file"),
+                        loc(span),
+                    ));
+                }
                 self.spans = SpanMap::default();
                 self.anchors.clear();
                 self.root = None;
@@ -115,24 +167,29 @@ impl Builder {
                 Some(path) => {
                     self.spans.insert(path, loc(span));
                     let forced_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                    let cost = scalar_cost(text.len());
                     let v = if style == ScalarStyle::Plain && !forced_str {
                         resolve_plain(&text)
                     } else {
                         Value::String(text.into_owned())
                     };
-                    self.push_value(v, anchor);
+                    self.push_value(v, cost, anchor);
                 }
                 None => self.set_key(text.into_owned(), span)?,
             },
             Event::Alias(id) => {
-                let v = self.anchors.get(&id).cloned().ok_or_else(|| SyntaxError {
-                    message: format!("unknown alias {id}"),
-                    location: loc(span),
+                let cost = self.anchors.get(&id).map(|(_, c)| *c).ok_or_else(|| {
+                    SyntaxError::malformed(format!("unknown alias {id}"), loc(span))
                 })?;
+                self.charge_alias(cost, span)?;
+                let v = self
+                    .anchors
+                    .get(&id)
+                    .map_or(Value::Null, |(v, _)| v.clone());
                 match self.next_path() {
                     Some(path) => {
                         self.spans.insert(path, loc(span));
-                        self.push_value(v, 0);
+                        self.push_value(v, cost, 0);
                     }
                     None => self.set_key(scalar_key(&v), span)?,
                 }
@@ -143,6 +200,7 @@ impl Builder {
                     items: Vec::new(),
                     anchor,
                     path,
+                    cost: 1,
                 });
             }
             Event::MappingStart(anchor, _) => {
@@ -152,16 +210,26 @@ impl Builder {
                     anchor,
                     path,
                     pending_key: None,
+                    cost: 1,
                 });
             }
             Event::SequenceEnd => {
-                if let Some(Frame::Seq { items, anchor, .. }) = self.stack.pop() {
-                    self.push_value(Value::Array(items), anchor);
+                if let Some(Frame::Seq {
+                    items,
+                    anchor,
+                    cost,
+                    ..
+                }) = self.stack.pop()
+                {
+                    self.push_value(Value::Array(items), cost, anchor);
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map { map, anchor, .. }) = self.stack.pop() {
-                    self.push_value(Value::Object(map), anchor);
+                if let Some(Frame::Map {
+                    map, anchor, cost, ..
+                }) = self.stack.pop()
+                {
+                    self.push_value(Value::Object(map), cost, anchor);
                 }
             }
             Event::StreamStart | Event::StreamEnd | Event::Nothing => {}
@@ -169,10 +237,27 @@ impl Builder {
         Ok(())
     }
 
+    /// Counts an alias's copy against the stream's budget before anything is copied.
+    fn charge_alias(&mut self, cost: usize, span: Span) -> Result<(), SyntaxError> {
+        self.expanded = self.expanded.saturating_add(cost);
+        if self.expanded > MAX_ALIAS_EXPANSION {
+            return Err(SyntaxError::limit(
+                format!("YAML aliases expand to more than {MAX_ALIAS_EXPANSION} nodes in this file (nested anchors that multiply, like an alias bomb?)"),
+                loc(span),
+            ));
+        }
+        Ok(())
+    }
+
     fn container_path(&mut self, span: Span) -> Result<String, SyntaxError> {
-        let path = self.next_path().ok_or_else(|| SyntaxError {
-            message: "complex mapping keys are not supported".into(),
-            location: loc(span),
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(SyntaxError::limit(
+                format!("mappings and sequences nest deeper than {MAX_DEPTH} levels"),
+                loc(span),
+            ));
+        }
+        let path = self.next_path().ok_or_else(|| {
+            SyntaxError::malformed("complex mapping keys are not supported".into(), loc(span))
         })?;
         self.spans.insert(path.clone(), loc(span));
         Ok(path)
@@ -183,32 +268,41 @@ impl Builder {
             map,
             path,
             pending_key,
+            cost,
             ..
         }) = self.stack.last_mut()
         {
             if map.contains_key(&key) {
-                return Err(SyntaxError {
-                    message: format!("duplicate key `{key}` in mapping `{path}`"),
-                    location: loc(span),
-                });
+                return Err(SyntaxError::malformed(
+                    format!("duplicate key `{key}` in mapping `{path}`"),
+                    loc(span),
+                ));
             }
             // Diagnostics point at the key, which is where a reader looks for a field.
             self.spans.insert(push_key(path, &key), loc(span));
+            *cost = cost.saturating_add(scalar_cost(key.len()));
             *pending_key = Some(key);
         }
         Ok(())
     }
 
-    fn push_value(&mut self, v: Value, anchor: usize) {
+    fn push_value(&mut self, v: Value, value_cost: usize, anchor: usize) {
         if anchor != 0 {
-            self.anchors.insert(anchor, v.clone());
+            self.anchors.insert(anchor, (v.clone(), value_cost));
         }
         match self.stack.last_mut() {
             None => self.root = Some(v),
-            Some(Frame::Seq { items, .. }) => items.push(v),
+            Some(Frame::Seq { items, cost, .. }) => {
+                *cost = cost.saturating_add(value_cost);
+                items.push(v);
+            }
             Some(Frame::Map {
-                map, pending_key, ..
+                map,
+                pending_key,
+                cost,
+                ..
             }) => {
+                *cost = cost.saturating_add(value_cost);
                 if let Some(k) = pending_key.take() {
                     // `key:` with no value means "unset", as in Kubernetes; keeping nulls would
                     // make every optional list field a type error.
@@ -309,6 +403,65 @@ mod tests {
         assert_eq!(docs[0].value, json!({"a": {"k": "v"}, "b": {"k": "v"}}));
         let docs = parse_documents("{\"a\": [1, 2], \"b\": {\"c\": null}}").unwrap();
         assert_eq!(docs[0].value, json!({"a": [1, 2], "b": {}}));
+    }
+
+    /// Nine levels of ten aliases: 10⁹ strings once expanded, from 449 bytes.
+    fn alias_bomb() -> String {
+        let mut text = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        for (prev, name) in "abcdefgh".chars().zip("bcdefghi".chars()) {
+            let aliases = vec![format!("*{prev}"); 10].join(",");
+            text.push_str(&format!("  {name}: &{name} [{aliases}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_at_the_alias_that_crosses_the_budget() {
+        let e = parse_documents(&alias_bomb()).unwrap_err();
+        assert_eq!(e.kind, SyntaxErrorKind::LimitExceeded);
+        // Levels a..e add 123,440 nodes; the eighth `*e` of line 10 (level f) crosses 10⁶.
+        assert_eq!(e.location.line, 10, "{e:?}");
+        assert!(e.message.contains("aliases expand"), "{}", e.message);
+    }
+
+    #[test]
+    fn aliases_within_the_budget_still_expand() {
+        // A shared retry policy reused by many routes is what anchors are for.
+        let mut text = String::from("shared: &retry {attempts: 3, perTryTimeout: 2s}\nroutes:\n");
+        for _ in 0..1000 {
+            text.push_str("- retries: *retry\n");
+        }
+        let docs = parse_documents(&text).unwrap();
+        assert_eq!(docs[0].value["routes"][999]["retries"]["attempts"], 3);
+    }
+
+    #[test]
+    fn long_strings_count_against_the_alias_budget() {
+        let long = "x".repeat(64 * 1024);
+        let aliases = vec!["*s"; 600].join(",");
+        let text = format!("s: &s \"{long}\"\ncopies: [{aliases}]\n");
+        let e = parse_documents(&text).unwrap_err();
+        assert_eq!(e.kind, SyntaxErrorKind::LimitExceeded);
+        assert_eq!(e.location.line, 2);
+    }
+
+    #[test]
+    fn nesting_documents_and_size_are_capped() {
+        let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert!(parse_documents(&deep).is_ok());
+        let deeper = "- ".repeat(MAX_DEPTH + 1) + "x\n";
+        let e = parse_documents(&deeper).unwrap_err();
+        assert_eq!(e.kind, SyntaxErrorKind::LimitExceeded);
+        assert!(e.message.contains("nest deeper"), "{}", e.message);
+
+        let many = "---\na: 1\n".repeat(MAX_DOCUMENTS + 1);
+        let e = parse_documents(&many).unwrap_err();
+        assert_eq!(e.kind, SyntaxErrorKind::LimitExceeded);
+        assert_eq!(e.location.line, 2 * MAX_DOCUMENTS as u32 + 1);
+
+        let big = format!("a: \"{}\"\n", "x".repeat(MAX_FILE_BYTES));
+        let e = parse_documents(&big).unwrap_err();
+        assert_eq!(e.kind, SyntaxErrorKind::LimitExceeded);
     }
 
     #[test]

@@ -55,14 +55,27 @@ impl Drain {
     /// Serves `conn` until it ends; at shutdown it is asked to close after its in-flight
     /// requests.
     pub fn watch<C: GracefulConnection>(&self, conn: C) -> impl Future<Output = C::Output> {
+        self.watch_until(conn, std::future::pending())
+    }
+
+    /// As [`Drain::watch`], and the connection is also asked to close when `close` completes
+    /// (its idle timeout, say).
+    pub fn watch_until<C: GracefulConnection>(
+        &self,
+        conn: C,
+        close: impl Future<Output = ()>,
+    ) -> impl Future<Output = C::Output> {
         // Counted from now, not from the first poll: a drain waits for connections just
         // accepted too.
         let mut registration = Registration::new(self.0.clone());
         async move {
             let mut conn = pin!(conn);
+            let mut close = pin!(close);
             let mut asked = false;
             std::future::poll_fn(|cx| {
-                if !asked && registration.draining(cx.waker()) {
+                if !asked
+                    && (registration.draining(cx.waker()) || close.as_mut().poll(cx).is_ready())
+                {
                     asked = true;
                     conn.as_mut().graceful_shutdown();
                 }

@@ -39,6 +39,66 @@ pub enum ProxyError {
     /// The route or per-try timeout expired.
     #[error("upstream request timeout")]
     Timeout,
+    /// Reading the client's request body failed: the client's fault, never the upstream's.
+    #[error("downstream request body: {reason}")]
+    Downstream {
+        /// Malformed or cut off.
+        failure: DownstreamFailure,
+        /// Cause.
+        reason: String,
+    },
+}
+
+/// How a client's request body failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownstreamFailure {
+    /// The body breaks the protocol (a chunk size that is not hexadecimal, an HTTP/2 flow
+    /// control violation): Envoy answers `400` with flag `DPE`.
+    Malformed,
+    /// The client closed or reset the connection (or the stream) before the body ended:
+    /// Envoy's flag `DC`, with no response to send.
+    Disconnected,
+}
+
+impl DownstreamFailure {
+    /// Classifies an error of the downstream request body.
+    pub fn of(e: &hyper::Error) -> Self {
+        if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+            return DownstreamFailure::Disconnected;
+        }
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                return Self::of_io(io);
+            }
+            if let Some(h2) = c.downcast_ref::<h2::Error>() {
+                if let Some(io) = h2.get_io() {
+                    return Self::of_io(io);
+                }
+                // A reset or GOAWAY the client sent is the client leaving; one the codec sent
+                // answers a protocol violation.
+                return if h2.is_remote() {
+                    DownstreamFailure::Disconnected
+                } else {
+                    DownstreamFailure::Malformed
+                };
+            }
+            cause = c.source();
+        }
+        DownstreamFailure::Malformed
+    }
+
+    fn of_io(e: &std::io::Error) -> Self {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            // hyper reports an end of stream before the declared length (or before the last
+            // chunk) as `UnexpectedEof`.
+            UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected => {
+                DownstreamFailure::Disconnected
+            }
+            _ => DownstreamFailure::Malformed,
+        }
+    }
 }
 
 impl ProxyError {
@@ -65,6 +125,14 @@ impl ProxyError {
                 "upstream connect error or disconnect/reset before headers. reset reason: overflow",
             ),
             ProxyError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "UT", "upstream request timeout"),
+            ProxyError::Downstream { failure: DownstreamFailure::Malformed, .. } => {
+                (StatusCode::BAD_REQUEST, "DPE", "bad request")
+            }
+            // Written to a client that is gone, if at all; telemetry records status 0, as
+            // Envoy does for `DC`.
+            ProxyError::Downstream { failure: DownstreamFailure::Disconnected, .. } => {
+                (StatusCode::BAD_REQUEST, "DC", "downstream disconnected")
+            }
         }
     }
 }

@@ -19,7 +19,8 @@ use tokio::time::Instant;
 use crate::body::Body;
 use crate::circuit_breaker::ClusterRuntimes;
 use crate::config_handle::ConfigHandle;
-use crate::error::ProxyError;
+use crate::downstream::{ConnectionLimit, DownstreamOptions};
+use crate::error::{DownstreamFailure, ProxyError};
 use crate::filters::{cors, fault, header_ops, rewrite};
 use crate::hash_key::{self, RequestHash};
 use crate::headers::{add_forwarding, strip_hop_by_hop};
@@ -57,6 +58,8 @@ pub struct ProxyOptions {
     /// Mirror copies in flight at once; beyond it new copies are dropped (and counted) so a slow
     /// mirror costs bounded memory and never the primary's time.
     pub max_mirror_in_flight: usize,
+    /// Timeouts and limits of client connections.
+    pub downstream: DownstreamOptions,
 }
 
 impl Default for ProxyOptions {
@@ -66,6 +69,7 @@ impl Default for ProxyOptions {
             replay_cap: DEFAULT_REPLAY_CAP,
             sticky_canary: true,
             max_mirror_in_flight: DEFAULT_MAX_MIRROR_IN_FLIGHT,
+            downstream: DownstreamOptions::default(),
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct ProxyContext {
     pub relays: crate::tcp_proxy::Relays,
     /// Certificates and TLS configs (termination and origination).
     pub tls: TlsRuntime,
+    /// The client connection budget shared by every proxy listener.
+    pub connections: Arc<ConnectionLimit>,
     /// Options.
     pub options: ProxyOptions,
 }
@@ -98,6 +104,8 @@ impl ProxyContext {
         options: ProxyOptions,
         tls: TlsRuntime,
     ) -> Self {
+        let connections =
+            ConnectionLimit::new(options.downstream.max_connections, Some(telemetry.clone()));
         ProxyContext {
             config,
             upstreams: Upstreams::new(),
@@ -106,6 +114,7 @@ impl ProxyContext {
             telemetry,
             mirrors_in_flight: Arc::default(),
             relays: Default::default(),
+            connections,
             options,
         }
     }
@@ -137,13 +146,27 @@ fn local_reply(status: StatusCode, flags: String, body: &'static str) -> Respons
     resp
 }
 
+/// Marks a reply to a client that went away mid-request: telemetry records status 0 with flag
+/// `DC`, as Envoy does, whatever hyper may still write to the dead connection.
+#[derive(Debug, Clone, Copy)]
+struct ClientGone;
+
 pub(crate) fn error_reply(e: &ProxyError, extra_flags: &str) -> Response<Body> {
     let (status, flag, body) = e.envoy_reply();
     tracing::debug!(error = %e, flag, "local reply");
     let mut resp = local_reply(status, join_flags(flag, extra_flags), body);
-    if matches!(e, ProxyError::Overflow) {
-        resp.headers_mut()
-            .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+    match e {
+        ProxyError::Overflow => {
+            resp.headers_mut()
+                .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+        }
+        ProxyError::Downstream {
+            failure: DownstreamFailure::Disconnected,
+            ..
+        } => {
+            resp.extensions_mut().insert(ClientGone);
+        }
+        _ => {}
     }
     resp
 }
@@ -221,6 +244,9 @@ pub(crate) fn observed(resp: Response<Body>, mut obs: Observation) -> Response<B
     obs.status = parts.status.as_u16();
     if let Some(ResponseFlags(f)) = parts.extensions.remove::<ResponseFlags>() {
         obs.flags = f;
+        if parts.extensions.remove::<ClientGone>().is_some() {
+            obs.status = 0;
+        }
     }
     if obs.grpc {
         obs.grpc_status = grpc_status(&parts.headers);

@@ -3,6 +3,7 @@
 pub mod body;
 pub mod circuit_breaker;
 pub mod config_handle;
+pub mod downstream;
 pub mod drain;
 pub mod error;
 pub mod filters;
@@ -23,6 +24,7 @@ pub mod upstream;
 
 pub use body::Body;
 pub use config_handle::{ConfigHandle, RejectedReload};
+pub use downstream::DownstreamOptions;
 pub use handler::{Entry, ProxyContext, ProxyOptions, ResponseFlags};
 pub use intercept::Intercept;
 pub use server::ListenerManager;

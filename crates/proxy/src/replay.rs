@@ -15,6 +15,8 @@ use http::HeaderMap;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::error::DownstreamFailure;
+
 /// Default cap of the replay buffer (Envoy's per-request buffer limit is 1 MiB by default).
 pub const DEFAULT_REPLAY_CAP: usize = 1024 * 1024;
 
@@ -34,7 +36,8 @@ struct Shared {
     cap: usize,
     overflowed: bool,
     ended: bool,
-    error: Option<String>,
+    /// The client's body failed: how, and the message.
+    error: Option<(DownstreamFailure, String)>,
     waiters: Vec<Waker>,
 }
 
@@ -110,6 +113,12 @@ impl Recorder {
     pub fn complete(&self) -> bool {
         self.lock().is_none_or(|s| s.ended)
     }
+
+    /// How reading the client's body failed, if it did: an upstream exchange that failed after
+    /// this is the client's doing, not the upstream's.
+    pub fn downstream_failure(&self) -> Option<(DownstreamFailure, String)> {
+        self.lock().and_then(|s| s.error.clone())
+    }
 }
 
 /// One reader of a recorded body.
@@ -140,7 +149,7 @@ impl Cursor {
                 };
                 return Poll::Ready(Some(Ok(frame)));
             }
-            if let Some(e) = &s.error {
+            if let Some((_, e)) = &s.error {
                 return Poll::Ready(Some(Err(ReplayError::Source(e.clone()))));
             }
             if s.ended {
@@ -163,7 +172,9 @@ impl Cursor {
                             s.ended = true;
                             s.source = None;
                         }
-                        Some(Err(e)) => s.error = Some(e.to_string()),
+                        Some(Err(e)) => {
+                            s.error = Some((DownstreamFailure::of(&e), e.to_string()));
+                        }
                         Some(Ok(frame)) => {
                             let item = match frame.into_data() {
                                 Ok(data) => {

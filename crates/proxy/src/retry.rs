@@ -210,6 +210,13 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
                 None => send.as_mut().await,
             }
         };
+        // An exchange that failed because the client's body did is the client's failure: no
+        // outlier or retry accounting, and the client is told, not the upstream blamed.
+        if outcome.is_err() {
+            if let Some((failure, reason)) = f.body.downstream_failure() {
+                return Err(fail(ProxyError::Downstream { failure, reason }));
+            }
+        }
         // Results feed outlier detection (and least-request counters through the guard above);
         // without a detector there is nothing to record, nor a clock to read.
         let ejected = match (&outcome, balancer.outlier()) {

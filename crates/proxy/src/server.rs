@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
+use crate::downstream::ConnectionPermit;
 use crate::drain::Drain;
 use crate::handler::{handle, Entry, ProxyContext};
 use crate::intercept::{self, Intercept};
@@ -151,21 +152,28 @@ impl ListenerManager {
     }
 }
 
-/// What serving HTTP on an accepted connection needs: hyper's builder and the drain.
+/// What serving HTTP on an accepted connection needs: hyper's builder, the downstream limits
+/// and the drain.
 #[derive(Clone)]
 pub(crate) struct HttpServing {
     builder: auto::Builder<TokioExecutor>,
+    limits: crate::downstream::DownstreamOptions,
     drain: Drain,
 }
 
 impl HttpServing {
-    fn new(drain: Drain) -> Self {
+    fn new(drain: Drain, limits: crate::downstream::DownstreamOptions) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // Heads and bodies copied into one buffer and written with one `write`: for the small
         // messages most requests carry this is cheaper than queueing them for `writev` (2 % fewer
         // instructions per proxied request), and large bodies still go out in buffer-sized writes.
         builder.http1().writev(false);
-        HttpServing { builder, drain }
+        crate::downstream::configure(&mut builder, &limits);
+        HttpServing {
+            builder,
+            limits,
+            drain,
+        }
     }
 
     /// Serves HTTP/1.1 or HTTP/2 on `io` (plain TCP or terminated TLS) until it closes or the
@@ -177,6 +185,7 @@ impl HttpServing {
         entry: Entry,
         peer: SocketAddr,
         source_node: Arc<str>,
+        permit: ConnectionPermit,
     ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -190,13 +199,9 @@ impl HttpServing {
                 Ok::<_, Infallible>(Box::pin(handle(ctx, entry, peer, source_node, req)).await)
             }
         });
-        let conn = self
-            .builder
-            .serve_connection(TokioIo::new(io), svc)
-            .into_owned();
-        let conn = self.drain.watch(conn);
+        let conn = crate::downstream::serve(&self.builder, &self.limits, &self.drain, io, svc);
         tokio::spawn(async move {
-            let _connection = connection;
+            let _connection = (connection, permit);
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with error");
             }
@@ -212,29 +217,23 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
     drain: Drain,
 ) {
-    let http = HttpServing::new(drain);
+    let http = HttpServing::new(drain, ctx.options.downstream.clone());
+    let mut acceptor = crate::downstream::Acceptor::new(ctx.connections.clone(), addr.to_string());
     loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(%addr, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (stream, peer, permit) = tokio::select! {
+            c = acceptor.accept(&listener) => c,
             _ = stop.changed() => break,
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
         let snapshot = ctx.config.load();
         if let Some(tcp) = snapshot.as_ref().and_then(|s| s.tcp_listener(addr)) {
-            tokio::spawn(crate::tcp_proxy::serve(
+            tokio::spawn(permit.hold(crate::tcp_proxy::serve(
                 ctx.clone(),
                 tcp.clone(),
                 stream,
                 peer,
-            ));
+            )));
             continue;
         }
         if snapshot
@@ -247,6 +246,7 @@ async fn accept_loop(
                 stream,
                 peer,
                 http.clone(),
+                permit,
             ));
             continue;
         }
@@ -257,6 +257,13 @@ async fn accept_loop(
                     .map(|l| sluice_telemetry::listener_source(l))
             })
             .map_or_else(|| Arc::from("unknown"), Arc::from);
-        http.serve(ctx.clone(), stream, Entry::Bound(addr), peer, source_node);
+        http.serve(
+            ctx.clone(),
+            stream,
+            Entry::Bound(addr),
+            peer,
+            source_node,
+            permit,
+        );
     }
 }

@@ -22,6 +22,8 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once at start-up: boxing `run`'s many flags would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy on Istio YAML files (hot-reloaded).
@@ -81,6 +83,19 @@ pub struct RunArgs {
     /// Request body bytes kept for retries and mirror copies (larger bodies are not retried).
     #[arg(long, default_value_t = 1024 * 1024)]
     pub replay_buffer_bytes: usize,
+    /// Longest wait for a request head, and for a new connection's first request (`0s`: none).
+    #[arg(long, default_value = "60s", value_parser = sluice_tools::parse_duration)]
+    pub http_header_read_timeout: std::time::Duration,
+    /// Close a client connection with no request in flight for this long (`0s`: never).
+    #[arg(long, default_value = "1h", value_parser = sluice_tools::parse_duration)]
+    pub http_idle_timeout: std::time::Duration,
+    /// Largest request head in KiB: HTTP/1.1 answers 431 beyond it, HTTP/2 refuses the stream.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=8192))]
+    pub max_request_headers_kb: u32,
+    /// Client connections open at once over all proxy listeners (not the admin one); further
+    /// ones are closed at accept (default: half the open-files limit left after a reserve).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
     /// Mirror copies in flight at once; further copies are dropped and counted.
     #[arg(long, default_value_t = sluice_proxy::handler::DEFAULT_MAX_MIRROR_IN_FLIGHT)]
     pub max_mirror_in_flight: usize,
@@ -145,4 +160,47 @@ pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
                 .ok_or_else(|| format!("label `{p}` must be key=value"))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::time::Duration;
+
+    fn run_args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["sluice", "run", "config/"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn downstream_limits_take_go_durations_and_have_defaults() {
+        let r = run_args(&[]);
+        assert_eq!(r.http_header_read_timeout, Duration::from_secs(60));
+        assert_eq!(r.http_idle_timeout, Duration::from_secs(3600));
+        assert_eq!(r.max_request_headers_kb, 60);
+        assert_eq!(r.max_connections, None);
+        let r = run_args(&[
+            "--http-header-read-timeout",
+            "500ms",
+            "--http-idle-timeout",
+            "1s",
+            "--max-connections",
+            "100",
+            "--max-request-headers-kb",
+            "8",
+        ]);
+        assert_eq!(r.http_header_read_timeout, Duration::from_millis(500));
+        assert_eq!(r.http_idle_timeout, Duration::from_secs(1));
+        assert_eq!(r.max_connections, Some(100));
+        assert_eq!(r.max_request_headers_kb, 8);
+        assert!(Cli::try_parse_from(["sluice", "run", "c/", "--max-connections", "0"]).is_err());
+        assert!(
+            Cli::try_parse_from(["sluice", "run", "c/", "--http-idle-timeout", "soon"]).is_err()
+        );
+    }
 }

@@ -126,6 +126,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             opts.options.replay_cap = r.replay_buffer_bytes;
             opts.options.sticky_canary = !r.no_sticky_canary;
             opts.options.max_mirror_in_flight = r.max_mirror_in_flight;
+            let unless_zero = |d: std::time::Duration| (!d.is_zero()).then_some(d);
+            opts.options.downstream = sluice_proxy::DownstreamOptions {
+                header_read_timeout: unless_zero(r.http_header_read_timeout),
+                idle_timeout: unless_zero(r.http_idle_timeout),
+                max_request_header_bytes: r.max_request_headers_kb as usize * 1024,
+                max_connections: r
+                    .max_connections
+                    .map_or_else(sluice_proxy::downstream::default_max_connections, |n| {
+                        usize::try_from(n).unwrap_or(usize::MAX)
+                    }),
+            };
             if let Some(target) = &r.access_log {
                 use sluice_telemetry::{AccessLogFormat, AccessLogTarget};
                 opts.telemetry.access_log.enabled = true;

@@ -205,7 +205,12 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         telemetry: telemetry.clone(),
         tls: opts.tls.clone(),
     });
-    let first = match loader.load() {
+    // Parsing a large config is CPU-bound: on a blocking thread, like every reload.
+    let l = loader.clone();
+    let first = match tokio::task::spawn_blocking(move || l.load())
+        .await
+        .context("initial configuration load panicked")?
+    {
         Ok(s) => s,
         Err(rejected) => {
             log_diagnostics(&rejected.diagnostics);
@@ -255,7 +260,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     let admin_addr = sluice_admin::serve(opts.admin, admin_state)
         .await
         .with_context(|| format!("cannot bind admin address {}", opts.admin))?;
-    tracing::info!(%admin_addr, version = first.version, listeners = first.bind_addresses().len(), "sluice started");
+    tracing::info!(%admin_addr, version = first.version, listeners = first.bind_addresses().len(), max_connections = opts.options.downstream.max_connections, "sluice started");
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<u64, Rejected>>>(4);
     let (stop_tx, stop_rx) = oneshot::channel::<Duration>();

@@ -1,8 +1,10 @@
 //! Reading config files: directories recursively, `.yaml`, `.yml` and `.json`, in a stable order.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sluice_model::limits::MAX_FILE_BYTES;
 use sluice_model::{codes, parse_text, Diagnostic, Parsed};
 
 /// Whether a path looks like a config file.
@@ -64,19 +66,38 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Reads and parses one file.
+/// Reads and parses one file; a file over [`MAX_FILE_BYTES`] is refused unread.
 pub fn read_file(path: &Path) -> Parsed {
     let name: Arc<str> = Arc::from(path.display().to_string());
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse_text(&text, Some(name)),
-        Err(e) => Parsed {
-            resources: Vec::new(),
-            diagnostics: vec![
-                Diagnostic::error(codes::SYNTAX, format!("cannot read file: {e}"))
-                    .at(Some(name), None),
-            ],
-        },
+    let refused = |code, message: String| Parsed {
+        resources: Vec::new(),
+        diagnostics: vec![Diagnostic::error(code, message).at(Some(name.clone()), None)],
+    };
+    match read_capped(path) {
+        Ok(Some(text)) => parse_text(&text, Some(name)),
+        Ok(None) => refused(
+            codes::LIMIT_EXCEEDED,
+            format!("file refused: larger than the {MAX_FILE_BYTES}-byte limit on config files"),
+        ),
+        Err(e) => refused(codes::SYNTAX, format!("cannot read file: {e}")),
     }
+}
+
+/// The file's text, or `None` when it is over the cap. Reads at most one byte past the cap, so
+/// a file that grows while it is read (or a device that never ends) costs no more.
+fn read_capped(path: &Path) -> std::io::Result<Option<String>> {
+    let file = std::fs::File::open(path)?;
+    let declared = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if declared > MAX_FILE_BYTES as u64 {
+        return Ok(None);
+    }
+    let mut text = String::with_capacity(declared as usize);
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_string(&mut text)?;
+    if text.len() > MAX_FILE_BYTES {
+        return Ok(None);
+    }
+    Ok(Some(text))
 }
 
 /// Reads every config file under `paths`.

@@ -63,6 +63,7 @@ pub struct ProxyMetrics {
     reloads_accepted: Counter,
     reloads_rejected: Counter,
     downstream_active: Gauge,
+    downstream_refused: Counter,
     access_log_dropped: Counter,
     in_flight: Family<ClusterLabel, Gauge>,
     ejections: Family<ClusterLabel, Counter>,
@@ -83,6 +84,7 @@ impl ProxyMetrics {
             reloads_accepted: Counter::default(),
             reloads_rejected: Counter::default(),
             downstream_active: Gauge::default(),
+            downstream_refused: Counter::default(),
             access_log_dropped: Counter::default(),
             in_flight: Family::default(),
             ejections: Family::default(),
@@ -114,6 +116,11 @@ impl ProxyMetrics {
             "downstream_connections_active",
             "Open downstream connections",
             m.downstream_active.clone(),
+        );
+        r.register(
+            "downstream_connections_refused",
+            "Downstream connections closed at accept because --max-connections were open",
+            m.downstream_refused.clone(),
         );
         r.register(
             "access_log_dropped",
@@ -183,6 +190,11 @@ impl ProxyMetrics {
         InFlight {
             gauge: self.downstream_active.clone(),
         }
+    }
+
+    /// Counts a connection refused over the connection limit.
+    pub fn downstream_connection_refused(&self) {
+        self.downstream_refused.inc();
     }
 
     /// Open downstream connections now.

@@ -57,7 +57,7 @@ pub(crate) async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
     let ctx = shared.ctx.clone();
     let source_node: Arc<str> = Arc::from(SOURCE_NODE);
     let connection = ctx.telemetry.proxy().downstream_connection();
-    serve_http(&shared.drain, stream, peer, move |req| {
+    serve_http(&shared, stream, peer, move |req| {
         let ctx = ctx.clone();
         let mut obs = Observation::start(ctx.telemetry.clone(), source_node.clone(), &req);
         obs.reporter = Reporter::Destination;

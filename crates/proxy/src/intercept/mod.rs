@@ -11,17 +11,17 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::body::Body;
+use crate::downstream::{self, Acceptor};
 use crate::drain::Drain;
 use crate::handler::ProxyContext;
 use tcp::OwnConnections;
@@ -63,21 +63,17 @@ pub(crate) async fn accept_loop(
     shared: Shared,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut acceptor = Acceptor::new(shared.ctx.connections.clone(), kind.name());
     loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(listener = kind.name(), error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (stream, peer, permit) = tokio::select! {
+            c = acceptor.accept(&listener) => c,
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
+            // Relayed or served, the connection counts against the budget until it ends.
+            let _permit = permit;
             if is_own_connection(&shared.own, peer).await {
                 tracing::error!(%peer, listener = kind.name(),
                     "the proxy's own connection was intercepted: run it under the UID or GID the interception rules exempt (1337); connection closed");
@@ -101,9 +97,10 @@ async fn is_own_connection(own: &OwnConnections, peer: SocketAddr) -> bool {
     own.contains(peer)
 }
 
-/// Serves HTTP/1.1 or h2c on `stream` with `handler`, drained at shutdown like bound listeners.
+/// Serves HTTP/1.1 or h2c on `stream` with `handler`, with the bound listeners' limits and
+/// drain.
 pub(crate) async fn serve_http<F, Fut>(
-    drain: &Drain,
+    shared: &Shared,
     stream: TcpStream,
     peer: SocketAddr,
     handler: F,
@@ -116,11 +113,11 @@ pub(crate) async fn serve_http<F, Fut>(
         let handler = handler.clone();
         async move { Ok::<_, Infallible>(handler(req).await) }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder
-        .serve_connection(TokioIo::new(stream), svc)
-        .into_owned();
-    if let Err(e) = drain.watch(conn).await {
+    let options = &shared.ctx.options.downstream;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    downstream::configure(&mut builder, options);
+    let conn = downstream::serve(&builder, options, &shared.drain, stream, svc);
+    if let Err(e) = conn.await {
         tracing::debug!(%peer, error = %e, "connection ended with error");
     }
 }

@@ -121,7 +121,7 @@ async fn serve_plain(shared: Shared, stream: TcpStream, peer: SocketAddr, dst: S
     let source_node: Arc<str> = Arc::from(source_node);
     let ctx = shared.ctx.clone();
     let connection = ctx.telemetry.proxy().downstream_connection();
-    serve_http(&shared.drain, stream, peer, move |req| {
+    serve_http(&shared, stream, peer, move |req| {
         // Boxed like the bound listeners' requests: hyper moves the (large) future around.
         Box::pin(handle(
             ctx.clone(),

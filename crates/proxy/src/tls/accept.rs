@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::StartHandshake;
 
 use super::errors::{io_reason, reason};
+use crate::downstream::ConnectionPermit;
 use crate::handler::{Entry, ProxyContext};
 use crate::server::HttpServing;
 
@@ -62,13 +63,15 @@ pub(crate) async fn read_client_hello(
     }
 }
 
-/// Serves one connection accepted on the TLS listener bound at `address`.
+/// Serves one connection accepted on the TLS listener bound at `address`; `permit` is its
+/// place in the connection budget, held until it closes.
 pub(crate) async fn serve(
     ctx: Arc<ProxyContext>,
     address: SocketAddr,
     mut stream: TcpStream,
     peer: SocketAddr,
     http: HttpServing,
+    permit: ConnectionPermit,
 ) {
     let fail = |ctx: &ProxyContext, why: &'static str, detail: &str| {
         ctx.tls.failures().record(
@@ -108,8 +111,9 @@ pub(crate) async fn serve(
         ChainAction::Passthrough(tcp) => {
             let tcp = tcp.clone();
             drop(snapshot);
-            crate::tcp_proxy::serve_after(ctx, tcp, stream, peer, local, sni.as_deref(), &read)
-                .await;
+            let relay =
+                crate::tcp_proxy::serve_after(ctx, tcp, stream, peer, local, sni.as_deref(), &read);
+            permit.hold(relay).await;
         }
         ChainAction::TerminateTcp { tls, tcp } => {
             let config = match ctx.tls.server_config(tls) {
@@ -121,8 +125,16 @@ pub(crate) async fn serve(
             let handshake = StartHandshake::from_parts(accepted, stream).into_stream(config);
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                 Ok(Ok(s)) => {
-                    crate::tcp_proxy::serve_after(ctx, tcp, s, peer, local, sni.as_deref(), &[])
-                        .await
+                    let relay = crate::tcp_proxy::serve_after(
+                        ctx,
+                        tcp,
+                        s,
+                        peer,
+                        local,
+                        sni.as_deref(),
+                        &[],
+                    );
+                    permit.hold(relay).await
                 }
                 Ok(Err(e)) => fail(&ctx, io_reason(&e), &e.to_string()),
                 Err(_) => fail(&ctx, "timeout", "handshake not finished in time"),
@@ -142,7 +154,7 @@ pub(crate) async fn serve(
                 Err(_) => return fail(&ctx, "timeout", "handshake not finished in time"),
             };
             let entry = Entry::Terminated { address, sni };
-            http.serve(ctx, tls_stream, entry, peer, source_node);
+            http.serve(ctx, tls_stream, entry, peer, source_node, permit);
         }
     }
 }
