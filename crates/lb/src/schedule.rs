@@ -14,14 +14,24 @@ const MAX_SLOTS: u64 = 10_000;
 #[derive(Debug, Clone)]
 pub struct WeightedSchedule {
     slots: Arc<[u32]>,
+    /// Running sums of the weights (sticky picks), one per index.
+    cumulative: Arc<[u64]>,
     counter: Arc<AtomicU64>,
 }
 
 impl WeightedSchedule {
     /// Builds the schedule for `weights` (zero weights never get picked; all zero → empty).
     pub fn new(weights: &[u32], counter: Arc<AtomicU64>) -> Self {
+        let cumulative = weights
+            .iter()
+            .scan(0u64, |sum, &w| {
+                *sum += u64::from(w);
+                Some(*sum)
+            })
+            .collect();
         WeightedSchedule {
             slots: smooth_sequence(weights).into(),
+            cumulative,
             counter,
         }
     }
@@ -36,13 +46,19 @@ impl WeightedSchedule {
         self.slots.get(i as usize).map(|&s| s as usize)
     }
 
-    /// The index at an arbitrary position (used to derive a sticky pick from a hash).
-    pub fn at(&self, position: u64) -> Option<usize> {
-        let n = self.slots.len() as u64;
-        if n == 0 {
+    /// The sticky index of a hash key. The key is a point on the line of all weights laid end
+    /// to end, so when weights change only the keys inside the moved stretch change index: as
+    /// a canary's weight grows, users move from stable to canary only, never back, and every
+    /// user keeps the version it had while the weights stay.
+    pub fn at(&self, hash: u64) -> Option<usize> {
+        let total = *self.cumulative.last()?;
+        if total == 0 {
             return None;
         }
-        self.slots.get((position % n) as usize).map(|&s| s as usize)
+        // Multiply-shift maps the (remixed) key uniformly onto 0..total.
+        let point = ((u128::from(mix(hash)) * u128::from(total)) >> 64) as u64;
+        let i = self.cumulative.partition_point(|&end| end <= point);
+        (i < self.cumulative.len()).then_some(i)
     }
 
     /// Length of one full cycle.
@@ -54,6 +70,16 @@ impl WeightedSchedule {
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
+}
+
+/// splitmix64's finalizer: the endpoint hash (ring hash, Maglev) also reads the key, so the
+/// version choice reads a remixed copy and the two choices stay independent.
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -128,6 +154,55 @@ mod tests {
                 .count() as i64;
             assert!((a - 33).abs() <= 1, "window at {start}: {a}");
         }
+    }
+
+    /// Users keyed by hash over a canary's steps 90/10 → 80/20 → 50/50 → 0/100 and back: each
+    /// step only moves users towards the side whose weight grew, and the shares follow the
+    /// weights.
+    #[test]
+    fn sticky_picks_move_one_way_per_weight_step() {
+        let users: Vec<u64> = (0..3000u64)
+            .map(|u| u.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        let picks = |w: &[u32]| -> Vec<usize> {
+            users.iter().map(|&h| schedule(w).at(h).unwrap()).collect()
+        };
+        let steps: [&[u32]; 7] = [
+            &[90, 10],
+            &[80, 20],
+            &[50, 50],
+            &[0, 100],
+            &[50, 50],
+            &[80, 20],
+            &[90, 10],
+        ];
+        let mut before = picks(steps[0]);
+        for pair in steps.windows(2) {
+            let (old, new) = (pair[0], pair[1]);
+            let after = picks(new);
+            let canary_grew = new[1] > old[1];
+            for (b, a) in before.iter().zip(&after) {
+                if b != a {
+                    // Only stable → canary while the canary grows, only back while it shrinks.
+                    assert_eq!(
+                        (*b, *a),
+                        if canary_grew { (0, 1) } else { (1, 0) },
+                        "{old:?} → {new:?}"
+                    );
+                }
+            }
+            let canary = after.iter().filter(|&&p| p == 1).count() as f64 / users.len() as f64;
+            let want = f64::from(new[1]) / f64::from(new[0] + new[1]);
+            assert!(
+                (canary - want).abs() < 0.03,
+                "{new:?}: canary share {canary}"
+            );
+            before = after;
+        }
+        // Back at 90/10, everyone is where they started.
+        assert_eq!(before, picks(steps[0]));
+        assert_eq!(schedule(&[0, 0]).at(7), None);
+        assert_eq!(schedule(&[0, 3]).at(u64::MAX), Some(1));
     }
 
     #[test]

@@ -471,6 +471,71 @@ async fn a_user_sticks_to_one_version_across_a_weighted_canary() {
     p.shutdown().await;
 }
 
+/// A version-sticky canary over Istio's weight steps: 90/10 → 80/20 → 50/50 → 0/100 and back.
+/// Each step only moves users from stable to canary while the canary grows (and back while it
+/// shrinks); nobody flips back and forth.
+#[tokio::test]
+async fn canary_weight_steps_move_users_one_way_only() {
+    let v1 = backend("app", "v1").await;
+    let v2 = backend("app", "v2").await;
+    let route = |w1: u32, w2: u32| {
+        format!("  - route:\n    - {{destination: {{host: app, subset: v1}}, weight: {w1}}}\n    - {{destination: {{host: app, subset: v2}}, weight: {w2}}}\n")
+    };
+    let (dir, p, port) = setup(
+        &[("v1", v1.addr()), ("v2", v2.addr())],
+        &route(90, 10),
+        |o| o.watch = false,
+    )
+    .await;
+    dir.write(
+        "dr.yaml",
+        &dr_yaml(
+            "    loadBalancer: {consistentHash: {httpHeaderName: x-user}}\n",
+            &["v1", "v2"],
+        ),
+    );
+    assert!(p.reload().await.unwrap().is_ok());
+    let c = TestClient::new();
+    let users = 300;
+    let versions = || async {
+        let mut out = Vec::with_capacity(users);
+        for u in 0..users {
+            let r = c
+                .get(addr(port), "app", "/", &[("x-user", &format!("user-{u}"))])
+                .await;
+            out.push(r.header("x-version").unwrap_or("").to_string());
+        }
+        out
+    };
+    let mut before = versions().await;
+    let start = before.clone();
+    let mut prev_w2 = 10;
+    for (w1, w2) in [(80, 20), (50, 50), (0, 100), (50, 50), (80, 20), (90, 10)] {
+        dir.write("vs.yaml", &virtual_service_yaml("app", &route(w1, w2)));
+        assert!(p.reload().await.unwrap().is_ok());
+        let after = versions().await;
+        let moved: Vec<(&String, &String)> =
+            before.iter().zip(&after).filter(|(b, a)| b != a).collect();
+        let toward = if w2 > prev_w2 { "v2" } else { "v1" };
+        prev_w2 = w2;
+        assert!(
+            moved.iter().all(|(_, a)| a.as_str() == toward),
+            "{w1}/{w2}: users moved both ways: {moved:?}"
+        );
+        let on_v2 = after.iter().filter(|v| *v == "v2").count() as f64 / users as f64;
+        assert!(
+            (on_v2 - f64::from(w2) / 100.0).abs() < 0.07,
+            "{w1}/{w2}: {on_v2} of users on v2"
+        );
+        before = after;
+    }
+    assert_eq!(
+        before, start,
+        "back at 90/10 everyone has their first version"
+    );
+    p.shutdown().await;
+}
+
 #[tokio::test]
 async fn outlier_detection_ejects_a_failing_endpoint() {
     let bad = failing_backend("app", "bad").await;

@@ -309,6 +309,64 @@ async fn file_edit_is_picked_up_by_the_watcher() {
     p.shutdown().await;
 }
 
+/// Deleting the config directory keeps the last config; recreating it is noticed and loaded.
+#[tokio::test]
+async fn a_config_directory_deleted_and_recreated_is_watched_again() {
+    let (dir, _v1, _v2, port) = canary_setup(100, 0).await;
+    let cfg = dir.path().join("cfg");
+    std::fs::create_dir(&cfg).unwrap();
+    let names: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    for f in &names {
+        std::fs::rename(f, cfg.join(f.file_name().unwrap())).unwrap();
+    }
+    let p = proxy(&cfg, |_| {}).await;
+    let c = TestClient::new();
+    let version = || async {
+        c.get(mesh_addr(port), "app", "/", &[])
+            .await
+            .header("x-version")
+            .map(str::to_string)
+    };
+    assert_eq!(version().await.as_deref(), Some("v1"));
+    let saved: Vec<(std::ffi::OsString, String)> = std::fs::read_dir(&cfg)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name(), std::fs::read_to_string(e.path()).unwrap())
+        })
+        .collect();
+    std::fs::remove_dir_all(&cfg).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Gone: the last config stays in force.
+    assert_eq!(version().await.as_deref(), Some("v1"));
+    std::fs::create_dir(&cfg).unwrap();
+    for (name, text) in &saved {
+        let text = if name == "vs.yaml" {
+            split_vs(0, 100)
+        } else {
+            text.clone()
+        };
+        std::fs::write(cfg.join(name), text).unwrap();
+    }
+    assert_eventually(
+        Duration::from_secs(5),
+        "the recreated directory is loaded",
+        || async { version().await.as_deref() == Some("v2") },
+    )
+    .await;
+    // And it is watched again: a later edit applies too.
+    std::fs::write(cfg.join("vs.yaml"), split_vs(100, 0)).unwrap();
+    assert_eventually(Duration::from_secs(5), "a later edit applies", || async {
+        version().await.as_deref() == Some("v1")
+    })
+    .await;
+    p.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_load_fail_no_request() {
     let (dir, _v1, _v2, port) = canary_setup(90, 10).await;
