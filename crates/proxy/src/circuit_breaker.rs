@@ -256,4 +256,29 @@ mod tests {
         drop(g);
         assert!(rt.try_retry().is_some());
     }
+
+    /// A reload that only changes a port's protocol (HTTP ↔ HTTP2/GRPC) or the upstream TLS
+    /// gets a new runtime: the old one would keep speaking the old protocol.
+    #[test]
+    fn protocol_or_tls_change_replaces_the_runtime() {
+        let rts = ClusterRuntimes::default();
+        let limits = PoolLimits::default();
+        let http1 = rts.get("c", &limits, false, None);
+        assert!(!http1.upstream_h2());
+        assert!(Arc::ptr_eq(&http1, &rts.get("c", &limits, false, None)));
+        let h2 = rts.get("c", &limits, true, None);
+        assert!(h2.upstream_h2());
+        let tls = Arc::new(ClientTls {
+            certificate: None,
+            ca: sluice_config::tls::CaSource::System,
+            sni: "c.example.com".into(),
+            subject_alt_names: Vec::new(),
+            insecure_skip_verify: false,
+            h2: true,
+        });
+        let with_tls = rts.get("c", &limits, true, Some(&tls));
+        assert!(!Arc::ptr_eq(&h2, &with_tls));
+        assert!(with_tls.pool().is_some(), "TLS clusters have pools of their own");
+        assert!(Arc::ptr_eq(&with_tls, &rts.get("c", &limits, true, Some(&tls))));
+    }
 }
