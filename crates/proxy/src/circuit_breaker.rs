@@ -278,7 +278,13 @@ mod tests {
         });
         let with_tls = rts.get("c", &limits, true, Some(&tls));
         assert!(!Arc::ptr_eq(&h2, &with_tls));
-        assert!(with_tls.pool().is_some(), "TLS clusters have pools of their own");
-        assert!(Arc::ptr_eq(&with_tls, &rts.get("c", &limits, true, Some(&tls))));
+        assert!(
+            with_tls.pool().is_some(),
+            "TLS clusters have pools of their own"
+        );
+        assert!(Arc::ptr_eq(
+            &with_tls,
+            &rts.get("c", &limits, true, Some(&tls))
+        ));
     }
 }

@@ -175,6 +175,19 @@ fn run_drains_and_exits_zero_on_sigterm() {
     signal(child.id(), "-TERM");
     let status = wait_exit(&mut child, Duration::from_secs(15));
     assert!(status.success(), "{status:?}");
+    // Logged to a pipe: plain text that `grep` finds, no colour codes.
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("sluice started"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a piped log: {log:?}"
+    );
 }
 
 #[test]
@@ -226,4 +239,59 @@ fn explain_against_a_running_proxy() {
     assert!(err.contains("no gateway listener on port 9080"), "{err}");
     signal(child.id(), "-TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+}
+
+/// `sluice traffic` fails (exit 1, a message) when a request got no response, and with
+/// `--expect CODE` when a status differs; it succeeds otherwise.
+#[test]
+fn traffic_exits_non_zero_when_requests_fail() {
+    let port = free_port();
+    let out = sluice()
+        .args(["traffic", &format!("http://127.0.0.1:{port}/"), "-n", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("errors: connect=3"), "{stdout}");
+    assert!(
+        stderr.contains("3 of 3 requests got no response"),
+        "{stderr}"
+    );
+
+    let backend_port = free_port();
+    let mut backend = sluice()
+        .args(["backend", "--listen", &format!("127.0.0.1:{backend_port}")])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = |path: &str| format!("http://127.0.0.1:{backend_port}{path}");
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", backend_port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(up, "backend did not start");
+    let ok = sluice()
+        .args(["traffic", &url("/"), "-n", "3", "--expect", "200"])
+        .output()
+        .unwrap();
+    assert_eq!(ok.status.code(), Some(0));
+    let wrong = sluice()
+        .args(["traffic", &url("/status/503"), "-n", "2", "--expect", "200"])
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("2 of 2 responses were not 200"));
+    // Without --expect, answered requests are not failures.
+    let answered = sluice()
+        .args(["traffic", &url("/status/503"), "-n", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(answered.status.code(), Some(0));
+    let _ = backend.kill();
+    let _ = backend.wait();
 }

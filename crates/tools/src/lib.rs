@@ -7,4 +7,4 @@ pub mod traffic;
 
 pub use backend::{Backend, BackendArgs, BackendHandle, ReceivedRequest};
 pub use duration::parse_duration;
-pub use traffic::{run_traffic, KeyBy, Report, TrafficArgs};
+pub use traffic::{run_traffic, verdict, KeyBy, Report, TrafficArgs};

@@ -55,6 +55,9 @@ pub struct TrafficArgs {
     /// Print the report as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Exit non-zero unless every response has this status (failed requests always do).
+    #[arg(long, value_name = "CODE")]
+    pub expect: Option<u16>,
 }
 
 impl TrafficArgs {
@@ -71,6 +74,7 @@ impl TrafficArgs {
             method: "GET".to_string(),
             timeout: Duration::from_secs(10),
             json: false,
+            expect: None,
         }
     }
 }
@@ -166,6 +170,28 @@ pub async fn run(args: TrafficArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.render());
+    }
+    verdict(&report, args.expect).map_err(anyhow::Error::msg)
+}
+
+/// Whether the run succeeded: no request without a response, and with `expect` every status
+/// as expected; otherwise what went wrong, for the exit message.
+pub fn verdict(report: &Report, expect: Option<u16>) -> Result<(), String> {
+    let failed = report.error_count();
+    if failed > 0 {
+        return Err(format!(
+            "{failed} of {} requests got no response",
+            report.total
+        ));
+    }
+    if let Some(code) = expect {
+        let other = report.total - report.status_count(code);
+        if other > 0 {
+            return Err(format!(
+                "{other} of {} responses were not {code}",
+                report.total
+            ));
+        }
     }
     Ok(())
 }
