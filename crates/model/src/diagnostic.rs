@@ -174,6 +174,9 @@ pub mod codes {
     pub const GATEWAY_PORT_CONFLICT: &str = "SLC0012";
     /// A certificate, key or CA file named in the config cannot be read or used.
     pub const TLS_MATERIAL: &str = "SLC0013";
+    /// A listener the config needs cannot be bound (the port is held elsewhere): the reload
+    /// is rejected.
+    pub const LISTENER_UNBOUND: &str = "SLC0014";
     /// A field is valid but sluice does not enforce it yet.
     pub const NOT_ENFORCED: &str = "SLC0100";
     /// sluice itself failed while loading config (a bug: please report it).

@@ -14,6 +14,7 @@ pub mod intercept;
 pub mod mirror;
 pub mod observe;
 pub mod passthrough;
+pub mod port_owner;
 pub mod replay;
 pub mod retry;
 pub mod server;

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -21,7 +21,6 @@ use crate::intercept::{self, Intercept};
 pub struct ListenerManager {
     ctx: Arc<ProxyContext>,
     active: HashMap<SocketAddr, watch::Sender<bool>>,
-    bind_errors: Arc<Mutex<BTreeMap<SocketAddr, String>>>,
     drain: Drain,
     shutdown: watch::Sender<bool>,
     own: intercept::tcp::OwnConnections,
@@ -45,16 +44,10 @@ impl ListenerManager {
         ListenerManager {
             ctx,
             active: HashMap::new(),
-            bind_errors: Arc::default(),
             drain: Drain::new(),
             shutdown,
             own: Default::default(),
         }
-    }
-
-    /// Addresses that failed to bind, with the error.
-    pub fn bind_errors(&self) -> Arc<Mutex<BTreeMap<SocketAddr, String>>> {
-        self.bind_errors.clone()
     }
 
     /// Bound addresses.
@@ -62,21 +55,10 @@ impl ListenerManager {
         self.active.keys().copied().collect()
     }
 
-    /// Binds missing listeners and closes removed ones (their open connections keep going).
-    pub fn reconcile(&mut self, wanted: &[SocketAddr]) {
-        self.active.retain(|addr, stop| {
-            let keep = wanted.contains(addr);
-            if !keep {
-                let _ = stop.send(true);
-                tracing::info!(%addr, "listener removed");
-            }
-            keep
-        });
-        let mut errors = match self.bind_errors.lock() {
-            Ok(e) => e,
-            Err(p) => p.into_inner(),
-        };
-        errors.clear();
+    /// Binds every address of `wanted` not bound yet, closing nothing; returns the addresses
+    /// that could not be bound, with the reason (and who holds the port, when known).
+    pub fn bind_missing(&mut self, wanted: &[SocketAddr]) -> BTreeMap<SocketAddr, String> {
+        let mut errors = BTreeMap::new();
         for addr in wanted {
             if self.active.contains_key(addr) {
                 continue;
@@ -96,11 +78,30 @@ impl ListenerManager {
                     ));
                 }
                 Err(e) => {
-                    tracing::error!(%addr, error = %e, "cannot bind listener");
-                    errors.insert(*addr, e.to_string());
+                    let holder = crate::port_owner::describe(*addr);
+                    tracing::error!(%addr, error = %e, holder = holder.as_deref().unwrap_or("unknown"), "cannot bind listener");
+                    let why = match holder {
+                        Some(h) => format!("{e} (held by {h})"),
+                        None => e.to_string(),
+                    };
+                    errors.insert(*addr, why);
                 }
             }
         }
+        errors
+    }
+
+    /// Closes the listeners whose address is not in `wanted` (their open connections keep
+    /// going).
+    pub fn close_unwanted(&mut self, wanted: &[SocketAddr]) {
+        self.active.retain(|addr, stop| {
+            let keep = wanted.contains(addr);
+            if !keep {
+                let _ = stop.send(true);
+                tracing::info!(%addr, "listener removed");
+            }
+            keep
+        });
     }
 
     /// Binds a sidecar interception listener (outbound or inbound) at `addr`; it is not part of

@@ -175,18 +175,24 @@ impl Loader {
         ));
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
         match build_snapshot(resources, diagnostics, &self.proxy, &self.state, version) {
-            Ok(s) => {
-                let s = Arc::new(s);
-                self.telemetry.on_snapshot(&s);
-                self.config.publish(s.clone());
-                Ok(s)
-            }
+            Ok(s) => Ok(Arc::new(s)),
             Err(rejected) => {
-                self.telemetry.on_rejected();
-                self.config.reject(version, rejected.diagnostics.clone());
+                self.reject(version, &rejected);
                 Err(rejected)
             }
         }
+    }
+
+    /// Makes a loaded snapshot the active config.
+    fn publish(&self, s: Arc<Snapshot>) {
+        self.telemetry.on_snapshot(&s);
+        self.config.publish(s);
+    }
+
+    /// Records a rejected version (`/api/reload`, `/config_dump`, the metric).
+    fn reject(&self, version: u64, rejected: &Rejected) {
+        self.telemetry.on_rejected();
+        self.config.reject(version, rejected.diagnostics.clone());
     }
 }
 
@@ -218,6 +224,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         }
     };
     log_diagnostics(&first.diagnostics);
+    loader.publish(first.clone());
     let ctx = Arc::new(ProxyContext::new(
         config.clone(),
         telemetry.clone(),
@@ -227,7 +234,13 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     // Certificate files are re-read when they change (rotation without a restart).
     ctx.tls.spawn_refresh();
     let mut manager = ListenerManager::new(ctx);
-    manager.reconcile(&first.bind_addresses());
+    // A listener that cannot be bound at start is fatal: its traffic would silently go to
+    // whoever holds the port (another proxy, an old instance).
+    let unbound = manager.bind_missing(&first.bind_addresses());
+    if !unbound.is_empty() {
+        let list: Vec<String> = unbound.iter().map(|(a, e)| format!("{a}: {e}")).collect();
+        anyhow::bail!("cannot bind listener {}", list.join("; "));
+    }
     let mut intercepts = Vec::new();
     for (kind, addr) in &opts.intercepts {
         let bound = manager
@@ -235,7 +248,6 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
             .with_context(|| format!("cannot bind the {} listener {addr}", kind.name()))?;
         intercepts.push((*kind, bound));
     }
-    let bind_errors = manager.bind_errors();
     let readiness_config = config.clone();
     let readiness_source = opts.source.clone();
     let readiness: sluice_admin::Readiness = Arc::new(move || {
@@ -245,14 +257,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         if readiness_source.as_ref().is_some_and(|s| !s.is_ready()) {
             return Err("not synced with the Kubernetes API".into());
         }
-        let errors = match bind_errors.lock() {
-            Ok(e) => e.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
-        match errors.iter().next() {
-            Some((addr, e)) => Err(format!("listener {addr} is not bound: {e}")),
-            None => Ok(()),
-        }
+        Ok(())
     });
     let admin_state = AdminState::new(config.clone(), readiness)
         .with_telemetry(telemetry.clone())
@@ -297,10 +302,33 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                 });
             let result = match outcome {
                 Ok(s) => {
-                    tracing::info!(version = s.version, "config reloaded");
                     log_diagnostics(&s.diagnostics);
-                    manager.reconcile(&s.bind_addresses());
-                    Ok(s.version)
+                    // New listeners are bound before the snapshot is published: a reload that
+                    // needs a port held elsewhere is rejected, and the previous config stays.
+                    let wanted = s.bind_addresses();
+                    let unbound = manager.bind_missing(&wanted);
+                    if unbound.is_empty() {
+                        loader.publish(s.clone());
+                        manager.close_unwanted(&wanted);
+                        tracing::info!(version = s.version, "config reloaded");
+                        Ok(s.version)
+                    } else {
+                        let rejected = Rejected {
+                            diagnostics: unbound
+                                .iter()
+                                .map(|(a, e)| {
+                                    Diagnostic::error(
+                                        sluice_model::codes::LISTENER_UNBOUND,
+                                        format!("listener {a} cannot be bound: {e}"),
+                                    )
+                                })
+                                .collect(),
+                        };
+                        tracing::error!("config reload rejected: a listener cannot be bound; the previous config stays active");
+                        log_diagnostics(&rejected.diagnostics);
+                        loader.reject(s.version, &rejected);
+                        Err(rejected)
+                    }
                 }
                 Err(rejected) => {
                     tracing::error!("config reload rejected; the previous config stays active");

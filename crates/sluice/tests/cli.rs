@@ -295,3 +295,38 @@ fn traffic_exits_non_zero_when_requests_fail() {
     let _ = backend.kill();
     let _ = backend.wait();
 }
+
+/// A listener that cannot be bound at start is fatal, naming the address and who holds it.
+#[test]
+fn run_fails_when_a_listener_port_is_taken() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("svc.yaml"),
+        format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: x}}\nspec:\n  hosts: [x.default.svc.cluster.local]\n  ports: [{{number: {port}, name: http}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: 1}}}}]\n"),
+    )
+    .unwrap();
+    let out = sluice()
+        .args([
+            "run",
+            "--admin",
+            "127.0.0.1:0",
+            "--no-gateway",
+            "--no-watch",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot bind listener 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("held by pid {}", std::process::id())),
+        "{stderr}"
+    );
+    drop(held);
+}

@@ -309,6 +309,56 @@ async fn file_edit_is_picked_up_by_the_watcher() {
     p.shutdown().await;
 }
 
+/// A reload whose new listener cannot be bound (the port is held elsewhere) is rejected with
+/// SLC0014, and the previous config stays in force.
+#[tokio::test]
+async fn a_reload_needing_a_taken_port_is_rejected() {
+    let (dir, _v1, _v2, port) = canary_setup(100, 0).await;
+    let p = proxy(dir.path(), |o| o.watch = false).await;
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().port();
+    dir.write(
+        "other.yaml",
+        &service_yaml(
+            "other.default.svc.cluster.local",
+            taken,
+            &[("v1", mesh_addr(1))],
+        ),
+    );
+    dir.write("vs.yaml", &split_vs(0, 100));
+    let rejected = p.reload().await.unwrap().unwrap_err();
+    assert!(
+        rejected
+            .diagnostics
+            .iter()
+            .any(|d| d.code == "SLC0014" && d.message.contains(&format!("127.0.0.1:{taken}"))),
+        "{rejected:?}"
+    );
+    let c = TestClient::new();
+    // The weight change came with it, so it is not in force either.
+    assert_eq!(
+        c.get(mesh_addr(port), "app", "/", &[])
+            .await
+            .header("x-version"),
+        Some("v1")
+    );
+    let reload = c
+        .get(p.admin_addr, "localhost", "/api/reload", &[])
+        .await
+        .body;
+    assert!(reload.contains("SLC0014"), "{reload}");
+    // Once the port is free the same config applies.
+    drop(held);
+    assert!(p.reload().await.unwrap().is_ok());
+    assert_eq!(
+        c.get(mesh_addr(port), "app", "/", &[])
+            .await
+            .header("x-version"),
+        Some("v2")
+    );
+    p.shutdown().await;
+}
+
 /// Deleting the config directory keeps the last config; recreating it is noticed and loaded.
 #[tokio::test]
 async fn a_config_directory_deleted_and_recreated_is_watched_again() {
@@ -427,20 +477,30 @@ async fn admin_ready_routes_and_config_dump() {
     p.shutdown().await;
 }
 
+/// A listener that cannot be bound at start is fatal (its traffic would go to whoever holds
+/// the port), and the error names the address and the holder.
 #[tokio::test]
-async fn ready_is_503_when_a_listener_cannot_bind() {
+async fn start_fails_when_a_listener_cannot_bind() {
     let v1 = backend("app", "v1").await;
     let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = blocker.local_addr().unwrap().port();
     let dir = ConfigDir::new();
     dir.write("svc.yaml", &service_yaml(HOST, port, &[("v1", v1.addr())]));
-    let p = proxy(dir.path(), |_| {}).await;
-    let r = TestClient::new()
-        .get(p.admin_addr, "admin", "/ready", &[])
-        .await;
-    assert_eq!(r.status, 503);
-    assert!(r.body.contains(&port.to_string()), "{}", r.body);
-    p.shutdown().await;
+    let mut opts = RunOptions::new(vec![dir.path().to_path_buf()]);
+    opts.admin = "127.0.0.1:0".parse().unwrap();
+    let err = sluice::runtime::start(opts)
+        .await
+        .err()
+        .expect("start must fail");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains(&format!("cannot bind listener 127.0.0.1:{port}")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("held by pid {}", std::process::id())),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
