@@ -177,6 +177,8 @@ pub mod codes {
     /// A listener the config needs cannot be bound (the port is held elsewhere): the reload
     /// is rejected.
     pub const LISTENER_UNBOUND: &str = "SLC0014";
+    /// No Gateway selects this proxy's labels, so none of their servers is bound here.
+    pub const GATEWAY_NOT_SELECTED: &str = "SLC0015";
     /// A field is valid but sluice does not enforce it yet.
     pub const NOT_ENFORCED: &str = "SLC0100";
     /// sluice itself failed while loading config (a bug: please report it).

@@ -1,6 +1,6 @@
 //! `sluice analyze`: every diagnostic for a config set, for humans (with the YAML line) or as JSON.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -17,6 +17,16 @@ pub enum Format {
 
 /// Reads, validates and analyzes `paths`; returns the diagnostics, sorted by file and position.
 pub fn diagnostics(paths: &[PathBuf]) -> Vec<Diagnostic> {
+    analyzed(paths, None)
+}
+
+/// [`diagnostics`], plus what compiling the config for a proxy with `labels` finds (a Gateway
+/// selecting none of them, listener conflicts), as `sluice run --labels` would report it.
+pub fn diagnostics_for(paths: &[PathBuf], labels: &BTreeMap<String, String>) -> Vec<Diagnostic> {
+    analyzed(paths, Some(labels))
+}
+
+fn analyzed(paths: &[PathBuf], labels: Option<&BTreeMap<String, String>>) -> Vec<Diagnostic> {
     let parsed = sluice_sources::read_paths(paths);
     let mut diags = sluice_config::load::check(&parsed.resources, parsed.diagnostics);
     diags.extend(crate::tls_material::diagnostics(
@@ -24,6 +34,17 @@ pub fn diagnostics(paths: &[PathBuf]) -> Vec<Diagnostic> {
         &sluice_proxy::tls::CertStore::default(),
         false,
     ));
+    if let Some(labels) = labels {
+        if !diags.iter().any(sluice_config::is_blocking) {
+            let proxy = sluice_config::ProxyConfig {
+                labels: labels.clone(),
+                ..Default::default()
+            };
+            let state = sluice_lb::StateStore::new();
+            let compiled = sluice_config::compile::compile(&parsed.resources, &proxy, &state);
+            diags.extend(compiled.diagnostics);
+        }
+    }
     diags.sort_by(|a, b| {
         (a.file.as_deref(), a.location, b.severity).cmp(&(
             b.file.as_deref(),

@@ -139,6 +139,10 @@ pub struct AnalyzeArgs {
     /// Also show info diagnostics (e.g. skipped kinds).
     #[arg(long, short)]
     pub verbose: bool,
+    /// Also check what a proxy with these labels would serve (`k=v,k2=v2`, as `sluice run
+    /// --labels`): Gateways that select none of them, listeners, routes.
+    #[arg(long, value_parser = parse_labels)]
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 /// Parses a percentage in `[0, 100]`.

@@ -81,7 +81,10 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Analyze(a) => {
-            let diags = sluice::analyze::diagnostics(&a.paths);
+            let diags = match &a.labels {
+                Some(labels) => sluice::analyze::diagnostics_for(&a.paths, labels),
+                None => sluice::analyze::diagnostics(&a.paths),
+            };
             print!("{}", sluice::analyze::render(&diags, a.output, a.verbose));
             if sluice::analyze::has_errors(&diags) {
                 std::process::exit(1);

@@ -330,3 +330,34 @@ fn run_fails_when_a_listener_port_is_taken() {
     );
     drop(held);
 }
+
+/// A Gateway whose selector matches none of the proxy's labels is said, not silent:
+/// `analyze --labels` and the proxy's start both report it.
+#[test]
+fn a_gateway_selecting_other_labels_is_reported() {
+    let out = sluice()
+        .args([
+            "analyze",
+            "../../examples/subdomain-gateway",
+            "--labels",
+            "app=sleep",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "warnings only: {text}");
+    assert!(
+        text.contains("warning[SLC0015] Gateway default/app-gateway spec.selector: Gateway default/app-gateway selects istio=ingressgateway; this proxy has app=sleep"),
+        "{text}"
+    );
+    let fine = sluice()
+        .args([
+            "analyze",
+            "../../examples/subdomain-gateway",
+            "--labels",
+            "istio=ingressgateway",
+        ])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&fine.stdout).contains("SLC0015"));
+}

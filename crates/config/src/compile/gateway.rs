@@ -120,6 +120,7 @@ impl<'a> Compiler<'a> {
         let mut ports: BTreeMap<u16, Vec<BoundServer<'_>>> = BTreeMap::new();
         let mut tls_ports: BTreeMap<u16, Vec<BoundServer<'_>>> = BTreeMap::new();
         let ordered = self.ordered.clone();
+        self.warn_if_no_gateway_selects_me();
         for r in &ordered {
             let Spec::Gateway(gw) = &r.spec else { continue };
             if !self.selects_me(gw) {
@@ -225,6 +226,49 @@ impl<'a> Compiler<'a> {
                 })
             })
             .collect()
+    }
+
+    /// Gateways exist but none selects this proxy: the usual cause of a gateway that binds
+    /// nothing (a missing or different `--labels`), said once per Gateway.
+    fn warn_if_no_gateway_selects_me(&mut self) {
+        let gateways: Vec<&Resource> = self
+            .ordered
+            .iter()
+            .copied()
+            .filter(|r| matches!(r.spec, Spec::Gateway(_)))
+            .collect();
+        if gateways
+            .iter()
+            .any(|r| matches!(&r.spec, Spec::Gateway(gw) if self.selects_me(gw)))
+        {
+            return;
+        }
+        let mine = if self.proxy.labels.is_empty() {
+            "no labels".to_string()
+        } else {
+            self.proxy
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        for r in gateways {
+            let Spec::Gateway(gw) = &r.spec else { continue };
+            let wants = gw
+                .selector
+                .iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            self.diagnostics.push(r.diag(
+                Severity::Warning,
+                codes::GATEWAY_NOT_SELECTED,
+                "spec.selector",
+                format!("Gateway {}/{} selects {wants}; this proxy has {mine}, so none of its servers is bound here (start it with `--labels {wants}` to serve it)", r.metadata.namespace, r.metadata.name),
+            ));
+        }
     }
 
     fn selects_me(&self, gw: &Gateway) -> bool {
