@@ -524,8 +524,11 @@ async fn proxy(
                 m,
                 &head,
                 &recorder,
-                &obs.source_node,
-                obs.route.as_ref(),
+                mirror::Copy {
+                    source_node: &obs.source_node,
+                    route: obs.route.as_ref(),
+                    timeout,
+                },
             );
         }
     }

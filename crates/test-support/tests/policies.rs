@@ -602,6 +602,54 @@ async fn mirror_copies_in_flight_are_capped_and_drops_counted() {
     p.shutdown().await;
 }
 
+/// Copies obey the route timeout (Envoy applies it to shadows): copies held by a mirror that
+/// never answers free their slots when it expires, so a new mirror gets the next copies.
+#[tokio::test]
+async fn mirror_copies_time_out_with_the_route_and_free_their_slots() {
+    let v1 = backend("app", "v1").await;
+    let hung = hung_backend("app", "v2").await;
+    let v3 = backend("app", "v3").await;
+    let (dir, p, port) = setup(
+        &[("v1", v1.addr()), ("v2", hung.addr()), ("v3", v3.addr())],
+        "  - route: [{destination: {host: app, subset: v1}}]\n    timeout: 1s\n    mirror: {host: app, subset: v2}\n",
+        |o| {
+            o.options.max_mirror_in_flight = 4;
+            o.watch = false;
+        },
+    )
+    .await;
+    let c = TestClient::new();
+    for _ in 0..10 {
+        assert_eq!(c.get(addr(port), "app", "/", &[]).await.status, 200);
+    }
+    assert_eventually(
+        Duration::from_secs(3),
+        "4 copies held by the hung mirror",
+        || async { hung.requests() == 4 },
+    )
+    .await;
+    // The route timeout (1 s) ends the held copies; then the mirror moves to v3.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    dir.write(
+        "vs.yaml",
+        &virtual_service_yaml(
+            "app",
+            "  - route: [{destination: {host: app, subset: v1}}]\n    timeout: 1s\n    mirror: {host: app, subset: v3}\n",
+        ),
+    );
+    assert!(p.reload().await.unwrap().is_ok());
+    for _ in 0..5 {
+        assert_eq!(c.get(addr(port), "app", "/", &[]).await.status, 200);
+    }
+    assert_eventually(
+        Duration::from_secs(3),
+        "the new mirror got every copy",
+        || async { v3.requests() == 5 },
+    )
+    .await;
+    p.shutdown().await;
+}
+
 /// Service `app` with one endpoint and a DestinationRule `trafficPolicy` (YAML, indented 4).
 async fn with_traffic_policy(endpoint: SocketAddr, policy: &str) -> (ConfigDir, ProxyHandle, u16) {
     let port = free_port();
