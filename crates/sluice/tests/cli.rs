@@ -286,6 +286,64 @@ fn traffic_exits_non_zero_when_requests_fail() {
         .unwrap();
     assert_eq!(wrong.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("2 of 2 responses were not 200"));
+    // An empty 404 (no route for the Host) comes with a hint about the Host header.
+    let proxy_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("svc.yaml"),
+        format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: app-backend}}\nspec:\n  hosts: [app-backend.default.svc.cluster.local]\n  ports: [{{number: {proxy_port}, name: http}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {backend_port}}}}}]\n"),
+    )
+    .unwrap();
+    let mut proxy = sluice()
+        .args([
+            "run",
+            "--admin",
+            "127.0.0.1:0",
+            "--no-gateway",
+            "--no-watch",
+        ])
+        .arg(dir.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", proxy_port)).is_err() {
+        assert!(Instant::now() < deadline, "proxy never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let nr = sluice()
+        .args([
+            "traffic",
+            &format!("http://127.0.0.1:{proxy_port}/"),
+            "-n",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let hint = String::from_utf8_lossy(&nr.stderr);
+    assert!(String::from_utf8_lossy(&nr.stdout).contains("404=2"));
+    assert!(
+        hint.contains(&format!(
+            "no virtual host serves Host `127.0.0.1:{proxy_port}`"
+        )),
+        "{hint}"
+    );
+    assert!(hint.contains("-H 'Host: <service>'"), "{hint}");
+    let routed = sluice()
+        .args([
+            "traffic",
+            &format!("http://127.0.0.1:{proxy_port}/"),
+            "-n",
+            "2",
+            "-H",
+            "Host: app-backend",
+        ])
+        .output()
+        .unwrap();
+    assert!(routed.status.success());
+    assert!(!String::from_utf8_lossy(&routed.stderr).contains("hint"));
+    let _ = proxy.kill();
+    let _ = proxy.wait();
     // Without --expect, answered requests are not failures.
     let answered = sluice()
         .args(["traffic", &url("/status/503"), "-n", "2"])

@@ -170,8 +170,36 @@ pub async fn run(args: TrafficArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.render());
+        if let Some(hint) = no_route_hint(&report, &args) {
+            eprintln!("{hint}");
+        }
     }
     verdict(&report, args.expect).map_err(anyhow::Error::msg)
+}
+
+/// The most common first mistake: no `Host` header, so the proxy's route table (keyed by
+/// Host, as Envoy's) has nothing for the URL's address and answers an empty `404` (NR).
+fn no_route_hint(report: &Report, args: &TrafficArgs) -> Option<String> {
+    let sent_host = args.headers.iter().any(|h| {
+        h.split(':')
+            .next()
+            .is_some_and(|k| k.trim().eq_ignore_ascii_case("host"))
+    });
+    let empty_404 = report.status_count(404) > 0 && report.count(report::NONE_KEY) > 0;
+    if sent_host || !empty_404 {
+        return None;
+    }
+    let authority = args
+        .url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or(&args.url);
+    Some(format!(
+        "hint: an empty 404 is the proxy's \"no route\" (NR): no virtual host serves Host `{authority}`. \
+         Services are chosen by the Host header: add -H 'Host: <service>' (e.g. -H 'Host: app-backend'); \
+         the admin API's /routes lists the hosts each listener serves."
+    ))
 }
 
 /// Whether the run succeeded: no request without a response, and with `expect` every status

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// Key used when a response has no body line or lacks the chosen header.
-const NONE_KEY: &str = "(none)";
+pub(crate) const NONE_KEY: &str = "(none)";
 
 /// Reduces a response body (or header value) to its distribution key.
 ///
