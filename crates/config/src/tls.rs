@@ -159,6 +159,26 @@ pub enum ChainAction {
     },
     /// Relay the bytes untouched to the destination of the first `tls` rule whose SNI matches.
     Passthrough(Arc<TcpListener>),
+    /// `AUTO_PASSTHROUGH`: the SNI names the cluster (`outbound_.<port>_.<subset>_.<host>`),
+    /// relayed untouched to it when the server's hosts admit the host; no VirtualService.
+    AutoPassthrough {
+        /// The server's hosts (without `ns/`).
+        hosts: Vec<String>,
+    },
+}
+
+/// The cluster an `AUTO_PASSTHROUGH` SNI names, with its host:
+/// `outbound_.9080_.v1_.reviews.default.svc.cluster.local` →
+/// (`outbound|9080|v1|reviews.default.svc.cluster.local`, `reviews.default.svc.cluster.local`).
+pub fn auto_passthrough_cluster(sni: &str) -> Option<(String, &str)> {
+    let rest = sni.strip_prefix("outbound_.")?;
+    let (port, rest) = rest.split_once("_.")?;
+    let (subset, host) = rest.split_once("_.")?;
+    port.parse::<u16>().ok()?;
+    if host.is_empty() {
+        return None;
+    }
+    Some((format!("outbound|{port}|{subset}|{host}"), host))
 }
 
 /// One Gateway server on a TLS port: Envoy's filter chain, chosen by SNI.
@@ -269,7 +289,7 @@ mod tests {
     fn name(c: Option<&FilterChain>) -> Option<String> {
         c.map(|c| match &c.action {
             ChainAction::Passthrough(t) => t.name.clone(),
-            ChainAction::Terminate { .. } | ChainAction::TerminateTcp { .. } => String::new(),
+            _ => String::new(),
         })
     }
 
@@ -308,6 +328,23 @@ mod tests {
         assert_eq!(name(any.chain(None)).as_deref(), Some(""));
         assert_eq!(name(any.chain(Some("b.com"))).as_deref(), Some(""));
         assert_eq!(name(any.chain(Some("A.COM"))).as_deref(), Some("a.com"));
+    }
+
+    #[test]
+    fn auto_passthrough_sni_names_a_cluster() {
+        assert_eq!(
+            auto_passthrough_cluster("outbound_.9080_.v1_.reviews.default.svc.cluster.local"),
+            Some((
+                "outbound|9080|v1|reviews.default.svc.cluster.local".to_string(),
+                "reviews.default.svc.cluster.local"
+            ))
+        );
+        assert_eq!(
+            auto_passthrough_cluster("outbound_.80_._.a.b").map(|c| c.0),
+            Some("outbound|80||a.b".to_string())
+        );
+        assert_eq!(auto_passthrough_cluster("reviews.default"), None);
+        assert_eq!(auto_passthrough_cluster("outbound_.x_.v1_.a"), None);
     }
 
     #[test]

@@ -202,7 +202,7 @@ impl Entry {
                     .action
                 {
                     ChainAction::Terminate { http, .. } => Some(http),
-                    ChainAction::TerminateTcp { .. } | ChainAction::Passthrough(_) => None,
+                    _ => None,
                 }
             }
         }

@@ -84,7 +84,7 @@ pub async fn serve(
 pub async fn serve_after<D>(
     ctx: Arc<ProxyContext>,
     listener: Arc<TcpListener>,
-    mut downstream: D,
+    downstream: D,
     peer: SocketAddr,
     local: std::net::IpAddr,
     sni: Option<&str>,
@@ -97,22 +97,14 @@ pub async fn serve_after<D>(
         tracing::debug!(%peer, listener = %listener.name, sni, "no tcp/tls rule matches; connection closed");
         return;
     };
-    // A connection has no headers, cookies or query: of the consistent-hash keys only the
-    // source IP applies, as in Envoy's TCP proxy. As for HTTP, the DestinationRule of the first
-    // destination's host decides, and the key also picks the version (sticky canary).
-    let source_ip_hash =
-        |c: Option<&Arc<sluice_config::cluster::Cluster>>| match c.map(|c| &c.policy.lb) {
-            Some(LbPolicy::ConsistentHash(ch)) if matches!(ch.key, HashKey::SourceIp) => {
-                Some(sluice_lb::hash_key(peer.ip().to_string().as_bytes()))
-            }
-            _ => None,
-        };
+    // As for HTTP, the DestinationRule of the first destination's host decides the hash key,
+    // and the key also picks the version (sticky canary).
     let first = rule
         .forward
         .destinations
         .first()
         .and_then(|d| d.cluster.as_ref());
-    let dest = match source_ip_hash(first) {
+    let dest = match source_ip_hash(first, peer) {
         Some(h) if ctx.options.sticky_canary => rule.forward.pick_by_hash(h),
         _ => rule.forward.pick(),
     };
@@ -123,6 +115,34 @@ pub async fn serve_after<D>(
         tracing::debug!(%peer, cluster = %dest.cluster_name, "unknown cluster; connection closed");
         return;
     };
+    relay_to_cluster(&ctx, cluster, downstream, peer, read).await;
+}
+
+/// A connection has no headers, cookies or query: of the consistent-hash keys only the source
+/// IP applies, as in Envoy's TCP proxy.
+fn source_ip_hash(
+    cluster: Option<&Arc<sluice_config::cluster::Cluster>>,
+    peer: SocketAddr,
+) -> Option<u64> {
+    match cluster.map(|c| &c.policy.lb) {
+        Some(LbPolicy::ConsistentHash(ch)) if matches!(ch.key, HashKey::SourceIp) => {
+            Some(sluice_lb::hash_key(peer.ip().to_string().as_bytes()))
+        }
+        _ => None,
+    }
+}
+
+/// Relays a connection to an endpoint of `cluster` (its balancer, `maxConnections`, outlier
+/// detection and `istio_tcp_*` metrics), `read` first.
+pub(crate) async fn relay_to_cluster<D>(
+    ctx: &ProxyContext,
+    cluster: &Arc<sluice_config::cluster::Cluster>,
+    mut downstream: D,
+    peer: SocketAddr,
+    read: &[u8],
+) where
+    D: AsyncRead + AsyncWrite + Unpin,
+{
     let runtime = ctx.runtimes.get(
         &cluster.name,
         &cluster.policy.pool,
@@ -134,8 +154,8 @@ pub async fn serve_after<D>(
         return;
     };
     let balancer = cluster.balancer();
-    let pick =
-        PickContext::at_pick_time(sluice_lb::fresh_seed()).with_hash(source_ip_hash(Some(cluster)));
+    let pick = PickContext::at_pick_time(sluice_lb::fresh_seed())
+        .with_hash(source_ip_hash(Some(cluster), peer));
     let Some(index) = balancer.pick(&pick) else {
         tracing::debug!(%peer, cluster = %cluster.name, "no healthy endpoint; connection closed");
         return;

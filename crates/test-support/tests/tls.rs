@@ -994,3 +994,69 @@ async fn unusable_certificate_files_are_reported_at_their_yaml_position() {
     .await;
     p.shutdown().await;
 }
+
+/// AUTO_PASSTHROUGH (an east-west gateway): no VirtualService, the ClientHello's SNI
+/// `outbound_.<port>_.<subset>_.<host>` names the cluster, and the connection goes to it
+/// untouched; hosts the server does not admit, or unknown clusters, are refused.
+#[tokio::test]
+async fn auto_passthrough_routes_by_the_cluster_named_in_the_sni() {
+    let ca = TestCa::new("mesh root");
+    let dir = ConfigDir::new();
+    let sni_v2 = "outbound_.9080_.v2_.reviews.default.svc.cluster.local";
+    let leaf = ca.issue(&[
+        sni_v2,
+        "outbound_.9080_.v1_.reviews.default.svc.cluster.local",
+    ]);
+    let (c, k) = leaf.write(dir.path(), "reviews");
+    let https = |version: &str| BackendArgs {
+        tls_cert: Some(c.clone()),
+        tls_key: Some(k.clone()),
+        ..BackendArgs::ephemeral("reviews", version)
+    };
+    let v1 = Backend::start(https("v1")).await.unwrap();
+    let v2 = Backend::start(https("v2")).await.unwrap();
+    let port = free_port();
+    dir.write(
+        "svc.yaml",
+        &format!(
+            "{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews}}\nspec:\n  host: reviews.default.svc.cluster.local\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n  - {{name: v2, labels: {{version: v2}}}}\n",
+            service_yaml(
+                "reviews.default.svc.cluster.local",
+                9080,
+                &[("v1", v1.addr()), ("v2", v2.addr())]
+            )
+            .replace("name: http, protocol: HTTP}", "name: tls, protocol: TLS}")
+            .replace("ports: {http:", "ports: {tls:")
+        ),
+    );
+    dir.write(
+        "gateway.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: cross-network-gateway\nspec:\n  selector:\n    istio: ingressgateway\n  servers:\n  - port:\n      number: {port}\n      name: tls\n      protocol: TLS\n    tls:\n      mode: AUTO_PASSTHROUGH\n    hosts:\n    - \"*.local\"\n"
+        ),
+    );
+    let p = gateway_proxy(dir.path()).await;
+    for _ in 0..3 {
+        let r = TlsClient {
+            host: Some("reviews".into()),
+            ..TlsClient::new(ca.pem(), sni_v2)
+        }
+        .get(local(port), "/")
+        .await
+        .unwrap();
+        assert_eq!(r.headers["x-version"], "v2");
+        assert_eq!(
+            r.peer.as_ref(),
+            Some(&leaf.der),
+            "the backend's own certificate"
+        );
+    }
+    assert_eq!((v1.requests(), v2.requests()), (0, 3));
+    // A subset that does not exist names no cluster: refused.
+    let missing = TlsClient::new(
+        ca.pem(),
+        "outbound_.9080_.v9_.reviews.default.svc.cluster.local",
+    );
+    assert!(missing.get(local(port), "/").await.is_err());
+    p.shutdown().await;
+}

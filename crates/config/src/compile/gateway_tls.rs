@@ -158,17 +158,20 @@ impl Compiler<'_> {
                         rules,
                     }))
                 }
+                "AUTO_PASSTHROUGH" => ChainAction::AutoPassthrough {
+                    hosts: bound
+                        .server
+                        .hosts
+                        .iter()
+                        .map(|h| split_server_host(h).1.to_ascii_lowercase())
+                        .collect(),
+                },
                 other => {
-                    let owner = if other == "ISTIO_MUTUAL" {
-                        "mesh mTLS"
-                    } else {
-                        "AUTO_PASSTHROUGH (SNI-named mesh clusters)"
-                    };
                     self.diagnostics.push(r.diag(
                         Severity::Warning,
                         codes::NOT_ENFORCED,
                         format!("{field}.tls.mode"),
-                        format!("tls mode {other} ({owner}) is not enforced yet; port {port} does not serve this server"),
+                        format!("tls mode {other} (mesh mTLS) is not enforced yet; port {port} does not serve this server"),
                     ));
                     continue;
                 }

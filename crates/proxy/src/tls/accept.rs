@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::server::{Accepted, Acceptor};
-use sluice_config::tls::{ChainAction, TlsListener};
+use sluice_config::tls::{auto_passthrough_cluster, sni_matches, ChainAction, TlsListener};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_rustls::StartHandshake;
@@ -113,6 +113,28 @@ pub(crate) async fn serve(
             drop(snapshot);
             let relay =
                 crate::tcp_proxy::serve_after(ctx, tcp, stream, peer, local, sni.as_deref(), &read);
+            permit.hold(relay).await;
+        }
+        ChainAction::AutoPassthrough { hosts } => {
+            // The SNI names the cluster; the server's hosts say which services may be reached.
+            let named = sni.as_deref().and_then(auto_passthrough_cluster);
+            let cluster = named.as_ref().and_then(|(name, host)| {
+                hosts
+                    .iter()
+                    .any(|h| sni_matches(h, host))
+                    .then(|| snapshot.clusters.get(name).cloned())
+                    .flatten()
+            });
+            drop(snapshot);
+            let Some(cluster) = cluster else {
+                let named = sni.as_deref().unwrap_or("(none)");
+                return fail(
+                    &ctx,
+                    "no_matching_server",
+                    &format!("AUTO_PASSTHROUGH: no cluster for SNI {named}"),
+                );
+            };
+            let relay = crate::tcp_proxy::relay_to_cluster(&ctx, &cluster, stream, peer, &read);
             permit.hold(relay).await;
         }
         ChainAction::TerminateTcp { tls, tcp } => {
