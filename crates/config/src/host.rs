@@ -37,6 +37,66 @@ pub fn overlaps(a: &str, b: &str) -> bool {
     covers(a, b) || covers(b, a)
 }
 
+/// For each host, the first earlier host it overlaps (`None`: none), as a pairwise
+/// [`overlaps`] scan would find, in time linear in the total length of the names (a
+/// VirtualService with 80,000 hosts must not take seconds to validate).
+pub fn first_overlaps(hosts: &[String]) -> Vec<Option<usize>> {
+    use std::collections::HashMap;
+    // Exact names; wildcard suffixes (`.foo.com` of `*.foo.com`); the first `*`; and, for the
+    // wildcards to come, every label suffix an earlier name ends with (for a wildcard, its own
+    // suffix too).
+    let mut exact: HashMap<String, usize> = HashMap::new();
+    let mut wild: HashMap<String, usize> = HashMap::new();
+    let mut tails: HashMap<String, usize> = HashMap::new();
+    let mut star: Option<usize> = None;
+    let mut out = Vec::with_capacity(hosts.len());
+    // `.b.c` and `.c` of `a.b.c` (or of `.a.b.c` with the leading dot itself first).
+    fn label_suffixes(s: &str) -> impl Iterator<Item = &str> {
+        s.char_indices()
+            .filter(|&(_, c)| c == '.')
+            .filter_map(move |(i, _)| s.get(i..))
+    }
+    for (j, raw) in hosts.iter().enumerate() {
+        let h = raw.to_ascii_lowercase();
+        let mut first = star;
+        let mut see = |i: Option<&usize>| {
+            if let Some(&i) = i {
+                first = Some(first.map_or(i, |f: usize| f.min(i)));
+            }
+        };
+        if h == "*" {
+            if j > 0 {
+                see(Some(&0));
+            }
+        } else if let Some(suffix) = h.strip_prefix('*') {
+            for t in label_suffixes(suffix) {
+                see(wild.get(t));
+            }
+            see(tails.get(suffix));
+        } else {
+            see(exact.get(&h));
+            for t in label_suffixes(&h) {
+                see(wild.get(t));
+            }
+        }
+        out.push(first);
+        if h == "*" {
+            star.get_or_insert(j);
+        } else if let Some(suffix) = h.strip_prefix('*') {
+            wild.entry(suffix.to_string()).or_insert(j);
+            for t in label_suffixes(suffix) {
+                tails.entry(t.to_string()).or_insert(j);
+            }
+        } else {
+            for t in label_suffixes(&h) {
+                tails.entry(t.to_string()).or_insert(j);
+            }
+            exact.entry(h).or_insert(j);
+        }
+    }
+    out
+}
+
 /// The intersection of a VirtualService host and a Gateway server host: the more specific of the two
 /// when they overlap.
 pub fn intersect<'a>(vs_host: &'a str, server_host: &'a str) -> Option<&'a str> {
@@ -188,5 +248,39 @@ mod tests {
         assert_eq!(strip_port("a.com:80"), "a.com");
         assert_eq!(strip_port("a.com"), "a.com");
         assert_eq!(strip_port("[::1]:80"), "[::1]");
+    }
+
+    #[test]
+    fn indexed_overlaps_match_the_pairwise_scan() {
+        let names = [
+            "*",
+            "a.com",
+            "*.com",
+            "b.a.com",
+            "*.a.com",
+            "A.COM",
+            "com",
+            "*.b.a.com",
+            "x.org",
+            "*.org",
+            "c.b.a.com",
+            "*.x.org",
+            "y.x.org",
+            "a.com",
+        ];
+        // Every ordered pick of up to 5 names from the list, shifted, checked against the scan.
+        for start in 0..names.len() {
+            for len in 1..=6 {
+                for step in 1..4 {
+                    let hosts: Vec<String> = (0..len)
+                        .map(|k| names[(start + k * step) % names.len()].to_string())
+                        .collect();
+                    let want: Vec<Option<usize>> = (0..hosts.len())
+                        .map(|j| (0..j).find(|&i| overlaps(&hosts[i], &hosts[j])))
+                        .collect();
+                    assert_eq!(first_overlaps(&hosts), want, "{hosts:?}");
+                }
+            }
+        }
     }
 }

@@ -290,16 +290,22 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                 true = async { match source_changes.as_mut() { Some(rx) => sluice_kube::next_change(rx, Duration::from_millis(50)).await, None => std::future::pending().await } } => None,
             };
             let l = loader.clone();
-            let outcome = tokio::task::spawn_blocking(move || l.load())
-                .await
-                .unwrap_or_else(|e| {
-                    Err(Rejected {
-                        diagnostics: vec![Diagnostic::error(
-                            sluice_model::codes::INTERNAL,
-                            format!("reload panicked: {e}"),
-                        )],
-                    })
-                });
+            // Shutdown never waits for a compile: SIGTERM during a long reload stops the proxy
+            // (the compile, on a blocking thread, is abandoned). Changes made meanwhile are
+            // queued as one more reload that reads the newest files.
+            let compile = tokio::task::spawn_blocking(move || l.load());
+            let outcome = tokio::select! {
+                d = &mut stop_rx => break d.unwrap_or(Duration::from_secs(10)),
+                outcome = compile => outcome,
+            };
+            let outcome = outcome.unwrap_or_else(|e| {
+                Err(Rejected {
+                    diagnostics: vec![Diagnostic::error(
+                        sluice_model::codes::INTERNAL,
+                        format!("reload panicked: {e}"),
+                    )],
+                })
+            });
             let result = match outcome {
                 Ok(s) => {
                     log_diagnostics(&s.diagnostics);

@@ -11,7 +11,7 @@ use super::common::{
 use super::headers::is_jwt_claim;
 use super::http_route::{check_route_destinations, validate_http_route};
 use super::Ctx;
-use crate::host::{covers, is_ip, overlaps, validate_wildcard_domain};
+use crate::host::{covers, first_overlaps, is_ip, validate_wildcard_domain};
 
 pub(crate) fn validate(ctx: &mut Ctx<'_>, vs: &VirtualService) {
     let delegate = vs.hosts.is_empty();
@@ -147,8 +147,8 @@ fn check_hosts(ctx: &mut Ctx<'_>, vs: &VirtualService, applies_to_gateway: bool)
     if !all_valid {
         return;
     }
-    for j in 1..vs.hosts.len() {
-        if let Some(i) = (0..j).find(|&i| overlaps(&vs.hosts[i], &vs.hosts[j])) {
+    for (j, first) in first_overlaps(&vs.hosts).into_iter().enumerate() {
+        if let Some(i) = first {
             ctx.error(
                 push_index("spec.hosts", j),
                 format!(
