@@ -11,7 +11,7 @@ use sluice_model::{Diagnostic, Severity};
 pub enum Format {
     /// Human-readable, with source excerpts.
     Human,
-    /// A JSON array of diagnostics.
+    /// JSON: `analyze` prints an array of diagnostics, `explain` one explanation object.
     Json,
 }
 

@@ -71,3 +71,49 @@ fn gateway_explanation_and_json() {
     a.url = "http://x:9999/".into();
     assert!(run(&a).is_err());
 }
+
+/// The two usual slips get a hint: a URL without the service's port, and a gateway URL
+/// explained for the mesh.
+#[test]
+fn a_url_no_listener_serves_gets_a_hint() {
+    let e = run(&args(
+        "../../examples/header-canary",
+        "GET",
+        "http://app-backend/",
+        &[],
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("the URL has no port (80 assumed): try http://app-backend:9080/"),
+        "{e}"
+    );
+    let e = run(&args(
+        "../../examples/subdomain-gateway",
+        "GET",
+        "http://app.example.com:8080/",
+        &[],
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(
+            "Gateway default/app-gateway serves port 8080: add `--gateway default/app-gateway`"
+        ),
+        "{e}"
+    );
+}
+
+/// The README's example runs on a shipped example and routes.
+#[test]
+fn the_readme_example_routes() {
+    let out = run(&args(
+        "../../examples/header-canary",
+        "GET",
+        "http://app-backend:9080/",
+        &["canary: canary-tester"],
+    ))
+    .unwrap();
+    assert!(out.contains("app-backend"), "{out}");
+    assert!(!out.contains("404"), "{out}");
+}

@@ -31,7 +31,7 @@ pub enum ExplainError {
     #[error("header `{0}` must be `Name: value`")]
     Header(String),
     /// Nothing listens on the URL's port for the asked role.
-    #[error("no {role} listener on port {port}; listeners: {listeners}")]
+    #[error("no {role} listener on port {port}; listeners: {listeners}{hint}")]
     NoListener {
         /// `gateway` or `mesh`.
         role: &'static str,
@@ -39,6 +39,8 @@ pub enum ExplainError {
         port: u16,
         /// Every listener address of the snapshot.
         listeners: String,
+        /// What to try instead (the port to add, `--gateway`), with a leading `; `.
+        hint: String,
     },
 }
 
@@ -84,6 +86,50 @@ fn pick_listener<'a>(
 }
 
 /// Explains `req` against `snapshot` with the proxy's own routing function.
+/// Suggestions when no listener serves a URL: the service's port when the URL has none, or
+/// `--gateway` when a Gateway serves that port.
+fn no_listener_hint(snapshot: &Snapshot, uri: &http::Uri, port: u16, gateway: bool) -> String {
+    let mut hints = Vec::new();
+    if uri.port_u16().is_none() {
+        let host = uri.host().unwrap_or("");
+        let ports: Vec<u16> = snapshot
+            .listeners
+            .iter()
+            .filter(|l| l.virtual_host(host).is_some())
+            .map(|l| l.port())
+            .collect();
+        if let Some(p) = ports.first() {
+            hints.push(format!(
+                "the URL has no port (80 assumed): try http://{host}:{p}{}",
+                uri.path_and_query().map_or("/", |x| x.as_str())
+            ));
+        }
+    }
+    if !gateway {
+        let gateways: Vec<String> = snapshot
+            .resources
+            .iter()
+            .filter_map(|r| match &r.spec {
+                sluice_model::Spec::Gateway(gw)
+                    if gw
+                        .servers
+                        .iter()
+                        .any(|s| s.port.as_ref().is_some_and(|p| p.number == u32::from(port))) =>
+                {
+                    Some(format!("{}/{}", r.metadata.namespace, r.metadata.name))
+                }
+                _ => None,
+            })
+            .collect();
+        if let Some(g) = gateways.first() {
+            hints.push(format!(
+                "Gateway {g} serves port {port}: add `--gateway {g}` to explain for the gateway"
+            ));
+        }
+    }
+    hints.iter().map(|h| format!("; {h}")).collect()
+}
+
 pub fn explain_request(
     snapshot: &Snapshot,
     req: &ExplainRequest,
@@ -116,6 +162,7 @@ pub fn explain_request(
                     .map(|l| l.address.to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
+                hint: no_listener_hint(snapshot, &uri, port, req.gateway.is_some()),
             }
         })?;
     let info = RequestInfo {
