@@ -1,7 +1,8 @@
 //! Mirroring: fire-and-forget copies of a request to other clusters.
 //!
-//! The copy reads the recorded body through its own cursor, so it never slows the primary: if it
-//! falls behind by more than the replay cap, the copy fails and is counted as dropped.
+//! The copy reads the recorded body through a follower cursor, so it never slows the primary
+//! nor reads ahead of it: if it falls behind by more than the replay cap, the copy fails and is
+//! counted as dropped.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -151,7 +152,7 @@ pub fn spawn_copy(
         return;
     };
     let limit = timeout.unwrap_or(UNTIMED_COPY_LIMIT);
-    let mut req = Request::new(Body::Replay(body.cursor()));
+    let mut req = Request::new(Body::Replay(body.follower()));
     *req.method_mut() = head.method.clone();
     *req.uri_mut() = head.uri.clone();
     *req.headers_mut() = head.headers.clone();

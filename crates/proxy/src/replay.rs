@@ -1,10 +1,13 @@
 //! A request body recorded as it streams, so that retries can replay it and mirrors can copy it.
 //!
 //! The primary attempt forwards frames as they arrive (nothing waits for the whole body: gRPC
-//! client streams keep working). Frames are kept up to a cap; a retry or a mirror gets a cursor that
-//! replays the kept frames and then continues with the live source. Past the cap the kept frames
-//! are released: no more retries, and a cursor that still needed them (a slow mirror) fails, which
-//! drops that copy instead of slowing the primary.
+//! client streams keep working). Frames are kept up to a cap; a retry gets a cursor that replays
+//! the kept frames and then continues with the live source. Only the primary's cursors (the
+//! attempt, its retries) read from the client: a mirror's cursor follows, reading what the
+//! primary has read and waiting at the live edge, so a fast mirror never pulls the body ahead
+//! and a slow primary is never overtaken. Past the cap the frames the primary has consumed are
+//! released: no more retries, and a mirror that still needed them fails, which drops that copy
+//! instead of slowing the primary.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -89,11 +92,23 @@ impl Recorder {
         })
     }
 
-    /// A cursor reading the body from the start.
+    /// A cursor reading the body from the start for the primary attempt or a retry: it reads
+    /// from the client when it reaches the live edge.
     pub fn cursor(&self) -> Cursor {
         Cursor {
             recorder: self.clone(),
             position: 0,
+            leads: true,
+        }
+    }
+
+    /// A cursor for a mirror copy: it reads only what the primary has read, and waits for it
+    /// at the live edge.
+    pub fn follower(&self) -> Cursor {
+        Cursor {
+            recorder: self.clone(),
+            position: 0,
+            leads: false,
         }
     }
 
@@ -126,6 +141,8 @@ impl Recorder {
 pub struct Cursor {
     recorder: Recorder,
     position: usize,
+    /// Whether this cursor may read from the client (the primary's), or follows.
+    leads: bool,
 }
 
 impl Cursor {
@@ -154,6 +171,13 @@ impl Cursor {
             }
             if s.ended {
                 return Poll::Ready(None);
+            }
+            if !self.leads {
+                // A follower at the live edge waits for the primary to read on.
+                if !s.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    s.waiters.push(cx.waker().clone());
+                }
+                return Poll::Pending;
             }
             // This cursor is at the live edge: read the next frame from the client.
             let Some(source) = s.source.as_mut() else {
@@ -200,7 +224,8 @@ impl Cursor {
                         }
                     }
                     if s.overflowed {
-                        // Keep only what this (the most advanced) cursor has not read yet.
+                        // Keep only what this cursor (the primary's, the only one that reads
+                        // from the client, so the most advanced) has not read yet.
                         let keep_from = index;
                         if keep_from > 0 {
                             s.frames.drain(..keep_from);
@@ -239,5 +264,179 @@ impl HttpBody for Cursor {
             Some(src) if self.position == 0 && s.frames.is_empty() => src.size_hint(),
             _ => SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::future::poll_fn;
+    use std::time::Duration;
+
+    use http_body_util::StreamBody;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use tokio::sync::{mpsc, oneshot};
+
+    use super::*;
+
+    /// A real request body as the proxy gets it: an HTTP/1.1 exchange over an in-memory pipe.
+    /// Returns the server side's `Incoming`, the client's chunk sender (drop it to end the
+    /// body) and a guard that keeps the exchange open.
+    async fn incoming() -> (Incoming, mpsc::Sender<Bytes>, oneshot::Sender<()>) {
+        let (client_io, server_io) = tokio::io::duplex(1 << 20);
+        let (body_tx, body_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let done_rx = std::sync::Arc::new(tokio::sync::Mutex::new(Some(done_rx)));
+        let body_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(body_tx)));
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: http::Request<Incoming>| {
+                let body_tx = body_tx.clone();
+                let done_rx = done_rx.clone();
+                async move {
+                    if let Some(tx) = body_tx.lock().unwrap().take() {
+                        let _ = tx.send(req.into_body());
+                    }
+                    if let Some(rx) = done_rx.lock().await.take() {
+                        let _ = rx.await;
+                    }
+                    Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(server_io), svc)
+                .await;
+        });
+        let (chunk_tx, chunk_rx) = mpsc::channel::<Bytes>(64);
+        let stream = futures_util::stream::unfold(chunk_rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|b| (Ok::<_, std::convert::Infallible>(Frame::data(b)), rx))
+        });
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client_io))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        tokio::spawn(async move {
+            let req = http::Request::post("/")
+                .header("transfer-encoding", "chunked")
+                .body(StreamBody::new(stream))
+                .unwrap();
+            let _ = sender.send_request(req).await;
+        });
+        (body_rx.await.unwrap(), chunk_tx, done_tx)
+    }
+
+    async fn next(c: &mut Cursor) -> Option<Result<Bytes, String>> {
+        let frame = tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| c.poll_next(cx)))
+            .await
+            .expect("cursor stalled")?;
+        Some(
+            frame
+                .map(|f| f.into_data().unwrap_or_default())
+                .map_err(|e| e.to_string()),
+        )
+    }
+
+    /// Whether the cursor would wait (nothing ready for it now).
+    fn waits(c: &mut Cursor) -> bool {
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        c.poll_next(&mut cx).is_pending()
+    }
+
+    fn chunk(i: u8) -> Bytes {
+        Bytes::from(vec![i; 8])
+    }
+
+    #[tokio::test]
+    async fn a_follower_waits_for_the_primary_and_never_reads_ahead() {
+        let (body, tx, _done) = incoming().await;
+        let r = Recorder::new(body, 1024);
+        let mut primary = r.cursor();
+        let mut mirror = r.follower();
+        tx.send(chunk(1)).await.unwrap();
+        tx.send(chunk(2)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The client sent two chunks, but the primary has read none: the mirror waits.
+        assert!(waits(&mut mirror));
+        assert_eq!(next(&mut primary).await.unwrap().unwrap(), chunk(1));
+        assert_eq!(next(&mut mirror).await.unwrap().unwrap(), chunk(1));
+        assert!(waits(&mut mirror));
+        assert_eq!(next(&mut primary).await.unwrap().unwrap(), chunk(2));
+        assert_eq!(next(&mut mirror).await.unwrap().unwrap(), chunk(2));
+        drop(tx);
+        assert!(next(&mut primary).await.is_none());
+        assert!(next(&mut mirror).await.is_none());
+    }
+
+    /// A mirror reading fast and a primary reading slowly, past the cap: the primary gets the
+    /// whole body (it used to fail once the mirror had pulled past the cap).
+    #[tokio::test]
+    async fn a_slow_primary_is_never_overtaken_past_the_cap() {
+        let (body, tx, _done) = incoming().await;
+        let r = Recorder::new(body, 16);
+        let mut primary = r.cursor();
+        let mut mirror = r.follower();
+        for i in 0..6 {
+            tx.send(chunk(i)).await.unwrap();
+        }
+        drop(tx);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut got = Vec::new();
+        for _ in 0..6 {
+            // The mirror tries first each time, and waits.
+            assert!(waits(&mut mirror));
+            got.push(next(&mut primary).await.unwrap().unwrap());
+            assert!(next(&mut mirror).await.unwrap().is_ok());
+        }
+        assert_eq!(got, (0..6).map(chunk).collect::<Vec<_>>());
+        assert!(next(&mut primary).await.is_none());
+        assert!(next(&mut mirror).await.is_none());
+    }
+
+    /// A mirror that falls behind by more than the cap fails (its copy is dropped) while the
+    /// primary goes on; after the cap, no retry can replay the body.
+    #[tokio::test]
+    async fn a_follower_behind_the_cap_fails_and_retries_stop() {
+        let (body, tx, _done) = incoming().await;
+        let r = Recorder::new(body, 16);
+        let mut primary = r.cursor();
+        let mut mirror = r.follower();
+        for i in 0..5 {
+            tx.send(chunk(i)).await.unwrap();
+        }
+        drop(tx);
+        for i in 0..5 {
+            assert_eq!(next(&mut primary).await.unwrap().unwrap(), chunk(i));
+        }
+        assert!(next(&mut primary).await.is_none());
+        assert!(!r.replayable());
+        let err = next(&mut mirror).await.unwrap().unwrap_err();
+        assert!(err.contains("replay buffer"), "{err}");
+    }
+
+    /// Under the cap a retry replays what was read, then continues with the live body.
+    #[tokio::test]
+    async fn a_retry_replays_then_continues_live() {
+        let (body, tx, _done) = incoming().await;
+        let r = Recorder::new(body, 1024);
+        let mut first = r.cursor();
+        tx.send(chunk(1)).await.unwrap();
+        assert_eq!(next(&mut first).await.unwrap().unwrap(), chunk(1));
+        drop(first);
+        assert!(r.replayable());
+        let mut retry = r.cursor();
+        let mut mirror = r.follower();
+        assert_eq!(next(&mut retry).await.unwrap().unwrap(), chunk(1));
+        tx.send(chunk(2)).await.unwrap();
+        assert_eq!(next(&mut retry).await.unwrap().unwrap(), chunk(2));
+        assert_eq!(next(&mut mirror).await.unwrap().unwrap(), chunk(1));
+        assert_eq!(next(&mut mirror).await.unwrap().unwrap(), chunk(2));
+        drop(tx);
+        assert!(next(&mut retry).await.is_none());
+        assert!(r.complete());
+        assert!(next(&mut mirror).await.is_none());
     }
 }
