@@ -297,3 +297,18 @@ fn tutorial_examples_are_valid_istio_config_for_the_gateway() {
         .collect();
     assert_eq!(ports, [80], "the gateway serves port 80");
 }
+
+/// The image ships a binary without debug info or symbols (about 23 MB instead of 144 MB).
+#[test]
+fn the_image_ships_a_stripped_binary() {
+    let dockerfile = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/Dockerfile"),
+    )
+    .unwrap();
+    let build = dockerfile
+        .lines()
+        .find(|l| l.starts_with("RUN") && l.contains("cargo build --release"))
+        .expect("a release build step");
+    assert!(build.contains("CARGO_PROFILE_RELEASE_DEBUG=0"), "{build}");
+    assert!(build.contains("CARGO_PROFILE_RELEASE_STRIP=symbols"), "{build}");
+}
