@@ -174,7 +174,7 @@ pub mod codes {
     pub const GATEWAY_PORT_CONFLICT: &str = "SLC0012";
     /// A certificate, key or CA file named in the config cannot be read or used.
     pub const TLS_MATERIAL: &str = "SLC0013";
-    /// A field is valid but sluice does not enforce it yet.
+    /// A field or an Istio kind is valid but sluice does not enforce it yet.
     pub const NOT_ENFORCED: &str = "SLC0100";
     /// sluice itself failed while loading config (a bug: please report it).
     pub const INTERNAL: &str = "SLC0999";
