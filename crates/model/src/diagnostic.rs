@@ -166,6 +166,8 @@ pub mod codes {
     pub const DUPLICATE_OBJECT: &str = "SLC0005";
     /// A config file exceeds a loader limit (size, documents, nesting or alias expansion).
     pub const LIMIT_EXCEEDED: &str = "SLC0006";
+    /// A directory symlink leads back into a directory being read; the loop is not followed.
+    pub const SYMLINK_LOOP: &str = "SLC0007";
     /// Two VirtualServices on the same gateway host have overlapping rules.
     pub const GATEWAY_VS_OVERLAP: &str = "SLC0010";
     /// A gateway TCP server has no `tcp` rule bound to it: its connections are closed.

@@ -105,3 +105,24 @@ async fn an_oversized_file_is_refused_unread() {
     assert_eq!(c.get(addr(port), "app", "/", &[]).await.status, 200);
     p.shutdown().await;
 }
+
+/// A symlink back to the config directory (with the watcher on) neither stops the proxy from
+/// starting nor multiplies the objects into "defined twice" errors.
+#[tokio::test]
+async fn a_symlink_loop_in_the_config_directory_loads_each_object_once() {
+    let v1 = backend("app", "v1").await;
+    let port = free_port();
+    let dir = ConfigDir::new();
+    dir.write("svc.yaml", &service_yaml(HOST, port, &[("v1", v1.addr())]));
+    std::os::unix::fs::symlink(".", dir.path().join("loop")).unwrap();
+    let p = proxy(dir.path(), |_| {}).await;
+    let c = TestClient::new();
+    assert_eq!(c.get(addr(port), "app", "/", &[]).await.status, 200);
+    let reloaded = p.reload().await.unwrap();
+    assert!(
+        reloaded.is_ok(),
+        "{:?}",
+        reloaded.err().map(|r| r.diagnostics)
+    );
+    p.shutdown().await;
+}
