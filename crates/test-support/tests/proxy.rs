@@ -201,6 +201,31 @@ async fn forwarding_headers_on_mesh_and_gateway() {
     let got = v1.last_received().unwrap();
     assert_eq!(got.header("x-forwarded-for"), Some("10.1.1.1, 127.0.0.1"));
     assert_eq!(got.host(), Some("www.example.com"));
+
+    // What a client claims about itself: trusted by sidecars (internal requests), not by the
+    // gateway (the edge), as Envoy with `use_remote_address` and no internal networks.
+    let claims = [
+        ("x-envoy-retry-on", "5xx"),
+        ("x-envoy-upstream-rq-timeout-ms", "1"),
+        ("x-envoy-decorator-operation", "spoofed"),
+        ("x-forwarded-proto", "https"),
+        ("x-request-id", "chosen-by-client"),
+    ];
+    c.get(mesh_addr(gw_port), "www.example.com", "/", &claims)
+        .await;
+    let got = v1.last_received().unwrap();
+    for (name, _) in &claims[..3] {
+        assert_eq!(got.header(name), None, "{name} reached the upstream");
+    }
+    assert_eq!(got.header("x-forwarded-proto"), Some("http"));
+    let id = got.header("x-request-id").unwrap();
+    assert!(id != "chosen-by-client" && id.len() == 36, "{id}");
+    assert_eq!(got.header("x-envoy-attempt-count"), Some("1"));
+    c.get(mesh_addr(port), "app", "/", &claims).await;
+    let got = v1.last_received().unwrap();
+    for (name, value) in claims {
+        assert_eq!(got.header(name), Some(value), "{name} at the sidecar");
+    }
     p.shutdown().await;
 }
 
