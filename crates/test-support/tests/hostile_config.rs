@@ -25,7 +25,7 @@ fn alias_bomb() -> String {
 }
 
 async fn reload_status(c: &TestClient, p: &ProxyHandle) -> serde_json::Value {
-    let body = c.get(p.admin_addr, "admin", "/api/reload", &[]).await.body;
+    let body = c.admin(p.admin_addr, "/api/reload").await.body;
     serde_json::from_str(&body).unwrap()
 }
 
@@ -58,10 +58,7 @@ async fn an_alias_bomb_dropped_into_the_config_directory_is_refused_and_traffic_
     for _ in 0..5 {
         assert_eq!(c.get(addr(port), "app", "/", &[]).await.status, 200);
     }
-    assert_eq!(
-        c.get(p.admin_addr, "admin", "/ready", &[]).await.status,
-        200
-    );
+    assert_eq!(c.admin(p.admin_addr, "/ready").await.status, 200);
     p.shutdown().await;
 
     // A restart with the bomb still there fails with the diagnostic, instead of aborting.

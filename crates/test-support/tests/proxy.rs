@@ -285,7 +285,7 @@ async fn rejected_reload_keeps_the_last_good_config() {
             .header("x-version"),
         Some("v1")
     );
-    let dump = c.get(p.admin_addr, "admin", "/config_dump", &[]).await.body;
+    let dump = c.admin(p.admin_addr, "/config_dump").await.body;
     assert!(dump.contains("\"lastRejected\""), "{dump}");
     assert!(dump.contains("weight"), "{dump}");
     // A YAML syntax error is rejected too.
@@ -378,9 +378,9 @@ async fn admin_ready_routes_and_config_dump() {
     let (dir, _v1, _v2, _port) = canary_setup(90, 10).await;
     let p = proxy(dir.path(), |_| {}).await;
     let c = TestClient::new();
-    let r = c.get(p.admin_addr, "admin", "/ready", &[]).await;
+    let r = c.admin(p.admin_addr, "/ready").await;
     assert_eq!(r.status, 200);
-    let routes = c.get(p.admin_addr, "admin", "/routes", &[]).await.body;
+    let routes = c.admin(p.admin_addr, "/routes").await.body;
     let v: serde_json::Value = serde_json::from_str(&routes).unwrap();
     assert_eq!(v["version"], 1);
     assert!(
@@ -388,8 +388,7 @@ async fn admin_ready_routes_and_config_dump() {
         "{routes}"
     );
     let dump: serde_json::Value =
-        serde_json::from_str(&c.get(p.admin_addr, "admin", "/config_dump", &[]).await.body)
-            .unwrap();
+        serde_json::from_str(&c.admin(p.admin_addr, "/config_dump").await.body).unwrap();
     assert_eq!(dump["resources"].as_array().unwrap().len(), 5);
     p.shutdown().await;
 }
@@ -402,9 +401,7 @@ async fn ready_is_503_when_a_listener_cannot_bind() {
     let dir = ConfigDir::new();
     dir.write("svc.yaml", &service_yaml(HOST, port, &[("v1", v1.addr())]));
     let p = proxy(dir.path(), |_| {}).await;
-    let r = TestClient::new()
-        .get(p.admin_addr, "admin", "/ready", &[])
-        .await;
+    let r = TestClient::new().admin(p.admin_addr, "/ready").await;
     assert_eq!(r.status, 503);
     assert!(r.body.contains(&port.to_string()), "{}", r.body);
     p.shutdown().await;
