@@ -1,10 +1,12 @@
 //! Admin HTTP API on its own port: readiness, effective config, routes, clusters, Prometheus
-//! metrics, the live traffic graph and the dashboard that draws it. Read-only.
+//! metrics, the live traffic graph and the dashboard that draws it. Read-only: GET and HEAD
+//! only, and on a loopback address only for loopback or IP Host names (see `guard`).
 
 mod clusters;
 mod dashboard;
 mod explain;
 mod graph_feed;
+mod guard;
 mod reload;
 mod virtual_services;
 
@@ -75,6 +77,7 @@ impl AdminState {
 pub async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    let guard = guard::Guard::new(local);
     tokio::spawn(async move {
         let builder = auto::Builder::new(TokioExecutor::new());
         loop {
@@ -90,7 +93,9 @@ pub async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<Socke
             let state = state.clone();
             let svc = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(respond(&state, &req)) }
+                async move {
+                    Ok::<_, Infallible>(guard.refuse(&req).unwrap_or_else(|| respond(&state, &req)))
+                }
             });
             let conn = builder
                 .serve_connection(TokioIo::new(stream), svc)

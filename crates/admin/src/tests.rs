@@ -90,7 +90,8 @@ async fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (String, Str
     let accept = accept
         .map(|a| format!("Accept: {a}\r\n"))
         .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\n{accept}Connection: close\r\n\r\n");
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{accept}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
@@ -100,6 +101,87 @@ async fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (String, Str
     let text = String::from_utf8(buf).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     (head.to_ascii_lowercase(), body.to_string())
+}
+
+/// Sends a raw request on a fresh connection; returns the status line.
+async fn status_line(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    text.lines().next().unwrap_or("").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_admin_refuses_other_host_names_and_writes() {
+    let addr = start().await;
+    let port = addr.port();
+    let cases = [
+        // A DNS-rebinding page's requests carry its own name.
+        (
+            "GET /config_dump",
+            "evil.example".to_string(),
+            "HTTP/1.1 403",
+        ),
+        (
+            "GET /config_dump",
+            format!("evil.example:{port}"),
+            "HTTP/1.1 403",
+        ),
+        (
+            "GET /config_dump",
+            format!("localhost:{port}"),
+            "HTTP/1.1 200",
+        ),
+        (
+            "GET /config_dump",
+            format!("127.0.0.1:{port}"),
+            "HTTP/1.1 200",
+        ),
+        ("GET /config_dump", format!("[::1]:{port}"), "HTTP/1.1 200"),
+        ("HEAD /ready", "localhost".to_string(), "HTTP/1.1 200"),
+        ("POST /api/reload", "localhost".to_string(), "HTTP/1.1 405"),
+        (
+            "DELETE /config_dump",
+            "127.0.0.1".to_string(),
+            "HTTP/1.1 405",
+        ),
+    ];
+    for (line, host, want) in cases {
+        let got = status_line(
+            addr,
+            &format!(
+                "{line} HTTP/1.1\r\nHost: {host}\r\ncontent-length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        assert!(got.starts_with(want), "{line} Host: {host} got {got}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_bound_to_every_address_answers_any_host() {
+    let config = sluice_proxy::ConfigHandle::new();
+    config.publish(Arc::new(canary_snapshot(1)));
+    let state = AdminState::new(config, Arc::new(|| Ok(())));
+    let bound = serve("0.0.0.0:0".parse().unwrap(), state).await.unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], bound.port()));
+    let got = status_line(
+        addr,
+        "GET /ready HTTP/1.1\r\nHost: sluice-admin.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    let got = status_line(
+        addr,
+        "PUT /ready HTTP/1.1\r\nHost: sluice-admin.example\r\ncontent-length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 405"), "{got}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,7 +259,7 @@ async fn graph_json_and_clusters() {
 async fn graph_stream_sends_an_event_every_second() {
     let addr = start().await;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /api/graph/stream HTTP/1.1\r\nHost: admin\r\n\r\n")
+    s.write_all(b"GET /api/graph/stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     let started = Instant::now();

@@ -115,15 +115,21 @@ impl Registry {
                 .iter()
                 .filter_map(|a| a.parse().ok())
                 .collect::<Vec<_>>();
+            let resolves_itself = endpoints.is_empty() && resolves_host_itself(se);
             for host in &se.hosts {
                 let hostname = host.trim_end_matches('.').to_ascii_lowercase();
                 services.entry(hostname.clone()).or_insert_with(|| {
+                    let endpoints = if resolves_itself {
+                        vec![host_endpoint(host)]
+                    } else {
+                        endpoints.clone()
+                    };
                     Arc::new(Service {
                         hostname,
                         namespace: r.metadata.namespace.clone(),
                         ports: ports.clone(),
                         addresses: addresses.clone(),
-                        endpoints: endpoints.clone(),
+                        endpoints,
                         resolution: se.resolution.clone().unwrap_or_else(|| "NONE".into()),
                         source: r.key(),
                     })
@@ -177,26 +183,63 @@ fn endpoints_of(
             .map(|(wr, we)| Arc::new(convert(we, Some(wr.metadata.name.clone()))))
             .collect();
     }
-    let mut eps: Vec<Arc<Endpoint>> = se
-        .endpoints
+    se.endpoints
         .iter()
         .map(|we| Arc::new(convert(we, None)))
-        .collect();
-    // DNS resolution with no endpoints resolves the host itself (one endpoint per host name).
-    let dns = matches!(
-        se.resolution.as_deref(),
-        Some("DNS") | Some("DNS_ROUND_ROBIN")
-    );
-    if eps.is_empty() && dns {
-        if let Some(h) = se.hosts.first() {
-            eps.push(Arc::new(Endpoint {
-                address: h.clone(),
-                ports: BTreeMap::new(),
-                labels: BTreeMap::new(),
-                weight: 1,
-                workload: None,
-            }));
-        }
+        .collect()
+}
+
+/// A DNS ServiceEntry without endpoints or selector resolves each of its hosts by name (Envoy's
+/// STRICT_DNS/LOGICAL_DNS cluster per host), so every host needs an endpoint of its own.
+fn resolves_host_itself(se: &ServiceEntry) -> bool {
+    se.workload_selector.is_none()
+        && matches!(
+            se.resolution.as_deref(),
+            Some("DNS") | Some("DNS_ROUND_ROBIN")
+        )
+}
+
+/// The endpoint of a host that resolves itself: its own name, on the service port.
+fn host_endpoint(host: &str) -> Arc<Endpoint> {
+    Arc::new(Endpoint {
+        address: host.to_string(),
+        ports: BTreeMap::new(),
+        labels: BTreeMap::new(),
+        weight: 1,
+        workload: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(yaml: &str) -> Registry {
+        let parsed = sluice_model::parse_text(yaml, None);
+        Registry::build(&parsed.resources)
     }
-    eps
+
+    fn addresses(r: &Registry, host: &str) -> Vec<String> {
+        r.get(host)
+            .map(|s| s.endpoints.iter().map(|e| e.address.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn each_host_of_a_dns_service_entry_without_endpoints_resolves_itself() {
+        let r = registry(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: ext}\nspec:\n  hosts: [api.example.com, www.example.org]\n  ports: [{number: 443, name: https, protocol: HTTPS}]\n  resolution: DNS\n",
+        );
+        assert_eq!(addresses(&r, "api.example.com"), ["api.example.com"]);
+        assert_eq!(addresses(&r, "www.example.org"), ["www.example.org"]);
+    }
+
+    #[test]
+    fn explicit_endpoints_are_shared_by_every_host() {
+        let r = registry(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: ext}\nspec:\n  hosts: [a.example.com, b.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: DNS\n  endpoints: [{address: backend.example.net}]\n",
+        );
+        assert_eq!(addresses(&r, "a.example.com"), ["backend.example.net"]);
+        assert_eq!(addresses(&r, "b.example.com"), ["backend.example.net"]);
+    }
 }

@@ -301,6 +301,67 @@ spec:
     }
 }
 
+/// Config istiod accepts with warnings must load and work: the legacy `name.namespace` gateway
+/// reference binds like `namespace/name`, and `tls.httpsRedirect` on a TCP server is ignored.
+#[test]
+fn config_istio_only_warns_about_loads_and_routes() {
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["*.example.com"]
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ["*"]
+    tls: {httpsRedirect: true}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: short-legacy}
+spec:
+  hosts: [a.example.com]
+  gateways: [gw.istio-system]
+  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: fqdn-legacy}
+spec:
+  hosts: [b.example.com]
+  gateways: [gw.istio-system.svc.cluster.local]
+  http: [{route: [{destination: {host: reviews, subset: v2}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: tcp}
+spec:
+  hosts: ["*"]
+  gateways: [istio-system/gw]
+  tcp: [{match: [{port: 31400}], route: [{destination: {host: reviews, subset: v3}}]}]
+"#;
+    let mut p = ProxyConfig::default();
+    p.labels.insert("istio".into(), "ingressgateway".into());
+    let s = snapshot(yaml, p);
+    let errors: Vec<_> = s
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == sluice_model::Severity::Error)
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let l = "0.0.0.0:8080".parse().unwrap();
+    assert_eq!(decide(&s, l, ("GET", "a.example.com", "/", &[])), "v1");
+    assert_eq!(decide(&s, l, ("GET", "b.example.com", "/", &[])), "v2");
+    let tcp = s.tcp_listener("0.0.0.0:31400".parse().unwrap());
+    assert!(
+        tcp.is_some_and(|t| !t.rules.is_empty()),
+        "{:?}",
+        s.tcp_listeners
+    );
+}
+
 #[test]
 fn mesh_ignores_the_second_virtual_service_for_a_host() {
     let s = snapshot(

@@ -310,5 +310,8 @@ fn the_image_ships_a_stripped_binary() {
         .find(|l| l.starts_with("RUN") && l.contains("cargo build --release"))
         .expect("a release build step");
     assert!(build.contains("CARGO_PROFILE_RELEASE_DEBUG=0"), "{build}");
-    assert!(build.contains("CARGO_PROFILE_RELEASE_STRIP=symbols"), "{build}");
+    assert!(
+        build.contains("CARGO_PROFILE_RELEASE_STRIP=symbols"),
+        "{build}"
+    );
 }

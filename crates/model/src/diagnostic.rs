@@ -166,6 +166,8 @@ pub mod codes {
     pub const DUPLICATE_OBJECT: &str = "SLC0005";
     /// A config file exceeds a loader limit (size, documents, nesting or alias expansion).
     pub const LIMIT_EXCEEDED: &str = "SLC0006";
+    /// A directory symlink leads back into a directory being read; the loop is not followed.
+    pub const SYMLINK_LOOP: &str = "SLC0007";
     /// Two VirtualServices on the same gateway host have overlapping rules.
     pub const GATEWAY_VS_OVERLAP: &str = "SLC0010";
     /// A gateway TCP server has no `tcp` rule bound to it: its connections are closed.
@@ -179,7 +181,7 @@ pub mod codes {
     pub const LISTENER_UNBOUND: &str = "SLC0014";
     /// No Gateway selects this proxy's labels, so none of their servers is bound here.
     pub const GATEWAY_NOT_SELECTED: &str = "SLC0015";
-    /// A field is valid but sluice does not enforce it yet.
+    /// A field or an Istio kind is valid but sluice does not enforce it yet.
     pub const NOT_ENFORCED: &str = "SLC0100";
     /// sluice itself failed while loading config (a bug: please report it).
     pub const INTERNAL: &str = "SLC0999";

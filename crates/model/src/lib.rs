@@ -10,6 +10,7 @@ pub mod limits;
 pub mod location;
 pub mod resource;
 pub mod service_entry;
+pub mod skipped;
 pub mod virtual_service;
 pub mod yaml;
 

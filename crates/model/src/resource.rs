@@ -268,10 +268,7 @@ fn decode_into(value: Value, spans: SpanMap, root: &str, file: Option<Arc<str>>,
                 .unwrap_or("");
             out.diagnostics.push(located(
                 "kind",
-                Diagnostic::info(
-                    codes::SKIPPED_KIND,
-                    format!("skipped {api_version} {kind_name} `{name}`: sluice reads only networking.istio.io VirtualService, DestinationRule, Gateway, ServiceEntry and WorkloadEntry"),
-                ),
+                crate::skipped::skipped_kind(&api_version, &kind_name, name),
             ));
             return;
         }

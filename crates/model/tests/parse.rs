@@ -98,3 +98,15 @@ fn syntax_error_and_bad_version() {
     assert_eq!(p.diagnostics[0].severity, Severity::Error);
     assert_eq!(p.diagnostics[0].field.as_deref(), Some("apiVersion"));
 }
+
+#[test]
+fn deny_policy_is_a_warning_not_a_silent_skip() {
+    let text = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-all}\nspec: {action: DENY, rules: [{}]}\n";
+    let p = parse_text(text, Some("p.yaml".into()));
+    assert!(p.resources.is_empty());
+    let d = &p.diagnostics[0];
+    assert_eq!(d.severity, Severity::Warning);
+    assert!(d.message.contains("AuthorizationPolicy"), "{d}");
+    assert!(d.message.contains("not enforced"), "{d}");
+    assert_eq!(d.location.unwrap().line, 2);
+}

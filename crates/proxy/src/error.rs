@@ -2,6 +2,8 @@
 
 use http::StatusCode;
 
+use crate::authority::AuthorityError;
+
 /// Why a request could not be proxied.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -33,6 +35,9 @@ pub enum ProxyError {
     /// The request could not be turned into an upstream request.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The request names no authority, two, or asks for `CONNECT`.
+    #[error("{0}")]
+    Authority(#[from] crate::authority::AuthorityError),
     /// A circuit breaker (connection pool limit) is full.
     #[error("circuit breaker overflow")]
     Overflow,
@@ -119,6 +124,10 @@ impl ProxyError {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
             ),
             ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "DPE", "bad request"),
+            // Envoy's empty local replies: `missing_host_header` / a codec error for the Host,
+            // `upgrade_failed` for a CONNECT no route enables.
+            ProxyError::Authority(AuthorityError::Connect) => (StatusCode::FORBIDDEN, "", ""),
+            ProxyError::Authority(_) => (StatusCode::BAD_REQUEST, "DPE", ""),
             ProxyError::Overflow => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UO",

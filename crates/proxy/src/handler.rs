@@ -16,6 +16,7 @@ use sluice_lb::PickContext;
 use sluice_telemetry::{Telemetry, TextField};
 use tokio::time::Instant;
 
+use crate::authority;
 use crate::body::Body;
 use crate::circuit_breaker::ClusterRuntimes;
 use crate::config_handle::ConfigHandle;
@@ -280,11 +281,11 @@ fn decide<'s>(
     peer: SocketAddr,
     options: &ProxyOptions,
 ) -> Result<Decision<'s>, ProxyError> {
-    let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
-        req.headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-    });
+    // `authority::settle` left the request's one authority in Host.
+    let authority = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok());
     let info = RequestInfo {
         method: req.method().as_str(),
         scheme,
@@ -370,9 +371,12 @@ async fn proxy(
     snapshot: &Snapshot,
     entry: Entry,
     peer: SocketAddr,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     obs: &mut Observation,
 ) -> Response<Body> {
+    if let Err(e) = authority::settle(&mut req) {
+        return error_reply(&e.into(), "");
+    }
     let Some(listener) = entry.listener(snapshot) else {
         return match entry {
             // The port stopped being a mesh port since the connection was accepted. Boxed, like
@@ -443,16 +447,6 @@ async fn proxy(
             .and_then(|v| v.to_str().ok())
         {
             log.text.set(TextField::RequestId, id);
-        }
-    }
-    // An HTTP/2 client sends :authority instead of Host; an HTTP/1.1 upstream needs Host.
-    if !head.headers.contains_key(http::header::HOST) {
-        if let Some(v) = head
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            head.headers.insert(http::header::HOST, v);
         }
     }
     if let Some(rw) = &policy.rewrite {

@@ -64,8 +64,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Adds Envoy's request headers: `x-forwarded-for` (edge only), `x-forwarded-proto`, `x-request-id`.
+///
+/// At the edge (a gateway: Istio sets `use_remote_address` there and, with Envoy's default empty
+/// `internal_address_config`, every client is external) the client is not trusted: its
+/// `x-envoy-*` headers are removed (it could otherwise set retries or timeouts for the hops
+/// behind the gateway), `x-forwarded-proto` is the connection's scheme whatever it claimed, and
+/// `x-request-id` is always a new one (Istio leaves `preserve_external_request_id` off).
+/// Sidecars keep Envoy's internal-request semantics: values already present are kept.
 pub fn add_forwarding(headers: &mut HeaderMap, peer: IpAddr, edge: bool, scheme: &str) {
     if edge {
+        strip_envoy_headers(headers);
         let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(existing) if !existing.is_empty() => format!("{existing}, {peer}"),
             _ => peer.to_string(),
@@ -73,25 +81,52 @@ pub fn add_forwarding(headers: &mut HeaderMap, peer: IpAddr, edge: bool, scheme:
         if let Ok(v) = HeaderValue::from_str(&xff) {
             headers.insert(X_FORWARDED_FOR, v);
         }
+        if let Some(v) = scheme_value(scheme) {
+            headers.insert(X_FORWARDED_PROTO, v);
+        }
+        headers.insert(X_REQUEST_ID, new_request_id());
+        return;
     }
     // One lookup each (`entry`), not a `contains_key` and an `insert`.
     if let Entry::Vacant(slot) = headers.entry(X_FORWARDED_PROTO) {
-        // Static values: no allocation, and cloning them per retry attempt is free.
-        let v = match scheme {
-            "http" => Ok(HeaderValue::from_static("http")),
-            "https" => Ok(HeaderValue::from_static("https")),
-            other => HeaderValue::from_str(other),
-        };
-        if let Ok(v) = v {
+        if let Some(v) = scheme_value(scheme) {
             slot.insert(v);
         }
     }
     if let Entry::Vacant(slot) = headers.entry(X_REQUEST_ID) {
-        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
-        if let Ok(v) = HeaderValue::from_str(id) {
-            slot.insert(v);
-        }
+        slot.insert(new_request_id());
+    }
+}
+
+/// The `x-forwarded-proto` value for a scheme.
+fn scheme_value(scheme: &str) -> Option<HeaderValue> {
+    // Static values: no allocation, and cloning them per retry attempt is free.
+    match scheme {
+        "http" => Some(HeaderValue::from_static("http")),
+        "https" => Some(HeaderValue::from_static("https")),
+        other => HeaderValue::from_str(other).ok(),
+    }
+}
+
+/// A fresh UUID v4 request id.
+fn new_request_id() -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    // A hyphenated UUID is always a valid header value.
+    HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// Removes the client's `x-envoy-*` headers (Envoy's `cleanInternalHeaders` for external
+/// requests, widened to the whole prefix: sluice sets its own after this).
+fn strip_envoy_headers(headers: &mut HeaderMap) {
+    let is_envoy = |n: &HeaderName| n.as_str().starts_with("x-envoy-");
+    // Clients almost never send any: one pass over the names, no allocation, in that case.
+    if !headers.keys().any(is_envoy) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| is_envoy(n)).cloned().collect();
+    for n in names {
+        headers.remove(n);
     }
 }
 
@@ -127,5 +162,37 @@ mod tests {
         let mut m = HeaderMap::new();
         add_forwarding(&mut m, "127.0.0.9".parse().unwrap(), false, "http");
         assert!(m.get("x-forwarded-for").is_none());
+    }
+
+    #[test]
+    fn the_edge_distrusts_the_client_and_sidecars_keep_its_values() {
+        let client = || {
+            let mut h = HeaderMap::new();
+            h.insert("x-envoy-retry-on", HeaderValue::from_static("5xx"));
+            h.insert(
+                "x-envoy-upstream-rq-timeout-ms",
+                HeaderValue::from_static("1"),
+            );
+            h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+            h.insert("x-request-id", HeaderValue::from_static("chosen-by-client"));
+            h.insert("x-other", HeaderValue::from_static("kept"));
+            h
+        };
+        let peer = "192.0.2.1".parse().unwrap();
+        let mut edge = client();
+        add_forwarding(&mut edge, peer, true, "http");
+        assert!(
+            edge.keys().all(|n| !n.as_str().starts_with("x-envoy-")),
+            "{edge:?}"
+        );
+        assert_eq!(edge["x-forwarded-proto"], "http");
+        assert_ne!(edge["x-request-id"], "chosen-by-client");
+        assert_eq!(edge["x-request-id"].len(), 36);
+        assert_eq!(edge["x-other"], "kept");
+        let mut sidecar = client();
+        add_forwarding(&mut sidecar, peer, false, "http");
+        assert_eq!(sidecar["x-envoy-retry-on"], "5xx");
+        assert_eq!(sidecar["x-forwarded-proto"], "https");
+        assert_eq!(sidecar["x-request-id"], "chosen-by-client");
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP data plane: listeners, routing each request with the active snapshot, forwarding.
 
+pub mod authority;
 pub mod body;
 pub mod circuit_breaker;
 pub mod config_handle;

@@ -40,3 +40,16 @@ fn json_output_is_an_array_with_fields() {
         assert!(first.get(key).is_some(), "missing {key} in {first}");
     }
 }
+
+#[test]
+fn unenforced_istio_kinds_are_warnings_naming_the_kind() {
+    let (out, errors) = run("unenforced");
+    assert!(!errors, "{out}");
+    insta::assert_snapshot!("unenforced", out);
+    assert!(
+        out.contains("AuthorizationPolicy `deny-all` is not enforced"),
+        "{out}"
+    );
+    assert!(out.contains("Sidecar `default` is not enforced"), "{out}");
+    assert!(!out.contains("Deployment"), "{out}");
+}

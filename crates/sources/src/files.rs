@@ -1,5 +1,6 @@
 //! Reading config files: directories recursively, `.yaml`, `.yml` and `.json`, in a stable order.
 
+use std::collections::HashSet;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,47 +23,95 @@ pub fn is_config_file(p: &Path) -> bool {
 
 /// Every config file under `paths` (files as given, directories recursively), sorted.
 pub fn discover(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Diagnostic>) {
-    let mut files = Vec::new();
-    let mut diags = Vec::new();
+    let mut walk = Walk::default();
     for p in paths {
         match std::fs::metadata(p) {
-            Ok(m) if m.is_dir() => walk(p, &mut files, &mut diags),
-            Ok(_) => files.push(p.clone()),
-            Err(e) => diags.push(Diagnostic::error(
+            Ok(m) if m.is_dir() => walk.dir(p),
+            Ok(_) => walk.files.push(p.clone()),
+            Err(e) => walk.diags.push(Diagnostic::error(
                 codes::SYNTAX,
                 format!("cannot read {}: {e}", p.display()),
             )),
         }
     }
+    let Walk {
+        mut files, diags, ..
+    } = walk;
     files.sort();
     files.dedup();
     (files, diags)
 }
 
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            diags.push(Diagnostic::error(
-                codes::SYNTAX,
-                format!("cannot read directory {}: {e}", dir.display()),
-            ));
-            return;
+/// A directory walk that reads each directory once, by its canonical path: a symlink back to
+/// an ancestor (or to a directory already read) would otherwise load the same files again and
+/// again until the path grows too long, each copy a "defined twice" error.
+#[derive(Default)]
+struct Walk {
+    files: Vec<PathBuf>,
+    diags: Vec<Diagnostic>,
+    /// Canonical paths of the directories read so far.
+    seen: HashSet<PathBuf>,
+}
+
+impl Walk {
+    fn dir(&mut self, dir: &Path) {
+        match std::fs::canonicalize(dir) {
+            Ok(real) => {
+                if self.seen.contains(&real) {
+                    return self.skip_repeat(dir, &real);
+                }
+                self.seen.insert(real);
+            }
+            Err(e) => return self.unreadable(dir, &e),
         }
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name();
-        // Kubernetes ConfigMap mounts keep the real files in `..data`; the top-level names are
-        // symlinks into it, so reading both would load every object twice.
-        if name.to_string_lossy().starts_with("..") {
-            continue;
+        let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(e) => e.flatten().map(|entry| entry.path()).collect(),
+            Err(e) => return self.unreadable(dir, &e),
+        };
+        // Sorted, so that of two links to one directory the same one is always followed.
+        paths.sort();
+        for path in paths {
+            // Kubernetes ConfigMap mounts keep the real files in `..data`; the top-level names are
+            // symlinks into it, so reading both would load every object twice.
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".."))
+            {
+                continue;
+            }
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => self.dir(&path),
+                Ok(_) if is_config_file(&path) => self.files.push(path),
+                _ => {}
+            }
         }
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => walk(&path, files, diags),
-            Ok(_) if is_config_file(&path) => files.push(path),
-            _ => {}
+    }
+
+    /// A directory reached a second time: a loop (it contains the link) is worth a warning; a
+    /// second link to a directory read elsewhere is just skipped.
+    fn skip_repeat(&mut self, dir: &Path, real: &Path) {
+        let is_loop = std::fs::canonicalize(dir.parent().unwrap_or(dir))
+            .is_ok_and(|parent| parent.starts_with(real));
+        if is_loop {
+            self.diags.push(
+                Diagnostic::warning(
+                    codes::SYMLINK_LOOP,
+                    format!(
+                        "{} links back to {}, which is already being read: the loop is not followed",
+                        dir.display(),
+                        real.display()
+                    ),
+                )
+                .at(Some(Arc::from(dir.display().to_string())), None),
+            );
         }
+    }
+
+    fn unreadable(&mut self, dir: &Path, e: &std::io::Error) {
+        self.diags.push(Diagnostic::error(
+            codes::SYNTAX,
+            format!("cannot read directory {}: {e}", dir.display()),
+        ));
     }
 }
 

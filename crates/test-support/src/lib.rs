@@ -156,6 +156,12 @@ impl TestClient {
             .await
     }
 
+    /// `GET {path}` on the admin API, with its address as Host as local tools send it (a
+    /// loopback admin refuses other names).
+    pub async fn admin(&self, admin: SocketAddr, path: &str) -> Reply {
+        self.get(admin, &admin.to_string(), path, &[]).await
+    }
+
     /// Any request.
     pub async fn request(
         &self,

@@ -93,11 +93,11 @@ async fn broken_request_bodies_get_400_and_eject_no_endpoint() {
     // Outlier state is recorded before the reply is sent; the abandoned uploads may still be
     // on their way, so wait for their requests to finish.
     assert_eventually(Duration::from_secs(5), "no request in flight", || async {
-        let clusters = c.get(p.admin_addr, "admin", "/clusters", &[]).await.body;
+        let clusters = c.admin(p.admin_addr, "/clusters").await.body;
         !clusters.contains("\"in_flight\":1") && !clusters.contains("\"in_flight\":2")
     })
     .await;
-    let clusters = c.get(p.admin_addr, "admin", "/clusters", &[]).await.body;
+    let clusters = c.admin(p.admin_addr, "/clusters").await.body;
     assert_eq!(ejected_endpoints(&clusters), 0, "{clusters}");
     for _ in 0..20 {
         let r = c.get(addr(port), "app", "/", &[]).await;
@@ -106,10 +106,7 @@ async fn broken_request_bodies_get_400_and_eject_no_endpoint() {
     let served: u64 = backends.iter().map(|b| b.requests()).sum();
     assert!(served >= 20, "both endpoints kept serving: {served}");
 
-    let metrics = c
-        .get(p.admin_addr, "admin", "/stats/prometheus", &[])
-        .await
-        .body;
+    let metrics = c.admin(p.admin_addr, "/stats/prometheus").await.body;
     let flagged = |flag: &str| {
         metrics
             .lines()

@@ -210,10 +210,7 @@ async fn max_connections_refuses_the_next_connection_while_admin_answers() {
     let mut refused = TcpStream::connect(addr(port)).await.unwrap();
     let (sent, _) = read_until_closed(&mut refused, Duration::from_secs(5)).await;
     assert!(sent.is_empty(), "{sent:?}");
-    assert_eq!(
-        c.get(p.admin_addr, "admin", "/ready", &[]).await.status,
-        200
-    );
+    assert_eq!(c.admin(p.admin_addr, "/ready").await.status, 200);
     // The held connections are served.
     held[0]
         .write_all(b"GET / HTTP/1.1\r\nhost: app\r\n\r\n")
@@ -222,10 +219,7 @@ async fn max_connections_refuses_the_next_connection_while_admin_answers() {
     assert!(read_response(&mut held[0])
         .await
         .starts_with("HTTP/1.1 200"));
-    let metrics = c
-        .get(p.admin_addr, "admin", "/stats/prometheus", &[])
-        .await
-        .body;
+    let metrics = c.admin(p.admin_addr, "/stats/prometheus").await.body;
     let refusals: f64 = metrics
         .lines()
         .find(|l| l.starts_with("sluice_downstream_connections_refused_total "))
@@ -282,7 +276,7 @@ async fn unfinished_oversized_heads_are_answered_and_closed_not_held() {
         "every connection closed",
         || async {
             let metrics = TestClient::new()
-                .get(p.admin_addr, "admin", "/stats/prometheus", &[])
+                .admin(p.admin_addr, "/stats/prometheus")
                 .await
                 .body;
             metrics

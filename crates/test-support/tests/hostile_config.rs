@@ -25,7 +25,7 @@ fn alias_bomb() -> String {
 }
 
 async fn reload_status(c: &TestClient, p: &ProxyHandle) -> serde_json::Value {
-    let body = c.get(p.admin_addr, "admin", "/api/reload", &[]).await.body;
+    let body = c.admin(p.admin_addr, "/api/reload").await.body;
     serde_json::from_str(&body).unwrap()
 }
 
@@ -58,10 +58,7 @@ async fn an_alias_bomb_dropped_into_the_config_directory_is_refused_and_traffic_
     for _ in 0..5 {
         assert_eq!(c.get(addr(port), "app", "/", &[]).await.status, 200);
     }
-    assert_eq!(
-        c.get(p.admin_addr, "admin", "/ready", &[]).await.status,
-        200
-    );
+    assert_eq!(c.admin(p.admin_addr, "/ready").await.status, 200);
     p.shutdown().await;
 
     // A restart with the bomb still there fails with the diagnostic, instead of aborting.
@@ -103,5 +100,26 @@ async fn an_oversized_file_is_refused_unread() {
     assert!(refusal.message.contains("limit"), "{}", refusal.message);
     let c = TestClient::new();
     assert_eq!(c.get(addr(port), "app", "/", &[]).await.status, 200);
+    p.shutdown().await;
+}
+
+/// A symlink back to the config directory (with the watcher on) neither stops the proxy from
+/// starting nor multiplies the objects into "defined twice" errors.
+#[tokio::test]
+async fn a_symlink_loop_in_the_config_directory_loads_each_object_once() {
+    let v1 = backend("app", "v1").await;
+    let port = free_port();
+    let dir = ConfigDir::new();
+    dir.write("svc.yaml", &service_yaml(HOST, port, &[("v1", v1.addr())]));
+    std::os::unix::fs::symlink(".", dir.path().join("loop")).unwrap();
+    let p = proxy(dir.path(), |_| {}).await;
+    let c = TestClient::new();
+    assert_eq!(c.get(addr(port), "app", "/", &[]).await.status, 200);
+    let reloaded = p.reload().await.unwrap();
+    assert!(
+        reloaded.is_ok(),
+        "{:?}",
+        reloaded.err().map(|r| r.diagnostics)
+    );
     p.shutdown().await;
 }

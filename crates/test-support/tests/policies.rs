@@ -165,7 +165,7 @@ async fn mirror_copies_every_request_and_the_client_sees_only_the_primary() {
         || {
             let c = c.clone();
             async move {
-                let body = c.get(admin, "admin", "/api/graph", &[]).await.body;
+                let body = c.admin(admin, "/api/graph").await.body;
                 let g: serde_json::Value = serde_json::from_str(&body).unwrap();
                 g["edges"].as_array().unwrap().iter().any(|e| {
                     e["mirror"] == true
@@ -589,10 +589,7 @@ async fn mirror_copies_in_flight_are_capped_and_drops_counted() {
         || async { v2.requests() == 2 },
     )
     .await;
-    let metrics = c
-        .get(p.admin_addr, "admin", "/stats/prometheus", &[])
-        .await
-        .body;
+    let metrics = c.admin(p.admin_addr, "/stats/prometheus").await.body;
     let dropped: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("sluice_mirror_requests_dropped_total") && l.contains("|v2|"))

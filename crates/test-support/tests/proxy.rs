@@ -201,6 +201,31 @@ async fn forwarding_headers_on_mesh_and_gateway() {
     let got = v1.last_received().unwrap();
     assert_eq!(got.header("x-forwarded-for"), Some("10.1.1.1, 127.0.0.1"));
     assert_eq!(got.host(), Some("www.example.com"));
+
+    // What a client claims about itself: trusted by sidecars (internal requests), not by the
+    // gateway (the edge), as Envoy with `use_remote_address` and no internal networks.
+    let claims = [
+        ("x-envoy-retry-on", "5xx"),
+        ("x-envoy-upstream-rq-timeout-ms", "1"),
+        ("x-envoy-decorator-operation", "spoofed"),
+        ("x-forwarded-proto", "https"),
+        ("x-request-id", "chosen-by-client"),
+    ];
+    c.get(mesh_addr(gw_port), "www.example.com", "/", &claims)
+        .await;
+    let got = v1.last_received().unwrap();
+    for (name, _) in &claims[..3] {
+        assert_eq!(got.header(name), None, "{name} reached the upstream");
+    }
+    assert_eq!(got.header("x-forwarded-proto"), Some("http"));
+    let id = got.header("x-request-id").unwrap();
+    assert!(id != "chosen-by-client" && id.len() == 36, "{id}");
+    assert_eq!(got.header("x-envoy-attempt-count"), Some("1"));
+    c.get(mesh_addr(port), "app", "/", &claims).await;
+    let got = v1.last_received().unwrap();
+    for (name, value) in claims {
+        assert_eq!(got.header(name), Some(value), "{name} at the sidecar");
+    }
     p.shutdown().await;
 }
 
@@ -260,7 +285,7 @@ async fn rejected_reload_keeps_the_last_good_config() {
             .header("x-version"),
         Some("v1")
     );
-    let dump = c.get(p.admin_addr, "admin", "/config_dump", &[]).await.body;
+    let dump = c.admin(p.admin_addr, "/config_dump").await.body;
     assert!(dump.contains("\"lastRejected\""), "{dump}");
     assert!(dump.contains("weight"), "{dump}");
     // A YAML syntax error is rejected too.
@@ -461,9 +486,9 @@ async fn admin_ready_routes_and_config_dump() {
     let (dir, _v1, _v2, _port) = canary_setup(90, 10).await;
     let p = proxy(dir.path(), |_| {}).await;
     let c = TestClient::new();
-    let r = c.get(p.admin_addr, "admin", "/ready", &[]).await;
+    let r = c.admin(p.admin_addr, "/ready").await;
     assert_eq!(r.status, 200);
-    let routes = c.get(p.admin_addr, "admin", "/routes", &[]).await.body;
+    let routes = c.admin(p.admin_addr, "/routes").await.body;
     let v: serde_json::Value = serde_json::from_str(&routes).unwrap();
     assert_eq!(v["version"], 1);
     assert!(
@@ -471,8 +496,7 @@ async fn admin_ready_routes_and_config_dump() {
         "{routes}"
     );
     let dump: serde_json::Value =
-        serde_json::from_str(&c.get(p.admin_addr, "admin", "/config_dump", &[]).await.body)
-            .unwrap();
+        serde_json::from_str(&c.admin(p.admin_addr, "/config_dump").await.body).unwrap();
     assert_eq!(dump["resources"].as_array().unwrap().len(), 5);
     p.shutdown().await;
 }

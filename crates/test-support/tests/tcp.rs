@@ -217,7 +217,7 @@ async fn tcp_traffic_shifting_through_a_gateway() {
 
     // Istio's TCP metrics name the version each connection went to.
     let metrics = TestClient::new()
-        .get(p.admin_addr, "admin", "/stats/prometheus", &[])
+        .admin(p.admin_addr, "/stats/prometheus")
         .await
         .body;
     let opened_v2 = metrics.lines().any(|l| {

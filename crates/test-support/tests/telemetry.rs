@@ -41,10 +41,7 @@ async fn istio_metrics_graph_and_clusters_follow_the_split() {
     }
     assert_eq!(c.get(target, "nope", "/", &[]).await.status, 404);
 
-    let text = c
-        .get(p.admin_addr, "admin", "/stats/prometheus", &[])
-        .await
-        .body;
+    let text = c.admin(p.admin_addr, "/stats/prometheus").await.body;
     let v1_count = metric_value(
         &text,
         "istio_requests_total",
@@ -69,13 +66,13 @@ async fn istio_metrics_graph_and_clusters_follow_the_split() {
     assert!(text.contains("istio_request_duration_milliseconds_bucket"));
 
     let graph: serde_json::Value =
-        serde_json::from_str(&c.get(p.admin_addr, "admin", "/api/graph", &[]).await.body).unwrap();
+        serde_json::from_str(&c.admin(p.admin_addr, "/api/graph").await.body).unwrap();
     assert!(
         graph["edges"].as_array().is_some_and(|e| !e.is_empty()),
         "{graph}"
     );
 
-    let clusters = c.get(p.admin_addr, "admin", "/clusters", &[]).await.body;
+    let clusters = c.admin(p.admin_addr, "/clusters").await.body;
     assert!(
         clusters.contains("outbound|") && clusters.contains("\"in_flight\""),
         "{clusters}"

@@ -53,7 +53,8 @@ struct RuleScope<'s> {
     split_key: &'s str,
 }
 
-/// Expands a `gateways` entry: `name` and `./name` → `<ns>/name`; `mesh` stays.
+/// Expands a `gateways` entry: `name` and `./name` → `<ns>/name`; the legacy `name.ns` and
+/// `name.ns.svc.cluster.local` → `ns/name`; `mesh` stays.
 pub fn gateway_key(entry: &str, namespace: &str) -> String {
     if entry == MESH {
         return MESH.into();
@@ -64,12 +65,15 @@ pub fn gateway_key(entry: &str, namespace: &str) -> String {
     if entry.contains('/') {
         return entry.to_string();
     }
-    // Legacy `name.ns.svc.cluster.local` form.
-    let parts: Vec<&str> = entry.split('.').collect();
-    if parts.len() >= 2 && entry.ends_with(".svc.cluster.local") {
-        return format!("{}/{}", parts[1], parts[0]);
+    // Istio's resolveGatewayName: any dotted name is the legacy form, whose namespace is the
+    // label after the first dot (`gw.ns`, `gw.ns.svc.cluster.local`); istiod only warns about it.
+    match entry.split_once('.') {
+        Some((name, rest)) => {
+            let ns = rest.split('.').next().unwrap_or(rest);
+            format!("{ns}/{name}")
+        }
+        None => format!("{namespace}/{entry}"),
     }
-    format!("{namespace}/{entry}")
 }
 
 /// The gateways a VirtualService applies to (`mesh` when none are listed).

@@ -325,7 +325,7 @@ pub(crate) fn check_gateway_names(ctx: &mut Ctx<'_>, field: &str, names: &[Strin
                     let ns = rest.split('.').next().unwrap_or(rest);
                     ctx.warn(
                         &path,
-                        format!("gateway `{g}` uses the legacy `name.namespace.svc` form; prefer `{ns}/{name}`"),
+                        format!("gateway `{g}` uses the legacy `name.namespace` form (read as `{ns}/{name}`); prefer `{ns}/{name}`"),
                     );
                 }
             }

@@ -61,7 +61,9 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, gw: &Gateway) {
             }
         }
         let redirect = s.tls.as_ref().and_then(|t| t.https_redirect) == Some(true);
-        if redirect && !is_http_protocol(parse_protocol(&port.protocol)) {
+        let proto = parse_protocol(&port.protocol);
+        // Non-HTTP, non-TLS servers already draw a warning for having TLS settings at all.
+        if redirect && !is_http_protocol(proto) && is_tls_protocol(proto) {
             ctx.warn(
                 push_key(&push_key(&field, "tls"), "httpsRedirect"),
                 format!(
@@ -134,10 +136,12 @@ fn check_server(ctx: &mut Ctx<'_>, field: &str, s: &Server) {
             let certs =
                 set(&t.ca_certificates) || set(&t.private_key) || set(&t.server_certificate);
             if !is_http_protocol(proto) {
-                ctx.error(
+                // istiod only warns here (WrapWarning in validateServer): the settings are
+                // ignored and the server still carries its plain TCP traffic.
+                ctx.warn(
                     f("tls"),
                     format!(
-                        "a {} server cannot have TLS settings: use protocol HTTPS or TLS",
+                        "a {} server cannot have TLS settings; they are ignored: use protocol HTTPS or TLS to use TLS",
                         port.protocol
                     ),
                 );
