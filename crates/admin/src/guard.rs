@@ -4,7 +4,8 @@
 //! only local processes reach a loopback socket. A web page can still reach it through the
 //! visitor's browser by DNS rebinding (its own name made to resolve to 127.0.0.1); such requests
 //! carry the page's name in Host, so on a loopback bind only loopback names and IP literals are
-//! accepted. The API only reads, so methods other than GET and HEAD are refused too.
+//! accepted. The API reads, so methods other than GET and HEAD are refused too, but for
+//! `POST /api/reload`, which re-reads the config the proxy already watches.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -45,7 +46,9 @@ impl Guard {
                 ));
             }
         }
-        if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        // The one action: `POST /api/reload` re-reads the config the proxy already watches.
+        let reload = *req.method() == Method::POST && req.uri().path() == "/api/reload";
+        if !reload && !matches!(*req.method(), Method::GET | Method::HEAD) {
             let mut r = text(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "admin API: read-only, use GET\n",

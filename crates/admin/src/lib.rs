@@ -47,7 +47,19 @@ pub struct AdminState {
     /// Live endpoint state for `/clusters` (health, outlier ejection, in-flight requests);
     /// `None` until the proxy provides it, and the columns are then `null`.
     pub cluster_status: Option<Arc<dyn ClusterStatus>>,
+    /// Reloads the config now (`POST /api/reload`): the version made active, or why not.
+    pub reload_now: Option<ReloadNow>,
 }
+
+/// Reloads the config now and reports the version made active or the rejection's diagnostics.
+pub type ReloadNow = Arc<
+    dyn Fn() -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<u64, Vec<sluice_model::Diagnostic>>> + Send,
+            >,
+        > + Send
+        + Sync,
+>;
 
 impl AdminState {
     /// State with its own (empty) telemetry and no endpoint status source.
@@ -57,7 +69,14 @@ impl AdminState {
             readiness,
             telemetry: Arc::new(Telemetry::default()),
             cluster_status: None,
+            reload_now: None,
         }
+    }
+
+    /// Lets `POST /api/reload` reload the config on demand (`sluice reload`).
+    pub fn with_reload(mut self, reload: ReloadNow) -> AdminState {
+        self.reload_now = Some(reload);
+        self
     }
 
     /// Uses the telemetry the proxy records into.
@@ -91,10 +110,16 @@ pub async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<Socke
                 }
             };
             let state = state.clone();
-            let svc = service_fn(move |req| {
+            let svc = service_fn(move |req: Request<Incoming>| {
                 let state = state.clone();
                 async move {
-                    Ok::<_, Infallible>(guard.refuse(&req).unwrap_or_else(|| respond(&state, &req)))
+                    if let Some(refused) = guard.refuse(&req) {
+                        return Ok::<_, Infallible>(refused);
+                    }
+                    if req.method() == http::Method::POST {
+                        return Ok(reload::reload_now(&state).await);
+                    }
+                    Ok(respond(&state, &req))
                 }
             });
             let conn = builder

@@ -144,7 +144,14 @@ async fn a_loopback_admin_refuses_other_host_names_and_writes() {
         ),
         ("GET /config_dump", format!("[::1]:{port}"), "HTTP/1.1 200"),
         ("HEAD /ready", "localhost".to_string(), "HTTP/1.1 200"),
-        ("POST /api/reload", "localhost".to_string(), "HTTP/1.1 405"),
+        // The one write: a reload, answered 501 here as this server has no reload hook.
+        ("POST /api/reload", "localhost".to_string(), "HTTP/1.1 501"),
+        (
+            "POST /api/reload",
+            "rebind.example".to_string(),
+            "HTTP/1.1 403",
+        ),
+        ("POST /config_dump", "localhost".to_string(), "HTTP/1.1 405"),
         (
             "DELETE /config_dump",
             "127.0.0.1".to_string(),

@@ -32,6 +32,9 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// Show which rule a request hits and why the earlier ones did not.
     Explain(crate::explain::ExplainArgs),
+    /// Make a running proxy read its config now and wait for the outcome (exits 1 when the
+    /// reload is rejected).
+    Reload(crate::reload::ReloadArgs),
     /// Run a test backend service (the tutorials' app).
     Backend(sluice_tools::BackendArgs),
     /// Send requests and print the distribution of responses.

@@ -4,6 +4,7 @@ pub mod analyze;
 pub mod cli;
 pub mod demo;
 pub mod explain;
+pub mod reload;
 pub mod runtime;
 pub mod secrets;
 pub mod tls_material;

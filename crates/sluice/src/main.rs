@@ -91,6 +91,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Reload(a) => {
+            print!("{}", sluice::reload::run(&a).await?);
+            Ok(())
+        }
         Command::Explain(e) => {
             print!("{}", sluice::explain::run_any(&e).await?);
             Ok(())

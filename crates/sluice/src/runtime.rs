@@ -259,15 +259,38 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         }
         Ok(())
     });
+    let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<u64, Rejected>>>(4);
+    // `POST /api/reload` (`sluice reload`): the same queue as `ProxyHandle::reload`.
+    let admin_reload = reload_tx.clone();
+    let reload_now: sluice_admin::ReloadNow = Arc::new(move || {
+        let tx = admin_reload.clone();
+        Box::pin(async move {
+            let (reply, outcome) = oneshot::channel();
+            let stopped = || {
+                vec![Diagnostic::error(
+                    sluice_model::codes::INTERNAL,
+                    "the proxy is stopping",
+                )]
+            };
+            if tx.send(reply).await.is_err() {
+                return Err(stopped());
+            }
+            match outcome.await {
+                Ok(Ok(version)) => Ok(version),
+                Ok(Err(rejected)) => Err(rejected.diagnostics),
+                Err(_) => Err(stopped()),
+            }
+        })
+    });
     let admin_state = AdminState::new(config.clone(), readiness)
         .with_telemetry(telemetry.clone())
-        .with_cluster_status(Arc::new(LiveEndpoints));
+        .with_cluster_status(Arc::new(LiveEndpoints))
+        .with_reload(reload_now);
     let admin_addr = sluice_admin::serve(opts.admin, admin_state)
         .await
         .with_context(|| format!("cannot bind admin address {}", opts.admin))?;
     tracing::info!(%admin_addr, version = first.version, listeners = first.bind_addresses().len(), max_connections = opts.options.downstream.max_connections, "sluice started");
 
-    let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<u64, Rejected>>>(4);
     let (stop_tx, stop_rx) = oneshot::channel::<Duration>();
     let (done_tx, done_rx) = oneshot::channel();
     let mut source_changes = opts.source.as_ref().map(|s| s.subscribe());

@@ -419,3 +419,59 @@ fn a_gateway_selecting_other_labels_is_reported() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&fine.stdout).contains("SLC0015"));
 }
+
+/// `sluice reload` makes the proxy read its files now and reports the outcome: the new
+/// version, or the rejection with the diagnostics (exit 1), the previous config staying.
+#[test]
+fn reload_applies_an_edit_now_or_reports_the_rejection() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let admin = free_port();
+    let svc = |weight: i32| {
+        format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: x}}\nspec:\n  hosts: [x.default.svc.cluster.local]\n  ports: [{{number: {port}, name: http}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: 1}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: x}}\nspec:\n  hosts: [x]\n  http:\n  - route: [{{destination: {{host: x}}, weight: {weight}}}]\n")
+    };
+    std::fs::write(dir.path().join("svc.yaml"), svc(100)).unwrap();
+    let mut child = sluice()
+        .args([
+            "run",
+            "--no-gateway",
+            "--no-watch",
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .arg(dir.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
+        assert!(Instant::now() < deadline, "admin never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reload = || {
+        sluice()
+            .args(["reload", "--admin", &format!("127.0.0.1:{admin}")])
+            .output()
+            .unwrap()
+    };
+    let ok = reload();
+    assert!(ok.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout),
+        "config version 2 is active (0 warning(s))\n"
+    );
+    std::fs::write(dir.path().join("svc.yaml"), svc(-5)).unwrap();
+    let bad = reload();
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("reload rejected; the previous config stays in force"),
+        "{err}"
+    );
+    assert!(
+        err.contains("VirtualService default/x spec.http[0].route[0].weight"),
+        "{err}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
