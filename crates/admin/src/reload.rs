@@ -61,6 +61,34 @@ pub(crate) fn reload_status(state: &AdminState) -> serde_json::Value {
     .unwrap_or_default()
 }
 
+/// `POST /api/reload`: reloads now, then answers the new status (`200` when the reload was
+/// accepted, `409` with its diagnostics when it was rejected; the previous config stays).
+pub(crate) async fn reload_now(state: &AdminState) -> http::Response<crate::AdminBody> {
+    let Some(reload) = &state.reload_now else {
+        return crate::text(
+            http::StatusCode::NOT_IMPLEMENTED,
+            "this proxy cannot reload on request\n",
+        );
+    };
+    let (status, outcome) = match reload().await {
+        Ok(version) => (
+            http::StatusCode::OK,
+            serde_json::json!({"reloaded": true, "version": version}),
+        ),
+        Err(diagnostics) => (
+            http::StatusCode::CONFLICT,
+            serde_json::json!({"reloaded": false, "diagnostics": diagnostics}),
+        ),
+    };
+    let mut body = reload_status(state);
+    if let (Some(doc), Some(o)) = (body.as_object_mut(), outcome.as_object()) {
+        doc.extend(o.clone());
+    }
+    let mut r = crate::json_reply(&body);
+    *r.status_mut() = status;
+    r
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -112,32 +140,4 @@ mod tests {
         assert_eq!(v["status"], "accepted");
         assert_eq!(v["last_rejected"]["version"], 6);
     }
-}
-
-/// `POST /api/reload`: reloads now, then answers the new status (`200` when the reload was
-/// accepted, `409` with its diagnostics when it was rejected; the previous config stays).
-pub(crate) async fn reload_now(state: &AdminState) -> http::Response<crate::AdminBody> {
-    let Some(reload) = &state.reload_now else {
-        return crate::text(
-            http::StatusCode::NOT_IMPLEMENTED,
-            "this proxy cannot reload on request\n",
-        );
-    };
-    let (status, outcome) = match reload().await {
-        Ok(version) => (
-            http::StatusCode::OK,
-            serde_json::json!({"reloaded": true, "version": version}),
-        ),
-        Err(diagnostics) => (
-            http::StatusCode::CONFLICT,
-            serde_json::json!({"reloaded": false, "diagnostics": diagnostics}),
-        ),
-    };
-    let mut body = reload_status(state);
-    if let (Some(doc), Some(o)) = (body.as_object_mut(), outcome.as_object()) {
-        doc.extend(o.clone());
-    }
-    let mut r = crate::json_reply(&body);
-    *r.status_mut() = status;
-    r
 }
