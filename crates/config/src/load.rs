@@ -36,12 +36,18 @@ pub fn check(resources: &[Resource], parse_diagnostics: Vec<Diagnostic>) -> Vec<
     let mut seen: HashMap<sluice_model::ResourceRef, &Resource> = HashMap::new();
     for r in resources {
         out.extend(crate::validate::validate_resource(r));
-        if let Some(first) = seen.insert(r.key(), r) {
+        // Every later copy names the first definition (not the copy before it).
+        let first = *seen.entry(r.key()).or_insert(r);
+        if !std::ptr::eq(first, r) {
+            let line = first
+                .locate("metadata.name")
+                .map(|l| format!(":{}", l.line))
+                .unwrap_or_default();
             let at = first
                 .origin
                 .file
                 .as_deref()
-                .map(|f| format!(" (first defined in {f})"))
+                .map(|f| format!(" (first defined in {f}{line})"))
                 .unwrap_or_default();
             out.push(r.diag(
                 Severity::Error,

@@ -862,3 +862,26 @@ spec:
         assert!(warnings.is_empty(), "sample warned: {warnings:#?}\n{yaml}");
     }
 }
+
+/// Three copies of one object: both later copies name the first definition and its line.
+#[test]
+fn duplicates_name_the_first_definition() {
+    let doc = |n: u8| {
+        sluice_model::parse_text(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: dup}\nspec:\n  hosts: [a]\n  http:\n  - route: [{destination: {host: a}}]\n",
+            Some(std::sync::Arc::from(format!("/cfg/{n}.yaml").as_str())),
+        )
+        .resources
+    };
+    let resources: Vec<_> = (1..=3).flat_map(doc).collect();
+    let diags = sluice_config::load::check(&resources, Vec::new());
+    let dups: Vec<&String> = diags
+        .iter()
+        .filter(|d| d.code == "SLC0005")
+        .map(|d| &d.message)
+        .collect();
+    assert_eq!(dups.len(), 2, "{dups:?}");
+    for m in dups {
+        assert!(m.contains("(first defined in /cfg/1.yaml:3)"), "{m}");
+    }
+}
