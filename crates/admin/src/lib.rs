@@ -175,7 +175,7 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<AdminBody> {
         },
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/config_dump" => json_reply(&config_dump(state)),
-        "/routes" => json_reply(&routes(state)),
+        "/routes" => routes(state),
         "/clusters" => json_reply(&clusters::clusters(state)),
         "/stats/prometheus" | "/metrics" => {
             let accept = req
@@ -211,13 +211,26 @@ fn config_dump(state: &AdminState) -> serde_json::Value {
     })
 }
 
-fn routes(state: &AdminState) -> serde_json::Value {
+/// `/routes`: the routing tables first, the long clusters block last.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Routes<'a> {
+    version: Option<u64>,
+    listeners: Option<&'a Vec<Arc<sluice_config::listener::Listener>>>,
+    tls_listeners: Option<&'a Vec<Arc<sluice_config::tls::TlsListener>>>,
+    tcp_listeners: Option<&'a Vec<Arc<sluice_config::tcp_route::TcpListener>>>,
+    clusters: Option<&'a std::collections::BTreeMap<String, Arc<sluice_config::cluster::Cluster>>>,
+}
+
+fn routes(state: &AdminState) -> Response<AdminBody> {
     let snap = state.config.load();
-    json!({
-        "version": snap.as_ref().map(|s| s.version),
-        "listeners": snap.as_ref().map(|s| &s.listeners),
-        "tcpListeners": snap.as_ref().map(|s| &s.tcp_listeners),
-        "clusters": snap.as_ref().map(|s| &s.clusters),
+    let s = snap.as_deref();
+    json_reply(&Routes {
+        version: s.map(|s| s.version),
+        listeners: s.map(|s| &s.listeners),
+        tls_listeners: s.map(|s| &s.tls_listeners),
+        tcp_listeners: s.map(|s| &s.tcp_listeners),
+        clusters: s.map(|s| &s.clusters),
     })
 }
 

@@ -489,6 +489,12 @@ async fn admin_ready_routes_and_config_dump() {
     let r = c.admin(p.admin_addr, "/ready").await;
     assert_eq!(r.status, 200);
     let routes = c.admin(p.admin_addr, "/routes").await.body;
+    // The routing tables lead; the long clusters block comes last.
+    let (lst, clu) = (
+        routes.find("\"listeners\"").unwrap(),
+        routes.find("\"clusters\"").unwrap(),
+    );
+    assert!(lst < clu, "{routes}");
     let v: serde_json::Value = serde_json::from_str(&routes).unwrap();
     assert_eq!(v["version"], 1);
     assert!(
