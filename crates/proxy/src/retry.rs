@@ -164,11 +164,21 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
         error,
         retries_exhausted: false,
     };
-    let _active = f
-        .runtime
-        .admit()
-        .await
-        .map_err(|_| fail(ProxyError::Overflow))?;
+    // The route timeout covers the time queued for a slot too (Envoy's router timer runs from
+    // the request, wherever it waits): a request still queued at its deadline gets `504 UT`.
+    let _active = match f.runtime.try_admit() {
+        Some(slot) => slot,
+        None => {
+            let queued = f.runtime.admit();
+            let admitted = match f.deadline {
+                Some(d) => tokio::time::timeout_at(d, queued)
+                    .await
+                    .map_err(|_| fail(ProxyError::Timeout))?,
+                None => queued.await,
+            };
+            admitted.map_err(|_| fail(ProxyError::Overflow))?
+        }
+    };
     let h2 = f.runtime.upstream_h2();
     let direct = Upstreams::carries_head(&f.head, h2, f.runtime.pool()) && f.body.is_empty();
     let max_retries = f.retry.map_or(0, |r| r.num_retries);
