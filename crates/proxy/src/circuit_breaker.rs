@@ -95,6 +95,11 @@ impl ClusterRuntime {
             .is_ok()
     }
 
+    /// Admits a request if a slot is free now, without queueing.
+    pub fn try_admit(self: &Arc<Self>) -> Option<ActiveGuard> {
+        self.try_take().then(|| ActiveGuard(self.clone()))
+    }
+
     /// Admits a request: immediately, after queueing as pending, or not at all (overflow).
     pub async fn admit(self: &Arc<Self>) -> Result<ActiveGuard, Overflow> {
         if self.try_take() {

@@ -1,6 +1,12 @@
 //! Graceful drain of HTTP connections at shutdown: each connection finishes its in-flight
 //! requests, then closes.
 //!
+//! Closing a keep-alive connection the moment the drain begins resets the clients that are
+//! sending their next request on it (a client in a request loop always is). So a connection is
+//! only asked to close once the future its server gives for the drain completes: at once for
+//! HTTP/2 (its GOAWAY tells the client to stop), after a quiet spell for HTTP/1, whose responses
+//! meanwhile carry `Connection: close` (see `downstream`).
+//!
 //! A connection polls one atomic flag per wake-up. Its task's waker is registered once (again
 //! only if it changes), and shutdown wakes every registered connection so that idle ones notice
 //! too. A watch channel per connection (hyper-util's `GracefulShutdown`) would take a lock on
@@ -55,34 +61,57 @@ impl Drain {
     /// Serves `conn` until it ends; at shutdown it is asked to close after its in-flight
     /// requests.
     pub fn watch<C: GracefulConnection>(&self, conn: C) -> impl Future<Output = C::Output> {
-        self.watch_until(conn, std::future::pending())
+        self.watch_until(conn, std::future::pending(), || std::future::ready(()))
     }
 
     /// As [`Drain::watch`], and the connection is also asked to close when `close` completes
-    /// (its idle timeout, say).
-    pub fn watch_until<C: GracefulConnection>(
+    /// (its idle timeout, say); once the drain has begun, it is asked when the future made by
+    /// `drained` completes, not before.
+    pub fn watch_until<C, D>(
         &self,
         conn: C,
         close: impl Future<Output = ()>,
-    ) -> impl Future<Output = C::Output> {
+        drained: impl FnOnce() -> D,
+    ) -> impl Future<Output = C::Output>
+    where
+        C: GracefulConnection,
+        D: Future<Output = ()>,
+    {
         // Counted from now, not from the first poll: a drain waits for connections just
         // accepted too.
         let mut registration = Registration::new(self.0.clone());
         async move {
             let mut conn = pin!(conn);
             let mut close = pin!(close);
+            // Made when the drain begins, in place: nothing allocated per connection.
+            let mut draining = pin!(None::<D>);
+            let mut drained = Some(drained);
             let mut asked = false;
             std::future::poll_fn(|cx| {
-                if !asked
-                    && (registration.draining(cx.waker()) || close.as_mut().poll(cx).is_ready())
-                {
-                    asked = true;
-                    conn.as_mut().graceful_shutdown();
+                if !asked {
+                    if registration.draining(cx.waker()) {
+                        if let Some(make) = drained.take() {
+                            draining.set(Some(make()));
+                        }
+                    }
+                    let drain_done = draining
+                        .as_mut()
+                        .as_pin_mut()
+                        .is_some_and(|d| d.poll(cx).is_ready());
+                    if drain_done || close.as_mut().poll(cx).is_ready() {
+                        asked = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
                 }
                 conn.as_mut().poll(cx)
             })
             .await
         }
+    }
+
+    /// Whether the drain has begun (read on each HTTP/1 response, to add `Connection: close`).
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::Acquire)
     }
 
     /// Connections not finished yet.

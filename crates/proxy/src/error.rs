@@ -31,6 +31,8 @@ pub enum ProxyError {
         endpoint: String,
         /// Cause.
         reason: String,
+        /// Some of the request had been written upstream.
+        request_sent: bool,
     },
     /// The request could not be turned into an upstream request.
     #[error("bad request: {0}")]

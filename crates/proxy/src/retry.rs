@@ -68,16 +68,26 @@ fn retriable_response(p: &RetryPolicy, resp: &Response<Body>) -> bool {
     }
 }
 
-/// Whether a failure before a response is retriable under `on`.
+/// Whether a failure before a response is retriable under `on` (Envoy's
+/// `RetryStateImpl::wouldRetryFromReset`).
 fn retriable_error(on: &RetryOn, e: &ProxyError) -> bool {
     match e {
+        // Nothing of the request was sent: `reset-before-request` covers it too.
         ProxyError::ConnectFailure { .. } => {
-            on.connect_failure || on.five_xx || on.gateway_error || on.reset
+            on.connect_failure
+                || on.five_xx
+                || on.gateway_error
+                || on.reset
+                || on.reset_before_request
         }
-        ProxyError::UpstreamReset { reason, .. } => {
+        ProxyError::UpstreamReset {
+            reason,
+            request_sent,
+            ..
+        } => {
             let refused = reason.contains("REFUSED_STREAM") || reason.contains("refused stream");
             on.reset
-                || on.reset_before_request
+                || (on.reset_before_request && !request_sent)
                 || on.five_xx
                 || on.gateway_error
                 || (refused && on.refused_stream)
@@ -154,11 +164,21 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
         error,
         retries_exhausted: false,
     };
-    let _active = f
-        .runtime
-        .admit()
-        .await
-        .map_err(|_| fail(ProxyError::Overflow))?;
+    // The route timeout covers the time queued for a slot too (Envoy's router timer runs from
+    // the request, wherever it waits): a request still queued at its deadline gets `504 UT`.
+    let _active = match f.runtime.try_admit() {
+        Some(slot) => slot,
+        None => {
+            let queued = f.runtime.admit();
+            let admitted = match f.deadline {
+                Some(d) => tokio::time::timeout_at(d, queued)
+                    .await
+                    .map_err(|_| fail(ProxyError::Timeout))?,
+                None => queued.await,
+            };
+            admitted.map_err(|_| fail(ProxyError::Overflow))?
+        }
+    };
     let h2 = f.runtime.upstream_h2();
     let direct = Upstreams::carries_head(&f.head, h2, f.runtime.pool()) && f.body.is_empty();
     let max_retries = f.retry.map_or(0, |r| r.num_retries);
@@ -320,5 +340,30 @@ mod tests {
         };
         assert!(retriable_error(&five, &ProxyError::Timeout));
         assert!(!retriable_error(&five, &ProxyError::Overflow));
+    }
+
+    #[test]
+    fn reset_before_request_only_when_nothing_was_sent() {
+        let on = RetryOn {
+            reset_before_request: true,
+            ..RetryOn::default()
+        };
+        let reset = |request_sent| ProxyError::UpstreamReset {
+            endpoint: "x".into(),
+            reason: "connection closed".into(),
+            request_sent,
+        };
+        assert!(retriable_error(&on, &reset(false)));
+        assert!(!retriable_error(&on, &reset(true)));
+        let refused = ProxyError::ConnectFailure {
+            endpoint: "x".into(),
+            reason: "refused".into(),
+        };
+        assert!(retriable_error(&on, &refused));
+        let any = RetryOn {
+            reset: true,
+            ..RetryOn::default()
+        };
+        assert!(retriable_error(&any, &reset(true)));
     }
 }

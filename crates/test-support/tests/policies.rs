@@ -136,6 +136,40 @@ async fn circuit_breaker_overflows_with_503_uo() {
     p.shutdown().await;
 }
 
+/// A request queued behind the circuit breaker is still under its route timeout: `504 UT` at
+/// its deadline, not whenever a slot frees up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_route_timeout_covers_time_queued_in_the_circuit_breaker() {
+    let slow = slow_backend("v1", "1500ms").await;
+    let (dir, p, port) = setup(
+        &[("v1", slow.addr())],
+        "  - match: [{uri: {prefix: /slow}}]\n    timeout: 5s\n    route: [{destination: {host: app}}]\n  - timeout: 0.3s\n    route: [{destination: {host: app}}]\n",
+        |o| o.watch = false,
+    )
+    .await;
+    dir.write(
+        "dr.yaml",
+        &format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: app}}\nspec:\n  host: {HOST}\n  trafficPolicy:\n    connectionPool:\n      tcp: {{maxConnections: 1}}\n      http: {{http1MaxPendingRequests: 1}}\n"),
+    );
+    assert!(p.reload().await.unwrap().is_ok());
+    // The one slot, held for 1.5 s.
+    let holder =
+        tokio::spawn(async move { TestClient::new().get(addr(port), "app", "/slow", &[]).await });
+    assert_eventually(Duration::from_secs(5), "the slot is taken", || async {
+        slow.requests() == 1
+    })
+    .await;
+    let started = Instant::now();
+    let r = TestClient::new().get(addr(port), "app", "/", &[]).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 504, "{r:?}");
+    assert_eq!(r.body, "upstream request timeout");
+    assert!(took < Duration::from_millis(900), "answered after {took:?}");
+    assert_eq!(holder.await.unwrap().status, 200);
+    assert_eq!(slow.requests(), 1, "the timed-out request was sent anyway");
+    p.shutdown().await;
+}
+
 #[tokio::test]
 async fn mirror_copies_every_request_and_the_client_sees_only_the_primary() {
     let v1 = backend("app", "v1").await;

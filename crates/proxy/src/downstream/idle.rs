@@ -6,7 +6,7 @@
 //! or a quiet stream (SSE, gRPC) from being cut, as Envoy's `idle_timeout` does.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -14,12 +14,18 @@ use std::time::Duration;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::Instant;
 
+use crate::drain::Drain;
+
 /// One connection's requests: how many are in flight and when the last one ended.
 #[derive(Debug, Clone)]
 pub(crate) struct Activity(Arc<State>);
 
 #[derive(Debug)]
 struct State {
+    /// The drain the connection belongs to.
+    drain: Drain,
+    /// The connection speaks HTTP/2 (seen on a request).
+    h2: AtomicBool,
     opened: Instant,
     in_flight: AtomicUsize,
     /// Requests begun so far; until the first, the header-read timeout bounds the wait.
@@ -29,8 +35,10 @@ struct State {
 }
 
 impl Activity {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(drain: Drain) -> Self {
         Activity(Arc::new(State {
+            drain,
+            h2: AtomicBool::new(false),
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
             begun: AtomicU64::new(0),
@@ -43,6 +51,25 @@ impl Activity {
         self.0.begun.fetch_add(1, Ordering::Relaxed);
         self.0.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.0.clone())
+    }
+
+    /// Notes that the connection speaks HTTP/2.
+    pub(crate) fn mark_h2(&self) {
+        if !self.0.h2.load(Ordering::Relaxed) {
+            self.0.h2.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Completes when the draining connection can be asked to close: at once for HTTP/2 (the
+    /// GOAWAY that asks it lets in-flight streams finish and tells the client to stop), else
+    /// once no request has been in flight for `quiet`. Until then, a client still sending
+    /// requests gets its answers, with `Connection: close`; closing while it may be sending
+    /// would reset it.
+    pub(crate) async fn drained(self, quiet: Duration) {
+        if self.0.h2.load(Ordering::Relaxed) {
+            return;
+        }
+        self.closed_after(None, Some(quiet)).await;
     }
 
     /// When the connection will have been idle too long: `None` while a request is in flight,
@@ -101,6 +128,13 @@ impl Activity {
 /// A request in flight on its connection.
 #[derive(Debug)]
 pub(crate) struct InFlight(Arc<State>);
+
+impl InFlight {
+    /// Whether the proxy is draining its connections.
+    pub(crate) fn draining(&self) -> bool {
+        self.0.drain.is_draining()
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -164,7 +198,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_first_request_is_awaited_for_the_header_read_timeout() {
-        let a = Activity::new();
+        let a = Activity::new(Drain::new());
         assert_eq!(idle_in(&a, Some(FIRST), Some(IDLE)), Some(FIRST));
         assert_eq!(idle_in(&a, None, Some(IDLE)), Some(IDLE));
         assert_eq!(idle_in(&a, None, None), None);
@@ -175,7 +209,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_request_in_flight_is_never_idle_and_the_period_restarts_at_its_end() {
-        let a = Activity::new();
+        let a = Activity::new(Drain::new());
         let request = a.begin();
         assert!(a.idle_deadline(Some(FIRST), Some(IDLE)).is_none());
         let closed = tokio::spawn(a.clone().closed_after(Some(FIRST), Some(IDLE)));
@@ -188,9 +222,27 @@ mod tests {
         assert!(ended.elapsed() >= IDLE && ended.elapsed() <= 2 * IDLE);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_draining_http1_connection_waits_for_a_quiet_spell_and_http2_does_not() {
+        const QUIET: Duration = Duration::from_millis(500);
+        let a = Activity::new(Drain::new());
+        let request = a.begin();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(request);
+        let ended = Instant::now();
+        a.clone().drained(QUIET).await;
+        assert_eq!(ended.elapsed(), QUIET);
+        let h2 = Activity::new(Drain::new());
+        h2.mark_h2();
+        let _busy = h2.begin();
+        let started = Instant::now();
+        h2.clone().drained(QUIET).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
     #[test]
     fn a_tracked_body_keeps_its_request_in_flight() {
-        let a = Activity::new();
+        let a = Activity::new(Drain::new());
         let body = Tracked::new(http_body_util::Empty::<bytes::Bytes>::new(), a.begin());
         assert!(body.is_end_stream());
         assert_eq!(a.0.in_flight.load(Ordering::Acquire), 1);

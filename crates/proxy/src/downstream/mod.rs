@@ -15,7 +15,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::header::CONNECTION;
+use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -33,6 +34,11 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Default of [`DownstreamOptions::max_request_header_bytes`]: Envoy's `max_request_headers_kb`.
 pub const DEFAULT_MAX_REQUEST_HEADER_BYTES: usize = 60 * 1024;
+
+/// How long a draining HTTP/1.1 connection must have had no request in flight before it is
+/// closed. A client in a request loop is never that quiet: it gets its next answer with
+/// `Connection: close` instead of a reset; an idle keep-alive connection closes soon after.
+pub const DRAIN_QUIET: Duration = Duration::from_millis(500);
 
 /// hyper refuses a read buffer smaller than this (8 KiB).
 const MIN_HTTP1_BUFFER: usize = 8192;
@@ -96,19 +102,31 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let activity = Activity::new();
+    let activity = Activity::new(drain.clone());
     let tracking = activity.clone();
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |req: Request<Incoming>| {
+        // HTTP/2 is told to stop by GOAWAY; HTTP/1 only by `Connection: close` on a response.
+        let http1 = req.version() != Version::HTTP_2;
+        if !http1 {
+            tracking.mark_h2();
+        }
         let request = tracking.begin();
         let response = svc.call(req);
         async move {
-            let resp = response.await?;
+            let mut resp = response.await?;
+            // hyper closes the connection once this response is written.
+            if http1 && request.draining() {
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
             Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, request)))
         }
     });
     let conn = builder
         .serve_connection(TokioIo::new(stream), svc)
         .into_owned();
-    let idle = activity.closed_after(o.header_read_timeout, o.idle_timeout);
-    drain.watch_until(conn, idle)
+    let idle = activity
+        .clone()
+        .closed_after(o.header_read_timeout, o.idle_timeout);
+    drain.watch_until(conn, idle, move || activity.drained(DRAIN_QUIET))
 }

@@ -26,12 +26,41 @@ pub(crate) enum SendError {
     /// No connection could be opened.
     Connect(String),
     /// The connection failed before or while the response head came back.
-    Reset(BoxError),
+    Reset {
+        /// The failure.
+        error: BoxError,
+        /// Some of the request had been written to the connection (Envoy's "upstream request
+        /// started"): `reset-before-request` retries only when it had not.
+        sent: bool,
+    },
 }
 
-impl From<hyper::Error> for SendError {
-    fn from(e: hyper::Error) -> Self {
-        SendError::Reset(Box::new(e))
+impl SendError {
+    /// A failure before any of the request was written (a handshake, a connection that closed
+    /// before it took the request).
+    pub(crate) fn before_request(e: impl Into<BoxError>) -> Self {
+        SendError::Reset {
+            error: e.into(),
+            sent: false,
+        }
+    }
+
+    /// A failure after the request was handed to the connection.
+    pub(crate) fn after_request(e: impl Into<BoxError>) -> Self {
+        SendError::Reset {
+            error: e.into(),
+            sent: true,
+        }
+    }
+
+    /// The failure of hyper's `try_send_request`: the request is handed back when the
+    /// connection never took it.
+    pub(crate) fn of_try_send<T>(mut e: hyper::client::conn::TrySendError<T>) -> Self {
+        let sent = e.take_message().is_none();
+        SendError::Reset {
+            error: e.into_error().into(),
+            sent,
+        }
     }
 }
 
@@ -116,12 +145,16 @@ impl Http1Pool {
                     // The connection closed before the request was written: another one can
                     // carry it, as hyper-util retries such requests.
                     Some(r) => req = r,
-                    None => return Err(e.into_error().into()),
+                    None => return Err(SendError::after_request(e.into_error())),
                 },
             }
         }
         let mut conn = Box::pin(self.connect(authority)).await?;
-        let resp = conn.conn.send_request(req).await?;
+        let resp = conn
+            .conn
+            .try_send_request(req)
+            .await
+            .map_err(SendError::of_try_send)?;
         self.inner.idle.checkin(authority, conn, max);
         Ok(resp)
     }
@@ -134,7 +167,8 @@ impl Http1Pool {
         let (tx, conn) = http1::Builder::new()
             .writev(false)
             .handshake(TokioIo::new(stream))
-            .await?;
+            .await
+            .map_err(SendError::before_request)?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");

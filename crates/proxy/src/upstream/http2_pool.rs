@@ -72,12 +72,14 @@ impl Http2Pool {
                 Err(mut e) => match e.take_message() {
                     // The connection went away before the stream opened: a new one carries it.
                     Some(r) => req = r,
-                    None => return Err(e.into_error().into()),
+                    None => return Err(SendError::after_request(e.into_error())),
                 },
             }
         }
         let mut tx = Box::pin(self.connect(authority)).await?;
-        tx.send_request(req).await.map_err(SendError::from)
+        tx.try_send_request(req)
+            .await
+            .map_err(SendError::of_try_send)
     }
 
     /// A handle on the endpoint's live connection, counting the request against its limit.
@@ -106,7 +108,7 @@ impl Http2Pool {
         let (tx, conn) = http2::Builder::new(TokioExecutor::new())
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(SendError::from)?;
+            .map_err(SendError::before_request)?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");

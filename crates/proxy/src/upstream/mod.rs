@@ -203,9 +203,10 @@ fn send_error(authority: &str, e: SendError) -> ProxyError {
             endpoint: authority.to_string(),
             reason,
         },
-        SendError::Reset(e) => ProxyError::UpstreamReset {
+        SendError::Reset { error, sent } => ProxyError::UpstreamReset {
             endpoint: authority.to_string(),
-            reason: error_chain(e.as_ref()),
+            reason: error_chain(error.as_ref()),
+            request_sent: sent,
         },
     }
 }

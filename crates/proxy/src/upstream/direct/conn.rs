@@ -24,8 +24,13 @@ const MAX_IDLE_BUFFER: usize = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ExchangeError {
     /// The request head could not be written.
-    #[error("writing the request: {0}")]
-    Write(io::Error),
+    #[error("writing the request: {error}")]
+    Write {
+        /// The failure.
+        error: io::Error,
+        /// Part of the head had gone out before it.
+        partly: bool,
+    },
     /// Reading the response failed.
     #[error("reading the response: {error}")]
     Read {
@@ -54,7 +59,7 @@ impl ExchangeError {
     pub(super) fn unanswered(&self) -> bool {
         matches!(
             self,
-            ExchangeError::Write(_)
+            ExchangeError::Write { .. }
                 | ExchangeError::Read {
                     received: false,
                     ..
@@ -65,7 +70,12 @@ impl ExchangeError {
 
     /// The request did not reach the peer whole.
     pub(super) fn unwritten(&self) -> bool {
-        matches!(self, ExchangeError::Write(_))
+        matches!(self, ExchangeError::Write { .. })
+    }
+
+    /// Some of the request had been written when the exchange failed.
+    pub(super) fn request_sent(&self) -> bool {
+        !matches!(self, ExchangeError::Write { partly: false, .. })
     }
 }
 
@@ -134,10 +144,25 @@ impl Connection {
         &mut self,
         head_request: bool,
     ) -> Result<ResponseHead, ExchangeError> {
-        self.stream
-            .write_all(&self.out)
-            .await
-            .map_err(ExchangeError::Write)?;
+        // `write_all`, counting: whether any byte went out decides `reset-before-request`.
+        let mut written = 0;
+        while written < self.out.len() {
+            match self.stream.write(&self.out[written..]).await {
+                Ok(0) => {
+                    return Err(ExchangeError::Write {
+                        error: io::ErrorKind::WriteZero.into(),
+                        partly: written > 0,
+                    })
+                }
+                Ok(n) => written += n,
+                Err(error) => {
+                    return Err(ExchangeError::Write {
+                        error,
+                        partly: written > 0,
+                    })
+                }
+            }
+        }
         let mut received = false;
         loop {
             if !self.buf.is_empty() {

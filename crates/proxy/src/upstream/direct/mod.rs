@@ -113,7 +113,13 @@ impl DirectPool {
                 Err(e) if reused && e.unanswered() && (e.unwritten() || idempotent(req.method)) => {
                     tracing::debug!(error = %e, "reused upstream connection was closed; trying another");
                 }
-                Err(e) => return Err(SendError::Reset(Box::new(e))),
+                Err(e) => {
+                    let sent = e.request_sent();
+                    return Err(SendError::Reset {
+                        error: Box::new(e),
+                        sent,
+                    });
+                }
             }
         }
     }

@@ -276,7 +276,7 @@ async fn bad_or_missing_responses_are_resets() {
             .send(&addr, &Outgoing::of(&request(Method::GET), &addr))
             .await
         {
-            Err(SendError::Reset(e)) => assert!(!e.to_string().is_empty()),
+            Err(SendError::Reset { error, .. }) => assert!(!error.to_string().is_empty()),
             other => panic!("{reply:?}: expected a reset, got {other:?}"),
         }
     }
