@@ -1060,3 +1060,95 @@ async fn auto_passthrough_routes_by_the_cluster_named_in_the_sni() {
     assert!(missing.get(local(port), "/").await.is_err());
     p.shutdown().await;
 }
+
+/// OPTIONAL_MUTUAL asks for a client certificate and verifies it when sent; with
+/// `verifyCertificateHash` (openssl's fingerprint format) only that certificate is admitted.
+#[tokio::test]
+async fn optional_mutual_and_certificate_pins() {
+    let httpbin = backend("httpbin", "v1").await;
+    let ca = TestCa::new("example.com root");
+    let other = TestCa::new("another root");
+    let dir = ConfigDir::new();
+    let (cert, key) = ca
+        .issue(&["httpbin.example.com"])
+        .write(dir.path(), "httpbin");
+    let ca_file = ca.write(dir.path(), "ca.crt");
+    let pinned = ca.issue(&["pinned.example.com"]);
+    let (pinned_cert, _) = pinned.write(dir.path(), "pinned");
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&pinned_cert)
+        .output()
+        .unwrap();
+    let fingerprint = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .to_string();
+    let (optional, pinning) = (free_port(), free_port());
+    dir.write(
+        "svc.yaml",
+        &service_yaml(
+            "httpbin.default.svc.cluster.local",
+            8000,
+            &[("v1", httpbin.addr())],
+        ),
+    );
+    let server = |port: u16, name: &str, mode: &str, extra: &str| {
+        format!("  - port: {{number: {port}, name: {name}, protocol: HTTPS}}\n    hosts: [httpbin.example.com]\n    tls:\n      mode: {mode}\n      serverCertificate: {}\n      privateKey: {}\n      caCertificates: {}\n{extra}", cert.display(), key.display(), ca_file.display())
+    };
+    dir.write(
+        "gateway.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: mygateway}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{}{}",
+            server(optional, "https-optional", "OPTIONAL_MUTUAL", ""),
+            server(pinning, "https-pinned", "MUTUAL", &format!("      verifyCertificateHash:\n      - \"{fingerprint}\"\n")),
+        ),
+    );
+    dir.write(
+        "vs.yaml",
+        &httpbin_vs("httpbin", "httpbin.example.com", "mygateway"),
+    );
+    let p = gateway_proxy(dir.path()).await;
+    let anonymous = TlsClient::new(ca.pem(), "httpbin.example.com");
+    let with = |leaf| TlsClient {
+        client: Some(leaf),
+        ..anonymous.clone()
+    };
+    // OPTIONAL_MUTUAL: none is fine, a valid one is fine, an untrusted one is refused.
+    assert_eq!(
+        anonymous
+            .get(local(optional), "/status/200")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        with(ca.issue(&["c.example.com"]))
+            .get(local(optional), "/status/200")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert!(with(other.issue(&["c.example.com"]))
+        .get(local(optional), "/status/200")
+        .await
+        .is_err());
+    // The pin admits the pinned certificate only, though the CA signed both.
+    assert_eq!(
+        with(pinned)
+            .get(local(pinning), "/status/200")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert!(with(ca.issue(&["c.example.com"]))
+        .get(local(pinning), "/status/200")
+        .await
+        .is_err());
+    p.shutdown().await;
+}
