@@ -40,6 +40,15 @@ fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process
     }
 }
 
+/// Waits (10 s at most) until something accepts connections on `port`.
+fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn http_get(port: u16, host: &str, path: &str) -> String {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -165,11 +174,7 @@ fn run_drains_and_exits_zero_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "listener never came up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(port, "listener never came up");
     // Endpoint port 1 refuses connections: Envoy's UF reply.
     assert!(http_get(port, "x", "/").starts_with("HTTP/1.1 503"));
     signal(child.id(), "-TERM");
@@ -206,11 +211,7 @@ fn explain_against_a_running_proxy() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
-        assert!(Instant::now() < deadline, "admin never came up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(admin, "admin never came up");
     let explain = |extra: &[&str]| {
         let out = sluice()
             .args(["explain", "--admin", &format!("127.0.0.1:{admin}")])
@@ -266,15 +267,7 @@ fn traffic_exits_non_zero_when_requests_fail() {
         .spawn()
         .unwrap();
     let url = |path: &str| format!("http://127.0.0.1:{backend_port}{path}");
-    let mut up = false;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", backend_port)).is_ok() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(up, "backend did not start");
+    wait_listening(backend_port, "backend did not start");
     let ok = sluice()
         .args(["traffic", &url("/"), "-n", "3", "--expect", "200"])
         .output()
@@ -306,11 +299,7 @@ fn traffic_exits_non_zero_when_requests_fail() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", proxy_port)).is_err() {
-        assert!(Instant::now() < deadline, "proxy never came up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(proxy_port, "proxy never came up");
     let nr = sluice()
         .args([
             "traffic",
@@ -443,11 +432,7 @@ fn reload_applies_an_edit_now_or_reports_the_rejection() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
-        assert!(Instant::now() < deadline, "admin never came up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(admin, "admin never came up");
     let reload = || {
         sluice()
             .args(["reload", "--admin", &format!("127.0.0.1:{admin}")])
