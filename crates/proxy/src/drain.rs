@@ -60,22 +60,33 @@ impl Drain {
 
     /// Serves `conn` until it ends; at shutdown it is asked to close after its in-flight
     /// requests.
-    pub fn watch<C: GracefulConnection>(&self, conn: C) -> impl Future<Output = C::Output> {
-        self.watch_until(conn, std::future::pending(), || std::future::ready(()))
+    pub fn watch<C: GracefulConnection>(
+        &self,
+        conn: C,
+    ) -> impl Future<Output = Result<(), C::Error>> {
+        self.watch_until(
+            conn,
+            std::future::pending(),
+            || std::future::pending(),
+            || std::future::ready(()),
+        )
     }
 
     /// As [`Drain::watch`], and the connection is also asked to close when `close` completes
-    /// (its idle timeout, say); once the drain has begun, it is asked when the future made by
+    /// (its idle timeout, say), and dropped if the future made by `force` then completes
+    /// before it has closed; once the drain has begun, it is asked when the future made by
     /// `drained` completes, not before.
-    pub fn watch_until<C, D>(
+    pub fn watch_until<C, D, F, E>(
         &self,
         conn: C,
         close: impl Future<Output = ()>,
+        force: impl FnOnce() -> F,
         drained: impl FnOnce() -> D,
-    ) -> impl Future<Output = C::Output>
+    ) -> impl Future<Output = Result<(), E>>
     where
-        C: GracefulConnection,
+        C: GracefulConnection<Error = E>,
         D: Future<Output = ()>,
+        F: Future<Output = ()>,
     {
         // Counted from now, not from the first poll: a drain waits for connections just
         // accepted too.
@@ -83,9 +94,12 @@ impl Drain {
         async move {
             let mut conn = pin!(conn);
             let mut close = pin!(close);
-            // Made when the drain begins, in place: nothing allocated per connection.
+            // Made when the drain begins or the connection is asked to close, in place:
+            // nothing allocated per connection.
             let mut draining = pin!(None::<D>);
             let mut drained = Some(drained);
+            let mut forcing = pin!(None::<F>);
+            let mut force = Some(force);
             let mut asked = false;
             std::future::poll_fn(|cx| {
                 if !asked {
@@ -101,6 +115,16 @@ impl Drain {
                     if drain_done || close.as_mut().poll(cx).is_ready() {
                         asked = true;
                         conn.as_mut().graceful_shutdown();
+                        if !drain_done {
+                            if let Some(make) = force.take() {
+                                forcing.set(Some(make()));
+                            }
+                        }
+                    }
+                }
+                if let Some(f) = forcing.as_mut().as_pin_mut() {
+                    if f.poll(cx).is_ready() {
+                        return std::task::Poll::Ready(Ok(()));
                     }
                 }
                 conn.as_mut().poll(cx)
