@@ -3,6 +3,7 @@
 //! Pure: no I/O, no async. The proxy, `analyze` and `explain` all use the same [`route`] function.
 
 pub mod analyze;
+pub mod authz;
 pub mod cluster;
 pub mod compile;
 pub mod domain_index;

@@ -23,6 +23,13 @@ pub struct ProxyConfig {
     pub gateway_address: IpAddr,
     /// Address mesh listeners bind on when the service has no local address.
     pub mesh_address: IpAddr,
+    /// MeshConfig `rootNamespace`: its policies apply mesh-wide.
+    pub root_namespace: String,
+    /// MeshConfig `trustDomain`.
+    pub trust_domain: String,
+    /// MeshConfig `trustDomainAliases`: other trust domains of the same mesh.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trust_domain_aliases: Vec<String>,
 }
 
 impl Default for ProxyConfig {
@@ -35,6 +42,9 @@ impl Default for ProxyConfig {
             outbound_role: false,
             gateway_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             mesh_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            root_namespace: "istio-system".into(),
+            trust_domain: "cluster.local".into(),
+            trust_domain_aliases: Vec::new(),
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct Endpoint {
     pub weight: u32,
     /// The WorkloadEntry it came from, if standalone.
     pub workload: Option<String>,
+    /// The workload's service account (`serviceAccount`), whose identity auto-mTLS expects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
 }
 
 impl Endpoint {
@@ -172,6 +175,7 @@ fn endpoints_of(
         labels: we.labels.clone(),
         weight: we.weight.filter(|w| *w > 0).unwrap_or(1),
         workload,
+        service_account: we.service_account.clone().filter(|s| !s.is_empty()),
     };
     if let Some(sel) = &se.workload_selector {
         return workloads
@@ -207,6 +211,7 @@ fn host_endpoint(host: &str) -> Arc<Endpoint> {
         labels: BTreeMap::new(),
         weight: 1,
         workload: None,
+        service_account: None,
     })
 }
 

@@ -40,6 +40,9 @@ pub struct Snapshot {
     pub clusters: BTreeMap<String, Arc<Cluster>>,
     /// Service registry.
     pub registry: Registry,
+    /// Security config of this proxy (authorization, mTLS modes, JWT rules, Sidecar ingress).
+    #[serde(skip)]
+    pub security: Arc<crate::authz::Security>,
     /// The objects this snapshot was compiled from.
     #[serde(skip)]
     pub resources: Arc<Vec<Resource>>,
@@ -126,6 +129,7 @@ impl Snapshot {
             outbound: compiled.outbound,
             clusters: compiled.clusters,
             registry: compiled.registry,
+            security: compiled.security,
             resources,
             diagnostics,
             by_address,

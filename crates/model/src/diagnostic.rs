@@ -181,6 +181,18 @@ pub mod codes {
     pub const LISTENER_UNBOUND: &str = "SLC0014";
     /// No Gateway selects this proxy's labels, so none of their servers is bound here.
     pub const GATEWAY_NOT_SELECTED: &str = "SLC0015";
+    /// A CUSTOM AuthorizationPolicy names a provider sluice cannot call: matching requests are
+    /// denied.
+    pub const AUTHZ_CUSTOM_DENIES: &str = "SLC0016";
+    /// A security policy attached by `targetRef(s)` does not apply to sidecars or classic
+    /// gateways.
+    pub const TARGET_REF_IGNORED: &str = "SLC0017";
+    /// A Sidecar `defaultEndpoint` sluice cannot forward to (a unix socket).
+    pub const SIDECAR_ENDPOINT_UNSUPPORTED: &str = "SLC0018";
+    /// Several Sidecars without a workload selector in one namespace (the oldest wins).
+    pub const MULTIPLE_SIDECARS_WITHOUT_SELECTOR: &str = "IST0111";
+    /// Several Sidecars select the same workload (the oldest wins).
+    pub const CONFLICTING_SIDECAR_SELECTORS: &str = "IST0110";
     /// A field or an Istio kind is valid but sluice does not enforce it yet.
     pub const NOT_ENFORCED: &str = "SLC0100";
     /// sluice itself failed while loading config (a bug: please report it).

@@ -1,4 +1,4 @@
-//! Istio `networking.istio.io` config types and their parsing from YAML and JSON.
+//! Istio `networking.istio.io` and `security.istio.io` config types and their parsing from YAML and JSON.
 //!
 //! Pure: no I/O. Files are read by the `sources` crate and handed here as text.
 
@@ -9,7 +9,9 @@ pub mod gateway;
 pub mod limits;
 pub mod location;
 pub mod resource;
+pub mod security;
 pub mod service_entry;
+pub mod sidecar;
 pub mod skipped;
 pub mod virtual_service;
 pub mod yaml;
@@ -20,5 +22,7 @@ pub use diagnostic::{codes, Diagnostic, Location, ResourceRef, Severity};
 pub use gateway::*;
 pub use location::SpanMap;
 pub use resource::{decode_value, parse_text, Kind, ObjectMeta, Origin, Parsed, Resource, Spec};
+pub use security::*;
 pub use service_entry::*;
+pub use sidecar::*;
 pub use virtual_service::*;

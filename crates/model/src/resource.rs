@@ -10,12 +10,19 @@ use serde_json::Value;
 
 use crate::diagnostic::{codes, Diagnostic, Location, ResourceRef, Severity};
 use crate::location::{push_index, push_key, SpanMap};
-use crate::{DestinationRule, Gateway, ServiceEntry, VirtualService, WorkloadEntry};
+use crate::{
+    AuthorizationPolicy, DestinationRule, Gateway, PeerAuthentication, RequestAuthentication,
+    ServiceEntry, Sidecar, VirtualService, WorkloadEntry,
+};
 
-/// The API group sluice reads.
+/// The networking API group sluice reads.
 pub const ISTIO_GROUP: &str = "networking.istio.io";
-/// The API versions that share one schema.
+/// The networking API versions that share one schema.
 pub const ISTIO_VERSIONS: [&str; 3] = ["v1alpha3", "v1beta1", "v1"];
+/// The security API group sluice reads.
+pub const SECURITY_GROUP: &str = "security.istio.io";
+/// The security API versions that share one schema.
+pub const SECURITY_VERSIONS: [&str; 2] = ["v1beta1", "v1"];
 
 /// The kinds sluice reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -30,6 +37,14 @@ pub enum Kind {
     ServiceEntry,
     /// `WorkloadEntry`.
     WorkloadEntry,
+    /// `Sidecar`.
+    Sidecar,
+    /// `AuthorizationPolicy` (security.istio.io).
+    AuthorizationPolicy,
+    /// `PeerAuthentication` (security.istio.io).
+    PeerAuthentication,
+    /// `RequestAuthentication` (security.istio.io).
+    RequestAuthentication,
 }
 
 impl Kind {
@@ -41,6 +56,10 @@ impl Kind {
             "Gateway" => Kind::Gateway,
             "ServiceEntry" => Kind::ServiceEntry,
             "WorkloadEntry" => Kind::WorkloadEntry,
+            "Sidecar" => Kind::Sidecar,
+            "AuthorizationPolicy" => Kind::AuthorizationPolicy,
+            "PeerAuthentication" => Kind::PeerAuthentication,
+            "RequestAuthentication" => Kind::RequestAuthentication,
             _ => return None,
         })
     }
@@ -53,6 +72,29 @@ impl Kind {
             Kind::Gateway => "Gateway",
             Kind::ServiceEntry => "ServiceEntry",
             Kind::WorkloadEntry => "WorkloadEntry",
+            Kind::Sidecar => "Sidecar",
+            Kind::AuthorizationPolicy => "AuthorizationPolicy",
+            Kind::PeerAuthentication => "PeerAuthentication",
+            Kind::RequestAuthentication => "RequestAuthentication",
+        }
+    }
+
+    /// The API group the kind belongs to.
+    pub fn group(self) -> &'static str {
+        match self {
+            Kind::AuthorizationPolicy | Kind::PeerAuthentication | Kind::RequestAuthentication => {
+                SECURITY_GROUP
+            }
+            _ => ISTIO_GROUP,
+        }
+    }
+
+    /// The API versions of the kind's group that sluice reads.
+    pub fn versions(self) -> &'static [&'static str] {
+        if self.group() == SECURITY_GROUP {
+            &SECURITY_VERSIONS
+        } else {
+            &ISTIO_VERSIONS
         }
     }
 }
@@ -80,7 +122,7 @@ pub struct ObjectMeta {
     pub resource_version: Option<String>,
 }
 
-/// A typed spec of one of the five kinds.
+/// A typed spec of one of the kinds sluice reads.
 // Objects are few and built once per reload; boxing the large variants would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -96,6 +138,14 @@ pub enum Spec {
     ServiceEntry(ServiceEntry),
     /// `WorkloadEntry`.
     WorkloadEntry(WorkloadEntry),
+    /// `Sidecar`.
+    Sidecar(Sidecar),
+    /// `AuthorizationPolicy`.
+    AuthorizationPolicy(AuthorizationPolicy),
+    /// `PeerAuthentication`.
+    PeerAuthentication(PeerAuthentication),
+    /// `RequestAuthentication`.
+    RequestAuthentication(RequestAuthentication),
 }
 
 /// Where an object came from.
@@ -259,7 +309,7 @@ fn decode_into(value: Value, spans: SpanMap, root: &str, file: Option<Arc<str>>,
     }
     let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
     let kind = match Kind::from_name(&kind_name) {
-        Some(k) if group == ISTIO_GROUP => k,
+        Some(k) if group == k.group() => k,
         _ => {
             let name = obj
                 .get("metadata")
@@ -273,13 +323,16 @@ fn decode_into(value: Value, spans: SpanMap, root: &str, file: Option<Arc<str>>,
             return;
         }
     };
-    if !ISTIO_VERSIONS.contains(&version) {
+    if !kind.versions().contains(&version) {
+        let group = kind.group();
+        let message = if group == SECURITY_GROUP {
+            format!("unsupported apiVersion `{api_version}`: use {group}/v1 or v1beta1")
+        } else {
+            format!("unsupported apiVersion `{api_version}`: use {group}/v1, v1beta1 or v1alpha3")
+        };
         out.diagnostics.push(located(
             "apiVersion",
-            Diagnostic::error(
-                codes::SCHEMA_VALIDATION,
-                format!("unsupported apiVersion `{api_version}`: use networking.istio.io/v1, v1beta1 or v1alpha3"),
-            ),
+            Diagnostic::error(codes::SCHEMA_VALIDATION, message),
         ));
         return;
     }
@@ -330,6 +383,16 @@ fn decode_into(value: Value, spans: SpanMap, root: &str, file: Option<Arc<str>>,
         }
         Kind::WorkloadEntry => {
             typed(spec_value, &spec_root, &mut diags, &located).map(Spec::WorkloadEntry)
+        }
+        Kind::Sidecar => typed(spec_value, &spec_root, &mut diags, &located).map(Spec::Sidecar),
+        Kind::AuthorizationPolicy => {
+            typed(spec_value, &spec_root, &mut diags, &located).map(Spec::AuthorizationPolicy)
+        }
+        Kind::PeerAuthentication => {
+            typed(spec_value, &spec_root, &mut diags, &located).map(Spec::PeerAuthentication)
+        }
+        Kind::RequestAuthentication => {
+            typed(spec_value, &spec_root, &mut diags, &located).map(Spec::RequestAuthentication)
         }
     };
     for d in &mut diags {

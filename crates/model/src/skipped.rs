@@ -2,17 +2,13 @@
 //!
 //! Most such objects (Deployments, Services, ConfigMaps...) are none of sluice's business and get
 //! an info note. Istio's own policy and extension kinds are different: an operator who applies a
-//! DENY `AuthorizationPolicy` expects requests to be refused, so silently skipping it lets through
-//! traffic Istio would block. Those get a warning that names the kind and says it is not enforced.
+//! `EnvoyFilter` or a `WasmPlugin` expects it to act on traffic, so silently skipping it
+//! hides a difference from Istio. Those get a warning that names the kind and says it is not enforced.
 
 use crate::diagnostic::{codes, Diagnostic};
 
 /// Istio kinds sluice skips although Istio would act on them, by API group.
-const UNENFORCED: [(&str, &str); 9] = [
-    ("security.istio.io", "AuthorizationPolicy"),
-    ("security.istio.io", "PeerAuthentication"),
-    ("security.istio.io", "RequestAuthentication"),
-    ("networking.istio.io", "Sidecar"),
+const UNENFORCED: [(&str, &str); 5] = [
     ("networking.istio.io", "EnvoyFilter"),
     ("networking.istio.io", "WorkloadGroup"),
     ("networking.istio.io", "ProxyConfig"),
@@ -37,7 +33,7 @@ pub fn skipped_kind(api_version: &str, kind: &str, name: &str) -> Diagnostic {
     }
     Diagnostic::info(
         codes::SKIPPED_KIND,
-        format!("skipped {api_version} {kind} `{name}`: sluice reads only networking.istio.io VirtualService, DestinationRule, Gateway, ServiceEntry and WorkloadEntry"),
+        format!("skipped {api_version} {kind} `{name}`: sluice reads only networking.istio.io VirtualService, DestinationRule, Gateway, ServiceEntry, WorkloadEntry and Sidecar, and security.istio.io AuthorizationPolicy, PeerAuthentication and RequestAuthentication"),
     )
 }
 
@@ -48,10 +44,10 @@ mod tests {
 
     #[test]
     fn istio_policy_kinds_warn_and_kubernetes_kinds_stay_info() {
-        let deny = skipped_kind("security.istio.io/v1", "AuthorizationPolicy", "deny-all");
+        let deny = skipped_kind("networking.istio.io/v1alpha3", "EnvoyFilter", "lua");
         assert_eq!(deny.severity, Severity::Warning);
         assert_eq!(deny.code, codes::NOT_ENFORCED);
-        assert!(deny.message.contains("AuthorizationPolicy"));
+        assert!(deny.message.contains("EnvoyFilter"));
         assert!(deny.message.contains("not enforced"));
         for (api, kind) in [
             ("apps/v1", "Deployment"),

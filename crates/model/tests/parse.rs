@@ -100,13 +100,60 @@ fn syntax_error_and_bad_version() {
 }
 
 #[test]
-fn deny_policy_is_a_warning_not_a_silent_skip() {
-    let text = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-all}\nspec: {action: DENY, rules: [{}]}\n";
+fn security_kinds_and_sidecar_are_read_with_their_positions() {
+    let text = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: deny-all\n  namespace: foo\n  annotations: {istio.io/dry-run: \"true\"}\nspec:\n  action: DENY\n  rules:\n  - to:\n    - operation: {methods: [GET], bogus: 1}\n---\napiVersion: security.istio.io/v1beta1\nkind: PeerAuthentication\nmetadata: {name: default}\nspec:\n  mtls: {mode: STRICT}\n  portLevelMtls: {9102: {mode: DISABLE}}\n---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt}\nspec:\n  jwtRules:\n  - issuer: https://idp.example.org\n    fromHeaders: [{name: x-jwt, prefix: \"Bearer \"}]\n---\napiVersion: networking.istio.io/v1beta1\nkind: Sidecar\nmetadata: {name: default}\nspec:\n  ingress:\n  - port: {number: 9080, protocol: HTTP, name: http}\n    defaultEndpoint: 127.0.0.1:8080\n";
+    let p = parse_text(text, Some("p.yaml".into()));
+    assert_eq!(p.resources.len(), 4, "{:?}", p.diagnostics);
+    let Spec::AuthorizationPolicy(ap) = &p.resources[0].spec else {
+        panic!("not an AuthorizationPolicy");
+    };
+    assert_eq!(ap.action.as_deref(), Some("DENY"));
+    assert!(sluice_model::is_dry_run(&p.resources[0].metadata));
+    let d = &p.diagnostics[0];
+    assert_eq!(d.code, "SLC0002");
+    assert_eq!(
+        d.field.as_deref(),
+        Some("spec.rules[0].to[0].operation.bogus")
+    );
+    assert_eq!(d.location.unwrap().line, 11);
+    let Spec::PeerAuthentication(pa) = &p.resources[1].spec else {
+        panic!("not a PeerAuthentication");
+    };
+    assert_eq!(pa.port_level_mtls["9102"].mode.as_deref(), Some("DISABLE"));
+    let Spec::RequestAuthentication(ra) = &p.resources[2].spec else {
+        panic!("not a RequestAuthentication");
+    };
+    assert_eq!(
+        ra.jwt_rules[0].from_headers[0].prefix.as_deref(),
+        Some("Bearer ")
+    );
+    let Spec::Sidecar(sc) = &p.resources[3].spec else {
+        panic!("not a Sidecar");
+    };
+    assert_eq!(
+        sc.ingress[0].default_endpoint.as_deref(),
+        Some("127.0.0.1:8080")
+    );
+}
+
+#[test]
+fn security_kinds_refuse_networking_versions() {
+    let text =
+        "apiVersion: security.istio.io/v1alpha3\nkind: AuthorizationPolicy\nmetadata: {name: a}\n";
+    let p = parse_text(text, None);
+    assert!(p.resources.is_empty());
+    assert_eq!(p.diagnostics[0].severity, Severity::Error);
+    assert_eq!(p.diagnostics[0].field.as_deref(), Some("apiVersion"));
+}
+
+#[test]
+fn envoy_filter_is_a_warning_not_a_silent_skip() {
+    let text = "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: lua}\nspec: {}\n";
     let p = parse_text(text, Some("p.yaml".into()));
     assert!(p.resources.is_empty());
     let d = &p.diagnostics[0];
     assert_eq!(d.severity, Severity::Warning);
-    assert!(d.message.contains("AuthorizationPolicy"), "{d}");
+    assert!(d.message.contains("EnvoyFilter"), "{d}");
     assert!(d.message.contains("not enforced"), "{d}");
     assert_eq!(d.location.unwrap().line, 2);
 }

@@ -189,7 +189,7 @@ impl Compiler<'_> {
     }
 
     /// A terminating server's TLS: certificate sources, client verification, versions.
-    fn server_tls(
+    pub(crate) fn server_tls(
         &mut self,
         r: &Resource,
         field: &str,

@@ -11,6 +11,7 @@ mod mesh;
 mod mesh_tls;
 mod outbound;
 mod route_policy;
+mod security;
 mod tcp;
 
 use std::collections::{BTreeMap, HashSet};
@@ -45,6 +46,8 @@ pub struct Compiled {
     pub clusters: BTreeMap<String, Arc<Cluster>>,
     /// The service registry.
     pub registry: Registry,
+    /// Authorization, peer authentication, JWT rules and Sidecar ingress of this proxy.
+    pub security: Arc<crate::authz::Security>,
     /// Findings made while compiling.
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -84,6 +87,7 @@ pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) 
         ordered,
     };
     c.build_clusters();
+    let security = c.compile_security();
     let mut listeners = Vec::new();
     let mut tls_listeners = Vec::new();
     if proxy.gateway_role {
@@ -127,6 +131,7 @@ pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) 
         outbound,
         clusters: c.clusters,
         registry: c.registry,
+        security,
         diagnostics: c.diagnostics,
     }
 }

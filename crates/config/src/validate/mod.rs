@@ -66,6 +66,10 @@ pub fn validate_resource(resource: &Resource) -> Vec<Diagnostic> {
         Spec::Gateway(gw) => gateway::validate(&mut ctx, gw),
         Spec::ServiceEntry(se) => service_entry::validate_service_entry(&mut ctx, se),
         Spec::WorkloadEntry(we) => service_entry::validate_workload_entry(&mut ctx, we, "spec"),
+        Spec::Sidecar(_)
+        | Spec::AuthorizationPolicy(_)
+        | Spec::PeerAuthentication(_)
+        | Spec::RequestAuthentication(_) => {}
     }
     not_enforced::warn_all(&mut ctx);
     out

@@ -189,6 +189,18 @@ fn warn(ctx: &mut Ctx<'_>, field: String, what: &str) {
     );
 }
 
+/// A policy attached by `targetRef(s)` applies to Gateway-API gateways and waypoints only.
+fn target_ref_note(ctx: &mut Ctx<'_>, has_target_ref: bool) {
+    if has_target_ref {
+        ctx.push(
+            Severity::Info,
+            codes::TARGET_REF_IGNORED,
+            "spec.targetRefs",
+            "a policy with `targetRef`/`targetRefs` is ignored by sidecars and classic gateways, as in Istio",
+        );
+    }
+}
+
 /// Warns for every check of `table` that `value` sets, at `base.<field>`.
 fn run<T>(ctx: &mut Ctx<'_>, base: &str, value: &T, table: &[Check<T>]) {
     for (field, what, present) in table {
@@ -296,6 +308,49 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
             }
         }
         Spec::WorkloadEntry(_) => {}
+        Spec::Sidecar(sc) => {
+            if !sc.egress.is_empty() {
+                warn(ctx, "spec.egress".into(), "Sidecar `egress`");
+            }
+            if sc.outbound_traffic_policy.is_some() {
+                warn(
+                    ctx,
+                    "spec.outboundTrafficPolicy".into(),
+                    "Sidecar `outboundTrafficPolicy`",
+                );
+            }
+            if sc.inbound_connection_pool.is_some() {
+                warn(
+                    ctx,
+                    "spec.inboundConnectionPool".into(),
+                    "Sidecar `inboundConnectionPool`",
+                );
+            }
+            for (i, l) in sc.ingress.iter().enumerate() {
+                if l.connection_pool.is_some() {
+                    warn(
+                        ctx,
+                        format!("spec.ingress[{i}].connectionPool"),
+                        "Sidecar ingress `connectionPool`",
+                    );
+                }
+            }
+        }
+        Spec::AuthorizationPolicy(ap) => {
+            if ap.action.as_deref() == Some("CUSTOM") {
+                ctx.push(
+                    Severity::Warning,
+                    codes::AUTHZ_CUSTOM_DENIES,
+                    "spec.action",
+                    "CUSTOM authorization is not enforced yet: sluice has no external authorizer, so requests matching these rules are denied (403), as Istio does for an unknown provider",
+                );
+            }
+            target_ref_note(ctx, ap.target_ref.is_some() || !ap.target_refs.is_empty());
+        }
+        Spec::RequestAuthentication(ra) => {
+            target_ref_note(ctx, ra.target_ref.is_some() || !ra.target_refs.is_empty());
+        }
+        Spec::PeerAuthentication(_) => {}
     }
     let endpoints: Vec<(String, &sluice_model::WorkloadEntry)> = match spec {
         Spec::ServiceEntry(se) => se

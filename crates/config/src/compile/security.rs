@@ -1,0 +1,106 @@
+//! Compiles the security config of this proxy: authorization policies, peer authentication,
+//! JWT rules and the Sidecar's ingress listeners.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use sluice_model::{codes, Resource, Severity, Sidecar, Spec};
+
+use super::Compiler;
+use crate::authz::jwt_rules::jwt_rules;
+use crate::authz::security::authz_policies;
+use crate::authz::sidecar_ingress::{select_sidecar, DefaultEndpoint, SidecarIngress};
+use crate::authz::{PeerAuthn, Security};
+
+impl Compiler<'_> {
+    /// The security config of this proxy.
+    pub(crate) fn compile_security(&mut self) -> Arc<Security> {
+        let ordered = self.ordered.clone();
+        self.warn_sidecar_conflicts(&ordered);
+        let sidecar_ingress = match select_sidecar(&ordered, self.proxy) {
+            Some((r, sc)) => self.sidecar_ingress(r, sc),
+            None => Vec::new(),
+        };
+        Arc::new(Security {
+            authz: authz_policies(&ordered, self.proxy),
+            peer_authentication: PeerAuthn::compile(&ordered, self.proxy),
+            jwt_rules: jwt_rules(&ordered, self.proxy),
+            sidecar_ingress,
+        })
+    }
+
+    fn sidecar_ingress(&mut self, r: &Resource, sc: &Sidecar) -> Vec<SidecarIngress> {
+        let mut out = Vec::new();
+        for (i, l) in sc.ingress.iter().enumerate() {
+            let field = format!("spec.ingress[{i}]");
+            let Some(port) = l.port.as_ref() else {
+                continue;
+            };
+            let Ok(number) = u16::try_from(port.number) else {
+                continue;
+            };
+            let default_endpoint = match l.default_endpoint.as_deref() {
+                None | Some("") => None,
+                Some(v) => match DefaultEndpoint::parse(v) {
+                    Ok(e) => Some(e),
+                    Err(e) => {
+                        self.diagnostics.push(r.diag(
+                            Severity::Warning,
+                            codes::SIDECAR_ENDPOINT_UNSUPPORTED,
+                            format!("{field}.defaultEndpoint"),
+                            format!("{e}; port {number} is not served"),
+                        ));
+                        continue;
+                    }
+                },
+            };
+            let tls = l.tls.as_ref().and_then(|t| {
+                let mode = t.mode.as_deref()?;
+                matches!(mode, "SIMPLE" | "MUTUAL").then(|| self.server_tls(r, &field, t, mode))
+            });
+            out.push(SidecarIngress {
+                port: number,
+                protocol: port.protocol.to_ascii_uppercase(),
+                name: port.name.clone(),
+                bind: l.bind.as_deref().and_then(|b| b.parse::<IpAddr>().ok()),
+                default_endpoint,
+                tls,
+            });
+        }
+        out
+    }
+
+    /// Istio uses one Sidecar per workload: the oldest wins and the others are reported.
+    fn warn_sidecar_conflicts(&mut self, ordered: &[&Resource]) {
+        let ns = self.proxy.namespace.as_str();
+        let mut selector_less = 0;
+        let mut selecting = 0;
+        for r in ordered.iter().filter(|r| r.metadata.namespace == ns) {
+            let Spec::Sidecar(sc) = &r.spec else { continue };
+            let (code, count, what) = match &sc.workload_selector {
+                None => (
+                    codes::MULTIPLE_SIDECARS_WITHOUT_SELECTOR,
+                    &mut selector_less,
+                    "another Sidecar without a workloadSelector",
+                ),
+                Some(w) if crate::labels::selector_matches(&w.match_labels, &self.proxy.labels) => {
+                    (
+                        codes::CONFLICTING_SIDECAR_SELECTORS,
+                        &mut selecting,
+                        "another Sidecar selecting this workload",
+                    )
+                }
+                Some(_) => continue,
+            };
+            *count += 1;
+            if *count > 1 {
+                self.diagnostics.push(r.diag(
+                    Severity::Warning,
+                    code,
+                    "spec.workloadSelector",
+                    format!("ignored: {what} in namespace {ns} is older and applies"),
+                ));
+            }
+        }
+    }
+}
