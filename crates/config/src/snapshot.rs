@@ -145,7 +145,30 @@ impl Snapshot {
             .map(|l| l.address)
             .chain(self.tcp_listeners.iter().map(|l| l.address))
             .chain(self.tls_listeners.iter().map(|l| l.address))
+            .chain(
+                self.security
+                    .sidecar_ingress
+                    .iter()
+                    .map(|i| self.inbound_address(i)),
+            )
             .collect()
+    }
+
+    /// Where a Sidecar ingress listener binds: its `bind`, else the gateway address (all
+    /// interfaces by default, as a workload's inbound port is reached from other hosts).
+    pub fn inbound_address(&self, ingress: &crate::authz::SidecarIngress) -> SocketAddr {
+        SocketAddr::new(
+            ingress.bind.unwrap_or(self.proxy.gateway_address),
+            ingress.port,
+        )
+    }
+
+    /// The Sidecar ingress listener bound at `address`.
+    pub fn inbound_listener(&self, address: SocketAddr) -> Option<&crate::authz::SidecarIngress> {
+        self.security
+            .sidecar_ingress
+            .iter()
+            .find(|i| self.inbound_address(i) == address)
     }
 
     /// The TLS listener bound at `address`.

@@ -29,6 +29,8 @@ pub enum CertificateSource {
         /// Name, without `kubernetes://`.
         name: String,
     },
+    /// The proxy's own workload certificate (`ISTIO_MUTUAL`, mesh mTLS).
+    Mesh,
 }
 
 /// Trusted CA certificates.
@@ -49,6 +51,8 @@ pub enum CaSource {
     },
     /// The system's roots (client TLS without `caCertificates`).
     System,
+    /// The mesh's roots (`ISTIO_MUTUAL`, mesh mTLS).
+    Mesh,
 }
 
 /// A TLS protocol version.

@@ -64,12 +64,9 @@ impl Drain {
         &self,
         conn: C,
     ) -> impl Future<Output = Result<(), C::Error>> {
-        self.watch_until(
-            conn,
-            std::future::pending(),
-            || std::future::pending(),
-            || std::future::ready(()),
-        )
+        self.watch_until(conn, std::future::pending(), std::future::pending, || {
+            std::future::ready(())
+        })
     }
 
     /// As [`Drain::watch`], and the connection is also asked to close when `close` completes

@@ -30,6 +30,7 @@ use crate::observe::{grpc_status, Observation};
 use crate::passthrough;
 use crate::replay::{Recorder, DEFAULT_REPLAY_CAP};
 use crate::retry::{forward, ForwardRequest};
+use crate::security::{self, ConnFacts};
 use crate::tls::TlsRuntime;
 use crate::trace_span;
 use crate::upstream::Upstreams;
@@ -134,7 +135,7 @@ fn join_flags(a: &str, b: &str) -> String {
     }
 }
 
-fn local_reply(status: StatusCode, flags: String, body: &'static str) -> Response<Body> {
+pub(crate) fn local_reply(status: StatusCode, flags: String, body: &'static str) -> Response<Body> {
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     if !body.is_empty() {
@@ -188,6 +189,8 @@ pub enum Entry {
         /// The ClientHello's server name, lower-cased.
         sni: Option<Arc<str>>,
     },
+    /// Through a Sidecar ingress listener: authenticated, authorized, then handed to the app.
+    Inbound(Arc<crate::inbound::InboundConn>),
 }
 
 impl Entry {
@@ -196,6 +199,7 @@ impl Entry {
         match self {
             Entry::Bound(a) => snapshot.listener(*a),
             Entry::Outbound(dst) => snapshot.outbound_listener(*dst),
+            Entry::Inbound(_) => None,
             Entry::Terminated { address, sni } => {
                 match &snapshot
                     .tls_listener(*address)?
@@ -210,6 +214,14 @@ impl Entry {
     }
 
     /// The scheme requests arrived with.
+    /// The listener address the request arrived on.
+    fn local_address(&self) -> SocketAddr {
+        match self {
+            Entry::Bound(a) | Entry::Outbound(a) | Entry::Terminated { address: a, .. } => *a,
+            Entry::Inbound(c) => c.local,
+        }
+    }
+
     fn scheme(&self) -> &'static str {
         match self {
             Entry::Terminated { .. } => "https",
@@ -377,15 +389,35 @@ async fn proxy(
     if let Err(e) = authority::settle(&mut req) {
         return error_reply(&e.into(), "");
     }
+    if let Entry::Inbound(conn) = &entry {
+        return Box::pin(crate::inbound::forward(ctx, snapshot, conn, peer, req, obs)).await;
+    }
     let Some(listener) = entry.listener(snapshot) else {
         return match entry {
             // The port stopped being a mesh port since the connection was accepted. Boxed, like
             // the other passthrough below: each inline await would add an upstream exchange's
             // state to every request's future.
             Entry::Outbound(dst) => Box::pin(passthrough::forward(ctx, dst, req)).await,
-            Entry::Bound(_) | Entry::Terminated { .. } => error_reply(&ProxyError::NoRoute, ""),
+            Entry::Bound(_) | Entry::Terminated { .. } | Entry::Inbound(_) => {
+                error_reply(&ProxyError::NoRoute, "")
+            }
         };
     };
+    if listener.is_gateway() {
+        let sni = match &entry {
+            Entry::Terminated { sni, .. } => sni.as_deref(),
+            _ => None,
+        };
+        let facts = ConnFacts {
+            peer,
+            local: entry.local_address(),
+            principal: None,
+            sni,
+        };
+        if let Err(denial) = security::check_http(snapshot, &req, &facts) {
+            return denial.into_response();
+        }
+    }
     if let Some(tracer) = ctx.telemetry.tracing() {
         obs.span = Some(trace_span::begin(tracer, listener, &req, peer));
     }
@@ -397,7 +429,9 @@ async fn proxy(
             return match entry {
                 // Istio's ALLOW_ANY: an unknown host goes to where the caller was going.
                 Entry::Outbound(dst) => Box::pin(passthrough::forward(ctx, dst, req)).await,
-                Entry::Bound(_) | Entry::Terminated { .. } => error_reply(&ProxyError::NoRoute, ""),
+                Entry::Bound(_) | Entry::Terminated { .. } | Entry::Inbound(_) => {
+                    error_reply(&ProxyError::NoRoute, "")
+                }
             };
         }
         Err(e) => return error_reply(&e, ""),

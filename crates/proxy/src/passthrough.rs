@@ -26,6 +26,7 @@ fn endpoint(addr: SocketAddr) -> UpstreamEndpoint {
             labels: Default::default(),
             weight: 1,
             workload: None,
+            service_account: None,
         }),
     }
 }

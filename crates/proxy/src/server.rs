@@ -239,6 +239,20 @@ async fn accept_loop(
         }
         if snapshot
             .as_ref()
+            .is_some_and(|s| s.inbound_listener(addr).is_some())
+        {
+            tokio::spawn(crate::inbound::serve(
+                ctx.clone(),
+                addr,
+                stream,
+                peer,
+                http.clone(),
+                permit,
+            ));
+            continue;
+        }
+        if snapshot
+            .as_ref()
             .is_some_and(|s| s.tls_listener(addr).is_some())
         {
             tokio::spawn(crate::tls::accept::serve(

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use sluice_config::listener::ListenerRole;
 use sluice_config::policy::{HashKey, LbPolicy};
 use sluice_config::tcp_route::TcpListener;
 use sluice_lb::{FailureKind, PickContext};
@@ -93,6 +94,22 @@ pub async fn serve_after<D>(
     D: AsyncRead + AsyncWrite + Unpin,
 {
     let _relaying = ctx.relays.track();
+    if matches!(listener.role, ListenerRole::Gateway { .. }) {
+        // AuthorizationPolicy applies to what a gateway receives, never to a sidecar's
+        // outbound side; a TCP connection has only its connection attributes.
+        if let Some(snapshot) = ctx.config.load() {
+            let facts = crate::security::ConnFacts {
+                peer,
+                local: SocketAddr::new(local, listener.address.port()),
+                principal: None,
+                sni,
+            };
+            if let Err(details) = crate::security::authorize_tcp(&snapshot, &facts) {
+                tracing::debug!(%peer, listener = %listener.name, %details, "connection denied");
+                return;
+            }
+        }
+    }
     let Some(rule) = listener.route(peer.ip(), local, sni) else {
         tracing::debug!(%peer, listener = %listener.name, sni, "no tcp/tls rule matches; connection closed");
         return;

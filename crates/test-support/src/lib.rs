@@ -172,6 +172,21 @@ impl TestClient {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Reply {
+        self.try_request(method, addr, host, path, headers, body)
+            .await
+            .expect("request failed")
+    }
+
+    /// Any request; a connection refused, closed or reset before the answer is an error.
+    pub async fn try_request(
+        &self,
+        method: &str,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Reply, String> {
         let mut b = Request::builder()
             .method(method)
             .uri(format!("http://{addr}{path}"))
@@ -183,15 +198,20 @@ impl TestClient {
         let resp = tokio::time::timeout(Duration::from_secs(10), self.client.request(req))
             .await
             .expect("request timed out")
-            .expect("request failed");
+            .map_err(|e| format!("{e:?}"))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        Reply {
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(Reply {
             status,
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
-        }
+        })
     }
 }
 

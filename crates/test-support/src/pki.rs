@@ -94,6 +94,11 @@ impl TestCa {
         }
     }
 
+    /// The CA certificate (DER).
+    pub fn der(&self) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(self.pem.as_bytes()).unwrap()
+    }
+
     /// Writes the CA certificate as `dir/name`.
     pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
         let p = dir.join(name);
@@ -118,6 +123,16 @@ fn rsa_key() -> KeyPair {
 }
 
 impl Leaf {
+    /// The certificate chain (the leaf alone), DER.
+    pub fn chain_der(&self) -> Vec<CertificateDer<'static>> {
+        vec![self.der.clone()]
+    }
+
+    /// The private key, DER.
+    pub fn key_der(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap()
+    }
+
     /// Writes `dir/<name>.crt` and `dir/<name>.key` (atomically, as a rotation would).
     pub fn write(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         let cert = dir.join(format!("{name}.crt"));
@@ -144,6 +159,9 @@ pub struct TlsClient {
     pub client: Option<Leaf>,
     /// ALPN offered.
     pub alpn: Vec<&'static str>,
+    /// Check the server certificate against the SNI (mesh peers are named by their SPIFFE
+    /// identity instead, and the SNI is `outbound_.…`): when false only the chain is checked.
+    pub verify_name: bool,
 }
 
 /// What a request over TLS got.
@@ -170,6 +188,7 @@ impl TlsClient {
             host: None,
             client: None,
             alpn: vec!["http/1.1"],
+            verify_name: true,
         }
     }
 
@@ -179,10 +198,22 @@ impl TlsClient {
             roots.add(c.unwrap()).unwrap();
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let b = rustls::ClientConfig::builder_with_provider(provider)
+        let b = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
+            .unwrap();
+        let b = if self.verify_name {
+            b.with_root_certificates(roots)
+        } else {
+            b.dangerous()
+                .with_custom_certificate_verifier(Arc::new(ChainOnly {
+                    inner: rustls::client::WebPkiServerVerifier::builder_with_provider(
+                        Arc::new(roots),
+                        provider,
+                    )
+                    .build()
+                    .unwrap(),
+                }))
+        };
         let mut c = match &self.client {
             Some(l) => b
                 .with_client_auth_cert(
@@ -268,5 +299,55 @@ impl TlsClient {
             alpn,
             peer,
         })
+    }
+}
+
+/// Verifies the server's chain but not its name (a mesh peer's SNI is not in its certificate).
+#[derive(Debug)]
+struct ChainOnly {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+            | Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }

@@ -49,12 +49,10 @@ pub async fn relay(downstream: TcpStream, dst: SocketAddr, own: &OwnConnections)
 
 /// [`relay`] for a connection whose first bytes (`read`) were already taken from it: they go
 /// first.
-pub async fn relay_after(
-    mut downstream: TcpStream,
-    dst: SocketAddr,
-    own: &OwnConnections,
-    read: &[u8],
-) {
+pub async fn relay_after<D>(mut downstream: D, dst: SocketAddr, own: &OwnConnections, read: &[u8])
+where
+    D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(dst)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {

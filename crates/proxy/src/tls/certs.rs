@@ -37,6 +37,9 @@ pub enum CertError {
         /// What was wrong.
         reason: String,
     },
+    /// Mesh mTLS is asked for but the proxy has no workload certificate (no `--ca`).
+    #[error("no workload certificate: mesh mTLS needs an identity (`sluice run --ca DIR`)")]
+    NoMeshIdentity,
     /// The Secret is not known (yet).
     #[error("secret {namespace}/{name} not found (or without {keys})")]
     NoSecret {
@@ -92,6 +95,15 @@ struct Inner {
     files: HashMap<String, FileEntry>,
     /// By (namespace, name).
     secrets: HashMap<(String, String), SecretData>,
+    mesh: Option<MeshMaterial>,
+}
+
+/// The workload certificate and the mesh roots, as handed over by the identity room.
+#[derive(Clone)]
+struct MeshMaterial {
+    key: Arc<CertifiedKey>,
+    roots: Arc<RootCertStore>,
+    identity: Arc<str>,
 }
 
 /// PEM material by file path and Secret; cheap to clone.
@@ -197,9 +209,55 @@ impl CertStore {
         keys.iter().find_map(|k| data.get(*k).cloned())
     }
 
+    /// Installs a new workload certificate (leaf first, then its CA chain), its key and the
+    /// mesh roots; the next mesh handshake uses them, running ones keep the old ones.
+    pub fn set_mesh(
+        &self,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        roots: Vec<CertificateDer<'static>>,
+    ) -> Result<(), CertError> {
+        let origin = "workload certificate";
+        let invalid = |what: &'static str, reason: String| CertError::Invalid {
+            what,
+            origin: origin.to_string(),
+            reason,
+        };
+        let identity = chain
+            .first()
+            .and_then(|leaf| super::peer::uri_sans(leaf).into_iter().next())
+            .ok_or_else(|| invalid("certificate", "no URI SAN (SPIFFE identity)".into()))?;
+        let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+            .map_err(|e| invalid("private key", e.to_string()))?;
+        let mut store = RootCertStore::empty();
+        for c in roots {
+            store
+                .add(c)
+                .map_err(|e| invalid("CA certificate", e.to_string()))?;
+        }
+        let material = MeshMaterial {
+            key: Arc::new(CertifiedKey::new(chain, signing)),
+            roots: Arc::new(store),
+            identity: Arc::from(identity),
+        };
+        self.lock().mesh = Some(material);
+        self.bump();
+        Ok(())
+    }
+
+    /// The SPIFFE identity of the workload certificate, when there is one.
+    pub fn mesh_identity(&self) -> Option<Arc<str>> {
+        self.lock().mesh.as_ref().map(|m| m.identity.clone())
+    }
+
+    fn mesh(&self) -> Result<MeshMaterial, CertError> {
+        self.lock().mesh.clone().ok_or(CertError::NoMeshIdentity)
+    }
+
     /// The certificate chain and key of a source, ready to sign handshakes.
     pub fn certified_key(&self, src: &CertificateSource) -> Result<Arc<CertifiedKey>, CertError> {
         let (chain_pem, key_pem, origin) = match src {
+            CertificateSource::Mesh => return Ok(self.mesh()?.key),
             CertificateSource::Files {
                 certificate,
                 private_key,
@@ -262,6 +320,7 @@ impl CertStore {
     pub fn roots(&self, src: &CaSource) -> Result<Arc<RootCertStore>, CertError> {
         let (pem, origin) = match src {
             CaSource::System => return Ok(system_roots()),
+            CaSource::Mesh => return Ok(self.mesh()?.roots),
             CaSource::File { path } => (self.file(path)?, path.clone()),
             CaSource::Secret { namespace, name } => {
                 // Istio's order: a `<name>-cacert` Secret, then the Secret's own CA key.

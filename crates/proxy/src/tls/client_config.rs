@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
-use sluice_config::tls::ClientTls;
+use sluice_config::tls::{CaSource, ClientTls};
 
 use super::certs::CertStore;
 use super::peer::PeerChecks;
@@ -22,6 +22,9 @@ use super::TlsError;
 struct ServerVerifier {
     roots: Option<Arc<RootCertStore>>,
     checks: PeerChecks,
+    /// Without accepted SANs, check the SNI against the certificate; mesh peers are never
+    /// named by their SNI (`outbound_.…`), so for them the chain alone is checked.
+    name_check: bool,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -46,7 +49,9 @@ impl ServerCertVerifier for ServerVerifier {
             self.algorithms.all,
         )?;
         if self.checks.is_empty() {
-            rustls::client::verify_server_name(&parsed, server_name)?;
+            if self.name_check {
+                rustls::client::verify_server_name(&parsed, server_name)?;
+            }
         } else {
             self.checks.verify(end_entity)?;
         }
@@ -108,6 +113,7 @@ pub(crate) fn build(
     let verifier = Arc::new(ServerVerifier {
         roots,
         checks: PeerChecks::new(&tls.subject_alt_names, &[], &[]),
+        name_check: tls.ca != CaSource::Mesh,
         algorithms: provider.signature_verification_algorithms,
     });
     let builder = ClientConfig::builder_with_provider(provider.clone())
@@ -121,10 +127,14 @@ pub(crate) fn build(
         }
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = if tls.h2 {
-        vec![b"h2".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
+    let alpn: &[&[u8]] = match (tls.ca == CaSource::Mesh, tls.h2) {
+        // Istio's client ALPN on mesh mTLS: the `istio-*` names let a PERMISSIVE server tell
+        // mesh traffic from a non-mesh client's TLS.
+        (true, true) => &[b"istio-h2", b"istio", b"h2"],
+        (true, false) => &[b"istio-http/1.1", b"istio", b"http/1.1"],
+        (false, true) => &[b"h2"],
+        (false, false) => &[b"http/1.1"],
     };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }

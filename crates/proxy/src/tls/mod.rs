@@ -8,7 +8,7 @@
 pub mod accept;
 pub mod certs;
 mod client_config;
-mod errors;
+pub(crate) mod errors;
 pub mod peer;
 mod server_config;
 
@@ -20,7 +20,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, ServerConfig};
-use sluice_config::tls::{ClientTls, ServerTls};
+use sluice_config::tls::{ClientTls, ServerTls, TlsVersion};
 
 pub use certs::{CertError, CertStore};
 pub use errors::HandshakeFailures;
@@ -93,7 +93,17 @@ struct Inner {
     provider: Arc<CryptoProvider>,
     servers: ArcSwap<Cache<ServerTls, ServerConfig>>,
     clients: ArcSwap<Cache<ClientTls, ClientConfig>>,
+    meshes: ArcSwap<Cache<MeshServer, ServerConfig>>,
     failures: HandshakeFailures,
+}
+
+/// What a mesh inbound chain accepts: peers of these trust domains, from this TLS version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MeshServer {
+    /// The mesh's trust domain and its aliases.
+    pub trust_domains: Vec<String>,
+    /// The lowest TLS version (MeshConfig `meshMTLS.minProtocolVersion`).
+    pub min_version: TlsVersion,
 }
 
 /// Certificate material and the TLS configs built from it; cheap to clone.
@@ -126,6 +136,7 @@ impl TlsRuntime {
                 provider: Arc::new(rustls::crypto::ring::default_provider()),
                 servers: ArcSwap::default(),
                 clients: ArcSwap::default(),
+                meshes: ArcSwap::default(),
                 failures: HandshakeFailures::default(),
             }),
         }
@@ -146,6 +157,17 @@ impl TlsRuntime {
         let i = &self.inner;
         cached(&i.servers, i.store.generation(), tls, || {
             server_config::build(tls, &i.store, &i.provider)
+        })
+    }
+
+    /// The server config terminating mesh mTLS with the workload certificate.
+    pub fn mesh_server_config(
+        &self,
+        mesh: &Arc<MeshServer>,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        let i = &self.inner;
+        cached(&i.meshes, i.store.generation(), mesh, || {
+            server_config::build_mesh(&mesh.trust_domains, mesh.min_version, &i.store, &i.provider)
         })
     }
 

@@ -13,6 +13,8 @@ pub(crate) struct PeerChecks {
     subject_alt_names: Vec<String>,
     certificate_hashes: Vec<Vec<u8>>,
     spki_hashes: Vec<Vec<u8>>,
+    /// Mesh peers: some URI SAN must start with one of these (`spiffe://<trust domain>/`).
+    uri_prefixes: Vec<String>,
 }
 
 /// Hex (`AB:CD…` or `abcd…`) → bytes.
@@ -35,6 +37,7 @@ impl PeerChecks {
     pub(crate) fn new(sans: &[String], cert_hashes: &[String], spki: &[String]) -> Self {
         PeerChecks {
             subject_alt_names: sans.to_vec(),
+            uri_prefixes: Vec::new(),
             certificate_hashes: cert_hashes.iter().filter_map(|h| hex(h)).collect(),
             spki_hashes: spki
                 .iter()
@@ -43,9 +46,21 @@ impl PeerChecks {
         }
     }
 
+    /// Checks for a mesh peer: a SPIFFE identity in one of `trust_domains`.
+    pub(crate) fn mesh(trust_domains: &[String]) -> Self {
+        PeerChecks {
+            uri_prefixes: trust_domains
+                .iter()
+                .map(|td| format!("spiffe://{td}/"))
+                .collect(),
+            ..PeerChecks::default()
+        }
+    }
+
     /// Whether nothing beyond the chain is asked for.
     pub(crate) fn is_empty(&self) -> bool {
-        self.subject_alt_names.is_empty()
+        self.uri_prefixes.is_empty()
+            && self.subject_alt_names.is_empty()
             && self.certificate_hashes.is_empty()
             && self.spki_hashes.is_empty()
     }
@@ -58,6 +73,17 @@ impl PeerChecks {
         let bad = |e: CertificateError| Error::InvalidCertificate(e);
         let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
             .map_err(|_| bad(CertificateError::BadEncoding))?;
+        if !self.uri_prefixes.is_empty() {
+            let names = alt_names(&parsed);
+            let in_mesh = names.iter().any(|n| {
+                self.uri_prefixes
+                    .iter()
+                    .any(|p| n.len() > p.len() && n.starts_with(p.as_str()))
+            });
+            if !in_mesh {
+                return Err(bad(CertificateError::ApplicationVerificationFailure));
+            }
+        }
         if !self.subject_alt_names.is_empty() {
             let names = alt_names(&parsed);
             if !self

@@ -13,7 +13,7 @@ use rustls::{
     CipherSuite, DigitallySignedStruct, DistinguishedName, Error, ServerConfig, SignatureScheme,
     SupportedProtocolVersion,
 };
-use sluice_config::tls::{ClientAuth, ServerTls, TlsVersion};
+use sluice_config::tls::{CaSource, CertificateSource, ClientAuth, ServerTls, TlsVersion};
 
 use super::certs::CertStore;
 use super::peer::PeerChecks;
@@ -178,5 +178,37 @@ pub(crate) fn build(
     }
     let mut config = builder.with_cert_resolver(Arc::new(Certificates(keys)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// ALPN of a mesh inbound chain: HTTP first; `istio-peer-exchange` and `istio` so that a TCP
+/// client offering only those (Istio's TCP ALPN) is not refused.
+const MESH_ALPN: [&[u8]; 4] = [b"h2", b"http/1.1", b"istio-peer-exchange", b"istio"];
+
+/// Builds the server config terminating mesh mTLS on an inbound listener: the workload
+/// certificate, a client certificate required and verified against the mesh roots, whose URI
+/// SAN names one of `trust_domains`; TLS 1.2 (or `min`) to 1.3.
+pub(crate) fn build_mesh(
+    trust_domains: &[String],
+    min: TlsVersion,
+    store: &CertStore,
+    base: &Arc<CryptoProvider>,
+) -> Result<ServerConfig, TlsError> {
+    let roots = store.roots(&CaSource::Mesh)?;
+    let key = store.certified_key(&CertificateSource::Mesh)?;
+    let chain = WebPkiClientVerifier::builder_with_provider(roots, base.clone())
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(base.clone())
+        .with_protocol_versions(&versions(min, TlsVersion::V1_3))
+        .map_err(TlsError::Config)?
+        .with_client_cert_verifier(Arc::new(ClientVerifier {
+            chain: Some(chain),
+            checks: PeerChecks::mesh(trust_domains),
+            mandatory: true,
+            algorithms: base.signature_verification_algorithms,
+        }))
+        .with_cert_resolver(Arc::new(Certificates(vec![key])));
+    config.alpn_protocols = MESH_ALPN.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }

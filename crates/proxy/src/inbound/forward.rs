@@ -1,0 +1,64 @@
+//! One request on an inbound connection: authorized, marked with the client certificate's
+//! identity (`x-forwarded-client-cert`), then handed to the app, reported by the destination.
+
+use std::net::SocketAddr;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use sluice_config::authz::MtlsMode;
+use sluice_config::Snapshot;
+use sluice_telemetry::Reporter;
+
+use super::{xfcc, InboundConn};
+use crate::body::Body;
+use crate::handler::{local_reply, ProxyContext};
+use crate::observe::Observation;
+use crate::security::{check_http, inbound_port, ConnFacts};
+
+/// Serves `req`, which arrived on the inbound connection `conn` from `peer`.
+pub(crate) async fn forward(
+    ctx: &ProxyContext,
+    snapshot: &Snapshot,
+    conn: &InboundConn,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+    obs: &mut Observation,
+) -> Response<Body> {
+    obs.reporter = Reporter::Destination;
+    let Some(port) = inbound_port(snapshot, conn.address) else {
+        // The listener was removed since the connection was accepted.
+        return local_reply(StatusCode::NOT_FOUND, "NR".into(), "");
+    };
+    if conn.plaintext && port.mode == MtlsMode::Strict {
+        // The PeerAuthentication turned STRICT after this connection was accepted: Envoy
+        // drains the connections of a removed chain; this one is told to go at once.
+        let mut reply = local_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            String::new(),
+            "mutual TLS is now required on this port (PeerAuthentication STRICT); reconnect with mTLS\n",
+        );
+        reply.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        return reply;
+    }
+    let principal = conn.peer_cert.as_ref().and_then(|c| c.uri.as_deref());
+    let facts = ConnFacts {
+        peer,
+        local: conn.local,
+        principal,
+        sni: conn.sni.as_deref(),
+    };
+    if let Err(denial) = check_http(snapshot, &req, &facts) {
+        return denial.into_response();
+    }
+    match (&conn.peer_cert, ctx.tls.store().mesh_identity()) {
+        (Some(cert), Some(own)) => xfcc::append(req.headers_mut(), &own, cert),
+        // Only this hop may say who the client is: a plaintext client's claim is dropped.
+        _ => {
+            req.headers_mut().remove(&xfcc::XFCC);
+        }
+    }
+    crate::passthrough::forward(ctx, port.default_endpoint, req).await
+}

@@ -1,0 +1,29 @@
+//! A workload's inbound listeners (the `Sidecar` resource's `ingress`): mesh mTLS or plaintext
+//! by the port's PeerAuthentication mode, request authentication and authorization, then the
+//! app at the listener's `defaultEndpoint`.
+
+pub mod chain;
+mod forward;
+mod serve;
+pub mod xfcc;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub(crate) use forward::forward;
+pub(crate) use serve::serve;
+
+/// What a request on an inbound connection carries from its connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundConn {
+    /// The inbound listener's address.
+    pub address: SocketAddr,
+    /// The mesh client's certificate (mesh mTLS only).
+    pub peer_cert: Option<xfcc::ClientCert>,
+    /// The connection is plaintext (no TLS at all).
+    pub plaintext: bool,
+    /// The ClientHello's server name, when the connection was TLS.
+    pub sni: Option<Arc<str>>,
+    /// The connection's local address (`destination.ip`, `destination.port`).
+    pub local: SocketAddr,
+}

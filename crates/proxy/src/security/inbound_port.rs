@@ -1,0 +1,69 @@
+//! A Sidecar ingress listener as the inbound path needs it: the app's address, what the port
+//! speaks, its own TLS and the mTLS mode the PeerAuthentications give it.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use sluice_config::authz::{DefaultEndpoint, MtlsMode};
+use sluice_config::tls::{ServerTls, TlsVersion};
+use sluice_config::Snapshot;
+
+use crate::inbound::chain::PortKind;
+use crate::tls::MeshServer;
+
+/// One inbound listener, resolved for a connection.
+pub(crate) struct InboundPort {
+    /// Where the app listens.
+    pub(crate) default_endpoint: SocketAddr,
+    /// HTTP, or bytes relayed as they are.
+    pub(crate) kind: PortKind,
+    /// Whether the port's protocol is not declared (told by the first bytes).
+    pub(crate) sniffed: bool,
+    /// The mode of the port (workload, namespace and mesh PeerAuthentications).
+    pub(crate) mode: MtlsMode,
+    /// TLS for clients outside the mesh (`ingress[].tls`).
+    pub(crate) tls: Option<Arc<ServerTls>>,
+    /// What mesh clients are checked against.
+    pub(crate) mesh: Arc<MeshServer>,
+}
+
+/// What a port of this Istio protocol speaks; `None` when it is to be sniffed.
+fn kind(protocol: &str) -> Option<PortKind> {
+    match protocol.to_ascii_uppercase().as_str() {
+        "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" | "HTTP_PROXY" => Some(PortKind::Http),
+        "" => None,
+        _ => Some(PortKind::Tcp),
+    }
+}
+
+/// The inbound listener bound at `address` in `snapshot`, if one is.
+pub(crate) fn inbound_port(snapshot: &Snapshot, address: SocketAddr) -> Option<InboundPort> {
+    let ingress = snapshot.inbound_listener(address)?;
+    let loopback = |port| match address.ip() {
+        IpAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
+        IpAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+    };
+    let default_endpoint = match ingress.default_endpoint? {
+        DefaultEndpoint::Address(a) => a,
+        // The workload's own address: in file mode the app shares the host with the proxy.
+        DefaultEndpoint::InstanceIp { port } => loopback(port),
+    };
+    let declared = kind(&ingress.protocol);
+    let proxy = &snapshot.proxy;
+    Some(InboundPort {
+        default_endpoint,
+        kind: declared.unwrap_or(PortKind::Tcp),
+        sniffed: declared.is_none(),
+        mode: snapshot
+            .security
+            .peer_authentication
+            .mtls_mode(ingress.port),
+        tls: ingress.tls.clone().map(Arc::new),
+        mesh: Arc::new(MeshServer {
+            trust_domains: std::iter::once(proxy.trust_domain.clone())
+                .chain(proxy.trust_domain_aliases.iter().cloned())
+                .collect(),
+            min_version: TlsVersion::V1_2,
+        }),
+    })
+}

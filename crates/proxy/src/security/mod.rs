@@ -1,0 +1,9 @@
+//! The security stages of a request or a connection: which inbound port it reached (a Sidecar
+//! `ingress` listener and its PeerAuthentication mode), request authentication (JWT) and
+//! authorization (AuthorizationPolicy, evaluated by `sluice_config::authz`).
+
+mod authorize;
+mod inbound_port;
+
+pub(crate) use authorize::{authorize_tcp, check_http, ConnFacts};
+pub(crate) use inbound_port::inbound_port;
