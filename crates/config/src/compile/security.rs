@@ -83,13 +83,11 @@ impl Compiler<'_> {
                     &mut selector_less,
                     "another Sidecar without a workloadSelector",
                 ),
-                Some(w) if crate::labels::selector_matches(&w.match_labels, &self.proxy.labels) => {
-                    (
-                        codes::CONFLICTING_SIDECAR_SELECTORS,
-                        &mut selecting,
-                        "another Sidecar selecting this workload",
-                    )
-                }
+                Some(w) if crate::labels::selector_matches(&w.labels, &self.proxy.labels) => (
+                    codes::CONFLICTING_SIDECAR_SELECTORS,
+                    &mut selecting,
+                    "another Sidecar selecting this workload",
+                ),
                 Some(_) => continue,
             };
             *count += 1;

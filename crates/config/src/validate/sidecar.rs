@@ -6,8 +6,7 @@ use std::net::IpAddr;
 use sluice_model::location::{push_index, push_key};
 use sluice_model::Sidecar;
 
-use super::common::{check_port, parse_protocol};
-use super::policy_target::check_selector;
+use super::common::{check_port, check_selector_labels, parse_protocol};
 use super::Ctx;
 
 /// Validates a Sidecar.
@@ -22,7 +21,15 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, sc: &Sidecar) {
             "empty Sidecar: set `ingress`, `egress` or `outboundTrafficPolicy`",
         );
     }
-    check_selector(ctx, "spec.workloadSelector", sc.workload_selector.as_ref());
+    if let Some(w) = &sc.workload_selector {
+        if w.labels.is_empty() {
+            ctx.warn(
+                "spec.workloadSelector",
+                "workloadSelector has no labels, so the Sidecar applies to every workload in the namespace",
+            );
+        }
+        check_selector_labels(ctx, "spec.workloadSelector.labels", &w.labels);
+    }
     let mut ports = HashSet::new();
     for (i, l) in sc.ingress.iter().enumerate() {
         let field = push_index("spec.ingress", i);
