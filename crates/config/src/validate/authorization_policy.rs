@@ -147,7 +147,8 @@ fn check_source(ctx: &mut Ctx<'_>, field: &str, s: &Source, custom: bool) {
     for (name, values) in source_fields(s) {
         let Some(values) = values else { continue };
         let f = push_key(field, name);
-        if custom && !name.contains("IpBlocks") {
+        let ip_field = name.to_ascii_lowercase().ends_with("ipblocks");
+        if custom && !ip_field {
             ctx.error(
                 &f,
                 format!("`{name}` is not allowed in a CUSTOM policy: it runs before peer and JWT authentication"),
