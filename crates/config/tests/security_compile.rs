@@ -132,6 +132,27 @@ fn peer_authentication_precedence() {
 }
 
 #[test]
+fn shadowed_peer_authentications_are_reported() {
+    let yaml = pa("shop", "newer", "DISABLE", "", "", T2)
+        + &pa("shop", "older", "STRICT", "", "", T1)
+        + &pa("shop", "w2", "DISABLE", "{app: payments}", "", T2)
+        + &pa("shop", "w1", "STRICT", "{app: payments}", "", T1);
+    let snap = snapshot(&yaml, &proxy());
+    let mut shadowed: Vec<&str> = snap
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == codes::PEER_AUTHENTICATION_SHADOWED)
+        .filter_map(|d| d.resource.as_ref().map(|r| r.name.as_str()))
+        .collect();
+    shadowed.sort_unstable();
+    assert_eq!(shadowed, ["newer", "w2"]);
+    assert_eq!(
+        snap.security.peer_authentication.mtls_mode(1),
+        MtlsMode::Strict
+    );
+}
+
+#[test]
 fn namespace_mode_uses_namespace_and_mesh_policies_only() {
     let yaml = pa("istio-system", "default", "STRICT", "", "", T1)
         + &pa("legacy", "default", "DISABLE", "", "", T1)

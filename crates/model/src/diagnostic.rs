@@ -189,6 +189,9 @@ pub mod codes {
     pub const TARGET_REF_IGNORED: &str = "SLC0017";
     /// A Sidecar `defaultEndpoint` sluice cannot forward to (a unix socket).
     pub const SIDECAR_ENDPOINT_UNSUPPORTED: &str = "SLC0018";
+    /// A PeerAuthentication is ignored because an older one covers the same namespace or
+    /// workload.
+    pub const PEER_AUTHENTICATION_SHADOWED: &str = "SLC0019";
     /// Several Sidecars without a workload selector in one namespace (the oldest wins).
     pub const MULTIPLE_SIDECARS_WITHOUT_SELECTOR: &str = "IST0111";
     /// Several Sidecars select the same workload (the oldest wins).
