@@ -340,7 +340,7 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
             if ap.action.as_deref() == Some("CUSTOM") {
                 ctx.push(
                     Severity::Warning,
-                    codes::AUTHZ_CUSTOM_DENIES,
+                    codes::NOT_ENFORCED,
                     "spec.action",
                     "CUSTOM authorization is not enforced yet: sluice has no external authorizer, so requests matching these rules are denied (403), as Istio does for an unknown provider",
                 );
