@@ -10,6 +10,7 @@ pub mod domain_index;
 pub mod duration;
 pub mod explain;
 pub mod host;
+pub mod jwt_claim;
 pub mod labels;
 pub mod listener;
 pub mod load;

@@ -4,6 +4,9 @@ use http::HeaderMap;
 use regex::Regex;
 use serde::Serialize;
 
+use crate::authz::VerifiedJwt;
+use crate::jwt_claim::ClaimMatch;
+
 /// What a route matches against: the parts of a request, borrowed.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestInfo<'a> {
@@ -17,9 +20,16 @@ pub struct RequestInfo<'a> {
     pub path_and_query: &'a str,
     /// Request headers.
     pub headers: &'a HeaderMap,
+    /// Request extensions, where the JWT stage leaves the [`VerifiedJwt`] claim matches read.
+    pub extensions: Option<&'a http::Extensions>,
 }
 
 impl RequestInfo<'_> {
+    /// The verified JWT of the request, if the JWT stage accepted one.
+    pub fn jwt(&self) -> Option<&VerifiedJwt> {
+        self.extensions?.get::<VerifiedJwt>()
+    }
+
     /// The path without `?query`.
     pub fn path(&self) -> &str {
         self.path_and_query
@@ -141,6 +151,12 @@ pub struct RequestMatch {
     /// Query parameters that must match.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub query_params: Vec<KeyMatch>,
+    /// JWT claims that must match (`headers` keys `@request.auth.claims...`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ClaimMatch>,
+    /// JWT claims that must not match (`withoutHeaders` keys `@request.auth.claims...`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub without_claims: Vec<ClaimMatch>,
 }
 
 impl RequestMatch {
@@ -198,6 +214,25 @@ impl RequestMatch {
                 ));
             }
         }
+        for c in &self.claims {
+            if !c.matches(req.jwt()) {
+                return Some(format!(
+                    "claim `{}` is absent or does not match {}",
+                    c.display_path(),
+                    describe(&c.value)
+                ));
+            }
+        }
+        // Envoy inverts the metadata match: an absent claim (or no token) satisfies it.
+        for c in &self.without_claims {
+            if c.matches(req.jwt()) {
+                return Some(format!(
+                    "claim `{}` matches withoutHeaders {}",
+                    c.display_path(),
+                    describe(&c.value)
+                ));
+            }
+        }
         for q in &self.query_params {
             match query_value(req.query(), &q.name) {
                 Some(v) if q.value.matches(&v, false) => {}
@@ -223,6 +258,8 @@ impl RequestMatch {
             && self.headers.is_empty()
             && self.without_headers.is_empty()
             && self.query_params.is_empty()
+            && self.claims.is_empty()
+            && self.without_claims.is_empty()
     }
 }
 
@@ -277,6 +314,7 @@ mod tests {
             authority: "app:8080",
             path_and_query: path,
             headers,
+            extensions: None,
         }
     }
 

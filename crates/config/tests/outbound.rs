@@ -62,6 +62,7 @@ fn vhost(s: &Snapshot, dst: &str, host: &str) -> Option<String> {
         authority: host,
         path_and_query: "/",
         headers: &headers,
+        extensions: None,
     };
     Some(match route(l, &info) {
         Routed::Matched(m) => m.virtual_host.name.clone(),

@@ -271,6 +271,7 @@ fn requests_follow_the_merged_rules() {
             authority: "reviews",
             path_and_query: path,
             headers: &headers,
+            extensions: None,
         };
         match route(l, &info) {
             Routed::Matched(m) => m.route.name.clone(),

@@ -72,6 +72,7 @@ fn decide(s: &Snapshot, listener: SocketAddr, req: Req<'_>) -> String {
         authority,
         path_and_query: path,
         headers: &headers,
+        extensions: None,
     };
     let l = s.listener(listener).unwrap_or_else(|| {
         panic!(

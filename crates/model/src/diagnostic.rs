@@ -181,14 +181,14 @@ pub mod codes {
     pub const LISTENER_UNBOUND: &str = "SLC0014";
     /// No Gateway selects this proxy's labels, so none of their servers is bound here.
     pub const GATEWAY_NOT_SELECTED: &str = "SLC0015";
-    /// A CUSTOM AuthorizationPolicy names a provider sluice cannot call: matching requests are
-    /// denied.
-    pub const AUTHZ_CUSTOM_DENIES: &str = "SLC0016";
     /// A security policy attached by `targetRef(s)` does not apply to sidecars or classic
     /// gateways.
-    pub const TARGET_REF_IGNORED: &str = "SLC0017";
+    pub const TARGET_REF_IGNORED: &str = "SLC0016";
     /// A Sidecar `defaultEndpoint` sluice cannot forward to (a unix socket).
-    pub const SIDECAR_ENDPOINT_UNSUPPORTED: &str = "SLC0018";
+    pub const SIDECAR_ENDPOINT_UNSUPPORTED: &str = "SLC0017";
+    /// A PeerAuthentication is ignored because an older one covers the same namespace or
+    /// workload.
+    pub const PEER_AUTHENTICATION_SHADOWED: &str = "SLC0018";
     /// Several Sidecars without a workload selector in one namespace (the oldest wins).
     pub const MULTIPLE_SIDECARS_WITHOUT_SELECTOR: &str = "IST0111";
     /// Several Sidecars select the same workload (the oldest wins).

@@ -2,17 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::common::WorkloadSelector;
 use crate::destination_rule::ConnectionPoolSettings;
 use crate::gateway::ServerTlsSettings;
+use crate::service_entry::EntryWorkloadSelector;
 
 /// `Sidecar.spec`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Sidecar {
-    /// Workloads (absent: every workload of the namespace).
+    /// Workloads by `labels` (absent: every workload of the namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload_selector: Option<WorkloadSelector>,
+    pub workload_selector: Option<EntryWorkloadSelector>,
     /// Inbound listeners.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ingress: Vec<IstioIngressListener>,

@@ -85,7 +85,7 @@ pub fn select_sidecar<'r>(
     let matching = |s: &Sidecar| {
         s.workload_selector
             .as_ref()
-            .is_some_and(|w| selector_matches(&w.match_labels, &proxy.labels))
+            .is_some_and(|w| selector_matches(&w.labels, &proxy.labels))
     };
     let selector_less = |s: &Sidecar| s.workload_selector.is_none();
     in_ns(&proxy.namespace, &matching)

@@ -1,5 +1,6 @@
 //! VirtualService `http` rules → compiled routes for one listener context (a gateway or the mesh).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_lb::WeightedSchedule;
@@ -10,6 +11,7 @@ use sluice_model::{
 use super::Compiler;
 use crate::cluster::cluster_name;
 use crate::host::fqdn;
+use crate::jwt_claim::{claim_path, ClaimMatch};
 use crate::labels::selector_matches;
 use crate::matcher::{KeyMatch, RequestMatch, StrMatch};
 use crate::policy::HeaderPolicy;
@@ -269,8 +271,30 @@ impl Compiler<'_> {
                 })
                 .collect::<Vec<_>>()
         };
-        let headers = keyed("headers", &m.headers, true);
-        let without_headers = keyed("withoutHeaders", &m.without_headers, true);
+        let (claim_keys, header_keys): (BTreeMap<_, _>, BTreeMap<_, _>) = m
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .partition(|(k, _)| claim_path(k).is_some());
+        let (without_claim_keys, without_header_keys): (BTreeMap<_, _>, BTreeMap<_, _>) = m
+            .without_headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .partition(|(k, _)| claim_path(k).is_some());
+        let headers = keyed("headers", &header_keys, true);
+        let without_headers = keyed("withoutHeaders", &without_header_keys, true);
+        let to_claims = |keys: Vec<KeyMatch>| -> Vec<ClaimMatch> {
+            keys.into_iter()
+                .filter_map(|k| {
+                    Some(ClaimMatch {
+                        path: claim_path(&k.name)?,
+                        value: k.value,
+                    })
+                })
+                .collect()
+        };
+        let claims = to_claims(keyed("headers", &claim_keys, false));
+        let without_claims = to_claims(keyed("withoutHeaders", &without_claim_keys, false));
         let query_params = keyed("queryParams", &m.query_params, false);
         if let Some((field, e)) = err {
             self.diagnostics
@@ -287,6 +311,8 @@ impl Compiler<'_> {
             headers,
             without_headers,
             query_params,
+            claims,
+            without_claims,
         })
     }
 

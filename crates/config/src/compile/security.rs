@@ -7,16 +7,19 @@ use std::sync::Arc;
 use sluice_model::{codes, Resource, Severity, Sidecar, Spec};
 
 use super::Compiler;
+use crate::authz::attachment::is_namespace_wide;
 use crate::authz::jwt_rules::jwt_rules;
 use crate::authz::security::authz_policies;
 use crate::authz::sidecar_ingress::{select_sidecar, DefaultEndpoint, SidecarIngress};
 use crate::authz::{PeerAuthn, Security};
+use crate::labels::selector_matches;
 
 impl Compiler<'_> {
     /// The security config of this proxy.
     pub(crate) fn compile_security(&mut self) -> Arc<Security> {
         let ordered = self.ordered.clone();
         self.warn_sidecar_conflicts(&ordered);
+        self.warn_peer_authentication_conflicts(&ordered);
         let sidecar_ingress = match select_sidecar(&ordered, self.proxy) {
             Some((r, sc)) => self.sidecar_ingress(r, sc),
             None => Vec::new(),
@@ -83,13 +86,11 @@ impl Compiler<'_> {
                     &mut selector_less,
                     "another Sidecar without a workloadSelector",
                 ),
-                Some(w) if crate::labels::selector_matches(&w.match_labels, &self.proxy.labels) => {
-                    (
-                        codes::CONFLICTING_SIDECAR_SELECTORS,
-                        &mut selecting,
-                        "another Sidecar selecting this workload",
-                    )
-                }
+                Some(w) if selector_matches(&w.labels, &self.proxy.labels) => (
+                    codes::CONFLICTING_SIDECAR_SELECTORS,
+                    &mut selecting,
+                    "another Sidecar selecting this workload",
+                ),
                 Some(_) => continue,
             };
             *count += 1;
@@ -101,6 +102,45 @@ impl Compiler<'_> {
                     format!("ignored: {what} in namespace {ns} is older and applies"),
                 ));
             }
+        }
+    }
+
+    /// Only the oldest namespace-wide PeerAuthentication of a namespace, and the oldest one
+    /// selecting this workload, take effect.
+    fn warn_peer_authentication_conflicts(&mut self, ordered: &[&Resource]) {
+        let mut seen_namespace_wide: Vec<&str> = Vec::new();
+        let mut seen_workload = false;
+        for r in ordered {
+            let Spec::PeerAuthentication(pa) = &r.spec else {
+                continue;
+            };
+            let ns = r.metadata.namespace.as_str();
+            let what = if is_namespace_wide(pa.selector.as_ref()) {
+                if !seen_namespace_wide.contains(&ns) {
+                    seen_namespace_wide.push(ns);
+                    continue;
+                }
+                format!("an older namespace-wide PeerAuthentication in namespace {ns} applies")
+            } else if ns == self.proxy.namespace
+                && pa
+                    .selector
+                    .as_ref()
+                    .is_some_and(|s| selector_matches(&s.match_labels, &self.proxy.labels))
+            {
+                if !seen_workload {
+                    seen_workload = true;
+                    continue;
+                }
+                "an older PeerAuthentication selecting this workload applies".to_string()
+            } else {
+                continue;
+            };
+            self.diagnostics.push(r.diag(
+                Severity::Warning,
+                codes::PEER_AUTHENTICATION_SHADOWED,
+                "spec",
+                format!("ignored: {what}"),
+            ));
         }
     }
 }

@@ -171,6 +171,7 @@ pub fn explain_request(
         authority: &authority,
         path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
         headers: &headers,
+        extensions: None,
     };
     Ok(explain(listener, &info))
 }

@@ -2,6 +2,8 @@
 //!
 //! Cross-object checks (references, conflicts, shadowed rules) live in `crate::analyze`.
 
+mod authentication;
+mod authorization_policy;
 mod common;
 mod destination_rule;
 mod gateway;
@@ -10,7 +12,9 @@ mod http_policy;
 mod http_route;
 mod load_balancer;
 mod not_enforced;
+mod policy_target;
 mod service_entry;
+mod sidecar;
 mod virtual_service;
 
 use sluice_model::{codes, Diagnostic, Resource, Severity, Spec};
@@ -66,10 +70,12 @@ pub fn validate_resource(resource: &Resource) -> Vec<Diagnostic> {
         Spec::Gateway(gw) => gateway::validate(&mut ctx, gw),
         Spec::ServiceEntry(se) => service_entry::validate_service_entry(&mut ctx, se),
         Spec::WorkloadEntry(we) => service_entry::validate_workload_entry(&mut ctx, we, "spec"),
-        Spec::Sidecar(_)
-        | Spec::AuthorizationPolicy(_)
-        | Spec::PeerAuthentication(_)
-        | Spec::RequestAuthentication(_) => {}
+        Spec::Sidecar(sc) => sidecar::validate(&mut ctx, sc),
+        Spec::AuthorizationPolicy(ap) => authorization_policy::validate(&mut ctx, ap),
+        Spec::PeerAuthentication(pa) => authentication::validate_peer_authentication(&mut ctx, pa),
+        Spec::RequestAuthentication(ra) => {
+            authentication::validate_request_authentication(&mut ctx, ra)
+        }
     }
     not_enforced::warn_all(&mut ctx);
     out

@@ -190,12 +190,12 @@ fn warn(ctx: &mut Ctx<'_>, field: String, what: &str) {
 }
 
 /// A policy attached by `targetRef(s)` applies to Gateway-API gateways and waypoints only.
-fn target_ref_note(ctx: &mut Ctx<'_>, has_target_ref: bool) {
-    if has_target_ref {
+fn target_ref_note(ctx: &mut Ctx<'_>, single: bool, many: bool) {
+    if single || many {
         ctx.push(
             Severity::Info,
             codes::TARGET_REF_IGNORED,
-            "spec.targetRefs",
+            if single { "spec.targetRef" } else { "spec.targetRefs" },
             "a policy with `targetRef`/`targetRefs` is ignored by sidecars and classic gateways, as in Istio",
         );
     }
@@ -340,15 +340,15 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
             if ap.action.as_deref() == Some("CUSTOM") {
                 ctx.push(
                     Severity::Warning,
-                    codes::AUTHZ_CUSTOM_DENIES,
+                    codes::NOT_ENFORCED,
                     "spec.action",
                     "CUSTOM authorization is not enforced yet: sluice has no external authorizer, so requests matching these rules are denied (403), as Istio does for an unknown provider",
                 );
             }
-            target_ref_note(ctx, ap.target_ref.is_some() || !ap.target_refs.is_empty());
+            target_ref_note(ctx, ap.target_ref.is_some(), !ap.target_refs.is_empty());
         }
         Spec::RequestAuthentication(ra) => {
-            target_ref_note(ctx, ra.target_ref.is_some() || !ra.target_refs.is_empty());
+            target_ref_note(ctx, ra.target_ref.is_some(), !ra.target_refs.is_empty());
         }
         Spec::PeerAuthentication(_) => {}
     }
