@@ -1,5 +1,7 @@
 //! Cross-object analysis, in the spirit of `istioctl analyze`: references, conflicts, dead rules.
 
+mod jwt_routing;
+
 use std::collections::{BTreeMap, HashSet};
 
 use sluice_model::{
@@ -35,6 +37,7 @@ pub fn analyze(resources: &[Resource]) -> Vec<Diagnostic> {
     check_mesh_host_conflicts(&ordered, &mut out);
     check_gateway_bindings(&ordered, &mut out);
     check_subsets(&registry, &drs, &mut out);
+    jwt_routing::check_claim_routes(&ordered, &mut out);
     out
 }
 

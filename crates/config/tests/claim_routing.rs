@@ -144,6 +144,24 @@ fn claims_route_as_in_istio_task() {
 }
 
 #[test]
+fn claim_routes_without_request_authentication_are_reported() {
+    let findings = |yaml: &str| -> Vec<String> {
+        let parsed = sluice_model::parse_text(yaml, None);
+        sluice_config::analyze::analyze(&parsed.resources)
+            .into_iter()
+            .filter(|d| d.code == sluice_model::codes::JWT_CLAIM_ROUTING_WITHOUT_REQUEST_AUTHN)
+            .filter_map(|d| d.field)
+            .collect()
+    };
+    let without = findings(YAML);
+    assert_eq!(without.len(), 3, "{without:?}");
+    let ra = "---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: istio-system}\nspec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  jwtRules: [{issuer: testing@secure.istio.io, jwksUri: \"https://example.org/jwks.json\"}]\n";
+    assert_eq!(findings(&format!("{YAML}{ra}")), Vec::<String>::new());
+    let elsewhere = ra.replace("istio: ingressgateway", "app: other");
+    assert_eq!(findings(&format!("{YAML}{elsewhere}")).len(), 3);
+}
+
+#[test]
 fn claim_keys_on_sidecars_are_refused() {
     let yaml = r#"
 apiVersion: networking.istio.io/v1

@@ -152,6 +152,8 @@ pub mod codes {
     pub const VS_HOST_NOT_IN_GATEWAY: &str = "IST0132";
     /// A DestinationRule subset's labels select no endpoint.
     pub const SUBSET_SELECTS_NOTHING: &str = "IST0173";
+    /// A VirtualService routes on JWT claims at a gateway no RequestAuthentication selects.
+    pub const JWT_CLAIM_ROUTING_WITHOUT_REQUEST_AUTHN: &str = "IST0149";
     /// A deprecated field is used.
     pub const DEPRECATED: &str = "IST0135";
     /// The YAML or JSON cannot be parsed.
