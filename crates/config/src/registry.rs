@@ -67,6 +67,12 @@ pub struct Service {
     pub endpoints: Vec<Arc<Endpoint>>,
     /// Resolution mode (`STATIC`, `DNS`, `NONE`, ...).
     pub resolution: String,
+    /// `location: MESH_INTERNAL` (Kubernetes Services are): only such services get automatic
+    /// mTLS.
+    pub mesh_internal: bool,
+    /// The ServiceEntry's `subjectAltNames`: identities its endpoints may present.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<String>,
     /// The ServiceEntry that defined it.
     pub source: ResourceRef,
 }
@@ -134,6 +140,8 @@ impl Registry {
                         addresses: addresses.clone(),
                         endpoints,
                         resolution: se.resolution.clone().unwrap_or_else(|| "NONE".into()),
+                        mesh_internal: se.location.as_deref() == Some("MESH_INTERNAL"),
+                        subject_alt_names: se.subject_alt_names.clone(),
                         source: r.key(),
                     })
                 });

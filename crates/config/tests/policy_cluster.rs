@@ -435,12 +435,11 @@ spec:
     fields.sort_unstable();
     assert_eq!(
         fields,
-        // Load balancing, the connection-pool limits, outlier detection and SIMPLE/MUTUAL
-        // origination are enforced; what is left are the fields that are not (ISTIO_MUTUAL).
+        // Load balancing, the connection-pool limits, outlier detection and TLS (ISTIO_MUTUAL
+        // included) are enforced; what is left are the fields that are not.
         [
             "spec.subsets[0].trafficPolicy.loadBalancer.localityLbSetting",
             "spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration",
-            "spec.trafficPolicy.tls.mode",
         ]
     );
 }

@@ -304,6 +304,7 @@ fn decide<'s>(
         authority: authority.unwrap_or(""),
         path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
         headers: req.headers(),
+        extensions: Some(req.extensions()),
     };
     let m = match route(listener, &info) {
         Routed::Matched(m) => m,

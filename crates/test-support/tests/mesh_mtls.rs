@@ -280,3 +280,58 @@ async fn authorization_by_principal_needs_mtls() {
     assert_eq!(httpbin.requests(), 1);
     p.shutdown().await;
 }
+
+/// The client side: a sidecar reaching httpbin, whose WorkloadEntry says it runs in the mesh
+/// (`security.istio.io/tlsMode: istio`, service account httpbin), speaks mesh mTLS on its own
+/// (auto mTLS) and checks the server's identity; `tls.mode: DISABLE` turns it off, and a
+/// STRICT server then refuses the plaintext connection (503).
+#[tokio::test]
+async fn auto_mtls_between_two_sidecars_and_a_destination_rule_turning_it_off() {
+    let httpbin = backend("httpbin", "v1").await;
+    let mesh = Mesh::new();
+    let server_dir = ConfigDir::new();
+    server_dir.write("pa.yaml", &peer_authentication("STRICT"));
+    let inbound = free_port();
+    let server = httpbin_sidecar(server_dir.path(), &mesh, inbound, "HTTP", httpbin.addr()).await;
+
+    let client_dir = ConfigDir::new();
+    let service_port = free_port();
+    let entry = |sa: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: httpbin\n  namespace: foo\nspec:\n  hosts: [httpbin.foo.svc.cluster.local]\n  location: MESH_INTERNAL\n  ports:\n  - number: {service_port}\n    name: http\n    protocol: HTTP\n  resolution: STATIC\n  workloadSelector:\n    labels:\n      app: httpbin\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: httpbin-1\n  namespace: foo\nspec:\n  address: 127.0.0.1\n  ports:\n    http: {inbound}\n  serviceAccount: {sa}\n  labels:\n    app: httpbin\n    security.istio.io/tlsMode: istio\n"
+        )
+    };
+    client_dir.write("httpbin.yaml", &entry("httpbin"));
+    let tls = mesh.runtime(SLEEP);
+    let client = proxy(client_dir.path(), |o| {
+        o.proxy.namespace = "foo".into();
+        o.proxy.labels.insert("app".into(), "sleep".into());
+        o.proxy.gateway_role = false;
+        o.tls = tls;
+    })
+    .await;
+    let via_sidecar = || async {
+        TestClient::new()
+            .get(local(service_port), "httpbin.foo:8000", "/headers", &[])
+            .await
+    };
+    let r = via_sidecar().await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains(&format!("URI={SLEEP}")), "{}", r.body);
+
+    // The server is not who the endpoint says it runs as: the handshake fails (503).
+    client_dir.write("httpbin.yaml", &entry("not-httpbin"));
+    client.reload().await.unwrap().unwrap();
+    assert_eq!(via_sidecar().await.status, 503);
+
+    client_dir.write("httpbin.yaml", &entry("httpbin"));
+    client_dir.write(
+        "dr.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: httpbin\n  namespace: foo\nspec:\n  host: httpbin.foo.svc.cluster.local\n  trafficPolicy:\n    tls:\n      mode: DISABLE\n",
+    );
+    client.reload().await.unwrap().unwrap();
+    assert_eq!(via_sidecar().await.status, 503);
+    assert_eq!(httpbin.requests(), 1);
+    client.shutdown().await;
+    server.shutdown().await;
+}

@@ -2,6 +2,8 @@
 //! with Istio's merge rules (port-level replaces top-level; subset objects replace whole objects).
 
 use std::sync::Arc;
+
+use super::auto_mtls::DrTls;
 use std::time::Duration;
 
 use sluice_model::{
@@ -76,7 +78,7 @@ pub(crate) fn cluster_policy(
     port: u16,
     h2: bool,
     subset: Option<&str>,
-) -> Arc<ClusterPolicy> {
+) -> (ClusterPolicy, DrTls) {
     let rules = index.for_host(hostname);
     // Same-host rules are merged: the first with a top-level trafficPolicy keeps it.
     let top = rules
@@ -102,16 +104,25 @@ pub(crate) fn cluster_policy(
         (Some(t), Some(r)) => client_tls(r, t, hostname, h2),
         _ => None,
     };
-    Arc::new(ClusterPolicy {
+    let dr_tls = match objects.tls {
+        None => DrTls::Absent,
+        Some(t) if t.mode.as_deref() == Some("ISTIO_MUTUAL") => DrTls::IstioMutual {
+            sni: t.sni.clone(),
+            subject_alt_names: t.subject_alt_names.clone(),
+        },
+        Some(_) => DrTls::Other,
+    };
+    let policy = ClusterPolicy {
         lb: lb_policy(objects.lb),
         pool: pool_limits(objects.pool),
         outlier: objects.outlier.map(outlier_policy),
         tls,
-    })
+    };
+    (policy, dr_tls)
 }
 
 /// DestinationRule `tls` with mode `SIMPLE` or `MUTUAL` → the cluster's upstream TLS. `DISABLE`
-/// is plain text; `ISTIO_MUTUAL` belongs to mesh mTLS and is warned about as not enforced.
+/// is plain text; `ISTIO_MUTUAL` is mesh mTLS (`auto_mtls`).
 fn client_tls(
     r: &Resource,
     t: &ClientTlsSettings,

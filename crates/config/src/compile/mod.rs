@@ -1,6 +1,7 @@
 //! Compilation: validated objects → listeners, virtual hosts, routes and clusters for one proxy.
 
 mod actions;
+pub mod auto_mtls;
 mod cluster_policy;
 mod delegate;
 pub mod destination_rules;
@@ -86,8 +87,8 @@ pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) 
         diagnostics: Vec::new(),
         ordered,
     };
-    c.build_clusters();
     let security = c.compile_security();
+    c.build_clusters(&security.peer_authentication);
     let mut listeners = Vec::new();
     let mut tls_listeners = Vec::new();
     if proxy.gateway_role {
@@ -138,31 +139,43 @@ pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) 
 
 impl Compiler<'_> {
     /// One cluster per service port, plus one per DestinationRule subset and port.
-    fn build_clusters(&mut self) {
+    fn build_clusters(&mut self, peers: &crate::authz::PeerAuthn) {
         let index = DestinationRuleIndex::new(&self.ordered);
         for svc in self.registry.services() {
             let subsets = index.subsets(&svc.hostname);
             for port in &svc.ports {
                 let h2 = port.protocol.upstream_h2();
-                let policy =
-                    cluster_policy::cluster_policy(&index, &svc.hostname, port.number, h2, None);
-                let all = Cluster::new(svc, port, None, svc.endpoints.clone(), policy, self.state);
-                self.clusters.insert(all.name.clone(), Arc::new(all));
-                for s in &subsets {
+                let all = std::iter::once((None, svc.endpoints.clone()));
+                let by_subset = subsets.iter().map(|s| {
                     let eps = svc
                         .endpoints
                         .iter()
                         .filter(|e| selector_matches(&s.labels, &e.labels))
                         .cloned()
-                        .collect();
-                    let policy = cluster_policy::cluster_policy(
+                        .collect::<Vec<_>>();
+                    (Some(s.name.as_str()), eps)
+                });
+                for (subset, eps) in all.chain(by_subset) {
+                    let (mut policy, dr_tls) = cluster_policy::cluster_policy(
                         &index,
                         &svc.hostname,
                         port.number,
                         h2,
-                        Some(&s.name),
+                        subset,
                     );
-                    let c = Cluster::new(svc, port, Some(&s.name), eps, policy, self.state);
+                    let target = auto_mtls::Target {
+                        service: svc,
+                        port: port.number,
+                        subset,
+                        endpoints: &eps,
+                        h2,
+                    };
+                    if let Some(mesh) =
+                        auto_mtls::mesh_client_tls(&dr_tls, &target, self.proxy, peers)
+                    {
+                        policy.tls = Some(mesh);
+                    }
+                    let c = Cluster::new(svc, port, subset, eps, Arc::new(policy), self.state);
                     self.clusters.insert(c.name.clone(), Arc::new(c));
                 }
             }

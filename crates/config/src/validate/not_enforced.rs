@@ -45,15 +45,6 @@ const MATCH_UNSUPPORTED: &[Check<HttpMatchRequest>] =
 
 /// Parts of DestinationRule policy objects (any `trafficPolicy` or `portLevelSettings` entry).
 const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
-    (
-        "tls.mode",
-        "`tls.mode: ISTIO_MUTUAL` (mesh mTLS; SIMPLE and MUTUAL are enforced)",
-        |p| {
-            p.tls
-                .as_ref()
-                .is_some_and(|t| t.mode.as_deref() == Some("ISTIO_MUTUAL"))
-        },
-    ),
     ("tls.caCrl", "certificate revocation lists (`caCrl`)", |p| {
         p.tls
             .as_ref()
