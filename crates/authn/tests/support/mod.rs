@@ -1,5 +1,5 @@
 //! Signing keys, token building and a JWKS server for the tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
