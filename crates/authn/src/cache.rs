@@ -54,8 +54,9 @@ impl Default for JwksCache {
 }
 
 impl JwksCache {
-    /// A cache trusting the platform's roots for HTTPS; refreshers run on the current tokio
-    /// runtime if there is one, otherwise from the first [`JwksCache::refresh_now`].
+    /// A cache trusting the platform's roots for HTTPS. Refreshers run on the runtime current
+    /// here, else on the one current when a rule is compiled, else from the first
+    /// [`JwksCache::refresh_now`].
     pub fn new() -> Self {
         Self {
             slots: Mutex::new(HashMap::new()),
@@ -97,8 +98,8 @@ impl JwksCache {
         let slot = Arc::new(JwksSlot::new(origin.clone(), rule.timeout, initial));
         slots.insert(origin, Arc::downgrade(&slot));
         drop(slots);
-        if let Some(runtime) = &self.runtime {
-            self.start_refresher(&slot, runtime);
+        if let Some(runtime) = self.runtime.clone().or_else(|| Handle::try_current().ok()) {
+            self.start_refresher(&slot, &runtime);
         }
         slot
     }

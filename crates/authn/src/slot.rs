@@ -157,3 +157,49 @@ impl Drop for JwksSlot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(issuer: &str, jwks: JwksSource) -> Origin {
+        Origin::of(&JwtRule::new(issuer, jwks))
+    }
+
+    #[test]
+    fn origins_by_source() {
+        assert_eq!(
+            origin("i", JwksSource::Uri("HTTPS://idp/keys".into())),
+            Origin::Http("HTTPS://idp/keys".into())
+        );
+        assert_eq!(
+            origin("i", JwksSource::Uri("file:///etc/jwks.json".into())),
+            Origin::File("/etc/jwks.json".into())
+        );
+        assert_eq!(
+            origin("i", JwksSource::Uri("keys/jwks.json".into())),
+            Origin::File("keys/jwks.json".into())
+        );
+        assert_eq!(
+            origin("https://idp", JwksSource::Discovery),
+            Origin::Discovery("https://idp".into())
+        );
+        assert!(!origin("i", JwksSource::Inline("{}".into())).is_fetched());
+    }
+
+    #[test]
+    fn a_failed_refresh_keeps_fetched_keys() {
+        let slot = JwksSlot::new(
+            Origin::Http("u".into()),
+            Duration::from_secs(1),
+            KeysState::Pending,
+        );
+        assert!(!slot.attempted());
+        slot.record(None);
+        assert!(slot.attempted());
+        assert!(matches!(**slot.load(), KeysState::FetchFailed));
+        slot.record(Some(KeySet::empty()));
+        slot.record(None);
+        assert!(matches!(**slot.load(), KeysState::Ready(_)));
+    }
+}
