@@ -15,8 +15,11 @@ pub(crate) enum Place {
 /// A token taken from the request, with the rules allowed to verify it.
 #[derive(Debug)]
 pub(crate) struct Found<'l> {
+    /// The token text.
     pub token: String,
+    /// Where it was found.
     pub place: &'l Place,
+    /// Indexes of the rules that named this location.
     pub rules: &'l [usize],
 }
 

@@ -74,7 +74,9 @@ pub(crate) enum KeysState {
 
 /// One source's current keys and the task that refreshes them.
 pub(crate) struct JwksSlot {
+    /// Where the keys are read from.
     pub origin: Origin,
+    /// Bound on one fetch.
     pub timeout: Duration,
     state: ArcSwap<KeysState>,
     attempted: watch::Sender<bool>,

@@ -65,17 +65,23 @@ pub(crate) struct ParsedJwt<'a> {
     pub payload_b64: &'a str,
     /// The signature, decoded.
     pub signature: Vec<u8>,
+    /// `alg`, parsed.
     pub alg: Alg,
     /// The `alg` text, compared with a key's `alg`.
     pub alg_name: String,
+    /// `kid`, if any.
     pub kid: Option<String>,
+    /// The payload object.
     pub payload: Map<String, Value>,
+    /// `iss`, if any.
     pub iss: Option<String>,
+    /// `sub`, if any.
     pub sub: Option<String>,
     /// 0 when absent.
     pub nbf: u64,
     /// 0 when absent (no expiry).
     pub exp: u64,
+    /// `aud` as a list.
     pub audiences: Vec<String>,
 }
 
