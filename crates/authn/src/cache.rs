@@ -123,7 +123,14 @@ impl JwksCache {
 
     /// Waits until every source in use has finished its first fetch (successful or not).
     pub async fn ready(&self) {
-        for slot in self.live_slots() {
+        let slots = self.live_slots();
+        // Rules compiled outside any runtime have no refresher yet: start them here.
+        if let Some(runtime) = self.runtime.clone().or_else(|| Handle::try_current().ok()) {
+            for slot in &slots {
+                self.start_refresher(slot, &runtime);
+            }
+        }
+        for slot in slots {
             slot.wait_attempted().await;
         }
     }
@@ -228,5 +235,41 @@ async fn refresh_loop(
         let ok = refresh_slot(&fetcher, &strong).await;
         drop(strong);
         tokio::time::sleep(if ok { refresh } else { retry }).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::JwksSource;
+
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn shareable_across_tasks() {
+        assert_send_sync::<JwksCache>();
+        assert_send_sync::<crate::JwtAuthenticator>();
+        let cache = JwksCache::new();
+        assert_send(&cache.refresh_now());
+        assert_send(&cache.ready());
+    }
+
+    #[test]
+    fn rules_compiled_outside_a_runtime_are_fetched_once_one_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        let cache = JwksCache::new();
+        let rule = JwtRule::new("i", JwksSource::Uri(path.display().to_string()));
+        // The file does not exist yet: pending, and no runtime to retry on.
+        let slot = cache.slot(&rule);
+        assert!(!slot.attempted());
+        std::fs::write(&path, r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(cache.ready());
+        assert_eq!(cache.status()[0].keys, Some(1));
     }
 }
