@@ -502,6 +502,24 @@ fn every_supported_algorithm() {
         rejected(auth.authenticate(&mut parts)).body,
         "Jwt verification fails"
     );
+    // ES512 is a valid `alg`, but ring has no P-521: a matching key cannot verify it.
+    let es512 = format!(
+        "{}.{}.c2ln",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"ES512"}"#),
+        URL_SAFE_NO_PAD.encode(r#"{"iss":"iss"}"#)
+    );
+    // Every key here names another `alg`.
+    let mut parts = request("/", &[("authorization", &bearer(&es512))]);
+    assert_eq!(
+        rejected(auth.authenticate(&mut parts)).failure,
+        JwtFailure::KidAlgMismatch
+    );
+    let any_ec = authenticator(vec![rule("iss", &[Signer::es256(None).jwk()])]);
+    let mut parts = request("/", &[("authorization", &bearer(&es512))]);
+    assert_eq!(
+        rejected(any_ec.authenticate(&mut parts)).body,
+        "Jwt verification fails"
+    );
     // `none` is not an algorithm.
     let none = format!(
         "{}.{}.sig",

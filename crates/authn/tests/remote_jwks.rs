@@ -174,7 +174,6 @@ async fn openid_discovery_finds_the_jwks_uri() {
 
 #[tokio::test]
 async fn https_jwks_uri() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
