@@ -19,6 +19,9 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use ring::rand::SystemRandom;
 use ring::signature::{self, KeyPair};
 use serde_json::{json, Value};
+use sluice_authn::{
+    AuthnOutcome, JwksCache, JwksSource, JwtAuthenticator, JwtRule, Rejection, VerifiedToken,
+};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -336,4 +339,42 @@ pub async fn eventually(mut condition: impl FnMut() -> bool) {
     while !condition() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+}
+
+/// A rule for `issuer` with these keys inline.
+pub fn rule(issuer: &str, keys: &[Value]) -> JwtRule {
+    JwtRule::new(issuer, JwksSource::Inline(jwks(keys)))
+}
+
+/// An authenticator with a cache of its own.
+pub fn authenticator(rules: Vec<JwtRule>) -> JwtAuthenticator {
+    JwtAuthenticator::new(rules, Arc::new(JwksCache::new()))
+}
+
+/// A signer and rule like Istio's samples (issuer `testing@secure.istio.io`).
+pub fn istio() -> (Signer, JwtRule) {
+    let signer = Signer::rsa("RS256", Some("DHFbpoIUqrY8t2zpA2qXfCmr5VO5ZEr4RzHU_-envvQ"));
+    let rule = rule(ISTIO_ISSUER, &[signer.jwk()]);
+    (signer, rule)
+}
+
+/// The verified token, or a panic naming the outcome.
+pub fn verified(outcome: AuthnOutcome) -> VerifiedToken {
+    match outcome {
+        AuthnOutcome::Verified(token) => token,
+        other => panic!("expected a verified token, got {other:?}"),
+    }
+}
+
+/// The rejection, or a panic naming the outcome.
+pub fn rejected(outcome: AuthnOutcome) -> Rejection {
+    match outcome {
+        AuthnOutcome::Rejected(rejection) => rejection,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+/// `Bearer <token>`.
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
 }
