@@ -81,6 +81,8 @@ impl KeySet {
     /// token's (when both sides name one); any candidate that verifies wins.
     pub fn verify(&self, jwt: &ParsedJwt<'_>) -> Result<(), JwtFailure> {
         let mut matched = false;
+        // The crate takes the signature as base64url without padding.
+        let signature = LENIENT_URL_SAFE.encode(&jwt.signature);
         for key in &self.keys {
             if let (Some(token_kid), Some(key_kid)) = (jwt.kid.as_deref(), key.kid.as_deref()) {
                 if !token_kid.is_empty() && !key_kid.is_empty() && token_kid != key_kid {
@@ -95,7 +97,7 @@ impl KeySet {
                 continue;
             }
             matched = true;
-            if signature_holds(key, jwt) {
+            if signature_holds(key, jwt, &signature) {
                 return Ok(());
             }
         }
@@ -107,7 +109,7 @@ impl KeySet {
     }
 }
 
-fn signature_holds(key: &Key, jwt: &ParsedJwt<'_>) -> bool {
+fn signature_holds(key: &Key, jwt: &ParsedJwt<'_>, signature: &str) -> bool {
     let Some((family, algorithm)) = crate_algorithm(jwt.alg) else {
         // ES512 is valid for Envoy but ring has no P-521: it cannot be verified here.
         return false;
@@ -117,8 +119,7 @@ fn signature_holds(key: &Key, jwt: &ParsedJwt<'_>) -> bool {
     if family != key.family {
         return false;
     }
-    let signature = LENIENT_URL_SAFE.encode(&jwt.signature);
-    jsonwebtoken::crypto::verify(&signature, jwt.signed.as_bytes(), &key.key, algorithm)
+    jsonwebtoken::crypto::verify(signature, jwt.signed.as_bytes(), &key.key, algorithm)
         .unwrap_or(false)
 }
 
