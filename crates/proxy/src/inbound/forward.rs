@@ -50,6 +50,10 @@ pub(crate) async fn forward(
         principal,
         sni: conn.sni.as_deref(),
     };
+    req = match ctx.authn.authenticate(snapshot, req) {
+        Ok(r) => r,
+        Err(denial) => return denial.into_response(),
+    };
     if let Err(denial) = check_http(snapshot, &req, &facts) {
         return denial.into_response();
     }
