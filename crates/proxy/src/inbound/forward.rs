@@ -25,7 +25,7 @@ pub(crate) async fn forward(
     obs: &mut Observation,
 ) -> Response<Body> {
     obs.reporter = Reporter::Destination;
-    let Some(port) = inbound_port(snapshot, conn.address) else {
+    let Some(port) = inbound_port(snapshot, conn.target) else {
         // The listener was removed since the connection was accepted.
         return local_reply(StatusCode::NOT_FOUND, "NR".into(), "");
     };

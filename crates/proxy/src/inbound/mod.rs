@@ -16,8 +16,8 @@ pub(crate) use serve::serve;
 /// What a request on an inbound connection carries from its connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundConn {
-    /// The inbound listener's address.
-    pub address: SocketAddr,
+    /// Where the connection arrived.
+    pub target: crate::security::InboundTarget,
     /// The mesh client's certificate (mesh mTLS only).
     pub peer_cert: Option<xfcc::ClientCert>,
     /// The connection is plaintext (no TLS at all).

@@ -9,3 +9,4 @@ mod inbound_port;
 pub use authenticate::Authn;
 pub(crate) use authorize::{authorize_tcp, check_http, ConnFacts};
 pub(crate) use inbound_port::inbound_port;
+pub use inbound_port::InboundTarget;
