@@ -133,6 +133,34 @@ async fn permissive_serves_mesh_mtls_and_plaintext_and_only_mtls_carries_xfcc() 
         "{}",
         plain.body
     );
+
+    // The server side's metrics tell the two apart, with both identities over mTLS.
+    let metrics = TestClient::new()
+        .admin(p.admin_addr, "/stats/prometheus")
+        .await
+        .body;
+    let requests: Vec<&str> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("istio_requests_total{") && l.contains("reporter=\"destination\"")
+        })
+        .collect();
+    assert!(
+        requests
+            .iter()
+            .any(|l| l.contains("connection_security_policy=\"mutual_tls\"")
+                && l.contains(&format!("source_principal=\"{SLEEP}\""))
+                && l.contains("source_workload_namespace=\"foo\"")
+                && l.contains(&format!("destination_principal=\"{HTTPBIN}\""))),
+        "{requests:#?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|l| l.contains("connection_security_policy=\"none\"")
+                && l.contains("source_principal=\"unknown\"")),
+        "{requests:#?}"
+    );
     p.shutdown().await;
 }
 

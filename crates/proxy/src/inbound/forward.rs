@@ -25,6 +25,7 @@ pub(crate) async fn forward(
     obs: &mut Observation,
 ) -> Response<Body> {
     obs.reporter = Reporter::Destination;
+    obs.mtls = conn.mtls.clone();
     let Some(port) = inbound_port(snapshot, conn.target) else {
         // The listener was removed since the connection was accepted.
         return local_reply(StatusCode::NOT_FOUND, "NR".into(), "");

@@ -20,6 +20,8 @@ pub struct InboundConn {
     pub target: crate::security::InboundTarget,
     /// The mesh client's certificate (mesh mTLS only).
     pub peer_cert: Option<xfcc::ClientCert>,
+    /// Both ends' telemetry labels, over mesh mTLS.
+    pub mtls: Option<sluice_telemetry::MtlsPeers>,
     /// The connection is plaintext (no TLS at all).
     pub plaintext: bool,
     /// The ClientHello's server name, when the connection was TLS.

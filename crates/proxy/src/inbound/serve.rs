@@ -100,6 +100,7 @@ pub(crate) async fn serve(
     let mut conn = InboundConn {
         target,
         peer_cert: None,
+        mtls: None,
         plaintext: matches!(opening, Opening::Plain),
         sni,
         local,
@@ -146,6 +147,10 @@ pub(crate) async fn serve(
                     .peer_certificates()
                     .and_then(|c| c.first())
                     .map(ClientCert::from_der);
+                let client = conn.peer_cert.as_ref().and_then(|c| c.uri.as_deref());
+                if let (Some(client), Some(own)) = (client, ctx.tls.store().mesh_identity()) {
+                    conn.mtls = Some(ctx.telemetry.mtls_peers(client, &own));
+                }
             }
             match kind {
                 PortKind::Http => {
