@@ -140,13 +140,18 @@ impl RemoteIssuer {
         if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
             return Err(self.err("the certificate is not for the key that was sent"));
         }
+        // The CA issues the token's identity, which is the one to report.
+        let issued = leaf_id(&parsed).ok_or_else(|| self.err("no SPIFFE id in the certificate"))?;
+        if &issued != id {
+            tracing::warn!(asked = %id, issued = %issued, "the CA issued another identity than the one configured");
+        }
         let not_before = to_system_time(parsed.validity().not_before.timestamp());
         let not_after = to_system_time(parsed.validity().not_after.timestamp());
         if roots.is_empty() {
             return Err(self.err("no rootCerts"));
         }
         Ok(WorkloadCert {
-            id: id.clone(),
+            id: issued,
             chain,
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
             roots,
@@ -196,6 +201,15 @@ impl RemoteIssuer {
         }
         serde_json::from_slice(&bytes).map_err(|e| self.err(format!("invalid reply: {e}")))
     }
+}
+
+/// The SPIFFE id in a certificate's URI SAN.
+fn leaf_id(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<SpiffeId> {
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|n| match n {
+        x509_parser::extensions::GeneralName::URI(u) => u.parse().ok(),
+        _ => None,
+    })
 }
 
 /// A CSR naming `id` (the CA uses the token's identity, but a CSR names what it asks for).

@@ -99,6 +99,10 @@ async fn a_workload_gets_the_identity_of_its_token() {
         })
         .collect();
     assert_eq!(uris, vec!["spiffe://cluster.local/ns/default/sa/sleep"]);
+    assert_eq!(
+        wc.id.to_string(),
+        "spiffe://cluster.local/ns/default/sa/sleep"
+    );
     let lifetime = wc.lifetime().as_secs();
     assert!(
         (24 * 3600..=24 * 3600 + 180).contains(&lifetime),

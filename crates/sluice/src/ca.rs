@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use sluice_identity::init::{init_intermediate, init_root, InitOptions};
-use sluice_identity::{CaDir, Issuer, SpiffeId, WorkloadCert, DEFAULT_TTL};
+use sluice_identity::{CaDir, Issuer, RemoteIssuer, SpiffeId, WorkloadCert, DEFAULT_TTL};
 use tokio::sync::{mpsc, watch};
 
 /// `sluice ca`.
@@ -22,6 +22,9 @@ pub enum CaCommand {
     /// Write a new CA in Istio's plug-in layout (ca-cert.pem, ca-key.pem, root-cert.pem,
     /// cert-chain.pem): a self-signed root, or with `--root` an intermediate signed by it.
     Init(InitArgs),
+    /// Serve the CA to workloads over HTTPS (`POST /v1/certificate`), authenticating them with
+    /// Kubernetes TokenReviews.
+    Serve(crate::ca_serve::ServeArgs),
 }
 
 /// `sluice ca init`.
@@ -50,8 +53,18 @@ pub struct InitArgs {
 pub struct IdentityArgs {
     /// Issue this proxy's workload certificate from the CA in this directory (Istio's plug-in
     /// layout, re-read when its files change).
-    #[arg(long = "ca")]
+    #[arg(long = "ca", conflicts_with = "ca_address")]
     pub ca_dir: Option<PathBuf>,
+    /// Get this proxy's workload certificate from a `sluice ca serve` at this URL
+    /// (`https://sluice-ca.istio-system.svc:15012`).
+    #[arg(long, requires = "ca_root")]
+    pub ca_address: Option<String>,
+    /// PEM roots that the `--ca-address` server's certificate chains to (its `root-cert.pem`).
+    #[arg(long)]
+    pub ca_root: Option<PathBuf>,
+    /// The projected service account token sent to `--ca-address` (audience `istio-ca`).
+    #[arg(long, default_value = sluice_identity::DEFAULT_TOKEN_FILE)]
+    pub token_file: PathBuf,
     /// Trust domain of workload identities (MeshConfig `trustDomain`).
     #[arg(long, default_value = "cluster.local")]
     pub trust_domain: String,
@@ -61,9 +74,13 @@ pub struct IdentityArgs {
 }
 
 /// Runs `sluice ca` and returns what to print.
-pub fn run(args: &CaArgs) -> anyhow::Result<String> {
+pub async fn run(args: &CaArgs) -> anyhow::Result<String> {
     match &args.command {
         CaCommand::Init(a) => init(a),
+        CaCommand::Serve(a) => {
+            crate::ca_serve::serve(a).await?;
+            Ok(String::new())
+        }
     }
 }
 
@@ -86,19 +103,30 @@ fn init(a: &InitArgs) -> anyhow::Result<String> {
 
 /// Who issues this proxy's certificate, if anyone.
 fn issuer(args: &IdentityArgs) -> anyhow::Result<Option<Arc<dyn Issuer>>> {
-    match &args.ca_dir {
-        Some(dir) => {
-            let ca = CaDir::open(dir, DEFAULT_TTL)
-                .with_context(|| format!("cannot use the CA in {}", dir.display()))?;
-            Ok(Some(Arc::new(ca)))
-        }
-        None => Ok(None),
+    if let Some(dir) = &args.ca_dir {
+        let ca = CaDir::open(dir, DEFAULT_TTL)
+            .with_context(|| format!("cannot use the CA in {}", dir.display()))?;
+        return Ok(Some(Arc::new(ca)));
     }
+    if let Some(address) = &args.ca_address {
+        let root_file = args
+            .ca_root
+            .as_ref()
+            .context("--ca-address needs --ca-root")?;
+        let root = std::fs::read(root_file)
+            .with_context(|| format!("cannot read {}", root_file.display()))?;
+        let remote = RemoteIssuer::new(address, &root, args.token_file.clone())?;
+        return Ok(Some(Arc::new(remote)));
+    }
+    Ok(None)
 }
 
 /// Starts issuing and rotating this proxy's workload certificate (identity
 /// `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`) when a CA is configured;
 /// returns once the first certificate is issued, with a channel that always holds the newest.
+/// A remote CA that cannot be reached is retried (with backoff) until it answers, like Istio's
+/// agent waits for istiod. A remote CA issues the identity of the token's service account,
+/// whatever `--namespace`/`--service-account` say.
 pub async fn spawn_identity(
     args: &IdentityArgs,
     namespace: &str,
@@ -144,6 +172,9 @@ mod tests {
         assert!(out.contains("root CA"), "{out}");
         let args = IdentityArgs {
             ca_dir: Some(dir),
+            ca_address: None,
+            ca_root: None,
+            token_file: PathBuf::from(sluice_identity::DEFAULT_TOKEN_FILE),
             trust_domain: "example.org".into(),
             service_account: "reviews".into(),
         };

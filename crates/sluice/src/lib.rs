@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod ca;
+pub mod ca_serve;
 pub mod cli;
 pub mod demo;
 pub mod explain;

@@ -198,7 +198,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sluice_kube::iptables::run(a).await
         }
         Command::Ca(a) => {
-            print!("{}", sluice::ca::run(&a)?);
+            init_logging(&cli.log_format);
+            print!("{}", sluice::ca::run(&a).await?);
             Ok(())
         }
         Command::Backend(b) => sluice_tools::backend::run(b).await,
