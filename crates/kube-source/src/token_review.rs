@@ -41,12 +41,12 @@ pub async fn review_token(
             status.error.unwrap_or_else(|| "not authenticated".into()),
         ));
     }
-    // An audience-bound review lists the audiences the token matched; none means it does not
-    // carry ours.
+    // The API server lists the audiences the token was accepted for; one that does not list
+    // ours ignored the request's audience, and the token may be meant for someone else.
     let audiences = status.audiences.unwrap_or_default();
-    if !audiences.is_empty() && !audiences.iter().any(|a| a == audience) {
+    if !audiences.iter().any(|a| a == audience) {
         return Ok(TokenReviewOutcome::Refused(format!(
-            "the token is not for the audience {audience}"
+            "the token is not valid for the audience {audience}"
         )));
     }
     match status.user.and_then(|u| u.username) {

@@ -156,6 +156,77 @@ pub async fn spawn_identity(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parses(argv: &[&str]) -> bool {
+        Cli::try_parse_from(argv).is_ok()
+    }
+
+    #[test]
+    fn ca_flags_go_together() {
+        assert!(parses(&["sluice", "ca", "init", "d"]));
+        assert!(parses(&[
+            "sluice",
+            "ca",
+            "init",
+            "d",
+            "--root",
+            "r",
+            "--force",
+            "--validity",
+            "720h"
+        ]));
+        assert!(
+            !parses(&["sluice", "ca", "serve"]),
+            "a CA source is required"
+        );
+        assert!(!parses(&[
+            "sluice",
+            "ca",
+            "serve",
+            "--ca",
+            "d",
+            "--ca-secret",
+            "cacerts"
+        ]));
+        assert!(
+            !parses(&["sluice", "run", "c/", "--ca-address", "https://ca:15012"]),
+            "needs --ca-root"
+        );
+        assert!(!parses(&[
+            "sluice",
+            "run",
+            "c/",
+            "--ca",
+            "d",
+            "--ca-address",
+            "https://ca:15012",
+            "--ca-root",
+            "r"
+        ]));
+        let Command::Ca(CaArgs {
+            command: CaCommand::Serve(s),
+        }) = Cli::try_parse_from([
+            "sluice",
+            "ca",
+            "serve",
+            "--ca-secret",
+            "cacerts",
+            "--dns-name",
+            "a",
+            "--dns-name",
+            "b",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not ca serve");
+        };
+        assert_eq!(s.dns_names, vec!["a", "b"]);
+        assert_eq!(s.listen.port(), 15012);
+        assert_eq!(s.trust_domain, "cluster.local");
+    }
 
     #[tokio::test]
     async fn a_ca_directory_gives_the_workload_its_identity() {

@@ -95,11 +95,25 @@ async fn read_secret(
     Ok((bundle, data))
 }
 
-async fn ca_source(args: &ServeArgs, client: &kube::Client) -> anyhow::Result<Arc<dyn CaSource>> {
+/// Stops the Secret's polling when the server stops.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
+async fn ca_source(
+    args: &ServeArgs,
+    client: &kube::Client,
+) -> anyhow::Result<(Arc<dyn CaSource>, AbortOnDrop)> {
     if let Some(dir) = &args.ca_dir {
         let ca = CaDir::open(dir, DEFAULT_TTL)
             .with_context(|| format!("cannot use the CA in {}", dir.display()))?;
-        return Ok(Arc::new(ca));
+        return Ok((Arc::new(ca), AbortOnDrop(None)));
     }
     let name = args
         .ca_secret
@@ -110,7 +124,7 @@ async fn ca_source(args: &ServeArgs, client: &kube::Client) -> anyhow::Result<Ar
     let (bundle, mut data) = read_secret(&api, &name, &origin).await?;
     let source = Arc::new(SecretCa(Mutex::new(Arc::new(bundle))));
     let s = source.clone();
-    tokio::spawn(async move {
+    let poll = tokio::spawn(async move {
         loop {
             tokio::time::sleep(SECRET_POLL).await;
             let Ok(secret) = api.get(&name).await else {
@@ -139,13 +153,13 @@ async fn ca_source(args: &ServeArgs, client: &kube::Client) -> anyhow::Result<Ar
             data = next;
         }
     });
-    Ok(source)
+    Ok((source, AbortOnDrop(Some(poll))))
 }
 
 /// Serves the CA on `listener` until the returned future is dropped.
 pub async fn serve_on(args: &ServeArgs, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let client = sluice_kube::connect(args.kube_api.as_deref()).await?;
-    let ca = ca_source(args, &client).await?;
+    let (ca, _poll) = ca_source(args, &client).await?;
     let server = Arc::new(CaServer {
         ca,
         auth: Arc::new(TokenReviewer(client)),

@@ -66,6 +66,10 @@ async fn answer(
         let status = match review["spec"]["token"].as_str() {
             Some("sleep-token") => json!({"authenticated": true, "audiences": ["istio-ca"],
                 "user": {"username": "system:serviceaccount:default:sleep"}}),
+            Some("api-token") => {
+                json!({"authenticated": true, "audiences": ["https://kubernetes.default.svc"],
+                "user": {"username": "system:serviceaccount:default:sleep"}})
+            }
             Some("admin-token") => json!({"authenticated": true, "audiences": ["istio-ca"],
                 "user": {"username": "kubernetes-admin"}}),
             _ => json!({"authenticated": false, "error": "invalid bearer token"}),
@@ -162,6 +166,7 @@ async fn workloads_get_their_service_accounts_identity() {
     for (tok, why) in [
         ("forged-token", "invalid bearer token"),
         ("admin-token", "not a service account"),
+        ("api-token", "not valid for the audience istio-ca"),
     ] {
         let issuer =
             RemoteIssuer::new(&format!("https://{addr}"), &root, token(tmp.path(), tok)).unwrap();
