@@ -127,3 +127,71 @@ fn an_intermediate_without_a_root_key_names_the_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("root-cert.pem is missing"));
 }
+
+#[test]
+fn run_with_a_ca_directory_issues_the_proxys_identity() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("ca");
+    let config = tmp.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    assert!(run(&["ca", "init", ca.to_str().unwrap()]).status.success());
+
+    // A CA that cannot be used stops the start, naming the file.
+    let out = run(&[
+        "run",
+        config.to_str().unwrap(),
+        "--admin",
+        "127.0.0.1:0",
+        "--no-watch",
+        "--ca",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ca-cert.pem is missing"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut child = sluice()
+        .args([
+            "run",
+            "--admin",
+            "127.0.0.1:0",
+            "--no-watch",
+            "--no-gateway",
+        ])
+        .arg(&config)
+        .arg("--ca")
+        .arg(&ca)
+        .args(["--namespace", "bookinfo", "--service-account", "reviews"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let found = loop {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) if line.contains("workload certificate issued") => break Some(line),
+            Ok(line) => seen.push(line),
+            Err(_) => break None,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = found.unwrap_or_else(|| panic!("no certificate issued: {seen:#?}"));
+    assert!(
+        line.contains("spiffe://cluster.local/ns/bookinfo/sa/reviews"),
+        "{line}"
+    );
+}
