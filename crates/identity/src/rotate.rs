@@ -23,6 +23,9 @@ pub(crate) const CA_POLL: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Shortest wait between two issuances, so that a CA about to expire (which only grants
+/// certificates up to its own expiry) does not make the loop spin.
+const MIN_RENEW: Duration = Duration::from_secs(1);
 
 /// What an issuance returns: a boxed future, so that `dyn Issuer` works without `async-trait`.
 pub type IssueFuture<'a> =
@@ -52,7 +55,7 @@ impl Issuer for CaBundle {
 pub async fn rotate(issuer: Arc<dyn Issuer>, id: SpiffeId, on_new: impl Fn(WorkloadCert)) {
     loop {
         let cert = issue_with_retry(issuer.as_ref(), &id).await;
-        let renew_in = renew_delay(&cert, jittered_ratio());
+        let renew_in = renew_delay(&cert, jittered_ratio()).max(MIN_RENEW);
         tracing::info!(
             identity = %id,
             expires_in_s = cert.not_after.duration_since(SystemTime::now()).unwrap_or_default().as_secs(),
