@@ -6,6 +6,7 @@ pub mod ca_serve;
 pub mod cli;
 pub mod demo;
 pub mod explain;
+pub mod mesh_identity;
 pub mod reload;
 pub mod runtime;
 pub mod secrets;

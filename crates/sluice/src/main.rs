@@ -182,9 +182,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tc.service_name = format!("{app}.{}", opts.proxy.namespace);
                 opts.telemetry.tracing = Some(tc);
             }
-            // Handed to the proxy's mesh identity; kept alive for as long as the proxy runs.
-            let _mesh_identity =
-                sluice::ca::spawn_identity(&r.identity, &opts.proxy.namespace).await?;
+            // Policies name identities in this trust domain; mesh peers must belong to it.
+            opts.proxy.trust_domain = r.identity.trust_domain.clone();
+            if let Some(certs) =
+                sluice::ca::spawn_identity(&r.identity, &opts.proxy.namespace).await?
+            {
+                sluice::mesh_identity::follow(certs, opts.tls.store().clone());
+            }
             let drain = opts.drain;
             let handle = sluice::runtime::start(opts).await?;
             shutdown_signal().await;

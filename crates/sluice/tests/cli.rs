@@ -460,3 +460,108 @@ fn reload_applies_an_edit_now_or_reports_the_rejection() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Mesh mTLS between two `sluice run` processes whose workload certificates come from one CA
+/// made by `sluice ca init`: the client reaches the STRICT server with automatic mTLS and its
+/// identity arrives in `x-forwarded-client-cert`; a plaintext client is refused.
+#[test]
+fn two_proxies_speak_mesh_mtls_with_certificates_from_sluice_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    let init = sluice().arg("ca").arg("init").arg(&ca).output().unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+
+    let (app, inbound, service, admin_a, admin_b) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let mut backend = sluice()
+        .args([
+            "backend",
+            "--listen",
+            &format!("127.0.0.1:{app}"),
+            "--name",
+            "httpbin",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(app, "backend did not start");
+
+    let server_dir = dir.path().join("server");
+    std::fs::create_dir(&server_dir).unwrap();
+    std::fs::write(
+        server_dir.join("httpbin.yaml"),
+        format!("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n  name: httpbin\n  namespace: foo\nspec:\n  ingress:\n  - port:\n      number: {inbound}\n      protocol: HTTP\n      name: http\n    defaultEndpoint: 127.0.0.1:{app}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: foo\nspec:\n  mtls:\n    mode: STRICT\n"),
+    )
+    .unwrap();
+    let client_dir = dir.path().join("client");
+    std::fs::create_dir(&client_dir).unwrap();
+    std::fs::write(
+        client_dir.join("httpbin.yaml"),
+        format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: httpbin\n  namespace: foo\nspec:\n  hosts: [httpbin.foo.svc.cluster.local]\n  location: MESH_INTERNAL\n  ports:\n  - number: {service}\n    name: http\n    protocol: HTTP\n  resolution: STATIC\n  endpoints:\n  - address: 127.0.0.1\n    ports:\n      http: {inbound}\n    serviceAccount: httpbin\n    labels:\n      security.istio.io/tlsMode: istio\n"),
+    )
+    .unwrap();
+    let run = |config: &std::path::Path, sa: &str, admin: u16| {
+        sluice()
+            .arg("run")
+            .arg(config)
+            .arg("--ca")
+            .arg(&ca)
+            .args([
+                "--namespace",
+                "foo",
+                "--service-account",
+                sa,
+                "--no-gateway",
+            ])
+            .args([
+                "--gateway-address",
+                "127.0.0.1",
+                "--admin",
+                &format!("127.0.0.1:{admin}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut server = run(&server_dir, "httpbin", admin_a);
+    let mut client = run(&client_dir, "sleep", admin_b);
+    wait_listening(inbound, "server inbound listener did not start");
+    wait_listening(service, "client mesh listener did not start");
+
+    let answer = http_get(service, "httpbin.foo.svc.cluster.local", "/headers");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("URI=spiffe://cluster.local/ns/foo/sa/sleep"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("By=spiffe://cluster.local/ns/foo/sa/httpbin"),
+        "{answer}"
+    );
+    // Plaintext straight to the STRICT port: closed without an answer (curl's 000).
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", inbound)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    use std::io::Write;
+    let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: httpbin\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+
+    for child in [&mut server, &mut client] {
+        signal(child.id(), "-TERM");
+        wait_exit(child, Duration::from_secs(15));
+    }
+    let _ = backend.kill();
+    let _ = backend.wait();
+}
