@@ -411,7 +411,7 @@ async fn proxy(
         // Envoy's order: the JWT filter (which also feeds claim-based routing), then RBAC.
         req = match ctx.authn.authenticate(snapshot, req) {
             Ok(r) => r,
-            Err(denial) => return denial.into_response(),
+            Err(denial) => return denial.reply(obs),
         };
         let sni = match &entry {
             Entry::Terminated { sni, .. } => sni.as_deref(),
@@ -424,7 +424,7 @@ async fn proxy(
             sni,
         };
         if let Err(denial) = security::check_http(snapshot, &req, &facts) {
-            return denial.into_response();
+            return denial.reply(obs);
         }
     }
     if let Some(tracer) = ctx.telemetry.tracing() {

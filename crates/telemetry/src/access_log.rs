@@ -84,9 +84,14 @@ pub enum TextField {
     RouteName,
     /// `x-request-id`.
     RequestId,
+    /// The mesh client's SPIFFE identity (`%DOWNSTREAM_PEER_URI_SAN%`), over mTLS.
+    PeerPrincipal,
+    /// Why the proxy answered itself (`%RESPONSE_CODE_DETAILS%`): an authorization or JWT
+    /// denial.
+    ResponseCodeDetails,
 }
 
-const TEXT_FIELDS: usize = 6;
+const TEXT_FIELDS: usize = 8;
 
 /// A line's text fields in one buffer.
 ///
@@ -376,6 +381,15 @@ impl AccessLogEntry {
                 field(out, TextField::RouteName);
                 out.extend_from_slice(b",\"x_request_id\":");
                 field(out, TextField::RequestId);
+                // Security fields only when there is something to say: most lines have neither.
+                if text(TextField::PeerPrincipal).is_some() {
+                    out.extend_from_slice(b",\"downstream_peer_uri_san\":");
+                    field(out, TextField::PeerPrincipal);
+                }
+                if text(TextField::ResponseCodeDetails).is_some() {
+                    out.extend_from_slice(b",\"response_code_details\":");
+                    field(out, TextField::ResponseCodeDetails);
+                }
                 out.extend_from_slice(b",\"trace_id\":");
                 match self.trace_id {
                     Some(id) => {

@@ -11,7 +11,9 @@ use bytes::Bytes;
 
 use sluice_proxy::tls::TlsRuntime;
 use sluice_test_support::pki::{Leaf, TestCa, TlsClient};
-use sluice_test_support::{backend, free_port, proxy, ConfigDir, ProxyHandle, TestClient};
+use sluice_test_support::{
+    assert_eventually, backend, free_port, proxy, ConfigDir, ProxyHandle, TestClient,
+};
 
 const SLEEP: &str = "spiffe://cluster.local/ns/foo/sa/sleep";
 const HTTPBIN: &str = "spiffe://cluster.local/ns/foo/sa/httpbin";
@@ -66,6 +68,18 @@ async fn httpbin_sidecar(
     protocol: &str,
     app: SocketAddr,
 ) -> ProxyHandle {
+    httpbin_sidecar_with(dir, mesh, port, protocol, app, |_| {}).await
+}
+
+/// [`httpbin_sidecar`] with more options.
+async fn httpbin_sidecar_with(
+    dir: &Path,
+    mesh: &Mesh,
+    port: u16,
+    protocol: &str,
+    app: SocketAddr,
+    configure: impl FnOnce(&mut sluice::runtime::RunOptions),
+) -> ProxyHandle {
     std::fs::write(
         dir.join("sidecar.yaml"),
         format!(
@@ -78,6 +92,7 @@ async fn httpbin_sidecar(
         o.proxy.namespace = "foo".into();
         o.proxy.labels.insert("app".into(), "httpbin".into());
         o.tls = tls;
+        configure(o);
     })
     .await
 }
@@ -272,7 +287,13 @@ async fn authorization_by_principal_needs_mtls() {
         "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: allow-nothing\n  namespace: foo\nspec:\n  {}\n",
     );
     let port = free_port();
-    let p = httpbin_sidecar(dir.path(), &mesh, port, "HTTP", httpbin.addr()).await;
+    let log = dir.path().join("access.log");
+    let log_target = log.clone();
+    let p = httpbin_sidecar_with(dir.path(), &mesh, port, "HTTP", httpbin.addr(), |o| {
+        o.telemetry.access_log.enabled = true;
+        o.telemetry.access_log.target = sluice_telemetry::AccessLogTarget::File(log_target);
+    })
+    .await;
     let r = mesh
         .client(Some(&mesh.client))
         .get(local(port), "/status/200")
@@ -282,6 +303,17 @@ async fn authorization_by_principal_needs_mtls() {
         (r.status.as_u16(), r.body.as_str()),
         (403, "RBAC: access denied")
     );
+    // The access log names the client's identity and the decision, as Envoy's fields do.
+    let expected = [
+        format!("\"downstream_peer_uri_san\":\"{SLEEP}\""),
+        "\"response_code_details\":\"rbac_access_denied_matched_policy[none]\"".to_string(),
+    ];
+    assert_eventually(std::time::Duration::from_secs(5), "access log line", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let ok = expected.iter().all(|e| text.contains(e.as_str()));
+        async move { ok }
+    })
+    .await;
 
     dir.write(
         "allow-sleep.yaml",

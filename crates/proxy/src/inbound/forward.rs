@@ -7,7 +7,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use sluice_config::authz::MtlsMode;
 use sluice_config::Snapshot;
-use sluice_telemetry::Reporter;
+use sluice_telemetry::{Reporter, TextField};
 
 use super::{xfcc, InboundConn};
 use crate::body::Body;
@@ -26,6 +26,12 @@ pub(crate) async fn forward(
 ) -> Response<Body> {
     obs.reporter = Reporter::Destination;
     obs.mtls = conn.mtls.clone();
+    if let (Some(log), Some(uri)) = (
+        obs.log.as_mut(),
+        conn.peer_cert.as_ref().and_then(|c| c.uri.as_deref()),
+    ) {
+        log.text.set(TextField::PeerPrincipal, uri);
+    }
     let Some(port) = inbound_port(snapshot, conn.target) else {
         // The listener was removed since the connection was accepted.
         return local_reply(StatusCode::NOT_FOUND, "NR".into(), "");
@@ -53,10 +59,10 @@ pub(crate) async fn forward(
     };
     req = match ctx.authn.authenticate(snapshot, req) {
         Ok(r) => r,
-        Err(denial) => return denial.into_response(),
+        Err(denial) => return denial.reply(obs),
     };
     if let Err(denial) = check_http(snapshot, &req, &facts) {
-        return denial.into_response();
+        return denial.reply(obs);
     }
     match (&conn.peer_cert, ctx.tls.store().mesh_identity()) {
         (Some(cert), Some(own)) => xfcc::append(req.headers_mut(), &own, cert),

@@ -123,7 +123,7 @@ impl Authn {
             }
             AuthnOutcome::Rejected(r) => {
                 tracing::debug!(details = %r.details, "request refused by JWT authentication");
-                return Err(Denial::jwt(r.status, r.body, r.www_authenticate));
+                return Err(Denial::jwt(r.status, r.body, r.www_authenticate, r.details));
             }
         }
         Ok(Request::from_parts(parts, body))

@@ -8,7 +8,10 @@ use hyper::body::Incoming;
 use sluice_config::authz::{evaluate, Decision, HttpAttributes, RequestAttributes, VerifiedJwt};
 use sluice_config::Snapshot;
 
+use sluice_telemetry::TextField;
+
 use crate::body::Body;
+use crate::observe::Observation;
 
 /// Envoy's body for a request its RBAC filter denies.
 const DENIED_BODY: &str = "RBAC: access denied";
@@ -61,29 +64,46 @@ pub(crate) struct Denial {
     status: StatusCode,
     body: String,
     challenge: Option<String>,
+    /// Envoy's `%RESPONSE_CODE_DETAILS%` for the access log.
+    details: String,
 }
 
 impl Denial {
     /// Envoy's RBAC denial: `403 RBAC: access denied`.
-    fn rbac() -> Box<Self> {
+    fn rbac(details: String) -> Box<Self> {
         Box::new(Denial {
             status: StatusCode::FORBIDDEN,
             body: DENIED_BODY.into(),
             challenge: None,
+            details,
         })
     }
 
     /// A JWT refused by request authentication.
-    pub(crate) fn jwt(status: StatusCode, body: String, challenge: String) -> Box<Self> {
+    pub(crate) fn jwt(
+        status: StatusCode,
+        body: String,
+        challenge: String,
+        details: String,
+    ) -> Box<Self> {
         Box::new(Denial {
             status,
             body,
             challenge: Some(challenge),
+            details,
         })
     }
 
+    /// The reply sent instead of forwarding, its details noted in the request's access log.
+    pub(crate) fn reply(self, obs: &mut Observation) -> Response<Body> {
+        if let Some(log) = obs.log.as_mut() {
+            log.text.set(TextField::ResponseCodeDetails, &self.details);
+        }
+        self.into_response()
+    }
+
     /// The reply sent instead of forwarding.
-    pub(crate) fn into_response(self) -> Response<Body> {
+    fn into_response(self) -> Response<Body> {
         let mut resp = Response::new(Body::full(self.body));
         *resp.status_mut() = self.status;
         let headers = resp.headers_mut();
@@ -129,8 +149,9 @@ pub(crate) fn check_http(
     if decision.allowed {
         return Ok(());
     }
-    tracing::debug!(peer = %conn.peer, details = decision.details().as_deref().unwrap_or(""), "request denied");
-    Err(Denial::rbac())
+    let details = decision.details().unwrap_or_default();
+    tracing::debug!(peer = %conn.peer, %details, "request denied");
+    Err(Denial::rbac(details))
 }
 
 /// Authorizes a TCP connection with its connection attributes only; the error is Envoy's
