@@ -621,3 +621,38 @@ async fn rotation_under_load_fails_no_request() {
     client.shutdown().await;
     server.shutdown().await;
 }
+
+/// A Gateway server with `tls.mode: ISTIO_MUTUAL` terminates with the gateway's workload
+/// certificate and requires a mesh client certificate (no `credentialName`).
+#[tokio::test]
+async fn gateway_istio_mutual_requires_a_mesh_certificate() {
+    let httpbin = backend("httpbin", "v1").await;
+    let mesh = Mesh::new();
+    let dir = ConfigDir::new();
+    let port = free_port();
+    dir.write(
+        "gw.yaml",
+        &format!(
+            "{}---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: mesh-gateway\n  namespace: foo\nspec:\n  selector:\n    istio: ingressgateway\n  servers:\n  - port:\n      number: {port}\n      name: https\n      protocol: HTTPS\n    hosts:\n    - \"*\"\n    tls:\n      mode: ISTIO_MUTUAL\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: httpbin\n  namespace: foo\nspec:\n  hosts:\n  - \"*\"\n  gateways:\n  - mesh-gateway\n  http:\n  - route:\n    - destination:\n        port:\n          number: 8000\n        host: httpbin.foo.svc.cluster.local\n",
+            sluice_test_support::service_yaml("httpbin.foo.svc.cluster.local", 8000, &[("v1", httpbin.addr())])
+        ),
+    );
+    let tls = mesh
+        .runtime("spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account");
+    let p = proxy(dir.path(), |o| {
+        o.proxy
+            .labels
+            .insert("istio".into(), "ingressgateway".into());
+        o.proxy.mesh_role = false;
+        o.tls = tls;
+    })
+    .await;
+    let r = mesh
+        .client(Some(&mesh.client))
+        .get(local(port), "/status/200")
+        .await;
+    assert_eq!(r.unwrap().status, 200);
+    let anonymous = mesh.client(None).get(local(port), "/status/200").await;
+    assert!(anonymous.is_err(), "{anonymous:?}");
+    p.shutdown().await;
+}

@@ -112,7 +112,7 @@ impl Compiler<'_> {
             };
             let mode = tls.mode.as_deref().unwrap_or("PASSTHROUGH");
             let action = match mode {
-                "SIMPLE" | "MUTUAL" | "OPTIONAL_MUTUAL"
+                "SIMPLE" | "MUTUAL" | "OPTIONAL_MUTUAL" | "ISTIO_MUTUAL"
                     if Protocol::parse(bound.protocol()) == Some(Protocol::Tls) =>
                 {
                     // Istio: a TLS server that terminates routes the stream by `tcp` rules.
@@ -130,7 +130,7 @@ impl Compiler<'_> {
                         }),
                     }
                 }
-                "SIMPLE" | "MUTUAL" | "OPTIONAL_MUTUAL" => {
+                "SIMPLE" | "MUTUAL" | "OPTIONAL_MUTUAL" | "ISTIO_MUTUAL" => {
                     let server_tls = self.server_tls(r, &field, tls, mode);
                     let vhosts =
                         self.gateway_virtual_hosts(std::slice::from_ref(bound), port, address);
@@ -198,6 +198,10 @@ impl Compiler<'_> {
     ) -> ServerTls {
         let ns = self.proxy.namespace.clone();
         let mut certificates = Vec::new();
+        if mode == "ISTIO_MUTUAL" {
+            // The gateway's workload certificate; clients must present a mesh certificate.
+            certificates.push(CertificateSource::Mesh);
+        }
         let credentials: Vec<&String> = tls
             .credential_name
             .iter()
@@ -226,12 +230,13 @@ impl Compiler<'_> {
             }
         }
         let client_auth = match mode {
-            "MUTUAL" => ClientAuth::Required,
+            "MUTUAL" | "ISTIO_MUTUAL" => ClientAuth::Required,
             "OPTIONAL_MUTUAL" => ClientAuth::Optional,
             _ => ClientAuth::None,
         };
         let client_ca = match client_auth {
             ClientAuth::None => None,
+            _ if mode == "ISTIO_MUTUAL" => Some(CaSource::Mesh),
             _ => {
                 let file = tls.ca_certificates.as_deref().or_else(|| {
                     tls.tls_certificates

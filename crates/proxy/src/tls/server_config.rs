@@ -177,7 +177,12 @@ pub(crate) fn build(
         return Err(TlsError::NoCertificate);
     }
     let mut config = builder.with_cert_resolver(Arc::new(Certificates(keys)));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = if tls.client_ca == Some(CaSource::Mesh) {
+        // ISTIO_MUTUAL: mesh clients offer Istio's ALPN names.
+        MESH_ALPN.iter().map(|p| p.to_vec()).collect()
+    } else {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    };
     Ok(config)
 }
 
