@@ -129,7 +129,7 @@ async fn gone_410_relists_without_dropping_config() {
     let (api, source) = cluster().await;
     let lists = api.total_lists();
     let before = resources(&source).len();
-    eventually(SYNC, "every watch stream open", || api.open_watches() == 8).await;
+    eventually(SYNC, "every watch stream open", || api.open_watches() == 12).await;
     // While the watches are down the object disappears; only a re-list can notice.
     api.expire();
     api.delete_silently("DestinationRule", "default", "reviews");
@@ -147,7 +147,7 @@ async fn gone_410_relists_without_dropping_config() {
     })
     .await;
     eventually(SYNC, "every watcher to re-list", || {
-        api.total_lists() >= lists + 8
+        api.total_lists() >= lists + 12
     })
     .await;
     assert_eq!(resources(&source).len(), before - 1);
@@ -161,7 +161,7 @@ async fn gone_410_relists_without_dropping_config() {
 async fn restarts_resume_from_bookmarks_without_relisting() {
     let (api, source) = cluster().await;
     let lists = api.total_lists();
-    eventually(SYNC, "every watch stream open", || api.open_watches() == 8).await;
+    eventually(SYNC, "every watch stream open", || api.open_watches() == 12).await;
     // Unrelated writes move the resourceVersion past what the watchers have seen...
     api.bump(50);
     let rv = api.bookmark();
