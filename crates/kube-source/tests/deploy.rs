@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use sluice_kube::source::ISTIO_KINDS;
 use sluice_model::yaml::parse_documents;
+use sluice_model::Kind;
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
@@ -119,7 +121,7 @@ fn every_yaml_file_parses_into_named_objects() {
 }
 
 #[test]
-fn crds_cover_the_five_kinds_in_three_versions() {
+fn crds_cover_every_watched_kind_in_its_versions() {
     let objs = objects();
     let crds = kind(&objs, "CustomResourceDefinition");
     let mut kinds: Vec<&str> = crds
@@ -127,30 +129,23 @@ fn crds_cover_the_five_kinds_in_three_versions() {
         .map(|c| c["spec"]["names"]["kind"].as_str().unwrap())
         .collect();
     kinds.sort();
-    assert_eq!(
-        kinds,
-        [
-            "DestinationRule",
-            "Gateway",
-            "ServiceEntry",
-            "VirtualService",
-            "WorkloadEntry"
-        ]
-    );
+    let mut watched: Vec<&str> = ISTIO_KINDS.iter().map(|k| k.name()).collect();
+    watched.sort();
+    assert_eq!(kinds, watched);
     for c in crds {
+        let kind = Kind::from_name(c["spec"]["names"]["kind"].as_str().unwrap()).unwrap();
         let plural = c["spec"]["names"]["plural"].as_str().unwrap();
-        assert_eq!(
-            c["metadata"]["name"],
-            format!("{plural}.networking.istio.io")
-        );
-        assert_eq!(c["spec"]["group"], "networking.istio.io");
+        assert_eq!(c["metadata"]["name"], format!("{plural}.{}", kind.group()));
+        assert_eq!(c["spec"]["group"], kind.group());
         assert_eq!(c["spec"]["scope"], "Namespaced");
         let versions = c["spec"]["versions"].as_array().unwrap();
         let names: Vec<&str> = versions
             .iter()
             .map(|v| v["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["v1", "v1beta1", "v1alpha3"]);
+        let mut expected: Vec<&str> = kind.versions().to_vec();
+        expected.reverse();
+        assert_eq!(names, expected, "{kind}: newest first");
         for v in versions {
             assert_eq!(v["served"], true);
             assert_eq!(v["storage"], v["name"] == "v1");
@@ -167,6 +162,7 @@ fn rbac_is_read_only_except_events() {
     let roles = kind(&objs, "ClusterRole");
     assert_eq!(roles.len(), 1);
     let mut granted = Vec::new();
+    let mut granted_in: Vec<(String, String)> = Vec::new();
     for rule in roles[0]["rules"].as_array().unwrap() {
         let verbs: Vec<&str> = rule["verbs"]
             .as_array()
@@ -181,6 +177,9 @@ fn rbac_is_read_only_except_events() {
             } else {
                 assert_eq!(verbs, ["get", "list", "watch"], "{r}");
                 granted.push(r);
+                for g in rule["apiGroups"].as_array().unwrap() {
+                    granted_in.push((g.as_str().unwrap().to_string(), r.to_string()));
+                }
             }
         }
     }
@@ -196,6 +195,14 @@ fn rbac_is_read_only_except_events() {
         "namespaces",
     ] {
         assert!(granted.contains(&needed), "{needed} not granted");
+    }
+    for crd in kind(&objs, "CustomResourceDefinition") {
+        let group = crd["spec"]["group"].as_str().unwrap().to_string();
+        let plural = crd["spec"]["names"]["plural"].as_str().unwrap().to_string();
+        assert!(
+            granted_in.contains(&(group.clone(), plural.clone())),
+            "{plural}.{group} not granted"
+        );
     }
     let bindings = kind(&objs, "ClusterRoleBinding");
     assert!(bindings
