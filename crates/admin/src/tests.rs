@@ -55,6 +55,7 @@ fn request<'a>(snap: &'a Snapshot, subset: &str) -> CompletedRequest<'a> {
         request_bytes: 0,
         response_bytes: 40,
         mirror: false,
+        mtls: None,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod inject;
 pub mod iptables;
 pub mod labels;
 pub mod source;
+pub mod token_review;
 
 pub use args::{start, KubeArgs};
 pub use client::{connect, install_crypto_provider};

@@ -96,6 +96,8 @@ pub struct ProxyContext {
     pub connections: Arc<ConnectionLimit>,
     /// Options.
     pub options: ProxyOptions,
+    /// JWT verification (RequestAuthentication) and its key cache.
+    pub authn: security::Authn,
 }
 
 impl ProxyContext {
@@ -118,6 +120,7 @@ impl ProxyContext {
             relays: Default::default(),
             connections,
             options,
+            authn: security::Authn::default(),
         }
     }
 }
@@ -405,6 +408,11 @@ async fn proxy(
         };
     };
     if listener.is_gateway() {
+        // Envoy's order: the JWT filter (which also feeds claim-based routing), then RBAC.
+        req = match ctx.authn.authenticate(snapshot, req) {
+            Ok(r) => r,
+            Err(denial) => return denial.into_response(),
+        };
         let sni = match &entry {
             Entry::Terminated { sni, .. } => sni.as_deref(),
             _ => None,

@@ -19,7 +19,7 @@ pub mod passthrough;
 pub mod port_owner;
 pub mod replay;
 pub mod retry;
-mod security;
+pub mod security;
 pub mod server;
 pub mod tcp_proxy;
 pub mod tls;

@@ -232,6 +232,7 @@ pub fn spawn_copy(
             request_bytes: 0,
             response_bytes: 0,
             mirror: true,
+            mtls: None,
         });
     });
 }

@@ -9,7 +9,7 @@ use sluice_config::cluster::Cluster;
 use sluice_config::vhost::VirtualHost;
 use sluice_telemetry::access_log::{AccessLogEntry, LogText, TextField};
 use sluice_telemetry::trace::{propagation, RequestSpan, SpanEnd};
-use sluice_telemetry::{CompletedRequest, Reporter, RequestProtocol, Telemetry};
+use sluice_telemetry::{CompletedRequest, MtlsPeers, Reporter, RequestProtocol, Telemetry};
 
 /// What the access log needs beyond the metrics (only kept when the log is on).
 #[derive(Debug)]
@@ -60,6 +60,8 @@ pub struct Observation {
     pub log: Option<Box<LogFields>>,
     /// The proxy's span, when tracing is on.
     pub span: Option<RequestSpan>,
+    /// Server side over mesh mTLS: both ends' identities.
+    pub mtls: Option<MtlsPeers>,
 }
 
 impl std::fmt::Debug for Observation {
@@ -142,6 +144,7 @@ impl Observation {
             response_bytes: 0,
             log,
             span: None,
+            mtls: None,
         }
     }
 
@@ -184,6 +187,7 @@ impl Drop for Observation {
             request_bytes: self.request_bytes,
             response_bytes: self.response_bytes,
             mirror: false,
+            mtls: self.mtls.as_ref(),
         });
         let trace_id = match self.span.take() {
             Some(span) => {

@@ -115,6 +115,7 @@ impl ListenerManager {
             drain: self.drain.clone(),
             own: self.own.clone(),
             listen,
+            http: HttpServing::new(self.drain.clone(), self.ctx.options.downstream.clone()),
         };
         tokio::spawn(intercept::accept_loop(
             kind,
@@ -163,7 +164,7 @@ pub(crate) struct HttpServing {
 }
 
 impl HttpServing {
-    fn new(drain: Drain, limits: crate::downstream::DownstreamOptions) -> Self {
+    pub(crate) fn new(drain: Drain, limits: crate::downstream::DownstreamOptions) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // Heads and bodies copied into one buffer and written with one `write`: for the small
         // messages most requests carry this is cheaper than queueing them for `writev` (2 % fewer
@@ -243,7 +244,7 @@ async fn accept_loop(
         {
             tokio::spawn(crate::inbound::serve(
                 ctx.clone(),
-                addr,
+                crate::security::InboundTarget::Listener(addr),
                 stream,
                 peer,
                 http.clone(),

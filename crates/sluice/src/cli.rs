@@ -45,6 +45,8 @@ pub enum Command {
     Inject(sluice_kube::InjectArgs),
     /// Redirect a pod's TCP traffic to the sidecar (run by the injected init container).
     Iptables(sluice_kube::IptablesArgs),
+    /// Certificate authority: write CA material for workload certificates.
+    Ca(crate::ca::CaArgs),
 }
 
 /// `sluice run`.
@@ -128,6 +130,9 @@ pub struct RunArgs {
     /// Kubernetes mode (`--kubernetes` and its options).
     #[command(flatten)]
     pub kube: sluice_kube::KubeArgs,
+    /// Workload identity (`--ca`, `--trust-domain`, `--service-account`).
+    #[command(flatten)]
+    pub identity: crate::ca::IdentityArgs,
 }
 
 /// `sluice analyze`.
@@ -209,5 +214,24 @@ mod tests {
         assert!(
             Cli::try_parse_from(["sluice", "run", "c/", "--http-idle-timeout", "soon"]).is_err()
         );
+    }
+
+    #[test]
+    fn identity_flags_have_istios_defaults() {
+        let r = run_args(&[]);
+        assert_eq!(r.identity.ca_dir, None);
+        assert_eq!(r.identity.trust_domain, "cluster.local");
+        assert_eq!(r.identity.service_account, "default");
+        let r = run_args(&[
+            "--ca",
+            "/etc/cacerts",
+            "--trust-domain",
+            "td",
+            "--service-account",
+            "sa",
+        ]);
+        assert_eq!(r.identity.ca_dir, Some(PathBuf::from("/etc/cacerts")));
+        assert_eq!(r.identity.trust_domain, "td");
+        assert_eq!(r.identity.service_account, "sa");
     }
 }

@@ -1,6 +1,8 @@
 //! The `sluice` binary's parts, as a library so integration tests can run them in-process.
 
 pub mod analyze;
+pub mod ca;
+pub mod ca_serve;
 pub mod cli;
 pub mod demo;
 pub mod explain;

@@ -182,6 +182,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tc.service_name = format!("{app}.{}", opts.proxy.namespace);
                 opts.telemetry.tracing = Some(tc);
             }
+            // Handed to the proxy's mesh identity; kept alive for as long as the proxy runs.
+            let _mesh_identity =
+                sluice::ca::spawn_identity(&r.identity, &opts.proxy.namespace).await?;
             let drain = opts.drain;
             let handle = sluice::runtime::start(opts).await?;
             shutdown_signal().await;
@@ -193,6 +196,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Iptables(a) => {
             init_logging(&cli.log_format);
             sluice_kube::iptables::run(a).await
+        }
+        Command::Ca(a) => {
+            init_logging(&cli.log_format);
+            print!("{}", sluice::ca::run(&a).await?);
+            Ok(())
         }
         Command::Backend(b) => sluice_tools::backend::run(b).await,
         Command::Traffic(t) => sluice_tools::traffic::run(t).await,

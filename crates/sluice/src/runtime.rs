@@ -233,6 +233,9 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     ));
     // Certificate files are re-read when they change (rotation without a restart).
     ctx.tls.spawn_refresh();
+    // Remote JWKS start loading now, not at the first request that needs them.
+    ctx.authn.prepare(&first);
+    let authn_ctx = ctx.clone();
     let mut manager = ListenerManager::new(ctx);
     // A listener that cannot be bound at start is fatal: its traffic would silently go to
     // whoever holds the port (another proxy, an old instance).
@@ -338,6 +341,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                     let unbound = manager.bind_missing(&wanted);
                     if unbound.is_empty() {
                         loader.publish(s.clone());
+                        authn_ctx.authn.prepare(&s);
                         manager.close_unwanted(&wanted);
                         tracing::info!(version = s.version, "config reloaded");
                         Ok(s.version)

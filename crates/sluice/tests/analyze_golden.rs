@@ -47,9 +47,9 @@ fn unenforced_istio_kinds_are_warnings_naming_the_kind() {
     assert!(!errors, "{out}");
     insta::assert_snapshot!("unenforced", out);
     assert!(
-        out.contains("AuthorizationPolicy `deny-all` is not enforced"),
+        out.contains("EnvoyFilter `add-header` is not enforced"),
         "{out}"
     );
-    assert!(out.contains("Sidecar `default` is not enforced"), "{out}");
+    assert!(out.contains("Sidecar `egress` is not enforced"), "{out}");
     assert!(!out.contains("Deployment"), "{out}");
 }

@@ -47,6 +47,38 @@ pub struct PeerLabels {
 type PeerKey = [String; 8];
 
 impl PeerLabels {
+    /// The same labels with `principal` as the SPIFFE identity (the proxy's own side of an
+    /// mTLS connection).
+    pub fn with_principal(&self, principal: &str) -> Arc<PeerLabels> {
+        intern_peer([
+            self.workload.clone(),
+            self.namespace.clone(),
+            principal.to_string(),
+            self.app.clone(),
+            self.version.clone(),
+            self.canonical_service.clone(),
+            self.canonical_revision.clone(),
+            self.cluster.clone(),
+        ])
+    }
+
+    /// A mesh client known only by its certificate's SPIFFE identity: the principal, and the
+    /// namespace its `/ns/<ns>/` names.
+    pub fn mesh_client(principal: &str) -> Arc<PeerLabels> {
+        let namespace = principal
+            .split_once("/ns/")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .filter(|n| !n.is_empty());
+        WorkloadInfo {
+            name: None,
+            namespace: namespace.map(str::to_string),
+            principal: Some(principal.to_string()),
+            cluster: None,
+            labels: BTreeMap::new(),
+        }
+        .peer_labels()
+    }
+
     /// The interned id; equal ids mean equal labels.
     pub fn id(&self) -> u32 {
         self.id

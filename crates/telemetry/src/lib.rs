@@ -123,6 +123,18 @@ pub struct CompletedRequest<'a> {
     /// A mirror copy: only the graph's mirror edge is recorded (Istio's request metrics count
     /// downstream requests; the mirror's own counters are in [`ClusterMetrics`]).
     pub mirror: bool,
+    /// Server side over mesh mTLS: the client's labels (its principal) and this proxy's own
+    /// with its principal; `connection_security_policy` is then `mutual_tls`.
+    pub mtls: Option<&'a MtlsPeers>,
+}
+
+/// Both ends of an mTLS connection as the server side reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MtlsPeers {
+    /// The client (`source_*`).
+    pub client: Arc<PeerLabels>,
+    /// This proxy (`destination_*`).
+    pub server: Arc<PeerLabels>,
 }
 
 /// Everything telemetry: registry, metric handles, access log, graph.
@@ -227,6 +239,14 @@ impl Telemetry {
     /// This proxy's own labels (the `source_*` labels of what it reports).
     pub fn local_peer(&self) -> Arc<PeerLabels> {
         self.destinations.load().local.clone()
+    }
+
+    /// The labels of an mTLS connection's two ends, for the server side's reports.
+    pub fn mtls_peers(&self, client: &str, own: &str) -> MtlsPeers {
+        MtlsPeers {
+            client: PeerLabels::mesh_client(client),
+            server: self.destinations.load().local.with_principal(own),
+        }
     }
 
     fn local_labels(&self, proxy: &ProxyConfig) -> Arc<PeerLabels> {
@@ -391,11 +411,15 @@ impl Telemetry {
         // The server side reports itself as the destination; without mTLS peer metadata the
         // caller is unknown, and the connection is plaintext (`none`, not `unknown`).
         let unknown_peer;
-        let (source, destination, security_policy) = if c.reporter == Reporter::Destination {
-            unknown_peer = PeerLabels::unknown();
-            (&unknown_peer, &table.local, SecurityPolicy::None)
-        } else {
-            (&table.local, &*peer, SecurityPolicy::Unknown)
+        let (source, destination, security_policy) = match (c.reporter, c.mtls) {
+            (Reporter::Destination, Some(m)) => (&m.client, &m.server, SecurityPolicy::MutualTls),
+            (Reporter::Destination, None) => {
+                unknown_peer = PeerLabels::unknown();
+                (&unknown_peer, &table.local, SecurityPolicy::None)
+            }
+            (Reporter::Source | Reporter::Waypoint, _) => {
+                (&table.local, &*peer, SecurityPolicy::Unknown)
+            }
         };
         self.istio.record(&RequestRecord {
             reporter: c.reporter,

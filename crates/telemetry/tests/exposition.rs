@@ -268,6 +268,7 @@ fn completed<'a>(
         request_bytes: 0,
         response_bytes: 30,
         mirror: false,
+        mtls: None,
     };
     (req, cluster)
 }

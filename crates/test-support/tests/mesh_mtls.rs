@@ -133,6 +133,34 @@ async fn permissive_serves_mesh_mtls_and_plaintext_and_only_mtls_carries_xfcc() 
         "{}",
         plain.body
     );
+
+    // The server side's metrics tell the two apart, with both identities over mTLS.
+    let metrics = TestClient::new()
+        .admin(p.admin_addr, "/stats/prometheus")
+        .await
+        .body;
+    let requests: Vec<&str> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("istio_requests_total{") && l.contains("reporter=\"destination\"")
+        })
+        .collect();
+    assert!(
+        requests
+            .iter()
+            .any(|l| l.contains("connection_security_policy=\"mutual_tls\"")
+                && l.contains(&format!("source_principal=\"{SLEEP}\""))
+                && l.contains("source_workload_namespace=\"foo\"")
+                && l.contains(&format!("destination_principal=\"{HTTPBIN}\""))),
+        "{requests:#?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|l| l.contains("connection_security_policy=\"none\"")
+                && l.contains("source_principal=\"unknown\"")),
+        "{requests:#?}"
+    );
     p.shutdown().await;
 }
 
@@ -334,4 +362,101 @@ async fn auto_mtls_between_two_sidecars_and_a_destination_rule_turning_it_off() 
     assert_eq!(httpbin.requests(), 1);
     client.shutdown().await;
     server.shutdown().await;
+}
+
+/// `openssl s_client` against the inbound port under STRICT: without a client certificate
+/// the server asks for one and refuses the connection; with the sleep certificate the
+/// handshake succeeds, the server's certificate carries its SPIFFE identity as a URI SAN, and
+/// `openssl verify` accepts it against the mesh root.
+#[tokio::test]
+async fn openssl_sees_the_spiffe_identity_and_strict_requires_a_client_certificate() {
+    let httpbin = backend("httpbin", "v1").await;
+    let mesh = Mesh::new();
+    let dir = ConfigDir::new();
+    dir.write("pa.yaml", &peer_authentication("STRICT"));
+    let port = free_port();
+    let p = httpbin_sidecar(dir.path(), &mesh, port, "HTTP", httpbin.addr()).await;
+    let certs = tempfile::tempdir().unwrap();
+    let root = mesh.root.write(certs.path(), "root-cert.pem");
+    let (cert, key) = mesh.client.write(certs.path(), "sleep");
+    let connect = format!("127.0.0.1:{port}");
+
+    let anonymous = s_client(&[
+        "-connect",
+        &connect,
+        "-alpn",
+        "istio",
+        "-CAfile",
+        &root.display().to_string(),
+    ])
+    .await;
+    assert!(anonymous.contains("certificate required"), "{anonymous}");
+
+    let out = s_client(&[
+        "-connect",
+        &connect,
+        "-alpn",
+        "istio",
+        "-CAfile",
+        &root.display().to_string(),
+        "-cert",
+        &cert.display().to_string(),
+        "-key",
+        &key.display().to_string(),
+        "-showcerts",
+    ])
+    .await;
+    assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+    let pem_start = out
+        .find("-----BEGIN CERTIFICATE-----")
+        .expect("server certificate printed");
+    let pem_end =
+        out.find("-----END CERTIFICATE-----").unwrap() + "-----END CERTIFICATE-----".len();
+    let leaf = certs.path().join("server.pem");
+    std::fs::write(&leaf, &out[pem_start..pem_end]).unwrap();
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&leaf)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("URI:{HTTPBIN}")), "{text}");
+    let verify = std::process::Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(&root)
+        .arg(&leaf)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    p.shutdown().await;
+}
+
+/// `openssl s_client`, stdin held open for a moment so that TLS 1.3 alerts sent after the
+/// handshake are printed; returns stdout and stderr.
+async fn s_client(args: &[&str]) -> String {
+    let mut child = tokio::process::Command::new("openssl")
+        .arg("s_client")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl (Debian's openssl package; .ci/run installs it)");
+    let stdin = child.stdin.take();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    drop(stdin);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("openssl s_client did not exit")
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

@@ -25,7 +25,8 @@ pub(crate) async fn forward(
     obs: &mut Observation,
 ) -> Response<Body> {
     obs.reporter = Reporter::Destination;
-    let Some(port) = inbound_port(snapshot, conn.address) else {
+    obs.mtls = conn.mtls.clone();
+    let Some(port) = inbound_port(snapshot, conn.target) else {
         // The listener was removed since the connection was accepted.
         return local_reply(StatusCode::NOT_FOUND, "NR".into(), "");
     };
@@ -49,6 +50,10 @@ pub(crate) async fn forward(
         local: conn.local,
         principal,
         sni: conn.sni.as_deref(),
+    };
+    req = match ctx.authn.authenticate(snapshot, req) {
+        Ok(r) => r,
+        Err(denial) => return denial.into_response(),
     };
     if let Err(denial) = check_http(snapshot, &req, &facts) {
         return denial.into_response();

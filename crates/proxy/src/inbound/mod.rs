@@ -16,10 +16,12 @@ pub(crate) use serve::serve;
 /// What a request on an inbound connection carries from its connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundConn {
-    /// The inbound listener's address.
-    pub address: SocketAddr,
+    /// Where the connection arrived.
+    pub target: crate::security::InboundTarget,
     /// The mesh client's certificate (mesh mTLS only).
     pub peer_cert: Option<xfcc::ClientCert>,
+    /// Both ends' telemetry labels, over mesh mTLS.
+    pub mtls: Option<sluice_telemetry::MtlsPeers>,
     /// The connection is plaintext (no TLS at all).
     pub plaintext: bool,
     /// The ClientHello's server name, when the connection was TLS.

@@ -15,7 +15,7 @@ use super::InboundConn;
 use crate::downstream::ConnectionPermit;
 use crate::handler::{Entry, ProxyContext};
 use crate::intercept::sniff::{sniff, Sniffed};
-use crate::security::{authorize_tcp, ConnFacts};
+use crate::security::{authorize_tcp, ConnFacts, InboundTarget};
 use crate::server::HttpServing;
 use crate::tls::accept::{read_client_hello, CLIENT_HELLO_TIMEOUT};
 
@@ -24,15 +24,18 @@ const FIRST_BYTES: Duration = Duration::from_secs(1);
 /// How long the rest of a handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves one connection accepted on the inbound listener at `address`.
+/// Serves one inbound connection: accepted on a Sidecar ingress listener or intercepted.
 pub(crate) async fn serve(
     ctx: Arc<ProxyContext>,
-    address: SocketAddr,
+    target: InboundTarget,
     mut stream: TcpStream,
     peer: SocketAddr,
     http: HttpServing,
     permit: ConnectionPermit,
 ) {
+    let address = match target {
+        InboundTarget::Listener(a) | InboundTarget::Intercepted(a) => a,
+    };
     let fail = |ctx: &ProxyContext, why: &'static str, detail: &str| {
         ctx.tls.failures().record(
             &ctx.telemetry,
@@ -73,7 +76,7 @@ pub(crate) async fn serve(
     let Some(snapshot) = ctx.config.load() else {
         return;
     };
-    let Some(spec) = crate::security::inbound_port(&snapshot, address) else {
+    let Some(spec) = crate::security::inbound_port(&snapshot, target) else {
         return;
     };
     drop(snapshot);
@@ -95,8 +98,9 @@ pub(crate) async fn serve(
     };
     let choice = chain::select(spec.mode, kind, opening, spec.tls.is_some());
     let mut conn = InboundConn {
-        address,
+        target,
         peer_cert: None,
+        mtls: None,
         plaintext: matches!(opening, Opening::Plain),
         sni,
         local,
@@ -143,6 +147,10 @@ pub(crate) async fn serve(
                     .peer_certificates()
                     .and_then(|c| c.first())
                     .map(ClientCert::from_der);
+                let client = conn.peer_cert.as_ref().and_then(|c| c.uri.as_deref());
+                if let (Some(client), Some(own)) = (client, ctx.tls.store().mesh_identity()) {
+                    conn.mtls = Some(ctx.telemetry.mtls_peers(client, &own));
+                }
             }
             match kind {
                 PortKind::Http => {

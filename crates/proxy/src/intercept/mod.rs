@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     /// The interception listener's own address: a connection whose original destination is
     /// this address was not redirected, and relaying it would loop.
     pub(crate) listen: SocketAddr,
+    /// HTTP serving with the listeners' limits and drain (inbound connections).
+    pub(crate) http: crate::server::HttpServing,
 }
 
 /// Accepts until shutdown, handing each connection to its side's handler in a task of its own.
@@ -72,16 +74,15 @@ pub(crate) async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
-            // Relayed or served, the connection counts against the budget until it ends.
-            let _permit = permit;
             if is_own_connection(&shared.own, peer).await {
                 tracing::error!(%peer, listener = kind.name(),
                     "the proxy's own connection was intercepted: run it under the UID or GID the interception rules exempt (1337); connection closed");
                 return;
             }
+            // Relayed or served, the connection counts against the budget until it ends.
             match kind {
-                Intercept::Outbound => outbound::serve(shared, stream, peer).await,
-                Intercept::Inbound => inbound::serve(shared, stream, peer).await,
+                Intercept::Outbound => permit.hold(outbound::serve(shared, stream, peer)).await,
+                Intercept::Inbound => inbound::serve(shared, stream, peer, permit).await,
             }
         });
     }

@@ -73,6 +73,15 @@ impl Denial {
         })
     }
 
+    /// A JWT refused by request authentication.
+    pub(crate) fn jwt(status: StatusCode, body: String, challenge: String) -> Box<Self> {
+        Box::new(Denial {
+            status,
+            body,
+            challenge: Some(challenge),
+        })
+    }
+
     /// The reply sent instead of forwarding.
     pub(crate) fn into_response(self) -> Response<Body> {
         let mut resp = Response::new(Body::full(self.body));

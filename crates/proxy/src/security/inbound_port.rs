@@ -36,29 +36,61 @@ fn kind(protocol: &str) -> Option<PortKind> {
     }
 }
 
-/// The inbound listener bound at `address` in `snapshot`, if one is.
-pub(crate) fn inbound_port(snapshot: &Snapshot, address: SocketAddr) -> Option<InboundPort> {
-    let ingress = snapshot.inbound_listener(address)?;
-    let loopback = |port| match address.ip() {
+/// Where an inbound connection arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundTarget {
+    /// A Sidecar ingress listener bound at this address.
+    Listener(SocketAddr),
+    /// An intercepted connection (`sluice iptables`) to this original destination.
+    Intercepted(SocketAddr),
+}
+
+/// Where the app listens for `port`: loopback of the family of `like`.
+fn loopback(like: SocketAddr, port: u16) -> SocketAddr {
+    match like.ip() {
         IpAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
         IpAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+    }
+}
+
+/// The inbound port a connection reached, resolved in `snapshot`: a Sidecar ingress listener
+/// (bound, or covering an intercepted connection's port), else, for an intercepted
+/// connection, the app at the same port on loopback with the protocol told by the first bytes.
+pub(crate) fn inbound_port(snapshot: &Snapshot, target: InboundTarget) -> Option<InboundPort> {
+    let (ingress, addr) = match target {
+        InboundTarget::Listener(a) => (Some(snapshot.inbound_listener(a)?), a),
+        InboundTarget::Intercepted(dst) => (
+            snapshot
+                .security
+                .sidecar_ingress
+                .iter()
+                .find(|i| i.port == dst.port()),
+            dst,
+        ),
     };
-    let default_endpoint = match ingress.default_endpoint? {
-        DefaultEndpoint::Address(a) => a,
-        // The workload's own address: in file mode the app shares the host with the proxy.
-        DefaultEndpoint::InstanceIp { port } => loopback(port),
+    let (port, default_endpoint, declared, tls) = match ingress {
+        Some(i) => {
+            let endpoint = match i.default_endpoint? {
+                DefaultEndpoint::Address(a) => a,
+                // The workload's own address: the app shares the host (or pod) with the proxy.
+                DefaultEndpoint::InstanceIp { port } => loopback(addr, port),
+            };
+            (
+                i.port,
+                endpoint,
+                kind(&i.protocol),
+                i.tls.clone().map(Arc::new),
+            )
+        }
+        None => (addr.port(), loopback(addr, addr.port()), None, None),
     };
-    let declared = kind(&ingress.protocol);
     let proxy = &snapshot.proxy;
     Some(InboundPort {
         default_endpoint,
         kind: declared.unwrap_or(PortKind::Tcp),
         sniffed: declared.is_none(),
-        mode: snapshot
-            .security
-            .peer_authentication
-            .mtls_mode(ingress.port),
-        tls: ingress.tls.clone().map(Arc::new),
+        mode: snapshot.security.peer_authentication.mtls_mode(port),
+        tls,
         mesh: Arc::new(MeshServer {
             trust_domains: std::iter::once(proxy.trust_domain.clone())
                 .chain(proxy.trust_domain_aliases.iter().cloned())

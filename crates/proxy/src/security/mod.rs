@@ -2,8 +2,11 @@
 //! `ingress` listener and its PeerAuthentication mode), request authentication (JWT) and
 //! authorization (AuthorizationPolicy, evaluated by `sluice_config::authz`).
 
+mod authenticate;
 mod authorize;
 mod inbound_port;
 
+pub use authenticate::Authn;
 pub(crate) use authorize::{authorize_tcp, check_http, ConnFacts};
 pub(crate) use inbound_port::inbound_port;
+pub use inbound_port::InboundTarget;
