@@ -37,14 +37,49 @@ fn value_at(values: &Value, path: &str) -> Option<String> {
     })
 }
 
-/// Renders the expressions the chart uses; anything else fails the test.
+/// Helm's truthiness of a value (absent, false, 0, "" and null are false).
+fn truthy(values: &Value, path: &str) -> bool {
+    match path.split('.').try_fold(values, |v, k| v.get(k)) {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Some(_) => true,
+    }
+}
+
+/// Renders the expressions the chart uses (values, release and chart names, `| quote`, and
+/// `if .Values.x` ... `end` blocks, with `{{-` trimming); anything else fails the test.
 fn render(template: &str, values: &Value, file: &Path) -> String {
     let mut out = String::new();
     let mut rest = template;
+    // Whether each enclosing `if` block is emitted.
+    let mut emitting: Vec<bool> = Vec::new();
+    let on = |e: &[bool]| e.iter().all(|b| *b);
     while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
+        if on(&emitting) {
+            out.push_str(&rest[..start]);
+        }
         let end = rest[start..].find("}}").expect("unclosed {{") + start;
-        let expr = rest[start + 2..end].trim();
+        let raw = &rest[start + 2..end];
+        rest = &rest[end + 2..];
+        if raw.starts_with('-') && on(&emitting) {
+            out.truncate(out.trim_end().len());
+        }
+        let expr = raw.trim_start_matches('-').trim();
+        if let Some(cond) = expr.strip_prefix("if ") {
+            let path = cond
+                .trim()
+                .strip_prefix(".Values.")
+                .unwrap_or_else(|| panic!("{}: unsupported condition `{cond}`", file.display()));
+            emitting.push(truthy(values, path));
+            continue;
+        }
+        if expr == "end" {
+            emitting
+                .pop()
+                .unwrap_or_else(|| panic!("{}: `end` without `if`", file.display()));
+            continue;
+        }
         let (expr, quote) = match expr.split_once('|') {
             Some((e, f)) if f.trim() == "quote" => (e.trim(), true),
             Some(_) => panic!("{}: unsupported pipeline `{expr}`", file.display()),
@@ -59,28 +94,39 @@ fn render(template: &str, values: &Value, file: &Path) -> String {
                 .and_then(|p| value_at(values, p))
                 .unwrap_or_else(|| panic!("{}: unsupported expression `{e}`", file.display())),
         };
-        out.push_str(&if quote { format!("{v:?}") } else { v });
-        rest = &rest[end + 2..];
+        if on(&emitting) {
+            out.push_str(&if quote { format!("{v:?}") } else { v });
+        }
     }
+    assert!(emitting.is_empty(), "{}: unclosed `if`", file.display());
     out.push_str(rest);
     out
 }
 
-/// Every object of every YAML file under deploy/, rendered.
+/// The chart's default values.
+fn chart_values() -> Value {
+    let values_file = deploy_dir().join("helm/sluice/values.yaml");
+    parse_documents(&std::fs::read_to_string(values_file).unwrap()).unwrap()[0]
+        .value
+        .clone()
+}
+
+/// Every object of every YAML file under deploy/, rendered with the chart's default values.
 fn objects() -> Vec<(PathBuf, Value)> {
+    objects_with(&chart_values())
+}
+
+/// Every object of every YAML file under deploy/, rendered with `values`.
+fn objects_with(values: &Value) -> Vec<(PathBuf, Value)> {
     let mut files = Vec::new();
     yaml_files(&deploy_dir(), &mut files);
     files.sort();
     assert!(files.len() >= 8, "{files:?}");
-    let values_file = deploy_dir().join("helm/sluice/values.yaml");
-    let values = parse_documents(&std::fs::read_to_string(values_file).unwrap()).unwrap()[0]
-        .value
-        .clone();
     let mut out = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         let text = if text.contains("{{") {
-            render(&text, &values, &file)
+            render(&text, values, &file)
         } else {
             text
         };
@@ -118,6 +164,27 @@ fn every_yaml_file_parses_into_named_objects() {
             file.display()
         );
     }
+}
+
+#[test]
+fn optional_templates_render_when_enabled() {
+    let mut values = chart_values();
+    values["ca"]["enabled"] = Value::Bool(true);
+    let with_ca = objects_with(&values);
+    assert!(with_ca.len() > objects().len(), "the CA objects are added");
+    for (file, v) in with_ca
+        .iter()
+        .filter(|(f, _)| f.ends_with("templates/ca.yaml"))
+    {
+        assert!(
+            v["apiVersion"].is_string() && v["metadata"]["name"].is_string(),
+            "{}: {v}",
+            file.display()
+        );
+    }
+    assert!(kind(&with_ca, "Deployment")
+        .iter()
+        .any(|d| d["metadata"]["name"] == "sluice-ca"));
 }
 
 #[test]
