@@ -224,6 +224,30 @@ fn injected_pods_are_labelled_for_mesh_mtls() {
         labels,
         &serde_json::json!({"app": "d", "security.istio.io/tlsMode": "disabled"})
     );
+    // The sidecar's identity is the pod's: namespace and service account from the downward API.
+    let proxy = &values(&out)[0]["spec"]["template"]["spec"]["containers"][1];
+    let args: Vec<&str> = proxy["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let flag = |name: &str| {
+        let i = args.iter().position(|a| *a == name).unwrap();
+        args[i + 1]
+    };
+    assert_eq!(flag("--namespace"), "$(POD_NAMESPACE)");
+    assert_eq!(flag("--service-account"), "$(SERVICE_ACCOUNT)");
+    let env = |name: &str| {
+        proxy["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["valueFrom"]["fieldRef"]["fieldPath"].clone())
+    };
+    assert_eq!(env("POD_NAMESPACE").unwrap(), "metadata.namespace");
+    assert_eq!(env("SERVICE_ACCOUNT").unwrap(), "spec.serviceAccountName");
     // Opted-out and host-network pods are not labelled.
     let opted_out = "kind: Pod\nmetadata:\n  name: p\n  labels:\n    sidecar.istio.io/inject: \"false\"\nspec:\n  containers:\n  - name: a\n";
     assert!(!inject(opted_out).unwrap().contains("tlsMode"));

@@ -141,6 +141,8 @@ fn proxy_container(opts: &InjectOptions) -> Node {
         "--no-gateway",
         "--namespace",
         "$(POD_NAMESPACE)",
+        "--service-account",
+        "$(SERVICE_ACCOUNT)",
         "--labels-file",
     ]
     .iter()
