@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use sluice_kube::source::ISTIO_KINDS;
 use sluice_model::yaml::parse_documents;
+use sluice_model::Kind;
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
@@ -35,14 +37,49 @@ fn value_at(values: &Value, path: &str) -> Option<String> {
     })
 }
 
-/// Renders the expressions the chart uses; anything else fails the test.
+/// Helm's truthiness of a value (absent, false, 0, "" and null are false).
+fn truthy(values: &Value, path: &str) -> bool {
+    match path.split('.').try_fold(values, |v, k| v.get(k)) {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Some(_) => true,
+    }
+}
+
+/// Renders the expressions the chart uses (values, release and chart names, `| quote`, and
+/// `if .Values.x` ... `end` blocks, with `{{-` trimming); anything else fails the test.
 fn render(template: &str, values: &Value, file: &Path) -> String {
     let mut out = String::new();
     let mut rest = template;
+    // Whether each enclosing `if` block is emitted.
+    let mut emitting: Vec<bool> = Vec::new();
+    let on = |e: &[bool]| e.iter().all(|b| *b);
     while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
+        if on(&emitting) {
+            out.push_str(&rest[..start]);
+        }
         let end = rest[start..].find("}}").expect("unclosed {{") + start;
-        let expr = rest[start + 2..end].trim();
+        let raw = &rest[start + 2..end];
+        rest = &rest[end + 2..];
+        if raw.starts_with('-') && on(&emitting) {
+            out.truncate(out.trim_end().len());
+        }
+        let expr = raw.trim_start_matches('-').trim();
+        if let Some(cond) = expr.strip_prefix("if ") {
+            let path = cond
+                .trim()
+                .strip_prefix(".Values.")
+                .unwrap_or_else(|| panic!("{}: unsupported condition `{cond}`", file.display()));
+            emitting.push(truthy(values, path));
+            continue;
+        }
+        if expr == "end" {
+            emitting
+                .pop()
+                .unwrap_or_else(|| panic!("{}: `end` without `if`", file.display()));
+            continue;
+        }
         let (expr, quote) = match expr.split_once('|') {
             Some((e, f)) if f.trim() == "quote" => (e.trim(), true),
             Some(_) => panic!("{}: unsupported pipeline `{expr}`", file.display()),
@@ -57,28 +94,39 @@ fn render(template: &str, values: &Value, file: &Path) -> String {
                 .and_then(|p| value_at(values, p))
                 .unwrap_or_else(|| panic!("{}: unsupported expression `{e}`", file.display())),
         };
-        out.push_str(&if quote { format!("{v:?}") } else { v });
-        rest = &rest[end + 2..];
+        if on(&emitting) {
+            out.push_str(&if quote { format!("{v:?}") } else { v });
+        }
     }
+    assert!(emitting.is_empty(), "{}: unclosed `if`", file.display());
     out.push_str(rest);
     out
 }
 
-/// Every object of every YAML file under deploy/, rendered.
+/// The chart's default values.
+fn chart_values() -> Value {
+    let values_file = deploy_dir().join("helm/sluice/values.yaml");
+    parse_documents(&std::fs::read_to_string(values_file).unwrap()).unwrap()[0]
+        .value
+        .clone()
+}
+
+/// Every object of every YAML file under deploy/, rendered with the chart's default values.
 fn objects() -> Vec<(PathBuf, Value)> {
+    objects_with(&chart_values())
+}
+
+/// Every object of every YAML file under deploy/, rendered with `values`.
+fn objects_with(values: &Value) -> Vec<(PathBuf, Value)> {
     let mut files = Vec::new();
     yaml_files(&deploy_dir(), &mut files);
     files.sort();
     assert!(files.len() >= 8, "{files:?}");
-    let values_file = deploy_dir().join("helm/sluice/values.yaml");
-    let values = parse_documents(&std::fs::read_to_string(values_file).unwrap()).unwrap()[0]
-        .value
-        .clone();
     let mut out = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         let text = if text.contains("{{") {
-            render(&text, &values, &file)
+            render(&text, values, &file)
         } else {
             text
         };
@@ -119,7 +167,28 @@ fn every_yaml_file_parses_into_named_objects() {
 }
 
 #[test]
-fn crds_cover_the_five_kinds_in_three_versions() {
+fn optional_templates_render_when_enabled() {
+    let mut values = chart_values();
+    values["ca"]["enabled"] = Value::Bool(true);
+    let with_ca = objects_with(&values);
+    assert!(with_ca.len() > objects().len(), "the CA objects are added");
+    for (file, v) in with_ca
+        .iter()
+        .filter(|(f, _)| f.ends_with("templates/ca.yaml"))
+    {
+        assert!(
+            v["apiVersion"].is_string() && v["metadata"]["name"].is_string(),
+            "{}: {v}",
+            file.display()
+        );
+    }
+    assert!(kind(&with_ca, "Deployment")
+        .iter()
+        .any(|d| d["metadata"]["name"] == "sluice-ca"));
+}
+
+#[test]
+fn crds_cover_every_watched_kind_in_its_versions() {
     let objs = objects();
     let crds = kind(&objs, "CustomResourceDefinition");
     let mut kinds: Vec<&str> = crds
@@ -127,30 +196,23 @@ fn crds_cover_the_five_kinds_in_three_versions() {
         .map(|c| c["spec"]["names"]["kind"].as_str().unwrap())
         .collect();
     kinds.sort();
-    assert_eq!(
-        kinds,
-        [
-            "DestinationRule",
-            "Gateway",
-            "ServiceEntry",
-            "VirtualService",
-            "WorkloadEntry"
-        ]
-    );
+    let mut watched: Vec<&str> = ISTIO_KINDS.iter().map(|k| k.name()).collect();
+    watched.sort();
+    assert_eq!(kinds, watched);
     for c in crds {
+        let kind = Kind::from_name(c["spec"]["names"]["kind"].as_str().unwrap()).unwrap();
         let plural = c["spec"]["names"]["plural"].as_str().unwrap();
-        assert_eq!(
-            c["metadata"]["name"],
-            format!("{plural}.networking.istio.io")
-        );
-        assert_eq!(c["spec"]["group"], "networking.istio.io");
+        assert_eq!(c["metadata"]["name"], format!("{plural}.{}", kind.group()));
+        assert_eq!(c["spec"]["group"], kind.group());
         assert_eq!(c["spec"]["scope"], "Namespaced");
         let versions = c["spec"]["versions"].as_array().unwrap();
         let names: Vec<&str> = versions
             .iter()
             .map(|v| v["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["v1", "v1beta1", "v1alpha3"]);
+        let mut expected: Vec<&str> = kind.versions().to_vec();
+        expected.reverse();
+        assert_eq!(names, expected, "{kind}: newest first");
         for v in versions {
             assert_eq!(v["served"], true);
             assert_eq!(v["storage"], v["name"] == "v1");
@@ -167,6 +229,7 @@ fn rbac_is_read_only_except_events() {
     let roles = kind(&objs, "ClusterRole");
     assert_eq!(roles.len(), 1);
     let mut granted = Vec::new();
+    let mut granted_in: Vec<(String, String)> = Vec::new();
     for rule in roles[0]["rules"].as_array().unwrap() {
         let verbs: Vec<&str> = rule["verbs"]
             .as_array()
@@ -181,6 +244,9 @@ fn rbac_is_read_only_except_events() {
             } else {
                 assert_eq!(verbs, ["get", "list", "watch"], "{r}");
                 granted.push(r);
+                for g in rule["apiGroups"].as_array().unwrap() {
+                    granted_in.push((g.as_str().unwrap().to_string(), r.to_string()));
+                }
             }
         }
     }
@@ -196,6 +262,14 @@ fn rbac_is_read_only_except_events() {
         "namespaces",
     ] {
         assert!(granted.contains(&needed), "{needed} not granted");
+    }
+    for crd in kind(&objs, "CustomResourceDefinition") {
+        let group = crd["spec"]["group"].as_str().unwrap().to_string();
+        let plural = crd["spec"]["names"]["plural"].as_str().unwrap().to_string();
+        assert!(
+            granted_in.contains(&(group.clone(), plural.clone())),
+            "{plural}.{group} not granted"
+        );
     }
     let bindings = kind(&objs, "ClusterRoleBinding");
     assert!(bindings

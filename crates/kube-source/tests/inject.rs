@@ -66,6 +66,14 @@ fn strip_injection(doc: &mut Value) -> bool {
         }
     }
     let meta = t["metadata"].as_object_mut().unwrap();
+    let labels = meta["labels"].as_object_mut().unwrap();
+    assert_eq!(
+        labels.remove("security.istio.io/tlsMode"),
+        Some(Value::from("istio"))
+    );
+    if labels.is_empty() {
+        meta.remove("labels");
+    }
     let ann = meta["annotations"].as_object_mut().unwrap();
     assert!(ann.remove("sidecar.sluice.io/status").is_some());
     if ann.is_empty() {
@@ -197,4 +205,50 @@ fn options_change_image_ports_and_exclusions() {
     );
     let caps = &spec["initContainers"][0]["securityContext"]["capabilities"]["add"];
     assert_eq!(caps, &serde_json::json!(["NET_ADMIN", "NET_RAW"]));
+}
+
+#[test]
+fn injected_pods_are_labelled_for_mesh_mtls() {
+    let out =
+        inject("kind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n").unwrap();
+    let pod = &values(&out)[0];
+    assert_eq!(
+        pod["metadata"]["labels"]["security.istio.io/tlsMode"],
+        "istio"
+    );
+    // A workload that sets its own mode keeps it, as with Istio's injector.
+    let own = "kind: Deployment\nmetadata:\n  name: d\nspec:\n  template:\n    metadata:\n      labels:\n        app: d\n        security.istio.io/tlsMode: disabled\n    spec:\n      containers:\n      - name: a\n";
+    let out = inject(own).unwrap();
+    let labels = &values(&out)[0]["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(
+        labels,
+        &serde_json::json!({"app": "d", "security.istio.io/tlsMode": "disabled"})
+    );
+    // The sidecar's identity is the pod's: namespace and service account from the downward API.
+    let proxy = &values(&out)[0]["spec"]["template"]["spec"]["containers"][1];
+    let args: Vec<&str> = proxy["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let flag = |name: &str| {
+        let i = args.iter().position(|a| *a == name).unwrap();
+        args[i + 1]
+    };
+    assert_eq!(flag("--namespace"), "$(POD_NAMESPACE)");
+    assert_eq!(flag("--service-account"), "$(SERVICE_ACCOUNT)");
+    let env = |name: &str| {
+        proxy["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["valueFrom"]["fieldRef"]["fieldPath"].clone())
+    };
+    assert_eq!(env("POD_NAMESPACE").unwrap(), "metadata.namespace");
+    assert_eq!(env("SERVICE_ACCOUNT").unwrap(), "spec.serviceAccountName");
+    // Opted-out and host-network pods are not labelled.
+    let opted_out = "kind: Pod\nmetadata:\n  name: p\n  labels:\n    sidecar.istio.io/inject: \"false\"\nspec:\n  containers:\n  - name: a\n";
+    assert!(!inject(opted_out).unwrap().contains("tlsMode"));
 }

@@ -129,7 +129,7 @@ async fn gone_410_relists_without_dropping_config() {
     let (api, source) = cluster().await;
     let lists = api.total_lists();
     let before = resources(&source).len();
-    eventually(SYNC, "every watch stream open", || api.open_watches() == 8).await;
+    eventually(SYNC, "every watch stream open", || api.open_watches() == 12).await;
     // While the watches are down the object disappears; only a re-list can notice.
     api.expire();
     api.delete_silently("DestinationRule", "default", "reviews");
@@ -147,7 +147,7 @@ async fn gone_410_relists_without_dropping_config() {
     })
     .await;
     eventually(SYNC, "every watcher to re-list", || {
-        api.total_lists() >= lists + 8
+        api.total_lists() >= lists + 12
     })
     .await;
     assert_eq!(resources(&source).len(), before - 1);
@@ -161,7 +161,7 @@ async fn gone_410_relists_without_dropping_config() {
 async fn restarts_resume_from_bookmarks_without_relisting() {
     let (api, source) = cluster().await;
     let lists = api.total_lists();
-    eventually(SYNC, "every watch stream open", || api.open_watches() == 8).await;
+    eventually(SYNC, "every watch stream open", || api.open_watches() == 12).await;
     // Unrelated writes move the resourceVersion past what the watchers have seen...
     api.bump(50);
     let rv = api.bookmark();
@@ -290,6 +290,74 @@ async fn endpoint_readiness_and_pod_labels_follow_the_cluster() {
         || find(&source, Kind::ServiceEntry, "default", "svc:reviews").is_none(),
     )
     .await;
+}
+
+#[tokio::test]
+async fn endpoints_carry_tls_mode_and_service_account_of_their_pod() {
+    let (api, source) = cluster().await;
+    let identity = |se: &ServiceEntry| -> Vec<(String, Option<String>, Option<String>)> {
+        se.endpoints
+            .iter()
+            .map(|e| {
+                (
+                    e.address.clone(),
+                    e.labels.get("security.istio.io/tlsMode").cloned(),
+                    e.service_account.clone(),
+                )
+            })
+            .collect()
+    };
+    let (istio, reviews, default) = (
+        Some("istio".to_string()),
+        Some("bookinfo-reviews".to_string()),
+        Some("default".to_string()),
+    );
+    assert_eq!(
+        identity(&service_entry(&source, "default", "reviews")),
+        [
+            ("10.244.0.11".to_string(), istio.clone(), reviews.clone()),
+            ("10.244.0.12".to_string(), None, default.clone()),
+        ],
+        "the pod's tlsMode label and serviceAccountName (default `default`)"
+    );
+    assert_eq!(
+        service_entry(&source, "prod", "ratings").endpoints[0].service_account,
+        None,
+        "no pod behind the endpoint, no identity"
+    );
+    // An injected pod gets the label; a pod recreated with another account changes identity.
+    api.patch("Pod", "default", "reviews-v2-8c9a", |o| {
+        o["metadata"]["labels"]["security.istio.io/tlsMode"] = json!("istio");
+        o["spec"]["serviceAccountName"] = json!("reviews-v2");
+    });
+    eventually(Duration::from_secs(2), "v2's new identity", || {
+        identity(&service_entry(&source, "default", "reviews"))[1]
+            == (
+                "10.244.0.12".to_string(),
+                istio.clone(),
+                Some("reviews-v2".to_string()),
+            )
+    })
+    .await;
+    let (all, diags) = source.collect();
+    let snapshot = sluice_config::build_snapshot(
+        all,
+        diags,
+        &sluice_config::ProxyConfig::default(),
+        &sluice_lb::StateStore::new(),
+        1,
+    )
+    .unwrap();
+    let registry = snapshot
+        .registry
+        .get("reviews.default.svc.cluster.local")
+        .unwrap();
+    let accounts: Vec<Option<&str>> = registry
+        .endpoints
+        .iter()
+        .map(|e| e.service_account.as_deref())
+        .collect();
+    assert_eq!(accounts, [Some("bookinfo-reviews"), Some("reviews-v2")]);
 }
 
 #[tokio::test]
@@ -422,8 +490,8 @@ async fn namespaces_limit_what_is_watched() {
         .all(|r| !r.contains("/v1/pods?") || r.contains("/namespaces/prod/")));
     let pods = requests.iter().find(|r| r.contains("/pods?")).unwrap();
     assert!(
-        pods.contains("as=PartialObjectMetadata"),
-        "pods are watched as metadata only: {pods}"
+        !pods.contains("as=PartialObjectMetadata"),
+        "the service account is in the pod's spec: {pods}"
     );
 }
 

@@ -190,6 +190,39 @@ mod tests {
     }
 
     #[test]
+    fn injected_sidecar_arguments_parse_with_the_pod_identity() {
+        let pod = "kind: Pod\nmetadata:\n  name: p\n  namespace: shop\nspec:\n  serviceAccountName: cart\n  containers:\n  - name: app\n";
+        let out = sluice_kube::inject(pod).unwrap();
+        let docs = sluice_model::yaml::parse_documents(&out).unwrap();
+        let containers = docs[0].value["spec"]["containers"].as_array().unwrap();
+        let proxy = containers
+            .iter()
+            .find(|c| c["name"] == sluice_kube::inject::PROXY_CONTAINER)
+            .unwrap();
+        // Kubernetes expands `$(VAR)` from the container's downward-API environment.
+        let args: Vec<String> = proxy["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                a.as_str()
+                    .unwrap()
+                    .replace("$(POD_NAMESPACE)", "shop")
+                    .replace("$(SERVICE_ACCOUNT)", "cart")
+            })
+            .collect();
+        let argv = std::iter::once("sluice").chain(args.iter().map(String::as_str));
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(r) => {
+                assert!(r.kube.kubernetes && r.no_gateway);
+                assert_eq!(r.namespace, "shop");
+                assert_eq!(r.identity.service_account, "cart");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn downstream_limits_take_go_durations_and_have_defaults() {
         let r = run_args(&[]);
         assert_eq!(r.http_header_read_timeout, Duration::from_secs(60));

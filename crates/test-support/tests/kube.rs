@@ -287,3 +287,134 @@ endpoints:
     eprintln!("rotated Secret served after {:?}", rotated.elapsed());
     handle.shutdown().await;
 }
+
+/// A sidecar runtime in namespace foo fed from the API server, holding the workload
+/// certificate of `identity`.
+async fn mesh_sidecar(
+    api: &fake::FakeApi,
+    root: &sluice_test_support::pki::TestCa,
+    identity: &str,
+    app: &str,
+    serve_services: bool,
+) -> sluice::runtime::ProxyHandle {
+    let kube = sluice_kube::KubeArgs {
+        kubernetes: true,
+        kube_api: Some(api.url.clone()),
+        sync_timeout: Duration::from_secs(10),
+        no_events: true,
+        ..Default::default()
+    };
+    let tls = sluice_proxy::tls::TlsRuntime::new();
+    let leaf = root.issue(&[identity]);
+    tls.store()
+        .set_mesh(leaf.chain_der(), leaf.key_der(), vec![root.der()])
+        .unwrap();
+    let mut opts = RunOptions::new(Vec::new());
+    opts.admin = "127.0.0.1:0".parse().unwrap();
+    opts.proxy.labels = [("app".into(), app.into())].into();
+    opts.proxy.namespace = "foo".into();
+    opts.proxy.gateway_role = false;
+    opts.proxy.mesh_role = serve_services;
+    opts.tls = tls;
+    opts.source = Some(Arc::new(sluice_kube::start(&kube, None).await.unwrap()));
+    sluice::runtime::start(opts).await.unwrap()
+}
+
+/// Mesh mTLS in Kubernetes mode: the server's Sidecar and STRICT PeerAuthentication come from
+/// the API server, and the client reaches it with automatic mTLS because the Service's endpoint
+/// is an injected Pod (`security.istio.io/tlsMode: istio`) whose service account names the
+/// identity to expect; a Pod running as another account fails the handshake (503).
+#[tokio::test]
+async fn auto_mtls_follows_pod_labels_and_service_accounts() {
+    use sluice_test_support::pki::TestCa;
+    let httpbin = backend("httpbin", "v1").await;
+    let (inbound, service_port) = (free_port(), free_port());
+    let api = fake::FakeApi::start().await;
+    api.apply(&format!(
+        r#"
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default, namespace: foo}}
+spec:
+  mtls: {{mode: STRICT}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: httpbin, namespace: foo}}
+spec:
+  workloadSelector:
+    labels: {{app: httpbin}}
+  ingress:
+  - port: {{number: {inbound}, protocol: HTTP, name: http}}
+    defaultEndpoint: {app}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: httpbin, namespace: foo}}
+spec:
+  clusterIP: None
+  ports: [{{name: http, port: {service_port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: httpbin-a, namespace: foo, labels: {{kubernetes.io/service-name: httpbin}}}}
+addressType: IPv4
+ports: [{{name: http, port: {inbound}}}]
+endpoints:
+- {{addresses: [127.0.0.1], targetRef: {{kind: Pod, name: httpbin-1, namespace: foo}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: httpbin-1
+  namespace: foo
+  labels: {{app: httpbin, security.istio.io/tlsMode: istio}}
+spec:
+  serviceAccountName: httpbin
+  containers: [{{name: httpbin, image: httpbin}}]
+"#,
+        app = httpbin.addr()
+    ));
+    let root = TestCa::new("cluster.local root");
+    let sleep = "spiffe://cluster.local/ns/foo/sa/sleep";
+    let server = mesh_sidecar(
+        &api,
+        &root,
+        "spiffe://cluster.local/ns/foo/sa/httpbin",
+        "httpbin",
+        false,
+    )
+    .await;
+    let client = mesh_sidecar(&api, &root, sleep, "sleep", true).await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{service_port}").parse().unwrap();
+    let via_sidecar = || async {
+        TestClient::new()
+            .get(addr, "httpbin.foo:8000", "/headers", &[])
+            .await
+    };
+    let r = via_sidecar().await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains(&format!("URI={sleep}")),
+        "the server saw the client's identity: {}",
+        r.body
+    );
+    // The Pod now runs as another service account: the client expects that identity, which
+    // the server's certificate does not carry.
+    api.patch("Pod", "foo", "httpbin-1", |o| {
+        o["spec"]["serviceAccountName"] = json!("not-httpbin");
+    });
+    assert_eventually(Duration::from_secs(2), "the handshake refused", || async {
+        via_sidecar().await.status == 503
+    })
+    .await;
+    let served = httpbin.requests();
+    assert_eq!(via_sidecar().await.status, 503);
+    assert_eq!(
+        httpbin.requests(),
+        served,
+        "refused before reaching the app"
+    );
+    client.shutdown().await;
+    server.shutdown().await;
+}

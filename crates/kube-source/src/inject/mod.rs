@@ -14,7 +14,9 @@ use anyhow::Context as _;
 
 pub use emit::emit;
 pub use node::{Node, Scalar, Style};
-pub use pod::{INIT_CONTAINER, PODINFO_DIR, PODINFO_VOLUME, PROXY_CONTAINER, STATUS_ANNOTATION};
+pub use pod::{
+    INIT_CONTAINER, PODINFO_DIR, PODINFO_VOLUME, PROXY_CONTAINER, STATUS_ANNOTATION, TLS_MODE_ISTIO,
+};
 
 /// The image used when none is given.
 pub const DEFAULT_IMAGE: &str = "sluice:dev";

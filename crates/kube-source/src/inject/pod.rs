@@ -1,5 +1,7 @@
 //! The containers and volume added to a pod template, and the edit that adds them.
 
+use sluice_config::compile::auto_mtls::TLS_MODE_LABEL;
+
 use super::node::{Node, Scalar, Style};
 use super::InjectOptions;
 
@@ -13,6 +15,9 @@ pub const PODINFO_VOLUME: &str = "sluice-podinfo";
 pub const PODINFO_DIR: &str = "/etc/sluice/podinfo";
 /// Annotation recording what was injected (also marks the pod as injected).
 pub const STATUS_ANNOTATION: &str = "sidecar.sluice.io/status";
+/// The `security.istio.io/tlsMode` value of an injected pod: its sidecar speaks mesh mTLS, so
+/// clients' automatic mTLS may use it.
+pub const TLS_MODE_ISTIO: &str = "istio";
 
 /// Istio's per-pod interception annotations, honoured as `istioctl kube-inject` does.
 const INCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/includeInboundPorts";
@@ -78,6 +83,14 @@ pub fn inject_template(template: &mut Node, opts: &InjectOptions) -> Result<bool
     spec.seq_at("volumes")
         .ok_or("`spec.volumes` is not a list")?
         .push(podinfo_volume());
+    // Istio's injection template keeps a tlsMode the workload already sets (e.g. `disabled`).
+    let labels = template
+        .map_at("metadata")
+        .and_then(|m| m.map_at("labels"))
+        .ok_or("`metadata.labels` is not a mapping")?;
+    if labels.get(TLS_MODE_LABEL).is_none_or(Node::is_null) {
+        labels.set(TLS_MODE_LABEL, Node::str(TLS_MODE_ISTIO));
+    }
     let status = format!(
         "{{\"initContainers\":[\"{INIT_CONTAINER}\"],\"containers\":[\"{PROXY_CONTAINER}\"],\"volumes\":[\"{PODINFO_VOLUME}\"]}}"
     );
@@ -128,6 +141,8 @@ fn proxy_container(opts: &InjectOptions) -> Node {
         "--no-gateway",
         "--namespace",
         "$(POD_NAMESPACE)",
+        "--service-account",
+        "$(SERVICE_ACCOUNT)",
         "--labels-file",
     ]
     .iter()

@@ -3,6 +3,7 @@
 
 mod discovery;
 mod istio;
+pub mod pods;
 mod report;
 pub mod secrets;
 pub mod services;
@@ -13,9 +14,9 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DynamicObject, PartialObjectMeta};
+use kube::api::{Api, DynamicObject};
 use kube::Client;
 use sluice_model::{Diagnostic, Resource};
 use tokio::sync::watch as signal;
@@ -23,6 +24,7 @@ use tokio::task::JoinHandle;
 
 pub use discovery::{discover_istio, IstioApi, ISTIO_KINDS};
 pub use istio::{admit, as_warnings, decode_object, Admission};
+pub use pods::{PodInfo, WatchedPod};
 pub use secrets::{SecretFeed, SecretSink};
 
 use report::Reports;
@@ -168,7 +170,7 @@ impl KubeSource {
                     Feed::Istio(r) => spawn(dynamic_api(c, ns, &r), t, s),
                     Feed::Service => spawn(typed_api::<Service>(c, ns), t, s),
                     Feed::EndpointSlice => spawn(typed_api::<EndpointSlice>(c, ns), t, s),
-                    Feed::Pod => spawn(typed_api::<PartialObjectMeta<Pod>>(c, ns), t, s),
+                    Feed::Pod => spawn(typed_api::<WatchedPod>(c, ns), t, s),
                 }
             })
             .collect();

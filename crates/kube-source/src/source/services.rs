@@ -1,7 +1,7 @@
 //! Kubernetes Services as registry entries: each Service becomes a `ServiceEntry`-equivalent
 //! object (host `name.ns.svc.cluster.local`, ClusterIPs, ports with Istio's protocol rules,
-//! ready endpoints from EndpointSlices carrying their Pod's labels), so the compiler needs no
-//! Kubernetes knowledge.
+//! ready endpoints from EndpointSlices carrying their Pod's labels and service account), so the
+//! compiler needs no Kubernetes knowledge.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,6 +10,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{json, Map, Value};
 use sluice_config::host::DOMAIN_SUFFIX;
+
+use super::pods::PodInfo;
 
 /// Prefix of the names of synthesized ServiceEntries (`svc:reviews`); `:` cannot appear in a
 /// Kubernetes name, so they never collide with real ServiceEntries.
@@ -63,11 +65,11 @@ fn port_name(p: &ServicePort) -> String {
 }
 
 /// The ServiceEntry object (as the API server would serve it) for a Service, or `None` when it
-/// has no TCP port. `pod_labels(name)` gives the labels of a Pod of the Service's namespace.
-pub fn synthesize(
+/// has no TCP port. `pod(name)` gives what is known of a Pod of the Service's namespace.
+pub fn synthesize<'a>(
     svc: &Service,
     slices: &[&EndpointSlice],
-    pod_labels: &dyn Fn(&str) -> Option<BTreeMap<String, String>>,
+    pod: &dyn Fn(&str) -> Option<&'a PodInfo>,
 ) -> Option<Value> {
     let name = svc.metadata.name.clone()?;
     let ns = svc
@@ -130,7 +132,7 @@ pub fn synthesize(
         let all = spec.publish_not_ready_addresses.unwrap_or(false);
         se.insert(
             "endpoints".into(),
-            Value::Array(endpoints(&tcp, slices, all, pod_labels)),
+            Value::Array(endpoints(&tcp, slices, all, pod)),
         );
     }
     let mut meta = Map::new();
@@ -154,12 +156,14 @@ pub fn synthesize(
 }
 
 /// Ready endpoints (all of them with `publishNotReadyAddresses`), one per address and port set
-/// (a pod listed twice during a slice update counts once), sorted.
-fn endpoints(
+/// (a pod listed twice during a slice update counts once), sorted. An endpoint backed by a known
+/// Pod carries its labels (so `security.istio.io/tlsMode` reaches auto-mTLS) and its service
+/// account, as Istio's Kubernetes registry does.
+fn endpoints<'a>(
     ports: &[&ServicePort],
     slices: &[&EndpointSlice],
     include_not_ready: bool,
-    pod_labels: &dyn Fn(&str) -> Option<BTreeMap<String, String>>,
+    pod: &dyn Fn(&str) -> Option<&'a PodInfo>,
 ) -> Vec<Value> {
     let mut out: BTreeMap<(String, String), Value> = BTreeMap::new();
     for slice in slices {
@@ -196,14 +200,17 @@ fn endpoints(
             if !port_map.is_empty() {
                 e.insert("ports".into(), Value::Object(port_map.clone()));
             }
-            let labels = ep
+            let info = ep
                 .target_ref
                 .as_ref()
                 .filter(|r| r.kind.as_deref() == Some("Pod"))
                 .and_then(|r| r.name.as_deref())
-                .and_then(pod_labels);
-            if let Some(labels) = labels.filter(|l| !l.is_empty()) {
-                e.insert("labels".into(), json!(labels));
+                .and_then(pod);
+            if let Some(info) = info {
+                if !info.labels.is_empty() {
+                    e.insert("labels".into(), json!(info.labels));
+                }
+                e.insert("serviceAccount".into(), json!(info.service_account));
             }
             out.insert(key, Value::Object(e));
         }

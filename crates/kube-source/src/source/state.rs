@@ -8,6 +8,7 @@ use sluice_model::{Diagnostic, Kind, Parsed, Resource};
 use sluice_sources::ConfigStore;
 
 use super::istio::{admit, as_warnings, decode_object};
+use super::pods::PodInfo;
 use super::services::{slice_pods, slice_service, synthesize};
 
 /// Namespace and name.
@@ -51,7 +52,7 @@ pub(crate) struct State {
     services: BTreeMap<NsName, Service>,
     slices: BTreeMap<NsName, EndpointSlice>,
     slices_by_service: BTreeMap<NsName, BTreeSet<String>>,
-    pods: HashMap<NsName, BTreeMap<String, String>>,
+    pods: HashMap<NsName, PodInfo>,
     synthesized: BTreeMap<NsName, Vec<Resource>>,
 }
 
@@ -280,13 +281,14 @@ impl State {
         out
     }
 
-    /// Records a Pod's labels (`None`: deleted); Services selecting it are rebuilt if they changed.
-    pub fn set_pod(&mut self, key: NsName, labels: Option<BTreeMap<String, String>>) -> Outcome {
-        let old = match &labels {
-            Some(l) => self.pods.insert(key.clone(), l.clone()),
+    /// Records a Pod's labels and service account (`None`: deleted); Services selecting it are
+    /// rebuilt if they changed.
+    pub fn set_pod(&mut self, key: NsName, info: Option<PodInfo>) -> Outcome {
+        let old = match &info {
+            Some(i) => self.pods.insert(key.clone(), i.clone()),
             None => self.pods.remove(&key),
         };
-        if old == labels {
+        if old == info {
             return Outcome::default();
         }
         let services: BTreeSet<String> = self
@@ -304,11 +306,7 @@ impl State {
     }
 
     /// Replaces the Pods in `scope`.
-    pub fn replace_pods(
-        &mut self,
-        scope: Option<&str>,
-        list: Vec<(NsName, BTreeMap<String, String>)>,
-    ) -> Outcome {
+    pub fn replace_pods(&mut self, scope: Option<&str>, list: Vec<(NsName, PodInfo)>) -> Outcome {
         let listed: BTreeSet<&NsName> = list.iter().map(|(k, _)| k).collect();
         let gone: Vec<NsName> = self
             .pods
@@ -320,8 +318,8 @@ impl State {
         for k in gone {
             out.merge(self.set_pod(k, None));
         }
-        for (k, labels) in list {
-            out.merge(self.set_pod(k, Some(labels)));
+        for (k, info) in list {
+            out.merge(self.set_pod(k, Some(info)));
         }
         out
     }
@@ -337,8 +335,8 @@ impl State {
                 .filter_map(|name| self.slices.get(&(key.0.clone(), name.clone())))
                 .collect();
             let pods = &self.pods;
-            let labels = |pod: &str| pods.get(&(key.0.clone(), pod.to_string())).cloned();
-            synthesize(svc, &slices, &labels)
+            let pod = |name: &str| pods.get(&(key.0.clone(), name.to_string()));
+            synthesize(svc, &slices, &pod)
         });
         let store_key = service_key(&key.0, &key.1);
         let Some(value) = value else {

@@ -2,19 +2,19 @@
 //! handles resourceVersions, bookmarks and re-lists after 410 Gone; listings are buffered and
 //! applied at once, so a re-list never drops config in between.
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures_util::StreamExt as _;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DynamicObject, PartialObjectMeta};
+use kube::api::{Api, DynamicObject};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt as _;
 use serde::de::DeserializeOwned;
 use sluice_model::Kind;
 
+use super::pods::WatchedPod;
 use super::state::{key_of, Outcome, State};
 use super::Shared;
 
@@ -98,14 +98,11 @@ impl Watched for EndpointSlice {
     }
 }
 
-impl Watched for PartialObjectMeta<Pod> {
+impl Watched for WatchedPod {
     fn handle(state: &mut State, target: &Target, change: Change<Self>) -> Outcome {
-        let labels = |p: &PartialObjectMeta<Pod>| -> BTreeMap<String, String> {
-            p.metadata.labels.clone().unwrap_or_default()
-        };
         match change {
             Change::Apply(p) => match key_of(&p.metadata) {
-                Some(k) => state.set_pod(k, Some(labels(&p))),
+                Some(k) => state.set_pod(k, Some(p.info())),
                 None => Outcome::default(),
             },
             Change::Delete(p) => match key_of(&p.metadata) {
@@ -115,7 +112,7 @@ impl Watched for PartialObjectMeta<Pod> {
             Change::Replace(list) => state.replace_pods(
                 target.namespace.as_deref(),
                 list.iter()
-                    .filter_map(|p| Some((key_of(&p.metadata)?, labels(p))))
+                    .filter_map(|p| Some((key_of(&p.metadata)?, p.info())))
                     .collect(),
             ),
         }

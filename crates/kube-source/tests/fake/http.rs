@@ -1,4 +1,5 @@
-//! HTTP side of the fake API server: routing, discovery, list, watch, Event creation.
+//! HTTP side of the fake API server: routing, discovery (networking.istio.io and
+//! security.istio.io), list, watch, Event creation.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -83,8 +84,10 @@ async fn route(req: Request<Incoming>, store: Shared) -> Response<Body> {
         return full(StatusCode::NOT_FOUND, status(404, "NotFound", "not found"));
     }
     match segs.as_slice() {
-        ["apis", "networking.istio.io"] => discovery_group(&store),
-        ["apis", "networking.istio.io", v] => discovery_resources(&store, v),
+        ["apis", g @ ("networking.istio.io" | "security.istio.io")] => discovery_group(&store, g),
+        ["apis", g @ ("networking.istio.io" | "security.istio.io"), v] => {
+            discovery_resources(&store, g, v)
+        }
         ["api", "v1", rest @ ..] => collection(&store, "", "v1", rest, &query, &accept),
         ["apis", group, version, rest @ ..] => {
             collection(&store, group, version, rest, &query, &accept)
@@ -93,9 +96,14 @@ async fn route(req: Request<Incoming>, store: Shared) -> Response<Body> {
     }
 }
 
-fn discovery_group(store: &Shared) -> Response<Body> {
+fn discovery_group(store: &Shared, group: &str) -> Response<Body> {
     let s = store.lock().unwrap();
-    if s.istio_versions.is_empty() {
+    let served = if group == "security.istio.io" {
+        &s.security_versions
+    } else {
+        &s.istio_versions
+    };
+    if served.is_empty() {
         return full(
             StatusCode::NOT_FOUND,
             status(
@@ -105,23 +113,22 @@ fn discovery_group(store: &Shared) -> Response<Body> {
             ),
         );
     }
-    let versions: Vec<Value> = s
-        .istio_versions
+    let versions: Vec<Value> = served
         .iter()
-        .map(|v| json!({"groupVersion": format!("networking.istio.io/{v}"), "version": v}))
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
         .collect();
     full(
         StatusCode::OK,
-        json!({"kind": "APIGroup", "apiVersion": "v1", "name": "networking.istio.io",
+        json!({"kind": "APIGroup", "apiVersion": "v1", "name": group,
                "versions": versions, "preferredVersion": versions[0]}),
     )
 }
 
-fn discovery_resources(store: &Shared, version: &str) -> Response<Body> {
+fn discovery_resources(store: &Shared, group: &str, version: &str) -> Response<Body> {
     let s = store.lock().unwrap();
     let resources: Vec<Value> = COLLECTIONS
         .iter()
-        .filter(|c| c.group == "networking.istio.io")
+        .filter(|c| c.group == group)
         .filter(|c| !s.not_served.contains(&(version_static(version), c.kind)))
         .flat_map(|c| {
             [
@@ -135,7 +142,7 @@ fn discovery_resources(store: &Shared, version: &str) -> Response<Body> {
     full(
         StatusCode::OK,
         json!({"kind": "APIResourceList", "apiVersion": "v1",
-               "groupVersion": format!("networking.istio.io/{version}"), "resources": resources}),
+               "groupVersion": format!("{group}/{version}"), "resources": resources}),
     )
 }
 

@@ -1,5 +1,5 @@
 //! A fake Kubernetes API server on 127.0.0.1:0 that speaks real list + watch: discovery of
-//! networking.istio.io, lists with a resourceVersion, chunked watch streams of
+//! networking.istio.io and security.istio.io, lists with a resourceVersion, chunked watch streams of
 //! `{"type":…,"object":…}` lines from a resourceVersion, 410 Gone for compacted history,
 //! BOOKMARK events, metadata-only lists/watches, and Event creation.
 

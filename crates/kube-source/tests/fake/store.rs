@@ -16,7 +16,7 @@ pub struct Collection {
 }
 
 /// Kinds the fake serves.
-pub const COLLECTIONS: [Collection; 9] = [
+pub const COLLECTIONS: [Collection; 13] = [
     Collection {
         group: "networking.istio.io",
         kind: "VirtualService",
@@ -41,6 +41,26 @@ pub const COLLECTIONS: [Collection; 9] = [
         group: "networking.istio.io",
         kind: "WorkloadEntry",
         plural: "workloadentries",
+    },
+    Collection {
+        group: "networking.istio.io",
+        kind: "Sidecar",
+        plural: "sidecars",
+    },
+    Collection {
+        group: "security.istio.io",
+        kind: "AuthorizationPolicy",
+        plural: "authorizationpolicies",
+    },
+    Collection {
+        group: "security.istio.io",
+        kind: "PeerAuthentication",
+        plural: "peerauthentications",
+    },
+    Collection {
+        group: "security.istio.io",
+        kind: "RequestAuthentication",
+        plural: "requestauthentications",
     },
     Collection {
         group: "",
@@ -108,8 +128,10 @@ pub struct Store {
     pub posted_events: Vec<Value>,
     pub events: broadcast::Sender<Msg>,
     pub kill: watch::Sender<u64>,
-    /// Versions served by the group, preferred first.
+    /// Versions served by networking.istio.io, preferred first.
     pub istio_versions: Vec<&'static str>,
+    /// Versions served by security.istio.io, preferred first (empty: the group is not served).
+    pub security_versions: Vec<&'static str>,
     /// Kinds left out of a version's resource list.
     pub not_served: Vec<(&'static str, &'static str)>,
     /// Collections whose lists fail with 500.
@@ -134,6 +156,7 @@ impl Store {
             events: broadcast::channel(4096).0,
             kill: watch::channel(0).0,
             istio_versions: vec!["v1", "v1beta1", "v1alpha3"],
+            security_versions: vec!["v1", "v1beta1"],
             not_served: Vec::new(),
             failing: Vec::new(),
             open_watches: 0,
