@@ -467,7 +467,7 @@ async fn reloads_under_load_fail_no_request() {
             }
         }));
     }
-    for reload in 0..25 {
+    for reload in 0..100 {
         let (a, b) = if reload % 2 == 0 { (50, 50) } else { (90, 10) };
         dir.write("vs.yaml", &split_vs(a, b));
         assert!(p.reload().await.unwrap().is_ok());
