@@ -73,8 +73,8 @@ pub struct RunArgs {
     /// Do not serve Gateways.
     #[arg(long)]
     pub no_gateway: bool,
-    /// Admin API address.
-    #[arg(long, default_value = "127.0.0.1:15000")]
+    /// Admin API address (`sluice reload` reads the same `SLUICE_ADMIN`).
+    #[arg(long, env = "SLUICE_ADMIN", default_value = "127.0.0.1:15000")]
     pub admin: SocketAddr,
     /// Longest wait for in-flight requests and relayed TCP connections at shutdown.
     #[arg(long, default_value = "10s", value_parser = sluice_tools::parse_duration)]

@@ -13,7 +13,7 @@ use hyper::body::Bytes;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReloadArgs {
     /// The proxy's admin address.
-    #[arg(long, default_value = "127.0.0.1:15000")]
+    #[arg(long, env = "SLUICE_ADMIN", default_value = "127.0.0.1:15000")]
     pub admin: SocketAddr,
 }
 
