@@ -214,6 +214,14 @@ impl Edge {
         }
     }
 
+    /// Forgets the window's requests (not the destination's version and workloads): the
+    /// edge's route was changed by a reload.
+    pub(super) fn reset(&self) {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.buckets.fill(Bucket::empty());
+        st.first_sec = u64::MAX;
+    }
+
     pub(super) fn stats_at(&self, now_secs: u64) -> EdgeStats {
         let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let mut s = EdgeStats {

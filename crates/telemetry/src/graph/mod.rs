@@ -9,6 +9,7 @@
 
 mod edge;
 mod view;
+mod window_reset;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -42,6 +43,8 @@ pub struct Graph {
     window: u64,
     edges: CowMap<OwnedKey, Arc<Edge>>,
     config: arc_swap::ArcSwap<(Option<u64>, Vec<ConfiguredRoute>)>,
+    /// When a reload last reset routes' windows (Unix ms, 0: never).
+    reset_ms: std::sync::atomic::AtomicU64,
     feed: Mutex<Option<Feed>>,
 }
 
@@ -77,6 +80,7 @@ impl Graph {
             window: window_secs.max(1),
             edges: CowMap::default(),
             config: arc_swap::ArcSwap::from_pointee((None, Vec::new())),
+            reset_ms: std::sync::atomic::AtomicU64::new(0),
             feed: Mutex::new(None),
         }
     }
@@ -141,9 +145,31 @@ impl Graph {
         )
     }
 
-    /// Replaces the configured routes (weights and mirrors) of config `version`.
+    /// Replaces the configured routes (weights and mirrors) of config `version`. The windows
+    /// of routes whose split changed start over, so their observed share is the new config's.
     pub fn set_config(&self, version: Option<u64>, routes: Vec<ConfiguredRoute>) {
-        self.config.store(Arc::new((version, routes)));
+        let current = Arc::new((version, routes));
+        let previous = self.config.swap(Arc::clone(&current));
+        let changed = window_reset::changed_groups(&previous.1, &current.1);
+        if changed.is_empty() {
+            return;
+        }
+        let mut any = false;
+        for e in self.edges.values() {
+            let (a, b, c) = e.key.group();
+            if changed.contains(&(a.to_string(), b.to_string(), c.to_string())) {
+                e.reset();
+                any = true;
+            }
+        }
+        if any {
+            let ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0);
+            self.reset_ms
+                .store(ms, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// The graph now.
@@ -236,6 +262,10 @@ impl Graph {
             generated_at: rfc3339_millis(UNIX_EPOCH + Duration::from_secs(now_secs)),
             generated_at_ms: now_secs.saturating_mul(1000),
             config_version: *version,
+            window_reset_ms: match self.reset_ms.load(std::sync::atomic::Ordering::Relaxed) {
+                0 => None,
+                ms => Some(ms),
+            },
         }
     }
 
@@ -457,6 +487,61 @@ mod tests {
         assert!(json["nodes"].is_array() && json["edges"].is_array());
         assert_eq!(json["window_secs"], 30);
         assert!(json["generated_at"].is_string());
+    }
+
+    #[test]
+    fn a_reload_that_changes_the_split_restarts_the_observed_share() {
+        let g = Graph::new(30);
+        let route = |weights: &[(&str, u32)]| ConfiguredRoute {
+            source: "mesh".into(),
+            virtual_host: "app-backend.default.svc.cluster.local:9080".into(),
+            route: "app-backend.0".into(),
+            destinations: weights
+                .iter()
+                .map(|(s, w)| ConfiguredDestination {
+                    service: "app-backend.default.svc.cluster.local".into(),
+                    subset: Some((*s).into()),
+                    weight: *w,
+                })
+                .collect(),
+            mirrors: Vec::new(),
+        };
+        g.set_config(Some(1), vec![route(&[("v1", 90), ("v2", 10)])]);
+        let t0 = now_secs();
+        for i in 0..100 {
+            let subset = if i % 10 == 0 { "v2" } else { "v1" };
+            g.record_at(t0, &key(subset, false), None, 200, ms(1));
+        }
+        // A reload with the same split keeps the window.
+        g.set_config(Some(2), vec![route(&[("v1", 90), ("v2", 10)])]);
+        assert_eq!(g.snapshot_at(t0).window_reset_ms, None);
+        let share = |snap: &GraphSnapshot, subset: &str| {
+            snap.edges
+                .iter()
+                .find(|e| e.subset.as_deref() == Some(subset))
+                .and_then(|e| e.observed_share)
+        };
+        assert_eq!(share(&g.snapshot_at(t0), "v2"), Some(0.1));
+        // 50/50: only requests sent under the new weights count, within the same second too.
+        g.set_config(Some(3), vec![route(&[("v1", 50), ("v2", 50)])]);
+        let snap = g.snapshot_at(t0);
+        assert!(snap.window_reset_ms.is_some());
+        assert_eq!(share(&snap, "v1"), None);
+        for i in 0..10 {
+            let subset = if i % 2 == 0 { "v2" } else { "v1" };
+            g.record_at(t0, &key(subset, false), None, 200, ms(1));
+        }
+        let snap = g.snapshot_at(t0);
+        assert_eq!(share(&snap, "v1"), Some(0.5));
+        assert_eq!(share(&snap, "v2"), Some(0.5));
+        let v1 = snap
+            .edges
+            .iter()
+            .find(|e| e.subset.as_deref() == Some("v1"))
+            .unwrap();
+        assert_eq!(v1.requests, 5);
+        let json = serde_json::to_value(&snap).unwrap();
+        assert!(json["window_reset_ms"].is_u64());
     }
 
     #[test]

@@ -130,6 +130,10 @@ pub struct GraphSnapshot {
     pub generated_at_ms: u64,
     /// Config version the configured weights come from.
     pub config_version: Option<u64>,
+    /// When a reload last changed a route's split and restarted its window (Unix ms); the
+    /// observed shares of those routes count only requests since then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_reset_ms: Option<u64>,
 }
 
 pub(super) fn nodes_of(
