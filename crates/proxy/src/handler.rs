@@ -439,7 +439,12 @@ async fn proxy(
                 // Istio's ALLOW_ANY: an unknown host goes to where the caller was going.
                 Entry::Outbound(dst) => Box::pin(passthrough::forward(ctx, dst, req)).await,
                 Entry::Bound(_) | Entry::Terminated { .. } | Entry::Inbound(_) => {
-                    error_reply(&ProxyError::NoRoute, "")
+                    let host = req
+                        .headers()
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or("");
+                    crate::no_route::reply(listener, host, obs)
                 }
             };
         }

@@ -14,6 +14,7 @@ pub mod headers;
 pub mod inbound;
 pub mod intercept;
 pub mod mirror;
+pub mod no_route;
 pub mod observe;
 pub mod passthrough;
 pub mod port_owner;

@@ -100,3 +100,45 @@ async fn http2_authority_routes_and_reaches_an_http1_upstream_as_host() {
     assert_eq!(got.header_all("host"), ["a.example.com"]);
     p.shutdown().await;
 }
+
+/// The most common mistake, a Host the listener does not serve, gets Envoy's empty `404 NR`;
+/// the access log says which Host was not found and which hosts the listener serves (the
+/// first five, then a count).
+#[tokio::test]
+async fn a_host_no_virtual_host_serves_is_named_in_the_access_log() {
+    let a = backend("a", "v1").await;
+    let port = free_port();
+    let dir = ConfigDir::new();
+    for i in 0..7 {
+        dir.write(
+            &format!("a{i}.yaml"),
+            &service_yaml(&format!("a{i}.example.com"), port, &[("v1", a.addr())]),
+        );
+    }
+    let log = dir.path().join("access.log");
+    let target = log.clone();
+    let p = proxy(dir.path(), |o| {
+        o.watch = false;
+        o.telemetry.access_log.enabled = true;
+        o.telemetry.access_log.target = sluice_telemetry::AccessLogTarget::File(target);
+    })
+    .await;
+    let resp = raw(
+        port,
+        "GET / HTTP/1.1\r\nhost: app-backend\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    assert!(resp.ends_with("\r\n\r\n"), "the body stays empty: {resp}");
+    let expected = format!(
+        "\"response_code_details\":\"route_not_found: no virtual host for Host \\\"app-backend\\\" on 127.0.0.1_{port}; it serves a0.example.com, a1.example.com, a2.example.com, a3.example.com, a4.example.com and 2 more\""
+    );
+    assert_eventually(Duration::from_secs(5), "the access log line", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let ok = text.contains(&expected) && text.contains("\"response_flags\":\"NR\"");
+        async move { ok }
+    })
+    .await;
+    assert_eq!(a.requests(), 0);
+    p.shutdown().await;
+}
