@@ -79,3 +79,52 @@ async fn istio_metrics_graph_and_clusters_follow_the_split() {
     );
     p.shutdown().await;
 }
+
+/// The graph's observed split after a reload that changes the weights counts only requests sent
+/// under the new weights (the window of the changed route restarts).
+#[tokio::test]
+async fn graph_observed_share_restarts_when_a_reload_changes_the_split() {
+    let v1 = backend("app", "v1").await;
+    let v2 = backend("app", "v2").await;
+    let port = free_port();
+    let dir = ConfigDir::new();
+    dir.write(
+        "svc.yaml",
+        &service_yaml(HOST, port, &[("v1", v1.addr()), ("v2", v2.addr())]),
+    );
+    dir.write("dr.yaml", &subsets_yaml(HOST, &["v1", "v2"]));
+    let split = |w1: u32, w2: u32| {
+        format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: app}}\nspec:\n  hosts: [app]\n  http:\n  - route:\n    - {{destination: {{host: app, subset: v1}}, weight: {w1}}}\n    - {{destination: {{host: app, subset: v2}}, weight: {w2}}}\n")
+    };
+    dir.write("vs.yaml", &split(90, 10));
+    let p = proxy(dir.path(), |_| {}).await;
+    let c = TestClient::new();
+    let target = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..100 {
+        assert_eq!(c.get(target, "app", "/", &[]).await.status, 200);
+    }
+    let before = p.snapshot().unwrap().version;
+    dir.write("vs.yaml", &split(50, 50));
+    assert_eventually(std::time::Duration::from_secs(10), "50/50 active", || {
+        let ok = p.snapshot().is_some_and(|s| s.version > before);
+        async move { ok }
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(c.get(target, "app", "/", &[]).await.status, 200);
+    }
+    let graph: serde_json::Value =
+        serde_json::from_str(&c.admin(p.admin_addr, "/api/graph").await.body).unwrap();
+    assert!(graph["window_reset_ms"].is_u64(), "{graph}");
+    let edges = graph["edges"].as_array().unwrap();
+    for subset in ["v1", "v2"] {
+        let e = edges
+            .iter()
+            .find(|e| e["subset"] == subset && e["mirror"] == false)
+            .unwrap_or_else(|| panic!("no {subset} edge: {graph}"));
+        assert_eq!(e["requests"], 5, "{graph}");
+        assert_eq!(e["observed_share"], 0.5, "{graph}");
+        assert_eq!(e["configured_weight"], 50, "{graph}");
+    }
+    p.shutdown().await;
+}
