@@ -186,3 +186,34 @@ fn https_gateway_readme() {
     require("openssl", "openssl");
     run_readme("https-gateway");
 }
+
+/// Two examples at once: the second `run.sh` refuses to start (exit 1, naming the port) and
+/// starts nothing, and the first keeps running.
+#[test]
+fn run_sh_refuses_to_start_while_a_port_is_taken() {
+    require("bash", "bash");
+    require("curl", "curl");
+    let sb = Sandbox::new();
+    let first = sb.start("examples/run.sh header-canary", START_LIMIT);
+    let ports = open_ports(&sb);
+    let (status, out, err) = sb.run("examples/run.sh path-canary", BLOCK_LIMIT);
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains("is already in use") && err.contains("Stop it"),
+        "{err}"
+    );
+    assert!(!out.contains("pid "), "started something: {out}");
+    let (status, out, _) = sb.run(
+        &sb.localize("curl -s -H 'Host: app-backend' http://127.0.0.1:9080/"),
+        BLOCK_LIMIT,
+    );
+    assert!(
+        status.success() && out.starts_with("app-backend v1"),
+        "{out}"
+    );
+    stop(first, &ports, "header-canary");
+    // Unknown names get the list of examples.
+    let (status, _, err) = sb.run("examples/run.sh nope", BLOCK_LIMIT);
+    assert_eq!(status.code(), Some(2));
+    assert!(err.contains("canary, header-canary"), "{err}");
+}
