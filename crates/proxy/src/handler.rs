@@ -393,6 +393,10 @@ async fn proxy(
     if let Err(e) = authority::settle(&mut req) {
         return error_reply(&e.into(), "");
     }
+    // Before routing and authorization, as Envoy's `normalize_path` that Istio turns on.
+    if let Err(e) = crate::path_normalize::normalize(&mut req) {
+        return error_reply(&ProxyError::BadRequest(e.to_string()), "");
+    }
     if let Entry::Inbound(conn) = &entry {
         return Box::pin(crate::inbound::forward(ctx, snapshot, conn, peer, req, obs)).await;
     }

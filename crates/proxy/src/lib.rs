@@ -16,6 +16,7 @@ pub mod intercept;
 pub mod mirror;
 pub mod observe;
 pub mod passthrough;
+pub mod path_normalize;
 pub mod port_owner;
 pub mod replay;
 pub mod retry;
