@@ -46,7 +46,7 @@ TD=cluster.local
 
 bench_init sluice-mtls-bench
 ensure_tools nginx
-command -v openssl >/dev/null 2>&1 || die "missing tool: openssl"
+for tool in openssl ss; do command -v "$tool" >/dev/null 2>&1 || die "missing tool: $tool"; done
 build_sluice
 write_report_lua "$TMP/report.lua"
 mkdir -p "$RESULTS/raw"
@@ -310,6 +310,7 @@ for target in "${TARGETS[@]}"; do
     answer=$(through "$target" /) || die "$target: request through the pair failed"
     [[ $answer == "bench v1 - request"* ]] || die "$target: unexpected answer: $answer"
     headers=$(through "$target" /headers) || die "$target: GET /headers through the pair failed"
+    echo "$headers" >"$RESULTS/raw/mtls-headers-$target.json"
     case $target in
     sluice-mtls)
         if ! grep -qi '"x-forwarded-client-cert"' <<<"$headers" \
@@ -326,7 +327,7 @@ for target in "${TARGETS[@]}"; do
         fi
         ;;
     nginx-mtls)
-        grep -qi '"x-client-verify":"SUCCESS"' <<<"$headers" \
+        grep -qiE '"x-client-verify": *"SUCCESS"' <<<"$headers" \
             || die "$target: nginx B did not verify a client certificate: $headers"
         code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$CERTS/ca.crt" \
             --resolve "server.$NS.svc:${PORT[$target,inbound]}:127.0.0.1" \
@@ -355,7 +356,7 @@ mib() { awk -v k="$(hwm_kb "$1")" 'BEGIN{printf "%.1f", k/1024}'; }
 
 measure_row() { # target concurrency round
     local target=$1 c=$2 r=$3 k=$1,$2,$3
-    local cpids spids raw line k0 s0 k1 s1 c0 c1 v0 v1 errs own other steal
+    local cpids spids sampler raw line k0 s0 k1 s1 c0 c1 v0 v1 errs own other steal
     # shellcheck disable=SC2206
     cpids=(${CLIENT_PIDS[$target]})
     # shellcheck disable=SC2206
@@ -367,10 +368,20 @@ measure_row() { # target concurrency round
     c0=$(cpu_ticks "${cpids[@]}")
     v0=$(cpu_ticks "${spids[@]}")
     raw="$RESULTS/raw/mtls-$target-c$c-r$r.txt"
+    # Connections from the client proxy to the server proxy tell whether that hop multiplexes
+    # or holds one connection per request in flight. Counted halfway through the run, on the
+    # load core: at its end wrk drops connections with requests in flight, and nginx closes
+    # the upstream connections of those.
+    # shellcheck disable=SC2016  # expanded by the inner shell
+    taskset -c "$LOAD_CPU" bash -c 'sleep "$1"; ss -Htn state established "( dport = :$2 )" | wc -l' \
+        - "$(awk -v d="$DURATION" 'BEGIN{print d/2}')" "${PORT[$target,inbound]}" >"$TMP/conns" &
+    sampler=$!
     run_wrk "$target" "$c" "$DURATION" "$raw" || die "wrk failed: $(cat "$raw")"
+    wait "$sampler" || true
     c1=$(cpu_ticks "${cpids[@]}")
     v1=$(cpu_ticks "${spids[@]}")
     read -r k1 s1 < <(core_ticks "$PROXY_CPU")
+    R[$k,conns]=$(<"$TMP/conns")
     line=$(grep '^BENCH ' "$raw") || die "no BENCH line in $raw"
     declare -A m=()
     for kv in ${line#BENCH }; do m[${kv%%=*}]=${kv#*=}; done
@@ -398,7 +409,7 @@ measure_row() { # target concurrency round
     if ((other > 10 || steal > 5)); then
         WARNINGS+=("$target c=$c round $r: core $PROXY_CPU was busy with other work ${other}% of the time (steal ${steal}%): the row is disturbed, run again on a quiet machine")
     fi
-    log "  ${R[$k,rps]} req/s, p99 ${R[$k,p99]} ms, pair CPU ${R[$k,cpu]} s/10k (client ${R[$k,cpu_client]}, server ${R[$k,cpu_server]}), core ${R[$k,busy]}%, RSS ${R[$k,rss_client]}/${R[$k,rss_server]} MiB; other ${other}%, steal ${steal}%"
+    log "  ${R[$k,rps]} req/s, p99 ${R[$k,p99]} ms, pair CPU ${R[$k,cpu]} s/10k (client ${R[$k,cpu_client]}, server ${R[$k,cpu_server]}), core ${R[$k,busy]}%, RSS ${R[$k,rss_client]}/${R[$k,rss_server]} MiB, ${R[$k,conns]} proxy-to-proxy connections; other ${other}%, steal ${steal}%"
 }
 
 max_over_rounds() { # target concurrency field
@@ -434,8 +445,10 @@ for c in $CONCURRENCY; do
         done
     done
     for target in "${TARGETS[@]}"; do
-        for f in rps p50 p99 cpu cpu_client cpu_server busy; do R[$target,$c,$f]=$(med "$target,$c" "$f"); done
-        for f in rss_client rss_server other steal; do R[$target,$c,$f]=$(max_over_rounds "$target" "$c" "$f"); done
+        # An even number of rounds gives medians between two figures: keep each field's precision.
+        for f in rps busy; do R[$target,$c,$f]=$(med "$target,$c" "$f" %.0f); done
+        for f in p50 p99 cpu cpu_client cpu_server; do R[$target,$c,$f]=$(med "$target,$c" "$f" %.3f); done
+        for f in rss_client rss_server conns other steal; do R[$target,$c,$f]=$(max_over_rounds "$target" "$c" "$f"); done
         errs=0
         for r in $(seq "$ROUNDS"); do errs=$((errs + R[$target,$c,$r,errs])); done
         R[$target,$c,errs]=$errs
@@ -471,13 +484,13 @@ per_round() { # ratio-name concurrency
         "${WARMUP}s warmup + ${DURATION}s per row; $ROUNDS round(s) per concurrency, the order reversed every round; medians over the rounds (peak RSS: maximum)"
     if [[ -n $DISTURBED ]]; then echo "- **DISTURBED**: $DISTURBED"; fi
     echo
-    echo "| target | concurrency | req/s | p50 ms | p99 ms | pair CPU s/10k req | client CPU | server CPU | peak RSS client MiB | peak RSS server MiB | proxy core busy % |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| target | concurrency | req/s | p50 ms | p99 ms | pair CPU s/10k req | client CPU | server CPU | peak RSS client MiB | peak RSS server MiB | proxy-to-proxy conns | proxy core busy % |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for c in $CONCURRENCY; do
         for target in "${TARGETS[@]}"; do
             name=${TITLE[$target]}
             if [[ ${R[$target,$c,errs]} -gt 0 ]]; then name="$name (errors!)"; fi
-            echo "| $name | $c | ${R[$target,$c,rps]} | ${R[$target,$c,p50]} | ${R[$target,$c,p99]} | ${R[$target,$c,cpu]} | ${R[$target,$c,cpu_client]} | ${R[$target,$c,cpu_server]} | ${R[$target,$c,rss_client]} | ${R[$target,$c,rss_server]} | ${R[$target,$c,busy]} |"
+            echo "| $name | $c | ${R[$target,$c,rps]} | ${R[$target,$c,p50]} | ${R[$target,$c,p99]} | ${R[$target,$c,cpu]} | ${R[$target,$c,cpu_client]} | ${R[$target,$c,cpu_server]} | ${R[$target,$c,rss_client]} | ${R[$target,$c,rss_server]} | ${R[$target,$c,conns]} | ${R[$target,$c,busy]} |"
         done
     done
     echo
@@ -496,6 +509,7 @@ per_round() { # ratio-name concurrency
     echo "Notes:"
     echo "- pair CPU s/10k req: utime+stime of both proxies of the pair (nginx: master + worker of each) over the measured run, per 10,000 completed requests; client / server CPU: the same for each side alone."
     echo "- peak RSS: VmHWM, reset (clear_refs) before each row's warmup; nginx: the workers (masters: $(IFS=/; echo "${masters_rss[*]:-n/a}") MiB)."
+    echo "- proxy-to-proxy conns: established TCP connections from the client proxy to the server proxy halfway through the measured run (the maximum over the rounds)."
     echo "- proxy core busy %: the pair's CPU time over the run's wall time; near 100 means core $PROXY_CPU was the bottleneck."
     echo "- sluice: both pairs have workload certificates; plaintext differs only in the endpoint's missing \`security.istio.io/tlsMode: istio\` label and PeerAuthentication PERMISSIVE instead of STRICT."
     echo "- nginx B adds \`X-Client-Verify\` (the counterpart of sluice's \`x-forwarded-client-cert\`); sluice also adds its usual forwarding headers on both hops."
