@@ -177,7 +177,7 @@ pub(crate) fn error_reply(e: &ProxyError, extra_flags: &str) -> Response<Body> {
 }
 
 /// How a request reached the proxy, which tells the snapshot listener that serves it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Entry {
     /// Through the listener bound at this address.
     Bound(SocketAddr),
