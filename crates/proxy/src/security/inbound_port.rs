@@ -101,12 +101,22 @@ pub(crate) fn app_and_mode(
 pub(crate) fn inbound_port(snapshot: &Snapshot, target: InboundTarget) -> Option<InboundPort> {
     let (ingress, addr) = ingress_of(snapshot, target)?;
     let (port, default_endpoint, declared, tls) = match ingress {
-        Some(i) => (
-            i.port,
-            endpoint_of(i, addr)?,
-            kind(&i.protocol),
-            i.tls.clone().map(Arc::new),
-        ),
+        Some(i) => {
+            // An HTTPS port whose TLS the proxy terminates (`tls`) carries HTTP inside; without
+            // `tls` it is the app's own TLS, relayed as bytes.
+            let declared = match (kind(&i.protocol), &i.tls) {
+                (Some(PortKind::Tcp), Some(_)) if i.protocol.eq_ignore_ascii_case("HTTPS") => {
+                    Some(PortKind::Http)
+                }
+                (k, _) => k,
+            };
+            (
+                i.port,
+                endpoint_of(i, addr)?,
+                declared,
+                i.tls.clone().map(Arc::new),
+            )
+        }
         None => (addr.port(), loopback(addr, addr.port()), None, None),
     };
     let proxy = &snapshot.proxy;
