@@ -123,6 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .push((Intercept::Outbound, std::net::SocketAddr::new(any, port)));
             }
             if let Some(port) = r.kube.inbound_port {
+                opts.proxy.inbound_intercepted = true;
                 opts.intercepts
                     .push((Intercept::Inbound, std::net::SocketAddr::new(any, port)));
             }
