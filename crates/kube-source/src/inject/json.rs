@@ -127,7 +127,10 @@ mod tests {
         assert_eq!(containers.len(), 2);
         assert_eq!(containers[1]["name"], "sluice-proxy");
         assert_eq!(containers[1]["ports"][0]["containerPort"], 15000);
-        assert_eq!(out["metadata"]["labels"]["security.istio.io/tlsMode"], "istio");
+        assert_eq!(
+            out["metadata"]["labels"]["security.istio.io/tlsMode"],
+            "istio"
+        );
         assert_eq!(
             inject_pod(&out, &InjectOptions::default()).unwrap(),
             None,
