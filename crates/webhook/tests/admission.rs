@@ -327,6 +327,43 @@ async fn malformed_reviews_are_bad_requests() {
     assert_eq!(status, 400);
 }
 
+/// A namespace that cannot be read fails the call (so the configuration's failurePolicy
+/// Ignore creates the pod uninjected) rather than refusing the pod.
+#[tokio::test]
+async fn an_unreadable_namespace_fails_the_call() {
+    let h = start().await;
+    h.api.store.lock().unwrap().failing.push("namespaces");
+    let (status, _, _) = h
+        .post_with(
+            &h.trusted,
+            "/inject",
+            &pod_review("apps", yaml_to_json(POD)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 500);
+}
+
+#[tokio::test]
+async fn accepted_objects_carry_their_warnings() {
+    let h = start().await;
+    let dr = json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                    "metadata": {"name": "reviews", "namespace": "apps"},
+                    "spec": {"host": "reviews",
+                             "trafficPolicy": {"loadBalancer": {"simple": "PASSTHROUGH"}}}});
+    let kind = ("networking.istio.io", "v1", "DestinationRule");
+    let reply = h.post("/validate", &review("dr", "apps", kind, dr)).await;
+    assert_eq!(reply["response"]["allowed"], true, "{reply}");
+    let warnings = reply["response"]["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .starts_with("spec.trafficPolicy.loadBalancer.simple: ")),
+        "{reply}"
+    );
+}
+
 #[tokio::test]
 async fn a_renewed_certificate_is_served_without_a_restart() {
     let h = start().await;

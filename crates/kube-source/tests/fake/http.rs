@@ -184,6 +184,12 @@ fn collection(
         // A namespace by name (cluster-scoped; the store files it under any namespace).
         ["namespaces", name] if group.is_empty() => {
             let s = store.lock().unwrap();
+            if s.failing.contains(&"namespaces") {
+                return full(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    status(500, "InternalError", "etcd is down"),
+                );
+            }
             let found = s
                 .objects
                 .get("namespaces")
