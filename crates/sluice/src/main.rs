@@ -207,6 +207,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", sluice::ca::run(&a).await?);
             Ok(())
         }
+        Command::Webhook(a) => {
+            init_logging(&cli.log_format);
+            Ok(sluice_webhook::run(a).await?)
+        }
         Command::Backend(b) => sluice_tools::backend::run(b).await,
         Command::Traffic(t) => sluice_tools::traffic::run(t).await,
         Command::Demo(d) => {

@@ -4,6 +4,7 @@
 //! re-emitted in block style with their keys in the original order.
 
 mod emit;
+pub mod json;
 pub mod node;
 mod pod;
 
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 pub use emit::emit;
+pub use json::inject_pod;
 pub use node::{Node, Scalar, Style};
 pub use pod::{
     INIT_CONTAINER, PODINFO_DIR, PODINFO_VOLUME, PROXY_CONTAINER, STATUS_ANNOTATION, TLS_MODE_ISTIO,
