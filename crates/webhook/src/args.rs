@@ -35,6 +35,10 @@ pub struct WebhookArgs {
     /// Image pull policy of the injected containers.
     #[arg(long, default_value = "IfNotPresent")]
     pub image_pull_policy: String,
+    /// The cluster CA (`sluice ca serve`) injected sidecars get their certificates from (as
+    /// `sluice inject --ca-address`).
+    #[arg(long)]
+    pub ca_address: Option<String>,
 }
 
 impl WebhookArgs {
@@ -43,6 +47,7 @@ impl WebhookArgs {
         InjectOptions {
             image: self.image.clone(),
             image_pull_policy: self.image_pull_policy.clone(),
+            ca_address: self.ca_address.clone(),
             ..InjectOptions::default()
         }
     }
