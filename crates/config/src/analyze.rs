@@ -186,7 +186,7 @@ fn check_dead_rules(r: &Resource, vs: &VirtualService, out: &mut Vec<Diagnostic>
         if let Some(j) = catch_all_at {
             out.push(r.diag(
                 Severity::Warning,
-                codes::VS_INEFFECTIVE_MATCH,
+                codes::VS_UNREACHABLE_RULE,
                 format!("spec.http[{i}]"),
                 format!("rule http[{i}] can never match: rule http[{j}] before it matches every request (first match wins)"),
             ));
@@ -195,7 +195,7 @@ fn check_dead_rules(r: &Resource, vs: &VirtualService, out: &mut Vec<Diagnostic>
         for (k, m) in rule.matches.iter().enumerate() {
             if let Some((j, _)) = seen.iter().find(|(_, prev)| *prev == m) {
                 out.push(r.diag(
-                    Severity::Warning,
+                    Severity::Info,
                     codes::VS_INEFFECTIVE_MATCH,
                     format!("spec.http[{i}].match[{k}]"),
                     format!("match http[{i}].match[{k}] is identical to one in rule http[{j}], which wins"),

@@ -23,6 +23,11 @@ pub struct ProxyConfig {
     pub gateway_address: IpAddr,
     /// Address mesh listeners bind on when the service has no local address.
     pub mesh_address: IpAddr,
+    /// Inbound connections arrive through interception (`--inbound-port`): the Sidecar's
+    /// ingress ports then apply to intercepted connections and are not bound themselves (the
+    /// app holds them).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub inbound_intercepted: bool,
     /// MeshConfig `rootNamespace`: its policies apply mesh-wide.
     pub root_namespace: String,
     /// MeshConfig `trustDomain`.
@@ -42,6 +47,7 @@ impl Default for ProxyConfig {
             outbound_role: false,
             gateway_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             mesh_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            inbound_intercepted: false,
             root_namespace: "istio-system".into(),
             trust_domain: "cluster.local".into(),
             trust_domain_aliases: Vec::new(),

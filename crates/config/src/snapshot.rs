@@ -149,6 +149,7 @@ impl Snapshot {
                 self.security
                     .sidecar_ingress
                     .iter()
+                    .filter(|_| !self.proxy.inbound_intercepted)
                     .map(|i| self.inbound_address(i)),
             )
             .collect()
@@ -165,6 +166,9 @@ impl Snapshot {
 
     /// The Sidecar ingress listener bound at `address`.
     pub fn inbound_listener(&self, address: SocketAddr) -> Option<&crate::authz::SidecarIngress> {
+        if self.proxy.inbound_intercepted {
+            return None;
+        }
         self.security
             .sidecar_ingress
             .iter()

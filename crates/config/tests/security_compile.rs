@@ -329,3 +329,22 @@ spec:
         .collect();
     assert_eq!(sas, [Some("ratings"), None]);
 }
+
+/// With inbound interception the ingress ports are the app's: they apply to intercepted
+/// connections and are not bound by the proxy (binding them would take the app's port).
+#[test]
+fn ingress_ports_are_bound_only_without_inbound_interception() {
+    let yaml = sidecar("shop", "a", "", 9080, "");
+    let plain = snapshot(&yaml, &proxy());
+    let addr = plain.inbound_address(&plain.security.sidecar_ingress[0]);
+    assert!(plain.bind_addresses().contains(&addr));
+    assert!(plain.inbound_listener(addr).is_some());
+    let intercepted = ProxyConfig {
+        inbound_intercepted: true,
+        ..proxy()
+    };
+    let snap = snapshot(&yaml, &intercepted);
+    assert_eq!(snap.security.sidecar_ingress.len(), 1);
+    assert!(!snap.bind_addresses().contains(&addr));
+    assert!(snap.inbound_listener(addr).is_none());
+}

@@ -109,7 +109,7 @@ fn rules() {
                 (E, "spec.subsets[1].trafficPolicy.loadBalancer.consistentHash.httpCookie.attributes[2].name"),
                 (E, "spec.subsets[1].trafficPolicy.loadBalancer.consistentHash.maglev"),
                 (E, "spec.subsets[1].trafficPolicy.loadBalancer.consistentHash.maglev.tableSize"),
-                (W, "spec.subsets[2].trafficPolicy.loadBalancer.consistentHash.minimumRingSize"),
+                (I, "spec.subsets[2].trafficPolicy.loadBalancer.consistentHash.minimumRingSize"),
                 (E, "spec.subsets[3].trafficPolicy.loadBalancer.consistentHash.minimumRingSize"),
                 (E, "spec.subsets[3].trafficPolicy.loadBalancer.consistentHash.maglev.tableSize"),
                 (E, "spec.subsets[4].trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl"),
@@ -257,7 +257,7 @@ fn rules() {
                 (E, "spec.subsets[0].trafficPolicy.loadBalancer.warmup.minimumPercent.value"),
                 (E, "spec.subsets[0].trafficPolicy.loadBalancer.warmup.aggression"),
                 (E, "spec.subsets[1].trafficPolicy.loadBalancer.warmupDurationSecs"),
-                (W, "spec.subsets[1].trafficPolicy.loadBalancer.warmupDurationSecs"),
+                (I, "spec.subsets[1].trafficPolicy.loadBalancer.warmupDurationSecs"),
             ],
         ),
         (
@@ -308,7 +308,7 @@ fn rules() {
       minHealthPercent: -1
 "#,
             &[
-                (W, "spec.trafficPolicy.outlierDetection.consecutiveErrors"),
+                (I, "spec.trafficPolicy.outlierDetection.consecutiveErrors"),
                 (E, "spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures"),
                 (E, "spec.trafficPolicy.outlierDetection.consecutiveGatewayErrors"),
                 (E, "spec.trafficPolicy.outlierDetection.interval"),

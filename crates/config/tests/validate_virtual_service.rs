@@ -299,7 +299,7 @@ fn rules() {
                 (E, "spec.http[1].fault.delay.exponentialDelay"),
                 (E, "spec.http[2].fault.abort.grpcStatus"),
                 (W, "spec.http[3].fault.abort"),
-                (W, "spec.http[3].fault.delay.percent"),
+                (I, "spec.http[3].fault.delay.percent"),
                 (E, "spec.http[4].fault.abort.http2Error"),
             ],
         ),
@@ -326,7 +326,7 @@ fn rules() {
             &[
                 (E, "spec.http[0].mirrors"),
                 (E, "spec.http[1].mirrorPercent"),
-                (W, "spec.http[1].mirrorPercent"),
+                (I, "spec.http[1].mirrorPercent"),
                 (E, "spec.http[2].mirrorPercentage.value"),
                 (E, "spec.http[3].mirrors[0]"),
                 (E, "spec.http[3].mirrors[1].percentage.value"),
@@ -453,7 +453,7 @@ fn rules() {
 "#,
             &[
                 (E, "spec.http[0].corsPolicy.allowOrigins[0]"),
-                (W, "spec.http[0].corsPolicy.allowOrigin"),
+                (I, "spec.http[0].corsPolicy.allowOrigin"),
                 (E, "spec.http[0].corsPolicy.allowMethods[1]"),
                 (E, "spec.http[0].corsPolicy.allowHeaders[0]"),
                 (E, "spec.http[0].corsPolicy.maxAge"),

@@ -11,6 +11,7 @@ pub mod client;
 pub mod inject;
 pub mod iptables;
 pub mod labels;
+pub mod root_cert;
 pub mod source;
 pub mod token_review;
 

@@ -188,6 +188,141 @@ fn optional_templates_render_when_enabled() {
 }
 
 #[test]
+fn webhooks_are_off_by_default_and_select_like_istio_when_enabled() {
+    let off = objects();
+    assert!(kind(&off, "MutatingWebhookConfiguration").is_empty());
+    assert!(kind(&off, "ValidatingWebhookConfiguration").is_empty());
+
+    let mut values = chart_values();
+    values["webhook"]["enabled"] = Value::Bool(true);
+    values["webhook"]["caBundle"] = Value::String("Q0EgUEVN".into());
+    let on = objects_with(&values);
+    let deploy = kind(&on, "Deployment")
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == "sluice-webhook")
+        .expect("the webhook Deployment");
+    let pod = &deploy["spec"]["template"];
+    assert_eq!(
+        pod["metadata"]["labels"]["sidecar.istio.io/inject"],
+        "false"
+    );
+    let c = &pod["spec"]["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &args[..7],
+        [
+            "webhook",
+            "--listen",
+            "0.0.0.0:15017",
+            "--cert",
+            "/etc/sluice/webhook/tls.crt",
+            "--key",
+            "/etc/sluice/webhook/tls.key"
+        ]
+    );
+    assert_eq!(c["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
+    assert_eq!(
+        pod["spec"]["volumes"][0]["secret"]["secretName"],
+        "sluice-webhook-tls"
+    );
+    let svc = kind(&on, "Service")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "sluice-webhook")
+        .expect("the webhook Service");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 443);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 15017);
+    for (k, v) in svc["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(&pod["metadata"]["labels"][k], v);
+    }
+    let grants = kind(&on, "ClusterRole")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "sluice-webhook")
+        .expect("the webhook's ClusterRole");
+    assert_eq!(
+        grants["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}])
+    );
+
+    let client = |hook: &Value, path: &str| {
+        let cc = &hook["clientConfig"];
+        assert_eq!(cc["service"]["name"], "sluice-webhook");
+        assert_eq!(cc["service"]["namespace"], "sluice-system");
+        assert_eq!(cc["service"]["path"], path);
+        assert_eq!(cc["caBundle"], "Q0EgUEVN");
+        assert_eq!(hook["admissionReviewVersions"], serde_json::json!(["v1"]));
+        assert_eq!(hook["sideEffects"], "None");
+    };
+    let mutating = kind(&on, "MutatingWebhookConfiguration");
+    assert_eq!(mutating.len(), 1);
+    let hooks = mutating[0]["webhooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 3);
+    for hook in hooks {
+        client(hook, "/inject");
+        assert_eq!(hook["failurePolicy"], "Ignore");
+        assert_eq!(
+            hook["rules"],
+            serde_json::json!([{"operations": ["CREATE"], "apiGroups": [""],
+                                "apiVersions": ["v1"], "resources": ["pods"]}])
+        );
+        assert_eq!(
+            hook["objectSelector"]["matchExpressions"][0]["key"],
+            "sidecar.istio.io/inject"
+        );
+    }
+    // Istio's two selections: the labelled namespace (pods not opted out), and elsewhere the
+    // pods opted in.
+    let ns = &hooks[0]["namespaceSelector"]["matchExpressions"][0];
+    assert_eq!(
+        (&ns["key"], &ns["operator"], &ns["values"]),
+        (
+            &"istio-injection".into(),
+            &"In".into(),
+            &serde_json::json!(["enabled"])
+        )
+    );
+    let obj = &hooks[0]["objectSelector"]["matchExpressions"][0];
+    assert_eq!(obj["operator"], "NotIn");
+    assert_eq!(obj["values"], serde_json::json!(["false"]));
+    let elsewhere = &hooks[2];
+    let keys: Vec<(&str, &str)> = elsewhere["namespaceSelector"]["matchExpressions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["key"].as_str().unwrap(), e["operator"].as_str().unwrap()))
+        .collect();
+    assert!(
+        keys.contains(&("istio-injection", "DoesNotExist")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&("sluice-injection", "DoesNotExist")),
+        "{keys:?}"
+    );
+    let obj = &elsewhere["objectSelector"]["matchExpressions"][0];
+    assert_eq!(obj["operator"], "In");
+    assert_eq!(obj["values"], serde_json::json!(["true"]));
+
+    let validating = kind(&on, "ValidatingWebhookConfiguration");
+    assert_eq!(validating.len(), 1);
+    let hook = &validating[0]["webhooks"][0];
+    client(hook, "/validate");
+    assert_eq!(hook["failurePolicy"], "Fail");
+    assert_eq!(
+        hook["rules"][0]["apiGroups"],
+        serde_json::json!(["networking.istio.io", "security.istio.io"])
+    );
+    assert_eq!(
+        hook["rules"][0]["operations"],
+        serde_json::json!(["CREATE", "UPDATE"])
+    );
+}
+
+#[test]
 fn crds_cover_every_watched_kind_in_its_versions() {
     let objs = objects();
     let crds = kind(&objs, "CustomResourceDefinition");

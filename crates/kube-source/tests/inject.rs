@@ -169,6 +169,7 @@ fn options_change_image_ports_and_exclusions() {
         exclude_inbound_ports: vec![22],
         exclude_outbound_ports: vec![3306],
         exclude_outbound_ip_ranges: vec!["10.0.0.0/8".into()],
+        ca_address: None,
     };
     let out = inject_with(&fixture("httpbin-v1.yaml"), &opts).unwrap();
     let docs = values(&out);
@@ -251,4 +252,69 @@ fn injected_pods_are_labelled_for_mesh_mtls() {
     // Opted-out and host-network pods are not labelled.
     let opted_out = "kind: Pod\nmetadata:\n  name: p\n  labels:\n    sidecar.istio.io/inject: \"false\"\nspec:\n  containers:\n  - name: a\n";
     assert!(!inject(opted_out).unwrap().contains("tlsMode"));
+}
+
+/// With `--ca-address`, the sidecar gets its certificate from the cluster CA as Istio's
+/// sidecars do: a projected token with audience `istio-ca` and the `istio-ca-root-cert`
+/// ConfigMap, mounted where the `--token-file` and `--ca-root` flags point.
+#[test]
+fn a_cluster_ca_gives_the_sidecar_a_token_and_the_mesh_root() {
+    let opts = InjectOptions {
+        ca_address: Some("https://sluice-ca.sluice-system.svc:15012".into()),
+        ..InjectOptions::default()
+    };
+    let out = inject_with(
+        "kind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n",
+        &opts,
+    )
+    .unwrap();
+    let pod = &values(&out)[0];
+    let proxy = &pod["spec"]["containers"][1];
+    let args: Vec<&str> = proxy["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let flag = |name: &str| args[args.iter().position(|a| *a == name).unwrap() + 1];
+    assert_eq!(
+        flag("--ca-address"),
+        "https://sluice-ca.sluice-system.svc:15012"
+    );
+    assert_eq!(flag("--ca-root"), "/var/run/secrets/istio/root-cert.pem");
+    assert_eq!(flag("--token-file"), "/var/run/secrets/tokens/istio-token");
+    let volumes = &pod["spec"]["volumes"];
+    let named = |name: &str| {
+        volumes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no volume {name}: {volumes}"))
+    };
+    assert_eq!(
+        named("istiod-ca-cert")["configMap"]["name"],
+        "istio-ca-root-cert"
+    );
+    let token = &named("istio-token")["projected"]["sources"][0]["serviceAccountToken"];
+    assert_eq!(token["audience"], "istio-ca");
+    let mounts = proxy["volumeMounts"].as_array().unwrap();
+    for (name, path) in [
+        ("istiod-ca-cert", "/var/run/secrets/istio"),
+        ("istio-token", "/var/run/secrets/tokens"),
+    ] {
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["name"] == name && m["mountPath"] == path),
+            "{name} not mounted at {path}: {mounts:?}"
+        );
+    }
+    // Without it, nothing of the kind is added.
+    let plain =
+        inject("kind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n").unwrap();
+    assert!(
+        !plain.contains("istio-token") && !plain.contains("--ca-address"),
+        "{plain}"
+    );
 }

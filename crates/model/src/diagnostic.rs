@@ -146,7 +146,11 @@ pub mod codes {
     pub const SCHEMA_VALIDATION: &str = "IST0106";
     /// Two VirtualServices bound to the mesh claim the same host.
     pub const CONFLICTING_MESH_VS_HOSTS: &str = "IST0109";
+    /// A deprecated field (it still works; istioctl's `Deprecated`, an info).
+    pub const DEPRECATED: &str = "IST0002";
     /// A VirtualService rule can never match because an earlier one always does.
+    pub const VS_UNREACHABLE_RULE: &str = "IST0130";
+    /// A VirtualService match is ineffective: an earlier, identical one always wins.
     pub const VS_INEFFECTIVE_MATCH: &str = "IST0131";
     /// A VirtualService host is not served by the Gateway it names.
     pub const VS_HOST_NOT_IN_GATEWAY: &str = "IST0132";
@@ -154,8 +158,6 @@ pub mod codes {
     pub const SUBSET_SELECTS_NOTHING: &str = "IST0173";
     /// A VirtualService routes on JWT claims at a gateway no RequestAuthentication selects.
     pub const JWT_CLAIM_ROUTING_WITHOUT_REQUEST_AUTHN: &str = "IST0149";
-    /// A deprecated field is used.
-    pub const DEPRECATED: &str = "IST0135";
     /// The YAML or JSON cannot be parsed.
     pub const SYNTAX: &str = "SLC0001";
     /// A field is not part of the Istio API (it is ignored).

@@ -273,10 +273,12 @@ impl Builder {
         }) = self.stack.last_mut()
         {
             if map.contains_key(&key) {
-                return Err(SyntaxError::malformed(
-                    format!("duplicate key `{key}` in mapping `{path}`"),
-                    loc(span),
-                ));
+                let message = if path.is_empty() {
+                    format!("duplicate key `{key}` at the top of the document")
+                } else {
+                    format!("duplicate key `{key}` in mapping `{path}`")
+                };
+                return Err(SyntaxError::malformed(message, loc(span)));
             }
             // Diagnostics point at the key, which is where a reader looks for a field.
             self.spans.insert(push_key(path, &key), loc(span));

@@ -177,7 +177,7 @@ pub(crate) fn error_reply(e: &ProxyError, extra_flags: &str) -> Response<Body> {
 }
 
 /// How a request reached the proxy, which tells the snapshot listener that serves it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Entry {
     /// Through the listener bound at this address.
     Bound(SocketAddr),
@@ -392,6 +392,10 @@ async fn proxy(
 ) -> Response<Body> {
     if let Err(e) = authority::settle(&mut req) {
         return error_reply(&e.into(), "");
+    }
+    // Before routing and authorization, as Envoy's `normalize_path` that Istio turns on.
+    if let Err(e) = crate::path_normalize::normalize(&mut req) {
+        return error_reply(&ProxyError::BadRequest(e.to_string()), "");
     }
     if let Entry::Inbound(conn) = &entry {
         return Box::pin(crate::inbound::forward(ctx, snapshot, conn, peer, req, obs)).await;

@@ -17,6 +17,7 @@ pub mod mirror;
 pub mod no_route;
 pub mod observe;
 pub mod passthrough;
+pub mod path_normalize;
 pub mod port_owner;
 pub mod replay;
 pub mod retry;

@@ -15,7 +15,7 @@ use crate::handler::{error_reply, ProxyContext};
 use crate::headers::strip_hop_by_hop;
 
 /// An endpoint for `addr` that belongs to no service.
-fn endpoint(addr: SocketAddr) -> UpstreamEndpoint {
+pub(crate) fn endpoint(addr: SocketAddr) -> UpstreamEndpoint {
     let authority = addr.to_string();
     UpstreamEndpoint {
         uri_authority: authority.parse().ok(),
@@ -38,6 +38,15 @@ pub async fn forward(
     addr: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    forward_to(ctx, &endpoint(addr), req).await
+}
+
+/// [`forward`] to an endpoint built once (per connection, say) rather than per request.
+pub(crate) async fn forward_to(
+    ctx: &ProxyContext,
+    endpoint: &UpstreamEndpoint,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let (mut head, body) = req.into_parts();
     strip_hop_by_hop(&mut head.headers);
     let h2 = head.version == http::Version::HTTP_2;
@@ -52,11 +61,7 @@ pub async fn forward(
         }
     }
     let upstream = Request::from_parts(head, Body::from(body));
-    match ctx
-        .upstreams
-        .send(upstream, &endpoint(addr), h2, None)
-        .await
-    {
+    match ctx.upstreams.send(upstream, endpoint, h2, None).await {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);

@@ -156,10 +156,21 @@ async fn ca_source(
     Ok((source, AbortOnDrop(Some(poll))))
 }
 
+/// How often the root ConfigMaps are checked (new namespaces, a rotated root).
+const ROOT_PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Serves the CA on `listener` until the returned future is dropped.
 pub async fn serve_on(args: &ServeArgs, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let client = sluice_kube::connect(args.kube_api.as_deref()).await?;
     let (ca, _poll) = ca_source(args, &client).await?;
+    // Injected sidecars verify the CA (and their peers) with the root mounted from this
+    // ConfigMap; it is kept in every namespace, as istiod does.
+    let roots = ca.clone();
+    let _publisher = AbortOnDrop(Some(sluice_kube::root_cert::spawn_publisher(
+        client.clone(),
+        move || sluice_identity::pem_certs(roots.bundle().roots()),
+        ROOT_PUBLISH_EVERY,
+    )));
     let server = Arc::new(CaServer {
         ca,
         auth: Arc::new(TokenReviewer(client)),

@@ -47,6 +47,9 @@ pub enum Command {
     Iptables(sluice_kube::IptablesArgs),
     /// Certificate authority: write CA material for workload certificates.
     Ca(crate::ca::CaArgs),
+    /// Kubernetes admission webhooks over HTTPS: sidecar injection by label (`/inject`) and
+    /// Istio config validation (`/validate`).
+    Webhook(sluice_webhook::WebhookArgs),
 }
 
 /// `sluice run`.

@@ -123,6 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .push((Intercept::Outbound, std::net::SocketAddr::new(any, port)));
             }
             if let Some(port) = r.kube.inbound_port {
+                opts.proxy.inbound_intercepted = true;
                 opts.intercepts
                     .push((Intercept::Inbound, std::net::SocketAddr::new(any, port)));
             }
@@ -205,6 +206,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&cli.log_format);
             print!("{}", sluice::ca::run(&a).await?);
             Ok(())
+        }
+        Command::Webhook(a) => {
+            init_logging(&cli.log_format);
+            Ok(sluice_webhook::run(a).await?)
         }
         Command::Backend(b) => sluice_tools::backend::run(b).await,
         Command::Traffic(t) => sluice_tools::traffic::run(t).await,

@@ -83,6 +83,22 @@ async fn answer(
             return reply(200, s);
         }
     }
+    if path == "/api/v1/namespaces" {
+        let item = |n: &str| json!({"metadata": {"name": n}});
+        return reply(
+            200,
+            json!({"kind": "NamespaceList", "apiVersion": "v1", "metadata": {},
+                "items": [item("default"), item("foo")]}),
+        );
+    }
+    if path.ends_with("/configmaps") && req.method() == hyper::Method::POST {
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let cm: Value = serde_json::from_slice(&body).unwrap();
+        seen.lock()
+            .unwrap()
+            .push(json!({"created": path, "configmap": cm.clone()}));
+        return reply(201, cm);
+    }
     reply(
         404,
         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
@@ -156,7 +172,13 @@ async fn workloads_get_their_service_accounts_identity() {
         "spiffe://cluster.local/ns/default/sa/sleep"
     );
     assert_eq!(cert.chain.len(), 3);
-    let reviews = seen.lock().unwrap().clone();
+    let reviews: Vec<Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|v| v.get("spec").is_some())
+        .cloned()
+        .collect();
     assert_eq!(reviews.len(), 1);
     assert_eq!(reviews[0]["spec"]["token"], "sleep-token");
     assert_eq!(reviews[0]["spec"]["audiences"], json!(["istio-ca"]));
@@ -218,4 +240,46 @@ async fn the_ca_can_come_from_the_cacerts_secret() {
         .unwrap();
     let ca = sluice_identity::CaBundle::load_dir(&ca_dir).unwrap();
     assert_eq!(&cert.chain[1..], ca.chain());
+}
+
+/// The CA keeps the mesh root in every namespace's `istio-ca-root-cert` ConfigMap
+/// (`root-cert.pem`), which injected sidecars mount to check the CA and their peers.
+#[tokio::test]
+async fn the_root_is_published_in_every_namespace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_dir = init_ca(tmp.path());
+    let (api, seen) = fake_api(None).await;
+    let mut args = serve_args(&api);
+    args.ca_dir = Some(ca_dir.clone());
+    let _addr = start_ca(args).await;
+    let root = std::fs::read_to_string(ca_dir.join(ROOT_CERT)).unwrap();
+    let mut created = Vec::new();
+    for _ in 0..200 {
+        created = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|v| {
+                v["created"]
+                    .as_str()
+                    .map(|p| (p.to_string(), v["configmap"].clone()))
+            })
+            .collect::<Vec<_>>();
+        if created.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let paths: Vec<&str> = created.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/namespaces/default/configmaps",
+            "/api/v1/namespaces/foo/configmaps"
+        ]
+    );
+    for (_, cm) in &created {
+        assert_eq!(cm["metadata"]["name"], "istio-ca-root-cert");
+        assert_eq!(cm["data"]["root-cert.pem"].as_str(), Some(root.as_str()));
+    }
 }

@@ -235,3 +235,47 @@ async fn dry_run_policy_does_not_deny() {
     assert_eq!(r.status, 200);
     p.shutdown().await;
 }
+
+/// Path normalization (Istio's default BASE): a DENY on `/headers` cannot be bypassed with dot
+/// segments, escapes or backslashes, the upstream gets the normalized path, `%00` is refused.
+#[tokio::test]
+async fn a_deny_on_a_path_is_not_bypassed_by_unnormalized_forms() {
+    let httpbin = backend("httpbin", "v1").await;
+    let dir = ConfigDir::new();
+    let port = free_port();
+    dir.write(
+        "deny.yaml",
+        &gateway_policy(
+            "deny-headers",
+            "  action: DENY\n  rules:\n  - to:\n    - operation:\n        paths: [\"/headers\"]\n",
+        ),
+    );
+    let p = gateway(dir.path(), httpbin.addr(), port).await;
+    for path in [
+        "/headers",
+        "/status/../headers",
+        "/%68eaders",
+        "/./headers",
+        "/status/%2e%2e/headers",
+    ] {
+        let r = TestClient::new()
+            .get(local(port), "httpbin.example.com", path, &[])
+            .await;
+        assert_eq!(r.status, 403, "{path} got through: {}", r.body);
+    }
+    let r = TestClient::new()
+        .get(
+            local(port),
+            "httpbin.example.com",
+            "/anything/a/../b?x=/../y",
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(httpbin.last_received().unwrap().path, "/anything/b?x=/../y");
+    let r = TestClient::new()
+        .get(local(port), "httpbin.example.com", "/a%00b", &[])
+        .await;
+    assert_eq!(r.status, 400);
+    p.shutdown().await;
+}

@@ -287,3 +287,40 @@ async fn unfinished_oversized_heads_are_answered_and_closed_not_held() {
     .await;
     p.shutdown().await;
 }
+
+/// An HTTP/2 PING flood is cut: past 1,000 control frames a second the connection is closed,
+/// so a client cannot keep a core busy answering PINGs; the proxy keeps serving others.
+#[tokio::test]
+async fn an_http2_ping_flood_closes_the_connection() {
+    let v1 = backend("app", "v1").await;
+    let (_d, p, port) = setup(v1.addr(), |_| {}).await;
+    let mut s = TcpStream::connect(addr(port)).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    for i in 0..5000u32 {
+        out.extend_from_slice(&[0, 0, 8, 6, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&u64::from(i).to_be_bytes());
+    }
+    let (mut rd, mut wr) = s.split();
+    let writer = async {
+        // The proxy may close before it has read everything: a failed write is part of the answer.
+        let _ = wr.write_all(&out).await;
+    };
+    let reader = async {
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), rd.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break got,
+                Ok(Ok(n)) => got += n,
+                Err(_) => panic!("the flooding connection was not closed"),
+            }
+        }
+    };
+    let ((), received) = tokio::join!(writer, reader);
+    // Every PONG is 17 bytes: far fewer than 5,000 of them came back.
+    assert!(received < 5000 * 17, "{received} bytes answered");
+    let r = TestClient::new().get(addr(port), "app", "/", &[]).await;
+    assert_eq!(r.status, 200);
+    p.shutdown().await;
+}

@@ -656,3 +656,45 @@ async fn gateway_istio_mutual_requires_a_mesh_certificate() {
     assert!(anonymous.is_err(), "{anonymous:?}");
     p.shutdown().await;
 }
+
+/// A Sidecar ingress port with its own `tls` (SIMPLE) terminates TLS for clients outside the
+/// mesh with that certificate (ALPN h2/http/1.1), while mesh clients (Istio ALPN) still get
+/// mesh mTLS on the same port.
+#[tokio::test]
+async fn sidecar_ingress_tls_serves_non_mesh_tls_clients_next_to_mesh_mtls() {
+    let httpbin = backend("httpbin", "v1").await;
+    let mesh = Mesh::new();
+    let public = TestCa::new("public root");
+    let dir = ConfigDir::new();
+    let (cert, key) = public
+        .issue(&["httpbin.example.com"])
+        .write(dir.path(), "httpbin");
+    let port = free_port();
+    dir.write(
+        "sidecar.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n  name: httpbin\n  namespace: foo\nspec:\n  ingress:\n  - port:\n      number: {port}\n      protocol: HTTPS\n      name: https\n    defaultEndpoint: {}\n    tls:\n      mode: SIMPLE\n      serverCertificate: {}\n      privateKey: {}\n",
+            httpbin.addr(),
+            cert.display(),
+            key.display()
+        ),
+    );
+    let tls = mesh.runtime(HTTPBIN);
+    let p = proxy(dir.path(), |o| {
+        o.proxy.namespace = "foo".into();
+        o.tls = tls;
+    })
+    .await;
+    let outside = TlsClient::new(public.pem(), "httpbin.example.com");
+    let r = outside.get(local(port), "/headers").await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("x-forwarded-client-cert"), "{}", r.body);
+    let r = mesh
+        .client(Some(&mesh.client))
+        .get(local(port), "/headers")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains(&format!("URI={SLEEP}")), "{}", r.body);
+    p.shutdown().await;
+}

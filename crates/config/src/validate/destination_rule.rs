@@ -243,7 +243,7 @@ fn check_outlier(ctx: &mut Ctx<'_>, field: &str, o: &OutlierDetection) {
                 format!("invalid consecutiveErrors {v}: out of int32 range"),
             );
         }
-        ctx.warn(
+        ctx.deprecated(
             f("consecutiveErrors"),
             "outlierDetection.consecutiveErrors is deprecated: use consecutive5xxErrors or consecutiveGatewayErrors",
         );

@@ -369,7 +369,7 @@ fn check_delay(ctx: &mut Ctx<'_>, field: &str, d: &FaultDelay) {
         } else {
             format!(" ({p} is outside 0..100)")
         };
-        ctx.warn(
+        ctx.deprecated(
             f("percent"),
             format!("fault.delay.percent is deprecated{range}: use percentage {{value: <0-100>}}"),
         );
@@ -419,7 +419,7 @@ pub(super) fn check_cors(ctx: &mut Ctx<'_>, field: &str, c: &CorsPolicy) {
         }
     }
     if !c.allow_origin.is_empty() {
-        ctx.warn(
+        ctx.deprecated(
             f("allowOrigin"),
             "corsPolicy.allowOrigin is deprecated: use allowOrigins with {exact: ...} entries",
         );

@@ -42,7 +42,7 @@ pub(super) fn validate_http_route(
                 format!("invalid mirrorPercent {p}: must be at most 100"),
             );
         }
-        ctx.warn(
+        ctx.deprecated(
             f("mirrorPercent"),
             "mirrorPercent is deprecated: use mirrorPercentage {value: <0-100>}",
         );

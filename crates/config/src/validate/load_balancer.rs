@@ -60,7 +60,7 @@ pub(super) fn check_load_balancer(
     }
     if let Some(w) = lb.warmup_duration_secs.as_deref() {
         check_duration(ctx, &f("warmupDurationSecs"), "warmupDurationSecs", Some(w));
-        ctx.warn(
+        ctx.deprecated(
             f("warmupDurationSecs"),
             "warmupDurationSecs is deprecated: use warmup {duration: ...}",
         );
@@ -146,7 +146,7 @@ fn check_consistent_hash(ctx: &mut Ctx<'_>, field: &str, ch: &ConsistentHashLb) 
                 "minimumRingSize cannot be combined with ringHash or maglev: use ringHash.minimumRingSize",
             );
         } else {
-            ctx.warn(
+            ctx.deprecated(
                 f("minimumRingSize"),
                 "consistentHash.minimumRingSize is deprecated: use ringHash {minimumRingSize: ...}",
             );

@@ -47,6 +47,11 @@ impl<'a> Ctx<'a> {
         self.push(Severity::Warning, codes::SCHEMA_VALIDATION, field, message);
     }
 
+    /// A deprecated field (IST0002, an info as in istioctl): it still works.
+    pub(crate) fn deprecated(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.push(Severity::Info, codes::DEPRECATED, field, message);
+    }
+
     /// A diagnostic with an explicit severity and code.
     pub(crate) fn push(
         &mut self,

@@ -7,6 +7,8 @@ pub use sluice_model::{codes, parse_text, Diagnostic, Severity};
 
 pub const E: Severity = Severity::Error;
 pub const W: Severity = Severity::Warning;
+/// Deprecated fields are infos (IST0002), as istioctl reports them.
+pub const I: Severity = Severity::Info;
 
 /// (case name, YAML, expected (severity, field path) pairs).
 pub type Case<'a> = (&'a str, &'a str, &'a [(Severity, &'a str)]);
@@ -23,7 +25,7 @@ pub fn schema_diags(yaml: &str) -> Vec<Diagnostic> {
         .resources
         .iter()
         .flat_map(validate_resource)
-        .filter(|d| d.code == codes::SCHEMA_VALIDATION)
+        .filter(|d| d.code == codes::SCHEMA_VALIDATION || d.code == codes::DEPRECATED)
         .collect()
 }
 

@@ -4,6 +4,7 @@
 //! re-emitted in block style with their keys in the original order.
 
 mod emit;
+pub mod json;
 pub mod node;
 mod pod;
 
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 pub use emit::emit;
+pub use json::inject_pod;
 pub use node::{Node, Scalar, Style};
 pub use pod::{
     INIT_CONTAINER, PODINFO_DIR, PODINFO_VOLUME, PROXY_CONTAINER, STATUS_ANNOTATION, TLS_MODE_ISTIO,
@@ -42,6 +44,9 @@ pub struct InjectOptions {
     pub exclude_outbound_ports: Vec<u16>,
     /// Outbound CIDRs never intercepted.
     pub exclude_outbound_ip_ranges: Vec<String>,
+    /// The cluster CA (`sluice ca serve`) the sidecar gets its workload certificate from; with
+    /// it the pod mounts a projected token (audience `istio-ca`) and the root ConfigMap.
+    pub ca_address: Option<String>,
 }
 
 impl Default for InjectOptions {
@@ -56,6 +61,7 @@ impl Default for InjectOptions {
             exclude_inbound_ports: Vec::new(),
             exclude_outbound_ports: Vec::new(),
             exclude_outbound_ip_ranges: Vec::new(),
+            ca_address: None,
         }
     }
 }
@@ -96,6 +102,11 @@ pub struct InjectArgs {
     /// Outbound CIDRs not intercepted (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub exclude_outbound_ip_ranges: Vec<String>,
+    /// The cluster CA's address (`sluice ca serve`, e.g.
+    /// `https://sluice-ca.sluice-system.svc:15012`): the sidecars get their workload
+    /// certificates from it, authenticated by a projected service account token.
+    #[arg(long)]
+    pub ca_address: Option<String>,
 }
 
 impl From<&InjectArgs> for InjectOptions {
@@ -110,6 +121,7 @@ impl From<&InjectArgs> for InjectOptions {
             exclude_inbound_ports: a.exclude_inbound_ports.clone(),
             exclude_outbound_ports: a.exclude_outbound_ports.clone(),
             exclude_outbound_ip_ranges: a.exclude_outbound_ip_ranges.clone(),
+            ca_address: a.ca_address.clone(),
         }
     }
 }

@@ -9,6 +9,15 @@ use super::InjectOptions;
 pub const PROXY_CONTAINER: &str = "sluice-proxy";
 /// Name of the init container that sets up interception.
 pub const INIT_CONTAINER: &str = "sluice-init";
+/// The mesh root's ConfigMap, in every namespace (Istio's name).
+pub const ROOT_CERT_CONFIGMAP: &str = "istio-ca-root-cert";
+/// The volume and mount of that ConfigMap.
+const ROOT_CERT_VOLUME: &str = "istiod-ca-cert";
+const ROOT_CERT_DIR: &str = "/var/run/secrets/istio";
+/// The projected token the CA authenticates the sidecar with.
+const TOKEN_VOLUME: &str = "istio-token";
+const TOKEN_DIR: &str = "/var/run/secrets/tokens";
+
 /// Name of the downward-API volume holding the pod's labels.
 pub const PODINFO_VOLUME: &str = "sluice-podinfo";
 /// Where the downward-API volume is mounted in the sidecar.
@@ -80,9 +89,13 @@ pub fn inject_template(template: &mut Node, opts: &InjectOptions) -> Result<bool
     spec.seq_at("initContainers")
         .ok_or("`spec.initContainers` is not a list")?
         .push(init_container(&opts, &ann));
-    spec.seq_at("volumes")
-        .ok_or("`spec.volumes` is not a list")?
-        .push(podinfo_volume());
+    let volumes = spec
+        .seq_at("volumes")
+        .ok_or("`spec.volumes` is not a list")?;
+    volumes.push(podinfo_volume());
+    if opts.ca_address.is_some() {
+        volumes.extend(identity_volumes());
+    }
     // Istio's injection template keeps a tlsMode the workload already sets (e.g. `disabled`).
     let labels = template
         .map_at("metadata")
@@ -91,8 +104,13 @@ pub fn inject_template(template: &mut Node, opts: &InjectOptions) -> Result<bool
     if labels.get(TLS_MODE_LABEL).is_none_or(Node::is_null) {
         labels.set(TLS_MODE_LABEL, Node::str(TLS_MODE_ISTIO));
     }
+    let identity = if opts.ca_address.is_some() {
+        format!(",\"{ROOT_CERT_VOLUME}\",\"{TOKEN_VOLUME}\"")
+    } else {
+        String::new()
+    };
     let status = format!(
-        "{{\"initContainers\":[\"{INIT_CONTAINER}\"],\"containers\":[\"{PROXY_CONTAINER}\"],\"volumes\":[\"{PODINFO_VOLUME}\"]}}"
+        "{{\"initContainers\":[\"{INIT_CONTAINER}\"],\"containers\":[\"{PROXY_CONTAINER}\"],\"volumes\":[\"{PODINFO_VOLUME}\"{identity}]}}"
     );
     template
         .map_at("metadata")
@@ -156,7 +174,31 @@ fn proxy_container(opts: &InjectOptions) -> Node {
         "--admin".into(),
         format!("0.0.0.0:{}", opts.admin_port),
     ])
+    .chain(opts.ca_address.iter().flat_map(|ca| {
+        [
+            "--ca-address".to_string(),
+            ca.clone(),
+            "--ca-root".into(),
+            format!("{ROOT_CERT_DIR}/root-cert.pem"),
+            "--token-file".into(),
+            format!("{TOKEN_DIR}/istio-token"),
+        ]
+    }))
     .collect();
+    let mut mounts = vec![Node::map(vec![
+        ("name", Node::str(PODINFO_VOLUME)),
+        ("mountPath", Node::str(PODINFO_DIR)),
+        ("readOnly", Node::bool(true)),
+    ])];
+    if opts.ca_address.is_some() {
+        for (volume, dir) in [(ROOT_CERT_VOLUME, ROOT_CERT_DIR), (TOKEN_VOLUME, TOKEN_DIR)] {
+            mounts.push(Node::map(vec![
+                ("name", Node::str(volume)),
+                ("mountPath", Node::str(dir)),
+                ("readOnly", Node::bool(true)),
+            ]));
+        }
+    }
     let uid = i64::from(opts.proxy_uid);
     Node::map(vec![
         ("name", Node::str(PROXY_CONTAINER)),
@@ -220,14 +262,7 @@ fn proxy_container(opts: &InjectOptions) -> Node {
                 ("runAsUser", Node::int(uid)),
             ]),
         ),
-        (
-            "volumeMounts",
-            Node::Seq(vec![Node::map(vec![
-                ("name", Node::str(PODINFO_VOLUME)),
-                ("mountPath", Node::str(PODINFO_DIR)),
-                ("readOnly", Node::bool(true)),
-            ])]),
-        ),
+        ("volumeMounts", Node::Seq(mounts)),
     ])
 }
 
@@ -342,4 +377,36 @@ fn podinfo_volume() -> Node {
             )]),
         ),
     ])
+}
+
+/// The volumes of a sidecar that gets its certificate from the cluster CA, as Istio's
+/// injection names them: the mesh root (ConfigMap `istio-ca-root-cert`, which `sluice ca
+/// serve` keeps in every namespace) and a projected service account token for the CA.
+fn identity_volumes() -> [Node; 2] {
+    [
+        Node::map(vec![
+            ("name", Node::str(ROOT_CERT_VOLUME)),
+            (
+                "configMap",
+                Node::map(vec![("name", Node::str(ROOT_CERT_CONFIGMAP))]),
+            ),
+        ]),
+        Node::map(vec![
+            ("name", Node::str(TOKEN_VOLUME)),
+            (
+                "projected",
+                Node::map(vec![(
+                    "sources",
+                    Node::Seq(vec![Node::map(vec![(
+                        "serviceAccountToken",
+                        Node::map(vec![
+                            ("audience", Node::str("istio-ca")),
+                            ("expirationSeconds", Node::int(43200)),
+                            ("path", Node::str("istio-token")),
+                        ]),
+                    )])]),
+                )]),
+            ),
+        ]),
+    ]
 }

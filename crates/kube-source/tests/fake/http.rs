@@ -181,6 +181,30 @@ fn collection(
     accept: &str,
 ) -> Response<Body> {
     let (ns, plural) = match rest {
+        // A namespace by name (cluster-scoped; the store files it under any namespace).
+        ["namespaces", name] if group.is_empty() => {
+            let s = store.lock().unwrap();
+            if s.failing.contains(&"namespaces") {
+                return full(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    status(500, "InternalError", "etcd is down"),
+                );
+            }
+            let found = s
+                .objects
+                .get("namespaces")
+                .into_iter()
+                .flatten()
+                .find(|((_, n), _)| n == name)
+                .map(|(_, o)| serve_object(o, "v1", false));
+            return match found {
+                Some(o) => full(StatusCode::OK, o),
+                None => full(
+                    StatusCode::NOT_FOUND,
+                    status(404, "NotFound", &format!("namespaces \"{name}\" not found")),
+                ),
+            };
+        }
         [plural] => (None, *plural),
         ["namespaces", ns, plural] => (Some(ns.to_string()), *plural),
         _ => return full(StatusCode::NOT_FOUND, status(404, "NotFound", "not found")),

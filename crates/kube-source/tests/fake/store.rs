@@ -16,7 +16,7 @@ pub struct Collection {
 }
 
 /// Kinds the fake serves.
-pub const COLLECTIONS: [Collection; 13] = [
+pub const COLLECTIONS: [Collection; 14] = [
     Collection {
         group: "networking.istio.io",
         kind: "VirtualService",
@@ -81,6 +81,11 @@ pub const COLLECTIONS: [Collection; 13] = [
         group: "",
         kind: "Secret",
         plural: "secrets",
+    },
+    Collection {
+        group: "",
+        kind: "Namespace",
+        plural: "namespaces",
     },
 ];
 

@@ -7,6 +7,7 @@
 //! the proxy refuses clients.
 
 mod accept;
+mod control_frames;
 mod idle;
 mod limit;
 
@@ -25,6 +26,7 @@ use hyper_util::server::conn::auto;
 use crate::body::BoxError;
 use crate::drain::Drain;
 pub(crate) use accept::Acceptor;
+use control_frames::ControlFrameLimit;
 use idle::{Activity, Tracked};
 pub use limit::{default_max_connections, ConnectionLimit, ConnectionPermit};
 
@@ -130,7 +132,7 @@ where
         }
     });
     let conn = builder
-        .serve_connection(TokioIo::new(stream), svc)
+        .serve_connection(TokioIo::new(ControlFrameLimit::new(stream)), svc)
         .into_owned();
     let idle = activity
         .clone()

@@ -13,7 +13,7 @@ use super::{xfcc, InboundConn};
 use crate::body::Body;
 use crate::handler::{local_reply, ProxyContext};
 use crate::observe::Observation;
-use crate::security::{check_http, inbound_port, ConnFacts};
+use crate::security::{app_and_mode, check_http, ConnFacts};
 
 /// Serves `req`, which arrived on the inbound connection `conn` from `peer`.
 pub(crate) async fn forward(
@@ -32,11 +32,11 @@ pub(crate) async fn forward(
     ) {
         log.text.set(TextField::PeerPrincipal, uri);
     }
-    let Some(port) = inbound_port(snapshot, conn.target) else {
+    let Some((app, mode)) = app_and_mode(snapshot, conn.target) else {
         // The listener was removed since the connection was accepted.
         return local_reply(StatusCode::NOT_FOUND, "NR".into(), "");
     };
-    if conn.plaintext && port.mode == MtlsMode::Strict {
+    if conn.plaintext && mode == MtlsMode::Strict {
         // The PeerAuthentication turned STRICT after this connection was accepted: Envoy
         // drains the connections of a removed chain; this one is told to go at once.
         let mut reply = local_reply(
@@ -71,5 +71,10 @@ pub(crate) async fn forward(
             req.headers_mut().remove(&xfcc::XFCC);
         }
     }
-    crate::passthrough::forward(ctx, port.default_endpoint, req).await
+    if conn.app_addr == app {
+        crate::passthrough::forward_to(ctx, &conn.app, req).await
+    } else {
+        // A reload moved the app since the connection was accepted.
+        crate::passthrough::forward(ctx, app, req).await
+    }
 }

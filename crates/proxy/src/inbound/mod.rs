@@ -14,7 +14,7 @@ pub(crate) use forward::forward;
 pub(crate) use serve::serve;
 
 /// What a request on an inbound connection carries from its connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct InboundConn {
     /// Where the connection arrived.
     pub target: crate::security::InboundTarget,
@@ -28,4 +28,8 @@ pub struct InboundConn {
     pub sni: Option<Arc<str>>,
     /// The connection's local address (`destination.ip`, `destination.port`).
     pub local: SocketAddr,
+    /// The app as resolved when the connection was accepted (reused while it stays the app).
+    pub app: Arc<sluice_config::cluster::UpstreamEndpoint>,
+    /// Its address.
+    pub app_addr: SocketAddr,
 }

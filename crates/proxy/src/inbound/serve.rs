@@ -104,6 +104,8 @@ pub(crate) async fn serve(
         plaintext: matches!(opening, Opening::Plain),
         sni,
         local,
+        app: Arc::new(crate::passthrough::endpoint(spec.default_endpoint)),
+        app_addr: spec.default_endpoint,
     };
     let source_node: Arc<str> = Arc::from("inbound");
     let app = spec.default_endpoint;

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use sluice_config::authz::{DefaultEndpoint, MtlsMode};
+use sluice_config::authz::{DefaultEndpoint, MtlsMode, SidecarIngress};
 use sluice_config::tls::{ServerTls, TlsVersion};
 use sluice_config::Snapshot;
 
@@ -53,32 +53,67 @@ fn loopback(like: SocketAddr, port: u16) -> SocketAddr {
     }
 }
 
-/// The inbound port a connection reached, resolved in `snapshot`: a Sidecar ingress listener
-/// (bound, or covering an intercepted connection's port), else, for an intercepted
-/// connection, the app at the same port on loopback with the protocol told by the first bytes.
-pub(crate) fn inbound_port(snapshot: &Snapshot, target: InboundTarget) -> Option<InboundPort> {
-    let (ingress, addr) = match target {
-        InboundTarget::Listener(a) => (Some(snapshot.inbound_listener(a)?), a),
-        InboundTarget::Intercepted(dst) => (
+/// The Sidecar ingress entry serving `target` (none for an intercepted port it does not
+/// name), with the address the connection arrived at.
+fn ingress_of(
+    snapshot: &Snapshot,
+    target: InboundTarget,
+) -> Option<(Option<&SidecarIngress>, SocketAddr)> {
+    match target {
+        InboundTarget::Listener(a) => Some((Some(snapshot.inbound_listener(a)?), a)),
+        InboundTarget::Intercepted(dst) => Some((
             snapshot
                 .security
                 .sidecar_ingress
                 .iter()
                 .find(|i| i.port == dst.port()),
             dst,
-        ),
+        )),
+    }
+}
+
+/// Where an ingress entry sends traffic; `None` when its `defaultEndpoint` is unusable.
+fn endpoint_of(ingress: &SidecarIngress, addr: SocketAddr) -> Option<SocketAddr> {
+    Some(match ingress.default_endpoint? {
+        DefaultEndpoint::Address(a) => a,
+        // The workload's own address: the app shares the host (or pod) with the proxy.
+        DefaultEndpoint::InstanceIp { port } => loopback(addr, port),
+    })
+}
+
+/// What a request on an inbound connection needs: where the app is, and the port's mode
+/// (cheap: nothing is allocated).
+pub(crate) fn app_and_mode(
+    snapshot: &Snapshot,
+    target: InboundTarget,
+) -> Option<(SocketAddr, MtlsMode)> {
+    let (ingress, addr) = ingress_of(snapshot, target)?;
+    let (port, app) = match ingress {
+        Some(i) => (i.port, endpoint_of(i, addr)?),
+        None => (addr.port(), loopback(addr, addr.port())),
     };
+    Some((app, snapshot.security.peer_authentication.mtls_mode(port)))
+}
+
+/// The inbound port a connection reached, resolved in `snapshot`: a Sidecar ingress listener
+/// (bound, or covering an intercepted connection's port), else, for an intercepted
+/// connection, the app at the same port on loopback with the protocol told by the first bytes.
+pub(crate) fn inbound_port(snapshot: &Snapshot, target: InboundTarget) -> Option<InboundPort> {
+    let (ingress, addr) = ingress_of(snapshot, target)?;
     let (port, default_endpoint, declared, tls) = match ingress {
         Some(i) => {
-            let endpoint = match i.default_endpoint? {
-                DefaultEndpoint::Address(a) => a,
-                // The workload's own address: the app shares the host (or pod) with the proxy.
-                DefaultEndpoint::InstanceIp { port } => loopback(addr, port),
+            // An HTTPS port whose TLS the proxy terminates (`tls`) carries HTTP inside; without
+            // `tls` it is the app's own TLS, relayed as bytes.
+            let declared = match (kind(&i.protocol), &i.tls) {
+                (Some(PortKind::Tcp), Some(_)) if i.protocol.eq_ignore_ascii_case("HTTPS") => {
+                    Some(PortKind::Http)
+                }
+                (k, _) => k,
             };
             (
                 i.port,
-                endpoint,
-                kind(&i.protocol),
+                endpoint_of(i, addr)?,
+                declared,
                 i.tls.clone().map(Arc::new),
             )
         }

@@ -8,5 +8,5 @@ mod inbound_port;
 
 pub use authenticate::Authn;
 pub(crate) use authorize::{authorize_tcp, check_http, ConnFacts};
-pub(crate) use inbound_port::inbound_port;
 pub use inbound_port::InboundTarget;
+pub(crate) use inbound_port::{app_and_mode, inbound_port};
