@@ -10,7 +10,7 @@
 # taken (stop the previous example with Ctrl-C in its terminal).
 set -u
 
-EXAMPLES="canary header-canary path-canary source-labels subdomain-gateway tcp-traffic-shifting https-gateway"
+EXAMPLES="canary header-canary path-canary source-labels subdomain-gateway tcp-traffic-shifting https-gateway mutual-tls"
 ADMIN=127.0.0.1:15000
 
 usage() {
@@ -34,7 +34,11 @@ fi
 backends=()
 run_args=()
 proxy_ports=()
+# More proxies (`sluice run` arguments, admin included), started before the main one.
+more_proxies=()
 backend() { backends+=("$*"); }
+proxy() { more_proxies+=("$*"); }
+more_ports=()
 
 case $name in
   canary)
@@ -77,6 +81,20 @@ case $name in
     run_args=(examples/https-gateway --labels istio=ingressgateway --gateway-address 127.0.0.1 --no-mesh)
     proxy_ports=(8443 8080)
     ;;
+  mutual-tls)
+    backend 127.0.0.1:9001 httpbin v1
+    # One CA for both workloads (made anew, as `sluice ca init --force` does).
+    sluice ca init examples/mutual-tls/ca --force >/dev/null || exit 1
+    # httpbin's sidecar: its inbound port 8000 in front of the app, admin on 15001.
+    proxy examples/mutual-tls/httpbin --ca examples/mutual-tls/ca --namespace foo \
+      --service-account httpbin --labels app=httpbin --no-gateway --gateway-address 127.0.0.1 \
+      --admin 127.0.0.1:15001
+    more_ports=(8000 15001)
+    # sleep's sidecar: httpbin.foo on 9080, with mutual TLS to httpbin's inbound port.
+    run_args=(examples/mutual-tls/sleep --ca examples/mutual-tls/ca --namespace foo
+      --service-account sleep --labels app=sleep --no-gateway)
+    proxy_ports=(9080)
+    ;;
   *) usage ;;
 esac
 run_args+=(--admin "$ADMIN" "$@")
@@ -90,7 +108,7 @@ for b in "${backends[@]}"; do
   set -- $b
   ports+=("${1##*:}")
 done
-ports+=("${proxy_ports[@]}" "${ADMIN##*:}")
+ports+=("${more_ports[@]}" "${proxy_ports[@]}" "${ADMIN##*:}")
 for port in "${ports[@]}"; do
   if answers "$port"; then
     echo "127.0.0.1:$port is already in use: is another example still running? Stop it (Ctrl-C in its terminal) first." >&2
@@ -123,6 +141,10 @@ start() {
 for b in "${backends[@]}"; do
   set -- $b
   start sluice backend --listen "$1" --name "$2" --version "$3" "${@:4}"
+done
+for p in "${more_proxies[@]}"; do
+  set -- $p
+  start sluice run "$@"
 done
 start sluice run "${run_args[@]}"
 

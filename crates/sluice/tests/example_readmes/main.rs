@@ -25,7 +25,7 @@ const START_LIMIT: Duration = Duration::from_secs(60);
 const STOP_LIMIT: Duration = Duration::from_secs(30);
 
 /// The examples, each with its README test below.
-const EXAMPLES: [&str; 7] = [
+const EXAMPLES: [&str; 8] = [
     "canary",
     "header-canary",
     "path-canary",
@@ -33,6 +33,7 @@ const EXAMPLES: [&str; 7] = [
     "subdomain-gateway",
     "tcp-traffic-shifting",
     "https-gateway",
+    "mutual-tls",
 ];
 
 /// Panics with a hint when a tool the README uses is missing.
@@ -185,6 +186,11 @@ fn tcp_traffic_shifting_readme() {
 fn https_gateway_readme() {
     require("openssl", "openssl");
     run_readme("https-gateway");
+}
+
+#[test]
+fn mutual_tls_readme() {
+    run_readme("mutual-tls");
 }
 
 /// Two examples at once: the second `run.sh` refuses to start (exit 1, naming the port) and

@@ -2,7 +2,8 @@
 //! they start.
 //!
 //! The READMEs use fixed ports (backends 9001–9003, services 9080 and 9000, gateways 8080, 8443
-//! and 31400, the admin API 15000) and `/tmp/…` directories; the copy gets free ports and a
+//! and 31400, the admin API 15000; the mutual-tls example's inbound port 8000 and second admin
+//! API 15001) and `/tmp/…` directories; the copy gets free ports and a
 //! `tmp/` of its own, in every file (README, YAML and `run.sh` alike), so examples run side by
 //! side with each other and with other tests.
 
@@ -13,7 +14,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The fixed ports the examples document.
-const README_PORTS: [u16; 9] = [9001, 9002, 9003, 9080, 9000, 8080, 8443, 31400, 15000];
+const README_PORTS: [u16; 11] = [
+    9001, 9002, 9003, 9080, 9000, 8080, 8443, 31400, 15000, 8000, 15001,
+];
 /// The admin port `sluice reload` and `sluice run` default to.
 const ADMIN: u16 = 15000;
 
@@ -84,9 +87,9 @@ impl Sandbox {
             let path = entry.path();
             let target = to.join(entry.file_name());
             if path.is_dir() {
-                // Certificates made by an earlier `make-certs.sh` in the repository: a fresh
-                // clone has none.
-                if entry.file_name() != "certs" {
+                // Certificates made by an earlier `make-certs.sh` or `sluice ca init` in the
+                // repository: a fresh clone has none.
+                if entry.file_name() != "certs" && entry.file_name() != "ca" {
                     self.copy_dir(&path, &target);
                 }
                 continue;
