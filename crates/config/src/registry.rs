@@ -39,6 +39,9 @@ pub struct Endpoint {
     /// The workload's service account (`serviceAccount`), whose identity auto-mTLS expects.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
+    /// `region/zone/subzone` of the workload (empty: unknown).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub locality: String,
 }
 
 impl Endpoint {
@@ -184,6 +187,7 @@ fn endpoints_of(
         weight: we.weight.filter(|w| *w > 0).unwrap_or(1),
         workload,
         service_account: we.service_account.clone().filter(|s| !s.is_empty()),
+        locality: we.locality.as_deref().unwrap_or("").trim().to_string(),
     };
     if let Some(sel) = &se.workload_selector {
         return workloads
@@ -220,6 +224,7 @@ fn host_endpoint(host: &str) -> Arc<Endpoint> {
         weight: 1,
         workload: None,
         service_account: None,
+        locality: String::new(),
     })
 }
 

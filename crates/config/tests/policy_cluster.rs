@@ -435,11 +435,8 @@ spec:
     fields.sort_unstable();
     assert_eq!(
         fields,
-        // Load balancing, the connection-pool limits, outlier detection and TLS (ISTIO_MUTUAL
-        // included) are enforced; what is left are the fields that are not.
-        [
-            "spec.subsets[0].trafficPolicy.loadBalancer.localityLbSetting",
-            "spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration",
-        ]
+        // Load balancing (locality included), the connection-pool limits, outlier detection and
+        // TLS (ISTIO_MUTUAL included) are enforced; what is left are the fields that are not.
+        ["spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration"]
     );
 }

@@ -6,6 +6,7 @@ mod cluster_policy;
 mod delegate;
 pub mod destination_rules;
 mod gateway;
+mod locality_lb;
 pub mod gateway_tls;
 pub mod http_route;
 mod mesh;
@@ -175,7 +176,15 @@ impl Compiler<'_> {
                     {
                         policy.tls = Some(mesh);
                     }
-                    let c = Cluster::new(svc, port, subset, eps, Arc::new(policy), self.state);
+                    let c = Cluster::new(
+                        svc,
+                        port,
+                        subset,
+                        eps,
+                        Arc::new(policy),
+                        self.state,
+                        self.proxy,
+                    );
                     self.clusters.insert(c.name.clone(), Arc::new(c));
                 }
             }

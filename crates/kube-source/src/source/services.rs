@@ -212,6 +212,15 @@ fn endpoints<'a>(
                 }
                 e.insert("serviceAccount".into(), json!(info.service_account));
             }
+            // Istio's `istio-locality` Pod label first (`region.zone.subzone`), else the
+            // EndpointSlice's zone (the node's region would need the Node objects).
+            let labelled = info
+                .and_then(|i| i.labels.get("istio-locality"))
+                .map(|l| l.replace('.', "/"));
+            let zoned = ep.zone.as_deref().map(|z| format!("/{z}"));
+            if let Some(locality) = labelled.or(zoned).filter(|l| !l.is_empty()) {
+                e.insert("locality".into(), json!(locality));
+            }
             out.insert(key, Value::Object(e));
         }
     }
