@@ -158,9 +158,17 @@ async fn locality_failover_walks_every_level_in_order() {
     );
     let mut t = Task::start(&LOCALITIES, &dr).await;
     assert_eq!(t.versions(10).await, only("region1.zone1", 10));
-    for (stopped, next) in [(0, "region1.zone2"), (1, "region2.zone3"), (2, "region3.zone4")] {
+    for (stopped, next) in [
+        (0, "region1.zone2"),
+        (1, "region2.zone3"),
+        (2, "region3.zone4"),
+    ] {
         t.stop(stopped).await;
-        assert_eq!(t.versions(10).await, only(next, 10), "after stopping {stopped}");
+        assert_eq!(
+            t.versions(10).await,
+            only(next, 10),
+            "after stopping {stopped}"
+        );
     }
     t.finish().await;
 }
