@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::detector::OutlierDetector;
 use crate::endpoint::LbEndpoint;
 use crate::priority::{availability, level_for_roll, priority_loads, MAX_LEVELS};
-use crate::random::{Rng, WeightedRandom};
+use crate::random::Rng;
 use crate::schedule::WeightedSchedule;
 use crate::selection::Candidates;
 
@@ -176,7 +176,8 @@ impl LocalityLayout {
 }
 
 /// A locality of `level`: by the schedule when every locality is fully available (exact
-/// weights), otherwise at random by `weight × availability`, as Envoy weighs localities.
+/// weights), otherwise at random by `weight × availability`, as Envoy weighs localities. No
+/// allocation: availabilities are counted again on the second walk instead of being kept.
 fn choose_group<'a>(
     level: &'a Level,
     count: impl Fn(&[usize]) -> (usize, usize),
@@ -186,25 +187,33 @@ fn choose_group<'a>(
     let Some(schedule) = &level.schedule else {
         return first;
     };
-    let avail: Vec<u32> = level
-        .groups
-        .iter()
-        .map(|g| {
-            let (up, total) = count(&g.members);
-            availability(up, total)
-        })
-        .collect();
-    if avail.iter().all(|a| *a == 100) {
+    let effective = |g: &Group| {
+        let (up, total) = count(&g.members);
+        (
+            u64::from(g.weight) * u64::from(availability(up, total)),
+            availability(up, total),
+        )
+    };
+    let mut sum = 0u64;
+    let mut all_available = true;
+    for g in &level.groups {
+        let (w, a) = effective(g);
+        sum += w;
+        all_available &= a == 100;
+    }
+    if all_available {
         return schedule.next().and_then(|i| level.groups.get(i)).or(first);
     }
-    let effective: Vec<u32> = level
-        .groups
-        .iter()
-        .zip(&avail)
-        .map(|(g, a)| g.weight.saturating_mul(*a))
-        .collect();
-    WeightedRandom::new(&effective)
-        .pick(rng)
-        .and_then(|i| level.groups.get(i))
-        .or(first)
+    if sum == 0 {
+        return first;
+    }
+    let mut roll = rng.below(sum);
+    for g in &level.groups {
+        let (w, _) = effective(g);
+        if roll < w {
+            return Some(g);
+        }
+        roll -= w;
+    }
+    first
 }
