@@ -3,10 +3,14 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use sluice_lb::{Balancer, LbAlgorithm, OutlierConfig, PickContext, StateStore};
+use sluice_lb::{
+    Balancer, LbAlgorithm, LbEndpoint, Locality, LocalityLayout, Origin, OutlierConfig,
+    PickContext, Placement, StateStore,
+};
 
 use crate::policy::{ClusterPolicy, HashAlgorithm, LbPolicy};
 use crate::protocol::Protocol;
+use crate::proxy::ProxyConfig;
 use crate::registry::{Endpoint, Service, ServicePort};
 
 /// An endpoint ready to connect to.
@@ -64,7 +68,8 @@ pub fn cluster_name(host: &str, port: u16, subset: Option<&str>) -> String {
 }
 
 impl Cluster {
-    /// Builds a cluster from a service port and the endpoints a subset selected.
+    /// Builds a cluster from a service port and the endpoints a subset selected, for `proxy`
+    /// (whose locality orders the endpoints when locality balancing applies).
     pub fn new(
         service: &Service,
         port: &ServicePort,
@@ -72,6 +77,7 @@ impl Cluster {
         endpoints: Vec<Arc<Endpoint>>,
         policy: Arc<ClusterPolicy>,
         state: &StateStore,
+        proxy: &ProxyConfig,
     ) -> Cluster {
         let name = cluster_name(&service.hostname, port.number, subset);
         let endpoints: Vec<UpstreamEndpoint> = endpoints
@@ -93,14 +99,19 @@ impl Cluster {
             max_ejection_percent: o.max_ejection_percent,
             min_health_percent: o.min_health_percent,
         });
-        let balancer = Balancer::from_store(
+        let lb_endpoints = endpoints
+            .iter()
+            .map(|e| {
+                let state = state.endpoint(&name, &e.authority);
+                LbEndpoint::new(e.endpoint.weight, state)
+            })
+            .collect();
+        let balancer = Balancer::with_layout(
             algorithm(&policy),
-            &name,
-            endpoints
-                .iter()
-                .map(|e| (e.authority.as_str(), e.endpoint.weight)),
+            lb_endpoints,
             outlier,
-            state,
+            state.counter(&format!("lb-rr|{name}")),
+            locality_layout(&name, &policy, proxy, &endpoints, state),
         );
         Cluster {
             name,
@@ -124,6 +135,44 @@ impl Cluster {
     pub fn balancer(&self) -> &Balancer {
         &self.balancer
     }
+}
+
+/// The priority levels and weighted localities of a cluster, when its locality setting applies
+/// to this proxy and these endpoints (`None` otherwise: the balancer stays flat).
+fn locality_layout(
+    name: &str,
+    policy: &ClusterPolicy,
+    proxy: &ProxyConfig,
+    endpoints: &[UpstreamEndpoint],
+    state: &StateStore,
+) -> Option<LocalityLayout> {
+    let setting = policy.locality.as_ref()?;
+    if proxy.locality.is_empty() || endpoints.iter().all(|e| e.endpoint.locality.is_empty()) {
+        return None;
+    }
+    let me = Locality::parse(&proxy.locality);
+    let localities: Vec<Locality> = endpoints
+        .iter()
+        .map(|e| Locality::parse(&e.endpoint.locality))
+        .collect();
+    let places: Vec<Placement<'_>> = endpoints
+        .iter()
+        .zip(&localities)
+        .map(|(e, locality)| Placement {
+            locality,
+            labels: &e.endpoint.labels,
+            weight: e.endpoint.weight,
+        })
+        .collect();
+    let origin = Origin {
+        locality: &me,
+        labels: &proxy.labels,
+    };
+    let levels = setting.levels(origin, &places, policy.outlier.is_some())?;
+    Some(LocalityLayout::new(
+        levels,
+        state.counter(&format!("lb-locality|{name}")),
+    ))
 }
 
 fn join_host_port(host: &str, port: u16) -> String {

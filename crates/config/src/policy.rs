@@ -381,6 +381,9 @@ pub struct ClusterPolicy {
     /// Upstream TLS origination (`SIMPLE`/`MUTUAL`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<Arc<crate::tls::ClientTls>>,
+    /// `localityLbSetting` in force (`None`: disabled); Istio enables it by default.
+    #[serde(skip)]
+    pub locality: Option<sluice_lb::LocalityPolicy>,
 }
 
 impl Default for ClusterPolicy {
@@ -390,6 +393,7 @@ impl Default for ClusterPolicy {
             pool: PoolLimits::default(),
             outlier: None,
             tls: None,
+            locality: Some(sluice_lb::LocalityPolicy::default()),
         }
     }
 }

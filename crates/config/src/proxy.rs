@@ -35,6 +35,9 @@ pub struct ProxyConfig {
     /// MeshConfig `trustDomainAliases`: other trust domains of the same mesh.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trust_domain_aliases: Vec<String>,
+    /// Where the proxy runs, `region/zone/subzone` (empty: unknown, no locality balancing).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub locality: String,
 }
 
 impl Default for ProxyConfig {
@@ -51,6 +54,7 @@ impl Default for ProxyConfig {
             root_namespace: "istio-system".into(),
             trust_domain: "cluster.local".into(),
             trust_domain_aliases: Vec::new(),
+            locality: String::new(),
         }
     }
 }

@@ -39,6 +39,9 @@ pub struct Endpoint {
     /// The workload's service account (`serviceAccount`), whose identity auto-mTLS expects.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
+    /// `region/zone/subzone` of the workload (empty: unknown).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub locality: String,
 }
 
 impl Endpoint {
@@ -184,6 +187,7 @@ fn endpoints_of(
         weight: we.weight.filter(|w| *w > 0).unwrap_or(1),
         workload,
         service_account: we.service_account.clone().filter(|s| !s.is_empty()),
+        locality: locality_of(we),
     };
     if let Some(sel) = &se.workload_selector {
         return workloads
@@ -211,6 +215,24 @@ fn resolves_host_itself(se: &ServiceEntry) -> bool {
         )
 }
 
+/// An endpoint's `locality`, else Istio's `istio-locality` label (`region.zone.subzone`, as label
+/// values cannot hold `/`).
+fn locality_of(we: &WorkloadEntry) -> String {
+    match we
+        .locality
+        .as_deref()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        Some(l) => l.to_string(),
+        None => we
+            .labels
+            .get("istio-locality")
+            .map(|l| l.trim().replace('.', "/"))
+            .unwrap_or_default(),
+    }
+}
+
 /// The endpoint of a host that resolves itself: its own name, on the service port.
 fn host_endpoint(host: &str) -> Arc<Endpoint> {
     Arc::new(Endpoint {
@@ -220,6 +242,7 @@ fn host_endpoint(host: &str) -> Arc<Endpoint> {
         weight: 1,
         workload: None,
         service_account: None,
+        locality: String::new(),
     })
 }
 
@@ -254,5 +277,17 @@ mod tests {
         );
         assert_eq!(addresses(&r, "a.example.com"), ["backend.example.net"]);
         assert_eq!(addresses(&r, "b.example.com"), ["backend.example.net"]);
+    }
+
+    #[test]
+    fn endpoint_locality_comes_from_the_field_or_the_istio_locality_label() {
+        let r = registry(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: hw}\nspec:\n  hosts: [hw.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints:\n  - {address: 10.0.0.1, locality: region1/zone1}\n  - {address: 10.0.0.2, labels: {istio-locality: region2.zone3}}\n  - {address: 10.0.0.3}\n",
+        );
+        let localities: Vec<String> = r
+            .get("hw.example.com")
+            .map(|s| s.endpoints.iter().map(|e| e.locality.clone()).collect())
+            .unwrap_or_default();
+        assert_eq!(localities, ["region1/zone1", "region2/zone3", ""]);
     }
 }

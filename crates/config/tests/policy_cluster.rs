@@ -117,6 +117,7 @@ spec:
             pool: top_pool.clone(),
             outlier: Some(top_outlier.clone()),
             tls: None,
+            ..ClusterPolicy::default()
         }
     );
     // The port-level entry replaces the top-level policy wholesale: unset objects are defaults.
@@ -130,6 +131,7 @@ spec:
             },
             outlier: None,
             tls: None,
+            ..ClusterPolicy::default()
         }
     );
     // A subset object replaces the inherited object whole (tcp.maxConnections is gone).
@@ -143,6 +145,7 @@ spec:
             },
             outlier: Some(top_outlier),
             tls: None,
+            ..ClusterPolicy::default()
         }
     );
     // On 9090 the subset inherits the top-level port-level result, then overrides its pool.
@@ -156,6 +159,7 @@ spec:
             },
             outlier: None,
             tls: None,
+            ..ClusterPolicy::default()
         }
     );
     // The subset's own port-level entry supplies every object (unset: defaults).
@@ -169,6 +173,7 @@ spec:
                 ..outlier_defaults()
             }),
             tls: None,
+            ..ClusterPolicy::default()
         }
     );
     // Without a subset port-level match, only the subset's objects replace inherited ones.
@@ -182,6 +187,7 @@ spec:
             },
             outlier: None,
             tls: None,
+            ..ClusterPolicy::default()
         }
     );
 }
@@ -435,11 +441,8 @@ spec:
     fields.sort_unstable();
     assert_eq!(
         fields,
-        // Load balancing, the connection-pool limits, outlier detection and TLS (ISTIO_MUTUAL
-        // included) are enforced; what is left are the fields that are not.
-        [
-            "spec.subsets[0].trafficPolicy.loadBalancer.localityLbSetting",
-            "spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration",
-        ]
+        // Load balancing (locality included), the connection-pool limits, outlier detection and
+        // TLS (ISTIO_MUTUAL included) are enforced; what is left are the fields that are not.
+        ["spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration"]
     );
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crate::detector::OutlierDetector;
 use crate::endpoint::{InFlight, LbEndpoint};
+use crate::layout::LocalityLayout;
 use crate::least_request::LeastRequest;
 use crate::maglev::Maglev;
 use crate::outlier::{Ejection, FailureKind, OutlierConfig};
@@ -108,6 +109,8 @@ struct Inner {
     weights: WeightedRandom,
     kind: Kind,
     outlier: Option<OutlierDetector>,
+    /// Priority levels and weighted localities; `None` keeps the flat path.
+    locality: Option<LocalityLayout>,
 }
 
 /// An immutable balancer for one cluster's endpoints, built at compile time and cheap to clone.
@@ -126,6 +129,18 @@ impl Balancer {
         endpoints: Vec<LbEndpoint>,
         outlier: Option<OutlierConfig>,
         rr_counter: Arc<AtomicU64>,
+    ) -> Self {
+        Balancer::with_layout(algorithm, endpoints, outlier, rr_counter, None)
+    }
+
+    /// Like [`Balancer::new`], with the endpoints arranged in priority levels and weighted
+    /// localities (`None`: one flat set, exactly as [`Balancer::new`]).
+    pub fn with_layout(
+        algorithm: LbAlgorithm,
+        endpoints: Vec<LbEndpoint>,
+        outlier: Option<OutlierConfig>,
+        rr_counter: Arc<AtomicU64>,
+        locality: Option<LocalityLayout>,
     ) -> Self {
         let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
         let named =
@@ -148,6 +163,7 @@ impl Balancer {
                 endpoints,
                 kind,
                 outlier: outlier.map(OutlierDetector::new),
+                locality,
             }),
         }
     }
@@ -167,6 +183,11 @@ impl Balancer {
             .collect();
         let counter = store.counter(&format!("lb-rr|{cluster}"));
         Balancer::new(algorithm, endpoints, outlier, counter)
+    }
+
+    /// The locality layout, when the cluster balances by priority and locality.
+    pub fn layout(&self) -> Option<&LocalityLayout> {
+        self.inner.locality.as_ref()
     }
 
     /// The algorithm.
@@ -202,18 +223,39 @@ impl Balancer {
     /// Picks an endpoint index, or `None` when no endpoint is available (503, flag `UH`).
     pub fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
         let inner = &*self.inner;
+        if let Some(layout) = &inner.locality {
+            let mut rng = Rng::new(ctx.random);
+            let candidates = layout.candidates(
+                &inner.endpoints,
+                inner.outlier.as_ref(),
+                ctx.exclude,
+                ctx.now,
+                &mut rng,
+            );
+            return self.pick_among(&candidates, ctx, rng);
+        }
         let candidates = candidates(
             &inner.endpoints,
             inner.outlier.as_ref(),
             ctx.exclude,
             ctx.now,
         );
-        if candidates == Candidates::None {
+        self.pick_among(&candidates, ctx, Rng::new(ctx.random))
+    }
+
+    /// Runs the algorithm over `candidates`.
+    fn pick_among(
+        &self,
+        candidates: &Candidates,
+        ctx: &PickContext<'_>,
+        mut rng: Rng,
+    ) -> Option<usize> {
+        let inner = &*self.inner;
+        if *candidates == Candidates::None {
             return None;
         }
         let mask = candidates.mask();
         let allowed = |i: usize| mask.is_none_or(|m| m.get(i).copied().unwrap_or(false));
-        let mut rng = Rng::new(ctx.random);
         let choice = match &inner.kind {
             Kind::RoundRobin(schedule) => {
                 (0..schedule.len()).find_map(|_| schedule.next().filter(|&i| allowed(i)))

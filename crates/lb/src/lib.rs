@@ -31,9 +31,13 @@ pub mod balancer;
 pub mod detector;
 pub mod endpoint;
 pub mod hash;
+pub mod layout;
 pub mod least_request;
+pub mod locality;
+pub mod locality_policy;
 pub mod maglev;
 pub mod outlier;
+pub mod priority;
 pub mod random;
 pub mod ring_hash;
 pub mod schedule;
@@ -44,7 +48,10 @@ pub use balancer::{Balancer, LbAlgorithm, PickContext};
 pub use detector::OutlierDetector;
 pub use endpoint::{EndpointState, InFlight, LbEndpoint};
 pub use hash::hash_key;
+pub use layout::{LevelSpec, LocalityLayout};
 pub use least_request::LeastRequest;
+pub use locality::Locality;
+pub use locality_policy::{Distribute, LocalityPolicy, Origin, Placement};
 pub use maglev::Maglev;
 pub use outlier::{
     Ejection, EjectionReason, FailureKind, OutlierConfig, OutlierState, OutlierStatus,

@@ -27,6 +27,7 @@ pub(crate) fn endpoint(addr: SocketAddr) -> UpstreamEndpoint {
             weight: 1,
             workload: None,
             service_account: None,
+            locality: String::new(),
         }),
     }
 }

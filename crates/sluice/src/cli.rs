@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// Workload labels of this proxy (`k=v,k2=v2`).
     #[arg(long, value_parser = parse_labels, default_value = "")]
     pub labels: BTreeMap<String, String>,
+    /// Where this proxy runs, `region/zone/subzone` (zone and subzone optional), for locality
+    /// load balancing. In Kubernetes mode the Pod's `istio-locality` label is used when absent.
+    #[arg(long, value_parser = parse_locality)]
+    pub locality: Option<String>,
     /// Namespace of this proxy.
     #[arg(long, default_value = "default")]
     pub namespace: String,
@@ -177,11 +181,46 @@ pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
         .collect()
 }
 
+/// Checks a `region/zone/subzone` locality: at most three non-empty parts, no wildcard.
+pub fn parse_locality(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let parts: Vec<&str> = s.split('/').collect();
+    if s.is_empty() || parts.len() > 3 || parts.iter().any(|p| p.is_empty() || p.contains('*')) {
+        return Err(format!(
+            "locality `{s}` must be region[/zone[/subzone]] with non-empty parts"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Istio's `istio-locality` Pod label: `region.zone.subzone` (label values cannot hold `/`).
+pub fn locality_from_label(labels: &BTreeMap<String, String>) -> Option<String> {
+    labels
+        .get("istio-locality")
+        .map(|v| v.trim().replace('.', "/"))
+        .filter(|v| !v.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn locality_flag_takes_one_to_three_parts() {
+        assert_eq!(run_args(&[]).locality, None);
+        let r = run_args(&["--locality", "region1/zone1"]);
+        assert_eq!(r.locality.as_deref(), Some("region1/zone1"));
+        let r = run_args(&["--locality", "region1/zone1/rack7"]);
+        assert_eq!(r.locality.as_deref(), Some("region1/zone1/rack7"));
+        assert_eq!(parse_locality("region1"), Ok("region1".into()));
+        for bad in ["", "a//b", "a/b/c/d", "a/*"] {
+            assert!(parse_locality(bad).is_err(), "{bad}");
+        }
+        let labels = BTreeMap::from([("istio-locality".to_string(), "r1.z1".to_string())]);
+        assert_eq!(locality_from_label(&labels).as_deref(), Some("r1/z1"));
+    }
 
     fn run_args(extra: &[&str]) -> RunArgs {
         let mut argv = vec!["sluice", "run", "config/"];

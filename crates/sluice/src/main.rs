@@ -127,6 +127,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 opts.intercepts
                     .push((Intercept::Inbound, std::net::SocketAddr::new(any, port)));
             }
+            opts.proxy.locality = r
+                .locality
+                .or_else(|| sluice::cli::locality_from_label(&opts.proxy.labels))
+                .unwrap_or_default();
             opts.proxy.namespace = r.namespace;
             opts.proxy.gateway_address = r.gateway_address;
             opts.proxy.mesh_address = r.mesh_address;

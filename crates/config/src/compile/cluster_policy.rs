@@ -117,6 +117,7 @@ pub(crate) fn cluster_policy(
         pool: pool_limits(objects.pool),
         outlier: objects.outlier.map(outlier_policy),
         tls,
+        locality: super::locality_lb::locality_policy(objects.lb),
     };
     (policy, dr_tls)
 }

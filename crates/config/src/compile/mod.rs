@@ -8,6 +8,7 @@ pub mod destination_rules;
 mod gateway;
 pub mod gateway_tls;
 pub mod http_route;
+mod locality_lb;
 mod mesh;
 mod mesh_tls;
 mod outbound;
@@ -175,7 +176,15 @@ impl Compiler<'_> {
                     {
                         policy.tls = Some(mesh);
                     }
-                    let c = Cluster::new(svc, port, subset, eps, Arc::new(policy), self.state);
+                    let c = Cluster::new(
+                        svc,
+                        port,
+                        subset,
+                        eps,
+                        Arc::new(policy),
+                        self.state,
+                        self.proxy,
+                    );
                     self.clusters.insert(c.name.clone(), Arc::new(c));
                 }
             }

@@ -51,15 +51,6 @@ const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
             .is_some_and(|t| t.ca_crl.as_deref().is_some_and(|c| !c.is_empty()))
     }),
     (
-        "loadBalancer.localityLbSetting",
-        "`localityLbSetting`",
-        |p| {
-            p.load_balancer
-                .as_ref()
-                .is_some_and(|lb| lb.locality_lb_setting.is_some())
-        },
-    ),
-    (
         "loadBalancer.zoneAwareLbSetting",
         "`zoneAwareLbSetting`",
         |p| {
@@ -356,9 +347,6 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
     for (base, e) in endpoints {
         if e.network.is_some() {
             warn(ctx, format!("{base}.network"), "`network`");
-        }
-        if e.locality.is_some() {
-            warn(ctx, format!("{base}.locality"), "`locality`");
         }
     }
 }

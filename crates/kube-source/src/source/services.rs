@@ -212,6 +212,15 @@ fn endpoints<'a>(
                 }
                 e.insert("serviceAccount".into(), json!(info.service_account));
             }
+            // Istio's `istio-locality` Pod label first (`region.zone.subzone`), else the
+            // EndpointSlice's zone (the node's region would need the Node objects).
+            let labelled = info
+                .and_then(|i| i.labels.get("istio-locality"))
+                .map(|l| l.replace('.', "/"));
+            let zoned = ep.zone.as_deref().map(|z| format!("/{z}"));
+            if let Some(locality) = labelled.or(zoned).filter(|l| !l.is_empty()) {
+                e.insert("locality".into(), json!(locality));
+            }
             out.insert(key, Value::Object(e));
         }
     }
@@ -241,6 +250,32 @@ pub fn slice_service(slice: &EndpointSlice) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_carry_the_pod_locality_label_or_the_slice_zone() {
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "reviews-abc"},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 9080}],
+            "endpoints": [
+                {"addresses": ["10.0.0.1"], "zone": "zone-a",
+                 "targetRef": {"kind": "Pod", "name": "labelled"}},
+                {"addresses": ["10.0.0.2"], "zone": "zone-b"},
+                {"addresses": ["10.0.0.3"]},
+            ],
+        }))
+        .unwrap_or_default();
+        let port: ServicePort =
+            serde_json::from_value(json!({"name": "http", "port": 9080})).unwrap_or_default();
+        let info = PodInfo {
+            labels: BTreeMap::from([("istio-locality".into(), "region1.zone1".into())]),
+            service_account: "default".into(),
+        };
+        let pod = |name: &str| (name == "labelled").then_some(&info);
+        let eps = endpoints(&[&port], &[&slice], false, &pod);
+        let localities: Vec<Option<&str>> = eps.iter().map(|e| e["locality"].as_str()).collect();
+        assert_eq!(localities, [Some("region1/zone1"), Some("/zone-b"), None]);
+    }
 
     #[test]
     fn protocols_follow_istio() {
