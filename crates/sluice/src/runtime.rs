@@ -155,6 +155,8 @@ struct Loader {
     telemetry: Arc<Telemetry>,
     /// Certificate files are checked through the proxy's own store.
     tls: TlsRuntime,
+    /// Files parsed by earlier loads: a reload parses only the files that changed.
+    files: std::sync::Mutex<sluice_sources::FileCache>,
 }
 
 impl Loader {
@@ -162,7 +164,13 @@ impl Loader {
         let (resources, mut diagnostics) = match &self.source {
             Some(source) => source.collect(),
             None => {
-                let parsed = sluice_sources::read_paths(&self.paths);
+                // Loads run one at a time (the reload loop waits for each), so the lock is free;
+                // a poisoned one only means an earlier load panicked, and its cache is still sound.
+                let mut files = self
+                    .files
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let parsed = files.read_paths(&self.paths);
                 (parsed.resources, parsed.diagnostics)
             }
         };
@@ -210,6 +218,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         config: config.clone(),
         telemetry: telemetry.clone(),
         tls: opts.tls.clone(),
+        files: Default::default(),
     });
     // Parsing a large config is CPU-bound: on a blocking thread, like every reload.
     let l = loader.clone();
