@@ -25,7 +25,7 @@ fn a_reread_parses_only_changed_and_new_files() {
         .unwrap();
     }
     let mut cache = FileCache::new();
-    let first = cache.read_paths(&paths);
+    let first = cache.read_paths(&paths, &[]);
     assert_eq!(
         cache.last_read(),
         ReadStats {
@@ -35,7 +35,7 @@ fn a_reread_parses_only_changed_and_new_files() {
     );
     assert_eq!(first.resources, read_paths(&paths).resources);
 
-    let again = cache.read_paths(&paths);
+    let again = cache.read_paths(&paths, &first.resources);
     assert_eq!(
         cache.last_read(),
         ReadStats {
@@ -57,7 +57,7 @@ fn a_reread_parses_only_changed_and_new_files() {
     )
     .unwrap();
     fs::remove_file(dir.path().join("se-2.yaml")).unwrap();
-    let edited = cache.read_paths(&paths);
+    let edited = cache.read_paths(&paths, &again.resources);
     assert_eq!(
         cache.last_read(),
         ReadStats {
@@ -81,7 +81,28 @@ fn a_reread_parses_only_changed_and_new_files() {
         service_entry("se-2", "s2.example.com"),
     )
     .unwrap();
-    cache.read_paths(&paths);
+    let restored = cache.read_paths(&paths, &edited.resources);
+    assert_eq!(
+        cache.last_read(),
+        ReadStats {
+            parsed: 1,
+            reused: 3
+        }
+    );
+    assert_eq!(restored.resources, read_paths(&paths).resources);
+
+    // Objects that did not become active (a rejected reload) are not reused.
+    cache.clear();
+    cache.read_paths(&paths, &restored.resources);
+    assert_eq!(
+        cache.last_read(),
+        ReadStats {
+            parsed: 4,
+            reused: 0
+        }
+    );
+    // Nor are those of a file missing from what is passed as the previous read's objects.
+    cache.read_paths(&paths, &restored.resources[1..]);
     assert_eq!(
         cache.last_read(),
         ReadStats {
@@ -97,9 +118,9 @@ fn syntax_errors_and_unreadable_files_are_reported_on_every_read() {
     let paths = vec![dir.path().to_path_buf()];
     fs::write(dir.path().join("bad.yaml"), "kind: [unclosed\n").unwrap();
     let mut cache = FileCache::new();
-    let first = cache.read_paths(&paths);
+    let first = cache.read_paths(&paths, &[]);
     assert!(!first.diagnostics.is_empty());
-    let again = cache.read_paths(&paths);
+    let again = cache.read_paths(&paths, &first.resources);
     assert_eq!(again.diagnostics, first.diagnostics);
     assert_eq!(again.diagnostics, read_paths(&paths).diagnostics);
 }
