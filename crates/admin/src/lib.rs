@@ -3,11 +3,15 @@
 //! only, and on a loopback address only for loopback or IP Host names (see `guard`).
 
 mod clusters;
+mod config_dump;
 mod dashboard;
 mod explain;
+mod graph;
 mod graph_feed;
 mod guard;
+mod query;
 mod reload;
+mod routes;
 mod virtual_services;
 
 use std::convert::Infallible;
@@ -22,7 +26,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use serde_json::json;
 use sluice_proxy::ConfigHandle;
 use sluice_telemetry::Telemetry;
 use tokio::net::TcpListener;
@@ -119,7 +122,19 @@ pub async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<Socke
                     if req.method() == http::Method::POST {
                         return Ok(reload::reload_now(&state).await);
                     }
-                    Ok(respond(&state, &req))
+                    // Documents that grow with the config are built on a blocking thread, so
+                    // a large one delays neither `/ready` nor the traffic on the same worker.
+                    if is_large(req.uri().path()) {
+                        let (parts, _) = req.into_parts();
+                        let built = tokio::task::spawn_blocking(move || {
+                            respond(&state, &parts.uri, &parts.headers)
+                        })
+                        .await;
+                        return Ok(built.unwrap_or_else(|_| {
+                            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+                        }));
+                    }
+                    Ok(respond(&state, req.uri(), req.headers()))
                 }
             });
             let conn = builder
@@ -164,8 +179,23 @@ const ENDPOINTS: &str = "admin endpoints: / (dashboard) /ready /healthz /config_
                          /clusters /stats/prometheus /metrics /api/graph /api/graph/stream \
                          /api/virtualservices /api/reload /api/explain\n";
 
-fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<AdminBody> {
-    match req.uri().path() {
+/// Endpoints whose answer grows with the config or the traffic.
+fn is_large(path: &str) -> bool {
+    matches!(
+        path,
+        "/config_dump"
+            | "/routes"
+            | "/clusters"
+            | "/api/graph"
+            | "/api/virtualservices"
+            | "/api/reload"
+            | "/api/explain"
+    )
+}
+
+fn respond(state: &AdminState, uri: &http::Uri, headers: &http::HeaderMap) -> Response<AdminBody> {
+    let query = || query::Query::parse(uri.query());
+    match uri.path() {
         "/ready" => match (state.readiness)() {
             Ok(()) => text(StatusCode::OK, "LIVE\n"),
             Err(why) => text(
@@ -174,64 +204,36 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<AdminBody> {
             ),
         },
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/config_dump" => json_reply(&config_dump(state)),
-        "/routes" => routes(state),
+        "/config_dump" => match query() {
+            Ok(q) => json_reply(&config_dump::config_dump(state, &q)),
+            Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        },
+        "/routes" => match query() {
+            Ok(q) => reply(
+                StatusCode::OK,
+                "application/json",
+                routes::routes(state, &q),
+            ),
+            Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        },
         "/clusters" => json_reply(&clusters::clusters(state)),
         "/stats/prometheus" | "/metrics" => {
-            let accept = req
-                .headers()
+            let accept = headers
                 .get(http::header::ACCEPT)
                 .and_then(|v| v.to_str().ok());
             let (content_type, body) = state.telemetry.scrape(accept);
             reply(StatusCode::OK, content_type, body)
         }
-        "/api/graph" => reply(
-            StatusCode::OK,
-            "application/json",
-            state.telemetry.graph().snapshot_json(),
-        ),
+        "/api/graph" => match query() {
+            Ok(q) => reply(StatusCode::OK, "application/json", graph::graph(state, &q)),
+            Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        },
         "/api/graph/stream" => graph_feed::stream(&state.telemetry),
         "/api/virtualservices" => json_reply(&virtual_services::virtual_services(state)),
         "/api/reload" => json_reply(&reload::reload_status(state)),
-        "/api/explain" => explain::explain(state, req.uri().query()),
+        "/api/explain" => explain::explain(state, uri.query()),
         path => dashboard::asset(path).unwrap_or_else(|| text(StatusCode::NOT_FOUND, ENDPOINTS)),
     }
-}
-
-fn config_dump(state: &AdminState) -> serde_json::Value {
-    let snap = state.config.load();
-    let rejected = state.config.last_rejected();
-    json!({
-        "version": snap.as_ref().map(|s| s.version),
-        "proxy": snap.as_ref().map(|s| &s.proxy),
-        "resources": snap.as_ref().map(|s| s.resources.as_slice()),
-        "diagnostics": snap.as_ref().map(|s| &s.diagnostics),
-        "registry": snap.as_ref().map(|s| &s.registry),
-        "lastRejected": rejected.as_deref(),
-    })
-}
-
-/// `/routes`: the routing tables first, the long clusters block last.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Routes<'a> {
-    version: Option<u64>,
-    listeners: Option<&'a Vec<Arc<sluice_config::listener::Listener>>>,
-    tls_listeners: Option<&'a Vec<Arc<sluice_config::tls::TlsListener>>>,
-    tcp_listeners: Option<&'a Vec<Arc<sluice_config::tcp_route::TcpListener>>>,
-    clusters: Option<&'a std::collections::BTreeMap<String, Arc<sluice_config::cluster::Cluster>>>,
-}
-
-fn routes(state: &AdminState) -> Response<AdminBody> {
-    let snap = state.config.load();
-    let s = snap.as_deref();
-    json_reply(&Routes {
-        version: s.map(|s| s.version),
-        listeners: s.map(|s| &s.listeners),
-        tls_listeners: s.map(|s| &s.tls_listeners),
-        tcp_listeners: s.map(|s| &s.tcp_listeners),
-        clusters: s.map(|s| &s.clusters),
-    })
 }
 
 #[cfg(test)]

@@ -395,3 +395,65 @@ async fn explain_uses_the_live_snapshot() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn large_documents_filter_by_host_and_paginate() {
+    let addr = start().await;
+    let host = "app-backend.default.svc.cluster.local";
+
+    let (head, body) = get(addr, &format!("/config_dump?host={host}"), None).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let dump: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let resources = dump["resources"].as_array().unwrap();
+    assert!(!resources.is_empty());
+    assert_eq!(
+        dump["query"]["totalResources"].as_u64(),
+        Some(resources.len() as u64)
+    );
+    let services = dump["registry"]["services"].as_object().unwrap();
+    assert_eq!(services.keys().collect::<Vec<_>>(), [host]);
+    let (_, body) = get(addr, "/config_dump?host=nothing.example.com", None).await;
+    let none: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(none["resources"].as_array().unwrap().len(), 0);
+    // One object per page.
+    let (_, body) = get(
+        addr,
+        &format!("/config_dump?host={host}&limit=1&offset=1"),
+        None,
+    )
+    .await;
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["resources"].as_array().unwrap(), &resources[1..2]);
+
+    let (head, body) = get(addr, &format!("/routes?host={host}"), None).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let routes: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let clusters = routes["clusters"].as_object().unwrap();
+    assert!(!clusters.is_empty());
+    assert!(clusters.values().all(|c| c["host"] == host), "{clusters:?}");
+    for l in routes["listeners"].as_array().unwrap() {
+        for vh in l["virtual_hosts"]["vhosts"].as_array().unwrap() {
+            assert!(
+                vh["domains"].as_array().unwrap().iter().any(|d| d == host),
+                "{vh}"
+            );
+        }
+    }
+    let (_, body) = get(addr, "/routes?limit=1", None).await;
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["clusters"].as_object().unwrap().len(), 1);
+    assert!(page["query"]["totalClusters"].as_u64().unwrap() > 1);
+
+    let (head, body) = get(addr, &format!("/api/graph?host={host}&limit=1"), None).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let graph: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(graph["routes"].as_array().unwrap().len() <= 1);
+    assert!(!graph["edges"].as_array().unwrap().is_empty());
+    let (_, body) = get(addr, "/api/graph?host=nothing.example.com", None).await;
+    let none: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(none["edges"].as_array().unwrap().is_empty());
+    assert!(none["nodes"].as_array().unwrap().is_empty());
+
+    let (head, _) = get(addr, "/routes?limit=many", None).await;
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+}

@@ -21,6 +21,8 @@ pub fn fqdn(host: &str, namespace: &str) -> String {
 /// `*.foo.com` covers any name ending in `.foo.com` (but not `foo.com`); `*` covers everything;
 /// a wildcard name is covered only by a pattern at least as broad.
 pub fn covers(pattern: &str, name: &str) -> bool {
+    #[cfg(test)]
+    probe::count();
     if pattern == "*" {
         return true;
     }
@@ -29,6 +31,28 @@ pub fn covers(pattern: &str, name: &str) -> bool {
         (None, Some(_)) => false,
         (Some(psuffix), None) => ends_with_ci(name, psuffix) && name.len() > psuffix.len(),
         (Some(psuffix), Some(nsuffix)) => ends_with_ci(nsuffix, psuffix),
+    }
+}
+
+/// Counts [`covers`] calls on the current thread, so tests can tell linear host matching from
+/// pairwise scans by counting, not timing.
+#[cfg(test)]
+pub(crate) mod probe {
+    use std::cell::Cell;
+
+    thread_local! {
+        static CALLS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub(crate) fn count() {
+        CALLS.with(|c| c.set(c.get() + 1));
+    }
+
+    /// `covers` calls made by `f` on this thread.
+    pub(crate) fn calls_in<T>(f: impl FnOnce() -> T) -> (T, u64) {
+        let before = CALLS.with(Cell::get);
+        let out = f();
+        (out, CALLS.with(Cell::get) - before)
     }
 }
 

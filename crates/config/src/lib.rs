@@ -27,6 +27,9 @@ pub mod tls;
 pub mod validate;
 pub mod vhost;
 
+#[cfg(test)]
+mod scale_tests;
+
 pub use load::{build_snapshot, is_blocking, Rejected};
 pub use matcher::RequestInfo;
 pub use proxy::ProxyConfig;

@@ -1,6 +1,6 @@
 //! From parsed objects to a snapshot: validate, reject on blocking errors, analyze, compile.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use sluice_lb::StateStore;
@@ -74,11 +74,16 @@ pub fn build_snapshot(
         return Err(Rejected { diagnostics });
     }
     let compiled = crate::compile::compile(&resources, proxy, state);
-    for d in &compiled.diagnostics {
-        if !diagnostics.contains(d) {
-            diagnostics.push(d.clone());
-        }
-    }
+    // Hashed, not a `contains` per finding: both lists grow with the config.
+    let mut known: HashSet<&Diagnostic> = diagnostics.iter().collect();
+    let fresh: Vec<Diagnostic> = compiled
+        .diagnostics
+        .iter()
+        .filter(|d| known.insert(d))
+        .cloned()
+        .collect();
+    drop(known);
+    diagnostics.extend(fresh);
     Ok(Snapshot::new(
         version,
         proxy.clone(),

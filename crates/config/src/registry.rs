@@ -165,9 +165,21 @@ impl Registry {
 
     /// Services whose host a (possibly wildcard) name covers.
     pub fn matching<'a>(&'a self, pattern: &'a str) -> impl Iterator<Item = &'a Arc<Service>> + 'a {
-        self.services
-            .values()
-            .filter(move |s| crate::host::covers(pattern, &s.hostname))
+        // An exact name covers only itself: one lookup, not a scan of every service (a scan per
+        // DestinationRule was quadratic at 10,000 services). Host names are kept lowercase.
+        let wildcard = pattern.starts_with('*');
+        let exact = if wildcard {
+            None
+        } else {
+            self.services.get(&pattern.to_ascii_lowercase())
+        };
+        let scanned = if wildcard { self.services.len() } else { 0 };
+        exact.into_iter().chain(
+            self.services
+                .values()
+                .take(scanned)
+                .filter(move |s| crate::host::covers(pattern, &s.hostname)),
+        )
     }
 }
 

@@ -54,7 +54,7 @@ impl fmt::Display for ResourceRef {
 }
 
 /// One problem (or remark) about the config.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Diagnostic {
     /// How serious it is.
     pub severity: Severity,

@@ -155,14 +155,28 @@ struct Loader {
     telemetry: Arc<Telemetry>,
     /// Certificate files are checked through the proxy's own store.
     tls: TlsRuntime,
+    /// Files read by the last load: a reload parses only the files that changed, and takes the
+    /// objects of the others from the active snapshot (cleared when a load is not published).
+    files: std::sync::Mutex<sluice_sources::FileCache>,
 }
 
 impl Loader {
     fn load(&self) -> Result<Arc<Snapshot>, Rejected> {
+        // Held for the whole load (loads run one at a time, so it is free): a load that panics
+        // poisons it, and the next one then forgets what that one read.
+        let mut files = self.files.lock().unwrap_or_else(|poisoned| {
+            let mut files = poisoned.into_inner();
+            files.clear();
+            files
+        });
         let (resources, mut diagnostics) = match &self.source {
             Some(source) => source.collect(),
             None => {
-                let parsed = sluice_sources::read_paths(&self.paths);
+                let previous = self.config.load();
+                let previous = previous
+                    .as_deref()
+                    .map_or(&[][..], |s| s.resources.as_slice());
+                let parsed = files.read_paths(&self.paths, previous);
                 (parsed.resources, parsed.diagnostics)
             }
         };
@@ -174,13 +188,26 @@ impl Loader {
             self.source.is_some(),
         ));
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
-        match build_snapshot(resources, diagnostics, &self.proxy, &self.state, version) {
+        let built = build_snapshot(resources, diagnostics, &self.proxy, &self.state, version);
+        if built.is_err() {
+            files.clear();
+        }
+        drop(files);
+        match built {
             Ok(s) => Ok(Arc::new(s)),
             Err(rejected) => {
                 self.reject(version, &rejected);
                 Err(rejected)
             }
         }
+    }
+
+    /// The next load parses every file: what the last one read is not the active config.
+    fn forget_files(&self) {
+        self.files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// Makes a loaded snapshot the active config.
@@ -191,6 +218,7 @@ impl Loader {
 
     /// Records a rejected version (`/api/reload`, `/config_dump`, the metric).
     fn reject(&self, version: u64, rejected: &Rejected) {
+        self.forget_files();
         self.telemetry.on_rejected();
         self.config.reject(version, rejected.diagnostics.clone());
     }
@@ -210,6 +238,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         config: config.clone(),
         telemetry: telemetry.clone(),
         tls: opts.tls.clone(),
+        files: Default::default(),
     });
     // Parsing a large config is CPU-bound: on a blocking thread, like every reload.
     let l = loader.clone();
@@ -318,13 +347,23 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
             let l = loader.clone();
             // Shutdown never waits for a compile: SIGTERM during a long reload stops the proxy
             // (the compile, on a blocking thread, is abandoned). Changes made meanwhile are
-            // queued as one more reload that reads the newest files.
-            let compile = tokio::task::spawn_blocking(move || l.load());
+            // queued as one more reload that reads the newest files. Everything that grows with
+            // the config (parsing, compiling, logging its findings, listing its listeners) runs
+            // there, never on a runtime worker: with `--workers 1` that worker also serves the
+            // admin API and the traffic.
+            let compile = tokio::task::spawn_blocking(move || {
+                l.load().map(|s| {
+                    log_diagnostics(&s.diagnostics);
+                    let wanted = s.bind_addresses();
+                    (s, wanted)
+                })
+            });
             let outcome = tokio::select! {
                 d = &mut stop_rx => break d.unwrap_or(Duration::from_secs(10)),
                 outcome = compile => outcome,
             };
             let outcome = outcome.unwrap_or_else(|e| {
+                loader.forget_files();
                 Err(Rejected {
                     diagnostics: vec![Diagnostic::error(
                         sluice_model::codes::INTERNAL,
@@ -333,14 +372,25 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                 })
             });
             let result = match outcome {
-                Ok(s) => {
-                    log_diagnostics(&s.diagnostics);
+                Ok((s, wanted)) => {
                     // New listeners are bound before the snapshot is published: a reload that
                     // needs a port held elsewhere is rejected, and the previous config stays.
-                    let wanted = s.bind_addresses();
                     let unbound = manager.bind_missing(&wanted);
                     if unbound.is_empty() {
-                        loader.publish(s.clone());
+                        // Telemetry's per-snapshot tables, and freeing the previous snapshot
+                        // when no request holds it any more, cost as much as the config is
+                        // large: off the runtime workers too.
+                        let l = loader.clone();
+                        let published = s.clone();
+                        let publish = tokio::task::spawn_blocking(move || {
+                            let previous = l.config.load();
+                            l.publish(published);
+                            drop(previous);
+                        });
+                        if let Err(e) = publish.await {
+                            loader.forget_files();
+                            tracing::error!("publishing the new config failed: {e}");
+                        }
                         authn_ctx.authn.prepare(&s);
                         manager.close_unwanted(&wanted);
                         tracing::info!(version = s.version, "config reloaded");

@@ -117,19 +117,41 @@ impl Walk {
 
 /// Reads and parses one file; a file over [`MAX_FILE_BYTES`] is refused unread.
 pub fn read_file(path: &Path) -> Parsed {
-    let name: Arc<str> = Arc::from(path.display().to_string());
-    let refused = |code, message: String| Parsed {
-        resources: Vec::new(),
-        diagnostics: vec![Diagnostic::error(code, message).at(Some(name.clone()), None)],
+    match read_text(path) {
+        FileText::Text(text) => parse_text(&text, Some(file_name(path))),
+        FileText::Refused(refused) => refused,
+    }
+}
+
+/// A config file's text, or why it was not read.
+pub(crate) enum FileText {
+    /// The whole text.
+    Text(String),
+    /// Unreadable or over the cap: the diagnostic to report instead of its objects.
+    Refused(Parsed),
+}
+
+/// Reads one file's text; a file over [`MAX_FILE_BYTES`] is refused unread.
+pub(crate) fn read_text(path: &Path) -> FileText {
+    let refused = |code, message: String| {
+        FileText::Refused(Parsed {
+            resources: Vec::new(),
+            diagnostics: vec![Diagnostic::error(code, message).at(Some(file_name(path)), None)],
+        })
     };
     match read_capped(path) {
-        Ok(Some(text)) => parse_text(&text, Some(name)),
+        Ok(Some(text)) => FileText::Text(text),
         Ok(None) => refused(
             codes::LIMIT_EXCEEDED,
             format!("file refused: larger than the {MAX_FILE_BYTES}-byte limit on config files"),
         ),
         Err(e) => refused(codes::SYNTAX, format!("cannot read file: {e}")),
     }
+}
+
+/// The name diagnostics and locations give the file.
+pub(crate) fn file_name(path: &Path) -> Arc<str> {
+    Arc::from(path.display().to_string())
 }
 
 /// The file's text, or `None` when it is over the cap. Reads at most one byte past the cap, so

@@ -1,9 +1,11 @@
 //! Config sources: reading and watching YAML/JSON files, and the store all sources feed.
 
+pub mod cache;
 pub mod files;
 pub mod store;
 pub mod watch;
 
+pub use cache::{FileCache, ReadStats};
 pub use files::{discover, read_file, read_paths};
 pub use store::ConfigStore;
 pub use watch::{watch, ConfigWatch, WatchError};

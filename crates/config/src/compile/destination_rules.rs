@@ -1,6 +1,6 @@
 //! DestinationRules by host: the most specific rule for a service, with same-host rules merged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sluice_model::{DestinationRule, Resource, ResourceRef, Spec};
 
@@ -21,6 +21,11 @@ pub struct SubsetDef {
 #[derive(Debug, Default)]
 pub struct DestinationRuleIndex<'a> {
     rules: Vec<(String, &'a Resource, &'a DestinationRule)>,
+    /// Positions in `rules` of the rules for one exact host (lowercase), oldest first: a
+    /// lookup per service must not scan every rule (10,000 services made that quadratic).
+    exact: HashMap<String, Vec<usize>>,
+    /// Positions of the wildcard rules, oldest first.
+    wildcards: Vec<usize>,
 }
 
 impl<'a> DestinationRuleIndex<'a> {
@@ -32,24 +37,49 @@ impl<'a> DestinationRuleIndex<'a> {
                 Spec::DestinationRule(dr) => Some((fqdn(&dr.host, &r.metadata.namespace), *r, dr)),
                 _ => None,
             })
-            .collect();
-        DestinationRuleIndex { rules }
+            .collect::<Vec<_>>();
+        let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut wildcards = Vec::new();
+        for (i, (host, _, _)) in rules.iter().enumerate() {
+            if host.starts_with('*') {
+                wildcards.push(i);
+            } else {
+                exact.entry(host.to_ascii_lowercase()).or_default().push(i);
+            }
+        }
+        DestinationRuleIndex {
+            rules,
+            exact,
+            wildcards,
+        }
     }
 
     /// The rules that apply to `hostname`: all with the most specific matching host, oldest first.
     pub fn for_host(&self, hostname: &str) -> Vec<(&'a Resource, &'a DestinationRule)> {
-        let best = self
-            .rules
-            .iter()
-            .filter(|(h, _, _)| covers(h, hostname))
-            .map(|(h, _, _)| specificity(h))
-            .max();
-        let Some(best) = best else { return Vec::new() };
-        self.rules
-            .iter()
-            .filter(|(h, _, _)| covers(h, hostname) && specificity(h) == best)
-            .map(|(_, r, dr)| (*r, *dr))
+        // An exact host is the most specific match there is (a wildcard name is only covered
+        // by wildcards).
+        if !hostname.starts_with('*') {
+            if let Some(found) = self.exact.get(&hostname.to_ascii_lowercase()) {
+                return found.iter().filter_map(|&i| self.at(i)).collect();
+            }
+        }
+        let covering = || {
+            self.wildcards
+                .iter()
+                .filter_map(|&i| Some((i, self.rules.get(i)?.0.as_str())))
+                .filter(|(_, h)| covers(h, hostname))
+        };
+        let Some(best) = covering().map(|(_, h)| specificity(h)).max() else {
+            return Vec::new();
+        };
+        covering()
+            .filter(|(_, h)| specificity(h) == best)
+            .filter_map(|(i, _)| self.at(i))
             .collect()
+    }
+
+    fn at(&self, i: usize) -> Option<(&'a Resource, &'a DestinationRule)> {
+        self.rules.get(i).map(|(_, r, dr)| (*r, *dr))
     }
 
     /// Merged subsets for a host: concatenated in rule order, the first of a name wins.

@@ -1,6 +1,6 @@
 //! Gateway role: one listener per HTTP server port of every Gateway selecting this proxy.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -66,6 +66,30 @@ fn https_redirects(servers: &[BoundServer<'_>], port: u16, vhosts: &mut Vec<Arc<
                 }));
             }
         }
+    }
+}
+
+/// The routes of a gateway port by domain, in the order the domains were first bound; the
+/// index keeps binding 10,000 VirtualServices linear.
+#[derive(Default)]
+struct Domains {
+    list: Vec<(String, Vec<Route>)>,
+    position: HashMap<String, usize>,
+}
+
+impl Domains {
+    /// Appends `routes` to the domain's, the domain added last if new.
+    fn add(&mut self, domain: String, routes: Vec<Route>) {
+        if let Some(existing) = self
+            .position
+            .get(&domain)
+            .and_then(|&i| self.list.get_mut(i))
+        {
+            existing.1.extend(routes);
+            return;
+        }
+        self.position.insert(domain.clone(), self.list.len());
+        self.list.push((domain, routes));
     }
 }
 
@@ -204,7 +228,7 @@ impl<'a> Compiler<'a> {
         address: SocketAddr,
     ) -> Vec<Arc<VirtualHost>> {
         let ordered = self.ordered.clone();
-        let mut domains: Vec<(String, Vec<Route>)> = Vec::new();
+        let mut domains = Domains::default();
         for r in &ordered {
             let Spec::VirtualService(vs) = &r.spec else {
                 continue;
@@ -212,6 +236,7 @@ impl<'a> Compiler<'a> {
             self.bind_virtual_service(r, vs, servers, port, address, &mut domains);
         }
         domains
+            .list
             .into_iter()
             .map(|(domain, routes)| {
                 // Istio merges every VirtualService of a gateway host and moves catch-alls last.
@@ -284,7 +309,7 @@ impl<'a> Compiler<'a> {
         servers: &[BoundServer<'_>],
         port: u16,
         address: SocketAddr,
-        domains: &mut Vec<(String, Vec<Route>)>,
+        domains: &mut Domains,
     ) {
         let ns = &r.metadata.namespace;
         // (domain, gateway through which the VirtualService reaches it)
@@ -315,10 +340,7 @@ impl<'a> Compiler<'a> {
                 scope: &scope,
             };
             let routes = self.compile_http_routes(r, vs, ctx);
-            match domains.iter_mut().find(|(x, _)| *x == d) {
-                Some((_, existing)) => existing.extend(routes),
-                None => domains.push((d, routes)),
-            }
+            domains.add(d, routes);
         }
     }
 }

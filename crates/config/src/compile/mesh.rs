@@ -1,6 +1,6 @@
 //! Mesh role: a sidecar's outbound listeners, one per service port, virtual hosts chosen by Host.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -47,13 +47,14 @@ impl Compiler<'_> {
             .copied()
             .filter(|r| matches!(&r.spec, Spec::VirtualService(vs) if vs_binds(vs, &r.metadata.namespace, MESH)))
             .collect();
+        let claims = Claims::new(&candidates);
         let mut out = Vec::new();
         for (port, svcs) in ports {
             let mut vhosts = Vec::new();
             let mut owners: BTreeMap<IpAddr, Option<Arc<VirtualHost>>> = BTreeMap::new();
             let mut unaddressed = false;
             for svc in &svcs {
-                let vh = Arc::new(self.service_vhost(svc, port, &candidates));
+                let vh = Arc::new(self.service_vhost(svc, port, &claims));
                 unaddressed |= !svc.addresses.iter().any(IpAddr::is_loopback);
                 for ip in &svc.addresses {
                     // An address owned by one service falls back to that service for unknown Hosts.
@@ -138,15 +139,10 @@ impl Compiler<'_> {
     }
 
     /// The virtual host of one service on one port: its VirtualService's rules, else a default route.
-    fn service_vhost(
-        &mut self,
-        svc: &Arc<Service>,
-        port: u16,
-        candidates: &[&Resource],
-    ) -> VirtualHost {
+    fn service_vhost(&mut self, svc: &Arc<Service>, port: u16, claims: &Claims<'_>) -> VirtualHost {
         let name = format!("{}:{port}", svc.hostname);
         let scope = format!("mesh|{name}");
-        let routes = match claiming_vs(&svc.hostname, candidates) {
+        let routes = match claims.claiming(&svc.hostname) {
             Some((r, vs)) => {
                 let ctx = RuleContext {
                     gateway: MESH,
@@ -191,33 +187,54 @@ impl Compiler<'_> {
     }
 }
 
-/// The VirtualService that claims a host on sidecars: exact hosts first, then the most specific
-/// wildcard; among equals the oldest. Later claimants are ignored (IST0109).
-pub(crate) fn claiming_vs<'a>(
-    hostname: &str,
-    candidates: &[&'a Resource],
-) -> Option<(&'a Resource, &'a VirtualService)> {
-    let mut best: Option<(usize, &'a Resource, &'a VirtualService)> = None;
-    for r in candidates {
-        let Spec::VirtualService(vs) = &r.spec else {
-            continue;
-        };
-        for h in &vs.hosts {
-            let h = fqdn(h, &r.metadata.namespace);
-            if !covers(&h, hostname) {
+/// The VirtualServices bound to the mesh, indexed by host, to find the one claiming a
+/// service: one lookup per service instead of a scan of every VirtualService (quadratic at
+/// 10,000 services).
+pub(crate) struct Claims<'a> {
+    /// The oldest VirtualService naming each exact host (lowercase FQDN).
+    exact: HashMap<String, (&'a Resource, &'a VirtualService)>,
+    /// Wildcard hosts (FQDN) with their VirtualService, oldest first.
+    wildcards: Vec<(String, &'a Resource, &'a VirtualService)>,
+}
+
+impl<'a> Claims<'a> {
+    /// Indexes `candidates`, given in precedence order.
+    pub(crate) fn new(candidates: &[&'a Resource]) -> Claims<'a> {
+        let mut exact = HashMap::new();
+        let mut wildcards = Vec::new();
+        for r in candidates {
+            let Spec::VirtualService(vs) = &r.spec else {
                 continue;
-            }
-            let score = if h.starts_with('*') {
-                h.len()
-            } else {
-                usize::MAX
             };
-            if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
-                best = Some((score, r, vs));
+            for h in &vs.hosts {
+                let h = fqdn(h, &r.metadata.namespace);
+                if h.starts_with('*') {
+                    wildcards.push((h, *r, vs));
+                } else {
+                    exact.entry(h.to_ascii_lowercase()).or_insert((*r, vs));
+                }
             }
         }
+        Claims { exact, wildcards }
     }
-    best.map(|(_, r, vs)| (r, vs))
+
+    /// The VirtualService that claims a host on sidecars: exact hosts first, then the most
+    /// specific wildcard; among equals the oldest. Later claimants are ignored (IST0109).
+    pub(crate) fn claiming(&self, hostname: &str) -> Option<(&'a Resource, &'a VirtualService)> {
+        // Only wildcards cover a wildcard name.
+        if !hostname.starts_with('*') {
+            if let Some(found) = self.exact.get(&hostname.to_ascii_lowercase()) {
+                return Some(*found);
+            }
+        }
+        let mut best: Option<(usize, &'a Resource, &'a VirtualService)> = None;
+        for (h, r, vs) in &self.wildcards {
+            if covers(h, hostname) && best.as_ref().is_none_or(|(b, _, _)| h.len() > *b) {
+                best = Some((h.len(), *r, *vs));
+            }
+        }
+        best.map(|(_, r, vs)| (r, vs))
+    }
 }
 
 /// Domains a sidecar answers for a service: FQDN, Kubernetes short forms, and its addresses.

@@ -10,7 +10,7 @@ use sluice_model::{codes, L4MatchAttributes, Resource, Spec, VirtualService};
 
 use super::gateway::server_hosts_admit;
 use super::http_route::{vs_binds, vs_gateways, EntryConditions, RuleContext, MESH};
-use super::mesh::claiming_vs;
+use super::mesh::Claims;
 use super::Compiler;
 use crate::host::fqdn;
 use crate::listener::ListenerRole;
@@ -235,19 +235,14 @@ impl<'a> Compiler<'a> {
 
     /// The rules of one TCP service port on sidecars: the claiming VirtualService's `tcp` rules,
     /// then the whole service (as Istio's sidecars fall back to the service's cluster).
-    fn tcp_service_rules(
-        &mut self,
-        svc: &Service,
-        port: u16,
-        candidates: &[&'a Resource],
-    ) -> Vec<TcpRule> {
+    fn tcp_service_rules(&mut self, svc: &Service, port: u16, claims: &Claims<'a>) -> Vec<TcpRule> {
         let scope = format!("mesh|{}:{port}", svc.hostname);
         let ctx = RuleContext {
             gateway: MESH,
             port,
             scope: &scope,
         };
-        let mut rules = match claiming_vs(&svc.hostname, candidates) {
+        let mut rules = match claims.claiming(&svc.hostname) {
             Some((r, vs)) => self.compile_tcp_rules(r, vs, ctx),
             None => Vec::new(),
         };
@@ -268,6 +263,7 @@ impl<'a> Compiler<'a> {
     pub(crate) fn compile_tcp_mesh(&mut self, taken: &HashSet<SocketAddr>) -> Vec<TcpListener> {
         let ports = self.tcp_mesh_ports();
         let candidates = self.mesh_candidates();
+        let claims = Claims::new(&candidates);
         let mut out = Vec::new();
         for (&port, svcs) in &ports {
             // Each address serves one service: its own loopback addresses, or the mesh address.
@@ -308,7 +304,7 @@ impl<'a> Compiler<'a> {
                     ));
                     continue;
                 }
-                let rules = self.tcp_service_rules(svc, port, &candidates);
+                let rules = self.tcp_service_rules(svc, port, &claims);
                 out.push(TcpListener {
                     name: format!("{ip}_{port}"),
                     address,
@@ -326,6 +322,7 @@ impl<'a> Compiler<'a> {
     pub(crate) fn outbound_tcp(&mut self) -> HashMap<SocketAddr, Arc<TcpListener>> {
         let ports = self.tcp_mesh_ports();
         let candidates = self.mesh_candidates();
+        let claims = Claims::new(&candidates);
         let mut out = HashMap::new();
         for (&port, svcs) in &ports {
             for svc in svcs {
@@ -336,7 +333,7 @@ impl<'a> Compiler<'a> {
                     ));
                     continue;
                 }
-                let rules = self.tcp_service_rules(svc, port, &candidates);
+                let rules = self.tcp_service_rules(svc, port, &claims);
                 for ip in &svc.addresses {
                     let address = SocketAddr::new(*ip, port);
                     out.entry(address).or_insert_with(|| {

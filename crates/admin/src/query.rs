@@ -1,0 +1,89 @@
+//! `?host=&limit=&offset=` of the admin's large documents (`/config_dump`, `/routes`,
+//! `/api/graph`): at 10,000 services a whole dump is megabytes, so callers can ask for the
+//! part about one host, a page at a time.
+
+use sluice_config::host::{fqdn, overlaps};
+
+/// The filter and page a request asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Query {
+    /// Only what concerns this host (lowercase; a wildcard matches what it covers).
+    pub(crate) host: Option<String>,
+    /// At most this many items of each paginated list.
+    pub(crate) limit: Option<usize>,
+    /// Items of each paginated list skipped first.
+    pub(crate) offset: usize,
+}
+
+impl Query {
+    /// Parses a request's query string; unknown parameters are ignored.
+    pub(crate) fn parse(query: Option<&str>) -> Result<Query, String> {
+        let mut q = Query::default();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match k.as_ref() {
+                "host" if !v.is_empty() => {
+                    q.host = Some(v.trim_end_matches('.').to_ascii_lowercase())
+                }
+                "limit" => q.limit = Some(number("limit", &v)?),
+                "offset" => q.offset = number("offset", &v)?,
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+
+    /// Whether a host written in an object of `namespace` concerns the asked host (always
+    /// true without `?host=`). Short names are expanded as Istio does.
+    pub(crate) fn concerns(&self, host: &str, namespace: &str) -> bool {
+        self.host
+            .as_deref()
+            .is_none_or(|want| overlaps(want, &fqdn(host, namespace)))
+    }
+
+    /// The requested page of `items`.
+    pub(crate) fn page<T>(&self, items: impl IntoIterator<Item = T>) -> Vec<T> {
+        items
+            .into_iter()
+            .skip(self.offset)
+            .take(self.limit.unwrap_or(usize::MAX))
+            .collect()
+    }
+
+    /// Whether any filter or page was asked for.
+    pub(crate) fn is_set(&self) -> bool {
+        *self != Query::default()
+    }
+}
+
+fn number(name: &str, v: &str) -> Result<usize, String> {
+    v.parse()
+        .map_err(|_| format!("`{name}` must be a non-negative integer, not `{v}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_host_limit_and_offset() {
+        let q = Query::parse(Some(
+            "host=Reviews.Default.svc.cluster.local.&limit=2&offset=4&x=1",
+        ))
+        .unwrap();
+        assert_eq!(q.host.as_deref(), Some("reviews.default.svc.cluster.local"));
+        assert_eq!((q.limit, q.offset), (Some(2), 4));
+        assert_eq!(q.page(0..10), vec![4, 5]);
+        assert!(Query::parse(Some("limit=-1")).is_err());
+        assert!(!Query::parse(None).unwrap().is_set());
+    }
+
+    #[test]
+    fn short_names_and_wildcards_concern_the_host() {
+        let q = Query::parse(Some("host=reviews.default.svc.cluster.local")).unwrap();
+        assert!(q.concerns("reviews", "default"));
+        assert!(q.concerns("*.svc.cluster.local", "istio-system"));
+        assert!(q.concerns("*", "istio-system"));
+        assert!(!q.concerns("reviews", "other"));
+        assert!(!q.concerns("ratings.default.svc.cluster.local", "default"));
+    }
+}
