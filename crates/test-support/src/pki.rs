@@ -351,3 +351,29 @@ impl rustls::client::danger::ServerCertVerifier for ChainOnly {
         self.inner.supported_verify_schemes()
     }
 }
+
+/// `openssl s_client ARGS`, stdin held open for a moment so that TLS 1.3 alerts sent after the
+/// handshake are printed; returns stdout and stderr together.
+pub async fn s_client(args: &[&str]) -> String {
+    let mut child = tokio::process::Command::new("openssl")
+        .arg("s_client")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl (Debian's openssl package; .ci/run installs it)");
+    let stdin = child.stdin.take();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("openssl s_client did not exit")
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -10,7 +10,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use sluice_proxy::tls::TlsRuntime;
-use sluice_test_support::pki::{Leaf, TestCa, TlsClient};
+use sluice_test_support::pki::{s_client, Leaf, TestCa, TlsClient};
 use sluice_test_support::{
     assert_eventually, backend, free_port, proxy, ConfigDir, ProxyHandle, TestClient,
 };
@@ -465,32 +465,6 @@ async fn openssl_sees_the_spiffe_identity_and_strict_requires_a_client_certifica
         String::from_utf8_lossy(&verify.stdout)
     );
     p.shutdown().await;
-}
-
-/// `openssl s_client`, stdin held open for a moment so that TLS 1.3 alerts sent after the
-/// handshake are printed; returns stdout and stderr.
-async fn s_client(args: &[&str]) -> String {
-    let mut child = tokio::process::Command::new("openssl")
-        .arg("s_client")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("openssl (Debian's openssl package; .ci/run installs it)");
-    let stdin = child.stdin.take();
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    drop(stdin);
-    let out = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("openssl s_client did not exit")
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Certificate rotation under load: both sidecars get new workload certificates (same root)

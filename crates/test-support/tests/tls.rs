@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use sluice_test_support::pki::{TestCa, TlsClient};
+use sluice_test_support::pki::{s_client, TestCa, TlsClient};
 use sluice_test_support::{
     assert_eventually, backend, free_port, proxy, service_yaml, Backend, BackendArgs, ConfigDir,
     ProxyHandle, TestClient,
@@ -601,32 +601,6 @@ async fn rotated_certificate_files_serve_new_handshakes_without_failures() {
     }
     assert!(total > 0);
     p.shutdown().await;
-}
-
-/// `openssl s_client` against the gateway, stdin held open for a moment so that TLS 1.3
-/// alerts sent after the handshake are printed; returns stdout and stderr.
-async fn s_client(args: &[&str]) -> String {
-    let mut child = tokio::process::Command::new("openssl")
-        .arg("s_client")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("openssl (Debian's openssl package; .ci/run installs it)");
-    let stdin = child.stdin.take();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    drop(stdin);
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("openssl s_client did not exit")
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// An independent client: OpenSSL sees the SNI's certificate, ALPN h2, the version bounds and
