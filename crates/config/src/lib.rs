@@ -30,7 +30,7 @@ pub mod vhost;
 #[cfg(test)]
 mod scale_tests;
 
-pub use load::{build_snapshot, is_blocking, Rejected};
+pub use load::{build_snapshot, build_snapshot_unless, is_blocking, Rejected, Stopped};
 pub use matcher::RequestInfo;
 pub use proxy::ProxyConfig;
 pub use snapshot::{route, RouteMatch, Routed, Snapshot};

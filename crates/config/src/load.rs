@@ -69,10 +69,55 @@ pub fn build_snapshot(
     state: &StateStore,
     version: u64,
 ) -> Result<Snapshot, Rejected> {
+    match build_snapshot_unless(
+        resources,
+        parse_diagnostics,
+        proxy,
+        state,
+        version,
+        &|| false,
+    ) {
+        Ok(s) => Ok(s),
+        Err(Stopped::Rejected(r)) => Err(r),
+        Err(Stopped::Superseded) => Err(Rejected {
+            diagnostics: vec![Diagnostic::error(
+                codes::INTERNAL,
+                "the build was superseded although nothing could supersede it",
+            )],
+        }),
+    }
+}
+
+/// Why [`build_snapshot_unless`] returned no snapshot.
+#[derive(Debug, Clone)]
+pub enum Stopped {
+    /// The config set is invalid.
+    Rejected(Rejected),
+    /// A newer change arrived: the build was abandoned between two of its phases.
+    Superseded,
+}
+
+/// [`build_snapshot`] that gives up between phases once `superseded()` says a newer config set
+/// is waiting: building an outdated set in full would only delay the newer one.
+pub fn build_snapshot_unless(
+    resources: Vec<Resource>,
+    parse_diagnostics: Vec<Diagnostic>,
+    proxy: &ProxyConfig,
+    state: &StateStore,
+    version: u64,
+    superseded: &dyn Fn() -> bool,
+) -> Result<Snapshot, Stopped> {
+    if superseded() {
+        return Err(Stopped::Superseded);
+    }
     let mut diagnostics = check(&resources, parse_diagnostics);
     if diagnostics.iter().any(is_blocking) {
-        return Err(Rejected { diagnostics });
+        return Err(Stopped::Rejected(Rejected { diagnostics }));
     }
+    if superseded() {
+        return Err(Stopped::Superseded);
+    }
+    // A finished compile is published even when outdated: the newer set follows at once.
     let compiled = crate::compile::compile(&resources, proxy, state);
     // Hashed, not a `contains` per finding: both lists grow with the config.
     let mut known: HashSet<&Diagnostic> = diagnostics.iter().collect();
@@ -91,4 +136,40 @@ pub fn build_snapshot(
         Arc::new(resources),
         diagnostics,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    const CONFIG: &str = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a}\nspec:\n  hosts: [a.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints: [{address: 127.0.0.1}]\n";
+
+    fn build(superseded: &dyn Fn() -> bool) -> Result<Snapshot, Stopped> {
+        let parsed = sluice_model::parse_text(CONFIG, None);
+        build_snapshot_unless(
+            parsed.resources,
+            parsed.diagnostics,
+            &ProxyConfig::default(),
+            &StateStore::new(),
+            1,
+            superseded,
+        )
+    }
+
+    #[test]
+    fn a_newer_change_stops_the_build_before_validation_or_compilation() {
+        assert!(matches!(build(&|| true), Err(Stopped::Superseded)));
+        // Superseded while validating: the compile is skipped.
+        let calls = Cell::new(0);
+        let after_first = || {
+            calls.set(calls.get() + 1);
+            calls.get() > 1
+        };
+        assert!(matches!(build(&after_first), Err(Stopped::Superseded)));
+        assert_eq!(calls.get(), 2);
+        // Never superseded: the same snapshot as `build_snapshot`.
+        assert!(build(&|| false).is_ok());
+    }
 }

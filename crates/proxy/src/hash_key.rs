@@ -82,6 +82,13 @@ pub fn compute(
     }
 }
 
+/// Fuzzing entry: the cookie and query-parameter parsers on arbitrary input; never panics.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_parsers(headers: &HeaderMap, path_and_query: &str, name: &str) -> usize {
+    cookie_value(headers, name).map_or(0, str::len)
+        + query_value(path_and_query, name).map_or(0, str::len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,8 @@
 //! The pools live here, outside any snapshot, so config reloads never drop connections.
 
 pub(crate) mod connect;
+#[cfg(feature = "fuzzing")]
+pub use direct::fuzz as direct_fuzz;
 mod direct;
 mod http1_pool;
 mod http2_pool;

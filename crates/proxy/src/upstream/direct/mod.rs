@@ -11,6 +11,8 @@
 mod body;
 mod chunked;
 mod conn;
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
 mod head;
 
 use std::sync::Arc;
