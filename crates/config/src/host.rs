@@ -134,7 +134,10 @@ pub fn intersect<'a>(vs_host: &'a str, server_host: &'a str) -> Option<&'a str> 
 }
 
 fn ends_with_ci(s: &str, suffix: &str) -> bool {
-    s.len() >= suffix.len() && s[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+    // Compared as bytes: the cut may fall inside a multi-byte character of an invalid host,
+    // where slicing the `str` would panic.
+    s.len() >= suffix.len()
+        && s.as_bytes()[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 /// Whether `s` is a DNS-1123 label (letters, digits, `-`; starts and ends alphanumeric; ≤ 63).
@@ -224,6 +227,13 @@ pub fn strip_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn covers_compares_bytes_when_a_cut_falls_inside_a_character() {
+        // Found by the `config_load` fuzz target: a non-ASCII host under a wildcard pattern.
+        assert!(!covers("*o.local", "bo\u{fffd}.local"));
+        assert!(covers("*.local", "b\u{fffd}.local"));
+    }
 
     #[test]
     fn short_names_expand() {

@@ -69,14 +69,9 @@ pub fn build_snapshot(
     state: &StateStore,
     version: u64,
 ) -> Result<Snapshot, Rejected> {
-    match build_snapshot_unless(
-        resources,
-        parse_diagnostics,
-        proxy,
-        state,
-        version,
-        &|| false,
-    ) {
+    match build_snapshot_unless(resources, parse_diagnostics, proxy, state, version, &|| {
+        false
+    }) {
         Ok(s) => Ok(s),
         Err(Stopped::Rejected(r)) => Err(r),
         Err(Stopped::Superseded) => Err(Rejected {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sluice_admin::AdminState;
-use sluice_config::{build_snapshot, ProxyConfig, Rejected, Snapshot};
+use sluice_config::{build_snapshot_unless, ProxyConfig, Rejected, Snapshot, Stopped};
 use sluice_lb::StateStore;
 use sluice_model::{Diagnostic, Severity};
 use sluice_proxy::tls::TlsRuntime;
@@ -158,10 +158,80 @@ struct Loader {
     /// Files read by the last load: a reload parses only the files that changed, and takes the
     /// objects of the others from the active snapshot (cleared when a load is not published).
     files: std::sync::Mutex<sluice_sources::FileCache>,
+    /// Generation of the newest change seen; a build started at an older one is outdated.
+    wanted: AtomicU64,
+}
+
+/// Builds abandoned in a row for newer changes before one is carried to its end regardless.
+const MAX_SUPERSEDED_IN_A_ROW: u32 = 3;
+
+/// What starts a config build.
+enum Event {
+    /// `POST /api/reload` or [`ProxyHandle::reload`], answered with the outcome.
+    Reload(oneshot::Sender<Result<u64, Rejected>>),
+    /// A file or Kubernetes object changed.
+    Changed,
+}
+
+/// The sources of [`Event`]s.
+struct Events {
+    reload_rx: mpsc::Receiver<oneshot::Sender<Result<u64, Rejected>>>,
+    watch: Option<sluice_sources::ConfigWatch>,
+    source_changes: Option<tokio::sync::watch::Receiver<u64>>,
+    /// When a Kubernetes change seen will have settled (a burst of changes makes one build).
+    /// Kept here, not in the future, so a wait cut short by another event is not forgotten.
+    settle: Option<tokio::time::Instant>,
+}
+
+/// How long a burst of Kubernetes changes settles before a build.
+const SOURCE_DEBOUNCE: Duration = Duration::from_millis(50);
+
+impl Events {
+    /// The next event; pending forever once every source is gone. Cancel-safe: dropping the
+    /// future loses no event.
+    async fn next(&mut self) -> Event {
+        let Events {
+            reload_rx,
+            watch,
+            source_changes,
+            settle,
+        } = self;
+        let watch = async {
+            match watch.as_mut() {
+                Some(w) => w.changes.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let source = async {
+            let Some(rx) = source_changes.as_mut() else {
+                return std::future::pending().await;
+            };
+            let at = match *settle {
+                Some(at) => at,
+                None => {
+                    if rx.changed().await.is_err() {
+                        return false;
+                    }
+                    *settle.insert(tokio::time::Instant::now() + SOURCE_DEBOUNCE)
+                }
+            };
+            tokio::time::sleep_until(at).await;
+            *settle = None;
+            rx.borrow_and_update();
+            true
+        };
+        tokio::select! {
+            Some(tx) = reload_rx.recv() => Event::Reload(tx),
+            Some(()) = watch => Event::Changed,
+            true = source => Event::Changed,
+            else => std::future::pending().await,
+        }
+    }
 }
 
 impl Loader {
-    fn load(&self) -> Result<Arc<Snapshot>, Rejected> {
+    /// Reads and builds the config; gives up between phases once `superseded()` holds.
+    fn load(&self, superseded: &dyn Fn() -> bool) -> Result<Arc<Snapshot>, Stopped> {
         // Held for the whole load (loads run one at a time, so it is free): a load that panics
         // poisons it, and the next one then forgets what that one read.
         let mut files = self.files.lock().unwrap_or_else(|poisoned| {
@@ -188,17 +258,33 @@ impl Loader {
             self.source.is_some(),
         ));
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
-        let built = build_snapshot(resources, diagnostics, &self.proxy, &self.state, version);
+        let built = build_snapshot_unless(
+            resources,
+            diagnostics,
+            &self.proxy,
+            &self.state,
+            version,
+            superseded,
+        );
         if built.is_err() {
             files.clear();
         }
         drop(files);
         match built {
             Ok(s) => Ok(Arc::new(s)),
-            Err(rejected) => {
+            Err(Stopped::Rejected(rejected)) => {
                 self.reject(version, &rejected);
-                Err(rejected)
+                Err(Stopped::Rejected(rejected))
             }
+            Err(Stopped::Superseded) => Err(Stopped::Superseded),
+        }
+    }
+
+    /// Records a change (a reload request waits for the build that reads it).
+    fn note(&self, event: Event, waiting: &mut Vec<(u64, oneshot::Sender<Result<u64, Rejected>>)>) {
+        let generation = self.wanted.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Event::Reload(tx) = event {
+            waiting.push((generation, tx));
         }
     }
 
@@ -239,15 +325,17 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         telemetry: telemetry.clone(),
         tls: opts.tls.clone(),
         files: Default::default(),
+        wanted: AtomicU64::new(0),
     });
     // Parsing a large config is CPU-bound: on a blocking thread, like every reload.
     let l = loader.clone();
-    let first = match tokio::task::spawn_blocking(move || l.load())
+    let first = match tokio::task::spawn_blocking(move || l.load(&|| false))
         .await
         .context("initial configuration load panicked")?
     {
         Ok(s) => s,
-        Err(rejected) => {
+        Err(Stopped::Superseded) => anyhow::bail!("initial configuration load was abandoned"),
+        Err(Stopped::Rejected(rejected)) => {
             log_diagnostics(&rejected.diagnostics);
             anyhow::bail!("initial configuration is invalid: {rejected}");
         }
@@ -291,7 +379,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         }
         Ok(())
     });
-    let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<u64, Rejected>>>(4);
+    let (reload_tx, reload_rx) = mpsc::channel::<oneshot::Sender<Result<u64, Rejected>>>(4);
     // `POST /api/reload` (`sluice reload`): the same queue as `ProxyHandle::reload`.
     let admin_reload = reload_tx.clone();
     let reload_now: sluice_admin::ReloadNow = Arc::new(move || {
@@ -325,8 +413,8 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
 
     let (stop_tx, stop_rx) = oneshot::channel::<Duration>();
     let (done_tx, done_rx) = oneshot::channel();
-    let mut source_changes = opts.source.as_ref().map(|s| s.subscribe());
-    let mut watch = if opts.watch && opts.source.is_none() {
+    let source_changes = opts.source.as_ref().map(|s| s.subscribe());
+    let watch = if opts.watch && opts.source.is_none() {
         Some(
             sluice_sources::watch(&opts.paths, opts.debounce)
                 .context("cannot watch config paths")?,
@@ -337,40 +425,74 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     let flush_telemetry = telemetry.clone();
     tokio::spawn(async move {
         let mut stop_rx = stop_rx;
-        let drain = loop {
-            let reply = tokio::select! {
-                d = &mut stop_rx => break d.unwrap_or(Duration::from_secs(10)),
-                r = reload_rx.recv() => match r { Some(tx) => Some(tx), None => continue },
-                Some(()) = async { match watch.as_mut() { Some(w) => w.changes.recv().await, None => std::future::pending().await } } => None,
-                true = async { match source_changes.as_mut() { Some(rx) => sluice_kube::next_change(rx, Duration::from_millis(50)).await, None => std::future::pending().await } } => None,
-            };
+        let mut events = Events {
+            reload_rx,
+            watch,
+            source_changes,
+            settle: None,
+        };
+        // `POST /api/reload` callers, each with the change generation its answer must include.
+        let mut waiting: Vec<(u64, oneshot::Sender<Result<u64, Rejected>>)> = Vec::new();
+        // A change arrived while the last build ran: build again without waiting for another.
+        let mut again = false;
+        // Builds abandoned in a row for a newer change; bounded so a steady stream of changes
+        // (an EndpointSlice churning every few milliseconds) cannot starve publication.
+        let mut streak = 0u32;
+        let drain = 'run: loop {
+            if !again {
+                tokio::select! {
+                    d = &mut stop_rx => break 'run d.unwrap_or(Duration::from_secs(10)),
+                    e = events.next() => loader.note(e, &mut waiting),
+                }
+            }
+            again = false;
+            let generation = loader.wanted.load(Ordering::SeqCst);
+            let may_supersede = streak < MAX_SUPERSEDED_IN_A_ROW;
             let l = loader.clone();
             // Shutdown never waits for a compile: SIGTERM during a long reload stops the proxy
-            // (the compile, on a blocking thread, is abandoned). Changes made meanwhile are
-            // queued as one more reload that reads the newest files. Everything that grows with
-            // the config (parsing, compiling, logging its findings, listing its listeners) runs
-            // there, never on a runtime worker: with `--workers 1` that worker also serves the
-            // admin API and the traffic.
+            // (the compile, on a blocking thread, is abandoned). A change made meanwhile stops
+            // the build at its next phase boundary and starts a new one that reads the newest
+            // files. Everything that grows with the config (parsing, compiling, logging its
+            // findings, listing its listeners) runs there, never on a runtime worker: with
+            // `--workers 1` that worker also serves the admin API and the traffic.
             let compile = tokio::task::spawn_blocking(move || {
-                l.load().map(|s| {
+                let superseded = || may_supersede && l.wanted.load(Ordering::SeqCst) != generation;
+                l.load(&superseded).map(|s| {
                     log_diagnostics(&s.diagnostics);
                     let wanted = s.bind_addresses();
                     (s, wanted)
                 })
             });
-            let outcome = tokio::select! {
-                d = &mut stop_rx => break d.unwrap_or(Duration::from_secs(10)),
-                outcome = compile => outcome,
+            tokio::pin!(compile);
+            let outcome = loop {
+                tokio::select! {
+                    d = &mut stop_rx => break 'run d.unwrap_or(Duration::from_secs(10)),
+                    e = events.next() => {
+                        loader.note(e, &mut waiting);
+                        again = true;
+                    }
+                    outcome = &mut compile => break outcome,
+                }
             };
-            let outcome = outcome.unwrap_or_else(|e| {
-                loader.forget_files();
-                Err(Rejected {
-                    diagnostics: vec![Diagnostic::error(
-                        sluice_model::codes::INTERNAL,
-                        format!("reload panicked: {e}"),
-                    )],
-                })
-            });
+            let outcome = match outcome {
+                Ok(Err(Stopped::Superseded)) => {
+                    streak += 1;
+                    tracing::debug!(generation, "config build superseded by a newer change");
+                    continue;
+                }
+                Ok(Ok(built)) => Ok(built),
+                Ok(Err(Stopped::Rejected(r))) => Err(r),
+                Err(e) => {
+                    loader.forget_files();
+                    Err(Rejected {
+                        diagnostics: vec![Diagnostic::error(
+                            sluice_model::codes::INTERNAL,
+                            format!("reload panicked: {e}"),
+                        )],
+                    })
+                }
+            };
+            streak = 0;
             let result = match outcome {
                 Ok((s, wanted)) => {
                     // New listeners are bound before the snapshot is published: a reload that
@@ -419,8 +541,12 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                     Err(rejected)
                 }
             };
-            if let Some(tx) = reply {
-                let _ = tx.send(result);
+            // Callers whose change this build read get its outcome; later ones wait for the next.
+            let (answered, later): (Vec<_>, Vec<_>) =
+                waiting.drain(..).partition(|(g, _)| *g <= generation);
+            waiting = later;
+            for (_, tx) in answered {
+                let _ = tx.send(result.clone());
             }
         };
         manager.shutdown(drain).await;
