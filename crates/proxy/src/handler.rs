@@ -557,7 +557,9 @@ async fn proxy(
         cluster.protocol.upstream_h2(),
         cluster.policy.tls.as_ref(),
     );
-    if cluster.policy.pool.max_requests_per_connection == 1 && !runtime.upstream_h2() {
+    if cluster.policy.pool.max_requests_per_connection == 1
+        && !runtime.upstream_h2_for(head.version)
+    {
         // One request per connection: ask the upstream connection to close after this one.
         head.headers
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
@@ -600,6 +602,7 @@ async fn proxy(
         deadline,
         pick: &pick,
         metrics: &metrics,
+        downstream: Some((peer, entry.local_address())),
     })
     .await;
     let forwarded = match result {
