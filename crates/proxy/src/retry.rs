@@ -292,6 +292,9 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
                 }),
             };
         }
+        // The previous retry of this request has finished: its slot is free again, as Envoy
+        // counts each retry against `maxRetries` only while it is in flight.
+        _retry_slot = None;
         let Some(slot) = f.runtime.try_retry() else {
             // maxRetries concurrent retries reached: Envoy returns what it has.
             return match outcome {

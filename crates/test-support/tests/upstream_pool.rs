@@ -422,3 +422,150 @@ async fn proxy_protocol_v1_carries_the_client_addresses() {
 async fn proxy_protocol_v2_carries_the_client_addresses() {
     proxy_protocol_carries_the_client_addresses("V2", "V2").await;
 }
+
+/// A TCP service `tcp-echo` on a mesh port with one endpoint and a DestinationRule
+/// `trafficPolicy` (YAML, indented 4); returns the mesh listener's address.
+async fn tcp_service(endpoint: SocketAddr, policy: &str) -> (ConfigDir, ProxyHandle, SocketAddr) {
+    let port = free_port();
+    let dir = ConfigDir::new();
+    dir.write(
+        "svc.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: tcp-echo}}\nspec:\n  hosts: [tcp-echo.default.svc.cluster.local]\n  ports:\n  - {{number: {port}, name: tcp, protocol: TCP}}\n  resolution: STATIC\n  endpoints:\n  - {{address: 127.0.0.1, ports: {{tcp: {}}}}}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: tcp-echo}}\nspec:\n  host: tcp-echo\n  trafficPolicy:\n{policy}",
+            endpoint.port()
+        ),
+    );
+    let p = proxy(dir.path(), |o| o.watch = false).await;
+    (dir, p, addr(port))
+}
+
+#[tokio::test]
+async fn proxy_protocol_starts_relayed_tcp_connections() {
+    // Answers each connection with its PROXY header, then closes it.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut s = BufReader::new(s);
+                let header = read_proxy_header(&mut s).await;
+                let _ = s.get_mut().write_all(header.as_bytes()).await;
+            });
+        }
+    });
+    let (_d, p, mesh) = tcp_service(backend, "    proxyProtocol: {version: V2}\n").await;
+    let mut s = TcpStream::connect(mesh).await.unwrap();
+    let client = s.local_addr().unwrap();
+    s.write_all(b"hello\n").await.unwrap();
+    let mut header = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut header))
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(
+        header,
+        format!("V2 127.0.0.1 127.0.0.1 {} {}", client.port(), mesh.port())
+    );
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_connection_duration_closes_a_busy_relayed_tcp_connection() {
+    let mut args = BackendArgs::ephemeral("tcp-echo", "v1");
+    args.tcp_echo = Some("one".into());
+    let echo = Backend::start(args).await.unwrap();
+    let (_d, p, mesh) = tcp_service(
+        echo.addr(),
+        "    connectionPool:\n      tcp: {maxConnectionDuration: 300ms}\n",
+    )
+    .await;
+    let s = TcpStream::connect(mesh).await.unwrap();
+    let (r, mut w) = s.into_split();
+    let mut lines = BufReader::new(r).lines();
+    // Talking does not keep it open: its age closes it. Bounded: 100 exchanges at most.
+    let mut answered = 0;
+    for i in 0..100 {
+        if w.write_all(format!("ping {i}\n").as_bytes()).await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+            .await
+            .expect("an answer or the end")
+        {
+            Ok(Some(line)) => {
+                assert_eq!(line, format!("one ping {i}"));
+                answered += 1;
+            }
+            Ok(None) | Err(_) => break,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(answered >= 1, "the relay worked before it closed");
+    assert!(
+        answered < 100,
+        "the connection was closed at its maxConnectionDuration"
+    );
+    p.shutdown().await;
+}
+
+/// Statuses of `n` concurrent GETs, each on a client connection of its own.
+async fn concurrent_statuses(port: u16, n: usize) -> Vec<u16> {
+    let sends = (0..n).map(|_| async move {
+        TestClient::new()
+            .get(addr(port), "app", "/", &[])
+            .await
+            .status
+            .as_u16()
+    });
+    futures_util::future::join_all(sends).await
+}
+
+#[tokio::test]
+async fn http2_max_requests_bounds_concurrent_http2_requests() {
+    let v1 = slow_backend(Duration::from_millis(300)).await;
+    let (_d, p, port) = with_traffic_policy(
+        v1.addr(),
+        "    connectionPool:\n      http: {h2UpgradePolicy: UPGRADE, http2MaxRequests: 1, http1MaxPendingRequests: 1}\n",
+    )
+    .await;
+    let statuses = concurrent_statuses(port, 4).await;
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let overflow = statuses.iter().filter(|s| **s == 503).count();
+    // One active, one pending, the rest overflow (HTTP/2 multiplexes: only http2MaxRequests
+    // bounds it, not maxConnections).
+    assert!(ok >= 2 && overflow >= 1, "{statuses:?}");
+    assert_eq!(ok + overflow, 4, "{statuses:?}");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_retries_bounds_concurrent_retries() {
+    let mut args = BackendArgs::ephemeral("app", "v1");
+    args.fail_rate = 1.0;
+    args.delay = Some(Duration::from_millis(300));
+    let failing = Backend::start(args).await.unwrap();
+    let port = free_port();
+    let dir = ConfigDir::new();
+    dir.write(
+        "svc.yaml",
+        &service_yaml(HOST, port, &[("v1", failing.addr())]),
+    );
+    dir.write(
+        "dr.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: app}\nspec:\n  host: app\n  trafficPolicy:\n    connectionPool:\n      http: {maxRetries: 1}\n",
+    );
+    dir.write(
+        "vs.yaml",
+        &virtual_service_yaml(
+            "app",
+            "  - retries: {attempts: 2, retryOn: 5xx}\n    route: [{destination: {host: app}}]\n",
+        ),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let statuses = concurrent_statuses(port, 2).await;
+    assert_eq!(statuses, [503, 503]);
+    // Both first tries fail together; only one of them may retry (twice): 2 + 2 tries, where
+    // an unbounded cluster would have made 2 × 3.
+    assert_eq!(failing.requests(), 4);
+    p.shutdown().await;
+}

@@ -159,3 +159,58 @@ pub(crate) async fn tcp(authority: &str, settings: &ConnectSettings) -> Result<T
     }
     Ok(stream)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `tcpKeepalive` reaches the upstream socket; Linux defaults fill what is unset.
+    #[tokio::test]
+    async fn tcp_keepalive_settings_reach_the_socket() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = listener.local_addr().unwrap().to_string();
+        let settings = |keepalive| ConnectSettings {
+            timeout: Duration::from_secs(2),
+            keepalive,
+            tls: None,
+            proxy_protocol: None,
+        };
+        let s = tcp(
+            &authority,
+            &settings(Some(TcpKeepalive {
+                probes: Some(3),
+                time: Some(Duration::from_secs(30)),
+                interval: Some(Duration::from_secs(5)),
+            })),
+        )
+        .await
+        .unwrap();
+        let sock = socket2::SockRef::from(&s);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(30));
+        assert_eq!(
+            sock.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(sock.tcp_keepalive_retries().unwrap(), 3);
+        assert!(s.nodelay().unwrap());
+        let s = tcp(
+            &authority,
+            &settings(Some(TcpKeepalive {
+                probes: None,
+                time: None,
+                interval: None,
+            })),
+        )
+        .await
+        .unwrap();
+        let sock = socket2::SockRef::from(&s);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(
+            sock.tcp_keepalive_time().unwrap(),
+            Duration::from_secs(7200)
+        );
+        let s = tcp(&authority, &settings(None)).await.unwrap();
+        assert!(!socket2::SockRef::from(&s).keepalive().unwrap());
+    }
+}
