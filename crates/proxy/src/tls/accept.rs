@@ -178,7 +178,8 @@ pub(crate) async fn serve(
                 Err(_) => return fail(&ctx, "timeout", "handshake not finished in time"),
             };
             let entry = Entry::Terminated { address, sni };
-            http.serve(ctx, tls_stream, entry, peer, source_node, permit);
+            let local = SocketAddr::new(local, address.port());
+            http.serve(ctx, tls_stream, entry, (peer, local), source_node, permit);
         }
     }
 }
