@@ -314,6 +314,21 @@ pub struct PoolLimits {
     pub tcp_keepalive: Option<TcpKeepalive>,
     /// Upgrade HTTP/1.1 upstream connections to HTTP/2.
     pub h2_upgrade: bool,
+    /// Upstream connections older than this take no new request and close once idle
+    /// (`tcp.maxConnectionDuration`, Envoy's `max_connection_duration`).
+    #[serde(with = "opt_duration_ms")]
+    pub max_connection_duration: Option<Duration>,
+    /// Streams one upstream HTTP/2 connection carries at once before another is opened
+    /// (0 = unlimited).
+    pub max_concurrent_streams: u32,
+    /// PINGs on upstream HTTP/2 connections (`http.http2KeepAlive`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub h2_keepalive: Option<H2KeepAlive>,
+    /// The upstream protocol follows the downstream request's (`http.useClientProtocol`).
+    pub use_client_protocol: bool,
+    /// A PROXY protocol header starts each upstream connection (`trafficPolicy.proxyProtocol`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
 }
 
 impl Default for PoolLimits {
@@ -329,8 +344,34 @@ impl Default for PoolLimits {
             tcp_idle_timeout: Some(Duration::from_secs(3600)),
             tcp_keepalive: None,
             h2_upgrade: false,
+            max_connection_duration: None,
+            max_concurrent_streams: 0,
+            h2_keepalive: None,
+            use_client_protocol: false,
+            proxy_protocol: None,
         }
     }
+}
+
+/// HTTP/2 keepalive: a PING every `interval`; no answer within `timeout` closes the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct H2KeepAlive {
+    /// Time between PINGs.
+    #[serde(with = "duration_ms")]
+    pub interval: Duration,
+    /// Time a PING may go unanswered.
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+}
+
+/// The PROXY protocol version written upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ProxyProtocolVersion {
+    /// The text header (`PROXY TCP4 …\r\n`).
+    V1,
+    /// The binary header.
+    V2,
 }
 
 /// SO_KEEPALIVE settings.

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use sluice_config::policy::{
-    ClusterPolicy, ConsistentHash, HashAlgorithm, HashKey, LbPolicy, OutlierPolicy, PoolLimits,
-    TcpKeepalive,
+    ClusterPolicy, ConsistentHash, H2KeepAlive, HashAlgorithm, HashKey, LbPolicy, OutlierPolicy,
+    PoolLimits, ProxyProtocolVersion, TcpKeepalive,
 };
 use sluice_config::{build_snapshot, ProxyConfig, Snapshot};
 use sluice_lb::StateStore;
@@ -318,6 +318,7 @@ spec:
         connectTimeout: 250ms
         tcpKeepalive: {probes: 3, time: 60s, interval: 5s}
         idleTimeout: 30s
+        maxConnectionDuration: 90s
       http:
         http1MaxPendingRequests: 1
         http2MaxRequests: 2
@@ -325,6 +326,8 @@ spec:
         maxRetries: 6
         idleTimeout: 20s
         h2UpgradePolicy: UPGRADE
+        maxConcurrentStreams: 8
+        http2KeepAlive: {interval: 10s, timeout: 2s}
     portLevelSettings:
     - port: {number: 9090}
       connectionPool:
@@ -351,6 +354,14 @@ spec:
                 interval: Some(Duration::from_secs(5)),
             }),
             h2_upgrade: true,
+            max_connection_duration: Some(Duration::from_secs(90)),
+            max_concurrent_streams: 8,
+            h2_keepalive: Some(H2KeepAlive {
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(2),
+            }),
+            use_client_protocol: false,
+            proxy_protocol: None,
         }
     );
     // `0s` disables the idle timeout; a zero limit keeps the default (Istio cannot tell it from unset).
@@ -439,10 +450,63 @@ spec:
         .filter_map(|d| d.field.as_deref())
         .collect();
     fields.sort_unstable();
-    assert_eq!(
-        fields,
-        // Load balancing (locality included), the connection-pool limits, outlier detection and
-        // TLS (ISTIO_MUTUAL included) are enforced; what is left are the fields that are not.
-        ["spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration"]
+    // Load balancing (locality included), the connection-pool limits (`maxConnectionDuration`
+    // included), outlier detection and TLS (ISTIO_MUTUAL included) are all enforced.
+    assert_eq!(fields, Vec::<&str>::new());
+}
+
+#[test]
+fn use_client_protocol_is_compiled() {
+    let s = snapshot(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    connectionPool: {http: {useClientProtocol: true}}
+"#,
     );
+    assert!(policy(&s, 9080, "").pool.use_client_protocol);
+}
+
+/// `proxyProtocol` is a whole-policy field: port-level entries keep the policy's, and a subset
+/// replaces it only with its own (Istio's MergeTrafficPolicy).
+#[test]
+fn proxy_protocol_merges_as_a_whole_policy_field() {
+    let s = snapshot(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    proxyProtocol: {version: V1}
+    portLevelSettings:
+    - port: {number: 9090}
+      connectionPool: {tcp: {maxConnections: 3}}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      proxyProtocol: {version: V2}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      connectionPool: {http: {maxRetries: 2}}
+      portLevelSettings:
+      - port: {number: 9080}
+        connectionPool: {tcp: {maxConnections: 1}}
+"#,
+    );
+    let pp = |port, subset| policy(&s, port, subset).pool.proxy_protocol;
+    assert_eq!(pp(9080, ""), Some(ProxyProtocolVersion::V1));
+    assert_eq!(pp(9090, ""), Some(ProxyProtocolVersion::V1));
+    assert_eq!(policy(&s, 9090, "").pool.max_connections, 3);
+    assert_eq!(pp(9080, "v1"), Some(ProxyProtocolVersion::V2));
+    assert_eq!(pp(9090, "v1"), Some(ProxyProtocolVersion::V2));
+    assert_eq!(pp(9080, "v2"), Some(ProxyProtocolVersion::V1));
+    assert_eq!(policy(&s, 9080, "v2").pool.max_connections, 1);
 }

@@ -26,6 +26,9 @@ pub enum Body {
     Full(Full<Bytes>),
     /// Streamed from the downstream client or the upstream server (through hyper).
     Streamed(Incoming),
+    /// Streamed from an upstream HTTP/2 connection whose streams are counted
+    /// (`maxConcurrentStreams`): the slot is freed with the body. Boxed: rare.
+    Counted(Box<(Incoming, crate::upstream::StreamSlot)>),
     /// Streamed from an upstream HTTP/1.1 connection of the direct client.
     /// Boxed: the variant is rare (most bodies come whole with their head) and large, and every
     /// body is moved several times on its way.
@@ -82,6 +85,7 @@ impl HttpBody for Body {
         match self.get_mut() {
             Body::Full(f) => Pin::new(f).poll_frame(cx).map_err(|never| match never {}),
             Body::Streamed(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Body::Counted(b) => Pin::new(&mut b.0).poll_frame(cx).map_err(Into::into),
             Body::Direct(b) => Pin::new(b.as_mut()).poll_frame(cx),
             Body::Replay(c) => Pin::new(c).poll_frame(cx).map_err(Into::into),
             Body::Deadline(inner, sleep) => {
@@ -114,6 +118,7 @@ impl HttpBody for Body {
         match self {
             Body::Full(f) => f.is_end_stream(),
             Body::Streamed(b) => b.is_end_stream(),
+            Body::Counted(b) => b.0.is_end_stream(),
             Body::Direct(b) => b.is_end_stream(),
             Body::Replay(c) => c.is_end_stream(),
             Body::Deadline(inner, _) => inner.is_end_stream(),
@@ -125,6 +130,7 @@ impl HttpBody for Body {
         match self {
             Body::Full(f) => f.size_hint(),
             Body::Streamed(b) => b.size_hint(),
+            Body::Counted(b) => b.0.size_hint(),
             Body::Direct(b) => b.size_hint(),
             Body::Replay(c) => c.size_hint(),
             Body::Deadline(inner, _) => inner.size_hint(),

@@ -156,6 +156,17 @@ impl ClusterRuntime {
         self.h2
     }
 
+    /// Whether a request that came downstream as `version` goes upstream as HTTP/2: as it
+    /// came with `useClientProtocol` (Envoy's `use_downstream_protocol`), else as the cluster
+    /// says.
+    pub fn upstream_h2_for(&self, version: http::Version) -> bool {
+        if self.limits.use_client_protocol {
+            version == http::Version::HTTP_2
+        } else {
+            self.h2
+        }
+    }
+
     /// The cluster's own connection pool, when its DestinationRule changes a connection setting.
     pub fn pool(&self) -> Option<&ClusterPool> {
         self.pool.as_ref()

@@ -233,18 +233,19 @@ impl Entry {
     }
 }
 
-/// Handles one request that arrived through `entry` from `peer`; `source_node` names the
-/// listener in the traffic graph.
+/// Handles one request that arrived through `entry` from `peer` on a connection to `local`
+/// (the socket's own address, which a wildcard listener address does not tell); `source_node`
+/// names the listener in the traffic graph.
 pub async fn handle(
     ctx: Arc<ProxyContext>,
     entry: Entry,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
     source_node: Arc<str>,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let mut obs = Observation::start(ctx.telemetry.clone(), source_node, &req);
     let resp = match ctx.config.load() {
-        Some(snapshot) => proxy(&ctx, &snapshot, entry, peer, req, &mut obs).await,
+        Some(snapshot) => proxy(&ctx, &snapshot, entry, (peer, local), req, &mut obs).await,
         None => local_reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "NR".into(),
@@ -386,7 +387,7 @@ async fn proxy(
     ctx: &ProxyContext,
     snapshot: &Snapshot,
     entry: Entry,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
     mut req: Request<Incoming>,
     obs: &mut Observation,
 ) -> Response<Body> {
@@ -557,7 +558,9 @@ async fn proxy(
         cluster.protocol.upstream_h2(),
         cluster.policy.tls.as_ref(),
     );
-    if cluster.policy.pool.max_requests_per_connection == 1 && !runtime.upstream_h2() {
+    if cluster.policy.pool.max_requests_per_connection == 1
+        && !runtime.upstream_h2_for(head.version)
+    {
         // One request per connection: ask the upstream connection to close after this one.
         head.headers
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
@@ -600,6 +603,7 @@ async fn proxy(
         deadline,
         pick: &pick,
         metrics: &metrics,
+        downstream: Some((peer, local)),
     })
     .await;
     let forwarded = match result {

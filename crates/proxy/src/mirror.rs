@@ -156,6 +156,7 @@ pub fn spawn_copy(
     *req.method_mut() = head.method.clone();
     *req.uri_mut() = head.uri.clone();
     *req.headers_mut() = head.headers.clone();
+    let version = head.version;
     // Copies keep the trace ids (to correlate with the original) but are never sampled.
     propagation::mark_unsampled(req.headers_mut());
     if shadow_suffix {
@@ -185,7 +186,13 @@ pub fn spawn_copy(
         let exchange = async {
             let _admitted = runtime.admit().await.ok()?;
             match upstreams
-                .send(req, &endpoint, runtime.upstream_h2(), runtime.pool())
+                .send(
+                    req,
+                    &endpoint,
+                    runtime.upstream_h2_for(version),
+                    runtime.pool(),
+                    None,
+                )
                 .await
             {
                 // The copy's response is read and thrown away so the connection can be reused.

@@ -62,7 +62,7 @@ pub(crate) async fn forward_to(
         }
     }
     let upstream = Request::from_parts(head, Body::from(body));
-    match ctx.upstreams.send(upstream, endpoint, h2, None).await {
+    match ctx.upstreams.send(upstream, endpoint, h2, None, None).await {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);

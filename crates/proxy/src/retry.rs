@@ -128,6 +128,8 @@ pub struct ForwardRequest<'a> {
     pub pick: &'a (dyn Fn(&[usize]) -> Option<usize> + Sync),
     /// The cluster's counters (in flight, retries, ejections).
     pub metrics: &'a ClusterMetrics,
+    /// The client connection's (source, destination) addresses, for a PROXY header upstream.
+    pub downstream: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 /// `x-envoy-attempt-count` without formatting and allocating for the usual first tries.
@@ -179,7 +181,7 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
             admitted.map_err(|_| fail(ProxyError::Overflow))?
         }
     };
-    let h2 = f.runtime.upstream_h2();
+    let h2 = f.runtime.upstream_h2_for(f.head.version);
     let direct = Upstreams::carries_head(&f.head, h2, f.runtime.pool()) && f.body.is_empty();
     let max_retries = f.retry.map_or(0, |r| r.num_retries);
     let mut tried: Vec<usize> = Vec::new();
@@ -213,13 +215,23 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
                     // The head goes out from the original: no per-attempt copy.
                     let count = (attempt > 1).then(|| attempt_value(attempt));
                     f.upstreams
-                        .send_head(&f.head, count.as_ref(), endpoint, f.runtime.pool())
+                        .send_head(
+                            &f.head,
+                            count.as_ref(),
+                            endpoint,
+                            f.runtime.pool(),
+                            f.downstream,
+                        )
                         .await
                 } else {
                     // Boxed: hyper's exchange state is large, and inline it would enlarge the
                     // future of every request, bodiless ones included.
                     let req = attempt_request(&f.head, &f.body, attempt);
-                    Box::pin(f.upstreams.send(req, endpoint, h2, f.runtime.pool())).await
+                    Box::pin(
+                        f.upstreams
+                            .send(req, endpoint, h2, f.runtime.pool(), f.downstream),
+                    )
+                    .await
                 }
             });
             match try_deadline {
@@ -280,6 +292,9 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
                 }),
             };
         }
+        // The previous retry of this request has finished: its slot is free again, as Envoy
+        // counts each retry against `maxRetries` only while it is in flight.
+        _retry_slot = None;
         let Some(slot) = f.runtime.try_retry() else {
             // maxRetries concurrent retries reached: Envoy returns what it has.
             return match outcome {

@@ -185,7 +185,7 @@ impl HttpServing {
         ctx: Arc<ProxyContext>,
         io: I,
         entry: Entry,
-        peer: SocketAddr,
+        (peer, local): (SocketAddr, SocketAddr),
         source_node: Arc<str>,
         permit: ConnectionPermit,
     ) where
@@ -198,7 +198,9 @@ impl HttpServing {
             let entry = entry.clone();
             // Boxed: the request future is several KB and hyper moves it while dispatching.
             async move {
-                Ok::<_, Infallible>(Box::pin(handle(ctx, entry, peer, source_node, req)).await)
+                Ok::<_, Infallible>(
+                    Box::pin(handle(ctx, entry, (peer, local), source_node, req)).await,
+                )
             }
         });
         let conn = crate::downstream::serve(&self.builder, &self.limits, &self.drain, io, svc);
@@ -273,11 +275,17 @@ async fn accept_loop(
                     .map(|l| sluice_telemetry::listener_source(l))
             })
             .map_or_else(|| Arc::from("unknown"), Arc::from);
+        // A wildcard listener address does not say which address the client reached.
+        let local = if addr.ip().is_unspecified() {
+            stream.local_addr().unwrap_or(addr)
+        } else {
+            addr
+        };
         http.serve(
             ctx.clone(),
             stream,
             Entry::Bound(addr),
-            peer,
+            (peer, local),
             source_node,
             permit,
         );

@@ -132,7 +132,8 @@ pub async fn serve_after<D>(
         tracing::debug!(%peer, cluster = %dest.cluster_name, "unknown cluster; connection closed");
         return;
     };
-    relay_to_cluster(&ctx, cluster, downstream, peer, read).await;
+    let local = SocketAddr::new(local, listener.address.port());
+    relay_to_cluster(&ctx, cluster, downstream, peer, local, read).await;
 }
 
 /// A connection has no headers, cookies or query: of the consistent-hash keys only the source
@@ -149,13 +150,15 @@ fn source_ip_hash(
     }
 }
 
-/// Relays a connection to an endpoint of `cluster` (its balancer, `maxConnections`, outlier
-/// detection and `istio_tcp_*` metrics), `read` first.
+/// Relays a connection from `peer` to `local` to an endpoint of `cluster` (its balancer,
+/// `maxConnections`, `maxConnectionDuration`, PROXY header, outlier detection and `istio_tcp_*`
+/// metrics), `read` first.
 pub(crate) async fn relay_to_cluster<D>(
     ctx: &ProxyContext,
     cluster: &Arc<sluice_config::cluster::Cluster>,
     mut downstream: D,
     peer: SocketAddr,
+    local: SocketAddr,
     read: &[u8],
 ) where
     D: AsyncRead + AsyncWrite + Unpin,
@@ -185,8 +188,15 @@ pub(crate) async fn relay_to_cluster<D>(
         timeout: cluster.policy.pool.connect_timeout,
         keepalive: cluster.policy.pool.tcp_keepalive,
         tls: None,
+        proxy_protocol: cluster.policy.pool.proxy_protocol,
     };
-    let mut upstream = match connect::tcp(&endpoint.authority, &settings).await {
+    let connected = match connect::tcp(&endpoint.authority, &settings).await {
+        Ok(mut s) => connect::send_proxy_header(&mut s, &settings, Some((peer, local)))
+            .await
+            .map(|()| s),
+        Err(e) => Err(e),
+    };
+    let mut upstream = match connected {
         Ok(s) => s,
         Err(reason) => {
             let ejected = balancer.record_failure(
@@ -224,6 +234,7 @@ pub(crate) async fn relay_to_cluster<D>(
         &mut downstream,
         &mut upstream,
         cluster.policy.pool.tcp_idle_timeout,
+        cluster.policy.pool.max_connection_duration,
     )
     .await;
     if let Err(e) = outcome {
@@ -244,8 +255,10 @@ async fn relay<D: AsyncRead + AsyncWrite + Unpin>(
     downstream: &mut D,
     upstream: &mut TcpStream,
     idle: Option<Duration>,
+    max_duration: Option<Duration>,
 ) -> (u64, u64, std::io::Result<()>) {
     let started = Instant::now();
+    let end = max_duration.map(|d| started + d);
     let last = AtomicU64::new(0);
     let mut down = Active::new(downstream, &last, started);
     let mut up = Active::new(upstream, &last, started);
@@ -257,6 +270,12 @@ async fn relay<D: AsyncRead + AsyncWrite + Unpin>(
             let deadline = idle.map(|i| started + moved + i);
             tokio::select! {
                 done = &mut copy => break done.map(|_| ()),
+                () = sleep_until_some(end) => {
+                    break Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "maxConnectionDuration reached",
+                    ));
+                }
                 () = sleep_until_some(deadline) => {
                     let moved = Duration::from_millis(last.load(Ordering::Relaxed));
                     if let Some(i) = idle.filter(|i| started + moved + *i <= Instant::now()) {

@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use sluice_model::{
     ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, LoadBalancerSettings,
-    OutlierDetection, PortTrafficPolicy, Resource, TrafficPolicy,
+    OutlierDetection, PortTrafficPolicy, ProxyProtocol, Resource, TrafficPolicy,
 };
 
 use super::destination_rules::DestinationRuleIndex;
 use super::gateway_tls::{resolve_path, secret_name};
 use crate::duration::{parse_go_duration, parse_istio_duration};
 use crate::policy::{
-    ClusterPolicy, ConsistentHash, HashAlgorithm, HashKey, LbPolicy, OutlierPolicy, PoolLimits,
-    TcpKeepalive,
+    ClusterPolicy, ConsistentHash, H2KeepAlive, HashAlgorithm, HashKey, LbPolicy, OutlierPolicy,
+    PoolLimits, ProxyProtocolVersion, TcpKeepalive,
 };
 use crate::tls::{CaSource, CertificateSource, ClientTls};
 
@@ -27,6 +27,8 @@ struct Objects<'a> {
     pool: Option<&'a ConnectionPoolSettings>,
     outlier: Option<&'a OutlierDetection>,
     tls: Option<&'a ClientTlsSettings>,
+    /// A whole-policy field: port-level entries have none, so it comes from the policy itself.
+    proxy_protocol: Option<&'a ProxyProtocol>,
 }
 
 impl<'a> Objects<'a> {
@@ -39,12 +41,14 @@ impl<'a> Objects<'a> {
                 pool: pl.connection_pool.as_ref(),
                 outlier: pl.outlier_detection.as_ref(),
                 tls: pl.tls.as_ref(),
+                proxy_protocol: tp.proxy_protocol.as_ref(),
             },
             None => Objects {
                 lb: tp.load_balancer.as_ref(),
                 pool: tp.connection_pool.as_ref(),
                 outlier: tp.outlier_detection.as_ref(),
                 tls: tp.tls.as_ref(),
+                proxy_protocol: tp.proxy_protocol.as_ref(),
             },
         }
     }
@@ -52,14 +56,20 @@ impl<'a> Objects<'a> {
     /// Applies a subset policy: its own port-level entry replaces everything; otherwise each
     /// object it sets replaces the inherited object whole (no field-level merge).
     fn with_subset(self, sp: &'a TrafficPolicy, port: u16) -> Self {
+        // `proxyProtocol` is replaced only by the subset's own, as Istio's MergeTrafficPolicy does.
+        let proxy_protocol = sp.proxy_protocol.as_ref().or(self.proxy_protocol);
         if port_level(sp, port).is_some() {
-            return Objects::of(sp, port);
+            return Objects {
+                proxy_protocol,
+                ..Objects::of(sp, port)
+            };
         }
         Objects {
             lb: sp.load_balancer.as_ref().or(self.lb),
             pool: sp.connection_pool.as_ref().or(self.pool),
             outlier: sp.outlier_detection.as_ref().or(self.outlier),
             tls: sp.tls.as_ref().or(self.tls),
+            proxy_protocol,
         }
     }
 }
@@ -114,7 +124,10 @@ pub(crate) fn cluster_policy(
     };
     let policy = ClusterPolicy {
         lb: lb_policy(objects.lb),
-        pool: pool_limits(objects.pool),
+        pool: PoolLimits {
+            proxy_protocol: objects.proxy_protocol.and_then(proxy_protocol),
+            ..pool_limits(objects.pool)
+        },
         outlier: objects.outlier.map(outlier_policy),
         tls,
         locality: super::locality_lb::locality_policy(objects.lb),
@@ -263,6 +276,17 @@ fn pool_limits(cp: Option<&ConnectionPoolSettings>) -> PoolLimits {
             p.max_requests_per_connection = v;
         }
         p.h2_upgrade = http.h2_upgrade_policy.as_deref() == Some("UPGRADE");
+        if let Some(v) = limit(http.max_concurrent_streams) {
+            p.max_concurrent_streams = v;
+        }
+        p.h2_keepalive = http.http2_keep_alive.as_ref().and_then(|ka| {
+            let d = |v: Option<&str>| v.and_then(|t| parse_istio_duration(t).ok());
+            Some(H2KeepAlive {
+                interval: d(ka.interval.as_deref())?,
+                timeout: d(ka.timeout.as_deref())?,
+            })
+        });
+        p.use_client_protocol = http.use_client_protocol == Some(true);
         idle = http.idle_timeout.as_deref();
     }
     if let Some(tcp) = &cp.tcp {
@@ -276,6 +300,10 @@ fn pool_limits(cp: Option<&ConnectionPoolSettings>) -> PoolLimits {
         {
             p.connect_timeout = t;
         }
+        p.max_connection_duration = tcp
+            .max_connection_duration
+            .as_deref()
+            .and_then(|t| parse_istio_duration(t).ok());
         if let Some(k) = &tcp.tcp_keepalive {
             p.tcp_keepalive = Some(TcpKeepalive {
                 probes: k.probes.filter(|n| *n > 0),
@@ -297,6 +325,15 @@ fn pool_limits(cp: Option<&ConnectionPoolSettings>) -> PoolLimits {
         p.idle_timeout = d;
     }
     p
+}
+
+/// `proxyProtocol.version` (validation allows V1 and V2 only; unset is V1).
+fn proxy_protocol(p: &ProxyProtocol) -> Option<ProxyProtocolVersion> {
+    match p.version.as_deref() {
+        None | Some("V1") => Some(ProxyProtocolVersion::V1),
+        Some("V2") => Some(ProxyProtocolVersion::V2),
+        _ => None,
+    }
 }
 
 /// A set idle timeout: `Some(None)` for `0s`, which disables it.

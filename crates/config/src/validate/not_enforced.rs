@@ -85,46 +85,6 @@ const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
         },
     ),
     (
-        "connectionPool.tcp.maxConnectionDuration",
-        "`maxConnectionDuration`",
-        |p| {
-            p.connection_pool
-                .as_ref()
-                .and_then(|c| c.tcp.as_ref())
-                .is_some_and(|t| t.max_connection_duration.is_some())
-        },
-    ),
-    (
-        "connectionPool.http.useClientProtocol",
-        "`useClientProtocol`",
-        |p| {
-            p.connection_pool
-                .as_ref()
-                .and_then(|c| c.http.as_ref())
-                .is_some_and(|h| h.use_client_protocol.is_some())
-        },
-    ),
-    (
-        "connectionPool.http.maxConcurrentStreams",
-        "`maxConcurrentStreams`",
-        |p| {
-            p.connection_pool
-                .as_ref()
-                .and_then(|c| c.http.as_ref())
-                .is_some_and(|h| h.max_concurrent_streams.is_some())
-        },
-    ),
-    (
-        "connectionPool.http.http2KeepAlive",
-        "`http2KeepAlive`",
-        |p| {
-            p.connection_pool
-                .as_ref()
-                .and_then(|c| c.http.as_ref())
-                .is_some_and(|h| h.http2_keep_alive.is_some())
-        },
-    ),
-    (
         "outlierDetection.splitExternalLocalOriginErrors",
         "`splitExternalLocalOriginErrors`",
         |p| {
@@ -156,9 +116,6 @@ const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
 /// Fields only a whole `trafficPolicy` has.
 const TRAFFIC_POLICY_UNSUPPORTED: &[Check<TrafficPolicy>] = &[
     ("tunnel", "`tunnel`", |t| t.tunnel.is_some()),
-    ("proxyProtocol", "`proxyProtocol`", |t| {
-        t.proxy_protocol.is_some()
-    }),
     ("retryBudget", "`retryBudget`", |t| t.retry_budget.is_some()),
 ];
 

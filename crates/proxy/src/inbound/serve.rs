@@ -119,8 +119,9 @@ pub(crate) async fn serve(
         }
         (Chain::Plain, _) => match kind {
             PortKind::Http => {
+                let local = conn.local;
                 let entry = Entry::Inbound(Arc::new(conn));
-                http.serve(ctx, stream, entry, peer, source_node, permit);
+                http.serve(ctx, stream, entry, (peer, local), source_node, permit);
             }
             PortKind::Tcp => tcp(ctx, app, stream, peer, conn, &[], permit).await,
         },
@@ -156,8 +157,9 @@ pub(crate) async fn serve(
             }
             match kind {
                 PortKind::Http => {
+                    let local = conn.local;
                     let entry = Entry::Inbound(Arc::new(conn));
-                    http.serve(ctx, tls, entry, peer, source_node, permit);
+                    http.serve(ctx, tls, entry, (peer, local), source_node, permit);
                 }
                 PortKind::Tcp => tcp(ctx, app, tls, peer, conn, &[], permit).await,
             }

@@ -126,7 +126,7 @@ async fn serve_plain(shared: Shared, stream: TcpStream, peer: SocketAddr, dst: S
         Box::pin(handle(
             ctx.clone(),
             Entry::Outbound(dst),
-            peer,
+            (peer, dst),
             source_node.clone(),
             req,
         ))

@@ -134,7 +134,9 @@ pub(crate) async fn serve(
                     &format!("AUTO_PASSTHROUGH: no cluster for SNI {named}"),
                 );
             };
-            let relay = crate::tcp_proxy::relay_to_cluster(&ctx, &cluster, stream, peer, &read);
+            let local = SocketAddr::new(local, address.port());
+            let relay =
+                crate::tcp_proxy::relay_to_cluster(&ctx, &cluster, stream, peer, local, &read);
             permit.hold(relay).await;
         }
         ChainAction::TerminateTcp { tls, tcp } => {
@@ -176,7 +178,8 @@ pub(crate) async fn serve(
                 Err(_) => return fail(&ctx, "timeout", "handshake not finished in time"),
             };
             let entry = Entry::Terminated { address, sni };
-            http.serve(ctx, tls_stream, entry, peer, source_node, permit);
+            let local = SocketAddr::new(local, address.port());
+            http.serve(ctx, tls_stream, entry, (peer, local), source_node, permit);
         }
     }
 }

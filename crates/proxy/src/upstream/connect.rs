@@ -1,4 +1,5 @@
-//! TCP connections to upstream endpoints: connect timeout, `TCP_NODELAY` and TCP keepalive.
+//! TCP connections to upstream endpoints: connect timeout, `TCP_NODELAY`, TCP keepalive and the
+//! PROXY protocol header.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -6,10 +7,12 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
-use sluice_config::policy::TcpKeepalive;
+use sluice_config::policy::{ProxyProtocolVersion, TcpKeepalive};
 use sluice_config::tls::ClientTls;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::proxy_protocol;
 use super::stream::UpstreamStream;
 use crate::tls::TlsRuntime;
 
@@ -22,6 +25,32 @@ pub(crate) struct ConnectSettings {
     pub keepalive: Option<TcpKeepalive>,
     /// TLS origination (`tls.mode` SIMPLE or MUTUAL).
     pub tls: Option<UpstreamTls>,
+    /// A PROXY protocol header starts each connection (`trafficPolicy.proxyProtocol`).
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
+}
+
+/// Where a connection goes, and the downstream connection it is opened for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    /// The endpoint (`ip:port`, or `host:port`).
+    pub authority: &'a str,
+    /// The pool key: the authority, joined with the downstream addresses when connections carry
+    /// a PROXY header (a connection then serves one downstream peer only, as in Envoy).
+    pub key: &'a str,
+    /// The downstream connection's (source, destination) addresses.
+    pub downstream: Option<(SocketAddr, SocketAddr)>,
+}
+
+impl<'a> Target<'a> {
+    /// A target shared by every downstream connection.
+    #[cfg(test)]
+    pub(crate) fn shared(authority: &'a str) -> Self {
+        Target {
+            authority,
+            key: authority,
+            downstream: None,
+        }
+    }
 }
 
 /// A cluster's upstream TLS: its settings, and where their rustls config comes from.
@@ -52,13 +81,15 @@ impl UpstreamTls {
     }
 }
 
-/// Opens a connection to `authority` for HTTP: TCP, then TLS when the cluster originates it.
+/// Opens a connection to `target` for HTTP: TCP (and its PROXY header), then TLS when the
+/// cluster originates it.
 pub(crate) async fn open(
-    authority: &str,
+    target: &Target<'_>,
     settings: &ConnectSettings,
 ) -> Result<UpstreamStream, String> {
     let started = tokio::time::Instant::now();
-    let tcp = tcp(authority, settings).await?;
+    let mut tcp = tcp(target.authority, settings).await?;
+    send_proxy_header(&mut tcp, settings, target.downstream).await?;
     let Some(tls) = &settings.tls else {
         return Ok(UpstreamStream::Plain(tcp));
     };
@@ -72,6 +103,21 @@ pub(crate) async fn open(
             settings.timeout
         )),
     }
+}
+
+/// Writes the PROXY protocol header the cluster asks for, first thing on the connection.
+pub(crate) async fn send_proxy_header(
+    tcp: &mut TcpStream,
+    settings: &ConnectSettings,
+    downstream: Option<(SocketAddr, SocketAddr)>,
+) -> Result<(), String> {
+    let Some(version) = settings.proxy_protocol else {
+        return Ok(());
+    };
+    let header = proxy_protocol::header(version, downstream);
+    tcp.write_all(&header)
+        .await
+        .map_err(|e| format!("writing the PROXY protocol header: {e}"))
 }
 
 /// Opens a TCP connection to `authority` (`ip:port`, or `host:port` resolved by the system).
@@ -112,4 +158,59 @@ pub(crate) async fn tcp(authority: &str, settings: &ConnectSettings) -> Result<T
             .map_err(|e| format!("setting TCP keepalive: {e}"))?;
     }
     Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `tcpKeepalive` reaches the upstream socket; Linux defaults fill what is unset.
+    #[tokio::test]
+    async fn tcp_keepalive_settings_reach_the_socket() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = listener.local_addr().unwrap().to_string();
+        let settings = |keepalive| ConnectSettings {
+            timeout: Duration::from_secs(2),
+            keepalive,
+            tls: None,
+            proxy_protocol: None,
+        };
+        let s = tcp(
+            &authority,
+            &settings(Some(TcpKeepalive {
+                probes: Some(3),
+                time: Some(Duration::from_secs(30)),
+                interval: Some(Duration::from_secs(5)),
+            })),
+        )
+        .await
+        .unwrap();
+        let sock = socket2::SockRef::from(&s);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(30));
+        assert_eq!(
+            sock.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(sock.tcp_keepalive_retries().unwrap(), 3);
+        assert!(s.nodelay().unwrap());
+        let s = tcp(
+            &authority,
+            &settings(Some(TcpKeepalive {
+                probes: None,
+                time: None,
+                interval: None,
+            })),
+        )
+        .await
+        .unwrap();
+        let sock = socket2::SockRef::from(&s);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(
+            sock.tcp_keepalive_time().unwrap(),
+            Duration::from_secs(7200)
+        );
+        let s = tcp(&authority, &settings(None)).await.unwrap();
+        assert!(!socket2::SockRef::from(&s).keepalive().unwrap());
+    }
 }

@@ -15,7 +15,7 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
-use super::connect::{self, ConnectSettings};
+use super::connect::{self, ConnectSettings, Target};
 use super::idle::{Idle, IdleConns, Verdict};
 use super::reaper::Reaper;
 use crate::body::{Body, BoxError};
@@ -73,6 +73,12 @@ pub(crate) struct PoolSettings {
     pub idle_timeout: Option<Duration>,
     /// Requests a connection carries before it is closed (0: unlimited).
     pub max_requests_per_connection: u32,
+    /// Connections opened longer ago than this take no new request (`maxConnectionDuration`).
+    pub max_connection_duration: Option<Duration>,
+    /// Streams an HTTP/2 connection carries at once before another is opened (0: unlimited).
+    pub max_concurrent_streams: u32,
+    /// PINGs on HTTP/2 connections (`http2KeepAlive`).
+    pub h2_keepalive: Option<sluice_config::policy::H2KeepAlive>,
 }
 
 impl PoolSettings {
@@ -80,6 +86,23 @@ impl PoolSettings {
     pub(super) fn expired(&self, since: Instant, now: Instant) -> bool {
         self.idle_timeout
             .is_some_and(|t| now.duration_since(since) >= t)
+    }
+
+    /// Whether a connection opened at `born` has outlived `maxConnectionDuration` at `now`.
+    pub(super) fn aged(&self, born: Instant, now: Instant) -> bool {
+        self.max_connection_duration
+            .is_some_and(|d| now.duration_since(born) >= d)
+    }
+
+    /// How often the reaper looks for idle or aged connections (`None`: no reaper). An aged
+    /// connection is noticed within a quarter of the duration, as Envoy's per-connection timer
+    /// would close it.
+    pub(super) fn reap_period(&self) -> Option<Duration> {
+        let age = self.max_connection_duration.map(|d| d / 4);
+        match (self.idle_timeout, age) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -104,7 +127,7 @@ fn judge(settings: &PoolSettings, c: &Idle<http1::SendRequest<Body>>, now: Insta
         // Still streaming its last response: look again later.
         return Verdict::Skip;
     }
-    if settings.expired(c.since, now) {
+    if settings.expired(c.since, now) || settings.aged(c.born, now) {
         return Verdict::Drop;
     }
     Verdict::Use
@@ -122,23 +145,19 @@ impl Http1Pool {
         }
     }
 
-    /// Sends `req` (origin-form URI, `Host` set) to `authority` on a pooled or new connection.
+    /// Sends `req` (origin-form URI, `Host` set) to `target` on a pooled or new connection.
     pub(crate) async fn send(
         &self,
-        authority: &str,
+        target: &Target<'_>,
         mut req: Request<Body>,
     ) -> Result<Response<Incoming>, SendError> {
         let settings = &self.inner.settings;
-        let max = settings.max_requests_per_connection;
+        let key = target.key;
         let now = Instant::now();
-        while let Some(mut conn) = self
-            .inner
-            .idle
-            .checkout(authority, |c| judge(settings, c, now))
-        {
+        while let Some(mut conn) = self.inner.idle.checkout(key, |c| judge(settings, c, now)) {
             match conn.conn.try_send_request(req).await {
                 Ok(resp) => {
-                    self.inner.idle.checkin(authority, conn, max);
+                    self.inner.idle.checkin(key, conn, settings);
                     return Ok(resp);
                 }
                 Err(mut e) => match e.take_message() {
@@ -149,18 +168,21 @@ impl Http1Pool {
                 },
             }
         }
-        let mut conn = Box::pin(self.connect(authority)).await?;
+        let mut conn = Box::pin(self.connect(target)).await?;
         let resp = conn
             .conn
             .try_send_request(req)
             .await
             .map_err(SendError::of_try_send)?;
-        self.inner.idle.checkin(authority, conn, max);
+        self.inner.idle.checkin(key, conn, settings);
         Ok(resp)
     }
 
-    async fn connect(&self, authority: &str) -> Result<Idle<http1::SendRequest<Body>>, SendError> {
-        let stream = connect::open(authority, &self.inner.settings.connect)
+    async fn connect(
+        &self,
+        target: &Target<'_>,
+    ) -> Result<Idle<http1::SendRequest<Body>>, SendError> {
+        let stream = connect::open(target, &self.inner.settings.connect)
             .await
             .map_err(SendError::Connect)?;
         // One buffer per write, like the server side (see `server::accept_loop`).
@@ -178,13 +200,13 @@ impl Http1Pool {
         Ok(Idle::new(tx))
     }
 
-    /// Closes idle connections past the idle timeout even when no request comes to notice them,
-    /// as Envoy does.
+    /// Closes idle connections past the idle timeout or `maxConnectionDuration` even when no
+    /// request comes to notice them, as Envoy does.
     fn start_reaper(&self) {
-        let Some(timeout) = self.inner.settings.idle_timeout else {
+        let Some(period) = self.inner.settings.reap_period() else {
             return;
         };
-        self.inner.reaper.start(&self.inner, timeout, |inner, now| {
+        self.inner.reaper.start(&self.inner, period, |inner, now| {
             inner
                 .idle
                 .retain(|c| matches!(judge(&inner.settings, c, now), Verdict::Use | Verdict::Skip));
@@ -245,9 +267,13 @@ mod tests {
                 timeout: Duration::from_secs(2),
                 keepalive: None,
                 tls: None,
+                proxy_protocol: None,
             },
             idle_timeout: idle,
             max_requests_per_connection: max_requests,
+            max_connection_duration: None,
+            max_concurrent_streams: 0,
+            h2_keepalive: None,
         }
     }
 
@@ -257,7 +283,7 @@ mod tests {
             .header(http::header::HOST, "app")
             .body(Body::empty())
             .unwrap();
-        let resp = pool.send(authority, req).await.unwrap();
+        let resp = pool.send(&Target::shared(authority), req).await.unwrap();
         let status = resp.status().as_u16();
         http_body_util::BodyExt::collect(resp.into_body())
             .await
@@ -337,7 +363,7 @@ mod tests {
             .header(http::header::HOST, "app")
             .body(Body::empty())
             .unwrap();
-        match pool.send(&addr, req).await {
+        match pool.send(&Target::shared(&addr), req).await {
             Err(SendError::Connect(reason)) => assert!(reason.contains("tcp connect"), "{reason}"),
             other => panic!("expected a connect failure, got {other:?}"),
         }

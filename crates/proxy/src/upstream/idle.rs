@@ -5,6 +5,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::time::Instant;
 
+use super::http1_pool::PoolSettings;
+
 /// Idle connections one endpoint keeps at most.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
@@ -16,15 +18,19 @@ pub(super) struct Idle<C> {
     pub served: u32,
     /// When it was last checked in.
     pub since: Instant,
+    /// When it was opened (`maxConnectionDuration`).
+    pub born: Instant,
 }
 
 impl<C> Idle<C> {
     /// A connection that has served nothing yet.
     pub(super) fn new(conn: C) -> Self {
+        let now = Instant::now();
         Idle {
             conn,
             served: 0,
-            since: Instant::now(),
+            since: now,
+            born: now,
         }
     }
 }
@@ -81,13 +87,18 @@ impl<C> IdleConns<C> {
     }
 
     /// Counts the request `idle` carried and keeps it for reuse, unless it has carried
-    /// `max_requests` (0: unlimited) or the endpoint already keeps enough.
-    pub(super) fn checkin(&self, authority: &str, mut idle: Idle<C>, max_requests: u32) {
+    /// `maxRequestsPerConnection`, outlived `maxConnectionDuration` or the endpoint already
+    /// keeps enough.
+    pub(super) fn checkin(&self, authority: &str, mut idle: Idle<C>, settings: &PoolSettings) {
         idle.served = idle.served.saturating_add(1);
+        let max_requests = settings.max_requests_per_connection;
         if max_requests > 0 && idle.served >= max_requests {
             return;
         }
         idle.since = Instant::now();
+        if settings.aged(idle.born, idle.since) {
+            return;
+        }
         let mut map = self.lock();
         if let Some(queue) = map.get_mut(authority) {
             if queue.len() < MAX_IDLE_PER_ENDPOINT {

@@ -9,9 +9,12 @@ mod direct;
 mod http1_pool;
 mod http2_pool;
 mod idle;
+mod proxy_protocol;
 mod reaper;
 mod stream;
 
+use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -21,11 +24,12 @@ use sluice_config::policy::PoolLimits;
 
 use crate::body::Body;
 use crate::error::ProxyError;
-use connect::{ConnectSettings, UpstreamTls};
+use connect::{ConnectSettings, Target, UpstreamTls};
 pub use direct::ResponseBody;
 use direct::{DirectPool, Outgoing};
 use http1_pool::{Http1Pool, PoolSettings, SendError};
 use http2_pool::Http2Pool;
+pub use http2_pool::StreamSlot;
 
 /// Istio's default upstream connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,7 +40,8 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 /// otherwise) and HTTP/2.
 ///
 /// A cluster whose DestinationRule changes a connection setting (`connectTimeout`,
-/// `tcpKeepalive`, `idleTimeout`, `maxRequestsPerConnection`) has pools of its own; other
+/// `tcpKeepalive`, `idleTimeout`, `maxRequestsPerConnection`, `maxConnectionDuration`,
+/// `maxConcurrentStreams`, `http2KeepAlive`, `proxyProtocol`) has pools of its own; other
 /// clusters share [`Upstreams`]' pools.
 #[derive(Clone)]
 pub struct ClusterPool {
@@ -45,6 +50,8 @@ pub struct ClusterPool {
     http2: Http2Pool,
     /// Connections speak TLS: the direct client (plain sockets only) is not used.
     tls: bool,
+    /// Connections start with a PROXY header: each serves one downstream connection.
+    proxy_protocol: bool,
 }
 
 impl std::fmt::Debug for ClusterPool {
@@ -57,6 +64,7 @@ impl ClusterPool {
     fn new(settings: PoolSettings) -> Self {
         ClusterPool {
             tls: settings.connect.tls.is_some(),
+            proxy_protocol: settings.connect.proxy_protocol.is_some(),
             direct: DirectPool::new(settings.clone()),
             http1: Http1Pool::new(settings.clone()),
             http2: Http2Pool::new(settings),
@@ -71,6 +79,10 @@ impl ClusterPool {
             && limits.idle_timeout == defaults.idle_timeout
             && limits.tcp_keepalive.is_none()
             && limits.max_requests_per_connection == 0
+            && limits.max_connection_duration.is_none()
+            && limits.max_concurrent_streams == 0
+            && limits.h2_keepalive.is_none()
+            && limits.proxy_protocol.is_none()
             && tls.is_none()
         {
             return None;
@@ -80,11 +92,30 @@ impl ClusterPool {
                 timeout: limits.connect_timeout,
                 keepalive: limits.tcp_keepalive,
                 tls,
+                proxy_protocol: limits.proxy_protocol,
             },
             // `idleTimeout: 0s` (None) keeps idle connections open.
             idle_timeout: limits.idle_timeout,
             max_requests_per_connection: limits.max_requests_per_connection,
+            max_connection_duration: limits.max_connection_duration,
+            max_concurrent_streams: limits.max_concurrent_streams,
+            h2_keepalive: limits.h2_keepalive,
         }))
+    }
+
+    /// The pool key of `authority` for a request from `downstream`: connections that carry a
+    /// PROXY header are not shared between downstream connections (allocates only then).
+    fn key<'a>(
+        &self,
+        authority: &'a str,
+        downstream: Option<(SocketAddr, SocketAddr)>,
+    ) -> Cow<'a, str> {
+        match downstream {
+            Some((src, dst)) if self.proxy_protocol => {
+                Cow::Owned(format!("{authority} {src} {dst}"))
+            }
+            _ => Cow::Borrowed(authority),
+        }
     }
 }
 
@@ -109,24 +140,36 @@ impl Upstreams {
                     timeout: CONNECT_TIMEOUT,
                     keepalive: None,
                     tls: None,
+                    proxy_protocol: None,
                 },
                 idle_timeout: Some(POOL_IDLE),
                 max_requests_per_connection: 0,
+                max_connection_duration: None,
+                max_concurrent_streams: 0,
+                h2_keepalive: None,
             }),
         }
     }
 
     /// Sends a request to `endpoint` through the cluster's own pool when it has one; `h2`
-    /// selects HTTP/2 with prior knowledge.
+    /// selects HTTP/2 with prior knowledge. `downstream` (source, destination) is the client
+    /// connection the request came on, for clusters that send a PROXY header.
     pub async fn send(
         &self,
         mut req: Request<Body>,
         endpoint: &UpstreamEndpoint,
         h2: bool,
         own: Option<&ClusterPool>,
+        downstream: Option<(SocketAddr, SocketAddr)>,
     ) -> Result<Response<Body>, ProxyError> {
         let pools = own.unwrap_or(&self.shared);
         let authority = endpoint.authority.as_str();
+        let key = pools.key(authority, downstream);
+        let target = Target {
+            authority,
+            key: &key,
+            downstream,
+        };
         let sent =
             if h2 {
                 // HTTP/2 carries the scheme and authority as pseudo-headers, taken from the URI.
@@ -148,11 +191,16 @@ impl Upstreams {
                 *req.uri_mut() = http::Uri::from_parts(parts)
                     .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
                 *req.version_mut() = http::Version::HTTP_2;
-                pools.http2.send(authority, req).await.map(into_body)
+                pools.http2.send(&target, req).await.map(|(resp, slot)| {
+                    resp.map(|b| match slot {
+                        Some(slot) => Body::Counted(Box::new((b, slot))),
+                        None => Body::from(b),
+                    })
+                })
             } else if !pools.tls && direct::carries(&req) {
                 pools
                     .direct
-                    .send(authority, &Outgoing::of(&req, authority))
+                    .send(&target, &Outgoing::of(&req, authority))
                     .await
             } else {
                 *req.version_mut() = http::Version::HTTP_11;
@@ -162,7 +210,7 @@ impl Upstreams {
                         req.headers_mut().insert(http::header::HOST, v);
                     }
                 }
-                pools.http1.send(authority, req).await.map(into_body)
+                pools.http1.send(&target, req).await.map(into_body)
             };
         sent.map_err(|e| send_error(authority, e))
     }
@@ -181,9 +229,16 @@ impl Upstreams {
         attempt: Option<&http::HeaderValue>,
         endpoint: &UpstreamEndpoint,
         own: Option<&ClusterPool>,
+        downstream: Option<(SocketAddr, SocketAddr)>,
     ) -> Result<Response<Body>, ProxyError> {
         let pools = own.unwrap_or(&self.shared);
         let authority = endpoint.authority.as_str();
+        let key = pools.key(authority, downstream);
+        let target = Target {
+            authority,
+            key: &key,
+            downstream,
+        };
         let req = Outgoing {
             method: &head.method,
             uri: &head.uri,
@@ -193,7 +248,7 @@ impl Upstreams {
         };
         pools
             .direct
-            .send(authority, &req)
+            .send(&target, &req)
             .await
             .map_err(|e| send_error(authority, e))
     }

@@ -82,7 +82,7 @@ impl ExchangeError {
 /// An upstream HTTP/1.1 connection.
 pub(crate) struct Connection {
     stream: TcpStream,
-    /// The endpoint, the key of the pool's idle list.
+    /// The pool key of its endpoint (see [`super::super::connect::Target`]).
     pub(super) authority: Arc<str>,
     /// Received bytes not consumed yet.
     pub(super) buf: BytesMut,

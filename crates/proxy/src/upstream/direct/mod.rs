@@ -21,7 +21,7 @@ use http::{Method, Request, Response};
 use http_body::Body as _;
 use tokio::time::Instant;
 
-use super::connect;
+use super::connect::{self, Target};
 use super::http1_pool::{PoolSettings, SendError};
 use super::idle::{Idle, IdleConns, Verdict};
 use super::reaper::Reaper;
@@ -59,7 +59,7 @@ struct Inner {
 
 /// Whether an idle connection can take a request.
 fn judge(settings: &PoolSettings, c: &Idle<Connection>, now: Instant) -> Verdict {
-    if settings.expired(c.since, now) || !c.conn.reusable() {
+    if settings.expired(c.since, now) || settings.aged(c.born, now) || !c.conn.reusable() {
         Verdict::Drop
     } else {
         Verdict::Use
@@ -87,10 +87,10 @@ impl DirectPool {
         }
     }
 
-    /// Sends the bodiless request `req` to `authority` on a pooled or new connection.
+    /// Sends the bodiless request `req` to `target` on a pooled or new connection.
     pub(crate) async fn send(
         &self,
-        authority: &str,
+        target: &Target<'_>,
         req: &Outgoing<'_>,
     ) -> Result<Response<Body>, SendError> {
         let head_request = *req.method == Method::HEAD;
@@ -100,13 +100,13 @@ impl DirectPool {
             let pooled = self
                 .inner
                 .idle
-                .checkout(authority, |c| judge(settings, c, now));
+                .checkout(target.key, |c| judge(settings, c, now));
             let reused = pooled.is_some();
             let mut conn = match pooled {
                 Some(c) => c,
                 // Boxed: opening a connection is rare, and its state would otherwise enlarge
                 // every request's future.
-                None => Box::pin(self.connect(authority)).await?,
+                None => Box::pin(self.connect(target)).await?,
             };
             encode_request(req, &mut conn.conn.out);
             match conn.conn.exchange(head_request).await {
@@ -175,28 +175,30 @@ impl DirectPool {
         }
         conn.conn.trim();
         let authority = conn.conn.authority.clone();
-        self.inner.idle.checkin(
-            &authority,
-            conn,
-            self.inner.settings.max_requests_per_connection,
-        );
+        self.inner
+            .idle
+            .checkin(&authority, conn, &self.inner.settings);
     }
 
-    async fn connect(&self, authority: &str) -> Result<Idle<Connection>, SendError> {
-        let stream = connect::tcp(authority, &self.inner.settings.connect)
+    async fn connect(&self, target: &Target<'_>) -> Result<Idle<Connection>, SendError> {
+        let connect = &self.inner.settings.connect;
+        let mut stream = connect::tcp(target.authority, connect)
+            .await
+            .map_err(SendError::Connect)?;
+        connect::send_proxy_header(&mut stream, connect, target.downstream)
             .await
             .map_err(SendError::Connect)?;
         self.start_reaper();
-        Ok(Idle::new(Connection::new(stream, authority.into())))
+        Ok(Idle::new(Connection::new(stream, target.key.into())))
     }
 
-    /// Closes idle connections past the idle timeout, and those the peer closed, even when no
-    /// request comes to notice them, as Envoy does.
+    /// Closes idle connections past the idle timeout or `maxConnectionDuration`, and those the
+    /// peer closed, even when no request comes to notice them, as Envoy does.
     fn start_reaper(&self) {
-        let Some(timeout) = self.inner.settings.idle_timeout else {
+        let Some(period) = self.inner.settings.reap_period() else {
             return;
         };
-        self.inner.reaper.start(&self.inner, timeout, |inner, now| {
+        self.inner.reaper.start(&self.inner, period, |inner, now| {
             inner
                 .idle
                 .retain(|c| matches!(judge(&inner.settings, c, now), Verdict::Use));

@@ -71,9 +71,13 @@ fn pool(idle: Option<Duration>, max_requests: u32) -> DirectPool {
             timeout: Duration::from_secs(2),
             keepalive: None,
             tls: None,
+            proxy_protocol: None,
         },
         idle_timeout: idle,
         max_requests_per_connection: max_requests,
+        max_connection_duration: None,
+        max_concurrent_streams: 0,
+        h2_keepalive: None,
     })
 }
 
@@ -97,7 +101,7 @@ async fn exchange(
     method: Method,
 ) -> (u16, Vec<u8>, Option<http::HeaderMap>) {
     let resp = pool
-        .send(addr, &Outgoing::of(&request(method), addr))
+        .send(&Target::shared(addr), &Outgoing::of(&request(method), addr))
         .await
         .unwrap();
     let status = resp.status().as_u16();
@@ -147,7 +151,10 @@ async fn a_body_larger_than_one_read_arrives_whole() {
     let pool = pool(None, 0);
     for _ in 0..2 {
         let resp = pool
-            .send(&addr, &Outgoing::of(&request(Method::GET), &addr))
+            .send(
+                &Target::shared(&addr),
+                &Outgoing::of(&request(Method::GET), &addr),
+            )
             .await
             .unwrap();
         assert_eq!(resp.body().size_hint().exact(), Some(body.len() as u64));
@@ -249,13 +256,19 @@ async fn a_truncated_body_is_an_error_and_a_dropped_one_closes_the_connection() 
     .await;
     let pool = pool(None, 0);
     let resp = pool
-        .send(&addr, &Outgoing::of(&request(Method::GET), &addr))
+        .send(
+            &Target::shared(&addr),
+            &Outgoing::of(&request(Method::GET), &addr),
+        )
         .await
         .unwrap();
     assert!(resp.into_body().collect().await.is_err());
     // A body dropped half-read leaves its connection unusable: it is not pooled.
     let resp = pool
-        .send(&addr, &Outgoing::of(&request(Method::GET), &addr))
+        .send(
+            &Target::shared(&addr),
+            &Outgoing::of(&request(Method::GET), &addr),
+        )
         .await
         .unwrap();
     drop(resp);
@@ -273,7 +286,10 @@ async fn bad_or_missing_responses_are_resets() {
         let (addr, _) = server(vec![reply.to_vec()], Some(1)).await;
         let pool = pool(None, 0);
         match pool
-            .send(&addr, &Outgoing::of(&request(Method::GET), &addr))
+            .send(
+                &Target::shared(&addr),
+                &Outgoing::of(&request(Method::GET), &addr),
+            )
             .await
         {
             Err(SendError::Reset { error, .. }) => assert!(!error.to_string().is_empty()),
