@@ -59,31 +59,6 @@ const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
                 .is_some_and(|lb| lb.zone_aware_lb_setting.is_some())
         },
     ),
-    ("loadBalancer.warmup", "slow start (`warmup`)", |p| {
-        p.load_balancer
-            .as_ref()
-            .is_some_and(|lb| lb.warmup.is_some())
-    }),
-    (
-        "loadBalancer.warmupDurationSecs",
-        "slow start (`warmupDurationSecs`)",
-        |p| {
-            p.load_balancer
-                .as_ref()
-                .is_some_and(|lb| lb.warmup_duration_secs.is_some())
-        },
-    ),
-    (
-        "loadBalancer.consistentHash.httpCookie.attributes",
-        "cookie `attributes`",
-        |p| {
-            p.load_balancer
-                .as_ref()
-                .and_then(|lb| lb.consistent_hash.as_ref())
-                .and_then(|ch| ch.http_cookie.as_ref())
-                .is_some_and(|c| !c.attributes.is_empty())
-        },
-    ),
     (
         "connectionPool.tcp.maxConnectionDuration",
         "`maxConnectionDuration`",
@@ -124,33 +99,6 @@ const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
                 .is_some_and(|h| h.http2_keep_alive.is_some())
         },
     ),
-    (
-        "outlierDetection.splitExternalLocalOriginErrors",
-        "`splitExternalLocalOriginErrors`",
-        |p| {
-            p.outlier_detection
-                .as_ref()
-                .is_some_and(|o| o.split_external_local_origin_errors.is_some())
-        },
-    ),
-    (
-        "outlierDetection.consecutiveLocalOriginFailures",
-        "`consecutiveLocalOriginFailures`",
-        |p| {
-            p.outlier_detection
-                .as_ref()
-                .is_some_and(|o| o.consecutive_local_origin_failures.is_some())
-        },
-    ),
-    (
-        "outlierDetection.outlierDetectionHttpErrorCodes",
-        "`outlierDetectionHttpErrorCodes`",
-        |p| {
-            p.outlier_detection
-                .as_ref()
-                .is_some_and(|o| !o.outlier_detection_http_error_codes.is_empty())
-        },
-    ),
 ];
 
 /// Fields only a whole `trafficPolicy` has.
@@ -159,7 +107,6 @@ const TRAFFIC_POLICY_UNSUPPORTED: &[Check<TrafficPolicy>] = &[
     ("proxyProtocol", "`proxyProtocol`", |t| {
         t.proxy_protocol.is_some()
     }),
-    ("retryBudget", "`retryBudget`", |t| t.retry_budget.is_some()),
 ];
 
 fn warn(ctx: &mut Ctx<'_>, field: String, what: &str) {
