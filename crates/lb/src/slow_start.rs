@@ -86,7 +86,11 @@ pub(crate) fn draw(
             0.0
         }
     };
-    let total: f64 = endpoints.iter().enumerate().map(|(i, e)| weight(i, e)).sum();
+    let total: f64 = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| weight(i, e))
+        .sum();
     if total <= 0.0 {
         return None;
     }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_lb::{
-    Balancer, EndpointState, FailureKind, LbAlgorithm, LbEndpoint, OutlierConfig, PickContext,
-    Rng, SlowStart,
+    Balancer, EndpointState, FailureKind, LbAlgorithm, LbEndpoint, OutlierConfig, PickContext, Rng,
+    SlowStart,
 };
 
 fn share_of(lb: &Balancer, index: usize, now: Instant) -> f64 {

@@ -143,7 +143,10 @@ mod tests {
         let set = gen.set_cookie.unwrap();
         assert!(set.to_str().unwrap().starts_with("user=\""));
         let set = set.to_str().unwrap();
-        assert!(set.ends_with("; Path=/; Max-Age=60; SameSite=Strict; Secure; HttpOnly"), "{set}");
+        assert!(
+            set.ends_with("; Path=/; Max-Age=60; SameSite=Strict; Secure; HttpOnly"),
+            "{set}"
+        );
         let none = compute(
             &HashKey::Header("x-none".into()),
             &HeaderMap::new(),

@@ -422,7 +422,11 @@ mod tests {
             envoy_ratelimited: true,
             ..RetryOn::default()
         });
-        assert!(retriable_response(&limited, &request, &response(Some(RATELIMITED))));
+        assert!(retriable_response(
+            &limited,
+            &request,
+            &response(Some(RATELIMITED))
+        ));
         assert!(!retriable_response(&limited, &request, &response(None)));
         let headers = policy(RetryOn {
             retriable_headers: true,

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use super::auto_mtls::DrTls;
 use std::time::Duration;
 
+use sluice_model::destination_rule::RetryBudget as RetryBudgetSpec;
 use sluice_model::{
     ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, LoadBalancerSettings,
     OutlierDetection, PortTrafficPolicy, Resource, TrafficPolicy,
 };
-use sluice_model::destination_rule::RetryBudget as RetryBudgetSpec;
 
 use super::destination_rules::DestinationRuleIndex;
 use super::gateway_tls::{resolve_path, secret_name};

@@ -28,16 +28,8 @@ const POLICY_PENDING: &[Check<PortTrafficPolicy>] = &[(
 
 // ----- Unsupported: these stay unenforced. -----
 
-/// Fields of an HTTP rule (`spec.http[i]`).
-const ROUTE_UNSUPPORTED: &[Check<HttpRoute>] = &[(
-    "retries.retryRemoteLocalities",
-    "`retryRemoteLocalities` (sluice has no localities)",
-    |r| {
-        r.retries
-            .as_ref()
-            .is_some_and(|x| x.retry_remote_localities == Some(true))
-    },
-)];
+/// Fields of an HTTP rule (`spec.http[i]`): none left.
+const ROUTE_UNSUPPORTED: &[Check<HttpRoute>] = &[];
 
 /// Fields of a match entry (`spec.http[i].match[j]`).
 const MATCH_UNSUPPORTED: &[Check<HttpMatchRequest>] =
@@ -52,7 +44,7 @@ const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
     }),
     (
         "loadBalancer.zoneAwareLbSetting",
-        "`zoneAwareLbSetting`",
+        "`zoneAwareLbSetting` (Envoy's zone-aware routing weighs zones by how this proxy's own service is spread over them, which sluice does not know; `localityLbSetting` is enforced)",
         |p| {
             p.load_balancer
                 .as_ref()
