@@ -544,3 +544,21 @@ spec:
         ]
     );
 }
+
+/// `tls` with `SIMPLE`: SNI, SANs and `insecureSkipVerify` reach the cluster's upstream TLS.
+#[test]
+fn client_tls_settings_reach_the_cluster() {
+    let s = snapshot(
+        r#"apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    tls: {mode: SIMPLE, sni: api.example.com, insecureSkipVerify: true}
+"#,
+    );
+    let tls = policy(&s, 9080, "").tls.unwrap();
+    assert!(tls.insecure_skip_verify);
+    assert_eq!(tls.sni, "api.example.com");
+}

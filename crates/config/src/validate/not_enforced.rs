@@ -205,6 +205,13 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
                 if s.bind.is_some() {
                     warn(ctx, format!("spec.servers[{i}].bind"), "server `bind`");
                 }
+                if s.name.as_deref().is_some_and(|n| !n.is_empty()) {
+                    warn(
+                        ctx,
+                        format!("spec.servers[{i}].name"),
+                        "server `name` (a stats prefix: sluice has no per-server stats)",
+                    );
+                }
             }
         }
         Spec::ServiceEntry(se) => {
