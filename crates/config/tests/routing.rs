@@ -423,6 +423,8 @@ spec:
 /// `sourceLabels`).
 #[test]
 fn source_namespace_is_a_config_time_filter() {
+    // A proxy of another namespace reaches the service by its full name.
+    const FQDN: &str = "reviews.default.svc.cluster.local";
     let vs = r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -438,11 +440,11 @@ spec:
     let mut frontend = mesh();
     frontend.namespace = "frontend".into();
     assert_eq!(
-        decide(&snapshot(vs, frontend), l, ("GET", "reviews", "/", &[])),
+        decide(&snapshot(vs, frontend), l, ("GET", FQDN, "/", &[])),
         "v2"
     );
     assert_eq!(
-        decide(&snapshot(vs, mesh()), l, ("GET", "reviews", "/", &[])),
+        decide(&snapshot(vs, mesh()), l, ("GET", FQDN, "/", &[])),
         "v1"
     );
 }
