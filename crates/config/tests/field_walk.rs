@@ -152,6 +152,13 @@ const FIELDS: &[(&str, &str, Status)] = &[
         readme: "DestinationRule `proxyProtocol`",
     }),
     ("DestinationRule", "trafficPolicy.retryBudget", E("retry_budget_limits_concurrent_retries")),
+    ("DestinationRule", "trafficPolicy.retryBudget.percent", E("retry_budget_follows_the_active_requests")),
+    ("DestinationRule", "trafficPolicy.retryBudget.minRetryConcurrency", E("retry_budget_limits_concurrent_retries")),
+    ("DestinationRule", "trafficPolicy.retryBudget.budgetInterval", N {
+        spec: "host: a\n  trafficPolicy: {retryBudget: {budgetInterval: 10s}}",
+        at: "spec.trafficPolicy.retryBudget.budgetInterval",
+        readme: "DestinationRule `retryBudget.budgetInterval`",
+    }),
     ("DestinationRule", "trafficPolicy.loadBalancer.simple", E("endpoint_weights_are_honoured_by_round_robin")),
     ("DestinationRule", "trafficPolicy.loadBalancer.simple.PASSTHROUGH", N {
         spec: "host: a\n  trafficPolicy: {loadBalancer: {simple: PASSTHROUGH}}",

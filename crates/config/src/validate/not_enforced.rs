@@ -99,6 +99,15 @@ const TRAFFIC_POLICY_UNSUPPORTED: &[Check<TrafficPolicy>] = &[
     ("proxyProtocol", "`proxyProtocol`", |t| {
         t.proxy_protocol.is_some()
     }),
+    (
+        "retryBudget.budgetInterval",
+        "`retryBudget.budgetInterval` (the budget bounds concurrent retries, as Envoy's does, with no interval)",
+        |t| {
+            t.retry_budget
+                .as_ref()
+                .is_some_and(|b| b.budget_interval.is_some())
+        },
+    ),
 ];
 
 fn warn(ctx: &mut Ctx<'_>, field: String, what: &str) {
