@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use sluice_lb::{
     Balancer, LbAlgorithm, LbEndpoint, Locality, LocalityLayout, Origin, OutlierConfig,
-    PickContext, Placement, StateStore,
+    PickContext, Placement, SlowStart, StateStore,
 };
 
 use crate::policy::{ClusterPolicy, HashAlgorithm, LbPolicy};
@@ -98,6 +98,10 @@ impl Cluster {
             base_ejection_time: o.base_ejection_time,
             max_ejection_percent: o.max_ejection_percent,
             min_health_percent: o.min_health_percent,
+            split_local_origin: o.split_local_origin,
+            consecutive_local_origin: o.consecutive_local_origin,
+            error_codes: (!o.error_codes.is_empty())
+                .then(|| sluice_lb::StatusSet::of(o.error_codes.iter().copied())),
         });
         let lb_endpoints = endpoints
             .iter()
@@ -106,12 +110,18 @@ impl Cluster {
                 LbEndpoint::new(e.endpoint.weight, state)
             })
             .collect();
-        let balancer = Balancer::with_layout(
+        let slow_start = policy.warmup.map(|w| SlowStart {
+            window: w.duration,
+            min_weight: w.minimum_percent / 100.0,
+            aggression: w.aggression,
+        });
+        let balancer = Balancer::build(
             algorithm(&policy),
             lb_endpoints,
             outlier,
             state.counter(&format!("lb-rr|{name}")),
             locality_layout(&name, &policy, proxy, &endpoints, state),
+            slow_start,
         );
         Cluster {
             name,

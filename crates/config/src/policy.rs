@@ -56,6 +56,9 @@ pub struct RetryPolicy {
     /// Backoff base interval (Envoy: max = 10 × base).
     #[serde(with = "duration_ms")]
     pub backoff_base: Duration,
+    /// Retries go to other localities' priority levels (`retryRemoteLocalities`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retry_remote_localities: bool,
 }
 
 /// Retry conditions as flags.
@@ -88,6 +91,13 @@ pub struct RetryOn {
     pub grpc_resource_exhausted: bool,
     /// gRPC status UNAVAILABLE (14).
     pub grpc_unavailable: bool,
+    /// A response carrying one of the headers named by the request's
+    /// `x-envoy-retriable-header-names`.
+    pub retriable_headers: bool,
+    /// A response carrying `x-envoy-ratelimited`.
+    pub envoy_ratelimited: bool,
+    /// A failure after an HTTP/3 connection was made: accepted, never true (no HTTP/3 upstream).
+    pub http3_post_connect_failure: bool,
 }
 
 /// A compiled `HTTPFaultInjection`.
@@ -261,6 +271,9 @@ pub enum HashKey {
         /// Lifetime of a generated cookie (`Some(0)`: session cookie; `None`: never generate).
         #[serde(with = "opt_duration_ms")]
         ttl: Option<Duration>,
+        /// Further attributes of a generated cookie (`SameSite=Strict`, `Secure`, ...), in order.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        attributes: Vec<(String, Option<String>)>,
     },
     /// The downstream peer IP.
     SourceIp,
@@ -284,6 +297,38 @@ pub enum HashAlgorithm {
     },
 }
 
+/// DestinationRule `retryBudget`: concurrent retries are allowed while they stay within
+/// `max(min_retry_concurrency, percent × (active + pending requests))`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryBudget {
+    /// Share (0–100) of the active and pending requests that may be retries (default 20).
+    pub percent: f64,
+    /// Retries always allowed, whatever the traffic (default 3).
+    pub min_retry_concurrency: u32,
+}
+
+impl RetryBudget {
+    /// The most concurrent retries allowed with `requests` active and pending requests.
+    pub fn max_retries(&self, requests: u32) -> u32 {
+        let share = (self.percent.clamp(0.0, 100.0) / 100.0 * f64::from(requests)) as u32;
+        share.max(self.min_retry_concurrency)
+    }
+}
+
+/// Slow start (`warmup` / `warmupDurationSecs`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WarmupPolicy {
+    /// The window.
+    #[serde(with = "duration_ms")]
+    pub duration: Duration,
+    /// The floor, in percent of the weight (default 10).
+    pub minimum_percent: f64,
+    /// The curve (default 1.0: linear).
+    pub aggression: f64,
+}
+
 /// Connection-pool limits (Envoy circuit breakers). `u32::MAX`-like values mean unlimited.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -296,6 +341,10 @@ pub struct PoolLimits {
     pub max_requests: u32,
     /// Max concurrent retries.
     pub max_retries: u32,
+    /// `retryBudget`: replaces `max_retries` with a share of the active requests, as Envoy's
+    /// retry budget does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudget>,
     /// Requests per connection (0 = unlimited).
     pub max_requests_per_connection: u32,
     /// Connect timeout (default 10 s).
@@ -338,6 +387,7 @@ impl Default for PoolLimits {
             max_pending_requests: u32::MAX,
             max_requests: u32::MAX,
             max_retries: u32::MAX,
+            retry_budget: None,
             max_requests_per_connection: 0,
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(3600)),
@@ -406,6 +456,14 @@ pub struct OutlierPolicy {
     pub max_ejection_percent: u32,
     /// Below this share of healthy endpoints, ignore ejections (panic mode); 0 = never.
     pub min_health_percent: u32,
+    /// Local-origin failures are counted apart from upstream errors
+    /// (`splitExternalLocalOriginErrors`).
+    pub split_local_origin: bool,
+    /// Consecutive local-origin failures before ejection, when split (default 5).
+    pub consecutive_local_origin: u32,
+    /// Statuses that count as errors (`outlierDetectionHttpErrorCodes`; empty: every 5xx).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub error_codes: Vec<u16>,
 }
 
 /// The merged DestinationRule policy for one cluster (port and subset).
@@ -425,6 +483,9 @@ pub struct ClusterPolicy {
     /// `localityLbSetting` in force (`None`: disabled); Istio enables it by default.
     #[serde(skip)]
     pub locality: Option<sluice_lb::LocalityPolicy>,
+    /// Slow start (round robin and least request only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<WarmupPolicy>,
 }
 
 impl Default for ClusterPolicy {
@@ -435,6 +496,7 @@ impl Default for ClusterPolicy {
             outlier: None,
             tls: None,
             locality: Some(sluice_lb::LocalityPolicy::default()),
+            warmup: None,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sluice_config::policy::{
     ClusterPolicy, ConsistentHash, H2KeepAlive, HashAlgorithm, HashKey, LbPolicy, OutlierPolicy,
-    PoolLimits, ProxyProtocolVersion, TcpKeepalive,
+    PoolLimits, ProxyProtocolVersion, RetryBudget, TcpKeepalive, WarmupPolicy,
 };
 use sluice_config::{build_snapshot, ProxyConfig, Snapshot};
 use sluice_lb::StateStore;
@@ -60,6 +60,9 @@ fn outlier_defaults() -> OutlierPolicy {
         base_ejection_time: Duration::from_secs(30),
         max_ejection_percent: 10,
         min_health_percent: 0,
+        split_local_origin: false,
+        consecutive_local_origin: 5,
+        error_codes: Vec::new(),
     }
 }
 
@@ -247,6 +250,7 @@ fn load_balancer_variants() {
                     name: "user".into(),
                     path: Some("/".into()),
                     ttl: Some(Duration::ZERO),
+                    attributes: Vec::new(),
                 },
                 algorithm: HashAlgorithm::RingHash {
                     minimum_ring_size: 2048,
@@ -260,6 +264,7 @@ fn load_balancer_variants() {
                     name: "user".into(),
                     path: None,
                     ttl: None,
+                    attributes: Vec::new(),
                 },
                 algorithm: HashAlgorithm::Maglev { table_size: 251 },
             }),
@@ -287,6 +292,7 @@ fn load_balancer_variants() {
                     name: "s".into(),
                     path: None,
                     ttl: Some(Duration::from_secs(10)),
+                    attributes: Vec::new(),
                 },
                 algorithm: HashAlgorithm::RingHash {
                     minimum_ring_size: 1024,
@@ -342,6 +348,7 @@ spec:
             max_pending_requests: 1,
             max_requests: 2,
             max_retries: 6,
+            retry_budget: None,
             max_requests_per_connection: 1,
             connect_timeout: Duration::from_millis(250),
             // For pooled HTTP connections the HTTP idle timeout wins over the TCP one; the TCP
@@ -404,6 +411,16 @@ fn outlier_detection() {
                 base_ejection_time: Duration::from_secs(180),
                 max_ejection_percent: 100,
                 min_health_percent: 50,
+                ..outlier_defaults()
+            }),
+        ),
+        (
+            "{outlierDetection: {splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 2, outlierDetectionHttpErrorCodes: [404, 503]}}",
+            Some(OutlierPolicy {
+                split_local_origin: true,
+                consecutive_local_origin: 2,
+                error_codes: vec![404, 503],
+                ..outlier_defaults()
             }),
         ),
     ];
@@ -509,4 +526,103 @@ spec:
     assert_eq!(pp(9090, "v1"), Some(ProxyProtocolVersion::V2));
     assert_eq!(pp(9080, "v2"), Some(ProxyProtocolVersion::V1));
     assert_eq!(policy(&s, 9080, "v2").pool.max_connections, 1);
+}
+
+/// `warmup`, the deprecated `warmupDurationSecs`, `retryBudget` (top level, replaced by a
+/// subset's) and cookie `attributes` reach the cluster policy with Istio's defaults.
+#[test]
+fn warmup_retry_budget_and_cookie_attributes() {
+    let s = snapshot(
+        r#"apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer:
+      simple: ROUND_ROBIN
+      warmup: {duration: 60s, minimumPercent: {value: 25}, aggression: 2}
+    retryBudget: {percent: {value: 50}}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      loadBalancer: {warmupDurationSecs: 30s}
+      retryBudget: {minRetryConcurrency: 7}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      loadBalancer:
+        consistentHash:
+          httpCookie:
+            name: user
+            ttl: 60s
+            attributes: [{name: SameSite, value: Lax}, {name: Secure}]
+"#,
+    );
+    let top = policy(&s, 9080, "");
+    assert_eq!(
+        top.warmup,
+        Some(WarmupPolicy {
+            duration: Duration::from_secs(60),
+            minimum_percent: 25.0,
+            aggression: 2.0,
+        })
+    );
+    assert_eq!(
+        top.pool.retry_budget,
+        Some(RetryBudget {
+            percent: 50.0,
+            min_retry_concurrency: 3,
+        })
+    );
+    let v1 = policy(&s, 9080, "v1");
+    assert_eq!(
+        v1.warmup,
+        Some(WarmupPolicy {
+            duration: Duration::from_secs(30),
+            minimum_percent: 10.0,
+            aggression: 1.0,
+        })
+    );
+    assert_eq!(
+        v1.pool.retry_budget,
+        Some(RetryBudget {
+            percent: 20.0,
+            min_retry_concurrency: 7,
+        })
+    );
+    let v2 = policy(&s, 9080, "v2");
+    assert_eq!(v2.warmup, None);
+    let LbPolicy::ConsistentHash(ch) = v2.lb else {
+        panic!("{:?}", v2.lb)
+    };
+    let HashKey::Cookie { attributes, .. } = ch.key else {
+        panic!("{:?}", ch.key)
+    };
+    assert_eq!(
+        attributes,
+        vec![
+            ("SameSite".to_string(), Some("Lax".to_string())),
+            ("Secure".to_string(), None)
+        ]
+    );
+}
+
+/// `tls` with `SIMPLE`: SNI, SANs and `insecureSkipVerify` reach the cluster's upstream TLS.
+#[test]
+fn client_tls_settings_reach_the_cluster() {
+    let s = snapshot(
+        r#"apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    tls: {mode: SIMPLE, sni: api.example.com, insecureSkipVerify: true}
+"#,
+    );
+    let tls = policy(&s, 9080, "").tls.unwrap();
+    assert!(tls.insecure_skip_verify);
+    assert_eq!(tls.sni, "api.example.com");
 }

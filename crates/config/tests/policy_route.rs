@@ -83,6 +83,9 @@ const DEFAULT_ON: RetryOn = RetryOn {
     grpc_internal: false,
     grpc_resource_exhausted: false,
     grpc_unavailable: true,
+    retriable_headers: false,
+    envoy_ratelimited: false,
+    http3_post_connect_failure: false,
 };
 
 #[test]
@@ -116,6 +119,10 @@ fn retries_default_disabled_and_overridden() {
   - name: codes-only
     match: [{uri: {prefix: /codes}}]
     retries: {attempts: 1, retryOn: "502,504"}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - name: headers
+    match: [{uri: {prefix: /headers}}]
+    retries: {attempts: 1, retryOn: "retriable-headers,http3-post-connect-failure", retryRemoteLocalities: true}
     route: [{destination: {host: reviews, subset: v1}}]
 "#));
     // Absent: Istio's default policy, which does not retry 503.
@@ -155,6 +162,19 @@ fn retries_default_disabled_and_overridden() {
             retriable_status_codes: true,
             grpc_unavailable: true,
             grpc_deadline_exceeded: true,
+            envoy_ratelimited: true,
+            ..RetryOn::default()
+        }
+    );
+    assert!(!r.retry_remote_localities);
+
+    let h = policy(&s, "headers").retry.clone().unwrap();
+    assert!(h.retry_remote_localities);
+    assert_eq!(
+        h.retry_on,
+        RetryOn {
+            retriable_headers: true,
+            http3_post_connect_failure: true,
             ..RetryOn::default()
         }
     );

@@ -418,3 +418,71 @@ spec:
         "status:410"
     );
 }
+
+/// `sourceNamespace` keeps a rule only in proxies of that namespace (config time, like
+/// `sourceLabels`).
+#[test]
+fn source_namespace_is_a_config_time_filter() {
+    // A proxy of another namespace reaches the service by its full name.
+    const FQDN: &str = "reviews.default.svc.cluster.local";
+    let vs = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{sourceNamespace: frontend}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+"#;
+    let l = MESH_9080.parse().unwrap();
+    let mut frontend = mesh();
+    frontend.namespace = "frontend".into();
+    assert_eq!(
+        decide(&snapshot(vs, frontend), l, ("GET", FQDN, "/", &[])),
+        "v2"
+    );
+    assert_eq!(
+        decide(&snapshot(vs, mesh()), l, ("GET", FQDN, "/", &[])),
+        "v1"
+    );
+}
+
+/// `redirectCode` and `derivePort: FROM_REQUEST_PORT` shape the redirect.
+#[test]
+fn redirect_code_and_derive_port() {
+    let s = snapshot(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - redirect: {uri: /moved, authority: new.example.com, redirectCode: 308, derivePort: FROM_REQUEST_PORT}
+"#,
+        mesh(),
+    );
+    let l = MESH_9080.parse().unwrap();
+    assert_eq!(
+        decide(&s, l, ("GET", "reviews", "/x", &[])),
+        "redirect:http://new.example.com:9080/moved"
+    );
+    let info_headers = HeaderMap::new();
+    let info = RequestInfo {
+        method: "GET",
+        scheme: "http",
+        authority: "reviews",
+        path_and_query: "/x",
+        headers: &info_headers,
+        extensions: None,
+    };
+    let Routed::Matched(m) = route(s.listener(l).unwrap(), &info) else {
+        panic!("no route")
+    };
+    let RouteAction::Redirect(r) = &m.route.action else {
+        panic!("not a redirect")
+    };
+    assert_eq!(r.code, 308);
+}

@@ -15,6 +15,7 @@ use crate::random::{Rng, WeightedRandom};
 use crate::ring_hash::RingHash;
 use crate::schedule::WeightedSchedule;
 use crate::selection::{candidates, Candidates};
+use crate::slow_start::{self, SlowStart};
 use crate::state::StateStore;
 
 /// DestinationRule `loadBalancer`, as the balancer needs it (`PASSTHROUGH` is not balancing and
@@ -54,6 +55,9 @@ pub struct PickContext<'a> {
     /// Endpoint indices tried by earlier attempts of this request, to avoid on retry (Istio
     /// omits this with consistent hashing: pass `&[]` there).
     pub exclude: &'a [usize],
+    /// A retry that should leave the priority levels (localities) of `exclude` for others
+    /// (`retryRemoteLocalities`, Envoy's `previous_priorities`); ignored without localities.
+    pub other_levels: bool,
 }
 
 impl PickContext<'static> {
@@ -72,6 +76,7 @@ impl PickContext<'static> {
             random,
             hash: None,
             exclude: &[],
+            other_levels: false,
         }
     }
 }
@@ -89,6 +94,15 @@ impl<'a> PickContext<'a> {
             random: self.random,
             hash: self.hash,
             exclude,
+            other_levels: self.other_levels,
+        }
+    }
+
+    /// The same context, moving retries to other priority levels (`retryRemoteLocalities`).
+    pub fn other_levels(self, other_levels: bool) -> Self {
+        PickContext {
+            other_levels,
+            ..self
         }
     }
 }
@@ -111,6 +125,8 @@ struct Inner {
     outlier: Option<OutlierDetector>,
     /// Priority levels and weighted localities; `None` keeps the flat path.
     locality: Option<LocalityLayout>,
+    /// Slow start (round robin and least request only).
+    slow_start: Option<SlowStart>,
 }
 
 /// An immutable balancer for one cluster's endpoints, built at compile time and cheap to clone.
@@ -142,6 +158,25 @@ impl Balancer {
         rr_counter: Arc<AtomicU64>,
         locality: Option<LocalityLayout>,
     ) -> Self {
+        Balancer::build(algorithm, endpoints, outlier, rr_counter, locality, None)
+    }
+
+    /// Like [`Balancer::with_layout`], with slow start for round robin and least request
+    /// (ignored by the other algorithms, as in Envoy).
+    pub fn build(
+        algorithm: LbAlgorithm,
+        endpoints: Vec<LbEndpoint>,
+        outlier: Option<OutlierConfig>,
+        rr_counter: Arc<AtomicU64>,
+        locality: Option<LocalityLayout>,
+        slow_start: Option<SlowStart>,
+    ) -> Self {
+        let slow_start = slow_start.filter(|_| {
+            matches!(
+                algorithm,
+                LbAlgorithm::RoundRobin | LbAlgorithm::LeastRequest
+            )
+        });
         let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
         let named =
             || -> Vec<(&str, u32)> { endpoints.iter().map(|e| (e.address(), e.weight)).collect() };
@@ -164,6 +199,7 @@ impl Balancer {
                 kind,
                 outlier: outlier.map(OutlierDetector::new),
                 locality,
+                slow_start,
             }),
         }
     }
@@ -215,6 +251,11 @@ impl Balancer {
         self.inner.endpoints.is_empty()
     }
 
+    /// The slow-start settings, when `warmup` applies.
+    pub fn slow_start(&self) -> Option<&SlowStart> {
+        self.inner.slow_start.as_ref()
+    }
+
     /// The outlier detector, when `outlierDetection` is configured.
     pub fn outlier(&self) -> Option<&OutlierDetector> {
         self.inner.outlier.as_ref()
@@ -229,6 +270,7 @@ impl Balancer {
                 &inner.endpoints,
                 inner.outlier.as_ref(),
                 ctx.exclude,
+                ctx.other_levels,
                 ctx.now,
                 &mut rng,
             );
@@ -256,6 +298,12 @@ impl Balancer {
         }
         let mask = candidates.mask();
         let allowed = |i: usize| mask.is_none_or(|m| m.get(i).copied().unwrap_or(false));
+        if let Some(ss) = &inner.slow_start {
+            let now = ctx.now.unwrap_or_else(Instant::now);
+            if ss.any_warming(&inner.endpoints, now) {
+                return self.pick_warming(ss, now, &allowed, &mut rng);
+            }
+        }
         let choice = match &inner.kind {
             Kind::RoundRobin(schedule) => {
                 (0..schedule.len()).find_map(|_| schedule.next().filter(|&i| allowed(i)))
@@ -281,6 +329,27 @@ impl Balancer {
             None => inner.weights.pick(&mut rng),
             Some(_) => inner.weights.pick_where(&mut rng, allowed),
         })
+    }
+
+    /// A pick while some endpoint warms up: draws by effective weight (Envoy's schedule over
+    /// the same weights gives the same shares); least request compares two such draws.
+    fn pick_warming(
+        &self,
+        ss: &SlowStart,
+        now: Instant,
+        allowed: &dyn Fn(usize) -> bool,
+        rng: &mut Rng,
+    ) -> Option<usize> {
+        let endpoints = &self.inner.endpoints;
+        let first = slow_start::draw(ss, endpoints, now, rng, allowed)?;
+        if !matches!(self.inner.kind, Kind::LeastRequest(_)) {
+            return Some(first);
+        }
+        let in_flight = |i: usize| endpoints.get(i).map_or(u64::MAX, |e| e.state.in_flight());
+        match slow_start::draw(ss, endpoints, now, rng, |i| i != first && allowed(i)) {
+            Some(second) if in_flight(second) < in_flight(first) => Some(second),
+            _ => Some(first),
+        }
     }
 
     /// Counts a request to endpoint `index` as in flight until the guard is dropped.

@@ -71,7 +71,8 @@ impl OutlierDetector {
         Some(outlier.eject(now, &self.config, reason))
     }
 
-    /// Reports an upstream status: below 500 is a success, otherwise a failure.
+    /// Reports an upstream status: an error (the configured codes, else any 5xx) or a gateway
+    /// error is a failure, anything else a success.
     pub fn record_status(
         &self,
         endpoints: &[LbEndpoint],
@@ -79,7 +80,7 @@ impl OutlierDetector {
         status: u16,
         now: Instant,
     ) -> Option<Ejection> {
-        if status < 500 {
+        if !self.config.is_error_status(status) && !matches!(status, 502..=504) {
             self.record_success(endpoints, index);
             None
         } else {
@@ -189,6 +190,64 @@ mod tests {
             d.record_failure(&eps, 0, FailureKind::Status(404), t0),
             None
         );
+    }
+
+    #[test]
+    fn split_local_origin_failures_feed_their_own_run() {
+        let d = OutlierDetector::new(OutlierConfig {
+            consecutive_5xx: 2,
+            split_local_origin: true,
+            consecutive_local_origin: 3,
+            ..OutlierConfig::default()
+        });
+        let eps = endpoints(1);
+        let t0 = Instant::now();
+        // Local-origin failures no longer count as 5xx...
+        for _ in 0..2 {
+            assert_eq!(
+                d.record_failure(&eps, 0, FailureKind::ConnectFailure, t0),
+                None
+            );
+        }
+        // ...a response (even a 5xx) restarts the local-origin run...
+        assert_eq!(d.record_status(&eps, 0, 500, t0), None);
+        d.record_failure(&eps, 0, FailureKind::Reset, t0);
+        d.record_failure(&eps, 0, FailureKind::Timeout, t0);
+        // ...and the local-origin run ejects on its own threshold.
+        let e = d
+            .record_failure(&eps, 0, FailureKind::ConnectFailure, t0)
+            .unwrap();
+        assert_eq!(e.reason, EjectionReason::ConsecutiveLocalOriginFailures);
+        // Not split: connect failures are 5xx, as before.
+        let joined = OutlierDetector::new(OutlierConfig {
+            consecutive_5xx: 2,
+            ..OutlierConfig::default()
+        });
+        let eps = endpoints(1);
+        joined.record_failure(&eps, 0, FailureKind::ConnectFailure, t0);
+        let e = joined
+            .record_failure(&eps, 0, FailureKind::ConnectFailure, t0)
+            .unwrap();
+        assert_eq!(e.reason, EjectionReason::Consecutive5xx);
+    }
+
+    #[test]
+    fn http_error_codes_choose_what_counts_as_an_error() {
+        let d = OutlierDetector::new(OutlierConfig {
+            consecutive_5xx: 2,
+            error_codes: Some(crate::outlier::StatusSet::of([404, 500])),
+            ..OutlierConfig::default()
+        });
+        let eps = endpoints(1);
+        let t0 = Instant::now();
+        assert_eq!(d.record_status(&eps, 0, 404, t0), None);
+        // 501 is not in the list: a success for the error run.
+        assert_eq!(d.record_status(&eps, 0, 501, t0), None);
+        assert_eq!(d.record_status(&eps, 0, 404, t0), None);
+        let e = d.record_status(&eps, 0, 500, t0).unwrap();
+        assert_eq!(e.reason, EjectionReason::Consecutive5xx);
+        assert!(d.config().is_error_status(404));
+        assert!(!d.config().is_error_status(503));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::outlier::OutlierState;
 
@@ -15,15 +16,37 @@ pub struct EndpointState {
     address: String,
     in_flight: AtomicU64,
     outlier: OutlierState,
+    /// When the endpoint joined the cluster (slow start counts from here).
+    created: Instant,
 }
 
 impl EndpointState {
     /// Fresh state for `address` (`host:port`, also the consistent-hash identity).
     pub fn new(address: impl Into<String>) -> Self {
+        EndpointState::new_at(address, Instant::now())
+    }
+
+    /// Fresh state for `address` that joined the cluster at `created` (tests with a fake clock).
+    pub fn new_at(address: impl Into<String>, created: Instant) -> Self {
         EndpointState {
             address: address.into(),
             in_flight: AtomicU64::new(0),
             outlier: OutlierState::default(),
+            created,
+        }
+    }
+
+    /// When the endpoint joined the cluster (its state was first created).
+    pub fn created(&self) -> Instant {
+        self.created
+    }
+
+    /// Since when the endpoint has been serving without interruption at `now`: the later of
+    /// joining the cluster and the end of its last ejection (what slow start counts from).
+    pub fn serving_since(&self, now: Instant) -> Instant {
+        match self.outlier.returned_at(now) {
+            Some(t) if t > self.created => t,
+            _ => self.created,
         }
     }
 

@@ -96,6 +96,7 @@ impl LocalityLayout {
         endpoints: &[LbEndpoint],
         outlier: Option<&OutlierDetector>,
         exclude: &[usize],
+        other_levels: bool,
         now: Option<Instant>,
         rng: &mut Rng,
     ) -> Candidates {
@@ -127,6 +128,23 @@ impl LocalityLayout {
             totals[l] = (up, total);
         }
         let n = self.levels.len();
+        if other_levels && !exclude.is_empty() {
+            // Envoy's previous_priorities: levels already tried count as unavailable, unless
+            // that leaves none.
+            let mut left = health;
+            for (l, level) in self.levels.iter().enumerate() {
+                let tried = level
+                    .groups
+                    .iter()
+                    .any(|g| g.members.iter().any(|i| exclude.contains(i)));
+                if tried {
+                    left[l] = 0;
+                }
+            }
+            if left[..n].iter().any(|&h| h > 0) {
+                health = left;
+            }
+        }
         let (level_index, panic) = match priority_loads(&health[..n]) {
             Some(loads) => {
                 let l = level_for_roll(&loads[..n], rng.below(100) as u32);

@@ -42,6 +42,7 @@ pub mod random;
 pub mod ring_hash;
 pub mod schedule;
 pub mod selection;
+pub mod slow_start;
 pub mod state;
 
 pub use balancer::{Balancer, LbAlgorithm, PickContext};
@@ -54,10 +55,11 @@ pub use locality::Locality;
 pub use locality_policy::{Distribute, LocalityPolicy, Origin, Placement};
 pub use maglev::Maglev;
 pub use outlier::{
-    Ejection, EjectionReason, FailureKind, OutlierConfig, OutlierState, OutlierStatus,
+    Ejection, EjectionReason, FailureKind, OutlierConfig, OutlierState, OutlierStatus, StatusSet,
 };
 pub use random::{fresh_seed, Rng, WeightedRandom};
 pub use ring_hash::RingHash;
 pub use schedule::WeightedSchedule;
 pub use selection::Candidates;
+pub use slow_start::SlowStart;
 pub use state::StateStore;

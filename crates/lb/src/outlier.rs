@@ -1,5 +1,6 @@
-//! Consecutive-error outlier detection for one endpoint (Envoy's `consecutive_5xx` and
-//! `consecutive_gateway_failure` detectors), with the clock injected as `now: Instant`.
+//! Consecutive-error outlier detection for one endpoint (Envoy's `consecutive_5xx`,
+//! `consecutive_gateway_failure` and, with `split_external_local_origin_errors`,
+//! `consecutive_local_origin_failure` detectors), with the clock injected as `now: Instant`.
 //!
 //! Cluster-wide rules (`maxEjectionPercent`, `minHealthPercent`) live in
 //! [`OutlierDetector`](crate::OutlierDetector); this file is the per-endpoint state, which is
@@ -39,6 +40,45 @@ pub struct OutlierConfig {
     /// `minHealthPercent`: below this share of healthy endpoints, ejections are ignored (panic
     /// mode); 0 never panics, so a cluster whose endpoints are all ejected has none (503 `UH`).
     pub min_health_percent: u32,
+    /// `splitExternalLocalOriginErrors`: local-origin failures (connect failures, resets,
+    /// timeouts) feed their own run instead of the 5xx and gateway-error runs.
+    pub split_local_origin: bool,
+    /// `consecutiveLocalOriginFailures` (used when split; Envoy's default 5); 0 disables.
+    pub consecutive_local_origin: u32,
+    /// `outlierDetectionHttpErrorCodes`: the statuses that count as errors for the 5xx run
+    /// (`None`: every 5xx).
+    pub error_codes: Option<StatusSet>,
+}
+
+/// A set of HTTP statuses 100–599 as a bitset (small and `Copy`, so the config stays `Copy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusSet([u64; 8]);
+
+impl StatusSet {
+    /// The set of `codes` (values outside 100–599 are ignored).
+    pub fn of(codes: impl IntoIterator<Item = u16>) -> Self {
+        let mut set = StatusSet::default();
+        for c in codes {
+            if (100..600).contains(&c) {
+                let bit = usize::from(c - 100);
+                if let Some(word) = set.0.get_mut(bit / 64) {
+                    *word |= 1 << (bit % 64);
+                }
+            }
+        }
+        set
+    }
+
+    /// Whether `status` is in the set.
+    pub fn contains(&self, status: u16) -> bool {
+        if !(100..600).contains(&status) {
+            return false;
+        }
+        let bit = usize::from(status - 100);
+        self.0
+            .get(bit / 64)
+            .is_some_and(|w| w & (1 << (bit % 64)) != 0)
+    }
 }
 
 impl Default for OutlierConfig {
@@ -51,6 +91,9 @@ impl Default for OutlierConfig {
             base_ejection_time: Duration::from_secs(30),
             max_ejection_percent: 10,
             min_health_percent: 0,
+            split_local_origin: false,
+            consecutive_local_origin: 5,
+            error_codes: None,
         }
     }
 }
@@ -59,6 +102,14 @@ impl OutlierConfig {
     /// The longest single ejection: `max(base_ejection_time, 300 s)`.
     pub fn max_ejection_time(&self) -> Duration {
         self.base_ejection_time.max(MAX_EJECTION_TIME)
+    }
+
+    /// Whether an upstream status counts as an error (the configured codes, else any 5xx).
+    pub fn is_error_status(&self, status: u16) -> bool {
+        match &self.error_codes {
+            Some(set) => set.contains(status),
+            None => (500..600).contains(&status),
+        }
     }
 
     /// How long an ejection with this multiplier lasts (capped by [`Self::max_ejection_time`]).
@@ -83,6 +134,11 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// A failure that happened in the proxy (connect failure, reset, timeout), not a response.
+    pub fn is_local_origin(self) -> bool {
+        !matches!(self, FailureKind::Status(_))
+    }
+
     /// Counts toward `consecutive5xxErrors`: any 5xx and every local-origin failure.
     pub fn is_5xx(self) -> bool {
         match self {
@@ -107,6 +163,8 @@ pub enum EjectionReason {
     Consecutive5xx,
     /// `consecutiveGatewayErrors` was reached.
     ConsecutiveGatewayErrors,
+    /// `consecutiveLocalOriginFailures` was reached (split mode only).
+    ConsecutiveLocalOriginFailures,
 }
 
 /// An ejection that just happened (for logs and metrics).
@@ -131,6 +189,8 @@ pub struct OutlierStatus {
     pub consecutive_5xx: u32,
     /// Current run of gateway errors / local-origin failures.
     pub consecutive_gateway_errors: u32,
+    /// Current run of local-origin failures (split mode).
+    pub consecutive_local_origin: u32,
     /// Ejection-time multiplier (after decay up to the time asked).
     pub multiplier: u32,
     /// Total ejections of this endpoint.
@@ -144,6 +204,8 @@ struct Record {
     times_ejected: u32,
     /// Start of the un-ejected time not yet used to decay the multiplier.
     decay_from: Option<Instant>,
+    /// When the last ejection ended (slow start counts from here).
+    returned_at: Option<Instant>,
 }
 
 /// Outlier state of one endpoint: failure runs (atomics, updated per response) and the ejection
@@ -152,8 +214,11 @@ struct Record {
 pub struct OutlierState {
     consecutive_5xx: AtomicU32,
     consecutive_gateway: AtomicU32,
+    consecutive_local: AtomicU32,
     /// Fast-path hint: `false` means "certainly not ejected" without taking the lock.
     ejected: AtomicBool,
+    /// Fast-path hint: `false` means "never ejected", so there is no return time to read.
+    ever_ejected: AtomicBool,
     record: Mutex<Record>,
 }
 
@@ -175,25 +240,63 @@ impl OutlierState {
         rec.ejected_until.is_some()
     }
 
-    /// A response that is not an error: both failure runs restart.
+    /// When the endpoint last came back from an ejection, as of `now` (`None`: never ejected,
+    /// or still ejected). Reads the lock only for endpoints that were ejected at least once.
+    pub fn returned_at(&self, now: Instant) -> Option<Instant> {
+        if !self.ever_ejected.load(Ordering::Acquire) {
+            return None;
+        }
+        let rec = self.record();
+        match rec.ejected_until {
+            Some(until) if now >= until => Some(until),
+            Some(_) => None,
+            None => rec.returned_at,
+        }
+    }
+
+    /// A response that is not an error: every failure run restarts.
     pub fn record_success(&self) {
         // Avoid writing the shared cache line on the common path.
-        if self.consecutive_5xx.load(Ordering::Relaxed) != 0 {
-            self.consecutive_5xx.store(0, Ordering::Relaxed);
-        }
-        if self.consecutive_gateway.load(Ordering::Relaxed) != 0 {
-            self.consecutive_gateway.store(0, Ordering::Relaxed);
+        for run in [
+            &self.consecutive_5xx,
+            &self.consecutive_gateway,
+            &self.consecutive_local,
+        ] {
+            if run.load(Ordering::Relaxed) != 0 {
+                run.store(0, Ordering::Relaxed);
+            }
         }
     }
 
     /// Counts a failure; returns which threshold it reached, if any, and restarts that run (as
-    /// Envoy does, whether or not the ejection is then allowed). A `Status` below 500 is a success.
+    /// Envoy does, whether or not the ejection is then allowed). A `Status` that is neither an
+    /// error (the configured codes, else 5xx) nor a gateway error is a success.
     pub fn record_failure(
         &self,
         kind: FailureKind,
         config: &OutlierConfig,
     ) -> Option<EjectionReason> {
-        if !kind.is_5xx() {
+        if config.split_local_origin {
+            if kind.is_local_origin() {
+                // Split: local-origin failures only feed their own detector.
+                let run = self.consecutive_local.fetch_add(1, Ordering::Relaxed) + 1;
+                let limit = config.consecutive_local_origin;
+                if limit > 0 && run >= limit {
+                    self.consecutive_local.store(0, Ordering::Relaxed);
+                    return Some(EjectionReason::ConsecutiveLocalOriginFailures);
+                }
+                return None;
+            }
+            // A response arrived, so the connection worked: the local-origin run restarts.
+            if self.consecutive_local.load(Ordering::Relaxed) != 0 {
+                self.consecutive_local.store(0, Ordering::Relaxed);
+            }
+        }
+        let is_error = match kind {
+            FailureKind::Status(s) => config.is_error_status(s),
+            _ => true,
+        };
+        if !is_error && !kind.is_gateway_error() {
             self.record_success();
             return None;
         }
@@ -204,7 +307,12 @@ impl OutlierState {
             self.consecutive_gateway.store(0, Ordering::Relaxed);
             0
         };
-        let any = self.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1;
+        let any = if is_error {
+            self.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.consecutive_5xx.store(0, Ordering::Relaxed);
+            0
+        };
         let gw_limit = config.consecutive_gateway_errors;
         if gw_limit > 0 && gateway >= gw_limit {
             self.consecutive_gateway.store(0, Ordering::Relaxed);
@@ -237,6 +345,7 @@ impl OutlierState {
         rec.decay_from = None;
         rec.times_ejected = rec.times_ejected.saturating_add(1);
         self.ejected.store(true, Ordering::Release);
+        self.ever_ejected.store(true, Ordering::Release);
         Ejection {
             reason,
             until,
@@ -262,6 +371,7 @@ impl OutlierState {
             multiplier: rec.multiplier,
             times_ejected: rec.times_ejected,
             decay_from: rec.decay_from.or(rec.ejected_until.filter(|&t| now >= t)),
+            returned_at: None,
         };
         if view.ejected_until.is_none() {
             decay(&mut view, now, config);
@@ -270,6 +380,7 @@ impl OutlierState {
             ejected_until: view.ejected_until,
             consecutive_5xx: self.consecutive_5xx.load(Ordering::Relaxed),
             consecutive_gateway_errors: self.consecutive_gateway.load(Ordering::Relaxed),
+            consecutive_local_origin: self.consecutive_local.load(Ordering::Relaxed),
             multiplier: view.multiplier,
             times_ejected: view.times_ejected,
         }
@@ -280,9 +391,11 @@ impl OutlierState {
             Some(until) if now >= until => {
                 rec.ejected_until = None;
                 rec.decay_from = Some(until);
-                // Envoy restarts both runs on un-ejection, so stale counts cannot re-eject at once.
+                rec.returned_at = Some(until);
+                // Envoy restarts the runs on un-ejection, so stale counts cannot re-eject at once.
                 self.consecutive_5xx.store(0, Ordering::Relaxed);
                 self.consecutive_gateway.store(0, Ordering::Relaxed);
+                self.consecutive_local.store(0, Ordering::Relaxed);
                 self.ejected.store(false, Ordering::Release);
                 true
             }

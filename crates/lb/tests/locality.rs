@@ -248,3 +248,34 @@ fn a_proxy_the_rule_does_not_match_balances_over_everything() {
     assert!(lb.layout().is_none());
     assert_eq!(counts(&lb, 400, Instant::now()), vec![100; 4]);
 }
+
+/// `retryRemoteLocalities`: a retry leaves the levels already tried (Envoy's
+/// `previous_priorities`); without it, a retry stays in the local level.
+#[test]
+fn remote_retries_leave_the_tried_levels() {
+    let now = Instant::now();
+    let localities = ["region1/zone1", "region1/zone1", "region2/zone3"];
+    for algorithm in [LbAlgorithm::RoundRobin, LbAlgorithm::LeastRequest] {
+        let lb = balancer(
+            algorithm,
+            &localities,
+            "region1/zone1",
+            &LocalityPolicy::default(),
+            Some(outlier()),
+        );
+        let mut rng = Rng::new(3);
+        for _ in 0..50 {
+            let tried = [0usize];
+            let local = PickContext::new(now, rng.next_u64()).excluding(&tried);
+            assert_eq!(lb.pick(&local), Some(1), "{algorithm:?}");
+            let remote = local.other_levels(true);
+            assert_eq!(lb.pick(&remote), Some(2), "{algorithm:?}");
+            // Every level tried: the levels count again rather than leaving nothing.
+            let all = [0usize, 1, 2];
+            let ctx = PickContext::new(now, rng.next_u64())
+                .excluding(&all)
+                .other_levels(true);
+            assert!(lb.pick(&ctx).is_some());
+        }
+    }
+}

@@ -136,11 +136,20 @@ impl ClusterRuntime {
         self.try_take().then(|| ActiveGuard(self.clone()))
     }
 
-    /// Takes a retry slot (`maxRetries` concurrent retries per cluster).
+    /// Takes a retry slot: `maxRetries` concurrent retries per cluster or, with a retry budget,
+    /// its share of the active and pending requests (Envoy ignores `maxRetries` then).
     pub fn try_retry(self: &Arc<Self>) -> Option<RetryGuard> {
+        let max = match &self.limits.retry_budget {
+            Some(budget) => budget.max_retries(
+                self.active
+                    .load(Ordering::Acquire)
+                    .saturating_add(self.pending.load(Ordering::Acquire)),
+            ),
+            None => self.limits.max_retries,
+        };
         self.retries
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
-                (r < self.limits.max_retries).then_some(r + 1)
+                (r < max).then_some(r + 1)
             })
             .ok()
             .map(|_| RetryGuard(self.clone()))
@@ -256,6 +265,32 @@ mod tests {
         assert!(rt.admit().await.is_err(), "third request must overflow");
         drop(first);
         assert!(waiting.await.unwrap().is_ok());
+        assert_eq!(rt.active(), 0);
+    }
+
+    /// Envoy's retry budget: `max(minRetryConcurrency, percent × active)` concurrent retries,
+    /// whatever `maxRetries` says.
+    #[test]
+    fn retry_budget_follows_the_active_requests() {
+        let limits = PoolLimits {
+            max_retries: 100,
+            retry_budget: Some(sluice_config::policy::RetryBudget {
+                percent: 20.0,
+                min_retry_concurrency: 2,
+            }),
+            ..PoolLimits::default()
+        };
+        let rts = ClusterRuntimes::default();
+        let rt = rts.get("c", &limits, false, None);
+        // Few requests: the minimum concurrency applies.
+        let a = rt.try_retry().unwrap();
+        let b = rt.try_retry().unwrap();
+        assert!(rt.try_retry().is_none());
+        // Twenty active requests: 20 % of them, 4 retries.
+        let active: Vec<_> = (0..20).map(|_| rt.try_admit().unwrap()).collect();
+        let more: Vec<_> = (0..2).map(|_| rt.try_retry().unwrap()).collect();
+        assert!(rt.try_retry().is_none());
+        drop((a, b, more, active));
         assert_eq!(rt.active(), 0);
     }
 

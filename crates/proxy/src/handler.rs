@@ -586,8 +586,14 @@ async fn proxy(
     let hash = plan.hash.hash;
     // Istio omits the previous-hosts predicate with consistent hashing.
     let consistent = matches!(cluster.policy.lb, LbPolicy::ConsistentHash(_));
+    let remote = policy
+        .retry
+        .as_ref()
+        .is_some_and(|r| r.retry_remote_localities);
     let pick = |avoid: &[usize]| {
-        let ctx = PickContext::at_pick_time(sluice_lb::fresh_seed()).with_hash(hash);
+        let ctx = PickContext::at_pick_time(sluice_lb::fresh_seed())
+            .with_hash(hash)
+            .other_levels(remote);
         cluster
             .balancer()
             .pick(&ctx.excluding(if consistent { &[] } else { avoid }))

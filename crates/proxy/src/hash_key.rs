@@ -55,7 +55,12 @@ pub fn compute(
             hash: query_value(path_and_query, name).map(|v| hash_key(v.as_bytes())),
             set_cookie: None,
         },
-        HashKey::Cookie { name, path, ttl } => {
+        HashKey::Cookie {
+            name,
+            path,
+            ttl,
+            attributes,
+        } => {
             if let Some(v) = cookie_value(headers, name) {
                 return RequestHash {
                     hash: Some(hash_key(v.as_bytes())),
@@ -72,6 +77,18 @@ pub fn compute(
             }
             if !ttl.is_zero() {
                 cookie.push_str(&format!("; Max-Age={}", ttl.as_secs()));
+            }
+            // Envoy writes the attributes in order, before the `HttpOnly` it always adds.
+            for (attr, value) in attributes {
+                if attr.eq_ignore_ascii_case("HttpOnly") {
+                    continue;
+                }
+                cookie.push_str("; ");
+                cookie.push_str(attr);
+                if let Some(v) = value {
+                    cookie.push('=');
+                    cookie.push_str(v);
+                }
             }
             cookie.push_str("; HttpOnly");
             RequestHash {
@@ -107,6 +124,7 @@ mod tests {
                 name: "session".into(),
                 path: None,
                 ttl: None,
+                attributes: Vec::new(),
             },
             &h,
             "/",
@@ -120,6 +138,10 @@ mod tests {
                 name: "user".into(),
                 path: Some("/".into()),
                 ttl: Some(Duration::from_secs(60)),
+                attributes: vec![
+                    ("SameSite".into(), Some("Strict".into())),
+                    ("Secure".into(), None),
+                ],
             },
             &HeaderMap::new(),
             "/",
@@ -127,7 +149,11 @@ mod tests {
         );
         let set = gen.set_cookie.unwrap();
         assert!(set.to_str().unwrap().starts_with("user=\""));
-        assert!(set.to_str().unwrap().contains("Max-Age=60"));
+        let set = set.to_str().unwrap();
+        assert!(
+            set.ends_with("; Path=/; Max-Age=60; SameSite=Strict; Secure; HttpOnly"),
+            "{set}"
+        );
         let none = compute(
             &HashKey::Header("x-none".into()),
             &HeaderMap::new(),

@@ -39,14 +39,40 @@ pub struct Failed {
     pub retries_exhausted: bool,
 }
 
-/// Whether a response is retriable under `on`.
-fn retriable_response(p: &RetryPolicy, resp: &Response<Body>) -> bool {
+/// Envoy's request header naming response headers that make a response retriable (with
+/// `retriable-headers`).
+const RETRIABLE_HEADER_NAMES: &str = "x-envoy-retriable-header-names";
+
+/// Envoy's response header of a rate-limited request (`envoy-ratelimited`).
+const RATELIMITED: &str = "x-envoy-ratelimited";
+
+/// Whether the response carries one of the headers the request's
+/// `x-envoy-retriable-header-names` lists (comma-separated, case-insensitive names).
+fn has_retriable_header(request: &http::HeaderMap, response: &http::HeaderMap) -> bool {
+    request
+        .get_all(RETRIABLE_HEADER_NAMES)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .any(|n| {
+            // Header names in the map are lower case; compare without allocating.
+            response.keys().any(|k| k.as_str().eq_ignore_ascii_case(n))
+        })
+}
+
+/// Whether a response is retriable under `on` (`request` is the request's headers, which may
+/// name retriable response headers).
+fn retriable_response(p: &RetryPolicy, request: &http::HeaderMap, resp: &Response<Body>) -> bool {
     let on = &p.retry_on;
     let s = resp.status().as_u16();
     if (on.five_xx && s >= 500)
         || (on.gateway_error && matches!(s, 502..=504))
         || (on.retriable_4xx && s == 409)
         || (on.retriable_status_codes && p.retriable_status_codes.contains(&s))
+        || (on.envoy_ratelimited && resp.headers().contains_key(RATELIMITED))
+        || (on.retriable_headers && has_retriable_header(request, resp.headers()))
     {
         return true;
     }
@@ -188,7 +214,11 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
     let mut attempt: u32 = 1;
     let mut _retry_slot = None;
     loop {
-        let avoid: &[usize] = if f.retry.is_some_and(|r| r.avoid_previous_hosts) {
+        // Leaving the tried localities (`retryRemoteLocalities`) needs to know the tried hosts.
+        let avoid: &[usize] = if f
+            .retry
+            .is_some_and(|r| r.avoid_previous_hosts || r.retry_remote_localities)
+        {
             &tried
         } else {
             &[]
@@ -274,7 +304,7 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
             retriable && attempt <= max_retries && !route_expired && f.body.replayable()
         };
         let retriable = match (&outcome, f.retry) {
-            (Ok(resp), Some(p)) => retriable_response(p, resp),
+            (Ok(resp), Some(p)) => retriable_response(p, &f.head.headers, resp),
             (Err(e), Some(p)) => retriable_error(&p.retry_on, e),
             _ => false,
         };
@@ -296,7 +326,8 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
         // counts each retry against `maxRetries` only while it is in flight.
         _retry_slot = None;
         let Some(slot) = f.runtime.try_retry() else {
-            // maxRetries concurrent retries reached: Envoy returns what it has.
+            // maxRetries (or the retry budget) reached: Envoy returns what it has.
+            f.metrics.retry_overflow.inc();
             return match outcome {
                 Ok(response) => Ok(Forwarded {
                     response,
@@ -380,5 +411,58 @@ mod tests {
             ..RetryOn::default()
         };
         assert!(retriable_error(&any, &reset(true)));
+    }
+
+    #[test]
+    fn header_conditions() {
+        let policy = |on: RetryOn| RetryPolicy {
+            num_retries: 1,
+            per_try_timeout: None,
+            retry_on: on,
+            retriable_status_codes: Vec::new(),
+            avoid_previous_hosts: true,
+            backoff_base: Duration::from_millis(25),
+            retry_remote_localities: false,
+        };
+        let response = |header: Option<&'static str>| {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+            if let Some(h) = header {
+                r.headers_mut().insert(h, HeaderValue::from_static("true"));
+            }
+            r
+        };
+        let mut request = http::HeaderMap::new();
+        let limited = policy(RetryOn {
+            envoy_ratelimited: true,
+            ..RetryOn::default()
+        });
+        assert!(retriable_response(
+            &limited,
+            &request,
+            &response(Some(RATELIMITED))
+        ));
+        assert!(!retriable_response(&limited, &request, &response(None)));
+        let headers = policy(RetryOn {
+            retriable_headers: true,
+            ..RetryOn::default()
+        });
+        let retry_me = response(Some("x-retry-me"));
+        assert!(!retriable_response(&headers, &request, &retry_me));
+        request.insert(
+            RETRIABLE_HEADER_NAMES,
+            HeaderValue::from_static("x-other, X-Retry-Me"),
+        );
+        assert!(retriable_response(&headers, &request, &retry_me));
+        assert!(!retriable_response(&headers, &request, &response(None)));
+        // Without the condition the request header means nothing.
+        assert!(!retriable_response(&limited, &request, &retry_me));
+        // HTTP/3 is never used upstream, so its condition never holds.
+        let h3 = policy(RetryOn {
+            http3_post_connect_failure: true,
+            ..RetryOn::default()
+        });
+        assert!(!retriable_response(&h3, &request, &response(None)));
+        assert!(!retriable_error(&h3.retry_on, &ProxyError::Timeout));
     }
 }

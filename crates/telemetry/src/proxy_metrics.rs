@@ -32,6 +32,9 @@ pub struct ClusterMetrics {
     pub mirror_dropped: Counter,
     /// `sluice_retries_total`.
     pub retries: Counter,
+    /// `sluice_retry_overflow_total` (Envoy's `upstream_rq_retry_overflow`): retries refused by
+    /// `maxRetries` or the retry budget.
+    pub retry_overflow: Counter,
 }
 
 impl ClusterMetrics {
@@ -70,6 +73,7 @@ pub struct ProxyMetrics {
     mirror_sent: Family<ClusterLabel, Counter>,
     mirror_dropped: Family<ClusterLabel, Counter>,
     retries: Family<ClusterLabel, Counter>,
+    retry_overflow: Family<ClusterLabel, Counter>,
     splits: Family<SplitLabels, Counter>,
     tls_handshake_errors: Family<ReasonLabel, Counter>,
     cluster_cache: CowMap<Arc<str>, Arc<ClusterMetrics>>,
@@ -91,6 +95,7 @@ impl ProxyMetrics {
             mirror_sent: Family::default(),
             mirror_dropped: Family::default(),
             retries: Family::default(),
+            retry_overflow: Family::default(),
             splits: Family::default(),
             tls_handshake_errors: Family::default(),
             cluster_cache: CowMap::default(),
@@ -151,6 +156,11 @@ impl ProxyMetrics {
             "retries",
             "Upstream request retries, by cluster",
             m.retries.clone(),
+        );
+        r.register(
+            "retry_overflow",
+            "Retries not attempted because maxRetries or the retry budget was reached, by cluster",
+            m.retry_overflow.clone(),
         );
         r.register(
             "route_split_requests",
@@ -222,6 +232,7 @@ impl ProxyMetrics {
                 mirror_sent: self.mirror_sent.get_or_create_owned(&label),
                 mirror_dropped: self.mirror_dropped.get_or_create_owned(&label),
                 retries: self.retries.get_or_create_owned(&label),
+                retry_overflow: self.retry_overflow.get_or_create_owned(&label),
             };
             (Arc::from(cluster), Arc::new(m))
         })

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::auto_mtls::DrTls;
 use std::time::Duration;
 
+use sluice_model::destination_rule::RetryBudget as RetryBudgetSpec;
 use sluice_model::{
     ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, LoadBalancerSettings,
     OutlierDetection, PortTrafficPolicy, ProxyProtocol, Resource, TrafficPolicy,
@@ -16,7 +17,7 @@ use super::gateway_tls::{resolve_path, secret_name};
 use crate::duration::{parse_go_duration, parse_istio_duration};
 use crate::policy::{
     ClusterPolicy, ConsistentHash, H2KeepAlive, HashAlgorithm, HashKey, LbPolicy, OutlierPolicy,
-    PoolLimits, ProxyProtocolVersion, TcpKeepalive,
+    PoolLimits, ProxyProtocolVersion, RetryBudget, TcpKeepalive, WarmupPolicy,
 };
 use crate::tls::{CaSource, CertificateSource, ClientTls};
 
@@ -29,6 +30,8 @@ struct Objects<'a> {
     tls: Option<&'a ClientTlsSettings>,
     /// A whole-policy field: port-level entries have none, so it comes from the policy itself.
     proxy_protocol: Option<&'a ProxyProtocol>,
+    /// `retryBudget` (top-level and subset policies only: port-level entries have none).
+    retry_budget: Option<&'a RetryBudgetSpec>,
 }
 
 impl<'a> Objects<'a> {
@@ -42,6 +45,7 @@ impl<'a> Objects<'a> {
                 outlier: pl.outlier_detection.as_ref(),
                 tls: pl.tls.as_ref(),
                 proxy_protocol: tp.proxy_protocol.as_ref(),
+                retry_budget: tp.retry_budget.as_ref(),
             },
             None => Objects {
                 lb: tp.load_balancer.as_ref(),
@@ -49,6 +53,7 @@ impl<'a> Objects<'a> {
                 outlier: tp.outlier_detection.as_ref(),
                 tls: tp.tls.as_ref(),
                 proxy_protocol: tp.proxy_protocol.as_ref(),
+                retry_budget: tp.retry_budget.as_ref(),
             },
         }
     }
@@ -70,6 +75,7 @@ impl<'a> Objects<'a> {
             outlier: sp.outlier_detection.as_ref().or(self.outlier),
             tls: sp.tls.as_ref().or(self.tls),
             proxy_protocol,
+            retry_budget: sp.retry_budget.as_ref().or(self.retry_budget),
         }
     }
 }
@@ -122,15 +128,18 @@ pub(crate) fn cluster_policy(
         },
         Some(_) => DrTls::Other,
     };
+    let mut pool = pool_limits(objects.pool);
+    pool.retry_budget = objects.retry_budget.map(retry_budget);
     let policy = ClusterPolicy {
         lb: lb_policy(objects.lb),
         pool: PoolLimits {
             proxy_protocol: objects.proxy_protocol.and_then(proxy_protocol),
-            ..pool_limits(objects.pool)
+            ..pool
         },
         outlier: objects.outlier.map(outlier_policy),
         tls,
         locality: super::locality_lb::locality_policy(objects.lb),
+        warmup: objects.lb.and_then(warmup),
     };
     (policy, dr_tls)
 }
@@ -224,6 +233,12 @@ fn hash_key(ch: &ConsistentHashLb) -> Option<HashKey> {
             path: c.path.clone().filter(|p| !p.is_empty()),
             // `0s` is legal here (session cookie), hence the Go parser rather than Istio's ≥1ms rule.
             ttl: c.ttl.as_deref().and_then(|t| parse_go_duration(t).ok()),
+            attributes: c
+                .attributes
+                .iter()
+                .filter(|a| !a.name.is_empty())
+                .map(|a| (a.name.clone(), a.value.clone().filter(|v| !v.is_empty())))
+                .collect(),
         });
     }
     if ch.use_source_ip == Some(true) {
@@ -249,6 +264,37 @@ fn hash_algorithm(ch: &ConsistentHashLb) -> HashAlgorithm {
     .filter(|s| *s > 0)
     .unwrap_or(1024);
     HashAlgorithm::RingHash { minimum_ring_size }
+}
+
+/// `retryBudget` with Istio's defaults (20 %, at least 3 concurrent retries).
+fn retry_budget(b: &RetryBudgetSpec) -> RetryBudget {
+    RetryBudget {
+        percent: b.percent.map_or(20.0, |p| p.value.clamp(0.0, 100.0)),
+        min_retry_concurrency: b.min_retry_concurrency.unwrap_or(3),
+    }
+}
+
+/// `warmup` (or the deprecated `warmupDurationSecs`) with Istio's defaults (10 %, linear);
+/// `None` without a positive window. Only round robin and least request warm up, which the
+/// balancer enforces.
+fn warmup(lb: &LoadBalancerSettings) -> Option<WarmupPolicy> {
+    let (duration, minimum_percent, aggression) = match (&lb.warmup, &lb.warmup_duration_secs) {
+        (Some(w), _) => (
+            w.duration.as_deref(),
+            w.minimum_percent.map(|p| p.value),
+            w.aggression,
+        ),
+        (None, Some(d)) => (Some(d.as_str()), None, None),
+        (None, None) => return None,
+    };
+    let duration = duration
+        .and_then(|d| parse_istio_duration(d).ok())
+        .filter(|d| !d.is_zero())?;
+    Some(WarmupPolicy {
+        duration,
+        minimum_percent: minimum_percent.unwrap_or(10.0).clamp(0.0, 100.0),
+        aggression: aggression.filter(|a| *a > 0.0).unwrap_or(1.0),
+    })
 }
 
 /// A positive limit; Istio cannot tell 0 from unset, so 0 keeps the default.
@@ -362,5 +408,12 @@ fn outlier_policy(o: &OutlierDetection) -> OutlierPolicy {
             .filter(|p| *p > 0)
             .unwrap_or(10),
         min_health_percent: percent(o.min_health_percent).unwrap_or(0),
+        split_local_origin: o.split_external_local_origin_errors == Some(true),
+        consecutive_local_origin: count(o.consecutive_local_origin_failures).unwrap_or(5),
+        error_codes: o
+            .outlier_detection_http_error_codes
+            .iter()
+            .filter_map(|c| u16::try_from(*c).ok())
+            .collect(),
     }
 }

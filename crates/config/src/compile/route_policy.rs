@@ -151,6 +151,7 @@ pub(crate) fn default_retry() -> RetryPolicy {
         retriable_status_codes: Vec::new(),
         avoid_previous_hosts: true,
         backoff_base: Duration::from_millis(25),
+        retry_remote_localities: false,
     }
 }
 
@@ -190,6 +191,7 @@ fn retry_policy(retries: Option<&HttpRetry>) -> Option<RetryPolicy> {
     {
         p.per_try_timeout = Some(t);
     }
+    p.retry_remote_localities = r.retry_remote_localities == Some(true);
     if let Some(avoid) = r.retry_ignore_previous_hosts {
         p.avoid_previous_hosts = avoid;
     }
@@ -204,8 +206,8 @@ fn retry_policy(retries: Option<&HttpRetry>) -> Option<RetryPolicy> {
 }
 
 /// Parses a `retryOn` list: names become flags, integers become retriable status codes (and set
-/// the `retriable-status-codes` flag, as Istio appends it). Conditions sluice has no use for
-/// (`retriable-headers`, `envoy-ratelimited`, `http3-post-connect-failure`) are ignored.
+/// the `retriable-status-codes` flag, as Istio appends it). Unknown names were rejected by
+/// validation and are skipped here.
 pub(crate) fn parse_retry_on(list: &str) -> (RetryOn, Vec<u16>) {
     let mut on = RetryOn::default();
     let mut codes = Vec::new();
@@ -229,6 +231,9 @@ pub(crate) fn parse_retry_on(list: &str) -> (RetryOn, Vec<u16>) {
             "internal" => on.grpc_internal = true,
             "resource-exhausted" => on.grpc_resource_exhausted = true,
             "unavailable" => on.grpc_unavailable = true,
+            "retriable-headers" => on.retriable_headers = true,
+            "envoy-ratelimited" => on.envoy_ratelimited = true,
+            "http3-post-connect-failure" => on.http3_post_connect_failure = true,
             _ => {}
         }
     }

@@ -28,16 +28,8 @@ const POLICY_PENDING: &[Check<PortTrafficPolicy>] = &[(
 
 // ----- Unsupported: these stay unenforced. -----
 
-/// Fields of an HTTP rule (`spec.http[i]`).
-const ROUTE_UNSUPPORTED: &[Check<HttpRoute>] = &[(
-    "retries.retryRemoteLocalities",
-    "`retryRemoteLocalities` (sluice has no localities)",
-    |r| {
-        r.retries
-            .as_ref()
-            .is_some_and(|x| x.retry_remote_localities == Some(true))
-    },
-)];
+/// Fields of an HTTP rule (`spec.http[i]`): none left.
+const ROUTE_UNSUPPORTED: &[Check<HttpRoute>] = &[];
 
 /// Fields of a match entry (`spec.http[i].match[j]`).
 const MATCH_UNSUPPORTED: &[Check<HttpMatchRequest>] =
@@ -52,63 +44,11 @@ const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
     }),
     (
         "loadBalancer.zoneAwareLbSetting",
-        "`zoneAwareLbSetting`",
+        "`zoneAwareLbSetting` (Envoy's zone-aware routing weighs zones by how this proxy's own service is spread over them, which sluice does not know; `localityLbSetting` is enforced)",
         |p| {
             p.load_balancer
                 .as_ref()
                 .is_some_and(|lb| lb.zone_aware_lb_setting.is_some())
-        },
-    ),
-    ("loadBalancer.warmup", "slow start (`warmup`)", |p| {
-        p.load_balancer
-            .as_ref()
-            .is_some_and(|lb| lb.warmup.is_some())
-    }),
-    (
-        "loadBalancer.warmupDurationSecs",
-        "slow start (`warmupDurationSecs`)",
-        |p| {
-            p.load_balancer
-                .as_ref()
-                .is_some_and(|lb| lb.warmup_duration_secs.is_some())
-        },
-    ),
-    (
-        "loadBalancer.consistentHash.httpCookie.attributes",
-        "cookie `attributes`",
-        |p| {
-            p.load_balancer
-                .as_ref()
-                .and_then(|lb| lb.consistent_hash.as_ref())
-                .and_then(|ch| ch.http_cookie.as_ref())
-                .is_some_and(|c| !c.attributes.is_empty())
-        },
-    ),
-    (
-        "outlierDetection.splitExternalLocalOriginErrors",
-        "`splitExternalLocalOriginErrors`",
-        |p| {
-            p.outlier_detection
-                .as_ref()
-                .is_some_and(|o| o.split_external_local_origin_errors.is_some())
-        },
-    ),
-    (
-        "outlierDetection.consecutiveLocalOriginFailures",
-        "`consecutiveLocalOriginFailures`",
-        |p| {
-            p.outlier_detection
-                .as_ref()
-                .is_some_and(|o| o.consecutive_local_origin_failures.is_some())
-        },
-    ),
-    (
-        "outlierDetection.outlierDetectionHttpErrorCodes",
-        "`outlierDetectionHttpErrorCodes`",
-        |p| {
-            p.outlier_detection
-                .as_ref()
-                .is_some_and(|o| !o.outlier_detection_http_error_codes.is_empty())
         },
     ),
 ];
@@ -116,7 +56,15 @@ const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
 /// Fields only a whole `trafficPolicy` has.
 const TRAFFIC_POLICY_UNSUPPORTED: &[Check<TrafficPolicy>] = &[
     ("tunnel", "`tunnel`", |t| t.tunnel.is_some()),
-    ("retryBudget", "`retryBudget`", |t| t.retry_budget.is_some()),
+    (
+        "retryBudget.budgetInterval",
+        "`retryBudget.budgetInterval` (the budget bounds concurrent retries, as Envoy's does, with no interval)",
+        |t| {
+            t.retry_budget
+                .as_ref()
+                .is_some_and(|b| b.budget_interval.is_some())
+        },
+    ),
 ];
 
 fn warn(ctx: &mut Ctx<'_>, field: String, what: &str) {
@@ -222,6 +170,13 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
             for (i, s) in gw.servers.iter().enumerate() {
                 if s.bind.is_some() {
                     warn(ctx, format!("spec.servers[{i}].bind"), "server `bind`");
+                }
+                if s.name.as_deref().is_some_and(|n| !n.is_empty()) {
+                    warn(
+                        ctx,
+                        format!("spec.servers[{i}].name"),
+                        "server `name` (a stats prefix: sluice has no per-server stats)",
+                    );
                 }
             }
         }
