@@ -6,6 +6,7 @@ use std::sync::Arc;
 use sluice_lb::StateStore;
 use sluice_model::{codes, Diagnostic, Resource, Severity};
 
+use crate::dns::DnsAnswers;
 use crate::proxy::ProxyConfig;
 use crate::snapshot::Snapshot;
 
@@ -69,11 +70,23 @@ pub fn build_snapshot(
     state: &StateStore,
     version: u64,
 ) -> Result<Snapshot, Rejected> {
+    build_snapshot_resolved(resources, parse_diagnostics, proxy, state, version, None)
+}
+
+/// [`build_snapshot`] with the resolver's latest answers for DNS services.
+pub fn build_snapshot_resolved(
+    resources: Vec<Resource>,
+    parse_diagnostics: Vec<Diagnostic>,
+    proxy: &ProxyConfig,
+    state: &StateStore,
+    version: u64,
+    dns: Option<&DnsAnswers>,
+) -> Result<Snapshot, Rejected> {
     let mut diagnostics = check(&resources, parse_diagnostics);
     if diagnostics.iter().any(is_blocking) {
         return Err(Rejected { diagnostics });
     }
-    let compiled = crate::compile::compile(&resources, proxy, state);
+    let compiled = crate::compile::compile_resolved(&resources, proxy, state, dns);
     // Hashed, not a `contains` per finding: both lists grow with the config.
     let mut known: HashSet<&Diagnostic> = diagnostics.iter().collect();
     let fresh: Vec<Diagnostic> = compiled
