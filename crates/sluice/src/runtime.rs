@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sluice_admin::AdminState;
-use sluice_config::{build_snapshot, ProxyConfig, Rejected, Snapshot};
+use sluice_config::{build_snapshot_resolved, ProxyConfig, Rejected, Snapshot};
+use sluice_dns::{DnsResolver, DnsSettings};
 use sluice_lb::StateStore;
 use sluice_model::{Diagnostic, Severity};
 use sluice_proxy::tls::TlsRuntime;
@@ -75,6 +76,9 @@ pub struct RunOptions {
     pub intercepts: Vec<(Intercept, SocketAddr)>,
     /// Certificate material and TLS configs (Kubernetes Secrets are fed into its store).
     pub tls: TlsRuntime,
+    /// Resolution of DNS ServiceEntry names (`None`: names are resolved by the system at
+    /// connect time, one endpoint per name).
+    pub dns: Option<DnsSettings>,
 }
 
 impl RunOptions {
@@ -92,6 +96,7 @@ impl RunOptions {
             source: None,
             intercepts: Vec::new(),
             tls: TlsRuntime::new(),
+            dns: Some(DnsSettings::default()),
         }
     }
 }
@@ -158,10 +163,21 @@ struct Loader {
     /// Files read by the last load: a reload parses only the files that changed, and takes the
     /// objects of the others from the active snapshot (cleared when a load is not published).
     files: std::sync::Mutex<sluice_sources::FileCache>,
+    /// The resolver of DNS ServiceEntry names, when there is one.
+    dns: Option<DnsResolver>,
+    /// The generation of DNS answers the last load compiled in.
+    dns_generation: AtomicU64,
 }
 
+/// The longest a load waits for the first answers of names it has not resolved yet (Envoy
+/// warms a DNS cluster before using it); a name answered later reloads the config then.
+const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(5);
+
+/// A loaded snapshot with the DNS names it needs resolved.
+type Loaded = (Arc<Snapshot>, std::collections::BTreeSet<String>);
+
 impl Loader {
-    fn load(&self) -> Result<Arc<Snapshot>, Rejected> {
+    fn load(&self) -> Result<Loaded, Rejected> {
         // Held for the whole load (loads run one at a time, so it is free): a load that panics
         // poisons it, and the next one then forgets what that one read.
         let mut files = self.files.lock().unwrap_or_else(|poisoned| {
@@ -188,13 +204,30 @@ impl Loader {
             self.source.is_some(),
         ));
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
-        let built = build_snapshot(resources, diagnostics, &self.proxy, &self.state, version);
+        let dns = self.dns.as_ref().map(DnsResolver::published);
+        if let Some(p) = &dns {
+            self.dns_generation.store(p.generation, Ordering::SeqCst);
+        }
+        let built = build_snapshot_resolved(
+            resources,
+            diagnostics,
+            &self.proxy,
+            &self.state,
+            version,
+            dns.as_ref().map(|p| &p.answers),
+        );
         if built.is_err() {
             files.clear();
         }
         drop(files);
         match built {
-            Ok(s) => Ok(Arc::new(s)),
+            Ok(s) => {
+                let names = match &self.dns {
+                    Some(_) => sluice_config::dns::wanted_names(&s.registry),
+                    None => Default::default(),
+                };
+                Ok((Arc::new(s), names))
+            }
             Err(rejected) => {
                 self.reject(version, &rejected);
                 Err(rejected)
@@ -224,6 +257,29 @@ impl Loader {
     }
 }
 
+/// Loads on a blocking thread; when the config names DNS names not resolved yet, waits
+/// (bounded) for their first answers and loads again, so a new DNS cluster starts with its
+/// addresses rather than with none (`503 UH`).
+async fn load_warm(
+    loader: &Arc<Loader>,
+) -> Result<Result<Arc<Snapshot>, Rejected>, tokio::task::JoinError> {
+    let l = loader.clone();
+    let first = tokio::task::spawn_blocking(move || l.load()).await?;
+    let (s, names) = match first {
+        Ok(loaded) => loaded,
+        Err(rejected) => return Ok(Err(rejected)),
+    };
+    let Some(dns) = &loader.dns else {
+        return Ok(Ok(s));
+    };
+    if !dns.track(&names, FIRST_ANSWER_WAIT).await {
+        return Ok(Ok(s));
+    }
+    let l = loader.clone();
+    let second = tokio::task::spawn_blocking(move || l.load()).await?;
+    Ok(second.map(|(s, _)| s))
+}
+
 /// Starts the proxy; fails when the initial config is invalid or the admin port cannot be bound.
 pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     let config = ConfigHandle::new();
@@ -239,10 +295,17 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         telemetry: telemetry.clone(),
         tls: opts.tls.clone(),
         files: Default::default(),
+        dns: opts.dns.as_ref().and_then(|settings| match DnsResolver::new(settings) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!("{e}; DNS ServiceEntry names are resolved by the system at connect time instead (pass --dns-server)");
+                None
+            }
+        }),
+        dns_generation: AtomicU64::new(0),
     });
     // Parsing a large config is CPU-bound: on a blocking thread, like every reload.
-    let l = loader.clone();
-    let first = match tokio::task::spawn_blocking(move || l.load())
+    let first = match load_warm(&loader)
         .await
         .context("initial configuration load panicked")?
     {
@@ -326,6 +389,9 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     let (stop_tx, stop_rx) = oneshot::channel::<Duration>();
     let (done_tx, done_rx) = oneshot::channel();
     let mut source_changes = opts.source.as_ref().map(|s| s.subscribe());
+    // A name's addresses changed: the clusters using it are recompiled (a reload that reads
+    // only the files that changed).
+    let mut dns_changes = loader.dns.as_ref().map(DnsResolver::subscribe);
     let mut watch = if opts.watch && opts.source.is_none() {
         Some(
             sluice_sources::watch(&opts.paths, opts.debounce)
@@ -343,21 +409,33 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                 r = reload_rx.recv() => match r { Some(tx) => Some(tx), None => continue },
                 Some(()) = async { match watch.as_mut() { Some(w) => w.changes.recv().await, None => std::future::pending().await } } => None,
                 true = async { match source_changes.as_mut() { Some(rx) => sluice_kube::next_change(rx, Duration::from_millis(50)).await, None => std::future::pending().await } } => None,
+                Some(generation) = async { match dns_changes.as_mut() { Some(rx) => rx.changed().await.ok().map(|()| *rx.borrow_and_update()), None => std::future::pending().await } } => {
+                    // The last load already compiled these answers in (a warm-up's own).
+                    if generation <= loader.dns_generation.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    None
+                }
             };
-            let l = loader.clone();
             // Shutdown never waits for a compile: SIGTERM during a long reload stops the proxy
             // (the compile, on a blocking thread, is abandoned). Changes made meanwhile are
             // queued as one more reload that reads the newest files. Everything that grows with
             // the config (parsing, compiling, logging its findings, listing its listeners) runs
             // there, never on a runtime worker: with `--workers 1` that worker also serves the
             // admin API and the traffic.
-            let compile = tokio::task::spawn_blocking(move || {
-                l.load().map(|s| {
+            let l = loader.clone();
+            let compile = async move {
+                let s = match load_warm(&l).await? {
+                    Ok(s) => s,
+                    Err(rejected) => return Ok(Err(rejected)),
+                };
+                tokio::task::spawn_blocking(move || {
                     log_diagnostics(&s.diagnostics);
                     let wanted = s.bind_addresses();
-                    (s, wanted)
+                    Ok((s, wanted))
                 })
-            });
+                .await
+            };
             let outcome = tokio::select! {
                 d = &mut stop_rx => break d.unwrap_or(Duration::from_secs(10)),
                 outcome = compile => outcome,
