@@ -4,7 +4,9 @@ use std::net::IpAddr;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-use hickory_resolver::TokioResolver;
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::{ResolveError, TokioResolver};
 use sluice_config::dns::{refresh_interval, MIN_REFRESH};
 use tokio::sync::oneshot;
 
@@ -43,7 +45,7 @@ pub(crate) async fn run(
             }
             // No address records is an answer, not a failure: the name has no endpoint now
             // (Envoy's DNS cluster empties too).
-            Err(e) if e.is_no_records_found() => {
+            Err(e) if no_such_records(&e) => {
                 if inner.set(&name, Vec::new()) {
                     tracing::warn!(%name, "DNS name has no addresses any more");
                 }
@@ -61,5 +63,16 @@ pub(crate) async fn run(
             let _ = tx.send(answered);
         }
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// Whether the server said the name has no address records (NXDOMAIN, or NOERROR without
+/// them); a SERVFAIL or REFUSED also arrives as "no records" but is a failure.
+fn no_such_records(e: &ResolveError) -> bool {
+    match e.proto().map(|p| p.kind()) {
+        Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => {
+            matches!(*response_code, ResponseCode::NXDomain | ResponseCode::NoError)
+        }
+        _ => false,
     }
 }
