@@ -132,6 +132,7 @@ pub fn compile_resolved(
             listeners.extend(c.compile_mesh(&ports, &taken));
             if !proxy.outbound_role {
                 c.warn_mesh_tls_without_interception();
+                c.warn_original_dst_without_interception();
             }
             taken.extend(listeners.iter().map(|l| l.address));
             tcp_listeners.extend(c.compile_tcp_mesh(&taken));

@@ -112,7 +112,7 @@ pub(crate) async fn serve(
             let tcp = tcp.clone();
             drop(snapshot);
             let relay =
-                crate::tcp_proxy::serve_after(ctx, tcp, stream, peer, local, sni.as_deref(), &read);
+                crate::tcp_proxy::serve_after(ctx, tcp, stream, peer, local, sni.as_deref(), &read, None);
             permit.hold(relay).await;
         }
         ChainAction::AutoPassthrough { hosts } => {
@@ -134,7 +134,7 @@ pub(crate) async fn serve(
                     &format!("AUTO_PASSTHROUGH: no cluster for SNI {named}"),
                 );
             };
-            let relay = crate::tcp_proxy::relay_to_cluster(&ctx, &cluster, stream, peer, &read);
+            let relay = crate::tcp_proxy::relay_to_cluster(&ctx, &cluster, stream, peer, &read, None);
             permit.hold(relay).await;
         }
         ChainAction::TerminateTcp { tls, tcp } => {
@@ -155,6 +155,7 @@ pub(crate) async fn serve(
                         local,
                         sni.as_deref(),
                         &[],
+                        None,
                     );
                     permit.hold(relay).await
                 }
