@@ -184,7 +184,10 @@ mod tests {
             refresh_interval(Duration::from_secs(7), refresh),
             Duration::from_secs(7)
         );
-        assert_eq!(refresh_interval(Duration::from_secs(86_400), refresh), refresh);
+        assert_eq!(
+            refresh_interval(Duration::from_secs(86_400), refresh),
+            refresh
+        );
         // A refresh rate below the floor still leaves one second between queries.
         assert_eq!(
             refresh_interval(Duration::from_secs(5), Duration::from_millis(10)),

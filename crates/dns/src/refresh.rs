@@ -37,7 +37,9 @@ pub(crate) async fn run(
         let (answered, wait) = match outcome {
             Ok(lookup) => {
                 let addresses: Vec<IpAddr> = lookup.iter().collect();
-                let ttl = lookup.valid_until().saturating_duration_since(Instant::now());
+                let ttl = lookup
+                    .valid_until()
+                    .saturating_duration_since(Instant::now());
                 if inner.set(&name, addresses.clone()) {
                     tracing::info!(%name, ?addresses, "DNS answer changed");
                 }
@@ -71,7 +73,10 @@ pub(crate) async fn run(
 fn no_such_records(e: &ResolveError) -> bool {
     match e.proto().map(|p| p.kind()) {
         Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => {
-            matches!(*response_code, ResponseCode::NXDomain | ResponseCode::NoError)
+            matches!(
+                *response_code,
+                ResponseCode::NXDomain | ResponseCode::NoError
+            )
         }
         _ => false,
     }

@@ -88,10 +88,7 @@ mod tests {
             parse_server("127.0.0.1:5353").ok(),
             Some(SocketAddr::from(([127, 0, 0, 1], 5353)))
         );
-        assert_eq!(
-            parse_server("[::1]:54").ok().map(|a| a.port()),
-            Some(54)
-        );
+        assert_eq!(parse_server("[::1]:54").ok().map(|a| a.port()), Some(54));
         assert_eq!(parse_server("::1").ok().map(|a| a.port()), Some(53));
         assert!(parse_server("dns.example.com").is_err());
     }

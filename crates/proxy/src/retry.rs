@@ -196,8 +196,7 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
         };
         let picked = match f.original_dst {
             Some(e) => Some((None, e)),
-            None => (f.pick)(avoid)
-                .and_then(|i| f.cluster.endpoints.get(i).map(|e| (Some(i), e))),
+            None => (f.pick)(avoid).and_then(|i| f.cluster.endpoints.get(i).map(|e| (Some(i), e))),
         };
         let Some((index, endpoint)) = picked else {
             return Err(fail(ProxyError::NoHealthyUpstream(f.cluster.name.clone())));

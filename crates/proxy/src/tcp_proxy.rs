@@ -88,7 +88,17 @@ pub async fn serve_outbound(
     peer: SocketAddr,
     dst: SocketAddr,
 ) {
-    serve_after(ctx, listener, downstream, peer, dst.ip(), None, &[], Some(dst)).await;
+    serve_after(
+        ctx,
+        listener,
+        downstream,
+        peer,
+        dst.ip(),
+        None,
+        &[],
+        Some(dst),
+    )
+    .await;
 }
 
 /// Serves a connection that reached the proxy at `local`: plain TCP, or the decrypted stream of

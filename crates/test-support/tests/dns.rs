@@ -92,9 +92,13 @@ fn distinct(v: &[String]) -> BTreeSet<String> {
 }
 
 async fn cluster_addresses(p: &ProxyHandle, cluster: &str) -> BTreeSet<String> {
-    let doc: serde_json::Value =
-        serde_json::from_str(&TestClient::new().admin(p.admin_addr, "/clusters").await.body)
-            .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(
+        &TestClient::new()
+            .admin(p.admin_addr, "/clusters")
+            .await
+            .body,
+    )
+    .unwrap();
     doc["clusters"]
         .as_array()
         .unwrap()
@@ -148,17 +152,24 @@ async fn strict_dns_spreads_over_every_address_follows_changes_and_survives_fail
     // The answer changes: after its TTL (1 s) traffic follows.
     let _b4 = backend_at(4, port).await;
     dns.set("pool.dns.test", &[ip(4)], 1);
-    assert_eventually(Duration::from_secs(15), "traffic moves to 127.0.0.4", || async {
-        distinct(&versions(port, "svc.dns.test", 4).await) == BTreeSet::from(["127.0.0.4".into()])
-    })
+    assert_eventually(
+        Duration::from_secs(15),
+        "traffic moves to 127.0.0.4",
+        || async {
+            distinct(&versions(port, "svc.dns.test", 4).await)
+                == BTreeSet::from(["127.0.0.4".into()])
+        },
+    )
     .await;
 
     // The server fails: the last addresses stay in use while the resolver keeps asking.
     dns.answer("pool.dns.test", Answer::ServFail);
     let asked = dns.queries("pool.dns.test");
-    assert_eventually(Duration::from_secs(20), "the resolver asks again", || async {
-        dns.queries("pool.dns.test") >= asked + 2
-    })
+    assert_eventually(
+        Duration::from_secs(20),
+        "the resolver asks again",
+        || async { dns.queries("pool.dns.test") >= asked + 2 },
+    )
     .await;
     let seen = versions(port, "svc.dns.test", 6).await;
     assert!(seen.iter().all(|v| v == "127.0.0.4"), "{seen:?}");
@@ -169,10 +180,14 @@ async fn strict_dns_spreads_over_every_address_follows_changes_and_survives_fail
 
     // It recovers with new addresses.
     dns.set("pool.dns.test", &[ip(2), ip(4)], 1);
-    assert_eventually(Duration::from_secs(20), "traffic spreads over .2 and .4", || async {
-        distinct(&versions(port, "svc.dns.test", 6).await)
-            == BTreeSet::from(["127.0.0.2".into(), "127.0.0.4".into()])
-    })
+    assert_eventually(
+        Duration::from_secs(20),
+        "traffic spreads over .2 and .4",
+        || async {
+            distinct(&versions(port, "svc.dns.test", 6).await)
+                == BTreeSet::from(["127.0.0.2".into(), "127.0.0.4".into()])
+        },
+    )
     .await;
     p.shutdown().await;
 }
@@ -205,12 +220,16 @@ async fn dns_round_robin_connects_to_the_first_address_of_the_latest_answer() {
     );
 
     dns.set("pool.dns.test", &[ip(3), ip(2)], 1);
-    assert_eventually(Duration::from_secs(15), "new connections go to .3", || async {
-        versions(port, "logical.dns.test", 4)
-            .await
-            .iter()
-            .all(|v| v == "127.0.0.3")
-    })
+    assert_eventually(
+        Duration::from_secs(15),
+        "new connections go to .3",
+        || async {
+            versions(port, "logical.dns.test", 4)
+                .await
+                .iter()
+                .all(|v| v == "127.0.0.3")
+        },
+    )
     .await;
     p.shutdown().await;
 }

@@ -111,8 +111,16 @@ pub(crate) async fn serve(
         ChainAction::Passthrough(tcp) => {
             let tcp = tcp.clone();
             drop(snapshot);
-            let relay =
-                crate::tcp_proxy::serve_after(ctx, tcp, stream, peer, local, sni.as_deref(), &read, None);
+            let relay = crate::tcp_proxy::serve_after(
+                ctx,
+                tcp,
+                stream,
+                peer,
+                local,
+                sni.as_deref(),
+                &read,
+                None,
+            );
             permit.hold(relay).await;
         }
         ChainAction::AutoPassthrough { hosts } => {
@@ -134,7 +142,8 @@ pub(crate) async fn serve(
                     &format!("AUTO_PASSTHROUGH: no cluster for SNI {named}"),
                 );
             };
-            let relay = crate::tcp_proxy::relay_to_cluster(&ctx, &cluster, stream, peer, &read, None);
+            let relay =
+                crate::tcp_proxy::relay_to_cluster(&ctx, &cluster, stream, peer, &read, None);
             permit.hold(relay).await;
         }
         ChainAction::TerminateTcp { tls, tcp } => {
