@@ -186,11 +186,16 @@ impl Inner {
         }
     }
 
-    /// Records an answer for `name`; whether it differs from the last one.
+    /// Records an answer for `name`; whether its addresses differ from the last ones. The
+    /// same addresses in another order are no change: servers that rotate their answers would
+    /// otherwise recompile the config at every TTL (a LOGICAL_DNS cluster then keeps the first
+    /// address it had until the set itself changes).
     fn set(&self, name: &str, addresses: Vec<IpAddr>) -> bool {
         let mut differs = false;
         self.update(|answers| {
-            differs = answers.get(name) != Some(addresses.as_slice());
+            differs = !answers
+                .get(name)
+                .is_some_and(|old| same_set(old, &addresses));
             if differs {
                 answers.insert(name, addresses);
             }
@@ -200,6 +205,35 @@ impl Inner {
     }
 }
 
+/// Whether two answers hold the same addresses, in any order.
+fn same_set(a: &[IpAddr], b: &[IpAddr]) -> bool {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotated_answer_is_no_change() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        assert!(same_set(
+            &[ip("10.0.0.1"), ip("10.0.0.2")],
+            &[ip("10.0.0.2"), ip("10.0.0.1")]
+        ));
+        assert!(!same_set(
+            &[ip("10.0.0.1")],
+            &[ip("10.0.0.1"), ip("10.0.0.2")]
+        ));
+        assert!(!same_set(&[ip("10.0.0.1")], &[ip("10.0.0.3")]));
+        assert!(same_set(&[], &[]));
+    }
 }
