@@ -27,6 +27,9 @@ pub trait ClusterStatus: Send + Sync {
 #[derive(Serialize)]
 struct EndpointView<'a> {
     address: &'a str,
+    /// The DNS name the address was resolved from (Envoy's `hostname`).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    hostname: &'a str,
     weight: u32,
     workload: Option<&'a str>,
     labels: &'a std::collections::BTreeMap<String, String>,
@@ -69,6 +72,7 @@ pub(crate) fn clusters(state: &AdminState) -> serde_json::Value {
                 .iter()
                 .map(|ue| EndpointView {
                     address: &ue.authority,
+                    hostname: &ue.endpoint.hostname,
                     weight: ue.endpoint.weight,
                     workload: ue.endpoint.workload.as_deref(),
                     labels: &ue.endpoint.labels,

@@ -42,6 +42,10 @@ pub struct Cluster {
     pub endpoints: Vec<UpstreamEndpoint>,
     /// Merged DestinationRule policy (load balancer, limits, outlier detection).
     pub policy: Arc<ClusterPolicy>,
+    /// Istio's ORIGINAL_DST cluster (`resolution: NONE` without endpoints): an intercepted
+    /// connection goes to its original destination.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub original_dst: bool,
     #[serde(skip)]
     balancer: Balancer,
 }
@@ -130,6 +134,7 @@ impl Cluster {
             subset: subset.map(str::to_string),
             protocol: port.protocol,
             endpoints,
+            original_dst: service.resolution == "NONE" && service.endpoints.is_empty(),
             policy,
             balancer,
         }

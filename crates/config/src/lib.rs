@@ -6,6 +6,7 @@ pub mod analyze;
 pub mod authz;
 pub mod cluster;
 pub mod compile;
+pub mod dns;
 pub mod domain_index;
 pub mod duration;
 pub mod explain;
@@ -30,7 +31,9 @@ pub mod vhost;
 #[cfg(test)]
 mod scale_tests;
 
-pub use load::{build_snapshot, build_snapshot_unless, is_blocking, Rejected, Stopped};
+pub use load::{
+    build_snapshot, build_snapshot_resolved, build_snapshot_unless, is_blocking, Rejected, Stopped,
+};
 pub use matcher::RequestInfo;
 pub use proxy::ProxyConfig;
 pub use snapshot::{route, RouteMatch, Routed, Snapshot};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use sluice_lb::StateStore;
 use sluice_model::{codes, Diagnostic, Resource, Severity};
 
+use crate::dns::DnsAnswers;
 use crate::proxy::ProxyConfig;
 use crate::snapshot::Snapshot;
 
@@ -69,9 +70,27 @@ pub fn build_snapshot(
     state: &StateStore,
     version: u64,
 ) -> Result<Snapshot, Rejected> {
-    match build_snapshot_unless(resources, parse_diagnostics, proxy, state, version, &|| {
-        false
-    }) {
+    build_snapshot_resolved(resources, parse_diagnostics, proxy, state, version, None)
+}
+
+/// [`build_snapshot`] with the resolver's latest answers for DNS services.
+pub fn build_snapshot_resolved(
+    resources: Vec<Resource>,
+    parse_diagnostics: Vec<Diagnostic>,
+    proxy: &ProxyConfig,
+    state: &StateStore,
+    version: u64,
+    dns: Option<&DnsAnswers>,
+) -> Result<Snapshot, Rejected> {
+    match build_snapshot_unless(
+        resources,
+        parse_diagnostics,
+        proxy,
+        state,
+        version,
+        dns,
+        &|| false,
+    ) {
         Ok(s) => Ok(s),
         Err(Stopped::Rejected(r)) => Err(r),
         Err(Stopped::Superseded) => Err(Rejected {
@@ -92,14 +111,15 @@ pub enum Stopped {
     Superseded,
 }
 
-/// [`build_snapshot`] that gives up between phases once `superseded()` says a newer config set
-/// is waiting: building an outdated set in full would only delay the newer one.
+/// [`build_snapshot_resolved`] that gives up between phases once `superseded()` says a newer
+/// config set is waiting: building an outdated set in full would only delay the newer one.
 pub fn build_snapshot_unless(
     resources: Vec<Resource>,
     parse_diagnostics: Vec<Diagnostic>,
     proxy: &ProxyConfig,
     state: &StateStore,
     version: u64,
+    dns: Option<&DnsAnswers>,
     superseded: &dyn Fn() -> bool,
 ) -> Result<Snapshot, Stopped> {
     if superseded() {
@@ -113,7 +133,7 @@ pub fn build_snapshot_unless(
         return Err(Stopped::Superseded);
     }
     // A finished compile is published even when outdated: the newer set follows at once.
-    let compiled = crate::compile::compile(&resources, proxy, state);
+    let compiled = crate::compile::compile_resolved(&resources, proxy, state, dns);
     // Hashed, not a `contains` per finding: both lists grow with the config.
     let mut known: HashSet<&Diagnostic> = diagnostics.iter().collect();
     let fresh: Vec<Diagnostic> = compiled
@@ -149,6 +169,7 @@ mod tests {
             &ProxyConfig::default(),
             &StateStore::new(),
             1,
+            None,
             superseded,
         )
     }

@@ -42,6 +42,9 @@ pub struct Endpoint {
     /// `region/zone/subzone` of the workload (empty: unknown).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub locality: String,
+    /// The DNS name `address` was resolved from (empty: `address` is as configured).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub hostname: String,
 }
 
 impl Endpoint {
@@ -200,6 +203,7 @@ fn endpoints_of(
         workload,
         service_account: we.service_account.clone().filter(|s| !s.is_empty()),
         locality: locality_of(we),
+        hostname: String::new(),
     };
     if let Some(sel) = &se.workload_selector {
         return workloads
@@ -255,6 +259,7 @@ fn host_endpoint(host: &str) -> Arc<Endpoint> {
         workload: None,
         service_account: None,
         locality: String::new(),
+        hostname: String::new(),
     })
 }
 

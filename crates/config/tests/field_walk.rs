@@ -249,11 +249,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("ServiceEntry", "ports", E("egress_tls_origination_simple")),
     ("ServiceEntry", "location", E("auto_mtls_between_two_sidecars_and_a_destination_rule_turning_it_off")),
     ("ServiceEntry", "resolution", E("egress_tls_origination_simple")),
-    ("ServiceEntry", "resolution.NONE", N {
-        spec: "hosts: [a.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: NONE",
-        at: "spec.resolution",
-        readme: "ServiceEntry `resolution: NONE` without endpoints",
-    }),
+    ("ServiceEntry", "resolution.NONE", E("sidecar_interception_in_network_namespaces")),
     ("ServiceEntry", "resolution.DYNAMIC_DNS", N {
         spec: "hosts: [\"*.example.com\"]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: DYNAMIC_DNS",
         at: "spec.resolution",

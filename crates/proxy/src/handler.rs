@@ -599,6 +599,11 @@ async fn proxy(
             .pick(&ctx.excluding(if consistent { &[] } else { avoid }))
     };
     let metrics = ctx.telemetry.proxy().cluster(&cluster.name);
+    // Istio's ORIGINAL_DST cluster: an intercepted request goes where its caller was going.
+    let original_dst = match &entry {
+        Entry::Outbound(dst) if cluster.original_dst => Some(passthrough::endpoint(*dst)),
+        _ => None,
+    };
     let result = forward(ForwardRequest {
         upstreams: &ctx.upstreams,
         cluster,
@@ -610,6 +615,7 @@ async fn proxy(
         pick: &pick,
         metrics: &metrics,
         downstream: Some((peer, local)),
+        original_dst: original_dst.as_ref(),
     })
     .await;
     let forwarded = match result {
@@ -623,7 +629,7 @@ async fn proxy(
             return error_reply(&failed.error, &extra);
         }
     };
-    obs.endpoint = Some(forwarded.endpoint);
+    obs.endpoint = forwarded.endpoint;
     if forwarded.retries_exhausted {
         flags = join_flags(&flags, "URX");
     }

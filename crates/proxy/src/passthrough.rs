@@ -28,6 +28,7 @@ pub(crate) fn endpoint(addr: SocketAddr) -> UpstreamEndpoint {
             workload: None,
             service_account: None,
             locality: String::new(),
+            hostname: String::new(),
         }),
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderValue, Request, Response};
 use rand::Rng;
-use sluice_config::cluster::Cluster;
+use sluice_config::cluster::{Cluster, UpstreamEndpoint};
 use sluice_config::policy::{RetryOn, RetryPolicy};
 use tokio::time::Instant;
 
@@ -26,8 +26,8 @@ pub struct Forwarded {
     pub response: Response<Body>,
     /// Retries were exhausted (flag URX) and this is the last attempt's response.
     pub retries_exhausted: bool,
-    /// The endpoint that answered.
-    pub endpoint: usize,
+    /// The endpoint that answered (`None`: the original destination).
+    pub endpoint: Option<usize>,
 }
 
 /// An attempt's failure, with whether retries ran out.
@@ -156,6 +156,9 @@ pub struct ForwardRequest<'a> {
     pub metrics: &'a ClusterMetrics,
     /// The client connection's (source, destination) addresses, for a PROXY header upstream.
     pub downstream: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    /// Where an original-destination cluster (`resolution: NONE` without endpoints) sends an
+    /// intercepted request: the caller's destination, instead of a balanced endpoint.
+    pub original_dst: Option<&'a UpstreamEndpoint>,
 }
 
 /// `x-envoy-attempt-count` without formatting and allocating for the usual first tries.
@@ -223,14 +226,15 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
         } else {
             &[]
         };
-        let Some(index) = (f.pick)(avoid) else {
-            return Err(fail(ProxyError::NoHealthyUpstream(f.cluster.name.clone())));
+        let picked = match f.original_dst {
+            Some(e) => Some((None, e)),
+            None => (f.pick)(avoid).and_then(|i| f.cluster.endpoints.get(i).map(|e| (Some(i), e))),
         };
-        let Some(endpoint) = f.cluster.endpoints.get(index) else {
+        let Some((index, endpoint)) = picked else {
             return Err(fail(ProxyError::NoHealthyUpstream(f.cluster.name.clone())));
         };
         let balancer = f.cluster.balancer();
-        let _in_flight = balancer.start_request(index);
+        let _in_flight = index.and_then(|i| balancer.start_request(i));
         let _counted = f.metrics.start_request();
         let per_try = f.retry.and_then(|r| r.per_try_timeout);
         let try_deadline = match (per_try.map(|d| Instant::now() + d), f.deadline) {
@@ -281,12 +285,12 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
         }
         // Results feed outlier detection (and least-request counters through the guard above);
         // without a detector there is nothing to record, nor a clock to read.
-        let ejected = match (&outcome, balancer.outlier()) {
-            (_, None) => None,
-            (Ok(resp), Some(_)) => {
+        let ejected = match (&outcome, balancer.outlier(), index) {
+            (_, None, _) | (_, _, None) => None,
+            (Ok(resp), Some(_), Some(index)) => {
                 balancer.record_status(index, resp.status().as_u16(), std::time::Instant::now())
             }
-            (Err(e), Some(_)) => {
+            (Err(e), Some(_), Some(index)) => {
                 let kind = match e {
                     ProxyError::ConnectFailure { .. } => Some(FailureKind::ConnectFailure),
                     ProxyError::UpstreamReset { .. } => Some(FailureKind::Reset),
@@ -339,7 +343,7 @@ pub async fn forward(mut f: ForwardRequest<'_>) -> Result<Forwarded, Failed> {
         };
         _retry_slot = Some(slot);
         // Recorded only now that there is a retry: a request answered at once allocates nothing.
-        tried.push(index);
+        tried.extend(index);
         f.metrics.retries.inc();
         drop(outcome);
         let pause = backoff(

@@ -76,12 +76,36 @@ pub async fn serve(
     let local = downstream
         .local_addr()
         .map_or(listener.address.ip(), |a| a.ip());
-    serve_after(ctx, listener, downstream, peer, local, None, &[]).await;
+    serve_after(ctx, listener, downstream, peer, local, None, &[], None).await;
+}
+
+/// Serves an intercepted outbound connection to `dst` on a service's TCP port: as [`serve`],
+/// and an original-destination cluster (`resolution: NONE` without endpoints) relays to `dst`.
+pub async fn serve_outbound(
+    ctx: Arc<ProxyContext>,
+    listener: Arc<TcpListener>,
+    downstream: TcpStream,
+    peer: SocketAddr,
+    dst: SocketAddr,
+) {
+    serve_after(
+        ctx,
+        listener,
+        downstream,
+        peer,
+        dst.ip(),
+        None,
+        &[],
+        Some(dst),
+    )
+    .await;
 }
 
 /// Serves a connection that reached the proxy at `local`: plain TCP, or the decrypted stream of
 /// a terminating TLS server. Bytes already read from it (`read`, a TLS ClientHello naming
-/// `sni`, on passthrough) are sent upstream first, untouched.
+/// `sni`, on passthrough) are sent upstream first, untouched. `original_dst` is where an
+/// intercepted connection was going.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_after<D>(
     ctx: Arc<ProxyContext>,
     listener: Arc<TcpListener>,
@@ -90,6 +114,7 @@ pub async fn serve_after<D>(
     local: std::net::IpAddr,
     sni: Option<&str>,
     read: &[u8],
+    original_dst: Option<SocketAddr>,
 ) where
     D: AsyncRead + AsyncWrite + Unpin,
 {
@@ -133,7 +158,7 @@ pub async fn serve_after<D>(
         return;
     };
     let local = SocketAddr::new(local, listener.address.port());
-    relay_to_cluster(&ctx, cluster, downstream, peer, local, read).await;
+    relay_to_cluster(&ctx, cluster, downstream, peer, local, read, original_dst).await;
 }
 
 /// A connection has no headers, cookies or query: of the consistent-hash keys only the source
@@ -152,7 +177,7 @@ fn source_ip_hash(
 
 /// Relays a connection from `peer` to `local` to an endpoint of `cluster` (its balancer,
 /// `maxConnections`, `maxConnectionDuration`, PROXY header, outlier detection and `istio_tcp_*`
-/// metrics), `read` first.
+/// metrics), `read` first; an original-destination cluster relays to `original_dst` instead.
 pub(crate) async fn relay_to_cluster<D>(
     ctx: &ProxyContext,
     cluster: &Arc<sluice_config::cluster::Cluster>,
@@ -160,6 +185,7 @@ pub(crate) async fn relay_to_cluster<D>(
     peer: SocketAddr,
     local: SocketAddr,
     read: &[u8],
+    original_dst: Option<SocketAddr>,
 ) where
     D: AsyncRead + AsyncWrite + Unpin,
 {
@@ -174,16 +200,25 @@ pub(crate) async fn relay_to_cluster<D>(
         return;
     };
     let balancer = cluster.balancer();
-    let pick = PickContext::at_pick_time(sluice_lb::fresh_seed())
-        .with_hash(source_ip_hash(Some(cluster), peer));
-    let Some(index) = balancer.pick(&pick) else {
-        tracing::debug!(%peer, cluster = %cluster.name, "no healthy endpoint; connection closed");
-        return;
+    let original = original_dst
+        .filter(|_| cluster.original_dst)
+        .map(crate::passthrough::endpoint);
+    let (index, endpoint) = match &original {
+        Some(e) => (None, e),
+        None => {
+            let pick = PickContext::at_pick_time(sluice_lb::fresh_seed())
+                .with_hash(source_ip_hash(Some(cluster), peer));
+            let Some(index) = balancer.pick(&pick) else {
+                tracing::debug!(%peer, cluster = %cluster.name, "no healthy endpoint; connection closed");
+                return;
+            };
+            let Some(endpoint) = cluster.endpoints.get(index) else {
+                return;
+            };
+            (Some(index), endpoint)
+        }
     };
-    let Some(endpoint) = cluster.endpoints.get(index) else {
-        return;
-    };
-    let _in_flight = balancer.start_request(index);
+    let _in_flight = index.and_then(|i| balancer.start_request(i));
     let settings = ConnectSettings {
         timeout: cluster.policy.pool.connect_timeout,
         keepalive: cluster.policy.pool.tcp_keepalive,
@@ -199,11 +234,9 @@ pub(crate) async fn relay_to_cluster<D>(
     let mut upstream = match connected {
         Ok(s) => s,
         Err(reason) => {
-            let ejected = balancer.record_failure(
-                index,
-                FailureKind::ConnectFailure,
-                std::time::Instant::now(),
-            );
+            let ejected = index.and_then(|i| {
+                balancer.record_failure(i, FailureKind::ConnectFailure, std::time::Instant::now())
+            });
             if ejected.is_some() {
                 ctx.telemetry
                     .proxy()
@@ -216,7 +249,9 @@ pub(crate) async fn relay_to_cluster<D>(
         }
     };
     // A connection made ends the endpoint's run of consecutive failures (outlier detection).
-    balancer.record_status(index, 200, std::time::Instant::now());
+    if let Some(i) = index {
+        balancer.record_status(i, 200, std::time::Instant::now());
+    }
     let series = ctx.telemetry.tcp_series(cluster, Some(endpoint));
     if let Some(s) = &series {
         s.opened();

@@ -89,6 +89,14 @@ pub struct RunArgs {
     /// Do not watch the paths for changes.
     #[arg(long)]
     pub no_watch: bool,
+    /// DNS server for `resolution: DNS` and `DNS_ROUND_ROBIN` names, `IP[:PORT]` (repeatable;
+    /// default: the servers of /etc/resolv.conf).
+    #[arg(long = "dns-server", value_name = "IP[:PORT]", value_parser = parse_dns_server)]
+    pub dns_servers: Vec<SocketAddr>,
+    /// Longest time a DNS answer is used: names are re-resolved on their record's TTL, at
+    /// least every second and at most this long apart.
+    #[arg(long, default_value = "30s", value_parser = sluice_tools::parse_duration)]
+    pub dns_refresh: std::time::Duration,
     /// Add `-shadow` to the Host of mirrored requests (Istio 1.27 and older; off since 1.28).
     #[arg(long)]
     pub mirror_shadow_suffix: bool,
@@ -181,6 +189,11 @@ pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
         .collect()
 }
 
+/// Parses a `--dns-server` value (port 53 when absent).
+pub fn parse_dns_server(s: &str) -> Result<SocketAddr, String> {
+    sluice_dns::parse_server(s).map_err(|e| e.to_string())
+}
+
 /// Checks a `region/zone/subzone` locality: at most three non-empty parts, no wildcard.
 pub fn parse_locality(s: &str) -> Result<String, String> {
     let s = s.trim();
@@ -206,6 +219,30 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn dns_flags_take_servers_and_a_go_duration() {
+        let r = run_args(&[]);
+        assert!(r.dns_servers.is_empty());
+        assert_eq!(r.dns_refresh, Duration::from_secs(30));
+        let r = run_args(&[
+            "--dns-server",
+            "127.0.0.1:5353",
+            "--dns-server",
+            "10.0.0.10",
+            "--dns-refresh",
+            "1m30s",
+        ]);
+        assert_eq!(
+            r.dns_servers,
+            [
+                SocketAddr::from(([127, 0, 0, 1], 5353)),
+                SocketAddr::from(([10, 0, 0, 10], 53))
+            ]
+        );
+        assert_eq!(r.dns_refresh, Duration::from_secs(90));
+        assert!(parse_dns_server("resolver.example.com").is_err());
+    }
 
     #[test]
     fn locality_flag_takes_one_to_three_parts() {

@@ -139,6 +139,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             opts.admin = r.admin;
             opts.drain = r.drain_timeout;
             opts.watch = !r.no_watch;
+            opts.dns = Some(sluice_dns::DnsSettings {
+                servers: r.dns_servers,
+                refresh: r.dns_refresh,
+            });
             opts.options.mirror_shadow_suffix = r.mirror_shadow_suffix;
             opts.options.replay_cap = r.replay_buffer_bytes;
             opts.options.sticky_canary = !r.no_sticky_canary;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sluice_admin::AdminState;
 use sluice_config::{build_snapshot_unless, ProxyConfig, Rejected, Snapshot, Stopped};
+use sluice_dns::{DnsResolver, DnsSettings};
 use sluice_lb::StateStore;
 use sluice_model::{Diagnostic, Severity};
 use sluice_proxy::tls::TlsRuntime;
@@ -75,6 +76,9 @@ pub struct RunOptions {
     pub intercepts: Vec<(Intercept, SocketAddr)>,
     /// Certificate material and TLS configs (Kubernetes Secrets are fed into its store).
     pub tls: TlsRuntime,
+    /// Resolution of DNS ServiceEntry names (`None`: names are resolved by the system at
+    /// connect time, one endpoint per name).
+    pub dns: Option<DnsSettings>,
 }
 
 impl RunOptions {
@@ -92,6 +96,7 @@ impl RunOptions {
             source: None,
             intercepts: Vec::new(),
             tls: TlsRuntime::new(),
+            dns: Some(DnsSettings::default()),
         }
     }
 }
@@ -160,6 +165,10 @@ struct Loader {
     files: std::sync::Mutex<sluice_sources::FileCache>,
     /// Generation of the newest change seen; a build started at an older one is outdated.
     wanted: AtomicU64,
+    /// The resolver of DNS ServiceEntry names, when there is one.
+    dns: Option<DnsResolver>,
+    /// The generation of DNS answers the last load compiled in.
+    dns_generation: AtomicU64,
 }
 
 /// Builds abandoned in a row for newer changes before one is carried to its end regardless.
@@ -171,6 +180,8 @@ enum Event {
     Reload(oneshot::Sender<Result<u64, Rejected>>),
     /// A file or Kubernetes object changed.
     Changed,
+    /// The resolver has new answers, of this generation.
+    Dns(u64),
 }
 
 /// The sources of [`Event`]s.
@@ -178,6 +189,8 @@ struct Events {
     reload_rx: mpsc::Receiver<oneshot::Sender<Result<u64, Rejected>>>,
     watch: Option<sluice_sources::ConfigWatch>,
     source_changes: Option<tokio::sync::watch::Receiver<u64>>,
+    /// The resolver's answer generations.
+    dns_changes: Option<tokio::sync::watch::Receiver<u64>>,
     /// When a Kubernetes change seen will have settled (a burst of changes makes one build).
     /// Kept here, not in the future, so a wait cut short by another event is not forgotten.
     settle: Option<tokio::time::Instant>,
@@ -194,6 +207,7 @@ impl Events {
             reload_rx,
             watch,
             source_changes,
+            dns_changes,
             settle,
         } = self;
         let watch = async {
@@ -220,18 +234,32 @@ impl Events {
             rx.borrow_and_update();
             true
         };
+        let dns = async {
+            match dns_changes.as_mut() {
+                Some(rx) => rx.changed().await.ok().map(|()| *rx.borrow_and_update()),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             Some(tx) = reload_rx.recv() => Event::Reload(tx),
             Some(()) = watch => Event::Changed,
             true = source => Event::Changed,
+            Some(generation) = dns => Event::Dns(generation),
             else => std::future::pending().await,
         }
     }
 }
 
+/// The longest a load waits for the first answers of names it has not resolved yet (Envoy
+/// warms a DNS cluster before using it); a name answered later reloads the config then.
+const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(5);
+
+/// A loaded snapshot with the DNS names it needs resolved.
+type Loaded = (Arc<Snapshot>, std::collections::BTreeSet<String>);
+
 impl Loader {
     /// Reads and builds the config; gives up between phases once `superseded()` holds.
-    fn load(&self, superseded: &dyn Fn() -> bool) -> Result<Arc<Snapshot>, Stopped> {
+    fn load(&self, superseded: &dyn Fn() -> bool) -> Result<Loaded, Stopped> {
         // Held for the whole load (loads run one at a time, so it is free): a load that panics
         // poisons it, and the next one then forgets what that one read.
         let mut files = self.files.lock().unwrap_or_else(|poisoned| {
@@ -258,12 +286,17 @@ impl Loader {
             self.source.is_some(),
         ));
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
+        let dns = self.dns.as_ref().map(DnsResolver::published);
+        if let Some(p) = &dns {
+            self.dns_generation.store(p.generation, Ordering::SeqCst);
+        }
         let built = build_snapshot_unless(
             resources,
             diagnostics,
             &self.proxy,
             &self.state,
             version,
+            dns.as_ref().map(|p| &p.answers),
             superseded,
         );
         if built.is_err() {
@@ -271,7 +304,13 @@ impl Loader {
         }
         drop(files);
         match built {
-            Ok(s) => Ok(Arc::new(s)),
+            Ok(s) => {
+                let names = match &self.dns {
+                    Some(_) => sluice_config::dns::wanted_names(&s.registry),
+                    None => Default::default(),
+                };
+                Ok((Arc::new(s), names))
+            }
             Err(Stopped::Rejected(rejected)) => {
                 self.reject(version, &rejected);
                 Err(Stopped::Rejected(rejected))
@@ -280,12 +319,24 @@ impl Loader {
         }
     }
 
-    /// Records a change (a reload request waits for the build that reads it).
-    fn note(&self, event: Event, waiting: &mut Vec<(u64, oneshot::Sender<Result<u64, Rejected>>)>) {
+    /// Records a change (a reload request waits for the build that reads it); `false` when the
+    /// event changes nothing the last load did not already read.
+    fn note(
+        &self,
+        event: Event,
+        waiting: &mut Vec<(u64, oneshot::Sender<Result<u64, Rejected>>)>,
+    ) -> bool {
+        // The last load already compiled these answers in (a warm-up's own).
+        if let Event::Dns(answers) = event {
+            if answers <= self.dns_generation.load(Ordering::SeqCst) {
+                return false;
+            }
+        }
         let generation = self.wanted.fetch_add(1, Ordering::SeqCst) + 1;
         if let Event::Reload(tx) = event {
             waiting.push((generation, tx));
         }
+        true
     }
 
     /// The next load parses every file: what the last one read is not the active config.
@@ -310,6 +361,36 @@ impl Loader {
     }
 }
 
+/// Loads on a blocking thread; when the config names DNS names not resolved yet, waits
+/// (bounded) for their first answers and loads again, so a new DNS cluster starts with its
+/// addresses rather than with none (`503 UH`).
+///
+/// With `generation`, a load gives up once a change newer than it has arrived.
+async fn load_warm(
+    loader: &Arc<Loader>,
+    generation: Option<u64>,
+) -> Result<Result<Arc<Snapshot>, Stopped>, tokio::task::JoinError> {
+    let load = |l: Arc<Loader>| {
+        move || {
+            let superseded = || generation.is_some_and(|g| l.wanted.load(Ordering::SeqCst) != g);
+            l.load(&superseded)
+        }
+    };
+    let first = tokio::task::spawn_blocking(load(loader.clone())).await?;
+    let (s, names) = match first {
+        Ok(loaded) => loaded,
+        Err(stopped) => return Ok(Err(stopped)),
+    };
+    let Some(dns) = &loader.dns else {
+        return Ok(Ok(s));
+    };
+    if !dns.track(&names, FIRST_ANSWER_WAIT).await {
+        return Ok(Ok(s));
+    }
+    let second = tokio::task::spawn_blocking(load(loader.clone())).await?;
+    Ok(second.map(|(s, _)| s))
+}
+
 /// Starts the proxy; fails when the initial config is invalid or the admin port cannot be bound.
 pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     let config = ConfigHandle::new();
@@ -326,10 +407,17 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         tls: opts.tls.clone(),
         files: Default::default(),
         wanted: AtomicU64::new(0),
+        dns: opts.dns.as_ref().and_then(|settings| match DnsResolver::new(settings) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!("{e}; DNS ServiceEntry names are resolved by the system at connect time instead (pass --dns-server)");
+                None
+            }
+        }),
+        dns_generation: AtomicU64::new(0),
     });
     // Parsing a large config is CPU-bound: on a blocking thread, like every reload.
-    let l = loader.clone();
-    let first = match tokio::task::spawn_blocking(move || l.load(&|| false))
+    let first = match load_warm(&loader, None)
         .await
         .context("initial configuration load panicked")?
     {
@@ -414,6 +502,9 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     let (stop_tx, stop_rx) = oneshot::channel::<Duration>();
     let (done_tx, done_rx) = oneshot::channel();
     let source_changes = opts.source.as_ref().map(|s| s.subscribe());
+    // A name's addresses changed: the clusters using it are recompiled (a reload that reads
+    // only the files that changed).
+    let dns_changes = loader.dns.as_ref().map(DnsResolver::subscribe);
     let watch = if opts.watch && opts.source.is_none() {
         Some(
             sluice_sources::watch(&opts.paths, opts.debounce)
@@ -429,6 +520,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
             reload_rx,
             watch,
             source_changes,
+            dns_changes,
             settle: None,
         };
         // `POST /api/reload` callers, each with the change generation its answer must include.
@@ -442,7 +534,11 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
             if !again {
                 tokio::select! {
                     d = &mut stop_rx => break 'run d.unwrap_or(Duration::from_secs(10)),
-                    e = events.next() => loader.note(e, &mut waiting),
+                    e = events.next() => {
+                        if !loader.note(e, &mut waiting) {
+                            continue;
+                        }
+                    }
                 }
             }
             again = false;
@@ -455,21 +551,26 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
             // files. Everything that grows with the config (parsing, compiling, logging its
             // findings, listing its listeners) runs there, never on a runtime worker: with
             // `--workers 1` that worker also serves the admin API and the traffic.
-            let compile = tokio::task::spawn_blocking(move || {
-                let superseded = || may_supersede && l.wanted.load(Ordering::SeqCst) != generation;
-                l.load(&superseded).map(|s| {
+            let compile = async move {
+                let s = match load_warm(&l, may_supersede.then_some(generation)).await? {
+                    Ok(s) => s,
+                    Err(stopped) => return Ok(Err(stopped)),
+                };
+                tokio::task::spawn_blocking(move || {
                     log_diagnostics(&s.diagnostics);
                     let wanted = s.bind_addresses();
-                    (s, wanted)
+                    Ok((s, wanted))
                 })
-            });
+                .await
+            };
             tokio::pin!(compile);
             let outcome = loop {
                 tokio::select! {
                     d = &mut stop_rx => break 'run d.unwrap_or(Duration::from_secs(10)),
                     e = events.next() => {
-                        loader.note(e, &mut waiting);
-                        again = true;
+                        if loader.note(e, &mut waiting) {
+                            again = true;
+                        }
                     }
                     outcome = &mut compile => break outcome,
                 }

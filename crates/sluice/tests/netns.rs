@@ -29,6 +29,7 @@ const BACKEND_PORT: u16 = 9080;
 const APP_PORT: u16 = 8080;
 const HTTPS_PORT: u16 = 8443;
 const SECURE_HOST: &str = "secure.example.com";
+const NONE_HOST: &str = "anywhere.example.com";
 const WAIT: Duration = Duration::from_secs(20);
 
 fn config() -> String {
@@ -120,6 +121,15 @@ spec:
     - destination:
         host: {SECURE_HOST}
         port: {{number: 443}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: anywhere, namespace: default}}
+spec:
+  hosts: [{NONE_HOST}]
+  location: MESH_EXTERNAL
+  resolution: NONE
+  ports: [{{number: {BACKEND_PORT}, name: http, protocol: HTTP}}]
 "#
     )
 }
@@ -131,23 +141,31 @@ fn traffic(
     url: &str,
     n: usize,
 ) -> (Vec<(String, u64)>, serde_json::Value) {
-    let out = env
-        .exec(
-            ns,
-            SLUICE,
-            &[
-                "traffic",
-                url,
-                "-n",
-                &n.to_string(),
-                "--by",
-                "header:x-version",
-                "--json",
-                "--timeout",
-                "5s",
-            ],
-        )
-        .unwrap();
+    traffic_with(env, ns, url, n, &[])
+}
+
+/// [`traffic`] with extra `sluice traffic` arguments (`-H "Host: …"`).
+fn traffic_with(
+    env: &Namespaces,
+    ns: &str,
+    url: &str,
+    n: usize,
+    extra: &[&str],
+) -> (Vec<(String, u64)>, serde_json::Value) {
+    let count = n.to_string();
+    let mut args = vec![
+        "traffic",
+        url,
+        "-n",
+        &count,
+        "--by",
+        "header:x-version",
+        "--json",
+        "--timeout",
+        "5s",
+    ];
+    args.extend_from_slice(extra);
+    let out = env.exec(ns, SLUICE, &args).unwrap();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let mut dist: Vec<(String, u64)> = v["distribution"]
         .as_array()
@@ -356,6 +374,21 @@ fn sidecar_interception_in_network_namespaces() {
     let (direct, _) = traffic(&env, &pod, &format!("http://{V2_IP}:{BACKEND_PORT}/"), 5);
     println!("outbound passthrough to {V2_IP}:{BACKEND_PORT}: {direct:?}");
     assert_eq!(direct, [("v2".to_string(), 5)]);
+
+    // A `resolution: NONE` service without endpoints: Istio's ORIGINAL_DST cluster, each
+    // request goes where the app was going (both backends, by the address it dialled).
+    let host = format!("Host: {NONE_HOST}");
+    for (ip, version) in [(V1_IP, "v1"), (V2_IP, "v2")] {
+        let (seen, statuses) = traffic_with(
+            &env,
+            &pod,
+            &format!("http://{ip}:{BACKEND_PORT}/"),
+            4,
+            &["-H", &host],
+        );
+        println!("outbound {NONE_HOST} (resolution NONE) via {ip}: {seen:?} {statuses}");
+        assert_eq!(seen, [(version.to_string(), 4)]);
+    }
 
     // Inbound: a caller in the other namespace reaches the app through the inbound listener.
     let (inbound, _) = traffic(&env, &peer, &format!("http://{POD_IP}:{APP_PORT}/"), 7);

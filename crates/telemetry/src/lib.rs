@@ -304,9 +304,13 @@ impl Telemetry {
                 });
             }
         }
-        // Previous generation: requests that loaded the old snapshot finish against it.
+        // Previous generation: requests that loaded the old snapshot finish against it. An
+        // endpoint only this table still holds belongs to no snapshot any more: dropped, or
+        // every reload (each DNS answer that changes is one) would add its endpoints for good.
         for (ptr, v) in &previous.endpoints {
-            next.endpoints.entry(*ptr).or_insert_with(|| v.clone());
+            if Arc::strong_count(&v.0) > 1 {
+                next.endpoints.entry(*ptr).or_insert_with(|| v.clone());
+            }
         }
         for (host, v) in &previous.services {
             next.services
@@ -541,4 +545,39 @@ pub fn openmetrics_to_prometheus(text: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canary(version: u64) -> Snapshot {
+        let parsed = sluice_model::parse_text(include_str!("../tests/fixtures/canary.yaml"), None);
+        sluice_config::build_snapshot(
+            parsed.resources,
+            parsed.diagnostics,
+            &sluice_config::ProxyConfig::default(),
+            &sluice_lb::StateStore::new(),
+            version,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Endpoint labels are kept for the current and the previous snapshot only, however many
+    /// reloads there were.
+    #[test]
+    fn endpoint_labels_do_not_accumulate_over_reloads() {
+        let t = Telemetry::default();
+        let mut previous = canary(1);
+        t.on_snapshot(&previous);
+        let per_snapshot = t.destinations.load().endpoints.len();
+        assert!(per_snapshot > 0);
+        for version in 2..12 {
+            let next = canary(version);
+            t.on_snapshot(&next);
+            previous = next;
+        }
+        assert!(previous.version == 11);
+        assert!(t.destinations.load().endpoints.len() <= 2 * per_snapshot);
+    }
 }

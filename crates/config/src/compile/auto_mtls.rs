@@ -119,4 +119,28 @@ mod tests {
             "outbound_.9080_.v2_.reviews.default.svc.cluster.local"
         );
     }
+
+    /// Endpoints that speak mesh mTLS get it automatically only when the service is inside
+    /// the mesh: `MESH_EXTERNAL` (a ServiceEntry's default) is never auto-mTLS'd.
+    #[test]
+    fn only_mesh_internal_services_get_automatic_mtls() {
+        let tls_of = |location: &str| {
+            let yaml = format!(
+                "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: ext}}\nspec:\n  hosts: [ext.example.com]\n{location}  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 10.0.0.1, labels: {{security.istio.io/tlsMode: istio}}}}]\n"
+            );
+            let parsed = sluice_model::parse_text(&yaml, None);
+            let compiled = crate::compile::compile(
+                &parsed.resources,
+                &ProxyConfig::default(),
+                &sluice_lb::StateStore::new(),
+            );
+            compiled
+                .clusters
+                .get("outbound|80||ext.example.com")
+                .map(|c| c.policy.tls.is_some())
+        };
+        assert_eq!(tls_of("  location: MESH_INTERNAL\n"), Some(true));
+        assert_eq!(tls_of("  location: MESH_EXTERNAL\n"), Some(false));
+        assert_eq!(tls_of(""), Some(false));
+    }
 }

@@ -33,6 +33,30 @@ impl Compiler<'_> {
         }
     }
 
+    /// `resolution: NONE` forwards to the original destination, which only an intercepted
+    /// connection has: on this proxy's own mesh listeners the destination is the proxy itself.
+    pub(crate) fn warn_original_dst_without_interception(&mut self) {
+        let mut warned = std::collections::BTreeSet::new();
+        let sources: Vec<_> = self
+            .registry
+            .services()
+            .filter(|s| s.resolution == "NONE" && s.endpoints.is_empty())
+            .map(|s| s.source.clone())
+            .filter(|k| warned.insert(k.clone()))
+            .collect();
+        for key in sources {
+            let Some(r) = self.ordered.iter().find(|r| r.key() == key) else {
+                continue;
+            };
+            self.diagnostics.push(r.diag(
+                sluice_model::Severity::Warning,
+                sluice_model::codes::NOT_ENFORCED,
+                "spec.resolution",
+                "resolution NONE forwards connections the sidecar intercepts (`--outbound-port`) to their original destination; this proxy's per-service mesh listeners have none, so they answer 503 UH (no healthy upstream)",
+            ));
+        }
+    }
+
     /// The mesh `tls` rules by destination port: an entry's `port`, else the TLS and HTTPS
     /// ports of the services the VirtualService's hosts name (443 when none).
     pub(crate) fn outbound_tls(&mut self) -> HashMap<u16, Arc<TcpListener>> {

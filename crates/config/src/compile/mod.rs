@@ -24,6 +24,7 @@ use sluice_lb::StateStore;
 use sluice_model::{Diagnostic, Resource};
 
 use crate::cluster::Cluster;
+use crate::dns::DnsAnswers;
 use crate::labels::selector_matches;
 use crate::listener::Listener;
 use crate::outbound::OutboundTable;
@@ -58,6 +59,8 @@ pub struct Compiled {
 pub(crate) struct Compiler<'a> {
     pub(crate) proxy: &'a ProxyConfig,
     pub(crate) state: &'a StateStore,
+    /// The resolver's answers (`None`: names stay names).
+    pub(crate) dns: Option<&'a DnsAnswers>,
     pub(crate) registry: Registry,
     pub(crate) clusters: BTreeMap<String, Arc<Cluster>>,
     pub(crate) diagnostics: Vec<Diagnostic>,
@@ -76,13 +79,26 @@ pub fn precedence_order(resources: &[Resource]) -> Vec<&Resource> {
     ordered.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Compiles validated objects for `proxy`.
+/// Compiles validated objects for `proxy`; DNS endpoints keep their names (resolved at connect
+/// time, as `analyze` and `explain` need no resolver).
 pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) -> Compiled {
+    compile_resolved(resources, proxy, state, None)
+}
+
+/// [`compile`] with the resolver's latest answers: DNS services get an endpoint per address
+/// (see [`crate::dns`]).
+pub fn compile_resolved(
+    resources: &[Resource],
+    proxy: &ProxyConfig,
+    state: &StateStore,
+    dns: Option<&DnsAnswers>,
+) -> Compiled {
     let ordered = precedence_order(resources);
     let registry = Registry::build(ordered.iter().copied());
     let mut c = Compiler {
         proxy,
         state,
+        dns,
         registry,
         clusters: BTreeMap::new(),
         diagnostics: Vec::new(),
@@ -116,6 +132,7 @@ pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) 
             listeners.extend(c.compile_mesh(&ports, &taken));
             if !proxy.outbound_role {
                 c.warn_mesh_tls_without_interception();
+                c.warn_original_dst_without_interception();
             }
             taken.extend(listeners.iter().map(|l| l.address));
             tcp_listeners.extend(c.compile_tcp_mesh(&taken));
@@ -144,12 +161,15 @@ impl Compiler<'_> {
         let index = DestinationRuleIndex::new(&self.ordered);
         for svc in self.registry.services() {
             let subsets = index.subsets(&svc.hostname);
+            let endpoints = match self.dns {
+                Some(answers) => crate::dns::resolve_endpoints(svc, answers),
+                None => svc.endpoints.clone(),
+            };
             for port in &svc.ports {
                 let h2 = port.protocol.upstream_h2();
-                let all = std::iter::once((None, svc.endpoints.clone()));
+                let all = std::iter::once((None, endpoints.clone()));
                 let by_subset = subsets.iter().map(|s| {
-                    let eps = svc
-                        .endpoints
+                    let eps = endpoints
                         .iter()
                         .filter(|e| selector_matches(&s.labels, &e.labels))
                         .cloned()

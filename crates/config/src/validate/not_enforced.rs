@@ -187,16 +187,6 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
             if !se.subject_alt_names.is_empty() {
                 warn(ctx, "spec.subjectAltNames".into(), "`subjectAltNames`");
             }
-            if matches!(se.resolution.as_deref(), None | Some("NONE"))
-                && se.endpoints.is_empty()
-                && se.workload_selector.is_none()
-            {
-                warn(
-                    ctx,
-                    "spec.resolution".into(),
-                    "resolution NONE (forwarding to the original destination)",
-                );
-            }
             if se.resolution.as_deref() == Some("DYNAMIC_DNS") {
                 warn(ctx, "spec.resolution".into(), "resolution DYNAMIC_DNS");
             }

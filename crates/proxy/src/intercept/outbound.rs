@@ -86,6 +86,7 @@ async fn route_tls(
             dst.ip(),
             sni.as_deref(),
             &read,
+            Some(dst),
         )
         .await;
     } else {
@@ -99,7 +100,7 @@ async fn serve_plain(shared: Shared, stream: TcpStream, peer: SocketAddr, dst: S
     let snapshot = shared.ctx.config.load();
     if let Some(tcp) = snapshot.as_ref().and_then(|s| s.outbound.tcp_listener(dst)) {
         // A TCP port of a service: its `tcp` rules choose the destination.
-        crate::tcp_proxy::serve(shared.ctx.clone(), tcp.clone(), stream, peer).await;
+        crate::tcp_proxy::serve_outbound(shared.ctx.clone(), tcp.clone(), stream, peer, dst).await;
         return;
     }
     let mesh = snapshot.and_then(|s| {

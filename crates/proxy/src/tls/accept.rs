@@ -111,8 +111,16 @@ pub(crate) async fn serve(
         ChainAction::Passthrough(tcp) => {
             let tcp = tcp.clone();
             drop(snapshot);
-            let relay =
-                crate::tcp_proxy::serve_after(ctx, tcp, stream, peer, local, sni.as_deref(), &read);
+            let relay = crate::tcp_proxy::serve_after(
+                ctx,
+                tcp,
+                stream,
+                peer,
+                local,
+                sni.as_deref(),
+                &read,
+                None,
+            );
             permit.hold(relay).await;
         }
         ChainAction::AutoPassthrough { hosts } => {
@@ -135,8 +143,9 @@ pub(crate) async fn serve(
                 );
             };
             let local = SocketAddr::new(local, address.port());
-            let relay =
-                crate::tcp_proxy::relay_to_cluster(&ctx, &cluster, stream, peer, local, &read);
+            let relay = crate::tcp_proxy::relay_to_cluster(
+                &ctx, &cluster, stream, peer, local, &read, None,
+            );
             permit.hold(relay).await;
         }
         ChainAction::TerminateTcp { tls, tcp } => {
@@ -157,6 +166,7 @@ pub(crate) async fn serve(
                         local,
                         sni.as_deref(),
                         &[],
+                        None,
                     );
                     permit.hold(relay).await
                 }
