@@ -4,6 +4,7 @@
 
 pub mod analyze;
 pub mod authz;
+pub mod canary;
 pub mod cluster;
 pub mod compile;
 pub mod domain_index;
@@ -30,7 +31,7 @@ pub mod vhost;
 #[cfg(test)]
 mod scale_tests;
 
-pub use load::{build_snapshot, is_blocking, Rejected};
+pub use load::{build_snapshot, build_snapshot_with, is_blocking, Rejected};
 pub use matcher::RequestInfo;
 pub use proxy::ProxyConfig;
 pub use snapshot::{route, RouteMatch, Routed, Snapshot};

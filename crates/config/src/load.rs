@@ -6,6 +6,7 @@ use std::sync::Arc;
 use sluice_lb::StateStore;
 use sluice_model::{codes, Diagnostic, Resource, Severity};
 
+use crate::canary::CanaryOverlays;
 use crate::proxy::ProxyConfig;
 use crate::snapshot::Snapshot;
 
@@ -69,11 +70,33 @@ pub fn build_snapshot(
     state: &StateStore,
     version: u64,
 ) -> Result<Snapshot, Rejected> {
+    build_snapshot_with(
+        resources,
+        parse_diagnostics,
+        proxy,
+        state,
+        version,
+        &CanaryOverlays::new(),
+    )
+}
+
+/// [`build_snapshot`] with the canary controller's overlays applied to the compiled routes
+/// (the objects kept in the snapshot stay the user's).
+pub fn build_snapshot_with(
+    resources: Vec<Resource>,
+    parse_diagnostics: Vec<Diagnostic>,
+    proxy: &ProxyConfig,
+    state: &StateStore,
+    version: u64,
+    overlays: &CanaryOverlays,
+) -> Result<Snapshot, Rejected> {
     let mut diagnostics = check(&resources, parse_diagnostics);
     if diagnostics.iter().any(is_blocking) {
         return Err(Rejected { diagnostics });
     }
-    let compiled = crate::compile::compile(&resources, proxy, state);
+    let (overlaid, canaries) = crate::canary::apply_overlays(&resources, overlays);
+    let compiled =
+        crate::compile::compile(overlaid.as_deref().unwrap_or(&resources), proxy, state);
     // Hashed, not a `contains` per finding: both lists grow with the config.
     let mut known: HashSet<&Diagnostic> = diagnostics.iter().collect();
     let fresh: Vec<Diagnostic> = compiled
@@ -84,11 +107,13 @@ pub fn build_snapshot(
         .collect();
     drop(known);
     diagnostics.extend(fresh);
-    Ok(Snapshot::new(
+    let mut snapshot = Snapshot::new(
         version,
         proxy.clone(),
         compiled,
         Arc::new(resources),
         diagnostics,
-    ))
+    );
+    snapshot.canaries = canaries;
+    Ok(snapshot)
 }
