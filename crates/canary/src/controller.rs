@@ -306,7 +306,8 @@ impl Controller {
     async fn publish(&self) {
         let overlays = self.overlays();
         let mut applied = self.applied.lock().await;
-        if applied.as_ref() == Some(&overlays) {
+        // Nothing published yet and nothing to overlay: the config in force is already right.
+        if applied.as_ref().map_or(overlays.is_empty(), |a| *a == overlays) {
             return;
         }
         self.host.apply(overlays.clone()).await;

@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod ca;
+pub mod canary;
 pub mod ca_serve;
 pub mod cli;
 pub mod demo;

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sluice_admin::AdminState;
-use sluice_config::{build_snapshot, ProxyConfig, Rejected, Snapshot};
+use sluice_config::canary::CanaryOverlays;
+use sluice_config::{build_snapshot_with, ProxyConfig, Rejected, Snapshot};
 use sluice_lb::StateStore;
 use sluice_model::{Diagnostic, Severity};
 use sluice_proxy::tls::TlsRuntime;
@@ -75,6 +76,8 @@ pub struct RunOptions {
     pub intercepts: Vec<(Intercept, SocketAddr)>,
     /// Certificate material and TLS configs (Kubernetes Secrets are fed into its store).
     pub tls: TlsRuntime,
+    /// Run the canary controller on the `Canary` objects (file mode only).
+    pub canaries: bool,
 }
 
 impl RunOptions {
@@ -92,6 +95,7 @@ impl RunOptions {
             source: None,
             intercepts: Vec::new(),
             tls: TlsRuntime::new(),
+            canaries: true,
         }
     }
 }
@@ -104,6 +108,9 @@ pub struct ProxyHandle {
     pub config: Arc<ConfigHandle>,
     /// The interception listeners bound, with their addresses.
     pub intercepts: Vec<(Intercept, SocketAddr)>,
+    /// The canary controller, when it runs.
+    pub canaries: Option<Arc<sluice_canary::Controller>>,
+    canary_task: Option<tokio::task::JoinHandle<()>>,
     reload_tx: mpsc::Sender<oneshot::Sender<Result<u64, Rejected>>>,
     stop_tx: Option<oneshot::Sender<Duration>>,
     done_rx: Option<oneshot::Receiver<()>>,
@@ -125,6 +132,9 @@ impl ProxyHandle {
 
     /// Stops accepting and drains in-flight requests.
     pub async fn shutdown(mut self) {
+        if let Some(t) = self.canary_task.take() {
+            t.abort();
+        }
         if let Some(tx) = self.stop_tx.take() {
             let _ = tx.send(self.drain);
         }
@@ -158,6 +168,8 @@ struct Loader {
     /// Files read by the last load: a reload parses only the files that changed, and takes the
     /// objects of the others from the active snapshot (cleared when a load is not published).
     files: std::sync::Mutex<sluice_sources::FileCache>,
+    /// The canary controller's overlays, applied at every compile.
+    overlays: Arc<std::sync::Mutex<CanaryOverlays>>,
 }
 
 impl Loader {
@@ -188,7 +200,19 @@ impl Loader {
             self.source.is_some(),
         ));
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
-        let built = build_snapshot(resources, diagnostics, &self.proxy, &self.state, version);
+        let overlays = self
+            .overlays
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let built = build_snapshot_with(
+            resources,
+            diagnostics,
+            &self.proxy,
+            &self.state,
+            version,
+            &overlays,
+        );
         if built.is_err() {
             files.clear();
         }
@@ -239,6 +263,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         telemetry: telemetry.clone(),
         tls: opts.tls.clone(),
         files: Default::default(),
+        overlays: Default::default(),
     });
     // Parsing a large config is CPU-bound: on a blocking thread, like every reload.
     let l = loader.clone();
@@ -314,10 +339,42 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
             }
         })
     });
-    let admin_state = AdminState::new(config.clone(), readiness)
+    let mut admin_state = AdminState::new(config.clone(), readiness)
         .with_telemetry(telemetry.clone())
         .with_cluster_status(Arc::new(LiveEndpoints))
         .with_reload(reload_now);
+    // The canary controller: file mode only (in Kubernetes the Canary status would be shared
+    // by several proxies, which needs a leader).
+    let canaries = match (opts.canaries && opts.source.is_none(), opts.paths.first()) {
+        (true, Some(first)) => {
+            let tx = reload_tx.clone();
+            let republish: crate::canary::Republish = Arc::new(move || {
+                let tx = tx.clone();
+                Box::pin(async move {
+                    let (reply, outcome) = oneshot::channel();
+                    if tx.send(reply).await.is_ok() {
+                        let _ = outcome.await;
+                    }
+                })
+            });
+            let host = Arc::new(crate::canary::RuntimeHost {
+                config: config.clone(),
+                overlays: loader.overlays.clone(),
+                republish,
+            });
+            let controller = sluice_canary::Controller::new(
+                host,
+                telemetry.subset_stats().clone(),
+                telemetry.canary().clone(),
+                Some(sluice_canary::StateFile::for_config(first)),
+            );
+            admin_state =
+                admin_state.with_canaries(Arc::new(crate::canary::AdminCanaries(controller.clone())));
+            Some(controller)
+        }
+        _ => None,
+    };
+    let loop_canaries = canaries.clone();
     let admin_addr = sluice_admin::serve(opts.admin, admin_state)
         .await
         .with_context(|| format!("cannot bind admin address {}", opts.admin))?;
@@ -393,6 +450,9 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                         }
                         authn_ctx.authn.prepare(&s);
                         manager.close_unwanted(&wanted);
+                        if let Some(c) = &loop_canaries {
+                            c.config_changed();
+                        }
                         tracing::info!(version = s.version, "config reloaded");
                         Ok(s.version)
                     } else {
@@ -427,10 +487,19 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         let _ = tokio::task::spawn_blocking(move || flush_telemetry.flush_traces()).await;
         let _ = done_tx.send(());
     });
+    // Started once the reload loop runs: its first act publishes the saved canaries' routes.
+    let canary_task = canaries.clone().map(|c| {
+        tokio::spawn(async move {
+            c.start().await;
+            c.run().await;
+        })
+    });
     Ok(ProxyHandle {
         admin_addr,
         config,
         intercepts,
+        canaries,
+        canary_task,
         reload_tx,
         stop_tx: Some(stop_tx),
         done_rx: Some(done_rx),
