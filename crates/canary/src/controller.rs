@@ -96,7 +96,12 @@ pub fn targets(resources: &[Resource]) -> Vec<Target> {
                 if o.metadata.namespace == *ns && o.metadata.name == c.virtual_service =>
             {
                 let i = canary::overlay::target_route(vs, c.route.as_deref())?;
-                let d = vs.http.get(i)?.route.iter().find_map(|d| d.destination.as_ref())?;
+                let d = vs
+                    .http
+                    .get(i)?
+                    .route
+                    .iter()
+                    .find_map(|d| d.destination.as_ref())?;
                 Some(sluice_config::host::fqdn(&d.host, ns))
             }
             _ => None,
@@ -307,7 +312,10 @@ impl Controller {
         let overlays = self.overlays();
         let mut applied = self.applied.lock().await;
         // Nothing published yet and nothing to overlay: the config in force is already right.
-        if applied.as_ref().map_or(overlays.is_empty(), |a| *a == overlays) {
+        if applied
+            .as_ref()
+            .map_or(overlays.is_empty(), |a| *a == overlays)
+        {
             return;
         }
         self.host.apply(overlays.clone()).await;
@@ -364,8 +372,7 @@ impl Controller {
                 window: e.window(mirror),
                 hooks,
             };
-            let (result, transitions) =
-                machine::tick(&target.settings, &mut e.state, &obs, now_ms);
+            let (result, transitions) = machine::tick(&target.settings, &mut e.state, &obs, now_ms);
             e.rebase();
             if let Some(label) = result.label() {
                 self.metrics.check(&target.namespace, &target.name, label);
@@ -477,9 +484,7 @@ impl Controller {
         let entries = self.lock();
         entries
             .values()
-            .find(|e| {
-                e.target.name == name && namespace.is_none_or(|ns| ns == e.target.namespace)
-            })
+            .find(|e| e.target.name == name && namespace.is_none_or(|ns| ns == e.target.namespace))
             .map(|e| e.target.key.clone())
     }
 
@@ -518,4 +523,17 @@ impl Controller {
     pub fn phase(&self, key: &str) -> Option<Phase> {
         self.lock().get(key).map(|e| e.state.phase)
     }
+}
+
+/// The overlays saved in `file` for the Canaries of `resources` (what a proxy running on this
+/// config applies; `sluice explain` on files shows the same routes).
+pub fn saved_overlays(resources: &[Resource], file: &StateFile) -> CanaryOverlays {
+    let saved = file.load().unwrap_or_default();
+    targets(resources)
+        .into_iter()
+        .filter_map(|t| {
+            let state = saved.get(&t.key).filter(|s| s.target == t.revision)?;
+            Some((t.key.clone(), machine::overlay_of(&t.settings, state)))
+        })
+        .collect()
 }

@@ -8,7 +8,7 @@ pub mod state;
 pub mod store;
 pub mod webhook;
 
-pub use controller::{CanaryKey, Command, Controller, ControllerHost};
+pub use controller::{saved_overlays, CanaryKey, Command, Controller, ControllerHost};
 pub use machine::{hooks_due, overlay_of, tick, Observation, Transition, Window};
 pub use state::{CanaryState, HistoryEntry, Phase};
 pub use store::StateFile;

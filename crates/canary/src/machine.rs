@@ -21,8 +21,9 @@ pub struct Window {
 impl Window {
     /// Percent of requests that were not 5xx.
     pub fn success_rate(&self) -> Option<f64> {
-        (self.requests > 0)
-            .then(|| 100.0 * (self.requests - self.errors.min(self.requests)) as f64 / self.requests as f64)
+        (self.requests > 0).then(|| {
+            100.0 * (self.requests - self.errors.min(self.requests)) as f64 / self.requests as f64
+        })
     }
 }
 
@@ -161,7 +162,9 @@ impl Step<'_> {
         let n = self.state.failed_checks;
         let threshold = self.settings.threshold;
         if n >= threshold {
-            self.rollback(format!("{reason} ({n} failed check(s), threshold {threshold})"));
+            self.rollback(format!(
+                "{reason} ({n} failed check(s), threshold {threshold})"
+            ));
         } else {
             self.state.message = format!("check failed ({n}/{threshold}): {reason}");
             if self.state.phase == Phase::Waiting {
@@ -182,8 +185,17 @@ impl Step<'_> {
     }
 
     fn promote_or_wait(&mut self) -> CheckResult {
-        if self.settings.hooks(HookType::ConfirmPromotion).next().is_none() {
-            self.go(Phase::Promoting, "all stages passed: promoting".into(), false);
+        if self
+            .settings
+            .hooks(HookType::ConfirmPromotion)
+            .next()
+            .is_none()
+        {
+            self.go(
+                Phase::Promoting,
+                "all stages passed: promoting".into(),
+                false,
+            );
             return CheckResult::Pass;
         }
         self.state.awaiting_promotion = true;
@@ -305,7 +317,11 @@ pub fn tick(
                     Some(e) => s.wait(format!("promotion held by the confirm-promotion gate: {e}")),
                     None => {
                         s.state.awaiting_promotion = false;
-                        s.go(Phase::Promoting, "promotion confirmed: promoting".into(), false);
+                        s.go(
+                            Phase::Promoting,
+                            "promotion confirmed: promoting".into(),
+                            false,
+                        );
                         CheckResult::Pass
                     }
                 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::state::CanaryState;
 
-/// The state file's name inside the config directory.
+/// The state file's name inside the config directory (the file watcher ignores its writes:
+/// `sluice_sources`' `CANARY_STATE_PREFIX`).
 pub const STATE_FILE_NAME: &str = ".sluice-canary-state";
 
 /// A canary state file.

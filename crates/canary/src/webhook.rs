@@ -25,7 +25,10 @@ pub struct Payload<'a> {
 /// Calls one hook: `Ok` on a 2xx answer, else why not.
 pub async fn call(hook: &Webhook, payload: &Payload<'_>) -> Result<(), String> {
     if hook.url.starts_with("https://") {
-        return Err(format!("{}: https webhooks are not supported yet", hook.name));
+        return Err(format!(
+            "{}: https webhooks are not supported yet",
+            hook.name
+        ));
     }
     let body = serde_json::to_vec(payload).map_err(|e| e.to_string())?;
     let req = http::Request::post(&hook.url)
@@ -47,7 +50,10 @@ pub async fn call(hook: &Webhook, payload: &Payload<'_>) -> Result<(), String> {
             Ok(())
         } else {
             let text = String::from_utf8_lossy(&body);
-            Err(format!("{status} {}", text.trim().chars().take(200).collect::<String>()))
+            Err(format!(
+                "{status} {}",
+                text.trim().chars().take(200).collect::<String>()
+            ))
         }
     };
     match tokio::time::timeout(hook.timeout.max(Duration::from_millis(1)), answer).await {

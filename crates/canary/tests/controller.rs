@@ -222,7 +222,9 @@ async fn too_little_traffic_waits_instead_of_passing_or_failing() {
     assert_eq!(rig.phase(), Phase::Waiting);
     let s = rig.status();
     assert!(
-        s["message"].as_str().is_some_and(|m| m.contains("too little traffic")),
+        s["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("too little traffic")),
         "{s}"
     );
     assert_eq!(s["failedChecks"], 0);
@@ -248,7 +250,10 @@ async fn failing_canary_is_rolled_back_after_threshold_checks() {
     assert_eq!(rig.phase(), Phase::Failed);
     let s = rig.status();
     let reason = s["rollbackReason"].as_str().unwrap_or("");
-    assert!(reason.contains("request-success-rate 80.0 not >= 99"), "{reason}");
+    assert!(
+        reason.contains("request-success-rate 80.0 not >= 99"),
+        "{reason}"
+    );
     let last = rig.host.last().expect("overlay");
     assert_eq!((last.weight, last.mirror, last.matched), (0, None, false));
     // Failed is final: more traffic changes nothing.
@@ -278,7 +283,10 @@ async fn mirror_stage_is_judged_on_mirrored_requests() {
     assert_eq!(rig.phase(), Phase::Waiting);
     rig.interval_with(0, 30, true).await;
     assert_eq!(rig.phase(), Phase::Failed);
-    assert_eq!(rig.host.last().map(|o| (o.weight, o.mirror)), Some((0, None)));
+    assert_eq!(
+        rig.host.last().map(|o| (o.weight, o.mirror)),
+        Some((0, None))
+    );
 }
 
 #[tokio::test(start_paused = true)]

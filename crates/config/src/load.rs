@@ -95,8 +95,7 @@ pub fn build_snapshot_with(
         return Err(Rejected { diagnostics });
     }
     let (overlaid, canaries) = crate::canary::apply_overlays(&resources, overlays);
-    let compiled =
-        crate::compile::compile(overlaid.as_deref().unwrap_or(&resources), proxy, state);
+    let compiled = crate::compile::compile(overlaid.as_deref().unwrap_or(&resources), proxy, state);
     // Hashed, not a `contains` per finding: both lists grow with the config.
     let mut known: HashSet<&Diagnostic> = diagnostics.iter().collect();
     let fresh: Vec<Diagnostic> = compiled

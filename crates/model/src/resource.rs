@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::diagnostic::{codes, Diagnostic, Location, ResourceRef, Severity};
 use crate::location::{push_index, push_key, SpanMap};
 use crate::{
-    AuthorizationPolicy, Canary, DestinationRule, Gateway, PeerAuthentication, RequestAuthentication,
-    ServiceEntry, Sidecar, VirtualService, WorkloadEntry,
+    AuthorizationPolicy, Canary, DestinationRule, Gateway, PeerAuthentication,
+    RequestAuthentication, ServiceEntry, Sidecar, VirtualService, WorkloadEntry,
 };
 
 /// The networking API group sluice reads.

@@ -66,8 +66,7 @@ impl sluice_admin::CanaryApi for AdminCanaries {
         &'a self,
         name: &'a str,
         action: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, (u16, String)>> + Send + 'a>>
-    {
+    ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, (u16, String)>> + Send + 'a>> {
         Box::pin(async move {
             let Some(cmd) = Command::from_name(action) else {
                 return Err((
@@ -122,8 +121,8 @@ pub async fn run(a: &CanaryArgs) -> anyhow::Result<String> {
     if !status.is_success() {
         bail!("{status}: {}", String::from_utf8_lossy(&body).trim());
     }
-    let doc: serde_json::Value = serde_json::from_slice(&body)
-        .with_context(|| format!("admin API {admin}: not JSON"))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&body).with_context(|| format!("admin API {admin}: not JSON"))?;
     Ok(match doc.as_array() {
         Some(all) if all.is_empty() => "no canaries\n".to_string(),
         Some(all) => all.iter().map(render).collect(),

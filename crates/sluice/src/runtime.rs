@@ -368,8 +368,8 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                 telemetry.canary().clone(),
                 Some(sluice_canary::StateFile::for_config(first)),
             );
-            admin_state =
-                admin_state.with_canaries(Arc::new(crate::canary::AdminCanaries(controller.clone())));
+            admin_state = admin_state
+                .with_canaries(Arc::new(crate::canary::AdminCanaries(controller.clone())));
             Some(controller)
         }
         _ => None,

@@ -181,7 +181,10 @@ impl CanaryMetrics {
     }
 
     fn labels(namespace: &str, name: &str) -> CanaryLabels {
-        [("name", name.to_string()), ("namespace", namespace.to_string())]
+        [
+            ("name", name.to_string()),
+            ("namespace", namespace.to_string()),
+        ]
     }
 
     /// Publishes a canary's weight and phase code.

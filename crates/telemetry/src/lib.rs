@@ -7,8 +7,8 @@
 //! per snapshot, never per request.
 
 pub mod access_log;
-pub mod canary;
 mod cache;
+pub mod canary;
 pub mod graph;
 pub mod histogram;
 pub mod labels;

@@ -92,7 +92,10 @@ impl Load {
 }
 
 async fn wait_for_phase(p: &ProxyHandle, want: &[Phase], limit: Duration) -> Phase {
-    let c = p.canaries.clone().expect("canary controller runs in file mode");
+    let c = p
+        .canaries
+        .clone()
+        .expect("canary controller runs in file mode");
     let deadline = Instant::now() + limit;
     loop {
         let phase = c.phase(KEY).unwrap_or(Phase::Initializing);
@@ -141,7 +144,12 @@ async fn healthy_canary_is_promoted_through_its_steps() {
     );
     let p = proxy(dir.path(), |_| {}).await;
     let load = Load::start(port, Duration::from_millis(2), 20_000);
-    wait_for_phase(&p, &[Phase::Succeeded, Phase::Failed], Duration::from_secs(30)).await;
+    wait_for_phase(
+        &p,
+        &[Phase::Succeeded, Phase::Failed],
+        Duration::from_secs(30),
+    )
+    .await;
     let before = load.seen();
     assert_eq!(
         p.canaries.as_ref().unwrap().phase(KEY),
@@ -193,7 +201,12 @@ async fn failing_canary_is_rolled_back_by_itself() {
     );
     let p = proxy(dir.path(), |_| {}).await;
     let load = Load::start(port, Duration::from_millis(10), 3_000);
-    wait_for_phase(&p, &[Phase::Failed, Phase::Succeeded], Duration::from_secs(30)).await;
+    wait_for_phase(
+        &p,
+        &[Phase::Failed, Phase::Succeeded],
+        Duration::from_secs(30),
+    )
+    .await;
     let at_rollback = load.seen();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let end = load.stop().await;
@@ -239,7 +252,12 @@ async fn bad_version_caught_in_the_mirror_stage_fails_no_user_request() {
     );
     let p = proxy(dir.path(), |_| {}).await;
     let load = Load::start(port, Duration::from_millis(2), 20_000);
-    wait_for_phase(&p, &[Phase::Failed, Phase::Succeeded], Duration::from_secs(30)).await;
+    wait_for_phase(
+        &p,
+        &[Phase::Failed, Phase::Succeeded],
+        Duration::from_secs(30),
+    )
+    .await;
     let seen = load.stop().await;
     let s = p.canaries.as_ref().unwrap().status(KEY).unwrap();
     assert_eq!(s["phase"], "Failed", "{s}");
@@ -301,10 +319,7 @@ async fn admin_api_pauses_resumes_and_aborts() {
         .unwrap()
         .contains("too little traffic"));
     assert_eq!(post("pause").await.status, 200);
-    assert_eq!(
-        p.canaries.as_ref().unwrap().phase(KEY),
-        Some(Phase::Paused)
-    );
+    assert_eq!(p.canaries.as_ref().unwrap().phase(KEY), Some(Phase::Paused));
     assert_eq!(post("pause").await.status, 409);
     assert_eq!(post("resume").await.status, 200);
     assert_eq!(post("jump").await.status, 404);
@@ -327,4 +342,49 @@ async fn admin_api_pauses_resumes_and_aborts() {
     );
     assert!(metrics.contains("sluice_canary_rollbacks_total{name=\"app\",namespace=\"default\"} 1"));
     p.shutdown().await;
+}
+
+/// The issue's figures unscaled: 10 % canary, 10 s interval, threshold 2, 100 req/s, a canary
+/// failing every request; then the same with a mirror stage first. About a minute; run with
+/// `cargo test -p sluice-test-support --test canary -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn measure_failures_before_rollback_at_the_issues_figures() {
+    for (label, analysis) in [
+        (
+            "weighted 10 %",
+            "    interval: 10s\n    threshold: 2\n    stepWeight: 10\n    maxWeight: 50\n    metrics:\n    - {name: request-success-rate, thresholdRange: {min: 99}}\n",
+        ),
+        (
+            "mirror first",
+            "    interval: 10s\n    threshold: 2\n    mirror: true\n    iterations: 1\n    stepWeight: 10\n    maxWeight: 50\n    metrics:\n    - {name: request-success-rate, thresholdRange: {min: 99}}\n",
+        ),
+    ] {
+        let v1 = backend("app", "v1").await;
+        let mut args = BackendArgs::ephemeral("app", "v3");
+        args.fail_after = Some(0);
+        let v3 = Backend::start(args).await.unwrap();
+        let port = free_port();
+        let dir = ConfigDir::new();
+        dir.write(
+            "svc.yaml",
+            &service_yaml(HOST, port, &[("v1", v1.addr()), ("v3", v3.addr())]),
+        );
+        dir.write("dr.yaml", &subsets_yaml(HOST, &["v1", "v3"]));
+        dir.write("vs.yaml", &vs());
+        dir.write("canary.yaml", &canary("v3", analysis));
+        let p = proxy(dir.path(), |_| {}).await;
+        let started = Instant::now();
+        let load = Load::start(port, Duration::from_millis(10), 10_000);
+        wait_for_phase(&p, &[Phase::Failed, Phase::Succeeded], Duration::from_secs(90)).await;
+        let seen = load.stop().await;
+        let rate = seen.total as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "{label}: {} user-visible failures of {} requests before rollback ({rate:.0} req/s, rolled back after {:.1} s)",
+            seen.failed,
+            seen.total,
+            started.elapsed().as_secs_f64()
+        );
+        p.shutdown().await;
+    }
 }

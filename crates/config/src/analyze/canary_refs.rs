@@ -150,6 +150,10 @@ spec:
         assert!(f[0].0.contains("no HTTP route named `primary`"), "{f:?}");
         let f = findings("app", "", "v3");
         assert_eq!(f[0].1.as_deref(), Some("spec.canarySubset"));
-        assert!(f[0].0.contains("subset `v3` of app.default.svc.cluster.local"), "{f:?}");
+        assert!(
+            f[0].0
+                .contains("subset `v3` of app.default.svc.cluster.local"),
+            "{f:?}"
+        );
     }
 }

@@ -82,7 +82,10 @@ fn weighted(base: &HttpRouteDestination, dest: Destination, weight: u32) -> Http
 
 /// The route's match entries AND'ed with the Canary's: each pair merged (the Canary's header,
 /// query and cookie conditions added to the route's own).
-fn merged_matches(route: &[HttpMatchRequest], canary: &[HttpMatchRequest]) -> Vec<HttpMatchRequest> {
+fn merged_matches(
+    route: &[HttpMatchRequest],
+    canary: &[HttpMatchRequest],
+) -> Vec<HttpMatchRequest> {
     if route.is_empty() {
         return canary.to_vec();
     }
@@ -113,7 +116,11 @@ fn overlay_route(
     overlay: &CanaryOverlay,
 ) -> Option<()> {
     let route = vs.http.get_mut(index)?;
-    let first = route.route.iter().find(|d| d.destination.is_some())?.clone();
+    let first = route
+        .route
+        .iter()
+        .find(|d| d.destination.is_some())?
+        .clone();
     let base = route_target(route)?.clone();
     let stable = to_subset(&base, &canary.stable_subset);
     let canary_dest = to_subset(&base, &canary.canary_subset);
@@ -202,10 +209,7 @@ pub fn apply_overlays(
         if overlay_route(vs, index, canary, overlay).is_some() {
             applied.push(AppliedCanary {
                 canary: key,
-                virtual_service: format!(
-                    "{}/{}",
-                    vs_res.metadata.namespace, vs_res.metadata.name
-                ),
+                virtual_service: format!("{}/{}", vs_res.metadata.namespace, vs_res.metadata.name),
                 route_index: index,
                 route_name,
                 stable_subset: canary.stable_subset.clone(),
@@ -271,7 +275,10 @@ spec:
             .iter()
             .map(|d| {
                 let dest = d.destination.as_ref().expect("destination");
-                (dest.subset.clone().unwrap_or_default(), d.weight.unwrap_or(0))
+                (
+                    dest.subset.clone().unwrap_or_default(),
+                    d.weight.unwrap_or(0),
+                )
             })
             .collect()
     }
@@ -306,7 +313,10 @@ spec:
         });
         let r = &vs.http[1];
         assert_eq!(split(r), [("v1".into(), 100)]);
-        assert_eq!(r.mirror.as_ref().and_then(|m| m.subset.as_deref()), Some("v2"));
+        assert_eq!(
+            r.mirror.as_ref().and_then(|m| m.subset.as_deref()),
+            Some("v2")
+        );
         assert_eq!(r.mirror_percentage.map(|p| p.value), Some(50.0));
     }
 

@@ -193,7 +193,10 @@ pub fn resolve(spec: &Canary) -> (CanarySettings, Vec<SettingsError>) {
         None => DEFAULT_INTERVAL,
         Some(Ok(d)) if d >= Duration::from_millis(1) => d,
         Some(Ok(_)) => {
-            err(format!("{base}.interval"), "interval must be at least 1ms".into());
+            err(
+                format!("{base}.interval"),
+                "interval must be at least 1ms".into(),
+            );
             DEFAULT_INTERVAL
         }
         Some(Err(e)) => {
@@ -203,7 +206,10 @@ pub fn resolve(spec: &Canary) -> (CanarySettings, Vec<SettingsError>) {
     };
     let threshold = match a.threshold {
         Some(0) => {
-            err(format!("{base}.threshold"), "threshold must be at least 1".into());
+            err(
+                format!("{base}.threshold"),
+                "threshold must be at least 1".into(),
+            );
             DEFAULT_THRESHOLD
         }
         Some(t) => t,
@@ -211,7 +217,10 @@ pub fn resolve(spec: &Canary) -> (CanarySettings, Vec<SettingsError>) {
     };
     let max_weight = match a.max_weight {
         Some(w) if !weight_ok(w) => {
-            err(format!("{base}.maxWeight"), format!("maxWeight {w} is not in 1..100"));
+            err(
+                format!("{base}.maxWeight"),
+                format!("maxWeight {w} is not in 1..100"),
+            );
             DEFAULT_MAX_WEIGHT
         }
         Some(w) => w,
@@ -222,7 +231,10 @@ pub fn resolve(spec: &Canary) -> (CanarySettings, Vec<SettingsError>) {
         let mut last = 0;
         for (i, &w) in a.step_weights.iter().enumerate() {
             if !weight_ok(w) {
-                err(format!("{base}.stepWeights[{i}]"), format!("weight {w} is not in 1..100"));
+                err(
+                    format!("{base}.stepWeights[{i}]"),
+                    format!("weight {w} is not in 1..100"),
+                );
             } else if w <= last {
                 err(
                     format!("{base}.stepWeights[{i}]"),
@@ -235,7 +247,10 @@ pub fn resolve(spec: &Canary) -> (CanarySettings, Vec<SettingsError>) {
         }
     } else if let Some(step) = a.step_weight {
         if !weight_ok(step) {
-            err(format!("{base}.stepWeight"), format!("stepWeight {step} is not in 1..100"));
+            err(
+                format!("{base}.stepWeight"),
+                format!("stepWeight {step} is not in 1..100"),
+            );
         } else {
             let mut w = step;
             while w < max_weight {
@@ -248,14 +263,20 @@ pub fn resolve(spec: &Canary) -> (CanarySettings, Vec<SettingsError>) {
     let iterations = a.iterations.unwrap_or(0);
     let mirror_weight = match a.mirror_weight {
         Some(w) if !weight_ok(w) => {
-            err(format!("{base}.mirrorWeight"), format!("mirrorWeight {w} is not in 1..100"));
+            err(
+                format!("{base}.mirrorWeight"),
+                format!("mirrorWeight {w} is not in 1..100"),
+            );
             100
         }
         Some(w) => w,
         None => 100,
     };
     if a.mirror_weight.is_some() && !a.mirror {
-        err(format!("{base}.mirrorWeight"), "mirrorWeight needs `mirror: true`".into());
+        err(
+            format!("{base}.mirrorWeight"),
+            "mirrorWeight needs `mirror: true`".into(),
+        );
     }
     if !a.matches.is_empty() && iterations == 0 {
         err(
@@ -265,7 +286,9 @@ pub fn resolve(spec: &Canary) -> (CanarySettings, Vec<SettingsError>) {
     }
     let mut stages = Vec::new();
     if a.mirror {
-        stages.push(Stage::Mirror { percent: mirror_weight });
+        stages.push(Stage::Mirror {
+            percent: mirror_weight,
+        });
     }
     if !a.matches.is_empty() && iterations > 0 {
         stages.push(Stage::Match);
@@ -290,20 +313,36 @@ pub fn resolve(spec: &Canary) -> (CanarySettings, Vec<SettingsError>) {
         };
         let r = m.threshold_range;
         if r.min.is_none() && r.max.is_none() {
-            err(format!("{field}.thresholdRange"), "thresholdRange needs `min` or `max`".into());
+            err(
+                format!("{field}.thresholdRange"),
+                "thresholdRange needs `min` or `max`".into(),
+            );
             continue;
         }
-        if kind == MetricKind::RequestSuccessRate && r.min.is_some_and(|v| !(0.0..=100.0).contains(&v)) {
-            err(format!("{field}.thresholdRange.min"), "a success rate is a percent: 0..100".into());
+        if kind == MetricKind::RequestSuccessRate
+            && r.min.is_some_and(|v| !(0.0..=100.0).contains(&v))
+        {
+            err(
+                format!("{field}.thresholdRange.min"),
+                "a success rate is a percent: 0..100".into(),
+            );
             continue;
         }
         if let (Some(lo), Some(hi)) = (r.min, r.max) {
             if lo > hi {
-                err(format!("{field}.thresholdRange"), format!("min {lo} is above max {hi}"));
+                err(
+                    format!("{field}.thresholdRange"),
+                    format!("min {lo} is above max {hi}"),
+                );
                 continue;
             }
         }
-        metrics.push(MetricCheck { kind, name: m.name.clone(), min: r.min, max: r.max });
+        metrics.push(MetricCheck {
+            kind,
+            name: m.name.clone(),
+            min: r.min,
+            max: r.max,
+        });
     }
     let mut webhooks = Vec::new();
     for (i, w) in a.webhooks.iter().enumerate() {
@@ -319,7 +358,10 @@ pub fn resolve(spec: &Canary) -> (CanarySettings, Vec<SettingsError>) {
             },
         };
         if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-            err(format!("{field}.url"), format!("url `{}` must start with http:// or https://", w.url));
+            err(
+                format!("{field}.url"),
+                format!("url `{}` must start with http:// or https://", w.url),
+            );
             continue;
         }
         let timeout = match w.timeout.as_deref().map(parse_go_duration) {
