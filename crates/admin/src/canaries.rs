@@ -8,6 +8,10 @@ use http::StatusCode;
 
 use crate::{json_reply, text, AdminBody, AdminState};
 
+/// The outcome of a command: the canary's new status, or the HTTP status and why not.
+pub type CommandOutcome<'a> =
+    Pin<Box<dyn Future<Output = Result<serde_json::Value, (u16, String)>> + Send + 'a>>;
+
 /// The canary controller as the admin API sees it.
 pub trait CanaryApi: Send + Sync {
     /// Every canary's status.
@@ -15,11 +19,7 @@ pub trait CanaryApi: Send + Sync {
     /// One canary's status; `name` is `NAME` or `NAMESPACE/NAME`.
     fn get(&self, name: &str) -> Option<serde_json::Value>;
     /// Applies `action` to the canary `name`: its new status, or the HTTP status and why not.
-    fn command<'a>(
-        &'a self,
-        name: &'a str,
-        action: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, (u16, String)>> + Send + 'a>>;
+    fn command<'a>(&'a self, name: &'a str, action: &'a str) -> CommandOutcome<'a>;
 }
 
 /// `GET /api/canaries` and `GET /api/canaries/NAME`.

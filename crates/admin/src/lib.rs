@@ -31,7 +31,7 @@ use sluice_proxy::ConfigHandle;
 use sluice_telemetry::Telemetry;
 use tokio::net::TcpListener;
 
-pub use canaries::CanaryApi;
+pub use canaries::{CanaryApi, CommandOutcome};
 pub use clusters::{ClusterStatus, EndpointStatus};
 
 /// Says whether the proxy is ready, or why not.

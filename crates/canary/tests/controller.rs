@@ -1,6 +1,7 @@
 //! The controller under tokio's paused clock: every phase, the low-traffic wait, rollback by
 //! threshold, webhook gates, operator commands and a restart in the middle of a canary.
 //! Traffic is fed to the real per-subset taps the proxy records into.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -68,7 +68,7 @@ fn to_subset(base: &Destination, subset: &str) -> Destination {
     Destination {
         host: base.host.clone(),
         subset: Some(subset.to_string()),
-        port: base.port.clone(),
+        port: base.port,
     }
 }
 
