@@ -388,3 +388,115 @@ async fn measure_failures_before_rollback_at_the_issues_figures() {
         p.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn webhooks_are_posted_and_a_refusing_gate_holds_the_promotion() {
+    let v1 = backend("app", "v1").await;
+    let v2 = backend("app", "v2").await;
+    let rollout_hook = backend("hook", "ok").await;
+    let gate = failing_backend("gate", "no").await;
+    let port = free_port();
+    let dir = ConfigDir::new();
+    dir.write(
+        "svc.yaml",
+        &service_yaml(HOST, port, &[("v1", v1.addr()), ("v2", v2.addr())]),
+    );
+    dir.write("dr.yaml", &subsets_yaml(HOST, &["v1", "v2"]));
+    dir.write("vs.yaml", &vs());
+    dir.write(
+        "canary.yaml",
+        &canary(
+            "v2",
+            &format!(
+                "    interval: 200ms\n    stepWeights: [50]\n    minRequests: 5\n    metrics:\n    - {{name: request-success-rate, thresholdRange: {{min: 99}}}}\n    webhooks:\n    - {{name: load, type: rollout, url: \"http://{}/load\"}}\n    - {{name: gate, type: confirm-promotion, url: \"http://{}/gate\", timeout: 2s}}\n",
+                rollout_hook.addr(),
+                gate.addr()
+            ),
+        ),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let load = Load::start(port, Duration::from_millis(2), 20_000);
+    let c = p.canaries.clone().unwrap();
+    assert_eventually(
+        Duration::from_secs(20),
+        "promotion held by the gate",
+        || {
+            let s = c.status(KEY).unwrap_or_default();
+            async move {
+                s["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("held by the confirm-promotion gate"))
+            }
+        },
+    )
+    .await;
+    load.stop().await;
+    assert_eq!(c.phase(KEY), Some(Phase::Waiting));
+    assert!(
+        rollout_hook.requests() > 0,
+        "the rollout webhook was called"
+    );
+    assert!(gate.requests() > 0, "the gate was called");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn hashed_users_only_move_from_stable_to_canary_through_the_steps() {
+    let v1 = backend("app", "v1").await;
+    let v2 = backend("app", "v2").await;
+    let port = free_port();
+    let dir = ConfigDir::new();
+    dir.write(
+        "svc.yaml",
+        &service_yaml(HOST, port, &[("v1", v1.addr()), ("v2", v2.addr())]),
+    );
+    dir.write(
+        "dr.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: app}}\nspec:\n  host: {HOST}\n  trafficPolicy:\n    loadBalancer:\n      consistentHash: {{httpHeaderName: x-user}}\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n  - {{name: v2, labels: {{version: v2}}}}\n"
+        ),
+    );
+    dir.write("vs.yaml", &vs());
+    dir.write(
+        "canary.yaml",
+        &canary(
+            "v2",
+            "    interval: 300ms\n    stepWeights: [10, 30, 60]\n    minRequests: 5\n    metrics:\n    - {name: request-success-rate, thresholdRange: {min: 99}}\n",
+        ),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let c = TestClient::new();
+    let controller = p.canaries.clone().unwrap();
+    let mut on_canary = vec![false; 50];
+    let mut moved_back = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Rounds over 50 users until promotion (bounded by count and time).
+    for _ in 0..2_000 {
+        if controller.phase(KEY).is_some_and(|p| {
+            p != Phase::Progressing && p != Phase::Initializing && p != Phase::Waiting
+        }) || Instant::now() > deadline
+        {
+            break;
+        }
+        for (u, seen_v2) in on_canary.iter_mut().enumerate() {
+            let user = format!("user-{u}");
+            let r = c
+                .get(mesh_addr(port), "app", "/", &[("x-user", user.as_str())])
+                .await;
+            let v2_now = r.header("x-version") == Some("v2");
+            if *seen_v2 && !v2_now {
+                moved_back.push(user);
+            }
+            *seen_v2 |= v2_now;
+        }
+    }
+    assert!(
+        moved_back.is_empty(),
+        "users moved back to stable: {moved_back:?}"
+    );
+    assert!(
+        on_canary.iter().filter(|v| **v).count() >= 15,
+        "the steps moved users to the canary: {on_canary:?}"
+    );
+    p.shutdown().await;
+}
