@@ -318,7 +318,17 @@ async fn admin_api_pauses_resumes_and_aborts() {
         .as_str()
         .unwrap()
         .contains("too little traffic"));
-    assert_eq!(post("pause").await.status, 200);
+    // `sluice canary status|pause NAME` speak to the same API.
+    let cli = |action: &str| sluice::canary::CanaryArgs {
+        action: action.to_string(),
+        name: Some("app".to_string()),
+        admin,
+    };
+    let out = sluice::canary::run(&cli("status")).await.unwrap();
+    assert!(out.starts_with("default/app: Waiting weight 10%"), "{out}");
+    assert!(out.contains("too little traffic"), "{out}");
+    let out = sluice::canary::run(&cli("pause")).await.unwrap();
+    assert!(out.starts_with("default/app: Paused weight 10%"), "{out}");
     assert_eq!(p.canaries.as_ref().unwrap().phase(KEY), Some(Phase::Paused));
     assert_eq!(post("pause").await.status, 409);
     assert_eq!(post("resume").await.status, 200);
