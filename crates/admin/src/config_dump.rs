@@ -30,6 +30,7 @@ pub(crate) fn config_dump(state: &AdminState, query: &Query) -> serde_json::Valu
             "resources": s.resources.as_slice(),
             "diagnostics": &s.diagnostics,
             "registry": &s.registry,
+            "canaryOverlays": &s.canaries,
             "lastRejected": rejected.as_deref(),
         });
     }

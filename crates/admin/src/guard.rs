@@ -5,7 +5,8 @@
 //! visitor's browser by DNS rebinding (its own name made to resolve to 127.0.0.1); such requests
 //! carry the page's name in Host, so on a loopback bind only loopback names and IP literals are
 //! accepted. The API reads, so methods other than GET and HEAD are refused too, but for
-//! `POST /api/reload`, which re-reads the config the proxy already watches.
+//! `POST /api/reload`, which re-reads the config the proxy already watches, and the canary
+//! commands (`POST /api/canaries/NAME/ACTION`), refused when a page of another origin sends them.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -46,9 +47,26 @@ impl Guard {
                 ));
             }
         }
-        // The one action: `POST /api/reload` re-reads the config the proxy already watches.
-        let reload = *req.method() == Method::POST && req.uri().path() == "/api/reload";
-        if !reload && !matches!(*req.method(), Method::GET | Method::HEAD) {
+        // The actions: `POST /api/reload` re-reads the config the proxy already watches;
+        // `POST /api/canaries/NAME/ACTION` steers a canary, which moves traffic, so a browser
+        // page of another origin (a form posted cross-site carries `Origin`) may not.
+        let post = *req.method() == Method::POST;
+        let reload = post && req.uri().path() == "/api/reload";
+        let canary = post && req.uri().path().starts_with("/api/canaries/");
+        if canary {
+            let origin = req.headers().get("origin").and_then(|o| o.to_str().ok());
+            let local = |o: &str| {
+                let host = o.split_once("://").map_or(o, |(_, h)| h);
+                is_local_name(host)
+            };
+            if let Some(o) = origin.filter(|o| !local(o)) {
+                return Some(text(
+                    StatusCode::FORBIDDEN,
+                    format!("admin API: canary commands from origin `{o}` are refused\n"),
+                ));
+            }
+        }
+        if !reload && !canary && !matches!(*req.method(), Method::GET | Method::HEAD) {
             let mut r = text(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "admin API: read-only, use GET\n",

@@ -2,6 +2,7 @@
 //! metrics, the live traffic graph and the dashboard that draws it. Read-only: GET and HEAD
 //! only, and on a loopback address only for loopback or IP Host names (see `guard`).
 
+mod canaries;
 mod clusters;
 mod config_dump;
 mod dashboard;
@@ -30,6 +31,7 @@ use sluice_proxy::ConfigHandle;
 use sluice_telemetry::Telemetry;
 use tokio::net::TcpListener;
 
+pub use canaries::{CanaryApi, CommandOutcome};
 pub use clusters::{ClusterStatus, EndpointStatus};
 
 /// Says whether the proxy is ready, or why not.
@@ -52,6 +54,8 @@ pub struct AdminState {
     pub cluster_status: Option<Arc<dyn ClusterStatus>>,
     /// Reloads the config now (`POST /api/reload`): the version made active, or why not.
     pub reload_now: Option<ReloadNow>,
+    /// The canary controller (`/api/canaries`), when one runs.
+    pub canaries: Option<Arc<dyn canaries::CanaryApi>>,
 }
 
 /// Reloads the config now and reports the version made active or the rejection's diagnostics.
@@ -73,7 +77,14 @@ impl AdminState {
             telemetry: Arc::new(Telemetry::default()),
             cluster_status: None,
             reload_now: None,
+            canaries: None,
         }
+    }
+
+    /// Serves `/api/canaries` from the canary controller.
+    pub fn with_canaries(mut self, canaries: Arc<dyn canaries::CanaryApi>) -> AdminState {
+        self.canaries = Some(canaries);
+        self
     }
 
     /// Lets `POST /api/reload` reload the config on demand (`sluice reload`).
@@ -120,6 +131,9 @@ pub async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<Socke
                         return Ok::<_, Infallible>(refused);
                     }
                     if req.method() == http::Method::POST {
+                        if req.uri().path().starts_with("/api/canaries/") {
+                            return Ok(canaries::post(&state, req.uri().path()).await);
+                        }
                         return Ok(reload::reload_now(&state).await);
                     }
                     // Documents that grow with the config are built on a blocking thread, so
@@ -177,7 +191,7 @@ fn json_reply(value: &impl serde::Serialize) -> Response<AdminBody> {
 
 const ENDPOINTS: &str = "admin endpoints: / (dashboard) /ready /healthz /config_dump /routes \
                          /clusters /stats/prometheus /metrics /api/graph /api/graph/stream \
-                         /api/virtualservices /api/reload /api/explain\n";
+                         /api/virtualservices /api/reload /api/explain /api/canaries\n";
 
 /// Endpoints whose answer grows with the config or the traffic.
 fn is_large(path: &str) -> bool {
@@ -232,6 +246,9 @@ fn respond(state: &AdminState, uri: &http::Uri, headers: &http::HeaderMap) -> Re
         "/api/virtualservices" => json_reply(&virtual_services::virtual_services(state)),
         "/api/reload" => json_reply(&reload::reload_status(state)),
         "/api/explain" => explain::explain(state, uri.query()),
+        path if path == "/api/canaries" || path.starts_with("/api/canaries/") => {
+            canaries::get(state, path)
+        }
         path => dashboard::asset(path).unwrap_or_else(|| text(StatusCode::NOT_FOUND, ENDPOINTS)),
     }
 }

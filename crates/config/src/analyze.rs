@@ -1,5 +1,6 @@
 //! Cross-object analysis, in the spirit of `istioctl analyze`: references, conflicts, dead rules.
 
+mod canary_refs;
 mod jwt_routing;
 
 use std::collections::{BTreeMap, HashSet};
@@ -38,6 +39,7 @@ pub fn analyze(resources: &[Resource]) -> Vec<Diagnostic> {
     check_gateway_bindings(&ordered, &mut out);
     check_subsets(&registry, &drs, &mut out);
     jwt_routing::check_claim_routes(&ordered, &mut out);
+    canary_refs::check_canaries(&ordered, &drs, &mut out);
     out
 }
 

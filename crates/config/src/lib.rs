@@ -4,6 +4,7 @@
 
 pub mod analyze;
 pub mod authz;
+pub mod canary;
 pub mod cluster;
 pub mod compile;
 pub mod dns;
@@ -32,7 +33,8 @@ pub mod vhost;
 mod scale_tests;
 
 pub use load::{
-    build_snapshot, build_snapshot_resolved, build_snapshot_unless, is_blocking, Rejected, Stopped,
+    build_snapshot, build_snapshot_resolved, build_snapshot_unless, build_snapshot_with,
+    is_blocking, BuildInputs, Rejected, Stopped,
 };
 pub use matcher::RequestInfo;
 pub use proxy::ProxyConfig;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use sluice_lb::StateStore;
 use sluice_model::{codes, Diagnostic, Resource, Severity};
 
+use crate::canary::CanaryOverlays;
 use crate::dns::DnsAnswers;
 use crate::proxy::ProxyConfig;
 use crate::snapshot::Snapshot;
@@ -82,15 +83,49 @@ pub fn build_snapshot_resolved(
     version: u64,
     dns: Option<&DnsAnswers>,
 ) -> Result<Snapshot, Rejected> {
-    match build_snapshot_unless(
+    let inputs = BuildInputs {
+        dns,
+        ..BuildInputs::default()
+    };
+    finished(build_snapshot_unless(
         resources,
         parse_diagnostics,
         proxy,
         state,
         version,
-        dns,
+        &inputs,
         &|| false,
-    ) {
+    ))
+}
+
+/// [`build_snapshot`] with the canary controller's overlays applied to the compiled routes
+/// (the objects kept in the snapshot stay the user's).
+pub fn build_snapshot_with(
+    resources: Vec<Resource>,
+    parse_diagnostics: Vec<Diagnostic>,
+    proxy: &ProxyConfig,
+    state: &StateStore,
+    version: u64,
+    overlays: &CanaryOverlays,
+) -> Result<Snapshot, Rejected> {
+    let inputs = BuildInputs {
+        overlays: Some(overlays),
+        ..BuildInputs::default()
+    };
+    finished(build_snapshot_unless(
+        resources,
+        parse_diagnostics,
+        proxy,
+        state,
+        version,
+        &inputs,
+        &|| false,
+    ))
+}
+
+/// The outcome of a build nothing could supersede.
+fn finished(built: Result<Snapshot, Stopped>) -> Result<Snapshot, Rejected> {
+    match built {
         Ok(s) => Ok(s),
         Err(Stopped::Rejected(r)) => Err(r),
         Err(Stopped::Superseded) => Err(Rejected {
@@ -102,6 +137,15 @@ pub fn build_snapshot_resolved(
     }
 }
 
+/// What a build takes besides the objects: state kept by the running proxy.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BuildInputs<'a> {
+    /// The resolver's latest answers for DNS services.
+    pub dns: Option<&'a DnsAnswers>,
+    /// The canary controller's overlays.
+    pub overlays: Option<&'a CanaryOverlays>,
+}
+
 /// Why [`build_snapshot_unless`] returned no snapshot.
 #[derive(Debug, Clone)]
 pub enum Stopped {
@@ -111,15 +155,16 @@ pub enum Stopped {
     Superseded,
 }
 
-/// [`build_snapshot_resolved`] that gives up between phases once `superseded()` says a newer
-/// config set is waiting: building an outdated set in full would only delay the newer one.
+/// A build with the running proxy's `inputs` that gives up between phases once `superseded()`
+/// says a newer config set is waiting: building an outdated set in full would only delay the
+/// newer one.
 pub fn build_snapshot_unless(
     resources: Vec<Resource>,
     parse_diagnostics: Vec<Diagnostic>,
     proxy: &ProxyConfig,
     state: &StateStore,
     version: u64,
-    dns: Option<&DnsAnswers>,
+    inputs: &BuildInputs<'_>,
     superseded: &dyn Fn() -> bool,
 ) -> Result<Snapshot, Stopped> {
     if superseded() {
@@ -132,8 +177,16 @@ pub fn build_snapshot_unless(
     if superseded() {
         return Err(Stopped::Superseded);
     }
+    let no_overlays = CanaryOverlays::new();
+    let (overlaid, canaries) =
+        crate::canary::apply_overlays(&resources, inputs.overlays.unwrap_or(&no_overlays));
     // A finished compile is published even when outdated: the newer set follows at once.
-    let compiled = crate::compile::compile_resolved(&resources, proxy, state, dns);
+    let compiled = crate::compile::compile_resolved(
+        overlaid.as_deref().unwrap_or(&resources),
+        proxy,
+        state,
+        inputs.dns,
+    );
     // Hashed, not a `contains` per finding: both lists grow with the config.
     let mut known: HashSet<&Diagnostic> = diagnostics.iter().collect();
     let fresh: Vec<Diagnostic> = compiled
@@ -144,13 +197,15 @@ pub fn build_snapshot_unless(
         .collect();
     drop(known);
     diagnostics.extend(fresh);
-    Ok(Snapshot::new(
+    let mut snapshot = Snapshot::new(
         version,
         proxy.clone(),
         compiled,
         Arc::new(resources),
         diagnostics,
-    ))
+    );
+    snapshot.canaries = canaries;
+    Ok(snapshot)
 }
 
 #[cfg(test)]
@@ -169,7 +224,7 @@ mod tests {
             &ProxyConfig::default(),
             &StateStore::new(),
             1,
-            None,
+            &BuildInputs::default(),
             superseded,
         )
     }

@@ -48,6 +48,9 @@ pub struct Snapshot {
     pub resources: Arc<Vec<Resource>>,
     /// Warnings and findings (no blocking errors: those reject the config).
     pub diagnostics: Vec<Diagnostic>,
+    /// Canary overlays applied to the compiled routes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub canaries: Vec<crate::canary::AppliedCanary>,
     #[serde(skip)]
     by_address: HashMap<SocketAddr, usize, foldhash::fast::RandomState>,
     #[serde(skip)]
@@ -132,6 +135,7 @@ impl Snapshot {
             security: compiled.security,
             resources,
             diagnostics,
+            canaries: Vec::new(),
             by_address,
             tcp_by_address,
             tls_by_address,

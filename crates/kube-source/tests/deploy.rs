@@ -326,6 +326,12 @@ fn webhooks_are_off_by_default_and_select_like_istio_when_enabled() {
 fn crds_cover_every_watched_kind_in_its_versions() {
     let objs = objects();
     let crds = kind(&objs, "CustomResourceDefinition");
+    // The Canary CRD (deploy/canary-crd.yaml) is read in file mode; the Kubernetes source does
+    // not watch it yet.
+    let crds: Vec<&Value> = crds
+        .into_iter()
+        .filter(|c| c["spec"]["group"] != sluice_model::resource::ROLLOUTS_GROUP)
+        .collect();
     let mut kinds: Vec<&str> = crds
         .iter()
         .map(|c| c["spec"]["names"]["kind"].as_str().unwrap())
@@ -400,6 +406,10 @@ fn rbac_is_read_only_except_events() {
     }
     for crd in kind(&objs, "CustomResourceDefinition") {
         let group = crd["spec"]["group"].as_str().unwrap().to_string();
+        // Not watched by the Kubernetes source yet (file mode only): nothing to grant.
+        if group == sluice_model::resource::ROLLOUTS_GROUP {
+            continue;
+        }
         let plural = crd["spec"]["names"]["plural"].as_str().unwrap().to_string();
         assert!(
             granted_in.contains(&(group.clone(), plural.clone())),

@@ -1,7 +1,8 @@
-//! Istio `networking.istio.io` and `security.istio.io` config types and their parsing from YAML and JSON.
+//! Istio `networking.istio.io` and `security.istio.io` config types, sluice's `Canary`, and their parsing from YAML and JSON.
 //!
 //! Pure: no I/O. Files are read by the `sources` crate and handed here as text.
 
+pub mod canary;
 pub mod common;
 pub mod destination_rule;
 pub mod diagnostic;
@@ -16,6 +17,7 @@ pub mod skipped;
 pub mod virtual_service;
 pub mod yaml;
 
+pub use canary::*;
 pub use common::*;
 pub use destination_rule::*;
 pub use diagnostic::{codes, Diagnostic, Location, ResourceRef, Severity};

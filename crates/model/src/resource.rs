@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::diagnostic::{codes, Diagnostic, Location, ResourceRef, Severity};
 use crate::location::{push_index, push_key, SpanMap};
 use crate::{
-    AuthorizationPolicy, DestinationRule, Gateway, PeerAuthentication, RequestAuthentication,
-    ServiceEntry, Sidecar, VirtualService, WorkloadEntry,
+    AuthorizationPolicy, Canary, DestinationRule, Gateway, PeerAuthentication,
+    RequestAuthentication, ServiceEntry, Sidecar, VirtualService, WorkloadEntry,
 };
 
 /// The networking API group sluice reads.
@@ -23,6 +23,10 @@ pub const ISTIO_VERSIONS: [&str; 3] = ["v1alpha3", "v1beta1", "v1"];
 pub const SECURITY_GROUP: &str = "security.istio.io";
 /// The security API versions that share one schema.
 pub const SECURITY_VERSIONS: [&str; 2] = ["v1beta1", "v1"];
+/// sluice's own progressive-delivery API group.
+pub const ROLLOUTS_GROUP: &str = "rollouts.sluice.dev";
+/// The rollouts API versions sluice reads.
+pub const ROLLOUTS_VERSIONS: [&str; 1] = ["v1alpha1"];
 
 /// The kinds sluice reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -45,6 +49,8 @@ pub enum Kind {
     PeerAuthentication,
     /// `RequestAuthentication` (security.istio.io).
     RequestAuthentication,
+    /// `Canary` (rollouts.sluice.dev).
+    Canary,
 }
 
 impl Kind {
@@ -60,6 +66,7 @@ impl Kind {
             "AuthorizationPolicy" => Kind::AuthorizationPolicy,
             "PeerAuthentication" => Kind::PeerAuthentication,
             "RequestAuthentication" => Kind::RequestAuthentication,
+            "Canary" => Kind::Canary,
             _ => return None,
         })
     }
@@ -76,6 +83,7 @@ impl Kind {
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::RequestAuthentication => "RequestAuthentication",
+            Kind::Canary => "Canary",
         }
     }
 
@@ -85,16 +93,17 @@ impl Kind {
             Kind::AuthorizationPolicy | Kind::PeerAuthentication | Kind::RequestAuthentication => {
                 SECURITY_GROUP
             }
+            Kind::Canary => ROLLOUTS_GROUP,
             _ => ISTIO_GROUP,
         }
     }
 
     /// The API versions of the kind's group that sluice reads.
     pub fn versions(self) -> &'static [&'static str] {
-        if self.group() == SECURITY_GROUP {
-            &SECURITY_VERSIONS
-        } else {
-            &ISTIO_VERSIONS
+        match self.group() {
+            SECURITY_GROUP => &SECURITY_VERSIONS,
+            ROLLOUTS_GROUP => &ROLLOUTS_VERSIONS,
+            _ => &ISTIO_VERSIONS,
         }
     }
 }
@@ -146,6 +155,8 @@ pub enum Spec {
     PeerAuthentication(PeerAuthentication),
     /// `RequestAuthentication`.
     RequestAuthentication(RequestAuthentication),
+    /// `Canary`.
+    Canary(Canary),
 }
 
 /// Where an object came from.
@@ -327,6 +338,8 @@ fn decode_into(value: Value, spans: SpanMap, root: &str, file: Option<Arc<str>>,
         let group = kind.group();
         let message = if group == SECURITY_GROUP {
             format!("unsupported apiVersion `{api_version}`: use {group}/v1 or v1beta1")
+        } else if group == ROLLOUTS_GROUP {
+            format!("unsupported apiVersion `{api_version}`: use {group}/v1alpha1")
         } else {
             format!("unsupported apiVersion `{api_version}`: use {group}/v1, v1beta1 or v1alpha3")
         };
@@ -394,6 +407,7 @@ fn decode_into(value: Value, spans: SpanMap, root: &str, file: Option<Arc<str>>,
         Kind::RequestAuthentication => {
             typed(spec_value, &spec_root, &mut diags, &located).map(Spec::RequestAuthentication)
         }
+        Kind::Canary => typed(spec_value, &spec_root, &mut diags, &located).map(Spec::Canary),
     };
     for d in &mut diags {
         d.resource = Some(resource_ref.clone());

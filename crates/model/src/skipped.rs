@@ -33,7 +33,7 @@ pub fn skipped_kind(api_version: &str, kind: &str, name: &str) -> Diagnostic {
     }
     Diagnostic::info(
         codes::SKIPPED_KIND,
-        format!("skipped {api_version} {kind} `{name}`: sluice reads only networking.istio.io VirtualService, DestinationRule, Gateway, ServiceEntry, WorkloadEntry and Sidecar, and security.istio.io AuthorizationPolicy, PeerAuthentication and RequestAuthentication"),
+        format!("skipped {api_version} {kind} `{name}`: sluice reads only networking.istio.io VirtualService, DestinationRule, Gateway, ServiceEntry, WorkloadEntry and Sidecar, security.istio.io AuthorizationPolicy, PeerAuthentication and RequestAuthentication, and rollouts.sluice.dev Canary"),
     )
 }
 

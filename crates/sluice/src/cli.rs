@@ -35,6 +35,9 @@ pub enum Command {
     /// Make a running proxy read its config now and wait for the outcome (exits 1 when the
     /// reload is rejected).
     Reload(crate::reload::ReloadArgs),
+    /// Show and steer the canaries a running proxy drives (`status`, `promote`, `abort`,
+    /// `pause`, `resume`).
+    Canary(crate::canary::CanaryArgs),
     /// Run a test backend service (the tutorials' app).
     Backend(sluice_tools::BackendArgs),
     /// Send requests and print the distribution of responses.

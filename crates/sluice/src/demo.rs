@@ -28,6 +28,10 @@ pub struct DemoArgs {
     /// Requests sent to show the split.
     #[arg(long, short = 'n', default_value_t = 100)]
     pub requests: u64,
+    /// Run the automated canary story instead: v2 mirrored, tested by header and promoted;
+    /// then v3, failing every request after its 15th, rolled back by itself.
+    #[arg(long)]
+    pub canary: bool,
 }
 
 /// The tutorial's config for two endpoints, at a given split.
@@ -117,6 +121,9 @@ spec:
 
 /// Runs the demo until `shutdown` completes.
 pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    if args.canary {
+        return crate::demo_canary::run(args).await;
+    }
     let mut v1_args = BackendArgs::ephemeral("app-backend", "v1");
     v1_args.hang_after = Some(args.hang_after);
     let v1 = Backend::start(v1_args).await?;

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Bytes;
 use sluice_config::explain::{explain_request, render, ExplainRequest};
-use sluice_config::{build_snapshot, ProxyConfig};
+use sluice_config::{build_snapshot_with, ProxyConfig};
 use sluice_lb::StateStore;
 use sluice_model::Spec;
 
@@ -98,12 +98,24 @@ pub fn run(a: &ExplainArgs) -> anyhow::Result<String> {
         };
         proxy.labels.extend(gw.selector.clone().unwrap_or_default());
     }
-    let snapshot = match build_snapshot(
+    // A canary under way routes as its saved state says, as the running proxy does.
+    let overlays = a
+        .paths
+        .first()
+        .map(|p| {
+            sluice_canary::saved_overlays(
+                &parsed.resources,
+                &sluice_canary::StateFile::for_config(p),
+            )
+        })
+        .unwrap_or_default();
+    let snapshot = match build_snapshot_with(
         parsed.resources,
         parsed.diagnostics,
         &proxy,
         &StateStore::new(),
         1,
+        &overlays,
     ) {
         Ok(s) => s,
         Err(rejected) => bail!(
@@ -114,7 +126,25 @@ pub fn run(a: &ExplainArgs) -> anyhow::Result<String> {
     let e = explain_request(&snapshot, &request(a))?;
     Ok(match a.output {
         crate::analyze::Format::Json => serde_json::to_string_pretty(&e)?,
-        crate::analyze::Format::Human => render(&e),
+        crate::analyze::Format::Human => {
+            let mut out = render(&e);
+            for c in &snapshot.canaries {
+                out.push_str(&format!(
+                    "canary {} ({}) overlays route {} of VirtualService {}: {}% to {}, {}% to {}{}{}\n",
+                    c.canary,
+                    c.overlay.phase,
+                    c.route_name.clone().unwrap_or_else(|| c.route_index.to_string()),
+                    c.virtual_service,
+                    100 - c.overlay.weight.min(100),
+                    c.stable_subset,
+                    c.overlay.weight.min(100),
+                    c.canary_subset,
+                    c.overlay.mirror.map(|m| format!(", mirroring {m}% to {}", c.canary_subset)).unwrap_or_default(),
+                    if c.overlay.matched { ", match rules to the canary first" } else { "" },
+                ));
+            }
+            out
+        }
     })
 }
 

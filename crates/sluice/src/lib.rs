@@ -3,8 +3,10 @@
 pub mod analyze;
 pub mod ca;
 pub mod ca_serve;
+pub mod canary;
 pub mod cli;
 pub mod demo;
+pub mod demo_canary;
 pub mod explain;
 pub mod mesh_identity;
 pub mod reload;

@@ -95,6 +95,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", sluice::reload::run(&a).await?);
             Ok(())
         }
+        Command::Canary(a) => {
+            print!("{}", sluice::canary::run(&a).await?);
+            Ok(())
+        }
         Command::Explain(e) => {
             print!("{}", sluice::explain::run_any(&e).await?);
             Ok(())

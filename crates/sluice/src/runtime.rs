@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sluice_admin::AdminState;
-use sluice_config::{build_snapshot_unless, ProxyConfig, Rejected, Snapshot, Stopped};
+use sluice_config::canary::CanaryOverlays;
+use sluice_config::{build_snapshot_unless, BuildInputs, ProxyConfig, Rejected, Snapshot, Stopped};
 use sluice_dns::{DnsResolver, DnsSettings};
 use sluice_lb::StateStore;
 use sluice_model::{Diagnostic, Severity};
@@ -79,6 +80,8 @@ pub struct RunOptions {
     /// Resolution of DNS ServiceEntry names (`None`: names are resolved by the system at
     /// connect time, one endpoint per name).
     pub dns: Option<DnsSettings>,
+    /// Run the canary controller on the `Canary` objects (file mode only).
+    pub canaries: bool,
 }
 
 impl RunOptions {
@@ -97,6 +100,7 @@ impl RunOptions {
             intercepts: Vec::new(),
             tls: TlsRuntime::new(),
             dns: Some(DnsSettings::default()),
+            canaries: true,
         }
     }
 }
@@ -109,6 +113,9 @@ pub struct ProxyHandle {
     pub config: Arc<ConfigHandle>,
     /// The interception listeners bound, with their addresses.
     pub intercepts: Vec<(Intercept, SocketAddr)>,
+    /// The canary controller, when it runs.
+    pub canaries: Option<Arc<sluice_canary::Controller>>,
+    canary_task: Option<tokio::task::JoinHandle<()>>,
     reload_tx: mpsc::Sender<oneshot::Sender<Result<u64, Rejected>>>,
     stop_tx: Option<oneshot::Sender<Duration>>,
     done_rx: Option<oneshot::Receiver<()>>,
@@ -130,6 +137,9 @@ impl ProxyHandle {
 
     /// Stops accepting and drains in-flight requests.
     pub async fn shutdown(mut self) {
+        if let Some(t) = self.canary_task.take() {
+            t.abort();
+        }
         if let Some(tx) = self.stop_tx.take() {
             let _ = tx.send(self.drain);
         }
@@ -169,6 +179,8 @@ struct Loader {
     dns: Option<DnsResolver>,
     /// The generation of DNS answers the last load compiled in.
     dns_generation: AtomicU64,
+    /// The canary controller's overlays, applied at every compile.
+    overlays: Arc<std::sync::Mutex<CanaryOverlays>>,
 }
 
 /// Builds abandoned in a row for newer changes before one is carried to its end regardless.
@@ -290,13 +302,22 @@ impl Loader {
         if let Some(p) = &dns {
             self.dns_generation.store(p.generation, Ordering::SeqCst);
         }
+        let overlays = self
+            .overlays
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let inputs = BuildInputs {
+            dns: dns.as_ref().map(|p| &p.answers),
+            overlays: Some(&overlays),
+        };
         let built = build_snapshot_unless(
             resources,
             diagnostics,
             &self.proxy,
             &self.state,
             version,
-            dns.as_ref().map(|p| &p.answers),
+            &inputs,
             superseded,
         );
         if built.is_err() {
@@ -415,6 +436,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
             }
         }),
         dns_generation: AtomicU64::new(0),
+        overlays: Default::default(),
     });
     // Parsing a large config is CPU-bound: on a blocking thread, like every reload.
     let first = match load_warm(&loader, None)
@@ -490,10 +512,42 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
             }
         })
     });
-    let admin_state = AdminState::new(config.clone(), readiness)
+    let mut admin_state = AdminState::new(config.clone(), readiness)
         .with_telemetry(telemetry.clone())
         .with_cluster_status(Arc::new(LiveEndpoints))
         .with_reload(reload_now);
+    // The canary controller: file mode only (in Kubernetes the Canary status would be shared
+    // by several proxies, which needs a leader).
+    let canaries = match (opts.canaries && opts.source.is_none(), opts.paths.first()) {
+        (true, Some(first)) => {
+            let tx = reload_tx.clone();
+            let republish: crate::canary::Republish = Arc::new(move || {
+                let tx = tx.clone();
+                Box::pin(async move {
+                    let (reply, outcome) = oneshot::channel();
+                    if tx.send(reply).await.is_ok() {
+                        let _ = outcome.await;
+                    }
+                })
+            });
+            let host = Arc::new(crate::canary::RuntimeHost {
+                config: config.clone(),
+                overlays: loader.overlays.clone(),
+                republish,
+            });
+            let controller = sluice_canary::Controller::new(
+                host,
+                telemetry.subset_stats().clone(),
+                telemetry.canary().clone(),
+                Some(sluice_canary::StateFile::for_config(first)),
+            );
+            admin_state = admin_state
+                .with_canaries(Arc::new(crate::canary::AdminCanaries(controller.clone())));
+            Some(controller)
+        }
+        _ => None,
+    };
+    let loop_canaries = canaries.clone();
     let admin_addr = sluice_admin::serve(opts.admin, admin_state)
         .await
         .with_context(|| format!("cannot bind admin address {}", opts.admin))?;
@@ -616,6 +670,9 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                         }
                         authn_ctx.authn.prepare(&s);
                         manager.close_unwanted(&wanted);
+                        if let Some(c) = &loop_canaries {
+                            c.config_changed();
+                        }
                         tracing::info!(version = s.version, "config reloaded");
                         Ok(s.version)
                     } else {
@@ -654,10 +711,19 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         let _ = tokio::task::spawn_blocking(move || flush_telemetry.flush_traces()).await;
         let _ = done_tx.send(());
     });
+    // Started once the reload loop runs: its first act publishes the saved canaries' routes.
+    let canary_task = canaries.clone().map(|c| {
+        tokio::spawn(async move {
+            c.start().await;
+            c.run().await;
+        })
+    });
     Ok(ProxyHandle {
         admin_addr,
         config,
         intercepts,
+        canaries,
+        canary_task,
         reload_tx,
         stop_tx: Some(stop_tx),
         done_rx: Some(done_rx),

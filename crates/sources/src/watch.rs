@@ -72,6 +72,16 @@ fn rearm(watcher: &Mutex<RecommendedWatcher>, roots: &mut [Root]) {
     }
 }
 
+/// The name the canary controller's state file (and its temporary copy) starts with.
+pub const CANARY_STATE_PREFIX: &str = ".sluice-canary-state";
+
+/// Whether `p` is the canary state file or its temporary copy.
+pub fn is_canary_state_file(p: &std::path::Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(CANARY_STATE_PREFIX))
+}
+
 /// Watches `paths` (directories recursively, files through their directory).
 pub fn watch(paths: &[PathBuf], debounce: Duration) -> Result<ConfigWatch, WatchError> {
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
@@ -80,11 +90,12 @@ pub fn watch(paths: &[PathBuf], debounce: Duration) -> Result<ConfigWatch, Watch
         if let Ok(ev) = res {
             // The parents' watches also report their other entries: only the roots count.
             // (An event without paths, e.g. a queue overflow, may hide anything: it counts.)
+            // The canary controller's state file lives in the config directory: its writes
+            // are no config change.
             let ours = ev.paths.is_empty()
-                || ev
-                    .paths
-                    .iter()
-                    .any(|p| root_paths.iter().any(|r| p.starts_with(r)));
+                || ev.paths.iter().any(|p| {
+                    root_paths.iter().any(|r| p.starts_with(r)) && !is_canary_state_file(p)
+                });
             if ours && !ev.kind.is_access() {
                 let _ = raw_tx.send(());
             }

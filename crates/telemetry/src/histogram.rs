@@ -75,6 +75,15 @@ impl IstioHistogram {
         self.inner.sum_milli.load(Ordering::Relaxed) as f64 / SUM_SCALE
     }
 
+    /// Non-cumulative counts per bucket (the last one is `+Inf`).
+    pub fn bucket_counts(&self) -> Vec<u64> {
+        self.inner
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect()
+    }
+
     fn buckets(&self) -> Vec<(f64, u64)> {
         ISTIO_BUCKETS
             .iter()

@@ -8,6 +8,7 @@
 
 pub mod access_log;
 mod cache;
+pub mod canary;
 pub mod graph;
 pub mod histogram;
 pub mod labels;
@@ -149,6 +150,8 @@ pub struct Telemetry {
     cluster_id: Option<String>,
     tracing: Option<trace::Tracing>,
     request_metrics: bool,
+    subset_stats: Arc<canary::SubsetStats>,
+    canary: Arc<canary::CanaryMetrics>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -165,6 +168,7 @@ impl Default for Telemetry {
         let mut registry = Registry::default();
         let istio = IstioMetrics::register(&mut registry);
         let proxy = ProxyMetrics::register(&mut registry);
+        let canary = Arc::new(canary::CanaryMetrics::register(&mut registry));
         let access_log = AccessLog::disabled(proxy.access_log_dropped());
         let t = Telemetry {
             registry,
@@ -181,6 +185,8 @@ impl Default for Telemetry {
             cluster_id: None,
             tracing: None,
             request_metrics: true,
+            subset_stats: Arc::default(),
+            canary,
         };
         t.set_local(&ProxyConfig::default());
         t
@@ -212,6 +218,16 @@ impl Telemetry {
     /// sluice's own metrics.
     pub fn proxy(&self) -> &ProxyMetrics {
         &self.proxy
+    }
+
+    /// The per-subset counters canaries tap.
+    pub fn subset_stats(&self) -> &Arc<canary::SubsetStats> {
+        &self.subset_stats
+    }
+
+    /// The `sluice_canary_*` metrics.
+    pub fn canary(&self) -> &Arc<canary::CanaryMetrics> {
+        &self.canary
     }
 
     /// The access log (check [`AccessLog::enabled`] before building an entry).
@@ -378,6 +394,18 @@ impl Telemetry {
 
     /// Records a finished request: Istio metrics, the graph edge and the split counter.
     pub fn record_request(&self, c: &CompletedRequest<'_>) {
+        // Canaries are judged even when request metrics are off.
+        if let Some(cluster) = c.cluster {
+            if let Some(subset) = cluster.subset.as_deref() {
+                self.subset_stats.record(
+                    &cluster.host,
+                    subset,
+                    c.mirror,
+                    c.response_code,
+                    c.duration,
+                );
+            }
+        }
         if !self.request_metrics {
             return;
         }

@@ -3,6 +3,7 @@
 
 import { renderGraph } from './graph.js';
 import { renderReload, renderVirtualServices } from './panel.js';
+import { renderCanaries } from './canary.js';
 import { clockTime } from './format.js';
 
 const $ = (id) => document.getElementById(id);
@@ -45,8 +46,10 @@ async function refreshPanel() {
   if (panelBusy) return;
   panelBusy = true;
   try {
-    const [vs, reload] = await Promise.all([getJson('/api/virtualservices'), getJson('/api/reload')]);
+    const [vs, reload, canaries] = await Promise.all([
+      getJson('/api/virtualservices'), getJson('/api/reload'), getJson('/api/canaries')]);
     renderReload($('reload'), $('reload-body'), reload);
+    renderCanaries($('canaries'), $('canary-list'), canaries);
     renderVirtualServices($('vs-list'), $('vs-caption'), vs, latest);
   } catch (err) {
     $('reload-body').textContent = `cannot load: ${err.message}`;

@@ -1,6 +1,6 @@
 //! The built-in dashboard at `/`: a static page (HTML, CSS and vanilla JavaScript drawing
 //! inline SVG) compiled into the binary, so it works offline and needs no build step. The page
-//! reads `/api/graph/stream`, `/api/virtualservices` and `/api/reload`.
+//! reads `/api/graph/stream`, `/api/virtualservices`, `/api/reload` and `/api/canaries`.
 
 use http::{HeaderValue, Response, StatusCode};
 
@@ -30,6 +30,11 @@ const ASSETS: &[Asset] = &[
         path: "/dashboard/app.js",
         content_type: JS,
         body: include_str!("app.js"),
+    },
+    Asset {
+        path: "/dashboard/canary.js",
+        content_type: JS,
+        body: include_str!("canary.js"),
     },
     Asset {
         path: "/dashboard/format.js",

@@ -4,6 +4,7 @@
 
 mod authentication;
 mod authorization_policy;
+mod canary;
 mod common;
 mod destination_rule;
 mod gateway;
@@ -81,6 +82,7 @@ pub fn validate_resource(resource: &Resource) -> Vec<Diagnostic> {
         Spec::RequestAuthentication(ra) => {
             authentication::validate_request_authentication(&mut ctx, ra)
         }
+        Spec::Canary(c) => canary::validate(&mut ctx, c),
     }
     not_enforced::warn_all(&mut ctx);
     out

@@ -234,7 +234,7 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
         Spec::RequestAuthentication(ra) => {
             target_ref_note(ctx, ra.target_ref.is_some(), !ra.target_refs.is_empty());
         }
-        Spec::PeerAuthentication(_) => {}
+        Spec::PeerAuthentication(_) | Spec::Canary(_) => {}
     }
     let endpoints: Vec<(String, &sluice_model::WorkloadEntry)> = match spec {
         Spec::ServiceEntry(se) => se

@@ -40,6 +40,9 @@ pub struct BackendArgs {
     /// After this many requests, never answer again (simulates a hung instance).
     #[arg(long, value_name = "N")]
     pub hang_after: Option<u64>,
+    /// After this many requests, answer every request with 503 (a version that goes bad).
+    #[arg(long, value_name = "N")]
+    pub fail_after: Option<u64>,
     /// Fraction of requests (0..=1) answered with 503, evenly spaced.
     #[arg(long, value_name = "R", default_value_t = 0.0, value_parser = parse_fail_rate)]
     pub fail_rate: f64,
@@ -66,6 +69,7 @@ impl Default for BackendArgs {
             name: "backend".to_string(),
             version: "v1".to_string(),
             hang_after: None,
+            fail_after: None,
             fail_rate: 0.0,
             delay: None,
             tcp_echo: None,

@@ -30,6 +30,7 @@ pub(crate) struct State {
     name_header: HeaderValue,
     version_header: HeaderValue,
     hang_after: Option<u64>,
+    fail_after: Option<u64>,
     fail_rate: f64,
     delay: Option<Duration>,
     seq: AtomicU64,
@@ -52,6 +53,7 @@ impl State {
             name: args.name.clone(),
             version: args.version.clone(),
             hang_after: args.hang_after,
+            fail_after: args.fail_after,
             fail_rate: args.fail_rate,
             delay: args.delay,
             seq: AtomicU64::new(0),
@@ -91,7 +93,7 @@ impl State {
         if let Some(delay) = self.delay {
             tokio::time::sleep(delay).await;
         }
-        if should_fail(self.fail_rate, seq) {
+        if should_fail(self.fail_rate, seq) || self.fail_after.is_some_and(|n| seq > n) {
             let msg = format!("{} {} - unavailable\n", self.name, self.version);
             return Ok(self.text(StatusCode::SERVICE_UNAVAILABLE, msg));
         }
