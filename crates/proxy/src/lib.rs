@@ -17,6 +17,7 @@ pub mod mirror;
 pub mod no_route;
 pub mod observe;
 pub mod passthrough;
+mod black_hole;
 pub mod path_normalize;
 pub mod port_owner;
 pub mod replay;
