@@ -274,3 +274,29 @@ fn outbound_traffic_policy_comes_from_the_sidecar_else_the_mesh() {
         );
     }
 }
+
+#[test]
+fn analyze_reports_a_route_to_a_service_its_audience_cannot_see() {
+    let vs = |name: &str, ns: &str, export: &str, dest: &str| {
+        format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  hosts: [{name}.example.com]\n  exportTo: [{export}]\n  http: [{{route: [{{destination: {{host: {dest}}}}}]}}]\n---\n")
+    };
+    let config = [
+        services(),
+        // private.b is exported to b only: a route of namespace a cannot reach it.
+        vs("blind", "a", "\".\"", "private.b.svc.cluster.local"),
+        // for-a.b is exported to a: fine from a.
+        vs("fine", "a", "\".\"", "for-a.b.svc.cluster.local"),
+        // Exported to b, where private.b is visible: fine.
+        vs("via-b", "a", "b", "private.b.svc.cluster.local"),
+    ]
+    .concat();
+    let parsed = sluice_model::parse_text(&config, Some("t.yaml".into()));
+    let found: Vec<String> = sluice_config::analyze::analyze(&parsed.resources)
+        .into_iter()
+        .filter(|d| d.code == sluice_model::codes::REFERENCED_RESOURCE_NOT_FOUND)
+        .map(|d| format!("{} {}", d.resource.map(|r| r.name).unwrap_or_default(), d.message))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].starts_with("blind "), "{found:#?}");
+    assert!(found[0].contains("ServiceEntry b/private"), "{found:#?}");
+}

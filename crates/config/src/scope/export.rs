@@ -30,6 +30,26 @@ pub fn visible_in(r: &Resource, namespace: &str) -> bool {
     exported_to(export_to, &r.metadata.namespace, namespace)
 }
 
+/// Whether some namespace sees both objects: one of namespace `a_ns` exported by `a`, and one of
+/// `b_ns` exported by `b` (a VirtualService and the service it routes to, say).
+pub fn audiences_overlap(a: &[String], a_ns: &str, b: &[String], b_ns: &str) -> bool {
+    let resolve = |list: &[String], own: &str| -> Vec<String> {
+        if list.is_empty() {
+            return vec!["*".into()];
+        }
+        list.iter()
+            .filter(|e| e.as_str() != "~")
+            .map(|e| if e == "." { own.to_string() } else { e.clone() })
+            .collect()
+    };
+    let (a, b) = (resolve(a, a_ns), resolve(b, b_ns));
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    let everywhere = |v: &[String]| v.iter().any(|e| e == "*");
+    everywhere(&a) || everywhere(&b) || a.iter().any(|x| b.contains(x))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +82,28 @@ mod tests {
                 exported_to(&list(export_to), own, target),
                 *want,
                 "exportTo {export_to:?} of an object in {own}, seen from {target}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_objects_share_an_audience_when_one_namespace_sees_both() {
+        // (a's exportTo, a's namespace, b's exportTo, b's namespace, overlap)
+        let table: &[(&[&str], &str, &[&str], &str, bool)] = &[
+            (&[], "a", &[], "b", true),
+            (&["."], "a", &["."], "b", false),
+            (&["."], "a", &["."], "a", true),
+            (&["."], "a", &["a"], "b", true),
+            (&["."], "a", &["*"], "b", true),
+            (&["c"], "a", &["."], "b", false),
+            (&["c", "d"], "a", &["d"], "b", true),
+            (&["."], "a", &["~"], "a", false),
+        ];
+        for (a, a_ns, b, b_ns, want) in table {
+            assert_eq!(
+                audiences_overlap(&list(a), a_ns, &list(b), b_ns),
+                *want,
+                "{a:?} of {a_ns} and {b:?} of {b_ns}"
             );
         }
     }

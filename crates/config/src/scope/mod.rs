@@ -17,7 +17,7 @@ use crate::labels::selector_matches;
 use crate::proxy::ProxyConfig;
 use crate::registry::{Registry, Service};
 pub use egress::EgressScope;
-pub use export::{exported_to, visible_in};
+pub use export::{audiences_overlap, exported_to, visible_in};
 
 /// MeshConfig / Sidecar `outboundTrafficPolicy.mode`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
