@@ -113,6 +113,9 @@ fn sorted_tls<S: serde::Serializer>(
     sorted.serialize(s)
 }
 
-fn black_hole_name<S: serde::Serializer>(c: &Option<Arc<Cluster>>, s: S) -> Result<S::Ok, S::Error> {
+fn black_hole_name<S: serde::Serializer>(
+    c: &Option<Arc<Cluster>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     c.as_ref().map(|c| c.name.as_str()).serialize(s)
 }

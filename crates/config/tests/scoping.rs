@@ -56,7 +56,11 @@ fn sidecar_in(ns: &str) -> ProxyConfig {
 fn hosts(s: &Snapshot) -> BTreeSet<String> {
     s.registry
         .services()
-        .map(|svc| svc.hostname.trim_end_matches(".svc.cluster.local").to_string())
+        .map(|svc| {
+            svc.hostname
+                .trim_end_matches(".svc.cluster.local")
+                .to_string()
+        })
         .collect()
 }
 
@@ -89,7 +93,11 @@ fn service_entries_are_seen_where_they_are_exported() {
         ("c", with(&[])),
     ];
     for (ns, want) in table {
-        assert_eq!(&hosts(&snapshot("", &sidecar_in(ns))), want, "proxy in {ns}");
+        assert_eq!(
+            &hosts(&snapshot("", &sidecar_in(ns))),
+            want,
+            "proxy in {ns}"
+        );
     }
 }
 
@@ -122,7 +130,8 @@ spec:
 #[test]
 fn virtual_services_and_destination_rules_are_seen_where_they_are_exported() {
     // (proxy namespace, the VirtualService r-c applies, r.b's subset v1 exists)
-    let table: &[(&str, bool, bool)] = &[("a", true, false), ("b", false, true), ("c", true, false)];
+    let table: &[(&str, bool, bool)] =
+        &[("a", true, false), ("b", false, true), ("c", true, false)];
     for (ns, sees_r_c, sees_dr_b) in table {
         let s = snapshot(VS_AND_DR, &sidecar_in(ns));
         let timeout = s
@@ -134,7 +143,8 @@ fn virtual_services_and_destination_rules_are_seen_where_they_are_exported() {
             .any(|r| r.policy.timeout.is_some());
         assert_eq!(timeout, *sees_r_c, "VirtualService r-c from {ns}");
         assert_eq!(
-            s.clusters.contains_key("outbound|80|v1|r.b.svc.cluster.local"),
+            s.clusters
+                .contains_key("outbound|80|v1|r.b.svc.cluster.local"),
             *sees_dr_b,
             "DestinationRule r-b from {ns}"
         );
@@ -150,14 +160,20 @@ fn egress_hosts_narrow_the_services_a_sidecar_compiles() {
     // (egress hosts of a Sidecar in namespace a, services the proxy in a compiles)
     let table: &[(&str, &[&str])] = &[
         (r#"["./*"]"#, &["r.a"]),
-        (r#"["*/*"]"#, &["r.a", "r.b", "r.c", "m.istio-system", "for-a.b"]),
+        (
+            r#"["*/*"]"#,
+            &["r.a", "r.b", "r.c", "m.istio-system", "for-a.b"],
+        ),
         (r#"["b/*"]"#, &["r.b", "for-a.b"]),
         (r#"["./*", "istio-system/*"]"#, &["r.a", "m.istio-system"]),
         (r#"["*/r.c.svc.cluster.local"]"#, &["r.c"]),
         (r#"["b/r.c.svc.cluster.local"]"#, &[]),
         (r#"["*/*.b.svc.cluster.local"]"#, &["r.b", "for-a.b"]),
         // Exported elsewhere stays invisible, whatever the Sidecar asks for.
-        (r#"["b/private.b.svc.cluster.local", "b/hidden.b.svc.cluster.local"]"#, &[]),
+        (
+            r#"["b/private.b.svc.cluster.local", "b/hidden.b.svc.cluster.local"]"#,
+            &[],
+        ),
         (r#"["~/*"]"#, &[]),
     ];
     for (egress, want) in table {
@@ -171,10 +187,18 @@ fn egress_hosts_narrow_the_services_a_sidecar_compiles() {
 fn an_egress_port_keeps_only_that_port_of_its_hosts() {
     let body = "  egress:\n  - port: {number: 9090, name: http-admin, protocol: HTTP}\n    hosts: [\"b/*\"]\n  - hosts: [\"./*\"]";
     let s = snapshot(&sidecar("a", body), &sidecar_in("a"));
-    assert!(s.clusters.contains_key("outbound|9090||r.b.svc.cluster.local"));
-    assert!(!s.clusters.contains_key("outbound|80||r.b.svc.cluster.local"));
-    assert!(s.clusters.contains_key("outbound|80||r.a.svc.cluster.local"));
-    assert!(s.clusters.contains_key("outbound|9090||r.a.svc.cluster.local"));
+    assert!(s
+        .clusters
+        .contains_key("outbound|9090||r.b.svc.cluster.local"));
+    assert!(!s
+        .clusters
+        .contains_key("outbound|80||r.b.svc.cluster.local"));
+    assert!(s
+        .clusters
+        .contains_key("outbound|80||r.a.svc.cluster.local"));
+    assert!(s
+        .clusters
+        .contains_key("outbound|9090||r.a.svc.cluster.local"));
 }
 
 #[test]
@@ -215,7 +239,10 @@ fn the_sidecar_that_applies_is_istios() {
     // A matching selector wins, then the namespace's selector-less Sidecar, then the root's.
     assert_eq!(hosts(&snapshot(&all, &picky)), set(&["r.b", "for-a.b"]));
     assert_eq!(hosts(&snapshot(&all, &sidecar_in("a"))), set(&["r.a"]));
-    assert_eq!(hosts(&snapshot(&all, &sidecar_in("c"))), set(&["m.istio-system"]));
+    assert_eq!(
+        hosts(&snapshot(&all, &sidecar_in("c"))),
+        set(&["m.istio-system"])
+    );
 }
 
 #[test]
@@ -265,7 +292,11 @@ fn outbound_traffic_policy_comes_from_the_sidecar_else_the_mesh() {
     ];
     for (sc, mesh_registry_only, want) in table {
         let extra = sc.map(|m| sidecar("a", &mode(m))).unwrap_or_default();
-        let proxy = if *mesh_registry_only { registry_only.clone() } else { sidecar_in("a") };
+        let proxy = if *mesh_registry_only {
+            registry_only.clone()
+        } else {
+            sidecar_in("a")
+        };
         let s = snapshot(&extra, &proxy);
         assert_eq!(
             s.outbound.black_hole.as_ref().map(|c| c.name.as_str()),
@@ -294,7 +325,13 @@ fn analyze_reports_a_route_to_a_service_its_audience_cannot_see() {
     let found: Vec<String> = sluice_config::analyze::analyze(&parsed.resources)
         .into_iter()
         .filter(|d| d.code == sluice_model::codes::REFERENCED_RESOURCE_NOT_FOUND)
-        .map(|d| format!("{} {}", d.resource.map(|r| r.name).unwrap_or_default(), d.message))
+        .map(|d| {
+            format!(
+                "{} {}",
+                d.resource.map(|r| r.name).unwrap_or_default(),
+                d.message
+            )
+        })
         .collect();
     assert_eq!(found.len(), 1, "{found:#?}");
     assert!(found[0].starts_with("blind "), "{found:#?}");

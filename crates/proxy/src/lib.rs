@@ -1,6 +1,7 @@
 //! The HTTP data plane: listeners, routing each request with the active snapshot, forwarding.
 
 pub mod authority;
+mod black_hole;
 pub mod body;
 pub mod circuit_breaker;
 pub mod config_handle;
@@ -17,7 +18,6 @@ pub mod mirror;
 pub mod no_route;
 pub mod observe;
 pub mod passthrough;
-mod black_hole;
 pub mod path_normalize;
 pub mod port_owner;
 pub mod replay;

@@ -46,8 +46,22 @@ async fn a_sidecar_limited_to_its_namespace_reaches_its_own_service_only() {
     let other = "app.b.svc.cluster.local";
 
     // No Sidecar: both namespaces' services are reachable.
-    assert_eq!(c.get(mesh, own, "/", &[]).await.first_line().split(' ').next(), Some("app-a"));
-    assert_eq!(c.get(mesh, other, "/", &[]).await.first_line().split(' ').next(), Some("app-b"));
+    assert_eq!(
+        c.get(mesh, own, "/", &[])
+            .await
+            .first_line()
+            .split(' ')
+            .next(),
+        Some("app-a")
+    );
+    assert_eq!(
+        c.get(mesh, other, "/", &[])
+            .await
+            .first_line()
+            .split(' ')
+            .next(),
+        Some("app-b")
+    );
 
     // `./*` under ALLOW_ANY: b's service is not compiled; a bound mesh listener has no original
     // destination to pass it through to, so it is an unknown Host (`404 NR`).

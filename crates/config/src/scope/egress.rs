@@ -100,9 +100,9 @@ impl EgressScope {
     /// Whether service `host` of namespace `ns` is imported on `port`: by a listener without a
     /// port, or by the listener of that port.
     pub fn admits_port(&self, ns: &str, host: &str, port: u16) -> bool {
-        self.listeners.iter().any(|l| {
-            l.port.is_none_or(|p| p == port) && l.hosts.iter().any(|h| h.admits(ns, host))
-        })
+        self.listeners
+            .iter()
+            .any(|l| l.port.is_none_or(|p| p == port) && l.hosts.iter().any(|h| h.admits(ns, host)))
     }
 
     /// Whether a VirtualService of namespace `ns` with these (fully qualified) hosts is
@@ -125,7 +125,8 @@ mod tests {
         if let Some(p) = port {
             listener["port"] = serde_json::json!({"number": p, "name": "p", "protocol": "HTTP"});
         }
-        let sc: Sidecar = serde_json::from_value(serde_json::json!({ "egress": [listener] })).unwrap();
+        let sc: Sidecar =
+            serde_json::from_value(serde_json::json!({ "egress": [listener] })).unwrap();
         EgressScope::of(&sc, "a").unwrap()
     }
 
@@ -139,17 +140,47 @@ mod tests {
             (&["b/*"], "b", "r.b.svc.cluster.local", true),
             (&["b/*"], "c", "r.c.svc.cluster.local", false),
             (&["~/*"], "a", "r.a.svc.cluster.local", false),
-            (&["b/r.b.svc.cluster.local"], "b", "r.b.svc.cluster.local", true),
-            (&["b/r.b.svc.cluster.local"], "b", "s.b.svc.cluster.local", false),
-            (&["./r.b.svc.cluster.local"], "b", "r.b.svc.cluster.local", false),
-            (&["*/r.b.svc.cluster.local"], "b", "r.b.svc.cluster.local", true),
+            (
+                &["b/r.b.svc.cluster.local"],
+                "b",
+                "r.b.svc.cluster.local",
+                true,
+            ),
+            (
+                &["b/r.b.svc.cluster.local"],
+                "b",
+                "s.b.svc.cluster.local",
+                false,
+            ),
+            (
+                &["./r.b.svc.cluster.local"],
+                "b",
+                "r.b.svc.cluster.local",
+                false,
+            ),
+            (
+                &["*/r.b.svc.cluster.local"],
+                "b",
+                "r.b.svc.cluster.local",
+                true,
+            ),
             (&["*/*.example.com"], "x", "api.example.com", true),
             (&["*/*.example.com"], "x", "example.com", false),
             (&["*/*.example.com"], "x", "api.example.org", false),
             (&["*/api.example.com"], "x", "*.example.com", true),
             (&["*/API.Example.com."], "x", "api.example.com", true),
-            (&["./*", "istio-system/*"], "istio-system", "m.istio-system.svc.cluster.local", true),
-            (&["./*", "istio-system/*"], "c", "m.c.svc.cluster.local", false),
+            (
+                &["./*", "istio-system/*"],
+                "istio-system",
+                "m.istio-system.svc.cluster.local",
+                true,
+            ),
+            (
+                &["./*", "istio-system/*"],
+                "c",
+                "m.c.svc.cluster.local",
+                false,
+            ),
         ];
         for (hosts, ns, host, want) in table {
             assert_eq!(

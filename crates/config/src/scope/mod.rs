@@ -147,7 +147,12 @@ pub fn apply_egress<'r>(
         if ports.len() == svc.ports.len() {
             return Some(svc.clone());
         }
-        (!ports.is_empty()).then(|| Arc::new(Service { ports, ..(**svc).clone() }))
+        (!ports.is_empty()).then(|| {
+            Arc::new(Service {
+                ports,
+                ..(**svc).clone()
+            })
+        })
     });
     (ordered, registry)
 }

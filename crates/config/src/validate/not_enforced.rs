@@ -286,7 +286,11 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
             // the proxy's own (interception or per-service listeners).
             for (i, e) in sc.egress.iter().enumerate() {
                 if e.bind.is_some() {
-                    warn(ctx, format!("spec.egress[{i}].bind"), "Sidecar egress `bind`");
+                    warn(
+                        ctx,
+                        format!("spec.egress[{i}].bind"),
+                        "Sidecar egress `bind`",
+                    );
                 }
                 if e.capture_mode.is_some() {
                     warn(
