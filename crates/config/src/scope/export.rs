@@ -88,8 +88,9 @@ mod tests {
 
     #[test]
     fn two_objects_share_an_audience_when_one_namespace_sees_both() {
-        // (a's exportTo, a's namespace, b's exportTo, b's namespace, overlap)
-        let table: &[(&[&str], &str, &[&str], &str, bool)] = &[
+        /// (a's exportTo, a's namespace, b's exportTo, b's namespace, overlap)
+        type Row<'a> = (&'a [&'a str], &'a str, &'a [&'a str], &'a str, bool);
+        let table: &[Row<'_>] = &[
             (&[], "a", &[], "b", true),
             (&["."], "a", &["."], "b", false),
             (&["."], "a", &["."], "a", true),
