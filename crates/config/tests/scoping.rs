@@ -337,3 +337,43 @@ fn analyze_reports_a_route_to_a_service_its_audience_cannot_see() {
     assert!(found[0].starts_with("blind "), "{found:#?}");
     assert!(found[0].contains("ServiceEntry b/private"), "{found:#?}");
 }
+
+#[test]
+fn a_delegate_follows_its_root_through_the_egress_scope() {
+    let vs = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: root, namespace: a}
+spec:
+  hosts: [r.a.svc.cluster.local]
+  http: [{match: [{uri: {prefix: /b}}], delegate: {name: leaf, namespace: b}}, {route: [{destination: {host: r.a.svc.cluster.local}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: leaf, namespace: b}
+spec:
+  http: [{route: [{destination: {host: r.b.svc.cluster.local}}], timeout: 7s}]
+---
+"#;
+    let body = "  egress: [{hosts: [\"./*\", \"b/*\"]}]";
+    let s = snapshot(&format!("{vs}{}", sidecar("a", body)), &sidecar_in("a"));
+    let delegated = s
+        .listeners
+        .iter()
+        .flat_map(|l| l.virtual_hosts.vhosts.iter())
+        .filter(|vh| vh.domains.iter().any(|d| d == "r.a.svc.cluster.local"))
+        .flat_map(|vh| vh.routes.iter())
+        .any(|r| r.policy.timeout == Some(std::time::Duration::from_secs(7)));
+    let routes: Vec<String> = s
+        .listeners
+        .iter()
+        .flat_map(|l| l.virtual_hosts.vhosts.iter())
+        .filter(|vh| vh.domains.iter().any(|d| d == "r.a.svc.cluster.local"))
+        .flat_map(|vh| vh.routes.iter())
+        .map(|r| format!("{:?}", r.policy.timeout))
+        .collect();
+    assert!(
+        delegated,
+        "the delegate's route is compiled under the root: {routes:?} {:#?}",
+        s.diagnostics
+    );
+}

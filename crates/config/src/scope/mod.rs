@@ -112,6 +112,8 @@ pub fn apply_egress<'r>(
     let ordered: Vec<&Resource> = ordered
         .into_iter()
         .filter(|r| match &r.spec {
+            // A delegate has no hosts: it is kept or not with the root that names it.
+            Spec::VirtualService(vs) if vs.hosts.is_empty() => true,
             Spec::VirtualService(vs) => {
                 let ns = &r.metadata.namespace;
                 let hosts: Vec<String> = vs.hosts.iter().map(|h| fqdn(h, ns)).collect();
