@@ -3,10 +3,11 @@
 mod canary_refs;
 mod jwt_routing;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sluice_model::{
-    codes, Destination, Diagnostic, HttpMatchRequest, Resource, Severity, Spec, VirtualService,
+    codes, Destination, Diagnostic, HttpMatchRequest, Resource, ResourceRef, Severity, Spec,
+    VirtualService,
 };
 
 use crate::compile::destination_rules::DestinationRuleIndex;
@@ -22,6 +23,7 @@ pub fn analyze(resources: &[Resource]) -> Vec<Diagnostic> {
     let ordered = precedence_order(resources);
     let registry = Registry::build(resources);
     let drs = DestinationRuleIndex::new(&ordered);
+    let exports = ServiceExports::new(resources);
     let gateways: HashSet<String> = ordered
         .iter()
         .filter(|r| matches!(r.spec, Spec::Gateway(_)))
@@ -30,7 +32,7 @@ pub fn analyze(resources: &[Resource]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for r in &ordered {
         if let Spec::VirtualService(vs) = &r.spec {
-            check_destinations(r, vs, &registry, &drs, &mut out);
+            check_destinations(r, vs, &registry, &drs, &exports, &mut out);
             check_gateway_refs(r, vs, &gateways, &mut out);
             check_dead_rules(r, vs, &mut out);
         }
@@ -82,6 +84,7 @@ fn check_destinations(
     vs: &VirtualService,
     registry: &Registry,
     drs: &DestinationRuleIndex<'_>,
+    exports: &ServiceExports<'_>,
     out: &mut Vec<Diagnostic>,
 ) {
     let ns = &r.metadata.namespace;
@@ -101,6 +104,15 @@ fn check_destinations(
             ));
             continue;
         };
+        if let Some(hidden) = exports.not_shared(&svc.source, &vs.export_to, ns) {
+            out.push(r.diag(
+                Severity::Error,
+                codes::REFERENCED_RESOURCE_NOT_FOUND,
+                format!("{field}.host"),
+                format!("destination host `{host}` is declared by ServiceEntry {hidden}, which is not exported to any namespace this VirtualService is exported to: proxies that see the route do not see the service, so requests get 503 NC"),
+            ));
+            continue;
+        }
         if let Some(p) = dest.port {
             if u16::try_from(p.number)
                 .ok()
@@ -406,5 +418,33 @@ fn check_subsets(registry: &Registry, drs: &DestinationRuleIndex<'_>, out: &mut 
                 ));
             }
         }
+    }
+}
+
+/// The `exportTo` of every ServiceEntry that sets one, by object.
+struct ServiceExports<'r> {
+    by_entry: HashMap<ResourceRef, &'r [String]>,
+}
+
+impl<'r> ServiceExports<'r> {
+    fn new(resources: &'r [Resource]) -> Self {
+        let by_entry = resources
+            .iter()
+            .filter_map(|r| match &r.spec {
+                Spec::ServiceEntry(se) if !se.export_to.is_empty() => {
+                    Some((r.key(), se.export_to.as_slice()))
+                }
+                _ => None,
+            })
+            .collect();
+        ServiceExports { by_entry }
+    }
+
+    /// The ServiceEntry `entry` (as `ns/name`) when no namespace sees both it and a
+    /// VirtualService of namespace `vs_ns` exported by `vs_export`.
+    fn not_shared(&self, entry: &ResourceRef, vs_export: &[String], vs_ns: &str) -> Option<String> {
+        let export = self.by_entry.get(entry)?;
+        (!crate::scope::audiences_overlap(vs_export, vs_ns, export, &entry.namespace))
+            .then(|| format!("{}/{}", entry.namespace, entry.name))
     }
 }

@@ -13,6 +13,9 @@ use crate::protocol::Protocol;
 use crate::proxy::ProxyConfig;
 use crate::registry::{Endpoint, Service, ServicePort};
 
+/// The name of Istio's cluster for refused destinations.
+pub const BLACK_HOLE: &str = "BlackHoleCluster";
+
 /// An endpoint ready to connect to.
 #[derive(Debug, Clone, Serialize)]
 pub struct UpstreamEndpoint {
@@ -136,6 +139,30 @@ impl Cluster {
             endpoints,
             original_dst: service.resolution == "NONE" && service.endpoints.is_empty(),
             policy,
+            balancer,
+        }
+    }
+
+    /// Istio's `BlackHoleCluster`: no endpoints; what `REGISTRY_ONLY` sends unknown
+    /// destinations to (the name is what `destination_service_name` reports).
+    pub fn black_hole(state: &StateStore) -> Cluster {
+        let name = BLACK_HOLE.to_string();
+        let balancer = Balancer::with_layout(
+            LbAlgorithm::RoundRobin,
+            Vec::new(),
+            None,
+            state.counter(&format!("lb-rr|{name}")),
+            None,
+        );
+        Cluster {
+            host: name.clone(),
+            name,
+            port: 0,
+            subset: None,
+            protocol: Protocol::Http,
+            endpoints: Vec::new(),
+            original_dst: false,
+            policy: Arc::new(ClusterPolicy::default()),
             balancer,
         }
     }

@@ -23,6 +23,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod registry;
 pub mod route_table;
+pub mod scope;
 pub mod snapshot;
 pub mod tcp_route;
 pub mod tls;

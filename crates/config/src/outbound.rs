@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::cluster::Cluster;
 use crate::listener::Listener;
 use crate::tcp_route::TcpListener;
 
@@ -32,6 +33,14 @@ pub struct OutboundTable {
         skip_serializing_if = "HashMap::is_empty"
     )]
     pub tls_by_port: HashMap<u16, Arc<TcpListener>>,
+    /// Istio's `BlackHoleCluster` when the outbound traffic policy is `REGISTRY_ONLY`: requests
+    /// for hosts outside the registry get `502 NR` and other connections are closed, instead of
+    /// passing through (`None`: `ALLOW_ANY`).
+    #[serde(
+        serialize_with = "black_hole_name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub black_hole: Option<Arc<Cluster>>,
 }
 
 impl OutboundTable {
@@ -54,9 +63,13 @@ impl OutboundTable {
         self.tls_by_port.get(&port)
     }
 
-    /// Whether nothing is served (no HTTP or addressed TCP service port in the registry).
+    /// Whether nothing is served (no HTTP or addressed TCP service port in the registry) and
+    /// unknown destinations pass through.
     pub fn is_empty(&self) -> bool {
-        self.by_port.is_empty() && self.tcp_by_address.is_empty() && self.tls_by_port.is_empty()
+        self.by_port.is_empty()
+            && self.tcp_by_address.is_empty()
+            && self.tls_by_port.is_empty()
+            && self.black_hole.is_none()
     }
 }
 
@@ -98,4 +111,11 @@ fn sorted_tls<S: serde::Serializer>(
     let sorted: std::collections::BTreeMap<u16, &[crate::tcp_route::TcpRule]> =
         m.iter().map(|(p, l)| (*p, l.rules.as_slice())).collect();
     sorted.serialize(s)
+}
+
+fn black_hole_name<S: serde::Serializer>(
+    c: &Option<Arc<Cluster>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    c.as_ref().map(|c| c.name.as_str()).serialize(s)
 }

@@ -38,6 +38,10 @@ pub struct ProxyConfig {
     /// Where the proxy runs, `region/zone/subzone` (empty: unknown, no locality balancing).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub locality: String,
+    /// MeshConfig `outboundTrafficPolicy.mode`: what happens to destinations outside the
+    /// registry when no Sidecar says.
+    #[serde(skip_serializing_if = "crate::scope::OutboundMode::is_allow_any")]
+    pub outbound_traffic_policy: crate::scope::OutboundMode,
 }
 
 impl Default for ProxyConfig {
@@ -55,6 +59,7 @@ impl Default for ProxyConfig {
             trust_domain: "cluster.local".into(),
             trust_domain_aliases: Vec::new(),
             locality: String::new(),
+            outbound_traffic_policy: crate::scope::OutboundMode::AllowAny,
         }
     }
 }

@@ -156,6 +156,16 @@ impl Registry {
         Registry { services }
     }
 
+    /// The registry with each service replaced by what `f` makes of it (`None`: dropped).
+    pub fn filter_map(self, mut f: impl FnMut(&Arc<Service>) -> Option<Arc<Service>>) -> Registry {
+        let services = self
+            .services
+            .into_iter()
+            .filter_map(|(host, svc)| Some((host, f(&svc)?)))
+            .collect();
+        Registry { services }
+    }
+
     /// The service with this exact host name.
     pub fn get(&self, host: &str) -> Option<&Arc<Service>> {
         self.services.get(host)

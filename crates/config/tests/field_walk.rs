@@ -42,11 +42,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
         readme: "VirtualService `tls` on sidecars (enforced on gateway passthrough servers)",
     }),
     ("VirtualService", "tcp", E("tcp_rules_on_mesh_listeners_and_the_service_default")),
-    ("VirtualService", "exportTo", N {
-        spec: "hosts: [a]\n  exportTo: [\".\"]\n  http: [{route: [{destination: {host: a}}]}]",
-        at: "spec.exportTo",
-        readme: "VirtualService `exportTo`",
-    }),
+    ("VirtualService", "exportTo", E("virtual_services_and_destination_rules_are_seen_where_they_are_exported")),
     ("VirtualService", "http.name", E("retries_default_disabled_and_overridden")),
     ("VirtualService", "http.match", E("first_match_wins_with_every_match_field")),
     ("VirtualService", "http.route", E("split_is_exact_over_1000_requests_and_every_window_of_100")),
@@ -130,11 +126,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("DestinationRule", "host", E("merge_precedence")),
     ("DestinationRule", "trafficPolicy", E("merge_precedence")),
     ("DestinationRule", "subsets", E("merge_precedence")),
-    ("DestinationRule", "exportTo", N {
-        spec: "host: a\n  exportTo: [\".\"]",
-        at: "spec.exportTo",
-        readme: "DestinationRule `exportTo`",
-    }),
+    ("DestinationRule", "exportTo", E("virtual_services_and_destination_rules_are_seen_where_they_are_exported")),
     ("DestinationRule", "workloadSelector", N {
         spec: "host: a\n  workloadSelector: {matchLabels: {app: a}}",
         at: "spec.workloadSelector",
@@ -257,11 +249,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
     }),
     ("ServiceEntry", "endpoints", E("locality_failover_task")),
     ("ServiceEntry", "workloadSelector", E("auto_mtls_between_two_sidecars_and_a_destination_rule_turning_it_off")),
-    ("ServiceEntry", "exportTo", N {
-        spec: "hosts: [a.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: DNS\n  exportTo: [\".\"]",
-        at: "spec.exportTo",
-        readme: "ServiceEntry `exportTo`",
-    }),
+    ("ServiceEntry", "exportTo", E("service_entries_are_seen_where_they_are_exported")),
     ("ServiceEntry", "subjectAltNames", N {
         spec: "hosts: [a.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: DNS\n  subjectAltNames: [spiffe://a]",
         at: "spec.subjectAltNames",
@@ -287,20 +275,27 @@ const FIELDS: &[(&str, &str, Status)] = &[
         at: "spec.ingress[0].connectionPool",
         readme: "Sidecar ingress `connectionPool`",
     }),
-    ("Sidecar", "egress", N {
-        spec: "egress: [{hosts: [\"./*\"]}]",
-        at: "spec.egress",
-        readme: "Sidecar `egress`",
+    ("Sidecar", "egress", E("egress_hosts_narrow_the_services_a_sidecar_compiles")),
+    ("Sidecar", "egress.bind", N {
+        spec: "egress: [{hosts: [\"./*\"], bind: 127.0.0.1}]",
+        at: "spec.egress[0].bind",
+        readme: "Sidecar egress `bind`",
+    }),
+    ("Sidecar", "egress.captureMode", N {
+        spec: "egress: [{hosts: [\"./*\"], captureMode: NONE}]",
+        at: "spec.egress[0].captureMode",
+        readme: "Sidecar egress `captureMode`",
     }),
     ("Sidecar", "inboundConnectionPool", N {
         spec: "inboundConnectionPool: {tcp: {maxConnections: 1}}",
         at: "spec.inboundConnectionPool",
         readme: "Sidecar `inboundConnectionPool`",
     }),
-    ("Sidecar", "outboundTrafficPolicy", N {
-        spec: "outboundTrafficPolicy: {mode: REGISTRY_ONLY}",
-        at: "spec.outboundTrafficPolicy",
-        readme: "Sidecar `outboundTrafficPolicy`",
+    ("Sidecar", "outboundTrafficPolicy", E("outbound_traffic_policy_comes_from_the_sidecar_else_the_mesh")),
+    ("Sidecar", "outboundTrafficPolicy.egressProxy", N {
+        spec: "outboundTrafficPolicy: {mode: ALLOW_ANY, egressProxy: {host: egress.example.com, port: {number: 80}}}",
+        at: "spec.outboundTrafficPolicy.egressProxy",
+        readme: "Sidecar `outboundTrafficPolicy.egressProxy`",
     }),
 ];
 

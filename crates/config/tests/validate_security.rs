@@ -296,9 +296,22 @@ fn parsed_but_not_enforced_fields_are_named() {
     };
     let d = diags(&obj(
         "Sidecar",
-        "\n  egress: [{hosts: [\"./*\"]}]\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n",
+        "\n  egress: [{hosts: [\"./*\"], bind: 127.0.0.2, captureMode: NONE}]\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY, egressProxy: {host: e}}\n",
     ));
-    for f in ["spec.egress", "spec.outboundTrafficPolicy"] {
+    // Egress hosts and the mode are enforced; binding, capture and the egress proxy are not.
+    assert!(
+        !d.iter().any(|d| d.code == codes::NOT_ENFORCED
+            && matches!(
+                d.field.as_deref(),
+                Some("spec.egress" | "spec.outboundTrafficPolicy")
+            )),
+        "{d:#?}"
+    );
+    for f in [
+        "spec.egress[0].bind",
+        "spec.egress[0].captureMode",
+        "spec.outboundTrafficPolicy.egressProxy",
+    ] {
         assert!(
             d.iter()
                 .any(|d| d.code == codes::NOT_ENFORCED && d.field.as_deref() == Some(f)),

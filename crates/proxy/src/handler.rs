@@ -406,7 +406,10 @@ async fn proxy(
             // The port stopped being a mesh port since the connection was accepted. Boxed, like
             // the other passthrough below: each inline await would add an upstream exchange's
             // state to every request's future.
-            Entry::Outbound(dst) => Box::pin(passthrough::forward(ctx, dst, req)).await,
+            Entry::Outbound(dst) => match &snapshot.outbound.black_hole {
+                Some(black_hole) => crate::black_hole::reply(black_hole, obs),
+                None => Box::pin(passthrough::forward(ctx, dst, req)).await,
+            },
             Entry::Bound(_) | Entry::Terminated { .. } | Entry::Inbound(_) => {
                 error_reply(&ProxyError::NoRoute, "")
             }
@@ -440,6 +443,13 @@ async fn proxy(
         Ok(Decision::Forward(p)) => p,
         Ok(Decision::Reply(r)) => return r,
         Ok(Decision::NoVirtualHost) => {
+            if let Some(black_hole) = &snapshot.outbound.black_hole {
+                // REGISTRY_ONLY: a host outside the registry (or the Sidecar's scope) on a
+                // mesh port is refused, intercepted or not.
+                if !listener.is_gateway() && !matches!(entry, Entry::Inbound(_)) {
+                    return crate::black_hole::reply(black_hole, obs);
+                }
+            }
             return match entry {
                 // Istio's ALLOW_ANY: an unknown host goes to where the caller was going.
                 Entry::Outbound(dst) => Box::pin(passthrough::forward(ctx, dst, req)).await,

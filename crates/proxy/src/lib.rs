@@ -1,6 +1,7 @@
 //! The HTTP data plane: listeners, routing each request with the active snapshot, forwarding.
 
 pub mod authority;
+mod black_hole;
 pub mod body;
 pub mod circuit_breaker;
 pub mod config_handle;

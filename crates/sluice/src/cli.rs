@@ -77,6 +77,11 @@ pub struct RunArgs {
     /// Address mesh listeners bind on when a service has no local address.
     #[arg(long, default_value = "127.0.0.1")]
     pub mesh_address: IpAddr,
+    /// MeshConfig `outboundTrafficPolicy.mode` for destinations outside the registry when no
+    /// Sidecar sets it: `ALLOW_ANY` passes them through, `REGISTRY_ONLY` refuses them
+    /// (`502 NR`, connections closed).
+    #[arg(long, default_value = "ALLOW_ANY", value_parser = ["ALLOW_ANY", "REGISTRY_ONLY"])]
+    pub outbound_traffic_policy: String,
     /// Do not serve registry services (sidecar outbound role).
     #[arg(long)]
     pub no_mesh: bool,

@@ -136,6 +136,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .or_else(|| sluice::cli::locality_from_label(&opts.proxy.labels))
                 .unwrap_or_default();
             opts.proxy.namespace = r.namespace;
+            opts.proxy.outbound_traffic_policy =
+                sluice_config::scope::OutboundMode::parse(&r.outbound_traffic_policy)
+                    .unwrap_or_default();
             opts.proxy.gateway_address = r.gateway_address;
             opts.proxy.mesh_address = r.mesh_address;
             opts.proxy.mesh_role &= !r.no_mesh;

@@ -50,6 +50,9 @@ fn unenforced_istio_kinds_are_warnings_naming_the_kind() {
         out.contains("EnvoyFilter `add-header` is not enforced"),
         "{out}"
     );
-    assert!(out.contains("Sidecar `egress` is not enforced"), "{out}");
+    assert!(
+        out.contains("Sidecar egress `captureMode` is not enforced"),
+        "{out}"
+    );
     assert!(!out.contains("Deployment"), "{out}");
 }

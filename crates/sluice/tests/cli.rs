@@ -196,6 +196,33 @@ fn run_drains_and_exits_zero_on_sigterm() {
 }
 
 #[test]
+fn the_mesh_outbound_traffic_policy_flag_refuses_unknown_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("svc.yaml"),
+        format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: x}}\nspec:\n  hosts: [x.default.svc.cluster.local]\n  ports: [{{number: {port}, name: http}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: 1}}}}]\n"),
+    )
+    .unwrap();
+    let mut child = sluice()
+        .args(["run", "--admin", "127.0.0.1:0", "--no-gateway"])
+        .args(["--outbound-traffic-policy", "REGISTRY_ONLY"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port, "listener never came up");
+    // A host outside the registry: Istio's BlackHoleCluster, not `404 NR`.
+    assert!(http_get(port, "elsewhere.example.com", "/").starts_with("HTTP/1.1 502"));
+    // A known host is routed (its endpoint refuses: `503 UF`).
+    assert!(http_get(port, "x", "/").starts_with("HTTP/1.1 503"));
+    signal(child.id(), "-TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
 fn explain_against_a_running_proxy() {
     let admin = free_port();
     let mut child = sluice()

@@ -93,8 +93,15 @@ pub fn compile_resolved(
     state: &StateStore,
     dns: Option<&DnsAnswers>,
 ) -> Compiled {
-    let ordered = precedence_order(resources);
+    // Only what is exported to this proxy's namespace exists for it; a sidecar's Sidecar then
+    // narrows that to its egress hosts, before anything is compiled.
+    let ordered = crate::scope::exported_objects(precedence_order(resources), proxy);
+    let scope = crate::scope::sidecar_scope(&ordered, proxy);
     let registry = Registry::build(ordered.iter().copied());
+    let (ordered, registry) = match &scope.egress {
+        Some(egress) => crate::scope::apply_egress(ordered, registry, egress),
+        None => (ordered, registry),
+    };
     let mut c = Compiler {
         proxy,
         state,
@@ -142,6 +149,9 @@ pub fn compile_resolved(
             outbound.tcp_by_address = c.outbound_tcp();
             outbound.tls_by_port = c.outbound_tls();
         }
+    }
+    if scope.mode == crate::scope::OutboundMode::RegistryOnly {
+        outbound.black_hole = Some(Arc::new(Cluster::black_hole(state)));
     }
     Compiled {
         listeners: listeners.into_iter().map(Arc::new).collect(),

@@ -126,9 +126,6 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
     let spec = &ctx.resource().spec;
     match spec {
         Spec::VirtualService(vs) => {
-            if !vs.export_to.is_empty() {
-                warn(ctx, "spec.exportTo".into(), "`exportTo`");
-            }
             if !vs.tls.is_empty()
                 && crate::compile::http_route::vs_binds(
                     vs,
@@ -159,9 +156,6 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
                     traffic_policy(ctx, &format!("spec.subsets[{i}].trafficPolicy"), tp);
                 }
             }
-            if !dr.export_to.is_empty() {
-                warn(ctx, "spec.exportTo".into(), "`exportTo`");
-            }
             if dr.workload_selector.is_some() {
                 warn(ctx, "spec.workloadSelector".into(), "`workloadSelector`");
             }
@@ -181,9 +175,6 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
             }
         }
         Spec::ServiceEntry(se) => {
-            if !se.export_to.is_empty() {
-                warn(ctx, "spec.exportTo".into(), "`exportTo`");
-            }
             if !se.subject_alt_names.is_empty() {
                 warn(ctx, "spec.subjectAltNames".into(), "`subjectAltNames`");
             }
@@ -193,14 +184,33 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
         }
         Spec::WorkloadEntry(_) => {}
         Spec::Sidecar(sc) => {
-            if !sc.egress.is_empty() {
-                warn(ctx, "spec.egress".into(), "Sidecar `egress`");
+            // Egress hosts and ports scope what the proxy compiles; binding and capture stay
+            // the proxy's own (interception or per-service listeners).
+            for (i, e) in sc.egress.iter().enumerate() {
+                if e.bind.is_some() {
+                    warn(
+                        ctx,
+                        format!("spec.egress[{i}].bind"),
+                        "Sidecar egress `bind`",
+                    );
+                }
+                if e.capture_mode.is_some() {
+                    warn(
+                        ctx,
+                        format!("spec.egress[{i}].captureMode"),
+                        "Sidecar egress `captureMode`",
+                    );
+                }
             }
-            if sc.outbound_traffic_policy.is_some() {
+            if sc
+                .outbound_traffic_policy
+                .as_ref()
+                .is_some_and(|p| p.egress_proxy.is_some())
+            {
                 warn(
                     ctx,
-                    "spec.outboundTrafficPolicy".into(),
-                    "Sidecar `outboundTrafficPolicy`",
+                    "spec.outboundTrafficPolicy.egressProxy".into(),
+                    "Sidecar `outboundTrafficPolicy.egressProxy`",
                 );
             }
             if sc.inbound_connection_pool.is_some() {

@@ -90,7 +90,9 @@ async fn route_tls(
         )
         .await;
     } else {
-        tcp::relay_after(stream, dst, &shared.own, &read).await;
+        if !black_holed(&shared, peer, dst) {
+            tcp::relay_after(stream, dst, &shared.own, &read).await;
+        }
     }
 }
 
@@ -108,13 +110,17 @@ async fn serve_plain(shared: Shared, stream: TcpStream, peer: SocketAddr, dst: S
             .map(|l| sluice_telemetry::listener_source(l))
     });
     let Some(source_node) = mesh else {
-        tcp::relay(stream, dst, &shared.own).await;
+        if !black_holed(&shared, peer, dst) {
+            tcp::relay(stream, dst, &shared.own).await;
+        }
         return;
     };
     match sniff(&stream, HTTP_PORT_FIRST_BYTES).await {
         Sniffed::Http | Sniffed::Silent => {}
         Sniffed::Other | Sniffed::Tls => {
-            tcp::relay(stream, dst, &shared.own).await;
+            if !black_holed(&shared, peer, dst) {
+                tcp::relay(stream, dst, &shared.own).await;
+            }
             return;
         }
         Sniffed::Closed => return,
@@ -134,4 +140,19 @@ async fn serve_plain(shared: Shared, stream: TcpStream, peer: SocketAddr, dst: S
     })
     .await;
     drop(connection);
+}
+
+/// Whether the outbound traffic policy is `REGISTRY_ONLY`, so a connection no service claims
+/// is closed (Istio's `BlackHoleCluster`) instead of passing through.
+fn black_holed(shared: &Shared, peer: SocketAddr, dst: SocketAddr) -> bool {
+    let refused = shared
+        .ctx
+        .config
+        .load()
+        .as_ref()
+        .is_some_and(|s| s.outbound.black_hole.is_some());
+    if refused {
+        tracing::debug!(%peer, %dst, "destination outside the registry under REGISTRY_ONLY; connection closed (BlackHoleCluster)");
+    }
+    refused
 }
