@@ -18,6 +18,7 @@
 #   ROUNDS=3         each scenario is measured ROUNDS times (fresh sluice each time, order
 #                    alternating A B C D / B A D C); the summary is the median
 #   MIRROR_DELAY=1s  answer delay of the mirror backend (v2)
+#   MIRROR_DEAD=1    B mirrors to an address nothing listens on instead (connect refused)
 #   MAX_MIRROR_IN_FLIGHT=N  pass --max-mirror-in-flight N to sluice (default: sluice's own)
 #   DRAIN=3          seconds to watch sluice after scenario B's load stops
 #   QUIET_LOAD=0.7 QUIET_WAIT=600   wait (at most QUIET_WAIT s) for 1-min load < QUIET_LOAD first
@@ -73,6 +74,9 @@ V1_PID=$BACKEND_PID
 V2_PORT=$(free_port)
 start_backend v2 "$V2_PORT" --delay "$MIRROR_DELAY"
 V2_PID=$BACKEND_PID
+# Where v2's endpoint points: the backend, or with MIRROR_DEAD=1 a port nothing listens on.
+V2_TARGET=$V2_PORT
+if [[ ${MIRROR_DEAD:-0} == 1 ]]; then V2_TARGET=$(free_port); fi
 log "backends: app v1 on 127.0.0.1:$V1_PORT, app v2 (--delay $MIRROR_DELAY) on 127.0.0.1:$V2_PORT (core $LOAD_CPU)"
 wait_http "http://127.0.0.1:$V1_PORT/" || die "v1 backend did not come up: $(cat "$TMP/backend-v1.log")"
 wait_http "http://127.0.0.1:$V2_PORT/" --max-time 30 || die "v2 backend did not come up: $(cat "$TMP/backend-v2.log")"
@@ -90,7 +94,7 @@ backend_count() { # port
 SCENARIOS=(A B C D)
 declare -A TITLE=(
     [A]="route to subset v1"
-    [B]="A + mirror 100 % to v2 (${MIRROR_DELAY} backend)"
+    [B]="A + mirror 100 % to v2 ($([[ ${MIRROR_DEAD:-0} == 1 ]] && echo "dead endpoint" || echo "${MIRROR_DELAY} backend"))"
     [C]="plain route, no DestinationRule"
     [D]="C + retries, timeout, DestinationRule"
 )
@@ -125,7 +129,7 @@ kind: WorkloadEntry
 metadata: {name: app-v2, namespace: default}
 spec:
   address: 127.0.0.1
-  ports: {http: $V2_PORT}
+  ports: {http: $V2_TARGET}
   labels: {app: app, version: v2}
 ---
 apiVersion: networking.istio.io/v1
