@@ -108,7 +108,10 @@ async fn own_node_locality(client: kube::Client, node: &str) -> Option<String> {
             None
         }
         Err(e) => {
-            tracing::warn!(node, "cannot read the Node ({e}); this proxy has no locality");
+            tracing::warn!(
+                node,
+                "cannot read the Node ({e}); this proxy has no locality"
+            );
             None
         }
     }

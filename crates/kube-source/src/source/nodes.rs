@@ -26,7 +26,10 @@ pub fn node_locality(labels: &BTreeMap<String, String>) -> Option<String> {
         return None;
     }
     // Trailing empty parts are dropped; inner ones stay so zone stays in the zone position.
-    let keep = parts.iter().rposition(|p| !p.is_empty()).map_or(0, |i| i + 1);
+    let keep = parts
+        .iter()
+        .rposition(|p| !p.is_empty())
+        .map_or(0, |i| i + 1);
     Some(parts[..keep].join("/"))
 }
 
@@ -94,7 +97,10 @@ mod tests {
             (ZONE_LABEL, "us-east1-b"),
             (SUBZONE_LABEL, "rack7"),
         ]);
-        assert_eq!(node_locality(&full).as_deref(), Some("us-east1/us-east1-b/rack7"));
+        assert_eq!(
+            node_locality(&full).as_deref(),
+            Some("us-east1/us-east1-b/rack7")
+        );
         let rz = labels(&[(REGION_LABEL, "r"), (ZONE_LABEL, "z")]);
         assert_eq!(node_locality(&rz).as_deref(), Some("r/z"));
         let zone_only = labels(&[(ZONE_LABEL, "z")]);

@@ -167,7 +167,11 @@ pub fn synthesize<'a>(
 /// The Service's `networking.istio.io/exportTo` annotation as a list (`None` when absent or
 /// empty: visible everywhere, like a ServiceEntry without `exportTo`).
 fn export_to(svc: &Service) -> Option<Vec<String>> {
-    let raw = svc.metadata.annotations.as_ref()?.get(EXPORT_TO_ANNOTATION)?;
+    let raw = svc
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(EXPORT_TO_ANNOTATION)?;
     let list: Vec<String> = raw
         .split(',')
         .map(str::trim)
@@ -240,12 +244,7 @@ fn endpoints<'a>(
             let labelled = info
                 .and_then(|i| i.labels.get("istio-locality"))
                 .map(|l| l.replace('.', "/"));
-            let noded = || {
-                ep.node_name
-                    .as_deref()
-                    .and_then(node)
-                    .map(str::to_string)
-            };
+            let noded = || ep.node_name.as_deref().and_then(node).map(str::to_string);
             let zoned = || ep.zone.as_deref().map(|z| format!("/{z}"));
             let locality = labelled
                 .filter(|l| !l.is_empty())
