@@ -377,3 +377,53 @@ spec:
         s.diagnostics
     );
 }
+
+/// A DestinationRule for `r.b` in `ns` with one subset named `subset`.
+fn dr_for_r_b(ns: &str, subset: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: r-b-{subset}, namespace: {ns}}}\nspec:\n  host: r.b.svc.cluster.local\n  subsets: [{{name: {subset}, labels: {{version: v1}}}}]\n---\n"
+    )
+}
+
+/// The subsets the proxy built clusters for on `r.b` port 80.
+fn r_b_subsets(s: &Snapshot) -> BTreeSet<String> {
+    s.clusters
+        .keys()
+        .filter_map(|k| k.strip_prefix("outbound|80|"))
+        .filter_map(|k| k.strip_suffix("|r.b.svc.cluster.local"))
+        .filter(|subset| !subset.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn destination_rules_are_looked_up_in_the_proxy_then_the_service_then_the_root_namespace() {
+    let all = [
+        dr_for_r_b("a", "client"),
+        dr_for_r_b("b", "service"),
+        dr_for_r_b("istio-system", "root"),
+        dr_for_r_b("c", "other"),
+    ]
+    .concat();
+    let no_service_rule = [dr_for_r_b("istio-system", "root"), dr_for_r_b("c", "other")].concat();
+    let third_only = dr_for_r_b("c", "other");
+    // (rules, proxy namespace, the subset it applies; `None`: no rule applies)
+    let table: &[(&str, &str, Option<&str>)] = &[
+        (&all, "a", Some("client")),
+        (&all, "b", Some("service")),
+        (&all, "c", Some("other")),
+        (&all, "d", Some("service")),
+        (&no_service_rule, "d", Some("root")),
+        (&no_service_rule, "b", Some("root")),
+        (&third_only, "d", None),
+        (&third_only, "c", Some("other")),
+    ];
+    for (rules, ns, expected) in table {
+        let s = snapshot(rules, &sidecar_in(ns));
+        assert_eq!(
+            r_b_subsets(&s),
+            set(expected.as_slice()),
+            "proxy in {ns} with {rules}"
+        );
+    }
+}

@@ -81,9 +81,12 @@ pub async fn start(args: &KubeArgs, secrets: Option<SecretFeed>) -> anyhow::Resu
     let client = crate::client::connect(args.kube_api.as_deref()).await?;
     let mut options = args.options();
     options.secrets = secrets;
-    let source = KubeSource::start(client, options)
+    let mut source = KubeSource::start(client.clone(), options)
         .await
         .context("cannot start watching the Kubernetes API")?;
+    if let Some(node) = std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()) {
+        source.node_locality = own_node_locality(client, &node).await;
+    }
     source.wait_ready(args.sync_timeout).await?;
     let apis: Vec<String> = source
         .istio_apis()
@@ -92,6 +95,26 @@ pub async fn start(args: &KubeArgs, secrets: Option<SecretFeed>) -> anyhow::Resu
         .collect();
     tracing::info!(istio = %apis.join(", "), "synced with the Kubernetes API");
     Ok(source)
+}
+
+/// The locality of the Node this proxy runs on (`$NODE_NAME`, set by the injector from the
+/// downward API); a Node that cannot be read leaves it unset, with a warning.
+async fn own_node_locality(client: kube::Client, node: &str) -> Option<String> {
+    let api = kube::Api::<crate::source::nodes::WatchedNode>::all(client);
+    match api.get_opt(node).await {
+        Ok(Some(n)) => n.locality().and_then(|(_, l)| l),
+        Ok(None) => {
+            tracing::warn!(node, "Node not found; this proxy has no locality");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(
+                node,
+                "cannot read the Node ({e}); this proxy has no locality"
+            );
+            None
+        }
+    }
 }
 
 /// Parses `500ms`, `10s`, `2m` or a number of seconds.

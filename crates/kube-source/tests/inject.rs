@@ -249,6 +249,7 @@ fn injected_pods_are_labelled_for_mesh_mtls() {
     };
     assert_eq!(env("POD_NAMESPACE").unwrap(), "metadata.namespace");
     assert_eq!(env("SERVICE_ACCOUNT").unwrap(), "spec.serviceAccountName");
+    assert_eq!(env("NODE_NAME").unwrap(), "spec.nodeName");
     // Opted-out and host-network pods are not labelled.
     let opted_out = "kind: Pod\nmetadata:\n  name: p\n  labels:\n    sidecar.istio.io/inject: \"false\"\nspec:\n  containers:\n  - name: a\n";
     assert!(!inject(opted_out).unwrap().contains("tlsMode"));

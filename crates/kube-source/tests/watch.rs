@@ -127,9 +127,10 @@ async fn weight_patch_applies_within_a_second_and_delete_removes() {
 #[tokio::test]
 async fn gone_410_relists_without_dropping_config() {
     let (api, source) = cluster().await;
+    // The Node watcher does not gate readiness: count lists once every watch is open.
+    eventually(SYNC, "every watch stream open", || api.open_watches() == 13).await;
     let lists = api.total_lists();
     let before = resources(&source).len();
-    eventually(SYNC, "every watch stream open", || api.open_watches() == 12).await;
     // While the watches are down the object disappears; only a re-list can notice.
     api.expire();
     api.delete_silently("DestinationRule", "default", "reviews");
@@ -147,7 +148,7 @@ async fn gone_410_relists_without_dropping_config() {
     })
     .await;
     eventually(SYNC, "every watcher to re-list", || {
-        api.total_lists() >= lists + 12
+        api.total_lists() >= lists + 13
     })
     .await;
     assert_eq!(resources(&source).len(), before - 1);
@@ -160,8 +161,9 @@ async fn gone_410_relists_without_dropping_config() {
 #[tokio::test]
 async fn restarts_resume_from_bookmarks_without_relisting() {
     let (api, source) = cluster().await;
+    // The Node watcher does not gate readiness: count lists once every watch is open.
+    eventually(SYNC, "every watch stream open", || api.open_watches() == 13).await;
     let lists = api.total_lists();
-    eventually(SYNC, "every watch stream open", || api.open_watches() == 12).await;
     // Unrelated writes move the resourceVersion past what the watchers have seen...
     api.bump(50);
     let rv = api.bookmark();
@@ -289,6 +291,40 @@ async fn endpoint_readiness_and_pod_labels_follow_the_cluster() {
         "ServiceEntry of the deleted Service gone",
         || find(&source, Kind::ServiceEntry, "default", "svc:reviews").is_none(),
     )
+    .await;
+}
+
+#[tokio::test]
+async fn endpoints_take_the_locality_of_their_node() {
+    let (api, source) = cluster().await;
+    let locality = |source: &KubeSource| -> Option<String> {
+        service_entry(source, "default", "reviews")
+            .endpoints
+            .iter()
+            .find(|e| e.address == "10.244.0.11")
+            .and_then(|e| e.locality.clone())
+    };
+    api.patch("EndpointSlice", "default", "reviews-abc12", |o| {
+        o["endpoints"][0]["nodeName"] = json!("node-a");
+        o["endpoints"][0]["zone"] = json!("us-east1-b");
+    });
+    eventually(Duration::from_secs(1), "the slice's zone", || {
+        locality(&source).as_deref() == Some("/us-east1-b")
+    })
+    .await;
+    api.apply(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-a\n  labels:\n    \
+         topology.kubernetes.io/region: us-east1\n    topology.kubernetes.io/zone: us-east1-b\n    \
+         topology.istio.io/subzone: rack7\n",
+    );
+    eventually(Duration::from_secs(1), "the Node's locality", || {
+        locality(&source).as_deref() == Some("us-east1/us-east1-b/rack7")
+    })
+    .await;
+    api.delete("Node", "default", "node-a");
+    eventually(Duration::from_secs(1), "back to the slice's zone", || {
+        locality(&source).as_deref() == Some("/us-east1-b")
+    })
     .await;
 }
 

@@ -107,6 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&cli.log_format);
             let mut opts = RunOptions::new(r.paths);
             opts.proxy.labels = r.labels;
+            let mut node_locality = None;
             if r.kube.kubernetes {
                 opts.proxy.labels.extend(r.kube.file_labels()?);
                 // Gateway `credentialName`s are Secrets of the gateway's own namespace.
@@ -114,9 +115,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     namespace: r.namespace.clone(),
                     sink: std::sync::Arc::new(sluice::secrets::StoreSink(opts.tls.store().clone())),
                 };
-                opts.source = Some(std::sync::Arc::new(
-                    sluice_kube::start(&r.kube, Some(secrets)).await?,
-                ));
+                let source = sluice_kube::start(&r.kube, Some(secrets)).await?;
+                node_locality = source.node_locality().map(str::to_string);
+                opts.source = Some(std::sync::Arc::new(source));
             }
             let any = std::net::IpAddr::from([0, 0, 0, 0]);
             if let Some(port) = r.kube.outbound_port {
@@ -134,6 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             opts.proxy.locality = r
                 .locality
                 .or_else(|| sluice::cli::locality_from_label(&opts.proxy.labels))
+                .or(node_locality)
                 .unwrap_or_default();
             opts.proxy.namespace = r.namespace;
             opts.proxy.outbound_traffic_policy =

@@ -91,11 +91,12 @@ fn port_level(tp: &TrafficPolicy, port: u16) -> Option<&PortTrafficPolicy> {
 pub(crate) fn cluster_policy(
     index: &DestinationRuleIndex<'_>,
     hostname: &str,
+    namespaces: &[&str],
     port: u16,
     h2: bool,
     subset: Option<&str>,
 ) -> (ClusterPolicy, DrTls) {
-    let rules = index.for_host(hostname);
+    let rules = index.for_service(hostname, namespaces);
     // Same-host rules are merged: the first with a top-level trafficPolicy keeps it.
     let top = rules
         .iter()

@@ -54,18 +54,59 @@ impl<'a> DestinationRuleIndex<'a> {
         }
     }
 
-    /// The rules that apply to `hostname`: all with the most specific matching host, oldest first.
+    /// The rules that apply to `hostname`: all with the most specific matching host, oldest
+    /// first, whatever their namespace.
     pub fn for_host(&self, hostname: &str) -> Vec<(&'a Resource, &'a DestinationRule)> {
+        self.matching(hostname, None)
+    }
+
+    /// The rules a proxy applies to a service, as Istio looks them up: those of the first of
+    /// `namespaces` (the proxy's, the service's, the root namespace) that has a rule for the
+    /// host, the most specific host first within it.
+    pub fn for_service(
+        &self,
+        hostname: &str,
+        namespaces: &[&str],
+    ) -> Vec<(&'a Resource, &'a DestinationRule)> {
+        namespaces
+            .iter()
+            .filter(|ns| !ns.is_empty())
+            .map(|ns| self.matching(hostname, Some(ns)))
+            .find(|found| !found.is_empty())
+            .unwrap_or_default()
+    }
+
+    /// The rules with the most specific host covering `hostname`, of namespace `ns` if given.
+    fn matching(
+        &self,
+        hostname: &str,
+        ns: Option<&str>,
+    ) -> Vec<(&'a Resource, &'a DestinationRule)> {
+        let in_ns = |i: &usize| {
+            ns.is_none_or(|ns| {
+                self.rules
+                    .get(*i)
+                    .is_some_and(|(_, r, _)| r.metadata.namespace == ns)
+            })
+        };
         // An exact host is the most specific match there is (a wildcard name is only covered
         // by wildcards).
         if !hostname.starts_with('*') {
             if let Some(found) = self.exact.get(&hostname.to_ascii_lowercase()) {
-                return found.iter().filter_map(|&i| self.at(i)).collect();
+                let found: Vec<_> = found
+                    .iter()
+                    .filter(|i| in_ns(i))
+                    .filter_map(|&i| self.at(i))
+                    .collect();
+                if !found.is_empty() {
+                    return found;
+                }
             }
         }
         let covering = || {
             self.wildcards
                 .iter()
+                .filter(|i| in_ns(i))
                 .filter_map(|&i| Some((i, self.rules.get(i)?.0.as_str())))
                 .filter(|(_, h)| covers(h, hostname))
         };
@@ -84,25 +125,35 @@ impl<'a> DestinationRuleIndex<'a> {
 
     /// Merged subsets for a host: concatenated in rule order, the first of a name wins.
     pub fn subsets(&self, hostname: &str) -> Vec<SubsetDef> {
-        let mut out: Vec<SubsetDef> = Vec::new();
-        for (r, dr) in self.for_host(hostname) {
-            for (i, s) in dr.subsets.iter().enumerate() {
-                if !out.iter().any(|o| o.name == s.name) {
-                    out.push(SubsetDef {
-                        name: s.name.clone(),
-                        labels: s.labels.clone(),
-                        source: (r.key(), i),
-                    });
-                }
-            }
-        }
-        out
+        merged_subsets(self.for_host(hostname))
+    }
+
+    /// Merged subsets of the rules [`for_service`](Self::for_service) picks.
+    pub fn subsets_for(&self, hostname: &str, namespaces: &[&str]) -> Vec<SubsetDef> {
+        merged_subsets(self.for_service(hostname, namespaces))
     }
 
     /// Every indexed rule with its expanded host.
     pub fn all(&self) -> impl Iterator<Item = (&str, &'a Resource, &'a DestinationRule)> {
         self.rules.iter().map(|(h, r, dr)| (h.as_str(), *r, *dr))
     }
+}
+
+/// Subsets concatenated in rule order; the first of a name wins.
+fn merged_subsets(rules: Vec<(&Resource, &DestinationRule)>) -> Vec<SubsetDef> {
+    let mut out: Vec<SubsetDef> = Vec::new();
+    for (r, dr) in rules {
+        for (i, s) in dr.subsets.iter().enumerate() {
+            if !out.iter().any(|o| o.name == s.name) {
+                out.push(SubsetDef {
+                    name: s.name.clone(),
+                    labels: s.labels.clone(),
+                    source: (r.key(), i),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Exact hosts beat wildcards; longer wildcard suffixes beat shorter ones.

@@ -170,7 +170,13 @@ impl Compiler<'_> {
     fn build_clusters(&mut self, peers: &crate::authz::PeerAuthn) {
         let index = DestinationRuleIndex::new(&self.ordered);
         for svc in self.registry.services() {
-            let subsets = index.subsets(&svc.hostname);
+            // Istio's lookup order: the proxy's namespace, the service's, the root namespace.
+            let namespaces = [
+                self.proxy.namespace.as_str(),
+                svc.namespace.as_str(),
+                self.proxy.root_namespace.as_str(),
+            ];
+            let subsets = index.subsets_for(&svc.hostname, &namespaces);
             let endpoints = match self.dns {
                 Some(answers) => crate::dns::resolve_endpoints(svc, answers),
                 None => svc.endpoints.clone(),
@@ -190,6 +196,7 @@ impl Compiler<'_> {
                     let (mut policy, dr_tls) = cluster_policy::cluster_policy(
                         &index,
                         &svc.hostname,
+                        &namespaces,
                         port.number,
                         h2,
                         subset,

@@ -211,6 +211,7 @@ fn proxy_container(opts: &InjectOptions) -> Node {
                 field_env("POD_NAME", "metadata.name"),
                 field_env("POD_NAMESPACE", "metadata.namespace"),
                 field_env("INSTANCE_IP", "status.podIP"),
+                field_env("NODE_NAME", "spec.nodeName"),
                 field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
             ]),
         ),

@@ -1,8 +1,10 @@
-//! The Kubernetes config source: watches Istio objects, Services, EndpointSlices and Pods and
-//! keeps a [`ConfigStore`](sluice_sources::ConfigStore) of valid objects for the runtime.
+//! The Kubernetes config source: watches Istio objects, Services, EndpointSlices, Pods and
+//! Nodes and keeps a [`ConfigStore`](sluice_sources::ConfigStore) of valid objects for the
+//! runtime.
 
 mod discovery;
 mod istio;
+pub mod nodes;
 pub mod pods;
 mod report;
 pub mod secrets;
@@ -99,6 +101,8 @@ pub struct KubeSource {
     shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
     istio: Vec<IstioApi>,
+    /// The locality of the Node this proxy runs on, when known.
+    pub(crate) node_locality: Option<String>,
 }
 
 impl std::fmt::Debug for KubeSource {
@@ -174,6 +178,19 @@ impl KubeSource {
                 }
             })
             .collect();
+        // Nodes give endpoints their region and subzone; they are cluster-scoped and do not
+        // gate readiness, so a role that may not list Nodes still serves (with the slices'
+        // zones only), as the watcher's warnings say.
+        let nodes = Target {
+            name: "Node (cluster)".into(),
+            namespace: None,
+            istio: None,
+        };
+        tasks.push(spawn(
+            Api::<nodes::WatchedNode>::all(client.clone()),
+            nodes,
+            shared.clone(),
+        ));
         if let Some(feed) = opts.secrets.clone() {
             tasks.push(tokio::spawn(secrets::run(client.clone(), feed)));
         }
@@ -181,12 +198,19 @@ impl KubeSource {
             shared,
             tasks,
             istio,
+            node_locality: None,
         })
     }
 
     /// The Istio kinds watched and the apiVersion of each.
     pub fn istio_apis(&self) -> &[IstioApi] {
         &self.istio
+    }
+
+    /// The `region/zone/subzone` of the Node this proxy runs on (`$NODE_NAME`), from its
+    /// topology labels.
+    pub fn node_locality(&self) -> Option<&str> {
+        self.node_locality.as_deref()
     }
 
     /// Waits until every watcher has listed once; the error names those that have not.

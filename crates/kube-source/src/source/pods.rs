@@ -77,7 +77,7 @@ struct MetaFields {
     resource_version: Option<String>,
 }
 
-fn slim_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+pub(crate) fn slim_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
     let m = MetaFields::deserialize(d)?;
     Ok(ObjectMeta {
         name: m.name,

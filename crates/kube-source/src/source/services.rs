@@ -17,6 +17,10 @@ use super::pods::PodInfo;
 /// Kubernetes name, so they never collide with real ServiceEntries.
 pub const SYNTHESIZED_PREFIX: &str = "svc:";
 
+/// Istio's annotation on a Service naming where its generated entry is visible
+/// (comma-separated `.`, `*`, `~` or namespaces), as a ServiceEntry's `exportTo`.
+pub const EXPORT_TO_ANNOTATION: &str = "networking.istio.io/exportTo";
+
 /// Label an EndpointSlice uses to name its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
@@ -65,11 +69,13 @@ fn port_name(p: &ServicePort) -> String {
 }
 
 /// The ServiceEntry object (as the API server would serve it) for a Service, or `None` when it
-/// has no TCP port. `pod(name)` gives what is known of a Pod of the Service's namespace.
+/// has no TCP port. `pod(name)` gives what is known of a Pod of the Service's namespace,
+/// `node(name)` the locality of a Node.
 pub fn synthesize<'a>(
     svc: &Service,
     slices: &[&EndpointSlice],
     pod: &dyn Fn(&str) -> Option<&'a PodInfo>,
+    node: &dyn Fn(&str) -> Option<&'a str>,
 ) -> Option<Value> {
     let name = svc.metadata.name.clone()?;
     let ns = svc
@@ -132,8 +138,11 @@ pub fn synthesize<'a>(
         let all = spec.publish_not_ready_addresses.unwrap_or(false);
         se.insert(
             "endpoints".into(),
-            Value::Array(endpoints(&tcp, slices, all, pod)),
+            Value::Array(endpoints(&tcp, slices, all, pod, node)),
         );
+    }
+    if let Some(export_to) = export_to(svc) {
+        se.insert("exportTo".into(), json!(export_to));
     }
     let mut meta = Map::new();
     meta.insert("name".into(), json!(format!("{SYNTHESIZED_PREFIX}{name}")));
@@ -155,6 +164,23 @@ pub fn synthesize<'a>(
     }))
 }
 
+/// The Service's `networking.istio.io/exportTo` annotation as a list (`None` when absent or
+/// empty: visible everywhere, like a ServiceEntry without `exportTo`).
+fn export_to(svc: &Service) -> Option<Vec<String>> {
+    let raw = svc
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(EXPORT_TO_ANNOTATION)?;
+    let list: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    (!list.is_empty()).then_some(list)
+}
+
 /// Ready endpoints (all of them with `publishNotReadyAddresses`), one per address and port set
 /// (a pod listed twice during a slice update counts once), sorted. An endpoint backed by a known
 /// Pod carries its labels (so `security.istio.io/tlsMode` reaches auto-mTLS) and its service
@@ -164,6 +190,7 @@ fn endpoints<'a>(
     slices: &[&EndpointSlice],
     include_not_ready: bool,
     pod: &dyn Fn(&str) -> Option<&'a PodInfo>,
+    node: &dyn Fn(&str) -> Option<&'a str>,
 ) -> Vec<Value> {
     let mut out: BTreeMap<(String, String), Value> = BTreeMap::new();
     for slice in slices {
@@ -212,13 +239,18 @@ fn endpoints<'a>(
                 }
                 e.insert("serviceAccount".into(), json!(info.service_account));
             }
-            // Istio's `istio-locality` Pod label first (`region.zone.subzone`), else the
-            // EndpointSlice's zone (the node's region would need the Node objects).
+            // Istio's order: the `istio-locality` Pod label (`region.zone.subzone`), then the
+            // topology labels of the endpoint's Node, then the EndpointSlice's bare zone.
             let labelled = info
                 .and_then(|i| i.labels.get("istio-locality"))
                 .map(|l| l.replace('.', "/"));
-            let zoned = ep.zone.as_deref().map(|z| format!("/{z}"));
-            if let Some(locality) = labelled.or(zoned).filter(|l| !l.is_empty()) {
+            let noded = || ep.node_name.as_deref().and_then(node).map(str::to_string);
+            let zoned = || ep.zone.as_deref().map(|z| format!("/{z}"));
+            let locality = labelled
+                .filter(|l| !l.is_empty())
+                .or_else(noded)
+                .or_else(zoned);
+            if let Some(locality) = locality.filter(|l| !l.is_empty()) {
                 e.insert("locality".into(), json!(locality));
             }
             out.insert(key, Value::Object(e));
@@ -252,7 +284,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoints_carry_the_pod_locality_label_or_the_slice_zone() {
+    fn endpoints_carry_the_pod_locality_label_the_node_locality_or_the_slice_zone() {
         let slice: EndpointSlice = serde_json::from_value(json!({
             "metadata": {"name": "reviews-abc"},
             "addressType": "IPv4",
@@ -262,6 +294,8 @@ mod tests {
                  "targetRef": {"kind": "Pod", "name": "labelled"}},
                 {"addresses": ["10.0.0.2"], "zone": "zone-b"},
                 {"addresses": ["10.0.0.3"]},
+                {"addresses": ["10.0.0.4"], "zone": "zone-c", "nodeName": "node-1"},
+                {"addresses": ["10.0.0.5"], "zone": "zone-d", "nodeName": "unlabelled"},
             ],
         }))
         .unwrap_or_default();
@@ -272,9 +306,45 @@ mod tests {
             service_account: "default".into(),
         };
         let pod = |name: &str| (name == "labelled").then_some(&info);
-        let eps = endpoints(&[&port], &[&slice], false, &pod);
+        let node = |name: &str| (name == "node-1").then_some("us-east1/us-east1-c/rack7");
+        let eps = endpoints(&[&port], &[&slice], false, &pod, &node);
         let localities: Vec<Option<&str>> = eps.iter().map(|e| e["locality"].as_str()).collect();
-        assert_eq!(localities, [Some("region1/zone1"), Some("/zone-b"), None]);
+        assert_eq!(
+            localities,
+            [
+                Some("region1/zone1"),
+                Some("/zone-b"),
+                None,
+                Some("us-east1/us-east1-c/rack7"),
+                Some("/zone-d"),
+            ]
+        );
+    }
+
+    #[test]
+    fn export_to_annotation_becomes_the_entry_export_to() {
+        let svc = |annotations: Value| -> Service {
+            serde_json::from_value(json!({
+                "metadata": {"name": "ratings", "namespace": "bookinfo",
+                    "annotations": annotations},
+                "spec": {"clusterIP": "10.96.0.9", "ports": [{"name": "http", "port": 9080}]},
+            }))
+            .unwrap()
+        };
+        let pod = |_: &str| None;
+        let node = |_: &str| None;
+        let se = synthesize(
+            &svc(json!({EXPORT_TO_ANNOTATION: ". , istio-system,*"})),
+            &[],
+            &pod,
+            &node,
+        )
+        .unwrap();
+        assert_eq!(se["spec"]["exportTo"], json!([".", "istio-system", "*"]));
+        let se = synthesize(&svc(json!({"other": "x"})), &[], &pod, &node).unwrap();
+        assert!(se["spec"].get("exportTo").is_none());
+        let se = synthesize(&svc(json!({EXPORT_TO_ANNOTATION: " "})), &[], &pod, &node).unwrap();
+        assert!(se["spec"].get("exportTo").is_none());
     }
 
     #[test]

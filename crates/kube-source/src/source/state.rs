@@ -9,7 +9,7 @@ use sluice_sources::ConfigStore;
 
 use super::istio::{admit, as_warnings, decode_object};
 use super::pods::PodInfo;
-use super::services::{slice_pods, slice_service, synthesize};
+use super::services::{slice_pods, slice_service, synthesize, EXPORT_TO_ANNOTATION};
 
 /// Namespace and name.
 pub(crate) type NsName = (String, String);
@@ -53,6 +53,8 @@ pub(crate) struct State {
     slices: BTreeMap<NsName, EndpointSlice>,
     slices_by_service: BTreeMap<NsName, BTreeSet<String>>,
     pods: HashMap<NsName, PodInfo>,
+    /// Node name → locality, for Nodes that have one.
+    nodes: HashMap<String, String>,
     synthesized: BTreeMap<NsName, Vec<Resource>>,
 }
 
@@ -187,7 +189,13 @@ impl State {
             return Outcome::default();
         };
         svc.metadata.managed_fields = None;
-        svc.metadata.annotations = None;
+        // Only the annotation the entry is built from is kept; the rest can be large.
+        svc.metadata.annotations = svc
+            .metadata
+            .annotations
+            .take()
+            .and_then(|mut a| a.remove_entry(EXPORT_TO_ANNOTATION))
+            .map(|(k, v)| BTreeMap::from([(k, v)]));
         self.services.insert(key.clone(), svc);
         self.resynthesize(&key)
     }
@@ -324,6 +332,52 @@ impl State {
         out
     }
 
+    /// Records a Node's locality (`None`: deleted or unlabelled); Services with endpoints on it
+    /// are rebuilt if it changed.
+    pub fn set_node(&mut self, name: String, locality: Option<String>) -> Outcome {
+        let old = match &locality {
+            Some(l) => self.nodes.insert(name.clone(), l.clone()),
+            None => self.nodes.remove(&name),
+        };
+        if old == locality {
+            return Outcome::default();
+        }
+        let services: BTreeSet<NsName> = self
+            .slices
+            .iter()
+            .filter(|(_, s)| {
+                s.endpoints
+                    .iter()
+                    .any(|e| e.node_name.as_deref() == Some(name.as_str()))
+            })
+            .filter_map(|((ns, _), s)| Some((ns.clone(), slice_service(s)?.to_string())))
+            .collect();
+        let mut out = Outcome::default();
+        for svc in services {
+            out.merge(self.resynthesize(&svc));
+        }
+        out
+    }
+
+    /// Replaces every Node's locality with a fresh listing.
+    pub fn replace_nodes(&mut self, list: Vec<(String, Option<String>)>) -> Outcome {
+        let listed: BTreeSet<&String> = list.iter().map(|(n, _)| n).collect();
+        let gone: Vec<String> = self
+            .nodes
+            .keys()
+            .filter(|n| !listed.contains(n))
+            .cloned()
+            .collect();
+        let mut out = Outcome::default();
+        for n in gone {
+            out.merge(self.set_node(n, None));
+        }
+        for (n, locality) in list {
+            out.merge(self.set_node(n, locality));
+        }
+        out
+    }
+
     /// Rebuilds the ServiceEntry of one Service; a change only when the result differs.
     fn resynthesize(&mut self, key: &NsName) -> Outcome {
         let value = self.services.get(key).and_then(|svc| {
@@ -336,7 +390,9 @@ impl State {
                 .collect();
             let pods = &self.pods;
             let pod = |name: &str| pods.get(&(key.0.clone(), name.to_string()));
-            synthesize(svc, &slices, &pod)
+            let nodes = &self.nodes;
+            let node = |name: &str| nodes.get(name).map(String::as_str);
+            synthesize(svc, &slices, &pod, &node)
         });
         let store_key = service_key(&key.0, &key.1);
         let Some(value) = value else {
@@ -393,4 +449,46 @@ fn ns_name_of(v: &serde_json::Value) -> Option<NsName> {
             .to_string(),
         meta.get("name")?.as_str()?.to_string(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn locality_of(state: &State) -> Option<String> {
+        let (resources, _) = state.collect();
+        resources.iter().find_map(|r| match &r.spec {
+            sluice_model::Spec::ServiceEntry(se) => se.endpoints.first()?.locality.clone(),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn node_labels_relabel_the_endpoints_on_them() {
+        let mut state = State::default();
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": "reviews", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.5", "ports": [{"name": "http", "port": 9080}]},
+        }))
+        .unwrap();
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "reviews-1", "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "reviews"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 9080}],
+            "endpoints": [{"addresses": ["10.0.0.1"], "zone": "z1", "nodeName": "node-1"}],
+        }))
+        .unwrap();
+        state.apply_service(svc);
+        state.apply_slice(slice);
+        assert_eq!(locality_of(&state).as_deref(), Some("/z1"));
+        let out = state.set_node("node-1".into(), Some("r1/z1/rack7".into()));
+        assert!(out.changed);
+        assert_eq!(locality_of(&state).as_deref(), Some("r1/z1/rack7"));
+        assert!(!state.set_node("node-2".into(), Some("r2".into())).changed);
+        let out = state.replace_nodes(vec![("node-2".into(), Some("r2".into()))]);
+        assert!(out.changed);
+        assert_eq!(locality_of(&state).as_deref(), Some("/z1"));
+    }
 }

@@ -14,6 +14,7 @@ use kube::runtime::WatchStreamExt as _;
 use serde::de::DeserializeOwned;
 use sluice_model::Kind;
 
+use super::nodes::WatchedNode;
 use super::pods::WatchedPod;
 use super::state::{key_of, Outcome, State};
 use super::Shared;
@@ -115,6 +116,24 @@ impl Watched for WatchedPod {
                     .filter_map(|p| Some((key_of(&p.metadata)?, p.info())))
                     .collect(),
             ),
+        }
+    }
+}
+
+impl Watched for WatchedNode {
+    fn handle(state: &mut State, _: &Target, change: Change<Self>) -> Outcome {
+        match change {
+            Change::Apply(n) => match n.locality() {
+                Some((name, locality)) => state.set_node(name, locality),
+                None => Outcome::default(),
+            },
+            Change::Delete(n) => match n.locality() {
+                Some((name, _)) => state.set_node(name, None),
+                None => Outcome::default(),
+            },
+            Change::Replace(list) => {
+                state.replace_nodes(list.iter().filter_map(WatchedNode::locality).collect())
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ pub struct Collection {
 }
 
 /// Kinds the fake serves.
-pub const COLLECTIONS: [Collection; 14] = [
+pub const COLLECTIONS: [Collection; 15] = [
     Collection {
         group: "networking.istio.io",
         kind: "VirtualService",
@@ -86,6 +86,11 @@ pub const COLLECTIONS: [Collection; 14] = [
         group: "",
         kind: "Namespace",
         plural: "namespaces",
+    },
+    Collection {
+        group: "",
+        kind: "Node",
+        plural: "nodes",
     },
 ];
 
