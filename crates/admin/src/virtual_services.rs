@@ -130,7 +130,7 @@ fn views(snap: &Snapshot) -> Vec<VirtualServiceView> {
         .resources
         .iter()
         .filter_map(|r| match &r.spec {
-            Spec::VirtualService(vs) => Some((r.key(), vs)),
+            Spec::VirtualService(vs) => Some((r.key(), &**vs)),
             _ => None,
         })
         .collect();

@@ -118,7 +118,7 @@ pub fn targets(resources: &[Resource]) -> Vec<Target> {
                 c.stable_subset,
                 c.canary_subset
             ),
-            spec: c.clone(),
+            spec: (**c).clone(),
             settings,
             host,
         });

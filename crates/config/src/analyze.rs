@@ -260,7 +260,7 @@ fn check_gateway_bindings(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
     let gateways: Vec<(&Resource, &sluice_model::Gateway)> = ordered
         .iter()
         .filter_map(|r| match &r.spec {
-            Spec::Gateway(g) => Some((*r, g)),
+            Spec::Gateway(g) => Some((*r, &**g)),
             _ => None,
         })
         .collect();

@@ -103,7 +103,7 @@ impl Registry {
             .clone()
             .into_iter()
             .filter_map(|r| match &r.spec {
-                Spec::WorkloadEntry(we) => Some((r, we)),
+                Spec::WorkloadEntry(we) => Some((r, &**we)),
                 _ => None,
             })
             .collect();

@@ -51,7 +51,7 @@ fn weights(r: &Resource) -> Vec<i32> {
 
 fn service_entry(s: &KubeSource, ns: &str, name: &str) -> ServiceEntry {
     match find(s, Kind::ServiceEntry, ns, &format!("svc:{name}")).map(|r| r.spec) {
-        Some(Spec::ServiceEntry(se)) => se,
+        Some(Spec::ServiceEntry(se)) => *se,
         other => panic!("no ServiceEntry for Service {ns}/{name}: {other:?}"),
     }
 }

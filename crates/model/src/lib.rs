@@ -22,7 +22,7 @@ pub use common::*;
 pub use destination_rule::*;
 pub use diagnostic::{codes, Diagnostic, Location, ResourceRef, Severity};
 pub use gateway::*;
-pub use location::SpanMap;
+pub use location::{SpanMap, Spans};
 pub use resource::{decode_value, parse_text, Kind, ObjectMeta, Origin, Parsed, Resource, Spec};
 pub use security::*;
 pub use service_entry::*;

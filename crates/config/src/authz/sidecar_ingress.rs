@@ -72,7 +72,7 @@ pub fn select_sidecar<'r>(
     let sidecars: Vec<(&Resource, &Sidecar)> = ordered
         .iter()
         .filter_map(|r| match &r.spec {
-            Spec::Sidecar(s) => Some((*r, s)),
+            Spec::Sidecar(s) => Some((*r, &**s)),
             _ => None,
         })
         .collect();

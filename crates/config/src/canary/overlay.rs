@@ -267,7 +267,7 @@ spec:
             panic!()
         };
         assert_eq!(orig.http[1].route.len(), 1);
-        (vs.clone(), applied)
+        ((**vs).clone(), applied)
     }
 
     fn split(r: &HttpRoute) -> Vec<(String, i32)> {

@@ -34,7 +34,9 @@ impl<'a> DestinationRuleIndex<'a> {
         let rules = resources
             .iter()
             .filter_map(|r| match &r.spec {
-                Spec::DestinationRule(dr) => Some((fqdn(&dr.host, &r.metadata.namespace), *r, dr)),
+                Spec::DestinationRule(dr) => {
+                    Some((fqdn(&dr.host, &r.metadata.namespace), *r, &**dr))
+                }
                 _ => None,
             })
             .collect::<Vec<_>>();

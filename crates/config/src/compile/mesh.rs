@@ -209,9 +209,9 @@ impl<'a> Claims<'a> {
             for h in &vs.hosts {
                 let h = fqdn(h, &r.metadata.namespace);
                 if h.starts_with('*') {
-                    wildcards.push((h, *r, vs));
+                    wildcards.push((h, *r, &**vs));
                 } else {
-                    exact.entry(h.to_ascii_lowercase()).or_insert((*r, vs));
+                    exact.entry(h.to_ascii_lowercase()).or_insert((*r, &**vs));
                 }
             }
         }
