@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use sluice_model::{parse_text, Parsed, Resource};
+use sluice_model::{Parsed, Resource};
 use twox_hash::XxHash3_128;
 
 use crate::files::{discover, file_name, read_text, FileText};
+use crate::parse_many::parse_all;
 
 /// What the last [`FileCache::read_paths`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,6 +29,16 @@ struct Seen {
     digest: u128,
     /// How many objects it held.
     objects: usize,
+}
+
+/// What a read does with one file, decided before the changed ones are parsed together.
+enum Planned<'p> {
+    /// Unreadable or refused: its finding.
+    Refused(Parsed),
+    /// Unchanged: the previous read's objects.
+    Reused(&'p [&'p Resource]),
+    /// Changed or new: parsed, then remembered by its digest.
+    Parse(PathBuf, u128),
 }
 
 /// Digests of the files of the last read, to tell which ones changed.
@@ -61,12 +72,15 @@ impl FileCache {
         }
         let mut stats = ReadStats::default();
         let mut seen = HashMap::with_capacity(files.len());
+        // In file order: the objects reused, or the index of the text to parse.
+        let mut plan: Vec<Planned> = Vec::with_capacity(files.len());
+        let mut texts = Vec::new();
         for path in files {
             let text = match read_text(&path) {
                 FileText::Text(text) => text,
                 // Unreadable or refused files are not remembered: the next read tries again.
                 FileText::Refused(refused) => {
-                    out.diagnostics.extend(refused.diagnostics);
+                    plan.push(Planned::Refused(refused));
                     continue;
                 }
             };
@@ -79,22 +93,33 @@ impl FileCache {
                 .is_some_and(|s| s.digest == digest && kept.map_or(0, Vec::len) == s.objects);
             if unchanged {
                 stats.reused += 1;
-                out.resources
-                    .extend(kept.into_iter().flatten().map(|r| (*r).clone()));
+                plan.push(Planned::Reused(kept.map(Vec::as_slice).unwrap_or_default()));
                 if let Some(s) = self.files.remove(&path) {
                     seen.insert(path, s);
                 }
                 continue;
             }
             stats.parsed += 1;
-            let parsed = parse_text(&text, Some(name));
-            // A file with findings is parsed again each time, so they are reported each time.
-            if parsed.diagnostics.is_empty() {
-                let objects = parsed.resources.len();
-                seen.insert(path, Seen { digest, objects });
+            texts.push((text, name));
+            plan.push(Planned::Parse(path, digest));
+        }
+        let mut parsed = parse_all(texts).into_iter();
+        for step in plan {
+            match step {
+                Planned::Refused(refused) => out.diagnostics.extend(refused.diagnostics),
+                Planned::Reused(kept) => out.resources.extend(kept.iter().map(|r| (*r).clone())),
+                Planned::Parse(path, digest) => {
+                    let Some(parsed) = parsed.next() else { break };
+                    // A file with findings is parsed again each time, so they are reported
+                    // each time.
+                    if parsed.diagnostics.is_empty() {
+                        let objects = parsed.resources.len();
+                        seen.insert(path, Seen { digest, objects });
+                    }
+                    out.resources.extend(parsed.resources);
+                    out.diagnostics.extend(parsed.diagnostics);
+                }
             }
-            out.resources.extend(parsed.resources);
-            out.diagnostics.extend(parsed.diagnostics);
         }
         self.files = seen;
         self.stats = stats;

@@ -178,10 +178,24 @@ pub fn read_paths(paths: &[PathBuf]) -> Parsed {
         resources: Vec::new(),
         diagnostics,
     };
+    // Read in order (a refused file's finding keeps its place), parse all at once.
+    let mut texts = Vec::new();
+    let mut results: Vec<Option<Parsed>> = Vec::new();
     for f in files {
-        let p = read_file(&f);
-        out.resources.extend(p.resources);
-        out.diagnostics.extend(p.diagnostics);
+        match read_text(&f) {
+            FileText::Text(text) => {
+                texts.push((text, file_name(&f)));
+                results.push(None);
+            }
+            FileText::Refused(refused) => results.push(Some(refused)),
+        }
+    }
+    let mut parsed = crate::parse_many::parse_all(texts).into_iter();
+    for p in results {
+        if let Some(p) = p.or_else(|| parsed.next()) {
+            out.resources.extend(p.resources);
+            out.diagnostics.extend(p.diagnostics);
+        }
     }
     out
 }

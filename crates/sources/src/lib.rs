@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod files;
+pub mod parse_many;
 pub mod store;
 pub mod watch;
 
