@@ -368,7 +368,9 @@ impl Compiler<'_> {
                     return None;
                 }
                 let mut resolved = self.resolve_destination(dest?, ns, ctx.port, weight);
-                resolved.headers = headers;
+                if !headers.is_empty() {
+                    resolved.headers = Arc::new(headers);
+                }
                 Some(resolved)
             })
             .collect();
@@ -411,7 +413,7 @@ impl Compiler<'_> {
             weight,
             cluster_name: name,
             cluster,
-            headers: HeaderPolicy::default(),
+            headers: Arc::clone(&self.no_headers),
         }
     }
 }

@@ -16,7 +16,7 @@ mod route_policy;
 mod security;
 mod tcp;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -28,6 +28,7 @@ use crate::dns::DnsAnswers;
 use crate::labels::selector_matches;
 use crate::listener::Listener;
 use crate::outbound::OutboundTable;
+use crate::policy::{HeaderPolicy, RoutePolicy};
 use crate::proxy::ProxyConfig;
 use crate::registry::Registry;
 use crate::tcp_route::TcpListener;
@@ -66,7 +67,15 @@ pub(crate) struct Compiler<'a> {
     pub(crate) diagnostics: Vec<Diagnostic>,
     /// Objects in Istio's precedence order: oldest creationTimestamp first, then load order.
     pub(crate) ordered: Vec<&'a Resource>,
+    /// Route policies already compiled, by the rule they come from (see `route_policy`).
+    pub(crate) policies: HashMap<PolicyKey, Arc<RoutePolicy>>,
+    /// The one empty per-destination header policy every destination without operations shares.
+    pub(crate) no_headers: Arc<HeaderPolicy>,
 }
+
+/// A rule of an object of this compile (by address: the objects outlive the compile) and the
+/// listener port when the rule's mirrors depend on it (0 otherwise).
+pub(crate) type PolicyKey = (usize, u16);
 
 /// Orders objects the way Istio does when several claim the same thing.
 pub fn precedence_order(resources: &[Resource]) -> Vec<&Resource> {
@@ -110,6 +119,8 @@ pub fn compile_resolved(
         clusters: BTreeMap::new(),
         diagnostics: Vec::new(),
         ordered,
+        policies: HashMap::new(),
+        no_headers: Arc::default(),
     };
     let security = c.compile_security();
     c.build_clusters(&security.peer_authentication);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use regex::Regex;
 use sluice_model::{
     codes, HeaderOperations, Headers, HttpFaultInjection, HttpRetry, HttpRoute, RegexRewrite,
-    Resource, Severity,
+    Resource, Severity, Spec,
 };
 
 use super::http_route::RuleContext;
@@ -43,6 +43,37 @@ const GRPC_CODES: [&str; 17] = [
 impl Compiler<'_> {
     /// The policy of one rule.
     pub(crate) fn route_policy(
+        &mut self,
+        r: &Resource,
+        rule_index: usize,
+        rule: &HttpRoute,
+        ctx: RuleContext<'_>,
+    ) -> Arc<RoutePolicy> {
+        // A rule compiled for several domains, gateways and the mesh has one policy: shared,
+        // it is built and kept once (a third of the compiled routes' memory at 10,000
+        // services). Only rules the object holds are keyed by address: a merged delegate rule
+        // is a temporary whose address a later one may take.
+        let owned = matches!(&r.spec, Spec::VirtualService(vs)
+            if vs.http.get(rule_index).is_some_and(|x| std::ptr::eq(x, rule)));
+        let port = if rule.mirror.is_some() || !rule.mirrors.is_empty() {
+            ctx.port
+        } else {
+            0
+        };
+        let key = (std::ptr::from_ref(rule) as usize, port);
+        if owned {
+            if let Some(p) = self.policies.get(&key) {
+                return Arc::clone(p);
+            }
+        }
+        let policy = self.build_route_policy(r, rule_index, rule, ctx);
+        if owned {
+            self.policies.insert(key, Arc::clone(&policy));
+        }
+        policy
+    }
+
+    fn build_route_policy(
         &mut self,
         r: &Resource,
         rule_index: usize,
