@@ -9,7 +9,7 @@ use std::time::Duration;
 use fake::store::Store;
 use fake::{eventually, FakeApi};
 use serde_json::json;
-use sluice_canary::{CanaryState, StateBackend};
+use sluice_canary::CanaryState;
 use sluice_kube::canary::lease::{LeaseSettings, LEASE_NAME};
 use sluice_kube::{ConfigSource, KubeOptions, KubeSource};
 use sluice_model::{Kind, Spec};
