@@ -161,7 +161,8 @@ struct Seen {
     total: u64,
 }
 
-/// Requests sent one after the other to a gateway every `pace` until stopped (at most `max`).
+/// Requests sent one after the other to a gateway every `pace` until stopped (at most `max`);
+/// with `tester`, one in five carries the tester's header (`canary: canary-tester`).
 struct Load {
     seen: Arc<Mutex<Seen>>,
     stop: Arc<AtomicBool>,
@@ -170,6 +171,10 @@ struct Load {
 
 impl Load {
     fn start(port: u16, pace: Duration, max: u64) -> Load {
+        Load::start_with(port, pace, max, false)
+    }
+
+    fn start_with(port: u16, pace: Duration, max: u64, tester: bool) -> Load {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (seen.clone(), stop.clone());
@@ -178,13 +183,18 @@ impl Load {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             let mut tick = tokio::time::interval(pace);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            for _ in 0..max {
+            for i in 0..max {
                 if st.load(Ordering::Relaxed) {
                     break;
                 }
                 tick.tick().await;
+                let headers: &[(&str, &str)] = if tester && i % 5 == 0 {
+                    &[("canary", "canary-tester")]
+                } else {
+                    &[]
+                };
                 let r = c
-                    .try_request("GET", addr, "example.com", "/", &[], Bytes::new())
+                    .try_request("GET", addr, "example.com", "/", headers, Bytes::new())
                     .await;
                 let mut seen = s.lock().unwrap();
                 seen.total += 1;
@@ -288,6 +298,7 @@ async fn two_gateways(api: &fake::FakeApi) -> (Gateway, Gateway) {
     (a, b)
 }
 
+/// The demo's first story: v2 mirrored, tested by header, then promoted 10 → 50 → 100.
 #[tokio::test]
 async fn one_leader_promotes_and_the_follower_routes_by_the_status() {
     let v1 = backend("app", "v1").await;
@@ -297,17 +308,25 @@ async fn one_leader_promotes_and_the_follower_routes_by_the_status() {
     api.apply(&cluster(pa, pb, v1.addr().port(), v2.addr().port(), "v2"));
     api.apply(&canary(
         "v2",
-        "    interval: 300ms\n    threshold: 2\n    stepWeights: [10, 50]\n    minRequests: 5\n    metrics:\n    - {name: request-success-rate, thresholdRange: {min: 99}}\n",
+        "    interval: 300ms\n    threshold: 2\n    mirror: true\n    mirrorWeight: 100\n    iterations: 1\n    match: [{headers: {canary: {exact: canary-tester}}}]\n    stepWeights: [10, 50]\n    minRequests: 5\n    metrics:\n    - {name: request-success-rate, thresholdRange: {min: 99}}\n",
     ));
     let a = Gateway::start(&api, "gw-a", pa).await;
     let b = Gateway::start(&api, "gw-b", pb).await;
     let leader = one_leader(&api, &[&a, &b]).await;
     let (lead, follow) = if leader == 0 { (&a, &b) } else { (&b, &a) };
-    let load_lead = Load::start(lead.port, Duration::from_millis(2), 20_000);
-    let load_follow = Load::start(follow.port, Duration::from_millis(5), 8_000);
+    let load_lead = Load::start_with(lead.port, Duration::from_millis(2), 20_000, true);
+    let load_follow = Load::start_with(follow.port, Duration::from_millis(5), 8_000, true);
     let phase = wait_for_phase(&api, &["Succeeded", "Failed"], Duration::from_secs(30)).await;
-    assert_eq!(phase, "Succeeded", "{}", status(&api));
-    assert_eq!(history_weights(&status(&api)), [0, 10, 50, 100]);
+    let s = status(&api);
+    assert_eq!(phase, "Succeeded", "{s}");
+    let messages: Vec<&str> = s["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["message"].as_str())
+        .collect();
+    assert!(messages.iter().any(|m| m.contains("A/B stage")), "{messages:?}");
+    assert!(history_weights(&s).ends_with(&[10, 50, 100]), "{s}");
     // The follower applies the status: its controller knows the phase, its routes send
     // everything to v2.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -365,6 +384,11 @@ async fn failing_canary_is_rolled_back_on_every_gateway() {
     let load_lead = Load::start(lead.port, Duration::from_millis(2), 20_000);
     let load_follow = Load::start(follow.port, Duration::from_millis(5), 8_000);
     let phase = wait_for_phase(&api, &["Succeeded", "Failed"], Duration::from_secs(30)).await;
+    let (lead_at, follow_at) = (load_lead.seen(), load_follow.seen());
+    eprintln!(
+        "user-visible failures before rollback: leader's gateway {} of {}, follower's {} of {} (20 % canary, 300 ms interval, threshold 2)",
+        lead_at.failed, lead_at.total, follow_at.failed, follow_at.total
+    );
     assert_eq!(phase, "Failed");
     let s = status(&api);
     assert!(
