@@ -631,6 +631,7 @@ impl Controller {
             "rollbackReason": s.rollback_reason,
             "lastCheck": s.last_check,
             "history": s.history,
+            "leader": self.backend.is_leader(),
         })
     }
 

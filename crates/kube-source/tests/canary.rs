@@ -164,3 +164,28 @@ async fn the_lease_elects_exactly_one_leader_and_a_survivor_takes_over() {
         .unwrap_err();
     assert!(matches!(err, kube::Error::Api(s) if s.code == 409));
 }
+
+#[tokio::test]
+async fn a_graceful_shutdown_hands_the_lease_over_at_once() {
+    let api = FakeApi::start().await;
+    api.apply(VS);
+    // A 6 s lease, renewed every 2 s: a takeover within 5 s can only come from the release.
+    let opts = |id: &str| KubeOptions {
+        lease: Some(LeaseSettings {
+            duration: Duration::from_secs(6),
+            ..lease(id)
+        }),
+        ..KubeOptions::default()
+    };
+    let a = start(&api, opts("pod-a")).await;
+    eventually(SYNC, "pod-a leads", || a.leads_canaries()).await;
+    let b = start(&api, opts("pod-b")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!b.leads_canaries());
+    a.shutdown().await;
+    assert_eq!(holder(&api), None, "released");
+    eventually(Duration::from_secs(5), "pod-b takes over", || {
+        b.leads_canaries() && holder(&api).as_deref() == Some("pod-b")
+    })
+    .await;
+}

@@ -135,6 +135,14 @@ impl ProxyHandle {
         self.config.load()
     }
 
+    /// Stops the canary controller (no more checks, webhooks or status writes); the routes in
+    /// force stay. Before giving up the canary leader Lease at shutdown.
+    pub fn stop_canaries(&mut self) {
+        if let Some(t) = self.canary_task.take() {
+            t.abort();
+        }
+    }
+
     /// Stops accepting and drains in-flight requests.
     pub async fn shutdown(mut self) {
         if let Some(t) = self.canary_task.take() {

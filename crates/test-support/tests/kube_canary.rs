@@ -325,7 +325,10 @@ async fn one_leader_promotes_and_the_follower_routes_by_the_status() {
         .iter()
         .filter_map(|h| h["message"].as_str())
         .collect();
-    assert!(messages.iter().any(|m| m.contains("A/B stage")), "{messages:?}");
+    assert!(
+        messages.iter().any(|m| m.contains("A/B stage")),
+        "{messages:?}"
+    );
     assert!(history_weights(&s).ends_with(&[10, 50, 100]), "{s}");
     // The follower applies the status: its controller knows the phase, its routes send
     // everything to v2.
@@ -350,7 +353,32 @@ async fn one_leader_promotes_and_the_follower_routes_by_the_status() {
         0,
         "{after:?} {lead_seen:?}"
     );
-    // Only the leader wrote the status; the Lease names it.
+    // Only the leader wrote the status; the Lease names it; the admin API says who leads.
+    let lead_status = lead
+        .handle
+        .as_ref()
+        .unwrap()
+        .canaries
+        .as_ref()
+        .unwrap()
+        .status(KEY)
+        .unwrap();
+    let follow_status = follow
+        .handle
+        .as_ref()
+        .unwrap()
+        .canaries
+        .as_ref()
+        .unwrap()
+        .status(KEY)
+        .unwrap();
+    assert_eq!(
+        (
+            lead_status["leader"].as_bool(),
+            follow_status["leader"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
     assert!(lead.source.canary_status_writes() > 0);
     assert_eq!(follow.source.canary_status_writes(), 0);
     assert_eq!(lease_holder(&api).as_deref(), Some(lead.name));

@@ -151,6 +151,33 @@ async fn round(api: &Api<Lease>, s: &LeaseSettings, seen: &mut Observed) -> kube
     )
 }
 
+/// Gives the Lease up when this proxy holds it (at shutdown, once the elector is stopped), so
+/// another proxy takes over at its next round instead of after a whole lease duration.
+pub async fn release(client: Client, s: &LeaseSettings) {
+    let api: Api<Lease> = Api::namespaced(client, &s.namespace);
+    let result = async {
+        let Some(mut lease) = api.get_opt(&s.name).await? else {
+            return Ok(false);
+        };
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        if spec.holder_identity.as_deref() != Some(s.identity.as_str()) {
+            return Ok(false);
+        }
+        spec.holder_identity = None;
+        spec.renew_time = Some(now());
+        api.replace(&s.name, &PostParams::default(), &lease).await?;
+        Ok::<_, kube::Error>(true)
+    }
+    .await;
+    match result {
+        Ok(true) => tracing::info!(lease = %s.name, "released the canary leader Lease"),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(lease = %s.name, "cannot release the canary leader Lease (another proxy takes over when it expires): {e}")
+        }
+    }
+}
+
 /// A create or replace: a conflict means another proxy wrote first.
 fn written(result: kube::Result<Lease>, seen: &mut Observed) -> kube::Result<bool> {
     match result {

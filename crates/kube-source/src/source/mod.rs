@@ -122,6 +122,8 @@ pub struct KubeSource {
     pub(crate) node_locality: Option<String>,
     /// The canary controller's states and leader, when the cluster serves Canaries.
     canaries: Option<Arc<crate::canary::KubeCanaries>>,
+    /// The client and the Lease this proxy stands for, to release it at shutdown.
+    lease: Option<(Client, crate::canary::lease::LeaseSettings)>,
 }
 
 impl std::fmt::Debug for KubeSource {
@@ -214,10 +216,12 @@ impl KubeSource {
             tasks.push(tokio::spawn(secrets::run(client.clone(), feed)));
         }
         // Canaries: the statuses are read from the watch above; the Lease says who writes them.
+        let mut lease = None;
         let canaries = istio
             .iter()
             .find(|a| a.kind == sluice_model::Kind::Canary)
             .map(|api| {
+                lease = opts.lease.clone().map(|l| (client.clone(), l));
                 let leader = match opts.lease.clone() {
                     Some(settings) => {
                         let (task, rx) = crate::canary::lease::spawn(client.clone(), settings);
@@ -241,6 +245,7 @@ impl KubeSource {
             istio,
             node_locality: None,
             canaries,
+            lease,
         })
     }
 
@@ -260,6 +265,15 @@ impl KubeSource {
     pub fn stop(&self) {
         for t in &self.tasks {
             t.abort();
+        }
+    }
+
+    /// Stops the watchers and the leader election, and gives the canary leader Lease up when
+    /// this proxy holds it, so another proxy takes over at once (a graceful shutdown).
+    pub async fn shutdown(&self) {
+        self.stop();
+        if let Some((client, settings)) = &self.lease {
+            crate::canary::lease::release(client.clone(), settings).await;
         }
     }
 
