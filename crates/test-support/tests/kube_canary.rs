@@ -603,6 +603,27 @@ async fn a_restarted_proxy_continues_from_the_status_and_obeys_commands() {
         s["lastCommand"].as_str().map(|c| c.starts_with("resume@")),
         Some(true)
     );
+    // Pause and resume are Events too, regarding the Canary object itself.
+    let reasons = event_reasons(&api);
+    assert!(reasons.iter().any(|r| r == "Paused"), "{reasons:?}");
+    let uid = api
+        .store
+        .lock()
+        .unwrap()
+        .get("Canary", "default", "app")
+        .unwrap()["metadata"]["uid"]
+        .clone();
+    let paused = api
+        .posted_events()
+        .into_iter()
+        .find(|e| e["reason"] == "Paused")
+        .unwrap();
+    assert_eq!(paused["regarding"]["uid"], uid);
+    assert_eq!(
+        paused["regarding"]["apiVersion"],
+        "rollouts.sluice.dev/v1alpha1"
+    );
+    assert_eq!(paused["reportingInstance"], "gw-a");
     // `sluice canary status NAME --kubernetes` reads the same status.
     let out = sluice::canary::run(&sluice::canary::CanaryArgs {
         action: "status".into(),
