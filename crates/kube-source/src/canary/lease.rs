@@ -61,9 +61,14 @@ pub fn spawn(client: Client, settings: LeaseSettings) -> (JoinHandle<()>, watch:
 
 async fn run(api: Api<Lease>, s: LeaseSettings, tx: watch::Sender<bool>) {
     let mut seen = Observed::default();
+    // The last error logged: a lasting one (e.g. a missing RBAC rule) is warned about once.
+    let mut last_error: Option<String> = None;
     loop {
         let leading = match round(&api, &s, &mut seen).await {
-            Ok(leading) => leading,
+            Ok(leading) => {
+                last_error = None;
+                leading
+            }
             Err(e) => {
                 // Unreachable API: keep leading only while the lease written last is surely
                 // still ours (two thirds of its duration, client-go's renew deadline).
@@ -71,7 +76,13 @@ async fn run(api: Api<Lease>, s: LeaseSettings, tx: watch::Sender<bool>) {
                     && seen
                         .renewed
                         .is_some_and(|at| at.elapsed() < s.duration * 2 / 3);
-                tracing::warn!(lease = %s.name, "cannot read or renew the canary leader Lease: {e}");
+                let text = e.to_string();
+                if last_error.as_deref() == Some(text.as_str()) {
+                    tracing::debug!(lease = %s.name, "cannot read or renew the canary leader Lease: {text}");
+                } else {
+                    tracing::warn!(lease = %s.name, namespace = %s.namespace, "cannot read or renew the canary leader Lease (check the leases RBAC rule in this namespace); a leader that cannot renew for two thirds of the lease duration stops leading: {text}");
+                    last_error = Some(text);
+                }
                 still
             }
         };
