@@ -14,6 +14,7 @@ use sluice_telemetry::canary::{CanaryMetrics, CounterReading, SubsetStats, Subse
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::backend::{InMemory, StateBackend, COMMAND_ANNOTATION};
 use crate::machine::{self, Observation, Transition, Window};
 use crate::state::{CanaryState, Phase};
 use crate::store::StateFile;
@@ -81,6 +82,8 @@ pub struct Target {
     pub host: Option<String>,
     /// What is rolled out; a change starts a new canary.
     pub revision: String,
+    /// The operator command asked through the Canary's command annotation, if any.
+    pub command: Option<String>,
 }
 
 /// The Canaries of a config.
@@ -121,6 +124,7 @@ pub fn targets(resources: &[Resource]) -> Vec<Target> {
             spec: (**c).clone(),
             settings,
             host,
+            command: r.metadata.annotations.get(COMMAND_ANNOTATION).cloned(),
         });
     }
     out
@@ -166,7 +170,7 @@ pub struct Controller {
     host: Arc<dyn ControllerHost>,
     stats: Arc<SubsetStats>,
     metrics: Arc<CanaryMetrics>,
-    file: Option<StateFile>,
+    backend: Arc<dyn StateBackend>,
     entries: Mutex<BTreeMap<CanaryKey, Entry>>,
     applied: tokio::sync::Mutex<Option<CanaryOverlays>>,
     wake: Notify,
@@ -188,6 +192,21 @@ impl Controller {
         metrics: Arc<CanaryMetrics>,
         file: Option<StateFile>,
     ) -> Arc<Controller> {
+        let backend: Arc<dyn StateBackend> = match file {
+            Some(f) => Arc::new(f),
+            None => Arc::new(InMemory),
+        };
+        Controller::with_backend(host, stats, metrics, backend)
+    }
+
+    /// A controller whose states persist in `backend` (Kubernetes: the Canary statuses, with
+    /// a leader).
+    pub fn with_backend(
+        host: Arc<dyn ControllerHost>,
+        stats: Arc<SubsetStats>,
+        metrics: Arc<CanaryMetrics>,
+        backend: Arc<dyn StateBackend>,
+    ) -> Arc<Controller> {
         let started_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -195,7 +214,7 @@ impl Controller {
             host,
             stats,
             metrics,
-            file,
+            backend,
             entries: Mutex::new(BTreeMap::new()),
             applied: tokio::sync::Mutex::new(None),
             wake: Notify::new(),
@@ -226,22 +245,24 @@ impl Controller {
         self.wake.notify_one();
     }
 
-    /// Loads the saved states (file mode) and publishes the first overlays; call once before
+    /// Loads the saved states and publishes the first overlays; call once before
     /// [`Controller::run`].
     pub async fn start(self: &Arc<Self>) {
-        let saved = match &self.file {
-            Some(f) => f.load().unwrap_or_else(|e| {
-                tracing::warn!(file = %f.path().display(), "canary state file unreadable, starting over: {e}");
-                BTreeMap::new()
-            }),
-            None => BTreeMap::new(),
-        };
-        self.sync(saved);
+        self.sync(self.backend.load(), true);
         self.publish().await;
+        if self.backend.is_leader() {
+            self.apply_commands().await;
+        }
     }
 
-    /// Matches the entries with the config's Canaries; `saved` states continue their canary.
-    fn sync(&self, mut saved: BTreeMap<CanaryKey, CanaryState>) {
+    /// Whether this proxy takes its states from the shared ones instead of deciding.
+    fn follows(&self) -> bool {
+        self.backend.shared() && !self.backend.is_leader()
+    }
+
+    /// Matches the entries with the config's Canaries; `saved` states continue their canary,
+    /// and with `adopt` replace the states of canaries already known (a proxy that follows).
+    fn sync(&self, mut saved: BTreeMap<CanaryKey, CanaryState>, adopt: bool) {
         let resources = self.host.resources();
         let found = targets(&resources);
         let now = Instant::now();
@@ -256,6 +277,19 @@ impl Controller {
             let interval = t.settings.interval;
             if let Some(e) = entries.get_mut(&t.key) {
                 if e.state.target == t.revision {
+                    if adopt {
+                        if let Some(s) = saved.remove(&t.key).filter(|s| s.target == t.revision) {
+                            if s != e.state {
+                                e.state = s;
+                                self.metrics.set(
+                                    &t.namespace,
+                                    &t.name,
+                                    e.state.weight,
+                                    e.state.phase.code(),
+                                );
+                            }
+                        }
+                    }
                     e.target = t;
                     continue;
                 }
@@ -293,18 +327,13 @@ impl Controller {
         }
     }
 
-    fn persist(&self) {
-        let Some(f) = &self.file else {
-            return;
-        };
+    async fn persist(&self) {
         let states: BTreeMap<CanaryKey, CanaryState> = self
             .lock()
             .iter()
             .map(|(k, e)| (k.clone(), e.state.clone()))
             .collect();
-        if let Err(e) = f.save(&states) {
-            tracing::error!(file = %f.path().display(), "cannot save the canary states: {e}");
-        }
+        self.backend.save(&states).await;
     }
 
     /// Applies the overlays when they changed since the last time.
@@ -340,11 +369,16 @@ impl Controller {
             if t.rollback {
                 self.metrics.rollback(&target.namespace, &target.name);
             }
+            self.backend.transition(&target.key, t);
         }
     }
 
     /// Checks every canary that is due; returns when the earliest next check is.
     async fn check_due(&self) -> Option<Instant> {
+        // Only the leader judges; the others follow the states it saves.
+        if !self.backend.is_leader() {
+            return None;
+        }
         let now = Instant::now();
         let due: Vec<(Target, CanaryState)> = self
             .lock()
@@ -389,7 +423,7 @@ impl Controller {
             self.report(&target, &transitions);
         }
         if changed {
-            self.persist();
+            self.persist().await;
             self.publish().await;
         }
         self.lock().values().map(|e| e.next_check).min()
@@ -423,6 +457,7 @@ impl Controller {
 
     /// Runs the checks until the task is dropped.
     pub async fn run(self: Arc<Self>) {
+        let mut leadership = self.backend.leadership();
         loop {
             let next = self.check_due().await;
             let sleep = async {
@@ -431,18 +466,101 @@ impl Controller {
                     None => std::future::pending().await,
                 }
             };
+            let lead = async {
+                match leadership.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = sleep => {}
                 () = self.wake.notified() => {
-                    self.sync(BTreeMap::new());
+                    let follows = self.follows();
+                    let saved = if follows { self.backend.load() } else { BTreeMap::new() };
+                    self.sync(saved, follows);
                     self.publish().await;
+                    self.apply_commands().await;
+                }
+                changed = lead => {
+                    if !changed {
+                        leadership = None;
+                        continue;
+                    }
+                    self.leadership_changed().await;
                 }
             }
         }
     }
 
+    /// This proxy gained or lost the lead: a new leader continues from the saved states, with
+    /// fresh windows of its own traffic.
+    async fn leadership_changed(&self) {
+        if !self.backend.is_leader() {
+            tracing::info!("no longer leading the canary analysis; following the saved states");
+            return;
+        }
+        tracing::info!("leading the canary analysis; continuing from the saved states");
+        self.sync(self.backend.load(), true);
+        let now = Instant::now();
+        for e in self.lock().values_mut() {
+            e.next_check = now + e.target.settings.interval;
+            e.rebase();
+        }
+        self.publish().await;
+        self.apply_commands().await;
+    }
+
+    /// Acts on the command annotations not handled yet (leader only).
+    async fn apply_commands(&self) {
+        if !self.backend.is_leader() {
+            return;
+        }
+        let pending: Vec<(CanaryKey, String)> = self
+            .lock()
+            .iter()
+            .filter_map(|(k, e)| {
+                let c = e.target.command.as_ref()?;
+                (e.state.last_command.as_ref() != Some(c)).then(|| (k.clone(), c.clone()))
+            })
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        for (key, value) in pending {
+            let action = value.split('@').next().unwrap_or_default().trim();
+            let outcome = match Command::from_name(action) {
+                Some(cmd) => self.command_inner(&key, cmd).map(|_| ()),
+                None => Err(format!(
+                    "unknown command `{action}`: use promote, abort, pause or resume"
+                )),
+            };
+            if let Err(e) = outcome {
+                tracing::warn!(canary = %key, command = %value, "canary command not applied: {e}");
+            }
+            if let Some(e) = self.lock().get_mut(&key) {
+                e.state.last_command = Some(value);
+            }
+        }
+        self.persist().await;
+        self.publish().await;
+    }
+
     /// Applies an operator's command to the canary `key` and publishes the routes it wants.
     pub async fn command(&self, key: &str, cmd: Command) -> Result<Value, String> {
+        if self.follows() {
+            return Err(format!(
+                "this proxy does not lead the canary analysis: ask the leader, or annotate the Canary ({COMMAND_ANNOTATION}, `sluice canary ... --kubernetes`)"
+            ));
+        }
+        self.command_inner(key, cmd)?;
+        self.persist().await;
+        self.publish().await;
+        self.wake.notify_one();
+        self.status(key).ok_or_else(|| format!("no canary {key}"))
+    }
+
+    /// Applies a command to the state, without saving or publishing.
+    fn command_inner(&self, key: &str, cmd: Command) -> Result<(), String> {
         let now_ms = self.now_ms();
         {
             let mut entries = self.lock();
@@ -461,10 +579,7 @@ impl Controller {
             drop(entries);
             self.report(&target, &transitions);
         }
-        self.persist();
-        self.publish().await;
-        self.wake.notify_one();
-        self.status(key).ok_or_else(|| format!("no canary {key}"))
+        Ok(())
     }
 
     /// One canary's status, as the admin API shows it.
@@ -516,6 +631,7 @@ impl Controller {
             "rollbackReason": s.rollback_reason,
             "lastCheck": s.last_check,
             "history": s.history,
+            "leader": self.backend.is_leader(),
         })
     }
 

@@ -50,6 +50,8 @@ pub struct Transition {
     pub message: String,
     /// Whether this transition rolled the canary back.
     pub rollback: bool,
+    /// Whether a stage passed and the next one started (a weight step).
+    pub step: bool,
 }
 
 /// The outcome of one check, for `sluice_canary_check_total{result}`.
@@ -148,6 +150,7 @@ impl Step<'_> {
             weight: self.state.weight,
             message,
             rollback,
+            step: false,
         });
     }
 
@@ -232,6 +235,9 @@ impl Step<'_> {
             None => "stage passed".into(),
         };
         self.go(Phase::Progressing, message, false);
+        if let Some(t) = self.out.last_mut() {
+            t.step = true;
+        }
         CheckResult::Pass
     }
 

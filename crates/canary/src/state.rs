@@ -135,6 +135,10 @@ pub struct CanaryState {
     /// Transitions, oldest first.
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+    /// The last operator command handled (the command annotation's value), so it is acted on
+    /// once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_command: Option<String>,
 }
 
 impl CanaryState {
@@ -154,6 +158,7 @@ impl CanaryState {
             rollback_reason: None,
             last_check: None,
             history: Vec::new(),
+            last_command: None,
         };
         s.record(now_ms, "canary found".into());
         s

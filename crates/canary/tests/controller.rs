@@ -480,3 +480,139 @@ async fn a_new_canary_subset_starts_a_new_canary_and_deleting_removes_the_overla
         .last()
         .is_some_and(|o| o.is_empty()));
 }
+
+/// States shared by several controllers, as the Canary statuses are in Kubernetes; one
+/// leadership flag per controller.
+#[derive(Default)]
+struct SharedStates {
+    states: Mutex<BTreeMap<String, sluice_canary::CanaryState>>,
+    /// Event reasons of the transitions reported, with who reported them.
+    events: Mutex<Vec<(String, &'static str)>>,
+}
+
+struct SharedBackend {
+    name: String,
+    shared: Arc<SharedStates>,
+    leader: tokio::sync::watch::Sender<bool>,
+}
+
+impl sluice_canary::StateBackend for SharedBackend {
+    fn load(&self) -> BTreeMap<String, sluice_canary::CanaryState> {
+        self.shared.states.lock().unwrap().clone()
+    }
+
+    fn save<'a>(
+        &'a self,
+        states: &'a BTreeMap<String, sluice_canary::CanaryState>,
+    ) -> sluice_canary::BoxFuture<'a, ()> {
+        assert!(*self.leader.borrow(), "{} saved without leading", self.name);
+        self.shared.states.lock().unwrap().extend(states.clone());
+        Box::pin(async {})
+    }
+
+    fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    fn leadership(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        Some(self.leader.subscribe())
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn transition(&self, _key: &str, t: &sluice_canary::Transition) {
+        self.shared
+            .events
+            .lock()
+            .unwrap()
+            .push((self.name.clone(), sluice_canary::event_reason(t)));
+    }
+}
+
+async fn shared_rig(
+    name: &str,
+    shared: &Arc<SharedStates>,
+    leads: bool,
+) -> (Rig, Arc<SharedBackend>) {
+    let backend = Arc::new(SharedBackend {
+        name: name.into(),
+        shared: shared.clone(),
+        leader: tokio::sync::watch::channel(leads).0,
+    });
+    let host = FakeHost::new(&config(WEIGHTS));
+    let stats = Arc::new(SubsetStats::default());
+    let controller = Controller::with_backend(
+        host.clone(),
+        stats.clone(),
+        Arc::new(CanaryMetrics::default()),
+        backend.clone(),
+    );
+    controller.start().await;
+    let task = tokio::spawn(controller.clone().run());
+    let rig = Rig {
+        host,
+        stats,
+        controller,
+        task,
+        interval: Duration::from_secs(10),
+    };
+    (rig, backend)
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_the_leader_decides_followers_adopt_and_a_new_leader_continues() {
+    let shared = Arc::new(SharedStates::default());
+    let (a, lead_a) = shared_rig("a", &shared, true).await;
+    let (b, lead_b) = shared_rig("b", &shared, false).await;
+    // A leads: initializing → 10 %; the follower does not check, whatever its traffic.
+    b.interval_with(50, 50, false).await;
+    assert_eq!(a.phase(), Phase::Progressing);
+    assert_eq!(a.host.last().map(|o| o.weight), Some(10));
+    assert_eq!(b.phase(), Phase::Initializing);
+    // A config change (the status written came back through the watch): B adopts it.
+    b.controller.config_changed();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(b.phase(), Phase::Progressing);
+    assert_eq!(b.host.last().map(|o| o.weight), Some(10));
+    assert!(b.controller.command(KEY, Command::Pause).await.is_err());
+    // A judges on its own traffic: 20 %.
+    a.interval_with(50, 0, false).await;
+    assert_eq!(a.host.last().map(|o| o.weight), Some(20));
+    // A loses the Lease, B takes it over and continues from the saved state: 30 %.
+    lead_a.leader.send_replace(false);
+    lead_b.leader.send_replace(true);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(b.host.last().map(|o| o.weight), Some(20));
+    b.interval_with(50, 0, false).await;
+    assert_eq!(b.host.last().map(|o| o.weight), Some(30));
+    assert_eq!(
+        shared.states.lock().unwrap().get(KEY).map(|s| s.weight),
+        Some(30)
+    );
+    // A no longer checks; it follows.
+    a.interval_with(0, 50, false).await;
+    a.controller.config_changed();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(a.host.last().map(|o| o.weight), Some(30));
+    let states = shared.states.lock().unwrap().clone();
+    let history = &states[KEY].history;
+    assert_eq!(
+        history
+            .iter()
+            .filter(|h| h.message == "canary found")
+            .count(),
+        1
+    );
+    let events = shared.events.lock().unwrap().clone();
+    assert!(events.contains(&("a".into(), "Progressing")), "{events:?}");
+    assert!(events.contains(&("a".into(), "WeightStep")), "{events:?}");
+    assert!(events.contains(&("b".into(), "WeightStep")), "{events:?}");
+}

@@ -38,6 +38,21 @@ pub struct KubeArgs {
     /// listeners bound per service port.
     #[arg(long)]
     pub outbound_port: Option<u16>,
+    /// This proxy's pod name: the reporting instance of its Events and its identity in the
+    /// canary leader Lease.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// This proxy's namespace, where the canary leader Lease (`sluice-canary-leader`) lives.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub pod_namespace: String,
+    /// `leaseDurationSeconds` of the canary leader Lease (renewed every third of it; another
+    /// proxy takes over once it has not been renewed for this long).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub canary_lease_duration: Duration,
+    /// Never lead the canary analysis (follow the Canary statuses only); for sidecars, whose
+    /// share of the traffic is too small to judge on.
+    #[arg(long)]
+    pub no_canary_lead: bool,
 }
 
 impl Default for KubeArgs {
@@ -51,18 +66,43 @@ impl Default for KubeArgs {
             labels_file: None,
             inbound_port: None,
             outbound_port: None,
+            pod_name: None,
+            pod_namespace: "default".into(),
+            canary_lease_duration: Duration::from_secs(15),
+            no_canary_lead: false,
         }
     }
 }
 
 impl KubeArgs {
-    /// The watch options these flags describe (the Event instance is `$POD_NAME`).
+    /// The watch options these flags describe (the Event instance and the Lease holder are
+    /// `--pod-name`, `$POD_NAME`, else the host name).
     pub fn options(&self) -> KubeOptions {
+        let instance = self
+            .pod_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(|| std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()))
+            .unwrap_or_default();
+        let identity = if instance.is_empty() {
+            std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| format!("sluice-{}", std::process::id()))
+        } else {
+            instance.clone()
+        };
         KubeOptions {
             namespaces: self.watch_namespaces.clone(),
             events: !self.no_events,
-            instance: std::env::var("POD_NAME").unwrap_or_default(),
+            instance,
             secrets: None,
+            lease: (!self.no_canary_lead).then(|| crate::canary::lease::LeaseSettings {
+                name: crate::canary::lease::LEASE_NAME.into(),
+                namespace: self.pod_namespace.clone(),
+                identity,
+                duration: self.canary_lease_duration,
+            }),
         }
     }
 

@@ -7,6 +7,7 @@
 //! - `iptables`: `sluice iptables`, the init container's nat rules.
 
 pub mod args;
+pub mod canary;
 pub mod client;
 pub mod inject;
 pub mod iptables;

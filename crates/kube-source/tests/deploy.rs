@@ -326,12 +326,26 @@ fn webhooks_are_off_by_default_and_select_like_istio_when_enabled() {
 fn crds_cover_every_watched_kind_in_its_versions() {
     let objs = objects();
     let crds = kind(&objs, "CustomResourceDefinition");
-    // The Canary CRD (deploy/canary-crd.yaml) is read in file mode; the Kubernetes source does
-    // not watch it yet.
-    let crds: Vec<&Value> = crds
+    // The Canary CRD (deploy/canary-crd.yaml) is sluice's own: watched when installed, its
+    // status written by the leading proxy, so the status subresource must be on.
+    let (canary, crds): (Vec<&Value>, Vec<&Value>) = crds
         .into_iter()
-        .filter(|c| c["spec"]["group"] != sluice_model::resource::ROLLOUTS_GROUP)
-        .collect();
+        .partition(|c| c["spec"]["group"] == sluice_model::resource::ROLLOUTS_GROUP);
+    assert_eq!(canary.len(), 1);
+    assert_eq!(
+        canary[0]["metadata"]["name"],
+        "canaries.rollouts.sluice.dev"
+    );
+    assert_eq!(canary[0]["spec"]["names"]["kind"], "Canary");
+    let v = &canary[0]["spec"]["versions"][0];
+    assert_eq!(v["name"], "v1alpha1");
+    assert_eq!(v["subresources"]["status"], serde_json::json!({}));
+    assert_eq!(
+        v["schema"]["openAPIV3Schema"]["properties"]["status"]
+            ["x-kubernetes-preserve-unknown-fields"],
+        true,
+        "the status holds the whole controller state"
+    );
     let mut kinds: Vec<&str> = crds
         .iter()
         .map(|c| c["spec"]["names"]["kind"].as_str().unwrap())
@@ -365,7 +379,7 @@ fn crds_cover_every_watched_kind_in_its_versions() {
 }
 
 #[test]
-fn rbac_is_read_only_except_events() {
+fn rbac_is_read_only_except_events_canary_status_and_the_lease() {
     let objs = objects();
     let roles = kind(&objs, "ClusterRole");
     assert_eq!(roles.len(), 1);
@@ -382,6 +396,12 @@ fn rbac_is_read_only_except_events() {
             let r = r.as_str().unwrap();
             if r == "events" {
                 assert_eq!(verbs, ["create", "patch"]);
+            } else if r == "canaries/status" {
+                assert_eq!(
+                    rule["apiGroups"],
+                    serde_json::json!(["rollouts.sluice.dev"])
+                );
+                assert_eq!(verbs, ["get", "patch", "update"]);
             } else {
                 assert_eq!(verbs, ["get", "list", "watch"], "{r}");
                 granted.push(r);
@@ -401,15 +421,12 @@ fn rbac_is_read_only_except_events() {
         "endpointslices",
         "pods",
         "namespaces",
+        "canaries",
     ] {
         assert!(granted.contains(&needed), "{needed} not granted");
     }
     for crd in kind(&objs, "CustomResourceDefinition") {
         let group = crd["spec"]["group"].as_str().unwrap().to_string();
-        // Not watched by the Kubernetes source yet (file mode only): nothing to grant.
-        if group == sluice_model::resource::ROLLOUTS_GROUP {
-            continue;
-        }
         let plural = crd["spec"]["names"]["plural"].as_str().unwrap().to_string();
         assert!(
             granted_in.contains(&(group.clone(), plural.clone())),
@@ -420,13 +437,24 @@ fn rbac_is_read_only_except_events() {
     assert!(bindings
         .iter()
         .all(|b| b["roleRef"]["name"] == "sluice-reader"));
-    // Secrets (gateway certificates) only in the release's namespace, read-only.
-    let secrets = kind(&objs, "Role");
-    assert_eq!(secrets.len(), 1);
-    assert_eq!(
-        secrets[0]["rules"],
-        serde_json::json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}])
-    );
+    // Secrets (gateway certificates) only in the release's namespace, read-only; the canary
+    // leader Lease there too.
+    let roles = kind(&objs, "Role");
+    assert_eq!(roles.len(), 2);
+    let rules: Vec<&Value> = roles.iter().map(|r| &r["rules"]).collect();
+    assert!(rules.contains(&&serde_json::json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}])));
+    assert!(rules.contains(&&serde_json::json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}])));
+    let bound: Vec<&Value> = kind(&objs, "RoleBinding")
+        .iter()
+        .map(|b| &b["roleRef"]["name"])
+        .collect();
+    for r in roles {
+        assert!(
+            bound.contains(&&r["metadata"]["name"]),
+            "{} is not bound",
+            r["metadata"]["name"]
+        );
+    }
 }
 
 #[test]

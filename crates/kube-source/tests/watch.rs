@@ -127,8 +127,9 @@ async fn weight_patch_applies_within_a_second_and_delete_removes() {
 #[tokio::test]
 async fn gone_410_relists_without_dropping_config() {
     let (api, source) = cluster().await;
-    // The Node watcher does not gate readiness: count lists once every watch is open.
-    eventually(SYNC, "every watch stream open", || api.open_watches() == 13).await;
+    // The Node watcher does not gate readiness: count lists once every watch is open (nine
+    // Istio kinds, Canary, Service, EndpointSlice, Pod, Node).
+    eventually(SYNC, "every watch stream open", || api.open_watches() == 14).await;
     let lists = api.total_lists();
     let before = resources(&source).len();
     // While the watches are down the object disappears; only a re-list can notice.
@@ -148,7 +149,7 @@ async fn gone_410_relists_without_dropping_config() {
     })
     .await;
     eventually(SYNC, "every watcher to re-list", || {
-        api.total_lists() >= lists + 13
+        api.total_lists() >= lists + 14
     })
     .await;
     assert_eq!(resources(&source).len(), before - 1);
@@ -161,8 +162,9 @@ async fn gone_410_relists_without_dropping_config() {
 #[tokio::test]
 async fn restarts_resume_from_bookmarks_without_relisting() {
     let (api, source) = cluster().await;
-    // The Node watcher does not gate readiness: count lists once every watch is open.
-    eventually(SYNC, "every watch stream open", || api.open_watches() == 13).await;
+    // The Node watcher does not gate readiness: count lists once every watch is open (nine
+    // Istio kinds, Canary, Service, EndpointSlice, Pod, Node).
+    eventually(SYNC, "every watch stream open", || api.open_watches() == 14).await;
     let lists = api.total_lists();
     // Unrelated writes move the resourceVersion past what the watchers have seen...
     api.bump(50);

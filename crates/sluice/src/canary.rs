@@ -94,10 +94,43 @@ pub struct CanaryArgs {
     /// The proxy's admin address.
     #[arg(long, env = "SLUICE_ADMIN", default_value = "127.0.0.1:15000")]
     pub admin: SocketAddr,
+    /// Act on the Canary object in the cluster (in-cluster config or KUBECONFIG) instead of a
+    /// proxy's admin API: `status` reads its status; a command sets the
+    /// `rollouts.sluice.dev/command` annotation, which the leading proxy acts on.
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// Kubernetes API URL (e.g. `http://127.0.0.1:8001` behind `kubectl proxy`).
+    #[arg(long, requires = "kubernetes")]
+    pub kube_api: Option<String>,
+    /// The Canary's namespace (Kubernetes).
+    #[arg(long, short = 'n', default_value = "default", requires = "kubernetes")]
+    pub namespace: String,
+    /// How long a command waits for the leading proxy to handle it (Kubernetes).
+    #[arg(long, default_value = "30s", value_parser = sluice_kube::args::parse_duration)]
+    pub wait: Duration,
 }
 
-/// Runs `sluice canary ...` against the admin API; returns what to print.
+/// `sluice canary ... --kubernetes`: against the Canary object.
+async fn run_kubernetes(a: &CanaryArgs) -> anyhow::Result<String> {
+    let client = sluice_kube::connect(a.kube_api.as_deref()).await?;
+    let (ns, name) = match a.name.as_deref().map(split_name) {
+        Some((ns, n)) => (ns.unwrap_or(&a.namespace), Some(n)),
+        None => (a.namespace.as_str(), None),
+    };
+    let doc = sluice_kube::canary::command::run(client, ns, &a.action, name, a.wait).await?;
+    Ok(match doc.as_array() {
+        Some(all) if all.is_empty() => "no canaries\n".to_string(),
+        Some(all) => all.iter().map(render).collect(),
+        None => render(&doc),
+    })
+}
+
+/// Runs `sluice canary ...` against the admin API (or the cluster with `--kubernetes`);
+/// returns what to print.
 pub async fn run(a: &CanaryArgs) -> anyhow::Result<String> {
+    if a.kubernetes {
+        return run_kubernetes(a).await;
+    }
     let admin = a.admin;
     let (method, path) = match (a.action.as_str(), a.name.as_deref()) {
         ("status", None) => (http::Method::GET, "/api/canaries".to_string()),
@@ -149,14 +182,21 @@ pub fn render(s: &serde_json::Value) -> String {
     if s["matched"].as_bool() == Some(true) {
         out.push_str("  A/B stage: matching requests go to the canary\n");
     }
-    out.push_str(&format!(
-        "  stage {} of {}, failed checks {}/{}, {} s in stage\n",
-        s["stage"].as_u64().unwrap_or(0) + 1,
-        s["stages"].as_array().map_or(0, Vec::len),
-        s["failedChecks"].as_u64().unwrap_or(0),
-        s["threshold"].as_u64().unwrap_or(0),
-        s["timeInStageMs"].as_u64().unwrap_or(0) / 1000,
-    ));
+    // A Canary's status in Kubernetes has no settings (stages, threshold) or live timing.
+    match (s["stages"].as_array(), s["threshold"].as_u64()) {
+        (Some(stages), Some(threshold)) => out.push_str(&format!(
+            "  stage {} of {}, failed checks {}/{threshold}, {} s in stage\n",
+            s["stage"].as_u64().unwrap_or(0) + 1,
+            stages.len(),
+            s["failedChecks"].as_u64().unwrap_or(0),
+            s["timeInStageMs"].as_u64().unwrap_or(0) / 1000,
+        )),
+        _ => out.push_str(&format!(
+            "  stage {}, failed checks {}\n",
+            s["stage"].as_u64().unwrap_or(0) + 1,
+            s["failedChecks"].as_u64().unwrap_or(0),
+        )),
+    }
     if let Some(metrics) = s["lastCheck"]["metrics"].as_array() {
         for m in metrics {
             let value = m["value"]

@@ -301,7 +301,7 @@ mod tests {
         let argv = std::iter::once("sluice").chain(args.iter().map(String::as_str));
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Run(r) => {
-                assert!(r.kube.kubernetes && r.no_gateway);
+                assert!(r.kube.kubernetes && r.no_gateway && r.kube.no_canary_lead);
                 assert_eq!(r.namespace, "shop");
                 assert_eq!(r.identity.service_account, "cart");
             }

@@ -108,6 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut opts = RunOptions::new(r.paths);
             opts.proxy.labels = r.labels;
             let mut node_locality = None;
+            let mut kube_source = None;
             if r.kube.kubernetes {
                 opts.proxy.labels.extend(r.kube.file_labels()?);
                 // Gateway `credentialName`s are Secrets of the gateway's own namespace.
@@ -115,9 +116,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     namespace: r.namespace.clone(),
                     sink: std::sync::Arc::new(sluice::secrets::StoreSink(opts.tls.store().clone())),
                 };
-                let source = sluice_kube::start(&r.kube, Some(secrets)).await?;
+                let source = std::sync::Arc::new(sluice_kube::start(&r.kube, Some(secrets)).await?);
                 node_locality = source.node_locality().map(str::to_string);
-                opts.source = Some(std::sync::Arc::new(source));
+                kube_source = Some(source.clone());
+                opts.source = Some(source);
             }
             let any = std::net::IpAddr::from([0, 0, 0, 0]);
             if let Some(port) = r.kube.outbound_port {
@@ -208,9 +210,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 sluice::mesh_identity::follow(certs, opts.tls.store().clone());
             }
             let drain = opts.drain;
-            let handle = sluice::runtime::start(opts).await?;
+            let mut handle = sluice::runtime::start(opts).await?;
             shutdown_signal().await;
             tracing::info!(?drain, "shutting down: draining in-flight requests");
+            if let Some(source) = kube_source {
+                // Another gateway takes the canary analysis over now, not a Lease later.
+                handle.stop_canaries();
+                source.shutdown().await;
+            }
             handle.shutdown().await;
             Ok(())
         }

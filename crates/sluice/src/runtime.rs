@@ -80,7 +80,7 @@ pub struct RunOptions {
     /// Resolution of DNS ServiceEntry names (`None`: names are resolved by the system at
     /// connect time, one endpoint per name).
     pub dns: Option<DnsSettings>,
-    /// Run the canary controller on the `Canary` objects (file mode only).
+    /// Run the canary controller on the `Canary` objects.
     pub canaries: bool,
 }
 
@@ -133,6 +133,14 @@ impl ProxyHandle {
     /// The active snapshot.
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
         self.config.load()
+    }
+
+    /// Stops the canary controller (no more checks, webhooks or status writes); the routes in
+    /// force stay. Before giving up the canary leader Lease at shutdown.
+    pub fn stop_canaries(&mut self) {
+        if let Some(t) = self.canary_task.take() {
+            t.abort();
+        }
     }
 
     /// Stops accepting and drains in-flight requests.
@@ -516,10 +524,18 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         .with_telemetry(telemetry.clone())
         .with_cluster_status(Arc::new(LiveEndpoints))
         .with_reload(reload_now);
-    // The canary controller: file mode only (in Kubernetes the Canary status would be shared
-    // by several proxies, which needs a leader).
-    let canaries = match (opts.canaries && opts.source.is_none(), opts.paths.first()) {
-        (true, Some(first)) => {
+    // The canary controller. File mode: states in a file next to the config. Kubernetes: in
+    // each Canary's status, written by the proxy holding the Lease and followed by the others
+    // (no controller when the cluster does not serve Canaries).
+    let backend: Option<Arc<dyn sluice_canary::StateBackend>> =
+        match (&opts.source, opts.paths.first()) {
+            _ if !opts.canaries => None,
+            (Some(source), _) => source.canary_backend(),
+            (None, Some(first)) => Some(Arc::new(sluice_canary::StateFile::for_config(first))),
+            (None, None) => None,
+        };
+    let canaries = match backend {
+        Some(backend) => {
             let tx = reload_tx.clone();
             let republish: crate::canary::Republish = Arc::new(move || {
                 let tx = tx.clone();
@@ -535,17 +551,17 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                 overlays: loader.overlays.clone(),
                 republish,
             });
-            let controller = sluice_canary::Controller::new(
+            let controller = sluice_canary::Controller::with_backend(
                 host,
                 telemetry.subset_stats().clone(),
                 telemetry.canary().clone(),
-                Some(sluice_canary::StateFile::for_config(first)),
+                backend,
             );
             admin_state = admin_state
                 .with_canaries(Arc::new(crate::canary::AdminCanaries(controller.clone())));
             Some(controller)
         }
-        _ => None,
+        None => None,
     };
     let loop_canaries = canaries.clone();
     let admin_addr = sluice_admin::serve(opts.admin, admin_state)

@@ -323,6 +323,10 @@ async fn admin_api_pauses_resumes_and_aborts() {
         action: action.to_string(),
         name: Some("app".to_string()),
         admin,
+        kubernetes: false,
+        kube_api: None,
+        namespace: "default".into(),
+        wait: Duration::from_secs(30),
     };
     let out = sluice::canary::run(&cli("status")).await.unwrap();
     assert!(out.starts_with("default/app: Waiting weight 10%"), "{out}");

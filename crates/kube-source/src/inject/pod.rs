@@ -157,6 +157,9 @@ fn proxy_container(opts: &InjectOptions) -> Node {
         "run",
         "--kubernetes",
         "--no-gateway",
+        // A sidecar sees too small a share of the traffic to judge a canary on: it follows
+        // the Canary statuses written by a gateway.
+        "--no-canary-lead",
         "--namespace",
         "$(POD_NAMESPACE)",
         "--service-account",

@@ -5,7 +5,10 @@ use anyhow::Context as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIGroup;
 use kube::discovery::ApiResource;
 use kube::Client;
-use sluice_model::resource::{ISTIO_GROUP, ISTIO_VERSIONS, SECURITY_GROUP, SECURITY_VERSIONS};
+use sluice_model::resource::{
+    ISTIO_GROUP, ISTIO_VERSIONS, ROLLOUTS_GROUP, ROLLOUTS_VERSIONS, SECURITY_GROUP,
+    SECURITY_VERSIONS,
+};
 use sluice_model::Kind;
 
 /// The nine kinds sluice reads, in watch order.
@@ -22,7 +25,7 @@ pub const ISTIO_KINDS: [Kind; 9] = [
 ];
 
 /// Versions tried after the group's preferred one, newest first.
-const FALLBACK_ORDER: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
+const FALLBACK_ORDER: [&str; 4] = ["v1", "v1beta1", "v1alpha3", "v1alpha1"];
 
 /// One Istio kind and the API resource it is watched through.
 #[derive(Debug, Clone)]
@@ -36,7 +39,9 @@ pub struct IstioApi {
 /// Discovers, for each kind, the served version to watch: the group's preferred version when it
 /// serves the kind, else the first of v1, v1beta1, v1alpha3 that does. Kinds not served are left
 /// out with a warning; a cluster without `networking.istio.io` is an error, while one without
-/// `security.istio.io` (e.g. only sluice's networking CRDs installed) runs without mesh security.
+/// `security.istio.io` (e.g. only sluice's networking CRDs installed) runs without mesh security,
+/// and one without `rollouts.sluice.dev` (deploy/canary-crd.yaml) runs without canaries. The
+/// `Canary` kind, when served, comes last.
 pub async fn discover_istio(client: &Client) -> anyhow::Result<Vec<IstioApi>> {
     let mut out = match discover_group(client, ISTIO_GROUP, &ISTIO_VERSIONS).await? {
         Some(apis) => apis,
@@ -58,6 +63,14 @@ pub async fn discover_istio(client: &Client) -> anyhow::Result<Vec<IstioApi>> {
                 kind.group()
             );
         }
+    }
+    // Canaries are optional: without their CRD everything else keeps working.
+    match discover_group(client, ROLLOUTS_GROUP, &ROLLOUTS_VERSIONS).await {
+        Ok(Some(apis)) if apis.iter().any(|a| a.kind == Kind::Canary) => out.extend(apis),
+        Ok(_) => tracing::info!(
+            "the cluster does not serve {ROLLOUTS_GROUP} Canary: canaries are not watched (kubectl apply -f deploy/canary-crd.yaml to use them)"
+        ),
+        Err(e) => tracing::warn!("{e:#}; canaries are not watched"),
     }
     Ok(out)
 }

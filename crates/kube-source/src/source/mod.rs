@@ -12,7 +12,7 @@ pub mod services;
 mod state;
 mod watch;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ pub use pods::{PodInfo, WatchedPod};
 pub use secrets::{SecretFeed, SecretSink};
 
 use report::Reports;
+pub(crate) use state::CanaryObject;
 use state::{Outcome, State};
 use watch::{Target, Watched};
 
@@ -37,6 +38,10 @@ use watch::{Target, Watched};
 pub trait ConfigSource: Send + Sync + std::fmt::Debug {
     /// Every object to apply and every diagnostic, as of now.
     fn collect(&self) -> (Vec<Resource>, Vec<Diagnostic>);
+    /// Where the canary controller keeps its states and who leads it (`None`: no canaries).
+    fn canary_backend(&self) -> Option<Arc<dyn sluice_canary::StateBackend>> {
+        None
+    }
     /// Whether the source has read everything once (gates `/ready`).
     fn is_ready(&self) -> bool;
     /// A counter that moves whenever `collect` would return something new.
@@ -65,11 +70,14 @@ pub struct KubeOptions {
     pub instance: String,
     /// TLS Secrets to watch for gateway `credentialName`s.
     pub secrets: Option<secrets::SecretFeed>,
+    /// The Lease that elects the proxy leading the canary analysis (`None`: this proxy
+    /// never leads, it follows the Canary statuses).
+    pub lease: Option<crate::canary::lease::LeaseSettings>,
 }
 
 /// State shared by the watchers and the readers.
 pub(crate) struct Shared {
-    state: Mutex<State>,
+    pub(crate) state: Mutex<State>,
     changes: signal::Sender<u64>,
     pending: signal::Sender<BTreeSet<String>>,
     reports: Reports,
@@ -90,6 +98,15 @@ impl Shared {
         }
     }
 
+    /// The Canaries seen, with their uid and status.
+    pub(crate) fn canaries(&self) -> BTreeMap<state::NsName, CanaryObject> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .canaries()
+            .clone()
+    }
+
     /// Marks a watcher as having completed its first listing.
     pub(crate) fn synced(&self, name: &str) {
         self.pending.send_if_modified(|p| p.remove(name));
@@ -103,6 +120,10 @@ pub struct KubeSource {
     istio: Vec<IstioApi>,
     /// The locality of the Node this proxy runs on, when known.
     pub(crate) node_locality: Option<String>,
+    /// The canary controller's states and leader, when the cluster serves Canaries.
+    canaries: Option<Arc<crate::canary::KubeCanaries>>,
+    /// The client and the Lease this proxy stands for, to release it at shutdown.
+    lease: Option<(Client, crate::canary::lease::LeaseSettings)>,
 }
 
 impl std::fmt::Debug for KubeSource {
@@ -194,11 +215,37 @@ impl KubeSource {
         if let Some(feed) = opts.secrets.clone() {
             tasks.push(tokio::spawn(secrets::run(client.clone(), feed)));
         }
+        // Canaries: the statuses are read from the watch above; the Lease says who writes them.
+        let mut lease = None;
+        let canaries = istio
+            .iter()
+            .find(|a| a.kind == sluice_model::Kind::Canary)
+            .map(|api| {
+                lease = opts.lease.clone().map(|l| (client.clone(), l));
+                let leader = match opts.lease.clone() {
+                    Some(settings) => {
+                        let (task, rx) = crate::canary::lease::spawn(client.clone(), settings);
+                        tasks.push(task);
+                        rx
+                    }
+                    None => signal::channel(false).1,
+                };
+                Arc::new(crate::canary::KubeCanaries::new(
+                    shared.clone(),
+                    client.clone(),
+                    api.resource.clone(),
+                    leader,
+                    opts.events,
+                    &opts.instance,
+                ))
+            });
         Ok(KubeSource {
             shared,
             tasks,
             istio,
             node_locality: None,
+            canaries,
+            lease,
         })
     }
 
@@ -211,6 +258,35 @@ impl KubeSource {
     /// topology labels.
     pub fn node_locality(&self) -> Option<&str> {
         self.node_locality.as_deref()
+    }
+
+    /// Stops every watcher and the leader election (as if the process ended: the Lease is not
+    /// released, it expires).
+    pub fn stop(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+
+    /// Stops the watchers and the leader election, and gives the canary leader Lease up when
+    /// this proxy holds it, so another proxy takes over at once (a graceful shutdown).
+    pub async fn shutdown(&self) {
+        self.stop();
+        if let Some((client, settings)) = &self.lease {
+            crate::canary::lease::release(client.clone(), settings).await;
+        }
+    }
+
+    /// Whether this proxy leads the canary analysis now.
+    pub fn leads_canaries(&self) -> bool {
+        self.canaries
+            .as_ref()
+            .is_some_and(|c| sluice_canary::StateBackend::is_leader(&**c))
+    }
+
+    /// How many Canary status writes this proxy made (as the leader).
+    pub fn canary_status_writes(&self) -> u64 {
+        self.canaries.as_ref().map_or(0, |c| c.status_writes())
     }
 
     /// Waits until every watcher has listed once; the error names those that have not.
@@ -241,6 +317,12 @@ impl ConfigSource for KubeSource {
 
     fn is_ready(&self) -> bool {
         self.shared.pending.borrow().is_empty()
+    }
+
+    fn canary_backend(&self) -> Option<Arc<dyn sluice_canary::StateBackend>> {
+        self.canaries
+            .clone()
+            .map(|c| c as Arc<dyn sluice_canary::StateBackend>)
     }
 
     fn subscribe(&self) -> signal::Receiver<u64> {

@@ -56,6 +56,17 @@ pub(crate) struct State {
     /// Node name → locality, for Nodes that have one.
     nodes: HashMap<String, String>,
     synthesized: BTreeMap<NsName, Vec<Resource>>,
+    /// Canaries as served: their uid and `status` (the controller's shared state).
+    canaries: BTreeMap<NsName, CanaryObject>,
+}
+
+/// What the canary controller needs of a Canary beyond its spec.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CanaryObject {
+    /// The object's uid (Events regard it).
+    pub uid: Option<String>,
+    /// Its `status`, as the leading proxy last wrote it.
+    pub status: Option<serde_json::Value>,
 }
 
 fn istio_key(kind: Kind, ns: &str, name: &str) -> String {
@@ -78,6 +89,11 @@ impl State {
     /// Every accepted object and every diagnostic.
     pub fn collect(&self) -> (Vec<Resource>, Vec<Diagnostic>) {
         self.store.collect()
+    }
+
+    /// The Canaries seen, with their uid and status.
+    pub fn canaries(&self) -> &BTreeMap<NsName, CanaryObject> {
+        &self.canaries
     }
 
     /// Applies an added or modified Istio object; an invalid one leaves the last valid version.
@@ -107,6 +123,15 @@ impl State {
             return Outcome::default();
         }
         let uid = s("uid");
+        if kind == Kind::Canary {
+            self.canaries.insert(
+                (ns.clone(), name.clone()),
+                CanaryObject {
+                    uid: uid.clone(),
+                    status: value.get("status").filter(|v| !v.is_null()).cloned(),
+                },
+            );
+        }
         self.istio.insert(key, seen.clone());
         let admission = admit(decode_object(value, api_version, kind));
         if admission.rejected.is_empty() {
@@ -148,6 +173,9 @@ impl State {
             .istio
             .remove(&(kind, ns.to_string(), name.to_string()))
             .is_some();
+        if kind == Kind::Canary {
+            self.canaries.remove(&(ns.to_string(), name.to_string()));
+        }
         self.store.remove(&istio_key(kind, ns, name));
         self.store.remove(&rejected_key(kind.name(), ns, name));
         Outcome {

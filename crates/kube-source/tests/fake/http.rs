@@ -1,5 +1,7 @@
-//! HTTP side of the fake API server: routing, discovery (networking.istio.io and
-//! security.istio.io), list, watch, Event creation.
+//! HTTP side of the fake API server: routing, discovery (networking.istio.io,
+//! security.istio.io and rollouts.sluice.dev), list, watch, get, Event creation, and the writes
+//! the canary controller makes: create and replace (with resourceVersion conflicts, for
+//! Leases), merge patches of objects and of their `status` subresource.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -11,7 +13,7 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
-use super::store::{Collection, Msg, Shared, COLLECTIONS};
+use super::store::{merge_patch, Collection, Msg, Shared, COLLECTIONS};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -69,7 +71,8 @@ async fn route(req: Request<Incoming>, store: Shared) -> Response<Body> {
         req.uri().query().unwrap_or("")
     ));
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    if req.method() == hyper::Method::POST {
+    let method = req.method().clone();
+    if method != hyper::Method::GET {
         let body = req
             .into_body()
             .collect()
@@ -77,15 +80,23 @@ async fn route(req: Request<Incoming>, store: Shared) -> Response<Body> {
             .map(|b| b.to_bytes())
             .unwrap_or_default();
         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        if segs.last() == Some(&"events") {
+        if method == hyper::Method::POST && segs.last() == Some(&"events") {
             store.lock().unwrap().posted_events.push(v.clone());
             return full(StatusCode::CREATED, v);
         }
-        return full(StatusCode::NOT_FOUND, status(404, "NotFound", "not found"));
+        let (code, answer) = write(&store, &method, &segs, v);
+        store
+            .lock()
+            .unwrap()
+            .writes
+            .push((method.to_string(), path.clone(), code.as_u16()));
+        return full(code, answer);
     }
     match segs.as_slice() {
-        ["apis", g @ ("networking.istio.io" | "security.istio.io")] => discovery_group(&store, g),
-        ["apis", g @ ("networking.istio.io" | "security.istio.io"), v] => {
+        ["apis", g @ ("networking.istio.io" | "security.istio.io" | "rollouts.sluice.dev")] => {
+            discovery_group(&store, g)
+        }
+        ["apis", g @ ("networking.istio.io" | "security.istio.io" | "rollouts.sluice.dev"), v] => {
             discovery_resources(&store, g, v)
         }
         ["api", "v1", rest @ ..] => collection(&store, "", "v1", rest, &query, &accept),
@@ -98,10 +109,10 @@ async fn route(req: Request<Incoming>, store: Shared) -> Response<Body> {
 
 fn discovery_group(store: &Shared, group: &str) -> Response<Body> {
     let s = store.lock().unwrap();
-    let served = if group == "security.istio.io" {
-        &s.security_versions
-    } else {
-        &s.istio_versions
+    let served = match group {
+        "security.istio.io" => &s.security_versions,
+        "rollouts.sluice.dev" => &s.rollouts_versions,
+        _ => &s.istio_versions,
     };
     if served.is_empty() {
         return full(
@@ -147,7 +158,7 @@ fn discovery_resources(store: &Shared, group: &str, version: &str) -> Response<B
 }
 
 fn version_static(v: &str) -> &'static str {
-    ["v1", "v1beta1", "v1alpha3"]
+    ["v1", "v1beta1", "v1alpha3", "v1alpha1"]
         .into_iter()
         .find(|x| *x == v)
         .unwrap_or("")
@@ -207,6 +218,29 @@ fn collection(
         }
         [plural] => (None, *plural),
         ["namespaces", ns, plural] => (Some(ns.to_string()), *plural),
+        ["namespaces", ns, plural, name] | ["namespaces", ns, plural, name, "status"] => {
+            let Some(c) = COLLECTIONS
+                .iter()
+                .find(|c| c.group == group && c.plural == *plural)
+            else {
+                return full(StatusCode::NOT_FOUND, status(404, "NotFound", "not found"));
+            };
+            let s = store.lock().unwrap();
+            return match s
+                .objects
+                .get(c.plural)
+                .and_then(|o| o.get(&(ns.to_string(), name.to_string())))
+            {
+                Some(o) => full(
+                    StatusCode::OK,
+                    serve_object(o, &api_version(c, version), false),
+                ),
+                None => full(
+                    StatusCode::NOT_FOUND,
+                    status(404, "NotFound", &format!("{plural} \"{name}\" not found")),
+                ),
+            };
+        }
         _ => return full(StatusCode::NOT_FOUND, status(404, "NotFound", "not found")),
     };
     let Some(c) = COLLECTIONS
@@ -363,4 +397,126 @@ fn watch(
     r.headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
     r
+}
+
+/// A write: create (POST to a collection), replace (PUT, refused with 409 when the body's
+/// resourceVersion is not the live one), merge patch (PATCH) of an object or of its `status`.
+fn write(
+    store: &Shared,
+    method: &hyper::Method,
+    segs: &[&str],
+    body: Value,
+) -> (StatusCode, Value) {
+    let not_found = || (StatusCode::NOT_FOUND, status(404, "NotFound", "not found"));
+    let (group, version, rest) = match segs {
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return not_found(),
+    };
+    let (ns, plural, name, sub) = match rest {
+        ["namespaces", ns, plural] => (*ns, *plural, None, false),
+        ["namespaces", ns, plural, name] => (*ns, *plural, Some(*name), false),
+        ["namespaces", ns, plural, name, "status"] => (*ns, *plural, Some(*name), true),
+        _ => return not_found(),
+    };
+    let Some(c) = COLLECTIONS
+        .iter()
+        .find(|c| c.group == group && c.plural == plural)
+    else {
+        return not_found();
+    };
+    let av = api_version(c, version);
+    let mut s = store.lock().unwrap();
+    if s.failing.contains(&c.plural) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            status(500, "InternalError", "etcd is down"),
+        );
+    }
+    let body_name = body["metadata"]["name"].as_str().map(str::to_string);
+    let key_name = name.map(str::to_string).or(body_name);
+    let Some(key_name) = key_name else {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            status(422, "Invalid", "name required"),
+        );
+    };
+    let live = s
+        .objects
+        .get(c.plural)
+        .and_then(|o| o.get(&(ns.to_string(), key_name.clone())))
+        .cloned();
+    let conflict = |what: &str| {
+        (
+            StatusCode::CONFLICT,
+            status(
+                409,
+                "Conflict",
+                &format!(
+                    "Operation cannot be fulfilled on {} \"{key_name}\": {what}",
+                    c.plural
+                ),
+            ),
+        )
+    };
+    let mut obj = match (method.as_str(), live) {
+        ("POST", Some(_)) => {
+            return (
+                StatusCode::CONFLICT,
+                status(
+                    409,
+                    "AlreadyExists",
+                    &format!("{} \"{key_name}\" already exists", c.plural),
+                ),
+            )
+        }
+        ("POST", None) => body,
+        ("PUT", Some(live)) => {
+            if body["metadata"]["resourceVersion"] != live["metadata"]["resourceVersion"] {
+                return conflict("the object has been modified; please apply your changes to the latest version and try again");
+            }
+            if sub {
+                let mut o = live;
+                o["status"] = body["status"].clone();
+                o
+            } else {
+                let mut o = body;
+                o["status"] = live["status"].clone();
+                o
+            }
+        }
+        ("PATCH", Some(mut live)) => {
+            if sub {
+                // The status subresource ignores everything but `status`.
+                let patch = json!({"status": body["status"].clone()});
+                merge_patch(&mut live, &patch);
+            } else {
+                let mut patch = body;
+                if let Some(p) = patch.as_object_mut() {
+                    p.remove("status");
+                }
+                merge_patch(&mut live, &patch);
+            }
+            live
+        }
+        _ => return not_found(),
+    };
+    obj["kind"] = json!(c.kind);
+    obj["apiVersion"] = json!(av);
+    obj["metadata"]["namespace"] = json!(ns);
+    obj["metadata"]["name"] = json!(key_name);
+    let created = method == hyper::Method::POST;
+    s.put(obj.clone());
+    let stored = s
+        .objects
+        .get(c.plural)
+        .and_then(|o| o.get(&(ns.to_string(), key_name.clone())))
+        .cloned()
+        .unwrap_or(obj);
+    let code = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (code, serve_object(&stored, &av, false))
 }

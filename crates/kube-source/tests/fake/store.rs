@@ -16,7 +16,7 @@ pub struct Collection {
 }
 
 /// Kinds the fake serves.
-pub const COLLECTIONS: [Collection; 15] = [
+pub const COLLECTIONS: [Collection; 17] = [
     Collection {
         group: "networking.istio.io",
         kind: "VirtualService",
@@ -92,6 +92,16 @@ pub const COLLECTIONS: [Collection; 15] = [
         kind: "Node",
         plural: "nodes",
     },
+    Collection {
+        group: "rollouts.sluice.dev",
+        kind: "Canary",
+        plural: "canaries",
+    },
+    Collection {
+        group: "coordination.k8s.io",
+        kind: "Lease",
+        plural: "leases",
+    },
 ];
 
 /// The collection of a kind.
@@ -142,12 +152,16 @@ pub struct Store {
     pub istio_versions: Vec<&'static str>,
     /// Versions served by security.istio.io, preferred first (empty: the group is not served).
     pub security_versions: Vec<&'static str>,
+    /// Versions served by rollouts.sluice.dev (empty: the Canary CRD is not installed).
+    pub rollouts_versions: Vec<&'static str>,
     /// Kinds left out of a version's resource list.
     pub not_served: Vec<(&'static str, &'static str)>,
     /// Collections whose lists fail with 500.
     pub failing: Vec<&'static str>,
     /// Watch streams currently open.
     pub open_watches: usize,
+    /// Writes seen (`PATCH`, `PUT`, `POST` of objects): method, path and the status answered.
+    pub writes: Vec<(String, String, u16)>,
 }
 
 /// A shared handle to the store.
@@ -167,9 +181,11 @@ impl Store {
             kill: watch::channel(0).0,
             istio_versions: vec!["v1", "v1beta1", "v1alpha3"],
             security_versions: vec!["v1", "v1beta1"],
+            rollouts_versions: vec!["v1alpha1"],
             not_served: Vec::new(),
             failing: Vec::new(),
             open_watches: 0,
+            writes: Vec::new(),
         }
     }
 
@@ -246,5 +262,24 @@ impl Store {
             .get(by_kind(kind).plural)?
             .get(&(ns.to_string(), name.to_string()))
             .cloned()
+    }
+}
+
+/// Applies an RFC 7386 JSON merge patch.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Some(p) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let t = target.as_object_mut().expect("object");
+    for (k, v) in p {
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
     }
 }
