@@ -38,7 +38,7 @@ config_version() {
 wrk_figures() {
     awk '/^BENCH/ {
         for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-        printf "%.2f %d %d", f["p99_us"] / 1000, f["err_connect"] + f["err_read"] + f["err_write"] + f["err_status"] + f["err_timeout"], f["requests"]
+        printf "%.2f %d %d\n", f["p99_us"] / 1000, f["err_connect"] + f["err_read"] + f["err_write"] + f["err_status"] + f["err_timeout"], f["requests"]
     }' "$1"
 }
 
@@ -53,25 +53,27 @@ dir="$TMP/config"
 gw_port=$(free_port)
 log "generating $SERVICES services in $dir"
 python3 "$ROOT/bench/gen_services.py" "$dir" "$SERVICES" 9080 "$gw_port" 100
-# The measured service: `bench` through the generated Gateway to the real upstream.
+# The measured service: `bench.example.com` through the generated Gateway to the real upstream
+# (its service port is one the mesh listener can take: the upstream's own is in use).
+svc_port=$(free_port)
 cat >"$dir/bench.yaml" <<YAML
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: bench, namespace: bench}
 spec:
-  hosts: [bench]
-  ports: [{number: $UP_PORT, name: http, protocol: HTTP}]
+  hosts: [bench.example.com]
+  ports: [{number: $svc_port, name: http, protocol: HTTP}]
   resolution: STATIC
-  endpoints: [{address: 127.0.0.1}]
+  endpoints: [{address: 127.0.0.1, ports: {http: $UP_PORT}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: bench, namespace: bench}
 spec:
-  hosts: [bench]
+  hosts: [bench.example.com]
   gateways: [istio-system/public]
   http:
-  - route: [{destination: {host: bench, port: {number: $UP_PORT}}}]
+  - route: [{destination: {host: bench.example.com, port: {number: $svc_port}}}]
 YAML
 
 ROWS=()
@@ -88,19 +90,19 @@ for workers in $WORKER_SETS; do
     wait_http "http://127.0.0.1:$admin_port/ready" || die "sluice not ready: $(tail -5 "$TMP/sluice-$workers.log")"
     url="http://127.0.0.1:$gw_port/"
     for _ in $(seq 600); do
-        [[ $(curl -s -o /dev/null -w '%{http_code}' -H 'Host: bench' "$url") == 200 ]] && break
+        [[ $(curl -s -o /dev/null -w '%{http_code}' -H 'Host: bench.example.com' "$url") == 200 ]] && break
         sleep 0.1
     done
 
     log "workers=$workers: quiet run (${DURATION}s, $CONNS connections)"
     timeout $((DURATION + 30)) "$WRK" -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$TMP/report.lua" \
-        -H 'Host: bench' "$url" >"$TMP/quiet-$workers.txt" 2>&1 || die "wrk failed: $(cat "$TMP/quiet-$workers.txt")"
+        -H 'Host: bench.example.com' "$url" >"$TMP/quiet-$workers.txt" 2>&1 || die "wrk failed: $(cat "$TMP/quiet-$workers.txt")"
     read -r quiet_p99 quiet_err quiet_req < <(wrk_figures "$TMP/quiet-$workers.txt")
 
     log "workers=$workers: $RELOADS reloads under load"
     # Long enough for every reload; wrk is stopped once they are done.
     timeout 900 "$WRK" -t1 -c"$CONNS" -d600s --latency -s "$TMP/report.lua" \
-        -H 'Host: bench' "$url" >"$TMP/loaded-$workers.txt" 2>&1 &
+        -H 'Host: bench.example.com' "$url" >"$TMP/loaded-$workers.txt" 2>&1 &
     wrk_pid=$!
     sleep 1
     reload_s=() admin_ms=()

@@ -9,6 +9,8 @@ use serde::Serialize;
 use sluice_config::Snapshot;
 use sluice_model::Diagnostic;
 
+use crate::retire::Retirer;
+
 /// A reload that was refused, kept for `/config_dump`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RejectedReload {
@@ -24,6 +26,8 @@ pub struct RejectedReload {
 #[derive(Debug, Default)]
 pub struct ConfigHandle {
     current: ArcSwapOption<Snapshot>,
+    /// Frees replaced snapshots off the request path.
+    retired: Retirer<Snapshot>,
     rejected: ArcSwapOption<RejectedReload>,
     /// When the active snapshot was published (Unix ms; 0 = never), for the dashboard.
     published_at_ms: AtomicU64,
@@ -49,7 +53,9 @@ impl ConfigHandle {
     /// Publishes a new snapshot.
     pub fn publish(&self, snapshot: Arc<Snapshot>) {
         let ms = u64::try_from(unix_now().as_millis()).unwrap_or(u64::MAX);
-        self.current.store(Some(snapshot));
+        if let Some(previous) = self.current.swap(Some(snapshot)) {
+            self.retired.retire(previous);
+        }
         self.published_at_ms.store(ms.max(1), Ordering::Relaxed);
     }
 

@@ -21,6 +21,7 @@ pub mod passthrough;
 pub mod path_normalize;
 pub mod port_owner;
 pub mod replay;
+pub mod retire;
 pub mod retry;
 pub mod security;
 pub mod server;
