@@ -7,6 +7,7 @@ pub mod circuit_breaker;
 pub mod config_handle;
 pub mod downstream;
 pub mod drain;
+pub mod dynamic_dns;
 pub mod error;
 pub mod filters;
 pub mod handler;

@@ -66,13 +66,13 @@ enum L4Kind {
 }
 
 impl Compiler<'_> {
-    /// The TLS listener of one gateway port.
+    /// The TLS listener of one gateway port and bind address.
     pub(crate) fn compile_tls_port(
         &mut self,
-        port: u16,
+        address: SocketAddr,
         servers: &[BoundServer<'_>],
     ) -> TlsListener {
-        let address = SocketAddr::new(self.proxy.gateway_address, port);
+        let port = address.port();
         let mut gateways: Vec<String> = servers.iter().map(|s| s.gateway.clone()).collect();
         gateways.dedup();
         let name = format!("{}_{}", address.ip(), port);
@@ -144,6 +144,13 @@ impl Compiler<'_> {
                             },
                             virtual_hosts: Arc::new(VirtualHostTable::new(vhosts)),
                             default_virtual_host: None,
+                            // Istio: the server's name is its connection manager's stat prefix.
+                            stat_prefix: bound
+                                .server
+                                .name
+                                .as_deref()
+                                .filter(|n| !n.is_empty())
+                                .map(Arc::from),
                         }),
                     }
                 }

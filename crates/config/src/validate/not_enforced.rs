@@ -1,8 +1,8 @@
 //! "Not enforced yet" warnings: a valid field sluice accepts but does not act on is never silent.
 //!
-//! Each feature is one line in a table. The `*_PENDING` tables list features whose enforcement is
-//! being added to the proxy: delete a feature's line when it lands. The `*_UNSUPPORTED` tables list
-//! fields that stay unenforced.
+//! Each feature is one line in a table. The `*_UNSUPPORTED` tables list fields that stay
+//! unenforced; what depends on the proxy (e.g. `simple: PASSTHROUGH` without interception) is
+//! said when compiling for it.
 
 use sluice_model::{
     codes, HttpMatchRequest, HttpRoute, PortTrafficPolicy, Severity, Spec, TrafficPolicy,
@@ -13,27 +13,13 @@ use super::Ctx;
 /// A presence check: field path (relative to its parent), what to call it, whether it is set.
 type Check<T> = (&'static str, &'static str, fn(&T) -> bool);
 
-// ----- Pending: the proxy is being extended to enforce these. Delete a line when it lands. -----
-
-/// DestinationRule policy objects (any `trafficPolicy` or `portLevelSettings` entry).
-const POLICY_PENDING: &[Check<PortTrafficPolicy>] = &[(
-    "loadBalancer.simple",
-    "`simple: PASSTHROUGH` (no original destination in file mode; round robin is used)",
-    |p| {
-        p.load_balancer
-            .as_ref()
-            .is_some_and(|lb| lb.simple.as_deref() == Some("PASSTHROUGH"))
-    },
-)];
-
 // ----- Unsupported: these stay unenforced. -----
 
 /// Fields of an HTTP rule (`spec.http[i]`): none left.
 const ROUTE_UNSUPPORTED: &[Check<HttpRoute>] = &[];
 
-/// Fields of a match entry (`spec.http[i].match[j]`).
-const MATCH_UNSUPPORTED: &[Check<HttpMatchRequest>] =
-    &[("statPrefix", "`statPrefix`", |m| m.stat_prefix.is_some())];
+/// Fields of a match entry (`spec.http[i].match[j]`): none left.
+const MATCH_UNSUPPORTED: &[Check<HttpMatchRequest>] = &[];
 
 /// Parts of DestinationRule policy objects (any `trafficPolicy` or `portLevelSettings` entry).
 const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
@@ -111,12 +97,10 @@ fn objects(tp: &TrafficPolicy) -> PortTrafficPolicy {
 /// Warnings for a `trafficPolicy` at `base` and its port-level entries.
 fn traffic_policy(ctx: &mut Ctx<'_>, base: &str, tp: &TrafficPolicy) {
     let whole = objects(tp);
-    run(ctx, base, &whole, POLICY_PENDING);
     run(ctx, base, &whole, POLICY_UNSUPPORTED);
     run(ctx, base, tp, TRAFFIC_POLICY_UNSUPPORTED);
     for (k, p) in tp.port_level_settings.iter().enumerate() {
         let pbase = format!("{base}.portLevelSettings[{k}]");
-        run(ctx, &pbase, p, POLICY_PENDING);
         run(ctx, &pbase, p, POLICY_UNSUPPORTED);
     }
 }
@@ -156,20 +140,15 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
                     traffic_policy(ctx, &format!("spec.subsets[{i}].trafficPolicy"), tp);
                 }
             }
-            if dr.workload_selector.is_some() {
-                warn(ctx, "spec.workloadSelector".into(), "`workloadSelector`");
-            }
         }
         Spec::Gateway(gw) => {
             for (i, s) in gw.servers.iter().enumerate() {
-                if s.bind.is_some() {
-                    warn(ctx, format!("spec.servers[{i}].bind"), "server `bind`");
-                }
-                if s.name.as_deref().is_some_and(|n| !n.is_empty()) {
+                // An IP `bind` is enforced (the server's listener binds that address only).
+                if s.bind.as_deref().is_some_and(|b| b.starts_with("unix://")) {
                     warn(
                         ctx,
-                        format!("spec.servers[{i}].name"),
-                        "server `name` (a stats prefix: sluice has no per-server stats)",
+                        format!("spec.servers[{i}].bind"),
+                        "server `bind` to a unix domain socket (the server is not served)",
                     );
                 }
             }
@@ -179,7 +158,17 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
                 warn(ctx, "spec.subjectAltNames".into(), "`subjectAltNames`");
             }
             if se.resolution.as_deref() == Some("DYNAMIC_DNS") {
-                warn(ctx, "spec.resolution".into(), "resolution DYNAMIC_DNS");
+                // HTTP ports resolve the request's Host; TLS ports would resolve the SNI.
+                for (i, p) in se.ports.iter().enumerate() {
+                    let protocol = p.protocol.as_deref().unwrap_or("").to_ascii_uppercase();
+                    if matches!(protocol.as_str(), "TLS" | "HTTPS") {
+                        warn(
+                            ctx,
+                            format!("spec.ports[{i}]"),
+                            "resolution DYNAMIC_DNS on a TLS port (by SNI; HTTP ports are enforced)",
+                        );
+                    }
+                }
             }
         }
         Spec::WorkloadEntry(_) => {}
@@ -257,8 +246,13 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
         _ => Vec::new(),
     };
     for (base, e) in endpoints {
-        if e.network.is_some() {
-            warn(ctx, format!("{base}.network"), "`network`");
+        if let Some(n) = e.network.as_deref().filter(|n| !n.is_empty()) {
+            ctx.push(
+                Severity::Info,
+                codes::CROSS_NETWORK_ENDPOINT,
+                format!("{base}.network"),
+                format!("network `{n}`: a proxy on another network (`--network`) reaches this endpoint directly, as Istio does when no gateway serves `{n}` (sluice knows no meshNetworks gateways)"),
+            );
         }
     }
 }
