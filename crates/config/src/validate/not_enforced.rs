@@ -118,19 +118,8 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
     let spec = &ctx.resource().spec;
     match spec {
         Spec::VirtualService(vs) => {
-            if !vs.tls.is_empty()
-                && crate::compile::http_route::vs_binds(
-                    vs,
-                    &ctx.resource().metadata.namespace,
-                    crate::compile::http_route::MESH,
-                )
-            {
-                warn(
-                    ctx,
-                    "spec.tls".into(),
-                    "TLS/SNI routing (`tls`) on sidecars (it is enforced on gateway passthrough servers)",
-                );
-            }
+            // Sidecar `tls` rules route intercepted TLS by SNI; compiling for a proxy without
+            // interception says they have nothing to act on there.
             for (i, r) in vs.http.iter().enumerate() {
                 let base = format!("spec.http[{i}]");
                 run(ctx, &base, r, ROUTE_UNSUPPORTED);
