@@ -192,11 +192,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("DestinationRule", "trafficPolicy.tls.clientCertificate", E("mutual_origination_presents_the_client_certificate")),
     ("DestinationRule", "trafficPolicy.tls.privateKey", E("mutual_origination_presents_the_client_certificate")),
     ("DestinationRule", "trafficPolicy.tls.caCertificates", E("egress_tls_origination_simple")),
-    ("DestinationRule", "trafficPolicy.tls.caCrl", N {
-        spec: "host: a\n  trafficPolicy: {tls: {mode: SIMPLE, caCrl: /crl.pem}}",
-        at: "spec.trafficPolicy.tls.caCrl",
-        readme: "DestinationRule `caCrl`",
-    }),
+    ("DestinationRule", "trafficPolicy.tls.caCrl", E("origination_refuses_a_revoked_server_certificate_by_ca_crl")),
     ("DestinationRule", "trafficPolicy.tls.credentialName", E("credential_name_secrets_are_served_and_rotated")),
     ("DestinationRule", "trafficPolicy.tls.subjectAltNames", E("egress_tls_origination_simple")),
     ("DestinationRule", "trafficPolicy.tls.sni", E("egress_tls_origination_simple")),
@@ -222,11 +218,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("Gateway", "servers.tls.verifyCertificateHash", E("optional_mutual_and_certificate_pins")),
     ("Gateway", "servers.tls.minProtocolVersion", E("openssl_sees_sni_alpn_versions_and_client_auth")),
     ("Gateway", "servers.tls.maxProtocolVersion", E("openssl_sees_sni_alpn_versions_and_client_auth")),
-    ("Gateway", "servers.tls.caCrl", N {
-        spec: "servers: [{port: {number: 443, name: https, protocol: HTTPS}, hosts: [\"*\"], tls: {mode: MUTUAL, serverCertificate: /c.pem, privateKey: /k.pem, caCertificates: /ca.pem, caCrl: /crl.pem}}]",
-        at: "spec.servers[0].tls.caCrl",
-        readme: "Gateway `caCrl`",
-    }),
+    ("Gateway", "servers.tls.caCrl", E("revoked_client_certificates_are_refused_by_ca_crl")),
     // ----- ServiceEntry (reference §5) -----
     ("ServiceEntry", "hosts", E("egress_tls_origination_simple")),
     ("ServiceEntry", "addresses", E("original_destination_selects_the_listener")),

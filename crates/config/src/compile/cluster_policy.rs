@@ -204,6 +204,11 @@ fn client_tls(
             .unwrap_or_else(|| hostname.to_string()),
         subject_alt_names: t.subject_alt_names.clone(),
         insecure_skip_verify: t.insecure_skip_verify == Some(true),
+        ca_crl: t
+            .ca_crl
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(|c| resolve_path(r, c)),
         h2,
     }))
 }

@@ -319,14 +319,6 @@ impl Compiler<'_> {
                 "none of the cipher suites is available: the default suites are used".to_string(),
             ));
         }
-        if !tls.ca_crl.as_deref().unwrap_or("").is_empty() {
-            self.diagnostics.push(r.diag(
-                Severity::Warning,
-                codes::NOT_ENFORCED,
-                format!("{field}.tls.caCrl"),
-                "certificate revocation lists (`caCrl`) are not enforced yet".to_string(),
-            ));
-        }
         ServerTls {
             client_auth,
             certificates,
@@ -338,6 +330,12 @@ impl Compiler<'_> {
             min_version,
             max_version: max_version.max(min_version),
             cipher_suites,
+            // Checked against verified client certificates only (none with SIMPLE).
+            ca_crl: tls
+                .ca_crl
+                .as_deref()
+                .filter(|c| !c.is_empty() && client_auth != ClientAuth::None)
+                .map(|c| resolve_path(r, c)),
         }
     }
 

@@ -23,11 +23,6 @@ const MATCH_UNSUPPORTED: &[Check<HttpMatchRequest>] = &[];
 
 /// Parts of DestinationRule policy objects (any `trafficPolicy` or `portLevelSettings` entry).
 const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
-    ("tls.caCrl", "certificate revocation lists (`caCrl`)", |p| {
-        p.tls
-            .as_ref()
-            .is_some_and(|t| t.ca_crl.as_deref().is_some_and(|c| !c.is_empty()))
-    }),
     (
         "loadBalancer.zoneAwareLbSetting",
         "`zoneAwareLbSetting` (Envoy's zone-aware routing weighs zones by how this proxy's own service is spread over them, which sluice does not know; `localityLbSetting` is enforced)",
