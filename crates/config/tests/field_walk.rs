@@ -235,11 +235,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("ServiceEntry", "endpoints", E("locality_failover_task")),
     ("ServiceEntry", "workloadSelector", E("auto_mtls_between_two_sidecars_and_a_destination_rule_turning_it_off")),
     ("ServiceEntry", "exportTo", E("service_entries_are_seen_where_they_are_exported")),
-    ("ServiceEntry", "subjectAltNames", N {
-        spec: "hosts: [a.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: DNS\n  subjectAltNames: [spiffe://a]",
-        at: "spec.subjectAltNames",
-        readme: "ServiceEntry `subjectAltNames`",
-    }),
+    ("ServiceEntry", "subjectAltNames", E("service_entry_subject_alt_names_are_accepted_server_identities")),
     // ----- WorkloadEntry (reference §6) -----
     ("WorkloadEntry", "address", E("split_is_exact_over_1000_requests_and_every_window_of_100")),
     ("WorkloadEntry", "ports", E("split_is_exact_over_1000_requests_and_every_window_of_100")),

@@ -146,9 +146,6 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
             }
         }
         Spec::ServiceEntry(se) => {
-            if !se.subject_alt_names.is_empty() {
-                warn(ctx, "spec.subjectAltNames".into(), "`subjectAltNames`");
-            }
             if se.resolution.as_deref() == Some("DYNAMIC_DNS") {
                 // HTTP ports resolve the request's Host; TLS ports would resolve the SNI.
                 for (i, p) in se.ports.iter().enumerate() {
