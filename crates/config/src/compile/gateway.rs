@@ -202,6 +202,7 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
+        self.drop_binds_under_wildcards(&mut ports, &mut tls_ports);
         // Istio refuses conflicting protocols on one port; the plain-text servers keep it.
         tls_ports.retain(|key, servers| {
             if !ports.contains_key(key) {
@@ -239,6 +240,38 @@ impl<'a> Compiler<'a> {
             .map(|((port, ip), servers)| self.compile_tls_port(SocketAddr::new(ip, port), &servers))
             .collect();
         (out, tls)
+    }
+
+    /// A port bound on every address (servers without `bind`, the gateway address being a
+    /// wildcard) cannot also be bound on one address: the OS refuses it, which would stop the
+    /// proxy from starting. The servers with a `bind` on such a port are dropped, said once each.
+    fn drop_binds_under_wildcards<'s>(
+        &mut self,
+        ports: &mut BTreeMap<ServerAddress, Vec<BoundServer<'s>>>,
+        tls_ports: &mut BTreeMap<ServerAddress, Vec<BoundServer<'s>>>,
+    ) {
+        let wildcard_ports: Vec<u16> = ports
+            .keys()
+            .chain(tls_ports.keys())
+            .filter(|(_, ip)| ip.is_unspecified())
+            .map(|(port, _)| *port)
+            .collect();
+        for map in [ports, tls_ports] {
+            map.retain(|(port, ip), servers| {
+                if ip.is_unspecified() || !wildcard_ports.contains(port) {
+                    return true;
+                }
+                for b in servers.iter() {
+                    self.diagnostics.push(b.resource.diag(
+                        Severity::Warning,
+                        codes::GATEWAY_PORT_CONFLICT,
+                        format!("spec.servers[{}].bind", b.index),
+                        format!("port {port} is already bound on every address (servers without `bind`); this server's bind {ip} cannot be bound next to it and is ignored"),
+                    ));
+                }
+                false
+            });
+        }
     }
 
     /// The virtual hosts of the VirtualServices bound to `servers` (which share a port): one per

@@ -174,10 +174,10 @@ impl<'a> Compiler<'a> {
             let address = SocketAddr::new(ip, port);
             let mut gateways: Vec<String> = servers.iter().map(|s| s.gateway.clone()).collect();
             gateways.dedup();
-            if taken.contains(&address) {
+            if super::port_taken(taken, address) {
                 self.diagnostics.push(sluice_model::Diagnostic::warning(
                     codes::NOT_ENFORCED,
-                    format!("gateway port {port} has both HTTP and TCP servers; it serves HTTP (gateways {})", gateways.join(", ")),
+                    format!("gateway port {port} already has HTTP or TLS servers on {ip} (or on every address); its TCP servers are not served there (gateways {})", gateways.join(", ")),
                 ));
                 continue;
             }
