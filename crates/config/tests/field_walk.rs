@@ -269,11 +269,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
         readme: "Sidecar `inboundConnectionPool`",
     }),
     ("Sidecar", "outboundTrafficPolicy", E("outbound_traffic_policy_comes_from_the_sidecar_else_the_mesh")),
-    ("Sidecar", "outboundTrafficPolicy.egressProxy", N {
-        spec: "outboundTrafficPolicy: {mode: ALLOW_ANY, egressProxy: {host: egress.example.com, port: {number: 80}}}",
-        at: "spec.outboundTrafficPolicy.egressProxy",
-        readme: "Sidecar `outboundTrafficPolicy.egressProxy`",
-    }),
+    ("Sidecar", "outboundTrafficPolicy.egressProxy", E("egress_proxy_takes_requests_for_unknown_destinations")),
 ];
 
 fn workspace() -> PathBuf {

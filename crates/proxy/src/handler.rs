@@ -412,7 +412,12 @@ async fn proxy(
             // state to every request's future.
             Entry::Outbound(dst) => match &snapshot.outbound.black_hole {
                 Some(black_hole) => crate::black_hole::reply(black_hole, obs),
-                None => Box::pin(passthrough::forward(ctx, dst, req)).await,
+                None => {
+                    Box::pin(crate::egress_proxy::forward_unknown(
+                        ctx, snapshot, dst, req,
+                    ))
+                    .await
+                }
             },
             Entry::Bound(_) | Entry::Terminated { .. } | Entry::Inbound(_) => {
                 error_reply(&ProxyError::NoRoute, "")
@@ -459,7 +464,12 @@ async fn proxy(
             }
             return match entry {
                 // Istio's ALLOW_ANY: an unknown host goes to where the caller was going.
-                Entry::Outbound(dst) => Box::pin(passthrough::forward(ctx, dst, req)).await,
+                Entry::Outbound(dst) => {
+                    Box::pin(crate::egress_proxy::forward_unknown(
+                        ctx, snapshot, dst, req,
+                    ))
+                    .await
+                }
                 Entry::Bound(_) | Entry::Terminated { .. } | Entry::Inbound(_) => {
                     let host = req
                         .headers()

@@ -8,6 +8,7 @@ pub mod config_handle;
 pub mod downstream;
 pub mod drain;
 pub mod dynamic_dns;
+mod egress_proxy;
 pub mod error;
 pub mod filters;
 pub mod handler;

@@ -5,6 +5,7 @@ pub mod auto_mtls;
 mod cluster_policy;
 mod delegate;
 pub mod destination_rules;
+mod egress_proxy;
 mod gateway;
 pub mod gateway_tls;
 pub mod http_route;
@@ -157,6 +158,8 @@ pub fn compile_resolved(
     }
     if scope.mode == crate::scope::OutboundMode::RegistryOnly {
         outbound.black_hole = Some(Arc::new(Cluster::black_hole(state)));
+    } else if let Some((egress, sidecar)) = &scope.egress_proxy {
+        outbound.egress_proxy = c.egress_proxy_cluster(egress, sidecar);
     }
     Compiled {
         listeners: listeners.into_iter().map(Arc::new).collect(),

@@ -180,17 +180,6 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
                     );
                 }
             }
-            if sc
-                .outbound_traffic_policy
-                .as_ref()
-                .is_some_and(|p| p.egress_proxy.is_some())
-            {
-                warn(
-                    ctx,
-                    "spec.outboundTrafficPolicy.egressProxy".into(),
-                    "Sidecar `outboundTrafficPolicy.egressProxy`",
-                );
-            }
             if sc.inbound_connection_pool.is_some() {
                 warn(
                     ctx,

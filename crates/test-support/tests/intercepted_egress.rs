@@ -1,6 +1,8 @@
-//! DestinationRule `loadBalancer.simple: PASSTHROUGH` (Istio's ORIGINAL_DST load balancer): a
-//! request the sidecar intercepted goes to the address the app dialled, not to a balanced
-//! endpoint. The kernel's redirect is stood in for by serving the connection as the outbound
+//! Where an intercepted request goes when the registry does not decide it: DestinationRule
+//! `loadBalancer.simple: PASSTHROUGH` (Istio's ORIGINAL_DST load balancer) sends it to the
+//! address the app dialled, not to a balanced endpoint; a Sidecar's
+//! `outboundTrafficPolicy.egressProxy` takes what would pass through to an unknown destination.
+//! The kernel's redirect is stood in for by serving the connection as the outbound
 //! interception listener does, with the original destination given (the netns suite covers
 //! the redirect itself).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -101,4 +103,39 @@ async fn passthrough_load_balancer_sends_intercepted_requests_to_their_original_
             assert!(r.first_line().starts_with(want), "{simple}: {}", r.body);
         }
     }
+}
+
+#[tokio::test]
+async fn egress_proxy_takes_requests_for_unknown_destinations() {
+    // The app dials `unknown`, which no service claims; `egress` is the egress proxy.
+    let unknown = backend("unknown", "v1").await;
+    let egress = backend("egress", "v1").await;
+    let client = TestClient::new();
+    let sidecar_yaml = |policy: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: egress, namespace: istio-egress}}\nspec:\n  hosts: [egress.example.com]\n  location: MESH_EXTERNAL\n  resolution: STATIC\n  ports: [{{number: 3128, name: http, protocol: HTTP}}]\n  endpoints:\n  - {{address: {}, ports: {{http: {}}}}}\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: default}}\nspec:\n  outboundTrafficPolicy:\n{policy}",
+            egress.addr().ip(),
+            egress.addr().port()
+        )
+    };
+    let cases = [
+        (
+            "    mode: ALLOW_ANY\n    egressProxy: {host: egress.example.com, port: {number: 3128}}\n",
+            "egress",
+        ),
+        ("    mode: ALLOW_ANY\n", "unknown"),
+    ];
+    for (policy, want) in cases {
+        let ctx = sidecar(&sidecar_yaml(policy));
+        let at = intercepted(ctx, unknown.addr()).await;
+        for _ in 0..3 {
+            let r = client.get(at, "api.unknown.example", "/x", &[]).await;
+            assert_eq!(r.status, 200, "{policy}: {}", r.body);
+            assert!(r.first_line().starts_with(want), "{policy}: {}", r.body);
+        }
+    }
+    // The egress proxy saw the request as the app sent it.
+    let got = egress.last_received().unwrap();
+    assert_eq!(got.host(), Some("api.unknown.example"));
+    assert_eq!(got.path, "/x");
 }
