@@ -30,6 +30,9 @@ struct EndpointView<'a> {
     /// The DNS name the address was resolved from (Envoy's `hostname`).
     #[serde(skip_serializing_if = "str::is_empty")]
     hostname: &'a str,
+    /// The endpoint's network (empty: the proxy's own).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    network: &'a str,
     weight: u32,
     workload: Option<&'a str>,
     labels: &'a std::collections::BTreeMap<String, String>,
@@ -73,6 +76,7 @@ pub(crate) fn clusters(state: &AdminState) -> serde_json::Value {
                 .map(|ue| EndpointView {
                     address: &ue.authority,
                     hostname: &ue.endpoint.hostname,
+                    network: &ue.endpoint.network,
                     weight: ue.endpoint.weight,
                     workload: ue.endpoint.workload.as_deref(),
                     labels: &ue.endpoint.labels,

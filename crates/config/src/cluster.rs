@@ -49,6 +49,10 @@ pub struct Cluster {
     /// connection goes to its original destination.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub original_dst: bool,
+    /// `resolution: DYNAMIC_DNS`: each request goes to the address its own host name resolves
+    /// to (Istio's dynamic forward proxy cluster).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dynamic_dns: bool,
     #[serde(skip)]
     balancer: Balancer,
 }
@@ -57,7 +61,8 @@ pub struct Cluster {
 fn algorithm(policy: &ClusterPolicy) -> LbAlgorithm {
     match &policy.lb {
         LbPolicy::LeastRequest => LbAlgorithm::LeastRequest,
-        // PASSTHROUGH has no original destination in file mode; round robin is the closest.
+        // PASSTHROUGH forwards intercepted requests to their original destination; without
+        // one (gateways, per-service listeners) round robin is the closest.
         LbPolicy::RoundRobin | LbPolicy::Passthrough => LbAlgorithm::RoundRobin,
         LbPolicy::Random => LbAlgorithm::Random,
         LbPolicy::ConsistentHash(ch) => match ch.algorithm {
@@ -137,7 +142,10 @@ impl Cluster {
             subset: subset.map(str::to_string),
             protocol: port.protocol,
             endpoints,
-            original_dst: service.resolution == "NONE" && service.endpoints.is_empty(),
+            // `simple: PASSTHROUGH` is Istio's ORIGINAL_DST load balancer too.
+            original_dst: (service.resolution == "NONE" && service.endpoints.is_empty())
+                || matches!(policy.lb, LbPolicy::Passthrough),
+            dynamic_dns: service.resolution == "DYNAMIC_DNS",
             policy,
             balancer,
         }
@@ -162,6 +170,7 @@ impl Cluster {
             protocol: Protocol::Http,
             endpoints: Vec::new(),
             original_dst: false,
+            dynamic_dns: false,
             policy: Arc::new(ClusterPolicy::default()),
             balancer,
         }

@@ -35,6 +35,10 @@ pub struct Listener {
     /// Used when no virtual host matches (the service owning a VIP the listener is bound to).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_virtual_host: Option<Arc<VirtualHost>>,
+    /// Gateway server `name` of a TLS-terminating HTTPS server: Istio makes it the stat prefix
+    /// of the server's connection manager; sluice counts its requests under it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stat_prefix: Option<Arc<str>>,
 }
 
 impl Listener {

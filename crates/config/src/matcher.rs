@@ -157,6 +157,10 @@ pub struct RequestMatch {
     /// JWT claims that must not match (`withoutHeaders` keys `@request.auth.claims...`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub without_claims: Vec<ClaimMatch>,
+    /// `statPrefix`: requests that this entry matched are counted under it (Envoy's per-route
+    /// `vhost.<vhost>.route.<prefix>.*` stats). Not a condition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stat_prefix: Option<std::sync::Arc<str>>,
 }
 
 impl RequestMatch {

@@ -41,6 +41,13 @@ pub struct OutboundTable {
         skip_serializing_if = "Option::is_none"
     )]
     pub black_hole: Option<Arc<Cluster>>,
+    /// A Sidecar's `egressProxy` cluster (with `ALLOW_ANY`): what would pass through goes to
+    /// it instead.
+    #[serde(
+        serialize_with = "black_hole_name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub egress_proxy: Option<Arc<Cluster>>,
 }
 
 impl OutboundTable {

@@ -378,6 +378,32 @@ pub struct PoolLimits {
     /// A PROXY protocol header starts each upstream connection (`trafficPolicy.proxyProtocol`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<ProxyProtocolVersion>,
+    /// TCP to the cluster is carried in an HTTP/1.1 CONNECT tunnel through the endpoint
+    /// (`trafficPolicy.tunnel`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
+}
+
+/// `trafficPolicy.tunnel` with protocol `CONNECT`: the endpoint is a forward proxy asked to
+/// connect to `target_host:target_port`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tunnel {
+    /// Host of the CONNECT authority.
+    pub target_host: String,
+    /// Port of the CONNECT authority.
+    pub target_port: u16,
+}
+
+impl Tunnel {
+    /// The CONNECT request's authority (`[v6]:port` for an IPv6 host).
+    pub fn authority(&self) -> String {
+        if self.target_host.contains(':') {
+            format!("[{}]:{}", self.target_host, self.target_port)
+        } else {
+            format!("{}:{}", self.target_host, self.target_port)
+        }
+    }
 }
 
 impl Default for PoolLimits {
@@ -399,6 +425,7 @@ impl Default for PoolLimits {
             h2_keepalive: None,
             use_client_protocol: false,
             proxy_protocol: None,
+            tunnel: None,
         }
     }
 }

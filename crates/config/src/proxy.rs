@@ -38,6 +38,10 @@ pub struct ProxyConfig {
     /// Where the proxy runs, `region/zone/subzone` (empty: unknown, no locality balancing).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub locality: String,
+    /// The proxy's L3 network (`--network`, or the Pod's `topology.istio.io/network` label);
+    /// empty: unknown, every endpoint counts as on the same network.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub network: String,
     /// MeshConfig `outboundTrafficPolicy.mode`: what happens to destinations outside the
     /// registry when no Sidecar says.
     #[serde(skip_serializing_if = "crate::scope::OutboundMode::is_allow_any")]
@@ -59,6 +63,7 @@ impl Default for ProxyConfig {
             trust_domain: "cluster.local".into(),
             trust_domain_aliases: Vec::new(),
             locality: String::new(),
+            network: String::new(),
             outbound_traffic_policy: crate::scope::OutboundMode::AllowAny,
         }
     }

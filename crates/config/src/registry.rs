@@ -45,6 +45,9 @@ pub struct Endpoint {
     /// The DNS name `address` was resolved from (empty: `address` is as configured).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub hostname: String,
+    /// The L3 network of the workload (`network`; empty: the proxy's own).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub network: String,
 }
 
 impl Endpoint {
@@ -131,6 +134,12 @@ impl Registry {
                 .filter_map(|a| a.parse().ok())
                 .collect::<Vec<_>>();
             let resolves_itself = endpoints.is_empty() && resolves_host_itself(se);
+            // Istio reaches an endpoint without an address (only a `network`) through that
+            // network's gateway; with no gateway known (sluice has none) it is left out.
+            let endpoints: Vec<Arc<Endpoint>> = endpoints
+                .into_iter()
+                .filter(|e| !e.address.is_empty())
+                .collect();
             for host in &se.hosts {
                 let hostname = host.trim_end_matches('.').to_ascii_lowercase();
                 services.entry(hostname.clone()).or_insert_with(|| {
@@ -214,6 +223,7 @@ fn endpoints_of(
         service_account: we.service_account.clone().filter(|s| !s.is_empty()),
         locality: locality_of(we),
         hostname: String::new(),
+        network: we.network.clone().unwrap_or_default(),
     };
     if let Some(sel) = &se.workload_selector {
         return workloads
@@ -270,6 +280,7 @@ fn host_endpoint(host: &str) -> Arc<Endpoint> {
         service_account: None,
         locality: String::new(),
         hostname: String::new(),
+        network: String::new(),
     })
 }
 

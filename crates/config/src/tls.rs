@@ -119,6 +119,9 @@ pub struct ServerTls {
     /// TLS 1.2 cipher suites by their OpenSSL/Envoy names (empty: the defaults).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cipher_suites: Vec<String>,
+    /// Certificate revocation lists (PEM file, `caCrl`) checked against client certificates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_crl: Option<String>,
 }
 
 /// Upstream TLS of a cluster (DestinationRule `tls` with mode `SIMPLE` or `MUTUAL`).
@@ -138,6 +141,9 @@ pub struct ClientTls {
     /// No verification of the server certificate at all.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub insecure_skip_verify: bool,
+    /// Certificate revocation lists (PEM file, `caCrl`) checked against the server's chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_crl: Option<String>,
     /// ALPN `h2` is offered (HTTP2/GRPC ports), else `http/1.1`.
     pub h2: bool,
 }

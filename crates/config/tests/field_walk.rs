@@ -36,10 +36,11 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("VirtualService", "hosts", E("first_match_wins_with_every_match_field")),
     ("VirtualService", "gateways", E("gateway_merges_virtual_services_oldest_first_with_catch_alls_last")),
     ("VirtualService", "http", E("first_match_wins_with_every_match_field")),
-    ("VirtualService", "tls", N {
+    ("VirtualService", "tls", E("sidecar_interception_in_network_namespaces")),
+    ("VirtualService", "tls.not_intercepted", N {
         spec: "hosts: [a]\n  tls: [{match: [{sniHosts: [a]}], route: [{destination: {host: a}}]}]",
         at: "spec.tls",
-        readme: "VirtualService `tls` on sidecars (enforced on gateway passthrough servers)",
+        readme: "VirtualService `tls` on sidecars without outbound interception (enforced on intercepted TLS and gateway passthrough servers)",
     }),
     ("VirtualService", "tcp", E("tcp_rules_on_mesh_listeners_and_the_service_default")),
     ("VirtualService", "exportTo", E("virtual_services_and_destination_rules_are_seen_where_they_are_exported")),
@@ -72,11 +73,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("VirtualService", "http.match.sourceNamespace", E("source_namespace_is_a_config_time_filter")),
     ("VirtualService", "http.match.gateways", E("gateway_merges_virtual_services_oldest_first_with_catch_alls_last")),
     ("VirtualService", "http.match.ignoreUriCase", E("first_match_wins_with_every_match_field")),
-    ("VirtualService", "http.match.statPrefix", N {
-        spec: "hosts: [a]\n  http: [{match: [{statPrefix: s}], route: [{destination: {host: a}}]}]",
-        at: "spec.http[0].match[0].statPrefix",
-        readme: "VirtualService `statPrefix`",
-    }),
+    ("VirtualService", "http.match.statPrefix", E("stat_prefix_counts_the_requests_of_its_match")),
     ("VirtualService", "http.route.destination.host", E("split_is_exact_over_1000_requests_and_every_window_of_100")),
     ("VirtualService", "http.route.destination.subset", E("split_is_exact_over_1000_requests_and_every_window_of_100")),
     ("VirtualService", "http.route.destination.port", E("envoy_failures_nc_uh_uf_and_nr")),
@@ -127,16 +124,13 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("DestinationRule", "trafficPolicy", E("merge_precedence")),
     ("DestinationRule", "subsets", E("merge_precedence")),
     ("DestinationRule", "exportTo", E("virtual_services_and_destination_rules_are_seen_where_they_are_exported")),
-    ("DestinationRule", "workloadSelector", N {
-        spec: "host: a\n  workloadSelector: {matchLabels: {app: a}}",
-        at: "spec.workloadSelector",
-        readme: "DestinationRule `workloadSelector`",
-    }),
+    ("DestinationRule", "workloadSelector", E("workload_selector_rules_apply_to_matching_proxies_of_their_namespace")),
     ("DestinationRule", "trafficPolicy.portLevelSettings", E("merge_precedence")),
-    ("DestinationRule", "trafficPolicy.tunnel", N {
-        spec: "host: a\n  trafficPolicy: {tunnel: {targetHost: b, targetPort: 80}}",
-        at: "spec.trafficPolicy.tunnel",
-        readme: "DestinationRule `tunnel`",
+    ("DestinationRule", "trafficPolicy.tunnel", E("tcp_is_carried_in_a_connect_tunnel_through_the_endpoint")),
+    ("DestinationRule", "trafficPolicy.tunnel.protocol.POST", N {
+        spec: "host: a\n  trafficPolicy: {tunnel: {protocol: POST, targetHost: b, targetPort: 80}}",
+        at: "spec.trafficPolicy.tunnel.protocol",
+        readme: "DestinationRule `tunnel.protocol: POST` (CONNECT tunnels are enforced)",
     }),
     ("DestinationRule", "trafficPolicy.proxyProtocol", E("proxy_protocol_v1_carries_the_client_addresses")),
     ("DestinationRule", "trafficPolicy.retryBudget", E("retry_budget_limits_concurrent_retries")),
@@ -148,10 +142,11 @@ const FIELDS: &[(&str, &str, Status)] = &[
         readme: "DestinationRule `retryBudget.budgetInterval`",
     }),
     ("DestinationRule", "trafficPolicy.loadBalancer.simple", E("endpoint_weights_are_honoured_by_round_robin")),
-    ("DestinationRule", "trafficPolicy.loadBalancer.simple.PASSTHROUGH", N {
+    ("DestinationRule", "trafficPolicy.loadBalancer.simple.PASSTHROUGH", E("passthrough_load_balancer_sends_intercepted_requests_to_their_original_destination")),
+    ("DestinationRule", "trafficPolicy.loadBalancer.simple.PASSTHROUGH.not_intercepted", N {
         spec: "host: a\n  trafficPolicy: {loadBalancer: {simple: PASSTHROUGH}}",
         at: "spec.trafficPolicy.loadBalancer.simple",
-        readme: "DestinationRule `simple: PASSTHROUGH` in file mode (round robin is used)",
+        readme: "DestinationRule `simple: PASSTHROUGH` on gateways and per-service listeners (no original destination: round robin is used; intercepted requests are enforced)",
     }),
     ("DestinationRule", "trafficPolicy.loadBalancer.consistentHash.httpHeaderName", E("session_affinity_by_header_cookie_and_source_ip")),
     ("DestinationRule", "trafficPolicy.loadBalancer.consistentHash.httpCookie", E("session_affinity_by_header_cookie_and_source_ip")),
@@ -197,11 +192,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("DestinationRule", "trafficPolicy.tls.clientCertificate", E("mutual_origination_presents_the_client_certificate")),
     ("DestinationRule", "trafficPolicy.tls.privateKey", E("mutual_origination_presents_the_client_certificate")),
     ("DestinationRule", "trafficPolicy.tls.caCertificates", E("egress_tls_origination_simple")),
-    ("DestinationRule", "trafficPolicy.tls.caCrl", N {
-        spec: "host: a\n  trafficPolicy: {tls: {mode: SIMPLE, caCrl: /crl.pem}}",
-        at: "spec.trafficPolicy.tls.caCrl",
-        readme: "DestinationRule `caCrl`",
-    }),
+    ("DestinationRule", "trafficPolicy.tls.caCrl", E("origination_refuses_a_revoked_server_certificate_by_ca_crl")),
     ("DestinationRule", "trafficPolicy.tls.credentialName", E("credential_name_secrets_are_served_and_rotated")),
     ("DestinationRule", "trafficPolicy.tls.subjectAltNames", E("egress_tls_origination_simple")),
     ("DestinationRule", "trafficPolicy.tls.sni", E("egress_tls_origination_simple")),
@@ -210,17 +201,14 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("Gateway", "selector", E("a_gateway_selecting_other_labels_is_reported")),
     ("Gateway", "servers", E("gateway_merges_virtual_services_oldest_first_with_catch_alls_last")),
     ("Gateway", "servers.port", E("subdomain_gateway_routes_by_host")),
-    ("Gateway", "servers.bind", N {
-        spec: "servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [\"*\"], bind: 127.0.0.2}]",
+    ("Gateway", "servers.bind", E("server_bind_listens_on_that_address_only")),
+    ("Gateway", "servers.bind.unix", N {
+        spec: "servers: [{port: {number: 0, name: http, protocol: HTTP}, hosts: [\"*\"], bind: \"unix:///tmp/gw.sock\"}]",
         at: "spec.servers[0].bind",
-        readme: "Gateway server `bind`",
+        readme: "Gateway server `bind` to a unix domain socket (IP addresses are enforced)",
     }),
     ("Gateway", "servers.hosts", E("gateway_merges_virtual_services_oldest_first_with_catch_alls_last")),
-    ("Gateway", "servers.name", N {
-        spec: "servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [\"*\"], name: main}]",
-        at: "spec.servers[0].name",
-        readme: "Gateway server `name` (a stats prefix)",
-    }),
+    ("Gateway", "servers.name", E("named_https_server_counts_requests_under_its_name")),
     ("Gateway", "servers.tls", E("simple_tls_ingress_serves_https_with_alpn")),
     ("Gateway", "servers.tls.httpsRedirect", E("https_redirect_answers_301_before_routing")),
     ("Gateway", "servers.tls.mode", E("mutual_tls_ingress_requires_a_client_certificate")),
@@ -230,11 +218,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("Gateway", "servers.tls.verifyCertificateHash", E("optional_mutual_and_certificate_pins")),
     ("Gateway", "servers.tls.minProtocolVersion", E("openssl_sees_sni_alpn_versions_and_client_auth")),
     ("Gateway", "servers.tls.maxProtocolVersion", E("openssl_sees_sni_alpn_versions_and_client_auth")),
-    ("Gateway", "servers.tls.caCrl", N {
-        spec: "servers: [{port: {number: 443, name: https, protocol: HTTPS}, hosts: [\"*\"], tls: {mode: MUTUAL, serverCertificate: /c.pem, privateKey: /k.pem, caCertificates: /ca.pem, caCrl: /crl.pem}}]",
-        at: "spec.servers[0].tls.caCrl",
-        readme: "Gateway `caCrl`",
-    }),
+    ("Gateway", "servers.tls.caCrl", E("revoked_client_certificates_are_refused_by_ca_crl")),
     // ----- ServiceEntry (reference §5) -----
     ("ServiceEntry", "hosts", E("egress_tls_origination_simple")),
     ("ServiceEntry", "addresses", E("original_destination_selects_the_listener")),
@@ -242,28 +226,21 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("ServiceEntry", "location", E("auto_mtls_between_two_sidecars_and_a_destination_rule_turning_it_off")),
     ("ServiceEntry", "resolution", E("egress_tls_origination_simple")),
     ("ServiceEntry", "resolution.NONE", E("sidecar_interception_in_network_namespaces")),
-    ("ServiceEntry", "resolution.DYNAMIC_DNS", N {
-        spec: "hosts: [\"*.example.com\"]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: DYNAMIC_DNS",
-        at: "spec.resolution",
-        readme: "ServiceEntry `resolution: DYNAMIC_DNS`",
+    ("ServiceEntry", "resolution.DYNAMIC_DNS", E("dynamic_dns_resolves_each_request_host_and_follows_its_ttl")),
+    ("ServiceEntry", "resolution.DYNAMIC_DNS.TLS", N {
+        spec: "hosts: [\"*.example.com\"]\n  ports: [{number: 443, name: tls, protocol: TLS}]\n  resolution: DYNAMIC_DNS",
+        at: "spec.ports[0]",
+        readme: "ServiceEntry `resolution: DYNAMIC_DNS` on TLS ports (HTTP ports are enforced)",
     }),
     ("ServiceEntry", "endpoints", E("locality_failover_task")),
     ("ServiceEntry", "workloadSelector", E("auto_mtls_between_two_sidecars_and_a_destination_rule_turning_it_off")),
     ("ServiceEntry", "exportTo", E("service_entries_are_seen_where_they_are_exported")),
-    ("ServiceEntry", "subjectAltNames", N {
-        spec: "hosts: [a.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: DNS\n  subjectAltNames: [spiffe://a]",
-        at: "spec.subjectAltNames",
-        readme: "ServiceEntry `subjectAltNames`",
-    }),
+    ("ServiceEntry", "subjectAltNames", E("service_entry_subject_alt_names_are_accepted_server_identities")),
     // ----- WorkloadEntry (reference §6) -----
     ("WorkloadEntry", "address", E("split_is_exact_over_1000_requests_and_every_window_of_100")),
     ("WorkloadEntry", "ports", E("split_is_exact_over_1000_requests_and_every_window_of_100")),
     ("WorkloadEntry", "labels", E("split_is_exact_over_1000_requests_and_every_window_of_100")),
-    ("WorkloadEntry", "network", N {
-        spec: "address: 10.0.0.1\n  network: net2",
-        at: "spec.network",
-        readme: "WorkloadEntry `network`",
-    }),
+    ("WorkloadEntry", "network", E("endpoints_on_other_networks_are_reached_directly_without_a_gateway")),
     ("WorkloadEntry", "locality", E("locality_failover_task")),
     ("WorkloadEntry", "weight", E("endpoint_weights_are_honoured_by_round_robin")),
     ("WorkloadEntry", "serviceAccount", E("registry_endpoints_carry_their_service_account")),
@@ -292,11 +269,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
         readme: "Sidecar `inboundConnectionPool`",
     }),
     ("Sidecar", "outboundTrafficPolicy", E("outbound_traffic_policy_comes_from_the_sidecar_else_the_mesh")),
-    ("Sidecar", "outboundTrafficPolicy.egressProxy", N {
-        spec: "outboundTrafficPolicy: {mode: ALLOW_ANY, egressProxy: {host: egress.example.com, port: {number: 80}}}",
-        at: "spec.outboundTrafficPolicy.egressProxy",
-        readme: "Sidecar `outboundTrafficPolicy.egressProxy`",
-    }),
+    ("Sidecar", "outboundTrafficPolicy.egressProxy", E("egress_proxy_takes_requests_for_unknown_destinations")),
 ];
 
 fn workspace() -> PathBuf {

@@ -369,6 +369,7 @@ spec:
             }),
             use_client_protocol: false,
             proxy_protocol: None,
+            tunnel: None,
         }
     );
     // `0s` disables the idle timeout; a zero limit keeps the default (Istio cannot tell it from unset).

@@ -353,3 +353,34 @@ spec:
         assert!(diags.is_empty(), "sample not clean: {diags:#?}\n{yaml}");
     }
 }
+
+/// Servers are merged per (port, `bind`); a `bind` on a port that servers without one take on
+/// every address cannot be bound next to them: reported and left out, not fatal at start.
+#[test]
+fn binds_get_listeners_of_their_own_unless_the_port_is_bound_everywhere() {
+    use sluice_config::{build_snapshot, ProxyConfig};
+    let yaml = named(
+        "gw",
+        "\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n  - port: {number: 80, name: http2, protocol: HTTP}\n    hosts: [\"*\"]\n    bind: 127.0.0.2\n  - port: {number: 81, name: http3, protocol: HTTP}\n    hosts: [\"*\"]\n    bind: 127.0.0.3\n  - port: {number: 81, name: http4, protocol: HTTP}\n    hosts: [\"*\"]\n    bind: 127.0.0.4\n",
+    );
+    let parsed = sluice_model::parse_text(&yaml, None);
+    let snap = build_snapshot(
+        parsed.resources,
+        Vec::new(),
+        &ProxyConfig::default(),
+        &sluice_lb::StateStore::new(),
+        1,
+    )
+    .unwrap();
+    let mut names: Vec<&str> = snap.listeners.iter().map(|l| l.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["0.0.0.0_80", "127.0.0.3_81", "127.0.0.4_81"]);
+    assert!(
+        snap.diagnostics
+            .iter()
+            .any(|d| d.code == sluice_model::codes::GATEWAY_PORT_CONFLICT
+                && d.field.as_deref() == Some("spec.servers[1].bind")),
+        "{:#?}",
+        snap.diagnostics
+    );
+}

@@ -296,9 +296,9 @@ fn parsed_but_not_enforced_fields_are_named() {
     };
     let d = diags(&obj(
         "Sidecar",
-        "\n  egress: [{hosts: [\"./*\"], bind: 127.0.0.2, captureMode: NONE}]\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY, egressProxy: {host: e}}\n",
+        "\n  egress: [{hosts: [\"./*\"], bind: 127.0.0.2, captureMode: NONE}]\n  outboundTrafficPolicy: {mode: ALLOW_ANY, egressProxy: {host: e.example.com, port: {number: 3128}}}\n",
     ));
-    // Egress hosts and the mode are enforced; binding, capture and the egress proxy are not.
+    // Egress hosts, the mode and the egress proxy are enforced; binding and capture are not.
     assert!(
         !d.iter().any(|d| d.code == codes::NOT_ENFORCED
             && matches!(
@@ -307,17 +307,23 @@ fn parsed_but_not_enforced_fields_are_named() {
             )),
         "{d:#?}"
     );
-    for f in [
-        "spec.egress[0].bind",
-        "spec.egress[0].captureMode",
-        "spec.outboundTrafficPolicy.egressProxy",
-    ] {
+    for f in ["spec.egress[0].bind", "spec.egress[0].captureMode"] {
         assert!(
             d.iter()
                 .any(|d| d.code == codes::NOT_ENFORCED && d.field.as_deref() == Some(f)),
             "{f}: {d:#?}"
         );
     }
+    // As Istio's webhook: an egress proxy only with ALLOW_ANY (unset means REGISTRY_ONLY).
+    let d = diags(&obj(
+        "Sidecar",
+        "\n  outboundTrafficPolicy: {egressProxy: {host: e.example.com, port: {number: 3128}}}\n",
+    ));
+    assert!(
+        d.iter().any(|d| d.severity == Severity::Error
+            && d.field.as_deref() == Some("spec.outboundTrafficPolicy.egressProxy")),
+        "{d:#?}"
+    );
     let d = diags(&obj(
         "AuthorizationPolicy",
         "\n  action: CUSTOM\n  provider: {name: ext}\n  rules: [{}]\n",

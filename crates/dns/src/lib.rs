@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+mod dynamic;
 mod refresh;
 mod settings;
 
@@ -55,6 +56,8 @@ struct Inner {
     write: Mutex<()>,
     tasks: Mutex<HashMap<String, AbortHandle>>,
     changed: watch::Sender<u64>,
+    /// `DYNAMIC_DNS` answers, resolved at request time.
+    dynamic: Mutex<dynamic::HostCache>,
 }
 
 impl Drop for Inner {
@@ -87,6 +90,7 @@ impl DnsResolver {
                 write: Mutex::new(()),
                 tasks: Mutex::new(HashMap::new()),
                 changed,
+                dynamic: Mutex::new(dynamic::HostCache::default()),
             }),
         })
     }

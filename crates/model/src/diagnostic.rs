@@ -193,6 +193,9 @@ pub mod codes {
     /// A PeerAuthentication is ignored because an older one covers the same namespace or
     /// workload.
     pub const PEER_AUTHENTICATION_SHADOWED: &str = "SLC0018";
+    /// An endpoint is on another network than the proxy's: Istio would go through that
+    /// network's gateway, and with none known (sluice has none) reaches it directly.
+    pub const CROSS_NETWORK_ENDPOINT: &str = "SLC0019";
     /// Several Sidecars without a workload selector in one namespace (the oldest wins).
     pub const MULTIPLE_SIDECARS_WITHOUT_SELECTOR: &str = "IST0111";
     /// Several Sidecars select the same workload (the oldest wins).

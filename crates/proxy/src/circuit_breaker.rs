@@ -325,6 +325,7 @@ mod tests {
             sni: "c.example.com".into(),
             subject_alt_names: Vec::new(),
             insecure_skip_verify: false,
+            ca_crl: None,
             h2: true,
         });
         let with_tls = rts.get("c", &limits, true, Some(&tls));

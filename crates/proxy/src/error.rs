@@ -16,6 +16,9 @@ pub enum ProxyError {
     /// The cluster has no endpoint.
     #[error("no healthy upstream in {0}")]
     NoHealthyUpstream(String),
+    /// A `DYNAMIC_DNS` request's host name did not resolve.
+    #[error("DNS resolution of {0} failed")]
+    DnsResolution(String),
     /// Connecting to the endpoint failed.
     #[error("upstream connect failure to {endpoint}: {reason}")]
     ConnectFailure {
@@ -115,6 +118,8 @@ impl ProxyError {
             ProxyError::NoRoute => (StatusCode::NOT_FOUND, "NR", ""),
             ProxyError::NoCluster(_) => (StatusCode::SERVICE_UNAVAILABLE, "NC", ""),
             ProxyError::NoHealthyUpstream(_) => (StatusCode::SERVICE_UNAVAILABLE, "UH", "no healthy upstream"),
+            // Envoy's dynamic forward proxy when the name does not resolve.
+            ProxyError::DnsResolution(_) => (StatusCode::SERVICE_UNAVAILABLE, "DF", "DNS resolution failure"),
             ProxyError::ConnectFailure { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UF",

@@ -98,6 +98,9 @@ pub struct ProxyContext {
     pub options: ProxyOptions,
     /// JWT verification (RequestAuthentication) and its key cache.
     pub authn: security::Authn,
+    /// Resolves request host names for `resolution: DYNAMIC_DNS` (none: such requests get
+    /// `503 DF`).
+    pub dynamic_dns: Option<Arc<dyn crate::dynamic_dns::HostResolver>>,
 }
 
 impl ProxyContext {
@@ -121,6 +124,7 @@ impl ProxyContext {
             connections,
             options,
             authn: security::Authn::default(),
+            dynamic_dns: None,
         }
     }
 }
@@ -408,13 +412,21 @@ async fn proxy(
             // state to every request's future.
             Entry::Outbound(dst) => match &snapshot.outbound.black_hole {
                 Some(black_hole) => crate::black_hole::reply(black_hole, obs),
-                None => Box::pin(passthrough::forward(ctx, dst, req)).await,
+                None => {
+                    Box::pin(crate::egress_proxy::forward_unknown(
+                        ctx, snapshot, dst, req,
+                    ))
+                    .await
+                }
             },
             Entry::Bound(_) | Entry::Terminated { .. } | Entry::Inbound(_) => {
                 error_reply(&ProxyError::NoRoute, "")
             }
         };
     };
+    if listener.stat_prefix.is_some() {
+        obs.server_stat = listener.stat_prefix.clone();
+    }
     if listener.is_gateway() {
         // Envoy's order: the JWT filter (which also feeds claim-based routing), then RBAC.
         req = match ctx.authn.authenticate(snapshot, req) {
@@ -452,7 +464,12 @@ async fn proxy(
             }
             return match entry {
                 // Istio's ALLOW_ANY: an unknown host goes to where the caller was going.
-                Entry::Outbound(dst) => Box::pin(passthrough::forward(ctx, dst, req)).await,
+                Entry::Outbound(dst) => {
+                    Box::pin(crate::egress_proxy::forward_unknown(
+                        ctx, snapshot, dst, req,
+                    ))
+                    .await
+                }
                 Entry::Bound(_) | Entry::Terminated { .. } | Entry::Inbound(_) => {
                     let host = req
                         .headers()
@@ -467,6 +484,14 @@ async fn proxy(
     };
     let policy: &RoutePolicy = &plan.m.route.policy;
     obs.route = Some((plan.m.virtual_host.clone(), plan.m.index));
+    if let Some(prefix) = plan
+        .m
+        .entry
+        .and_then(|i| plan.m.route.matches.get(i))
+        .and_then(|e| e.stat_prefix.as_ref())
+    {
+        obs.route_stat = Some(prefix.clone());
+    }
 
     // Faults run before the router: an abort is never retried, a delay is not charged to the
     // route timeout.
@@ -609,9 +634,16 @@ async fn proxy(
             .pick(&ctx.excluding(if consistent { &[] } else { avoid }))
     };
     let metrics = ctx.telemetry.proxy().cluster(&cluster.name);
-    // Istio's ORIGINAL_DST cluster: an intercepted request goes where its caller was going.
+    // Istio's ORIGINAL_DST cluster: an intercepted request goes where its caller was going;
+    // a DYNAMIC_DNS cluster sends it to its own host name, resolved now.
     let original_dst = match &entry {
         Entry::Outbound(dst) if cluster.original_dst => Some(passthrough::endpoint(*dst)),
+        _ if cluster.dynamic_dns => {
+            match crate::dynamic_dns::endpoint(ctx.dynamic_dns.as_ref(), &head, cluster).await {
+                Ok(e) => Some(e),
+                Err(e) => return error_reply(&e, &flags),
+            }
+        }
         _ => None,
     };
     let result = forward(ForwardRequest {

@@ -7,6 +7,8 @@ pub mod circuit_breaker;
 pub mod config_handle;
 pub mod downstream;
 pub mod drain;
+pub mod dynamic_dns;
+mod egress_proxy;
 pub mod error;
 pub mod filters;
 pub mod handler;

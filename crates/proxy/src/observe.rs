@@ -62,6 +62,10 @@ pub struct Observation {
     pub span: Option<RequestSpan>,
     /// Server side over mesh mTLS: both ends' identities.
     pub mtls: Option<MtlsPeers>,
+    /// The gateway server's `name`, when its listener has one (stats by server).
+    pub server_stat: Option<Arc<str>>,
+    /// The matched entry's `statPrefix`, when it has one (stats by route).
+    pub route_stat: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Observation {
@@ -145,6 +149,8 @@ impl Observation {
             log,
             span: None,
             mtls: None,
+            server_stat: None,
+            route_stat: None,
         }
     }
 
@@ -189,6 +195,17 @@ impl Drop for Observation {
             mirror: false,
             mtls: self.mtls.as_ref(),
         });
+        // Only listeners and routes that name a stat prefix pay for these counters.
+        if let Some(server) = &self.server_stat {
+            self.telemetry
+                .proxy()
+                .gateway_server_request(server, self.status);
+        }
+        if let (Some(prefix), Some(vh)) = (&self.route_stat, vh) {
+            self.telemetry
+                .proxy()
+                .route_stat_request(vh, prefix, self.status);
+        }
         let trace_id = match self.span.take() {
             Some(span) => {
                 let id = span.trace_id();

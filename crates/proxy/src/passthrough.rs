@@ -29,6 +29,7 @@ pub(crate) fn endpoint(addr: SocketAddr) -> UpstreamEndpoint {
             service_account: None,
             locality: String::new(),
             hostname: String::new(),
+            network: String::new(),
         }),
     }
 }

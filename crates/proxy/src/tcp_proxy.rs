@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::handler::ProxyContext;
 use crate::upstream::connect::{self, ConnectSettings};
+use crate::upstream::tunnel;
 
 /// TCP connections being relayed, so that shutdown can wait for them (up to the drain time).
 #[derive(Debug, Clone, Default)]
@@ -226,12 +227,18 @@ pub(crate) async fn relay_to_cluster<D>(
         proxy_protocol: cluster.policy.pool.proxy_protocol,
     };
     let connected = match connect::tcp(&endpoint.authority, &settings).await {
-        Ok(mut s) => connect::send_proxy_header(&mut s, &settings, Some((peer, local)))
-            .await
-            .map(|()| s),
+        Ok(mut s) => match connect::send_proxy_header(&mut s, &settings, Some((peer, local))).await
+        {
+            // `tunnel`: the endpoint is a forward proxy, asked to CONNECT to the target first.
+            Ok(()) => match &cluster.policy.pool.tunnel {
+                Some(t) => tunnel::open(&mut s, t).await.map(|early| (s, early)),
+                None => Ok((s, Vec::new())),
+            },
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
-    let mut upstream = match connected {
+    let (mut upstream, early) = match connected {
         Ok(s) => s,
         Err(reason) => {
             let ejected = index.and_then(|i| {
@@ -256,6 +263,16 @@ pub(crate) async fn relay_to_cluster<D>(
     if let Some(s) = &series {
         s.opened();
     }
+    // Bytes the tunnel proxy sent right after its answer belong to the tunnelled stream.
+    if !early.is_empty() {
+        if let Err(e) = downstream.write_all(&early).await {
+            tracing::debug!(%peer, error = %e, "tcp relay ended");
+            if let Some(s) = &series {
+                s.closed();
+            }
+            return;
+        }
+    }
     if !read.is_empty() {
         if let Err(e) = upstream.write_all(read).await {
             tracing::debug!(%peer, endpoint = %endpoint.authority, error = %e, "tcp relay ended");
@@ -277,7 +294,7 @@ pub(crate) async fn relay_to_cluster<D>(
     }
     if let Some(s) = &series {
         s.received(received.saturating_add(read.len() as u64));
-        s.sent(sent);
+        s.sent(sent.saturating_add(early.len() as u64));
         s.closed();
     }
 }

@@ -34,15 +34,23 @@ fn analyzed(paths: &[PathBuf], labels: Option<&BTreeMap<String, String>>) -> Vec
         &sluice_proxy::tls::CertStore::default(),
         false,
     ));
-    if let Some(labels) = labels {
-        if !diags.iter().any(sluice_config::is_blocking) {
-            let proxy = sluice_config::ProxyConfig {
-                labels: labels.clone(),
-                ..Default::default()
-            };
-            let state = sluice_lb::StateStore::new();
-            let compiled = sluice_config::compile::compile(&parsed.resources, &proxy, &state);
-            diags.extend(compiled.diagnostics);
+    if !diags.iter().any(sluice_config::is_blocking) {
+        let proxy = sluice_config::ProxyConfig {
+            labels: labels.cloned().unwrap_or_default(),
+            ..Default::default()
+        };
+        let state = sluice_lb::StateStore::new();
+        let compiled = sluice_config::compile::compile(&parsed.resources, &proxy, &state);
+        match labels {
+            Some(_) => diags.extend(compiled.diagnostics),
+            // Without labels, what `sluice run` (file mode, no interception) would say is not
+            // enforced: some fields are enforced only where the proxy intercepts traffic.
+            None => diags.extend(
+                compiled
+                    .diagnostics
+                    .into_iter()
+                    .filter(|d| d.code == sluice_model::codes::NOT_ENFORCED),
+            ),
         }
     }
     diags.sort_by(|a, b| {

@@ -68,6 +68,12 @@ pub struct RunArgs {
     /// load balancing. In Kubernetes mode the Pod's `istio-locality` label is used when absent.
     #[arg(long, value_parser = parse_locality)]
     pub locality: Option<String>,
+    /// The L3 network this proxy is on (Istio's `topology.istio.io/network`); endpoints whose
+    /// `network` differs are reported, and reached directly as Istio does when no network
+    /// gateway is known. In Kubernetes mode the Pod's `topology.istio.io/network` label is used
+    /// when absent.
+    #[arg(long)]
+    pub network: Option<String>,
     /// Namespace of this proxy.
     #[arg(long, default_value = "default")]
     pub namespace: String,

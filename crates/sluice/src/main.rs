@@ -139,6 +139,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .or_else(|| sluice::cli::locality_from_label(&opts.proxy.labels))
                 .or(node_locality)
                 .unwrap_or_default();
+            opts.proxy.network = r
+                .network
+                .or_else(|| opts.proxy.labels.get("topology.istio.io/network").cloned())
+                .unwrap_or_default();
             opts.proxy.namespace = r.namespace;
             opts.proxy.outbound_traffic_policy =
                 sluice_config::scope::OutboundMode::parse(&r.outbound_traffic_policy)

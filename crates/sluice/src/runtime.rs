@@ -460,12 +460,17 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     };
     log_diagnostics(&first.diagnostics);
     loader.publish(first.clone());
-    let ctx = Arc::new(ProxyContext::new(
+    let mut ctx = ProxyContext::new(
         config.clone(),
         telemetry.clone(),
         opts.options.clone(),
         opts.tls.clone(),
-    ));
+    );
+    ctx.dynamic_dns = loader
+        .dns
+        .clone()
+        .map(|d| Arc::new(DynamicDns(d)) as Arc<dyn sluice_proxy::dynamic_dns::HostResolver>);
+    let ctx = Arc::new(ctx);
     // Certificate files are re-read when they change (rotation without a restart).
     ctx.tls.spawn_refresh();
     // Remote JWKS start loading now, not at the first request that needs them.
@@ -745,4 +750,13 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         done_rx: Some(done_rx),
         drain: opts.drain,
     })
+}
+
+/// `DYNAMIC_DNS` host names resolved by the DNS resolver, with its TTL cache.
+struct DynamicDns(DnsResolver);
+
+impl sluice_proxy::dynamic_dns::HostResolver for DynamicDns {
+    fn resolve<'a>(&'a self, host: &'a str) -> sluice_proxy::dynamic_dns::Resolving<'a> {
+        Box::pin(self.0.resolve_host(host))
+    }
 }

@@ -15,6 +15,8 @@ struct Check<'a> {
     cert_field: &'static str,
     certificate: Option<(&'a str, &'a str)>,
     ca: Option<&'a str>,
+    /// `caCrl`.
+    crl: Option<&'a str>,
     credential: Option<&'a str>,
 }
 
@@ -55,6 +57,16 @@ impl Check<'_> {
                 ));
             }
         }
+        if let Some(crl) = self.crl {
+            if let Err(e) = store.crls(&resolve_path(r, crl)) {
+                out.push(r.diag(
+                    Severity::Error,
+                    codes::TLS_MATERIAL,
+                    format!("{}.caCrl", self.base),
+                    format!("{e}; TLS with it fails until it is fixed"),
+                ));
+            }
+        }
         if let (Some(name), false) = (self.credential, kubernetes) {
             out.push(r.diag(
                 Severity::Warning,
@@ -83,6 +95,7 @@ fn client_check<'a>(r: &'a Resource, base: String, t: &'a ClientTlsSettings) -> 
             _ => None,
         },
         ca: t.ca_certificates.as_deref().filter(|c| !c.is_empty()),
+        crl: t.ca_crl.as_deref().filter(|c| !c.is_empty()),
         credential: t.credential_name.as_deref().filter(|c| !c.is_empty()),
     })
 }
@@ -111,6 +124,10 @@ pub fn diagnostics(resources: &[Resource], store: &CertStore, kubernetes: bool) 
                             .as_deref()
                             .zip(t.private_key.as_deref()),
                         ca: t.ca_certificates.as_deref().filter(|c| !c.is_empty()),
+                        crl: t
+                            .ca_crl
+                            .as_deref()
+                            .filter(|c| !c.is_empty() && t.mode.as_deref() != Some("SIMPLE")),
                         credential: t.credential_name.as_deref().filter(|c| !c.is_empty()),
                     });
                 }

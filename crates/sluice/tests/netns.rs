@@ -1,7 +1,7 @@
 //! The sidecar's interception listeners in real network namespaces: `sluice iptables` redirects a
 //! pod's traffic, the proxy (running as UID 1337, which the rules exempt) routes an app's call to
 //! a service VIP 90/10 between two backends in another namespace, passes unknown destinations
-//! through, hands inbound connections to the app on loopback with
+//! through (and so does a `PASSTHROUGH` load balancer), hands inbound connections to the app on loopback with
 //! `istio_requests_total{reporter="destination"}` counted, and routes a connection to a TCP
 //! service's VIP by its `tcp` rules (Istio's tcp-echo) and TLS by its ClientHello's SNI (`tls`
 //! rules, without terminating it).
@@ -30,6 +30,7 @@ const APP_PORT: u16 = 8080;
 const HTTPS_PORT: u16 = 8443;
 const SECURE_HOST: &str = "secure.example.com";
 const NONE_HOST: &str = "anywhere.example.com";
+const PASSTHROUGH_HOST: &str = "pinned.example.com";
 const WAIT: Duration = Duration::from_secs(20);
 
 fn config() -> String {
@@ -130,6 +131,25 @@ spec:
   location: MESH_EXTERNAL
   resolution: NONE
   ports: [{{number: {BACKEND_PORT}, name: http, protocol: HTTP}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: pinned, namespace: default}}
+spec:
+  hosts: [{PASSTHROUGH_HOST}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{{number: {BACKEND_PORT}, name: http, protocol: HTTP}}]
+  endpoints:
+  - {{address: {V1_IP}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: pinned, namespace: default}}
+spec:
+  host: {PASSTHROUGH_HOST}
+  trafficPolicy:
+    loadBalancer: {{simple: PASSTHROUGH}}
 "#
     )
 }
@@ -387,6 +407,21 @@ fn sidecar_interception_in_network_namespaces() {
             &["-H", &host],
         );
         println!("outbound {NONE_HOST} (resolution NONE) via {ip}: {seen:?} {statuses}");
+        assert_eq!(seen, [(version.to_string(), 4)]);
+    }
+
+    // `loadBalancer.simple: PASSTHROUGH` (the ORIGINAL_DST load balancer): the service's only
+    // endpoint is v1, yet each request goes where the app was going.
+    let host = format!("Host: {PASSTHROUGH_HOST}");
+    for (ip, version) in [(V1_IP, "v1"), (V2_IP, "v2")] {
+        let (seen, statuses) = traffic_with(
+            &env,
+            &pod,
+            &format!("http://{ip}:{BACKEND_PORT}/"),
+            4,
+            &["-H", &host],
+        );
+        println!("outbound {PASSTHROUGH_HOST} (PASSTHROUGH) via {ip}: {seen:?} {statuses}");
         assert_eq!(seen, [(version.to_string(), 4)]);
     }
 

@@ -18,6 +18,20 @@ use crate::cache::{names_hash, CowMap};
 type ClusterLabel = [(&'static str, String); 1];
 type SplitLabels = [(&'static str, String); 4];
 type ReasonLabel = [(&'static str, &'static str); 1];
+type ServerLabels = [(&'static str, String); 2];
+type RouteStatLabels = [(&'static str, String); 3];
+
+/// Envoy's response code class of a status (`2xx`); `0` when no response was sent.
+pub fn response_code_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "0",
+    }
+}
 
 /// The per-cluster handles (`cluster` label = Envoy-style cluster name).
 #[derive(Debug, Clone)]
@@ -76,6 +90,8 @@ pub struct ProxyMetrics {
     retry_overflow: Family<ClusterLabel, Counter>,
     splits: Family<SplitLabels, Counter>,
     tls_handshake_errors: Family<ReasonLabel, Counter>,
+    gateway_server_requests: Family<ServerLabels, Counter>,
+    route_stat_requests: Family<RouteStatLabels, Counter>,
     cluster_cache: CowMap<Arc<str>, Arc<ClusterMetrics>>,
     split_cache: CowMap<[Arc<str>; 4], Counter>,
 }
@@ -98,6 +114,8 @@ impl ProxyMetrics {
             retry_overflow: Family::default(),
             splits: Family::default(),
             tls_handshake_errors: Family::default(),
+            gateway_server_requests: Family::default(),
+            route_stat_requests: Family::default(),
             cluster_cache: CowMap::default(),
             split_cache: CowMap::default(),
         };
@@ -172,7 +190,44 @@ impl ProxyMetrics {
             "Downstream TLS handshakes that failed, by reason",
             m.tls_handshake_errors.clone(),
         );
+        r.register(
+            "gateway_server_requests",
+            "Requests served by a named TLS-terminating gateway server, by response code class (Envoy's http.<server name>.downstream_rq_<class>)",
+            m.gateway_server_requests.clone(),
+        );
+        r.register(
+            "route_requests",
+            "Requests forwarded by a route match with a statPrefix, by response code class (Envoy's vhost.<vhost>.route.<prefix>.upstream_rq_<class>)",
+            m.route_stat_requests.clone(),
+        );
         m
+    }
+
+    /// Counts a request of a named gateway server (`sluice_gateway_server_requests_total`).
+    pub fn gateway_server_request(&self, server: &str, status: u16) {
+        self.gateway_server_requests
+            .get_or_create(&[
+                ("server", server.to_string()),
+                (
+                    "response_code_class",
+                    response_code_class(status).to_string(),
+                ),
+            ])
+            .inc();
+    }
+
+    /// Counts a request of a route match with a `statPrefix` (`sluice_route_requests_total`).
+    pub fn route_stat_request(&self, virtual_host: &str, stat_prefix: &str, status: u16) {
+        self.route_stat_requests
+            .get_or_create(&[
+                ("virtual_host", virtual_host.to_string()),
+                ("stat_prefix", stat_prefix.to_string()),
+                (
+                    "response_code_class",
+                    response_code_class(status).to_string(),
+                ),
+            ])
+            .inc();
     }
 
     /// Counts a failed downstream TLS handshake (`sluice_tls_handshake_errors_total{reason}`).

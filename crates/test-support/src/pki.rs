@@ -11,8 +11,9 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    date_time_ymd, BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SanType, SerialNumber,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -58,9 +59,46 @@ impl TestCa {
         self.issue_with(names, &rcgen::PKCS_ECDSA_P256_SHA256)
     }
 
+    /// A leaf for `names` with this serial number (to revoke it in a [`TestCa::crl`]).
+    pub fn issue_serial(&self, names: &[&str], serial: u64) -> Leaf {
+        self.issue_inner(names, &rcgen::PKCS_ECDSA_P256_SHA256, Some(serial))
+    }
+
+    /// A CRL (PEM) of this CA revoking the leaves with these serial numbers.
+    pub fn crl(&self, revoked: &[u64]) -> String {
+        let params = CertificateRevocationListParams {
+            this_update: date_time_ymd(2024, 1, 1),
+            next_update: date_time_ymd(2099, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|n| RevokedCertParams {
+                    serial_number: SerialNumber::from(*n),
+                    revocation_time: date_time_ymd(2024, 1, 1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        params.signed_by(&issuer).unwrap().pem().unwrap()
+    }
+
     /// A leaf signed with a key of the given algorithm (e.g. `rcgen::PKCS_RSA_SHA256`).
     pub fn issue_with(&self, names: &[&str], alg: &'static rcgen::SignatureAlgorithm) -> Leaf {
+        self.issue_inner(names, alg, None)
+    }
+
+    fn issue_inner(
+        &self,
+        names: &[&str],
+        alg: &'static rcgen::SignatureAlgorithm,
+        serial: Option<u64>,
+    ) -> Leaf {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.serial_number = serial.map(SerialNumber::from);
         params.subject_alt_names = names
             .iter()
             .map(|n| {

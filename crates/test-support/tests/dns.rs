@@ -257,3 +257,62 @@ async fn each_host_of_a_dns_service_entry_without_endpoints_reaches_its_own_addr
     assert_eq!(c, ["503 no healthy upstream"]);
     p.shutdown().await;
 }
+
+/// `resolution: DYNAMIC_DNS` (Istio's dynamic forward proxy): a wildcard host whose requests go
+/// to the address their own host name resolves to, at request time, kept for the record's TTL;
+/// a name that does not resolve is `503` (Envoy's `DF`).
+#[tokio::test]
+async fn dynamic_dns_resolves_each_request_host_and_follows_its_ttl() {
+    let (port, _pool) = backends(&[2, 3]).await;
+    let dns = DnsServer::start().await;
+    dns.set("a.pool.example", &[ip(2)], 1);
+    dns.set("b.pool.example", &[ip(3)], 300);
+    let dir = ConfigDir::new();
+    dir.write(
+        "se.yaml",
+        &service_entry(&["\"*.pool.example\""], port, "DYNAMIC_DNS", ""),
+    );
+    let server = dns.addr();
+    let _p = proxy(dir.path(), |o| {
+        o.watch = false;
+        o.dns = Some(sluice_dns::DnsSettings {
+            servers: vec![server],
+            refresh: Duration::from_secs(30),
+        });
+    })
+    .await;
+    assert_eq!(
+        distinct(&versions(port, "a.pool.example", 3).await),
+        BTreeSet::from([ip(2).to_string()])
+    );
+    assert_eq!(
+        distinct(&versions(port, "b.pool.example", 1).await),
+        BTreeSet::from([ip(3).to_string()])
+    );
+    // Within the TTL the answer is reused: no new query for b.
+    let asked = dns.queries("b.pool.example");
+    assert_eq!(
+        distinct(&versions(port, "b.pool.example", 5).await),
+        BTreeSet::from([ip(3).to_string()])
+    );
+    assert_eq!(dns.queries("b.pool.example"), asked);
+    // a's record lives 1 s: its new address is used once it expired.
+    dns.set("a.pool.example", &[ip(3)], 1);
+    assert_eventually(
+        Duration::from_secs(10),
+        "a.pool.example follows its new address",
+        || async { versions(port, "a.pool.example", 1).await == [ip(3).to_string()] },
+    )
+    .await;
+    // A name without records: Envoy's DNS resolution failure.
+    let r = TestClient::new()
+        .get(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            "c.pool.example",
+            "/",
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body.trim(), "DNS resolution failure");
+}

@@ -672,3 +672,56 @@ async fn sidecar_ingress_tls_serves_non_mesh_tls_clients_next_to_mesh_mtls() {
     assert!(r.body.contains(&format!("URI={SLEEP}")), "{}", r.body);
     p.shutdown().await;
 }
+
+/// ServiceEntry `subjectAltNames`: identities the service's servers may present, next to its
+/// endpoints' service accounts (Istio adds both to the service's accounts for ISTIO_MUTUAL).
+#[tokio::test]
+async fn service_entry_subject_alt_names_are_accepted_server_identities() {
+    let httpbin = backend("httpbin", "v1").await;
+    let mesh = Mesh::new();
+    let server_dir = ConfigDir::new();
+    server_dir.write("pa.yaml", &peer_authentication("STRICT"));
+    let inbound = free_port();
+    let server = httpbin_sidecar(server_dir.path(), &mesh, inbound, "HTTP", httpbin.addr()).await;
+    let client_dir = ConfigDir::new();
+    let service_port = free_port();
+    // The endpoint claims another service account; only `subjectAltNames` can vouch for the
+    // identity the server really has.
+    let entry = |sans: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: httpbin\n  namespace: foo\nspec:\n  hosts: [httpbin.foo.svc.cluster.local]\n  location: MESH_INTERNAL\n{sans}  ports:\n  - number: {service_port}\n    name: http\n    protocol: HTTP\n  resolution: STATIC\n  endpoints:\n  - address: 127.0.0.1\n    ports:\n      http: {inbound}\n    serviceAccount: not-httpbin\n    labels:\n      security.istio.io/tlsMode: istio\n"
+        )
+    };
+    client_dir.write("httpbin.yaml", &entry(""));
+    let tls = mesh.runtime(SLEEP);
+    let client = proxy(client_dir.path(), |o| {
+        o.proxy.namespace = "foo".into();
+        o.proxy.labels.insert("app".into(), "sleep".into());
+        o.proxy.gateway_role = false;
+        o.tls = tls;
+    })
+    .await;
+    let via_sidecar = || async {
+        TestClient::new()
+            .get(local(service_port), "httpbin.foo:8000", "/headers", &[])
+            .await
+    };
+    assert_eq!(via_sidecar().await.status, 503);
+    client_dir.write(
+        "httpbin.yaml",
+        &entry(&format!("  subjectAltNames: [\"{HTTPBIN}\"]\n")),
+    );
+    client.reload().await.unwrap().unwrap();
+    let r = via_sidecar().await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A name the server does not carry vouches for nothing.
+    client_dir.write(
+        "httpbin.yaml",
+        &entry("  subjectAltNames: [\"spiffe://cluster.local/ns/foo/sa/other\"]\n"),
+    );
+    client.reload().await.unwrap().unwrap();
+    assert_eq!(via_sidecar().await.status, 503);
+    assert_eq!(httpbin.requests(), 1);
+    client.shutdown().await;
+    server.shutdown().await;
+}

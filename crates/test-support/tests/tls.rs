@@ -1126,3 +1126,113 @@ async fn optional_mutual_and_certificate_pins() {
         .is_err());
     p.shutdown().await;
 }
+
+/// MUTUAL with `caCrl`: a client certificate the CA revoked is refused, one it did not revoke
+/// is admitted; a rewritten CRL file applies to new handshakes.
+#[tokio::test]
+async fn revoked_client_certificates_are_refused_by_ca_crl() {
+    let httpbin = backend("httpbin", "v1").await;
+    let ca = TestCa::new("example.com root");
+    let dir = ConfigDir::new();
+    let (cert, key) = ca
+        .issue(&["httpbin.example.com"])
+        .write(dir.path(), "httpbin");
+    let ca_file = ca.write(dir.path(), "ca.crt");
+    let crl_file = dir.write("ca.crl", &ca.crl(&[1001]));
+    let port = free_port();
+    dir.write(
+        "svc.yaml",
+        &service_yaml(
+            "httpbin.default.svc.cluster.local",
+            8000,
+            &[("v1", httpbin.addr())],
+        ),
+    );
+    dir.write(
+        "gateway.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: mygateway\nspec:\n  selector:\n    istio: ingressgateway\n  servers:\n  - port:\n      number: {port}\n      name: https\n      protocol: HTTPS\n    tls:\n      mode: MUTUAL\n      serverCertificate: {}\n      privateKey: {}\n      caCertificates: {}\n      caCrl: {}\n    hosts:\n    - httpbin.example.com\n",
+            cert.display(),
+            key.display(),
+            ca_file.display(),
+            crl_file.display()
+        ),
+    );
+    dir.write(
+        "vs.yaml",
+        &httpbin_vs("httpbin", "httpbin.example.com", "mygateway"),
+    );
+    let _p = gateway_proxy(dir.path()).await;
+    let anonymous = TlsClient::new(ca.pem(), "httpbin.example.com");
+    let revoked = TlsClient {
+        client: Some(ca.issue_serial(&["revoked.example.com"], 1001)),
+        ..anonymous.clone()
+    };
+    let good = TlsClient {
+        client: Some(ca.issue_serial(&["good.example.com"], 1002)),
+        ..anonymous.clone()
+    };
+    assert!(revoked.get(local(port), "/status/200").await.is_err());
+    assert_eq!(
+        good.get(local(port), "/status/200").await.unwrap().status,
+        200
+    );
+    // The CA now revokes the other one too (the file is watched, as certificates are).
+    dir.write("ca.crl", &ca.crl(&[1001, 1002]));
+    assert_eventually(Duration::from_secs(10), "the new CRL applies", || async {
+        good.get(local(port), "/status/200").await.is_err()
+    })
+    .await;
+    assert!(revoked.get(local(port), "/status/200").await.is_err());
+}
+
+/// DestinationRule `tls.caCrl`: an upstream whose certificate the CA revoked is refused
+/// (503), one it did not revoke is reached; `subjectAltNames` still decide the name.
+#[tokio::test]
+async fn origination_refuses_a_revoked_server_certificate_by_ca_crl() {
+    let server_ca = TestCa::new("api root");
+    let dir = ConfigDir::new();
+    let start = |serial: u64, name: &'static str| {
+        let (c, k) = server_ca
+            .issue_serial(&["api.example.com"], serial)
+            .write(dir.path(), name);
+        async move {
+            Backend::start(BackendArgs {
+                tls_cert: Some(c),
+                tls_key: Some(k),
+                ..BackendArgs::ephemeral(name, "v1")
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let revoked = start(2001, "revoked").await;
+    let good = start(2002, "good").await;
+    let ca_file = server_ca.write(dir.path(), "api-ca.pem");
+    let crl_file = dir.write("api.crl", &server_ca.crl(&[2001]));
+    let (revoked_port, good_port) = (free_port(), free_port());
+    for (name, port, backend) in [
+        ("revoked", revoked_port, &revoked),
+        ("good", good_port, &good),
+    ] {
+        dir.write(
+            &format!("{name}.yaml"),
+            &format!(
+                "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: {name}\nspec:\n  hosts: [{name}.example.com]\n  ports:\n  - {{number: {port}, name: http, protocol: HTTP, targetPort: {tp}}}\n  resolution: STATIC\n  location: MESH_EXTERNAL\n  endpoints:\n  - address: 127.0.0.1\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: {name}\nspec:\n  host: {name}.example.com\n  trafficPolicy:\n    tls:\n      mode: SIMPLE\n      caCertificates: {ca}\n      caCrl: {crl}\n      subjectAltNames: [api.example.com]\n",
+                tp = backend.addr().port(),
+                ca = ca_file.display(),
+                crl = crl_file.display()
+            ),
+        );
+    }
+    let p = proxy(dir.path(), |_| {}).await;
+    let c = TestClient::new();
+    let r = c.get(local(good_port), "good.example.com", "/", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = c
+        .get(local(revoked_port), "revoked.example.com", "/", &[])
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(revoked.requests(), 0);
+    p.shutdown().await;
+}

@@ -81,6 +81,7 @@ pub(crate) fn mesh_client_tls(
             .unwrap_or_else(|| mesh_sni(t.port, t.subset, &t.service.hostname)),
         subject_alt_names,
         insecure_skip_verify: false,
+        ca_crl: None,
         h2: t.h2,
     }))
 }

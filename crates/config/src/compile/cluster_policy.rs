@@ -9,7 +9,7 @@ use std::time::Duration;
 use sluice_model::destination_rule::RetryBudget as RetryBudgetSpec;
 use sluice_model::{
     ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, LoadBalancerSettings,
-    OutlierDetection, PortTrafficPolicy, ProxyProtocol, Resource, TrafficPolicy,
+    OutlierDetection, PortTrafficPolicy, ProxyProtocol, Resource, TrafficPolicy, TunnelSettings,
 };
 
 use super::destination_rules::DestinationRuleIndex;
@@ -17,7 +17,7 @@ use super::gateway_tls::{resolve_path, secret_name};
 use crate::duration::{parse_go_duration, parse_istio_duration};
 use crate::policy::{
     ClusterPolicy, ConsistentHash, H2KeepAlive, HashAlgorithm, HashKey, LbPolicy, OutlierPolicy,
-    PoolLimits, ProxyProtocolVersion, RetryBudget, TcpKeepalive, WarmupPolicy,
+    PoolLimits, ProxyProtocolVersion, RetryBudget, TcpKeepalive, Tunnel, WarmupPolicy,
 };
 use crate::tls::{CaSource, CertificateSource, ClientTls};
 
@@ -30,6 +30,8 @@ struct Objects<'a> {
     tls: Option<&'a ClientTlsSettings>,
     /// A whole-policy field: port-level entries have none, so it comes from the policy itself.
     proxy_protocol: Option<&'a ProxyProtocol>,
+    /// `tunnel`, a whole-policy field too.
+    tunnel: Option<&'a TunnelSettings>,
     /// `retryBudget` (top-level and subset policies only: port-level entries have none).
     retry_budget: Option<&'a RetryBudgetSpec>,
 }
@@ -45,6 +47,7 @@ impl<'a> Objects<'a> {
                 outlier: pl.outlier_detection.as_ref(),
                 tls: pl.tls.as_ref(),
                 proxy_protocol: tp.proxy_protocol.as_ref(),
+                tunnel: tp.tunnel.as_ref(),
                 retry_budget: tp.retry_budget.as_ref(),
             },
             None => Objects {
@@ -53,6 +56,7 @@ impl<'a> Objects<'a> {
                 outlier: tp.outlier_detection.as_ref(),
                 tls: tp.tls.as_ref(),
                 proxy_protocol: tp.proxy_protocol.as_ref(),
+                tunnel: tp.tunnel.as_ref(),
                 retry_budget: tp.retry_budget.as_ref(),
             },
         }
@@ -63,9 +67,11 @@ impl<'a> Objects<'a> {
     fn with_subset(self, sp: &'a TrafficPolicy, port: u16) -> Self {
         // `proxyProtocol` is replaced only by the subset's own, as Istio's MergeTrafficPolicy does.
         let proxy_protocol = sp.proxy_protocol.as_ref().or(self.proxy_protocol);
+        let tunnel = sp.tunnel.as_ref().or(self.tunnel);
         if port_level(sp, port).is_some() {
             return Objects {
                 proxy_protocol,
+                tunnel,
                 ..Objects::of(sp, port)
             };
         }
@@ -75,6 +81,7 @@ impl<'a> Objects<'a> {
             outlier: sp.outlier_detection.as_ref().or(self.outlier),
             tls: sp.tls.as_ref().or(self.tls),
             proxy_protocol,
+            tunnel,
             retry_budget: sp.retry_budget.as_ref().or(self.retry_budget),
         }
     }
@@ -135,6 +142,7 @@ pub(crate) fn cluster_policy(
         lb: lb_policy(objects.lb),
         pool: PoolLimits {
             proxy_protocol: objects.proxy_protocol.and_then(proxy_protocol),
+            tunnel: objects.tunnel.and_then(tunnel),
             ..pool
         },
         outlier: objects.outlier.map(outlier_policy),
@@ -196,6 +204,11 @@ fn client_tls(
             .unwrap_or_else(|| hostname.to_string()),
         subject_alt_names: t.subject_alt_names.clone(),
         insecure_skip_verify: t.insecure_skip_verify == Some(true),
+        ca_crl: t
+            .ca_crl
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(|c| resolve_path(r, c)),
         h2,
     }))
 }
@@ -372,6 +385,20 @@ fn pool_limits(cp: Option<&ConnectionPoolSettings>) -> PoolLimits {
         p.idle_timeout = d;
     }
     p
+}
+
+/// `tunnel` with protocol CONNECT (the default); POST is not carried (validation warns).
+fn tunnel(t: &TunnelSettings) -> Option<Tunnel> {
+    if t.protocol
+        .as_deref()
+        .is_some_and(|p| !p.is_empty() && p != "CONNECT")
+    {
+        return None;
+    }
+    Some(Tunnel {
+        target_host: t.target_host.clone()?,
+        target_port: u16::try_from(t.target_port?).ok()?,
+    })
 }
 
 /// `proxyProtocol.version` (validation allows V1 and V2 only; unset is V1).

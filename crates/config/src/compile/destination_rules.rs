@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use sluice_model::{DestinationRule, Resource, ResourceRef, Spec};
 
 use crate::host::{covers, fqdn};
+use crate::labels::selector_matches;
 
 /// A subset as the compiler uses it.
 #[derive(Debug, Clone)]
@@ -26,6 +27,9 @@ pub struct DestinationRuleIndex<'a> {
     exact: HashMap<String, Vec<usize>>,
     /// Positions of the wildcard rules, oldest first.
     wildcards: Vec<usize>,
+    /// The labels of the proxy compiled for (`workloadSelector`); `None`: rules with a
+    /// selector never apply.
+    proxy_labels: Option<&'a BTreeMap<String, String>>,
 }
 
 impl<'a> DestinationRuleIndex<'a> {
@@ -53,7 +57,15 @@ impl<'a> DestinationRuleIndex<'a> {
             rules,
             exact,
             wildcards,
+            proxy_labels: None,
         }
+    }
+
+    /// The index for a proxy with these labels: rules with a `workloadSelector` apply to it
+    /// when the selector matches.
+    pub fn for_proxy(mut self, labels: &'a BTreeMap<String, String>) -> Self {
+        self.proxy_labels = Some(labels);
+        self
     }
 
     /// The rules that apply to `hostname`: all with the most specific matching host, oldest
@@ -72,10 +84,45 @@ impl<'a> DestinationRuleIndex<'a> {
     ) -> Vec<(&'a Resource, &'a DestinationRule)> {
         namespaces
             .iter()
-            .filter(|ns| !ns.is_empty())
-            .map(|ns| self.matching(hostname, Some(ns)))
-            .find(|found| !found.is_empty())
+            .enumerate()
+            .filter(|(_, ns)| !ns.is_empty())
+            .map(|(k, ns)| (k, self.matching(hostname, Some(ns))))
+            .find(|(_, found)| !found.is_empty())
+            .map(|(k, found)| self.selected(found, k == 0))
             .unwrap_or_default()
+    }
+
+    /// Istio's choice among the rules found for a host in one namespace (`SidecarScope.
+    /// DestinationRule`): in the proxy's own namespace, the first rule whose `workloadSelector`
+    /// matches the proxy wins (with the rules carrying the same selector, which Istio merges
+    /// into it); otherwise the rules without a selector. A selector rule that does not match
+    /// still hides other namespaces' rules for the host, as in Istio.
+    fn selected(
+        &self,
+        found: Vec<(&'a Resource, &'a DestinationRule)>,
+        proxy_namespace: bool,
+    ) -> Vec<(&'a Resource, &'a DestinationRule)> {
+        if found.iter().all(|(_, dr)| dr.workload_selector.is_none()) {
+            return found;
+        }
+        let chosen = self
+            .proxy_labels
+            .filter(|_| proxy_namespace)
+            .and_then(|labels| {
+                found
+                    .iter()
+                    .filter_map(|(_, dr)| dr.workload_selector.as_ref())
+                    .find(|sel| selector_matches(&sel.match_labels, labels))
+            })
+            .map(|sel| sel.match_labels.clone());
+        found
+            .into_iter()
+            .filter(|(_, dr)| match (&chosen, &dr.workload_selector) {
+                (Some(want), Some(sel)) => sel.match_labels == *want,
+                (None, None) => true,
+                _ => false,
+            })
+            .collect()
     }
 
     /// The rules with the most specific host covering `hostname`, of namespace `ns` if given.

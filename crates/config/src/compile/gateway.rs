@@ -1,7 +1,7 @@
 //! Gateway role: one listener per HTTP server port of every Gateway selecting this proxy.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use sluice_model::{codes, Gateway, Resource, Server, Severity, Spec, VirtualService};
@@ -103,15 +103,28 @@ pub(crate) fn server_hosts_admit(bound: &BoundServer<'_>, vh: &str, ns: &str) ->
     })
 }
 
+/// Where a gateway server listens: (port, IP).
+pub(crate) type ServerAddress = (u16, IpAddr);
+
 /// Splits a server host `ns/host` (namespace `*` when absent).
 pub(crate) fn split_server_host(h: &str) -> (&str, &str) {
     h.split_once('/').unwrap_or(("*", h))
 }
 
 impl<'a> Compiler<'a> {
-    /// The TCP servers of the Gateways selecting this proxy, by port.
-    pub(crate) fn tcp_gateway_servers(&self) -> BTreeMap<u16, Vec<BoundServer<'a>>> {
-        let mut ports: BTreeMap<u16, Vec<BoundServer<'a>>> = BTreeMap::new();
+    /// The IP a server listens on: its `bind` address (Istio binds the server's listener to it),
+    /// else the proxy's gateway address. `None` for a `unix://` bind, which sluice does not
+    /// serve (validation warns).
+    pub(crate) fn server_ip(&self, server: &Server) -> Option<IpAddr> {
+        match server.bind.as_deref().map(str::trim) {
+            None | Some("") => Some(self.proxy.gateway_address),
+            Some(b) => b.parse().ok(),
+        }
+    }
+
+    /// The TCP servers of the Gateways selecting this proxy, by port and bind address.
+    pub(crate) fn tcp_gateway_servers(&self) -> BTreeMap<ServerAddress, Vec<BoundServer<'a>>> {
+        let mut ports: BTreeMap<ServerAddress, Vec<BoundServer<'a>>> = BTreeMap::new();
         for r in self.ordered.iter().copied() {
             let Spec::Gateway(gw) = &r.spec else { continue };
             if !self.selects_me(gw) {
@@ -124,8 +137,11 @@ impl<'a> Compiler<'a> {
                 let Ok(number) = u16::try_from(port.number) else {
                     continue;
                 };
+                let Some(ip) = self.server_ip(server) else {
+                    continue;
+                };
                 if Protocol::parse(&port.protocol) == Some(Protocol::Tcp) {
-                    ports.entry(number).or_default().push(BoundServer {
+                    ports.entry((number, ip)).or_default().push(BoundServer {
                         gateway: format!("{}/{}", r.metadata.namespace, r.metadata.name),
                         namespace: &r.metadata.namespace,
                         server,
@@ -139,10 +155,11 @@ impl<'a> Compiler<'a> {
     }
 
     /// Listeners for the HTTP, HTTPS and TLS server ports of the Gateways selecting this proxy:
-    /// plain-text HTTP ports, and TLS ports (one filter chain per server, chosen by SNI).
+    /// plain-text HTTP ports, and TLS ports (one filter chain per server, chosen by SNI). As in
+    /// Istio, servers are merged per (port, `bind`): each bind address gets its own listener.
     pub(crate) fn compile_gateways(&mut self) -> (Vec<Listener>, Vec<TlsListener>) {
-        let mut ports: BTreeMap<u16, Vec<BoundServer<'_>>> = BTreeMap::new();
-        let mut tls_ports: BTreeMap<u16, Vec<BoundServer<'_>>> = BTreeMap::new();
+        let mut ports: BTreeMap<ServerAddress, Vec<BoundServer<'_>>> = BTreeMap::new();
+        let mut tls_ports: BTreeMap<ServerAddress, Vec<BoundServer<'_>>> = BTreeMap::new();
         let ordered = self.ordered.clone();
         self.warn_if_no_gateway_selects_me();
         for r in &ordered {
@@ -157,6 +174,9 @@ impl<'a> Compiler<'a> {
                 let Ok(number) = u16::try_from(port.number) else {
                     continue;
                 };
+                let Some(ip) = self.server_ip(server) else {
+                    continue;
+                };
                 let bound = BoundServer {
                     gateway: format!("{}/{}", r.metadata.namespace, r.metadata.name),
                     namespace: &r.metadata.namespace,
@@ -168,10 +188,10 @@ impl<'a> Compiler<'a> {
                     // Served by `compile_tcp_gateways`.
                     Some(Protocol::Tcp) => {}
                     Some(Protocol::Https | Protocol::Tls) => {
-                        tls_ports.entry(number).or_default().push(bound)
+                        tls_ports.entry((number, ip)).or_default().push(bound)
                     }
                     Some(p) if p.is_http() && p != Protocol::Unspecified => {
-                        ports.entry(number).or_default().push(bound)
+                        ports.entry((number, ip)).or_default().push(bound)
                     }
                     _ => self.diagnostics.push(r.diag(
                         Severity::Warning,
@@ -182,11 +202,13 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
+        self.drop_binds_under_wildcards(&mut ports, &mut tls_ports);
         // Istio refuses conflicting protocols on one port; the plain-text servers keep it.
-        tls_ports.retain(|port, servers| {
-            if !ports.contains_key(port) {
+        tls_ports.retain(|key, servers| {
+            if !ports.contains_key(key) {
                 return true;
             }
+            let port = key.0;
             for b in servers.iter() {
                 self.diagnostics.push(b.resource.diag(
                     Severity::Warning,
@@ -198,8 +220,8 @@ impl<'a> Compiler<'a> {
             false
         });
         let mut out = Vec::new();
-        for (port, servers) in ports {
-            let address = SocketAddr::new(self.proxy.gateway_address, port);
+        for ((port, ip), servers) in ports {
+            let address = SocketAddr::new(ip, port);
             let mut gateways: Vec<String> = servers.iter().map(|s| s.gateway.clone()).collect();
             gateways.dedup();
             let mut vhosts = self.gateway_virtual_hosts(&servers, port, address);
@@ -210,13 +232,46 @@ impl<'a> Compiler<'a> {
                 role: ListenerRole::Gateway { gateways },
                 virtual_hosts: Arc::new(VirtualHostTable::new(vhosts)),
                 default_virtual_host: None,
+                stat_prefix: None,
             });
         }
         let tls = tls_ports
             .into_iter()
-            .map(|(port, servers)| self.compile_tls_port(port, &servers))
+            .map(|((port, ip), servers)| self.compile_tls_port(SocketAddr::new(ip, port), &servers))
             .collect();
         (out, tls)
+    }
+
+    /// A port bound on every address (servers without `bind`, the gateway address being a
+    /// wildcard) cannot also be bound on one address: the OS refuses it, which would stop the
+    /// proxy from starting. The servers with a `bind` on such a port are dropped, said once each.
+    fn drop_binds_under_wildcards<'s>(
+        &mut self,
+        ports: &mut BTreeMap<ServerAddress, Vec<BoundServer<'s>>>,
+        tls_ports: &mut BTreeMap<ServerAddress, Vec<BoundServer<'s>>>,
+    ) {
+        let wildcard_ports: Vec<u16> = ports
+            .keys()
+            .chain(tls_ports.keys())
+            .filter(|(_, ip)| ip.is_unspecified())
+            .map(|(port, _)| *port)
+            .collect();
+        for map in [ports, tls_ports] {
+            map.retain(|(port, ip), servers| {
+                if ip.is_unspecified() || !wildcard_ports.contains(port) {
+                    return true;
+                }
+                for b in servers.iter() {
+                    self.diagnostics.push(b.resource.diag(
+                        Severity::Warning,
+                        codes::GATEWAY_PORT_CONFLICT,
+                        format!("spec.servers[{}].bind", b.index),
+                        format!("port {port} is already bound on every address (servers without `bind`); this server's bind {ip} cannot be bound next to it and is ignored"),
+                    ));
+                }
+                false
+            });
+        }
     }
 
     /// The virtual hosts of the VirtualServices bound to `servers` (which share a port): one per

@@ -66,13 +66,13 @@ enum L4Kind {
 }
 
 impl Compiler<'_> {
-    /// The TLS listener of one gateway port.
+    /// The TLS listener of one gateway port and bind address.
     pub(crate) fn compile_tls_port(
         &mut self,
-        port: u16,
+        address: SocketAddr,
         servers: &[BoundServer<'_>],
     ) -> TlsListener {
-        let address = SocketAddr::new(self.proxy.gateway_address, port);
+        let port = address.port();
         let mut gateways: Vec<String> = servers.iter().map(|s| s.gateway.clone()).collect();
         gateways.dedup();
         let name = format!("{}_{}", address.ip(), port);
@@ -144,6 +144,13 @@ impl Compiler<'_> {
                             },
                             virtual_hosts: Arc::new(VirtualHostTable::new(vhosts)),
                             default_virtual_host: None,
+                            // Istio: the server's name is its connection manager's stat prefix.
+                            stat_prefix: bound
+                                .server
+                                .name
+                                .as_deref()
+                                .filter(|n| !n.is_empty())
+                                .map(Arc::from),
                         }),
                     }
                 }
@@ -312,14 +319,6 @@ impl Compiler<'_> {
                 "none of the cipher suites is available: the default suites are used".to_string(),
             ));
         }
-        if !tls.ca_crl.as_deref().unwrap_or("").is_empty() {
-            self.diagnostics.push(r.diag(
-                Severity::Warning,
-                codes::NOT_ENFORCED,
-                format!("{field}.tls.caCrl"),
-                "certificate revocation lists (`caCrl`) are not enforced yet".to_string(),
-            ));
-        }
         ServerTls {
             client_auth,
             certificates,
@@ -331,6 +330,12 @@ impl Compiler<'_> {
             min_version,
             max_version: max_version.max(min_version),
             cipher_suites,
+            // Checked against verified client certificates only (none with SIMPLE).
+            ca_crl: tls
+                .ca_crl
+                .as_deref()
+                .filter(|c| !c.is_empty() && client_auth != ClientAuth::None)
+                .map(|c| resolve_path(r, c)),
         }
     }
 

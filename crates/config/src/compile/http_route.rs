@@ -313,6 +313,11 @@ impl Compiler<'_> {
             query_params,
             claims,
             without_claims,
+            stat_prefix: m
+                .stat_prefix
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .map(std::sync::Arc::from),
         })
     }
 

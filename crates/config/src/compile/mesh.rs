@@ -97,7 +97,7 @@ impl Compiler<'_> {
             for (ip, default_vh) in binds {
                 let address = SocketAddr::new(ip, port);
                 let wildcard_gateway = SocketAddr::new(self.proxy.gateway_address, port);
-                if taken.contains(&address)
+                if super::port_taken(taken, address)
                     || (self.proxy.gateway_address.is_unspecified()
                         && taken.contains(&wildcard_gateway))
                 {
@@ -113,6 +113,7 @@ impl Compiler<'_> {
                     role: ListenerRole::Mesh,
                     virtual_hosts: mp.table.clone(),
                     default_virtual_host: default_vh,
+                    stat_prefix: None,
                 });
             }
         }

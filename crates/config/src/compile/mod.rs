@@ -5,6 +5,7 @@ pub mod auto_mtls;
 mod cluster_policy;
 mod delegate;
 pub mod destination_rules;
+mod egress_proxy;
 mod gateway;
 pub mod gateway_tls;
 pub mod http_route;
@@ -12,6 +13,7 @@ mod locality_lb;
 mod mesh;
 mod mesh_tls;
 mod outbound;
+mod passthrough_lb;
 mod route_policy;
 mod security;
 mod tcp;
@@ -21,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use sluice_lb::StateStore;
-use sluice_model::{Diagnostic, Resource};
+use sluice_model::{codes, Diagnostic, Resource};
 
 use crate::cluster::Cluster;
 use crate::dns::DnsAnswers;
@@ -124,6 +126,7 @@ pub fn compile_resolved(
     };
     let security = c.compile_security();
     c.build_clusters(&security.peer_authentication);
+    c.warn_cross_network_endpoints();
     let mut listeners = Vec::new();
     let mut tls_listeners = Vec::new();
     if proxy.gateway_role {
@@ -161,8 +164,13 @@ pub fn compile_resolved(
             outbound.tls_by_port = c.outbound_tls();
         }
     }
+    if !proxy.outbound_role {
+        c.warn_passthrough_without_interception();
+    }
     if scope.mode == crate::scope::OutboundMode::RegistryOnly {
         outbound.black_hole = Some(Arc::new(Cluster::black_hole(state)));
+    } else if let Some((egress, sidecar)) = &scope.egress_proxy {
+        outbound.egress_proxy = c.egress_proxy_cluster(egress, sidecar);
     }
     Compiled {
         listeners: listeners.into_iter().map(Arc::new).collect(),
@@ -177,9 +185,38 @@ pub fn compile_resolved(
 }
 
 impl Compiler<'_> {
+    /// Istio's split horizon: an endpoint on another network than the proxy's (both known) is
+    /// reached through that network's gateway, and directly when no gateway serves the network
+    /// (`EndpointsByNetworkFilter`). sluice knows no network gateways (no meshNetworks), so such
+    /// endpoints stay in the load-balancing set; said once per service and network.
+    fn warn_cross_network_endpoints(&mut self) {
+        let mine = self.proxy.network.as_str();
+        if mine.is_empty() {
+            return;
+        }
+        let mut found = Vec::new();
+        for svc in self.registry.services() {
+            let mut networks: Vec<&str> = svc
+                .endpoints
+                .iter()
+                .map(|e| e.network.as_str())
+                .filter(|n| !n.is_empty() && *n != mine)
+                .collect();
+            networks.sort_unstable();
+            networks.dedup();
+            for n in networks {
+                found.push(Diagnostic::warning(
+                    codes::CROSS_NETWORK_ENDPOINT,
+                    format!("{} has endpoints on network `{n}` while this proxy is on `{mine}`: Istio sends such traffic through `{n}`'s network gateway, and none is known (sluice has no meshNetworks gateways), so as Istio does without a gateway they are reached directly; make sure `{n}` is routable from here", svc.hostname),
+                ));
+            }
+        }
+        self.diagnostics.extend(found);
+    }
+
     /// One cluster per service port, plus one per DestinationRule subset and port.
     fn build_clusters(&mut self, peers: &crate::authz::PeerAuthn) {
-        let index = DestinationRuleIndex::new(&self.ordered);
+        let index = DestinationRuleIndex::new(&self.ordered).for_proxy(&self.proxy.labels);
         for svc in self.registry.services() {
             // Istio's lookup order: the proxy's namespace, the service's, the root namespace.
             let namespaces = [
@@ -238,4 +275,13 @@ impl Compiler<'_> {
             }
         }
     }
+}
+
+/// Whether `address` cannot be bound next to the listeners in `taken`: the same address, or the
+/// same port where either side is a wildcard address (Linux refuses both).
+pub(crate) fn port_taken(taken: &HashSet<SocketAddr>, address: SocketAddr) -> bool {
+    taken.iter().any(|t| {
+        t.port() == address.port()
+            && (t.ip() == address.ip() || t.ip().is_unspecified() || address.ip().is_unspecified())
+    })
 }

@@ -21,6 +21,7 @@ pub(crate) fn outbound_table(ports: &[MeshPort]) -> OutboundTable {
                 role: ListenerRole::Mesh,
                 virtual_hosts: mp.table.clone(),
                 default_virtual_host: None,
+                stat_prefix: None,
             }),
         );
         for (ip, owner) in &mp.owners {
@@ -34,6 +35,7 @@ pub(crate) fn outbound_table(ports: &[MeshPort]) -> OutboundTable {
                     role: ListenerRole::Mesh,
                     virtual_hosts: mp.table.clone(),
                     default_virtual_host: Some(vh.clone()),
+                    stat_prefix: None,
                 }),
             );
         }

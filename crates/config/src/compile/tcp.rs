@@ -170,14 +170,14 @@ impl<'a> Compiler<'a> {
         let ports = self.tcp_gateway_servers();
         let ordered = self.ordered.clone();
         let mut out = Vec::new();
-        for (port, servers) in ports {
-            let address = SocketAddr::new(self.proxy.gateway_address, port);
+        for ((port, ip), servers) in ports {
+            let address = SocketAddr::new(ip, port);
             let mut gateways: Vec<String> = servers.iter().map(|s| s.gateway.clone()).collect();
             gateways.dedup();
-            if taken.contains(&address) {
+            if super::port_taken(taken, address) {
                 self.diagnostics.push(sluice_model::Diagnostic::warning(
                     codes::NOT_ENFORCED,
-                    format!("gateway port {port} has both HTTP and TCP servers; it serves HTTP (gateways {})", gateways.join(", ")),
+                    format!("gateway port {port} already has HTTP or TLS servers on {ip} (or on every address); its TCP servers are not served there (gateways {})", gateways.join(", ")),
                 ));
                 continue;
             }
@@ -295,7 +295,7 @@ impl<'a> Compiler<'a> {
             }
             for (ip, svc) in binds {
                 let address = SocketAddr::new(ip, port);
-                if taken.contains(&address)
+                if super::port_taken(taken, address)
                     || taken.contains(&SocketAddr::new(self.proxy.gateway_address, port))
                 {
                     self.diagnostics.push(sluice_model::Diagnostic::warning(

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::Serialize;
-use sluice_model::{Resource, Spec, VirtualService};
+use sluice_model::{Resource, ResourceRef, Spec, VirtualService};
 
 use crate::authz::sidecar_ingress::select_sidecar;
 use crate::host::{covers, fqdn};
@@ -54,6 +54,43 @@ pub struct SidecarScope {
     pub egress: Option<EgressScope>,
     /// The outbound traffic policy: the Sidecar's, else the mesh default.
     pub mode: OutboundMode,
+    /// `outboundTrafficPolicy.egressProxy`: where unknown destinations go instead of passing
+    /// through (with `ALLOW_ANY`), and the Sidecar that says so.
+    pub egress_proxy: Option<(EgressProxy, ResourceRef)>,
+}
+
+/// A Sidecar's `egressProxy` destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressProxy {
+    /// Host, expanded against the Sidecar's namespace.
+    pub host: String,
+    /// Subset, if any.
+    pub subset: Option<String>,
+    /// Port (`None`: the service's only port).
+    pub port: Option<u16>,
+}
+
+impl EgressProxy {
+    /// Reads Istio's `Destination` shape (`host`, `subset`, `port.number`).
+    fn of(v: &serde_json::Value, namespace: &str) -> Option<EgressProxy> {
+        let host = v.get("host")?.as_str()?.trim();
+        if host.is_empty() {
+            return None;
+        }
+        Some(EgressProxy {
+            host: fqdn(host, namespace),
+            subset: v
+                .get("subset")
+                .and_then(|s| s.as_str())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+            port: v
+                .get("port")
+                .and_then(|p| p.get("number"))
+                .and_then(|n| n.as_u64())
+                .and_then(|n| u16::try_from(n).ok()),
+        })
+    }
 }
 
 /// The objects `proxy` sees: those exported to its namespace, in the same order.
@@ -71,6 +108,7 @@ pub fn sidecar_scope(ordered: &[&Resource], proxy: &ProxyConfig) -> SidecarScope
     let mesh_default = SidecarScope {
         egress: None,
         mode: proxy.outbound_traffic_policy,
+        egress_proxy: None,
     };
     if acts_as_gateway(ordered, proxy) {
         return mesh_default;
@@ -86,6 +124,12 @@ pub fn sidecar_scope(ordered: &[&Resource], proxy: &ProxyConfig) -> SidecarScope
             .and_then(|p| p.mode.as_deref())
             .and_then(OutboundMode::parse)
             .unwrap_or(proxy.outbound_traffic_policy),
+        egress_proxy: sc
+            .outbound_traffic_policy
+            .as_ref()
+            .and_then(|p| p.egress_proxy.as_ref())
+            .and_then(|v| EgressProxy::of(v, &r.metadata.namespace))
+            .map(|e| (e, r.key())),
     }
 }
 

@@ -1,8 +1,8 @@
 //! "Not enforced yet" warnings: a valid field sluice accepts but does not act on is never silent.
 //!
-//! Each feature is one line in a table. The `*_PENDING` tables list features whose enforcement is
-//! being added to the proxy: delete a feature's line when it lands. The `*_UNSUPPORTED` tables list
-//! fields that stay unenforced.
+//! Each feature is one line in a table. The `*_UNSUPPORTED` tables list fields that stay
+//! unenforced; what depends on the proxy (e.g. `simple: PASSTHROUGH` without interception) is
+//! said when compiling for it.
 
 use sluice_model::{
     codes, HttpMatchRequest, HttpRoute, PortTrafficPolicy, Severity, Spec, TrafficPolicy,
@@ -13,35 +13,16 @@ use super::Ctx;
 /// A presence check: field path (relative to its parent), what to call it, whether it is set.
 type Check<T> = (&'static str, &'static str, fn(&T) -> bool);
 
-// ----- Pending: the proxy is being extended to enforce these. Delete a line when it lands. -----
-
-/// DestinationRule policy objects (any `trafficPolicy` or `portLevelSettings` entry).
-const POLICY_PENDING: &[Check<PortTrafficPolicy>] = &[(
-    "loadBalancer.simple",
-    "`simple: PASSTHROUGH` (no original destination in file mode; round robin is used)",
-    |p| {
-        p.load_balancer
-            .as_ref()
-            .is_some_and(|lb| lb.simple.as_deref() == Some("PASSTHROUGH"))
-    },
-)];
-
 // ----- Unsupported: these stay unenforced. -----
 
 /// Fields of an HTTP rule (`spec.http[i]`): none left.
 const ROUTE_UNSUPPORTED: &[Check<HttpRoute>] = &[];
 
-/// Fields of a match entry (`spec.http[i].match[j]`).
-const MATCH_UNSUPPORTED: &[Check<HttpMatchRequest>] =
-    &[("statPrefix", "`statPrefix`", |m| m.stat_prefix.is_some())];
+/// Fields of a match entry (`spec.http[i].match[j]`): none left.
+const MATCH_UNSUPPORTED: &[Check<HttpMatchRequest>] = &[];
 
 /// Parts of DestinationRule policy objects (any `trafficPolicy` or `portLevelSettings` entry).
 const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
-    ("tls.caCrl", "certificate revocation lists (`caCrl`)", |p| {
-        p.tls
-            .as_ref()
-            .is_some_and(|t| t.ca_crl.as_deref().is_some_and(|c| !c.is_empty()))
-    }),
     (
         "loadBalancer.zoneAwareLbSetting",
         "`zoneAwareLbSetting` (Envoy's zone-aware routing weighs zones by how this proxy's own service is spread over them, which sluice does not know; `localityLbSetting` is enforced)",
@@ -55,7 +36,15 @@ const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
 
 /// Fields only a whole `trafficPolicy` has.
 const TRAFFIC_POLICY_UNSUPPORTED: &[Check<TrafficPolicy>] = &[
-    ("tunnel", "`tunnel`", |t| t.tunnel.is_some()),
+    (
+        "tunnel.protocol",
+        "`tunnel.protocol: POST` (CONNECT tunnels are enforced)",
+        |t| {
+            t.tunnel
+                .as_ref()
+                .is_some_and(|t| t.protocol.as_deref() == Some("POST"))
+        },
+    ),
     (
         "retryBudget.budgetInterval",
         "`retryBudget.budgetInterval` (the budget bounds concurrent retries, as Envoy's does, with no interval)",
@@ -111,12 +100,10 @@ fn objects(tp: &TrafficPolicy) -> PortTrafficPolicy {
 /// Warnings for a `trafficPolicy` at `base` and its port-level entries.
 fn traffic_policy(ctx: &mut Ctx<'_>, base: &str, tp: &TrafficPolicy) {
     let whole = objects(tp);
-    run(ctx, base, &whole, POLICY_PENDING);
     run(ctx, base, &whole, POLICY_UNSUPPORTED);
     run(ctx, base, tp, TRAFFIC_POLICY_UNSUPPORTED);
     for (k, p) in tp.port_level_settings.iter().enumerate() {
         let pbase = format!("{base}.portLevelSettings[{k}]");
-        run(ctx, &pbase, p, POLICY_PENDING);
         run(ctx, &pbase, p, POLICY_UNSUPPORTED);
     }
 }
@@ -126,19 +113,8 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
     let spec = &ctx.resource().spec;
     match spec {
         Spec::VirtualService(vs) => {
-            if !vs.tls.is_empty()
-                && crate::compile::http_route::vs_binds(
-                    vs,
-                    &ctx.resource().metadata.namespace,
-                    crate::compile::http_route::MESH,
-                )
-            {
-                warn(
-                    ctx,
-                    "spec.tls".into(),
-                    "TLS/SNI routing (`tls`) on sidecars (it is enforced on gateway passthrough servers)",
-                );
-            }
+            // Sidecar `tls` rules route intercepted TLS by SNI; compiling for a proxy without
+            // interception says they have nothing to act on there.
             for (i, r) in vs.http.iter().enumerate() {
                 let base = format!("spec.http[{i}]");
                 run(ctx, &base, r, ROUTE_UNSUPPORTED);
@@ -156,30 +132,32 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
                     traffic_policy(ctx, &format!("spec.subsets[{i}].trafficPolicy"), tp);
                 }
             }
-            if dr.workload_selector.is_some() {
-                warn(ctx, "spec.workloadSelector".into(), "`workloadSelector`");
-            }
         }
         Spec::Gateway(gw) => {
             for (i, s) in gw.servers.iter().enumerate() {
-                if s.bind.is_some() {
-                    warn(ctx, format!("spec.servers[{i}].bind"), "server `bind`");
-                }
-                if s.name.as_deref().is_some_and(|n| !n.is_empty()) {
+                // An IP `bind` is enforced (the server's listener binds that address only).
+                if s.bind.as_deref().is_some_and(|b| b.starts_with("unix://")) {
                     warn(
                         ctx,
-                        format!("spec.servers[{i}].name"),
-                        "server `name` (a stats prefix: sluice has no per-server stats)",
+                        format!("spec.servers[{i}].bind"),
+                        "server `bind` to a unix domain socket (the server is not served)",
                     );
                 }
             }
         }
         Spec::ServiceEntry(se) => {
-            if !se.subject_alt_names.is_empty() {
-                warn(ctx, "spec.subjectAltNames".into(), "`subjectAltNames`");
-            }
             if se.resolution.as_deref() == Some("DYNAMIC_DNS") {
-                warn(ctx, "spec.resolution".into(), "resolution DYNAMIC_DNS");
+                // HTTP ports resolve the request's Host; TLS ports would resolve the SNI.
+                for (i, p) in se.ports.iter().enumerate() {
+                    let protocol = p.protocol.as_deref().unwrap_or("").to_ascii_uppercase();
+                    if matches!(protocol.as_str(), "TLS" | "HTTPS") {
+                        warn(
+                            ctx,
+                            format!("spec.ports[{i}]"),
+                            "resolution DYNAMIC_DNS on a TLS port (by SNI; HTTP ports are enforced)",
+                        );
+                    }
+                }
             }
         }
         Spec::WorkloadEntry(_) => {}
@@ -201,17 +179,6 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
                         "Sidecar egress `captureMode`",
                     );
                 }
-            }
-            if sc
-                .outbound_traffic_policy
-                .as_ref()
-                .is_some_and(|p| p.egress_proxy.is_some())
-            {
-                warn(
-                    ctx,
-                    "spec.outboundTrafficPolicy.egressProxy".into(),
-                    "Sidecar `outboundTrafficPolicy.egressProxy`",
-                );
             }
             if sc.inbound_connection_pool.is_some() {
                 warn(
@@ -257,8 +224,13 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
         _ => Vec::new(),
     };
     for (base, e) in endpoints {
-        if e.network.is_some() {
-            warn(ctx, format!("{base}.network"), "`network`");
+        if let Some(n) = e.network.as_deref().filter(|n| !n.is_empty()) {
+            ctx.push(
+                Severity::Info,
+                codes::CROSS_NETWORK_ENDPOINT,
+                format!("{base}.network"),
+                format!("network `{n}`: a proxy on another network (`--network`) reaches this endpoint directly, as Istio does when no gateway serves `{n}` (sluice knows no meshNetworks gateways)"),
+            );
         }
     }
 }

@@ -358,7 +358,7 @@ fn check_workload_entry(ctx: &mut Ctx<'_>, we: &WorkloadEntry, field: &str, mode
             }
             Some(n) => ctx.warn(
                 f("address"),
-                format!("address is unset with network `{n}`: the endpoint is reached through that network's gateway"),
+                format!("address is unset with network `{n}`: Istio reaches such an endpoint through that network's gateway; sluice knows no network gateways, so the endpoint is left out of load balancing"),
             ),
         }
     } else if addr.len() > 256 {

@@ -108,6 +108,37 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, sc: &Sidecar) {
             }
         }
     }
+    if let Some(p) = &sc.outbound_traffic_policy {
+        if let Some(proxy) = &p.egress_proxy {
+            check_egress_proxy(ctx, p.mode.as_deref(), proxy);
+        }
+    }
+}
+
+/// Istio's rules for `outboundTrafficPolicy.egressProxy`: only with mode `ALLOW_ANY` (an unset
+/// mode is `REGISTRY_ONLY`, the enum's zero), an FQDN host and a port.
+fn check_egress_proxy(ctx: &mut Ctx<'_>, mode: Option<&str>, proxy: &serde_json::Value) {
+    let field = "spec.outboundTrafficPolicy.egressProxy";
+    if mode != Some("ALLOW_ANY") {
+        ctx.error(
+            field,
+            "egressProxy must be set only with outboundTrafficPolicy mode ALLOW_ANY",
+        );
+        return;
+    }
+    match proxy.get("host").and_then(|h| h.as_str()) {
+        Some(h) if crate::host::validate_domain(h).is_ok() && !h.contains('*') => {}
+        other => ctx.error(
+            push_key(field, "host"),
+            format!(
+                "egressProxy host `{}` must be a fully qualified domain name",
+                other.unwrap_or("")
+            ),
+        ),
+    }
+    if proxy.get("port").and_then(|p| p.get("number")).is_none() {
+        ctx.error(push_key(field, "port"), "egressProxy port is required");
+    }
 }
 
 /// Istio accepts `127.0.0.1:PORT`, `0.0.0.0:PORT`, `[::1]:PORT`, `[::]:PORT` and `unix://`.

@@ -253,6 +253,13 @@ fn endpoints<'a>(
             if let Some(locality) = locality.filter(|l| !l.is_empty()) {
                 e.insert("locality".into(), json!(locality));
             }
+            // Istio's endpoint network: the Pod's `topology.istio.io/network` label.
+            if let Some(network) = info
+                .and_then(|i| i.labels.get("topology.istio.io/network"))
+                .filter(|n| !n.is_empty())
+            {
+                e.insert("network".into(), json!(network));
+            }
             out.insert(key, Value::Object(e));
         }
     }
@@ -302,7 +309,10 @@ mod tests {
         let port: ServicePort =
             serde_json::from_value(json!({"name": "http", "port": 9080})).unwrap_or_default();
         let info = PodInfo {
-            labels: BTreeMap::from([("istio-locality".into(), "region1.zone1".into())]),
+            labels: BTreeMap::from([
+                ("istio-locality".into(), "region1.zone1".into()),
+                ("topology.istio.io/network".into(), "net2".into()),
+            ]),
             service_account: "default".into(),
         };
         let pod = |name: &str| (name == "labelled").then_some(&info);
@@ -319,6 +329,8 @@ mod tests {
                 Some("/zone-d"),
             ]
         );
+        let networks: Vec<Option<&str>> = eps.iter().map(|e| e["network"].as_str()).collect();
+        assert_eq!(networks, [Some("net2"), None, None, None, None]);
     }
 
     #[test]

@@ -91,7 +91,7 @@ async fn route_tls(
         .await;
     } else {
         if !black_holed(&shared, peer, dst) {
-            tcp::relay_after(stream, dst, &shared.own, &read).await;
+            relay_unknown(&shared, stream, peer, dst, &read).await;
         }
     }
 }
@@ -111,7 +111,7 @@ async fn serve_plain(shared: Shared, stream: TcpStream, peer: SocketAddr, dst: S
     });
     let Some(source_node) = mesh else {
         if !black_holed(&shared, peer, dst) {
-            tcp::relay(stream, dst, &shared.own).await;
+            relay_unknown(&shared, stream, peer, dst, &[]).await;
         }
         return;
     };
@@ -119,7 +119,7 @@ async fn serve_plain(shared: Shared, stream: TcpStream, peer: SocketAddr, dst: S
         Sniffed::Http | Sniffed::Silent => {}
         Sniffed::Other | Sniffed::Tls => {
             if !black_holed(&shared, peer, dst) {
-                tcp::relay(stream, dst, &shared.own).await;
+                relay_unknown(&shared, stream, peer, dst, &[]).await;
             }
             return;
         }
@@ -140,6 +140,29 @@ async fn serve_plain(shared: Shared, stream: TcpStream, peer: SocketAddr, dst: S
     })
     .await;
     drop(connection);
+}
+
+/// A connection no service claims: relayed to the Sidecar's `egressProxy` cluster when there
+/// is one (Istio replaces the `PassthroughCluster` with it), else to where it was going.
+async fn relay_unknown(
+    shared: &Shared,
+    stream: TcpStream,
+    peer: SocketAddr,
+    dst: SocketAddr,
+    read: &[u8],
+) {
+    let egress = shared
+        .ctx
+        .config
+        .load()
+        .and_then(|s| s.outbound.egress_proxy.clone());
+    match egress {
+        Some(cluster) => {
+            crate::tcp_proxy::relay_to_cluster(&shared.ctx, &cluster, stream, peer, dst, read, None)
+                .await
+        }
+        None => tcp::relay_after(stream, dst, &shared.own, read).await,
+    }
 }
 
 /// Whether the outbound traffic policy is `REGISTRY_ONLY`, so a connection no service claims

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 use sluice_config::tls::{CaSource, CertificateSource};
@@ -314,6 +314,27 @@ impl CertStore {
             }
         }
         Ok(Arc::new(ck))
+    }
+
+    /// The certificate revocation lists of a PEM file (`caCrl`), watched like every file.
+    pub fn crls(
+        &self,
+        path: &str,
+    ) -> Result<Vec<CertificateRevocationListDer<'static>>, CertError> {
+        let pem = self.file(path)?;
+        let invalid = |reason: String| CertError::Invalid {
+            what: "certificate revocation list",
+            origin: path.to_string(),
+            reason,
+        };
+        let crls: Vec<CertificateRevocationListDer<'static>> =
+            CertificateRevocationListDer::pem_slice_iter(&pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| invalid(e.to_string()))?;
+        if crls.is_empty() {
+            return Err(invalid("no PEM X509 CRL found".into()));
+        }
+        Ok(crls)
     }
 
     /// Trusted roots of a CA source.

@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::ResolvesClientCert;
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme,
+};
 use sluice_config::tls::{CaSource, ClientTls};
 
 use super::certs::CertStore;
@@ -26,6 +28,8 @@ struct ServerVerifier {
     /// named by their SNI (`outbound_.…`), so for them the chain alone is checked.
     name_check: bool,
     algorithms: WebPkiSupportedAlgorithms,
+    /// With `caCrl`: the same chain checked again with the revocation lists.
+    revocation: Option<Arc<WebPkiServerVerifier>>,
 }
 
 impl ServerCertVerifier for ServerVerifier {
@@ -48,6 +52,18 @@ impl ServerCertVerifier for ServerVerifier {
             now,
             self.algorithms.all,
         )?;
+        if let Some(crls) = &self.revocation {
+            // The chain (and now revocation) is checked before the name, so a name mismatch
+            // here means the chain passed; names are checked below, our way.
+            match crls.verify_server_cert(end_entity, intermediates, server_name, &[], now) {
+                Ok(_)
+                | Err(Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. },
+                )) => {}
+                Err(e) => return Err(e),
+            }
+        }
         if self.checks.is_empty() {
             if self.name_check {
                 rustls::client::verify_server_name(&parsed, server_name)?;
@@ -110,8 +126,18 @@ pub(crate) fn build(
     } else {
         Some(store.roots(&tls.ca)?)
     };
+    let revocation = match (&roots, &tls.ca_crl) {
+        (Some(roots), Some(path)) => Some(
+            WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                .with_crls(store.crls(path)?)
+                .build()
+                .map_err(|e| TlsError::Verifier(e.to_string()))?,
+        ),
+        _ => None,
+    };
     let verifier = Arc::new(ServerVerifier {
         roots,
+        revocation,
         checks: PeerChecks::new(&tls.subject_alt_names, &[], &[]),
         name_check: tls.ca != CaSource::Mesh,
         algorithms: provider.signature_verification_algorithms,

@@ -154,6 +154,11 @@ pub(crate) fn build(
                 if auth == ClientAuth::Optional {
                     b = b.allow_unauthenticated();
                 }
+                // `caCrl`: as Envoy, every CA of the chain then needs a CRL (rustls' default
+                // treats an unknown revocation status as a failure).
+                if let Some(path) = &tls.ca_crl {
+                    b = b.with_crls(store.crls(path)?);
+                }
                 Some(b.build().map_err(|e| TlsError::Verifier(e.to_string()))?)
             };
             builder.with_client_cert_verifier(Arc::new(ClientVerifier {

@@ -12,6 +12,7 @@ mod idle;
 mod proxy_protocol;
 mod reaper;
 mod stream;
+pub(crate) mod tunnel;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;

@@ -1,0 +1,294 @@
+//! Gateway server fields beyond ports and hosts: `bind` (the server's listener binds that
+//! address only, as Istio binds it) and `name` (the stat prefix of a TLS-terminating server),
+//! and the per-route `statPrefix` counters.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use bytes::Bytes;
+use sluice_test_support::pki::{TestCa, TlsClient};
+use sluice_test_support::{
+    backend, failing_backend, free_port, proxy, service_yaml, ConfigDir, ProxyHandle, TestClient,
+};
+
+fn at(ip: [u8; 4], port: u16) -> SocketAddr {
+    SocketAddr::from((ip, port))
+}
+
+/// A gateway proxy (no mesh listeners).
+async fn gateway_proxy(dir: &Path) -> ProxyHandle {
+    proxy(dir, |o| {
+        o.proxy
+            .labels
+            .insert("istio".into(), "ingressgateway".into());
+        o.proxy.mesh_role = false;
+    })
+    .await
+}
+
+fn gateway(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: {name}\nspec:\n  selector:\n    istio: ingressgateway\n  servers:\n  - port: {{number: {port}, name: http, protocol: HTTP}}\n    hosts: [\"*\"]\n{extra}"
+    )
+}
+
+fn route_vs(name: &str, gateway: &str, host: &str, http: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: {name}\nspec:\n  hosts: [\"{host}\"]\n  gateways: [{gateway}]\n  http:\n{http}"
+    )
+}
+
+/// The metric lines of the Prometheus exposition that start with `name` and contain every
+/// label of `labels`.
+async fn metric_lines(admin: SocketAddr, name: &str, labels: &[&str]) -> Vec<String> {
+    let r = TestClient::new()
+        .get(admin, "localhost", "/stats/prometheus", &[])
+        .await;
+    r.body
+        .lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+        .map(str::to_string)
+        .collect()
+}
+
+fn value(line: &str) -> f64 {
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Two Gateways on one port, each `bind`ing its own loopback address: each address serves its
+/// own Gateway's routes, and the port is not open on any other address.
+#[tokio::test]
+async fn server_bind_listens_on_that_address_only() {
+    let a = backend("a", "v1").await;
+    let b = backend("b", "v1").await;
+    let dir = ConfigDir::new();
+    let port = free_port();
+    dir.write(
+        "svc.yaml",
+        &format!(
+            "{}---\n{}",
+            service_yaml("a.default.svc.cluster.local", 80, &[("v1", a.addr())]),
+            service_yaml("b.default.svc.cluster.local", 80, &[("v1", b.addr())])
+        ),
+    );
+    dir.write(
+        "gw.yaml",
+        &format!(
+            "{}    bind: 127.0.0.2\n---\n{}    bind: 127.0.0.3\n",
+            gateway("gw-a", port, ""),
+            gateway("gw-b", port, "")
+        ),
+    );
+    let http = |dest: &str| format!("  - route:\n    - destination: {{host: {dest}}}\n");
+    dir.write(
+        "vs.yaml",
+        &format!(
+            "{}---\n{}",
+            route_vs("to-a", "gw-a", "*", &http("a")),
+            route_vs("to-b", "gw-b", "*", &http("b"))
+        ),
+    );
+    let p = gateway_proxy(dir.path()).await;
+    let client = TestClient::new();
+    for _ in 0..3 {
+        let r = client
+            .get(at([127, 0, 0, 2], port), "x.example.com", "/", &[])
+            .await;
+        assert_eq!(r.status, 200);
+        assert!(r.first_line().starts_with("a v1"), "{}", r.body);
+        let r = client
+            .get(at([127, 0, 0, 3], port), "x.example.com", "/", &[])
+            .await;
+        assert_eq!(r.status, 200);
+        assert!(r.first_line().starts_with("b v1"), "{}", r.body);
+    }
+    // The gateway address (127.0.0.1 here) does not serve the bound servers' port.
+    let refused = client
+        .try_request(
+            "GET",
+            at([127, 0, 0, 1], port),
+            "x.example.com",
+            "/",
+            &[],
+            Bytes::new(),
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    // The listeners are named by their bind address, as Envoy's are.
+    let listeners = client.admin(p.admin_addr, "/routes").await.body;
+    assert!(
+        listeners.contains(&format!("127.0.0.2_{port}"))
+            && listeners.contains(&format!("127.0.0.3_{port}")),
+        "{listeners}"
+    );
+}
+
+/// A named TLS-terminating server counts its requests under its name (Istio makes the name its
+/// connection manager's stat prefix); a plain-text server's name is not a stat prefix in Istio
+/// and adds no series.
+#[tokio::test]
+async fn named_https_server_counts_requests_under_its_name() {
+    let web = backend("web", "v1").await;
+    let ca = TestCa::new("example.com root");
+    let dir = ConfigDir::new();
+    let (cert, key) = ca
+        .issue(&["web.example.com"])
+        .write(dir.path(), "web.example.com");
+    let tls_port = free_port();
+    let http_port = free_port();
+    dir.write(
+        "svc.yaml",
+        &service_yaml("web.default.svc.cluster.local", 80, &[("v1", web.addr())]),
+    );
+    dir.write(
+        "gw.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: gw\nspec:\n  selector:\n    istio: ingressgateway\n  servers:\n  - port: {{number: {tls_port}, name: https, protocol: HTTPS}}\n    name: web-https\n    tls: {{mode: SIMPLE, serverCertificate: {}, privateKey: {}}}\n    hosts: [web.example.com]\n  - port: {{number: {http_port}, name: http, protocol: HTTP}}\n    name: web-plain\n    hosts: [web.example.com]\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    dir.write(
+        "vs.yaml",
+        &route_vs(
+            "web",
+            "gw",
+            "web.example.com",
+            "  - match: [{uri: {prefix: /app}}]\n    route:\n    - destination: {host: web}\n",
+        ),
+    );
+    let p = gateway_proxy(dir.path()).await;
+    let tls = TlsClient::new(ca.pem(), "web.example.com");
+    for _ in 0..3 {
+        assert_eq!(
+            tls.get(at([127, 0, 0, 1], tls_port), "/app")
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    assert_eq!(
+        tls.get(at([127, 0, 0, 1], tls_port), "/other")
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+    let plain = TestClient::new()
+        .get(
+            at([127, 0, 0, 1], http_port),
+            "web.example.com",
+            "/app",
+            &[],
+        )
+        .await;
+    assert_eq!(plain.status, 200);
+
+    let name = "sluice_gateway_server_requests_total";
+    let ok = metric_lines(
+        p.admin_addr,
+        name,
+        &["server=\"web-https\"", "response_code_class=\"2xx\""],
+    )
+    .await;
+    assert_eq!(ok.len(), 1, "{ok:?}");
+    assert_eq!(value(&ok[0]), 3.0);
+    let not_found = metric_lines(
+        p.admin_addr,
+        name,
+        &["server=\"web-https\"", "response_code_class=\"4xx\""],
+    )
+    .await;
+    assert_eq!(not_found.len(), 1, "{not_found:?}");
+    assert_eq!(value(&not_found[0]), 1.0);
+    let plain_series = metric_lines(p.admin_addr, name, &["server=\"web-plain\""]).await;
+    assert!(plain_series.is_empty(), "{plain_series:?}");
+}
+
+/// `statPrefix` on a match entry: the requests forwarded by that entry are counted by response
+/// code class under the prefix and the virtual host (Envoy's
+/// `vhost.<vhost>.route.<prefix>.upstream_rq_<class>`); entries without one add no series.
+#[tokio::test]
+async fn stat_prefix_counts_the_requests_of_its_match() {
+    let good = backend("good", "v1").await;
+    let bad = failing_backend("bad", "v1").await;
+    let dir = ConfigDir::new();
+    let port = free_port();
+    dir.write(
+        "svc.yaml",
+        &format!(
+            "{}---\n{}",
+            service_yaml("good.default.svc.cluster.local", 80, &[("v1", good.addr())]),
+            service_yaml("bad.default.svc.cluster.local", 80, &[("v1", bad.addr())])
+        ),
+    );
+    dir.write("gw.yaml", &gateway("gw", port, ""));
+    dir.write(
+        "vs.yaml",
+        &route_vs(
+            "api",
+            "gw",
+            "api.example.com",
+            "  - match:\n    - uri: {prefix: /good}\n      statPrefix: good-api\n    - uri: {prefix: /also-good}\n    route:\n    - destination: {host: good}\n  - match:\n    - uri: {prefix: /bad}\n      statPrefix: bad-api\n    route:\n    - destination: {host: bad}\n",
+        ),
+    );
+    let p = gateway_proxy(dir.path()).await;
+    let client = TestClient::new();
+    let addr = at([127, 0, 0, 1], port);
+    for _ in 0..4 {
+        assert_eq!(
+            client
+                .get(addr, "api.example.com", "/good", &[])
+                .await
+                .status,
+            200
+        );
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            client
+                .get(addr, "api.example.com", "/also-good", &[])
+                .await
+                .status,
+            200
+        );
+        assert_eq!(
+            client
+                .get(addr, "api.example.com", "/bad", &[])
+                .await
+                .status,
+            503
+        );
+    }
+    let name = "sluice_route_requests_total";
+    let vhost = format!("virtual_host=\"api.example.com:{port}\"");
+    let good_lines = metric_lines(
+        p.admin_addr,
+        name,
+        &[
+            &vhost,
+            "stat_prefix=\"good-api\"",
+            "response_code_class=\"2xx\"",
+        ],
+    )
+    .await;
+    assert_eq!(good_lines.len(), 1, "{good_lines:?}");
+    // Only the entry that carries the prefix counts (the rule's other entry does not).
+    assert_eq!(value(&good_lines[0]), 4.0);
+    let bad_lines = metric_lines(
+        p.admin_addr,
+        name,
+        &[
+            &vhost,
+            "stat_prefix=\"bad-api\"",
+            "response_code_class=\"5xx\"",
+        ],
+    )
+    .await;
+    assert_eq!(bad_lines.len(), 1, "{bad_lines:?}");
+    assert_eq!(value(&bad_lines[0]), 2.0);
+    let all = metric_lines(p.admin_addr, name, &[]).await;
+    assert_eq!(all.len(), 2, "{all:?}");
+}
