@@ -9,6 +9,7 @@ pub mod pods;
 mod report;
 pub mod secrets;
 pub mod services;
+mod slim;
 mod state;
 mod watch;
 

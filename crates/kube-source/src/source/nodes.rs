@@ -2,11 +2,9 @@
 //! run on them (`topology.kubernetes.io/region`, `topology.kubernetes.io/zone` and Istio's
 //! `topology.istio.io/subzone`). Only metadata is decoded.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::ClusterResourceScope;
 use serde::Deserialize;
 
 use super::pods::slim_meta;
@@ -50,34 +48,12 @@ impl WatchedNode {
     }
 }
 
-impl kube::Resource for WatchedNode {
-    type DynamicType = ();
-    type Scope = ClusterResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("Node")
-    }
-
-    fn group(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("")
-    }
-
-    fn version(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("v1")
-    }
-
-    fn plural(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("nodes")
-    }
-
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+super::slim::core_v1_resource!(
+    WatchedNode,
+    kind = "Node",
+    plural = "nodes",
+    scope = k8s_openapi::ClusterResourceScope
+);
 
 #[cfg(test)]
 mod tests {

@@ -2,11 +2,9 @@
 //! auto-mTLS) and the service account (the endpoint's identity). The watch decodes only these
 //! fields, so neither a listing nor the state holds whole Pod objects.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::NamespaceResourceScope;
 use serde::{Deserialize, Deserializer};
 
 /// The service account Kubernetes gives a Pod that names none.
@@ -88,34 +86,12 @@ pub(crate) fn slim_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D
     })
 }
 
-impl kube::Resource for WatchedPod {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("Pod")
-    }
-
-    fn group(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("")
-    }
-
-    fn version(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("v1")
-    }
-
-    fn plural(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("pods")
-    }
-
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+super::slim::core_v1_resource!(
+    WatchedPod,
+    kind = "Pod",
+    plural = "pods",
+    scope = k8s_openapi::NamespaceResourceScope
+);
 
 #[cfg(test)]
 mod tests {
