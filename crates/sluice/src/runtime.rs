@@ -18,8 +18,6 @@ use sluice_proxy::{ConfigHandle, Intercept, ListenerManager, ProxyContext, Proxy
 use sluice_telemetry::{Telemetry, TelemetryConfig};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::background::{self, BackgroundError};
-
 /// `/clusters` columns from the balancers' live endpoint state.
 struct LiveEndpoints;
 
@@ -400,16 +398,14 @@ impl Loader {
 async fn load_warm(
     loader: &Arc<Loader>,
     generation: Option<u64>,
-) -> Result<Result<Arc<Snapshot>, Stopped>, BackgroundError> {
-    // A reload runs niced (requests first); the first load, before any traffic, does not.
-    let niced = generation.is_some();
+) -> Result<Result<Arc<Snapshot>, Stopped>, tokio::task::JoinError> {
     let load = |l: Arc<Loader>| {
         move || {
             let superseded = || generation.is_some_and(|g| l.wanted.load(Ordering::SeqCst) != g);
             l.load(&superseded)
         }
     };
-    let first = background::run(niced, load(loader.clone())).await?;
+    let first = tokio::task::spawn_blocking(load(loader.clone())).await?;
     let (s, names) = match first {
         Ok(loaded) => loaded,
         Err(stopped) => return Ok(Err(stopped)),
@@ -420,7 +416,7 @@ async fn load_warm(
     if !dns.track(&names, FIRST_ANSWER_WAIT).await {
         return Ok(Ok(s));
     }
-    let second = background::run(niced, load(loader.clone())).await?;
+    let second = tokio::task::spawn_blocking(load(loader.clone())).await?;
     Ok(second.map(|(s, _)| s))
 }
 
@@ -635,7 +631,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                     Ok(s) => s,
                     Err(stopped) => return Ok(Err(stopped)),
                 };
-                background::run(true, move || {
+                tokio::task::spawn_blocking(move || {
                     log_diagnostics(&s.diagnostics);
                     let wanted = s.bind_addresses();
                     Ok((s, wanted))
