@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,7 +21,24 @@ pub use sluice::runtime::{ProxyHandle, RunOptions};
 pub use sluice_tools::{Backend, BackendArgs, BackendHandle};
 
 /// A port that was free a moment ago on 127.0.0.1 (config files need concrete ports).
+///
+/// Taken below the kernel's ephemeral range (32768-60999 by default), in an order no other
+/// caller of this process repeats: a port from `:0` lies in that range, where an outgoing
+/// connection or another test's `:0` listener could take it before the test binds it (a rare
+/// `Address already in use` under a loaded CI run).
 pub fn free_port() -> u16 {
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Test binaries of one run start at different places (their pids differ).
+    let start = std::process::id().wrapping_mul(7_919) % SPAN;
+    for _ in 0..SPAN {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(LOW + (start + i) % SPAN).unwrap();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
