@@ -15,6 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 pub mod dns;
 pub mod jwt;
+pub mod paced_load;
 pub mod pki;
 
 pub use sluice::runtime::{ProxyHandle, RunOptions};

@@ -3,14 +3,12 @@
 //! caught in the mirror stage with no user-visible failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice_canary::Phase;
+use sluice_test_support::paced_load::PacedLoad;
 use sluice_test_support::*;
 
 const HOST: &str = "app.default.svc.cluster.local";
@@ -33,62 +31,9 @@ fn canary(canary_subset: &str, analysis: &str) -> String {
     )
 }
 
-/// Answers seen by users, by version (`failed` counts non-200 answers and errors).
-#[derive(Debug, Default, Clone)]
-struct Seen {
-    by_version: BTreeMap<String, u64>,
-    failed: u64,
-    total: u64,
-}
-
-/// Requests sent one after the other every `pace` until stopped (at most `max`).
-struct Load {
-    seen: Arc<Mutex<Seen>>,
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Load {
-    fn start(port: u16, pace: Duration, max: u64) -> Load {
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (seen.clone(), stop.clone());
-        let task = tokio::spawn(async move {
-            let c = TestClient::new();
-            let mut tick = tokio::time::interval(pace);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            for _ in 0..max {
-                if st.load(Ordering::Relaxed) {
-                    break;
-                }
-                tick.tick().await;
-                let r = c
-                    .try_request("GET", mesh_addr(port), "app", "/", &[], Bytes::new())
-                    .await;
-                let mut seen = s.lock().unwrap();
-                seen.total += 1;
-                match r {
-                    Ok(r) if r.status == 200 => {
-                        let v = r.header("x-version").unwrap_or("?").to_string();
-                        *seen.by_version.entry(v).or_default() += 1;
-                    }
-                    _ => seen.failed += 1,
-                }
-            }
-        });
-        Load { seen, stop, task }
-    }
-
-    fn seen(&self) -> Seen {
-        self.seen.lock().unwrap().clone()
-    }
-
-    async fn stop(self) -> Seen {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
-        let seen = self.seen.lock().unwrap().clone();
-        seen
-    }
+/// Users of the mesh service `app` on `port`, every `pace` (at most `max` requests).
+fn load(port: u16, pace: Duration, max: u64) -> PacedLoad {
+    PacedLoad::start(mesh_addr(port), "app", pace, max, false)
 }
 
 async fn wait_for_phase(p: &ProxyHandle, want: &[Phase], limit: Duration) -> Phase {
@@ -143,7 +88,7 @@ async fn healthy_canary_is_promoted_through_its_steps() {
         ),
     );
     let p = proxy(dir.path(), |_| {}).await;
-    let load = Load::start(port, Duration::from_millis(2), 20_000);
+    let load = load(port, Duration::from_millis(2), 20_000);
     wait_for_phase(
         &p,
         &[Phase::Succeeded, Phase::Failed],
@@ -200,7 +145,7 @@ async fn failing_canary_is_rolled_back_by_itself() {
         ),
     );
     let p = proxy(dir.path(), |_| {}).await;
-    let load = Load::start(port, Duration::from_millis(10), 3_000);
+    let load = load(port, Duration::from_millis(10), 3_000);
     wait_for_phase(
         &p,
         &[Phase::Failed, Phase::Succeeded],
@@ -251,7 +196,7 @@ async fn bad_version_caught_in_the_mirror_stage_fails_no_user_request() {
         ),
     );
     let p = proxy(dir.path(), |_| {}).await;
-    let load = Load::start(port, Duration::from_millis(2), 20_000);
+    let load = load(port, Duration::from_millis(2), 20_000);
     wait_for_phase(
         &p,
         &[Phase::Failed, Phase::Succeeded],
@@ -389,7 +334,7 @@ async fn measure_failures_before_rollback_at_the_issues_figures() {
         dir.write("canary.yaml", &canary("v3", analysis));
         let p = proxy(dir.path(), |_| {}).await;
         let started = Instant::now();
-        let load = Load::start(port, Duration::from_millis(10), 10_000);
+        let load = load(port, Duration::from_millis(10), 10_000);
         wait_for_phase(&p, &[Phase::Failed, Phase::Succeeded], Duration::from_secs(90)).await;
         let seen = load.stop().await;
         let rate = seen.total as f64 / started.elapsed().as_secs_f64();
@@ -429,7 +374,7 @@ async fn webhooks_are_posted_and_a_refusing_gate_holds_the_promotion() {
         ),
     );
     let p = proxy(dir.path(), |_| {}).await;
-    let load = Load::start(port, Duration::from_millis(2), 20_000);
+    let load = load(port, Duration::from_millis(2), 20_000);
     let c = p.canaries.clone().unwrap();
     assert_eventually(
         Duration::from_secs(20),

@@ -6,16 +6,14 @@
 #[path = "../../kube-source/tests/fake/mod.rs"]
 mod fake;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::Value;
 use sluice_kube::KubeSource;
-use sluice_test_support::{backend, free_port, Backend, BackendArgs, RunOptions, TestClient};
+use sluice_test_support::paced_load::PacedLoad;
+use sluice_test_support::{backend, free_port, Backend, BackendArgs, RunOptions};
 
 const KEY: &str = "default/app";
 
@@ -153,73 +151,16 @@ impl Gateway {
     }
 }
 
-/// Answers seen by users, by version.
-#[derive(Debug, Default, Clone)]
-struct Seen {
-    by_version: BTreeMap<String, u64>,
-    failed: u64,
-    total: u64,
-}
-
-/// Requests sent one after the other to a gateway every `pace` until stopped (at most `max`);
-/// with `tester`, one in five carries the tester's header (`canary: canary-tester`).
-struct Load {
-    seen: Arc<Mutex<Seen>>,
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Load {
-    fn start(port: u16, pace: Duration, max: u64) -> Load {
-        Load::start_with(port, pace, max, false)
-    }
-
-    fn start_with(port: u16, pace: Duration, max: u64, tester: bool) -> Load {
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (seen.clone(), stop.clone());
-        let task = tokio::spawn(async move {
-            let c = TestClient::new();
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let mut tick = tokio::time::interval(pace);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            for i in 0..max {
-                if st.load(Ordering::Relaxed) {
-                    break;
-                }
-                tick.tick().await;
-                let headers: &[(&str, &str)] = if tester && i % 5 == 0 {
-                    &[("canary", "canary-tester")]
-                } else {
-                    &[]
-                };
-                let r = c
-                    .try_request("GET", addr, "example.com", "/", headers, Bytes::new())
-                    .await;
-                let mut seen = s.lock().unwrap();
-                seen.total += 1;
-                match r {
-                    Ok(r) if r.status == 200 => {
-                        let v = r.header("x-version").unwrap_or("?").to_string();
-                        *seen.by_version.entry(v).or_default() += 1;
-                    }
-                    _ => seen.failed += 1,
-                }
-            }
-        });
-        Load { seen, stop, task }
-    }
-
-    fn seen(&self) -> Seen {
-        self.seen.lock().unwrap().clone()
-    }
-
-    async fn stop(self) -> Seen {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
-        let seen = self.seen.lock().unwrap().clone();
-        seen
-    }
+/// Users of `example.com` through the gateway on `port`, every `pace` (at most `max`); with
+/// `tester`, one in five carries the tester's header.
+fn load(port: u16, pace: Duration, max: u64, tester: bool) -> PacedLoad {
+    PacedLoad::start(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        "example.com",
+        pace,
+        max,
+        tester,
+    )
 }
 
 fn status(api: &fake::FakeApi) -> Value {
@@ -314,8 +255,8 @@ async fn one_leader_promotes_and_the_follower_routes_by_the_status() {
     let b = Gateway::start(&api, "gw-b", pb).await;
     let leader = one_leader(&api, &[&a, &b]).await;
     let (lead, follow) = if leader == 0 { (&a, &b) } else { (&b, &a) };
-    let load_lead = Load::start_with(lead.port, Duration::from_millis(2), 20_000, true);
-    let load_follow = Load::start_with(follow.port, Duration::from_millis(5), 8_000, true);
+    let load_lead = load(lead.port, Duration::from_millis(2), 20_000, true);
+    let load_follow = load(follow.port, Duration::from_millis(5), 8_000, true);
     let phase = wait_for_phase(&api, &["Succeeded", "Failed"], Duration::from_secs(30)).await;
     let s = status(&api);
     assert_eq!(phase, "Succeeded", "{s}");
@@ -409,8 +350,8 @@ async fn failing_canary_is_rolled_back_on_every_gateway() {
     let b = Gateway::start(&api, "gw-b", pb).await;
     let leader = one_leader(&api, &[&a, &b]).await;
     let (lead, follow) = if leader == 0 { (&a, &b) } else { (&b, &a) };
-    let load_lead = Load::start(lead.port, Duration::from_millis(2), 20_000);
-    let load_follow = Load::start(follow.port, Duration::from_millis(5), 8_000);
+    let load_lead = load(lead.port, Duration::from_millis(2), 20_000, false);
+    let load_follow = load(follow.port, Duration::from_millis(5), 8_000, false);
     let phase = wait_for_phase(&api, &["Succeeded", "Failed"], Duration::from_secs(30)).await;
     let (lead_at, follow_at) = (load_lead.seen(), load_follow.seen());
     eprintln!(
@@ -477,8 +418,8 @@ async fn killing_the_leader_lets_the_other_continue_from_the_status() {
     ));
     let leader = one_leader(&api, &[&a, &b]).await;
     let loads = [
-        Load::start(a.port, Duration::from_millis(2), 30_000),
-        Load::start(b.port, Duration::from_millis(2), 30_000),
+        load(a.port, Duration::from_millis(2), 30_000, false),
+        load(b.port, Duration::from_millis(2), 30_000, false),
     ];
     // Kill the leader in the middle of the canary.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -547,7 +488,7 @@ async fn a_restarted_proxy_continues_from_the_status_and_obeys_commands() {
     ));
     let mut gw = Gateway::start(&api, "gw-a", port).await;
     one_leader(&api, &[&gw]).await;
-    let load = Load::start(port, Duration::from_millis(2), 30_000);
+    let load = load(port, Duration::from_millis(2), 30_000, false);
     let deadline = Instant::now() + Duration::from_secs(20);
     while status(&api)["weight"].as_u64().unwrap_or(0) < 20 {
         assert!(Instant::now() < deadline, "{}", status(&api));
