@@ -34,7 +34,12 @@ pub(crate) fn config_dump(state: &AdminState, query: &Query) -> serde_json::Valu
             "lastRejected": rejected.as_deref(),
         });
     }
-    let matching: Vec<&Resource> = s.resources.iter().filter(|r| concerns(query, r)).collect();
+    let matching: Vec<&Resource> = s
+        .resources
+        .iter()
+        .map(|r| &**r)
+        .filter(|r| concerns(query, r))
+        .collect();
     let total = matching.len();
     let page = query.page(matching);
     // With a host, the findings about the objects shown (and those about no object); a page

@@ -1,6 +1,7 @@
 //! The controller loop: finds Canaries in the active config, checks each at its interval,
 //! persists the states and hands the overlays to the compile step.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -52,7 +53,7 @@ impl Command {
 /// What the controller needs from the running proxy.
 pub trait ControllerHost: Send + Sync + 'static {
     /// The objects of the active config.
-    fn resources(&self) -> Arc<Vec<Resource>>;
+    fn resources(&self) -> Arc<Vec<Arc<Resource>>>;
     /// Compiles and publishes the config with these overlays; resolves once it is active.
     fn apply(&self, overlays: CanaryOverlays) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
     /// Calls one webhook (an HTTP POST; tests answer on their own).
@@ -87,9 +88,10 @@ pub struct Target {
 }
 
 /// The Canaries of a config.
-pub fn targets(resources: &[Resource]) -> Vec<Target> {
+pub fn targets<R: Borrow<Resource>>(resources: &[R]) -> Vec<Target> {
     let mut out = Vec::new();
-    for r in resources {
+    let resources: Vec<&Resource> = resources.iter().map(Borrow::borrow).collect();
+    for r in resources.iter().copied() {
         let Spec::Canary(c) = &r.spec else {
             continue;
         };
@@ -643,7 +645,7 @@ impl Controller {
 
 /// The overlays saved in `file` for the Canaries of `resources` (what a proxy running on this
 /// config applies; `sluice explain` on files shows the same routes).
-pub fn saved_overlays(resources: &[Resource], file: &StateFile) -> CanaryOverlays {
+pub fn saved_overlays<R: Borrow<Resource>>(resources: &[R], file: &StateFile) -> CanaryOverlays {
     let saved = file.load().unwrap_or_default();
     targets(resources)
         .into_iter()

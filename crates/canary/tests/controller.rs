@@ -90,8 +90,9 @@ impl FakeHost {
 }
 
 impl ControllerHost for FakeHost {
-    fn resources(&self) -> Arc<Vec<Resource>> {
-        self.resources.lock().unwrap().clone()
+    fn resources(&self) -> Arc<Vec<Arc<Resource>>> {
+        let owned = self.resources.lock().unwrap().clone();
+        Arc::new(owned.iter().cloned().map(Arc::new).collect())
     }
 
     fn apply(&self, overlays: CanaryOverlays) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {

@@ -12,6 +12,8 @@ use sluice_model::{
 
 use crate::compile::destination_rules::DestinationRuleIndex;
 use crate::compile::http_route::{gateway_key, vs_binds, vs_gateways, MESH};
+use std::borrow::Borrow;
+
 use crate::compile::precedence_order;
 use crate::host::{fqdn, intersect, overlaps};
 use crate::labels::selector_matches;
@@ -19,11 +21,11 @@ use crate::registry::Registry;
 
 /// Findings about how objects relate to each other. None of them blocks loading: Istio accepts
 /// such config and fails at request time (e.g. 503 NC for a missing subset).
-pub fn analyze(resources: &[Resource]) -> Vec<Diagnostic> {
+pub fn analyze<R: Borrow<Resource>>(resources: &[R]) -> Vec<Diagnostic> {
     let ordered = precedence_order(resources);
-    let registry = Registry::build(resources);
+    let registry = Registry::build(resources.iter().map(Borrow::borrow));
     let drs = DestinationRuleIndex::new(&ordered);
-    let exports = ServiceExports::new(resources);
+    let exports = ServiceExports::new(&ordered);
     let gateways: HashSet<String> = ordered
         .iter()
         .filter(|r| matches!(r.spec, Spec::Gateway(_)))
@@ -427,9 +429,10 @@ struct ServiceExports<'r> {
 }
 
 impl<'r> ServiceExports<'r> {
-    fn new(resources: &'r [Resource]) -> Self {
+    fn new(resources: &[&'r Resource]) -> Self {
         let by_entry = resources
             .iter()
+            .copied()
             .filter_map(|r| match &r.spec {
                 Spec::ServiceEntry(se) if !se.export_to.is_empty() => {
                     Some((r.key(), se.export_to.as_slice()))

@@ -39,4 +39,4 @@ pub use load::{
 };
 pub use matcher::RequestInfo;
 pub use proxy::ProxyConfig;
-pub use snapshot::{route, RouteMatch, Routed, Snapshot};
+pub use snapshot::{route, BuildTimings, RouteMatch, Routed, Snapshot};

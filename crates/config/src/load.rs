@@ -1,5 +1,6 @@
 //! From parsed objects to a snapshot: validate, reject on blocking errors, analyze, compile.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -33,13 +34,46 @@ pub fn is_blocking(d: &Diagnostic) -> bool {
 }
 
 /// Every diagnostic for a config set: parse findings, per-object validation, duplicates, analysis.
-pub fn check(resources: &[Resource], parse_diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+pub fn check<R: Borrow<Resource>>(
+    resources: &[R],
+    parse_diagnostics: Vec<Diagnostic>,
+) -> Vec<Diagnostic> {
+    check_with(resources, parse_diagnostics, None, None)
+}
+
+/// Per-object validation findings by object address (see [`crate::compile::reuse`]): the
+/// objects of the snapshot that holds them.
+pub type Validated = HashMap<usize, Vec<Diagnostic>>;
+
+/// [`check`], taking the findings of objects `previous` validated (the same objects: their
+/// addresses are stable while the snapshot holding them lives) and recording every object's
+/// in `record`.
+fn check_with<R: Borrow<Resource>>(
+    resources: &[R],
+    parse_diagnostics: Vec<Diagnostic>,
+    previous: Option<&Validated>,
+    mut record: Option<&mut Validated>,
+) -> Vec<Diagnostic> {
     let mut out = parse_diagnostics;
-    let mut seen: HashMap<sluice_model::ResourceRef, &Resource> = HashMap::new();
-    for r in resources {
-        out.extend(crate::validate::validate_resource(r));
+    let mut seen: HashMap<(sluice_model::Kind, &str, &str), &Resource> =
+        HashMap::with_capacity(resources.len());
+    for r in resources.iter().map(Borrow::borrow) {
+        let address = crate::compile::reuse::address(r);
+        let found = match previous.and_then(|p| p.get(&address)) {
+            Some(kept) => kept.clone(),
+            None => crate::validate::validate_resource(r),
+        };
+        out.extend(found.iter().cloned());
+        if let Some(record) = record.as_deref_mut() {
+            record.insert(address, found);
+        }
         // Every later copy names the first definition (not the copy before it).
-        let first = *seen.entry(r.key()).or_insert(r);
+        let key = (
+            r.kind,
+            r.metadata.namespace.as_str(),
+            r.metadata.name.as_str(),
+        );
+        let first = *seen.entry(key).or_insert(r);
         if !std::ptr::eq(first, r) {
             let line = first
                 .locate("metadata.name")
@@ -65,7 +99,7 @@ pub fn check(resources: &[Resource], parse_diagnostics: Vec<Diagnostic>) -> Vec<
 
 /// Validates and compiles a config set for `proxy`; blocking errors reject it whole.
 pub fn build_snapshot(
-    resources: Vec<Resource>,
+    resources: impl IntoIterator<Item = impl Into<Arc<Resource>>>,
     parse_diagnostics: Vec<Diagnostic>,
     proxy: &ProxyConfig,
     state: &StateStore,
@@ -76,7 +110,7 @@ pub fn build_snapshot(
 
 /// [`build_snapshot`] with the resolver's latest answers for DNS services.
 pub fn build_snapshot_resolved(
-    resources: Vec<Resource>,
+    resources: impl IntoIterator<Item = impl Into<Arc<Resource>>>,
     parse_diagnostics: Vec<Diagnostic>,
     proxy: &ProxyConfig,
     state: &StateStore,
@@ -88,7 +122,7 @@ pub fn build_snapshot_resolved(
         ..BuildInputs::default()
     };
     finished(build_snapshot_unless(
-        resources,
+        shared(resources),
         parse_diagnostics,
         proxy,
         state,
@@ -101,7 +135,7 @@ pub fn build_snapshot_resolved(
 /// [`build_snapshot`] with the canary controller's overlays applied to the compiled routes
 /// (the objects kept in the snapshot stay the user's).
 pub fn build_snapshot_with(
-    resources: Vec<Resource>,
+    resources: impl IntoIterator<Item = impl Into<Arc<Resource>>>,
     parse_diagnostics: Vec<Diagnostic>,
     proxy: &ProxyConfig,
     state: &StateStore,
@@ -113,7 +147,7 @@ pub fn build_snapshot_with(
         ..BuildInputs::default()
     };
     finished(build_snapshot_unless(
-        resources,
+        shared(resources),
         parse_diagnostics,
         proxy,
         state,
@@ -121,6 +155,11 @@ pub fn build_snapshot_with(
         &inputs,
         &|| false,
     ))
+}
+
+/// Objects, owned or already shared, shared the way the running proxy shares them.
+fn shared(resources: impl IntoIterator<Item = impl Into<Arc<Resource>>>) -> Vec<Arc<Resource>> {
+    resources.into_iter().map(Into::into).collect()
 }
 
 /// The outcome of a build nothing could supersede.
@@ -144,6 +183,9 @@ pub struct BuildInputs<'a> {
     pub dns: Option<&'a DnsAnswers>,
     /// The canary controller's overlays.
     pub overlays: Option<&'a CanaryOverlays>,
+    /// The active snapshot, built for the same proxy: what did not change is taken from it
+    /// rather than validated and compiled again.
+    pub previous: Option<&'a Snapshot>,
 }
 
 /// Why [`build_snapshot_unless`] returned no snapshot.
@@ -159,7 +201,7 @@ pub enum Stopped {
 /// says a newer config set is waiting: building an outdated set in full would only delay the
 /// newer one.
 pub fn build_snapshot_unless(
-    resources: Vec<Resource>,
+    resources: Vec<Arc<Resource>>,
     parse_diagnostics: Vec<Diagnostic>,
     proxy: &ProxyConfig,
     state: &StateStore,
@@ -170,7 +212,15 @@ pub fn build_snapshot_unless(
     if superseded() {
         return Err(Stopped::Superseded);
     }
-    let mut diagnostics = check(&resources, parse_diagnostics);
+    let started = std::time::Instant::now();
+    let mut validated = Validated::with_capacity(resources.len());
+    let mut diagnostics = check_with(
+        &resources,
+        parse_diagnostics,
+        inputs.previous.map(|p| &p.validated),
+        Some(&mut validated),
+    );
+    let checked = std::time::Instant::now();
     if diagnostics.iter().any(is_blocking) {
         return Err(Stopped::Rejected(Rejected { diagnostics }));
     }
@@ -181,8 +231,9 @@ pub fn build_snapshot_unless(
     let (overlaid, canaries) =
         crate::canary::apply_overlays(&resources, inputs.overlays.unwrap_or(&no_overlays));
     // A finished compile is published even when outdated: the newer set follows at once.
-    let compiled = crate::compile::compile_resolved(
+    let compiled = crate::compile::compile_incremental(
         overlaid.as_deref().unwrap_or(&resources),
+        inputs.previous.map(|p| (&p.memo, &p.registry)),
         proxy,
         state,
         inputs.dns,
@@ -205,6 +256,11 @@ pub fn build_snapshot_unless(
         diagnostics,
     );
     snapshot.canaries = canaries;
+    snapshot.validated = validated;
+    snapshot.timings = crate::snapshot::BuildTimings {
+        check: checked - started,
+        compile: checked.elapsed(),
+    };
     Ok(snapshot)
 }
 
@@ -219,7 +275,7 @@ mod tests {
     fn build(superseded: &dyn Fn() -> bool) -> Result<Snapshot, Stopped> {
         let parsed = sluice_model::parse_text(CONFIG, None);
         build_snapshot_unless(
-            parsed.resources,
+            shared(parsed.resources),
             parsed.diagnostics,
             &ProxyConfig::default(),
             &StateStore::new(),

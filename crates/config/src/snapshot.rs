@@ -45,18 +45,36 @@ pub struct Snapshot {
     pub security: Arc<crate::authz::Security>,
     /// The objects this snapshot was compiled from.
     #[serde(skip)]
-    pub resources: Arc<Vec<Resource>>,
+    pub resources: Arc<Vec<Arc<Resource>>>,
     /// Warnings and findings (no blocking errors: those reject the config).
     pub diagnostics: Vec<Diagnostic>,
     /// Canary overlays applied to the compiled routes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub canaries: Vec<crate::canary::AppliedCanary>,
+    /// How long each phase of the build took.
+    #[serde(skip)]
+    pub timings: BuildTimings,
+    /// The compiled units, for the next build to take from.
+    #[serde(skip)]
+    pub(crate) memo: crate::compile::Memo,
+    /// Each object's validation findings, by address, for the next build to take from.
+    #[serde(skip)]
+    pub(crate) validated: crate::load::Validated,
     #[serde(skip)]
     by_address: HashMap<SocketAddr, usize, foldhash::fast::RandomState>,
     #[serde(skip)]
     tcp_by_address: HashMap<SocketAddr, usize, foldhash::fast::RandomState>,
     #[serde(skip)]
     tls_by_address: HashMap<SocketAddr, usize, foldhash::fast::RandomState>,
+}
+
+/// Where a build spent its time (logged with each reload, to tell which phase grows).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildTimings {
+    /// Per-object validation, duplicates and cross-object analysis.
+    pub check: std::time::Duration,
+    /// Compilation for the proxy, canary overlays included.
+    pub compile: std::time::Duration,
 }
 
 /// The outcome of routing one request.
@@ -102,7 +120,7 @@ impl Snapshot {
         version: u64,
         proxy: ProxyConfig,
         compiled: crate::compile::Compiled,
-        resources: Arc<Vec<Resource>>,
+        resources: Arc<Vec<Arc<Resource>>>,
         diagnostics: Vec<Diagnostic>,
     ) -> Snapshot {
         let by_address = compiled
@@ -136,6 +154,9 @@ impl Snapshot {
             resources,
             diagnostics,
             canaries: Vec::new(),
+            timings: BuildTimings::default(),
+            memo: compiled.memo,
+            validated: Default::default(),
             by_address,
             tcp_by_address,
             tls_by_address,

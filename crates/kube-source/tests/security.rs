@@ -31,6 +31,7 @@ fn find(s: &KubeSource, kind: Kind, ns: &str, name: &str) -> Option<Resource> {
         .0
         .into_iter()
         .find(|r| r.kind == kind && r.metadata.namespace == ns && r.metadata.name == name)
+        .map(std::sync::Arc::unwrap_or_clone)
 }
 
 /// The snapshot of a `reviews` sidecar in `default`.

@@ -33,7 +33,14 @@ async fn cluster() -> (FakeApi, KubeSource) {
 }
 
 fn resources(s: &KubeSource) -> Vec<Resource> {
-    s.collect().0
+    owned(s.collect().0)
+}
+
+fn owned(shared: Vec<std::sync::Arc<Resource>>) -> Vec<Resource> {
+    shared
+        .into_iter()
+        .map(std::sync::Arc::unwrap_or_clone)
+        .collect()
 }
 
 fn find(s: &KubeSource, kind: Kind, ns: &str, name: &str) -> Option<Resource> {
@@ -379,7 +386,7 @@ async fn endpoints_carry_tls_mode_and_service_account_of_their_pod() {
     .await;
     let (all, diags) = source.collect();
     let snapshot = sluice_config::build_snapshot(
-        all,
+        owned(all),
         diags,
         &sluice_config::ProxyConfig::default(),
         &sluice_lb::StateStore::new(),
@@ -437,7 +444,7 @@ async fn invalid_objects_are_reported_and_never_applied() {
         ..Default::default()
     };
     let snapshot =
-        sluice_config::build_snapshot(all, diags, &proxy, &sluice_lb::StateStore::new(), 1)
+        sluice_config::build_snapshot(owned(all), diags, &proxy, &sluice_lb::StateStore::new(), 1)
             .expect("the collected set is never rejected");
     let reviews = snapshot
         .registry

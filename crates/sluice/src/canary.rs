@@ -29,7 +29,7 @@ pub struct RuntimeHost {
 }
 
 impl ControllerHost for RuntimeHost {
-    fn resources(&self) -> Arc<Vec<Resource>> {
+    fn resources(&self) -> Arc<Vec<Arc<Resource>>> {
         self.config
             .load()
             .map(|s| s.resources.clone())

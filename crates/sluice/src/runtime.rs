@@ -65,7 +65,9 @@ pub struct RunOptions {
     pub drain: Duration,
     /// Watch the paths and reload on change.
     pub watch: bool,
-    /// Debounce for file events.
+    /// Debounce for file events: a burst of writes (an editor's save, a copied tree) makes one
+    /// reload, and a reload is cheap enough (unchanged files and objects are kept) to follow
+    /// an edit closely.
     pub debounce: Duration,
     /// Data-plane options (mirror Host suffix, replay buffer).
     pub options: ProxyOptions,
@@ -93,7 +95,7 @@ impl RunOptions {
             admin: SocketAddr::from(([127, 0, 0, 1], 15000)),
             drain: Duration::from_secs(10),
             watch: true,
-            debounce: Duration::from_millis(200),
+            debounce: Duration::from_millis(50),
             options: ProxyOptions::default(),
             telemetry: TelemetryConfig::default(),
             source: None,
@@ -287,14 +289,17 @@ impl Loader {
             files.clear();
             files
         });
+        let started = std::time::Instant::now();
+        // The active snapshot: unchanged files take their objects from it, and the build keeps
+        // what depends only on unchanged objects.
+        let previous = self.config.load();
         let (resources, mut diagnostics) = match &self.source {
             Some(source) => source.collect(),
             None => {
-                let previous = self.config.load();
-                let previous = previous
+                let objects = previous
                     .as_deref()
                     .map_or(&[][..], |s| s.resources.as_slice());
-                let parsed = files.read_paths(&self.paths, previous);
+                let parsed = files.read_paths(&self.paths, objects);
                 (parsed.resources, parsed.diagnostics)
             }
         };
@@ -318,6 +323,7 @@ impl Loader {
         let inputs = BuildInputs {
             dns: dns.as_ref().map(|p| &p.answers),
             overlays: Some(&overlays),
+            previous: previous.as_deref(),
         };
         let built = build_snapshot_unless(
             resources,
@@ -334,6 +340,16 @@ impl Loader {
         drop(files);
         match built {
             Ok(s) => {
+                let t = s.timings;
+                let total = started.elapsed();
+                tracing::debug!(
+                    version = s.version,
+                    "config built in {} ms (read {} ms, check {} ms, compile {} ms)",
+                    total.as_millis(),
+                    total.saturating_sub(t.check + t.compile).as_millis(),
+                    t.check.as_millis(),
+                    t.compile.as_millis()
+                );
                 let names = match &self.dns {
                     Some(_) => sluice_config::dns::wanted_names(&s.registry),
                     None => Default::default(),

@@ -102,9 +102,13 @@ fn client_check<'a>(r: &'a Resource, base: String, t: &'a ClientTlsSettings) -> 
 
 /// Diagnostics for every certificate, key and CA file the objects name (`kubernetes`: Secrets
 /// can be read, so `credentialName` is not flagged).
-pub fn diagnostics(resources: &[Resource], store: &CertStore, kubernetes: bool) -> Vec<Diagnostic> {
+pub fn diagnostics<R: std::borrow::Borrow<Resource>>(
+    resources: &[R],
+    store: &CertStore,
+    kubernetes: bool,
+) -> Vec<Diagnostic> {
     let mut checks = Vec::new();
-    for r in resources {
+    for r in resources.iter().map(std::borrow::Borrow::borrow) {
         match &r.spec {
             Spec::Gateway(gw) => {
                 for (i, s) in gw.servers.iter().enumerate() {

@@ -488,6 +488,60 @@ fn reload_applies_an_edit_now_or_reports_the_rejection() {
     let _ = child.wait();
 }
 
+/// `sluice run config/` (a path relative to the working directory, as typed by hand) reloads
+/// when a file under it is edited.
+#[test]
+fn a_relative_config_path_is_watched() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    let admin = free_port();
+    let vs = |name: &str| {
+        format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\nspec:\n  hosts: [x.example.com]\n  http:\n  - directResponse: {{status: 204}}\n")
+    };
+    std::fs::write(dir.path().join("config/vs.yaml"), vs("a")).unwrap();
+    let mut child = sluice()
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--no-gateway",
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+            "config",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(admin, "admin never came up");
+    let version = || {
+        http_get(admin, "localhost", "/metrics")
+            .lines()
+            .find_map(|l| l.strip_prefix("sluice_config_version "))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(version(), "1");
+    // Edited again each second until seen: the watch may be set up just after the admin port.
+    for edit in 0..20 {
+        std::fs::write(dir.path().join("config/vs.yaml"), vs(&format!("b{edit}"))).unwrap();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(50));
+            if version() != "1" {
+                break;
+            }
+        }
+        if version() != "1" {
+            break;
+        }
+    }
+    let reloaded = version();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_ne!(
+        reloaded, "1",
+        "the edit under a relative path was not picked up"
+    );
+}
+
 /// Mesh mTLS between two `sluice run` processes whose workload certificates come from one CA
 /// made by `sluice ca init`: the client reaches the STRICT server with automatic mTLS and its
 /// identity arrives in `x-forwarded-client-cert`; a plaintext client is refused.

@@ -77,12 +77,13 @@ struct GatedSource {
 }
 
 impl ConfigSource for GatedSource {
-    fn collect(&self) -> (Vec<Resource>, Vec<Diagnostic>) {
+    fn collect(&self) -> (Vec<Arc<Resource>>, Vec<Diagnostic>) {
         if self.reads.fetch_add(1, Ordering::SeqCst) > 0 {
             self.entered.notify_one();
             let _ = self.gate.lock().unwrap().recv();
         }
-        (self.resources.clone(), Vec::new())
+        let shared = self.resources.iter().cloned().map(Arc::new).collect();
+        (shared, Vec::new())
     }
 
     fn is_ready(&self) -> bool {

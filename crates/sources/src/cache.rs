@@ -5,8 +5,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use sluice_model::{Parsed, Resource};
+use sluice_model::{Diagnostic, Parsed, Resource};
 use twox_hash::XxHash3_128;
 
 use crate::files::{discover, file_name, read_text, FileText};
@@ -36,9 +37,18 @@ enum Planned<'p> {
     /// Unreadable or refused: its finding.
     Refused(Parsed),
     /// Unchanged: the previous read's objects.
-    Reused(&'p [&'p Resource]),
+    Reused(&'p [&'p Arc<Resource>]),
     /// Changed or new: parsed, then remembered by its digest.
     Parse(PathBuf, u128),
+}
+
+/// Objects read, shared: an unchanged file's objects are the very ones of the previous read.
+#[derive(Debug, Default)]
+pub struct SharedRead {
+    /// Objects that were read.
+    pub resources: Vec<Arc<Resource>>,
+    /// Problems found while reading.
+    pub diagnostics: Vec<Diagnostic>,
 }
 
 /// Digests of the files of the last read, to tell which ones changed.
@@ -57,14 +67,15 @@ impl FileCache {
     /// Reads every config file under `paths`, as [`crate::read_paths`] does. A file whose
     /// content is what the last read found, and which parsed without findings then, takes its
     /// objects from `previous`, the objects that read returned (the active snapshot's), instead
-    /// of being parsed again.
-    pub fn read_paths(&mut self, paths: &[PathBuf], previous: &[Resource]) -> Parsed {
+    /// of being parsed again: the same objects (`Arc`), not copies, so what depends on them only
+    /// (validation, compiled routes) can be kept too.
+    pub fn read_paths(&mut self, paths: &[PathBuf], previous: &[Arc<Resource>]) -> SharedRead {
         let (files, diagnostics) = discover(paths);
-        let mut out = Parsed {
+        let mut out = SharedRead {
             resources: Vec::new(),
             diagnostics,
         };
-        let mut by_file: HashMap<&str, Vec<&Resource>> = HashMap::new();
+        let mut by_file: HashMap<&str, Vec<&Arc<Resource>>> = HashMap::new();
         for r in previous {
             if let Some(f) = r.origin.file.as_deref() {
                 by_file.entry(f).or_default().push(r);
@@ -107,7 +118,7 @@ impl FileCache {
         for step in plan {
             match step {
                 Planned::Refused(refused) => out.diagnostics.extend(refused.diagnostics),
-                Planned::Reused(kept) => out.resources.extend(kept.iter().map(|r| (*r).clone())),
+                Planned::Reused(kept) => out.resources.extend(kept.iter().map(|r| Arc::clone(r))),
                 Planned::Parse(path, digest) => {
                     let Some(parsed) = parsed.next() else { break };
                     // A file with findings is parsed again each time, so they are reported
@@ -116,7 +127,8 @@ impl FileCache {
                         let objects = parsed.resources.len();
                         seen.insert(path, Seen { digest, objects });
                     }
-                    out.resources.extend(parsed.resources);
+                    out.resources
+                        .extend(parsed.resources.into_iter().map(Arc::new));
                     out.diagnostics.extend(parsed.diagnostics);
                 }
             }

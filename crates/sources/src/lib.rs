@@ -6,7 +6,7 @@ pub mod parse_many;
 pub mod store;
 pub mod watch;
 
-pub use cache::{FileCache, ReadStats};
+pub use cache::{FileCache, ReadStats, SharedRead};
 pub use files::{discover, read_file, read_paths};
 pub use store::ConfigStore;
 pub use watch::{watch, ConfigWatch, WatchError};

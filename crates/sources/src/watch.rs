@@ -85,7 +85,18 @@ pub fn is_canary_state_file(p: &std::path::Path) -> bool {
 /// Watches `paths` (directories recursively, files through their directory).
 pub fn watch(paths: &[PathBuf], debounce: Duration) -> Result<ConfigWatch, WatchError> {
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
-    let root_paths: Vec<PathBuf> = paths.iter().map(|p| watch_root(p)).collect();
+    // Events name absolute paths even for a relative root (`sluice run config/`): compare with
+    // the root made absolute, and resolved too when it goes through a symlink.
+    let root_paths: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| watch_root(p))
+        .flat_map(|r| {
+            let absolute = std::path::absolute(&r).unwrap_or_else(|_| r.clone());
+            let resolved = std::fs::canonicalize(&r).ok();
+            [Some(r), Some(absolute), resolved]
+        })
+        .flatten()
+        .collect();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
             // The parents' watches also report their other entries: only the roots count.

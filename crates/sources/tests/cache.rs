@@ -33,7 +33,7 @@ fn a_reread_parses_only_changed_and_new_files() {
             reused: 0
         }
     );
-    assert_eq!(first.resources, read_paths(&paths).resources);
+    assert_eq!(owned(&first), read_paths(&paths).resources);
 
     let again = cache.read_paths(&paths, &first.resources);
     assert_eq!(
@@ -44,6 +44,12 @@ fn a_reread_parses_only_changed_and_new_files() {
         }
     );
     assert_eq!(again.resources, first.resources);
+    // Not copies: the very objects of the previous read, so what depends on them can be kept.
+    assert!(again
+        .resources
+        .iter()
+        .zip(&first.resources)
+        .all(|(a, b)| std::sync::Arc::ptr_eq(a, b)));
 
     // One file edited, one added, one removed.
     fs::write(
@@ -66,7 +72,7 @@ fn a_reread_parses_only_changed_and_new_files() {
         }
     );
     let fresh = read_paths(&paths);
-    assert_eq!(edited.resources, fresh.resources);
+    assert_eq!(owned(&edited), fresh.resources);
     assert_eq!(edited.diagnostics, fresh.diagnostics);
     let names: Vec<&str> = edited
         .resources
@@ -89,7 +95,7 @@ fn a_reread_parses_only_changed_and_new_files() {
             reused: 3
         }
     );
-    assert_eq!(restored.resources, read_paths(&paths).resources);
+    assert_eq!(owned(&restored), read_paths(&paths).resources);
 
     // Objects that did not become active (a rejected reload) are not reused.
     cache.clear();
@@ -123,4 +129,8 @@ fn syntax_errors_and_unreadable_files_are_reported_on_every_read() {
     let again = cache.read_paths(&paths, &first.resources);
     assert_eq!(again.diagnostics, first.diagnostics);
     assert_eq!(again.diagnostics, read_paths(&paths).diagnostics);
+}
+
+fn owned(read: &sluice_sources::SharedRead) -> Vec<sluice_model::Resource> {
+    read.resources.iter().map(|r| (**r).clone()).collect()
 }

@@ -3,6 +3,7 @@
 //! a Canary that is deleted takes its overlay with it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sluice_model::{
@@ -173,13 +174,13 @@ fn overlay_route(
 /// Applies the overlays of the Canaries present in `resources`. Returns the objects to compile
 /// (`None`: nothing changed, compile `resources` as they are) and what was applied.
 pub fn apply_overlays(
-    resources: &[Resource],
+    resources: &[Arc<Resource>],
     overlays: &CanaryOverlays,
-) -> (Option<Vec<Resource>>, Vec<AppliedCanary>) {
+) -> (Option<Vec<Arc<Resource>>>, Vec<AppliedCanary>) {
     if overlays.is_empty() {
         return (None, Vec::new());
     }
-    let mut out: Option<Vec<Resource>> = None;
+    let mut out: Option<Vec<Arc<Resource>>> = None;
     let mut applied = Vec::new();
     for c in resources {
         let Spec::Canary(canary) = &c.spec else {
@@ -197,6 +198,8 @@ pub fn apply_overlays(
         }) else {
             continue;
         };
+        // Copied on write: the user's object stays as it is, shared with the snapshot.
+        let vs_res = Arc::make_mut(vs_res);
         let Spec::VirtualService(vs) = &mut vs_res.spec else {
             continue;
         };
@@ -257,7 +260,8 @@ spec:
         assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
         let mut overlays = CanaryOverlays::new();
         overlays.insert("default/app".into(), o);
-        let (out, applied) = apply_overlays(&parsed.resources, &overlays);
+        let shared: Vec<Arc<Resource>> = parsed.resources.iter().cloned().map(Arc::new).collect();
+        let (out, applied) = apply_overlays(&shared, &overlays);
         let out = out.expect("overlay applied");
         let Spec::VirtualService(vs) = &out[0].spec else {
             panic!("first object is the VirtualService")
@@ -369,8 +373,9 @@ spec:
                 matched: false,
             },
         );
-        let (out, applied) = apply_overlays(&parsed.resources, &overlays);
-        assert!(out.is_none_or(|o| o == parsed.resources));
+        let shared: Vec<Arc<Resource>> = parsed.resources.iter().cloned().map(Arc::new).collect();
+        let (out, applied) = apply_overlays(&shared, &overlays);
+        assert!(out.is_none_or(|o| o == shared));
         assert!(applied.is_empty());
     }
 }

@@ -34,6 +34,7 @@ impl<'a> Compiler<'a> {
         let Some(d) = &rule.delegate else {
             return Vec::new();
         };
+        self.delegated.set(true);
         let root_ns = root.metadata.namespace.as_str();
         let ns = d
             .namespace

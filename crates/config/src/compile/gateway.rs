@@ -69,27 +69,30 @@ fn https_redirects(servers: &[BoundServer<'_>], port: u16, vhosts: &mut Vec<Arc<
     }
 }
 
-/// The routes of a gateway port by domain, in the order the domains were first bound; the
-/// index keeps binding 10,000 VirtualServices linear.
+/// A VirtualService bound to a gateway domain, with the gateway it reached it through.
+type Binding<'r> = (&'r Resource, &'r VirtualService, &'r str);
+
+/// The VirtualServices of a gateway port by domain, in the order the domains were first bound;
+/// the index keeps binding 10,000 VirtualServices linear.
 #[derive(Default)]
-struct Domains {
-    list: Vec<(String, Vec<Route>)>,
+struct Domains<'r> {
+    list: Vec<(String, Vec<Binding<'r>>)>,
     position: HashMap<String, usize>,
 }
 
-impl Domains {
-    /// Appends `routes` to the domain's, the domain added last if new.
-    fn add(&mut self, domain: String, routes: Vec<Route>) {
+impl<'r> Domains<'r> {
+    /// Appends a binding to the domain's, the domain added last if new.
+    fn add(&mut self, domain: String, binding: Binding<'r>) {
         if let Some(existing) = self
             .position
             .get(&domain)
             .and_then(|&i| self.list.get_mut(i))
         {
-            existing.1.extend(routes);
+            existing.1.push(binding);
             return;
         }
         self.position.insert(domain.clone(), self.list.len());
-        self.list.push((domain, routes));
+        self.list.push((domain, vec![binding]));
     }
 }
 
@@ -224,7 +227,7 @@ impl<'a> Compiler<'a> {
             let address = SocketAddr::new(ip, port);
             let mut gateways: Vec<String> = servers.iter().map(|s| s.gateway.clone()).collect();
             gateways.dedup();
-            let mut vhosts = self.gateway_virtual_hosts(&servers, port, address);
+            let mut vhosts = self.gateway_virtual_hosts(&servers, port, address, "");
             https_redirects(&servers, port, &mut vhosts);
             out.push(Listener {
                 name: format!("{}_{}", address.ip(), port),
@@ -276,11 +279,13 @@ impl<'a> Compiler<'a> {
 
     /// The virtual hosts of the VirtualServices bound to `servers` (which share a port): one per
     /// host, rules of every VirtualService on it merged oldest first with catch-alls last.
+    /// `chain` tells apart the filter chains of one TLS port (empty for plain-text ports).
     pub(crate) fn gateway_virtual_hosts(
         &mut self,
         servers: &[BoundServer<'_>],
         port: u16,
         address: SocketAddr,
+        chain: &str,
     ) -> Vec<Arc<VirtualHost>> {
         let ordered = self.ordered.clone();
         let mut domains = Domains::default();
@@ -288,21 +293,38 @@ impl<'a> Compiler<'a> {
             let Spec::VirtualService(vs) = &r.spec else {
                 continue;
             };
-            self.bind_virtual_service(r, vs, servers, port, address, &mut domains);
+            bind_virtual_service(r, vs, servers, &mut domains);
         }
         domains
             .list
             .into_iter()
-            .map(|(domain, routes)| {
-                // Istio merges every VirtualService of a gateway host and moves catch-alls last.
-                let (mut specific, catch_all): (Vec<Route>, Vec<Route>) =
-                    routes.into_iter().partition(|r| !r.is_catch_all());
-                specific.extend(catch_all);
-                Arc::new(VirtualHost {
-                    name: format!("{domain}:{port}"),
-                    domains: vec![domain],
-                    routes: specific,
-                    require_tls: false,
+            .map(|(domain, bindings)| {
+                let scope = format!("{address}|{domain}");
+                let fresh: Vec<(usize, &str)> = bindings
+                    .iter()
+                    .map(|(r, _, gateway)| (super::reuse::address(r), *gateway))
+                    .collect();
+                self.vhost_unit(format!("{scope}|{chain}"), &fresh, |c| {
+                    let mut routes = Vec::new();
+                    for (r, vs, gateway) in &bindings {
+                        let ctx = RuleContext {
+                            gateway,
+                            port,
+                            scope: &scope,
+                        };
+                        routes.extend(c.compile_http_routes(r, vs, ctx));
+                    }
+                    // Istio merges every VirtualService of a gateway host and moves catch-alls
+                    // last.
+                    let (mut specific, catch_all): (Vec<Route>, Vec<Route>) =
+                        routes.into_iter().partition(|r| !r.is_catch_all());
+                    specific.extend(catch_all);
+                    VirtualHost {
+                        name: format!("{domain}:{port}"),
+                        domains: vec![domain],
+                        routes: specific,
+                        require_tls: false,
+                    }
                 })
             })
             .collect()
@@ -356,46 +378,37 @@ impl<'a> Compiler<'a> {
             .as_ref()
             .is_none_or(|sel| selector_matches(sel, &self.proxy.labels))
     }
+}
 
-    fn bind_virtual_service(
-        &mut self,
-        r: &Resource,
-        vs: &VirtualService,
-        servers: &[BoundServer<'_>],
-        port: u16,
-        address: SocketAddr,
-        domains: &mut Domains,
-    ) {
-        let ns = &r.metadata.namespace;
-        // (domain, gateway through which the VirtualService reaches it)
-        let mut hits: Vec<(String, &str)> = Vec::new();
-        for bound in servers.iter().filter(|b| vs_binds(vs, ns, &b.gateway)) {
-            for h in &vs.hosts {
-                let vh = fqdn(h, ns);
-                for sh in &bound.server.hosts {
-                    let (sns, shost) = split_server_host(sh);
-                    let ns_ok = sns == "*" || sns == ns || (sns == "." && bound.namespace == ns);
-                    if !ns_ok {
-                        continue;
-                    }
-                    if let Some(d) = intersect(&vh, shost) {
-                        let d = d.to_ascii_lowercase();
-                        if !hits.iter().any(|(x, _)| *x == d) {
-                            hits.push((d, &bound.gateway));
-                        }
+/// Binds `vs` to the domains of `servers` it reaches (each domain once per VirtualService).
+fn bind_virtual_service<'r>(
+    r: &'r Resource,
+    vs: &'r VirtualService,
+    servers: &'r [BoundServer<'_>],
+    domains: &mut Domains<'r>,
+) {
+    let ns = &r.metadata.namespace;
+    // (domain, gateway through which the VirtualService reaches it)
+    let mut hits: Vec<(String, &str)> = Vec::new();
+    for bound in servers.iter().filter(|b| vs_binds(vs, ns, &b.gateway)) {
+        for h in &vs.hosts {
+            let vh = fqdn(h, ns);
+            for sh in &bound.server.hosts {
+                let (sns, shost) = split_server_host(sh);
+                let ns_ok = sns == "*" || sns == ns || (sns == "." && bound.namespace == ns);
+                if !ns_ok {
+                    continue;
+                }
+                if let Some(d) = intersect(&vh, shost) {
+                    let d = d.to_ascii_lowercase();
+                    if !hits.iter().any(|(x, _)| *x == d) {
+                        hits.push((d, &bound.gateway));
                     }
                 }
             }
         }
-        for (d, gateway) in hits {
-            let scope = format!("{address}|{d}");
-            let ctx = RuleContext {
-                gateway,
-                port,
-                scope: &scope,
-            };
-            let routes = self.compile_http_routes(r, vs, ctx);
-            domains.add(d, routes);
-        }
+    }
+    for (d, gateway) in hits {
+        domains.add(d, (r, vs, gateway));
     }
 }

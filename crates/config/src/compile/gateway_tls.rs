@@ -132,8 +132,13 @@ impl Compiler<'_> {
                 }
                 "SIMPLE" | "MUTUAL" | "OPTIONAL_MUTUAL" | "ISTIO_MUTUAL" => {
                     let server_tls = self.server_tls(r, &field, tls, mode);
-                    let vhosts =
-                        self.gateway_virtual_hosts(std::slice::from_ref(bound), port, address);
+                    let chain = format!("{}#{}", bound.gateway, bound.index);
+                    let vhosts = self.gateway_virtual_hosts(
+                        std::slice::from_ref(bound),
+                        port,
+                        address,
+                        &chain,
+                    );
                     ChainAction::Terminate {
                         tls: Arc::new(server_tls),
                         http: Arc::new(Listener {

@@ -400,6 +400,8 @@ impl Compiler<'_> {
         weight: u32,
     ) -> RouteDestination {
         let host = fqdn(&dest.host, ns);
+        // What the unit being compiled depends on (see `reuse`).
+        self.deps.borrow_mut().push(host.to_ascii_lowercase());
         let service = self.registry.get(&host);
         let port = dest
             .port

@@ -54,7 +54,7 @@ impl Compiler<'_> {
             let mut owners: BTreeMap<IpAddr, Option<Arc<VirtualHost>>> = BTreeMap::new();
             let mut unaddressed = false;
             for svc in &svcs {
-                let vh = Arc::new(self.service_vhost(svc, port, &claims));
+                let vh = self.service_vhost(svc, port, &claims);
                 unaddressed |= !svc.addresses.iter().any(IpAddr::is_loopback);
                 for ip in &svc.addresses {
                     // An address owned by one service falls back to that service for unknown Hosts.
@@ -140,26 +140,40 @@ impl Compiler<'_> {
     }
 
     /// The virtual host of one service on one port: its VirtualService's rules, else a default route.
-    fn service_vhost(&mut self, svc: &Arc<Service>, port: u16, claims: &Claims<'_>) -> VirtualHost {
+    fn service_vhost(
+        &mut self,
+        svc: &Arc<Service>,
+        port: u16,
+        claims: &Claims<'_>,
+    ) -> Arc<VirtualHost> {
         let name = format!("{}:{port}", svc.hostname);
         let scope = format!("mesh|{name}");
-        let routes = match claims.claiming(&svc.hostname) {
-            Some((r, vs)) => {
-                let ctx = RuleContext {
-                    gateway: MESH,
-                    port,
-                    scope: &scope,
-                };
-                self.compile_http_routes(r, vs, ctx)
+        let claim = claims.claiming(&svc.hostname);
+        let fresh: Vec<(usize, &str)> = claim
+            .iter()
+            .map(|(r, _)| (super::reuse::address(r), MESH))
+            .collect();
+        self.vhost_unit(scope.clone(), &fresh, |c| {
+            // Its domains and default route come from the service itself.
+            c.deps.borrow_mut().push(svc.hostname.clone());
+            let routes = match claim {
+                Some((r, vs)) => {
+                    let ctx = RuleContext {
+                        gateway: MESH,
+                        port,
+                        scope: &scope,
+                    };
+                    c.compile_http_routes(r, vs, ctx)
+                }
+                None => vec![c.default_route(svc, port)],
+            };
+            VirtualHost {
+                domains: service_domains(svc, &c.proxy.namespace),
+                name,
+                routes,
+                require_tls: false,
             }
-            None => vec![self.default_route(svc, port)],
-        };
-        VirtualHost {
-            domains: service_domains(svc, &self.proxy.namespace),
-            name,
-            routes,
-            require_tls: false,
-        }
+        })
     }
 
     pub(crate) fn default_route(&self, svc: &Service, port: u16) -> Route {

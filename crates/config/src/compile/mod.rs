@@ -14,10 +14,15 @@ mod mesh;
 mod mesh_tls;
 mod outbound;
 mod passthrough_lb;
+pub mod reuse;
+#[cfg(test)]
+mod reuse_tests;
 mod route_policy;
 mod security;
 mod tcp;
 
+use std::borrow::Borrow;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +41,8 @@ use crate::registry::Registry;
 use crate::tcp_route::TcpListener;
 use crate::tls::TlsListener;
 use destination_rules::DestinationRuleIndex;
+pub use reuse::Memo;
+use reuse::Reuse;
 
 /// The output of compilation, before it is wrapped into a snapshot.
 #[derive(Debug)]
@@ -50,6 +57,8 @@ pub struct Compiled {
     pub outbound: OutboundTable,
     /// All clusters by name.
     pub clusters: BTreeMap<String, Arc<Cluster>>,
+    /// The compiled units, for the next build to take from.
+    pub memo: Memo,
     /// The service registry.
     pub registry: Registry,
     /// Authorization, peer authentication, JWT rules and Sidecar ingress of this proxy.
@@ -73,6 +82,14 @@ pub(crate) struct Compiler<'a> {
     pub(crate) policies: HashMap<PolicyKey, Arc<RoutePolicy>>,
     /// The one empty per-destination header policy every destination without operations shares.
     pub(crate) no_headers: Arc<HeaderPolicy>,
+    /// What may be kept from the previous build (`None`: everything is compiled).
+    pub(crate) reuse: Option<Reuse<'a>>,
+    /// The units of this build, for the next one.
+    pub(crate) memo: Memo,
+    /// Hosts resolved since the current unit started (see [`Compiler::vhost_unit`]).
+    pub(crate) deps: RefCell<Vec<String>>,
+    /// Whether the current unit merged delegate VirtualServices (not tracked: never kept).
+    pub(crate) delegated: Cell<bool>,
 }
 
 /// A rule of an object of this compile (by address: the objects outlive the compile) and the
@@ -80,8 +97,9 @@ pub(crate) struct Compiler<'a> {
 pub(crate) type PolicyKey = (usize, u16);
 
 /// Orders objects the way Istio does when several claim the same thing.
-pub fn precedence_order(resources: &[Resource]) -> Vec<&Resource> {
-    let mut ordered: Vec<(usize, &Resource)> = resources.iter().enumerate().collect();
+pub fn precedence_order<R: Borrow<Resource>>(resources: &[R]) -> Vec<&Resource> {
+    let mut ordered: Vec<(usize, &Resource)> =
+        resources.iter().map(Borrow::borrow).enumerate().collect();
     ordered.sort_by(|(ia, a), (ib, b)| {
         let ta = a.metadata.creation_timestamp.as_deref().unwrap_or("");
         let tb = b.metadata.creation_timestamp.as_deref().unwrap_or("");
@@ -92,18 +110,55 @@ pub fn precedence_order(resources: &[Resource]) -> Vec<&Resource> {
 
 /// Compiles validated objects for `proxy`; DNS endpoints keep their names (resolved at connect
 /// time, as `analyze` and `explain` need no resolver).
-pub fn compile(resources: &[Resource], proxy: &ProxyConfig, state: &StateStore) -> Compiled {
+pub fn compile<R: Borrow<Resource>>(
+    resources: &[R],
+    proxy: &ProxyConfig,
+    state: &StateStore,
+) -> Compiled {
     compile_resolved(resources, proxy, state, None)
 }
 
 /// [`compile`] with the resolver's latest answers: DNS services get an endpoint per address
 /// (see [`crate::dns`]).
-pub fn compile_resolved(
-    resources: &[Resource],
+pub fn compile_resolved<R: Borrow<Resource>>(
+    resources: &[R],
     proxy: &ProxyConfig,
     state: &StateStore,
     dns: Option<&DnsAnswers>,
 ) -> Compiled {
+    compile_from(resources, None, None, proxy, state, dns)
+}
+
+/// [`compile_resolved`] of shared objects, keeping what it can of the previous build of the
+/// same proxy: `previous` is its memo and registry (see [`reuse`]).
+pub fn compile_incremental(
+    resources: &[Arc<Resource>],
+    previous: Option<(&Memo, &Registry)>,
+    proxy: &ProxyConfig,
+    state: &StateStore,
+    dns: Option<&DnsAnswers>,
+) -> Compiled {
+    compile_from(
+        resources,
+        Some(resources.to_vec()),
+        previous,
+        proxy,
+        state,
+        dns,
+    )
+}
+
+/// A compile; `shared` holds the same objects as `resources` when they are shared, which makes
+/// the memo of this build usable by the next.
+fn compile_from<R: Borrow<Resource>>(
+    resources: &[R],
+    shared: Option<Vec<Arc<Resource>>>,
+    previous: Option<(&Memo, &Registry)>,
+    proxy: &ProxyConfig,
+    state: &StateStore,
+    dns: Option<&DnsAnswers>,
+) -> Compiled {
+    let memo = Memo::new(shared, proxy, dns);
     // Only what is exported to this proxy's namespace exists for it; a sidecar's Sidecar then
     // narrows that to its egress hosts, before anything is compiled.
     let ordered = crate::scope::exported_objects(precedence_order(resources), proxy);
@@ -113,7 +168,15 @@ pub fn compile_resolved(
         Some(egress) => crate::scope::apply_egress(ordered, registry, egress),
         None => (ordered, registry),
     };
+    let reuse = previous.and_then(|(memo, before)| {
+        let all: Vec<&Resource> = resources.iter().map(Borrow::borrow).collect();
+        Reuse::new(memo, before, &all, &registry, proxy, dns)
+    });
     let mut c = Compiler {
+        reuse,
+        memo,
+        deps: RefCell::default(),
+        delegated: Cell::default(),
         proxy,
         state,
         dns,
@@ -178,9 +241,10 @@ pub fn compile_resolved(
         tls_listeners: tls_listeners.into_iter().map(Arc::new).collect(),
         outbound,
         clusters: c.clusters,
+        memo: c.memo,
         registry: c.registry,
         security,
-        diagnostics: c.diagnostics,
+        diagnostics: first_of_each(c.diagnostics),
     }
 }
 
@@ -217,7 +281,19 @@ impl Compiler<'_> {
     /// One cluster per service port, plus one per DestinationRule subset and port.
     fn build_clusters(&mut self, peers: &crate::authz::PeerAuthn) {
         let index = DestinationRuleIndex::new(&self.ordered).for_proxy(&self.proxy.labels);
-        for svc in self.registry.services() {
+        let services: Vec<Arc<crate::registry::Service>> =
+            self.registry.services().cloned().collect();
+        for svc in &services {
+            if let Some(kept) = self.reuse.as_ref().and_then(|r| r.clusters(&svc.hostname)) {
+                for c in kept.iter() {
+                    self.clusters.insert(c.name.clone(), Arc::clone(c));
+                }
+                self.memo
+                    .clusters
+                    .insert(svc.hostname.clone(), Arc::clone(kept));
+                continue;
+            }
+            let mut built = Vec::new();
             // Istio's lookup order: the proxy's namespace, the service's, the root namespace.
             let namespaces = [
                 self.proxy.namespace.as_str(),
@@ -270,11 +346,26 @@ impl Compiler<'_> {
                         self.state,
                         self.proxy,
                     );
-                    self.clusters.insert(c.name.clone(), Arc::new(c));
+                    let c = Arc::new(c);
+                    self.clusters.insert(c.name.clone(), Arc::clone(&c));
+                    built.push(c);
                 }
             }
+            self.memo
+                .clusters
+                .insert(svc.hostname.clone(), built.into());
         }
     }
+}
+
+/// The diagnostics without repeats, in the order first made (units compiled apart may each
+/// make the same finding).
+fn first_of_each(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut seen = HashSet::with_capacity(diagnostics.len());
+    diagnostics
+        .into_iter()
+        .filter(|d| seen.insert(d.clone()))
+        .collect()
 }
 
 /// Whether `address` cannot be bound next to the listeners in `taken`: the same address, or the

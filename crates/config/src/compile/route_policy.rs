@@ -63,6 +63,13 @@ impl Compiler<'_> {
         let key = (std::ptr::from_ref(rule) as usize, port);
         if owned {
             if let Some(p) = self.policies.get(&key) {
+                // The unit taking it depends on its mirrors as the one that built it does.
+                let mut deps = self.deps.borrow_mut();
+                deps.extend(
+                    p.mirrors
+                        .iter()
+                        .map(|m| m.destination.host.to_ascii_lowercase()),
+                );
                 return Arc::clone(p);
             }
         }

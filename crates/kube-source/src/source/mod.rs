@@ -38,7 +38,7 @@ use watch::{Target, Watched};
 /// A source of config objects that changes over time (files, Kubernetes).
 pub trait ConfigSource: Send + Sync + std::fmt::Debug {
     /// Every object to apply and every diagnostic, as of now.
-    fn collect(&self) -> (Vec<Resource>, Vec<Diagnostic>);
+    fn collect(&self) -> (Vec<Arc<Resource>>, Vec<Diagnostic>);
     /// Where the canary controller keeps its states and who leads it (`None`: no canaries).
     fn canary_backend(&self) -> Option<Arc<dyn sluice_canary::StateBackend>> {
         None
@@ -308,7 +308,7 @@ impl KubeSource {
 }
 
 impl ConfigSource for KubeSource {
-    fn collect(&self) -> (Vec<Resource>, Vec<Diagnostic>) {
+    fn collect(&self) -> (Vec<Arc<Resource>>, Vec<Diagnostic>) {
         self.shared
             .state
             .lock()

@@ -1,6 +1,7 @@
 //! What the watchers have seen, and the config store it feeds.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -87,7 +88,7 @@ fn in_scope(ns: &str, scope: Option<&str>) -> bool {
 
 impl State {
     /// Every accepted object and every diagnostic.
-    pub fn collect(&self) -> (Vec<Resource>, Vec<Diagnostic>) {
+    pub fn collect(&self) -> (Vec<Arc<Resource>>, Vec<Diagnostic>) {
         self.store.collect()
     }
 

@@ -1,0 +1,265 @@
+//! Incremental compilation: what a build takes from the previous build's compiled parts.
+//!
+//! Every build records its compiled units (the clusters of each service, each gateway and mesh
+//! virtual host) with what they were made from: the objects that contributed and the hosts
+//! their routes resolved. The next build compares its objects with the previous ones (the same
+//! `Arc`, or equal), finds the hosts whose service or DestinationRule changed, and keeps every
+//! unit whose objects are the same and whose hosts are untouched. A unit kept is the previous
+//! snapshot's `Arc`: one edited VirtualService in a 10,000-service config recompiles its own
+//! virtual hosts, not 20,000. Changes it cannot scope (Gateways, Sidecars, security objects,
+//! the proxy's settings, DNS answers) make a full compile, as does a first build.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use sluice_model::{Diagnostic, Kind, Resource, Spec};
+
+use super::Compiler;
+use crate::cluster::Cluster;
+use crate::dns::DnsAnswers;
+use crate::host::fqdn;
+use crate::proxy::ProxyConfig;
+use crate::registry::Registry;
+use crate::vhost::VirtualHost;
+
+/// An object's identity for the duration of a build: its address, stable while the previous
+/// build's memo keeps the object alive.
+pub(crate) fn address(r: &Resource) -> usize {
+    std::ptr::from_ref(r) as usize
+}
+
+/// The compiled units of one build, for the next build to take from.
+#[derive(Debug, Default)]
+pub struct Memo {
+    /// The objects compiled (after canary overlays); kept alive so that an address seen in a
+    /// unit names the same object for as long as this memo exists.
+    inputs: Vec<Arc<Resource>>,
+    /// Whether `inputs` are the objects the units' addresses point into (not the case for a
+    /// build from borrowed objects, whose memo cannot be reused).
+    usable: bool,
+    proxy: Option<ProxyConfig>,
+    dns: Option<DnsAnswers>,
+    /// The clusters of each service, by host name.
+    pub(crate) clusters: HashMap<String, Arc<[Arc<Cluster>]>>,
+    /// Virtual hosts by their key (listener, filter chain, domain or service).
+    pub(crate) vhosts: HashMap<String, Arc<VhostUnit>>,
+}
+
+impl Memo {
+    /// A memo for the objects `inputs`, to be filled by the build that compiles them.
+    pub(crate) fn new(
+        inputs: Option<Vec<Arc<Resource>>>,
+        proxy: &ProxyConfig,
+        dns: Option<&DnsAnswers>,
+    ) -> Memo {
+        Memo {
+            usable: inputs.is_some(),
+            inputs: inputs.unwrap_or_default(),
+            proxy: Some(proxy.clone()),
+            dns: dns.cloned(),
+            clusters: HashMap::new(),
+            vhosts: HashMap::new(),
+        }
+    }
+}
+
+/// One compiled virtual host and what it was compiled from.
+#[derive(Debug)]
+pub(crate) struct VhostUnit {
+    /// The contributing objects (addresses) with the gateway each reached it through.
+    pub(crate) contributors: Vec<(usize, String)>,
+    /// Every host the routes resolved (destinations, mirrors, the service itself).
+    pub(crate) deps: Vec<String>,
+    /// The virtual host.
+    pub(crate) vhost: Arc<VirtualHost>,
+    /// Findings made while compiling it.
+    pub(crate) diagnostics: Vec<Diagnostic>,
+}
+
+/// What changed since the previous build, and what of it can be kept.
+pub(crate) struct Reuse<'p> {
+    memo: &'p Memo,
+    /// New address → previous address, for equal objects that are not the same `Arc`.
+    renamed: HashMap<usize, usize>,
+    /// Hosts (lowercase FQDN) whose service or DestinationRule changed.
+    affected: HashSet<String>,
+}
+
+/// An object's name within its kind.
+type Key<'r> = (Kind, &'r str, &'r str);
+
+fn key(r: &Resource) -> Key<'_> {
+    (
+        r.kind,
+        r.metadata.namespace.as_str(),
+        r.metadata.name.as_str(),
+    )
+}
+
+impl<'p> Reuse<'p> {
+    /// What `objects` (every object of the new build) may take from `memo`, the previous build
+    /// compiled for the same proxy; `None` when it must compile in full.
+    pub(crate) fn new(
+        memo: &'p Memo,
+        previous: &Registry,
+        objects: &[&Resource],
+        registry: &Registry,
+        proxy: &ProxyConfig,
+        dns: Option<&DnsAnswers>,
+    ) -> Option<Reuse<'p>> {
+        if !memo.usable || memo.proxy.as_ref() != Some(proxy) || memo.dns.as_ref() != dns {
+            return None;
+        }
+        let mut old: HashMap<Key<'_>, &Resource> =
+            memo.inputs.iter().map(|r| (key(r), &**r)).collect();
+        let mut reuse = Reuse {
+            memo,
+            renamed: HashMap::new(),
+            affected: HashSet::new(),
+        };
+        for r in objects {
+            let before = old.remove(&key(r));
+            match before {
+                Some(b) if address(b) == address(r) => {}
+                Some(b) if b == *r => {
+                    reuse.renamed.insert(address(r), address(b));
+                }
+                _ => {
+                    reuse.changed(before)?;
+                    reuse.changed(Some(r))?;
+                }
+            }
+        }
+        for gone in old.into_values() {
+            reuse.changed(Some(gone))?;
+        }
+        // Services whose endpoints, ports or addresses changed (a ServiceEntry or WorkloadEntry
+        // edited, added or removed), and services that are gone.
+        for svc in registry.services() {
+            if previous.get(&svc.hostname).is_none_or(|p| **p != **svc) {
+                reuse.affected.insert(svc.hostname.clone());
+            }
+        }
+        for svc in previous.services() {
+            if registry.get(&svc.hostname).is_none() {
+                reuse.affected.insert(svc.hostname.clone());
+            }
+        }
+        Some(reuse)
+    }
+
+    /// Notes one version of a changed object; `None` when its kind cannot be scoped.
+    fn changed(&mut self, r: Option<&Resource>) -> Option<()> {
+        let Some(r) = r else { return Some(()) };
+        match &r.spec {
+            // Which VirtualService claims a host is decided afresh each build, and a unit is kept
+            // only when the same objects contribute to it.
+            Spec::VirtualService(_) | Spec::Canary(_) => {}
+            Spec::DestinationRule(dr) => {
+                let host = fqdn(&dr.host, &r.metadata.namespace);
+                if host.contains('*') {
+                    return None;
+                }
+                self.affected.insert(host.to_ascii_lowercase());
+            }
+            Spec::ServiceEntry(se) => {
+                for h in &se.hosts {
+                    if h.contains('*') {
+                        return None;
+                    }
+                    self.affected
+                        .insert(h.trim_end_matches('.').to_ascii_lowercase());
+                }
+            }
+            // The registry comparison finds the services it changes.
+            Spec::WorkloadEntry(_) => {}
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// Whether a compiled part that resolved `hosts` is still what a compile would make.
+    pub(crate) fn untouched<'h>(&self, mut hosts: impl Iterator<Item = &'h str>) -> bool {
+        !hosts.any(|h| self.affected.contains(h))
+    }
+
+    /// The previous clusters of the service `host`, when they can be kept.
+    pub(crate) fn clusters(&self, host: &str) -> Option<&Arc<[Arc<Cluster>]>> {
+        if self.affected.contains(host) {
+            return None;
+        }
+        self.memo.clusters.get(host)
+    }
+
+    /// The previous virtual host under `key`, when the same objects contribute to it now
+    /// (`fresh`: address and gateway of each) and none of its hosts changed. The unit comes
+    /// back with the new objects' addresses.
+    pub(crate) fn vhost(&self, key: &str, fresh: &[(usize, &str)]) -> Option<Arc<VhostUnit>> {
+        let unit = self.memo.vhosts.get(key)?;
+        if unit.contributors.len() != fresh.len() {
+            return None;
+        }
+        let mut renamed = false;
+        for ((old, old_gw), (new, new_gw)) in unit.contributors.iter().zip(fresh) {
+            if old_gw != new_gw {
+                return None;
+            }
+            if old != new {
+                if self.renamed.get(new) != Some(old) {
+                    return None;
+                }
+                renamed = true;
+            }
+        }
+        if !self.untouched(unit.deps.iter().map(String::as_str)) {
+            return None;
+        }
+        if !renamed {
+            return Some(Arc::clone(unit));
+        }
+        Some(Arc::new(VhostUnit {
+            contributors: fresh.iter().map(|(a, g)| (*a, (*g).to_string())).collect(),
+            deps: unit.deps.clone(),
+            vhost: Arc::clone(&unit.vhost),
+            diagnostics: unit.diagnostics.clone(),
+        }))
+    }
+}
+
+impl Compiler<'_> {
+    /// The virtual host under `key`: the previous build's when `fresh` (the contributing
+    /// objects' addresses and gateways) and the hosts it resolved are unchanged, else `build`'s,
+    /// recorded for the next build with the hosts it resolved and its findings.
+    pub(crate) fn vhost_unit(
+        &mut self,
+        key: String,
+        fresh: &[(usize, &str)],
+        build: impl FnOnce(&mut Self) -> VirtualHost,
+    ) -> Arc<VirtualHost> {
+        if let Some(unit) = self.reuse.as_ref().and_then(|r| r.vhost(&key, fresh)) {
+            self.diagnostics.extend(unit.diagnostics.iter().cloned());
+            let vh = Arc::clone(&unit.vhost);
+            self.memo.vhosts.insert(key, unit);
+            return vh;
+        }
+        let outer = std::mem::take(&mut self.diagnostics);
+        self.deps.take();
+        self.delegated.set(false);
+        let vh = Arc::new(build(self));
+        let diagnostics = std::mem::replace(&mut self.diagnostics, outer);
+        self.diagnostics.extend(diagnostics.iter().cloned());
+        let mut deps = self.deps.take();
+        deps.sort_unstable();
+        deps.dedup();
+        if !self.delegated.get() {
+            let unit = VhostUnit {
+                contributors: fresh.iter().map(|(a, g)| (*a, (*g).to_string())).collect(),
+                deps,
+                vhost: Arc::clone(&vh),
+                diagnostics,
+            };
+            self.memo.vhosts.insert(key, Arc::new(unit));
+        }
+        vh
+    }
+}
