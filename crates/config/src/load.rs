@@ -38,25 +38,28 @@ pub fn check<R: Borrow<Resource>>(
     resources: &[R],
     parse_diagnostics: Vec<Diagnostic>,
 ) -> Vec<Diagnostic> {
-    check_with(resources, parse_diagnostics, None, None)
+    let mut out = validate_with(resources, parse_diagnostics, None, None);
+    out.extend(crate::analyze::analyze(resources));
+    out
 }
 
 /// Per-object validation findings by object address (see [`crate::compile::reuse`]): the
 /// objects of the snapshot that holds them.
-pub type Validated = HashMap<usize, Vec<Diagnostic>>;
+pub type Validated = HashMap<usize, Vec<Diagnostic>, foldhash::fast::RandomState>;
 
-/// [`check`], taking the findings of objects `previous` validated (the same objects: their
+/// Per-object validation and duplicates (what [`check`] does short of the cross-object
+/// analysis), taking the findings of objects `previous` validated (the same objects: their
 /// addresses are stable while the snapshot holding them lives) and recording every object's
 /// in `record`.
-fn check_with<R: Borrow<Resource>>(
+fn validate_with<R: Borrow<Resource>>(
     resources: &[R],
     parse_diagnostics: Vec<Diagnostic>,
     previous: Option<&Validated>,
     mut record: Option<&mut Validated>,
 ) -> Vec<Diagnostic> {
     let mut out = parse_diagnostics;
-    let mut seen: HashMap<(sluice_model::Kind, &str, &str), &Resource> =
-        HashMap::with_capacity(resources.len());
+    let mut seen: HashMap<(sluice_model::Kind, &str, &str), &Resource, _> =
+        HashMap::with_capacity_and_hasher(resources.len(), foldhash::fast::RandomState::default());
     for r in resources.iter().map(Borrow::borrow) {
         let address = crate::compile::reuse::address(r);
         let found = match previous.and_then(|p| p.get(&address)) {
@@ -93,7 +96,6 @@ fn check_with<R: Borrow<Resource>>(
             ));
         }
     }
-    out.extend(crate::analyze::analyze(resources));
     out
 }
 
@@ -213,8 +215,8 @@ pub fn build_snapshot_unless(
         return Err(Stopped::Superseded);
     }
     let started = std::time::Instant::now();
-    let mut validated = Validated::with_capacity(resources.len());
-    let mut diagnostics = check_with(
+    let mut validated = Validated::with_capacity_and_hasher(resources.len(), Default::default());
+    let mut diagnostics = validate_with(
         &resources,
         parse_diagnostics,
         inputs.previous.map(|p| &p.validated),
@@ -222,6 +224,7 @@ pub fn build_snapshot_unless(
     );
     let checked = std::time::Instant::now();
     if diagnostics.iter().any(is_blocking) {
+        diagnostics.extend(crate::analyze::analyze(&resources));
         return Err(Stopped::Rejected(Rejected { diagnostics }));
     }
     if superseded() {
@@ -230,14 +233,28 @@ pub fn build_snapshot_unless(
     let no_overlays = CanaryOverlays::new();
     let (overlaid, canaries) =
         crate::canary::apply_overlays(&resources, inputs.overlays.unwrap_or(&no_overlays));
-    // A finished compile is published even when outdated: the newer set follows at once.
-    let compiled = crate::compile::compile_incremental(
-        overlaid.as_deref().unwrap_or(&resources),
-        inputs.previous.map(|p| (&p.memo, &p.registry)),
-        proxy,
-        state,
-        inputs.dns,
-    );
+    // The analysis of the user's objects blocks nothing: it runs on a thread of its own beside
+    // the compile (a reload takes the longer of the two, not their sum). A finished compile
+    // is published even when outdated: the newer set follows at once.
+    let (findings, analyzed, compiled) = std::thread::scope(|s| {
+        let analysis = s.spawn(|| {
+            let findings = crate::analyze::analyze(&resources);
+            (findings, checked.elapsed())
+        });
+        let compiled = crate::compile::compile_incremental(
+            overlaid.as_deref().unwrap_or(&resources),
+            inputs.previous.map(|p| (&p.memo, &p.registry)),
+            proxy,
+            state,
+            inputs.dns,
+        );
+        let (findings, analyzed) = analysis
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (findings, analyzed, compiled)
+    });
+    let compile = checked.elapsed();
+    diagnostics.extend(findings);
     // Hashed, not a `contains` per finding: both lists grow with the config.
     let mut known: HashSet<&Diagnostic> = diagnostics.iter().collect();
     let fresh: Vec<Diagnostic> = compiled
@@ -259,7 +276,8 @@ pub fn build_snapshot_unless(
     snapshot.validated = validated;
     snapshot.timings = crate::snapshot::BuildTimings {
         check: checked - started,
-        compile: checked.elapsed(),
+        analyze: analyzed,
+        compile,
     };
     Ok(snapshot)
 }

@@ -71,9 +71,11 @@ pub struct Snapshot {
 /// Where a build spent its time (logged with each reload, to tell which phase grows).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BuildTimings {
-    /// Per-object validation, duplicates and cross-object analysis.
+    /// Per-object validation and duplicates.
     pub check: std::time::Duration,
-    /// Compilation for the proxy, canary overlays included.
+    /// Cross-object analysis (beside the compile, on a thread of its own).
+    pub analyze: std::time::Duration,
+    /// Compilation for the proxy, canary overlays included, until the analysis is in too.
     pub compile: std::time::Duration,
 }
 

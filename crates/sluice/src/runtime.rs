@@ -344,11 +344,12 @@ impl Loader {
                 let total = started.elapsed();
                 tracing::debug!(
                     version = s.version,
-                    "config built in {} ms (read {} ms, check {} ms, compile {} ms)",
+                    "config built in {} ms (read {} ms, validate {} ms, compile {} ms with the analysis beside it taking {} ms)",
                     total.as_millis(),
                     total.saturating_sub(t.check + t.compile).as_millis(),
                     t.check.as_millis(),
-                    t.compile.as_millis()
+                    t.compile.as_millis(),
+                    t.analyze.as_millis()
                 );
                 let names = match &self.dns {
                     Some(_) => sluice_config::dns::wanted_names(&s.registry),

@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -145,6 +145,8 @@ pub struct Telemetry {
     proxy: ProxyMetrics,
     access_log: AccessLog,
     graph: Arc<Graph>,
+    /// The configured routes of the last snapshot, by virtual host (see [`graph::RouteCache`]).
+    route_cache: Mutex<graph::RouteCache>,
     destinations: ArcSwap<DestinationTable>,
     workload_name: Option<String>,
     cluster_id: Option<String>,
@@ -176,6 +178,7 @@ impl Default for Telemetry {
             proxy,
             access_log,
             graph: Arc::new(Graph::default()),
+            route_cache: Mutex::default(),
             destinations: ArcSwap::from_pointee(DestinationTable {
                 local: PeerLabels::unknown(),
                 endpoints: FxMap::default(),
@@ -302,22 +305,33 @@ impl Telemetry {
             endpoints: FxMap::default(),
             services: FxMap::default(),
         };
+        // A cluster kept from the previous build keeps its endpoints (the same `Arc`s) and
+        // service: their labels are taken from the previous table, not made again.
         for cluster in snapshot.clusters.values() {
             let namespace = snapshot
                 .registry
                 .get(&cluster.host)
-                .map(|s| s.namespace.clone());
-            next.services
-                .entry(cluster.host.clone())
-                .or_insert_with(|| ServiceLabels::from_host(&cluster.host, namespace.as_deref()));
+                .map(|s| s.namespace.as_str());
+            if !next.services.contains_key(&cluster.host) {
+                let labels = match previous.services.get(&cluster.host) {
+                    Some(known) if known.is_for(&cluster.host, namespace) => Arc::clone(known),
+                    _ => ServiceLabels::from_host(&cluster.host, namespace),
+                };
+                next.services.insert(cluster.host.clone(), labels);
+            }
             for ue in &cluster.endpoints {
                 let ptr = Arc::as_ptr(&ue.endpoint) as usize;
-                next.endpoints.entry(ptr).or_insert_with(|| {
-                    (
+                if next.endpoints.contains_key(&ptr) {
+                    continue;
+                }
+                let entry = match previous.endpoints.get(&ptr) {
+                    Some(known) if Arc::ptr_eq(&known.0, &ue.endpoint) => known.clone(),
+                    _ => (
                         ue.endpoint.clone(),
-                        self.endpoint_labels(&ue.endpoint, namespace.as_deref()),
-                    )
-                });
+                        self.endpoint_labels(&ue.endpoint, namespace),
+                    ),
+                };
+                next.endpoints.insert(ptr, entry);
             }
         }
         // Previous generation: requests that loaded the old snapshot finish against it. An
@@ -329,13 +343,19 @@ impl Telemetry {
             }
         }
         for (host, v) in &previous.services {
-            next.services
-                .entry(host.clone())
-                .or_insert_with(|| v.clone());
+            if !next.services.contains_key(host) {
+                next.services.insert(host.clone(), v.clone());
+            }
         }
         self.destinations.store(Arc::new(next));
-        self.graph
-            .set_config(Some(snapshot.version), graph::configured_routes(snapshot));
+        let routes = {
+            let mut cache = self
+                .route_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            graph::configured_routes_cached(snapshot, &mut cache)
+        };
+        self.graph.set_config_shared(Some(snapshot.version), routes);
     }
 
     /// Counts a rejected reload (`sluice_config_reloads_rejected_total`).

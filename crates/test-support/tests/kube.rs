@@ -125,6 +125,107 @@ async fn gateway_follows_the_cluster() {
     handle.shutdown().await;
 }
 
+/// `n` Services, each with an EndpointSlice (to `port`) and a VirtualService on the gateway.
+fn many_services(gw: u16, n: usize, port: u16) -> String {
+    let mut text = format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {gw}, name: http, protocol: HTTP}}\n    hosts: [\"*\"]\n---\n"
+    );
+    for i in 0..n {
+        text.push_str(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: svc-{i}}}\nspec:\n  clusterIP: 10.96.1.{i}\n  ports: [{{name: http, port: 80}}]\n---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: svc-{i}-a, labels: {{kubernetes.io/service-name: svc-{i}}}}}\naddressType: IPv4\nports: [{{name: http, port: {port}}}]\nendpoints:\n- {{addresses: [127.0.0.1]}}\n---\n\
+             apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: svc-{i}}}\nspec:\n  hosts: [svc-{i}.example.com]\n  gateways: [gw]\n  http:\n  - route: [{{destination: {{host: svc-{i}}}}}]\n---\n"
+        ));
+    }
+    text
+}
+
+/// EndpointSlice updates are applied without compiling the rest again: the clusters and
+/// virtual hosts of the services not touched are the previous snapshot's, and each update is
+/// in force (requests reach the new endpoint) soon after.
+#[tokio::test]
+async fn endpoint_slice_updates_recompile_only_their_service() {
+    let (a, b) = (backend("svc", "a").await, backend("svc", "b").await);
+    let gw = free_port();
+    let api = fake::FakeApi::start().await;
+    let n = 40;
+    api.apply(&many_services(gw, n, a.addr().port()));
+    let kube = sluice_kube::KubeArgs {
+        kubernetes: true,
+        kube_api: Some(api.url.clone()),
+        sync_timeout: Duration::from_secs(10),
+        no_events: true,
+        ..Default::default()
+    };
+    let mut opts = RunOptions::new(Vec::new());
+    opts.admin = "127.0.0.1:0".parse().unwrap();
+    opts.proxy.gateway_address = "127.0.0.1".parse().unwrap();
+    opts.proxy.labels = [("istio".into(), "ingressgateway".into())].into();
+    opts.proxy.mesh_role = false;
+    opts.source = Some(Arc::new(sluice_kube::start(&kube, None).await.unwrap()));
+    let handle = sluice::runtime::start(opts).await.unwrap();
+    let addr = format!("127.0.0.1:{gw}").parse().unwrap();
+    let client = TestClient::new();
+    let r = client.get(addr, "svc-7.example.com", "/", &[]).await;
+    assert_eq!((r.status.as_u16(), a.requests()), (200, 1), "{}", r.body);
+
+    let before = handle.snapshot().unwrap();
+    let cluster = |s: &sluice_config::Snapshot, i: usize| {
+        s.clusters
+            .get(&format!("outbound|80||svc-{i}.default.svc.cluster.local"))
+            .cloned()
+            .unwrap()
+    };
+    let vhost = |s: &sluice_config::Snapshot, i: usize| {
+        s.listeners[0]
+            .virtual_host(&format!("svc-{i}.example.com"))
+            .cloned()
+            .unwrap()
+    };
+    let mut slowest = Duration::ZERO;
+    for step in 0..10u16 {
+        let (to, backend) = if step % 2 == 0 {
+            (b.addr().port(), &b)
+        } else {
+            (a.addr().port(), &a)
+        };
+        let version = handle.snapshot().unwrap().version;
+        let start = std::time::Instant::now();
+        api.patch("EndpointSlice", "default", "svc-7-a", |o| {
+            o["ports"][0]["port"] = json!(to);
+        });
+        assert_eventually(Duration::from_secs(10), "the update in force", || {
+            let handle = &handle;
+            async move { handle.snapshot().is_some_and(|s| s.version > version) }
+        })
+        .await;
+        slowest = slowest.max(start.elapsed());
+        let seen = backend.requests();
+        let r = client.get(addr, "svc-7.example.com", "/", &[]).await;
+        assert_eq!(
+            (r.status.as_u16(), backend.requests()),
+            (200, seen + 1),
+            "step {step}: {}",
+            r.body
+        );
+    }
+    eprintln!("slowest EndpointSlice update in force after {slowest:?}");
+    let after = handle.snapshot().unwrap();
+    // Untouched services: the very same compiled parts.
+    for i in (0..n).filter(|i| *i != 7) {
+        assert!(
+            Arc::ptr_eq(&cluster(&before, i), &cluster(&after, i)),
+            "cluster of svc-{i} rebuilt"
+        );
+        assert!(
+            Arc::ptr_eq(&vhost(&before, i), &vhost(&after, i)),
+            "virtual host of svc-{i} rebuilt"
+        );
+    }
+    assert!(!Arc::ptr_eq(&cluster(&before, 7), &cluster(&after, 7)));
+    handle.shutdown().await;
+}
+
 /// A `kubernetes.io/tls` Secret as `kubectl create secret tls` writes it.
 fn tls_secret(name: &str, leaf: &sluice_test_support::pki::Leaf) -> String {
     use base64::Engine;

@@ -90,16 +90,39 @@ pub fn vs_gateways(vs: &VirtualService, namespace: &str) -> Vec<String> {
     }
 }
 
+/// Whether the `gateways` entry `entry` of an object in `namespace` names `gateway` (as
+/// [`gateway_key`] expands it, without building the key: every VirtualService is matched
+/// against every gateway server).
+pub fn gateway_entry_is(entry: &str, namespace: &str, gateway: &str) -> bool {
+    if entry == MESH || entry.contains('/') && !entry.starts_with("./") {
+        return entry == gateway;
+    }
+    let (ns, name) = match entry.strip_prefix("./") {
+        Some(name) => (namespace, name),
+        None => match entry.split_once('.') {
+            Some((name, rest)) => (rest.split('.').next().unwrap_or(rest), name),
+            None => (namespace, entry),
+        },
+    };
+    gateway.split_once('/') == Some((ns, name))
+}
+
 /// Whether any rule of the VirtualService can apply to `gateway`.
 pub fn vs_binds(vs: &VirtualService, namespace: &str, gateway: &str) -> bool {
-    vs_gateways(vs, namespace).iter().any(|g| g == gateway)
-        || vs.http.iter().any(|r| {
-            r.matches.iter().any(|m| {
-                m.gateways
-                    .iter()
-                    .any(|g| gateway_key(g, namespace) == gateway)
-            })
+    let top = if vs.gateways.is_empty() {
+        gateway == MESH
+    } else {
+        vs.gateways
+            .iter()
+            .any(|g| gateway_entry_is(g, namespace, gateway))
+    };
+    top || vs.http.iter().any(|r| {
+        r.matches.iter().any(|m| {
+            m.gateways
+                .iter()
+                .any(|g| gateway_entry_is(g, namespace, gateway))
         })
+    })
 }
 
 impl Compiler<'_> {
@@ -421,6 +444,41 @@ impl Compiler<'_> {
             cluster_name: name,
             cluster,
             headers: Arc::clone(&self.no_headers),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_entry_is_agrees_with_gateway_key() {
+        let entries = [
+            "mesh",
+            "gw",
+            "./gw",
+            "prod/gw",
+            "gw.prod",
+            "gw.prod.svc.cluster.local",
+            "other",
+            "./other",
+        ];
+        let gateways = [
+            "mesh",
+            "default/gw",
+            "prod/gw",
+            "default/other",
+            "prod/other",
+        ];
+        for e in entries {
+            for g in gateways {
+                assert_eq!(
+                    gateway_entry_is(e, "default", g),
+                    gateway_key(e, "default") == g,
+                    "{e} vs {g}"
+                );
+            }
         }
     }
 }

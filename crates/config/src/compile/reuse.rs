@@ -10,6 +10,8 @@
 //! the proxy's settings, DNS answers) make a full compile, as does a first build.
 
 use std::collections::{HashMap, HashSet};
+
+use foldhash::fast::RandomState as Fast;
 use std::sync::Arc;
 
 use sluice_model::{Diagnostic, Kind, Resource, Spec};
@@ -40,9 +42,9 @@ pub struct Memo {
     proxy: Option<ProxyConfig>,
     dns: Option<DnsAnswers>,
     /// The clusters of each service, by host name.
-    pub(crate) clusters: HashMap<String, Arc<[Arc<Cluster>]>>,
+    pub(crate) clusters: HashMap<String, Arc<[Arc<Cluster>]>, Fast>,
     /// Virtual hosts by their key (listener, filter chain, domain or service).
-    pub(crate) vhosts: HashMap<String, Arc<VhostUnit>>,
+    pub(crate) vhosts: HashMap<String, Arc<VhostUnit>, Fast>,
 }
 
 impl Memo {
@@ -57,8 +59,8 @@ impl Memo {
             inputs: inputs.unwrap_or_default(),
             proxy: Some(proxy.clone()),
             dns: dns.cloned(),
-            clusters: HashMap::new(),
-            vhosts: HashMap::new(),
+            clusters: HashMap::default(),
+            vhosts: HashMap::default(),
         }
     }
 }
@@ -80,9 +82,9 @@ pub(crate) struct VhostUnit {
 pub(crate) struct Reuse<'p> {
     memo: &'p Memo,
     /// New address → previous address, for equal objects that are not the same `Arc`.
-    renamed: HashMap<usize, usize>,
+    renamed: HashMap<usize, usize, Fast>,
     /// Hosts (lowercase FQDN) whose service or DestinationRule changed.
-    affected: HashSet<String>,
+    affected: HashSet<String, Fast>,
 }
 
 /// An object's name within its kind.
@@ -110,12 +112,12 @@ impl<'p> Reuse<'p> {
         if !memo.usable || memo.proxy.as_ref() != Some(proxy) || memo.dns.as_ref() != dns {
             return None;
         }
-        let mut old: HashMap<Key<'_>, &Resource> =
+        let mut old: HashMap<Key<'_>, &Resource, Fast> =
             memo.inputs.iter().map(|r| (key(r), &**r)).collect();
         let mut reuse = Reuse {
             memo,
-            renamed: HashMap::new(),
-            affected: HashSet::new(),
+            renamed: HashMap::default(),
+            affected: HashSet::default(),
         };
         for r in objects {
             let before = old.remove(&key(r));

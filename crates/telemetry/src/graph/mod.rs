@@ -23,8 +23,8 @@ use crate::labels::PeerLabels;
 
 pub use edge::{Edge, EdgeKey};
 pub use view::{
-    configured_routes, listener_source, ConfiguredDestination, ConfiguredMirror, ConfiguredRoute,
-    GraphEdge, GraphNode, GraphSnapshot,
+    configured_routes, configured_routes_cached, listener_source, ConfiguredDestination,
+    ConfiguredMirror, ConfiguredRoute, GraphEdge, GraphNode, GraphSnapshot, RouteCache,
 };
 
 use edge::{edge_hash, EdgeStats, OwnedKey};
@@ -42,7 +42,7 @@ struct Feed {
 pub struct Graph {
     window: u64,
     edges: CowMap<OwnedKey, Arc<Edge>>,
-    config: arc_swap::ArcSwap<(Option<u64>, Vec<ConfiguredRoute>)>,
+    config: arc_swap::ArcSwap<(Option<u64>, Vec<Arc<ConfiguredRoute>>)>,
     /// When a reload last reset routes' windows (Unix ms, 0: never).
     reset_ms: std::sync::atomic::AtomicU64,
     feed: Mutex<Option<Feed>>,
@@ -148,6 +148,14 @@ impl Graph {
     /// Replaces the configured routes (weights and mirrors) of config `version`. The windows
     /// of routes whose split changed start over, so their observed share is the new config's.
     pub fn set_config(&self, version: Option<u64>, routes: Vec<ConfiguredRoute>) {
+        let mut routes: Vec<Arc<ConfiguredRoute>> = routes.into_iter().map(Arc::new).collect();
+        routes.sort_by(|a, b| view::group(a).cmp(&view::group(b)));
+        self.set_config_shared(version, routes);
+    }
+
+    /// [`Graph::set_config`] with routes in (source, virtual host, route) order, as
+    /// [`configured_routes_cached`] gives them.
+    pub fn set_config_shared(&self, version: Option<u64>, routes: Vec<Arc<ConfiguredRoute>>) {
         let current = Arc::new((version, routes));
         let previous = self.config.swap(Arc::clone(&current));
         let changed = window_reset::changed_groups(&previous.1, &current.1);
@@ -257,7 +265,7 @@ impl Graph {
         GraphSnapshot {
             nodes,
             edges,
-            routes: routes.clone(),
+            routes: routes.iter().map(|r| (**r).clone()).collect(),
             window_secs: self.window,
             generated_at: rfc3339_millis(UNIX_EPOCH + Duration::from_secs(now_secs)),
             generated_at_ms: now_secs.saturating_mul(1000),
@@ -568,5 +576,87 @@ mod tests {
             .map(|d| (d.subset.as_deref(), d.weight))
             .collect();
         assert_eq!(weights, vec![(Some("v1"), 90), (Some("v2"), 10)]);
+    }
+
+    fn two_services(weight: u32) -> String {
+        let mut text = String::new();
+        for name in ["a", "b"] {
+            let w = if name == "a" { weight } else { 90 };
+            text.push_str(&format!(
+                "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{name}.default.svc.cluster.local]\n  ports: [{{number: 9080, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 10.0.0.1, labels: {{version: v1}}}}, {{address: 10.0.0.2, labels: {{version: v2}}}}]\n---\n\
+                 apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}}}\nspec:\n  host: {name}.default.svc.cluster.local\n  subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]\n---\n\
+                 apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{name}.default.svc.cluster.local]\n  http:\n  - route:\n    - {{destination: {{host: {name}.default.svc.cluster.local, subset: v1}}, weight: {w}}}\n    - {{destination: {{host: {name}.default.svc.cluster.local, subset: v2}}, weight: {}}}\n---\n",
+                100 - w
+            ));
+        }
+        text
+    }
+
+    /// A virtual host an incremental build kept keeps its configured routes (the same `Arc`s);
+    /// the routes of the edited one are made again, and the whole equals a fresh reading.
+    #[test]
+    fn configured_routes_of_kept_virtual_hosts_are_kept() {
+        use sluice_config::{build_snapshot_unless, BuildInputs, ProxyConfig};
+        let objects = |weight| -> Vec<Arc<sluice_model::Resource>> {
+            let parsed = sluice_model::parse_text(&two_services(weight), None);
+            parsed.resources.into_iter().map(Arc::new).collect()
+        };
+        let state = sluice_lb::StateStore::new();
+        let proxy = ProxyConfig::default();
+        let first = build_snapshot_unless(
+            objects(90),
+            Vec::new(),
+            &proxy,
+            &state,
+            1,
+            &BuildInputs::default(),
+            &|| false,
+        )
+        .unwrap_or_else(|_| panic!("first build"));
+        let mut cache = RouteCache::default();
+        let before = configured_routes_cached(&first, &mut cache);
+        // `b` keeps its objects; `a` is edited.
+        let mut edited = objects(50);
+        let kept: Vec<Arc<sluice_model::Resource>> = first.resources.iter().cloned().collect();
+        for (slot, old) in edited.iter_mut().zip(&kept) {
+            if old.metadata.name == "b" {
+                *slot = Arc::clone(old);
+            }
+        }
+        let inputs = BuildInputs {
+            previous: Some(&first),
+            ..BuildInputs::default()
+        };
+        let second =
+            build_snapshot_unless(edited, Vec::new(), &proxy, &state, 2, &inputs, &|| false)
+                .unwrap_or_else(|_| panic!("second build"));
+        let after = configured_routes_cached(&second, &mut cache);
+        let fresh = configured_routes(&second);
+        assert_eq!(
+            after.iter().map(|r| (**r).clone()).collect::<Vec<_>>(),
+            fresh
+        );
+        let same = |vh: &str| {
+            let find = |list: &[Arc<ConfiguredRoute>]| {
+                list.iter()
+                    .find(|r| r.virtual_host.starts_with(vh))
+                    .cloned()
+            };
+            match (find(&before), find(&after)) {
+                (Some(x), Some(y)) => Arc::ptr_eq(&x, &y),
+                _ => panic!("no route for {vh}"),
+            }
+        };
+        assert!(
+            same("b.default"),
+            "b's virtual host was kept: so are its routes"
+        );
+        assert!(!same("a.default"), "a was edited");
+        let weights: Vec<u32> = after
+            .iter()
+            .find(|r| r.virtual_host.starts_with("a.default"))
+            .map(|r| r.destinations.iter().map(|d| d.weight).collect())
+            .unwrap_or_default();
+        assert_eq!(weights, [50, 50]);
     }
 }
