@@ -308,14 +308,17 @@ impl Telemetry {
         // A cluster kept from the previous build keeps its endpoints (the same `Arc`s) and
         // service: their labels are taken from the previous table, not made again.
         for cluster in snapshot.clusters.values() {
-            let namespace = snapshot
-                .registry
-                .get(&cluster.host)
-                .map(|s| s.namespace.as_str());
+            // Looked up only when labels are made (a kept cluster's are not).
+            let namespace = || {
+                snapshot
+                    .registry
+                    .get(&cluster.host)
+                    .map(|s| s.namespace.as_str())
+            };
             if !next.services.contains_key(&cluster.host) {
                 let labels = match previous.services.get(&cluster.host) {
                     Some(known) if known.is_for(&cluster.host, namespace) => Arc::clone(known),
-                    _ => ServiceLabels::from_host(&cluster.host, namespace),
+                    _ => ServiceLabels::from_host(&cluster.host, namespace()),
                 };
                 next.services.insert(cluster.host.clone(), labels);
             }
@@ -328,7 +331,7 @@ impl Telemetry {
                     Some(known) if Arc::ptr_eq(&known.0, &ue.endpoint) => known.clone(),
                     _ => (
                         ue.endpoint.clone(),
-                        self.endpoint_labels(&ue.endpoint, namespace),
+                        self.endpoint_labels(&ue.endpoint, namespace()),
                     ),
                 };
                 next.endpoints.insert(ptr, entry);
