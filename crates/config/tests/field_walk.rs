@@ -127,11 +127,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("DestinationRule", "workloadSelector", E("workload_selector_rules_apply_to_matching_proxies_of_their_namespace")),
     ("DestinationRule", "trafficPolicy.portLevelSettings", E("merge_precedence")),
     ("DestinationRule", "trafficPolicy.tunnel", E("tcp_is_carried_in_a_connect_tunnel_through_the_endpoint")),
-    ("DestinationRule", "trafficPolicy.tunnel.protocol.POST", N {
-        spec: "host: a\n  trafficPolicy: {tunnel: {protocol: POST, targetHost: b, targetPort: 80}}",
-        at: "spec.trafficPolicy.tunnel.protocol",
-        readme: "DestinationRule `tunnel.protocol: POST` (CONNECT tunnels are enforced)",
-    }),
+    ("DestinationRule", "trafficPolicy.tunnel.protocol", E("tcp_is_carried_as_post_bodies_through_the_endpoint:POST")),
     ("DestinationRule", "trafficPolicy.proxyProtocol", E("proxy_protocol_v1_carries_the_client_addresses")),
     ("DestinationRule", "trafficPolicy.retryBudget", E("retry_budget_limits_concurrent_retries")),
     ("DestinationRule", "trafficPolicy.retryBudget.percent", E("retry_budget_follows_the_active_requests")),

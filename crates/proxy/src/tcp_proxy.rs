@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::handler::ProxyContext;
 use crate::upstream::connect::{self, ConnectSettings};
-use crate::upstream::tunnel;
+use crate::upstream::tunnel::{self, Carried};
 
 /// TCP connections being relayed, so that shutdown can wait for them (up to the drain time).
 #[derive(Debug, Clone, Default)]
@@ -229,10 +229,10 @@ pub(crate) async fn relay_to_cluster<D>(
     let connected = match connect::tcp(&endpoint.authority, &settings).await {
         Ok(mut s) => match connect::send_proxy_header(&mut s, &settings, Some((peer, local))).await
         {
-            // `tunnel`: the endpoint is a forward proxy, asked to CONNECT to the target first.
+            // `tunnel`: the endpoint is a forward proxy, asked to carry the stream first.
             Ok(()) => match &cluster.policy.pool.tunnel {
-                Some(t) => tunnel::open(&mut s, t).await.map(|early| (s, early)),
-                None => Ok((s, Vec::new())),
+                Some(t) => tunnel::open(s, t).await,
+                None => Ok((Carried::Raw(s), Vec::new())),
             },
             Err(e) => Err(e),
         },
@@ -303,9 +303,9 @@ pub(crate) async fn relay_to_cluster<D>(
 /// finishes sending still gets the reply), or until nothing moved for `idle` (the cluster's
 /// idle timeout; Istio's default closes a TCP connection idle for an hour). Returns the bytes
 /// received from downstream and sent to it, whatever ended the relay.
-async fn relay<D: AsyncRead + AsyncWrite + Unpin>(
+async fn relay<D: AsyncRead + AsyncWrite + Unpin, U: AsyncRead + AsyncWrite + Unpin>(
     downstream: &mut D,
-    upstream: &mut TcpStream,
+    upstream: &mut U,
     idle: Option<Duration>,
     max_duration: Option<Duration>,
 ) -> (u64, u64, std::io::Result<()>) {

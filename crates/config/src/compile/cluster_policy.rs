@@ -17,7 +17,8 @@ use super::gateway_tls::{resolve_path, secret_name};
 use crate::duration::{parse_go_duration, parse_istio_duration};
 use crate::policy::{
     ClusterPolicy, ConsistentHash, H2KeepAlive, HashAlgorithm, HashKey, LbPolicy, OutlierPolicy,
-    PoolLimits, ProxyProtocolVersion, RetryBudget, TcpKeepalive, Tunnel, WarmupPolicy,
+    PoolLimits, ProxyProtocolVersion, RetryBudget, TcpKeepalive, Tunnel, TunnelMethod,
+    WarmupPolicy,
 };
 use crate::tls::{CaSource, CertificateSource, ClientTls};
 
@@ -387,15 +388,16 @@ fn pool_limits(cp: Option<&ConnectionPoolSettings>) -> PoolLimits {
     p
 }
 
-/// `tunnel` with protocol CONNECT (the default); POST is not carried (validation warns).
+/// `tunnel`: CONNECT (the default) or POST, as Istio sets Envoy's `use_post`.
 fn tunnel(t: &TunnelSettings) -> Option<Tunnel> {
-    if t.protocol
-        .as_deref()
-        .is_some_and(|p| !p.is_empty() && p != "CONNECT")
-    {
-        return None;
-    }
+    let method = match t.protocol.as_deref() {
+        None | Some("" | "CONNECT") => TunnelMethod::Connect,
+        Some("POST") => TunnelMethod::Post,
+        // Validation rejects any other protocol.
+        Some(_) => return None,
+    };
     Some(Tunnel {
+        method,
         target_host: t.target_host.clone()?,
         target_port: u16::try_from(t.target_port?).ok()?,
     })

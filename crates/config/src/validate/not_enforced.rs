@@ -37,15 +37,6 @@ const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
 /// Fields only a whole `trafficPolicy` has.
 const TRAFFIC_POLICY_UNSUPPORTED: &[Check<TrafficPolicy>] = &[
     (
-        "tunnel.protocol",
-        "`tunnel.protocol: POST` (CONNECT tunnels are enforced)",
-        |t| {
-            t.tunnel
-                .as_ref()
-                .is_some_and(|t| t.protocol.as_deref() == Some("POST"))
-        },
-    ),
-    (
         "retryBudget.budgetInterval",
         "`retryBudget.budgetInterval` (the budget bounds concurrent retries, as Envoy's does, with no interval)",
         |t| {
