@@ -243,11 +243,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
     // ----- Sidecar (reference §7) -----
     ("Sidecar", "workloadSelector", E("the_sidecar_that_applies")),
     ("Sidecar", "ingress", E("ingress_ports_are_bound_only_without_inbound_interception")),
-    ("Sidecar", "ingress.connectionPool", N {
-        spec: "ingress: [{port: {number: 9080, protocol: HTTP, name: http}, defaultEndpoint: \"127.0.0.1:8080\", connectionPool: {tcp: {maxConnections: 1}}}]",
-        at: "spec.ingress[0].connectionPool",
-        readme: "Sidecar ingress `connectionPool`",
-    }),
+    ("Sidecar", "ingress.connectionPool", E("inbound_connection_pool_overflows_with_503_uo")),
     ("Sidecar", "egress", E("egress_hosts_narrow_the_services_a_sidecar_compiles")),
     ("Sidecar", "egress.bind", N {
         spec: "egress: [{hosts: [\"./*\"], bind: 127.0.0.1}]",
@@ -259,11 +255,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
         at: "spec.egress[0].captureMode",
         readme: "Sidecar egress `captureMode`",
     }),
-    ("Sidecar", "inboundConnectionPool", N {
-        spec: "inboundConnectionPool: {tcp: {maxConnections: 1}}",
-        at: "spec.inboundConnectionPool",
-        readme: "Sidecar `inboundConnectionPool`",
-    }),
+    ("Sidecar", "inboundConnectionPool", E("inbound_connection_pool_overflows_with_503_uo")),
     ("Sidecar", "outboundTrafficPolicy", E("outbound_traffic_policy_comes_from_the_sidecar_else_the_mesh")),
     ("Sidecar", "outboundTrafficPolicy.egressProxy", E("egress_proxy_takes_requests_for_unknown_destinations")),
 ];

@@ -303,7 +303,7 @@ pub(crate) async fn relay_to_cluster<D>(
 /// finishes sending still gets the reply), or until nothing moved for `idle` (the cluster's
 /// idle timeout; Istio's default closes a TCP connection idle for an hour). Returns the bytes
 /// received from downstream and sent to it, whatever ended the relay.
-async fn relay<D: AsyncRead + AsyncWrite + Unpin, U: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn relay<D: AsyncRead + AsyncWrite + Unpin, U: AsyncRead + AsyncWrite + Unpin>(
     downstream: &mut D,
     upstream: &mut U,
     idle: Option<Duration>,

@@ -319,7 +319,7 @@ fn limit(v: Option<i64>) -> Option<u32> {
 }
 
 /// `connectionPool` → [`PoolLimits`]; unset limits stay unlimited.
-fn pool_limits(cp: Option<&ConnectionPoolSettings>) -> PoolLimits {
+pub(crate) fn pool_limits(cp: Option<&ConnectionPoolSettings>) -> PoolLimits {
     let mut p = PoolLimits::default();
     let Some(cp) = cp else { return p };
     let mut idle: Option<&str> = None;

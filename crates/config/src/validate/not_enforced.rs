@@ -171,22 +171,6 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
                     );
                 }
             }
-            if sc.inbound_connection_pool.is_some() {
-                warn(
-                    ctx,
-                    "spec.inboundConnectionPool".into(),
-                    "Sidecar `inboundConnectionPool`",
-                );
-            }
-            for (i, l) in sc.ingress.iter().enumerate() {
-                if l.connection_pool.is_some() {
-                    warn(
-                        ctx,
-                        format!("spec.ingress[{i}].connectionPool"),
-                        "Sidecar ingress `connectionPool`",
-                    );
-                }
-            }
         }
         Spec::AuthorizationPolicy(ap) => {
             if ap.action.as_deref() == Some("CUSTOM") {
