@@ -298,18 +298,24 @@ pub enum HashAlgorithm {
 }
 
 /// DestinationRule `retryBudget`: concurrent retries are allowed while they stay within
-/// `max(min_retry_concurrency, percent × (active + pending requests))`.
+/// `max(min_retry_concurrency, percent × requests)`, the requests being the active and pending
+/// ones, or with `budget_interval` those started within that interval (Envoy's
+/// `RetryBudget.budget_interval`, a sliding window).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryBudget {
-    /// Share (0–100) of the active and pending requests that may be retries (default 20).
+    /// Share (0–100) of the requests that may be retries (default 20).
     pub percent: f64,
     /// Retries always allowed, whatever the traffic (default 3).
     pub min_retry_concurrency: u32,
+    /// The window whose requests count (`budgetInterval`; unset or 0: the active and pending
+    /// requests).
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration_ms")]
+    pub interval: Option<Duration>,
 }
 
 impl RetryBudget {
-    /// The most concurrent retries allowed with `requests` active and pending requests.
+    /// The most concurrent retries allowed with `requests` requests counted.
     pub fn max_retries(&self, requests: u32) -> u32 {
         let share = (self.percent.clamp(0.0, 100.0) / 100.0 * f64::from(requests)) as u32;
         share.max(self.min_retry_concurrency)

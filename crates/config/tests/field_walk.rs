@@ -132,11 +132,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("DestinationRule", "trafficPolicy.retryBudget", E("retry_budget_limits_concurrent_retries")),
     ("DestinationRule", "trafficPolicy.retryBudget.percent", E("retry_budget_follows_the_active_requests")),
     ("DestinationRule", "trafficPolicy.retryBudget.minRetryConcurrency", E("retry_budget_limits_concurrent_retries")),
-    ("DestinationRule", "trafficPolicy.retryBudget.budgetInterval", N {
-        spec: "host: a\n  trafficPolicy: {retryBudget: {budgetInterval: 10s}}",
-        at: "spec.trafficPolicy.retryBudget.budgetInterval",
-        readme: "DestinationRule `retryBudget.budgetInterval`",
-    }),
+    ("DestinationRule", "trafficPolicy.retryBudget.budgetInterval", E("retry_budget_interval_counts_the_requests_of_the_interval")),
     ("DestinationRule", "trafficPolicy.loadBalancer.simple", E("endpoint_weights_are_honoured_by_round_robin")),
     ("DestinationRule", "trafficPolicy.loadBalancer.simple.PASSTHROUGH", E("passthrough_load_balancer_sends_intercepted_requests_to_their_original_destination")),
     ("DestinationRule", "trafficPolicy.loadBalancer.simple.PASSTHROUGH.not_intercepted", N {

@@ -23,6 +23,7 @@ pub mod passthrough;
 pub mod path_normalize;
 pub mod port_owner;
 pub mod replay;
+mod request_window;
 pub mod retire;
 pub mod retry;
 pub mod security;

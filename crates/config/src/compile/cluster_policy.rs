@@ -281,11 +281,17 @@ fn hash_algorithm(ch: &ConsistentHashLb) -> HashAlgorithm {
     HashAlgorithm::RingHash { minimum_ring_size }
 }
 
-/// `retryBudget` with Istio's defaults (20 %, at least 3 concurrent retries).
+/// `retryBudget` with Istio's defaults (20 %, at least 3 concurrent retries); a zero
+/// `budgetInterval` is Envoy's default, the active and pending requests.
 fn retry_budget(b: &RetryBudgetSpec) -> RetryBudget {
     RetryBudget {
         percent: b.percent.map_or(20.0, |p| p.value.clamp(0.0, 100.0)),
         min_retry_concurrency: b.min_retry_concurrency.unwrap_or(3),
+        interval: b
+            .budget_interval
+            .as_deref()
+            .and_then(|d| parse_istio_duration(d).ok())
+            .filter(|d| !d.is_zero()),
     }
 }
 

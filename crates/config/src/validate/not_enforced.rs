@@ -34,18 +34,8 @@ const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
     ),
 ];
 
-/// Fields only a whole `trafficPolicy` has.
-const TRAFFIC_POLICY_UNSUPPORTED: &[Check<TrafficPolicy>] = &[
-    (
-        "retryBudget.budgetInterval",
-        "`retryBudget.budgetInterval` (the budget bounds concurrent retries, as Envoy's does, with no interval)",
-        |t| {
-            t.retry_budget
-                .as_ref()
-                .is_some_and(|b| b.budget_interval.is_some())
-        },
-    ),
-];
+/// Fields only a whole `trafficPolicy` has: none left.
+const TRAFFIC_POLICY_UNSUPPORTED: &[Check<TrafficPolicy>] = &[];
 
 fn warn(ctx: &mut Ctx<'_>, field: String, what: &str) {
     ctx.push(
