@@ -219,11 +219,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("ServiceEntry", "resolution", E("egress_tls_origination_simple")),
     ("ServiceEntry", "resolution.NONE", E("sidecar_interception_in_network_namespaces")),
     ("ServiceEntry", "resolution.DYNAMIC_DNS", E("dynamic_dns_resolves_each_request_host_and_follows_its_ttl")),
-    ("ServiceEntry", "resolution.DYNAMIC_DNS.TLS", N {
-        spec: "hosts: [\"*.example.com\"]\n  ports: [{number: 443, name: tls, protocol: TLS}]\n  resolution: DYNAMIC_DNS",
-        at: "spec.ports[0]",
-        readme: "ServiceEntry `resolution: DYNAMIC_DNS` on TLS ports (HTTP ports are enforced)",
-    }),
+    ("ServiceEntry", "resolution.DYNAMIC_DNS.TLS", E("dynamic_dns_resolves_the_sni_of_each_tls_connection:DYNAMIC_DNS")),
     ("ServiceEntry", "endpoints", E("locality_failover_task")),
     ("ServiceEntry", "workloadSelector", E("auto_mtls_between_two_sidecars_and_a_destination_rule_turning_it_off")),
     ("ServiceEntry", "exportTo", E("service_entries_are_seen_where_they_are_exported")),

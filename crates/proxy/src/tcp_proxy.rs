@@ -159,7 +159,19 @@ pub async fn serve_after<D>(
         return;
     };
     let local = SocketAddr::new(local, listener.address.port());
-    relay_to_cluster(&ctx, cluster, downstream, peer, local, read, original_dst).await;
+    // A DYNAMIC_DNS cluster (a TLS port) goes where the ClientHello's server name resolves.
+    let target = if cluster.dynamic_dns {
+        match crate::dynamic_dns::sni_address(ctx.dynamic_dns.as_ref(), sni, cluster).await {
+            Some(a) => Some(a),
+            None => {
+                tracing::debug!(%peer, cluster = %cluster.name, sni, "DYNAMIC_DNS: the server name does not resolve; connection closed");
+                return;
+            }
+        }
+    } else {
+        original_dst
+    };
+    relay_to_cluster(&ctx, cluster, downstream, peer, local, read, target).await;
 }
 
 /// A connection has no headers, cookies or query: of the consistent-hash keys only the source
@@ -178,7 +190,8 @@ fn source_ip_hash(
 
 /// Relays a connection from `peer` to `local` to an endpoint of `cluster` (its balancer,
 /// `maxConnections`, `maxConnectionDuration`, PROXY header, outlier detection and `istio_tcp_*`
-/// metrics), `read` first; an original-destination cluster relays to `original_dst` instead.
+/// metrics), `read` first; an original-destination cluster relays to `original_dst` instead, and
+/// so does a DYNAMIC_DNS cluster, to the address its caller resolved.
 pub(crate) async fn relay_to_cluster<D>(
     ctx: &ProxyContext,
     cluster: &Arc<sluice_config::cluster::Cluster>,
@@ -202,7 +215,7 @@ pub(crate) async fn relay_to_cluster<D>(
     };
     let balancer = cluster.balancer();
     let original = original_dst
-        .filter(|_| cluster.original_dst)
+        .filter(|_| cluster.original_dst || cluster.dynamic_dns)
         .map(crate::passthrough::endpoint);
     let (index, endpoint) = match &original {
         Some(e) => (None, e),

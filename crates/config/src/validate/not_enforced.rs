@@ -126,21 +126,8 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
                 }
             }
         }
-        Spec::ServiceEntry(se) => {
-            if se.resolution.as_deref() == Some("DYNAMIC_DNS") {
-                // HTTP ports resolve the request's Host; TLS ports would resolve the SNI.
-                for (i, p) in se.ports.iter().enumerate() {
-                    let protocol = p.protocol.as_deref().unwrap_or("").to_ascii_uppercase();
-                    if matches!(protocol.as_str(), "TLS" | "HTTPS") {
-                        warn(
-                            ctx,
-                            format!("spec.ports[{i}]"),
-                            "resolution DYNAMIC_DNS on a TLS port (by SNI; HTTP ports are enforced)",
-                        );
-                    }
-                }
-            }
-        }
+        // DYNAMIC_DNS resolves the request's Host on HTTP ports and the SNI on TLS ports.
+        Spec::ServiceEntry(_) => {}
         Spec::WorkloadEntry(_) => {}
         Spec::Sidecar(sc) => {
             // Egress hosts and ports scope what the proxy compiles; binding and capture stay
