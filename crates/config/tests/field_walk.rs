@@ -237,16 +237,13 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("Sidecar", "ingress", E("ingress_ports_are_bound_only_without_inbound_interception")),
     ("Sidecar", "ingress.connectionPool", E("inbound_connection_pool_overflows_with_503_uo")),
     ("Sidecar", "egress", E("egress_hosts_narrow_the_services_a_sidecar_compiles")),
-    ("Sidecar", "egress.bind", N {
-        spec: "egress: [{hosts: [\"./*\"], bind: 127.0.0.1}]",
+    ("Sidecar", "egress.bind", E("egress_bind_moves_the_listener_of_its_port")),
+    ("Sidecar", "egress.bind.unix", N {
+        spec: "egress: [{port: {number: 0, protocol: HTTP, name: uds}, hosts: [\"./*\"], bind: \"unix:///tmp/egress.sock\"}]",
         at: "spec.egress[0].bind",
-        readme: "Sidecar egress `bind`",
+        readme: "Sidecar egress `bind` to a unix domain socket (IP addresses are enforced)",
     }),
-    ("Sidecar", "egress.captureMode", N {
-        spec: "egress: [{hosts: [\"./*\"], captureMode: NONE}]",
-        at: "spec.egress[0].captureMode",
-        readme: "Sidecar egress `captureMode`",
-    }),
+    ("Sidecar", "egress.captureMode", E("capture_mode_none_binds_the_egress_listener_of_an_intercepting_sidecar")),
     ("Sidecar", "inboundConnectionPool", E("inbound_connection_pool_overflows_with_503_uo")),
     ("Sidecar", "outboundTrafficPolicy", E("outbound_traffic_policy_comes_from_the_sidecar_else_the_mesh")),
     ("Sidecar", "outboundTrafficPolicy.egressProxy", E("egress_proxy_takes_requests_for_unknown_destinations")),

@@ -130,21 +130,15 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
         Spec::ServiceEntry(_) => {}
         Spec::WorkloadEntry(_) => {}
         Spec::Sidecar(sc) => {
-            // Egress hosts and ports scope what the proxy compiles; binding and capture stay
-            // the proxy's own (interception or per-service listeners).
+            // Egress hosts and ports scope what the proxy compiles; an IP `bind` and
+            // `captureMode` decide where egress listeners are bound (said per proxy when
+            // compiling); a unix domain socket is not served.
             for (i, e) in sc.egress.iter().enumerate() {
-                if e.bind.is_some() {
+                if e.bind.as_deref().is_some_and(|b| b.starts_with("unix://")) {
                     warn(
                         ctx,
                         format!("spec.egress[{i}].bind"),
-                        "Sidecar egress `bind`",
-                    );
-                }
-                if e.capture_mode.is_some() {
-                    warn(
-                        ctx,
-                        format!("spec.egress[{i}].captureMode"),
-                        "Sidecar egress `captureMode`",
+                        "Sidecar egress `bind` to a unix domain socket (the listener is not bound; IP addresses are enforced)",
                     );
                 }
             }

@@ -1,0 +1,111 @@
+//! Sidecar egress `bind` and `captureMode`, as Istio binds egress listeners: on a proxy without
+//! interception every egress listener is a real one, at its `bind` (its port's mesh listener
+//! moves there); on a proxy that intercepts, only a `captureMode: NONE` listener is, at its
+//! `bind` else 127.0.0.1. Real backends and clients on loopback addresses.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use sluice_test_support::*;
+
+const HOST: &str = "app.default.svc.cluster.local";
+
+fn at(ip: [u8; 4], port: u16) -> SocketAddr {
+    SocketAddr::from((ip, port))
+}
+
+fn sidecar(egress: &str) -> String {
+    format!("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: default}}\nspec:\n  egress:\n{egress}")
+}
+
+/// Whether an HTTP request for `app` at `addr` is answered 200 (a refused connection is not).
+async fn answers(addr: SocketAddr) -> bool {
+    TestClient::new()
+        .try_request("GET", addr, "app", "/", &[], Bytes::new())
+        .await
+        .is_ok_and(|r| r.status == 200)
+}
+
+/// No interception: the HTTP port's egress listener binds 127.0.0.2 instead of the default
+/// address, and the catch-all listener's `bind` takes the TCP service's port to 127.0.0.3.
+#[tokio::test]
+async fn egress_bind_moves_the_listener_of_its_port() {
+    let app = backend("app", "v1").await;
+    let mut args = BackendArgs::ephemeral("tcp-echo", "v1");
+    args.tcp_echo = Some("one".into());
+    let echo = Backend::start(args).await.unwrap();
+    let (http_port, tcp_port) = (free_port(), free_port());
+    let dir = ConfigDir::new();
+    dir.write(
+        "app.yaml",
+        &service_yaml(HOST, http_port, &[("v1", app.addr())]),
+    );
+    dir.write(
+        "echo.yaml",
+        &format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: echo}}\nspec:\n  hosts: [echo.example.com]\n  location: MESH_EXTERNAL\n  resolution: STATIC\n  ports: [{{number: {tcp_port}, name: tcp, protocol: TCP}}]\n  endpoints:\n  - {{address: 127.0.0.1, ports: {{tcp: {}}}}}\n", echo.addr().port()),
+    );
+    dir.write(
+        "sidecar.yaml",
+        &sidecar(&format!("  - port: {{number: {http_port}, protocol: HTTP, name: http}}\n    bind: 127.0.0.2\n    hosts: [\"*/*\"]\n  - bind: 127.0.0.3\n    hosts: [\"*/*\"]\n")),
+    );
+    let p = proxy(dir.path(), |o| o.watch = false).await;
+    assert!(answers(at([127, 0, 0, 2], http_port)).await);
+    assert!(
+        !answers(at([127, 0, 0, 1], http_port)).await,
+        "the default listener moved to the bind address"
+    );
+    assert_eq!(
+        tcp_line(at([127, 0, 0, 3], tcp_port), "hello").await,
+        "one hello"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(at([127, 0, 0, 1], tcp_port))
+            .await
+            .is_err(),
+        "the TCP listener moved too"
+    );
+    p.shutdown().await;
+}
+
+/// A sidecar that intercepts (`--outbound-port`) has no per-service listeners: an egress
+/// listener with `captureMode: NONE` is bound anyway (127.0.0.1 without a `bind`, else the
+/// bind); without it, nothing is, and a `bind` alone is reported.
+#[tokio::test]
+async fn capture_mode_none_binds_the_egress_listener_of_an_intercepting_sidecar() {
+    let app = backend("app", "v1").await;
+    let port = free_port();
+    let dir = ConfigDir::new();
+    dir.write("app.yaml", &service_yaml(HOST, port, &[("v1", app.addr())]));
+    let listener = |extra: &str| {
+        sidecar(&format!(
+            "  - port: {{number: {port}, protocol: HTTP, name: http}}\n    hosts: [\"./*\"]\n{extra}"
+        ))
+    };
+    dir.write("sidecar.yaml", &listener("    captureMode: NONE\n"));
+    let p = proxy(dir.path(), |o| {
+        o.watch = false;
+        o.proxy.mesh_role = false;
+        o.proxy.outbound_role = true;
+    })
+    .await;
+    assert!(answers(at([127, 0, 0, 1], port)).await);
+
+    dir.write(
+        "sidecar.yaml",
+        &listener("    captureMode: NONE\n    bind: 127.0.0.4\n"),
+    );
+    assert!(p.reload().await.unwrap().is_ok());
+    assert!(answers(at([127, 0, 0, 4], port)).await);
+    assert!(!answers(at([127, 0, 0, 1], port)).await);
+
+    dir.write("sidecar.yaml", &listener("    bind: 127.0.0.4\n"));
+    assert!(p.reload().await.unwrap().is_ok());
+    assert!(!answers(at([127, 0, 0, 4], port)).await, "nothing is bound");
+    let warned = format!("{:?}", p.snapshot().unwrap().diagnostics);
+    assert!(
+        warned.contains("spec.egress[0].bind") && warned.contains("captureMode: NONE"),
+        "{warned}"
+    );
+    p.shutdown().await;
+}
