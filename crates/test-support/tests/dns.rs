@@ -375,7 +375,7 @@ async fn dynamic_dns_resolves_the_sni_of_each_tls_connection() {
     .await;
     let gateway = SocketAddr::from(([127, 0, 0, 1], gateway_port));
     for (name, want) in [("a.pool.example", ip(2)), ("b.pool.example", ip(3))] {
-        let r = TlsClient::new(&ca.pem(), name)
+        let r = TlsClient::new(ca.pem(), name)
             .get(gateway, "/")
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -389,7 +389,7 @@ async fn dynamic_dns_resolves_the_sni_of_each_tls_connection() {
         );
     }
     // A name without records: nothing to connect to.
-    assert!(TlsClient::new(&ca.pem(), "c.pool.example")
+    assert!(TlsClient::new(ca.pem(), "c.pool.example")
         .get(gateway, "/")
         .await
         .is_err());
