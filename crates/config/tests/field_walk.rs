@@ -194,10 +194,11 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("Gateway", "servers", E("gateway_merges_virtual_services_oldest_first_with_catch_alls_last")),
     ("Gateway", "servers.port", E("subdomain_gateway_routes_by_host")),
     ("Gateway", "servers.bind", E("server_bind_listens_on_that_address_only")),
-    ("Gateway", "servers.bind.unix", N {
-        spec: "servers: [{port: {number: 0, name: http, protocol: HTTP}, hosts: [\"*\"], bind: \"unix:///tmp/gw.sock\"}]",
+    ("Gateway", "servers.bind.unix", E("server_bind_to_a_unix_socket_serves_http_there")),
+    ("Gateway", "servers.bind.unix.TLS", N {
+        spec: "servers: [{port: {number: 0, name: tls, protocol: TLS}, hosts: [\"*\"], bind: \"unix:///tmp/gw.sock\", tls: {mode: PASSTHROUGH}}]",
         at: "spec.servers[0].bind",
-        readme: "Gateway server `bind` to a unix domain socket (IP addresses are enforced)",
+        readme: "Gateway TLS, HTTPS and TCP servers on a unix domain socket (plain-text HTTP servers and IP binds are enforced)",
     }),
     ("Gateway", "servers.hosts", E("gateway_merges_virtual_services_oldest_first_with_catch_alls_last")),
     ("Gateway", "servers.name", E("named_https_server_counts_requests_under_its_name")),

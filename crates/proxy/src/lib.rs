@@ -31,6 +31,7 @@ pub mod server;
 pub mod tcp_proxy;
 pub mod tls;
 pub mod trace_span;
+mod unix_listener;
 pub mod upstream;
 
 pub use body::Body;

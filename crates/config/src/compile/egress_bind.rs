@@ -180,6 +180,7 @@ impl Compiler<'_> {
                     virtual_hosts: mp.table.clone(),
                     default_virtual_host: None,
                     stat_prefix: None,
+                    unix: None,
                 });
             } else if let Some(t) = tcp.iter().find(|t| t.address.port() == port) {
                 tcp_listeners.push(TcpListener {

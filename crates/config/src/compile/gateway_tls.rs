@@ -151,6 +151,7 @@ impl Compiler<'_> {
                                 .as_deref()
                                 .filter(|n| !n.is_empty())
                                 .map(Arc::from),
+                            unix: None,
                         }),
                     }
                 }

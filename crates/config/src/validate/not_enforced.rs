@@ -114,18 +114,9 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
                 }
             }
         }
-        Spec::Gateway(gw) => {
-            for (i, s) in gw.servers.iter().enumerate() {
-                // An IP `bind` is enforced (the server's listener binds that address only).
-                if s.bind.as_deref().is_some_and(|b| b.starts_with("unix://")) {
-                    warn(
-                        ctx,
-                        format!("spec.servers[{i}].bind"),
-                        "server `bind` to a unix domain socket (the server is not served)",
-                    );
-                }
-            }
-        }
+        // Server binds are enforced: IP addresses, and unix domain sockets for plain-text HTTP
+        // servers (a TLS or TCP server there is said when compiling for a gateway).
+        Spec::Gateway(_) => {}
         // DYNAMIC_DNS resolves the request's Host on HTTP ports and the SNI on TLS ports.
         Spec::ServiceEntry(_) => {}
         Spec::WorkloadEntry(_) => {}
