@@ -239,10 +239,11 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("Sidecar", "ingress.connectionPool", E("inbound_connection_pool_overflows_with_503_uo")),
     ("Sidecar", "egress", E("egress_hosts_narrow_the_services_a_sidecar_compiles")),
     ("Sidecar", "egress.bind", E("egress_bind_moves_the_listener_of_its_port")),
-    ("Sidecar", "egress.bind.unix", N {
-        spec: "egress: [{port: {number: 0, protocol: HTTP, name: uds}, hosts: [\"./*\"], bind: \"unix:///tmp/egress.sock\"}]",
+    ("Sidecar", "egress.bind.unix", E("egress_bind_to_a_unix_socket_serves_its_hosts_there")),
+    ("Sidecar", "egress.bind.unix.TCP", N {
+        spec: "egress: [{port: {number: 0, protocol: TCP, name: uds}, hosts: [\"./*\"], bind: \"unix:///tmp/egress.sock\"}]",
         at: "spec.egress[0].bind",
-        readme: "Sidecar egress `bind` to a unix domain socket (IP addresses are enforced)",
+        readme: "Sidecar egress `bind` to a unix domain socket for a TCP port (HTTP listeners and IP addresses are enforced)",
     }),
     ("Sidecar", "egress.captureMode", E("capture_mode_none_binds_the_egress_listener_of_an_intercepting_sidecar")),
     ("Sidecar", "inboundConnectionPool", E("inbound_connection_pool_overflows_with_503_uo")),

@@ -305,10 +305,10 @@ fn parsed_but_not_enforced_fields_are_named() {
     ));
     // Egress hosts, the mode, the egress proxy, an IP bind and the capture mode are enforced.
     assert!(!d.iter().any(|d| d.code == codes::NOT_ENFORCED), "{d:#?}");
-    // A unix domain socket bind is not.
+    // A unix domain socket bind for a TCP port is not.
     let d = diags(&obj(
         "Sidecar",
-        "\n  egress: [{port: {number: 0, protocol: HTTP, name: uds}, hosts: [\"./*\"], bind: \"unix:///tmp/e.sock\"}]\n",
+        "\n  egress: [{port: {number: 0, protocol: TCP, name: uds}, hosts: [\"./*\"], bind: \"unix:///tmp/e.sock\"}]\n",
     ));
     assert!(
         d.iter()

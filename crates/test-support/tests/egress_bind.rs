@@ -109,3 +109,75 @@ async fn capture_mode_none_binds_the_egress_listener_of_an_intercepting_sidecar(
     );
     p.shutdown().await;
 }
+
+/// One HTTP/1.1 GET over the unix domain socket `path`: (status, body).
+async fn unix_get(path: &std::path::Path, host: &str) -> Result<(u16, String), String> {
+    use http_body_util::{BodyExt, Empty};
+    let stream = tokio::net::UnixStream::connect(path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = http::Request::get("/")
+        .header("host", host)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(5), send.send_request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((
+        status,
+        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    ))
+}
+
+/// An HTTP egress listener on a unix domain socket (`port: 0`, `bind: unix://PATH`) is bound
+/// whatever the capture mode, and routes by Host to the services it imports, on their own
+/// ports; a host it does not import is not found there.
+#[tokio::test]
+async fn egress_bind_to_a_unix_socket_serves_its_hosts_there() {
+    let app = backend("app", "v1").await;
+    let other = backend("other", "v1").await;
+    let dir = ConfigDir::new();
+    let socket = dir.path().join("egress.sock");
+    dir.write(
+        "app.yaml",
+        &format!(
+            "{}---\n{}",
+            service_yaml(HOST, free_port(), &[("v1", app.addr())]),
+            service_yaml("other.example.com", free_port(), &[("v1", other.addr())])
+        ),
+    );
+    dir.write(
+        "sidecar.yaml",
+        &sidecar(&format!(
+            "  - port: {{number: 0, protocol: HTTP, name: uds}}\n    bind: unix://{}\n    hosts: [\"./app.default.svc.cluster.local\"]\n  - hosts: [\"*/*\"]\n",
+            socket.display()
+        )),
+    );
+    let p = proxy(dir.path(), |o| {
+        o.watch = false;
+        o.proxy.mesh_role = false;
+        o.proxy.outbound_role = true;
+    })
+    .await;
+    for _ in 0..2 {
+        let (status, body) = unix_get(&socket, "app").await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.starts_with("app v1"), "{body}");
+    }
+    let (status, _) = unix_get(&socket, "other.example.com").await.unwrap();
+    assert_eq!(status, 404, "not imported by the socket's listener");
+    assert_eq!(other.requests(), 0);
+    p.shutdown().await;
+}

@@ -30,6 +30,9 @@ impl Compiler<'_> {
         tcp_listeners: &mut Vec<TcpListener>,
         intercepting: bool,
     ) {
+        // A unix domain socket listener is bound whatever the capture (Istio's `bindToPort`).
+        let unix = self.unix_egress_listeners(egress, ports);
+        listeners.extend(unix);
         let binds = self.egress_binds(egress, intercepting);
         if binds.is_empty() {
             return;
@@ -51,6 +54,48 @@ impl Compiler<'_> {
         } else {
             self.move_bound(&binds, listeners, tcp_listeners, &taken);
         }
+    }
+
+    /// The HTTP listeners on unix domain sockets (`port: 0`, `bind: unix://PATH`): by Host, the
+    /// services the listener imports on every HTTP port (a name on several ports goes to the
+    /// lowest), as Istio's route table for a socket listener holds them.
+    fn unix_egress_listeners(&mut self, egress: &EgressScope, ports: &[MeshPort]) -> Vec<Listener> {
+        let mut out = Vec::new();
+        for l in egress.unix_listeners() {
+            let Some(path) = l.unix.as_deref() else {
+                continue;
+            };
+            if !l.http {
+                // Validation reports it: a TCP stream has no Host to pick a service by.
+                continue;
+            }
+            let admitted: HashSet<&str> = self
+                .registry
+                .services()
+                .filter(|s| l.admits(&s.namespace, &s.hostname))
+                .map(|s| s.hostname.as_str())
+                .collect();
+            let vhosts: Vec<_> = ports
+                .iter()
+                .flat_map(|mp| mp.table.vhosts.iter())
+                .filter(|vh| {
+                    vh.name
+                        .rsplit_once(':')
+                        .is_some_and(|(host, _)| admitted.contains(host))
+                })
+                .cloned()
+                .collect();
+            out.push(Listener {
+                name: format!("unix://{path}"),
+                address: SocketAddr::new(super::gateway::unix_key(path), 0),
+                role: ListenerRole::Mesh,
+                virtual_hosts: std::sync::Arc::new(crate::vhost::VirtualHostTable::new(vhosts)),
+                default_virtual_host: None,
+                stat_prefix: None,
+                unix: Some(std::sync::Arc::from(path)),
+            });
+        }
+        out
     }
 
     /// The address each port is bound at, for the ports whose egress listener is bound.

@@ -64,6 +64,17 @@ pub(crate) struct EgressListener {
     pub(crate) bind: Option<IpAddr>,
     /// `captureMode: NONE`: the listener is bound even on a proxy that intercepts.
     pub(crate) capture_none: bool,
+    /// The socket path of a `bind: unix://PATH` (port 0).
+    pub(crate) unix: Option<String>,
+    /// Its port's protocol speaks HTTP (what a unix domain socket listener can serve).
+    pub(crate) http: bool,
+}
+
+impl EgressListener {
+    /// Whether it imports service `host` of namespace `ns` (on any port).
+    pub(crate) fn admits(&self, ns: &str, host: &str) -> bool {
+        self.hosts.iter().any(|h| h.admits(ns, host))
+    }
 }
 
 /// The egress scope of a Sidecar: what its egress listeners import.
@@ -97,9 +108,25 @@ impl EgressScope {
                     .collect(),
                 bind: e.bind.as_deref().and_then(|b| b.parse().ok()),
                 capture_none: e.capture_mode.as_deref() == Some("NONE"),
+                unix: e
+                    .bind
+                    .as_deref()
+                    .and_then(|b| b.strip_prefix("unix://"))
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string),
+                http: e
+                    .port
+                    .as_ref()
+                    .and_then(|p| crate::protocol::Protocol::parse(&p.protocol))
+                    .is_some_and(|p| p.is_http() && p != crate::protocol::Protocol::Unspecified),
             })
             .collect();
         Some(EgressScope { listeners })
+    }
+
+    /// Its listeners on unix domain sockets.
+    pub(crate) fn unix_listeners(&self) -> impl Iterator<Item = &EgressListener> {
+        self.listeners.iter().filter(|l| l.unix.is_some())
     }
 
     /// Whether any listener imports service `host` of namespace `ns`, on some port.
@@ -126,9 +153,10 @@ impl EgressScope {
             .filter(|l| l.port == Some(port))
             .find(admits)
             .or_else(|| {
+                // A unix domain socket listener (port 0) is its own, not the catch-all.
                 self.listeners
                     .iter()
-                    .filter(|l| l.port.is_none())
+                    .filter(|l| l.port.is_none() && l.unix.is_none())
                     .find(admits)
             })
     }

@@ -121,15 +121,20 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
         Spec::ServiceEntry(_) => {}
         Spec::WorkloadEntry(_) => {}
         Spec::Sidecar(sc) => {
-            // Egress hosts and ports scope what the proxy compiles; an IP `bind` and
-            // `captureMode` decide where egress listeners are bound (said per proxy when
-            // compiling); a unix domain socket is not served.
+            // Egress hosts and ports scope what the proxy compiles; `bind` and `captureMode`
+            // decide where egress listeners are bound (said per proxy when compiling); a unix
+            // domain socket serves HTTP only.
             for (i, e) in sc.egress.iter().enumerate() {
-                if e.bind.as_deref().is_some_and(|b| b.starts_with("unix://")) {
+                let http = e
+                    .port
+                    .as_ref()
+                    .and_then(|p| crate::protocol::Protocol::parse(&p.protocol))
+                    .is_some_and(|p| p.is_http() && p != crate::protocol::Protocol::Unspecified);
+                if !http && e.bind.as_deref().is_some_and(|b| b.starts_with("unix://")) {
                     warn(
                         ctx,
                         format!("spec.egress[{i}].bind"),
-                        "Sidecar egress `bind` to a unix domain socket (the listener is not bound; IP addresses are enforced)",
+                        "Sidecar egress `bind` to a unix domain socket for a port that is not HTTP (a stream has no Host to choose a service by; the listener is not bound)",
                     );
                 }
             }
