@@ -39,6 +39,10 @@ pub struct Listener {
     /// of the server's connection manager; sluice counts its requests under it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stat_prefix: Option<Arc<str>>,
+    /// The unix domain socket it listens on (a Gateway server's `bind: unix://PATH`); its
+    /// `address` is then only a key, never bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix: Option<Arc<str>>,
 }
 
 impl Listener {

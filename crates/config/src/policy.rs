@@ -298,18 +298,24 @@ pub enum HashAlgorithm {
 }
 
 /// DestinationRule `retryBudget`: concurrent retries are allowed while they stay within
-/// `max(min_retry_concurrency, percent × (active + pending requests))`.
+/// `max(min_retry_concurrency, percent × requests)`, the requests being the active and pending
+/// ones, or with `budget_interval` those started within that interval (Envoy's
+/// `RetryBudget.budget_interval`, a sliding window).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryBudget {
-    /// Share (0–100) of the active and pending requests that may be retries (default 20).
+    /// Share (0–100) of the requests that may be retries (default 20).
     pub percent: f64,
     /// Retries always allowed, whatever the traffic (default 3).
     pub min_retry_concurrency: u32,
+    /// The window whose requests count (`budgetInterval`; unset or 0: the active and pending
+    /// requests).
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration_ms")]
+    pub interval: Option<Duration>,
 }
 
 impl RetryBudget {
-    /// The most concurrent retries allowed with `requests` active and pending requests.
+    /// The most concurrent retries allowed with `requests` requests counted.
     pub fn max_retries(&self, requests: u32) -> u32 {
         let share = (self.percent.clamp(0.0, 100.0) / 100.0 * f64::from(requests)) as u32;
         share.max(self.min_retry_concurrency)
@@ -378,21 +384,34 @@ pub struct PoolLimits {
     /// A PROXY protocol header starts each upstream connection (`trafficPolicy.proxyProtocol`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<ProxyProtocolVersion>,
-    /// TCP to the cluster is carried in an HTTP/1.1 CONNECT tunnel through the endpoint
-    /// (`trafficPolicy.tunnel`).
+    /// TCP to the cluster is carried in an HTTP/1.1 tunnel (CONNECT or POST) through the
+    /// endpoint (`trafficPolicy.tunnel`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<Tunnel>,
 }
 
-/// `trafficPolicy.tunnel` with protocol `CONNECT`: the endpoint is a forward proxy asked to
-/// connect to `target_host:target_port`.
+/// `trafficPolicy.tunnel`: the endpoint is a forward proxy asked to carry the connection to
+/// `target_host:target_port`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Tunnel {
-    /// Host of the CONNECT authority.
+    /// How the stream is carried (`protocol`, CONNECT unless set).
+    pub method: TunnelMethod,
+    /// Host of the tunnel's authority.
     pub target_host: String,
-    /// Port of the CONNECT authority.
+    /// Port of the tunnel's authority.
     pub target_port: u16,
+}
+
+/// `tunnel.protocol`: how the relayed TCP stream rides in HTTP/1.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TunnelMethod {
+    /// `CONNECT host:port`; after a 2xx answer the connection carries raw bytes both ways.
+    Connect,
+    /// `POST /` with `Host: host:port` (Envoy's `use_post`, `post_path` "/"): the stream is the
+    /// chunked request body one way and the response body the other.
+    Post,
 }
 
 impl Tunnel {

@@ -169,6 +169,7 @@ impl Snapshot {
     pub fn bind_addresses(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
+            .filter(|l| l.unix.is_none())
             .map(|l| l.address)
             .chain(self.tcp_listeners.iter().map(|l| l.address))
             .chain(self.tls_listeners.iter().map(|l| l.address))
@@ -179,6 +180,14 @@ impl Snapshot {
                     .filter(|_| !self.proxy.inbound_intercepted)
                     .map(|i| self.inbound_address(i)),
             )
+            .collect()
+    }
+
+    /// The unix domain sockets to listen on, with the key address of each one's listener.
+    pub fn unix_listeners(&self) -> Vec<(Arc<str>, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.unix.clone().map(|path| (path, l.address)))
             .collect()
     }
 

@@ -127,20 +127,12 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("DestinationRule", "workloadSelector", E("workload_selector_rules_apply_to_matching_proxies_of_their_namespace")),
     ("DestinationRule", "trafficPolicy.portLevelSettings", E("merge_precedence")),
     ("DestinationRule", "trafficPolicy.tunnel", E("tcp_is_carried_in_a_connect_tunnel_through_the_endpoint")),
-    ("DestinationRule", "trafficPolicy.tunnel.protocol.POST", N {
-        spec: "host: a\n  trafficPolicy: {tunnel: {protocol: POST, targetHost: b, targetPort: 80}}",
-        at: "spec.trafficPolicy.tunnel.protocol",
-        readme: "DestinationRule `tunnel.protocol: POST` (CONNECT tunnels are enforced)",
-    }),
+    ("DestinationRule", "trafficPolicy.tunnel.protocol", E("tcp_is_carried_as_post_bodies_through_the_endpoint:POST")),
     ("DestinationRule", "trafficPolicy.proxyProtocol", E("proxy_protocol_v1_carries_the_client_addresses")),
     ("DestinationRule", "trafficPolicy.retryBudget", E("retry_budget_limits_concurrent_retries")),
     ("DestinationRule", "trafficPolicy.retryBudget.percent", E("retry_budget_follows_the_active_requests")),
     ("DestinationRule", "trafficPolicy.retryBudget.minRetryConcurrency", E("retry_budget_limits_concurrent_retries")),
-    ("DestinationRule", "trafficPolicy.retryBudget.budgetInterval", N {
-        spec: "host: a\n  trafficPolicy: {retryBudget: {budgetInterval: 10s}}",
-        at: "spec.trafficPolicy.retryBudget.budgetInterval",
-        readme: "DestinationRule `retryBudget.budgetInterval`",
-    }),
+    ("DestinationRule", "trafficPolicy.retryBudget.budgetInterval", E("retry_budget_interval_counts_the_requests_of_the_interval")),
     ("DestinationRule", "trafficPolicy.loadBalancer.simple", E("endpoint_weights_are_honoured_by_round_robin")),
     ("DestinationRule", "trafficPolicy.loadBalancer.simple.PASSTHROUGH", E("passthrough_load_balancer_sends_intercepted_requests_to_their_original_destination")),
     ("DestinationRule", "trafficPolicy.loadBalancer.simple.PASSTHROUGH.not_intercepted", N {
@@ -157,10 +149,11 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("DestinationRule", "trafficPolicy.loadBalancer.consistentHash.maglev", E("load_balancer_variants")),
     ("DestinationRule", "trafficPolicy.loadBalancer.consistentHash.minimumRingSize", E("load_balancer_variants")),
     ("DestinationRule", "trafficPolicy.loadBalancer.localityLbSetting", E("locality_failover_task")),
-    ("DestinationRule", "trafficPolicy.loadBalancer.zoneAwareLbSetting", N {
-        spec: "host: a\n  trafficPolicy: {loadBalancer: {zoneAwareLbSetting: {}}}",
+    ("DestinationRule", "trafficPolicy.loadBalancer.zoneAwareLbSetting", E("zone_aware_lb_setting_tiers_endpoints_by_region")),
+    ("DestinationRule", "trafficPolicy.loadBalancer.zoneAwareLbSetting.zoneBalancing", N {
+        spec: "host: a\n  trafficPolicy: {loadBalancer: {zoneAwareLbSetting: {enabled: true}}}",
         at: "spec.trafficPolicy.loadBalancer.zoneAwareLbSetting",
-        readme: "DestinationRule `zoneAwareLbSetting` (`localityLbSetting` is enforced)",
+        readme: "DestinationRule `zoneAwareLbSetting` balancing by zone within the proxy's region (Istio's needs ISTIO_META_ENABLE_SELF_DISCOVERY; its regional tiers and `failover` are enforced)",
     }),
     ("DestinationRule", "trafficPolicy.loadBalancer.warmup", E("slow_start_holds_back_a_new_endpoint_until_its_window_has_passed")),
     ("DestinationRule", "trafficPolicy.loadBalancer.warmupDurationSecs", E("warmup_retry_budget_and_cookie_attributes")),
@@ -202,10 +195,11 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("Gateway", "servers", E("gateway_merges_virtual_services_oldest_first_with_catch_alls_last")),
     ("Gateway", "servers.port", E("subdomain_gateway_routes_by_host")),
     ("Gateway", "servers.bind", E("server_bind_listens_on_that_address_only")),
-    ("Gateway", "servers.bind.unix", N {
-        spec: "servers: [{port: {number: 0, name: http, protocol: HTTP}, hosts: [\"*\"], bind: \"unix:///tmp/gw.sock\"}]",
+    ("Gateway", "servers.bind.unix", E("server_bind_to_a_unix_socket_serves_http_there")),
+    ("Gateway", "servers.bind.unix.TLS", N {
+        spec: "servers: [{port: {number: 0, name: tls, protocol: TLS}, hosts: [\"*\"], bind: \"unix:///tmp/gw.sock\", tls: {mode: PASSTHROUGH}}]",
         at: "spec.servers[0].bind",
-        readme: "Gateway server `bind` to a unix domain socket (IP addresses are enforced)",
+        readme: "Gateway TLS, HTTPS and TCP servers on a unix domain socket (plain-text HTTP servers and IP binds are enforced)",
     }),
     ("Gateway", "servers.hosts", E("gateway_merges_virtual_services_oldest_first_with_catch_alls_last")),
     ("Gateway", "servers.name", E("named_https_server_counts_requests_under_its_name")),
@@ -227,11 +221,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("ServiceEntry", "resolution", E("egress_tls_origination_simple")),
     ("ServiceEntry", "resolution.NONE", E("sidecar_interception_in_network_namespaces")),
     ("ServiceEntry", "resolution.DYNAMIC_DNS", E("dynamic_dns_resolves_each_request_host_and_follows_its_ttl")),
-    ("ServiceEntry", "resolution.DYNAMIC_DNS.TLS", N {
-        spec: "hosts: [\"*.example.com\"]\n  ports: [{number: 443, name: tls, protocol: TLS}]\n  resolution: DYNAMIC_DNS",
-        at: "spec.ports[0]",
-        readme: "ServiceEntry `resolution: DYNAMIC_DNS` on TLS ports (HTTP ports are enforced)",
-    }),
+    ("ServiceEntry", "resolution.DYNAMIC_DNS.TLS", E("dynamic_dns_resolves_the_sni_of_each_tls_connection:DYNAMIC_DNS")),
     ("ServiceEntry", "endpoints", E("locality_failover_task")),
     ("ServiceEntry", "workloadSelector", E("auto_mtls_between_two_sidecars_and_a_destination_rule_turning_it_off")),
     ("ServiceEntry", "exportTo", E("service_entries_are_seen_where_they_are_exported")),
@@ -247,27 +237,17 @@ const FIELDS: &[(&str, &str, Status)] = &[
     // ----- Sidecar (reference §7) -----
     ("Sidecar", "workloadSelector", E("the_sidecar_that_applies")),
     ("Sidecar", "ingress", E("ingress_ports_are_bound_only_without_inbound_interception")),
-    ("Sidecar", "ingress.connectionPool", N {
-        spec: "ingress: [{port: {number: 9080, protocol: HTTP, name: http}, defaultEndpoint: \"127.0.0.1:8080\", connectionPool: {tcp: {maxConnections: 1}}}]",
-        at: "spec.ingress[0].connectionPool",
-        readme: "Sidecar ingress `connectionPool`",
-    }),
+    ("Sidecar", "ingress.connectionPool", E("inbound_connection_pool_overflows_with_503_uo")),
     ("Sidecar", "egress", E("egress_hosts_narrow_the_services_a_sidecar_compiles")),
-    ("Sidecar", "egress.bind", N {
-        spec: "egress: [{hosts: [\"./*\"], bind: 127.0.0.1}]",
+    ("Sidecar", "egress.bind", E("egress_bind_moves_the_listener_of_its_port")),
+    ("Sidecar", "egress.bind.unix", E("egress_bind_to_a_unix_socket_serves_its_hosts_there")),
+    ("Sidecar", "egress.bind.unix.TCP", N {
+        spec: "egress: [{port: {number: 0, protocol: TCP, name: uds}, hosts: [\"./*\"], bind: \"unix:///tmp/egress.sock\"}]",
         at: "spec.egress[0].bind",
-        readme: "Sidecar egress `bind`",
+        readme: "Sidecar egress `bind` to a unix domain socket for a TCP port (HTTP listeners and IP addresses are enforced)",
     }),
-    ("Sidecar", "egress.captureMode", N {
-        spec: "egress: [{hosts: [\"./*\"], captureMode: NONE}]",
-        at: "spec.egress[0].captureMode",
-        readme: "Sidecar egress `captureMode`",
-    }),
-    ("Sidecar", "inboundConnectionPool", N {
-        spec: "inboundConnectionPool: {tcp: {maxConnections: 1}}",
-        at: "spec.inboundConnectionPool",
-        readme: "Sidecar `inboundConnectionPool`",
-    }),
+    ("Sidecar", "egress.captureMode", E("capture_mode_none_binds_the_egress_listener_of_an_intercepting_sidecar")),
+    ("Sidecar", "inboundConnectionPool", E("inbound_connection_pool_overflows_with_503_uo")),
     ("Sidecar", "outboundTrafficPolicy", E("outbound_traffic_policy_comes_from_the_sidecar_else_the_mesh")),
     ("Sidecar", "outboundTrafficPolicy.egressProxy", E("egress_proxy_takes_requests_for_unknown_destinations")),
 ];

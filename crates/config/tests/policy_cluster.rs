@@ -549,7 +549,7 @@ spec:
     labels: {version: v1}
     trafficPolicy:
       loadBalancer: {warmupDurationSecs: 30s}
-      retryBudget: {minRetryConcurrency: 7}
+      retryBudget: {minRetryConcurrency: 7, budgetInterval: 10s}
   - name: v2
     labels: {version: v2}
     trafficPolicy:
@@ -575,6 +575,7 @@ spec:
         Some(RetryBudget {
             percent: 50.0,
             min_retry_concurrency: 3,
+            interval: None,
         })
     );
     let v1 = policy(&s, 9080, "v1");
@@ -591,6 +592,7 @@ spec:
         Some(RetryBudget {
             percent: 20.0,
             min_retry_concurrency: 7,
+            interval: Some(Duration::from_secs(10)),
         })
     );
     let v2 = policy(&s, 9080, "v2");

@@ -348,3 +348,26 @@ fn ingress_ports_are_bound_only_without_inbound_interception() {
     assert!(!snap.bind_addresses().contains(&addr));
     assert!(snap.inbound_listener(addr).is_none());
 }
+
+/// Istio's inbound cluster pool: a port's ingress `connectionPool` replaces the Sidecar's
+/// `inboundConnectionPool` as a whole; other ports, intercepted ones included, get the latter.
+#[test]
+fn an_ingress_connection_pool_replaces_the_inbound_connection_pool() {
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: a, namespace: shop}\nspec:\n  inboundConnectionPool:\n    tcp: {maxConnections: 5, connectTimeout: 2s}\n  ingress:\n  - port: {number: 9080, protocol: HTTP, name: http}\n    defaultEndpoint: 127.0.0.1:8080\n    connectionPool: {http: {http1MaxPendingRequests: 7}}\n  - port: {number: 9090, protocol: HTTP, name: http2}\n    defaultEndpoint: 127.0.0.1:8090\n";
+    let s = security(yaml);
+    let own = s.inbound_pool_for(9080).unwrap();
+    assert_eq!(own.max_pending_requests, 7);
+    assert_eq!(
+        own.max_connections,
+        u32::MAX,
+        "not merged with inboundConnectionPool"
+    );
+    assert_eq!(own.connect_timeout, Duration::from_secs(10));
+    for port in [9090, 15000] {
+        let shared = s.inbound_pool_for(port).unwrap();
+        assert_eq!(shared.max_connections, 5);
+        assert_eq!(shared.connect_timeout, Duration::from_secs(2));
+    }
+    let none = security("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: a, namespace: shop}\nspec:\n  ingress:\n  - port: {number: 9080, protocol: HTTP, name: http}\n    defaultEndpoint: 127.0.0.1:8080\n");
+    assert!(none.inbound_pool_for(9080).is_none());
+}

@@ -32,6 +32,11 @@ pub struct LocalityPolicy {
     pub failover: Vec<(String, String)>,
     /// `failoverPriority`: label keys, optionally `key=value` to override the proxy's value.
     pub failover_priority: Vec<String>,
+    /// `zoneAwareLbSetting` rather than `localityLbSetting`: endpoints are tiered by region only
+    /// (the proxy's own, then its `failover` region, then the rest, within each
+    /// `failoverPriority` tier), whether or not outlier detection is set; the zones of a region
+    /// share its tier.
+    pub zone_aware: bool,
 }
 
 /// Where one endpoint is, as the policy needs it.
@@ -70,14 +75,18 @@ impl LocalityPolicy {
         if !self.distribute.is_empty() {
             return self.distributed(origin.locality, endpoints);
         }
-        if !outlier_detection {
+        // Istio applies locality failover only with outlier detection; zone-aware balancing
+        // always partitions by region.
+        if !outlier_detection && !self.zone_aware {
             return None;
         }
         let keys: Vec<(usize, usize)> = endpoints
             .iter()
             .map(|e| {
                 let labels = self.label_priority(origin, e);
-                let local = if self.failover_priority.is_empty() || !self.failover.is_empty() {
+                let local = if self.zone_aware {
+                    self.region_priority(origin.locality, e.locality)
+                } else if self.failover_priority.is_empty() || !self.failover.is_empty() {
                     self.locality_priority(origin.locality, e.locality)
                 } else {
                     0
@@ -119,6 +128,24 @@ impl LocalityPolicy {
             3
         } else {
             4
+        }
+    }
+
+    /// Zone-aware balancing's regional tiers: 0 the proxy's region, 1 its failover region, 2
+    /// anything else.
+    fn region_priority(&self, proxy: &Locality, ep: &Locality) -> usize {
+        if ep.region == proxy.region {
+            return 0;
+        }
+        let failover_target = self
+            .failover
+            .iter()
+            .find(|(from, _)| *from == proxy.region)
+            .is_some_and(|(_, to)| *to == ep.region);
+        if failover_target {
+            1
+        } else {
+            2
         }
     }
 
@@ -331,5 +358,34 @@ mod tests {
             labels: &none,
         };
         assert!(policy.levels(origin, &eps, true).is_none());
+    }
+
+    #[test]
+    fn zone_aware_tiers_by_region_even_without_outlier_detection() {
+        let proxy = Locality::parse("region1/zone1");
+        let locs: Vec<Locality> = [
+            "region1/zone1",
+            "region1/zone2",
+            "region2/zone3",
+            "region3/zone4",
+        ]
+        .iter()
+        .map(|l| Locality::parse(l))
+        .collect();
+        let none = BTreeMap::new();
+        let eps: Vec<Placement<'_>> = locs.iter().map(|l| place(l, &none)).collect();
+        let origin = Origin {
+            locality: &proxy,
+            labels: &none,
+        };
+        let policy = LocalityPolicy {
+            failover: vec![("region1".into(), "region3".into())],
+            zone_aware: true,
+            ..Default::default()
+        };
+        let levels = policy.levels(origin, &eps, false).unwrap();
+        let members: Vec<Vec<usize>> = levels.iter().map(|l| l[0].0.clone()).collect();
+        // Both zones of region1 share the first tier; region3 (the failover) comes before region2.
+        assert_eq!(members, vec![vec![0, 1], vec![3], vec![2]]);
     }
 }

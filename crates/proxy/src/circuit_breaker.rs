@@ -13,6 +13,7 @@ use sluice_config::policy::PoolLimits;
 use sluice_config::tls::ClientTls;
 use tokio::sync::Notify;
 
+use crate::request_window::RequestWindow;
 use crate::tls::TlsRuntime;
 use crate::upstream::connect::UpstreamTls;
 use crate::upstream::ClusterPool;
@@ -26,6 +27,8 @@ pub struct ClusterRuntime {
     pending: AtomicU32,
     retries: AtomicU32,
     released: Notify,
+    /// Requests started within the retry budget's `budgetInterval`, when it has one.
+    window: Option<RequestWindow>,
     /// HTTP/2 upstream (the port's protocol, or `h2UpgradePolicy: UPGRADE`).
     h2: bool,
     /// The port's protocol speaks HTTP/2 (what the runtime was built for).
@@ -73,6 +76,10 @@ impl ClusterRuntime {
         } else {
             limits.max_requests.min(limits.max_connections)
         };
+        let window = limits
+            .retry_budget
+            .and_then(|b| b.interval)
+            .map(RequestWindow::new);
         ClusterRuntime {
             limits,
             max_active,
@@ -80,6 +87,7 @@ impl ClusterRuntime {
             pending: AtomicU32::new(0),
             retries: AtomicU32::new(0),
             released: Notify::new(),
+            window,
             h2,
             protocol_h2,
             tls: policy,
@@ -88,11 +96,18 @@ impl ClusterRuntime {
     }
 
     fn try_take(&self) -> bool {
-        self.active
+        let taken = self
+            .active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
                 (a < self.max_active).then_some(a + 1)
             })
-            .is_ok()
+            .is_ok();
+        if taken {
+            if let Some(w) = &self.window {
+                w.record();
+            }
+        }
+        taken
     }
 
     /// Admits a request if a slot is free now, without queueing.
@@ -137,14 +152,17 @@ impl ClusterRuntime {
     }
 
     /// Takes a retry slot: `maxRetries` concurrent retries per cluster or, with a retry budget,
-    /// its share of the active and pending requests (Envoy ignores `maxRetries` then).
+    /// its share of the active and pending requests, or of the requests started within its
+    /// `budgetInterval` (Envoy ignores `maxRetries` then).
     pub fn try_retry(self: &Arc<Self>) -> Option<RetryGuard> {
         let max = match &self.limits.retry_budget {
-            Some(budget) => budget.max_retries(
-                self.active
+            Some(budget) => budget.max_retries(match &self.window {
+                Some(w) => u32::try_from(w.count()).unwrap_or(u32::MAX),
+                None => self
+                    .active
                     .load(Ordering::Acquire)
                     .saturating_add(self.pending.load(Ordering::Acquire)),
-            ),
+            }),
             None => self.limits.max_retries,
         };
         self.retries
@@ -277,6 +295,7 @@ mod tests {
             retry_budget: Some(sluice_config::policy::RetryBudget {
                 percent: 20.0,
                 min_retry_concurrency: 2,
+                interval: None,
             }),
             ..PoolLimits::default()
         };
@@ -292,6 +311,33 @@ mod tests {
         assert!(rt.try_retry().is_none());
         drop((a, b, more, active));
         assert_eq!(rt.active(), 0);
+    }
+
+    /// With `budgetInterval` the budget follows the requests started within it, finished or
+    /// not: 20 requests in the last 10 s allow 4 concurrent retries with none active.
+    #[tokio::test(start_paused = true)]
+    async fn retry_budget_interval_counts_the_recent_requests() {
+        let limits = PoolLimits {
+            retry_budget: Some(sluice_config::policy::RetryBudget {
+                percent: 20.0,
+                min_retry_concurrency: 1,
+                interval: Some(std::time::Duration::from_secs(10)),
+            }),
+            ..PoolLimits::default()
+        };
+        let rt = ClusterRuntimes::default().get("c", &limits, false, None);
+        for _ in 0..20 {
+            drop(rt.try_admit().unwrap());
+        }
+        assert_eq!(rt.active(), 0);
+        let retries: Vec<_> = (0..4).map(|_| rt.try_retry().unwrap()).collect();
+        assert!(rt.try_retry().is_none());
+        drop(retries);
+        // Once the interval has passed, only the minimum concurrency is left.
+        tokio::time::advance(std::time::Duration::from_secs(11)).await;
+        let one = rt.try_retry().unwrap();
+        assert!(rt.try_retry().is_none());
+        drop(one);
     }
 
     #[test]

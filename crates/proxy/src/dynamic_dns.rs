@@ -1,6 +1,6 @@
 //! `resolution: DYNAMIC_DNS` clusters (Istio's dynamic forward proxy): the request's own host
-//! name is resolved at request time, and the request goes to that address, as an original
-//! destination does.
+//! name (or, for a TLS connection, its ClientHello's server name) is resolved when it arrives,
+//! and it goes to that address, as an original destination does.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -43,6 +43,19 @@ pub(crate) async fn endpoint(
     }
     let ip = resolver.resolve(host).await.ok_or_else(failed)?;
     Ok(passthrough::endpoint(SocketAddr::new(ip, port)))
+}
+
+/// Where a connection to a `DYNAMIC_DNS` cluster goes (a TLS port, Envoy's
+/// `sni_dynamic_forward_proxy`): the ClientHello's server name resolved now, on the service
+/// port. No server name, or one that does not resolve, is `None` (the connection is closed).
+pub(crate) async fn sni_address(
+    resolver: Option<&Arc<dyn HostResolver>>,
+    sni: Option<&str>,
+    cluster: &Cluster,
+) -> Option<SocketAddr> {
+    let host = sni.filter(|s| !s.is_empty())?;
+    let ip = resolver?.resolve(host).await?;
+    Some(SocketAddr::new(ip, cluster.port))
 }
 
 /// `host[:port]` or `[v6][:port]`.

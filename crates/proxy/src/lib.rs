@@ -23,6 +23,7 @@ pub mod passthrough;
 pub mod path_normalize;
 pub mod port_owner;
 pub mod replay;
+mod request_window;
 pub mod retire;
 pub mod retry;
 pub mod security;
@@ -30,6 +31,7 @@ pub mod server;
 pub mod tcp_proxy;
 pub mod tls;
 pub mod trace_span;
+mod unix_listener;
 pub mod upstream;
 
 pub use body::Body;

@@ -13,6 +13,7 @@ use crate::body::Body;
 use crate::error::ProxyError;
 use crate::handler::{error_reply, ProxyContext};
 use crate::headers::strip_hop_by_hop;
+use crate::upstream::ClusterPool;
 
 /// An endpoint for `addr` that belongs to no service.
 pub(crate) fn endpoint(addr: SocketAddr) -> UpstreamEndpoint {
@@ -50,6 +51,16 @@ pub(crate) async fn forward_to(
     endpoint: &UpstreamEndpoint,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    forward_in(ctx, endpoint, req, None).await
+}
+
+/// [`forward_to`] through `own`, a pool with its own connection settings (else the shared one).
+pub(crate) async fn forward_in(
+    ctx: &ProxyContext,
+    endpoint: &UpstreamEndpoint,
+    req: Request<Incoming>,
+    own: Option<&ClusterPool>,
+) -> Response<Body> {
     let (mut head, body) = req.into_parts();
     strip_hop_by_hop(&mut head.headers);
     let h2 = head.version == http::Version::HTTP_2;
@@ -64,7 +75,7 @@ pub(crate) async fn forward_to(
         }
     }
     let upstream = Request::from_parts(head, Body::from(body));
-    match ctx.upstreams.send(upstream, endpoint, h2, None, None).await {
+    match ctx.upstreams.send(upstream, endpoint, h2, own, None).await {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);

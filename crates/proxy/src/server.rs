@@ -21,6 +21,8 @@ use crate::intercept::{self, Intercept};
 pub struct ListenerManager {
     ctx: Arc<ProxyContext>,
     active: HashMap<SocketAddr, watch::Sender<bool>>,
+    /// Unix domain socket listeners by path.
+    active_unix: HashMap<Arc<str>, watch::Sender<bool>>,
     drain: Drain,
     shutdown: watch::Sender<bool>,
     own: intercept::tcp::OwnConnections,
@@ -44,6 +46,7 @@ impl ListenerManager {
         ListenerManager {
             ctx,
             active: HashMap::new(),
+            active_unix: HashMap::new(),
             drain: Drain::new(),
             shutdown,
             own: Default::default(),
@@ -104,6 +107,53 @@ impl ListenerManager {
         });
     }
 
+    /// Binds every unix domain socket of `wanted` (path, key address of its listener) not
+    /// bound yet; returns the paths that could not be bound, with the reason.
+    pub async fn bind_unix_missing(
+        &mut self,
+        wanted: &[(Arc<str>, SocketAddr)],
+    ) -> BTreeMap<String, String> {
+        let mut errors = BTreeMap::new();
+        for (path, key) in wanted {
+            if self.active_unix.contains_key(path) {
+                continue;
+            }
+            match crate::unix_listener::bind(path).await {
+                Ok(l) => {
+                    tracing::info!(%path, "listening on unix socket");
+                    let (stop_tx, stop_rx) = watch::channel(false);
+                    self.active_unix.insert(path.clone(), stop_tx);
+                    tokio::spawn(crate::unix_listener::accept_loop(
+                        l,
+                        path.clone(),
+                        *key,
+                        self.ctx.clone(),
+                        stop_rx,
+                        self.shutdown.subscribe(),
+                        self.drain.clone(),
+                    ));
+                }
+                Err(e) => {
+                    tracing::error!(%path, error = %e, "cannot bind unix socket listener");
+                    errors.insert(format!("unix://{path}"), e.to_string());
+                }
+            }
+        }
+        errors
+    }
+
+    /// Closes the unix domain socket listeners whose path is not in `wanted`.
+    pub fn close_unwanted_unix(&mut self, wanted: &[(Arc<str>, SocketAddr)]) {
+        self.active_unix.retain(|path, stop| {
+            let keep = wanted.iter().any(|(p, _)| p == path);
+            if !keep {
+                let _ = stop.send(true);
+                tracing::info!(%path, "unix socket listener removed");
+            }
+            keep
+        });
+    }
+
     /// Binds a sidecar interception listener (outbound or inbound) at `addr`; it is not part of
     /// the snapshot's listeners, so reloads leave it alone. Returns the bound address.
     pub fn intercept(&mut self, kind: Intercept, addr: SocketAddr) -> std::io::Result<SocketAddr> {
@@ -131,6 +181,7 @@ impl ListenerManager {
     pub async fn shutdown(self, drain: Duration) {
         let _ = self.shutdown.send(true);
         drop(self.active);
+        drop(self.active_unix);
         let relays = self.ctx.relays.clone();
         let deadline = tokio::time::Instant::now() + drain;
         let connections = self.drain;

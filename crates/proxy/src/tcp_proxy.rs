@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::handler::ProxyContext;
 use crate::upstream::connect::{self, ConnectSettings};
-use crate::upstream::tunnel;
+use crate::upstream::tunnel::{self, Carried};
 
 /// TCP connections being relayed, so that shutdown can wait for them (up to the drain time).
 #[derive(Debug, Clone, Default)]
@@ -159,7 +159,19 @@ pub async fn serve_after<D>(
         return;
     };
     let local = SocketAddr::new(local, listener.address.port());
-    relay_to_cluster(&ctx, cluster, downstream, peer, local, read, original_dst).await;
+    // A DYNAMIC_DNS cluster (a TLS port) goes where the ClientHello's server name resolves.
+    let target = if cluster.dynamic_dns {
+        match crate::dynamic_dns::sni_address(ctx.dynamic_dns.as_ref(), sni, cluster).await {
+            Some(a) => Some(a),
+            None => {
+                tracing::debug!(%peer, cluster = %cluster.name, sni, "DYNAMIC_DNS: the server name does not resolve; connection closed");
+                return;
+            }
+        }
+    } else {
+        original_dst
+    };
+    relay_to_cluster(&ctx, cluster, downstream, peer, local, read, target).await;
 }
 
 /// A connection has no headers, cookies or query: of the consistent-hash keys only the source
@@ -178,7 +190,8 @@ fn source_ip_hash(
 
 /// Relays a connection from `peer` to `local` to an endpoint of `cluster` (its balancer,
 /// `maxConnections`, `maxConnectionDuration`, PROXY header, outlier detection and `istio_tcp_*`
-/// metrics), `read` first; an original-destination cluster relays to `original_dst` instead.
+/// metrics), `read` first; an original-destination cluster relays to `original_dst` instead, and
+/// so does a DYNAMIC_DNS cluster, to the address its caller resolved.
 pub(crate) async fn relay_to_cluster<D>(
     ctx: &ProxyContext,
     cluster: &Arc<sluice_config::cluster::Cluster>,
@@ -202,7 +215,7 @@ pub(crate) async fn relay_to_cluster<D>(
     };
     let balancer = cluster.balancer();
     let original = original_dst
-        .filter(|_| cluster.original_dst)
+        .filter(|_| cluster.original_dst || cluster.dynamic_dns)
         .map(crate::passthrough::endpoint);
     let (index, endpoint) = match &original {
         Some(e) => (None, e),
@@ -229,10 +242,10 @@ pub(crate) async fn relay_to_cluster<D>(
     let connected = match connect::tcp(&endpoint.authority, &settings).await {
         Ok(mut s) => match connect::send_proxy_header(&mut s, &settings, Some((peer, local))).await
         {
-            // `tunnel`: the endpoint is a forward proxy, asked to CONNECT to the target first.
+            // `tunnel`: the endpoint is a forward proxy, asked to carry the stream first.
             Ok(()) => match &cluster.policy.pool.tunnel {
-                Some(t) => tunnel::open(&mut s, t).await.map(|early| (s, early)),
-                None => Ok((s, Vec::new())),
+                Some(t) => tunnel::open(s, t).await,
+                None => Ok((Carried::Raw(s), Vec::new())),
             },
             Err(e) => Err(e),
         },
@@ -303,9 +316,9 @@ pub(crate) async fn relay_to_cluster<D>(
 /// finishes sending still gets the reply), or until nothing moved for `idle` (the cluster's
 /// idle timeout; Istio's default closes a TCP connection idle for an hour). Returns the bytes
 /// received from downstream and sent to it, whatever ended the relay.
-async fn relay<D: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn relay<D: AsyncRead + AsyncWrite + Unpin, U: AsyncRead + AsyncWrite + Unpin>(
     downstream: &mut D,
-    upstream: &mut TcpStream,
+    upstream: &mut U,
     idle: Option<Duration>,
     max_duration: Option<Duration>,
 ) -> (u64, u64, std::io::Result<()>) {

@@ -501,6 +501,11 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         let list: Vec<String> = unbound.iter().map(|(a, e)| format!("{a}: {e}")).collect();
         anyhow::bail!("cannot bind listener {}", list.join("; "));
     }
+    let unbound = manager.bind_unix_missing(&first.unix_listeners()).await;
+    if !unbound.is_empty() {
+        let list: Vec<String> = unbound.iter().map(|(a, e)| format!("{a}: {e}")).collect();
+        anyhow::bail!("cannot bind listener {}", list.join("; "));
+    }
     let mut intercepts = Vec::new();
     for (kind, addr) in &opts.intercepts {
         let bound = manager
@@ -690,7 +695,13 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                 Ok((s, wanted)) => {
                     // New listeners are bound before the snapshot is published: a reload that
                     // needs a port held elsewhere is rejected, and the previous config stays.
-                    let unbound = manager.bind_missing(&wanted);
+                    let unix = s.unix_listeners();
+                    let mut unbound: Vec<(String, String)> = manager
+                        .bind_missing(&wanted)
+                        .into_iter()
+                        .map(|(a, e)| (a.to_string(), e))
+                        .collect();
+                    unbound.extend(manager.bind_unix_missing(&unix).await);
                     if unbound.is_empty() {
                         // Telemetry's per-snapshot tables, and freeing the previous snapshot
                         // when no request holds it any more, cost as much as the config is
@@ -708,6 +719,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                         }
                         authn_ctx.authn.prepare(&s);
                         manager.close_unwanted(&wanted);
+                        manager.close_unwanted_unix(&unix);
                         if let Some(c) = &loop_canaries {
                             c.config_changed();
                         }

@@ -51,7 +51,7 @@ fn unenforced_istio_kinds_are_warnings_naming_the_kind() {
         "{out}"
     );
     assert!(
-        out.contains("Sidecar egress `captureMode` is not enforced"),
+        out.contains("Sidecar egress `bind` to a unix domain socket"),
         "{out}"
     );
     assert!(!out.contains("Deployment"), "{out}");

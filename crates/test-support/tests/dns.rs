@@ -316,3 +316,82 @@ async fn dynamic_dns_resolves_each_request_host_and_follows_its_ttl() {
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.body.trim(), "DNS resolution failure");
 }
+
+/// `resolution: DYNAMIC_DNS` on a TLS port (Envoy's `sni_dynamic_forward_proxy`): a gateway
+/// passes TLS through by SNI to the wildcard service, and each connection goes to the address
+/// its own server name resolves to when it arrives, on the service port; the client completes
+/// its handshake with the backend there. A name that does not resolve closes the connection.
+#[tokio::test]
+async fn dynamic_dns_resolves_the_sni_of_each_tls_connection() {
+    use sluice_test_support::pki::{TestCa, TlsClient};
+    let dir = ConfigDir::new();
+    let ca = TestCa::new("external root");
+    let leaf = ca.issue(&["a.pool.example", "b.pool.example", "c.pool.example"]);
+    let (cert, key) = leaf.write(dir.path(), "backend");
+    let (port, _pool) = 'port: {
+        for _ in 0..20 {
+            let port = free_port();
+            let mut started = Vec::new();
+            for last in [2u8, 3] {
+                let mut args = BackendArgs::ephemeral("pool", &ip(last).to_string());
+                args.listen = SocketAddr::new(ip(last), port).to_string();
+                args.tls_cert = Some(cert.clone());
+                args.tls_key = Some(key.clone());
+                match Backend::start(args).await {
+                    Ok(b) => started.push(b),
+                    Err(_) => continue,
+                }
+            }
+            if started.len() == 2 {
+                break 'port (port, started);
+            }
+        }
+        panic!("no port free on both addresses");
+    };
+    let dns = DnsServer::start().await;
+    dns.set("a.pool.example", &[ip(2)], 300);
+    dns.set("b.pool.example", &[ip(3)], 300);
+    let gateway_port = free_port();
+    dir.write(
+        "se.yaml",
+        &format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: pool}}\nspec:\n  hosts: [\"*.pool.example\"]\n  location: MESH_EXTERNAL\n  ports:\n  - {{number: {port}, name: tls, protocol: TLS}}\n  resolution: DYNAMIC_DNS\n"),
+    );
+    dir.write(
+        "gateway.yaml",
+        &format!("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: egress}}\nspec:\n  selector: {{istio: egressgateway}}\n  servers:\n  - port: {{number: {gateway_port}, name: tls, protocol: TLS}}\n    tls: {{mode: PASSTHROUGH}}\n    hosts: [\"*.pool.example\"]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: pool}}\nspec:\n  hosts: [\"*.pool.example\"]\n  gateways: [egress]\n  tls:\n  - match:\n    - port: {gateway_port}\n      sniHosts: [\"*.pool.example\"]\n    route:\n    - destination:\n        host: \"*.pool.example\"\n        port: {{number: {port}}}\n"),
+    );
+    let server = dns.addr();
+    let p = proxy(dir.path(), |o| {
+        o.watch = false;
+        o.proxy
+            .labels
+            .insert("istio".into(), "egressgateway".into());
+        o.proxy.mesh_role = false;
+        o.dns = Some(sluice_dns::DnsSettings {
+            servers: vec![server],
+            refresh: Duration::from_secs(30),
+        });
+    })
+    .await;
+    let gateway = SocketAddr::from(([127, 0, 0, 1], gateway_port));
+    for (name, want) in [("a.pool.example", ip(2)), ("b.pool.example", ip(3))] {
+        let r = TlsClient::new(ca.pem(), name)
+            .get(gateway, "/")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.status, 200, "{name}");
+        assert_eq!(r.peer.as_ref(), Some(&leaf.der), "the backend's own cert");
+        assert_eq!(
+            r.body.split_whitespace().nth(1),
+            Some(want.to_string().as_str()),
+            "{name}: {}",
+            r.body
+        );
+    }
+    // A name without records: nothing to connect to.
+    assert!(TlsClient::new(ca.pem(), "c.pool.example")
+        .get(gateway, "/")
+        .await
+        .is_err());
+    p.shutdown().await;
+}

@@ -292,3 +292,87 @@ async fn stat_prefix_counts_the_requests_of_its_match() {
     let all = metric_lines(p.admin_addr, name, &[]).await;
     assert_eq!(all.len(), 2, "{all:?}");
 }
+
+/// One HTTP/1.1 GET over the unix domain socket `path`: (status, body).
+async fn unix_get(path: &Path, host: &str) -> Result<(u16, String), String> {
+    use http_body_util::{BodyExt, Empty};
+    let stream = tokio::net::UnixStream::connect(path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = http::Request::get("/")
+        .header("host", host)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(5), send.send_request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((
+        status,
+        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    ))
+}
+
+/// A server `bind: unix:///PATH` (port 0): its listener is that unix domain socket, serving the
+/// Gateway's routes to real clients over it; removing the server closes the socket and removes
+/// its file.
+#[tokio::test]
+async fn server_bind_to_a_unix_socket_serves_http_there() {
+    let a = backend("a", "v1").await;
+    let dir = ConfigDir::new();
+    let socket = dir.path().join("gw.sock");
+    dir.write(
+        "svc.yaml",
+        &service_yaml("a.default.svc.cluster.local", 80, &[("v1", a.addr())]),
+    );
+    let unix_gateway = format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: gw-unix\nspec:\n  selector:\n    istio: ingressgateway\n  servers:\n  - port: {{number: 0, name: http, protocol: HTTP}}\n    hosts: [\"*\"]\n    bind: unix://{}\n",
+        socket.display()
+    );
+    dir.write("gw.yaml", &unix_gateway);
+    dir.write(
+        "vs.yaml",
+        &route_vs(
+            "to-a",
+            "gw-unix",
+            "*",
+            "  - route:\n    - destination: {host: a}\n",
+        ),
+    );
+    let p = proxy(dir.path(), |o| {
+        o.proxy
+            .labels
+            .insert("istio".into(), "ingressgateway".into());
+        o.proxy.mesh_role = false;
+        o.watch = false;
+    })
+    .await;
+    for _ in 0..3 {
+        let (status, body) = unix_get(&socket, "x.example.com").await.unwrap();
+        assert_eq!(status, 200);
+        assert!(body.starts_with("a v1"), "{body}");
+    }
+    assert_eq!(a.requests(), 3);
+    // The server removed: the socket closes and its file goes.
+    dir.write("gw.yaml", &gateway("gw-unix", free_port(), ""));
+    assert!(p.reload().await.unwrap().is_ok());
+    sluice_test_support::assert_eventually(
+        std::time::Duration::from_secs(5),
+        "the socket file is removed",
+        || async { !socket.exists() },
+    )
+    .await;
+    assert!(unix_get(&socket, "x.example.com").await.is_err());
+    p.shutdown().await;
+}

@@ -236,6 +236,58 @@ async fn retry_budget_limits_concurrent_retries() {
     assert_eq!(failing.requests() - before, 2 * burst);
 }
 
+/// `retryBudget.budgetInterval` (Envoy's `budget_interval`): the budget is a share of the
+/// requests started within the interval rather than of those in flight. Two bursts of 8
+/// requests to a failing backend, each retried once, with 50 % and at least 1 retry: the second
+/// burst counts 16 requests in the interval, so all 8 of its retries fit; counting only the 8
+/// in flight, about half of them do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_budget_interval_counts_the_requests_of_the_interval() {
+    let mut args = BackendArgs::ephemeral("app", "v1");
+    args.fail_rate = 1.0;
+    args.delay = Some(Duration::from_millis(200));
+    let failing = Backend::start(args).await.unwrap();
+    let burst = |port: u16| async move {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                tokio::spawn(async move {
+                    TestClient::new()
+                        .get(addr(port), "app", "/", &[])
+                        .await
+                        .status
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 503);
+        }
+    };
+    let second_burst = |budget: &'static str| {
+        let a = failing.addr();
+        let failing = &failing;
+        async move {
+            let (_d, p, port) = start(&[("v1", a)], budget, "{attempts: 1, retryOn: 5xx}").await;
+            burst(port).await;
+            let before = failing.requests();
+            burst(port).await;
+            let sent = failing.requests() - before;
+            p.shutdown().await;
+            sent
+        }
+    };
+    let windowed = second_burst(
+        "    retryBudget: {percent: {value: 50}, minRetryConcurrency: 1, budgetInterval: 60s}\n",
+    )
+    .await;
+    assert_eq!(windowed, 16, "every request of the second burst is retried");
+    let in_flight =
+        second_burst("    retryBudget: {percent: {value: 50}, minRetryConcurrency: 1}\n").await;
+    assert!(
+        in_flight < 16,
+        "{in_flight}: in-flight requests allow fewer retries"
+    );
+}
+
 /// `envoy-ratelimited` retries a response carrying `x-envoy-ratelimited`; `5xx` does not.
 #[tokio::test]
 async fn envoy_ratelimited_retries_rate_limited_answers() {

@@ -203,3 +203,44 @@ async fn locality_weighted_distribution_task() {
     assert_eq!(seen, expected);
     t.finish().await;
 }
+
+/// `zoneAwareLbSetting` on a proxy without Istio's self discovery (what sluice is): endpoints
+/// are tiered by region whether or not outlier detection is set, the proxy's region first,
+/// balanced over its zones; with outlier detection the traffic leaves the region only when it
+/// has nothing left, to the `failover` region before any other.
+#[tokio::test]
+async fn zone_aware_lb_setting_tiers_endpoints_by_region() {
+    const ZONE_AWARE: &str = "      simple: ROUND_ROBIN\n      zoneAwareLbSetting:\n        enabled: true\n        failover:\n        - from: region1\n          to: region3\n";
+    let dr = format!(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: helloworld, namespace: sample}}\nspec:\n  host: {HOST}\n  trafficPolicy:\n    loadBalancer:\n{ZONE_AWARE}"
+    );
+    let t = Task::start(&LOCALITIES, &dr).await;
+    let seen = t.versions(40).await;
+    assert_eq!(
+        seen,
+        BTreeMap::from([
+            ("region1.zone1".to_string(), 20),
+            ("region1.zone2".to_string(), 20)
+        ])
+    );
+    t.finish().await;
+
+    let dr = destination_rule(
+        ZONE_AWARE,
+        "      consecutive5xxErrors: 1\n      interval: 1s\n      baseEjectionTime: 1m\n      maxEjectionPercent: 100\n",
+    );
+    let mut t = Task::start(&LOCALITIES, &dr).await;
+    // Half of region1 gone: Envoy's priority spill (overprovisioning 1.4) sends 70 % to what is
+    // left of it and the rest to the failover region, never to region2.
+    t.stop(0).await;
+    let seen = t.versions(20).await;
+    assert!(
+        seen.keys()
+            .all(|v| v == "region1.zone2" || v == "region3.zone4")
+            && seen.contains_key("region1.zone2"),
+        "{seen:?}"
+    );
+    t.stop(1).await;
+    assert_eq!(t.versions(10).await, only("region3.zone4", 10));
+    t.finish().await;
+}

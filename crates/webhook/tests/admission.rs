@@ -350,7 +350,7 @@ async fn accepted_objects_carry_their_warnings() {
     let dr = json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
                     "metadata": {"name": "reviews", "namespace": "apps"},
                     "spec": {"host": "reviews",
-                             "trafficPolicy": {"retryBudget": {"budgetInterval": "1s"}}}});
+                             "trafficPolicy": {"loadBalancer": {"zoneAwareLbSetting": {"enabled": true}}}}});
     let kind = ("networking.istio.io", "v1", "DestinationRule");
     let reply = h.post("/validate", &review("dr", "apps", kind, dr)).await;
     assert_eq!(reply["response"]["allowed"], true, "{reply}");
@@ -359,7 +359,7 @@ async fn accepted_objects_carry_their_warnings() {
         warnings.iter().any(|w| w
             .as_str()
             .unwrap()
-            .starts_with("spec.trafficPolicy.retryBudget.budgetInterval: ")),
+            .starts_with("spec.trafficPolicy.loadBalancer.zoneAwareLbSetting: ")),
         "{reply}"
     );
 }

@@ -22,6 +22,21 @@ pub struct Security {
     pub jwt_rules: Vec<JwtRuleSpec>,
     /// Ingress listeners of the Sidecar that applies here.
     pub sidecar_ingress: Vec<SidecarIngress>,
+    /// The Sidecar's `inboundConnectionPool`: limits on the inbound hop to the app, for every
+    /// inbound port whose ingress listener sets no `connectionPool` of its own.
+    pub inbound_pool: Option<crate::policy::PoolLimits>,
+}
+
+impl Security {
+    /// The connection pool of the inbound hop to the app on `port`, as Istio picks it for the
+    /// inbound cluster: the port's ingress `connectionPool`, else `inboundConnectionPool`.
+    pub fn inbound_pool_for(&self, port: u16) -> Option<&crate::policy::PoolLimits> {
+        self.sidecar_ingress
+            .iter()
+            .filter(|i| i.port == port)
+            .find_map(|i| i.connection_pool.as_ref())
+            .or(self.inbound_pool.as_ref())
+    }
 }
 
 /// The AuthorizationPolicies of `ordered` (precedence order) that apply to `proxy`, compiled.

@@ -46,7 +46,7 @@ impl DefaultEndpoint {
 }
 
 /// One compiled `ingress` listener.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SidecarIngress {
     /// Port the listener serves.
     pub port: u16,
@@ -60,6 +60,9 @@ pub struct SidecarIngress {
     pub default_endpoint: Option<DefaultEndpoint>,
     /// TLS terminated for clients outside the mesh.
     pub tls: Option<ServerTls>,
+    /// Its own `connectionPool` (replacing the Sidecar's `inboundConnectionPool` as a whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_pool: Option<crate::policy::PoolLimits>,
 }
 
 /// The Sidecar that applies to `proxy`: the oldest one in its namespace whose

@@ -17,7 +17,8 @@ use super::gateway_tls::{resolve_path, secret_name};
 use crate::duration::{parse_go_duration, parse_istio_duration};
 use crate::policy::{
     ClusterPolicy, ConsistentHash, H2KeepAlive, HashAlgorithm, HashKey, LbPolicy, OutlierPolicy,
-    PoolLimits, ProxyProtocolVersion, RetryBudget, TcpKeepalive, Tunnel, WarmupPolicy,
+    PoolLimits, ProxyProtocolVersion, RetryBudget, TcpKeepalive, Tunnel, TunnelMethod,
+    WarmupPolicy,
 };
 use crate::tls::{CaSource, CertificateSource, ClientTls};
 
@@ -280,11 +281,17 @@ fn hash_algorithm(ch: &ConsistentHashLb) -> HashAlgorithm {
     HashAlgorithm::RingHash { minimum_ring_size }
 }
 
-/// `retryBudget` with Istio's defaults (20 %, at least 3 concurrent retries).
+/// `retryBudget` with Istio's defaults (20 %, at least 3 concurrent retries); a zero
+/// `budgetInterval` is Envoy's default, the active and pending requests.
 fn retry_budget(b: &RetryBudgetSpec) -> RetryBudget {
     RetryBudget {
         percent: b.percent.map_or(20.0, |p| p.value.clamp(0.0, 100.0)),
         min_retry_concurrency: b.min_retry_concurrency.unwrap_or(3),
+        interval: b
+            .budget_interval
+            .as_deref()
+            .and_then(|d| parse_istio_duration(d).ok())
+            .filter(|d| !d.is_zero()),
     }
 }
 
@@ -318,7 +325,7 @@ fn limit(v: Option<i64>) -> Option<u32> {
 }
 
 /// `connectionPool` → [`PoolLimits`]; unset limits stay unlimited.
-fn pool_limits(cp: Option<&ConnectionPoolSettings>) -> PoolLimits {
+pub(crate) fn pool_limits(cp: Option<&ConnectionPoolSettings>) -> PoolLimits {
     let mut p = PoolLimits::default();
     let Some(cp) = cp else { return p };
     let mut idle: Option<&str> = None;
@@ -387,15 +394,16 @@ fn pool_limits(cp: Option<&ConnectionPoolSettings>) -> PoolLimits {
     p
 }
 
-/// `tunnel` with protocol CONNECT (the default); POST is not carried (validation warns).
+/// `tunnel`: CONNECT (the default) or POST, as Istio sets Envoy's `use_post`.
 fn tunnel(t: &TunnelSettings) -> Option<Tunnel> {
-    if t.protocol
-        .as_deref()
-        .is_some_and(|p| !p.is_empty() && p != "CONNECT")
-    {
-        return None;
-    }
+    let method = match t.protocol.as_deref() {
+        None | Some("" | "CONNECT") => TunnelMethod::Connect,
+        Some("POST") => TunnelMethod::Post,
+        // Validation rejects any other protocol.
+        Some(_) => return None,
+    };
     Some(Tunnel {
+        method,
         target_host: t.target_host.clone()?,
         target_port: u16::try_from(t.target_port?).ok()?,
     })

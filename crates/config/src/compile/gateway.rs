@@ -125,6 +125,16 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// The path of a server's `bind: unix://PATH`.
+    fn server_unix(server: &Server) -> Option<&str> {
+        server
+            .bind
+            .as_deref()
+            .map(str::trim)
+            .and_then(|b| b.strip_prefix("unix://"))
+            .filter(|p| !p.is_empty())
+    }
+
     /// The TCP servers of the Gateways selecting this proxy, by port and bind address.
     pub(crate) fn tcp_gateway_servers(&self) -> BTreeMap<ServerAddress, Vec<BoundServer<'a>>> {
         let mut ports: BTreeMap<ServerAddress, Vec<BoundServer<'a>>> = BTreeMap::new();
@@ -177,7 +187,8 @@ impl<'a> Compiler<'a> {
                 let Ok(number) = u16::try_from(port.number) else {
                     continue;
                 };
-                let Some(ip) = self.server_ip(server) else {
+                let unix = Self::server_unix(server);
+                let Some(ip) = self.server_ip(server).or(unix.map(unix_key)) else {
                     continue;
                 };
                 let bound = BoundServer {
@@ -188,6 +199,15 @@ impl<'a> Compiler<'a> {
                     index: i,
                 };
                 match Protocol::parse(&port.protocol) {
+                    // A unix domain socket serves plain-text HTTP only.
+                    Some(p) if unix.is_some() && !(p.is_http() && p != Protocol::Unspecified) => {
+                        self.diagnostics.push(r.diag(
+                            Severity::Warning,
+                            codes::NOT_ENFORCED,
+                            format!("spec.servers[{i}].bind"),
+                            format!("a {} server on a unix domain socket is not served yet (sluice serves plain-text HTTP servers there)", port.protocol),
+                        ));
+                    }
                     // Served by `compile_tcp_gateways`.
                     Some(Protocol::Tcp) => {}
                     Some(Protocol::Https | Protocol::Tls) => {
@@ -229,13 +249,22 @@ impl<'a> Compiler<'a> {
             gateways.dedup();
             let mut vhosts = self.gateway_virtual_hosts(&servers, port, address, "");
             https_redirects(&servers, port, &mut vhosts);
+            // Servers bound to one socket path share its listener, keyed by the path's address.
+            let unix: Option<Arc<str>> = servers
+                .first()
+                .and_then(|b| Self::server_unix(b.server))
+                .map(Arc::from);
             out.push(Listener {
-                name: format!("{}_{}", address.ip(), port),
+                name: match &unix {
+                    Some(path) => format!("unix://{path}"),
+                    None => format!("{}_{}", address.ip(), port),
+                },
                 address,
                 role: ListenerRole::Gateway { gateways },
                 virtual_hosts: Arc::new(VirtualHostTable::new(vhosts)),
                 default_virtual_host: None,
                 stat_prefix: None,
+                unix,
             });
         }
         let tls = tls_ports
@@ -411,4 +440,18 @@ fn bind_virtual_service<'r>(
     for (d, gateway) in hits {
         domains.add(d, (r, vs, gateway));
     }
+}
+
+/// The key address of a gateway listener on the unix domain socket `path`: an address of the
+/// IPv6 discard-only prefix `100::/64` (RFC 6666), never bound, derived from the path.
+pub(crate) fn unix_key(path: &str) -> IpAddr {
+    // FNV-1a: stable across runs and versions, unlike the standard hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    IpAddr::V6(std::net::Ipv6Addr::from(
+        (0x0100_u128 << 112) | u128::from(h),
+    ))
 }

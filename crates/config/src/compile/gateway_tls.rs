@@ -156,6 +156,7 @@ impl Compiler<'_> {
                                 .as_deref()
                                 .filter(|n| !n.is_empty())
                                 .map(Arc::from),
+                            unix: None,
                         }),
                     }
                 }

@@ -5,15 +5,31 @@ use serde_json::Value;
 use sluice_lb::{Distribute, LocalityPolicy};
 use sluice_model::LoadBalancerSettings;
 
-/// The setting in force: the DestinationRule's when it has one, otherwise the mesh default
-/// (enabled, no rules); `enabled: false` turns locality balancing off (`None`).
+/// The setting in force: the DestinationRule's when it has one (its `zoneAwareLbSetting` when
+/// enabled), otherwise the mesh default (enabled, no rules); `enabled: false` turns locality
+/// balancing off (`None`).
 pub(crate) fn locality_policy(lb: Option<&LoadBalancerSettings>) -> Option<LocalityPolicy> {
+    // `zoneAwareLbSetting` (exclusive with `localityLbSetting`): tiers by region, unless
+    // `enabled: false` (then the locality setting below decides, as if it were absent).
+    if let Some(zone_aware) = lb
+        .and_then(|lb| lb.zone_aware_lb_setting.as_ref())
+        .filter(|z| z.get("enabled").and_then(enabled) != Some(false))
+    {
+        let mut policy = rules(zone_aware);
+        policy.zone_aware = true;
+        return Some(policy);
+    }
     let Some(setting) = lb.and_then(|lb| lb.locality_lb_setting.as_ref()) else {
         return Some(LocalityPolicy::default());
     };
     if setting.get("enabled").and_then(enabled) == Some(false) {
         return None;
     }
+    Some(rules(setting))
+}
+
+/// The `distribute`, `failover` and `failoverPriority` rules of a setting.
+fn rules(setting: &Value) -> LocalityPolicy {
     let list = |key: &str| -> &[Value] {
         setting
             .get(key)
@@ -44,11 +60,12 @@ pub(crate) fn locality_policy(lb: Option<&LoadBalancerSettings>) -> Option<Local
         .iter()
         .filter_map(|p| p.as_str().map(str::to_string))
         .collect();
-    Some(LocalityPolicy {
+    LocalityPolicy {
         distribute,
         failover,
         failover_priority,
-    })
+        zone_aware: false,
+    }
 }
 
 /// `enabled` as a boolean, or the `{value: bool}` wrapper form.
@@ -66,6 +83,23 @@ mod tests {
             locality_lb_setting: Some(setting),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn zone_aware_setting_tiers_by_region_unless_disabled() {
+        let zone_aware = |setting: Value| LoadBalancerSettings {
+            zone_aware_lb_setting: Some(setting),
+            ..Default::default()
+        };
+        let on = locality_policy(Some(&zone_aware(serde_json::json!({
+            "enabled": true,
+            "failover": [{"from": "region1", "to": "region3"}],
+        }))))
+        .unwrap();
+        assert!(on.zone_aware);
+        assert_eq!(on.failover, vec![("region1".into(), "region3".into())]);
+        let off = locality_policy(Some(&zone_aware(serde_json::json!({"enabled": false}))));
+        assert_eq!(off, Some(LocalityPolicy::default()));
     }
 
     #[test]

@@ -114,6 +114,7 @@ impl Compiler<'_> {
                     virtual_hosts: mp.table.clone(),
                     default_virtual_host: default_vh,
                     stat_prefix: None,
+                    unix: None,
                 });
             }
         }

@@ -12,7 +12,7 @@ use super::Compiler;
 use crate::host::fqdn;
 use crate::listener::ListenerRole;
 use crate::protocol::Protocol;
-use crate::tcp_route::{TcpListener, TcpRule};
+use crate::tcp_route::{L4Match, TcpListener, TcpRule};
 
 /// Where an entry of a `tls` rule without `port` applies when no registry service says.
 const DEFAULT_TLS_PORT: u16 = 443;
@@ -110,6 +110,7 @@ impl Compiler<'_> {
                 by_port.entry(port).or_default().extend(rules);
             }
         }
+        self.dynamic_dns_tls_routes(&mut by_port);
         by_port
             .into_iter()
             .filter(|(_, rules)| !rules.is_empty())
@@ -124,5 +125,37 @@ impl Compiler<'_> {
                 (port, Arc::new(listener))
             })
             .collect()
+    }
+
+    /// A `DYNAMIC_DNS` ServiceEntry's TLS ports take what the sidecar intercepts for its hosts
+    /// by SNI, after the `tls` rules, as Istio's filter chain for the service does (Envoy's
+    /// `sni_dynamic_forward_proxy`: the server name is resolved when the connection arrives).
+    fn dynamic_dns_tls_routes(&mut self, by_port: &mut BTreeMap<u16, Vec<TcpRule>>) {
+        let services: Vec<Arc<crate::registry::Service>> = self
+            .registry
+            .services()
+            .filter(|s| s.resolution == "DYNAMIC_DNS")
+            .cloned()
+            .collect();
+        for svc in services {
+            for p in &svc.ports {
+                if !matches!(p.protocol, Protocol::Tls | Protocol::Https) {
+                    continue;
+                }
+                let route = self.default_route(&svc, p.number);
+                if let crate::route_table::RouteAction::Forward(forward) = route.action {
+                    by_port.entry(p.number).or_default().push(TcpRule {
+                        name: "default".into(),
+                        source: route.source,
+                        matches: vec![L4Match {
+                            destination_subnets: Vec::new(),
+                            source_subnet: None,
+                            sni_hosts: vec![svc.hostname.clone()],
+                        }],
+                        forward,
+                    });
+                }
+            }
+        }
     }
 }

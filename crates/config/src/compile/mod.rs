@@ -5,6 +5,7 @@ pub mod auto_mtls;
 mod cluster_policy;
 mod delegate;
 pub mod destination_rules;
+mod egress_bind;
 mod egress_proxy;
 mod gateway;
 pub mod gateway_tls;
@@ -220,6 +221,16 @@ fn compile_from<R: Borrow<Resource>>(
             }
             taken.extend(listeners.iter().map(|l| l.address));
             tcp_listeners.extend(c.compile_tcp_mesh(&taken));
+        }
+        if let Some(egress) = &scope.egress {
+            let intercepting = !proxy.mesh_role;
+            c.bind_egress_listeners(
+                egress,
+                &ports,
+                &mut listeners,
+                &mut tcp_listeners,
+                intercepting,
+            );
         }
         if proxy.outbound_role {
             outbound = outbound::outbound_table(&ports);

@@ -22,6 +22,7 @@ pub(crate) fn outbound_table(ports: &[MeshPort]) -> OutboundTable {
                 virtual_hosts: mp.table.clone(),
                 default_virtual_host: None,
                 stat_prefix: None,
+                unix: None,
             }),
         );
         for (ip, owner) in &mp.owners {
@@ -36,6 +37,7 @@ pub(crate) fn outbound_table(ports: &[MeshPort]) -> OutboundTable {
                     virtual_hosts: mp.table.clone(),
                     default_virtual_host: Some(vh.clone()),
                     stat_prefix: None,
+                    unix: None,
                 }),
             );
         }

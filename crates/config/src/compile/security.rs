@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use sluice_model::{codes, Resource, Severity, Sidecar, Spec};
 
+use super::cluster_policy::pool_limits;
 use super::Compiler;
 use crate::authz::attachment::is_namespace_wide;
 use crate::authz::jwt_rules::jwt_rules;
@@ -20,15 +21,21 @@ impl Compiler<'_> {
         let ordered = self.ordered.clone();
         self.warn_sidecar_conflicts(&ordered);
         self.warn_peer_authentication_conflicts(&ordered);
-        let sidecar_ingress = match select_sidecar(&ordered, self.proxy) {
-            Some((r, sc)) => self.sidecar_ingress(r, sc),
-            None => Vec::new(),
+        let (sidecar_ingress, inbound_pool) = match select_sidecar(&ordered, self.proxy) {
+            Some((r, sc)) => (
+                self.sidecar_ingress(r, sc),
+                sc.inbound_connection_pool
+                    .as_ref()
+                    .map(|cp| pool_limits(Some(cp))),
+            ),
+            None => (Vec::new(), None),
         };
         Arc::new(Security {
             authz: authz_policies(&ordered, self.proxy),
             peer_authentication: PeerAuthn::compile(&ordered, self.proxy),
             jwt_rules: jwt_rules(&ordered, self.proxy),
             sidecar_ingress,
+            inbound_pool,
         })
     }
 
@@ -68,6 +75,7 @@ impl Compiler<'_> {
                 bind: l.bind.as_deref().and_then(|b| b.parse::<IpAddr>().ok()),
                 default_endpoint,
                 tls,
+                connection_pool: l.connection_pool.as_ref().map(|cp| pool_limits(Some(cp))),
             });
         }
         out

@@ -1,5 +1,7 @@
 //! A Sidecar's `egress` listeners: which services and VirtualServices a sidecar proxy sees.
 
+use std::net::IpAddr;
+
 use sluice_model::Sidecar;
 
 use crate::host::covers;
@@ -53,9 +55,26 @@ impl EgressHost {
 
 /// One egress listener: its hosts and, if set, the one port it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct EgressListener {
-    port: Option<u16>,
+pub(crate) struct EgressListener {
+    /// Its index in `spec.egress`.
+    pub(crate) index: usize,
+    pub(crate) port: Option<u16>,
     hosts: Vec<EgressHost>,
+    /// `bind`, when it is an IP address (a `unix://` bind is not served).
+    pub(crate) bind: Option<IpAddr>,
+    /// `captureMode: NONE`: the listener is bound even on a proxy that intercepts.
+    pub(crate) capture_none: bool,
+    /// The socket path of a `bind: unix://PATH` (port 0).
+    pub(crate) unix: Option<String>,
+    /// Its port's protocol speaks HTTP (what a unix domain socket listener can serve).
+    pub(crate) http: bool,
+}
+
+impl EgressListener {
+    /// Whether it imports service `host` of namespace `ns` (on any port).
+    pub(crate) fn admits(&self, ns: &str, host: &str) -> bool {
+        self.hosts.iter().any(|h| h.admits(ns, host))
+    }
 }
 
 /// The egress scope of a Sidecar: what its egress listeners import.
@@ -74,7 +93,9 @@ impl EgressScope {
         let listeners = sidecar
             .egress
             .iter()
-            .map(|e| EgressListener {
+            .enumerate()
+            .map(|(index, e)| EgressListener {
+                index,
                 port: e
                     .port
                     .as_ref()
@@ -85,9 +106,27 @@ impl EgressScope {
                     .iter()
                     .filter_map(|h| EgressHost::parse(h, sidecar_ns))
                     .collect(),
+                bind: e.bind.as_deref().and_then(|b| b.parse().ok()),
+                capture_none: e.capture_mode.as_deref() == Some("NONE"),
+                unix: e
+                    .bind
+                    .as_deref()
+                    .and_then(|b| b.strip_prefix("unix://"))
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string),
+                http: e
+                    .port
+                    .as_ref()
+                    .and_then(|p| crate::protocol::Protocol::parse(&p.protocol))
+                    .is_some_and(|p| p.is_http() && p != crate::protocol::Protocol::Unspecified),
             })
             .collect();
         Some(EgressScope { listeners })
+    }
+
+    /// Its listeners on unix domain sockets.
+    pub(crate) fn unix_listeners(&self) -> impl Iterator<Item = &EgressListener> {
+        self.listeners.iter().filter(|l| l.unix.is_some())
     }
 
     /// Whether any listener imports service `host` of namespace `ns`, on some port.
@@ -103,6 +142,23 @@ impl EgressScope {
         self.listeners
             .iter()
             .any(|l| l.port.is_none_or(|p| p == port) && l.hosts.iter().any(|h| h.admits(ns, host)))
+    }
+
+    /// The listener that serves service `host` of namespace `ns` on `port`, as Istio picks it:
+    /// the one for that port, else the one without a port.
+    pub(crate) fn listener_for(&self, ns: &str, host: &str, port: u16) -> Option<&EgressListener> {
+        let admits = |l: &&EgressListener| l.hosts.iter().any(|h| h.admits(ns, host));
+        self.listeners
+            .iter()
+            .filter(|l| l.port == Some(port))
+            .find(admits)
+            .or_else(|| {
+                // A unix domain socket listener (port 0) is its own, not the catch-all.
+                self.listeners
+                    .iter()
+                    .filter(|l| l.port.is_none() && l.unix.is_none())
+                    .find(admits)
+            })
     }
 
     /// Whether a VirtualService of namespace `ns` with these (fully qualified) hosts is
@@ -208,6 +264,20 @@ mod tests {
         assert!(s.admits_virtual_service("b", hosts.iter().copied()));
         assert!(s.admits_virtual_service("a", hosts.iter().copied()));
         assert!(!s.admits_virtual_service("c", hosts.iter().copied()));
+    }
+
+    #[test]
+    fn the_listener_of_a_port_is_the_one_naming_it_else_the_catch_all() {
+        let sc: Sidecar = serde_json::from_value(serde_json::json!({ "egress": [
+            {"port": {"number": 9080, "name": "http", "protocol": "HTTP"}, "bind": "127.0.0.2", "hosts": ["*/*"]},
+            {"captureMode": "NONE", "hosts": ["./*"]},
+        ]}))
+        .unwrap();
+        let s = EgressScope::of(&sc, "a").unwrap();
+        let on = |port| s.listener_for("a", "r.a.svc.cluster.local", port);
+        assert_eq!(on(9080).and_then(|l| l.bind), "127.0.0.2".parse().ok());
+        assert!(on(80).is_some_and(|l| l.capture_none && l.bind.is_none()));
+        assert!(s.listener_for("b", "r.b.svc.cluster.local", 80).is_none());
     }
 
     #[test]

@@ -25,36 +25,24 @@ const MATCH_UNSUPPORTED: &[Check<HttpMatchRequest>] = &[];
 const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
     (
         "loadBalancer.zoneAwareLbSetting",
-        "`zoneAwareLbSetting` (Envoy's zone-aware routing weighs zones by how this proxy's own service is spread over them, which sluice does not know; `localityLbSetting` is enforced)",
+        "`zoneAwareLbSetting` balancing by zone within this proxy's region (Envoy's zone-aware routing weighs zones by how this proxy's own service is spread over them, which Istio learns only with ISTIO_META_ENABLE_SELF_DISCOVERY and sluice does not know; the regional tiers and `failover` are enforced, the region's zones share its tier)",
         |p| {
             p.load_balancer
                 .as_ref()
-                .is_some_and(|lb| lb.zone_aware_lb_setting.is_some())
+                .and_then(|lb| lb.zone_aware_lb_setting.as_ref())
+                .is_some_and(|z| {
+                    let enabled = z.get("enabled").and_then(|v| {
+                        v.as_bool()
+                            .or_else(|| v.get("value").and_then(serde_json::Value::as_bool))
+                    });
+                    enabled != Some(false)
+                })
         },
     ),
 ];
 
-/// Fields only a whole `trafficPolicy` has.
-const TRAFFIC_POLICY_UNSUPPORTED: &[Check<TrafficPolicy>] = &[
-    (
-        "tunnel.protocol",
-        "`tunnel.protocol: POST` (CONNECT tunnels are enforced)",
-        |t| {
-            t.tunnel
-                .as_ref()
-                .is_some_and(|t| t.protocol.as_deref() == Some("POST"))
-        },
-    ),
-    (
-        "retryBudget.budgetInterval",
-        "`retryBudget.budgetInterval` (the budget bounds concurrent retries, as Envoy's does, with no interval)",
-        |t| {
-            t.retry_budget
-                .as_ref()
-                .is_some_and(|b| b.budget_interval.is_some())
-        },
-    ),
-];
+/// Fields only a whole `trafficPolicy` has: none left.
+const TRAFFIC_POLICY_UNSUPPORTED: &[Check<TrafficPolicy>] = &[];
 
 fn warn(ctx: &mut Ctx<'_>, field: String, what: &str) {
     ctx.push(
@@ -133,66 +121,27 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
                 }
             }
         }
-        Spec::Gateway(gw) => {
-            for (i, s) in gw.servers.iter().enumerate() {
-                // An IP `bind` is enforced (the server's listener binds that address only).
-                if s.bind.as_deref().is_some_and(|b| b.starts_with("unix://")) {
-                    warn(
-                        ctx,
-                        format!("spec.servers[{i}].bind"),
-                        "server `bind` to a unix domain socket (the server is not served)",
-                    );
-                }
-            }
-        }
-        Spec::ServiceEntry(se) => {
-            if se.resolution.as_deref() == Some("DYNAMIC_DNS") {
-                // HTTP ports resolve the request's Host; TLS ports would resolve the SNI.
-                for (i, p) in se.ports.iter().enumerate() {
-                    let protocol = p.protocol.as_deref().unwrap_or("").to_ascii_uppercase();
-                    if matches!(protocol.as_str(), "TLS" | "HTTPS") {
-                        warn(
-                            ctx,
-                            format!("spec.ports[{i}]"),
-                            "resolution DYNAMIC_DNS on a TLS port (by SNI; HTTP ports are enforced)",
-                        );
-                    }
-                }
-            }
-        }
+        // Server binds are enforced: IP addresses, and unix domain sockets for plain-text HTTP
+        // servers (a TLS or TCP server there is said when compiling for a gateway).
+        Spec::Gateway(_) => {}
+        // DYNAMIC_DNS resolves the request's Host on HTTP ports and the SNI on TLS ports.
+        Spec::ServiceEntry(_) => {}
         Spec::WorkloadEntry(_) => {}
         Spec::Sidecar(sc) => {
-            // Egress hosts and ports scope what the proxy compiles; binding and capture stay
-            // the proxy's own (interception or per-service listeners).
+            // Egress hosts and ports scope what the proxy compiles; `bind` and `captureMode`
+            // decide where egress listeners are bound (said per proxy when compiling); a unix
+            // domain socket serves HTTP only.
             for (i, e) in sc.egress.iter().enumerate() {
-                if e.bind.is_some() {
+                let http = e
+                    .port
+                    .as_ref()
+                    .and_then(|p| crate::protocol::Protocol::parse(&p.protocol))
+                    .is_some_and(|p| p.is_http() && p != crate::protocol::Protocol::Unspecified);
+                if !http && e.bind.as_deref().is_some_and(|b| b.starts_with("unix://")) {
                     warn(
                         ctx,
                         format!("spec.egress[{i}].bind"),
-                        "Sidecar egress `bind`",
-                    );
-                }
-                if e.capture_mode.is_some() {
-                    warn(
-                        ctx,
-                        format!("spec.egress[{i}].captureMode"),
-                        "Sidecar egress `captureMode`",
-                    );
-                }
-            }
-            if sc.inbound_connection_pool.is_some() {
-                warn(
-                    ctx,
-                    "spec.inboundConnectionPool".into(),
-                    "Sidecar `inboundConnectionPool`",
-                );
-            }
-            for (i, l) in sc.ingress.iter().enumerate() {
-                if l.connection_pool.is_some() {
-                    warn(
-                        ctx,
-                        format!("spec.ingress[{i}].connectionPool"),
-                        "Sidecar ingress `connectionPool`",
+                        "Sidecar egress `bind` to a unix domain socket for a port that is not HTTP (a stream has no Host to choose a service by; the listener is not bound)",
                     );
                 }
             }

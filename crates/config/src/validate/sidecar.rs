@@ -90,8 +90,24 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, sc: &Sidecar) {
             }
         }
     }
+    let mut egress_ports = HashSet::new();
+    let mut unix_binds = HashSet::new();
     for (i, e) in sc.egress.iter().enumerate() {
         let field = push_index("spec.egress", i);
+        check_egress_bind(ctx, &field, e, i + 1 == sc.egress.len());
+        if let Some(p) = &e.port {
+            let taken = if p.number == 0 {
+                !unix_binds.insert(e.bind.clone().unwrap_or_default())
+            } else {
+                !egress_ports.insert(p.number)
+            };
+            if taken {
+                ctx.error(
+                    push_key(&field, "port"),
+                    "egress listeners bound to IP addresses need distinct ports, and unix domain sockets distinct paths",
+                );
+            }
+        }
         if e.hosts.is_empty() {
             ctx.error(
                 push_key(&field, "hosts"),
@@ -111,6 +127,62 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, sc: &Sidecar) {
     if let Some(p) = &sc.outbound_traffic_policy {
         if let Some(proxy) = &p.egress_proxy {
             check_egress_proxy(ctx, p.mode.as_deref(), proxy);
+        }
+    }
+}
+
+/// Istio's rules for an egress listener's `port`, `bind` and `captureMode`: port 0 means a unix
+/// domain socket `bind` (captured DEFAULT or NONE), any other port an IP `bind`; one listener
+/// without a port, last.
+fn check_egress_bind(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    e: &sluice_model::IstioEgressListener,
+    last: bool,
+) {
+    let mode = e.capture_mode.as_deref().unwrap_or("DEFAULT");
+    if !matches!(mode, "DEFAULT" | "IPTABLES" | "NONE") {
+        ctx.error(
+            push_key(field, "captureMode"),
+            format!("unknown captureMode `{mode}`: use DEFAULT, IPTABLES or NONE"),
+        );
+    }
+    let bind = e.bind.as_deref().unwrap_or("");
+    let Some(port) = &e.port else {
+        if !last {
+            ctx.error(
+                field,
+                "the egress listener without a port must be the last one (and the only one)",
+            );
+        }
+        return;
+    };
+    if port.number == 0 {
+        match bind.strip_prefix("unix://") {
+            Some(path) if !path.is_empty() => {}
+            _ => ctx.error(
+                push_key(field, "bind"),
+                "an egress listener on port 0 needs a unix domain socket bind (`unix:///path`)",
+            ),
+        }
+        if mode == "IPTABLES" {
+            ctx.error(
+                push_key(field, "captureMode"),
+                "captureMode must be DEFAULT or NONE for a unix domain socket listener",
+            );
+        }
+    } else {
+        check_port(
+            ctx,
+            &push_key(&push_key(field, "port"), "number"),
+            "port",
+            u64::from(port.number),
+        );
+        if !bind.is_empty() && bind.parse::<IpAddr>().is_err() {
+            ctx.error(
+                push_key(field, "bind"),
+                format!("bind `{bind}` must be an IP address (a unix domain socket takes port 0)"),
+            );
         }
     }
 }

@@ -71,10 +71,32 @@ pub(crate) async fn forward(
             req.headers_mut().remove(&xfcc::XFCC);
         }
     }
+    // The Sidecar's inbound pool: circuit breakers and connection settings of the app's hop.
+    let runtime = super::pool::runtime(ctx, snapshot, conn.target);
+    let _admitted = match &runtime {
+        Some(rt) => match super::pool::admit(rt).await {
+            Ok(slot) => Some(slot),
+            Err(overflow) => return overflow,
+        },
+        None => None,
+    };
+    if runtime
+        .as_ref()
+        .is_some_and(|rt| rt.limits().max_requests_per_connection == 1)
+        && req.version() != http::Version::HTTP_2
+    {
+        // One request per connection: ask the app's connection to close after this one.
+        req.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    let own = runtime.as_ref().and_then(|rt| rt.pool());
     if conn.app_addr == app {
-        crate::passthrough::forward_to(ctx, &conn.app, req).await
+        crate::passthrough::forward_in(ctx, &conn.app, req, own).await
     } else {
         // A reload moved the app since the connection was accepted.
-        crate::passthrough::forward(ctx, app, req).await
+        let moved = crate::passthrough::endpoint(app);
+        crate::passthrough::forward_in(ctx, &moved, req, own).await
     }
 }

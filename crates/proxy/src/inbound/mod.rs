@@ -4,6 +4,7 @@
 
 pub mod chain;
 mod forward;
+mod pool;
 mod serve;
 pub mod xfcc;
 

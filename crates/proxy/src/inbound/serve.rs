@@ -181,6 +181,7 @@ async fn tcp<D>(
 ) where
     D: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut runtime = None;
     if let Some(snapshot) = ctx.config.load() {
         let facts = ConnFacts {
             peer,
@@ -192,6 +193,17 @@ async fn tcp<D>(
             tracing::debug!(%peer, %details, "inbound TCP connection denied");
             return;
         }
+        runtime = super::pool::runtime(&ctx, &snapshot, conn.target);
+    }
+    if let Some(rt) = runtime {
+        // Envoy's TCP proxy closes a connection over `maxConnections` rather than queue it.
+        let Some(_connection) = rt.try_connection() else {
+            tracing::debug!(%peer, "inbound maxConnections reached (UO); connection closed");
+            return;
+        };
+        return permit
+            .hold(super::pool::relay(stream, app, rt.limits(), read))
+            .await;
     }
     permit
         .hold(crate::intercept::tcp::relay_after(

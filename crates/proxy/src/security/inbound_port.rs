@@ -81,6 +81,24 @@ fn endpoint_of(ingress: &SidecarIngress, addr: SocketAddr) -> Option<SocketAddr>
     })
 }
 
+/// The inbound pool of the port a connection reached (the Sidecar's `inboundConnectionPool` or
+/// the port's ingress `connectionPool`), with the port and whether it declares HTTP/2.
+pub(crate) fn inbound_pool(
+    snapshot: &Snapshot,
+    target: InboundTarget,
+) -> Option<(u16, &sluice_config::policy::PoolLimits, bool)> {
+    let (ingress, addr) = ingress_of(snapshot, target)?;
+    let port = ingress.map_or(addr.port(), |i| i.port);
+    let limits = snapshot.security.inbound_pool_for(port)?;
+    let h2 = ingress.is_some_and(|i| {
+        matches!(
+            i.protocol.to_ascii_uppercase().as_str(),
+            "HTTP2" | "GRPC" | "GRPC-WEB"
+        )
+    });
+    Some((port, limits, h2))
+}
+
 /// What a request on an inbound connection needs: where the app is, and the port's mode
 /// (cheap: nothing is allocated).
 pub(crate) fn app_and_mode(

@@ -9,4 +9,4 @@ mod inbound_port;
 pub use authenticate::Authn;
 pub(crate) use authorize::{authorize_tcp, check_http, ConnFacts};
 pub use inbound_port::InboundTarget;
-pub(crate) use inbound_port::{app_and_mode, inbound_port};
+pub(crate) use inbound_port::{app_and_mode, inbound_pool, inbound_port};

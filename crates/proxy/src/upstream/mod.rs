@@ -9,6 +9,7 @@ mod direct;
 mod http1_pool;
 mod http2_pool;
 mod idle;
+mod post_tunnel;
 mod proxy_protocol;
 mod reaper;
 mod stream;

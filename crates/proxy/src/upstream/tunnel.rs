@@ -1,23 +1,46 @@
-//! DestinationRule `tunnel` (protocol CONNECT): a relayed TCP connection is carried in an
-//! HTTP/1.1 CONNECT tunnel through the endpoint, a forward proxy, as Envoy's TCP proxy
-//! `tunneling_config` does for Istio.
+//! DestinationRule `tunnel`: a relayed TCP connection is carried through the endpoint, a
+//! forward proxy, as Envoy's TCP proxy `tunneling_config` does for Istio: in an HTTP/1.1 CONNECT
+//! tunnel (the default), or as the bodies of an HTTP/1.1 POST (`protocol: POST`).
 
-use sluice_config::policy::Tunnel;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use sluice_config::policy::{Tunnel, TunnelMethod};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+
+use super::post_tunnel::{self, Framing, PostStream};
 
 /// The most bytes of the proxy's answer head read before giving up on it.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// Asks the forward proxy on `stream` to connect to the tunnel's target; returns once it
-/// answered 2xx, with any bytes it sent after its head (the start of the tunnelled stream).
-pub(crate) async fn open(stream: &mut TcpStream, tunnel: &Tunnel) -> Result<Vec<u8>, String> {
+/// The upstream side of a relay: the connection itself, or a POST tunnel over it.
+pub(crate) enum Carried {
+    /// Raw bytes both ways (no tunnel, or a CONNECT tunnel once established).
+    Raw(TcpStream),
+    /// The stream as POST request and response bodies.
+    Post(Box<PostStream<TcpStream>>),
+}
+
+/// Asks the forward proxy on `stream` to carry the connection to the tunnel's target; returns
+/// once it answered 2xx, with the stream to relay and any bytes to pass to the client first
+/// (for CONNECT, what the proxy sent after its head; a POST stream decodes those itself).
+pub(crate) async fn open(
+    mut stream: TcpStream,
+    tunnel: &Tunnel,
+) -> Result<(Carried, Vec<u8>), String> {
     let authority = tunnel.authority();
-    let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    let (method, request) = match tunnel.method {
+        TunnelMethod::Connect => (
+            "CONNECT",
+            format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"),
+        ),
+        TunnelMethod::Post => ("POST", post_tunnel::request_head(&authority)),
+    };
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(|e| format!("sending CONNECT: {e}"))?;
+        .map_err(|e| format!("sending {method}: {e}"))?;
     let mut head = Vec::with_capacity(256);
     let mut buf = [0u8; 1024];
     let end = loop {
@@ -25,23 +48,75 @@ pub(crate) async fn open(stream: &mut TcpStream, tunnel: &Tunnel) -> Result<Vec<
             break i;
         }
         if head.len() > MAX_HEAD {
-            return Err("CONNECT answer head too large".into());
+            return Err(format!("{method} answer head too large"));
         }
         let n = stream
             .read(&mut buf)
             .await
-            .map_err(|e| format!("reading the CONNECT answer: {e}"))?;
+            .map_err(|e| format!("reading the {method} answer: {e}"))?;
         if n == 0 {
-            return Err("the tunnel proxy closed the connection before answering CONNECT".into());
+            return Err(format!(
+                "the tunnel proxy closed the connection before answering {method}"
+            ));
         }
         head.extend_from_slice(buf.get(..n).unwrap_or_default());
     };
-    let status = status_code(head.get(..end).unwrap_or_default())
-        .ok_or_else(|| "malformed CONNECT answer".to_string())?;
+    let head_bytes = head.get(..end).unwrap_or_default();
+    let status = status_code(head_bytes).ok_or_else(|| format!("malformed {method} answer"))?;
+    // Any 2xx establishes an HTTP/1.1 tunnel, as Envoy accepts it.
     if !(200..300).contains(&status) {
-        return Err(format!("the tunnel proxy answered CONNECT with {status}"));
+        return Err(format!("the tunnel proxy answered {method} with {status}"));
     }
-    Ok(head.get(end..).unwrap_or_default().to_vec())
+    let early = head.get(end..).unwrap_or_default();
+    match tunnel.method {
+        TunnelMethod::Connect => Ok((Carried::Raw(stream), early.to_vec())),
+        TunnelMethod::Post => {
+            let framing = Framing::of_head(status, &String::from_utf8_lossy(head_bytes));
+            let post = PostStream::new(stream, framing, early)
+                .map_err(|e| format!("the POST answer body: {e}"))?;
+            Ok((Carried::Post(Box::new(post)), Vec::new()))
+        }
+    }
+}
+
+impl AsyncRead for Carried {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Carried::Raw(s) => Pin::new(s).poll_read(cx, buf),
+            Carried::Post(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Carried {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Carried::Raw(s) => Pin::new(s).poll_write(cx, data),
+            Carried::Post(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Carried::Raw(s) => Pin::new(s).poll_flush(cx),
+            Carried::Post(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Carried::Raw(s) => Pin::new(s).poll_shutdown(cx),
+            Carried::Post(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// The index just past the blank line ending the head, if it is complete.
