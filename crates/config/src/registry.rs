@@ -102,6 +102,17 @@ pub struct Registry {
 impl Registry {
     /// Builds the registry from validated objects; the first ServiceEntry to claim a host wins.
     pub fn build<'r>(resources: impl IntoIterator<Item = &'r Resource> + Clone) -> Registry {
+        Registry::build_reusing(resources, |_| None, |_, _| {})
+    }
+
+    /// [`Registry::build`], taking a ServiceEntry's services from `kept` when it has them (an
+    /// unchanged object of the previous build) and telling `made` the services of each
+    /// ServiceEntry, one per host, whether or not an earlier one claimed the host.
+    pub fn build_reusing<'r, 'k>(
+        resources: impl IntoIterator<Item = &'r Resource> + Clone,
+        kept: impl Fn(&Resource) -> Option<&'k [Arc<Service>]>,
+        mut made: impl FnMut(&Resource, &[Arc<Service>]),
+    ) -> Registry {
         let workloads: Vec<(&Resource, &WorkloadEntry)> = resources
             .clone()
             .into_iter()
@@ -115,6 +126,15 @@ impl Registry {
             let Spec::ServiceEntry(se) = &r.spec else {
                 continue;
             };
+            if let Some(kept) = kept(r) {
+                for svc in kept {
+                    services
+                        .entry(svc.hostname.clone())
+                        .or_insert_with(|| Arc::clone(svc));
+                }
+                made(r, kept);
+                continue;
+            }
             let endpoints = endpoints_of(r, se, &workloads);
             let ports = se
                 .ports
@@ -140,27 +160,29 @@ impl Registry {
                 .into_iter()
                 .filter(|e| !e.address.is_empty())
                 .collect();
+            let mut own = Vec::with_capacity(se.hosts.len());
             for host in &se.hosts {
                 let hostname = host.trim_end_matches('.').to_ascii_lowercase();
-                services.entry(hostname.clone()).or_insert_with(|| {
-                    let endpoints = if resolves_itself {
-                        vec![host_endpoint(host)]
-                    } else {
-                        endpoints.clone()
-                    };
-                    Arc::new(Service {
-                        hostname,
-                        namespace: r.metadata.namespace.clone(),
-                        ports: ports.clone(),
-                        addresses: addresses.clone(),
-                        endpoints,
-                        resolution: se.resolution.clone().unwrap_or_else(|| "NONE".into()),
-                        mesh_internal: se.location.as_deref() == Some("MESH_INTERNAL"),
-                        subject_alt_names: se.subject_alt_names.clone(),
-                        source: r.key(),
-                    })
+                let endpoints = if resolves_itself {
+                    vec![host_endpoint(host)]
+                } else {
+                    endpoints.clone()
+                };
+                let svc = Arc::new(Service {
+                    hostname: hostname.clone(),
+                    namespace: r.metadata.namespace.clone(),
+                    ports: ports.clone(),
+                    addresses: addresses.clone(),
+                    endpoints,
+                    resolution: se.resolution.clone().unwrap_or_else(|| "NONE".into()),
+                    mesh_internal: se.location.as_deref() == Some("MESH_INTERNAL"),
+                    subject_alt_names: se.subject_alt_names.clone(),
+                    source: r.key(),
                 });
+                services.entry(hostname).or_insert_with(|| Arc::clone(&svc));
+                own.push(svc);
             }
+            made(r, &own);
         }
         Registry { services }
     }

@@ -164,15 +164,26 @@ fn compile_from<R: Borrow<Resource>>(
     // narrows that to its egress hosts, before anything is compiled.
     let ordered = crate::scope::exported_objects(precedence_order(resources), proxy);
     let scope = crate::scope::sidecar_scope(&ordered, proxy);
-    let registry = Registry::build(ordered.iter().copied());
+    let mut reuse = previous.and_then(|(memo, _)| {
+        let all: Vec<&Resource> = resources.iter().map(Borrow::borrow).collect();
+        Reuse::new(memo, &all, proxy, dns)
+    });
+    let mut memo = memo;
+    let registry = Registry::build_reusing(
+        ordered.iter().copied(),
+        |r| reuse.as_ref().and_then(|u| u.services_of(r)),
+        |r, made| {
+            memo.services
+                .insert(reuse::address(r), made.iter().cloned().collect());
+        },
+    );
     let (ordered, registry) = match &scope.egress {
         Some(egress) => crate::scope::apply_egress(ordered, registry, egress),
         None => (ordered, registry),
     };
-    let reuse = previous.and_then(|(memo, before)| {
-        let all: Vec<&Resource> = resources.iter().map(Borrow::borrow).collect();
-        Reuse::new(memo, before, &all, &registry, proxy, dns)
-    });
+    if let (Some(reuse), Some((_, before))) = (reuse.as_mut(), previous) {
+        reuse.services_changed(before, &registry);
+    }
     let mut c = Compiler {
         reuse,
         memo,

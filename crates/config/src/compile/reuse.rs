@@ -21,7 +21,7 @@ use crate::cluster::Cluster;
 use crate::dns::DnsAnswers;
 use crate::host::fqdn;
 use crate::proxy::ProxyConfig;
-use crate::registry::Registry;
+use crate::registry::{Registry, Service};
 use crate::vhost::VirtualHost;
 
 /// An object's identity for the duration of a build: its address, stable while the previous
@@ -41,6 +41,8 @@ pub struct Memo {
     usable: bool,
     proxy: Option<ProxyConfig>,
     dns: Option<DnsAnswers>,
+    /// The services each ServiceEntry made, by its address (before any Sidecar scoping).
+    pub(crate) services: HashMap<usize, Arc<[Arc<Service>]>, Fast>,
     /// The clusters of each service, by host name.
     pub(crate) clusters: HashMap<String, Arc<[Arc<Cluster>]>, Fast>,
     /// Virtual hosts by their key (listener, filter chain, domain or service).
@@ -59,6 +61,7 @@ impl Memo {
             inputs: inputs.unwrap_or_default(),
             proxy: Some(proxy.clone()),
             dns: dns.cloned(),
+            services: HashMap::default(),
             clusters: HashMap::default(),
             vhosts: HashMap::default(),
         }
@@ -85,6 +88,9 @@ pub(crate) struct Reuse<'p> {
     renamed: HashMap<usize, usize, Fast>,
     /// Hosts (lowercase FQDN) whose service or DestinationRule changed.
     affected: HashSet<String, Fast>,
+    /// Whether a WorkloadEntry was added, changed or removed (the endpoints of every
+    /// ServiceEntry with a workload selector may have changed).
+    workloads_changed: bool,
 }
 
 /// An object's name within its kind.
@@ -100,12 +106,11 @@ fn key(r: &Resource) -> Key<'_> {
 
 impl<'p> Reuse<'p> {
     /// What `objects` (every object of the new build) may take from `memo`, the previous build
-    /// compiled for the same proxy; `None` when it must compile in full.
+    /// compiled for the same proxy; `None` when it must compile in full. The services of the
+    /// new registry are compared with `services_changed` once it is built.
     pub(crate) fn new(
         memo: &'p Memo,
-        previous: &Registry,
         objects: &[&Resource],
-        registry: &Registry,
         proxy: &ProxyConfig,
         dns: Option<&DnsAnswers>,
     ) -> Option<Reuse<'p>> {
@@ -118,6 +123,7 @@ impl<'p> Reuse<'p> {
             memo,
             renamed: HashMap::default(),
             affected: HashSet::default(),
+            workloads_changed: false,
         };
         for r in objects {
             let before = old.remove(&key(r));
@@ -135,19 +141,39 @@ impl<'p> Reuse<'p> {
         for gone in old.into_values() {
             reuse.changed(Some(gone))?;
         }
-        // Services whose endpoints, ports or addresses changed (a ServiceEntry or WorkloadEntry
-        // edited, added or removed), and services that are gone.
+        Some(reuse)
+    }
+
+    /// The services a ServiceEntry of this build may take from the previous one: the same
+    /// object, whose endpoints cannot have changed (no workload selector, or no WorkloadEntry
+    /// changed).
+    pub(crate) fn services_of(&self, r: &Resource) -> Option<&'p [Arc<Service>]> {
+        let Spec::ServiceEntry(se) = &r.spec else {
+            return None;
+        };
+        if se.workload_selector.is_some() && self.workloads_changed {
+            return None;
+        }
+        self.memo.services.get(&address(r)).map(|s| &**s)
+    }
+
+    /// Notes the services whose endpoints, ports or addresses changed between the `previous`
+    /// registry and this build's, and those gone (a service taken from the previous build is
+    /// the same `Arc`: not compared).
+    pub(crate) fn services_changed(&mut self, previous: &Registry, registry: &Registry) {
         for svc in registry.services() {
-            if previous.get(&svc.hostname).is_none_or(|p| **p != **svc) {
-                reuse.affected.insert(svc.hostname.clone());
+            let same = previous
+                .get(&svc.hostname)
+                .is_some_and(|p| Arc::ptr_eq(p, svc) || **p == **svc);
+            if !same {
+                self.affected.insert(svc.hostname.clone());
             }
         }
         for svc in previous.services() {
             if registry.get(&svc.hostname).is_none() {
-                reuse.affected.insert(svc.hostname.clone());
+                self.affected.insert(svc.hostname.clone());
             }
         }
-        Some(reuse)
     }
 
     /// Notes one version of a changed object; `None` when its kind cannot be scoped.
@@ -174,7 +200,7 @@ impl<'p> Reuse<'p> {
                 }
             }
             // The registry comparison finds the services it changes.
-            Spec::WorkloadEntry(_) => {}
+            Spec::WorkloadEntry(_) => self.workloads_changed = true,
             _ => return None,
         }
         Some(())

@@ -137,6 +137,21 @@ fn gateway(hosts: &str) -> String {
     )
 }
 
+/// A ServiceEntry selecting WorkloadEntries, and the WorkloadEntries (address, version).
+fn workloads_text(entries: &[(u8, u8)]) -> String {
+    let mut text = String::from(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: wl, namespace: ns-0}\n\
+         spec:\n  hosts: [wl.ns-0.svc.cluster.local]\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  resolution: STATIC\n  workloadSelector: {labels: {app: wl}}\n",
+    );
+    for (i, (address, version)) in entries.iter().enumerate() {
+        text.push_str(&format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: wl-{i}, namespace: ns-0}}\n\
+             spec:\n  address: 10.9.0.{address}\n  labels: {{app: wl, version: v{version}}}\n"
+        ));
+    }
+    text
+}
+
 fn parse(text: &str) -> Vec<Arc<Resource>> {
     let parsed = parse_text(text, Some(Arc::from("generated.yaml")));
     assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
@@ -147,6 +162,9 @@ fn parse(text: &str) -> Vec<Arc<Resource>> {
 /// same `Arc` as in the previous step.
 struct Config {
     gateway: Vec<Arc<Resource>>,
+    workloads: Vec<(u8, u8)>,
+    /// The ServiceEntry of the workloads, then one object per WorkloadEntry.
+    workload_objects: Vec<Arc<Resource>>,
     services: Vec<Service>,
     objects: Vec<Vec<Arc<Resource>>>,
 }
@@ -171,7 +189,10 @@ impl Config {
             .enumerate()
             .map(|(i, s)| parse(&text(i, s)))
             .collect();
+        let workloads = vec![(1, 1), (2, 2)];
         Config {
+            workload_objects: parse(&workloads_text(&workloads)),
+            workloads,
             gateway: parse(&gateway("\"*\"")),
             services,
             objects,
@@ -180,6 +201,7 @@ impl Config {
 
     fn all(&self) -> Vec<Arc<Resource>> {
         let mut out = self.gateway.clone();
+        out.extend(self.workload_objects.iter().cloned());
         for (s, objects) in self.services.iter().zip(&self.objects) {
             if s.present {
                 out.extend(objects.iter().cloned());
@@ -192,7 +214,7 @@ impl Config {
     fn edit(&mut self, rng: &mut Rng) -> String {
         let i = rng.below(N);
         let s = &mut self.services[i];
-        let what = match rng.below(11) {
+        let what = match rng.below(12) {
             0 => {
                 s.weight = [0, 10, 50, 80, 90, 100][rng.below(6)];
                 format!("svc-{i}: weight {}", s.weight)
@@ -224,6 +246,32 @@ impl Config {
             6 => {
                 s.present = !s.present;
                 format!("svc-{i}: present {}", s.present)
+            }
+            11 => {
+                // One WorkloadEntry moved, relabelled, added or removed: the ServiceEntry
+                // selecting them is the same object, its endpoints are not.
+                let w = &mut self.workloads;
+                match rng.below(3) {
+                    0 if !w.is_empty() => {
+                        let k = rng.below(w.len());
+                        w[k].0 = w[k].0.wrapping_add(1);
+                    }
+                    1 if !w.is_empty() => {
+                        let k = rng.below(w.len());
+                        w[k].1 = w[k].1 % 3 + 1;
+                    }
+                    2 if w.len() < 4 => w.push((rng.below(200) as u8, 1)),
+                    _ => {
+                        w.pop();
+                    }
+                }
+                let parsed = parse(&workloads_text(w));
+                // The ServiceEntry keeps its object; the WorkloadEntries are parsed again.
+                let entry = Arc::clone(&self.workload_objects[0]);
+                self.workload_objects = std::iter::once(entry)
+                    .chain(parsed.into_iter().skip(1))
+                    .collect();
+                return format!("workloads {:?}", self.workloads);
             }
             10 => {
                 s.lb = [None, Some("ROUND_ROBIN"), Some("RANDOM")][rng.below(3)];
