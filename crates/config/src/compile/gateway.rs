@@ -14,7 +14,7 @@ use crate::listener::{Listener, ListenerRole};
 use crate::protocol::Protocol;
 use crate::route_table::Route;
 use crate::tls::TlsListener;
-use crate::vhost::{VirtualHost, VirtualHostTable};
+use crate::vhost::VirtualHost;
 
 /// A Gateway server selecting this proxy.
 pub(crate) struct BoundServer<'a> {
@@ -261,7 +261,7 @@ impl<'a> Compiler<'a> {
                 },
                 address,
                 role: ListenerRole::Gateway { gateways },
-                virtual_hosts: Arc::new(VirtualHostTable::new(vhosts)),
+                virtual_hosts: self.vhost_table(format!("{address}|"), vhosts),
                 default_virtual_host: None,
                 stat_prefix: None,
                 unix,

@@ -67,7 +67,7 @@ impl Compiler<'_> {
             }
             out.push(MeshPort {
                 port,
-                table: Arc::new(VirtualHostTable::new(vhosts)),
+                table: self.vhost_table(format!("mesh|{port}"), vhosts),
                 owners,
                 unaddressed,
             });

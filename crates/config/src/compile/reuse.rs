@@ -22,7 +22,7 @@ use crate::dns::DnsAnswers;
 use crate::host::fqdn;
 use crate::proxy::ProxyConfig;
 use crate::registry::{Registry, Service};
-use crate::vhost::VirtualHost;
+use crate::vhost::{VirtualHost, VirtualHostTable};
 
 /// An object's identity for the duration of a build: its address, stable while the previous
 /// build's memo keeps the object alive.
@@ -47,6 +47,8 @@ pub struct Memo {
     pub(crate) clusters: HashMap<String, Arc<[Arc<Cluster>]>, Fast>,
     /// Virtual hosts by their key (listener, filter chain, domain or service).
     pub(crate) vhosts: HashMap<String, Arc<VhostUnit>, Fast>,
+    /// Host tables by listener (gateway address, mesh port).
+    pub(crate) tables: HashMap<String, Arc<VirtualHostTable>, Fast>,
 }
 
 impl Memo {
@@ -64,6 +66,7 @@ impl Memo {
             services: HashMap::default(),
             clusters: HashMap::default(),
             vhosts: HashMap::default(),
+            tables: HashMap::default(),
         }
     }
 }
@@ -289,5 +292,26 @@ impl Compiler<'_> {
             self.memo.vhosts.insert(key, Arc::new(unit));
         }
         vh
+    }
+
+    /// The host table of `vhosts` under `key`: the previous build's when it holds the very
+    /// same virtual hosts in the same order (its domain index is then the same).
+    pub(crate) fn vhost_table(
+        &mut self,
+        key: String,
+        vhosts: Vec<Arc<VirtualHost>>,
+    ) -> Arc<VirtualHostTable> {
+        let kept = self
+            .reuse
+            .as_ref()
+            .and_then(|r| r.memo.tables.get(&key))
+            .filter(|t| {
+                t.vhosts.len() == vhosts.len()
+                    && t.vhosts.iter().zip(&vhosts).all(|(a, b)| Arc::ptr_eq(a, b))
+            })
+            .cloned();
+        let table = kept.unwrap_or_else(|| Arc::new(VirtualHostTable::new(vhosts)));
+        self.memo.tables.insert(key, Arc::clone(&table));
+        table
     }
 }

@@ -406,6 +406,12 @@ fn an_unchanged_reload_keeps_every_unit_and_every_finding() {
         .map(|l| l.virtual_hosts.vhosts.len())
         .sum();
     assert_eq!(kept_vhosts(&first, &second), vhosts);
+    // The host tables too: the same virtual hosts in the same order.
+    assert!(first
+        .listeners
+        .iter()
+        .zip(&second.listeners)
+        .all(|(a, b)| Arc::ptr_eq(&a.virtual_hosts, &b.virtual_hosts)));
     assert!(first
         .clusters
         .iter()
