@@ -22,8 +22,26 @@ use crate::registry::Registry;
 /// Findings about how objects relate to each other. None of them blocks loading: Istio accepts
 /// such config and fails at request time (e.g. 503 NC for a missing subset).
 pub fn analyze<R: Borrow<Resource>>(resources: &[R]) -> Vec<Diagnostic> {
+    analyze_with(resources, None)
+}
+
+/// [`analyze`], taking unchanged ServiceEntries' services from the previous build's `memo`.
+pub(crate) fn analyze_with<R: Borrow<Resource>>(
+    resources: &[R],
+    memo: Option<&crate::compile::Memo>,
+) -> Vec<Diagnostic> {
     let ordered = precedence_order(resources);
-    let registry = Registry::build(resources.iter().map(Borrow::borrow));
+    let registry = match memo {
+        Some(memo) => {
+            let objects: Vec<&Resource> = resources.iter().map(Borrow::borrow).collect();
+            Registry::build_reusing(
+                objects.iter().copied(),
+                memo.kept_services(&objects),
+                |_, _| {},
+            )
+        }
+        None => Registry::build(resources.iter().map(Borrow::borrow)),
+    };
     let drs = DestinationRuleIndex::new(&ordered);
     let exports = ServiceExports::new(&ordered);
     let gateways: HashSet<String> = ordered

@@ -238,7 +238,8 @@ pub fn build_snapshot_unless(
     // is published even when outdated: the newer set follows at once.
     let (findings, analyzed, compiled) = std::thread::scope(|s| {
         let analysis = s.spawn(|| {
-            let findings = crate::analyze::analyze(&resources);
+            let memo = inputs.previous.map(|p| &p.memo);
+            let findings = crate::analyze::analyze_with(&resources, memo);
             (findings, checked.elapsed())
         });
         let compiled = crate::compile::compile_incremental(

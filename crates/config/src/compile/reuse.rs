@@ -52,6 +52,35 @@ pub struct Memo {
 }
 
 impl Memo {
+    /// What a registry build over `objects` may take from this memo's services: a
+    /// ServiceEntry that is the same object keeps its services unless it selects workloads
+    /// and a WorkloadEntry was added, changed or removed (for the cross-object analysis, which
+    /// builds a registry of its own beside the compile).
+    pub(crate) fn kept_services<'m>(
+        &'m self,
+        objects: &[&Resource],
+    ) -> impl Fn(&Resource) -> Option<&'m [Arc<Service>]> + 'm {
+        let mut now = objects
+            .iter()
+            .filter(|r| matches!(r.spec, Spec::WorkloadEntry(_)))
+            .map(|r| address(r));
+        let mut before = self
+            .inputs
+            .iter()
+            .filter(|r| matches!(r.spec, Spec::WorkloadEntry(_)))
+            .map(|r| address(r));
+        let workloads_changed = !self.usable || !now.by_ref().eq(before.by_ref());
+        move |r: &Resource| {
+            let Spec::ServiceEntry(se) = &r.spec else {
+                return None;
+            };
+            if !self.usable || se.workload_selector.is_some() && workloads_changed {
+                return None;
+            }
+            self.services.get(&address(r)).map(|s| &**s)
+        }
+    }
+
     /// A memo for the objects `inputs`, to be filled by the build that compiles them.
     pub(crate) fn new(
         inputs: Option<Vec<Arc<Resource>>>,

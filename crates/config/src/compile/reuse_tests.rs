@@ -143,6 +143,11 @@ fn workloads_text(entries: &[(u8, u8)]) -> String {
         "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: wl, namespace: ns-0}\n\
          spec:\n  hosts: [wl.ns-0.svc.cluster.local]\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  resolution: STATIC\n  workloadSelector: {labels: {app: wl}}\n",
     );
+    // Subsets that select nothing are findings of the analysis: they follow the workloads.
+    text.push_str(
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: wl, namespace: ns-0}\n\
+         spec:\n  host: wl.ns-0.svc.cluster.local\n  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}, {name: v3, labels: {version: v3}}]\n",
+    );
     for (i, (address, version)) in entries.iter().enumerate() {
         text.push_str(&format!(
             "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: wl-{i}, namespace: ns-0}}\n\
@@ -163,7 +168,7 @@ fn parse(text: &str) -> Vec<Arc<Resource>> {
 struct Config {
     gateway: Vec<Arc<Resource>>,
     workloads: Vec<(u8, u8)>,
-    /// The ServiceEntry of the workloads, then one object per WorkloadEntry.
+    /// The ServiceEntry and DestinationRule of the workloads, then one object per WorkloadEntry.
     workload_objects: Vec<Arc<Resource>>,
     services: Vec<Service>,
     objects: Vec<Vec<Arc<Resource>>>,
@@ -266,11 +271,12 @@ impl Config {
                     }
                 }
                 let parsed = parse(&workloads_text(w));
-                // The ServiceEntry keeps its object; the WorkloadEntries are parsed again.
-                let entry = Arc::clone(&self.workload_objects[0]);
-                self.workload_objects = std::iter::once(entry)
-                    .chain(parsed.into_iter().skip(1))
-                    .collect();
+                // The ServiceEntry and DestinationRule keep their objects; the WorkloadEntries
+                // are parsed again.
+                let kept: Vec<Arc<Resource>> =
+                    self.workload_objects.iter().take(2).cloned().collect();
+                self.workload_objects =
+                    kept.into_iter().chain(parsed.into_iter().skip(2)).collect();
                 return format!("workloads {:?}", self.workloads);
             }
             10 => {
