@@ -103,6 +103,25 @@ for n in $SERVICES; do
     done
     stop_pid "$pid"
 
+    # Started again on the same files: the first start pays for memory the machine had to
+    # reclaim after generating the tree (large on a VM that returns freed memory to its host).
+    t0=$(now)
+    SLUICE_LOG=warn "$SLUICE" "${WORKER_ARGS[@]}" run "$dir" --labels istio=ingressgateway \
+        --gateway-address 127.0.0.1 --mesh-address 127.0.0.1 --admin "127.0.0.1:$admin_port" \
+        >"$TMP/sluice-$n-again.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    again_s="-"
+    for _ in $(seq 60000); do
+        kill -0 "$pid" 2>/dev/null || break
+        if curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$admin_port/ready"; then
+            again_s=$(elapsed "$t0" "$(now)")
+            break
+        fi
+        sleep 0.01
+    done
+    stop_pid "$pid"
+
     log "N=$n: sluice analyze"
     /usr/bin/time -f "%e %M" -o "$TMP/analyze-time" "$SLUICE" analyze "$dir" >/dev/null 2>&1 || true
     read -r analyze_s analyze_kb <"$TMP/analyze-time"
@@ -114,6 +133,7 @@ for n in $SERVICES; do
     fi
 
     ROWS+=("| $(printf "%'d" "$n") | ${start_s} s | ${idle_mb} MB | $(median "${edit_s[@]}") s | $(median "${peak_mb[@]}") MB | $(median "${post_s[@]}") s | ${analyze_s} s, $((analyze_kb / 1024)) MB | ${analyze_ins} |")
+    NOTES+=("- N=$n: started again on the same files: ready in ${again_s} s")
     NOTES+=("- N=$n: edit → applied $(minmax "${edit_s[@]}") s, peak RSS $(minmax "${peak_mb[@]}") MB, POST /api/reload $(minmax "${post_s[@]}") s over $EDITS edits")
     rm -rf "$dir"
 done
