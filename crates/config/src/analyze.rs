@@ -50,9 +50,10 @@ pub(crate) fn analyze_with<R: Borrow<Resource>>(
         .map(|r| format!("{}/{}", r.metadata.namespace, r.metadata.name))
         .collect();
     let mut out = Vec::new();
+    let names = ShortNames::new();
     for r in &ordered {
         if let Spec::VirtualService(vs) = &r.spec {
-            check_destinations(r, vs, &registry, &drs, &exports, &mut out);
+            check_destinations(r, vs, &registry, &drs, &exports, &names, &mut out);
             check_gateway_refs(r, vs, &gateways, &mut out);
             check_dead_rules(r, vs, &mut out);
         }
@@ -99,22 +100,51 @@ fn destinations(vs: &VirtualService) -> Vec<(String, &Destination)> {
     out
 }
 
-fn check_destinations(
+/// The services by the first label of their host name (the first in name order for each),
+/// made once for the hints of missing destination hosts: a scan of every service per missing
+/// host would grow with the square of the config.
+type ShortNames<'r> = std::cell::OnceCell<HashMap<&'r str, &'r str>>;
+
+fn short_names<'r>(
+    registry: &'r Registry,
+    cell: &'r ShortNames<'r>,
+) -> &'r HashMap<&'r str, &'r str> {
+    cell.get_or_init(|| {
+        let mut by_label = HashMap::new();
+        for s in registry.services() {
+            if let Some(label) = s.hostname.split('.').next() {
+                by_label.entry(label).or_insert(s.hostname.as_str());
+            }
+        }
+        by_label
+    })
+}
+
+fn check_destinations<'r>(
     r: &Resource,
     vs: &VirtualService,
-    registry: &Registry,
+    registry: &'r Registry,
     drs: &DestinationRuleIndex<'_>,
     exports: &ServiceExports<'_>,
+    names: &'r ShortNames<'r>,
     out: &mut Vec<Diagnostic>,
 ) {
     let ns = &r.metadata.namespace;
     for (field, dest) in destinations(vs) {
         let host = fqdn(&dest.host, ns);
         let Some(svc) = registry.get(&host) else {
-            let hint = registry
-                .services()
-                .find(|s| s.hostname == dest.host.to_ascii_lowercase() || s.hostname.split('.').next() == Some(dest.host.as_str()))
-                .map(|s| format!(" (did you mean `{}`? short names expand to <name>.<namespace>.svc.cluster.local)", s.hostname))
+            // The first service in name order named exactly so, or whose first label it is.
+            let exact = registry
+                .get(&dest.host.to_ascii_lowercase())
+                .map(|s| s.hostname.as_str());
+            let by_label = short_names(registry, names)
+                .get(dest.host.as_str())
+                .copied();
+            let hint = [exact, by_label]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|h| format!(" (did you mean `{h}`? short names expand to <name>.<namespace>.svc.cluster.local)"))
                 .unwrap_or_default();
             out.push(r.diag(
                 Severity::Error,
@@ -467,5 +497,29 @@ impl<'r> ServiceExports<'r> {
         let export = self.by_entry.get(entry)?;
         (!crate::scope::audiences_overlap(vs_export, vs_ns, export, &entry.namespace))
             .then(|| format!("{}/{}", entry.namespace, entry.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_model::parse_text;
+
+    /// A destination host written as a short name in another namespace gets the service it
+    /// probably meant as a hint (found through an index, not a scan per missing host).
+    #[test]
+    fn a_missing_short_host_hints_at_the_service_of_that_name() {
+        let text = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  ports: [{number: 9080, name: http}]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: default}\nspec:\n  hosts: [r.example.com]\n  http:\n  - route: [{destination: {host: reviews}}, {destination: {host: ratings}}]\n";
+        let parsed = parse_text(text, None);
+        let found: Vec<String> = super::analyze(&parsed.resources)
+            .into_iter()
+            .filter(|d| d.field.as_deref().is_some_and(|f| f.ends_with(".host")))
+            .map(|d| d.message)
+            .collect();
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(
+            found[0].contains("did you mean `reviews.bookinfo.svc.cluster.local`?"),
+            "{found:#?}"
+        );
+        assert!(!found[1].contains("did you mean"), "{found:#?}");
     }
 }
