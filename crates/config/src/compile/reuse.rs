@@ -10,10 +10,9 @@
 //! the proxy's settings, DNS answers) make a full compile, as does a first build.
 
 use std::collections::{HashMap, HashSet};
-
-use foldhash::fast::RandomState as Fast;
 use std::sync::Arc;
 
+use foldhash::fast::RandomState as Fast;
 use sluice_model::{Diagnostic, Kind, Resource, Spec};
 
 use super::Compiler;
