@@ -125,16 +125,19 @@ async fn gateway_follows_the_cluster() {
     handle.shutdown().await;
 }
 
-/// `n` Services, each with an EndpointSlice (to `port`) and a VirtualService on the gateway.
-fn many_services(gw: u16, n: usize, port: u16) -> String {
+/// The Gateway, and for each index in `services` a Service with an EndpointSlice (to `port`) and
+/// a VirtualService on the gateway.
+fn many_services(gw: u16, services: std::ops::Range<usize>, port: u16) -> String {
     let mut text = format!(
         "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {gw}, name: http, protocol: HTTP}}\n    hosts: [\"*\"]\n---\n"
     );
-    for i in 0..n {
+    for i in services {
         text.push_str(&format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: svc-{i}}}\nspec:\n  clusterIP: 10.96.1.{i}\n  ports: [{{name: http, port: 80}}]\n---\n\
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: svc-{i}}}\nspec:\n  clusterIP: 10.96.{}.{}\n  ports: [{{name: http, port: 80}}]\n---\n\
              apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: svc-{i}-a, labels: {{kubernetes.io/service-name: svc-{i}}}}}\naddressType: IPv4\nports: [{{name: http, port: {port}}}]\nendpoints:\n- {{addresses: [127.0.0.1]}}\n---\n\
-             apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: svc-{i}}}\nspec:\n  hosts: [svc-{i}.example.com]\n  gateways: [gw]\n  http:\n  - route: [{{destination: {{host: svc-{i}}}}}]\n---\n"
+             apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: svc-{i}}}\nspec:\n  hosts: [svc-{i}.example.com]\n  gateways: [gw]\n  http:\n  - route: [{{destination: {{host: svc-{i}}}}}]\n---\n",
+            i / 256 + 1,
+            i % 256
         ));
     }
     text
@@ -149,7 +152,7 @@ async fn endpoint_slice_updates_recompile_only_their_service() {
     let gw = free_port();
     let api = fake::FakeApi::start().await;
     let n = 40;
-    api.apply(&many_services(gw, n, a.addr().port()));
+    api.apply(&many_services(gw, 0..n, a.addr().port()));
     let kube = sluice_kube::KubeArgs {
         kubernetes: true,
         kube_api: Some(api.url.clone()),
@@ -223,6 +226,65 @@ async fn endpoint_slice_updates_recompile_only_their_service() {
         );
     }
     assert!(!Arc::ptr_eq(&cluster(&before, 7), &cluster(&after, 7)));
+    handle.shutdown().await;
+}
+
+/// Kubernetes mode at scale (a figure, not a check; run with `--ignored`, in release):
+/// `SLUICE_KUBE_SERVICES` (default 10,000) Services with an EndpointSlice and a VirtualService
+/// each, from the fake API server to a ready proxy, then one VirtualService patch applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a scale figure; run in release with --ignored"]
+async fn kubernetes_mode_at_scale() {
+    let n: usize = std::env::var("SLUICE_KUBE_SERVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let a = backend("svc", "a").await;
+    let gw = free_port();
+    let api = fake::FakeApi::start().await;
+    // In parts: one text holds at most 10,000 documents.
+    for from in (0..n).step_by(1000) {
+        api.apply(&many_services(
+            gw,
+            from..n.min(from + 1000),
+            a.addr().port(),
+        ));
+    }
+    let start = std::time::Instant::now();
+    let kube = sluice_kube::KubeArgs {
+        kubernetes: true,
+        kube_api: Some(api.url.clone()),
+        sync_timeout: Duration::from_secs(300),
+        no_events: true,
+        ..Default::default()
+    };
+    let mut opts = RunOptions::new(Vec::new());
+    opts.admin = "127.0.0.1:0".parse().unwrap();
+    opts.proxy.gateway_address = "127.0.0.1".parse().unwrap();
+    opts.proxy.labels = [("istio".into(), "ingressgateway".into())].into();
+    opts.proxy.mesh_role = false;
+    opts.source = Some(Arc::new(sluice_kube::start(&kube, None).await.unwrap()));
+    let handle = sluice::runtime::start(opts).await.unwrap();
+    let synced = start.elapsed();
+    let addr = format!("127.0.0.1:{gw}").parse().unwrap();
+    let r = TestClient::new()
+        .get(addr, "svc-7.example.com", "/", &[])
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    let version = handle.snapshot().unwrap().version;
+    let patched = std::time::Instant::now();
+    api.patch("VirtualService", "default", "svc-7", |o| {
+        o["spec"]["http"][0]["timeout"] = json!("5s");
+    });
+    assert_eventually(Duration::from_secs(60), "the patch in force", || {
+        let handle = &handle;
+        async move { handle.snapshot().is_some_and(|s| s.version > version) }
+    })
+    .await;
+    eprintln!(
+        "{n} services: synced and ready in {synced:?}; one VirtualService patch applied in {:?}",
+        patched.elapsed()
+    );
     handle.shutdown().await;
 }
 
