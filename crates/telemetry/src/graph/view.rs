@@ -227,7 +227,7 @@ pub fn listener_source(listener: &Listener) -> String {
 /// Every weighted route of a snapshot, for [`Graph::set_config`], in (source, virtual host,
 /// route) order; a route named twice under one source and virtual host counts once.
 pub fn configured_routes(snapshot: &Snapshot) -> Vec<ConfiguredRoute> {
-    configured_routes_cached(snapshot, &mut RouteCache::default())
+    every_route(snapshot)
         .into_iter()
         .map(Arc::unwrap_or_clone)
         .collect()
@@ -279,7 +279,13 @@ pub fn configured_routes_cached(
             let key = Arc::as_ptr(vh) as usize;
             match cache.by_vhost.get_mut(&key) {
                 // Listed again (one table serves several mesh addresses): counted once.
-                Some(c) if c.seen == generation => {}
+                Some(c) if c.seen == generation && *c.source == *source => {}
+                // One virtual host seen from two sources: not what a cache by virtual host
+                // holds; every route is made afresh (and the cache starts over).
+                Some(c) if c.seen == generation => {
+                    *cache = RouteCache::default();
+                    return every_route(snapshot);
+                }
                 Some(c) if *c.source == *source && Arc::ptr_eq(&c.vhost, vh) => {
                     c.seen = generation;
                 }
@@ -329,6 +335,27 @@ pub fn configured_routes_cached(
                 && later.source == first.source)
     });
     cache.sorted.clone_from(&out);
+    out
+}
+
+/// Every weighted route of `snapshot`, made afresh, in (source, virtual host, route) order; of
+/// routes with one identity the first listed stays.
+fn every_route(snapshot: &Snapshot) -> Vec<Arc<ConfiguredRoute>> {
+    let mut out: Vec<Arc<ConfiguredRoute>> = Vec::new();
+    for l in &snapshot.listeners {
+        let source = listener_source(l);
+        let vhosts = l
+            .virtual_hosts
+            .vhosts
+            .iter()
+            .chain(l.default_virtual_host.iter());
+        for vh in vhosts {
+            out.extend(vhost_routes(&source, vh).iter().cloned());
+        }
+    }
+    // Stable: the first listed of equal identities stays first, then alone.
+    out.sort_by(|a, b| group(a).cmp(&group(b)));
+    out.dedup_by(|later, first| group(later) == group(first));
     out
 }
 
