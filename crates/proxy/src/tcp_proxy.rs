@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::handler::ProxyContext;
 use crate::upstream::connect::{self, ConnectSettings};
-use crate::upstream::tunnel::{self, Carried};
+use crate::upstream::tunnel;
 
 /// TCP connections being relayed, so that shutdown can wait for them (up to the drain time).
 #[derive(Debug, Clone, Default)]
@@ -245,7 +245,7 @@ pub(crate) async fn relay_to_cluster<D>(
             // `tunnel`: the endpoint is a forward proxy, asked to carry the stream first.
             Ok(()) => match &cluster.policy.pool.tunnel {
                 Some(t) => tunnel::open(s, t).await,
-                None => Ok((Carried::Raw(s), Vec::new())),
+                None => Ok((tokio_util::either::Either::Left(s), Vec::new())),
             },
             Err(e) => Err(e),
         },

@@ -76,19 +76,15 @@ metadata: {{name: hw-v2, labels: {{app: helloworld, version: v2}}}}
     )
 }
 
-#[tokio::test]
-async fn gateway_follows_the_cluster() {
-    let (v1, v2) = (
-        backend("helloworld", "v1").await,
-        backend("helloworld", "v2").await,
-    );
-    let gw = free_port();
-    let api = fake::FakeApi::start().await;
-    api.apply(&config(gw, v1.addr().port(), v2.addr().port()));
+/// A gateway-role proxy (`istio=ingressgateway`, no mesh role) fed by the fake API server.
+async fn gateway_proxy(
+    api: &fake::FakeApi,
+    sync_timeout: Duration,
+) -> sluice::runtime::ProxyHandle {
     let kube = sluice_kube::KubeArgs {
         kubernetes: true,
         kube_api: Some(api.url.clone()),
-        sync_timeout: Duration::from_secs(10),
+        sync_timeout,
         no_events: true,
         ..Default::default()
     };
@@ -98,7 +94,19 @@ async fn gateway_follows_the_cluster() {
     opts.proxy.labels = [("istio".into(), "ingressgateway".into())].into();
     opts.proxy.mesh_role = false;
     opts.source = Some(Arc::new(sluice_kube::start(&kube, None).await.unwrap()));
-    let handle = sluice::runtime::start(opts).await.unwrap();
+    sluice::runtime::start(opts).await.unwrap()
+}
+
+#[tokio::test]
+async fn gateway_follows_the_cluster() {
+    let (v1, v2) = (
+        backend("helloworld", "v1").await,
+        backend("helloworld", "v2").await,
+    );
+    let gw = free_port();
+    let api = fake::FakeApi::start().await;
+    api.apply(&config(gw, v1.addr().port(), v2.addr().port()));
+    let handle = gateway_proxy(&api, Duration::from_secs(10)).await;
     let addr = format!("127.0.0.1:{gw}").parse().unwrap();
     let client = TestClient::new();
     for _ in 0..100 {
@@ -153,20 +161,7 @@ async fn endpoint_slice_updates_recompile_only_their_service() {
     let api = fake::FakeApi::start().await;
     let n = 40;
     api.apply(&many_services(gw, 0..n, a.addr().port()));
-    let kube = sluice_kube::KubeArgs {
-        kubernetes: true,
-        kube_api: Some(api.url.clone()),
-        sync_timeout: Duration::from_secs(10),
-        no_events: true,
-        ..Default::default()
-    };
-    let mut opts = RunOptions::new(Vec::new());
-    opts.admin = "127.0.0.1:0".parse().unwrap();
-    opts.proxy.gateway_address = "127.0.0.1".parse().unwrap();
-    opts.proxy.labels = [("istio".into(), "ingressgateway".into())].into();
-    opts.proxy.mesh_role = false;
-    opts.source = Some(Arc::new(sluice_kube::start(&kube, None).await.unwrap()));
-    let handle = sluice::runtime::start(opts).await.unwrap();
+    let handle = gateway_proxy(&api, Duration::from_secs(10)).await;
     let addr = format!("127.0.0.1:{gw}").parse().unwrap();
     let client = TestClient::new();
     let r = client.get(addr, "svc-7.example.com", "/", &[]).await;
@@ -251,20 +246,7 @@ async fn kubernetes_mode_at_scale() {
         ));
     }
     let start = std::time::Instant::now();
-    let kube = sluice_kube::KubeArgs {
-        kubernetes: true,
-        kube_api: Some(api.url.clone()),
-        sync_timeout: Duration::from_secs(300),
-        no_events: true,
-        ..Default::default()
-    };
-    let mut opts = RunOptions::new(Vec::new());
-    opts.admin = "127.0.0.1:0".parse().unwrap();
-    opts.proxy.gateway_address = "127.0.0.1".parse().unwrap();
-    opts.proxy.labels = [("istio".into(), "ingressgateway".into())].into();
-    opts.proxy.mesh_role = false;
-    opts.source = Some(Arc::new(sluice_kube::start(&kube, None).await.unwrap()));
-    let handle = sluice::runtime::start(opts).await.unwrap();
+    let handle = gateway_proxy(&api, Duration::from_secs(300)).await;
     let synced = start.elapsed();
     let addr = format!("127.0.0.1:{gw}").parse().unwrap();
     let r = TestClient::new()

@@ -2,25 +2,19 @@
 //! forward proxy, as Envoy's TCP proxy `tunneling_config` does for Istio: in an HTTP/1.1 CONNECT
 //! tunnel (the default), or as the bodies of an HTTP/1.1 POST (`protocol: POST`).
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use sluice_config::policy::{Tunnel, TunnelMethod};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::either::Either;
 
 use super::post_tunnel::{self, Framing, PostStream};
 
 /// The most bytes of the proxy's answer head read before giving up on it.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// The upstream side of a relay: the connection itself, or a POST tunnel over it.
-pub(crate) enum Carried {
-    /// Raw bytes both ways (no tunnel, or a CONNECT tunnel once established).
-    Raw(TcpStream),
-    /// The stream as POST request and response bodies.
-    Post(Box<PostStream<TcpStream>>),
-}
+/// The upstream side of a relay: raw bytes both ways (no tunnel, or a CONNECT tunnel once
+/// established), or the stream as the bodies of a POST tunnel over the connection.
+pub(crate) type Carried = Either<TcpStream, Box<PostStream<TcpStream>>>;
 
 /// Asks the forward proxy on `stream` to carry the connection to the tunnel's target; returns
 /// once it answered 2xx, with the stream to relay and any bytes to pass to the client first
@@ -69,52 +63,12 @@ pub(crate) async fn open(
     }
     let early = head.get(end..).unwrap_or_default();
     match tunnel.method {
-        TunnelMethod::Connect => Ok((Carried::Raw(stream), early.to_vec())),
+        TunnelMethod::Connect => Ok((Either::Left(stream), early.to_vec())),
         TunnelMethod::Post => {
             let framing = Framing::of_head(status, &String::from_utf8_lossy(head_bytes));
             let post = PostStream::new(stream, framing, early)
                 .map_err(|e| format!("the POST answer body: {e}"))?;
-            Ok((Carried::Post(Box::new(post)), Vec::new()))
-        }
-    }
-}
-
-impl AsyncRead for Carried {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Carried::Raw(s) => Pin::new(s).poll_read(cx, buf),
-            Carried::Post(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Carried {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Carried::Raw(s) => Pin::new(s).poll_write(cx, data),
-            Carried::Post(s) => Pin::new(s.as_mut()).poll_write(cx, data),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Carried::Raw(s) => Pin::new(s).poll_flush(cx),
-            Carried::Post(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Carried::Raw(s) => Pin::new(s).poll_shutdown(cx),
-            Carried::Post(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Ok((Either::Right(Box::new(post)), Vec::new()))
         }
     }
 }
