@@ -1,6 +1,7 @@
 //! The `sluice` binary's parts, as a library so integration tests can run them in-process.
 
 pub mod analyze;
+pub mod background;
 pub mod ca;
 pub mod ca_serve;
 pub mod canary;

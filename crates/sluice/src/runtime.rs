@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::background;
 use anyhow::Context as _;
 use sluice_admin::AdminState;
 use sluice_config::canary::CanaryOverlays;
@@ -407,7 +408,7 @@ impl Loader {
     }
 }
 
-/// Loads on a blocking thread; when the config names DNS names not resolved yet, waits
+/// Loads on a config thread ([`background`]); when the config names DNS names not resolved yet, waits
 /// (bounded) for their first answers and loads again, so a new DNS cluster starts with its
 /// addresses rather than with none (`503 UH`).
 ///
@@ -415,14 +416,14 @@ impl Loader {
 async fn load_warm(
     loader: &Arc<Loader>,
     generation: Option<u64>,
-) -> Result<Result<Arc<Snapshot>, Stopped>, tokio::task::JoinError> {
+) -> Result<Result<Arc<Snapshot>, Stopped>, background::Failed> {
     let load = |l: Arc<Loader>| {
         move || {
             let superseded = || generation.is_some_and(|g| l.wanted.load(Ordering::SeqCst) != g);
             l.load(&superseded)
         }
     };
-    let first = tokio::task::spawn_blocking(load(loader.clone())).await?;
+    let first = background::run(load(loader.clone())).await?;
     let (s, names) = match first {
         Ok(loaded) => loaded,
         Err(stopped) => return Ok(Err(stopped)),
@@ -433,7 +434,7 @@ async fn load_warm(
     if !dns.track(&names, FIRST_ANSWER_WAIT).await {
         return Ok(Ok(s));
     }
-    let second = tokio::task::spawn_blocking(load(loader.clone())).await?;
+    let second = background::run(load(loader.clone())).await?;
     Ok(second.map(|(s, _)| s))
 }
 
@@ -463,10 +464,10 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         dns_generation: AtomicU64::new(0),
         overlays: Default::default(),
     });
-    // Parsing a large config is CPU-bound: on a blocking thread, like every reload.
+    // Parsing a large config is CPU-bound: on a config thread, like every reload.
     let first = match load_warm(&loader, None)
         .await
-        .context("initial configuration load panicked")?
+        .context("initial configuration load failed")?
     {
         Ok(s) => s,
         Err(Stopped::Superseded) => anyhow::bail!("initial configuration load was abandoned"),
@@ -643,7 +644,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
             let may_supersede = streak < MAX_SUPERSEDED_IN_A_ROW;
             let l = loader.clone();
             // Shutdown never waits for a compile: SIGTERM during a long reload stops the proxy
-            // (the compile, on a blocking thread, is abandoned). A change made meanwhile stops
+            // (the compile, on a config thread, is abandoned). A change made meanwhile stops
             // the build at its next phase boundary and starts a new one that reads the newest
             // files. Everything that grows with the config (parsing, compiling, logging its
             // findings, listing its listeners) runs there, never on a runtime worker: with
@@ -653,7 +654,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                     Ok(s) => s,
                     Err(stopped) => return Ok(Err(stopped)),
                 };
-                tokio::task::spawn_blocking(move || {
+                background::run(move || {
                     log_diagnostics(&s.diagnostics);
                     let wanted = s.bind_addresses();
                     Ok((s, wanted))
@@ -708,7 +709,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                         // large: off the runtime workers too.
                         let l = loader.clone();
                         let published = s.clone();
-                        let publish = tokio::task::spawn_blocking(move || {
+                        let publish = background::run(move || {
                             let previous = l.config.load();
                             l.publish(published);
                             drop(previous);
