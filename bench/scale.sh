@@ -148,5 +148,5 @@ done
     printf '%s\n' "${ROWS[@]}"
     echo
     printf '%s\n' "${NOTES[@]}"
-    echo "- edit → applied includes the watcher's 50 ms debounce; POST /api/reload does not."
+    echo "- edit → applied includes the watcher's 20 ms debounce; POST /api/reload does not."
 } | tee "$RESULTS/scale.md"

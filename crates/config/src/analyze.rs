@@ -66,34 +66,57 @@ pub(crate) fn analyze_with<R: Borrow<Resource>>(
     out
 }
 
-fn destinations(vs: &VirtualService) -> Vec<(String, &Destination)> {
+/// Where a destination sits in its VirtualService, spelled out only for a finding: the
+/// analysis walks every destination of every VirtualService on each build.
+#[derive(Clone, Copy)]
+enum DestinationField {
+    Http(usize, usize),
+    Mirror(usize),
+    Mirrors(usize, usize),
+    Tcp(usize, usize),
+    Tls(usize, usize),
+}
+
+impl std::fmt::Display for DestinationField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::Http(i, j) => write!(f, "spec.http[{i}].route[{j}].destination"),
+            Self::Mirror(i) => write!(f, "spec.http[{i}].mirror"),
+            Self::Mirrors(i, j) => write!(f, "spec.http[{i}].mirrors[{j}].destination"),
+            Self::Tcp(i, j) => write!(f, "spec.tcp[{i}].route[{j}].destination"),
+            Self::Tls(i, j) => write!(f, "spec.tls[{i}].route[{j}].destination"),
+        }
+    }
+}
+
+fn destinations(vs: &VirtualService) -> Vec<(DestinationField, &Destination)> {
     let mut out = Vec::new();
     for (i, rule) in vs.http.iter().enumerate() {
         for (j, d) in rule.route.iter().enumerate() {
             if let Some(dest) = &d.destination {
-                out.push((format!("spec.http[{i}].route[{j}].destination"), dest));
+                out.push((DestinationField::Http(i, j), dest));
             }
         }
         if let Some(m) = &rule.mirror {
-            out.push((format!("spec.http[{i}].mirror"), m));
+            out.push((DestinationField::Mirror(i), m));
         }
         for (j, m) in rule.mirrors.iter().enumerate() {
             if let Some(dest) = &m.destination {
-                out.push((format!("spec.http[{i}].mirrors[{j}].destination"), dest));
+                out.push((DestinationField::Mirrors(i, j), dest));
             }
         }
     }
     for (i, rule) in vs.tcp.iter().enumerate() {
         for (j, d) in rule.route.iter().enumerate() {
             if let Some(dest) = &d.destination {
-                out.push((format!("spec.tcp[{i}].route[{j}].destination"), dest));
+                out.push((DestinationField::Tcp(i, j), dest));
             }
         }
     }
     for (i, rule) in vs.tls.iter().enumerate() {
         for (j, d) in rule.route.iter().enumerate() {
             if let Some(dest) = &d.destination {
-                out.push((format!("spec.tls[{i}].route[{j}].destination"), dest));
+                out.push((DestinationField::Tls(i, j), dest));
             }
         }
     }
@@ -178,7 +201,7 @@ fn check_destinations<'r>(
             }
         }
         if let Some(subset) = &dest.subset {
-            if !drs.subsets(&host).iter().any(|s| &s.name == subset) {
+            if !drs.has_subset(&host, subset) {
                 out.push(r.diag(
                     Severity::Error,
                     codes::REFERENCED_RESOURCE_NOT_FOUND,
@@ -197,26 +220,26 @@ fn check_gateway_refs(
     out: &mut Vec<Diagnostic>,
 ) {
     let ns = &r.metadata.namespace;
-    let mut refs: Vec<(String, &String)> = vs
-        .gateways
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (format!("spec.gateways[{i}]"), g))
-        .collect();
-    for (i, rule) in vs.http.iter().enumerate() {
-        for (j, m) in rule.matches.iter().enumerate() {
-            for (k, g) in m.gateways.iter().enumerate() {
-                refs.push((format!("spec.http[{i}].match[{j}].gateways[{k}]"), g));
-            }
-        }
-    }
-    for (field, g) in refs {
+    // (index in spec.gateways) or (http rule, match, index): formatted only for a finding.
+    let top = vs.gateways.iter().enumerate().map(|(i, g)| ((None, i), g));
+    let in_matches = vs.http.iter().enumerate().flat_map(|(i, rule)| {
+        rule.matches.iter().enumerate().flat_map(move |(j, m)| {
+            m.gateways
+                .iter()
+                .enumerate()
+                .map(move |(k, g)| ((Some((i, j)), k), g))
+        })
+    });
+    for (at, g) in top.chain(in_matches) {
         let key = gateway_key(g, ns);
         if key != MESH && !gateways.contains(&key) {
             out.push(r.diag(
                 Severity::Error,
                 codes::REFERENCED_RESOURCE_NOT_FOUND,
-                field,
+                match at {
+                    (None, i) => format!("spec.gateways[{i}]"),
+                    (Some((i, j)), k) => format!("spec.http[{i}].match[{j}].gateways[{k}]"),
+                },
                 format!("gateway `{key}` does not exist: the VirtualService is not served on it"),
             ));
         }

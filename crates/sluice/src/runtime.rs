@@ -96,7 +96,9 @@ impl RunOptions {
             admin: SocketAddr::from(([127, 0, 0, 1], 15000)),
             drain: Duration::from_secs(10),
             watch: true,
-            debounce: Duration::from_millis(50),
+            // The quiet a burst of file events needs: a tool's writes (or a copy of a
+            // tree) come well within it, and a change arriving during a build supersedes it.
+            debounce: Duration::from_millis(20),
             options: ProxyOptions::default(),
             telemetry: TelemetryConfig::default(),
             source: None,

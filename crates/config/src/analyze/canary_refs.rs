@@ -75,12 +75,11 @@ pub(super) fn check_canaries(
             continue;
         };
         let host = fqdn(&dest.host, ns);
-        let subsets = drs.subsets(&host);
         for (field, subset) in [
             ("spec.stableSubset", &c.stable_subset),
             ("spec.canarySubset", &c.canary_subset),
         ] {
-            if !subset.is_empty() && !subsets.iter().any(|s| s.name == *subset) {
+            if !subset.is_empty() && !drs.has_subset(&host, subset) {
                 out.push(missing(
                     field,
                     format!("subset `{subset}` of {host} is not defined in any DestinationRule"),

@@ -177,6 +177,14 @@ impl<'a> DestinationRuleIndex<'a> {
         merged_subsets(self.for_host(hostname))
     }
 
+    /// Whether a rule for the host defines subset `name`: [`subsets`](Self::subsets) without
+    /// copying every subset's labels (the analysis asks this once per routed destination).
+    pub fn has_subset(&self, hostname: &str, name: &str) -> bool {
+        self.for_host(hostname)
+            .iter()
+            .any(|(_, dr)| dr.subsets.iter().any(|s| s.name == name))
+    }
+
     /// Merged subsets of the rules [`for_service`](Self::for_service) picks.
     pub fn subsets_for(&self, hostname: &str, namespaces: &[&str]) -> Vec<SubsetDef> {
         merged_subsets(self.for_service(hostname, namespaces))
