@@ -263,8 +263,9 @@ fn locality_layout(
         }
         _ => None,
     };
-    // One tier without zone routing is the plain balancer.
-    if levels.len() < 2 && zones.is_none() {
+    // Zone-aware balancing keeps a single unweighted tier, which without zone routing is the
+    // plain balancer.
+    if setting.zone_aware && levels.len() < 2 && zones.is_none() {
         return None;
     }
     Some(

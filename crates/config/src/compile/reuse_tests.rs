@@ -494,7 +494,10 @@ fn zone_aware_clusters_follow_the_proxys_own_service() {
         let incremental = build_for(&proxy, all(&own), Some(&active), &state);
         let full = build_for(&proxy, all(&own), None, &state);
         let diff = difference(&serialized(&incremental), &serialized(&full), "");
-        assert!(diff.is_none(), "own service in {step:?}: differ at {diff:?}");
+        assert!(
+            diff.is_none(),
+            "own service in {step:?}: differ at {diff:?}"
+        );
         // Zone routing needs two local zones, the proxy's among them.
         let mut expected: BTreeMap<String, u64> = BTreeMap::new();
         for z in step {
@@ -505,7 +508,10 @@ fn zone_aware_clusters_follow_the_proxys_own_service() {
         }
         assert_eq!(zones(&incremental), expected, "own service in {step:?}");
         // A cluster that does not balance by zone is kept.
-        assert!(Arc::ptr_eq(&active.clusters[plain], &incremental.clusters[plain]));
+        assert!(Arc::ptr_eq(
+            &active.clusters[plain],
+            &incremental.clusters[plain]
+        ));
         active = incremental;
     }
 }
