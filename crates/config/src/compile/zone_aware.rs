@@ -103,3 +103,51 @@ fn enables(lb: Option<&LoadBalancerSettings>) -> bool {
             enabled != Some(false)
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use sluice_lb::StateStore;
+    use sluice_model::{codes, parse_text};
+
+    use crate::proxy::ProxyConfig;
+
+    const CONFIG: &str = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: sleep, namespace: sample}\nspec:\n  hosts: [sleep.sample.svc.cluster.local]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints:\n  - {address: 10.0.0.1, locality: region1/zone1, labels: {app: sleep}}\n  - {address: 10.0.0.2, locality: region1/zone2, labels: {app: sleep}}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: hw, namespace: sample}\nspec:\n  host: hw.sample.svc.cluster.local\n  subsets:\n  - name: v1\n    labels: {version: v1}\n    trafficPolicy: {loadBalancer: {zoneAwareLbSetting: {enabled: true}}}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: off, namespace: sample}\nspec:\n  host: off.sample.svc.cluster.local\n  trafficPolicy: {loadBalancer: {zoneAwareLbSetting: {enabled: false}}}\n";
+
+    fn warnings(labels: &[(&str, &str)]) -> Vec<(String, String)> {
+        let parsed = parse_text(CONFIG, None);
+        let proxy = ProxyConfig {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            namespace: "sample".into(),
+            locality: "region1/zone1".into(),
+            ..ProxyConfig::default()
+        };
+        let compiled = crate::compile::compile(&parsed.resources, &proxy, &StateStore::new());
+        compiled
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.code == codes::ZONE_AWARE_WITHOUT_LOCAL_CLUSTER)
+            .map(|d| (d.field.unwrap_or_default(), d.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_zone_aware_rule_warns_when_the_proxys_own_service_is_unknown() {
+        let unknown = warnings(&[]);
+        assert_eq!(unknown.len(), 1, "{unknown:?}");
+        assert_eq!(
+            unknown[0].0,
+            "spec.subsets[0].trafficPolicy.loadBalancer.zoneAwareLbSetting"
+        );
+        assert!(unknown[0].1.contains("labels are not known"), "{unknown:?}");
+        let unmatched = warnings(&[("app", "ratings")]);
+        assert_eq!(unmatched.len(), 1, "{unmatched:?}");
+        assert!(unmatched[0].1.contains("app=ratings"), "{unmatched:?}");
+        // Found: nothing to say.
+        assert!(warnings(&[("app", "sleep")]).is_empty());
+    }
+}
