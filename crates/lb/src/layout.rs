@@ -190,7 +190,7 @@ impl LocalityLayout {
         // Envoy routes by zone only in level 0 and not in panic.
         let zone = match &self.zones {
             Some(zones) if level_index == 0 && !panic => {
-                zones.choose(outlier.is_some(), &healthy, rng)
+                zones.choose(outlier.is_some(), healthy, rng)
             }
             _ => None,
         };
