@@ -15,7 +15,7 @@ impl Compiler<'_> {
             return;
         }
         let why = if local_identity_unknown(self.proxy) {
-            "this proxy's workload labels are not known (`sluice run --labels`, or its Pod's labels in Kubernetes mode)".to_string()
+            "this proxy's workload labels are not known (`sluice run --labels`, or the Pod's `--labels-file` in Kubernetes mode)".to_string()
         } else {
             let labels: Vec<String> = self
                 .proxy
