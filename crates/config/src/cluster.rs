@@ -247,8 +247,11 @@ fn locality_layout(
         labels: &proxy.labels,
     };
     let levels = setting.levels(origin, &places, policy.outlier.is_some())?;
+    // Envoy routes by zone in its round robin, least request and random balancers; the
+    // consistent-hash ones (ring hash, Maglev) pick by hash within the priority level only.
+    let hashing = matches!(policy.lb, LbPolicy::ConsistentHash(_));
     let zones = match levels.first() {
-        Some(first) if setting.zone_aware && !local.is_empty() => {
+        Some(first) if setting.zone_aware && !local.is_empty() && !hashing => {
             let members: Vec<(usize, &Locality)> = first
                 .iter()
                 .flat_map(|(m, _)| m.iter())
