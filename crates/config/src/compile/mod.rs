@@ -208,9 +208,7 @@ fn compile_from<R: Borrow<Resource>>(
     let security = c.compile_security();
     c.build_clusters(&security.peer_authentication);
     c.warn_cross_network_endpoints();
-    let local = std::mem::take(&mut c.memo.local);
-    c.warn_zone_aware_without_local_cluster(&local);
-    c.memo.local = local;
+    c.warn_zone_aware_without_local_cluster();
     let mut listeners = Vec::new();
     let mut tls_listeners = Vec::new();
     if proxy.gateway_role {

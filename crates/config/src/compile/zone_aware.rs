@@ -5,13 +5,12 @@ use sluice_model::{codes, LoadBalancerSettings, Resource, Severity, Spec, Traffi
 
 use super::Compiler;
 use crate::labels::selector_matches;
-use crate::local_cluster::LocalCluster;
 
 impl Compiler<'_> {
     /// A warning on each DestinationRule of this proxy that enables `zoneAwareLbSetting` when
-    /// the proxy's own service was not found.
-    pub(crate) fn warn_zone_aware_without_local_cluster(&mut self, local: &LocalCluster) {
-        if !local.is_empty() {
+    /// the proxy's own service (this build's, kept in the memo) was not found.
+    pub(crate) fn warn_zone_aware_without_local_cluster(&mut self) {
+        if !self.memo.local.is_empty() {
             return;
         }
         let why = if local_identity_unknown(self.proxy) {
