@@ -10,7 +10,6 @@ use sluice_lb::{
 };
 
 use crate::local_cluster::LocalCluster;
-
 use crate::policy::{ClusterPolicy, HashAlgorithm, LbPolicy};
 use crate::protocol::Protocol;
 use crate::proxy::ProxyConfig;
