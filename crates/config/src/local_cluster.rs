@@ -143,6 +143,22 @@ mod tests {
         );
     }
 
+    /// Kubernetes mode: a Service's endpoints carry their Pods' labels, the proxy its own Pod's
+    /// (`--labels-file`); Pods of another ReplicaSet (another `pod-template-hash`) are left out,
+    /// as Istio's local cluster leaves them out.
+    #[test]
+    fn pods_of_the_proxys_replica_set_only() {
+        let r = registry("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: k8s-sleep, namespace: sample}\nspec:\n  hosts: [sleep.sample.svc.cluster.local]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  location: MESH_INTERNAL\n  endpoints:\n  - {address: 10.0.0.1, locality: region1/zone1, labels: {app: sleep, pod-template-hash: abc}}\n  - {address: 10.0.0.2, locality: region1/zone2, labels: {app: sleep, pod-template-hash: abc}}\n  - {address: 10.0.0.3, locality: region1/zone2, labels: {app: sleep, pod-template-hash: old}}\n");
+        let local = LocalCluster::of(
+            &r,
+            &proxy(&[("app", "sleep"), ("pod-template-hash", "abc")]),
+        );
+        assert_eq!(
+            local.localities,
+            BTreeMap::from([("region1/zone1".into(), 1), ("region1/zone2".into(), 1)])
+        );
+    }
+
     #[test]
     fn unknown_labels_or_no_match_find_nothing() {
         let r = registry(SERVICES);
