@@ -1,13 +1,15 @@
 //! Clusters: a service port, optionally narrowed to a DestinationRule subset, with its endpoints.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 use sluice_lb::{
     Balancer, LbAlgorithm, LbEndpoint, Locality, LocalityLayout, Origin, OutlierConfig,
-    PickContext, Placement, SlowStart, StateStore,
+    PickContext, Placement, SlowStart, StateStore, ZoneRouting, DEFAULT_MIN_CLUSTER_SIZE,
 };
 
+use crate::local_cluster::LocalCluster;
 use crate::policy::{ClusterPolicy, HashAlgorithm, LbPolicy};
 use crate::protocol::Protocol;
 use crate::proxy::ProxyConfig;
@@ -53,8 +55,21 @@ pub struct Cluster {
     /// to (Istio's dynamic forward proxy cluster).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dynamic_dns: bool,
+    /// `zoneAwareLbSetting` in force: the proxy's own service instances per locality that the
+    /// zones of the first tier are weighed by (empty: no zone-aware routing).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub local_zones: BTreeMap<String, u64>,
     #[serde(skip)]
     balancer: Balancer,
+}
+
+/// The proxy a cluster is compiled for: who it is, and where its own service runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer<'a> {
+    /// The proxy (locality, labels).
+    pub proxy: &'a ProxyConfig,
+    /// The proxy's own service instances per locality.
+    pub local: &'a LocalCluster,
 }
 
 /// The balancing algorithm for a cluster policy.
@@ -81,7 +96,8 @@ pub fn cluster_name(host: &str, port: u16, subset: Option<&str>) -> String {
 
 impl Cluster {
     /// Builds a cluster from a service port and the endpoints a subset selected, for `proxy`
-    /// (whose locality orders the endpoints when locality balancing applies).
+    /// (whose locality orders the endpoints when locality balancing applies, and whose own
+    /// service instances weigh the zones under zone-aware balancing).
     pub fn new(
         service: &Service,
         port: &ServicePort,
@@ -89,8 +105,9 @@ impl Cluster {
         endpoints: Vec<Arc<Endpoint>>,
         policy: Arc<ClusterPolicy>,
         state: &StateStore,
-        proxy: &ProxyConfig,
+        viewer: Viewer<'_>,
     ) -> Cluster {
+        let Viewer { proxy, local } = viewer;
         let name = cluster_name(&service.hostname, port.number, subset);
         let endpoints: Vec<UpstreamEndpoint> = endpoints
             .into_iter()
@@ -127,12 +144,17 @@ impl Cluster {
             min_weight: w.minimum_percent / 100.0,
             aggression: w.aggression,
         });
+        let layout = locality_layout(&name, &policy, proxy, local, &endpoints, state);
+        let local_zones = match layout.as_ref().and_then(LocalityLayout::zones) {
+            Some(_) => local.localities.clone(),
+            None => BTreeMap::new(),
+        };
         let balancer = Balancer::build(
             algorithm(&policy),
             lb_endpoints,
             outlier,
             state.counter(&format!("lb-rr|{name}")),
-            locality_layout(&name, &policy, proxy, &endpoints, state),
+            layout,
             slow_start,
         );
         Cluster {
@@ -146,6 +168,7 @@ impl Cluster {
             original_dst: (service.resolution == "NONE" && service.endpoints.is_empty())
                 || matches!(policy.lb, LbPolicy::Passthrough),
             dynamic_dns: service.resolution == "DYNAMIC_DNS",
+            local_zones,
             policy,
             balancer,
         }
@@ -171,6 +194,7 @@ impl Cluster {
             endpoints: Vec::new(),
             original_dst: false,
             dynamic_dns: false,
+            local_zones: BTreeMap::new(),
             policy: Arc::new(ClusterPolicy::default()),
             balancer,
         }
@@ -189,11 +213,13 @@ impl Cluster {
 }
 
 /// The priority levels and weighted localities of a cluster, when its locality setting applies
-/// to this proxy and these endpoints (`None` otherwise: the balancer stays flat).
+/// to this proxy and these endpoints (`None` otherwise: the balancer stays flat), with
+/// zone-aware routing in the first level when the setting asks for it and Envoy would do it.
 fn locality_layout(
     name: &str,
     policy: &ClusterPolicy,
     proxy: &ProxyConfig,
+    local: &LocalCluster,
     endpoints: &[UpstreamEndpoint],
     state: &StateStore,
 ) -> Option<LocalityLayout> {
@@ -220,10 +246,34 @@ fn locality_layout(
         labels: &proxy.labels,
     };
     let levels = setting.levels(origin, &places, policy.outlier.is_some())?;
-    Some(LocalityLayout::new(
-        levels,
-        state.counter(&format!("lb-locality|{name}")),
-    ))
+    // Envoy routes by zone in its round robin, least request and random balancers; the
+    // consistent-hash ones (ring hash, Maglev) pick by hash within the priority level only.
+    let hashing = matches!(policy.lb, LbPolicy::ConsistentHash(_));
+    let zones = match levels.first() {
+        Some(first) if setting.zone_aware && !local.is_empty() && !hashing => {
+            let members: Vec<(usize, &Locality)> = first
+                .iter()
+                .flat_map(|(m, _)| m.iter())
+                .filter_map(|&i| Some((i, localities.get(i)?)))
+                .collect();
+            ZoneRouting::new(
+                &me,
+                &members,
+                &local.shares(),
+                setting.min_cluster_size.unwrap_or(DEFAULT_MIN_CLUSTER_SIZE),
+            )
+        }
+        _ => None,
+    };
+    // Zone-aware balancing keeps a single unweighted tier, which without zone routing is the
+    // plain balancer.
+    if setting.zone_aware && levels.len() < 2 && zones.is_none() {
+        return None;
+    }
+    Some(
+        LocalityLayout::new(levels, state.counter(&format!("lb-locality|{name}")))
+            .with_zones(zones),
+    )
 }
 
 fn join_host_port(host: &str, port: u16) -> String {

@@ -16,6 +16,7 @@ pub mod jwt_claim;
 pub mod labels;
 pub mod listener;
 pub mod load;
+pub mod local_cluster;
 pub mod matcher;
 pub mod outbound;
 pub mod policy;

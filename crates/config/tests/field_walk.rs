@@ -149,12 +149,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("DestinationRule", "trafficPolicy.loadBalancer.consistentHash.maglev", E("load_balancer_variants")),
     ("DestinationRule", "trafficPolicy.loadBalancer.consistentHash.minimumRingSize", E("load_balancer_variants")),
     ("DestinationRule", "trafficPolicy.loadBalancer.localityLbSetting", E("locality_failover_task")),
-    ("DestinationRule", "trafficPolicy.loadBalancer.zoneAwareLbSetting", E("zone_aware_lb_setting_tiers_endpoints_by_region")),
-    ("DestinationRule", "trafficPolicy.loadBalancer.zoneAwareLbSetting.zoneBalancing", N {
-        spec: "host: a\n  trafficPolicy: {loadBalancer: {zoneAwareLbSetting: {enabled: true}}}",
-        at: "spec.trafficPolicy.loadBalancer.zoneAwareLbSetting",
-        readme: "DestinationRule `zoneAwareLbSetting` balancing by zone within the proxy's region (Istio's needs ISTIO_META_ENABLE_SELF_DISCOVERY; its regional tiers and `failover` are enforced)",
-    }),
+    ("DestinationRule", "trafficPolicy.loadBalancer.zoneAwareLbSetting", E("zone_aware_routing_weighs_zones_by_the_proxys_own_service")),
     ("DestinationRule", "trafficPolicy.loadBalancer.warmup", E("slow_start_holds_back_a_new_endpoint_until_its_window_has_passed")),
     ("DestinationRule", "trafficPolicy.loadBalancer.warmupDurationSecs", E("warmup_retry_budget_and_cookie_attributes")),
     ("DestinationRule", "trafficPolicy.connectionPool.tcp.maxConnections", E("circuit_breaker_overflows_with_503_uo")),

@@ -12,6 +12,7 @@ use crate::priority::{availability, level_for_roll, priority_loads, MAX_LEVELS};
 use crate::random::Rng;
 use crate::schedule::WeightedSchedule;
 use crate::selection::Candidates;
+use crate::zone_aware::ZoneRouting;
 
 /// The endpoints of one locality within a level, with the locality's weight (`distribute`).
 #[derive(Debug, Clone)]
@@ -32,6 +33,8 @@ struct Level {
 #[derive(Debug, Clone)]
 pub struct LocalityLayout {
     levels: Vec<Level>,
+    /// Zone-aware routing within level 0 (`zoneAwareLbSetting` with a known local cluster).
+    zones: Option<Arc<ZoneRouting>>,
 }
 
 /// One level as given to [`LocalityLayout::new`]: its localities as (endpoint indices, weight).
@@ -73,7 +76,24 @@ impl LocalityLayout {
                 Level { groups, schedule }
             })
             .collect();
-        LocalityLayout { levels }
+        LocalityLayout {
+            levels,
+            zones: None,
+        }
+    }
+
+    /// The same layout, choosing a zone of level 0 per request by Envoy's zone-aware routing
+    /// (`zones` is built over level 0's endpoints).
+    pub fn with_zones(self, zones: Option<ZoneRouting>) -> Self {
+        LocalityLayout {
+            zones: zones.map(Arc::new),
+            ..self
+        }
+    }
+
+    /// The zone-aware routing of level 0, if any.
+    pub fn zones(&self) -> Option<&ZoneRouting> {
+        self.zones.as_deref()
     }
 
     /// Number of priority levels.
@@ -167,9 +187,21 @@ impl LocalityLayout {
             return Candidates::None;
         };
         let usable = |i: usize| if panic { weighted(i) } else { healthy(i) };
+        // Envoy routes by zone only in level 0 and not in panic.
+        let zone = match &self.zones {
+            Some(zones) if level_index == 0 && !panic => {
+                zones.choose(outlier.is_some(), healthy, rng)
+            }
+            _ => None,
+        };
+        let members: &[usize] = match zone {
+            // A zone with nothing usable (only by rounding): the whole level.
+            Some(z) if z.iter().any(|&i| usable(i)) => z,
+            _ => &group.members,
+        };
         let mut mask = vec![false; endpoints.len()];
         let mut any = false;
-        for &i in &group.members {
+        for &i in members {
             if usable(i) && i < mask.len() {
                 mask[i] = true;
                 any = true;
@@ -178,8 +210,7 @@ impl LocalityLayout {
         if !any {
             return Candidates::None;
         }
-        let keeps_one = group
-            .members
+        let keeps_one = members
             .iter()
             .any(|&i| mask.get(i).copied().unwrap_or(false) && !exclude.contains(&i));
         if keeps_one {

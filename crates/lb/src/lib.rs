@@ -44,6 +44,7 @@ pub mod schedule;
 pub mod selection;
 pub mod slow_start;
 pub mod state;
+pub mod zone_aware;
 
 pub use balancer::{Balancer, LbAlgorithm, PickContext};
 pub use detector::OutlierDetector;
@@ -63,3 +64,4 @@ pub use schedule::WeightedSchedule;
 pub use selection::Candidates;
 pub use slow_start::SlowStart;
 pub use state::StateStore;
+pub use zone_aware::{ZoneRouting, ZoneState, DEFAULT_MIN_CLUSTER_SIZE};

@@ -34,9 +34,12 @@ pub struct LocalityPolicy {
     pub failover_priority: Vec<String>,
     /// `zoneAwareLbSetting` rather than `localityLbSetting`: endpoints are tiered by region only
     /// (the proxy's own, then its `failover` region, then the rest, within each
-    /// `failoverPriority` tier), whether or not outlier detection is set; the zones of a region
-    /// share its tier.
+    /// `failoverPriority` tier), whether or not outlier detection is set; within the first tier
+    /// requests are routed by zone (see [`crate::zone_aware`]) when the proxy's own service is
+    /// known.
     pub zone_aware: bool,
+    /// `zoneAwareLbSetting.minClusterSize` (`None`: Envoy's default, 6).
+    pub min_cluster_size: Option<u64>,
 }
 
 /// Where one endpoint is, as the policy needs it.
@@ -62,7 +65,8 @@ pub struct Origin<'a> {
 impl LocalityPolicy {
     /// The levels for `endpoints` seen from `origin`, or `None` when the policy changes nothing
     /// (unknown proxy locality, no rule applies, or everything lands in one unweighted set), so
-    /// the cluster keeps the plain balancer.
+    /// the cluster keeps the plain balancer. Zone-aware balancing keeps a single tier (its zones
+    /// may still be routed by).
     pub fn levels(
         &self,
         origin: Origin<'_>,
@@ -97,7 +101,7 @@ impl LocalityPolicy {
         let mut distinct: Vec<(usize, usize)> = keys.clone();
         distinct.sort_unstable();
         distinct.dedup();
-        if distinct.len() < 2 {
+        if distinct.len() < 2 && !self.zone_aware {
             return None;
         }
         let levels = distinct

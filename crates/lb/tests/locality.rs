@@ -11,7 +11,7 @@ use std::time::Instant;
 use sluice_lb::outlier::EjectionReason;
 use sluice_lb::{
     Balancer, Distribute, EndpointState, LbAlgorithm, LbEndpoint, Locality, LocalityLayout,
-    LocalityPolicy, Origin, OutlierConfig, PickContext, Placement, Rng,
+    LocalityPolicy, Origin, OutlierConfig, PickContext, Placement, Rng, ZoneRouting,
 };
 
 const ALGORITHMS: [LbAlgorithm; 4] = [
@@ -278,4 +278,76 @@ fn remote_retries_leave_the_tried_levels() {
             assert!(lb.pick(&ctx).is_some());
         }
     }
+}
+
+/// Zone-aware routing inside the first tier, through the balancer: the proxy's service is half
+/// in zone1, half in zone2; upstream has 3 endpoints in each, so every pick stays in zone1
+/// (LocalityDirect) until ejections leave zone1 a smaller share than its callers' (then part
+/// of the picks go to zone2), and region2 is only a failover tier.
+#[test]
+fn zone_aware_routing_follows_health_changes() {
+    let localities = [
+        "region1/zone1",
+        "region1/zone1",
+        "region1/zone1",
+        "region1/zone2",
+        "region1/zone2",
+        "region1/zone2",
+        "region2/zone3",
+    ];
+    let locs: Vec<Locality> = localities.iter().map(|l| Locality::parse(l)).collect();
+    let none = BTreeMap::new();
+    let places: Vec<Placement<'_>> = locs
+        .iter()
+        .map(|l| Placement {
+            locality: l,
+            labels: &none,
+            weight: 1,
+        })
+        .collect();
+    let me = Locality::parse("region1/zone1");
+    let origin = Origin {
+        locality: &me,
+        labels: &none,
+    };
+    let policy = LocalityPolicy {
+        zone_aware: true,
+        min_cluster_size: Some(3),
+        ..Default::default()
+    };
+    let levels = policy.levels(origin, &places, true).unwrap();
+    let first: Vec<(usize, &Locality)> = levels[0]
+        .iter()
+        .flat_map(|(m, _)| m.iter().map(|&i| (i, &locs[i])))
+        .collect();
+    let local = [
+        (Locality::parse("region1/zone1"), 2),
+        (Locality::parse("region1/zone2"), 2),
+    ];
+    let zones = ZoneRouting::new(&me, &first, &local, 3);
+    assert!(zones.is_some());
+    let layout = LocalityLayout::new(levels, Arc::new(AtomicU64::new(0))).with_zones(zones);
+    let endpoints = (0..localities.len())
+        .map(|i| LbEndpoint::new(1, Arc::new(EndpointState::new(format!("10.0.0.{i}:80")))))
+        .collect();
+    let lb = Balancer::with_layout(
+        LbAlgorithm::RoundRobin,
+        endpoints,
+        Some(outlier()),
+        Arc::new(AtomicU64::new(0)),
+        Some(layout),
+    );
+    let now = Instant::now();
+    let c = counts(&lb, 300, now);
+    assert_eq!(c[..3].iter().sum::<usize>(), 300, "{c:?}");
+    // Two of zone1's three ejected: 1 of 4 healthy upstream (25 %) for 50 % of the callers, so
+    // half of region1's picks stay in zone1; region1 is 4/6 healthy (× 1.4 = 93 %), so 7 % of
+    // the picks spill to region2.
+    eject(&lb, 0, now);
+    eject(&lb, 1, now);
+    let c = counts(&lb, 4000, now);
+    let (zone1, zone2, region2) = (c[2], c[3] + c[4] + c[5], c[6]);
+    assert!((1650..=2050).contains(&zone1), "{c:?}");
+    assert!((1650..=2050).contains(&zone2), "{c:?}");
+    assert!((180..=400).contains(&region2), "{c:?}");
 }

@@ -56,6 +56,12 @@ struct Task {
 impl Task {
     /// Backends in `localities`, the proxy in region1/zone1 with `dr` applied.
     async fn start(localities: &[(&str, &str)], dr: &str) -> Task {
+        Task::start_with(localities, dr, None).await
+    }
+
+    /// [`Task::start`], the proxy being an instance of `app=sleep` whose own service (this
+    /// ServiceEntry, when given) tells how its instances are spread over the zones.
+    async fn start_with(localities: &[(&str, &str)], dr: &str, own: Option<&str>) -> Task {
         let mut backends = Vec::new();
         let mut endpoints = Vec::new();
         for (locality, version) in localities {
@@ -67,9 +73,15 @@ impl Task {
         let dir = ConfigDir::new();
         dir.write("svc.yaml", &service_yaml(port, &endpoints));
         dir.write("dr.yaml", dr);
+        if let Some(own) = own {
+            dir.write("own.yaml", own);
+        }
         let proxy = proxy(dir.path(), |o| {
             o.proxy.locality = "region1/zone1".into();
             o.proxy.namespace = "sample".into();
+            if own.is_some() {
+                o.proxy.labels = BTreeMap::from([("app".to_string(), "sleep".to_string())]);
+            }
             o.watch = false;
         })
         .await;
@@ -242,5 +254,94 @@ async fn zone_aware_lb_setting_tiers_endpoints_by_region() {
     );
     t.stop(1).await;
     assert_eq!(t.versions(10).await, only("region3.zone4", 10));
+    t.finish().await;
+}
+
+/// The proxy's own service (`sleep`, this proxy being one of its instances): one instance in
+/// each of `zones` of region1, plus one in region2 (other regions never count).
+fn own_service(zones: &[&str]) -> String {
+    let mut out = format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: sleep, namespace: sample}}\nspec:\n  hosts: [sleep.sample.svc.cluster.local]\n  ports:\n  - {{number: {}, name: http, protocol: HTTP}}\n  resolution: STATIC\n  endpoints:\n  - {{address: 10.255.1.1, locality: region2/zone3, labels: {{app: sleep}}}}\n",
+        free_port()
+    );
+    for (i, zone) in zones.iter().enumerate() {
+        out.push_str(&format!(
+            "  - {{address: 10.255.0.{i}, locality: region1/{zone}, labels: {{app: sleep}}}}\n"
+        ));
+    }
+    out
+}
+
+fn zone_aware_rule(extra: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: helloworld, namespace: sample}}\nspec:\n  host: {HOST}\n  trafficPolicy:\n    loadBalancer:\n      simple: ROUND_ROBIN\n      zoneAwareLbSetting:\n        enabled: true\n{extra}"
+    )
+}
+
+/// `zoneAwareLbSetting` with the proxy's own service known (Istio's self-discovery local
+/// cluster): zones are weighed as Envoy's zone-aware routing does. The proxy's service runs half
+/// in zone1 (the proxy's), half in zone2. With as many upstream hosts in zone1 as in zone2, every
+/// request stays in zone1 (LocalityDirect); with 1 host in zone1 and 3 in zone2, zone1 can take
+/// only 25 % of the traffic for 50 % of the callers, so half of the requests stay and the rest
+/// go to zone2 (LocalityResidual), where plain balancing would give zone1 a quarter.
+#[tokio::test]
+async fn zone_aware_routing_weighs_zones_by_the_proxys_own_service() {
+    let own = own_service(&["zone1", "zone2"]);
+    let direct = [
+        ("region1/zone1", "region1.zone1"),
+        ("region1/zone1", "region1.zone1"),
+        ("region1/zone1", "region1.zone1"),
+        ("region1/zone2", "region1.zone2"),
+        ("region1/zone2", "region1.zone2"),
+        ("region1/zone2", "region1.zone2"),
+        ("region2/zone3", "region2.zone3"),
+    ];
+    let t = Task::start_with(&direct, &zone_aware_rule(""), Some(&own)).await;
+    assert_eq!(t.versions(40).await, only("region1.zone1", 40));
+    t.finish().await;
+
+    let residual = [
+        ("region1/zone1", "region1.zone1"),
+        ("region1/zone2", "region1.zone2"),
+        ("region1/zone2", "region1.zone2"),
+        ("region1/zone2", "region1.zone2"),
+    ];
+    let t = Task::start_with(
+        &residual,
+        &zone_aware_rule("        minClusterSize: 4\n"),
+        Some(&own),
+    )
+    .await;
+    let seen = t.versions(200).await;
+    let local = seen.get("region1.zone1").copied().unwrap_or(0);
+    // 100 expected; plain round robin would give exactly 50.
+    assert!((70..=130).contains(&local), "{seen:?}");
+    assert_eq!(
+        local + seen.get("region1.zone2").copied().unwrap_or(0),
+        200,
+        "{seen:?}"
+    );
+    t.finish().await;
+}
+
+/// Fewer healthy upstream hosts than `minClusterSize` (Envoy's default 6): no zone preference,
+/// the region's endpoints are balanced as one set (round robin: zone1 gets exactly its quarter).
+#[tokio::test]
+async fn zone_aware_routing_is_off_below_min_cluster_size() {
+    let own = own_service(&["zone1", "zone2"]);
+    let upstream = [
+        ("region1/zone1", "region1.zone1"),
+        ("region1/zone2", "region1.zone2"),
+        ("region1/zone2", "region1.zone2"),
+        ("region1/zone2", "region1.zone2"),
+    ];
+    let t = Task::start_with(&upstream, &zone_aware_rule(""), Some(&own)).await;
+    assert_eq!(
+        t.versions(40).await,
+        BTreeMap::from([
+            ("region1.zone1".to_string(), 10),
+            ("region1.zone2".to_string(), 30)
+        ])
+    );
     t.finish().await;
 }

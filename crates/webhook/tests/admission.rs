@@ -350,7 +350,8 @@ async fn accepted_objects_carry_their_warnings() {
     let dr = json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
                     "metadata": {"name": "reviews", "namespace": "apps"},
                     "spec": {"host": "reviews",
-                             "trafficPolicy": {"loadBalancer": {"zoneAwareLbSetting": {"enabled": true}}}}});
+                             "trafficPolicy": {"loadBalancer": {"zoneAwareLbSetting": {"enabled": true,
+                                 "failover": [{"from": "region1", "to": "region2"}]}}}}});
     let kind = ("networking.istio.io", "v1", "DestinationRule");
     let reply = h.post("/validate", &review("dr", "apps", kind, dr)).await;
     assert_eq!(reply["response"]["allowed"], true, "{reply}");

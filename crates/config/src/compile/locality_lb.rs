@@ -5,18 +5,24 @@ use serde_json::Value;
 use sluice_lb::{Distribute, LocalityPolicy};
 use sluice_model::LoadBalancerSettings;
 
-/// The setting in force: the DestinationRule's when it has one (its `zoneAwareLbSetting` when
-/// enabled), otherwise the mesh default (enabled, no rules); `enabled: false` turns locality
-/// balancing off (`None`).
+/// The setting in force: the DestinationRule's when it has one (`zoneAwareLbSetting` or
+/// `localityLbSetting`), otherwise the mesh default (enabled, no rules); `enabled: false` turns
+/// locality balancing off (`None`).
 pub(crate) fn locality_policy(lb: Option<&LoadBalancerSettings>) -> Option<LocalityPolicy> {
-    // `zoneAwareLbSetting` (exclusive with `localityLbSetting`): tiers by region, unless
-    // `enabled: false` (then the locality setting below decides, as if it were absent).
-    if let Some(zone_aware) = lb
-        .and_then(|lb| lb.zone_aware_lb_setting.as_ref())
-        .filter(|z| z.get("enabled").and_then(enabled) != Some(false))
-    {
+    // `zoneAwareLbSetting` (exclusive with `localityLbSetting`): tiers by region and routes by
+    // zone within the proxy's region. `enabled: false` still wins over the mesh default: Istio
+    // then sets Envoy's `routing_enabled` to 0 % and assigns no priorities at all.
+    if let Some(zone_aware) = lb.and_then(|lb| lb.zone_aware_lb_setting.as_ref()) {
+        if zone_aware.get("enabled").and_then(enabled) == Some(false) {
+            return None;
+        }
         let mut policy = rules(zone_aware);
         policy.zone_aware = true;
+        policy.min_cluster_size = zone_aware.get("minClusterSize").and_then(|m| {
+            m.as_u64()
+                .or_else(|| m.as_str().and_then(|s| s.parse().ok()))
+                .or_else(|| m.get("value").and_then(Value::as_u64))
+        });
         return Some(policy);
     }
     let Some(setting) = lb.and_then(|lb| lb.locality_lb_setting.as_ref()) else {
@@ -65,6 +71,7 @@ fn rules(setting: &Value) -> LocalityPolicy {
         failover,
         failover_priority,
         zone_aware: false,
+        min_cluster_size: None,
     }
 }
 
@@ -98,8 +105,12 @@ mod tests {
         .unwrap();
         assert!(on.zone_aware);
         assert_eq!(on.failover, vec![("region1".into(), "region3".into())]);
+        assert_eq!(on.min_cluster_size, None);
+        let sized = locality_policy(Some(&zone_aware(serde_json::json!({"minClusterSize": 4}))));
+        assert_eq!(sized.and_then(|p| p.min_cluster_size), Some(4));
+        // Istio: a disabled zone-aware setting turns locality balancing off altogether.
         let off = locality_policy(Some(&zone_aware(serde_json::json!({"enabled": false}))));
-        assert_eq!(off, Some(LocalityPolicy::default()));
+        assert_eq!(off, None);
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod reuse_tests;
 mod route_policy;
 mod security;
 mod tcp;
+mod zone_aware;
 
 use std::borrow::Borrow;
 use std::cell::{Cell, RefCell};
@@ -31,10 +32,11 @@ use std::sync::Arc;
 use sluice_lb::StateStore;
 use sluice_model::{codes, Diagnostic, Resource};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Viewer};
 use crate::dns::DnsAnswers;
 use crate::labels::selector_matches;
 use crate::listener::Listener;
+use crate::local_cluster::LocalCluster;
 use crate::outbound::OutboundTable;
 use crate::policy::{HeaderPolicy, RoutePolicy};
 use crate::proxy::ProxyConfig;
@@ -177,13 +179,17 @@ fn compile_from<R: Borrow<Resource>>(
                 .insert(reuse::address(r), made.iter().cloned().collect());
         },
     );
+    // The proxy's own service, whatever its Sidecar's egress hosts (Istio's self-discovery).
+    let local = LocalCluster::of(&registry, proxy);
     let (ordered, registry) = match &scope.egress {
         Some(egress) => crate::scope::apply_egress(ordered, registry, egress),
         None => (ordered, registry),
     };
     if let (Some(reuse), Some((_, before))) = (reuse.as_mut(), previous) {
         reuse.services_changed(before, &registry);
+        reuse.local_cluster_changed(&local);
     }
+    memo.local = local;
     let mut c = Compiler {
         reuse,
         memo,
@@ -202,6 +208,7 @@ fn compile_from<R: Borrow<Resource>>(
     let security = c.compile_security();
     c.build_clusters(&security.peer_authentication);
     c.warn_cross_network_endpoints();
+    c.warn_zone_aware_without_local_cluster();
     let mut listeners = Vec::new();
     let mut tls_listeners = Vec::new();
     if proxy.gateway_role {
@@ -366,7 +373,10 @@ impl Compiler<'_> {
                         eps,
                         Arc::new(policy),
                         self.state,
-                        self.proxy,
+                        Viewer {
+                            proxy: self.proxy,
+                            local: &self.memo.local,
+                        },
                     );
                     let c = Arc::new(c);
                     self.clusters.insert(c.name.clone(), Arc::clone(&c));

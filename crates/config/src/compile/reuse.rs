@@ -19,6 +19,7 @@ use super::Compiler;
 use crate::cluster::Cluster;
 use crate::dns::DnsAnswers;
 use crate::host::fqdn;
+use crate::local_cluster::LocalCluster;
 use crate::proxy::ProxyConfig;
 use crate::registry::{Registry, Service};
 use crate::vhost::{VirtualHost, VirtualHostTable};
@@ -48,6 +49,8 @@ pub struct Memo {
     pub(crate) vhosts: HashMap<String, Arc<VhostUnit>, Fast>,
     /// Host tables by listener (gateway address, mesh port).
     pub(crate) tables: HashMap<String, Arc<VirtualHostTable>, Fast>,
+    /// The proxy's own service instances, which zone-aware clusters were balanced by.
+    pub(crate) local: LocalCluster,
 }
 
 impl Memo {
@@ -95,6 +98,7 @@ impl Memo {
             clusters: HashMap::default(),
             vhosts: HashMap::default(),
             tables: HashMap::default(),
+            local: LocalCluster::default(),
         }
     }
 }
@@ -203,6 +207,22 @@ impl<'p> Reuse<'p> {
         for svc in previous.services() {
             if registry.get(&svc.hostname).is_none() {
                 self.affected.insert(svc.hostname.clone());
+            }
+        }
+    }
+
+    /// Notes the services whose clusters balance by zone (`zoneAwareLbSetting`) when the
+    /// proxy's own service instances, which weigh the zones, changed.
+    pub(crate) fn local_cluster_changed(&mut self, now: &LocalCluster) {
+        if self.memo.local == *now {
+            return;
+        }
+        for (host, clusters) in &self.memo.clusters {
+            let zone_aware = clusters
+                .iter()
+                .any(|c| c.policy.locality.as_ref().is_some_and(|l| l.zone_aware));
+            if zone_aware {
+                self.affected.insert(host.clone());
             }
         }
     }

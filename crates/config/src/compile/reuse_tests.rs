@@ -313,11 +313,20 @@ fn proxy() -> ProxyConfig {
 }
 
 fn build(objects: Vec<Arc<Resource>>, previous: Option<&Snapshot>, state: &StateStore) -> Snapshot {
+    build_for(&proxy(), objects, previous, state)
+}
+
+fn build_for(
+    proxy: &ProxyConfig,
+    objects: Vec<Arc<Resource>>,
+    previous: Option<&Snapshot>,
+    state: &StateStore,
+) -> Snapshot {
     let inputs = BuildInputs {
         previous,
         ..BuildInputs::default()
     };
-    match build_snapshot_unless(objects, Vec::new(), &proxy(), state, 1, &inputs, &|| false) {
+    match build_snapshot_unless(objects, Vec::new(), proxy, state, 1, &inputs, &|| false) {
         Ok(s) => s,
         Err(e) => panic!("build failed: {e:?}"),
     }
@@ -422,4 +431,87 @@ fn an_unchanged_reload_keeps_every_unit_and_every_finding() {
         .clusters
         .iter()
         .all(|(name, c)| second.clusters.get(name).is_some_and(|k| Arc::ptr_eq(c, k))));
+}
+
+/// The proxy's own service (a ServiceEntry selecting WorkloadEntries in these zones), a
+/// zone-aware destination and a plain one.
+fn zone_objects(own_zones: &[&str]) -> (Vec<Arc<Resource>>, Vec<Arc<Resource>>) {
+    let mut own = String::from(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: sleep, namespace: sample}\n\
+         spec:\n  hosts: [sleep.sample.svc.cluster.local]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  workloadSelector: {labels: {app: sleep}}\n",
+    );
+    for (i, zone) in own_zones.iter().enumerate() {
+        own.push_str(&format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: sleep-{i}, namespace: sample}}\n\
+             spec:\n  address: 10.8.0.{i}\n  locality: region1/{zone}\n  labels: {{app: sleep}}\n"
+        ));
+    }
+    let others = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: hw, namespace: sample}\n\
+         spec:\n  hosts: [hw.sample.svc.cluster.local]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints:\n\
+         \x20 - {address: 10.7.0.1, locality: region1/zone1}\n  - {address: 10.7.0.2, locality: region1/zone2}\n  - {address: 10.7.0.3, locality: region1/zone2}\n\
+         ---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: hw, namespace: sample}\n\
+         spec:\n  host: hw.sample.svc.cluster.local\n  trafficPolicy: {loadBalancer: {zoneAwareLbSetting: {enabled: true, minClusterSize: 1}}}\n\
+         ---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: plain, namespace: sample}\n\
+         spec:\n  hosts: [plain.sample.svc.cluster.local]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints:\n  - {address: 10.6.0.1, locality: region1/zone1}\n";
+    (parse(&own), parse(others))
+}
+
+#[test]
+fn zone_aware_clusters_follow_the_proxys_own_service() {
+    let proxy = ProxyConfig {
+        labels: BTreeMap::from([("app".to_string(), "sleep".to_string())]),
+        namespace: "sample".into(),
+        locality: "region1/zone1".into(),
+        ..ProxyConfig::default()
+    };
+    let state = StateStore::new();
+    let (own, others) = zone_objects(&["zone1", "zone2"]);
+    let all = |own: &[Arc<Resource>]| -> Vec<Arc<Resource>> {
+        others.iter().chain(own).cloned().collect()
+    };
+    let mut active = build_for(&proxy, all(&own), None, &state);
+    let hw = "outbound|80||hw.sample.svc.cluster.local";
+    let plain = "outbound|80||plain.sample.svc.cluster.local";
+    let zones = |s: &Snapshot| -> BTreeMap<String, u64> {
+        s.clusters
+            .get(hw)
+            .map(|c| c.local_zones.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        zones(&active),
+        BTreeMap::from([("region1/zone1".into(), 1), ("region1/zone2".into(), 1)])
+    );
+    let steps: [&[&str]; 5] = [
+        &["zone1", "zone2", "zone2"],
+        &["zone1", "zone1"],
+        &[],
+        &["zone2", "zone1"],
+        &["zone1", "zone2", "zone3"],
+    ];
+    for step in steps {
+        let (own, _) = zone_objects(step);
+        let incremental = build_for(&proxy, all(&own), Some(&active), &state);
+        let full = build_for(&proxy, all(&own), None, &state);
+        let diff = difference(&serialized(&incremental), &serialized(&full), "");
+        assert!(
+            diff.is_none(),
+            "own service in {step:?}: differ at {diff:?}"
+        );
+        // Zone routing needs two local zones, the proxy's among them.
+        let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+        for z in step {
+            *expected.entry(format!("region1/{z}")).or_default() += 1;
+        }
+        if expected.len() < 2 {
+            expected.clear();
+        }
+        assert_eq!(zones(&incremental), expected, "own service in {step:?}");
+        // A cluster that does not balance by zone is kept.
+        assert!(Arc::ptr_eq(
+            &active.clusters[plain],
+            &incremental.clusters[plain]
+        ));
+        active = incremental;
+    }
 }

@@ -21,25 +21,9 @@ const ROUTE_UNSUPPORTED: &[Check<HttpRoute>] = &[];
 /// Fields of a match entry (`spec.http[i].match[j]`): none left.
 const MATCH_UNSUPPORTED: &[Check<HttpMatchRequest>] = &[];
 
-/// Parts of DestinationRule policy objects (any `trafficPolicy` or `portLevelSettings` entry).
-const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[
-    (
-        "loadBalancer.zoneAwareLbSetting",
-        "`zoneAwareLbSetting` balancing by zone within this proxy's region (Envoy's zone-aware routing weighs zones by how this proxy's own service is spread over them, which Istio learns only with ISTIO_META_ENABLE_SELF_DISCOVERY and sluice does not know; the regional tiers and `failover` are enforced, the region's zones share its tier)",
-        |p| {
-            p.load_balancer
-                .as_ref()
-                .and_then(|lb| lb.zone_aware_lb_setting.as_ref())
-                .is_some_and(|z| {
-                    let enabled = z.get("enabled").and_then(|v| {
-                        v.as_bool()
-                            .or_else(|| v.get("value").and_then(serde_json::Value::as_bool))
-                    });
-                    enabled != Some(false)
-                })
-        },
-    ),
-];
+/// Parts of DestinationRule policy objects (any `trafficPolicy` or `portLevelSettings` entry):
+/// none left.
+const POLICY_UNSUPPORTED: &[Check<PortTrafficPolicy>] = &[];
 
 /// Fields only a whole `trafficPolicy` has: none left.
 const TRAFFIC_POLICY_UNSUPPORTED: &[Check<TrafficPolicy>] = &[];
