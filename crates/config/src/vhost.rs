@@ -28,8 +28,9 @@ pub struct VirtualHost {
 pub struct VirtualHostTable {
     /// Virtual hosts in declaration order.
     pub vhosts: Vec<Arc<VirtualHost>>,
+    /// Shared between tables whose virtual hosts answer the same domains in the same order.
     #[serde(skip)]
-    index: DomainIndex,
+    index: Arc<DomainIndex>,
 }
 
 impl VirtualHostTable {
@@ -42,7 +43,29 @@ impl VirtualHostTable {
             }
         }
         index.finish();
-        VirtualHostTable { vhosts, index }
+        VirtualHostTable {
+            vhosts,
+            index: Arc::new(index),
+        }
+    }
+
+    /// [`new`](Self::new), taking `previous`'s index when `vhosts` answer the same domains in
+    /// the same order (an edited route keeps its host's domains): indexing every domain again
+    /// would cost as much as the whole table on each edit.
+    pub fn updating(previous: &VirtualHostTable, vhosts: Vec<Arc<VirtualHost>>) -> Self {
+        let same_domains = previous.vhosts.len() == vhosts.len()
+            && previous
+                .vhosts
+                .iter()
+                .zip(&vhosts)
+                .all(|(a, b)| Arc::ptr_eq(a, b) || a.domains == b.domains);
+        if !same_domains {
+            return Self::new(vhosts);
+        }
+        VirtualHostTable {
+            vhosts,
+            index: Arc::clone(&previous.index),
+        }
     }
 
     /// The virtual host for a Host header value (the port is ignored, case-insensitive).
@@ -82,5 +105,32 @@ mod tests {
         assert_eq!(name("other").as_deref(), Some("any"));
         let t2 = VirtualHostTable::new(vec![vh("exact", &["a"])]);
         assert!(t2.find("b").is_none());
+    }
+
+    #[test]
+    fn an_update_with_the_same_domains_shares_the_index_and_finds_the_new_hosts() {
+        let old = VirtualHostTable::new(vec![vh("a", &["a.example.com"]), vh("b", &["*.b.com"])]);
+        let edited = vec![Arc::clone(&old.vhosts[0]), vh("b2", &["*.b.com"])];
+        let t = VirtualHostTable::updating(&old, edited);
+        assert!(Arc::ptr_eq(&t.index, &old.index));
+        assert_eq!(t.find("x.b.com").map(|v| v.name.as_str()), Some("b2"));
+        assert_eq!(t.find("a.example.com").map(|v| v.name.as_str()), Some("a"));
+        // Other domains, or another order: indexed afresh.
+        for vhosts in [
+            vec![vh("a", &["a.example.com"]), vh("c", &["c.com"])],
+            vec![vh("b", &["*.b.com"]), vh("a", &["a.example.com"])],
+            vec![vh("a", &["a.example.com"])],
+        ] {
+            let fresh = VirtualHostTable::new(vhosts.clone());
+            let t = VirtualHostTable::updating(&old, vhosts);
+            assert!(!Arc::ptr_eq(&t.index, &old.index));
+            for host in ["a.example.com", "x.b.com", "c.com"] {
+                assert_eq!(
+                    t.find(host).map(|v| v.name.clone()),
+                    fresh.find(host).map(|v| v.name.clone()),
+                    "{host}"
+                );
+            }
+        }
     }
 }

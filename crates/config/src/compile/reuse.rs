@@ -349,16 +349,17 @@ impl Compiler<'_> {
         key: String,
         vhosts: Vec<Arc<VirtualHost>>,
     ) -> Arc<VirtualHostTable> {
-        let kept = self
-            .reuse
-            .as_ref()
-            .and_then(|r| r.memo.tables.get(&key))
-            .filter(|t| {
-                t.vhosts.len() == vhosts.len()
-                    && t.vhosts.iter().zip(&vhosts).all(|(a, b)| Arc::ptr_eq(a, b))
-            })
-            .cloned();
-        let table = kept.unwrap_or_else(|| Arc::new(VirtualHostTable::new(vhosts)));
+        let previous = self.reuse.as_ref().and_then(|r| r.memo.tables.get(&key));
+        let table = match previous {
+            Some(t)
+                if t.vhosts.len() == vhosts.len()
+                    && t.vhosts.iter().zip(&vhosts).all(|(a, b)| Arc::ptr_eq(a, b)) =>
+            {
+                Arc::clone(t)
+            }
+            Some(t) => Arc::new(VirtualHostTable::updating(t, vhosts)),
+            None => Arc::new(VirtualHostTable::new(vhosts)),
+        };
         self.memo.tables.insert(key, Arc::clone(&table));
         table
     }
