@@ -18,6 +18,7 @@ pub mod listener;
 pub mod load;
 pub mod matcher;
 pub mod outbound;
+pub mod pipe;
 pub mod policy;
 pub mod protocol;
 pub mod proxy;

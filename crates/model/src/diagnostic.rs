@@ -196,6 +196,9 @@ pub mod codes {
     /// An endpoint is on another network than the proxy's: Istio would go through that
     /// network's gateway, and with none known (sluice has none) reaches it directly.
     pub const CROSS_NETWORK_ENDPOINT: &str = "SLC0019";
+    /// Several services on one unix domain socket egress listener of a TCP or TLS port that a
+    /// stream cannot tell apart (no Host, no SNI): the first one is served there.
+    pub const EGRESS_LISTENER_CONFLICT: &str = "SLC0020";
     /// Several Sidecars without a workload selector in one namespace (the oldest wins).
     pub const MULTIPLE_SIDECARS_WITHOUT_SELECTOR: &str = "IST0111";
     /// Several Sidecars select the same workload (the oldest wins).

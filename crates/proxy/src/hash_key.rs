@@ -47,8 +47,10 @@ pub fn compute(
             hash: headers.get(name.as_str()).map(|v| hash_key(v.as_bytes())),
             set_cookie: None,
         },
+        // A unix domain socket client has no IP: no hash, so the pick is random, as Envoy's is.
         HashKey::SourceIp => RequestHash {
-            hash: Some(hash_key(peer.to_string().as_bytes())),
+            hash: (!sluice_config::pipe::is_pipe(peer))
+                .then(|| hash_key(peer.to_string().as_bytes())),
             set_cookie: None,
         },
         HashKey::QueryParameter(name) => RequestHash {

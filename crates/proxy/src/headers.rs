@@ -74,12 +74,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 pub fn add_forwarding(headers: &mut HeaderMap, peer: IpAddr, edge: bool, scheme: &str) {
     if edge {
         strip_envoy_headers(headers);
-        let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(existing) if !existing.is_empty() => format!("{existing}, {peer}"),
-            _ => peer.to_string(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            headers.insert(X_FORWARDED_FOR, v);
+        // A unix domain socket client has no IP: Envoy appends nothing for a pipe address.
+        if !sluice_config::pipe::is_pipe(peer) {
+            let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+                Some(existing) if !existing.is_empty() => format!("{existing}, {peer}"),
+                _ => peer.to_string(),
+            };
+            if let Ok(v) = HeaderValue::from_str(&xff) {
+                headers.insert(X_FORWARDED_FOR, v);
+            }
         }
         if let Some(v) = scheme_value(scheme) {
             headers.insert(X_FORWARDED_PROTO, v);

@@ -1,20 +1,19 @@
-//! Listeners on unix domain sockets (a Gateway server's `bind: unix://PATH`): HTTP served as on
-//! a TCP listener, each request arriving through the listener's key address in the snapshot.
+//! Listeners on unix domain sockets (a Gateway server's or a Sidecar egress listener's
+//! `bind: unix://PATH`): each connection is served as on a TCP listener (HTTP, TLS termination
+//! or passthrough by SNI, TCP proxy), through the listener's key address in the snapshot. The
+//! client has no IP: it is given `sluice_config::pipe::UNIX_PEER`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use sluice_config::pipe::UNIX_PEER;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
 use crate::drain::Drain;
-use crate::handler::{Entry, ProxyContext};
+use crate::handler::ProxyContext;
 use crate::server::HttpServing;
-
-/// The peer address a unix-socket client is given (it has none): the local host, as the
-/// client shares it.
-const UNIX_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
 /// Binds `path`. A socket file left by a proxy that is gone (nothing accepts on it) is
 /// replaced; one that is in use is an error, as a TCP port held elsewhere is.
@@ -60,22 +59,7 @@ pub(crate) async fn accept_loop(
             tracing::debug!(%path, "connection limit reached; unix socket connection closed");
             continue;
         };
-        let source_node: Arc<str> = ctx
-            .config
-            .load()
-            .and_then(|s| {
-                s.listener(key)
-                    .map(|l| sluice_telemetry::listener_source(l))
-            })
-            .map_or_else(|| Arc::from("unknown"), Arc::from);
-        http.serve(
-            ctx.clone(),
-            stream,
-            Entry::Bound(key),
-            (UNIX_PEER, key),
-            source_node,
-            permit,
-        );
+        crate::accepted::serve(&ctx, &http, key, stream, UNIX_PEER, permit);
     }
     drop(listener);
     if let Err(e) = std::fs::remove_file(Path::new(&*path)) {

@@ -110,37 +110,6 @@ async fn capture_mode_none_binds_the_egress_listener_of_an_intercepting_sidecar(
     p.shutdown().await;
 }
 
-/// One HTTP/1.1 GET over the unix domain socket `path`: (status, body).
-async fn unix_get(path: &std::path::Path, host: &str) -> Result<(u16, String), String> {
-    use http_body_util::{BodyExt, Empty};
-    let stream = tokio::net::UnixStream::connect(path)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let req = http::Request::get("/")
-        .header("host", host)
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(5), send.send_request(req))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((
-        status,
-        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
-    ))
-}
-
 /// An HTTP egress listener on a unix domain socket (`port: 0`, `bind: unix://PATH`) is bound
 /// whatever the capture mode, and routes by Host to the services it imports, on their own
 /// ports; a host it does not import is not found there.
@@ -172,12 +141,83 @@ async fn egress_bind_to_a_unix_socket_serves_its_hosts_there() {
     })
     .await;
     for _ in 0..2 {
-        let (status, body) = unix_get(&socket, "app").await.unwrap();
+        let (status, body) = sluice_test_support::unix::http_get(&socket, "app")
+            .await
+            .unwrap();
         assert_eq!(status, 200, "{body}");
         assert!(body.starts_with("app v1"), "{body}");
     }
-    let (status, _) = unix_get(&socket, "other.example.com").await.unwrap();
+    let (status, _) = sluice_test_support::unix::http_get(&socket, "other.example.com")
+        .await
+        .unwrap();
     assert_eq!(status, 404, "not imported by the socket's listener");
     assert_eq!(other.requests(), 0);
     p.shutdown().await;
+}
+
+/// A ServiceEntry `host` with one TCP port `port`, served by the echo server at `echo`.
+fn tcp_service(name: &str, host: &str, port: u16, echo: SocketAddr) -> String {
+    format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{host}]\n  location: MESH_EXTERNAL\n  resolution: STATIC\n  ports: [{{number: {port}, name: tcp, protocol: TCP}}]\n  endpoints:\n  - {{address: 127.0.0.1, ports: {{tcp: {}}}}}\n", echo.port())
+}
+
+/// A TCP egress listener on a unix domain socket (`port: 0`, `protocol: TCP`) relays each
+/// connection to the service it imports, byte for byte; with a second TCP service imported the
+/// first one keeps the socket and the other is said (a stream has no Host to choose by), as
+/// Istio's conflicting TCP listeners.
+#[tokio::test]
+async fn egress_bind_to_a_unix_socket_relays_a_tcp_port() {
+    let mut args = BackendArgs::ephemeral("tcp-echo", "v1");
+    args.tcp_echo = Some("one".into());
+    let echo = Backend::start(args).await.unwrap();
+    let mut args = BackendArgs::ephemeral("tcp-echo", "v2");
+    args.tcp_echo = Some("two".into());
+    let other = Backend::start(args).await.unwrap();
+    let dir = ConfigDir::new();
+    let socket = dir.path().join("egress-tcp.sock");
+    dir.write(
+        "echo.yaml",
+        &format!(
+            "{}---\n{}",
+            tcp_service("echo", "echo.example.com", free_port(), echo.addr()),
+            tcp_service("zecho", "zecho.example.com", free_port(), other.addr())
+        ),
+    );
+    let egress = |hosts: &str| {
+        sidecar(&format!(
+            "  - port: {{number: 0, protocol: TCP, name: uds}}\n    bind: unix://{}\n    hosts: [{hosts}]\n  - hosts: [\"*/*\"]\n",
+            socket.display()
+        ))
+    };
+    dir.write("sidecar.yaml", &egress("\"./echo.example.com\""));
+    let p = proxy(dir.path(), |o| {
+        o.watch = false;
+        o.proxy.mesh_role = false;
+        o.proxy.outbound_role = true;
+    })
+    .await;
+    let warned = format!("{:?}", p.snapshot().unwrap().diagnostics);
+    assert!(!warned.contains("spec.egress[0].bind"), "{warned}");
+    for i in 0..3 {
+        let reply = unix::line(&socket, &format!("hello {i}")).await.unwrap();
+        assert_eq!(reply, format!("one hello {i}"));
+    }
+    // Both services imported: the first keeps the socket, the other is said.
+    dir.write(
+        "sidecar.yaml",
+        &egress("\"./echo.example.com\", \"./zecho.example.com\""),
+    );
+    assert!(p.reload().await.unwrap().is_ok());
+    let warned = format!("{:?}", p.snapshot().unwrap().diagnostics);
+    assert!(
+        warned.contains("SLC0020") && warned.contains("zecho.example.com is not served"),
+        "{warned}"
+    );
+    assert_eq!(unix::line(&socket, "again").await.unwrap(), "one again");
+    p.shutdown().await;
+    assert_eventually(
+        std::time::Duration::from_secs(5),
+        "the socket file is removed at shutdown",
+        || async { !socket.exists() },
+    )
+    .await;
 }

@@ -293,37 +293,6 @@ async fn stat_prefix_counts_the_requests_of_its_match() {
     assert_eq!(all.len(), 2, "{all:?}");
 }
 
-/// One HTTP/1.1 GET over the unix domain socket `path`: (status, body).
-async fn unix_get(path: &Path, host: &str) -> Result<(u16, String), String> {
-    use http_body_util::{BodyExt, Empty};
-    let stream = tokio::net::UnixStream::connect(path)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let req = http::Request::get("/")
-        .header("host", host)
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(5), send.send_request(req))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((
-        status,
-        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
-    ))
-}
-
 /// A server `bind: unix:///PATH` (port 0): its listener is that unix domain socket, serving the
 /// Gateway's routes to real clients over it; removing the server closes the socket and removes
 /// its file.
@@ -359,7 +328,9 @@ async fn server_bind_to_a_unix_socket_serves_http_there() {
     })
     .await;
     for _ in 0..3 {
-        let (status, body) = unix_get(&socket, "x.example.com").await.unwrap();
+        let (status, body) = sluice_test_support::unix::http_get(&socket, "x.example.com")
+            .await
+            .unwrap();
         assert_eq!(status, 200);
         assert!(body.starts_with("a v1"), "{body}");
     }
@@ -373,6 +344,10 @@ async fn server_bind_to_a_unix_socket_serves_http_there() {
         || async { !socket.exists() },
     )
     .await;
-    assert!(unix_get(&socket, "x.example.com").await.is_err());
+    assert!(
+        sluice_test_support::unix::http_get(&socket, "x.example.com")
+            .await
+            .is_err()
+    );
     p.shutdown().await;
 }
