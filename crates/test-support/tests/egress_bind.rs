@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use sluice_test_support::pki::TestCa;
 use sluice_test_support::*;
 
 const HOST: &str = "app.default.svc.cluster.local";
@@ -220,4 +221,50 @@ async fn egress_bind_to_a_unix_socket_relays_a_tcp_port() {
         || async { !socket.exists() },
     )
     .await;
+}
+
+/// A TLS egress listener on a unix domain socket (`port: 0`, `protocol: TLS`) reads the
+/// ClientHello and relays the connection untouched to the imported service its SNI names: the
+/// client sees the service's own certificate; an SNI naming nothing imported is closed.
+#[tokio::test]
+async fn egress_bind_to_a_unix_socket_passes_tls_through_by_sni() {
+    let ca = TestCa::new("external root");
+    let dir = ConfigDir::new();
+    let socket = dir.path().join("egress-tls.sock");
+    let leaf = ca.issue(&["api.example.com"]);
+    let (cert, key) = leaf.write(dir.path(), "api");
+    let api = Backend::start(BackendArgs {
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        ..BackendArgs::ephemeral("api", "v1")
+    })
+    .await
+    .unwrap();
+    dir.write(
+        "api.yaml",
+        &format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: api}}\nspec:\n  hosts: [api.example.com]\n  location: MESH_EXTERNAL\n  resolution: STATIC\n  ports: [{{number: {}, name: tls, protocol: TLS}}]\n  endpoints:\n  - {{address: 127.0.0.1, ports: {{tls: {}}}}}\n", free_port(), api.addr().port()),
+    );
+    dir.write(
+        "sidecar.yaml",
+        &sidecar(&format!(
+            "  - port: {{number: 0, protocol: TLS, name: uds}}\n    bind: unix://{}\n    hosts: [\"./api.example.com\"]\n  - hosts: [\"*/*\"]\n",
+            socket.display()
+        )),
+    );
+    let p = proxy(dir.path(), |o| {
+        o.watch = false;
+        o.proxy.mesh_role = false;
+        o.proxy.outbound_role = true;
+    })
+    .await;
+    let client = pki::TlsClient::new(ca.pem(), "api.example.com");
+    for _ in 0..2 {
+        let r = client.get_unix(&socket, "/").await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.peer.as_ref(), Some(&leaf.der), "the service's own cert");
+    }
+    assert_eq!(api.requests(), 2);
+    let other = pki::TlsClient::new(ca.pem(), "other.example.com");
+    assert!(other.get_unix(&socket, "/").await.is_err());
+    p.shutdown().await;
 }
