@@ -24,6 +24,15 @@ pub fn peer_ip(peer: SocketAddr) -> Option<IpAddr> {
     Some(peer.ip()).filter(|ip| !is_pipe(*ip))
 }
 
+/// A peer as logs show it: its address, or `unix` for a unix domain socket client (Envoy
+/// prints the pipe's path; the listener's name already says it).
+pub fn show_peer(peer: SocketAddr) -> String {
+    match peer_ip(peer) {
+        Some(_) => peer.to_string(),
+        None => "unix".to_string(),
+    }
+}
+
 /// The key address of a listener on the unix domain socket `path`: an address of `100::/64`,
 /// never bound, derived from the path.
 pub fn unix_key(path: &str) -> IpAddr {

@@ -113,5 +113,15 @@ mod tests {
         assert!(sni.matches(ip("1.2.3.4"), ip("5.6.7.8"), Some("a.example.com")));
         assert!(!sni.matches(ip("1.2.3.4"), ip("5.6.7.8"), Some("example.com")));
         assert!(!sni.matches(ip("1.2.3.4"), ip("5.6.7.8"), None));
+        // A unix domain socket client or listener has no IP: no subnet holds it.
+        let all = L4Match {
+            destination_subnets: vec!["::/0".parse().unwrap()],
+            source_subnet: Some("::/0".parse().unwrap()),
+            sni_hosts: vec![],
+        };
+        let pipe = crate::pipe::UNIX_PEER.ip();
+        assert!(all.matches(ip("::1"), ip("::1"), None));
+        assert!(!all.matches(pipe, ip("::1"), None));
+        assert!(!all.matches(ip("::1"), crate::pipe::unix_key("/tmp/s.sock"), None));
     }
 }

@@ -163,5 +163,11 @@ mod tests {
             ip,
         );
         assert!(none.hash.is_none());
+        let source = compute(&HashKey::SourceIp, &HeaderMap::new(), "/", ip);
+        assert_eq!(source.hash, Some(hash_key(b"127.0.0.9")));
+        // A unix domain socket client has no IP: no hash (a random pick, as in Envoy).
+        let pipe = sluice_config::pipe::UNIX_PEER.ip();
+        let unix = compute(&HashKey::SourceIp, &HeaderMap::new(), "/", pipe);
+        assert!(unix.hash.is_none());
     }
 }

@@ -165,6 +165,14 @@ mod tests {
         let mut m = HeaderMap::new();
         add_forwarding(&mut m, "127.0.0.9".parse().unwrap(), false, "http");
         assert!(m.get("x-forwarded-for").is_none());
+        // A unix domain socket client has no IP: the header is left as the client sent it.
+        let pipe = sluice_config::pipe::UNIX_PEER.ip();
+        let mut u = HeaderMap::new();
+        add_forwarding(&mut u, pipe, true, "http");
+        assert!(u.get("x-forwarded-for").is_none());
+        u.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        add_forwarding(&mut u, pipe, true, "http");
+        assert_eq!(u["x-forwarded-for"], "10.0.0.1");
     }
 
     #[test]

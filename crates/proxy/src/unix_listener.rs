@@ -16,8 +16,13 @@ use crate::handler::ProxyContext;
 use crate::server::HttpServing;
 
 /// Binds `path`. A socket file left by a proxy that is gone (nothing accepts on it) is
-/// replaced; one that is in use is an error, as a TCP port held elsewhere is.
+/// replaced; one that is in use is an error, as a TCP port held elsewhere is. A path starting
+/// with `@` is a name in Linux's abstract namespace (as Envoy and Istio read `unix://@name`):
+/// no file, gone with the listener.
 pub(crate) async fn bind(path: &str) -> std::io::Result<UnixListener> {
+    if let Some(name) = path.strip_prefix('@') {
+        return bind_abstract(name);
+    }
     match UnixListener::bind(path) {
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             if UnixStream::connect(path).await.is_ok() {
@@ -28,6 +33,23 @@ pub(crate) async fn bind(path: &str) -> std::io::Result<UnixListener> {
         }
         other => other,
     }
+}
+
+#[cfg(target_os = "linux")]
+fn bind_abstract(name: &str) -> std::io::Result<UnixListener> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr)?;
+    listener.set_nonblocking(true)?;
+    UnixListener::from_std(listener)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn bind_abstract(_: &str) -> std::io::Result<UnixListener> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "abstract unix domain sockets (`unix://@name`) exist on Linux only",
+    ))
 }
 
 /// Accepts on `listener` until told to stop, then removes the socket file.
@@ -62,6 +84,9 @@ pub(crate) async fn accept_loop(
         crate::accepted::serve(&ctx, &http, key, stream, UNIX_PEER, permit);
     }
     drop(listener);
+    if path.starts_with('@') {
+        return;
+    }
     if let Err(e) = std::fs::remove_file(Path::new(&*path)) {
         tracing::debug!(%path, error = %e, "unix socket file not removed");
     }

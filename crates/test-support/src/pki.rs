@@ -281,7 +281,7 @@ impl TlsClient {
         &self,
         path: &Path,
     ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::UnixStream>> {
-        let stream = tokio::net::UnixStream::connect(path).await?;
+        let stream = crate::unix::connect(path).await?;
         self.handshake(stream).await
     }
 

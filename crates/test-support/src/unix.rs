@@ -8,9 +8,23 @@ use http_body_util::{BodyExt, Empty};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
+/// Connects to the unix domain socket `path`; `@name` is a name in Linux's abstract namespace.
+pub async fn connect(path: &Path) -> std::io::Result<UnixStream> {
+    match path.to_str().and_then(|p| p.strip_prefix('@')) {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+            let s = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+            s.set_nonblocking(true)?;
+            UnixStream::from_std(s)
+        }
+        None => UnixStream::connect(path).await,
+    }
+}
+
 /// One HTTP/1.1 `GET /` with `Host: host` over the unix domain socket `path`: (status, body).
 pub async fn http_get(path: &Path, host: &str) -> Result<(u16, String), String> {
-    let stream = UnixStream::connect(path).await.map_err(|e| e.to_string())?;
+    let stream = connect(path).await.map_err(|e| e.to_string())?;
     let (mut send, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -39,7 +53,7 @@ pub async fn http_get(path: &Path, host: &str) -> Result<(u16, String), String> 
 /// One TCP exchange over the unix domain socket `path`, as [`crate::tcp_line`]: the line out,
 /// the stream half-closed, everything sent back (trimmed); empty when closed without an answer.
 pub async fn line(path: &Path, line: &str) -> Result<String, String> {
-    let mut s = tokio::time::timeout(Duration::from_secs(5), UnixStream::connect(path))
+    let mut s = tokio::time::timeout(Duration::from_secs(5), connect(path))
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| e.to_string())?;

@@ -592,3 +592,36 @@ async fn unix_socket_clients_match_no_ip_blocks() {
     assert_eq!(a.requests(), 1);
     p.shutdown().await;
 }
+
+/// `bind: unix://@NAME` is a socket in Linux's abstract namespace, as Envoy and Istio read it:
+/// served there (a TCP server here), and no file is made for it.
+#[tokio::test]
+async fn server_bind_to_an_abstract_unix_socket_is_served_without_a_file() {
+    let mut args = BackendArgs::ephemeral("tcp-echo", "v1");
+    args.tcp_echo = Some("one".into());
+    let echo = Backend::start(args).await.unwrap();
+    let dir = ConfigDir::new();
+    let name = format!("@sluice-test-{}-{}", std::process::id(), free_port());
+    let socket = Path::new(&name);
+    dir.write(
+        "echo.yaml",
+        &format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: tcp-echo}}\nspec:\n  hosts: [tcp-echo.default.svc.cluster.local]\n  resolution: STATIC\n  ports: [{{number: 9000, name: tcp, protocol: TCP}}]\n  endpoints:\n  - {{address: 127.0.0.1, ports: {{tcp: {}}}}}\n", echo.addr().port()),
+    );
+    dir.write(
+        "gw.yaml",
+        &format!(
+            "{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: tcp-echo\nspec:\n  hosts: [\"*\"]\n  gateways: [gw-unix]\n  tcp:\n  - route:\n    - destination:\n        host: tcp-echo\n        port: {{number: 9000}}\n",
+            unix_gateway(socket, "TCP", "\"*\"", "")
+        ),
+    );
+    let p = unix_gateway_proxy(dir.path()).await;
+    let reply = sluice_test_support::unix::line(socket, "hello")
+        .await
+        .unwrap();
+    assert_eq!(reply, "one hello");
+    assert!(
+        !socket.exists() && !dir.path().join(&name).exists(),
+        "no file"
+    );
+    p.shutdown().await;
+}

@@ -77,7 +77,7 @@ pub(crate) async fn serve<S: crate::accepted::Downstream>(
             &ctx.telemetry,
             &address.to_string(),
             why,
-            &format!("{detail} (client {peer})"),
+            &format!("{detail} (client {})", sluice_config::pipe::show_peer(peer)),
         );
     };
     let (accepted, read) =

@@ -108,6 +108,13 @@ mod tests {
             "PROXY TCP6 ::ffff:10.0.0.1 2001:db8::2 5000 443\r\n"
         );
         assert_eq!(header(ProxyProtocolVersion::V1, None), b"PROXY UNKNOWN\r\n");
+        // A unix domain socket client has no IP.
+        let pipe = Some((sluice_config::pipe::UNIX_PEER, addr("10.0.0.2:80")));
+        assert_eq!(header(ProxyProtocolVersion::V1, pipe), b"PROXY UNKNOWN\r\n");
+        assert_eq!(
+            header(ProxyProtocolVersion::V2, pipe),
+            header(ProxyProtocolVersion::V2, None)
+        );
     }
 
     #[test]
