@@ -122,13 +122,22 @@ impl Compiler<'_> {
             t
         };
         for l in egress.unix_listeners() {
-            let (Some(path), Some(protocol)) = (l.unix.as_deref(), l.protocol) else {
+            let Some(path) = l.unix.as_deref() else {
                 continue;
             };
-            let tls = match protocol {
-                Protocol::Tcp => false,
-                Protocol::Tls | Protocol::Https => true,
-                _ => continue,
+            let tls = match l.protocol {
+                Some(Protocol::Tcp) => false,
+                Some(Protocol::Tls | Protocol::Https) => true,
+                // HTTP: `unix_egress_listeners`.
+                Some(p) if p.is_http() && p != Protocol::Unspecified => continue,
+                _ => {
+                    self.sidecar_warning(
+                        l.index,
+                        "bind",
+                        "a unix domain socket egress listener serves HTTP, TCP and TLS ports; this port's protocol is none of them, so the socket is not bound",
+                    );
+                    continue;
+                }
             };
             let services: Vec<Arc<Service>> = self
                 .registry
