@@ -19,6 +19,7 @@ pub mod load;
 pub mod local_cluster;
 pub mod matcher;
 pub mod outbound;
+pub mod pipe;
 pub mod policy;
 pub mod protocol;
 pub mod proxy;

@@ -171,8 +171,18 @@ impl Snapshot {
             .iter()
             .filter(|l| l.unix.is_none())
             .map(|l| l.address)
-            .chain(self.tcp_listeners.iter().map(|l| l.address))
-            .chain(self.tls_listeners.iter().map(|l| l.address))
+            .chain(
+                self.tcp_listeners
+                    .iter()
+                    .filter(|l| l.unix.is_none())
+                    .map(|l| l.address),
+            )
+            .chain(
+                self.tls_listeners
+                    .iter()
+                    .filter(|l| l.unix.is_none())
+                    .map(|l| l.address),
+            )
             .chain(
                 self.security
                     .sidecar_ingress
@@ -183,12 +193,22 @@ impl Snapshot {
             .collect()
     }
 
-    /// The unix domain sockets to listen on, with the key address of each one's listener.
+    /// The unix domain sockets to listen on (HTTP, TCP and TLS listeners), with the key address
+    /// of each one's listener.
     pub fn unix_listeners(&self) -> Vec<(Arc<str>, SocketAddr)> {
-        self.listeners
+        let http = self
+            .listeners
             .iter()
-            .filter_map(|l| l.unix.clone().map(|path| (path, l.address)))
-            .collect()
+            .filter_map(|l| l.unix.clone().map(|path| (path, l.address)));
+        let tcp = self
+            .tcp_listeners
+            .iter()
+            .filter_map(|l| l.unix.clone().map(|path| (path, l.address)));
+        let tls = self
+            .tls_listeners
+            .iter()
+            .filter_map(|l| l.unix.clone().map(|path| (path, l.address)));
+        http.chain(tcp).chain(tls).collect()
     }
 
     /// Where a Sidecar ingress listener binds: its `bind`, else the gateway address (all

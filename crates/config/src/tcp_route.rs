@@ -1,6 +1,7 @@
 //! TCP listeners (VirtualService `tcp` rules): the rule a connection takes, by its addresses.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -21,6 +22,10 @@ pub struct TcpListener {
     pub role: ListenerRole,
     /// Rules in order; the first whose matches hold takes the connection.
     pub rules: Vec<TcpRule>,
+    /// The unix domain socket it listens on (`bind: unix://PATH`); its `address` is then only a
+    /// key, never bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix: Option<Arc<str>>,
 }
 
 /// One compiled `tcp` rule (or a service's default route).
@@ -56,11 +61,12 @@ pub struct L4Match {
 
 impl L4Match {
     /// Whether a connection from `peer` to `local` (with the ClientHello's `sni`, for TLS)
-    /// satisfies the entry.
+    /// satisfies the entry. A unix domain socket peer or listener has no IP: no subnet holds it.
     pub fn matches(&self, peer: IpAddr, local: IpAddr, sni: Option<&str>) -> bool {
+        let holds = |n: &IpNet, ip: IpAddr| !crate::pipe::is_pipe(ip) && n.contains(&ip);
         let dest_ok = self.destination_subnets.is_empty()
-            || self.destination_subnets.iter().any(|n| n.contains(&local));
-        let source_ok = self.source_subnet.is_none_or(|n| n.contains(&peer));
+            || self.destination_subnets.iter().any(|n| holds(n, local));
+        let source_ok = self.source_subnet.is_none_or(|n| holds(&n, peer));
         let sni_ok = self.sni_hosts.is_empty()
             || sni.is_some_and(|name| self.sni_hosts.iter().any(|p| sni_matches(p, name)));
         dest_ok && source_ok && sni_ok
@@ -68,6 +74,13 @@ impl L4Match {
 }
 
 impl TcpListener {
+    /// Whether its rules choose by the ClientHello's SNI (a TLS port's `tls` rules).
+    pub fn by_sni(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.matches.iter().any(|m| !m.sni_hosts.is_empty()))
+    }
+
     /// The rule for a connection from `peer` that reached the proxy at `local`, with the
     /// ClientHello's `sni` on a TLS passthrough chain.
     pub fn route(&self, peer: IpAddr, local: IpAddr, sni: Option<&str>) -> Option<&TcpRule> {
@@ -100,5 +113,15 @@ mod tests {
         assert!(sni.matches(ip("1.2.3.4"), ip("5.6.7.8"), Some("a.example.com")));
         assert!(!sni.matches(ip("1.2.3.4"), ip("5.6.7.8"), Some("example.com")));
         assert!(!sni.matches(ip("1.2.3.4"), ip("5.6.7.8"), None));
+        // A unix domain socket client or listener has no IP: no subnet holds it.
+        let all = L4Match {
+            destination_subnets: vec!["::/0".parse().unwrap()],
+            source_subnet: Some("::/0".parse().unwrap()),
+            sni_hosts: vec![],
+        };
+        let pipe = crate::pipe::UNIX_PEER.ip();
+        assert!(all.matches(ip("::1"), ip("::1"), None));
+        assert!(!all.matches(pipe, ip("::1"), None));
+        assert!(!all.matches(ip("::1"), crate::pipe::unix_key("/tmp/s.sock"), None));
     }
 }

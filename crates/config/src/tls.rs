@@ -215,6 +215,10 @@ pub struct TlsListener {
     pub role: ListenerRole,
     /// Filter chains in declaration order.
     pub chains: Vec<FilterChain>,
+    /// The unix domain socket it listens on (a Gateway server's `bind: unix://PATH`); its
+    /// `address` is then only a key, never bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix: Option<Arc<str>>,
     #[serde(skip)]
     index: DomainIndex,
 }
@@ -242,6 +246,7 @@ impl TlsListener {
             address,
             role,
             chains,
+            unix: None,
             index,
         }
     }
@@ -292,6 +297,7 @@ mod tests {
                 address: "127.0.0.1:443".parse().unwrap(),
                 role: ListenerRole::Mesh,
                 rules: vec![],
+                unix: None,
             })),
         }
     }

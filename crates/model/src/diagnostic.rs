@@ -199,6 +199,9 @@ pub mod codes {
     /// `zoneAwareLbSetting` is in force but the proxy's own service (Envoy's local cluster) was
     /// not found: no zone-aware routing happens.
     pub const ZONE_AWARE_WITHOUT_LOCAL_CLUSTER: &str = "SLC0020";
+    /// Several services on one unix domain socket egress listener of a TCP or TLS port that a
+    /// stream cannot tell apart (no Host, no SNI): the first one is served there.
+    pub const EGRESS_LISTENER_CONFLICT: &str = "SLC0021";
     /// Several Sidecars without a workload selector in one namespace (the oldest wins).
     pub const MULTIPLE_SIDECARS_WITHOUT_SELECTOR: &str = "IST0111";
     /// Several Sidecars select the same workload (the oldest wins).

@@ -47,8 +47,10 @@ pub fn compute(
             hash: headers.get(name.as_str()).map(|v| hash_key(v.as_bytes())),
             set_cookie: None,
         },
+        // A unix domain socket client has no IP: no hash, so the pick is random, as Envoy's is.
         HashKey::SourceIp => RequestHash {
-            hash: Some(hash_key(peer.to_string().as_bytes())),
+            hash: (!sluice_config::pipe::is_pipe(peer))
+                .then(|| hash_key(peer.to_string().as_bytes())),
             set_cookie: None,
         },
         HashKey::QueryParameter(name) => RequestHash {
@@ -161,5 +163,11 @@ mod tests {
             ip,
         );
         assert!(none.hash.is_none());
+        let source = compute(&HashKey::SourceIp, &HeaderMap::new(), "/", ip);
+        assert_eq!(source.hash, Some(hash_key(b"127.0.0.9")));
+        // A unix domain socket client has no IP: no hash (a random pick, as in Envoy).
+        let pipe = sluice_config::pipe::UNIX_PEER.ip();
+        let unix = compute(&HashKey::SourceIp, &HeaderMap::new(), "/", pipe);
+        assert!(unix.hash.is_none());
     }
 }

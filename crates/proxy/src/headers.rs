@@ -74,12 +74,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 pub fn add_forwarding(headers: &mut HeaderMap, peer: IpAddr, edge: bool, scheme: &str) {
     if edge {
         strip_envoy_headers(headers);
-        let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(existing) if !existing.is_empty() => format!("{existing}, {peer}"),
-            _ => peer.to_string(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            headers.insert(X_FORWARDED_FOR, v);
+        // A unix domain socket client has no IP: Envoy appends nothing for a pipe address.
+        if !sluice_config::pipe::is_pipe(peer) {
+            let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+                Some(existing) if !existing.is_empty() => format!("{existing}, {peer}"),
+                _ => peer.to_string(),
+            };
+            if let Ok(v) = HeaderValue::from_str(&xff) {
+                headers.insert(X_FORWARDED_FOR, v);
+            }
         }
         if let Some(v) = scheme_value(scheme) {
             headers.insert(X_FORWARDED_PROTO, v);
@@ -162,6 +165,14 @@ mod tests {
         let mut m = HeaderMap::new();
         add_forwarding(&mut m, "127.0.0.9".parse().unwrap(), false, "http");
         assert!(m.get("x-forwarded-for").is_none());
+        // A unix domain socket client has no IP: the header is left as the client sent it.
+        let pipe = sluice_config::pipe::UNIX_PEER.ip();
+        let mut u = HeaderMap::new();
+        add_forwarding(&mut u, pipe, true, "http");
+        assert!(u.get("x-forwarded-for").is_none());
+        u.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        add_forwarding(&mut u, pipe, true, "http");
+        assert_eq!(u["x-forwarded-for"], "10.0.0.1");
     }
 
     #[test]

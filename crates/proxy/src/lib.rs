@@ -1,5 +1,6 @@
 //! The HTTP data plane: listeners, routing each request with the active snapshot, forwarding.
 
+mod accepted;
 pub mod authority;
 mod black_hole;
 pub mod body;

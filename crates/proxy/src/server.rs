@@ -281,64 +281,6 @@ async fn accept_loop(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let snapshot = ctx.config.load();
-        if let Some(tcp) = snapshot.as_ref().and_then(|s| s.tcp_listener(addr)) {
-            tokio::spawn(permit.hold(crate::tcp_proxy::serve(
-                ctx.clone(),
-                tcp.clone(),
-                stream,
-                peer,
-            )));
-            continue;
-        }
-        if snapshot
-            .as_ref()
-            .is_some_and(|s| s.inbound_listener(addr).is_some())
-        {
-            tokio::spawn(crate::inbound::serve(
-                ctx.clone(),
-                crate::security::InboundTarget::Listener(addr),
-                stream,
-                peer,
-                http.clone(),
-                permit,
-            ));
-            continue;
-        }
-        if snapshot
-            .as_ref()
-            .is_some_and(|s| s.tls_listener(addr).is_some())
-        {
-            tokio::spawn(crate::tls::accept::serve(
-                ctx.clone(),
-                addr,
-                stream,
-                peer,
-                http.clone(),
-                permit,
-            ));
-            continue;
-        }
-        // The listener's graph name is the same for the whole connection.
-        let source_node: Arc<str> = snapshot
-            .and_then(|s| {
-                s.listener(addr)
-                    .map(|l| sluice_telemetry::listener_source(l))
-            })
-            .map_or_else(|| Arc::from("unknown"), Arc::from);
-        // A wildcard listener address does not say which address the client reached.
-        let local = if addr.ip().is_unspecified() {
-            stream.local_addr().unwrap_or(addr)
-        } else {
-            addr
-        };
-        http.serve(
-            ctx.clone(),
-            stream,
-            Entry::Bound(addr),
-            (peer, local),
-            source_node,
-            permit,
-        );
+        crate::accepted::serve(&ctx, &http, addr, stream, peer, permit);
     }
 }

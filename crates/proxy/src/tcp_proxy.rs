@@ -68,15 +68,41 @@ impl Relays {
 
 /// Serves one connection accepted on `listener`; closing it is the only answer to a failure,
 /// as Envoy's TCP proxy does.
-pub async fn serve(
+pub(crate) async fn serve<D: crate::accepted::Downstream>(
     ctx: Arc<ProxyContext>,
     listener: Arc<TcpListener>,
-    downstream: TcpStream,
+    mut downstream: D,
     peer: SocketAddr,
 ) {
-    let local = downstream
-        .local_addr()
-        .map_or(listener.address.ip(), |a| a.ip());
+    let local = downstream.local_ip().unwrap_or(listener.address.ip());
+    // A TLS listener of a unix domain socket (a Sidecar egress TLS port) chooses by SNI.
+    if listener.unix.is_some() && listener.by_sni() {
+        let hello = tokio::time::timeout(
+            crate::tls::accept::CLIENT_HELLO_TIMEOUT,
+            crate::tls::accept::read_client_hello(&mut downstream),
+        )
+        .await;
+        let Ok(Ok((accepted, read))) = hello else {
+            tracing::debug!(%peer, listener = %listener.name, "no TLS ClientHello; connection closed");
+            return;
+        };
+        let sni = accepted
+            .client_hello()
+            .server_name()
+            .map(str::to_ascii_lowercase);
+        serve_after(
+            ctx,
+            listener,
+            downstream,
+            peer,
+            local,
+            sni.as_deref(),
+            &read,
+            None,
+        )
+        .await;
+        return;
+    }
     serve_after(ctx, listener, downstream, peer, local, None, &[], None).await;
 }
 
@@ -182,7 +208,9 @@ fn source_ip_hash(
 ) -> Option<u64> {
     match cluster.map(|c| &c.policy.lb) {
         Some(LbPolicy::ConsistentHash(ch)) if matches!(ch.key, HashKey::SourceIp) => {
-            Some(sluice_lb::hash_key(peer.ip().to_string().as_bytes()))
+            // A unix domain socket client has no IP: no hash (a random pick, as in Envoy).
+            sluice_config::pipe::peer_ip(peer)
+                .map(|ip| sluice_lb::hash_key(ip.to_string().as_bytes()))
         }
         _ => None,
     }

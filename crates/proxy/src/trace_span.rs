@@ -55,7 +55,9 @@ pub fn begin<B>(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-"),
         );
-        span.set_str("peer.address", peer.ip().to_string());
+        if let Some(ip) = sluice_config::pipe::peer_ip(peer) {
+            span.set_str("peer.address", ip.to_string());
+        }
         span.set_str("downstream_cluster", "-");
         span.set_str("component", "proxy");
     }

@@ -1,24 +1,28 @@
-//! Listeners on unix domain sockets (a Gateway server's `bind: unix://PATH`): HTTP served as on
-//! a TCP listener, each request arriving through the listener's key address in the snapshot.
+//! Listeners on unix domain sockets (a Gateway server's or a Sidecar egress listener's
+//! `bind: unix://PATH`): each connection is served as on a TCP listener (HTTP, TLS termination
+//! or passthrough by SNI, TCP proxy), through the listener's key address in the snapshot. The
+//! client has no IP: it is given `sluice_config::pipe::UNIX_PEER`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use sluice_config::pipe::UNIX_PEER;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
 use crate::drain::Drain;
-use crate::handler::{Entry, ProxyContext};
+use crate::handler::ProxyContext;
 use crate::server::HttpServing;
 
-/// The peer address a unix-socket client is given (it has none): the local host, as the
-/// client shares it.
-const UNIX_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-
 /// Binds `path`. A socket file left by a proxy that is gone (nothing accepts on it) is
-/// replaced; one that is in use is an error, as a TCP port held elsewhere is.
+/// replaced; one that is in use is an error, as a TCP port held elsewhere is. A path starting
+/// with `@` is a name in Linux's abstract namespace (as Envoy and Istio read `unix://@name`):
+/// no file, gone with the listener.
 pub(crate) async fn bind(path: &str) -> std::io::Result<UnixListener> {
+    if let Some(name) = path.strip_prefix('@') {
+        return bind_abstract(name);
+    }
     match UnixListener::bind(path) {
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             if UnixStream::connect(path).await.is_ok() {
@@ -29,6 +33,23 @@ pub(crate) async fn bind(path: &str) -> std::io::Result<UnixListener> {
         }
         other => other,
     }
+}
+
+#[cfg(target_os = "linux")]
+fn bind_abstract(name: &str) -> std::io::Result<UnixListener> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr)?;
+    listener.set_nonblocking(true)?;
+    UnixListener::from_std(listener)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn bind_abstract(_: &str) -> std::io::Result<UnixListener> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "abstract unix domain sockets (`unix://@name`) exist on Linux only",
+    ))
 }
 
 /// Accepts on `listener` until told to stop, then removes the socket file.
@@ -60,24 +81,12 @@ pub(crate) async fn accept_loop(
             tracing::debug!(%path, "connection limit reached; unix socket connection closed");
             continue;
         };
-        let source_node: Arc<str> = ctx
-            .config
-            .load()
-            .and_then(|s| {
-                s.listener(key)
-                    .map(|l| sluice_telemetry::listener_source(l))
-            })
-            .map_or_else(|| Arc::from("unknown"), Arc::from);
-        http.serve(
-            ctx.clone(),
-            stream,
-            Entry::Bound(key),
-            (UNIX_PEER, key),
-            source_node,
-            permit,
-        );
+        crate::accepted::serve(&ctx, &http, key, stream, UNIX_PEER, permit);
     }
     drop(listener);
+    if path.starts_with('@') {
+        return;
+    }
     if let Err(e) = std::fs::remove_file(Path::new(&*path)) {
         tracing::debug!(%path, error = %e, "unix socket file not removed");
     }

@@ -17,6 +17,7 @@ pub mod dns;
 pub mod jwt;
 pub mod paced_load;
 pub mod pki;
+pub mod unix;
 
 pub use sluice::runtime::{ProxyHandle, RunOptions};
 pub use sluice_tools::{Backend, BackendArgs, BackendHandle};

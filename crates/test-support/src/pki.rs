@@ -273,11 +273,28 @@ impl TlsClient {
         addr: SocketAddr,
     ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(addr).await?;
+        self.handshake(tcp).await
+    }
+
+    /// Connects to the unix domain socket `path` and completes the handshake.
+    pub async fn connect_unix(
+        &self,
+        path: &Path,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::UnixStream>> {
+        let stream = crate::unix::connect(path).await?;
+        self.handshake(stream).await
+    }
+
+    /// The client side of a TLS handshake over `io`.
+    async fn handshake<S>(&self, io: S) -> std::io::Result<tokio_rustls::client::TlsStream<S>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let name = ServerName::try_from(self.sni.clone())
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         tokio::time::timeout(
             Duration::from_secs(10),
-            tokio_rustls::TlsConnector::from(Arc::new(self.config())).connect(name, tcp),
+            tokio_rustls::TlsConnector::from(Arc::new(self.config())).connect(name, io),
         )
         .await
         .map_err(|_| std::io::Error::other("handshake timed out"))?
@@ -288,6 +305,24 @@ impl TlsClient {
     /// handshake shows up on the first read).
     pub async fn get(&self, addr: SocketAddr, path: &str) -> Result<TlsReply, String> {
         let tls = self.connect(addr).await.map_err(|e| e.to_string())?;
+        self.request(tls, path).await
+    }
+
+    /// One `GET path` over a new connection to the unix domain socket `socket`.
+    pub async fn get_unix(&self, socket: &Path, path: &str) -> Result<TlsReply, String> {
+        let tls = self.connect_unix(socket).await.map_err(|e| e.to_string())?;
+        self.request(tls, path).await
+    }
+
+    /// One `GET path` on an established TLS connection.
+    async fn request<S>(
+        &self,
+        tls: tokio_rustls::client::TlsStream<S>,
+        path: &str,
+    ) -> Result<TlsReply, String>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let alpn = tls
             .get_ref()
             .1

@@ -9,7 +9,8 @@ use std::path::Path;
 use bytes::Bytes;
 use sluice_test_support::pki::{TestCa, TlsClient};
 use sluice_test_support::{
-    backend, failing_backend, free_port, proxy, service_yaml, ConfigDir, ProxyHandle, TestClient,
+    backend, failing_backend, free_port, proxy, service_yaml, Backend, BackendArgs, ConfigDir,
+    ProxyHandle, TestClient,
 };
 
 fn at(ip: [u8; 4], port: u16) -> SocketAddr {
@@ -293,37 +294,6 @@ async fn stat_prefix_counts_the_requests_of_its_match() {
     assert_eq!(all.len(), 2, "{all:?}");
 }
 
-/// One HTTP/1.1 GET over the unix domain socket `path`: (status, body).
-async fn unix_get(path: &Path, host: &str) -> Result<(u16, String), String> {
-    use http_body_util::{BodyExt, Empty};
-    let stream = tokio::net::UnixStream::connect(path)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let req = http::Request::get("/")
-        .header("host", host)
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(5), send.send_request(req))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((
-        status,
-        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
-    ))
-}
-
 /// A server `bind: unix:///PATH` (port 0): its listener is that unix domain socket, serving the
 /// Gateway's routes to real clients over it; removing the server closes the socket and removes
 /// its file.
@@ -359,7 +329,9 @@ async fn server_bind_to_a_unix_socket_serves_http_there() {
     })
     .await;
     for _ in 0..3 {
-        let (status, body) = unix_get(&socket, "x.example.com").await.unwrap();
+        let (status, body) = sluice_test_support::unix::http_get(&socket, "x.example.com")
+            .await
+            .unwrap();
         assert_eq!(status, 200);
         assert!(body.starts_with("a v1"), "{body}");
     }
@@ -373,6 +345,283 @@ async fn server_bind_to_a_unix_socket_serves_http_there() {
         || async { !socket.exists() },
     )
     .await;
-    assert!(unix_get(&socket, "x.example.com").await.is_err());
+    assert!(
+        sluice_test_support::unix::http_get(&socket, "x.example.com")
+            .await
+            .is_err()
+    );
+    p.shutdown().await;
+}
+
+/// A Gateway `gw-unix` whose one server listens on the unix domain socket `socket` (port 0),
+/// with `protocol`, `hosts` and the YAML of its `tls:` block (six spaces in), if any.
+fn unix_gateway(socket: &Path, protocol: &str, hosts: &str, tls: &str) -> String {
+    let tls = if tls.is_empty() {
+        String::new()
+    } else {
+        format!("    tls:\n{tls}")
+    };
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: gw-unix\nspec:\n  selector:\n    istio: ingressgateway\n  servers:\n  - port: {{number: 0, name: uds, protocol: {protocol}}}\n    hosts: [{hosts}]\n    bind: unix://{}\n{tls}",
+        socket.display()
+    )
+}
+
+/// A gateway proxy reading `dir` once.
+async fn unix_gateway_proxy(dir: &Path) -> ProxyHandle {
+    proxy(dir, |o| {
+        o.proxy
+            .labels
+            .insert("istio".into(), "ingressgateway".into());
+        o.proxy.mesh_role = false;
+        o.watch = false;
+    })
+    .await
+}
+
+/// Whether the snapshot says nothing about the Gateway's unix domain socket server.
+fn unix_bind_is_quiet(p: &ProxyHandle) -> bool {
+    let said = format!("{:?}", p.snapshot().unwrap().diagnostics);
+    !said.contains("spec.servers[0].bind") && !said.contains("unix domain socket")
+}
+
+/// An HTTPS server (`tls.mode: SIMPLE`) on a unix domain socket terminates TLS with its
+/// certificate over the socket and routes the requests inside by its VirtualService, as on a
+/// TCP port; the client has no IP, so no `x-forwarded-for` is added for it (as Envoy for a pipe
+/// address).
+#[tokio::test]
+async fn https_server_on_a_unix_socket_terminates_tls_and_routes() {
+    let a = backend("a", "v1").await;
+    let b = backend("b", "v1").await;
+    let ca = TestCa::new("example.com root");
+    let dir = ConfigDir::new();
+    let socket = dir.path().join("https.sock");
+    let (cert, key) = ca
+        .issue(&["a.example.com"])
+        .write(dir.path(), "a.example.com");
+    dir.write(
+        "svc.yaml",
+        &format!(
+            "{}---\n{}",
+            service_yaml("a.default.svc.cluster.local", 80, &[("v1", a.addr())]),
+            service_yaml("b.default.svc.cluster.local", 80, &[("v1", b.addr())])
+        ),
+    );
+    dir.write(
+        "gw.yaml",
+        &unix_gateway(
+            &socket,
+            "HTTPS",
+            "\"a.example.com\"",
+            &format!(
+                "      mode: SIMPLE\n      serverCertificate: {}\n      privateKey: {}\n",
+                cert.display(),
+                key.display()
+            ),
+        ),
+    );
+    dir.write(
+        "vs.yaml",
+        &route_vs(
+            "to-a",
+            "gw-unix",
+            "a.example.com",
+            "  - match:\n    - uri: {prefix: /b}\n    route:\n    - destination: {host: b}\n  - route:\n    - destination: {host: a}\n",
+        ),
+    );
+    let p = unix_gateway_proxy(dir.path()).await;
+    assert!(unix_bind_is_quiet(&p));
+    let client = TlsClient::new(ca.pem(), "a.example.com");
+    for _ in 0..2 {
+        let r = client.get_unix(&socket, "/").await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.starts_with("a v1"), "{}", r.body);
+    }
+    let r = client.get_unix(&socket, "/b/x").await.unwrap();
+    assert!(r.body.starts_with("b v1"), "{}", r.body);
+    let got = a.last_received().unwrap();
+    assert_eq!(got.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(
+        got.header("x-forwarded-for"),
+        None,
+        "a pipe client has no IP"
+    );
+    assert_eq!((a.requests(), b.requests()), (2, 1));
+    // Another name has no server there: the handshake fails.
+    let other = TlsClient::new(ca.pem(), "other.example.com");
+    assert!(other.get_unix(&socket, "/").await.is_err());
+    p.shutdown().await;
+}
+
+/// A TLS server with `mode: PASSTHROUGH` on a unix domain socket relays the connection
+/// untouched to the destination its VirtualService's `tls` rule picks by SNI: the client sees
+/// the backend's own certificate; an SNI without a server is closed.
+#[tokio::test]
+async fn tls_passthrough_server_on_a_unix_socket_routes_by_sni() {
+    let backend_ca = TestCa::new("nginx root");
+    let dir = ConfigDir::new();
+    let socket = dir.path().join("passthrough.sock");
+    let leaf = backend_ca.issue(&["nginx.example.com"]);
+    let (bc, bk) = leaf.write(dir.path(), "backend");
+    let nginx = Backend::start(BackendArgs {
+        tls_cert: Some(bc),
+        tls_key: Some(bk),
+        ..BackendArgs::ephemeral("my-nginx", "v1")
+    })
+    .await
+    .unwrap();
+    dir.write(
+        "svc.yaml",
+        &service_yaml(
+            "my-nginx.default.svc.cluster.local",
+            443,
+            &[("v1", nginx.addr())],
+        )
+        .replace(
+            "name: http, protocol: HTTP}",
+            "name: https, protocol: HTTPS}",
+        )
+        .replace("ports: {http:", "ports: {https:"),
+    );
+    dir.write(
+        "gw.yaml",
+        &format!(
+            "{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: nginx\nspec:\n  hosts: [nginx.example.com]\n  gateways: [gw-unix]\n  tls:\n  - match:\n    - sniHosts: [nginx.example.com]\n    route:\n    - destination:\n        host: my-nginx.default.svc.cluster.local\n        port: {{number: 443}}\n",
+            unix_gateway(
+                &socket,
+                "TLS",
+                "\"nginx.example.com\"",
+                "      mode: PASSTHROUGH\n"
+            )
+        ),
+    );
+    let p = unix_gateway_proxy(dir.path()).await;
+    assert!(unix_bind_is_quiet(&p));
+    let client = TlsClient::new(backend_ca.pem(), "nginx.example.com");
+    for _ in 0..3 {
+        let r = client.get_unix(&socket, "/").await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.peer.as_ref(), Some(&leaf.der), "the backend's own cert");
+        assert!(r.body.starts_with("my-nginx v1"), "{}", r.body);
+    }
+    assert_eq!(nginx.requests(), 3);
+    let other = TlsClient::new(backend_ca.pem(), "other.example.com");
+    assert!(other.get_unix(&socket, "/").await.is_err());
+    p.shutdown().await;
+}
+
+/// A TCP server on a unix domain socket relays each connection to the destination of its
+/// VirtualService's `tcp` rule (a tcp-echo server), byte for byte.
+#[tokio::test]
+async fn tcp_server_on_a_unix_socket_relays_to_tcp_echo() {
+    let mut args = BackendArgs::ephemeral("tcp-echo", "v1");
+    args.tcp_echo = Some("one".into());
+    let echo = Backend::start(args).await.unwrap();
+    let dir = ConfigDir::new();
+    let socket = dir.path().join("tcp.sock");
+    dir.write(
+        "echo.yaml",
+        &format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: tcp-echo}}\nspec:\n  hosts: [tcp-echo.default.svc.cluster.local]\n  resolution: STATIC\n  ports: [{{number: 9000, name: tcp, protocol: TCP}}]\n  endpoints:\n  - {{address: 127.0.0.1, ports: {{tcp: {}}}}}\n", echo.addr().port()),
+    );
+    dir.write(
+        "gw.yaml",
+        &format!(
+            "{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: tcp-echo\nspec:\n  hosts: [\"*\"]\n  gateways: [gw-unix]\n  tcp:\n  - route:\n    - destination:\n        host: tcp-echo\n        port: {{number: 9000}}\n",
+            unix_gateway(&socket, "TCP", "\"*\"", "")
+        ),
+    );
+    let p = unix_gateway_proxy(dir.path()).await;
+    assert!(unix_bind_is_quiet(&p));
+    for i in 0..3 {
+        let reply = sluice_test_support::unix::line(&socket, &format!("hello {i}"))
+            .await
+            .unwrap();
+        assert_eq!(reply, format!("one hello {i}"));
+    }
+    p.shutdown().await;
+    sluice_test_support::assert_eventually(
+        std::time::Duration::from_secs(5),
+        "the socket file is removed at shutdown",
+        || async { !socket.exists() },
+    )
+    .await;
+}
+
+/// A client of a unix domain socket has no IP: an AuthorizationPolicy `ipBlocks` never
+/// matches it (even `0.0.0.0/0` and `::/0`), while the same policy lets a TCP client in.
+#[tokio::test]
+async fn unix_socket_clients_match_no_ip_blocks() {
+    let a = backend("a", "v1").await;
+    let dir = ConfigDir::new();
+    let socket = dir.path().join("gw.sock");
+    let port = free_port();
+    dir.write(
+        "svc.yaml",
+        &service_yaml("a.default.svc.cluster.local", 80, &[("v1", a.addr())]),
+    );
+    dir.write(
+        "gw.yaml",
+        &format!(
+            "{}---\n{}",
+            unix_gateway(&socket, "HTTP", "\"*\"", ""),
+            gateway("gw-tcp", port, "")
+        ),
+    );
+    dir.write(
+        "vs.yaml",
+        &route_vs(
+            "to-a",
+            "gw-unix, gw-tcp",
+            "*",
+            "  - route:\n    - destination: {host: a}\n",
+        ),
+    );
+    dir.write(
+        "policy.yaml",
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: by-ip\nspec:\n  selector:\n    matchLabels:\n      istio: ingressgateway\n  action: ALLOW\n  rules:\n  - from:\n    - source:\n        ipBlocks: [\"0.0.0.0/0\", \"::/0\"]\n",
+    );
+    let p = unix_gateway_proxy(dir.path()).await;
+    let r = TestClient::new()
+        .get(at([127, 0, 0, 1], port), "x.example.com", "/", &[])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (status, body) = sluice_test_support::unix::http_get(&socket, "x.example.com")
+        .await
+        .unwrap();
+    assert_eq!((status, body.as_str()), (403, "RBAC: access denied"));
+    assert_eq!(a.requests(), 1);
+    p.shutdown().await;
+}
+
+/// `bind: unix://@NAME` is a socket in Linux's abstract namespace, as Envoy and Istio read it:
+/// served there (a TCP server here), and no file is made for it.
+#[tokio::test]
+async fn server_bind_to_an_abstract_unix_socket_is_served_without_a_file() {
+    let mut args = BackendArgs::ephemeral("tcp-echo", "v1");
+    args.tcp_echo = Some("one".into());
+    let echo = Backend::start(args).await.unwrap();
+    let dir = ConfigDir::new();
+    let name = format!("@sluice-test-{}-{}", std::process::id(), free_port());
+    let socket = Path::new(&name);
+    dir.write(
+        "echo.yaml",
+        &format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: tcp-echo}}\nspec:\n  hosts: [tcp-echo.default.svc.cluster.local]\n  resolution: STATIC\n  ports: [{{number: 9000, name: tcp, protocol: TCP}}]\n  endpoints:\n  - {{address: 127.0.0.1, ports: {{tcp: {}}}}}\n", echo.addr().port()),
+    );
+    dir.write(
+        "gw.yaml",
+        &format!(
+            "{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: tcp-echo\nspec:\n  hosts: [\"*\"]\n  gateways: [gw-unix]\n  tcp:\n  - route:\n    - destination:\n        host: tcp-echo\n        port: {{number: 9000}}\n",
+            unix_gateway(socket, "TCP", "\"*\"", "")
+        ),
+    );
+    let p = unix_gateway_proxy(dir.path()).await;
+    let reply = sluice_test_support::unix::line(socket, "hello")
+        .await
+        .unwrap();
+    assert_eq!(reply, "one hello");
+    assert!(
+        !socket.exists() && !dir.path().join(&name).exists(),
+        "no file"
+    );
     p.shutdown().await;
 }

@@ -94,8 +94,12 @@ impl Attr {
     }
 }
 
-/// An IPv4 block also covers the IPv4-mapped form a dual-stack socket reports.
+/// An IPv4 block also covers the IPv4-mapped form a dual-stack socket reports. A unix domain
+/// socket has no IP: no block contains it (as Envoy's IP matchers never match a pipe address).
 fn contains(net: &IpNet, ip: IpAddr) -> bool {
+    if crate::pipe::is_pipe(ip) {
+        return false;
+    }
     net.contains(&ip)
         || match ip {
             IpAddr::V6(v6) => v6

@@ -5,15 +5,19 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use sluice_model::{codes, Diagnostic, Severity};
 
-use super::mesh::MeshPort;
+use super::mesh::{Claims, MeshPort};
 use super::Compiler;
 use crate::authz::sidecar_ingress::select_sidecar;
 use crate::listener::{Listener, ListenerRole};
+use crate::protocol::Protocol;
+use crate::registry::Service;
+use crate::route_table::RouteAction;
 use crate::scope::EgressScope;
-use crate::tcp_route::TcpListener;
+use crate::tcp_route::{L4Match, TcpListener, TcpRule};
 
 /// Where Istio binds an egress listener with `captureMode: NONE` and no `bind`.
 const NONE_DEFAULT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -33,6 +37,8 @@ impl Compiler<'_> {
         // A unix domain socket listener is bound whatever the capture (Istio's `bindToPort`).
         let unix = self.unix_egress_listeners(egress, ports);
         listeners.extend(unix);
+        let unix_streams = self.unix_egress_stream_listeners(egress);
+        tcp_listeners.extend(unix_streams);
         let binds = self.egress_binds(egress, intercepting);
         if binds.is_empty() {
             return;
@@ -66,7 +72,7 @@ impl Compiler<'_> {
                 continue;
             };
             if !l.http {
-                // Validation reports it: a TCP stream has no Host to pick a service by.
+                // Served by `unix_egress_stream_listeners`.
                 continue;
             }
             let admitted: HashSet<&str> = self
@@ -87,13 +93,114 @@ impl Compiler<'_> {
                 .collect();
             out.push(Listener {
                 name: format!("unix://{path}"),
-                address: SocketAddr::new(super::gateway::unix_key(path), 0),
+                address: SocketAddr::new(crate::pipe::unix_key(path), 0),
                 role: ListenerRole::Mesh,
                 virtual_hosts: std::sync::Arc::new(crate::vhost::VirtualHostTable::new(vhosts)),
                 default_virtual_host: None,
                 stat_prefix: None,
                 unix: Some(std::sync::Arc::from(path)),
             });
+        }
+        out
+    }
+
+    /// The TCP and TLS listeners on unix domain sockets (`port: 0`, `bind: unix://PATH`, a TCP or
+    /// TLS protocol). A TCP stream has no Host: as in Istio, where the services the listener
+    /// imports conflict on it, the first service's first TCP port (with its VirtualService
+    /// `tcp` rules) is served and the others are said. A TLS port chooses by the ClientHello's
+    /// SNI: the mesh `tls` rules of the imported services' TLS ports, then each service by its
+    /// host name.
+    fn unix_egress_stream_listeners(&mut self, egress: &EgressScope) -> Vec<TcpListener> {
+        let mut out = Vec::new();
+        let candidates = self.mesh_candidates();
+        let claims = Claims::new(&candidates);
+        let tls_by_port = {
+            // Computed again for the sidecar's outbound table; its diagnostics are said there.
+            let said = self.diagnostics.len();
+            let t = self.outbound_tls();
+            self.diagnostics.truncate(said);
+            t
+        };
+        for l in egress.unix_listeners() {
+            let Some(path) = l.unix.as_deref() else {
+                continue;
+            };
+            let tls = match l.protocol {
+                Some(Protocol::Tcp) => false,
+                Some(Protocol::Tls | Protocol::Https) => true,
+                // HTTP: `unix_egress_listeners`.
+                Some(p) if p.is_http() && p != Protocol::Unspecified => continue,
+                _ => {
+                    self.sidecar_warning(
+                        l.index,
+                        "bind",
+                        "a unix domain socket egress listener serves HTTP, TCP and TLS ports; this port's protocol is none of them, so the socket is not bound",
+                    );
+                    continue;
+                }
+            };
+            let services: Vec<Arc<Service>> = self
+                .registry
+                .services()
+                .filter(|s| l.admits(&s.namespace, &s.hostname))
+                .cloned()
+                .collect();
+            let mut served: Vec<(Arc<Service>, u16)> = Vec::new();
+            for svc in &services {
+                let port = svc.ports.iter().find(|p| {
+                    if tls {
+                        matches!(p.protocol, Protocol::Tls | Protocol::Https)
+                    } else {
+                        p.protocol == Protocol::Tcp
+                    }
+                });
+                if let Some(p) = port {
+                    served.push((svc.clone(), p.number));
+                }
+            }
+            let rules = if tls {
+                let mut rules: Vec<TcpRule> = Vec::new();
+                let mut ports: Vec<u16> = served.iter().map(|(_, p)| *p).collect();
+                ports.sort_unstable();
+                ports.dedup();
+                for p in ports {
+                    if let Some(t) = tls_by_port.get(&p) {
+                        rules.extend(t.rules.iter().cloned());
+                    }
+                }
+                for (svc, port) in &served {
+                    let route = self.default_route(svc, *port);
+                    if let RouteAction::Forward(forward) = route.action {
+                        rules.push(TcpRule {
+                            name: "default".into(),
+                            source: route.source,
+                            matches: vec![L4Match {
+                                sni_hosts: vec![svc.hostname.clone()],
+                                ..L4Match::default()
+                            }],
+                            forward,
+                        });
+                    }
+                }
+                rules
+            } else {
+                let Some((first, port)) = served.first().cloned() else {
+                    out.push(empty_unix_listener(path));
+                    continue;
+                };
+                for (other, _) in served.iter().skip(1) {
+                    self.sidecar_diagnostic(
+                        l.index,
+                        "bind",
+                        codes::EGRESS_LISTENER_CONFLICT,
+                        &format!("{} is not served on unix://{path}: {} already is (a TCP stream has no Host to tell them apart)", other.hostname, first.hostname),
+                    );
+                }
+                self.tcp_service_rules(&first, port, &claims)
+            };
+            let mut listener = empty_unix_listener(path);
+            listener.rules = rules;
+            out.push(listener);
         }
         out
     }
@@ -134,10 +241,15 @@ impl Compiler<'_> {
 
     /// A warning at `spec.egress[i].<field>` of the Sidecar that applies.
     fn sidecar_warning(&mut self, i: usize, field: &str, message: &str) {
+        self.sidecar_diagnostic(i, field, codes::NOT_ENFORCED, message);
+    }
+
+    /// A warning with `code` at `spec.egress[i].<field>` of the Sidecar that applies.
+    fn sidecar_diagnostic(&mut self, i: usize, field: &str, code: &'static str, message: &str) {
         let field = format!("spec.egress[{i}].{field}");
         let d = match select_sidecar(&self.ordered, self.proxy) {
-            Some((r, _)) => r.diag(Severity::Warning, codes::NOT_ENFORCED, field, message),
-            None => Diagnostic::warning(codes::NOT_ENFORCED, format!("{field}: {message}")),
+            Some((r, _)) => r.diag(Severity::Warning, code, field, message),
+            None => Diagnostic::warning(code, format!("{field}: {message}")),
         };
         if !self.diagnostics.contains(&d) {
             self.diagnostics.push(d);
@@ -233,6 +345,7 @@ impl Compiler<'_> {
                     address,
                     role: ListenerRole::Mesh,
                     rules: t.rules.clone(),
+                    unix: None,
                 });
             }
         }
@@ -243,5 +356,16 @@ impl Compiler<'_> {
             codes::NOT_ENFORCED,
             format!("egress listener {address} is not bound: another listener already uses it"),
         ));
+    }
+}
+
+/// A mesh TCP listener on the unix domain socket `path`, without rules yet.
+fn empty_unix_listener(path: &str) -> TcpListener {
+    TcpListener {
+        name: format!("unix://{path}"),
+        address: SocketAddr::new(crate::pipe::unix_key(path), 0),
+        role: ListenerRole::Mesh,
+        rules: Vec::new(),
+        unix: Some(Arc::from(path)),
     }
 }

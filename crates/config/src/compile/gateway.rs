@@ -11,6 +11,7 @@ use super::Compiler;
 use crate::host::{fqdn, intersect};
 use crate::labels::selector_matches;
 use crate::listener::{Listener, ListenerRole};
+use crate::pipe::unix_key;
 use crate::protocol::Protocol;
 use crate::route_table::Route;
 use crate::tls::TlsListener;
@@ -116,8 +117,7 @@ pub(crate) fn split_server_host(h: &str) -> (&str, &str) {
 
 impl<'a> Compiler<'a> {
     /// The IP a server listens on: its `bind` address (Istio binds the server's listener to it),
-    /// else the proxy's gateway address. `None` for a `unix://` bind, which sluice does not
-    /// serve (validation warns).
+    /// else the proxy's gateway address. `None` for a `unix://` bind (see `server_key`).
     pub(crate) fn server_ip(&self, server: &Server) -> Option<IpAddr> {
         match server.bind.as_deref().map(str::trim) {
             None | Some("") => Some(self.proxy.gateway_address),
@@ -126,7 +126,7 @@ impl<'a> Compiler<'a> {
     }
 
     /// The path of a server's `bind: unix://PATH`.
-    fn server_unix(server: &Server) -> Option<&str> {
+    pub(crate) fn server_unix(server: &Server) -> Option<&str> {
         server
             .bind
             .as_deref()
@@ -150,7 +150,9 @@ impl<'a> Compiler<'a> {
                 let Ok(number) = u16::try_from(port.number) else {
                     continue;
                 };
-                let Some(ip) = self.server_ip(server) else {
+                // A unix domain socket is keyed by an address derived from its path.
+                let unix = Self::server_unix(server);
+                let Some(ip) = self.server_ip(server).or(unix.map(unix_key)) else {
                     continue;
                 };
                 if Protocol::parse(&port.protocol) == Some(Protocol::Tcp) {
@@ -199,15 +201,6 @@ impl<'a> Compiler<'a> {
                     index: i,
                 };
                 match Protocol::parse(&port.protocol) {
-                    // A unix domain socket serves plain-text HTTP only.
-                    Some(p) if unix.is_some() && !(p.is_http() && p != Protocol::Unspecified) => {
-                        self.diagnostics.push(r.diag(
-                            Severity::Warning,
-                            codes::NOT_ENFORCED,
-                            format!("spec.servers[{i}].bind"),
-                            format!("a {} server on a unix domain socket is not served yet (sluice serves plain-text HTTP servers there)", port.protocol),
-                        ));
-                    }
                     // Served by `compile_tcp_gateways`.
                     Some(Protocol::Tcp) => {}
                     Some(Protocol::Https | Protocol::Tls) => {
@@ -269,7 +262,17 @@ impl<'a> Compiler<'a> {
         }
         let tls = tls_ports
             .into_iter()
-            .map(|((port, ip), servers)| self.compile_tls_port(SocketAddr::new(ip, port), &servers))
+            .map(|((port, ip), servers)| {
+                let mut l = self.compile_tls_port(SocketAddr::new(ip, port), &servers);
+                l.unix = servers
+                    .first()
+                    .and_then(|b| Self::server_unix(b.server))
+                    .map(Arc::from);
+                if let Some(path) = &l.unix {
+                    l.name = format!("unix://{path}");
+                }
+                l
+            })
             .collect();
         (out, tls)
     }
@@ -440,18 +443,4 @@ fn bind_virtual_service<'r>(
     for (d, gateway) in hits {
         domains.add(d, (r, vs, gateway));
     }
-}
-
-/// The key address of a gateway listener on the unix domain socket `path`: an address of the
-/// IPv6 discard-only prefix `100::/64` (RFC 6666), never bound, derived from the path.
-pub(crate) fn unix_key(path: &str) -> IpAddr {
-    // FNV-1a: stable across runs and versions, unlike the standard hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in path.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    IpAddr::V6(std::net::Ipv6Addr::from(
-        (0x0100_u128 << 112) | u128::from(h),
-    ))
 }

@@ -127,6 +127,7 @@ impl Compiler<'_> {
                                 gateways: vec![bound.gateway.clone()],
                             },
                             rules,
+                            unix: None,
                         }),
                     }
                 }
@@ -169,6 +170,7 @@ impl Compiler<'_> {
                             gateways: vec![bound.gateway.clone()],
                         },
                         rules,
+                        unix: None,
                     }))
                 }
                 "AUTO_PASSTHROUGH" => ChainAction::AutoPassthrough {

@@ -121,6 +121,7 @@ impl Compiler<'_> {
                     address,
                     role: ListenerRole::Mesh,
                     rules,
+                    unix: None,
                 };
                 (port, Arc::new(listener))
             })

@@ -214,11 +214,20 @@ impl<'a> Compiler<'a> {
                     format!("gateway TCP port {port} ({}) has no VirtualService `tcp` rule bound to it: every connection to it is closed", gateways.join(", ")),
                 ));
             }
+            // Servers bound to one socket path share its listener, keyed by the path's address.
+            let unix: Option<std::sync::Arc<str>> = servers
+                .first()
+                .and_then(|b| Self::server_unix(b.server))
+                .map(std::sync::Arc::from);
             out.push(TcpListener {
-                name: format!("{}_{}", address.ip(), port),
+                name: match &unix {
+                    Some(path) => format!("unix://{path}"),
+                    None => format!("{}_{}", address.ip(), port),
+                },
                 address,
                 role: ListenerRole::Gateway { gateways },
                 rules,
+                unix,
             });
         }
         out
@@ -235,7 +244,12 @@ impl<'a> Compiler<'a> {
 
     /// The rules of one TCP service port on sidecars: the claiming VirtualService's `tcp` rules,
     /// then the whole service (as Istio's sidecars fall back to the service's cluster).
-    fn tcp_service_rules(&mut self, svc: &Service, port: u16, claims: &Claims<'a>) -> Vec<TcpRule> {
+    pub(super) fn tcp_service_rules(
+        &mut self,
+        svc: &Service,
+        port: u16,
+        claims: &Claims<'a>,
+    ) -> Vec<TcpRule> {
         let scope = format!("mesh|{}:{port}", svc.hostname);
         let ctx = RuleContext {
             gateway: MESH,
@@ -310,6 +324,7 @@ impl<'a> Compiler<'a> {
                     address,
                     role: ListenerRole::Mesh,
                     rules,
+                    unix: None,
                 });
             }
         }
@@ -342,6 +357,7 @@ impl<'a> Compiler<'a> {
                             address,
                             role: ListenerRole::Mesh,
                             rules: rules.clone(),
+                            unix: None,
                         })
                     });
                 }

@@ -60,14 +60,16 @@ pub(crate) struct EgressListener {
     pub(crate) index: usize,
     pub(crate) port: Option<u16>,
     hosts: Vec<EgressHost>,
-    /// `bind`, when it is an IP address (a `unix://` bind is not served).
+    /// `bind`, when it is an IP address (a `unix://` bind is `unix`).
     pub(crate) bind: Option<IpAddr>,
     /// `captureMode: NONE`: the listener is bound even on a proxy that intercepts.
     pub(crate) capture_none: bool,
     /// The socket path of a `bind: unix://PATH` (port 0).
     pub(crate) unix: Option<String>,
-    /// Its port's protocol speaks HTTP (what a unix domain socket listener can serve).
+    /// Its port's protocol speaks HTTP (a unix domain socket listener then routes by Host).
     pub(crate) http: bool,
+    /// Its port's protocol.
+    pub(crate) protocol: Option<crate::protocol::Protocol>,
 }
 
 impl EgressListener {
@@ -119,6 +121,10 @@ impl EgressScope {
                     .as_ref()
                     .and_then(|p| crate::protocol::Protocol::parse(&p.protocol))
                     .is_some_and(|p| p.is_http() && p != crate::protocol::Protocol::Unspecified),
+                protocol: e
+                    .port
+                    .as_ref()
+                    .and_then(|p| crate::protocol::Protocol::parse(&p.protocol)),
             })
             .collect();
         Some(EgressScope { listeners })

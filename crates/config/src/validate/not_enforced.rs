@@ -105,31 +105,15 @@ pub(crate) fn warn_all(ctx: &mut Ctx<'_>) {
                 }
             }
         }
-        // Server binds are enforced: IP addresses, and unix domain sockets for plain-text HTTP
-        // servers (a TLS or TCP server there is said when compiling for a gateway).
+        // Server binds are enforced: IP addresses and unix domain sockets, for every protocol.
         Spec::Gateway(_) => {}
         // DYNAMIC_DNS resolves the request's Host on HTTP ports and the SNI on TLS ports.
         Spec::ServiceEntry(_) => {}
         Spec::WorkloadEntry(_) => {}
-        Spec::Sidecar(sc) => {
-            // Egress hosts and ports scope what the proxy compiles; `bind` and `captureMode`
-            // decide where egress listeners are bound (said per proxy when compiling); a unix
-            // domain socket serves HTTP only.
-            for (i, e) in sc.egress.iter().enumerate() {
-                let http = e
-                    .port
-                    .as_ref()
-                    .and_then(|p| crate::protocol::Protocol::parse(&p.protocol))
-                    .is_some_and(|p| p.is_http() && p != crate::protocol::Protocol::Unspecified);
-                if !http && e.bind.as_deref().is_some_and(|b| b.starts_with("unix://")) {
-                    warn(
-                        ctx,
-                        format!("spec.egress[{i}].bind"),
-                        "Sidecar egress `bind` to a unix domain socket for a port that is not HTTP (a stream has no Host to choose a service by; the listener is not bound)",
-                    );
-                }
-            }
-        }
+        // Egress hosts and ports scope what the proxy compiles; `bind` (an IP address or a unix
+        // domain socket, for every protocol) and `captureMode` decide where egress listeners
+        // are bound (said per proxy when compiling).
+        Spec::Sidecar(_) => {}
         Spec::AuthorizationPolicy(ap) => {
             if ap.action.as_deref() == Some("CUSTOM") {
                 ctx.push(

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use rustls::server::{Accepted, Acceptor};
 use sluice_config::tls::{auto_passthrough_cluster, sni_matches, ChainAction, TlsListener};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_rustls::StartHandshake;
 
 use super::errors::{io_reason, reason};
@@ -26,8 +25,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CLIENT_HELLO_MAX: usize = 64 * 1024;
 
 /// Reads until rustls has a whole ClientHello; returns it with the bytes read.
-pub(crate) async fn read_client_hello(
-    stream: &mut TcpStream,
+pub(crate) async fn read_client_hello<S: AsyncRead + Unpin>(
+    stream: &mut S,
 ) -> Result<(Accepted, Vec<u8>), &'static str> {
     let mut acceptor = Acceptor::default();
     let mut bytes = Vec::with_capacity(1024);
@@ -65,10 +64,10 @@ pub(crate) async fn read_client_hello(
 
 /// Serves one connection accepted on the TLS listener bound at `address`; `permit` is its
 /// place in the connection budget, held until it closes.
-pub(crate) async fn serve(
+pub(crate) async fn serve<S: crate::accepted::Downstream>(
     ctx: Arc<ProxyContext>,
     address: SocketAddr,
-    mut stream: TcpStream,
+    mut stream: S,
     peer: SocketAddr,
     http: HttpServing,
     permit: ConnectionPermit,
@@ -78,7 +77,7 @@ pub(crate) async fn serve(
             &ctx.telemetry,
             &address.to_string(),
             why,
-            &format!("{detail} (client {peer})"),
+            &format!("{detail} (client {})", sluice_config::pipe::show_peer(peer)),
         );
     };
     let (accepted, read) =
@@ -106,7 +105,7 @@ pub(crate) async fn serve(
             &format!("no server for SNI {named}"),
         );
     };
-    let local = stream.local_addr().map_or(address.ip(), |a| a.ip());
+    let local = stream.local_ip().unwrap_or(address.ip());
     match &chain.action {
         ChainAction::Passthrough(tcp) => {
             let tcp = tcp.clone();

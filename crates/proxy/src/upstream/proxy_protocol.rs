@@ -4,18 +4,22 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use sluice_config::pipe::is_pipe;
 use sluice_config::policy::ProxyProtocolVersion;
 
 /// The version 2 signature.
 const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
 /// The header for a connection opened for `downstream` (source, destination); without
-/// addresses (a mirror copy, a health probe) the header says so: `UNKNOWN` (v1) or `LOCAL` (v2).
+/// addresses (a mirror copy, a health probe, a client on a unix domain socket, which has no IP)
+/// the header says so: `UNKNOWN` (v1) or `LOCAL` (v2), as Envoy's for a pipe address.
 pub(crate) fn header(
     version: ProxyProtocolVersion,
     downstream: Option<(SocketAddr, SocketAddr)>,
 ) -> Vec<u8> {
-    let addrs = downstream.map(|(src, dst)| same_family(src, dst));
+    let addrs = downstream
+        .filter(|(src, dst)| !is_pipe(src.ip()) && !is_pipe(dst.ip()))
+        .map(|(src, dst)| same_family(src, dst));
     match version {
         ProxyProtocolVersion::V1 => v1(addrs),
         ProxyProtocolVersion::V2 => v2(addrs),
@@ -104,6 +108,13 @@ mod tests {
             "PROXY TCP6 ::ffff:10.0.0.1 2001:db8::2 5000 443\r\n"
         );
         assert_eq!(header(ProxyProtocolVersion::V1, None), b"PROXY UNKNOWN\r\n");
+        // A unix domain socket client has no IP.
+        let pipe = Some((sluice_config::pipe::UNIX_PEER, addr("10.0.0.2:80")));
+        assert_eq!(header(ProxyProtocolVersion::V1, pipe), b"PROXY UNKNOWN\r\n");
+        assert_eq!(
+            header(ProxyProtocolVersion::V2, pipe),
+            header(ProxyProtocolVersion::V2, None)
+        );
     }
 
     #[test]
