@@ -37,7 +37,7 @@ pub struct Snapshot {
     #[serde(skip_serializing_if = "OutboundTable::is_empty")]
     pub outbound: OutboundTable,
     /// Clusters by name.
-    pub clusters: BTreeMap<String, Arc<Cluster>>,
+    pub clusters: Arc<BTreeMap<String, Arc<Cluster>>>,
     /// Service registry.
     pub registry: Registry,
     /// Security config of this proxy (authorization, mTLS modes, JWT rules, Sidecar ingress).

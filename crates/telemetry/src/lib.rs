@@ -17,10 +17,10 @@ pub mod proxy_metrics;
 pub mod trace;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasherDefault;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -90,6 +90,8 @@ struct DestinationTable {
     endpoints: FxMap<usize, (Arc<Endpoint>, Arc<PeerLabels>)>,
     /// By service host.
     services: FxMap<String, Arc<ServiceLabels>>,
+    /// The snapshot cluster map this table was made for.
+    clusters: Weak<BTreeMap<String, Arc<Cluster>>>,
 }
 
 /// A finished request, as the proxy reports it once (metrics, graph and split counter).
@@ -183,6 +185,7 @@ impl Default for Telemetry {
                 local: PeerLabels::unknown(),
                 endpoints: FxMap::default(),
                 services: FxMap::default(),
+                clusters: Weak::new(),
             }),
             workload_name: None,
             cluster_id: None,
@@ -290,6 +293,7 @@ impl Telemetry {
             local: self.local_labels(proxy),
             endpoints: current.endpoints.clone(),
             services: current.services.clone(),
+            clusters: current.clusters.clone(),
         }));
     }
 
@@ -300,10 +304,35 @@ impl Telemetry {
     pub fn on_snapshot(&self, snapshot: &Snapshot) {
         self.proxy.config_applied(snapshot.version);
         let previous = self.destinations.load_full();
+        let clusters = Arc::downgrade(&snapshot.clusters);
+        // The same cluster map (a build that kept every cluster): the same endpoints and
+        // services, and the same proxy (a changed one compiles every cluster afresh).
+        if !Weak::ptr_eq(&previous.clusters, &clusters) {
+            self.update_destinations(snapshot, &previous, clusters);
+        }
+        let routes = {
+            let mut cache = self
+                .route_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            graph::configured_routes_cached(snapshot, &mut cache)
+        };
+        self.graph.set_config_shared(Some(snapshot.version), routes);
+    }
+
+    /// The destination table for `snapshot`'s clusters, taking what is unchanged from
+    /// `previous`.
+    fn update_destinations(
+        &self,
+        snapshot: &Snapshot,
+        previous: &DestinationTable,
+        clusters: Weak<BTreeMap<String, Arc<Cluster>>>,
+    ) {
         let mut next = DestinationTable {
             local: self.local_labels(&snapshot.proxy),
             endpoints: FxMap::default(),
             services: FxMap::default(),
+            clusters,
         };
         // A cluster kept from the previous build keeps its endpoints (the same `Arc`s) and
         // service: their labels are taken from the previous table, not made again.
@@ -351,14 +380,6 @@ impl Telemetry {
             }
         }
         self.destinations.store(Arc::new(next));
-        let routes = {
-            let mut cache = self
-                .route_cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            graph::configured_routes_cached(snapshot, &mut cache)
-        };
-        self.graph.set_config_shared(Some(snapshot.version), routes);
     }
 
     /// Counts a rejected reload (`sluice_config_reloads_rejected_total`).

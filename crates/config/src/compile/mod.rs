@@ -58,8 +58,8 @@ pub struct Compiled {
     pub tls_listeners: Vec<Arc<TlsListener>>,
     /// Mesh listeners reached by original destination (sidecar outbound interception).
     pub outbound: OutboundTable,
-    /// All clusters by name.
-    pub clusters: BTreeMap<String, Arc<Cluster>>,
+    /// All clusters by name (the previous build's map when every cluster was kept).
+    pub clusters: Arc<BTreeMap<String, Arc<Cluster>>>,
     /// The compiled units, for the next build to take from.
     pub memo: Memo,
     /// The service registry.
@@ -77,7 +77,7 @@ pub(crate) struct Compiler<'a> {
     /// The resolver's answers (`None`: names stay names).
     pub(crate) dns: Option<&'a DnsAnswers>,
     pub(crate) registry: Registry,
-    pub(crate) clusters: BTreeMap<String, Arc<Cluster>>,
+    pub(crate) clusters: Arc<BTreeMap<String, Arc<Cluster>>>,
     pub(crate) diagnostics: Vec<Diagnostic>,
     /// Objects in Istio's precedence order: oldest creationTimestamp first, then load order.
     pub(crate) ordered: Vec<&'a Resource>,
@@ -199,7 +199,7 @@ fn compile_from<R: Borrow<Resource>>(
         state,
         dns,
         registry,
-        clusters: BTreeMap::new(),
+        clusters: Arc::default(),
         diagnostics: Vec::new(),
         ordered,
         policies: HashMap::new(),
@@ -312,10 +312,14 @@ impl Compiler<'_> {
         let index = DestinationRuleIndex::new(&self.ordered).for_proxy(&self.proxy.labels);
         let services: Vec<Arc<crate::registry::Service>> =
             self.registry.services().cloned().collect();
+        let shared = self.reuse.as_ref().and_then(|r| r.all_clusters(&services));
+        let mut clusters = BTreeMap::new();
         for svc in &services {
             if let Some(kept) = self.reuse.as_ref().and_then(|r| r.clusters(&svc.hostname)) {
-                for c in kept.iter() {
-                    self.clusters.insert(c.name.clone(), Arc::clone(c));
+                if shared.is_none() {
+                    for c in kept.iter() {
+                        clusters.insert(c.name.clone(), Arc::clone(c));
+                    }
                 }
                 self.memo
                     .clusters
@@ -379,7 +383,7 @@ impl Compiler<'_> {
                         },
                     );
                     let c = Arc::new(c);
-                    self.clusters.insert(c.name.clone(), Arc::clone(&c));
+                    clusters.insert(c.name.clone(), Arc::clone(&c));
                     built.push(c);
                 }
             }
@@ -387,6 +391,8 @@ impl Compiler<'_> {
                 .clusters
                 .insert(svc.hostname.clone(), built.into());
         }
+        self.clusters = shared.unwrap_or_else(|| Arc::new(clusters));
+        self.memo.cluster_map = Arc::clone(&self.clusters);
     }
 }
 

@@ -9,7 +9,7 @@
 //! virtual hosts, not 20,000. Changes it cannot scope (Gateways, Sidecars, security objects,
 //! the proxy's settings, DNS answers) make a full compile, as does a first build.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use foldhash::fast::RandomState as Fast;
@@ -45,6 +45,8 @@ pub struct Memo {
     pub(crate) services: HashMap<usize, Arc<[Arc<Service>]>, Fast>,
     /// The clusters of each service, by host name.
     pub(crate) clusters: HashMap<String, Arc<[Arc<Cluster>]>, Fast>,
+    /// Every cluster by name, as the snapshot has them.
+    pub(crate) cluster_map: Arc<BTreeMap<String, Arc<Cluster>>>,
     /// Virtual hosts by their key (listener, filter chain, domain or service).
     pub(crate) vhosts: HashMap<String, Arc<VhostUnit>, Fast>,
     /// Host tables by listener (gateway address, mesh port).
@@ -96,6 +98,7 @@ impl Memo {
             dns: dns.cloned(),
             services: HashMap::default(),
             clusters: HashMap::default(),
+            cluster_map: Arc::default(),
             vhosts: HashMap::default(),
             tables: HashMap::default(),
             local: LocalCluster::default(),
@@ -268,6 +271,20 @@ impl<'p> Reuse<'p> {
             return None;
         }
         self.memo.clusters.get(host)
+    }
+
+    /// The previous build's whole cluster map, when each of `services` keeps its clusters and
+    /// no service came or went: the map is then the same, and building it again would cost as
+    /// much as the config is large.
+    pub(crate) fn all_clusters(
+        &self,
+        services: &[Arc<Service>],
+    ) -> Option<Arc<BTreeMap<String, Arc<Cluster>>>> {
+        (self.memo.clusters.len() == services.len()
+            && services
+                .iter()
+                .all(|s| self.clusters(&s.hostname).is_some()))
+        .then(|| Arc::clone(&self.memo.cluster_map))
     }
 
     /// The previous virtual host under `key`, when the same objects contribute to it now
