@@ -194,6 +194,8 @@ struct Loader {
     dns_generation: AtomicU64,
     /// The canary controller's overlays, applied at every compile.
     overlays: Arc<std::sync::Mutex<CanaryOverlays>>,
+    /// Where loads and publishing run, off the runtime's workers.
+    thread: background::ConfigThread,
 }
 
 /// Builds abandoned in a row for newer changes before one is carried to its end regardless.
@@ -425,7 +427,7 @@ async fn load_warm(
             l.load(&superseded)
         }
     };
-    let first = background::run(load(loader.clone())).await?;
+    let first = loader.thread.run(load(loader.clone())).await?;
     let (s, names) = match first {
         Ok(loaded) => loaded,
         Err(stopped) => return Ok(Err(stopped)),
@@ -436,7 +438,7 @@ async fn load_warm(
     if !dns.track(&names, FIRST_ANSWER_WAIT).await {
         return Ok(Ok(s));
     }
-    let second = background::run(load(loader.clone())).await?;
+    let second = loader.thread.run(load(loader.clone())).await?;
     Ok(second.map(|(s, _)| s))
 }
 
@@ -465,6 +467,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
         }),
         dns_generation: AtomicU64::new(0),
         overlays: Default::default(),
+        thread: background::ConfigThread::start(),
     });
     // Parsing a large config is CPU-bound: on a config thread, like every reload.
     let first = match load_warm(&loader, None)
@@ -656,12 +659,13 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                     Ok(s) => s,
                     Err(stopped) => return Ok(Err(stopped)),
                 };
-                background::run(move || {
-                    log_diagnostics(&s.diagnostics);
-                    let wanted = s.bind_addresses();
-                    Ok((s, wanted))
-                })
-                .await
+                l.thread
+                    .run(move || {
+                        log_diagnostics(&s.diagnostics);
+                        let wanted = s.bind_addresses();
+                        Ok((s, wanted))
+                    })
+                    .await
             };
             tokio::pin!(compile);
             let outcome = loop {
@@ -711,7 +715,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                         // large: off the runtime workers too.
                         let l = loader.clone();
                         let published = s.clone();
-                        let publish = background::run(move || {
+                        let publish = loader.thread.run(move || {
                             let previous = l.config.load();
                             l.publish(published);
                             drop(previous);
