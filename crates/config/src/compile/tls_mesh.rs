@@ -40,9 +40,8 @@ impl Compiler<'_> {
                 .collect();
             for (ip, owner) in self.tls_binds(&svcs) {
                 let address = SocketAddr::new(ip, port);
-                if super::port_taken(taken, address)
-                    || taken.contains(&SocketAddr::new(self.proxy.gateway_address, port))
-                {
+                // Another listener on the address and port, or on every address of the port.
+                if super::port_taken(taken, address) {
                     self.diagnostics.push(sluice_model::Diagnostic::warning(
                         codes::NOT_ENFORCED,
                         format!("TLS listener {address} is not bound: another listener already uses the port"),
