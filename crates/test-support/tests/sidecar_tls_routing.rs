@@ -213,6 +213,36 @@ async fn tls_rules_route_by_sni_on_mesh_listeners_without_interception() {
     assert!(opened_v2, "no v2 series:\n{metrics}");
     assert!(metrics.contains("istio_tcp_sent_bytes_total{"), "{metrics}");
 
+    // Every match field: `sourceLabels` this proxy lacks never apply, `destinationSubnets` hold
+    // the address the connection reached, `gateways: [mesh]` applies on sidecars.
+    dir.write(
+        "c.yaml",
+        &format!(
+            r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: c}}
+spec:
+  hosts: [c.example.com]
+  tls:
+  - match: [{{port: {port}, sniHosts: [c.example.com], sourceLabels: {{app: nobody}}}}]
+    route: [{{destination: {{host: b.example.com}}}}]
+  - match: [{{port: {port}, sniHosts: [c.example.com], destinationSubnets: [127.0.0.43/32]}}]
+    route: [{{destination: {{host: app.example.com, subset: v1}}}}]
+  - match: [{{port: {port}, sniHosts: [c.example.com], gateways: [mesh]}}]
+    route: [{{destination: {{host: b.example.com}}}}]
+"#
+        ),
+    );
+    assert!(p.reload().await.unwrap().is_ok());
+    assert_eq!(
+        reached(&ca, "c.example.com", app).await.as_deref(),
+        Some("app/v1")
+    );
+    assert_eq!(
+        reached(&ca, "c.example.com", mesh).await.as_deref(),
+        Some("b/v1")
+    );
+
     // The rule edited: the listeners are rebuilt with it.
     dir.write("a.yaml", &a_rule(port, "v1"));
     assert!(p.reload().await.unwrap().is_ok());
