@@ -37,11 +37,7 @@ const FIELDS: &[(&str, &str, Status)] = &[
     ("VirtualService", "gateways", E("gateway_merges_virtual_services_oldest_first_with_catch_alls_last")),
     ("VirtualService", "http", E("first_match_wins_with_every_match_field")),
     ("VirtualService", "tls", E("sidecar_interception_in_network_namespaces")),
-    ("VirtualService", "tls.not_intercepted", N {
-        spec: "hosts: [a]\n  tls: [{match: [{sniHosts: [a]}], route: [{destination: {host: a}}]}]",
-        at: "spec.tls",
-        readme: "VirtualService `tls` on sidecars without outbound interception (enforced on intercepted TLS and gateway passthrough servers)",
-    }),
+    ("VirtualService", "tls.not_intercepted", E("tls_rules_route_by_sni_on_mesh_listeners_without_interception")),
     ("VirtualService", "tcp", E("tcp_rules_on_mesh_listeners_and_the_service_default")),
     ("VirtualService", "exportTo", E("virtual_services_and_destination_rules_are_seen_where_they_are_exported")),
     ("VirtualService", "http.name", E("retries_default_disabled_and_overridden")),

@@ -75,8 +75,9 @@ pub(crate) async fn serve<D: crate::accepted::Downstream>(
     peer: SocketAddr,
 ) {
     let local = downstream.local_ip().unwrap_or(listener.address.ip());
-    // A TLS listener of a unix domain socket (a Sidecar egress TLS port) chooses by SNI.
-    if listener.unix.is_some() && listener.by_sni() {
+    // A TLS port's listener (a service's TLS or HTTPS port on the mesh listeners, a Sidecar
+    // egress TLS port on a unix domain socket) chooses by SNI; TLS is passed through untouched.
+    if listener.by_sni() {
         let hello = tokio::time::timeout(
             crate::tls::accept::CLIENT_HELLO_TIMEOUT,
             crate::tls::accept::read_client_hello(&mut downstream),

@@ -15,9 +15,8 @@ use crate::authz::sidecar_ingress::select_sidecar;
 use crate::listener::{Listener, ListenerRole};
 use crate::protocol::Protocol;
 use crate::registry::Service;
-use crate::route_table::RouteAction;
 use crate::scope::EgressScope;
-use crate::tcp_route::{L4Match, TcpListener, TcpRule};
+use crate::tcp_route::{TcpListener, TcpRule};
 
 /// Where Istio binds an egress listener with `captureMode: NONE` and no `bind`.
 const NONE_DEFAULT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -169,18 +168,7 @@ impl Compiler<'_> {
                     }
                 }
                 for (svc, port) in &served {
-                    let route = self.default_route(svc, *port);
-                    if let RouteAction::Forward(forward) = route.action {
-                        rules.push(TcpRule {
-                            name: "default".into(),
-                            source: route.source,
-                            matches: vec![L4Match {
-                                sni_hosts: vec![svc.hostname.clone()],
-                                ..L4Match::default()
-                            }],
-                            forward,
-                        });
-                    }
+                    rules.extend(self.sni_default_rule(svc, *port));
                 }
                 rules
             } else {

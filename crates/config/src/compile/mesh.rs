@@ -35,8 +35,9 @@ impl Compiler<'_> {
             for (i, p) in svc.ports.iter().enumerate() {
                 if p.protocol.is_http() {
                     ports.entry(p.number).or_default().push(svc.clone());
-                } else if p.protocol != crate::protocol::Protocol::Tcp {
-                    // TCP ports are served by `compile_tcp_mesh`.
+                } else if p.protocol != crate::protocol::Protocol::Tcp && !self.proxy.mesh_role {
+                    // TCP ports are served by `compile_tcp_mesh`, and TLS and HTTPS ports on
+                    // the mesh listeners by `compile_tls_mesh`.
                     self.not_served_port(svc, i);
                 }
             }

@@ -1,5 +1,6 @@
-//! Sidecar `tls` rules: TLS that the sidecar intercepts is routed by the ClientHello's SNI
-//! (Istio's egress TLS routing), by original destination port.
+//! Sidecar `tls` rules: TLS is routed by the ClientHello's SNI (Istio's egress TLS routing),
+//! on intercepted connections by original destination port, and without interception on the
+//! per-service mesh listeners of TLS and HTTPS ports (Istio's outbound listener for such a port).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -18,21 +19,6 @@ use crate::tcp_route::{L4Match, TcpListener, TcpRule};
 const DEFAULT_TLS_PORT: u16 = 443;
 
 impl Compiler<'_> {
-    /// Without interception, sidecar `tls` rules have nothing to act on: the per-service mesh
-    /// listeners serve HTTP and TCP ports only. Said once per VirtualService.
-    pub(crate) fn warn_mesh_tls_without_interception(&mut self) {
-        for r in self.mesh_candidates() {
-            if matches!(&r.spec, Spec::VirtualService(vs) if !vs.tls.is_empty()) {
-                self.diagnostics.push(r.diag(
-                    sluice_model::Severity::Warning,
-                    sluice_model::codes::NOT_ENFORCED,
-                    "spec.tls",
-                    "sidecar `tls` rules route connections the sidecar intercepts (`--outbound-port`); this proxy's per-service mesh listeners do not serve TLS ports, so they are not enforced here",
-                ));
-            }
-        }
-    }
-
     /// `resolution: NONE` forwards to the original destination, which only an intercepted
     /// connection has: on this proxy's own mesh listeners the destination is the proxy itself.
     pub(crate) fn warn_original_dst_without_interception(&mut self) {
@@ -143,20 +129,45 @@ impl Compiler<'_> {
                 if !matches!(p.protocol, Protocol::Tls | Protocol::Https) {
                     continue;
                 }
-                let route = self.default_route(&svc, p.number);
-                if let crate::route_table::RouteAction::Forward(forward) = route.action {
-                    by_port.entry(p.number).or_default().push(TcpRule {
-                        name: "default".into(),
-                        source: route.source,
-                        matches: vec![L4Match {
-                            destination_subnets: Vec::new(),
-                            source_subnet: None,
-                            sni_hosts: vec![svc.hostname.clone()],
-                        }],
-                        forward,
-                    });
+                if let Some(rule) = self.sni_default_rule(&svc, p.number) {
+                    by_port.entry(p.number).or_default().push(rule);
                 }
             }
+        }
+    }
+}
+
+impl Compiler<'_> {
+    /// A service's default route on a TLS `port`, taken by a ClientHello naming the service
+    /// (Istio's filter chain for a TLS service port, matched by its host name).
+    pub(crate) fn sni_default_rule(
+        &self,
+        svc: &crate::registry::Service,
+        port: u16,
+    ) -> Option<TcpRule> {
+        let mut rule = self.service_default_rule(svc, port)?;
+        rule.matches = vec![L4Match {
+            sni_hosts: vec![svc.hostname.clone()],
+            ..L4Match::default()
+        }];
+        Some(rule)
+    }
+
+    /// A service's default route on `port` as an L4 rule matching every connection.
+    pub(crate) fn service_default_rule(
+        &self,
+        svc: &crate::registry::Service,
+        port: u16,
+    ) -> Option<TcpRule> {
+        let route = self.default_route(svc, port);
+        match route.action {
+            crate::route_table::RouteAction::Forward(forward) => Some(TcpRule {
+                name: "default".into(),
+                source: route.source,
+                matches: Vec::new(),
+                forward,
+            }),
+            _ => None,
         }
     }
 }

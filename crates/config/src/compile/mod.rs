@@ -21,6 +21,7 @@ mod reuse_tests;
 mod route_policy;
 mod security;
 mod tcp;
+mod tls_mesh;
 mod zone_aware;
 
 use std::borrow::Borrow;
@@ -234,11 +235,12 @@ fn compile_from<R: Borrow<Resource>>(
             taken.extend(tls_listeners.iter().map(|l| l.address));
             listeners.extend(c.compile_mesh(&ports, &taken));
             if !proxy.outbound_role {
-                c.warn_mesh_tls_without_interception();
                 c.warn_original_dst_without_interception();
             }
             taken.extend(listeners.iter().map(|l| l.address));
             tcp_listeners.extend(c.compile_tcp_mesh(&taken));
+            taken.extend(tcp_listeners.iter().map(|l| l.address));
+            tcp_listeners.extend(c.compile_tls_mesh(&taken));
         }
         if let Some(egress) = &scope.egress {
             let intercepting = !proxy.mesh_role;

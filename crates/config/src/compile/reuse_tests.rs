@@ -515,3 +515,66 @@ fn zone_aware_clusters_follow_the_proxys_own_service() {
         active = incremental;
     }
 }
+
+/// The mesh TLS listeners (TLS ports without interception) follow edits of their services and
+/// `tls` rules: each step built incrementally equals a full build, and the listener's rules
+/// are the ones of the step.
+#[test]
+fn tls_mesh_listeners_follow_their_services_and_tls_rules() {
+    let service = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}, namespace: ns-0}}\n\
+             spec:\n  hosts: [{name}.example.com]\n  resolution: STATIC\n  ports: [{{number: 8443, name: tls, protocol: TLS}}]\n\
+             {extra}  endpoints: [{{address: 10.9.0.1}}]\n"
+        )
+    };
+    let rule = |subset_host: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: a, namespace: ns-0}}\n\
+             spec:\n  hosts: [a.example.com]\n  tls:\n  - match: [{{port: 8443, sniHosts: [a.example.com]}}]\n    route: [{{destination: {{host: {subset_host}.example.com}}}}]\n"
+        )
+    };
+    let steps = [
+        vec![service("api", "")],
+        vec![service("api", ""), rule("api")],
+        vec![service("api", ""), service("web", ""), rule("web")],
+        vec![
+            service("api", "  addresses: [127.0.0.44]\n"),
+            service("web", ""),
+            rule("web"),
+        ],
+        vec![service("api", "  addresses: [127.0.0.44]\n"), rule("api")],
+        vec![service("api", "")],
+    ];
+    let state = StateStore::new();
+    let mut active: Option<Snapshot> = None;
+    for (i, step) in steps.iter().enumerate() {
+        let objects: Vec<Arc<Resource>> = step.iter().flat_map(|t| parse(t)).collect();
+        let incremental = build_for(
+            &ProxyConfig::default(),
+            objects.clone(),
+            active.as_ref(),
+            &state,
+        );
+        let full = build_for(&ProxyConfig::default(), objects, None, &state);
+        let diff = difference(&serialized(&incremental), &serialized(&full), "");
+        assert!(
+            diff.is_none(),
+            "step {i}: incremental and full differ at {diff:?}"
+        );
+        let rules: Vec<String> = incremental
+            .tcp_listeners
+            .iter()
+            .filter(|l| l.address.port() == 8443)
+            .flat_map(|l| l.rules.iter().map(|r| format!("{}:{}", l.name, r.name)))
+            .collect();
+        let has_rule = step.iter().any(|t| t.contains("kind: VirtualService"));
+        assert_eq!(
+            rules.iter().any(|r| r.ends_with(":a.0")),
+            has_rule,
+            "step {i}: {rules:?}"
+        );
+        assert!(!rules.is_empty(), "step {i}");
+        active = Some(incremental);
+    }
+}

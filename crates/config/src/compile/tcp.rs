@@ -260,15 +260,7 @@ impl<'a> Compiler<'a> {
             Some((r, vs)) => self.compile_tcp_rules(r, vs, ctx),
             None => Vec::new(),
         };
-        let route = self.default_route(svc, port);
-        if let crate::route_table::RouteAction::Forward(forward) = route.action {
-            rules.push(TcpRule {
-                name: "default".into(),
-                source: route.source,
-                matches: Vec::new(),
-                forward,
-            });
-        }
+        rules.extend(self.service_default_rule(svc, port));
         rules
     }
 
