@@ -337,22 +337,35 @@ fn check_gateway_bindings(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
             _ => None,
         })
         .collect();
-    // (gateway host, VirtualService) pairs, to find overlapping rules between VirtualServices.
-    let mut on_host: BTreeMap<(String, String), Vec<(&Resource, &VirtualService)>> =
-        BTreeMap::new();
+    let keys: Vec<String> = gateways
+        .iter()
+        .map(|(gr, _)| format!("{}/{}", gr.metadata.namespace, gr.metadata.name))
+        .collect();
+    // Each gateway's place among the distinct keys in name order: the pairs below are keyed
+    // by it rather than by the key itself, and still come out in key order.
+    let mut distinct = keys.clone();
+    distinct.sort();
+    distinct.dedup();
+    let rank: Vec<usize> = keys
+        .iter()
+        .map(|k| distinct.binary_search(k).unwrap_or_default())
+        .collect();
+    // (gateway rank, gateway host) → VirtualServices, to find overlapping rules between them.
+    let mut on_host: BTreeMap<(usize, String), Vec<(&Resource, &VirtualService)>> = BTreeMap::new();
     for r in ordered {
         let Spec::VirtualService(vs) = &r.spec else {
             continue;
         };
         let ns = &r.metadata.namespace;
-        for (gr, g) in &gateways {
-            let key = format!("{}/{}", gr.metadata.namespace, gr.metadata.name);
-            if !vs_binds(vs, ns, &key) {
+        // Expanded once per VirtualService, and only if it binds a gateway at all.
+        let mut hosts: Option<Vec<String>> = None;
+        for (((gr, g), key), &rank) in gateways.iter().zip(&keys).zip(&rank) {
+            if !vs_binds(vs, ns, key) {
                 continue;
             }
+            let hosts = hosts.get_or_insert_with(|| vs.hosts.iter().map(|h| fqdn(h, ns)).collect());
             let mut any = false;
-            for h in &vs.hosts {
-                let vh = fqdn(h, ns);
+            for vh in hosts.iter() {
                 for s in &g.servers {
                     for sh in &s.hosts {
                         let (sns, shost) = sh.split_once('/').unwrap_or(("*", sh));
@@ -362,10 +375,10 @@ fn check_gateway_bindings(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
                         {
                             continue;
                         }
-                        if let Some(d) = intersect(&vh, shost) {
+                        if let Some(d) = intersect(vh, shost) {
                             any = true;
-                            let entry = on_host.entry((key.clone(), d.to_string())).or_default();
-                            if !entry.iter().any(|(x, _)| x.key() == r.key()) {
+                            let entry = on_host.entry((rank, d.to_string())).or_default();
+                            if !entry.iter().any(|(x, _)| same_object(x, r)) {
                                 entry.push((r, vs));
                             }
                         }
@@ -376,7 +389,7 @@ fn check_gateway_bindings(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
                 let field = vs
                     .gateways
                     .iter()
-                    .position(|x| gateway_key(x, ns) == key)
+                    .position(|x| gateway_key(x, ns) == *key)
                     .map_or("spec.hosts".to_string(), |i| format!("spec.gateways[{i}]"));
                 out.push(r.diag(
                     Severity::Warning,
@@ -390,7 +403,8 @@ fn check_gateway_bindings(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
             }
         }
     }
-    for ((gw, host), list) in on_host {
+    for ((rank, host), list) in on_host {
+        let gw = distinct.get(rank).map_or("", String::as_str);
         for (b_idx, (rb, vb)) in list.iter().enumerate().skip(1) {
             for (ra, va) in &list[..b_idx] {
                 if let Some((i, j)) = first_overlap(va, vb) {
@@ -407,6 +421,13 @@ fn check_gateway_bindings(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
             }
         }
     }
+}
+
+/// Whether two objects are the same one by kind, namespace and name (without building keys).
+fn same_object(a: &Resource, b: &Resource) -> bool {
+    a.kind == b.kind
+        && a.metadata.namespace == b.metadata.namespace
+        && a.metadata.name == b.metadata.name
 }
 
 /// The first pair of rules (one per VirtualService) that some request could match both of.
@@ -544,5 +565,50 @@ mod tests {
             "{found:#?}"
         );
         assert!(!found[1].contains("did you mean"), "{found:#?}");
+    }
+
+    /// Overlaps are reported per gateway in gateway-name order (whatever order the Gateways
+    /// were written in), and a VirtualService bound to a gateway serving none of its hosts is
+    /// named with that gateway.
+    #[test]
+    fn gateway_overlaps_come_in_gateway_name_order() {
+        let gateway = |ns: &str| {
+            format!("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw, namespace: {ns}}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 80, name: http, protocol: HTTP}}\n    hosts: [\"*/shop.example.com\"]\n---\n")
+        };
+        let vs = |name: &str, hosts: &str| {
+            format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  hosts: [{hosts}]\n  gateways: [b/gw, a/gw]\n  http:\n  - route: [{{destination: {{host: shop.example.com}}}}]\n---\n")
+        };
+        let text = [
+            gateway("b"),
+            gateway("a"),
+            vs("old", "shop.example.com"),
+            vs("new", "shop.example.com"),
+            vs("elsewhere", "other.org"),
+        ]
+        .concat();
+        let parsed = parse_text(&text, None);
+        let found: Vec<String> = super::analyze(&parsed.resources)
+            .into_iter()
+            .filter(|d| d.message.contains("gateway"))
+            .map(|d| d.message)
+            .collect();
+        let on = |gw: &str| {
+            found
+                .iter()
+                .position(|m| m.contains("overlaps") && m.contains(&format!("on gateway {gw} ")))
+        };
+        assert!(
+            on("a/gw") < on("b/gw") && on("a/gw").is_some(),
+            "{found:#?}"
+        );
+        let unserved: Vec<&String> = found
+            .iter()
+            .filter(|m| m.contains("none of the hosts"))
+            .collect();
+        assert_eq!(unserved.len(), 2, "{found:#?}");
+        assert!(
+            unserved[0].ends_with("gateway b/gw") && unserved[1].ends_with("gateway a/gw"),
+            "{found:#?}"
+        );
     }
 }
