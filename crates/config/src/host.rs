@@ -16,6 +16,16 @@ pub fn fqdn(host: &str, namespace: &str) -> String {
     }
 }
 
+/// `host` in lowercase, borrowed when it already is (lookups by host name are mostly made with
+/// names that are).
+pub fn lowercase(host: &str) -> std::borrow::Cow<'_, str> {
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    }
+}
+
 /// Whether `name` (a concrete or wildcard host) is covered by `pattern`.
 ///
 /// `*.foo.com` covers any name ending in `.foo.com` (but not `foo.com`); `*` covers everything;
@@ -227,6 +237,15 @@ pub fn strip_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lowercase_borrows_names_that_already_are() {
+        assert!(matches!(
+            lowercase("a.example.com"),
+            std::borrow::Cow::Borrowed("a.example.com")
+        ));
+        assert_eq!(lowercase("A.Example.com"), "a.example.com");
+    }
 
     #[test]
     fn covers_compares_bytes_when_a_cut_falls_inside_a_character() {

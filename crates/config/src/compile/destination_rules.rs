@@ -141,7 +141,7 @@ impl<'a> DestinationRuleIndex<'a> {
         // An exact host is the most specific match there is (a wildcard name is only covered
         // by wildcards).
         if !hostname.starts_with('*') {
-            if let Some(found) = self.exact.get(&hostname.to_ascii_lowercase()) {
+            if let Some(found) = self.exact.get(&*crate::host::lowercase(hostname)) {
                 let found: Vec<_> = found
                     .iter()
                     .filter(|i| in_ns(i))

@@ -224,11 +224,13 @@ impl<'a> Claims<'a> {
                 continue;
             };
             for h in &vs.hosts {
-                let h = fqdn(h, &r.metadata.namespace);
+                let mut h = fqdn(h, &r.metadata.namespace);
                 if h.starts_with('*') {
                     wildcards.push((h, *r, &**vs));
                 } else {
-                    exact.entry(h.to_ascii_lowercase()).or_insert((*r, &**vs));
+                    // In place: the namespace part may still carry capitals.
+                    h.make_ascii_lowercase();
+                    exact.entry(h).or_insert((*r, &**vs));
                 }
             }
         }
@@ -240,7 +242,7 @@ impl<'a> Claims<'a> {
     pub(crate) fn claiming(&self, hostname: &str) -> Option<(&'a Resource, &'a VirtualService)> {
         // Only wildcards cover a wildcard name.
         if !hostname.starts_with('*') {
-            if let Some(found) = self.exact.get(&hostname.to_ascii_lowercase()) {
+            if let Some(found) = self.exact.get(&*crate::host::lowercase(hostname)) {
                 return Some(*found);
             }
         }
