@@ -453,6 +453,66 @@ async fn https_server_on_a_unix_socket_terminates_tls_and_routes() {
     p.shutdown().await;
 }
 
+/// An HTTPS server with `mode: MUTUAL` on a unix domain socket asks for a client certificate as
+/// on a TCP port: none, or one from another CA, is refused; one from the CA is served.
+#[tokio::test]
+async fn mutual_tls_server_on_a_unix_socket_requires_a_client_certificate() {
+    let a = backend("a", "v1").await;
+    let ca = TestCa::new("example.com root");
+    let other = TestCa::new("another root");
+    let dir = ConfigDir::new();
+    let socket = dir.path().join("mutual.sock");
+    let (cert, key) = ca
+        .issue(&["a.example.com"])
+        .write(dir.path(), "a.example.com");
+    let ca_file = ca.write(dir.path(), "ca.crt");
+    dir.write(
+        "svc.yaml",
+        &service_yaml("a.default.svc.cluster.local", 80, &[("v1", a.addr())]),
+    );
+    dir.write(
+        "gw.yaml",
+        &unix_gateway(
+            &socket,
+            "HTTPS",
+            "\"a.example.com\"",
+            &format!(
+                "      mode: MUTUAL\n      serverCertificate: {}\n      privateKey: {}\n      caCertificates: {}\n",
+                cert.display(),
+                key.display(),
+                ca_file.display()
+            ),
+        ),
+    );
+    dir.write(
+        "vs.yaml",
+        &route_vs(
+            "to-a",
+            "gw-unix",
+            "a.example.com",
+            "  - route:\n    - destination: {host: a}\n",
+        ),
+    );
+    let p = unix_gateway_proxy(dir.path()).await;
+    assert!(unix_bind_is_quiet(&p));
+    let anonymous = TlsClient::new(ca.pem(), "a.example.com");
+    assert!(anonymous.get_unix(&socket, "/").await.is_err());
+    let impostor = TlsClient {
+        client: Some(other.issue(&["client.example.com"])),
+        ..anonymous.clone()
+    };
+    assert!(impostor.get_unix(&socket, "/").await.is_err());
+    let client = TlsClient {
+        client: Some(ca.issue(&["client.example.com"])),
+        ..anonymous.clone()
+    };
+    let r = client.get_unix(&socket, "/").await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.starts_with("a v1"), "{}", r.body);
+    assert_eq!(a.requests(), 1);
+    p.shutdown().await;
+}
+
 /// A TLS server with `mode: PASSTHROUGH` on a unix domain socket relays the connection
 /// untouched to the destination its VirtualService's `tls` rule picks by SNI: the client sees
 /// the backend's own certificate; an SNI without a server is closed.
