@@ -50,6 +50,9 @@ fn dynamic_dns_tls_ports_route_intercepted_tls_by_sni() {
     let s = build_snapshot(parsed.resources, Vec::new(), &proxy, &StateStore::new(), 1)
         .map_err(|r| format!("{:?}", r.diagnostics))
         .unwrap();
+    // Intercepted TLS ports are served: no "not served yet" warning for them.
+    let warned = format!("{:?}", s.diagnostics);
+    assert!(!warned.contains("not served"), "{warned}");
     let tls = s.outbound.tls_listener(443).expect("a TLS listener on 443");
     let anywhere: IpAddr = "10.0.0.1".parse().unwrap();
     let cluster_of = |sni: &str| {

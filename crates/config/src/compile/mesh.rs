@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use sluice_lb::WeightedSchedule;
-use sluice_model::{codes, Resource, Severity, Spec, VirtualService};
+use sluice_model::{codes, Resource, Spec, VirtualService};
 
 use super::http_route::{vs_binds, RuleContext, MESH};
 use super::Compiler;
@@ -32,13 +32,11 @@ impl Compiler<'_> {
         let mut ports: BTreeMap<u16, Vec<Arc<Service>>> = BTreeMap::new();
         let services: Vec<Arc<Service>> = self.registry.services().cloned().collect();
         for svc in &services {
-            for (i, p) in svc.ports.iter().enumerate() {
+            for p in &svc.ports {
+                // TCP ports are served by `compile_tcp_mesh`, TLS and HTTPS ones by
+                // `compile_tls_mesh` (or, intercepted, by SNI).
                 if p.protocol.is_http() {
                     ports.entry(p.number).or_default().push(svc.clone());
-                } else if p.protocol != crate::protocol::Protocol::Tcp && !self.proxy.mesh_role {
-                    // TCP ports are served by `compile_tcp_mesh`, and TLS and HTTPS ports on
-                    // the mesh listeners by `compile_tls_mesh`.
-                    self.not_served_port(svc, i);
                 }
             }
         }
@@ -120,25 +118,6 @@ impl Compiler<'_> {
             }
         }
         out
-    }
-
-    fn not_served_port(&mut self, svc: &Service, index: usize) {
-        let Some(r) = self.ordered.iter().find(|r| r.key() == svc.source) else {
-            return;
-        };
-        let p = &svc.ports[index];
-        let d = r.diag(
-            Severity::Warning,
-            codes::NOT_ENFORCED,
-            "spec.ports",
-            format!(
-                "port {} ({:?}) of {} is not served yet: sluice proxies HTTP, HTTP2, GRPC and TCP ports only",
-                p.number, p.protocol, svc.hostname
-            ),
-        );
-        if !self.diagnostics.contains(&d) {
-            self.diagnostics.push(d);
-        }
     }
 
     /// The virtual host of one service on one port: its VirtualService's rules, else a default route.
