@@ -513,6 +513,75 @@ async fn mutual_tls_server_on_a_unix_socket_requires_a_client_certificate() {
     p.shutdown().await;
 }
 
+/// An AUTO_PASSTHROUGH server on a unix domain socket routes by the cluster its SNI names
+/// (`outbound_.<port>_.<subset>_.<host>`), untouched, as on a TCP port; an unknown subset is
+/// refused.
+#[tokio::test]
+async fn auto_passthrough_server_on_a_unix_socket_routes_by_the_cluster_in_the_sni() {
+    let ca = TestCa::new("mesh root");
+    let dir = ConfigDir::new();
+    let socket = dir.path().join("east-west.sock");
+    let sni_v2 = "outbound_.9080_.v2_.reviews.default.svc.cluster.local";
+    let leaf = ca.issue(&[
+        sni_v2,
+        "outbound_.9080_.v1_.reviews.default.svc.cluster.local",
+    ]);
+    let (c, k) = leaf.write(dir.path(), "reviews");
+    let https = |version: &str| BackendArgs {
+        tls_cert: Some(c.clone()),
+        tls_key: Some(k.clone()),
+        ..BackendArgs::ephemeral("reviews", version)
+    };
+    let v1 = Backend::start(https("v1")).await.unwrap();
+    let v2 = Backend::start(https("v2")).await.unwrap();
+    dir.write(
+        "svc.yaml",
+        &format!(
+            "{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews}}\nspec:\n  host: reviews.default.svc.cluster.local\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n  - {{name: v2, labels: {{version: v2}}}}\n",
+            service_yaml(
+                "reviews.default.svc.cluster.local",
+                9080,
+                &[("v1", v1.addr()), ("v2", v2.addr())]
+            )
+            .replace("name: http, protocol: HTTP}", "name: tls, protocol: TLS}")
+            .replace("ports: {http:", "ports: {tls:")
+        ),
+    );
+    dir.write(
+        "gw.yaml",
+        &unix_gateway(
+            &socket,
+            "TLS",
+            "\"*.local\"",
+            "      mode: AUTO_PASSTHROUGH\n",
+        ),
+    );
+    let p = unix_gateway_proxy(dir.path()).await;
+    assert!(unix_bind_is_quiet(&p));
+    for _ in 0..2 {
+        let r = TlsClient {
+            host: Some("reviews".into()),
+            ..TlsClient::new(ca.pem(), sni_v2)
+        }
+        .get_unix(&socket, "/")
+        .await
+        .unwrap();
+        assert_eq!(r.headers["x-version"], "v2");
+        assert_eq!(
+            r.peer.as_ref(),
+            Some(&leaf.der),
+            "the backend's own certificate"
+        );
+    }
+    assert_eq!((v1.requests(), v2.requests()), (0, 2));
+    let missing = TlsClient::new(
+        ca.pem(),
+        "outbound_.9080_.v9_.reviews.default.svc.cluster.local",
+    );
+    assert!(missing.get_unix(&socket, "/").await.is_err());
+    p.shutdown().await;
+}
+
 /// A TLS server with `mode: PASSTHROUGH` on a unix domain socket relays the connection
 /// untouched to the destination its VirtualService's `tls` rule picks by SNI: the client sees
 /// the backend's own certificate; an SNI without a server is closed.
