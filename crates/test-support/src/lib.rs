@@ -309,3 +309,49 @@ pub fn subsets_yaml(host: &str, versions: &[&str]) -> String {
     }
     out
 }
+
+/// The SNI an east-west client sends for `reviews` subset v2 on port 9080 (AUTO_PASSTHROUGH).
+pub const REVIEWS_V2_SNI: &str = "outbound_.9080_.v2_.reviews.default.svc.cluster.local";
+
+/// The `reviews` service of an AUTO_PASSTHROUGH test: v1 and v2 serving TLS with one
+/// certificate naming both subsets' SNIs, and the config declaring them.
+pub struct MeshReviews {
+    /// The backends' certificate, to compare with what a client was shown.
+    pub leaf: pki::Leaf,
+    /// Subset v1's backend.
+    pub v1: BackendHandle,
+    /// Subset v2's backend.
+    pub v2: BackendHandle,
+    /// The ServiceEntry (TLS port 9080), WorkloadEntries and DestinationRule (subsets v1, v2).
+    pub config: String,
+}
+
+/// Starts [`MeshReviews`] with a certificate from `ca`, its files written to `dir`.
+pub async fn mesh_reviews(ca: &pki::TestCa, dir: &Path) -> MeshReviews {
+    let host = "reviews.default.svc.cluster.local";
+    let leaf = ca.issue(&[
+        REVIEWS_V2_SNI,
+        "outbound_.9080_.v1_.reviews.default.svc.cluster.local",
+    ]);
+    let (cert, key) = leaf.write(dir, "reviews");
+    let https = |version: &str| BackendArgs {
+        tls_cert: Some(cert.clone()),
+        tls_key: Some(key.clone()),
+        ..BackendArgs::ephemeral("reviews", version)
+    };
+    let v1 = Backend::start(https("v1")).await.unwrap();
+    let v2 = Backend::start(https("v2")).await.unwrap();
+    let config = format!(
+        "{}---\n{}",
+        service_yaml(host, 9080, &[("v1", v1.addr()), ("v2", v2.addr())])
+            .replace("name: http, protocol: HTTP}", "name: tls, protocol: TLS}")
+            .replace("ports: {http:", "ports: {tls:"),
+        subsets_yaml(host, &["v1", "v2"])
+    );
+    MeshReviews {
+        leaf,
+        v1,
+        v2,
+        config,
+    }
+}

@@ -9,8 +9,8 @@ use std::path::Path;
 use bytes::Bytes;
 use sluice_test_support::pki::{TestCa, TlsClient};
 use sluice_test_support::{
-    backend, failing_backend, free_port, proxy, service_yaml, Backend, BackendArgs, ConfigDir,
-    ProxyHandle, TestClient,
+    backend, failing_backend, free_port, mesh_reviews, proxy, service_yaml, Backend, BackendArgs,
+    ConfigDir, MeshReviews, ProxyHandle, TestClient, REVIEWS_V2_SNI,
 };
 
 fn at(ip: [u8; 4], port: u16) -> SocketAddr {
@@ -521,32 +521,14 @@ async fn auto_passthrough_server_on_a_unix_socket_routes_by_the_cluster_in_the_s
     let ca = TestCa::new("mesh root");
     let dir = ConfigDir::new();
     let socket = dir.path().join("east-west.sock");
-    let sni_v2 = "outbound_.9080_.v2_.reviews.default.svc.cluster.local";
-    let leaf = ca.issue(&[
-        sni_v2,
-        "outbound_.9080_.v1_.reviews.default.svc.cluster.local",
-    ]);
-    let (c, k) = leaf.write(dir.path(), "reviews");
-    let https = |version: &str| BackendArgs {
-        tls_cert: Some(c.clone()),
-        tls_key: Some(k.clone()),
-        ..BackendArgs::ephemeral("reviews", version)
-    };
-    let v1 = Backend::start(https("v1")).await.unwrap();
-    let v2 = Backend::start(https("v2")).await.unwrap();
-    dir.write(
-        "svc.yaml",
-        &format!(
-            "{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews}}\nspec:\n  host: reviews.default.svc.cluster.local\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n  - {{name: v2, labels: {{version: v2}}}}\n",
-            service_yaml(
-                "reviews.default.svc.cluster.local",
-                9080,
-                &[("v1", v1.addr()), ("v2", v2.addr())]
-            )
-            .replace("name: http, protocol: HTTP}", "name: tls, protocol: TLS}")
-            .replace("ports: {http:", "ports: {tls:")
-        ),
-    );
+    let sni_v2 = REVIEWS_V2_SNI;
+    let MeshReviews {
+        leaf,
+        v1,
+        v2,
+        config,
+    } = mesh_reviews(&ca, dir.path()).await;
+    dir.write("svc.yaml", &config);
     dir.write(
         "gw.yaml",
         &unix_gateway(

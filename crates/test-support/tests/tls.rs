@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use sluice_test_support::pki::{s_client, TestCa, TlsClient};
 use sluice_test_support::{
-    assert_eventually, backend, free_port, proxy, service_yaml, Backend, BackendArgs, ConfigDir,
-    ProxyHandle, TestClient,
+    assert_eventually, backend, free_port, mesh_reviews, proxy, service_yaml, Backend, BackendArgs,
+    ConfigDir, MeshReviews, ProxyHandle, TestClient, REVIEWS_V2_SNI,
 };
 
 fn local(port: u16) -> SocketAddr {
@@ -976,33 +976,15 @@ async fn unusable_certificate_files_are_reported_at_their_yaml_position() {
 async fn auto_passthrough_routes_by_the_cluster_named_in_the_sni() {
     let ca = TestCa::new("mesh root");
     let dir = ConfigDir::new();
-    let sni_v2 = "outbound_.9080_.v2_.reviews.default.svc.cluster.local";
-    let leaf = ca.issue(&[
-        sni_v2,
-        "outbound_.9080_.v1_.reviews.default.svc.cluster.local",
-    ]);
-    let (c, k) = leaf.write(dir.path(), "reviews");
-    let https = |version: &str| BackendArgs {
-        tls_cert: Some(c.clone()),
-        tls_key: Some(k.clone()),
-        ..BackendArgs::ephemeral("reviews", version)
-    };
-    let v1 = Backend::start(https("v1")).await.unwrap();
-    let v2 = Backend::start(https("v2")).await.unwrap();
+    let sni_v2 = REVIEWS_V2_SNI;
+    let MeshReviews {
+        leaf,
+        v1,
+        v2,
+        config,
+    } = mesh_reviews(&ca, dir.path()).await;
     let port = free_port();
-    dir.write(
-        "svc.yaml",
-        &format!(
-            "{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews}}\nspec:\n  host: reviews.default.svc.cluster.local\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n  - {{name: v2, labels: {{version: v2}}}}\n",
-            service_yaml(
-                "reviews.default.svc.cluster.local",
-                9080,
-                &[("v1", v1.addr()), ("v2", v2.addr())]
-            )
-            .replace("name: http, protocol: HTTP}", "name: tls, protocol: TLS}")
-            .replace("ports: {http:", "ports: {tls:")
-        ),
-    );
+    dir.write("svc.yaml", &config);
     dir.write(
         "gateway.yaml",
         &format!(
