@@ -6,12 +6,18 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use sluice_model::{Diagnostic, Parsed, Resource};
+use sluice_model::{Diagnostic, Kind, Parsed, Resource};
 use twox_hash::XxHash3_128;
 
 use crate::files::{discover, file_name, read_text, FileText};
 use crate::parse_many::parse_all;
+
+/// How much older than a read a file's last change must be for its metadata alone to vouch
+/// for its content at the next read. A file changed twice within one tick of the file system's
+/// clock, to the same length, keeps its metadata; one changed this recently is read every time.
+const STAMP_MARGIN: Duration = Duration::from_secs(2);
 
 /// What the last [`FileCache::read_paths`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,6 +26,43 @@ pub struct ReadStats {
     pub parsed: usize,
     /// Files whose unchanged content was not parsed again.
     pub reused: usize,
+    /// Of the reused files, those not even read: their metadata had not changed.
+    pub unread: usize,
+}
+
+/// A file's metadata, which any write changes (`ctime` cannot be set back by anyone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// Whether the file last changed `margin` or more before `read_at`.
+    fn settled(&self, read_at: SystemTime, margin: Duration) -> bool {
+        let at = |(s, ns): (i64, i64)| {
+            let since_epoch = Duration::new(s.max(0).unsigned_abs(), ns.clamp(0, 999_999_999) as u32);
+            SystemTime::UNIX_EPOCH + since_epoch
+        };
+        let changed = at(self.mtime).max(at(self.ctime));
+        read_at
+            .duration_since(changed)
+            .is_ok_and(|age| age >= margin)
+    }
 }
 
 /// A file as the last read found it.
@@ -30,6 +73,10 @@ struct Seen {
     digest: u128,
     /// How many objects it held.
     objects: usize,
+    /// Where its objects started in what the read returned.
+    start: usize,
+    /// Its metadata, when it had settled before the read (see [`STAMP_MARGIN`]).
+    stamp: Option<Stamp>,
 }
 
 /// What a read does with one file, decided before the changed ones are parsed together.
@@ -37,9 +84,10 @@ enum Planned<'p> {
     /// Unreadable or refused: its finding.
     Refused(Parsed),
     /// Unchanged: the previous read's objects.
-    Reused(&'p [&'p Arc<Resource>]),
-    /// Changed or new: parsed, then remembered by its digest.
-    Parse(PathBuf, u128),
+    Reused(PathBuf, Vec<&'p Arc<Resource>>, Seen),
+    /// Changed or new: parsed, then remembered by its digest; the objects the file held
+    /// before stand in for the new ones they equal.
+    Parse(PathBuf, u128, Option<Stamp>, Vec<&'p Arc<Resource>>),
 }
 
 /// Objects read, shared: an unchanged file's objects are the very ones of the previous read.
@@ -52,10 +100,56 @@ pub struct SharedRead {
 }
 
 /// Digests of the files of the last read, to tell which ones changed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FileCache {
     files: HashMap<PathBuf, Seen>,
+    /// How many objects the last read returned.
+    returned: usize,
     stats: ReadStats,
+    margin: Duration,
+}
+
+impl Default for FileCache {
+    fn default() -> Self {
+        FileCache {
+            files: HashMap::new(),
+            returned: 0,
+            stats: ReadStats::default(),
+            margin: STAMP_MARGIN,
+        }
+    }
+}
+
+/// The previous read's objects of each file: by position when `previous` is what the last
+/// read returned (the usual case, no object touched), else grouped by file name.
+struct Previous<'p> {
+    objects: &'p [Arc<Resource>],
+    positional: bool,
+    by_file: std::cell::OnceCell<HashMap<&'p str, Vec<&'p Arc<Resource>>>>,
+}
+
+impl<'p> Previous<'p> {
+    fn of_file(&self, name: &str, seen: Option<&Seen>) -> Vec<&'p Arc<Resource>> {
+        if let Some(s) = seen.filter(|_| self.positional) {
+            let range = self.objects.get(s.start..s.start + s.objects);
+            let from_file = |r: &Arc<Resource>| r.origin.file.as_deref() == Some(name);
+            if let Some(range) = range.filter(|r| {
+                r.first().is_none_or(from_file) && r.last().is_none_or(from_file)
+            }) {
+                return range.iter().collect();
+            }
+        }
+        let by_file = self.by_file.get_or_init(|| {
+            let mut by_file: HashMap<&str, Vec<&Arc<Resource>>> = HashMap::new();
+            for r in self.objects {
+                if let Some(f) = r.origin.file.as_deref() {
+                    by_file.entry(f).or_default().push(r);
+                }
+            }
+            by_file
+        });
+        by_file.get(name).cloned().unwrap_or_default()
+    }
 }
 
 impl FileCache {
@@ -64,29 +158,50 @@ impl FileCache {
         FileCache::default()
     }
 
+    /// A cache that trusts the metadata of files changed at least `margin` before a read.
+    #[doc(hidden)]
+    pub fn with_stamp_margin(margin: Duration) -> FileCache {
+        FileCache {
+            margin,
+            ..FileCache::default()
+        }
+    }
+
     /// Reads every config file under `paths`, as [`crate::read_paths`] does. A file whose
     /// content is what the last read found, and which parsed without findings then, takes its
     /// objects from `previous`, the objects that read returned (the active snapshot's), instead
     /// of being parsed again: the same objects (`Arc`), not copies, so what depends on them only
-    /// (validation, compiled routes) can be kept too.
+    /// (validation, compiled routes) can be kept too. A file whose metadata has not changed
+    /// since it settled is not even read; of an edited file, the objects equal to what it held
+    /// before are those objects.
     pub fn read_paths(&mut self, paths: &[PathBuf], previous: &[Arc<Resource>]) -> SharedRead {
+        let read_at = SystemTime::now();
         let (files, diagnostics) = discover(paths);
         let mut out = SharedRead {
             resources: Vec::new(),
             diagnostics,
         };
-        let mut by_file: HashMap<&str, Vec<&Arc<Resource>>> = HashMap::new();
-        for r in previous {
-            if let Some(f) = r.origin.file.as_deref() {
-                by_file.entry(f).or_default().push(r);
-            }
-        }
+        let before = Previous {
+            objects: previous,
+            positional: previous.len() == self.returned,
+            by_file: std::cell::OnceCell::new(),
+        };
         let mut stats = ReadStats::default();
-        let mut seen = HashMap::with_capacity(files.len());
-        // In file order: the objects reused, or the index of the text to parse.
+        // In file order: the objects reused, or the text to parse.
         let mut plan: Vec<Planned> = Vec::with_capacity(files.len());
         let mut texts = Vec::new();
         for path in files {
+            let name = file_name(&path);
+            let seen = self.files.get(&path).copied();
+            let kept = before.of_file(&name, seen.as_ref());
+            let stamp = std::fs::metadata(&path).ok().map(|m| Stamp::of(&m));
+            let complete = seen.is_some_and(|s| s.objects == kept.len());
+            if let Some(s) = seen.filter(|s| complete && s.stamp.is_some() && s.stamp == stamp) {
+                stats.reused += 1;
+                stats.unread += 1;
+                plan.push(Planned::Reused(path, kept, s));
+                continue;
+            }
             let text = match read_text(&path) {
                 FileText::Text(text) => text,
                 // Unreadable or refused files are not remembered: the next read tries again.
@@ -96,44 +211,49 @@ impl FileCache {
                 }
             };
             let digest = XxHash3_128::oneshot(text.as_bytes());
-            let name = file_name(&path);
-            let kept = by_file.get(&*name);
-            let unchanged = self
-                .files
-                .get(&path)
-                .is_some_and(|s| s.digest == digest && kept.map_or(0, Vec::len) == s.objects);
-            if unchanged {
+            let stamp = stamp.filter(|s| s.settled(read_at, self.margin));
+            if let Some(s) = seen.filter(|s| complete && s.digest == digest) {
                 stats.reused += 1;
-                plan.push(Planned::Reused(kept.map(Vec::as_slice).unwrap_or_default()));
-                if let Some(s) = self.files.remove(&path) {
-                    seen.insert(path, s);
-                }
+                plan.push(Planned::Reused(path, kept, Seen { stamp, ..s }));
                 continue;
             }
             stats.parsed += 1;
             texts.push((text, name));
-            plan.push(Planned::Parse(path, digest));
+            plan.push(Planned::Parse(path, digest, stamp, kept));
         }
         let mut parsed = parse_all(texts).into_iter();
+        let mut seen = HashMap::with_capacity(plan.len());
         for step in plan {
+            let start = out.resources.len();
             match step {
                 Planned::Refused(refused) => out.diagnostics.extend(refused.diagnostics),
-                Planned::Reused(kept) => out.resources.extend(kept.iter().map(|r| Arc::clone(r))),
-                Planned::Parse(path, digest) => {
+                Planned::Reused(path, kept, s) => {
+                    out.resources.extend(kept.into_iter().map(Arc::clone));
+                    seen.insert(path, Seen { start, ..s });
+                }
+                Planned::Parse(path, digest, stamp, kept) => {
                     let Some(parsed) = parsed.next() else { break };
                     // A file with findings is parsed again each time, so they are reported
                     // each time.
                     if parsed.diagnostics.is_empty() {
                         let objects = parsed.resources.len();
-                        seen.insert(path, Seen { digest, objects });
+                        seen.insert(
+                            path,
+                            Seen {
+                                digest,
+                                objects,
+                                start,
+                                stamp,
+                            },
+                        );
                     }
-                    out.resources
-                        .extend(parsed.resources.into_iter().map(Arc::new));
+                    out.resources.extend(adopt_equal(parsed.resources, &kept));
                     out.diagnostics.extend(parsed.diagnostics);
                 }
             }
         }
         self.files = seen;
+        self.returned = out.resources.len();
         self.stats = stats;
         out
     }
@@ -148,4 +268,34 @@ impl FileCache {
     pub fn last_read(&self) -> ReadStats {
         self.stats
     }
+}
+
+/// The objects parsed from an edited file, where each one equal to an object the file held
+/// before (`kept`) is that object: equal in content and in source positions, so the findings
+/// and compiled parts that depend on it alone stay valid, and an edit of one object in a file
+/// of hundreds leaves the others the same `Arc`s.
+fn adopt_equal(parsed: Vec<Resource>, kept: &[&Arc<Resource>]) -> Vec<Arc<Resource>> {
+    type Key<'r> = (Kind, &'r str, &'r str);
+    fn key(r: &Resource) -> Key<'_> {
+        (r.kind, &r.metadata.namespace, &r.metadata.name)
+    }
+    let mut by_key: Option<HashMap<Key<'_>, &Arc<Resource>>> = None;
+    parsed
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            // Mostly in the same place; the index is built only once an object moved.
+            let old = match kept.get(i).filter(|k| key(k) == key(&r)) {
+                Some(k) => Some(*k),
+                None => by_key
+                    .get_or_insert_with(|| kept.iter().map(|k| (key(k), *k)).collect())
+                    .get(&key(&r))
+                    .copied(),
+            };
+            match old {
+                Some(old) if **old == r => Arc::clone(old),
+                _ => Arc::new(r),
+            }
+        })
+        .collect()
 }

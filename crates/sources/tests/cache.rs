@@ -30,7 +30,8 @@ fn a_reread_parses_only_changed_and_new_files() {
         cache.last_read(),
         ReadStats {
             parsed: 3,
-            reused: 0
+            reused: 0,
+            unread: 0
         }
     );
     assert_eq!(owned(&first), read_paths(&paths).resources);
@@ -40,7 +41,8 @@ fn a_reread_parses_only_changed_and_new_files() {
         cache.last_read(),
         ReadStats {
             parsed: 0,
-            reused: 3
+            reused: 3,
+            unread: 0
         }
     );
     assert_eq!(again.resources, first.resources);
@@ -68,7 +70,8 @@ fn a_reread_parses_only_changed_and_new_files() {
         cache.last_read(),
         ReadStats {
             parsed: 2,
-            reused: 1
+            reused: 1,
+            unread: 0
         }
     );
     let fresh = read_paths(&paths);
@@ -92,7 +95,8 @@ fn a_reread_parses_only_changed_and_new_files() {
         cache.last_read(),
         ReadStats {
             parsed: 1,
-            reused: 3
+            reused: 3,
+            unread: 0
         }
     );
     assert_eq!(owned(&restored), read_paths(&paths).resources);
@@ -104,7 +108,8 @@ fn a_reread_parses_only_changed_and_new_files() {
         cache.last_read(),
         ReadStats {
             parsed: 4,
-            reused: 0
+            reused: 0,
+            unread: 0
         }
     );
     // Nor are those of a file missing from what is passed as the previous read's objects.
@@ -113,7 +118,8 @@ fn a_reread_parses_only_changed_and_new_files() {
         cache.last_read(),
         ReadStats {
             parsed: 1,
-            reused: 3
+            reused: 3,
+            unread: 0
         }
     );
 }
@@ -129,6 +135,96 @@ fn syntax_errors_and_unreadable_files_are_reported_on_every_read() {
     let again = cache.read_paths(&paths, &first.resources);
     assert_eq!(again.diagnostics, first.diagnostics);
     assert_eq!(again.diagnostics, read_paths(&paths).diagnostics);
+}
+
+#[test]
+fn files_unchanged_since_they_settled_are_not_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = vec![dir.path().to_path_buf()];
+    for i in 0..3 {
+        fs::write(
+            dir.path().join(format!("se-{i}.yaml")),
+            service_entry(&format!("se-{i}"), &format!("s{i}.example.com")),
+        )
+        .unwrap();
+    }
+    // Files written just before a read are read every time: their metadata could stay the
+    // same through another write within the same clock tick.
+    let mut cautious = FileCache::new();
+    let first = cautious.read_paths(&paths, &[]);
+    cautious.read_paths(&paths, &first.resources);
+    assert_eq!(cautious.last_read().unread, 0);
+
+    let mut cache = FileCache::with_stamp_margin(std::time::Duration::ZERO);
+    let first = cache.read_paths(&paths, &[]);
+    let again = cache.read_paths(&paths, &first.resources);
+    assert_eq!(
+        cache.last_read(),
+        ReadStats {
+            parsed: 0,
+            reused: 3,
+            unread: 3
+        }
+    );
+    assert!(again
+        .resources
+        .iter()
+        .zip(&first.resources)
+        .all(|(a, b)| std::sync::Arc::ptr_eq(a, b)));
+    // A write changes the metadata, even one keeping the length: that file is read.
+    fs::write(
+        dir.path().join("se-1.yaml"),
+        service_entry("se-1", "s7.example.com"),
+    )
+    .unwrap();
+    let edited = cache.read_paths(&paths, &again.resources);
+    assert_eq!(
+        cache.last_read(),
+        ReadStats {
+            parsed: 1,
+            reused: 2,
+            unread: 2
+        }
+    );
+    assert_eq!(owned(&edited), read_paths(&paths).resources);
+}
+
+#[test]
+fn an_edited_file_keeps_the_objects_it_did_not_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = vec![dir.path().to_path_buf()];
+    let file = dir.path().join("all.yaml");
+    let write = |hosts: [&str; 3], prefix: &str| {
+        let docs: Vec<String> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| service_entry(&format!("se-{i}"), h))
+            .collect();
+        fs::write(&file, format!("{prefix}{}", docs.join("---\n"))).unwrap();
+    };
+    write(["a.example.com", "b.example.com", "c.example.com"], "");
+    let mut cache = FileCache::new();
+    let first = cache.read_paths(&paths, &[]);
+    // The second object edited to the same length: the first and third are the same objects.
+    write(["a.example.com", "x.example.com", "c.example.com"], "");
+    let edited = cache.read_paths(&paths, &first.resources);
+    assert_eq!(owned(&edited), read_paths(&paths).resources);
+    let same: Vec<bool> = edited
+        .resources
+        .iter()
+        .zip(&first.resources)
+        .map(|(a, b)| std::sync::Arc::ptr_eq(a, b))
+        .collect();
+    assert_eq!(same, [true, false, true]);
+    // A line added on top moves every object's position: none is kept (findings name lines).
+    write(["a.example.com", "x.example.com", "c.example.com"], "# moved\n");
+    let moved = cache.read_paths(&paths, &edited.resources);
+    assert_eq!(owned(&moved), read_paths(&paths).resources);
+    assert!(moved
+        .resources
+        .iter()
+        .zip(&edited.resources)
+        .all(|(a, b)| !std::sync::Arc::ptr_eq(a, b)));
 }
 
 fn owned(read: &sluice_sources::SharedRead) -> Vec<sluice_model::Resource> {
