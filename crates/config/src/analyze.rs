@@ -2,8 +2,11 @@
 
 mod canary_refs;
 mod jwt_routing;
+pub(crate) mod memo;
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use sluice_model::{
     codes, Destination, Diagnostic, HttpMatchRequest, Resource, ResourceRef, Severity, Spec,
@@ -15,55 +18,93 @@ use crate::compile::http_route::{gateway_key, vs_binds, vs_gateways, MESH};
 use std::borrow::Borrow;
 
 use crate::compile::precedence_order;
+use crate::compile::reuse::address;
 use crate::host::{fqdn, intersect, overlaps};
 use crate::labels::selector_matches;
 use crate::registry::Registry;
+use memo::AnalysisMemo;
 
 /// Findings about how objects relate to each other. None of them blocks loading: Istio accepts
 /// such config and fails at request time (e.g. 503 NC for a missing subset).
 pub fn analyze<R: Borrow<Resource>>(resources: &[R]) -> Vec<Diagnostic> {
-    analyze_with(resources, None)
+    analyze_with(resources, None, None).0
 }
 
-/// [`analyze`], taking unchanged ServiceEntries' services from the previous build's `memo`.
+/// [`analyze`], taking unchanged ServiceEntries' services from the previous build's `memo` and
+/// the findings that still hold from the `previous` analysis; returns the findings and what
+/// the next build may take from them.
 pub(crate) fn analyze_with<R: Borrow<Resource>>(
     resources: &[R],
     memo: Option<&crate::compile::Memo>,
-) -> Vec<Diagnostic> {
+    previous: Option<&AnalysisMemo>,
+) -> (Vec<Diagnostic>, AnalysisMemo) {
     let ordered = precedence_order(resources);
-    let registry = match memo {
-        Some(memo) => {
-            let objects: Vec<&Resource> = resources.iter().map(Borrow::borrow).collect();
-            Registry::build_reusing(
-                objects.iter().copied(),
-                memo.kept_services(&objects),
-                |_, _| {},
-            )
-        }
-        None => Registry::build(resources.iter().map(Borrow::borrow)),
+    let context = memo::context_of(resources);
+    let kept = previous.and_then(|p| p.usable_for(&context));
+    let mut next = AnalysisMemo::new(context);
+    let registry = match kept.and_then(|k| k.registry.clone()) {
+        Some(registry) => registry,
+        None => Arc::new(match memo {
+            Some(memo) => {
+                let objects: Vec<&Resource> = resources.iter().map(Borrow::borrow).collect();
+                Registry::build_reusing(
+                    objects.iter().copied(),
+                    memo.kept_services(&objects),
+                    |_, _| {},
+                )
+            }
+            None => Registry::build(resources.iter().map(Borrow::borrow)),
+        }),
     };
-    let drs = DestinationRuleIndex::new(&ordered);
-    let exports = ServiceExports::new(&ordered);
-    let gateways: HashSet<String> = ordered
-        .iter()
-        .filter(|r| matches!(r.spec, Spec::Gateway(_)))
-        .map(|r| format!("{}/{}", r.metadata.namespace, r.metadata.name))
-        .collect();
+    // Built when a check needs them: none does when every VirtualService keeps its findings.
+    let drs = OnceCell::new();
+    let drs = || drs.get_or_init(|| DestinationRuleIndex::new(&ordered));
+    let exports = OnceCell::new();
+    let exports = || exports.get_or_init(|| ServiceExports::new(&ordered));
+    let gateways = OnceCell::new();
+    let gateways = || {
+        gateways.get_or_init(|| {
+            ordered
+                .iter()
+                .filter(|r| matches!(r.spec, Spec::Gateway(_)))
+                .map(|r| format!("{}/{}", r.metadata.namespace, r.metadata.name))
+                .collect::<HashSet<String>>()
+        })
+    };
     let mut out = Vec::new();
     let names = ShortNames::new();
+    next.per_vs.reserve(kept.map_or(0, |k| k.per_vs.len()));
     for r in &ordered {
         if let Spec::VirtualService(vs) = &r.spec {
-            check_destinations(r, vs, &registry, &drs, &exports, &names, &mut out);
-            check_gateway_refs(r, vs, &gateways, &mut out);
-            check_dead_rules(r, vs, &mut out);
+            let own = match kept.and_then(|k| k.per_vs.get(&address(r))) {
+                Some(found) => found.clone(),
+                None => {
+                    let mut own = Vec::new();
+                    check_destinations(r, vs, &registry, drs(), exports(), &names, &mut own);
+                    check_gateway_refs(r, vs, gateways(), &mut own);
+                    check_dead_rules(r, vs, &mut own);
+                    own
+                }
+            };
+            out.extend(own.iter().cloned());
+            next.per_vs.insert(address(r), own);
         }
     }
     check_mesh_host_conflicts(&ordered, &mut out);
     check_gateway_bindings(&ordered, &mut out);
-    check_subsets(&registry, &drs, &mut out);
+    next.subsets = match kept {
+        Some(k) => k.subsets.clone(),
+        None => {
+            let mut found = Vec::new();
+            check_subsets(&registry, drs(), &mut found);
+            found
+        }
+    };
+    out.extend(next.subsets.iter().cloned());
     jwt_routing::check_claim_routes(&ordered, &mut out);
-    canary_refs::check_canaries(&ordered, &drs, &mut out);
-    out
+    canary_refs::check_canaries(&ordered, drs, &mut out);
+    next.registry = Some(registry);
+    (out, next)
 }
 
 /// Where a destination sits in its VirtualService, spelled out only for a finding: the
@@ -610,5 +651,74 @@ mod tests {
             unserved[0].ends_with("gateway b/gw") && unserved[1].ends_with("gateway a/gw"),
             "{found:#?}"
         );
+    }
+
+    /// A build whose only changes are VirtualServices takes the other VirtualServices'
+    /// findings, the subset findings and the registry from the previous analysis, and finds
+    /// exactly what a full analysis finds; any other change analyzes everything again.
+    #[test]
+    fn only_changed_virtual_services_are_analyzed_again() {
+        use std::sync::Arc;
+
+        let se = |name: &str| {
+            format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{name}.example.com]\n  ports: [{{number: 80, name: http}}]\n  resolution: STATIC\n  endpoints: [{{address: 10.0.0.1, labels: {{version: v1}}}}]\n---\n")
+        };
+        let vs = |name: &str, dest: &str, subset: &str| {
+            format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{name}.example.com]\n  http:\n  - route: [{{destination: {{host: {dest}.example.com, subset: {subset}}}}}]\n---\n")
+        };
+        let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a}\nspec:\n  host: a.example.com\n  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]\n---\n";
+        let objects = |text: String| -> Vec<Arc<sluice_model::Resource>> {
+            parse_text(&text, None)
+                .resources
+                .into_iter()
+                .map(Arc::new)
+                .collect()
+        };
+        let first = objects(
+            [
+                se("a"),
+                se("b"),
+                dr.to_string(),
+                vs("a", "a", "v1"),
+                vs("b", "a", "v3"),
+            ]
+            .concat(),
+        );
+        let (found, memo) = super::analyze_with(&first, None, None);
+        assert_eq!(found, super::analyze(&first));
+        assert!(
+            found.iter().any(|d| d.message.contains("subset `v3`")),
+            "{found:#?}"
+        );
+
+        // One VirtualService edited (a fresh object), the rest the same objects.
+        let mut edited = first.clone();
+        edited[4] = objects(vs("b", "missing", "v1")).remove(0);
+        let (found, next) = super::analyze_with(&edited, None, Some(&memo));
+        assert_eq!(found, super::analyze(&edited));
+        assert!(
+            found
+                .iter()
+                .any(|d| d.message.contains("missing.example.com")),
+            "{found:#?}"
+        );
+        assert!(
+            !found.iter().any(|d| d.message.contains("subset `v3`")),
+            "{found:#?}"
+        );
+        let (Some(before), Some(after)) = (&memo.registry, &next.registry) else {
+            panic!("the analysis keeps its registry");
+        };
+        assert!(Arc::ptr_eq(before, after));
+
+        // A DestinationRule edited: everything is analyzed again.
+        let mut redefined = edited.clone();
+        redefined[2] = objects(dr.replace("name: v2", "name: v3")).remove(0);
+        let (found, last) = super::analyze_with(&redefined, None, Some(&next));
+        assert_eq!(found, super::analyze(&redefined));
+        let Some(rebuilt) = &last.registry else {
+            panic!("the analysis keeps its registry");
+        };
+        assert!(!Arc::ptr_eq(after, rebuilt));
     }
 }

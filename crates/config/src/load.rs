@@ -236,11 +236,12 @@ pub fn build_snapshot_unless(
     // The analysis of the user's objects blocks nothing: it runs on a thread of its own beside
     // the compile (a reload takes the longer of the two, not their sum). A finished compile
     // is published even when outdated: the newer set follows at once.
-    let (findings, analyzed, compiled) = std::thread::scope(|s| {
+    let (findings, analysis, analyzed, compiled) = std::thread::scope(|s| {
         let analysis = s.spawn(|| {
             let memo = inputs.previous.map(|p| &p.memo);
-            let findings = crate::analyze::analyze_with(&resources, memo);
-            (findings, checked.elapsed())
+            let previous = inputs.previous.map(|p| &p.analysis);
+            let (findings, memo) = crate::analyze::analyze_with(&resources, memo, previous);
+            (findings, memo, checked.elapsed())
         });
         let compiled = crate::compile::compile_incremental(
             overlaid.as_deref().unwrap_or(&resources),
@@ -249,10 +250,10 @@ pub fn build_snapshot_unless(
             state,
             inputs.dns,
         );
-        let (findings, analyzed) = analysis
+        let (findings, analysis, analyzed) = analysis
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (findings, analyzed, compiled)
+        (findings, analysis, analyzed, compiled)
     });
     let compile = checked.elapsed();
     diagnostics.extend(findings);
@@ -275,6 +276,7 @@ pub fn build_snapshot_unless(
     );
     snapshot.canaries = canaries;
     snapshot.validated = validated;
+    snapshot.analysis = analysis;
     snapshot.timings = crate::snapshot::BuildTimings {
         check: checked - started,
         analyze: analyzed,

@@ -60,6 +60,9 @@ pub struct Snapshot {
     /// Each object's validation findings, by address, for the next build to take from.
     #[serde(skip)]
     pub(crate) validated: crate::load::Validated,
+    /// What the analysis found, for the next build to take from.
+    #[serde(skip)]
+    pub(crate) analysis: crate::analyze::memo::AnalysisMemo,
     #[serde(skip)]
     by_address: HashMap<SocketAddr, usize, foldhash::fast::RandomState>,
     #[serde(skip)]
@@ -159,6 +162,7 @@ impl Snapshot {
             timings: BuildTimings::default(),
             memo: compiled.memo,
             validated: Default::default(),
+            analysis: Default::default(),
             by_address,
             tcp_by_address,
             tls_by_address,

@@ -55,7 +55,8 @@ impl Stamp {
     /// Whether the file last changed `margin` or more before `read_at`.
     fn settled(&self, read_at: SystemTime, margin: Duration) -> bool {
         let at = |(s, ns): (i64, i64)| {
-            let since_epoch = Duration::new(s.max(0).unsigned_abs(), ns.clamp(0, 999_999_999) as u32);
+            let since_epoch =
+                Duration::new(s.max(0).unsigned_abs(), ns.clamp(0, 999_999_999) as u32);
             SystemTime::UNIX_EPOCH + since_epoch
         };
         let changed = at(self.mtime).max(at(self.ctime));
@@ -133,9 +134,9 @@ impl<'p> Previous<'p> {
         if let Some(s) = seen.filter(|_| self.positional) {
             let range = self.objects.get(s.start..s.start + s.objects);
             let from_file = |r: &Arc<Resource>| r.origin.file.as_deref() == Some(name);
-            if let Some(range) = range.filter(|r| {
-                r.first().is_none_or(from_file) && r.last().is_none_or(from_file)
-            }) {
+            if let Some(range) =
+                range.filter(|r| r.first().is_none_or(from_file) && r.last().is_none_or(from_file))
+            {
                 return range.iter().collect();
             }
         }

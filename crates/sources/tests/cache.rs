@@ -217,7 +217,10 @@ fn an_edited_file_keeps_the_objects_it_did_not_change() {
         .collect();
     assert_eq!(same, [true, false, true]);
     // A line added on top moves every object's position: none is kept (findings name lines).
-    write(["a.example.com", "x.example.com", "c.example.com"], "# moved\n");
+    write(
+        ["a.example.com", "x.example.com", "c.example.com"],
+        "# moved\n",
+    );
     let moved = cache.read_paths(&paths, &edited.resources);
     assert_eq!(owned(&moved), read_paths(&paths).resources);
     assert!(moved

@@ -7,9 +7,9 @@ use crate::canary::overlay::target_route;
 use crate::compile::destination_rules::DestinationRuleIndex;
 use crate::host::fqdn;
 
-pub(super) fn check_canaries(
+pub(super) fn check_canaries<'d, 'r: 'd>(
     ordered: &[&Resource],
-    drs: &DestinationRuleIndex<'_>,
+    drs: impl Fn() -> &'d DestinationRuleIndex<'r>,
     out: &mut Vec<Diagnostic>,
 ) {
     for r in ordered {
@@ -79,7 +79,7 @@ pub(super) fn check_canaries(
             ("spec.stableSubset", &c.stable_subset),
             ("spec.canarySubset", &c.canary_subset),
         ] {
-            if !subset.is_empty() && !drs.has_subset(&host, subset) {
+            if !subset.is_empty() && !drs().has_subset(&host, subset) {
                 out.push(missing(
                     field,
                     format!("subset `{subset}` of {host} is not defined in any DestinationRule"),

@@ -72,13 +72,15 @@ fn claim_fields(vs: &VirtualService) -> Vec<String> {
     let mut out = Vec::new();
     for (i, rule) in vs.http.iter().enumerate() {
         for (j, m) in rule.matches.iter().enumerate() {
-            let base = push_index(&push_key(&push_index("spec.http", i), "match"), j);
+            // Spelled out only for a claim match: every match of every VirtualService is
+            // walked on each build.
+            let base = || push_index(&push_key(&push_index("spec.http", i), "match"), j);
             for (key, map) in [
                 ("headers", &m.headers),
                 ("withoutHeaders", &m.without_headers),
             ] {
                 for name in map.keys().filter(|k| claim_path(k).is_some()) {
-                    out.push(push_key(&push_key(&base, key), name));
+                    out.push(push_key(&push_key(&base(), key), name));
                 }
             }
         }
