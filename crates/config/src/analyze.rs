@@ -14,7 +14,7 @@ use sluice_model::{
 };
 
 use crate::compile::destination_rules::DestinationRuleIndex;
-use crate::compile::http_route::{gateway_key, vs_binds, vs_gateways, MESH};
+use crate::compile::http_route::{gateway_key, vs_binds, MESH};
 use std::borrow::Borrow;
 
 use crate::compile::precedence_order;
@@ -338,15 +338,15 @@ fn check_dead_rules(r: &Resource, vs: &VirtualService, out: &mut Vec<Diagnostic>
 }
 
 fn check_mesh_host_conflicts(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
-    let mut claimed: BTreeMap<String, &Resource> = BTreeMap::new();
+    // Findings come in the order of `ordered`: the map's own order does not matter.
+    let mut claimed: HashMap<String, &Resource, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(ordered.len(), Default::default());
     for r in ordered {
         let Spec::VirtualService(vs) = &r.spec else {
             continue;
         };
-        if !vs_gateways(vs, &r.metadata.namespace)
-            .iter()
-            .any(|g| g == MESH)
-        {
+        // As `vs_gateways` expands them: only the `mesh` entry itself names the mesh.
+        if !(vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == MESH)) {
             continue;
         }
         for (i, h) in vs.hosts.iter().enumerate() {

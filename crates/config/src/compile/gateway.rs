@@ -78,7 +78,7 @@ type Binding<'r> = (&'r Resource, &'r VirtualService, &'r str);
 #[derive(Default)]
 struct Domains<'r> {
     list: Vec<(String, Vec<Binding<'r>>)>,
-    position: HashMap<String, usize>,
+    position: HashMap<String, usize, foldhash::fast::RandomState>,
 }
 
 impl<'r> Domains<'r> {
@@ -327,16 +327,24 @@ impl<'a> Compiler<'a> {
             };
             bind_virtual_service(r, vs, servers, &mut domains);
         }
+        // Keys are made for every domain on every build, kept or not: formatted once.
+        let prefix = format!("{address}|");
         domains
             .list
             .into_iter()
             .map(|(domain, bindings)| {
-                let scope = format!("{address}|{domain}");
+                let mut key =
+                    String::with_capacity(prefix.len() + domain.len() + chain.len() + 1);
+                key.push_str(&prefix);
+                key.push_str(&domain);
+                key.push('|');
+                key.push_str(chain);
                 let fresh: Vec<(usize, &str)> = bindings
                     .iter()
                     .map(|(r, _, gateway)| (super::reuse::address(r), *gateway))
                     .collect();
-                self.vhost_unit(format!("{scope}|{chain}"), &fresh, |c| {
+                self.vhost_unit(key, &fresh, |c| {
+                    let scope = format!("{address}|{domain}");
                     let mut routes = Vec::new();
                     for (r, vs, gateway) in &bindings {
                         let ctx = RuleContext {

@@ -127,14 +127,17 @@ impl Compiler<'_> {
         port: u16,
         claims: &Claims<'_>,
     ) -> Arc<VirtualHost> {
-        let name = format!("{}:{port}", svc.hostname);
-        let scope = format!("mesh|{name}");
+        // The key is made for every service on every build, kept or not: the rest only when
+        // the virtual host is compiled.
+        let scope = format!("mesh|{}:{port}", svc.hostname);
         let claim = claims.claiming(&svc.hostname);
         let fresh: Vec<(usize, &str)> = claim
             .iter()
             .map(|(r, _)| (super::reuse::address(r), MESH))
             .collect();
-        self.vhost_unit(scope.clone(), &fresh, |c| {
+        self.vhost_unit(scope, &fresh, |c| {
+            let name = format!("{}:{port}", svc.hostname);
+            let scope = format!("mesh|{name}");
             // Its domains and default route come from the service itself.
             c.deps.borrow_mut().push(svc.hostname.clone());
             let routes = match claim {
@@ -188,7 +191,7 @@ impl Compiler<'_> {
 /// 10,000 services).
 pub(crate) struct Claims<'a> {
     /// The oldest VirtualService naming each exact host (lowercase FQDN).
-    exact: HashMap<String, (&'a Resource, &'a VirtualService)>,
+    exact: HashMap<String, (&'a Resource, &'a VirtualService), foldhash::fast::RandomState>,
     /// Wildcard hosts (FQDN) with their VirtualService, oldest first.
     wildcards: Vec<(String, &'a Resource, &'a VirtualService)>,
 }
@@ -196,7 +199,7 @@ pub(crate) struct Claims<'a> {
 impl<'a> Claims<'a> {
     /// Indexes `candidates`, given in precedence order.
     pub(crate) fn new(candidates: &[&'a Resource]) -> Claims<'a> {
-        let mut exact = HashMap::new();
+        let mut exact = HashMap::with_capacity_and_hasher(candidates.len(), Default::default());
         let mut wildcards = Vec::new();
         for r in candidates {
             let Spec::VirtualService(vs) = &r.spec else {

@@ -172,6 +172,11 @@ fn compile_from<R: Borrow<Resource>>(
         Reuse::new(memo, &all, proxy, dns)
     });
     let mut memo = memo;
+    // Sized as the previous build's: these maps are filled with one entry per service and
+    // virtual host, and growing them rehashes every entry several times.
+    if let Some((before, _)) = previous {
+        memo.reserve_like(before);
+    }
     let registry = Registry::build_reusing(
         ordered.iter().copied(),
         |r| reuse.as_ref().and_then(|u| u.services_of(r)),

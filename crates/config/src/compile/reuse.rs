@@ -85,6 +85,14 @@ impl Memo {
         }
     }
 
+    /// Room for as many services, clusters, virtual hosts and tables as `other` holds.
+    pub(crate) fn reserve_like(&mut self, other: &Memo) {
+        self.services.reserve(other.services.len());
+        self.clusters.reserve(other.clusters.len());
+        self.vhosts.reserve(other.vhosts.len());
+        self.tables.reserve(other.tables.len());
+    }
+
     /// A memo for the objects `inputs`, to be filled by the build that compiles them.
     pub(crate) fn new(
         inputs: Option<Vec<Arc<Resource>>>,
@@ -155,31 +163,51 @@ impl<'p> Reuse<'p> {
         if !memo.usable || memo.proxy.as_ref() != Some(proxy) || memo.dns.as_ref() != dns {
             return None;
         }
-        let mut old: HashMap<Key<'_>, &Resource, Fast> =
-            memo.inputs.iter().map(|r| (key(r), &**r)).collect();
         let mut reuse = Reuse {
             memo,
             renamed: HashMap::default(),
             affected: HashSet::default(),
             workloads_changed: false,
         };
-        for r in objects {
-            let before = old.remove(&key(r));
-            match before {
-                Some(b) if address(b) == address(r) => {}
-                Some(b) if b == *r => {
-                    reuse.renamed.insert(address(r), address(b));
-                }
-                _ => {
-                    reuse.changed(before)?;
-                    reuse.changed(Some(r))?;
-                }
+        // Mostly the very objects in the same places (unchanged files and watched objects keep
+        // theirs): only the others need their previous version looked up by name.
+        let same_place = memo.inputs.len() == objects.len()
+            && memo
+                .inputs
+                .iter()
+                .zip(objects)
+                .all(|(b, r)| address(b) == address(r) || key(b) == key(r));
+        if same_place {
+            for (b, r) in memo.inputs.iter().zip(objects) {
+                reuse.compare(Some(&**b), r)?;
             }
+            return Some(reuse);
+        }
+        let mut old: HashMap<Key<'_>, &Resource, Fast> =
+            memo.inputs.iter().map(|r| (key(r), &**r)).collect();
+        for r in objects {
+            reuse.compare(old.remove(&key(r)), r)?;
         }
         for gone in old.into_values() {
             reuse.changed(Some(gone))?;
         }
         Some(reuse)
+    }
+
+    /// Notes how `r` differs from its previous version `before`; `None` when the change
+    /// cannot be scoped.
+    fn compare(&mut self, before: Option<&Resource>, r: &Resource) -> Option<()> {
+        match before {
+            Some(b) if address(b) == address(r) => {}
+            Some(b) if b == r => {
+                self.renamed.insert(address(r), address(b));
+            }
+            _ => {
+                self.changed(before)?;
+                self.changed(Some(r))?;
+            }
+        }
+        Some(())
     }
 
     /// The services a ServiceEntry of this build may take from the previous one: the same
@@ -262,7 +290,7 @@ impl<'p> Reuse<'p> {
 
     /// Whether a compiled part that resolved `hosts` is still what a compile would make.
     pub(crate) fn untouched<'h>(&self, mut hosts: impl Iterator<Item = &'h str>) -> bool {
-        !hosts.any(|h| self.affected.contains(h))
+        self.affected.is_empty() || !hosts.any(|h| self.affected.contains(h))
     }
 
     /// The previous clusters of the service `host`, when they can be kept.
