@@ -79,6 +79,7 @@ pub(crate) fn analyze_with<R: Borrow<Resource>>(
             let own = match kept.and_then(|k| k.per_vs.get(&address(r))) {
                 Some(found) => found.clone(),
                 None => {
+                    next.reanalyzed += 1;
                     let mut own = Vec::new();
                     check_destinations(r, vs, &registry, drs(), exports(), &names, &mut own);
                     check_gateway_refs(r, vs, gateways(), &mut own);
@@ -339,8 +340,7 @@ fn check_dead_rules(r: &Resource, vs: &VirtualService, out: &mut Vec<Diagnostic>
 
 fn check_mesh_host_conflicts(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
     // Findings come in the order of `ordered`: the map's own order does not matter.
-    let mut claimed: HashMap<String, &Resource, foldhash::fast::RandomState> =
-        HashMap::with_capacity_and_hasher(ordered.len(), Default::default());
+    let mut claimed: HashMap<String, &Resource, foldhash::fast::RandomState> = HashMap::default();
     for r in ordered {
         let Spec::VirtualService(vs) = &r.spec else {
             continue;

@@ -276,11 +276,13 @@ pub fn build_snapshot_unless(
     );
     snapshot.canaries = canaries;
     snapshot.validated = validated;
+    let reanalyzed = analysis.reanalyzed;
     snapshot.analysis = analysis;
     snapshot.timings = crate::snapshot::BuildTimings {
         check: checked - started,
         analyze: analyzed,
         compile,
+        reanalyzed,
     };
     Ok(snapshot)
 }

@@ -80,6 +80,8 @@ pub struct BuildTimings {
     pub analyze: std::time::Duration,
     /// Compilation for the proxy, canary overlays included, until the analysis is in too.
     pub compile: std::time::Duration,
+    /// VirtualServices whose own checks ran (the others kept their findings).
+    pub reanalyzed: usize,
 }
 
 /// The outcome of routing one request.

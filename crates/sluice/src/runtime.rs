@@ -349,12 +349,13 @@ impl Loader {
                 let total = started.elapsed();
                 tracing::debug!(
                     version = s.version,
-                    "config built in {} ms (read {} ms, validate {} ms, compile {} ms with the analysis beside it taking {} ms)",
+                    "config built in {} ms (read {} ms, validate {} ms, compile {} ms with the analysis beside it taking {} ms, {} VirtualServices analyzed again)",
                     total.as_millis(),
                     total.saturating_sub(t.check + t.compile).as_millis(),
                     t.check.as_millis(),
                     t.compile.as_millis(),
-                    t.analyze.as_millis()
+                    t.analyze.as_millis(),
+                    t.reanalyzed
                 );
                 let names = match &self.dns {
                     Some(_) => sluice_config::dns::wanted_names(&s.registry),
@@ -400,8 +401,10 @@ impl Loader {
 
     /// Makes a loaded snapshot the active config.
     fn publish(&self, s: Arc<Snapshot>) {
-        self.telemetry.on_snapshot(&s);
-        self.config.publish(s);
+        // Only the destination labels are needed before the swap: the graph follows it.
+        self.telemetry.prepare(&s);
+        self.config.publish(Arc::clone(&s));
+        self.telemetry.applied(&s);
     }
 
     /// Records a rejected version (`/api/reload`, `/config_dump`, the metric).

@@ -302,7 +302,12 @@ impl Telemetry {
     /// running on the old one resolve too), and the graph's configured weights. Call it for
     /// every snapshot published, before or after the publish.
     pub fn on_snapshot(&self, snapshot: &Snapshot) {
-        self.proxy.config_applied(snapshot.version);
+        self.prepare(snapshot);
+        self.applied(snapshot);
+    }
+
+    /// What must be ready before `snapshot` serves requests: the labels of its destinations.
+    pub fn prepare(&self, snapshot: &Snapshot) {
         let previous = self.destinations.load_full();
         let clusters = Arc::downgrade(&snapshot.clusters);
         // The same cluster map (a build that kept every cluster): the same endpoints and
@@ -310,6 +315,11 @@ impl Telemetry {
         if !Weak::ptr_eq(&previous.clusters, &clusters) {
             self.update_destinations(snapshot, &previous, clusters);
         }
+    }
+
+    /// What follows once `snapshot` serves requests: the graph's configured routes, then the
+    /// version reported as applied (so whoever sees it sees the graph of that version too).
+    pub fn applied(&self, snapshot: &Snapshot) {
         let routes = {
             let mut cache = self
                 .route_cache
@@ -318,6 +328,7 @@ impl Telemetry {
             graph::configured_routes_cached(snapshot, &mut cache)
         };
         self.graph.set_config_shared(Some(snapshot.version), routes);
+        self.proxy.config_applied(snapshot.version);
     }
 
     /// The destination table for `snapshot`'s clusters, taking what is unchanged from

@@ -26,6 +26,8 @@ pub(crate) struct AnalysisMemo {
     pub(super) subsets: Vec<Diagnostic>,
     /// The registry the analysis built.
     pub(super) registry: Option<Arc<Registry>>,
+    /// How many VirtualServices were checked again (the others kept their findings).
+    pub(crate) reanalyzed: usize,
 }
 
 /// The objects that are not VirtualServices, by address, in order.

@@ -24,7 +24,7 @@ pub struct DestinationRuleIndex<'a> {
     rules: Vec<(String, &'a Resource, &'a DestinationRule)>,
     /// Positions in `rules` of the rules for one exact host (lowercase), oldest first: a
     /// lookup per service must not scan every rule (10,000 services made that quadratic).
-    exact: HashMap<String, Vec<usize>>,
+    exact: HashMap<String, Vec<usize>, foldhash::fast::RandomState>,
     /// Positions of the wildcard rules, oldest first.
     wildcards: Vec<usize>,
     /// The labels of the proxy compiled for (`workloadSelector`); `None`: rules with a
@@ -44,13 +44,17 @@ impl<'a> DestinationRuleIndex<'a> {
                 _ => None,
             })
             .collect::<Vec<_>>();
-        let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut exact: HashMap<String, Vec<usize>, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(rules.len(), Default::default());
         let mut wildcards = Vec::new();
         for (i, (host, _, _)) in rules.iter().enumerate() {
             if host.starts_with('*') {
                 wildcards.push(i);
             } else {
-                exact.entry(host.to_ascii_lowercase()).or_default().push(i);
+                exact
+                    .entry(crate::host::lowercase(host).into_owned())
+                    .or_default()
+                    .push(i);
             }
         }
         DestinationRuleIndex {

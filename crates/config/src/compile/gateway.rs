@@ -1,10 +1,12 @@
 //! Gateway role: one listener per HTTP server port of every Gateway selecting this proxy.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use indexmap::IndexMap;
 use sluice_model::{codes, Gateway, Resource, Server, Severity, Spec, VirtualService};
+use smallvec::SmallVec;
 
 use super::http_route::{vs_binds, RuleContext};
 use super::Compiler;
@@ -74,26 +76,16 @@ fn https_redirects(servers: &[BoundServer<'_>], port: u16, vhosts: &mut Vec<Arc<
 type Binding<'r> = (&'r Resource, &'r VirtualService, &'r str);
 
 /// The VirtualServices of a gateway port by domain, in the order the domains were first bound;
-/// the index keeps binding 10,000 VirtualServices linear.
+/// the index keeps binding 10,000 VirtualServices linear, and most domains have one binding.
 #[derive(Default)]
 struct Domains<'r> {
-    list: Vec<(String, Vec<Binding<'r>>)>,
-    position: HashMap<String, usize, foldhash::fast::RandomState>,
+    list: IndexMap<String, SmallVec<[Binding<'r>; 1]>, foldhash::fast::RandomState>,
 }
 
 impl<'r> Domains<'r> {
     /// Appends a binding to the domain's, the domain added last if new.
     fn add(&mut self, domain: String, binding: Binding<'r>) {
-        if let Some(existing) = self
-            .position
-            .get(&domain)
-            .and_then(|&i| self.list.get_mut(i))
-        {
-            existing.1.push(binding);
-            return;
-        }
-        self.position.insert(domain.clone(), self.list.len());
-        self.list.push((domain, vec![binding]));
+        self.list.entry(domain).or_default().push(binding);
     }
 }
 
@@ -333,8 +325,7 @@ impl<'a> Compiler<'a> {
             .list
             .into_iter()
             .map(|(domain, bindings)| {
-                let mut key =
-                    String::with_capacity(prefix.len() + domain.len() + chain.len() + 1);
+                let mut key = String::with_capacity(prefix.len() + domain.len() + chain.len() + 1);
                 key.push_str(&prefix);
                 key.push_str(&domain);
                 key.push('|');

@@ -102,14 +102,19 @@ pub(crate) type PolicyKey = (usize, u16);
 
 /// Orders objects the way Istio does when several claim the same thing.
 pub fn precedence_order<R: Borrow<Resource>>(resources: &[R]) -> Vec<&Resource> {
-    let mut ordered: Vec<(usize, &Resource)> =
-        resources.iter().map(Borrow::borrow).enumerate().collect();
-    ordered.sort_by(|(ia, a), (ib, b)| {
-        let ta = a.metadata.creation_timestamp.as_deref().unwrap_or("");
-        let tb = b.metadata.creation_timestamp.as_deref().unwrap_or("");
-        ta.cmp(tb).then(ia.cmp(ib))
-    });
-    ordered.into_iter().map(|(_, r)| r).collect()
+    // Each object's timestamp read once: the sort (or the check that the objects are in order
+    // already, as they are when none has a timestamp) then compares the copies.
+    let mut ordered: Vec<(&str, usize, &Resource)> = resources
+        .iter()
+        .map(Borrow::borrow)
+        .enumerate()
+        .map(|(i, r)| {
+            let ts = r.metadata.creation_timestamp.as_deref().unwrap_or("");
+            (ts, i, r)
+        })
+        .collect();
+    ordered.sort_by(|(ta, ia, _), (tb, ib, _)| ta.cmp(tb).then(ia.cmp(ib)));
+    ordered.into_iter().map(|(_, _, r)| r).collect()
 }
 
 /// Compiles validated objects for `proxy`; DNS endpoints keep their names (resolved at connect
@@ -316,7 +321,8 @@ impl Compiler<'_> {
 
     /// One cluster per service port, plus one per DestinationRule subset and port.
     fn build_clusters(&mut self, peers: &crate::authz::PeerAuthn) {
-        let index = DestinationRuleIndex::new(&self.ordered).for_proxy(&self.proxy.labels);
+        // Indexed when a service's clusters are built: a reload that keeps them all needs none.
+        let index = std::cell::OnceCell::new();
         let services: Vec<Arc<crate::registry::Service>> =
             self.registry.services().cloned().collect();
         let shared = self.reuse.as_ref().and_then(|r| r.all_clusters(&services));
@@ -340,6 +346,9 @@ impl Compiler<'_> {
                 svc.namespace.as_str(),
                 self.proxy.root_namespace.as_str(),
             ];
+            let index = index.get_or_init(|| {
+                DestinationRuleIndex::new(&self.ordered).for_proxy(&self.proxy.labels)
+            });
             let subsets = index.subsets_for(&svc.hostname, &namespaces);
             let endpoints = match self.dns {
                 Some(answers) => crate::dns::resolve_endpoints(svc, answers),
@@ -358,7 +367,7 @@ impl Compiler<'_> {
                 });
                 for (subset, eps) in all.chain(by_subset) {
                     let (mut policy, dr_tls) = cluster_policy::cluster_policy(
-                        &index,
+                        index,
                         &svc.hostname,
                         &namespaces,
                         port.number,

@@ -268,6 +268,10 @@ impl<'a> Compiler<'a> {
     /// addresses, else the mesh address).
     pub(crate) fn compile_tcp_mesh(&mut self, taken: &HashSet<SocketAddr>) -> Vec<TcpListener> {
         let ports = self.tcp_mesh_ports();
+        if ports.is_empty() {
+            // Indexing every VirtualService's hosts costs as much as the config is large.
+            return Vec::new();
+        }
         let candidates = self.mesh_candidates();
         let claims = Claims::new(&candidates);
         let mut out = Vec::new();
@@ -328,6 +332,10 @@ impl<'a> Compiler<'a> {
     /// connection (no Host header), so connections to it pass through, as in Istio.
     pub(crate) fn outbound_tcp(&mut self) -> HashMap<SocketAddr, Arc<TcpListener>> {
         let ports = self.tcp_mesh_ports();
+        if ports.is_empty() {
+            // Indexing every VirtualService's hosts costs as much as the config is large.
+            return HashMap::new();
+        }
         let candidates = self.mesh_candidates();
         let claims = Claims::new(&candidates);
         let mut out = HashMap::new();
