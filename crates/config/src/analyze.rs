@@ -42,19 +42,22 @@ pub(crate) fn analyze_with<R: Borrow<Resource>>(
     let context = memo::context_of(resources);
     let kept = previous.and_then(|p| p.usable_for(&context));
     let mut next = AnalysisMemo::new(context);
-    let registry = match kept.and_then(|k| k.registry.clone()) {
-        Some(registry) => registry,
-        None => Arc::new(match memo {
-            Some(memo) => {
-                let objects: Vec<&Resource> = resources.iter().map(Borrow::borrow).collect();
-                Registry::build_reusing(
-                    objects.iter().copied(),
-                    memo.kept_services(&objects),
-                    |_, _| {},
-                )
-            }
-            None => Registry::build(resources.iter().map(Borrow::borrow)),
-        }),
+    let registry_cell = OnceCell::new();
+    let registry = || {
+        registry_cell.get_or_init(|| match kept.and_then(|k| k.registry.clone()) {
+            Some(registry) => registry,
+            None => Arc::new(match memo {
+                Some(memo) => {
+                    let objects: Vec<&Resource> = resources.iter().map(Borrow::borrow).collect();
+                    Registry::build_reusing(
+                        objects.iter().copied(),
+                        memo.kept_services(&objects),
+                        |_, _| {},
+                    )
+                }
+                None => Registry::build(resources.iter().map(Borrow::borrow)),
+            }),
+        })
     };
     // Built when a check needs them: none does when every VirtualService keeps its findings.
     let drs = OnceCell::new();
@@ -81,7 +84,7 @@ pub(crate) fn analyze_with<R: Borrow<Resource>>(
                 None => {
                     next.reanalyzed += 1;
                     let mut own = Vec::new();
-                    check_destinations(r, vs, &registry, drs(), exports(), &names, &mut own);
+                    check_destinations(r, vs, registry(), drs(), exports(), &names, &mut own);
                     check_gateway_refs(r, vs, gateways(), &mut own);
                     check_dead_rules(r, vs, &mut own);
                     own
@@ -97,14 +100,18 @@ pub(crate) fn analyze_with<R: Borrow<Resource>>(
         Some(k) => k.subsets.clone(),
         None => {
             let mut found = Vec::new();
-            check_subsets(&registry, drs(), &mut found);
+            check_subsets(registry(), drs(), &mut found);
             found
         }
     };
     out.extend(next.subsets.iter().cloned());
     jwt_routing::check_claim_routes(&ordered, &mut out);
     canary_refs::check_canaries(&ordered, drs, &mut out);
-    next.registry = Some(registry);
+    // Kept only when its services are the compile's (taken from the compile's memo): a
+    // registry of its own would hold a second copy of every service.
+    if memo.is_some() {
+        next.registry = registry_cell.get().cloned();
+    }
     (out, next)
 }
 
@@ -706,19 +713,15 @@ mod tests {
             !found.iter().any(|d| d.message.contains("subset `v3`")),
             "{found:#?}"
         );
-        let (Some(before), Some(after)) = (&memo.registry, &next.registry) else {
-            panic!("the analysis keeps its registry");
-        };
-        assert!(Arc::ptr_eq(before, after));
+        // Without a compile memo the analysis has services of its own: not kept.
+        assert!(memo.registry.is_none() && next.registry.is_none());
+        assert_eq!((memo.reanalyzed, next.reanalyzed), (2, 1));
 
         // A DestinationRule edited: everything is analyzed again.
         let mut redefined = edited.clone();
         redefined[2] = objects(dr.replace("name: v2", "name: v3")).remove(0);
         let (found, last) = super::analyze_with(&redefined, None, Some(&next));
         assert_eq!(found, super::analyze(&redefined));
-        let Some(rebuilt) = &last.registry else {
-            panic!("the analysis keeps its registry");
-        };
-        assert!(!Arc::ptr_eq(after, rebuilt));
+        assert_eq!(last.reanalyzed, 2);
     }
 }

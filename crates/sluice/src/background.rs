@@ -8,6 +8,9 @@
 //! kernel lets a waking worker preempt it. Threads the work spawns (parsing, the analysis beside
 //! the compile) inherit its niceness.
 
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
+
 use tokio::sync::oneshot;
 
 /// How much nicer than the proxy config work runs. Not 19: under a load that keeps every core
@@ -36,6 +39,29 @@ pub struct ConfigThread {
     jobs: Option<std::sync::mpsc::Sender<Job>>,
 }
 
+/// How long the config thread waits after a job before it hands the memory that job freed back
+/// to the system: longer than the allocator keeps it for reuse (`sluice_alloc`), so a burst of
+/// reloads reuses it and an idle proxy holds no more than its snapshot.
+const IDLE_AFTER: Duration = Duration::from_secs(2);
+
+/// Runs jobs until the proxy drops its `ConfigThread`, returning freed memory once idle.
+fn serve(jobs: &std::sync::mpsc::Receiver<Job>) {
+    loop {
+        let job = match jobs.recv_timeout(IDLE_AFTER) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                sluice_alloc::release_freed_memory();
+                match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        job();
+    }
+}
+
 impl ConfigThread {
     /// Starts the thread; without one (it cannot be started), each job gets a thread of its
     /// own.
@@ -45,10 +71,7 @@ impl ConfigThread {
             .name("sluice-config".into())
             .spawn(move || {
                 lower_priority();
-                // Ends when the proxy drops its `ConfigThread`.
-                while let Ok(job) = rx.recv() {
-                    job();
-                }
+                serve(&rx);
             });
         if let Err(e) = &started {
             tracing::warn!("cannot start the config thread ({e}): each reload starts one");

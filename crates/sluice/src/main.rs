@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 /// A proxy allocates a few small, short-lived buffers per request: mimalloc's thread-local free
 /// lists serve them in a fraction of glibc malloc's instructions.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: sluice_alloc::Allocator = sluice_alloc::Allocator;
 
 fn init_logging(format: &str) {
     let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -72,6 +72,8 @@ fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before any thread starts: the option setter is not thread safe.
+    sluice_alloc::keep_freed_memory_for_reuse();
     let cli = Cli::parse();
     // One crypto provider for every TLS user (gateway, upstreams, the Kubernetes client).
     sluice_kube::install_crypto_provider();

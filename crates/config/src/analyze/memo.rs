@@ -24,7 +24,7 @@ pub(crate) struct AnalysisMemo {
     pub(super) per_vs: HashMap<usize, Vec<Diagnostic>, Fast>,
     /// The findings about DestinationRules and their subsets.
     pub(super) subsets: Vec<Diagnostic>,
-    /// The registry the analysis built.
+    /// The registry the analysis built from the compile's services, when it needed one.
     pub(super) registry: Option<Arc<Registry>>,
     /// How many VirtualServices were checked again (the others kept their findings).
     pub(crate) reanalyzed: usize,
@@ -52,6 +52,6 @@ impl AnalysisMemo {
     /// This memo's findings when the build with `context` may take them: every object but the
     /// VirtualServices is the same.
     pub(super) fn usable_for(&self, context: &[usize]) -> Option<&AnalysisMemo> {
-        (self.registry.is_some() && self.context == context).then_some(self)
+        (self.context == context).then_some(self)
     }
 }
