@@ -5,7 +5,7 @@ mod jwt_routing;
 pub(crate) mod memo;
 
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use sluice_model::{
@@ -19,7 +19,7 @@ use std::borrow::Borrow;
 
 use crate::compile::precedence_order;
 use crate::compile::reuse::address;
-use crate::host::{fqdn, intersect, overlaps};
+use crate::host::{fqdn, fqdn_cow, intersect, overlaps};
 use crate::labels::selector_matches;
 use crate::registry::Registry;
 use memo::AnalysisMemo;
@@ -347,7 +347,8 @@ fn check_dead_rules(r: &Resource, vs: &VirtualService, out: &mut Vec<Diagnostic>
 
 fn check_mesh_host_conflicts(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
     // Findings come in the order of `ordered`: the map's own order does not matter.
-    let mut claimed: HashMap<String, &Resource, foldhash::fast::RandomState> = HashMap::default();
+    let mut claimed: HashMap<std::borrow::Cow<'_, str>, &Resource, foldhash::fast::RandomState> =
+        HashMap::default();
     for r in ordered {
         let Spec::VirtualService(vs) = &r.spec else {
             continue;
@@ -357,8 +358,8 @@ fn check_mesh_host_conflicts(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
             continue;
         }
         for (i, h) in vs.hosts.iter().enumerate() {
-            let host = fqdn(h, &r.metadata.namespace);
-            match claimed.get(&host) {
+            let host = fqdn_cow(h, &r.metadata.namespace);
+            match claimed.get(&*host) {
                 Some(first) if first.key() != r.key() => out.push(r.diag(
                     Severity::Error,
                     codes::CONFLICTING_MESH_VS_HOSTS,
@@ -399,19 +400,24 @@ fn check_gateway_bindings(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
         .map(|k| distinct.binary_search(k).unwrap_or_default())
         .collect();
     // (gateway rank, gateway host) → VirtualServices, to find overlapping rules between them.
-    let mut on_host: BTreeMap<(usize, String), Vec<(&Resource, &VirtualService)>> = BTreeMap::new();
+    let mut on_host: HashMap<
+        (usize, String),
+        Vec<(&Resource, &VirtualService)>,
+        foldhash::fast::RandomState,
+    > = HashMap::default();
     for r in ordered {
         let Spec::VirtualService(vs) = &r.spec else {
             continue;
         };
         let ns = &r.metadata.namespace;
         // Expanded once per VirtualService, and only if it binds a gateway at all.
-        let mut hosts: Option<Vec<String>> = None;
+        let mut hosts: Option<Vec<std::borrow::Cow<'_, str>>> = None;
         for (((gr, g), key), &rank) in gateways.iter().zip(&keys).zip(&rank) {
             if !vs_binds(vs, ns, key) {
                 continue;
             }
-            let hosts = hosts.get_or_insert_with(|| vs.hosts.iter().map(|h| fqdn(h, ns)).collect());
+            let hosts =
+                hosts.get_or_insert_with(|| vs.hosts.iter().map(|h| fqdn_cow(h, ns)).collect());
             let mut any = false;
             for vh in hosts.iter() {
                 for s in &g.servers {
@@ -451,7 +457,11 @@ fn check_gateway_bindings(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
             }
         }
     }
-    for ((rank, host), list) in on_host {
+    // Only hosts bound by several VirtualServices can overlap; reported in gateway and host
+    // order.
+    let mut shared: Vec<_> = on_host.into_iter().filter(|(_, l)| l.len() > 1).collect();
+    shared.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+    for ((rank, host), list) in shared {
         let gw = distinct.get(rank).map_or("", String::as_str);
         for (b_idx, (rb, vb)) in list.iter().enumerate().skip(1) {
             for (ra, va) in &list[..b_idx] {

@@ -16,6 +16,16 @@ pub fn fqdn(host: &str, namespace: &str) -> String {
     }
 }
 
+/// [`fqdn`], borrowed when `host` already is a lowercase FQDN (most are: a build expands every
+/// host of every VirtualService).
+pub fn fqdn_cow<'h>(host: &'h str, namespace: &str) -> std::borrow::Cow<'h, str> {
+    if host.contains('.') && !host.ends_with('.') && !host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Borrowed(host)
+    } else {
+        std::borrow::Cow::Owned(fqdn(host, namespace))
+    }
+}
+
 /// `host` in lowercase, borrowed when it already is (lookups by host name are mostly made with
 /// names that are).
 pub fn lowercase(host: &str) -> std::borrow::Cow<'_, str> {
@@ -261,6 +271,27 @@ mod tests {
         assert_eq!(fqdn("*", "x"), "*");
         assert_eq!(fqdn("10.0.0.1", "x"), "10.0.0.1");
         assert_eq!(fqdn("Reviews", "x"), "reviews.x.svc.cluster.local");
+    }
+
+    #[test]
+    fn fqdn_cow_borrows_what_needs_no_expansion_and_agrees_with_fqdn() {
+        for (host, ns) in [
+            ("reviews", "prod"),
+            ("reviews.prod", "x"),
+            ("*", "x"),
+            ("*.example.com", "x"),
+            ("10.0.0.1", "x"),
+            ("::1", "x"),
+            ("Reviews.Prod", "x"),
+            ("reviews.prod.", "x"),
+            ("reviews", "Prod"),
+        ] {
+            assert_eq!(fqdn_cow(host, ns), fqdn(host, ns), "{host} in {ns}");
+        }
+        assert!(matches!(
+            fqdn_cow("a.example.com", "x"),
+            std::borrow::Cow::Borrowed("a.example.com")
+        ));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 
 use super::http_route::{vs_binds, RuleContext};
 use super::Compiler;
-use crate::host::{fqdn, intersect};
+use crate::host::{fqdn_cow, intersect};
 use crate::labels::selector_matches;
 use crate::listener::{Listener, ListenerRole};
 use crate::pipe::unix_key;
@@ -423,7 +423,7 @@ fn bind_virtual_service<'r>(
     let mut hits: Vec<(String, &str)> = Vec::new();
     for bound in servers.iter().filter(|b| vs_binds(vs, ns, &b.gateway)) {
         for h in &vs.hosts {
-            let vh = fqdn(h, ns);
+            let vh = fqdn_cow(h, ns);
             for sh in &bound.server.hosts {
                 let (sns, shost) = split_server_host(sh);
                 let ns_ok = sns == "*" || sns == ns || (sns == "." && bound.namespace == ns);

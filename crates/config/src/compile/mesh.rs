@@ -1,5 +1,6 @@
 //! Mesh role: a sidecar's outbound listeners, one per service port, virtual hosts chosen by Host.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use sluice_model::{codes, Resource, Spec, VirtualService};
 
 use super::http_route::{vs_binds, RuleContext, MESH};
 use super::Compiler;
-use crate::host::{covers, fqdn, DOMAIN_SUFFIX};
+use crate::host::{covers, fqdn_cow, DOMAIN_SUFFIX};
 use crate::listener::{Listener, ListenerRole};
 use crate::registry::Service;
 use crate::route_table::{Forward, Route, RouteAction, RouteSource};
@@ -191,7 +192,7 @@ impl Compiler<'_> {
 /// 10,000 services).
 pub(crate) struct Claims<'a> {
     /// The oldest VirtualService naming each exact host (lowercase FQDN).
-    exact: HashMap<String, (&'a Resource, &'a VirtualService), foldhash::fast::RandomState>,
+    exact: HashMap<Cow<'a, str>, (&'a Resource, &'a VirtualService), foldhash::fast::RandomState>,
     /// Wildcard hosts (FQDN) with their VirtualService, oldest first.
     wildcards: Vec<(String, &'a Resource, &'a VirtualService)>,
 }
@@ -206,12 +207,18 @@ impl<'a> Claims<'a> {
                 continue;
             };
             for h in &vs.hosts {
-                let mut h = fqdn(h, &r.metadata.namespace);
+                let h = fqdn_cow(h, &r.metadata.namespace);
                 if h.starts_with('*') {
-                    wildcards.push((h, *r, &**vs));
+                    wildcards.push((h.into_owned(), *r, &**vs));
                 } else {
-                    // In place: the namespace part may still carry capitals.
-                    h.make_ascii_lowercase();
+                    // The namespace part of an expanded short name may still carry capitals.
+                    let h = match h {
+                        Cow::Owned(mut h) => {
+                            h.make_ascii_lowercase();
+                            Cow::Owned(h)
+                        }
+                        borrowed => borrowed,
+                    };
                     exact.entry(h).or_insert((*r, &**vs));
                 }
             }
