@@ -191,6 +191,8 @@ impl Compiler<'_> {
             if kept.is_empty() {
                 return None;
             }
+            // Routes live as long as the snapshot: no spare capacity (one entry is common).
+            kept.shrink_to_fit();
             kept
         };
         let action = self.compile_action(origin, rule, scope.split_key, ctx)?;
@@ -277,7 +279,8 @@ impl Compiler<'_> {
         let mut keyed = |field: &str,
                          map: &std::collections::BTreeMap<String, sluice_model::StringMatch>,
                          lower: bool| {
-            map.iter()
+            let mut matches: Vec<KeyMatch> = map
+                .iter()
                 .filter_map(|(k, v)| match StrMatch::compile(v) {
                     Ok(value) => Some(KeyMatch {
                         name: if lower {
@@ -292,7 +295,9 @@ impl Compiler<'_> {
                         None
                     }
                 })
-                .collect::<Vec<_>>()
+                .collect();
+            matches.shrink_to_fit();
+            matches
         };
         let (claim_keys, header_keys): (BTreeMap<_, _>, BTreeMap<_, _>) = m
             .headers
@@ -384,7 +389,7 @@ impl Compiler<'_> {
     ) -> Option<Forward> {
         let ns = &r.metadata.namespace;
         let several = route.len() > 1;
-        let destinations: Vec<RouteDestination> = route
+        let mut destinations: Vec<RouteDestination> = route
             .into_iter()
             .filter_map(|(dest, weight, headers)| {
                 let weight = if several {
@@ -405,6 +410,8 @@ impl Compiler<'_> {
         if destinations.is_empty() {
             return None;
         }
+        // The collect reuses the buffer of `route`, whose items are twice as large.
+        destinations.shrink_to_fit();
         let weights: Vec<u32> = destinations.iter().map(|d| d.weight).collect();
         let key = format!("split|{}|{split_key}", ctx.scope);
         let split = WeightedSchedule::new(&weights, self.state.counter(&key));

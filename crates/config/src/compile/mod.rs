@@ -39,7 +39,7 @@ use crate::labels::selector_matches;
 use crate::listener::Listener;
 use crate::local_cluster::LocalCluster;
 use crate::outbound::OutboundTable;
-use crate::policy::{HeaderPolicy, RoutePolicy};
+use crate::policy::{ClusterPolicy, HeaderPolicy, RoutePolicy};
 use crate::proxy::ProxyConfig;
 use crate::registry::Registry;
 use crate::tcp_route::TcpListener;
@@ -316,6 +316,9 @@ impl Compiler<'_> {
             self.registry.services().cloned().collect();
         let shared = self.reuse.as_ref().and_then(|r| r.all_clusters(&services));
         let mut clusters = BTreeMap::new();
+        // Most clusters (every subset without its own trafficPolicy, every service without a
+        // DestinationRule) get the same policy as the one built before: share it.
+        let mut last_policy: Option<Arc<ClusterPolicy>> = None;
         for svc in &services {
             if let Some(kept) = self.reuse.as_ref().and_then(|r| r.clusters(&svc.hostname)) {
                 if shared.is_none() {
@@ -372,12 +375,17 @@ impl Compiler<'_> {
                     {
                         policy.tls = Some(mesh);
                     }
+                    let policy = match last_policy.take() {
+                        Some(last) if *last == policy => last,
+                        _ => Arc::new(policy),
+                    };
+                    last_policy = Some(Arc::clone(&policy));
                     let c = Cluster::new(
                         svc,
                         port,
                         subset,
                         eps,
-                        Arc::new(policy),
+                        policy,
                         self.state,
                         Viewer {
                             proxy: self.proxy,

@@ -341,7 +341,10 @@ impl Compiler<'_> {
         let outer = std::mem::take(&mut self.diagnostics);
         self.deps.take();
         self.delegated.set(false);
-        let vh = Arc::new(build(self));
+        let mut built = build(self);
+        // Kept for the life of the snapshot (and reused by later ones): no spare capacity.
+        built.routes.shrink_to_fit();
+        let vh = Arc::new(built);
         let diagnostics = std::mem::replace(&mut self.diagnostics, outer);
         self.diagnostics.extend(diagnostics.iter().cloned());
         let mut deps = self.deps.take();
