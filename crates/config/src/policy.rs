@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::matcher::StrMatch;
 
 /// Everything a matched route applies around forwarding. `Default` is "nothing configured".
+/// One is kept per rule for the life of the snapshot: the rarely configured parts are boxed.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RoutePolicy {
@@ -22,19 +23,19 @@ pub struct RoutePolicy {
     pub retry: Option<RetryPolicy>,
     /// Fault injection.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fault: Option<FaultPolicy>,
+    pub fault: Option<Box<FaultPolicy>>,
     /// Mirror targets, each with its own sampling percentage.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mirrors: Vec<MirrorPolicy>,
     /// Path/authority rewrite.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rewrite: Option<Rewrite>,
+    pub rewrite: Option<Box<Rewrite>>,
     /// Route-level header operations.
     #[serde(skip_serializing_if = "HeaderPolicy::is_empty")]
     pub headers: HeaderPolicy,
     /// CORS.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cors: Option<CorsPolicy>,
+    pub cors: Option<Box<CorsPolicy>>,
 }
 
 /// A compiled `HTTPRetry`.

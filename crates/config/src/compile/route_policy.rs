@@ -95,15 +95,15 @@ impl Compiler<'_> {
                 .as_deref()
                 .and_then(|t| parse_istio_duration(t).ok()),
             retry: retry_policy(rule.retries.as_ref()),
-            fault: rule.fault.as_ref().and_then(fault_policy),
+            fault: rule.fault.as_ref().and_then(fault_policy).map(Box::new),
             mirrors: self.mirrors(rule, &r.metadata.namespace, ctx.port),
-            rewrite,
+            rewrite: rewrite.map(Box::new),
             // At route level a Host header operation is already the authority rewrite above.
             headers: HeaderPolicy {
                 authority: None,
                 ..header_policy(rule.headers.as_ref())
             },
-            cors: rule.cors_policy.as_ref().map(cors_policy),
+            cors: rule.cors_policy.as_ref().map(|c| Box::new(cors_policy(c))),
         })
     }
 
