@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{Destination, Headers, Percent, StringMatch};
+use crate::small_map::SmallMap;
 
 /// `VirtualService.spec`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -105,7 +106,7 @@ pub struct HttpMatchRequest {
     pub authority: Option<StringMatch>,
     /// Header matches.
     #[serde(default)]
-    pub headers: BTreeMap<String, StringMatch>,
+    pub headers: SmallMap<String, StringMatch>,
     /// Port the traffic arrived on.
     #[serde(default)]
     pub port: Option<u32>,
@@ -117,13 +118,13 @@ pub struct HttpMatchRequest {
     pub gateways: Vec<String>,
     /// Query parameter matches.
     #[serde(default)]
-    pub query_params: BTreeMap<String, StringMatch>,
+    pub query_params: SmallMap<String, StringMatch>,
     /// Case-insensitive URI match.
     #[serde(default)]
     pub ignore_uri_case: bool,
     /// Headers that must not match.
     #[serde(default)]
-    pub without_headers: BTreeMap<String, StringMatch>,
+    pub without_headers: SmallMap<String, StringMatch>,
     /// Caller namespace (config time).
     #[serde(default)]
     pub source_namespace: Option<String>,

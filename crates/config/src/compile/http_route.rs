@@ -1,11 +1,10 @@
 //! VirtualService `http` rules → compiled routes for one listener context (a gateway or the mesh).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_lb::WeightedSchedule;
 use sluice_model::{
-    codes, Destination, HttpMatchRequest, HttpRoute, Resource, Severity, VirtualService,
+    codes, Destination, HttpMatchRequest, HttpRoute, Resource, Severity, SmallMap, VirtualService,
 };
 
 use super::Compiler;
@@ -277,7 +276,7 @@ impl Compiler<'_> {
         let method = one("method", &m.method);
         let authority = one("authority", &m.authority);
         let mut keyed = |field: &str,
-                         map: &std::collections::BTreeMap<String, sluice_model::StringMatch>,
+                         map: &sluice_model::SmallMap<String, sluice_model::StringMatch>,
                          lower: bool| {
             let mut matches: Vec<KeyMatch> = map
                 .iter()
@@ -299,12 +298,12 @@ impl Compiler<'_> {
             matches.shrink_to_fit();
             matches
         };
-        let (claim_keys, header_keys): (BTreeMap<_, _>, BTreeMap<_, _>) = m
+        let (claim_keys, header_keys): (SmallMap<_, _>, SmallMap<_, _>) = m
             .headers
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .partition(|(k, _)| claim_path(k).is_some());
-        let (without_claim_keys, without_header_keys): (BTreeMap<_, _>, BTreeMap<_, _>) = m
+        let (without_claim_keys, without_header_keys): (SmallMap<_, _>, SmallMap<_, _>) = m
             .without_headers
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))

@@ -159,7 +159,7 @@ pub fn explain(listener: &Listener, req: &RequestInfo<'_>) -> Explanation {
                         .flat_map(|c| c.endpoints.iter())
                         .map(|e| EndpointView {
                             address: e.authority.clone(),
-                            labels: e.endpoint.labels.clone(),
+                            labels: e.endpoint.labels.clone().into(),
                             weight: e.endpoint.weight,
                         })
                         .collect(),
