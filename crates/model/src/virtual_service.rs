@@ -31,7 +31,8 @@ pub struct VirtualService {
     pub export_to: Vec<String>,
 }
 
-/// One HTTP rule.
+/// One HTTP rule. Every rule is kept for the life of the snapshot: the rarely set parts are
+/// boxed (serde reads and writes a `Box` as its contents).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRoute {
@@ -46,16 +47,16 @@ pub struct HttpRoute {
     pub route: Vec<HttpRouteDestination>,
     /// Redirect instead of forwarding.
     #[serde(default)]
-    pub redirect: Option<HttpRedirect>,
+    pub redirect: Option<Box<HttpRedirect>>,
     /// Fixed response instead of forwarding.
     #[serde(default)]
-    pub direct_response: Option<HttpDirectResponse>,
+    pub direct_response: Option<Box<HttpDirectResponse>>,
     /// Routes pulled from another VirtualService.
     #[serde(default)]
-    pub delegate: Option<Delegate>,
+    pub delegate: Option<Box<Delegate>>,
     /// Rewrite before forwarding.
     #[serde(default)]
-    pub rewrite: Option<HttpRewrite>,
+    pub rewrite: Option<Box<HttpRewrite>>,
     /// Whole-request timeout.
     #[serde(default)]
     pub timeout: Option<String>,
@@ -64,10 +65,10 @@ pub struct HttpRoute {
     pub retries: Option<HttpRetry>,
     /// Fault injection.
     #[serde(default)]
-    pub fault: Option<HttpFaultInjection>,
+    pub fault: Option<Box<HttpFaultInjection>>,
     /// Single mirror target.
     #[serde(default)]
-    pub mirror: Option<Destination>,
+    pub mirror: Option<Box<Destination>>,
     /// Several mirror targets.
     #[serde(default)]
     pub mirrors: Vec<HttpMirrorPolicy>,
@@ -79,10 +80,10 @@ pub struct HttpRoute {
     pub mirror_percent: Option<u32>,
     /// CORS policy.
     #[serde(default)]
-    pub cors_policy: Option<CorsPolicy>,
+    pub cors_policy: Option<Box<CorsPolicy>>,
     /// Header operations for the whole route.
     #[serde(default)]
-    pub headers: Option<Headers>,
+    pub headers: Option<Box<Headers>>,
 }
 
 /// One match entry: all fields AND'ed.

@@ -95,13 +95,13 @@ impl Compiler<'_> {
                 .as_deref()
                 .and_then(|t| parse_istio_duration(t).ok()),
             retry: retry_policy(rule.retries.as_ref()),
-            fault: rule.fault.as_ref().and_then(fault_policy).map(Box::new),
+            fault: rule.fault.as_deref().and_then(fault_policy).map(Box::new),
             mirrors: self.mirrors(rule, &r.metadata.namespace, ctx.port),
             rewrite: rewrite.map(Box::new),
             // At route level a Host header operation is already the authority rewrite above.
             headers: HeaderPolicy {
                 authority: None,
-                ..header_policy(rule.headers.as_ref())
+                ..header_policy(rule.headers.as_deref())
             },
             cors: rule.cors_policy.as_ref().map(|c| Box::new(cors_policy(c))),
         })
@@ -118,7 +118,7 @@ impl Compiler<'_> {
     /// `mirror` (with `mirrorPercentage` or the deprecated `mirrorPercent`) and `mirrors[]`.
     fn mirrors(&self, rule: &HttpRoute, ns: &str, port: u16) -> Vec<MirrorPolicy> {
         let mut out = Vec::new();
-        if let Some(dest) = &rule.mirror {
+        if let Some(dest) = rule.mirror.as_deref() {
             let percentage = match (&rule.mirror_percentage, rule.mirror_percent) {
                 (Some(p), _) => p.value,
                 (None, Some(p)) => f64::from(p),
@@ -167,7 +167,7 @@ impl Compiler<'_> {
         let authority = rw
             .and_then(|w| w.authority.clone())
             .filter(|a| !a.is_empty())
-            .or_else(|| host_header_authority(rule.headers.as_ref()));
+            .or_else(|| host_header_authority(rule.headers.as_deref()));
         if uri.is_none() && uri_regex.is_none() && authority.is_none() {
             return None;
         }
