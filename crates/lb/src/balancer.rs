@@ -122,7 +122,8 @@ struct Inner {
     endpoints: Vec<LbEndpoint>,
     weights: WeightedRandom,
     kind: Kind,
-    outlier: Option<OutlierDetector>,
+    /// Boxed: one balancer is kept per cluster and outlier detection is rarely configured.
+    outlier: Option<Box<OutlierDetector>>,
     /// Priority levels and weighted localities; `None` keeps the flat path.
     locality: Option<LocalityLayout>,
     /// Slow start (round robin and least request only).
@@ -197,7 +198,7 @@ impl Balancer {
                 weights: WeightedRandom::new(&weights),
                 endpoints,
                 kind,
-                outlier: outlier.map(OutlierDetector::new),
+                outlier: outlier.map(|o| Box::new(OutlierDetector::new(o))),
                 locality,
                 slow_start,
             }),
@@ -258,7 +259,7 @@ impl Balancer {
 
     /// The outlier detector, when `outlierDetection` is configured.
     pub fn outlier(&self) -> Option<&OutlierDetector> {
-        self.inner.outlier.as_ref()
+        self.inner.outlier.as_deref()
     }
 
     /// Picks an endpoint index, or `None` when no endpoint is available (503, flag `UH`).
@@ -268,7 +269,7 @@ impl Balancer {
             let mut rng = Rng::new(ctx.random);
             let candidates = layout.candidates(
                 &inner.endpoints,
-                inner.outlier.as_ref(),
+                inner.outlier.as_deref(),
                 ctx.exclude,
                 ctx.other_levels,
                 ctx.now,
@@ -278,7 +279,7 @@ impl Balancer {
         }
         let candidates = candidates(
             &inner.endpoints,
-            inner.outlier.as_ref(),
+            inner.outlier.as_deref(),
             ctx.exclude,
             ctx.now,
         );
@@ -371,13 +372,13 @@ impl Balancer {
         kind: FailureKind,
         now: Instant,
     ) -> Option<Ejection> {
-        let d = self.inner.outlier.as_ref()?;
+        let d = self.inner.outlier.as_deref()?;
         d.record_failure(&self.inner.endpoints, index, kind, now)
     }
 
     /// Reports an upstream response status (< 500 success, otherwise failure).
     pub fn record_status(&self, index: usize, status: u16, now: Instant) -> Option<Ejection> {
-        let d = self.inner.outlier.as_ref()?;
+        let d = self.inner.outlier.as_deref()?;
         d.record_status(&self.inner.endpoints, index, status, now)
     }
 
