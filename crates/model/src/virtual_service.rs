@@ -144,9 +144,9 @@ pub struct HttpRouteDestination {
     /// Relative weight.
     #[serde(default)]
     pub weight: Option<i32>,
-    /// Per-destination header operations.
+    /// Per-destination header operations (boxed: rarely set, and every destination is kept).
     #[serde(default)]
-    pub headers: Option<Headers>,
+    pub headers: Option<Box<Headers>>,
 }
 
 /// A weighted TCP/TLS destination.

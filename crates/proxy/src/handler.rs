@@ -488,7 +488,7 @@ async fn proxy(
         .m
         .entry
         .and_then(|i| plan.m.route.matches.get(i))
-        .and_then(|e| e.stat_prefix.as_ref())
+        .and_then(|e| e.more().stat_prefix.as_ref())
     {
         obs.route_stat = Some(prefix.clone());
     }

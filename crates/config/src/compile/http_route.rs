@@ -12,7 +12,7 @@ use crate::cluster::cluster_name;
 use crate::host::fqdn;
 use crate::jwt_claim::{claim_path, ClaimMatch};
 use crate::labels::selector_matches;
-use crate::matcher::{KeyMatch, RequestMatch, StrMatch};
+use crate::matcher::{KeyMatch, MoreConditions, RequestMatch, StrMatch};
 use crate::policy::HeaderPolicy;
 use crate::route_table::{Forward, Route, RouteAction, RouteDestination, RouteSource};
 
@@ -328,14 +328,10 @@ impl Compiler<'_> {
                 .push(r.diag(Severity::Error, codes::SCHEMA_VALIDATION, field, e));
             return None;
         }
-        Some(RequestMatch {
+        let more = MoreConditions {
             name: m.name.clone(),
-            uri,
-            ignore_uri_case: m.ignore_uri_case,
             scheme,
-            method,
             authority,
-            headers,
             without_headers,
             query_params,
             claims,
@@ -345,6 +341,13 @@ impl Compiler<'_> {
                 .as_deref()
                 .filter(|p| !p.is_empty())
                 .map(std::sync::Arc::from),
+        };
+        Some(RequestMatch {
+            uri,
+            ignore_uri_case: m.ignore_uri_case,
+            method,
+            headers,
+            more: more.boxed(),
         })
     }
 
@@ -369,7 +372,7 @@ impl Compiler<'_> {
             .route
             .iter()
             .map(|d| {
-                let headers = super::route_policy::header_policy(d.headers.as_ref());
+                let headers = super::route_policy::header_policy(d.headers.as_deref());
                 (d.destination.as_ref(), d.weight, headers)
             })
             .collect();
