@@ -30,12 +30,26 @@ pub struct RoutePolicy {
     /// Path/authority rewrite.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rewrite: Option<Box<Rewrite>>,
-    /// Route-level header operations.
-    #[serde(skip_serializing_if = "HeaderPolicy::is_empty")]
-    pub headers: HeaderPolicy,
+    /// Route-level header operations; `None` when there are none (see [`RoutePolicy::headers`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Box<HeaderPolicy>>,
     /// CORS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<Box<CorsPolicy>>,
+}
+
+/// What a route without header operations applies.
+static NO_HEADERS: HeaderPolicy = HeaderPolicy {
+    authority: None,
+    request: HeaderOps::NONE,
+    response: HeaderOps::NONE,
+};
+
+impl RoutePolicy {
+    /// Route-level header operations (empty when none are configured).
+    pub fn headers(&self) -> &HeaderPolicy {
+        self.headers.as_deref().unwrap_or(&NO_HEADERS)
+    }
 }
 
 /// A compiled `HTTPRetry`.
@@ -180,6 +194,13 @@ pub struct HeaderOps {
 }
 
 impl HeaderOps {
+    /// Nothing to do.
+    pub const NONE: HeaderOps = HeaderOps {
+        set: Vec::new(),
+        add: Vec::new(),
+        remove: Vec::new(),
+    };
+
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()

@@ -205,7 +205,7 @@ fn unset_delegate_fields_inherit_from_the_root() {
         "outbound|9080|v2|reviews.default.svc.cluster.local"
     );
     assert_eq!(
-        deeper.policy.headers.response.set,
+        deeper.policy.headers().response.set,
         vec![("x-from".to_string(), "root".to_string())]
     );
     assert_eq!(
@@ -216,7 +216,7 @@ fn unset_delegate_fields_inherit_from_the_root() {
     let all = find(&s, "a");
     assert_eq!(all.policy.timeout, Some(Duration::from_secs(2)));
     assert_eq!(
-        all.policy.headers.response.set,
+        all.policy.headers().response.set,
         vec![("x-from".to_string(), "sub".to_string())]
     );
     // The route's source is the delegate rule.

@@ -99,10 +99,12 @@ impl Compiler<'_> {
             mirrors: self.mirrors(rule, &r.metadata.namespace, ctx.port),
             rewrite: rewrite.map(Box::new),
             // At route level a Host header operation is already the authority rewrite above.
-            headers: HeaderPolicy {
+            headers: Some(HeaderPolicy {
                 authority: None,
                 ..header_policy(rule.headers.as_deref())
-            },
+            })
+            .filter(|h| !h.is_empty())
+            .map(Box::new),
             cors: rule.cors_policy.as_ref().map(|c| Box::new(cors_policy(c))),
         })
     }
