@@ -145,7 +145,7 @@ fn views(snap: &Snapshot) -> Vec<VirtualServiceView> {
             .iter()
             .chain(listener.default_virtual_host.iter());
         for route in vhosts.flat_map(|vh| vh.routes.iter()) {
-            let Some(vs) = &route.source.virtual_service else {
+            let Some(vs) = route.source.virtual_service.as_deref() else {
                 continue;
             };
             rules

@@ -13,8 +13,9 @@ use crate::policy::{HeaderPolicy, RoutePolicy};
 /// Where a route came from, for `explain`, `/routes` and logs.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteSource {
-    /// The VirtualService (absent for the default route of a service).
-    pub virtual_service: Option<ResourceRef>,
+    /// The VirtualService (absent for the default route of a service), shared by the routes
+    /// compiled from it.
+    pub virtual_service: Option<Arc<ResourceRef>>,
     /// Index of the rule in `spec.http`.
     pub rule: usize,
 }

@@ -202,7 +202,7 @@ impl Compiler<'_> {
                 .clone()
                 .unwrap_or_else(|| format!("{}.{i}", origin.metadata.name)),
             source: RouteSource {
-                virtual_service: Some(origin.key()),
+                virtual_service: Some(self.route_source(origin)),
                 rule: i,
             },
             matches,

@@ -86,6 +86,8 @@ pub(crate) struct Compiler<'a> {
     pub(crate) policies: HashMap<PolicyKey, Arc<RoutePolicy>>,
     /// The one empty per-destination header policy every destination without operations shares.
     pub(crate) no_headers: Arc<HeaderPolicy>,
+    /// The key of each object routes were compiled from, by address, shared by those routes.
+    pub(crate) route_sources: HashMap<usize, Arc<sluice_model::ResourceRef>>,
     /// What may be kept from the previous build (`None`: everything is compiled).
     pub(crate) reuse: Option<Reuse<'a>>,
     /// The units of this build, for the next one.
@@ -205,6 +207,7 @@ fn compile_from<R: Borrow<Resource>>(
         ordered,
         policies: HashMap::new(),
         no_headers: Arc::default(),
+        route_sources: HashMap::new(),
     };
     let security = c.compile_security();
     c.build_clusters(&security.peer_authentication);
@@ -307,6 +310,15 @@ impl Compiler<'_> {
             }
         }
         self.diagnostics.extend(found);
+    }
+
+    /// The key of `r` as routes name their source: one shared copy per object.
+    pub(crate) fn route_source(&mut self, r: &Resource) -> Arc<sluice_model::ResourceRef> {
+        Arc::clone(
+            self.route_sources
+                .entry(reuse::address(r))
+                .or_insert_with(|| Arc::new(r.key())),
+        )
     }
 
     /// One cluster per service port, plus one per DestinationRule subset and port.
