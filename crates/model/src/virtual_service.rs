@@ -86,7 +86,8 @@ pub struct HttpRoute {
     pub headers: Option<Box<Headers>>,
 }
 
-/// One match entry: all fields AND'ed.
+/// One match entry: all fields AND'ed. Kept for the life of the snapshot: the string
+/// matches are boxed, most entries setting one or none.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpMatchRequest {
@@ -95,16 +96,16 @@ pub struct HttpMatchRequest {
     pub name: Option<String>,
     /// Path match.
     #[serde(default)]
-    pub uri: Option<StringMatch>,
+    pub uri: Option<Box<StringMatch>>,
     /// `:scheme` match.
     #[serde(default)]
-    pub scheme: Option<StringMatch>,
+    pub scheme: Option<Box<StringMatch>>,
     /// `:method` match.
     #[serde(default)]
-    pub method: Option<StringMatch>,
+    pub method: Option<Box<StringMatch>>,
     /// `:authority` match.
     #[serde(default)]
-    pub authority: Option<StringMatch>,
+    pub authority: Option<Box<StringMatch>>,
     /// Header matches.
     #[serde(default)]
     pub headers: SmallMap<String, StringMatch>,

@@ -248,7 +248,7 @@ fn has_conflict(root: &HttpMatchRequest, leaf: &HttpMatchRequest) -> bool {
     ];
     if fields
         .iter()
-        .any(|(r, l)| string_match_conflict(r.as_ref(), l.as_ref()))
+        .any(|(r, l)| string_match_conflict(r.as_deref(), l.as_deref()))
     {
         return true;
     }

@@ -261,8 +261,8 @@ impl Compiler<'_> {
     ) -> Option<RequestMatch> {
         let base = format!("spec.http[{rule}].match[{entry}]");
         let mut err = None;
-        let mut one = |field: &str, s: &Option<sluice_model::StringMatch>| -> Option<StrMatch> {
-            let s = s.as_ref()?;
+        let mut one = |field: &str, s: Option<&sluice_model::StringMatch>| -> Option<StrMatch> {
+            let s = s?;
             match StrMatch::compile(s) {
                 Ok(c) => Some(c),
                 Err(e) => {
@@ -271,10 +271,10 @@ impl Compiler<'_> {
                 }
             }
         };
-        let uri = one("uri", &m.uri);
-        let scheme = one("scheme", &m.scheme);
-        let method = one("method", &m.method);
-        let authority = one("authority", &m.authority);
+        let uri = one("uri", m.uri.as_deref());
+        let scheme = one("scheme", m.scheme.as_deref());
+        let method = one("method", m.method.as_deref());
+        let authority = one("authority", m.authority.as_deref());
         let mut keyed = |field: &str,
                          map: &sluice_model::SmallMap<String, sluice_model::StringMatch>,
                          lower: bool| {
