@@ -48,10 +48,10 @@ impl Route {
 pub enum RouteAction {
     /// Forward to weighted destinations.
     Forward(Forward),
-    /// Answer with a redirect.
-    Redirect(Redirect),
+    /// Answer with a redirect (boxed, as the rarer actions are: one action is kept per route).
+    Redirect(Box<Redirect>),
     /// Answer with a fixed response.
-    DirectResponse(DirectResponse),
+    DirectResponse(Box<DirectResponse>),
 }
 
 /// A compiled `HTTPRedirect`.
