@@ -53,7 +53,7 @@ impl RoutePolicy {
 }
 
 /// A compiled `HTTPRetry`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryPolicy {
     /// Retries allowed (total tries ≤ 1 + attempts).
@@ -77,7 +77,7 @@ pub struct RetryPolicy {
 }
 
 /// Retry conditions as flags.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryOn {
     /// Any 5xx response, reset, connect failure or per-try timeout.

@@ -84,6 +84,8 @@ pub(crate) struct Compiler<'a> {
     pub(crate) ordered: Vec<&'a Resource>,
     /// Route policies already compiled, by the rule they come from (see `route_policy`).
     pub(crate) policies: HashMap<PolicyKey, Arc<RoutePolicy>>,
+    /// Policies that set only a timeout and retries, shared by every rule with the same ones.
+    pub(crate) plain_policies: RefCell<HashMap<PlainPolicy, Arc<RoutePolicy>>>,
     /// The one empty per-destination header policy every destination without operations shares.
     pub(crate) no_headers: Arc<HeaderPolicy>,
     /// The key of each object routes were compiled from, by address, shared by those routes.
@@ -101,6 +103,12 @@ pub(crate) struct Compiler<'a> {
 /// A rule of an object of this compile (by address: the objects outlive the compile) and the
 /// listener port when the rule's mirrors depend on it (0 otherwise).
 pub(crate) type PolicyKey = (usize, u16);
+
+/// What a route policy without faults, mirrors, rewrites, header operations or CORS holds.
+pub(crate) type PlainPolicy = (
+    Option<std::time::Duration>,
+    Option<crate::policy::RetryPolicy>,
+);
 
 /// Orders objects the way Istio does when several claim the same thing.
 pub fn precedence_order<R: Borrow<Resource>>(resources: &[R]) -> Vec<&Resource> {
@@ -206,6 +214,7 @@ fn compile_from<R: Borrow<Resource>>(
         diagnostics: Vec::new(),
         ordered,
         policies: HashMap::new(),
+        plain_policies: RefCell::default(),
         no_headers: Arc::default(),
         route_sources: HashMap::new(),
     };

@@ -88,7 +88,7 @@ impl Compiler<'_> {
         ctx: RuleContext<'_>,
     ) -> Arc<RoutePolicy> {
         let rewrite = self.rewrite(r, rule_index, rule);
-        Arc::new(RoutePolicy {
+        self.shared_if_plain(RoutePolicy {
             // Validation rejected malformed durations, so a parse failure cannot happen here.
             timeout: rule
                 .timeout
@@ -109,9 +109,29 @@ impl Compiler<'_> {
         })
     }
 
+    /// The policy, shared with every other equal one when it sets only a timeout and retries:
+    /// most rules do, with a handful of distinct values across thousands of services.
+    fn shared_if_plain(&self, policy: RoutePolicy) -> Arc<RoutePolicy> {
+        let plain = policy.fault.is_none()
+            && policy.mirrors.is_empty()
+            && policy.rewrite.is_none()
+            && policy.headers.is_none()
+            && policy.cors.is_none();
+        if !plain {
+            return Arc::new(policy);
+        }
+        let key = (policy.timeout, policy.retry.clone());
+        Arc::clone(
+            self.plain_policies
+                .borrow_mut()
+                .entry(key)
+                .or_insert_with(|| Arc::new(policy)),
+        )
+    }
+
     /// The policy of the default route of a service without a VirtualService.
     pub(crate) fn default_route_policy(&self) -> Arc<RoutePolicy> {
-        Arc::new(RoutePolicy {
+        self.shared_if_plain(RoutePolicy {
             retry: Some(default_retry()),
             ..RoutePolicy::default()
         })
