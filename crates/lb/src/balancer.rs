@@ -124,10 +124,11 @@ struct Inner {
     kind: Kind,
     /// Boxed: one balancer is kept per cluster and outlier detection is rarely configured.
     outlier: Option<Box<OutlierDetector>>,
-    /// Priority levels and weighted localities; `None` keeps the flat path.
-    locality: Option<LocalityLayout>,
+    /// Priority levels and weighted localities; `None` keeps the flat path. Boxed, as slow
+    /// start is: most clusters have neither.
+    locality: Option<Box<LocalityLayout>>,
     /// Slow start (round robin and least request only).
-    slow_start: Option<SlowStart>,
+    slow_start: Option<Box<SlowStart>>,
 }
 
 /// An immutable balancer for one cluster's endpoints, built at compile time and cheap to clone.
@@ -199,8 +200,8 @@ impl Balancer {
                 endpoints,
                 kind,
                 outlier: outlier.map(|o| Box::new(OutlierDetector::new(o))),
-                locality,
-                slow_start,
+                locality: locality.map(Box::new),
+                slow_start: slow_start.map(Box::new),
             }),
         }
     }
@@ -224,7 +225,7 @@ impl Balancer {
 
     /// The locality layout, when the cluster balances by priority and locality.
     pub fn layout(&self) -> Option<&LocalityLayout> {
-        self.inner.locality.as_ref()
+        self.inner.locality.as_deref()
     }
 
     /// The algorithm.
@@ -254,7 +255,7 @@ impl Balancer {
 
     /// The slow-start settings, when `warmup` applies.
     pub fn slow_start(&self) -> Option<&SlowStart> {
-        self.inner.slow_start.as_ref()
+        self.inner.slow_start.as_deref()
     }
 
     /// The outlier detector, when `outlierDetection` is configured.
