@@ -166,17 +166,18 @@ impl Forward {
 /// One destination of a route.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteDestination {
-    /// Service host (FQDN).
-    pub host: String,
+    /// Service host (FQDN). The names are shared by every destination naming them: a service
+    /// is the destination of routes on several listeners.
+    pub host: Arc<str>,
     /// Subset.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub subset: Option<String>,
+    pub subset: Option<Arc<str>>,
     /// Service port.
     pub port: u16,
     /// Relative weight.
     pub weight: u32,
     /// Cluster name (`outbound|port|subset|host`).
-    pub cluster_name: String,
+    pub cluster_name: Arc<str>,
     /// The cluster; `None` when it does not exist (unknown host, port or subset → 503 NC).
     #[serde(skip)]
     pub cluster: Option<Arc<Cluster>>,

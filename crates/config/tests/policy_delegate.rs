@@ -153,7 +153,7 @@ fn uri(r: &Route, entry: usize) -> String {
 
 fn cluster(r: &Route) -> String {
     match &r.action {
-        RouteAction::Forward(f) => f.destinations[0].cluster_name.clone(),
+        RouteAction::Forward(f) => f.destinations[0].cluster_name.to_string(),
         _ => "not a forward".into(),
     }
 }
@@ -201,7 +201,7 @@ fn unset_delegate_fields_inherit_from_the_root() {
     assert_eq!(deeper.policy.timeout, Some(Duration::from_secs(1)));
     assert_eq!(deeper.policy.retry.as_ref().unwrap().num_retries, 4);
     assert_eq!(
-        deeper.policy.mirrors[0].destination.cluster_name,
+        &*deeper.policy.mirrors[0].destination.cluster_name,
         "outbound|9080|v2|reviews.default.svc.cluster.local"
     );
     assert_eq!(

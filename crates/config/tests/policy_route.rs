@@ -324,7 +324,7 @@ fn mirror_percentages() {
         let got: Vec<(&str, f64)> = policy(&s, name)
             .mirrors
             .iter()
-            .map(|m| (m.destination.cluster_name.as_str(), m.percentage))
+            .map(|m| (&*m.destination.cluster_name, m.percentage))
             .collect();
         assert_eq!(&got, want, "{name}");
     }

@@ -512,7 +512,7 @@ async fn proxy(
 
     let Some(cluster) = plan.dest.cluster.as_ref() else {
         return error_reply(
-            &ProxyError::NoCluster(plan.dest.cluster_name.clone()),
+            &ProxyError::NoCluster(plan.dest.cluster_name.to_string()),
             &flags,
         );
     };

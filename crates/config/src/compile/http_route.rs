@@ -423,6 +423,17 @@ impl Compiler<'_> {
         })
     }
 
+    /// One shared copy of a host, subset or cluster name that destinations hold.
+    fn shared_name(&self, name: &str) -> Arc<str> {
+        let mut names = self.names.borrow_mut();
+        if let Some(n) = names.get(name) {
+            return Arc::clone(n);
+        }
+        let n: Arc<str> = Arc::from(name);
+        names.insert(Arc::clone(&n));
+        n
+    }
+
     /// Resolves a destination to its cluster (host expanded in the VirtualService's namespace).
     pub(crate) fn resolve_destination(
         &self,
@@ -446,11 +457,11 @@ impl Compiler<'_> {
         let name = cluster_name(&host, port, dest.subset.as_deref());
         let cluster = self.clusters.get(&name).map(Arc::clone);
         RouteDestination {
-            host,
-            subset: dest.subset.clone(),
+            host: self.shared_name(&host),
+            subset: dest.subset.as_deref().map(|s| self.shared_name(s)),
             port,
             weight,
-            cluster_name: name,
+            cluster_name: self.shared_name(&name),
             cluster,
             headers: Arc::clone(&self.no_headers),
         }

@@ -88,6 +88,9 @@ pub(crate) struct Compiler<'a> {
     pub(crate) plain_policies: RefCell<HashMap<PlainPolicy, Arc<RoutePolicy>>>,
     /// The one empty per-destination header policy every destination without operations shares.
     pub(crate) no_headers: Arc<HeaderPolicy>,
+    /// Host, subset and cluster names of route destinations, one copy each (see
+    /// `resolve_destination`).
+    pub(crate) names: RefCell<HashSet<Arc<str>>>,
     /// The key of each object routes were compiled from, by address, shared by those routes.
     pub(crate) route_sources: HashMap<usize, Arc<sluice_model::ResourceRef>>,
     /// What may be kept from the previous build (`None`: everything is compiled).
@@ -217,6 +220,7 @@ fn compile_from<R: Borrow<Resource>>(
         plain_policies: RefCell::default(),
         no_headers: Arc::default(),
         route_sources: HashMap::new(),
+        names: RefCell::default(),
     };
     let security = c.compile_security();
     c.build_clusters(&security.peer_authentication);
