@@ -36,6 +36,15 @@ impl WeightedSchedule {
         }
     }
 
+    /// The same schedule advanced by `counter`: schedules of equal weights share their tables.
+    pub fn with_counter(&self, counter: Arc<AtomicU64>) -> Self {
+        WeightedSchedule {
+            slots: Arc::clone(&self.slots),
+            cumulative: Arc::clone(&self.cumulative),
+            counter,
+        }
+    }
+
     /// The next index, or `None` when every weight is zero.
     pub fn next(&self) -> Option<usize> {
         let n = self.slots.len() as u64;

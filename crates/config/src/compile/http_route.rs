@@ -1,5 +1,6 @@
 //! VirtualService `http` rules → compiled routes for one listener context (a gateway or the mesh).
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use sluice_lb::WeightedSchedule;
@@ -416,11 +417,23 @@ impl Compiler<'_> {
         destinations.shrink_to_fit();
         let weights: Vec<u32> = destinations.iter().map(|d| d.weight).collect();
         let key = format!("split|{}|{split_key}", ctx.scope);
-        let split = WeightedSchedule::new(&weights, self.state.counter(&key));
+        let split = self.schedule(&weights, self.state.counter(&key));
         Some(Forward {
             destinations,
             split,
         })
+    }
+
+    /// The split schedule of `weights` advanced by `counter`, its tables shared with every
+    /// other split of the same weights (a handful of distinct ones across thousands of routes).
+    pub(crate) fn schedule(&self, weights: &[u32], counter: Arc<AtomicU64>) -> WeightedSchedule {
+        let mut schedules = self.schedules.borrow_mut();
+        if let Some(s) = schedules.get(weights) {
+            return s.with_counter(counter);
+        }
+        let s = WeightedSchedule::new(weights, counter);
+        schedules.insert(weights.to_vec(), s.clone());
+        s
     }
 
     /// One shared copy of a host, subset or cluster name that destinations hold.

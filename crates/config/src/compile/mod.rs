@@ -88,6 +88,9 @@ pub(crate) struct Compiler<'a> {
     pub(crate) plain_policies: RefCell<HashMap<PlainPolicy, Arc<RoutePolicy>>>,
     /// The one empty per-destination header policy every destination without operations shares.
     pub(crate) no_headers: Arc<HeaderPolicy>,
+    /// Split schedules by weights, whose tables every split of the same weights shares (see
+    /// `schedule`).
+    pub(crate) schedules: RefCell<HashMap<Vec<u32>, sluice_lb::WeightedSchedule>>,
     /// Host, subset and cluster names of route destinations, one copy each (see
     /// `resolve_destination`).
     pub(crate) names: RefCell<HashSet<Arc<str>>>,
@@ -221,6 +224,7 @@ fn compile_from<R: Borrow<Resource>>(
         no_headers: Arc::default(),
         route_sources: HashMap::new(),
         names: RefCell::default(),
+        schedules: RefCell::default(),
     };
     let security = c.compile_security();
     c.build_clusters(&security.peer_authentication);
