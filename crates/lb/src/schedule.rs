@@ -139,6 +139,17 @@ mod tests {
     }
 
     #[test]
+    fn with_counter_shares_the_tables_and_keeps_its_own_position() {
+        let a = schedule(&[90, 10]);
+        let b = a.with_counter(Arc::new(AtomicU64::new(0)));
+        assert!(Arc::ptr_eq(&a.slots, &b.slots));
+        let first: Vec<usize> = (0..100).map(|_| a.next().unwrap()).collect();
+        let second: Vec<usize> = (0..100).map(|_| b.next().unwrap()).collect();
+        assert_eq!(first, second);
+        assert_eq!(a.at(7), b.at(7));
+    }
+
+    #[test]
     fn ninety_ten_is_exact_in_every_window_of_100() {
         let s = schedule(&[90, 10]);
         let picks: Vec<usize> = (0..1000).map(|_| s.next().unwrap()).collect();
