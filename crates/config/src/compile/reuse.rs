@@ -350,6 +350,8 @@ impl Compiler<'_> {
         let mut deps = self.deps.take();
         deps.sort_unstable();
         deps.dedup();
+        // Kept with the unit until a build no longer reuses it.
+        deps.shrink_to_fit();
         if !self.delegated.get() {
             let unit = VhostUnit {
                 contributors: fresh.iter().map(|(a, g)| (*a, (*g).to_string())).collect(),
