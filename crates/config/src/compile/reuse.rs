@@ -328,7 +328,7 @@ impl Compiler<'_> {
     /// recorded for the next build with the hosts it resolved and its findings.
     pub(crate) fn vhost_unit(
         &mut self,
-        key: String,
+        mut key: String,
         fresh: &[(usize, &str)],
         build: impl FnOnce(&mut Self) -> VirtualHost,
     ) -> Arc<VirtualHost> {
@@ -342,8 +342,11 @@ impl Compiler<'_> {
         self.deps.take();
         self.delegated.set(false);
         let mut built = build(self);
-        // Kept for the life of the snapshot (and reused by later ones): no spare capacity.
+        // Kept for the life of the snapshot (and reused by later ones): no spare capacity
+        // (`format!` leaves up to twice the length).
         built.routes.shrink_to_fit();
+        built.name.shrink_to_fit();
+        key.shrink_to_fit();
         let vh = Arc::new(built);
         let diagnostics = std::mem::replace(&mut self.diagnostics, outer);
         self.diagnostics.extend(diagnostics.iter().cloned());
