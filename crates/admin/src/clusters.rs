@@ -35,7 +35,7 @@ struct EndpointView<'a> {
     network: &'a str,
     weight: u32,
     workload: Option<&'a str>,
-    labels: &'a std::collections::BTreeMap<String, String>,
+    labels: &'a sluice_model::SmallMap<String, String>,
     #[serde(flatten)]
     status: EndpointStatus,
 }

@@ -75,8 +75,8 @@ fn rule_view(route: &Route, spec: Option<&VirtualService>, namespace: &str) -> R
             .destinations
             .iter()
             .map(|d| DestinationView {
-                service: d.host.clone(),
-                subset: d.subset.clone(),
+                service: d.host.to_string(),
+                subset: d.subset.as_deref().map(str::to_string),
                 weight: d.weight,
                 share: 0.0,
             })
@@ -116,8 +116,8 @@ fn rule_view(route: &Route, spec: Option<&VirtualService>, namespace: &str) -> R
             .mirrors
             .iter()
             .map(|m| MirrorView {
-                service: m.destination.host.clone(),
-                subset: m.destination.subset.clone(),
+                service: m.destination.host.to_string(),
+                subset: m.destination.subset.as_deref().map(str::to_string),
                 percentage: m.percentage,
             })
             .collect(),
@@ -145,7 +145,7 @@ fn views(snap: &Snapshot) -> Vec<VirtualServiceView> {
             .iter()
             .chain(listener.default_virtual_host.iter());
         for route in vhosts.flat_map(|vh| vh.routes.iter()) {
-            let Some(vs) = &route.source.virtual_service else {
+            let Some(vs) = route.source.virtual_service.as_deref() else {
                 continue;
             };
             rules

@@ -237,7 +237,7 @@ fn locality_layout(
         .zip(&localities)
         .map(|(e, locality)| Placement {
             locality,
-            labels: &e.endpoint.labels,
+            labels: e.endpoint.labels.as_slice(),
             weight: e.endpoint.weight,
         })
         .collect();

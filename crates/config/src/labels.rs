@@ -2,12 +2,34 @@
 
 use std::collections::BTreeMap;
 
+use sluice_model::SmallMap;
+
+/// Labels looked up by key: a `BTreeMap`, or the `SmallMap` that objects hold.
+pub trait LabelSet {
+    /// The value of label `key`.
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl LabelSet for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+impl LabelSet for SmallMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
 /// Whether `labels` contains every key/value of `selector` (an empty selector selects all).
-pub fn selector_matches(
-    selector: &BTreeMap<String, String>,
-    labels: &BTreeMap<String, String>,
+pub fn selector_matches<'a>(
+    selector: impl IntoIterator<Item = (&'a String, &'a String)>,
+    labels: &impl LabelSet,
 ) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+    selector
+        .into_iter()
+        .all(|(k, v)| labels.label(k) == Some(v.as_str()))
 }
 
 fn is_label_name(s: &str) -> bool {

@@ -120,50 +120,140 @@ pub struct KeyMatch {
     pub value: StrMatch,
 }
 
-/// One compiled match entry; all conditions must hold.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// One compiled match entry; all conditions must hold. An entry is kept per rule and listener
+/// for the life of the snapshot, so the conditions most rules use sit inline and the rest, with
+/// the entry's name and stat prefix, are boxed in [`MoreConditions`] when any is set.
+#[derive(Debug, Clone, Default)]
 pub struct RequestMatch {
-    /// Entry name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
     /// Path condition.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub uri: Option<StrMatch>,
     /// Case-insensitive path.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ignore_uri_case: bool,
-    /// Scheme condition.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scheme: Option<StrMatch>,
     /// Method condition.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<StrMatch>,
-    /// Authority condition.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub authority: Option<StrMatch>,
     /// Headers that must match.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<KeyMatch>,
+    /// The rarely used conditions; `None` when none is set.
+    pub more: Option<Box<MoreConditions>>,
+}
+
+/// The rarely used parts of a [`RequestMatch`].
+#[derive(Debug, Clone, Default)]
+pub struct MoreConditions {
+    /// Entry name.
+    pub name: Option<String>,
+    /// Scheme condition.
+    pub scheme: Option<StrMatch>,
+    /// Authority condition.
+    pub authority: Option<StrMatch>,
     /// Headers that must not match.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub without_headers: Vec<KeyMatch>,
     /// Query parameters that must match.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub query_params: Vec<KeyMatch>,
     /// JWT claims that must match (`headers` keys `@request.auth.claims...`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub claims: Vec<ClaimMatch>,
     /// JWT claims that must not match (`withoutHeaders` keys `@request.auth.claims...`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub without_claims: Vec<ClaimMatch>,
     /// `statPrefix`: requests that this entry matched are counted under it (Envoy's per-route
     /// `vhost.<vhost>.route.<prefix>.*` stats). Not a condition.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stat_prefix: Option<std::sync::Arc<str>>,
 }
 
+/// What an entry without [`MoreConditions`] reads.
+static NO_MORE: MoreConditions = MoreConditions {
+    name: None,
+    scheme: None,
+    authority: None,
+    without_headers: Vec::new(),
+    query_params: Vec::new(),
+    claims: Vec::new(),
+    without_claims: Vec::new(),
+    stat_prefix: None,
+};
+
+impl MoreConditions {
+    /// Whether nothing is set (the entry needs no box).
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.scheme.is_none()
+            && self.authority.is_none()
+            && self.without_headers.is_empty()
+            && self.query_params.is_empty()
+            && self.claims.is_empty()
+            && self.without_claims.is_empty()
+            && self.stat_prefix.is_none()
+    }
+
+    /// Boxed, or `None` when nothing is set.
+    pub fn boxed(self) -> Option<Box<MoreConditions>> {
+        (!self.is_empty()).then(|| Box::new(self))
+    }
+}
+
+/// Written as one flat object, in the order the fields had when they were all inline.
+impl Serialize for RequestMatch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let more = self.more();
+        let fields = usize::from(more.name.is_some())
+            + usize::from(self.uri.is_some())
+            + usize::from(self.ignore_uri_case)
+            + usize::from(more.scheme.is_some())
+            + usize::from(self.method.is_some())
+            + usize::from(more.authority.is_some())
+            + usize::from(!self.headers.is_empty())
+            + usize::from(!more.without_headers.is_empty())
+            + usize::from(!more.query_params.is_empty())
+            + usize::from(!more.claims.is_empty())
+            + usize::from(!more.without_claims.is_empty())
+            + usize::from(more.stat_prefix.is_some());
+        let mut st = s.serialize_struct("RequestMatch", fields)?;
+        if let Some(v) = &more.name {
+            st.serialize_field("name", v)?;
+        }
+        if let Some(v) = &self.uri {
+            st.serialize_field("uri", v)?;
+        }
+        if self.ignore_uri_case {
+            st.serialize_field("ignoreUriCase", &true)?;
+        }
+        if let Some(v) = &more.scheme {
+            st.serialize_field("scheme", v)?;
+        }
+        if let Some(v) = &self.method {
+            st.serialize_field("method", v)?;
+        }
+        if let Some(v) = &more.authority {
+            st.serialize_field("authority", v)?;
+        }
+        if !self.headers.is_empty() {
+            st.serialize_field("headers", &self.headers)?;
+        }
+        if !more.without_headers.is_empty() {
+            st.serialize_field("withoutHeaders", &more.without_headers)?;
+        }
+        if !more.query_params.is_empty() {
+            st.serialize_field("queryParams", &more.query_params)?;
+        }
+        if !more.claims.is_empty() {
+            st.serialize_field("claims", &more.claims)?;
+        }
+        if !more.without_claims.is_empty() {
+            st.serialize_field("withoutClaims", &more.without_claims)?;
+        }
+        if let Some(v) = &more.stat_prefix {
+            st.serialize_field("statPrefix", v)?;
+        }
+        st.end()
+    }
+}
+
 impl RequestMatch {
+    /// The rarely used conditions (all unset when there are none).
+    pub fn more(&self) -> &MoreConditions {
+        self.more.as_deref().unwrap_or(&NO_MORE)
+    }
+
     /// Whether the request satisfies every condition.
     pub fn matches(&self, req: &RequestInfo<'_>) -> bool {
         self.mismatch(req).is_none()
@@ -181,10 +271,11 @@ impl RequestMatch {
                 return Some(format!("uri `{subject}` does not match {}", describe(u)));
             }
         }
+        let more = self.more();
         for (what, m, value) in [
-            ("scheme", &self.scheme, req.scheme),
+            ("scheme", &more.scheme, req.scheme),
             ("method", &self.method, req.method),
-            ("authority", &self.authority, req.authority),
+            ("authority", &more.authority, req.authority),
         ] {
             if let Some(m) = m {
                 if !m.matches(value, false) {
@@ -205,7 +296,7 @@ impl RequestMatch {
                 None => return Some(format!("header `{}` is absent", h.name)),
             }
         }
-        for h in &self.without_headers {
+        for h in &more.without_headers {
             let hit = match (&h.value, header_value(req.headers, &h.name)) {
                 (StrMatch::Present, v) => v.is_some(),
                 (m, v) => m.matches(v.as_deref().unwrap_or(""), false),
@@ -218,7 +309,7 @@ impl RequestMatch {
                 ));
             }
         }
-        for c in &self.claims {
+        for c in &more.claims {
             if !c.matches(req.jwt()) {
                 return Some(format!(
                     "claim `{}` is absent or does not match {}",
@@ -228,7 +319,7 @@ impl RequestMatch {
             }
         }
         // Envoy inverts the metadata match: an absent claim (or no token) satisfies it.
-        for c in &self.without_claims {
+        for c in &more.without_claims {
             if c.matches(req.jwt()) {
                 return Some(format!(
                     "claim `{}` matches withoutHeaders {}",
@@ -237,7 +328,7 @@ impl RequestMatch {
                 ));
             }
         }
-        for q in &self.query_params {
+        for q in &more.query_params {
             match query_value(req.query(), &q.name) {
                 Some(v) if q.value.matches(&v, false) => {}
                 Some(v) => {
@@ -255,15 +346,16 @@ impl RequestMatch {
 
     /// Whether this entry matches every request (no conditions, or only a catch-all path).
     pub fn is_catch_all(&self) -> bool {
+        let more = self.more();
         self.uri.as_ref().is_none_or(StrMatch::is_catch_all_path)
-            && self.scheme.is_none()
+            && more.scheme.is_none()
             && self.method.is_none()
-            && self.authority.is_none()
+            && more.authority.is_none()
             && self.headers.is_empty()
-            && self.without_headers.is_empty()
-            && self.query_params.is_empty()
-            && self.claims.is_empty()
-            && self.without_claims.is_empty()
+            && more.without_headers.is_empty()
+            && more.query_params.is_empty()
+            && more.claims.is_empty()
+            && more.without_claims.is_empty()
     }
 }
 
@@ -366,26 +458,81 @@ mod tests {
         assert!(!exact.matches(&req("/", &HeaderMap::new())));
 
         let without = RequestMatch {
-            without_headers: vec![KeyMatch {
-                name: "canary".into(),
-                value: StrMatch::Present,
-            }],
+            more: MoreConditions {
+                without_headers: vec![KeyMatch {
+                    name: "canary".into(),
+                    value: StrMatch::Present,
+                }],
+                ..Default::default()
+            }
+            .boxed(),
             ..Default::default()
         };
         assert!(!without.matches(&req("/", &h)));
         assert!(without.matches(&req("/", &HeaderMap::new())));
 
         let q = RequestMatch {
-            query_params: vec![KeyMatch {
-                name: "v".into(),
-                value: sm(Some(""), None, None),
-            }],
+            more: MoreConditions {
+                query_params: vec![KeyMatch {
+                    name: "v".into(),
+                    value: sm(Some(""), None, None),
+                }],
+                ..Default::default()
+            }
+            .boxed(),
             ..Default::default()
         };
         assert!(q.matches(&req("/x?v", &h)));
         assert!(q.matches(&req("/x?a=1&v=", &h)));
         assert!(!q.matches(&req("/x?v=2", &h)));
         assert!(!q.matches(&req("/x", &h)));
+    }
+
+    #[test]
+    fn serializes_flat_in_field_order() {
+        let key = |n: &str| KeyMatch {
+            name: n.into(),
+            value: StrMatch::Present,
+        };
+        let claim = ClaimMatch {
+            path: vec!["groups".into()],
+            value: sm(Some("admin"), None, None),
+        };
+        let full = RequestMatch {
+            uri: Some(sm(None, Some("/api"), None)),
+            ignore_uri_case: true,
+            method: Some(sm(Some("GET"), None, None)),
+            headers: vec![key("h")],
+            more: MoreConditions {
+                name: Some("n".into()),
+                scheme: Some(sm(Some("https"), None, None)),
+                authority: Some(sm(None, None, Some("a.*"))),
+                without_headers: vec![key("w")],
+                query_params: vec![key("q")],
+                claims: vec![claim.clone()],
+                without_claims: vec![claim],
+                stat_prefix: Some("sp".into()),
+            }
+            .boxed(),
+        };
+        assert_eq!(
+            serde_json::to_string(&full).unwrap(),
+            concat!(
+                r#"{"name":"n","uri":{"prefix":"/api"},"ignoreUriCase":true,"#,
+                r#""scheme":{"exact":"https"},"method":{"exact":"GET"},"authority":{"regex":"a.*"},"#,
+                r#""headers":[{"name":"h","value":"present"}],"#,
+                r#""withoutHeaders":[{"name":"w","value":"present"}],"#,
+                r#""queryParams":[{"name":"q","value":"present"}],"#,
+                r#""claims":[{"path":["groups"],"value":{"exact":"admin"}}],"#,
+                r#""withoutClaims":[{"path":["groups"],"value":{"exact":"admin"}}],"#,
+                r#""statPrefix":"sp"}"#
+            )
+        );
+        assert_eq!(
+            serde_json::to_string(&RequestMatch::default()).unwrap(),
+            "{}"
+        );
+        assert!(MoreConditions::default().boxed().is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::matcher::StrMatch;
 
 /// Everything a matched route applies around forwarding. `Default` is "nothing configured".
+/// One is kept per rule for the life of the snapshot: the rarely configured parts are boxed.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RoutePolicy {
@@ -22,23 +23,37 @@ pub struct RoutePolicy {
     pub retry: Option<RetryPolicy>,
     /// Fault injection.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fault: Option<FaultPolicy>,
+    pub fault: Option<Box<FaultPolicy>>,
     /// Mirror targets, each with its own sampling percentage.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mirrors: Vec<MirrorPolicy>,
     /// Path/authority rewrite.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rewrite: Option<Rewrite>,
-    /// Route-level header operations.
-    #[serde(skip_serializing_if = "HeaderPolicy::is_empty")]
-    pub headers: HeaderPolicy,
+    pub rewrite: Option<Box<Rewrite>>,
+    /// Route-level header operations; `None` when there are none (see [`RoutePolicy::headers`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Box<HeaderPolicy>>,
     /// CORS.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cors: Option<CorsPolicy>,
+    pub cors: Option<Box<CorsPolicy>>,
+}
+
+/// What a route without header operations applies.
+static NO_HEADERS: HeaderPolicy = HeaderPolicy {
+    authority: None,
+    request: HeaderOps::NONE,
+    response: HeaderOps::NONE,
+};
+
+impl RoutePolicy {
+    /// Route-level header operations (empty when none are configured).
+    pub fn headers(&self) -> &HeaderPolicy {
+        self.headers.as_deref().unwrap_or(&NO_HEADERS)
+    }
 }
 
 /// A compiled `HTTPRetry`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryPolicy {
     /// Retries allowed (total tries ≤ 1 + attempts).
@@ -62,7 +77,7 @@ pub struct RetryPolicy {
 }
 
 /// Retry conditions as flags.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryOn {
     /// Any 5xx response, reset, connect failure or per-try timeout.
@@ -179,6 +194,13 @@ pub struct HeaderOps {
 }
 
 impl HeaderOps {
+    /// Nothing to do.
+    pub const NONE: HeaderOps = HeaderOps {
+        set: Vec::new(),
+        add: Vec::new(),
+        remove: Vec::new(),
+    };
+
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()

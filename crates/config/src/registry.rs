@@ -31,7 +31,7 @@ pub struct Endpoint {
     /// Port per service port name.
     pub ports: BTreeMap<String, u16>,
     /// Labels (subset selection, telemetry).
-    pub labels: BTreeMap<String, String>,
+    pub labels: sluice_model::SmallMap<String, String>,
     /// Load-balancing weight (≥ 1).
     pub weight: u32,
     /// The WorkloadEntry it came from, if standalone.
@@ -296,7 +296,7 @@ fn host_endpoint(host: &str) -> Arc<Endpoint> {
     Arc::new(Endpoint {
         address: host.to_string(),
         ports: BTreeMap::new(),
-        labels: BTreeMap::new(),
+        labels: sluice_model::SmallMap::new(),
         weight: 1,
         workload: None,
         service_account: None,

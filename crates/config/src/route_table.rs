@@ -13,8 +13,9 @@ use crate::policy::{HeaderPolicy, RoutePolicy};
 /// Where a route came from, for `explain`, `/routes` and logs.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteSource {
-    /// The VirtualService (absent for the default route of a service).
-    pub virtual_service: Option<ResourceRef>,
+    /// The VirtualService (absent for the default route of a service), shared by the routes
+    /// compiled from it.
+    pub virtual_service: Option<Arc<ResourceRef>>,
     /// Index of the rule in `spec.http`.
     pub rule: usize,
 }
@@ -47,10 +48,10 @@ impl Route {
 pub enum RouteAction {
     /// Forward to weighted destinations.
     Forward(Forward),
-    /// Answer with a redirect.
-    Redirect(Redirect),
+    /// Answer with a redirect (boxed, as the rarer actions are: one action is kept per route).
+    Redirect(Box<Redirect>),
     /// Answer with a fixed response.
-    DirectResponse(DirectResponse),
+    DirectResponse(Box<DirectResponse>),
 }
 
 /// A compiled `HTTPRedirect`.
@@ -165,17 +166,18 @@ impl Forward {
 /// One destination of a route.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteDestination {
-    /// Service host (FQDN).
-    pub host: String,
+    /// Service host (FQDN). The names are shared by every destination naming them: a service
+    /// is the destination of routes on several listeners.
+    pub host: Arc<str>,
     /// Subset.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub subset: Option<String>,
+    pub subset: Option<Arc<str>>,
     /// Service port.
     pub port: u16,
     /// Relative weight.
     pub weight: u32,
     /// Cluster name (`outbound|port|subset|host`).
-    pub cluster_name: String,
+    pub cluster_name: Arc<str>,
     /// The cluster; `None` when it does not exist (unknown host, port or subset → 503 NC).
     #[serde(skip)]
     pub cluster: Option<Arc<Cluster>>,

@@ -35,7 +35,9 @@ pub struct VirtualHostTable {
 
 impl VirtualHostTable {
     /// Indexes virtual hosts; a domain claimed twice goes to the first.
-    pub fn new(vhosts: Vec<Arc<VirtualHost>>) -> Self {
+    pub fn new(mut vhosts: Vec<Arc<VirtualHost>>) -> Self {
+        // Built by collecting larger items in place, the list can hold several times its size.
+        vhosts.shrink_to_fit();
         let mut index = DomainIndex::default();
         for (i, vh) in vhosts.iter().enumerate() {
             for d in &vh.domains {
@@ -52,7 +54,7 @@ impl VirtualHostTable {
     /// [`new`](Self::new), taking `previous`'s index when `vhosts` answer the same domains in
     /// the same order (an edited route keeps its host's domains): indexing every domain again
     /// would cost as much as the whole table on each edit.
-    pub fn updating(previous: &VirtualHostTable, vhosts: Vec<Arc<VirtualHost>>) -> Self {
+    pub fn updating(previous: &VirtualHostTable, mut vhosts: Vec<Arc<VirtualHost>>) -> Self {
         let same_domains = previous.vhosts.len() == vhosts.len()
             && previous
                 .vhosts
@@ -62,6 +64,7 @@ impl VirtualHostTable {
         if !same_domains {
             return Self::new(vhosts);
         }
+        vhosts.shrink_to_fit();
         VirtualHostTable {
             vhosts,
             index: Arc::clone(&previous.index),

@@ -97,7 +97,7 @@ fn decide(s: &Snapshot, path: &str, claims: Option<Value>, header: Option<&str>)
     let l = s.listener("0.0.0.0:8080".parse().unwrap()).unwrap();
     match route(l, &info) {
         Routed::Matched(m) => match &m.route.action {
-            RouteAction::Forward(f) => f.destinations[0].host.clone(),
+            RouteAction::Forward(f) => f.destinations[0].host.to_string(),
             other => format!("{other:?}"),
         },
         _ => "NR".into(),

@@ -59,7 +59,7 @@ fn dynamic_dns_tls_ports_route_intercepted_tls_by_sni() {
         tls.route(anywhere, anywhere, Some(sni)).map(|rule| {
             let d = rule.forward.destinations.first().unwrap();
             (
-                d.cluster_name.clone(),
+                d.cluster_name.to_string(),
                 d.cluster.as_ref().unwrap().dynamic_dns,
             )
         })

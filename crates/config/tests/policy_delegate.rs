@@ -153,7 +153,7 @@ fn uri(r: &Route, entry: usize) -> String {
 
 fn cluster(r: &Route) -> String {
     match &r.action {
-        RouteAction::Forward(f) => f.destinations[0].cluster_name.clone(),
+        RouteAction::Forward(f) => f.destinations[0].cluster_name.to_string(),
         _ => "not a forward".into(),
     }
 }
@@ -201,11 +201,11 @@ fn unset_delegate_fields_inherit_from_the_root() {
     assert_eq!(deeper.policy.timeout, Some(Duration::from_secs(1)));
     assert_eq!(deeper.policy.retry.as_ref().unwrap().num_retries, 4);
     assert_eq!(
-        deeper.policy.mirrors[0].destination.cluster_name,
+        &*deeper.policy.mirrors[0].destination.cluster_name,
         "outbound|9080|v2|reviews.default.svc.cluster.local"
     );
     assert_eq!(
-        deeper.policy.headers.response.set,
+        deeper.policy.headers().response.set,
         vec![("x-from".to_string(), "root".to_string())]
     );
     assert_eq!(
@@ -216,7 +216,7 @@ fn unset_delegate_fields_inherit_from_the_root() {
     let all = find(&s, "a");
     assert_eq!(all.policy.timeout, Some(Duration::from_secs(2)));
     assert_eq!(
-        all.policy.headers.response.set,
+        all.policy.headers().response.set,
         vec![("x-from".to_string(), "sub".to_string())]
     );
     // The route's source is the delegate rule.

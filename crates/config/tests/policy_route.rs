@@ -324,7 +324,7 @@ fn mirror_percentages() {
         let got: Vec<(&str, f64)> = policy(&s, name)
             .mirrors
             .iter()
-            .map(|m| (m.destination.cluster_name.as_str(), m.percentage))
+            .map(|m| (&*m.destination.cluster_name, m.percentage))
             .collect();
         assert_eq!(&got, want, "{name}");
     }
@@ -379,7 +379,7 @@ fn rewrites_and_authority_from_host_headers() {
     );
     // Host is not a header operation; other names are lower-cased.
     assert_eq!(
-        h.headers.request.set,
+        h.headers().request.set,
         vec![("x-a".to_string(), "1".to_string())]
     );
     let a = policy(&s, "authority-add");
@@ -387,7 +387,7 @@ fn rewrites_and_authority_from_host_headers() {
         a.rewrite.as_ref().unwrap().authority.as_deref(),
         Some("add.example.com")
     );
-    assert!(a.headers.is_empty());
+    assert!(a.headers().is_empty());
     assert!(policy(&s, "none").rewrite.is_none());
 }
 
@@ -419,7 +419,7 @@ fn header_operations_route_and_destination() {
       headers: {request: {set: {X-Dest: v1}}, response: {add: {X-From: v1}}}
 "#));
     let r = route(&s, "headers");
-    let h = &r.policy.headers;
+    let h = r.policy.headers();
     let pairs = |v: &[(&str, &str)]| {
         v.iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))

@@ -122,11 +122,13 @@ struct Inner {
     endpoints: Vec<LbEndpoint>,
     weights: WeightedRandom,
     kind: Kind,
-    outlier: Option<OutlierDetector>,
-    /// Priority levels and weighted localities; `None` keeps the flat path.
-    locality: Option<LocalityLayout>,
+    /// Boxed: one balancer is kept per cluster and outlier detection is rarely configured.
+    outlier: Option<Box<OutlierDetector>>,
+    /// Priority levels and weighted localities; `None` keeps the flat path. Boxed, as slow
+    /// start is: most clusters have neither.
+    locality: Option<Box<LocalityLayout>>,
     /// Slow start (round robin and least request only).
-    slow_start: Option<SlowStart>,
+    slow_start: Option<Box<SlowStart>>,
 }
 
 /// An immutable balancer for one cluster's endpoints, built at compile time and cheap to clone.
@@ -197,9 +199,9 @@ impl Balancer {
                 weights: WeightedRandom::new(&weights),
                 endpoints,
                 kind,
-                outlier: outlier.map(OutlierDetector::new),
-                locality,
-                slow_start,
+                outlier: outlier.map(|o| Box::new(OutlierDetector::new(o))),
+                locality: locality.map(Box::new),
+                slow_start: slow_start.map(Box::new),
             }),
         }
     }
@@ -223,7 +225,7 @@ impl Balancer {
 
     /// The locality layout, when the cluster balances by priority and locality.
     pub fn layout(&self) -> Option<&LocalityLayout> {
-        self.inner.locality.as_ref()
+        self.inner.locality.as_deref()
     }
 
     /// The algorithm.
@@ -253,12 +255,12 @@ impl Balancer {
 
     /// The slow-start settings, when `warmup` applies.
     pub fn slow_start(&self) -> Option<&SlowStart> {
-        self.inner.slow_start.as_ref()
+        self.inner.slow_start.as_deref()
     }
 
     /// The outlier detector, when `outlierDetection` is configured.
     pub fn outlier(&self) -> Option<&OutlierDetector> {
-        self.inner.outlier.as_ref()
+        self.inner.outlier.as_deref()
     }
 
     /// Picks an endpoint index, or `None` when no endpoint is available (503, flag `UH`).
@@ -268,7 +270,7 @@ impl Balancer {
             let mut rng = Rng::new(ctx.random);
             let candidates = layout.candidates(
                 &inner.endpoints,
-                inner.outlier.as_ref(),
+                inner.outlier.as_deref(),
                 ctx.exclude,
                 ctx.other_levels,
                 ctx.now,
@@ -278,7 +280,7 @@ impl Balancer {
         }
         let candidates = candidates(
             &inner.endpoints,
-            inner.outlier.as_ref(),
+            inner.outlier.as_deref(),
             ctx.exclude,
             ctx.now,
         );
@@ -371,13 +373,13 @@ impl Balancer {
         kind: FailureKind,
         now: Instant,
     ) -> Option<Ejection> {
-        let d = self.inner.outlier.as_ref()?;
+        let d = self.inner.outlier.as_deref()?;
         d.record_failure(&self.inner.endpoints, index, kind, now)
     }
 
     /// Reports an upstream response status (< 500 success, otherwise failure).
     pub fn record_status(&self, index: usize, status: u16, now: Instant) -> Option<Ejection> {
-        let d = self.inner.outlier.as_ref()?;
+        let d = self.inner.outlier.as_deref()?;
         d.record_status(&self.inner.endpoints, index, status, now)
     }
 

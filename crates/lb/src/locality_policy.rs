@@ -47,8 +47,8 @@ pub struct LocalityPolicy {
 pub struct Placement<'a> {
     /// The endpoint's locality.
     pub locality: &'a Locality,
-    /// The endpoint's labels (for `failoverPriority`).
-    pub labels: &'a BTreeMap<String, String>,
+    /// The endpoint's labels (for `failoverPriority`), sorted by key.
+    pub labels: &'a [(String, String)],
     /// The endpoint's weight.
     pub weight: u32,
 }
@@ -162,19 +162,22 @@ impl LocalityPolicy {
                 Some((k, v)) => (k, Some(v)),
                 None => (entry.as_str(), None),
             };
-            let lookup = |labels: &BTreeMap<String, String>, loc: &Locality| -> String {
-                labels
-                    .get(key)
-                    .map(String::as_str)
+            let lookup = |label: Option<&str>, loc: &Locality| -> String {
+                label
                     .or_else(|| loc.topology_label(key))
                     .unwrap_or("")
                     .to_string()
             };
             let want = match fixed {
                 Some(v) => v.to_string(),
-                None => lookup(origin.labels, origin.locality),
+                None => lookup(origin.labels.get(key).map(String::as_str), origin.locality),
             };
-            if want != lookup(ep.labels, ep.locality) {
+            let label = ep
+                .labels
+                .binary_search_by(|(k, _)| k.as_str().cmp(key))
+                .ok()
+                .map(|i| ep.labels[i].1.as_str());
+            if want != lookup(label, ep.locality) {
                 return n - j;
             }
         }
@@ -222,7 +225,7 @@ impl LocalityPolicy {
 mod tests {
     use super::*;
 
-    fn place<'a>(loc: &'a Locality, labels: &'a BTreeMap<String, String>) -> Placement<'a> {
+    fn place<'a>(loc: &'a Locality, labels: &'a [(String, String)]) -> Placement<'a> {
         Placement {
             locality: loc,
             labels,
@@ -246,7 +249,7 @@ mod tests {
     fn failover_orders_by_locality_then_failover_region() {
         let locs = helloworld();
         let none = BTreeMap::new();
-        let eps: Vec<Placement<'_>> = locs.iter().map(|l| place(l, &none)).collect();
+        let eps: Vec<Placement<'_>> = locs.iter().map(|l| place(l, &[])).collect();
         let proxy = Locality::parse("region1/zone1");
         let origin = Origin {
             locality: &proxy,
@@ -286,7 +289,9 @@ mod tests {
             ])
         };
         let (a, b, c) = (label("n1", "c1"), label("n1", "c2"), label("n2", "c1"));
-        let eps = [place(&loc, &a), place(&loc, &b), place(&loc, &c)];
+        let sorted = |m: &BTreeMap<String, String>| m.clone().into_iter().collect::<Vec<_>>();
+        let (sa, sb, sc) = (sorted(&a), sorted(&b), sorted(&c));
+        let eps = [place(&loc, &sa), place(&loc, &sb), place(&loc, &sc)];
         let origin = Origin {
             locality: &loc,
             labels: &a,
@@ -315,7 +320,7 @@ mod tests {
     fn distribute_weighs_localities_and_drops_unlisted_ones() {
         let locs = helloworld();
         let none = BTreeMap::new();
-        let eps: Vec<Placement<'_>> = locs.iter().map(|l| place(l, &none)).collect();
+        let eps: Vec<Placement<'_>> = locs.iter().map(|l| place(l, &[])).collect();
         let proxy = Locality::parse("region1/zone1");
         let origin = Origin {
             locality: &proxy,
@@ -377,7 +382,7 @@ mod tests {
         .map(|l| Locality::parse(l))
         .collect();
         let none = BTreeMap::new();
-        let eps: Vec<Placement<'_>> = locs.iter().map(|l| place(l, &none)).collect();
+        let eps: Vec<Placement<'_>> = locs.iter().map(|l| place(l, &[])).collect();
         let origin = Origin {
             locality: &proxy,
             labels: &none,

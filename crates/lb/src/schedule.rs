@@ -36,6 +36,15 @@ impl WeightedSchedule {
         }
     }
 
+    /// The same schedule advanced by `counter`: schedules of equal weights share their tables.
+    pub fn with_counter(&self, counter: Arc<AtomicU64>) -> Self {
+        WeightedSchedule {
+            slots: Arc::clone(&self.slots),
+            cumulative: Arc::clone(&self.cumulative),
+            counter,
+        }
+    }
+
     /// The next index, or `None` when every weight is zero.
     pub fn next(&self) -> Option<usize> {
         let n = self.slots.len() as u64;
@@ -127,6 +136,17 @@ mod tests {
 
     fn schedule(weights: &[u32]) -> WeightedSchedule {
         WeightedSchedule::new(weights, Arc::new(AtomicU64::new(0)))
+    }
+
+    #[test]
+    fn with_counter_shares_the_tables_and_keeps_its_own_position() {
+        let a = schedule(&[90, 10]);
+        let b = a.with_counter(Arc::new(AtomicU64::new(0)));
+        assert!(Arc::ptr_eq(&a.slots, &b.slots));
+        let first: Vec<usize> = (0..100).map(|_| a.next().unwrap()).collect();
+        let second: Vec<usize> = (0..100).map(|_| b.next().unwrap()).collect();
+        assert_eq!(first, second);
+        assert_eq!(a.at(7), b.at(7));
     }
 
     #[test]

@@ -45,7 +45,7 @@ fn balancer(
         .iter()
         .map(|l| Placement {
             locality: l,
-            labels: &none,
+            labels: &[],
             weight: 1,
         })
         .collect();
@@ -301,7 +301,7 @@ fn zone_aware_routing_follows_health_changes() {
         .iter()
         .map(|l| Placement {
             locality: l,
-            labels: &none,
+            labels: &[],
             weight: 1,
         })
         .collect();

@@ -1,10 +1,9 @@
 //! `DestinationRule` (networking.istio.io v1alpha3 / v1beta1 / v1).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::common::{Percent, PortSelector, WorkloadSelector};
+use crate::small_map::SmallMap;
 
 /// `DestinationRule.spec`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -36,7 +35,7 @@ pub struct Subset {
     pub name: String,
     /// Labels an endpoint must carry.
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: SmallMap<String, String>,
     /// Subset policy overriding the top-level one.
     #[serde(default)]
     pub traffic_policy: Option<Box<TrafficPolicy>>,

@@ -14,6 +14,7 @@ pub mod security;
 pub mod service_entry;
 pub mod sidecar;
 pub mod skipped;
+pub mod small_map;
 pub mod virtual_service;
 pub mod yaml;
 
@@ -27,4 +28,5 @@ pub use resource::{decode_value, parse_text, Kind, ObjectMeta, Origin, Parsed, R
 pub use security::*;
 pub use service_entry::*;
 pub use sidecar::*;
+pub use small_map::SmallMap;
 pub use virtual_service::*;

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::small_map::SmallMap;
+
 /// `ServiceEntry.spec`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -75,7 +77,7 @@ pub struct WorkloadEntry {
     pub ports: BTreeMap<String, u32>,
     /// Endpoint labels.
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: SmallMap<String, String>,
     /// Network id.
     #[serde(default)]
     pub network: Option<String>,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{Destination, Headers, Percent, StringMatch};
+use crate::small_map::SmallMap;
 
 /// `VirtualService.spec`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -30,7 +31,8 @@ pub struct VirtualService {
     pub export_to: Vec<String>,
 }
 
-/// One HTTP rule.
+/// One HTTP rule. Every rule is kept for the life of the snapshot: the rarely set parts are
+/// boxed (serde reads and writes a `Box` as its contents).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRoute {
@@ -45,16 +47,16 @@ pub struct HttpRoute {
     pub route: Vec<HttpRouteDestination>,
     /// Redirect instead of forwarding.
     #[serde(default)]
-    pub redirect: Option<HttpRedirect>,
+    pub redirect: Option<Box<HttpRedirect>>,
     /// Fixed response instead of forwarding.
     #[serde(default)]
-    pub direct_response: Option<HttpDirectResponse>,
+    pub direct_response: Option<Box<HttpDirectResponse>>,
     /// Routes pulled from another VirtualService.
     #[serde(default)]
-    pub delegate: Option<Delegate>,
+    pub delegate: Option<Box<Delegate>>,
     /// Rewrite before forwarding.
     #[serde(default)]
-    pub rewrite: Option<HttpRewrite>,
+    pub rewrite: Option<Box<HttpRewrite>>,
     /// Whole-request timeout.
     #[serde(default)]
     pub timeout: Option<String>,
@@ -63,10 +65,10 @@ pub struct HttpRoute {
     pub retries: Option<HttpRetry>,
     /// Fault injection.
     #[serde(default)]
-    pub fault: Option<HttpFaultInjection>,
+    pub fault: Option<Box<HttpFaultInjection>>,
     /// Single mirror target.
     #[serde(default)]
-    pub mirror: Option<Destination>,
+    pub mirror: Option<Box<Destination>>,
     /// Several mirror targets.
     #[serde(default)]
     pub mirrors: Vec<HttpMirrorPolicy>,
@@ -78,13 +80,14 @@ pub struct HttpRoute {
     pub mirror_percent: Option<u32>,
     /// CORS policy.
     #[serde(default)]
-    pub cors_policy: Option<CorsPolicy>,
+    pub cors_policy: Option<Box<CorsPolicy>>,
     /// Header operations for the whole route.
     #[serde(default)]
-    pub headers: Option<Headers>,
+    pub headers: Option<Box<Headers>>,
 }
 
-/// One match entry: all fields AND'ed.
+/// One match entry: all fields AND'ed. Kept for the life of the snapshot: the string
+/// matches are boxed, most entries setting one or none.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpMatchRequest {
@@ -93,19 +96,19 @@ pub struct HttpMatchRequest {
     pub name: Option<String>,
     /// Path match.
     #[serde(default)]
-    pub uri: Option<StringMatch>,
+    pub uri: Option<Box<StringMatch>>,
     /// `:scheme` match.
     #[serde(default)]
-    pub scheme: Option<StringMatch>,
+    pub scheme: Option<Box<StringMatch>>,
     /// `:method` match.
     #[serde(default)]
-    pub method: Option<StringMatch>,
+    pub method: Option<Box<StringMatch>>,
     /// `:authority` match.
     #[serde(default)]
-    pub authority: Option<StringMatch>,
+    pub authority: Option<Box<StringMatch>>,
     /// Header matches.
     #[serde(default)]
-    pub headers: BTreeMap<String, StringMatch>,
+    pub headers: SmallMap<String, StringMatch>,
     /// Port the traffic arrived on.
     #[serde(default)]
     pub port: Option<u32>,
@@ -117,13 +120,13 @@ pub struct HttpMatchRequest {
     pub gateways: Vec<String>,
     /// Query parameter matches.
     #[serde(default)]
-    pub query_params: BTreeMap<String, StringMatch>,
+    pub query_params: SmallMap<String, StringMatch>,
     /// Case-insensitive URI match.
     #[serde(default)]
     pub ignore_uri_case: bool,
     /// Headers that must not match.
     #[serde(default)]
-    pub without_headers: BTreeMap<String, StringMatch>,
+    pub without_headers: SmallMap<String, StringMatch>,
     /// Caller namespace (config time).
     #[serde(default)]
     pub source_namespace: Option<String>,
@@ -142,9 +145,9 @@ pub struct HttpRouteDestination {
     /// Relative weight.
     #[serde(default)]
     pub weight: Option<i32>,
-    /// Per-destination header operations.
+    /// Per-destination header operations (boxed: rarely set, and every destination is kept).
     #[serde(default)]
-    pub headers: Option<Headers>,
+    pub headers: Option<Box<Headers>>,
 }
 
 /// A weighted TCP/TLS destination.

@@ -171,11 +171,11 @@ impl Builder {
                     let v = if style == ScalarStyle::Plain && !forced_str {
                         resolve_plain(&text)
                     } else {
-                        Value::String(text.into_owned())
+                        Value::String(exact(text))
                     };
                     self.push_value(v, cost, anchor);
                 }
-                None => self.set_key(text.into_owned(), span)?,
+                None => self.set_key(exact(text), span)?,
             },
             Event::Alias(id) => {
                 let cost = self.anchors.get(&id).map(|(_, c)| *c).ok_or_else(|| {
@@ -322,6 +322,14 @@ fn scalar_key(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// A scalar's text without the scanner's spare capacity: map keys and strings end up in the
+/// parsed objects, kept as long as the config (a label key took 129 bytes for 7 characters).
+fn exact(text: std::borrow::Cow<'_, str>) -> String {
+    let mut s = text.into_owned();
+    s.shrink_to_fit();
+    s
 }
 
 /// YAML 1.2 core-schema resolution of a plain scalar.

@@ -340,7 +340,7 @@ fn decide<'s>(
                     HeaderValue::from_static("text/plain"),
                 );
             }
-            header_ops::apply(&m.route.policy.headers.response, resp.headers_mut());
+            header_ops::apply(&m.route.policy.headers().response, resp.headers_mut());
             return Ok(Decision::Reply(resp));
         }
         RouteAction::Redirect(r) => {
@@ -488,7 +488,7 @@ async fn proxy(
         .m
         .entry
         .and_then(|i| plan.m.route.matches.get(i))
-        .and_then(|e| e.stat_prefix.as_ref())
+        .and_then(|e| e.more().stat_prefix.as_ref())
     {
         obs.route_stat = Some(prefix.clone());
     }
@@ -512,7 +512,7 @@ async fn proxy(
 
     let Some(cluster) = plan.dest.cluster.as_ref() else {
         return error_reply(
-            &ProxyError::NoCluster(plan.dest.cluster_name.clone()),
+            &ProxyError::NoCluster(plan.dest.cluster_name.to_string()),
             &flags,
         );
     };
@@ -561,7 +561,7 @@ async fn proxy(
             head.headers.insert(http::header::HOST, a);
         }
     }
-    header_ops::apply(&policy.headers.request, &mut head.headers);
+    header_ops::apply(&policy.headers().request, &mut head.headers);
     header_ops::apply(&plan.dest.headers.request, &mut head.headers);
     // A destination's Host header operation rewrites the authority only when the route did not.
     let route_sets_authority = policy
@@ -677,7 +677,7 @@ async fn proxy(
     }
     let (mut parts, body) = forwarded.response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    header_ops::apply(&policy.headers.response, &mut parts.headers);
+    header_ops::apply(&policy.headers().response, &mut parts.headers);
     header_ops::apply(&plan.dest.headers.response, &mut parts.headers);
     if let Some(cookie) = plan.hash.set_cookie {
         parts.headers.append(http::header::SET_COOKIE, cookie);

@@ -404,7 +404,7 @@ impl Telemetry {
             namespace: namespace.map(str::to_string),
             principal: None,
             cluster: self.cluster_id.clone(),
-            labels: e.labels.clone(),
+            labels: e.labels.clone().into(),
         }
         .peer_labels()
     }

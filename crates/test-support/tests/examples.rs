@@ -164,7 +164,12 @@ fn active_weights(p: &ProxyHandle, addr: SocketAddr, host: &str) -> Vec<(String,
         Some(RouteAction::Forward(f)) => f
             .destinations
             .iter()
-            .map(|d| (d.subset.clone().unwrap_or_default(), d.weight))
+            .map(|d| {
+                (
+                    d.subset.as_deref().unwrap_or_default().to_string(),
+                    d.weight,
+                )
+            })
             .collect(),
         _ => Vec::new(),
     }

@@ -136,7 +136,7 @@ fn overlay_route(
         ],
     };
     if let Some(percent) = overlay.mirror.filter(|p| *p > 0) {
-        route.mirror = Some(canary_dest.clone());
+        route.mirror = Some(Box::new(canary_dest.clone()));
         route.mirrors.clear();
         route.mirror_percent = None;
         route.mirror_percentage = Some(Percent {

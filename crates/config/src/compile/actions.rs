@@ -17,15 +17,15 @@ pub(crate) fn direct_response(d: &HttpDirectResponse) -> RouteAction {
         },
         None => Vec::new(),
     };
-    RouteAction::DirectResponse(DirectResponse {
+    RouteAction::DirectResponse(Box::new(DirectResponse {
         status: d.status.and_then(|s| u16::try_from(s).ok()).unwrap_or(200),
         body,
-    })
+    }))
 }
 
 /// Compiles an `HTTPRedirect` (default code 301).
 pub(crate) fn redirect(r: &HttpRedirect) -> RouteAction {
-    RouteAction::Redirect(Redirect {
+    RouteAction::Redirect(Box::new(Redirect {
         uri: r.uri.clone().filter(|u| !u.is_empty()),
         prefix_rewrite: r.prefix_rewrite.clone(),
         authority: r.authority.clone().filter(|a| !a.is_empty()),
@@ -36,5 +36,5 @@ pub(crate) fn redirect(r: &HttpRedirect) -> RouteAction {
             .redirect_code
             .and_then(|c| u16::try_from(c).ok())
             .unwrap_or(301),
-    })
+    }))
 }

@@ -1,10 +1,8 @@
 //! Delegation: a root rule with `delegate` is replaced by the rules of a host-less VirtualService,
 //! each merged with the root rule the way Istio's `mergeHTTPRoutes` does (one level only).
 
-use std::collections::BTreeMap;
-
 use sluice_model::{
-    codes, Diagnostic, HttpMatchRequest, HttpRoute, Resource, Severity, Spec, StringMatch,
+    codes, Diagnostic, HttpMatchRequest, HttpRoute, Resource, Severity, SmallMap, Spec, StringMatch,
 };
 
 use super::http_route::gateway_key;
@@ -199,7 +197,7 @@ fn merge_matches(
 
 /// Root values for what the delegate entry leaves unset; maps unioned (the delegate's value wins).
 fn merge_match(root: &HttpMatchRequest, sub: &HttpMatchRequest) -> HttpMatchRequest {
-    let union = |r: &BTreeMap<String, StringMatch>, s: &BTreeMap<String, StringMatch>| {
+    let union = |r: &SmallMap<String, StringMatch>, s: &SmallMap<String, StringMatch>| {
         let mut m = r.clone();
         m.extend(s.iter().map(|(k, v)| (k.clone(), v.clone())));
         m
@@ -250,11 +248,11 @@ fn has_conflict(root: &HttpMatchRequest, leaf: &HttpMatchRequest) -> bool {
     ];
     if fields
         .iter()
-        .any(|(r, l)| string_match_conflict(r.as_ref(), l.as_ref()))
+        .any(|(r, l)| string_match_conflict(r.as_deref(), l.as_deref()))
     {
         return true;
     }
-    let keyed = |r: &BTreeMap<String, StringMatch>, l: &BTreeMap<String, StringMatch>| {
+    let keyed = |r: &SmallMap<String, StringMatch>, l: &SmallMap<String, StringMatch>| {
         l.iter()
             .any(|(k, v)| string_match_conflict(r.get(k), Some(v)))
     };

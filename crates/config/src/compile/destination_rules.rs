@@ -13,7 +13,7 @@ pub struct SubsetDef {
     /// Name.
     pub name: String,
     /// Endpoint label selector.
-    pub labels: BTreeMap<String, String>,
+    pub labels: sluice_model::SmallMap<String, String>,
     /// The DestinationRule defining it, and the subset's index there.
     pub source: (ResourceRef, usize),
 }

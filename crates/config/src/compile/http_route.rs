@@ -1,11 +1,11 @@
 //! VirtualService `http` rules → compiled routes for one listener context (a gateway or the mesh).
 
-use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use sluice_lb::WeightedSchedule;
 use sluice_model::{
-    codes, Destination, HttpMatchRequest, HttpRoute, Resource, Severity, VirtualService,
+    codes, Destination, HttpMatchRequest, HttpRoute, Resource, Severity, SmallMap, VirtualService,
 };
 
 use super::Compiler;
@@ -13,7 +13,7 @@ use crate::cluster::cluster_name;
 use crate::host::fqdn;
 use crate::jwt_claim::{claim_path, ClaimMatch};
 use crate::labels::selector_matches;
-use crate::matcher::{KeyMatch, RequestMatch, StrMatch};
+use crate::matcher::{KeyMatch, MoreConditions, RequestMatch, StrMatch};
 use crate::policy::HeaderPolicy;
 use crate::route_table::{Forward, Route, RouteAction, RouteDestination, RouteSource};
 
@@ -191,6 +191,8 @@ impl Compiler<'_> {
             if kept.is_empty() {
                 return None;
             }
+            // Routes live as long as the snapshot: no spare capacity (one entry is common).
+            kept.shrink_to_fit();
             kept
         };
         let action = self.compile_action(origin, rule, scope.split_key, ctx)?;
@@ -201,7 +203,7 @@ impl Compiler<'_> {
                 .clone()
                 .unwrap_or_else(|| format!("{}.{i}", origin.metadata.name)),
             source: RouteSource {
-                virtual_service: Some(origin.key()),
+                virtual_service: Some(self.route_source(origin)),
                 rule: i,
             },
             matches,
@@ -260,8 +262,8 @@ impl Compiler<'_> {
     ) -> Option<RequestMatch> {
         let base = format!("spec.http[{rule}].match[{entry}]");
         let mut err = None;
-        let mut one = |field: &str, s: &Option<sluice_model::StringMatch>| -> Option<StrMatch> {
-            let s = s.as_ref()?;
+        let mut one = |field: &str, s: Option<&sluice_model::StringMatch>| -> Option<StrMatch> {
+            let s = s?;
             match StrMatch::compile(s) {
                 Ok(c) => Some(c),
                 Err(e) => {
@@ -270,14 +272,15 @@ impl Compiler<'_> {
                 }
             }
         };
-        let uri = one("uri", &m.uri);
-        let scheme = one("scheme", &m.scheme);
-        let method = one("method", &m.method);
-        let authority = one("authority", &m.authority);
+        let uri = one("uri", m.uri.as_deref());
+        let scheme = one("scheme", m.scheme.as_deref());
+        let method = one("method", m.method.as_deref());
+        let authority = one("authority", m.authority.as_deref());
         let mut keyed = |field: &str,
-                         map: &std::collections::BTreeMap<String, sluice_model::StringMatch>,
+                         map: &sluice_model::SmallMap<String, sluice_model::StringMatch>,
                          lower: bool| {
-            map.iter()
+            let mut matches: Vec<KeyMatch> = map
+                .iter()
                 .filter_map(|(k, v)| match StrMatch::compile(v) {
                     Ok(value) => Some(KeyMatch {
                         name: if lower {
@@ -292,14 +295,16 @@ impl Compiler<'_> {
                         None
                     }
                 })
-                .collect::<Vec<_>>()
+                .collect();
+            matches.shrink_to_fit();
+            matches
         };
-        let (claim_keys, header_keys): (BTreeMap<_, _>, BTreeMap<_, _>) = m
+        let (claim_keys, header_keys): (SmallMap<_, _>, SmallMap<_, _>) = m
             .headers
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .partition(|(k, _)| claim_path(k).is_some());
-        let (without_claim_keys, without_header_keys): (BTreeMap<_, _>, BTreeMap<_, _>) = m
+        let (without_claim_keys, without_header_keys): (SmallMap<_, _>, SmallMap<_, _>) = m
             .without_headers
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -324,14 +329,10 @@ impl Compiler<'_> {
                 .push(r.diag(Severity::Error, codes::SCHEMA_VALIDATION, field, e));
             return None;
         }
-        Some(RequestMatch {
+        let more = MoreConditions {
             name: m.name.clone(),
-            uri,
-            ignore_uri_case: m.ignore_uri_case,
             scheme,
-            method,
             authority,
-            headers,
             without_headers,
             query_params,
             claims,
@@ -341,6 +342,13 @@ impl Compiler<'_> {
                 .as_deref()
                 .filter(|p| !p.is_empty())
                 .map(std::sync::Arc::from),
+        };
+        Some(RequestMatch {
+            uri,
+            ignore_uri_case: m.ignore_uri_case,
+            method,
+            headers,
+            more: more.boxed(),
         })
     }
 
@@ -365,7 +373,7 @@ impl Compiler<'_> {
             .route
             .iter()
             .map(|d| {
-                let headers = super::route_policy::header_policy(d.headers.as_ref());
+                let headers = super::route_policy::header_policy(d.headers.as_deref());
                 (d.destination.as_ref(), d.weight, headers)
             })
             .collect();
@@ -384,7 +392,7 @@ impl Compiler<'_> {
     ) -> Option<Forward> {
         let ns = &r.metadata.namespace;
         let several = route.len() > 1;
-        let destinations: Vec<RouteDestination> = route
+        let mut destinations: Vec<RouteDestination> = route
             .into_iter()
             .filter_map(|(dest, weight, headers)| {
                 let weight = if several {
@@ -405,13 +413,38 @@ impl Compiler<'_> {
         if destinations.is_empty() {
             return None;
         }
+        // The collect reuses the buffer of `route`, whose items are twice as large.
+        destinations.shrink_to_fit();
         let weights: Vec<u32> = destinations.iter().map(|d| d.weight).collect();
         let key = format!("split|{}|{split_key}", ctx.scope);
-        let split = WeightedSchedule::new(&weights, self.state.counter(&key));
+        let split = self.schedule(&weights, self.state.counter(&key));
         Some(Forward {
             destinations,
             split,
         })
+    }
+
+    /// The split schedule of `weights` advanced by `counter`, its tables shared with every
+    /// other split of the same weights (a handful of distinct ones across thousands of routes).
+    pub(crate) fn schedule(&self, weights: &[u32], counter: Arc<AtomicU64>) -> WeightedSchedule {
+        let mut schedules = self.schedules.borrow_mut();
+        if let Some(s) = schedules.get(weights) {
+            return s.with_counter(counter);
+        }
+        let s = WeightedSchedule::new(weights, counter);
+        schedules.insert(weights.to_vec(), s.clone());
+        s
+    }
+
+    /// One shared copy of a host, subset or cluster name that destinations hold.
+    fn shared_name(&self, name: &str) -> Arc<str> {
+        let mut names = self.names.borrow_mut();
+        if let Some(n) = names.get(name) {
+            return Arc::clone(n);
+        }
+        let n: Arc<str> = Arc::from(name);
+        names.insert(Arc::clone(&n));
+        n
     }
 
     /// Resolves a destination to its cluster (host expanded in the VirtualService's namespace).
@@ -437,11 +470,11 @@ impl Compiler<'_> {
         let name = cluster_name(&host, port, dest.subset.as_deref());
         let cluster = self.clusters.get(&name).map(Arc::clone);
         RouteDestination {
-            host,
-            subset: dest.subset.clone(),
+            host: self.shared_name(&host),
+            subset: dest.subset.as_deref().map(|s| self.shared_name(s)),
             port,
             weight,
-            cluster_name: name,
+            cluster_name: self.shared_name(&name),
             cluster,
             headers: Arc::clone(&self.no_headers),
         }

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use sluice_lb::WeightedSchedule;
 use sluice_model::{codes, Resource, Spec, VirtualService};
 
 use super::http_route::{vs_binds, RuleContext, MESH};
@@ -170,7 +169,7 @@ impl Compiler<'_> {
             }),
         };
         let d = self.resolve_destination(&dest, &svc.namespace, port, 100);
-        let split = WeightedSchedule::new(&[1], Arc::new(Default::default()));
+        let split = self.schedule(&[1], Arc::new(Default::default()));
         Route {
             name: "default".into(),
             source: RouteSource {

@@ -39,7 +39,7 @@ use crate::labels::selector_matches;
 use crate::listener::Listener;
 use crate::local_cluster::LocalCluster;
 use crate::outbound::OutboundTable;
-use crate::policy::{HeaderPolicy, RoutePolicy};
+use crate::policy::{ClusterPolicy, HeaderPolicy, RoutePolicy};
 use crate::proxy::ProxyConfig;
 use crate::registry::Registry;
 use crate::tcp_route::TcpListener;
@@ -84,8 +84,18 @@ pub(crate) struct Compiler<'a> {
     pub(crate) ordered: Vec<&'a Resource>,
     /// Route policies already compiled, by the rule they come from (see `route_policy`).
     pub(crate) policies: HashMap<PolicyKey, Arc<RoutePolicy>>,
+    /// Policies that set only a timeout and retries, shared by every rule with the same ones.
+    pub(crate) plain_policies: RefCell<HashMap<PlainPolicy, Arc<RoutePolicy>>>,
     /// The one empty per-destination header policy every destination without operations shares.
     pub(crate) no_headers: Arc<HeaderPolicy>,
+    /// Split schedules by weights, whose tables every split of the same weights shares (see
+    /// `schedule`).
+    pub(crate) schedules: RefCell<HashMap<Vec<u32>, sluice_lb::WeightedSchedule>>,
+    /// Host, subset and cluster names of route destinations, one copy each (see
+    /// `resolve_destination`).
+    pub(crate) names: RefCell<HashSet<Arc<str>>>,
+    /// The key of each object routes were compiled from, by address, shared by those routes.
+    pub(crate) route_sources: HashMap<usize, Arc<sluice_model::ResourceRef>>,
     /// What may be kept from the previous build (`None`: everything is compiled).
     pub(crate) reuse: Option<Reuse<'a>>,
     /// The units of this build, for the next one.
@@ -99,6 +109,12 @@ pub(crate) struct Compiler<'a> {
 /// A rule of an object of this compile (by address: the objects outlive the compile) and the
 /// listener port when the rule's mirrors depend on it (0 otherwise).
 pub(crate) type PolicyKey = (usize, u16);
+
+/// What a route policy without faults, mirrors, rewrites, header operations or CORS holds.
+pub(crate) type PlainPolicy = (
+    Option<std::time::Duration>,
+    Option<crate::policy::RetryPolicy>,
+);
 
 /// Orders objects the way Istio does when several claim the same thing.
 pub fn precedence_order<R: Borrow<Resource>>(resources: &[R]) -> Vec<&Resource> {
@@ -214,7 +230,11 @@ fn compile_from<R: Borrow<Resource>>(
         diagnostics: Vec::new(),
         ordered,
         policies: HashMap::new(),
+        plain_policies: RefCell::default(),
         no_headers: Arc::default(),
+        route_sources: HashMap::new(),
+        names: RefCell::default(),
+        schedules: RefCell::default(),
     };
     let security = c.compile_security();
     c.build_clusters(&security.peer_authentication);
@@ -319,6 +339,15 @@ impl Compiler<'_> {
         self.diagnostics.extend(found);
     }
 
+    /// The key of `r` as routes name their source: one shared copy per object.
+    pub(crate) fn route_source(&mut self, r: &Resource) -> Arc<sluice_model::ResourceRef> {
+        Arc::clone(
+            self.route_sources
+                .entry(reuse::address(r))
+                .or_insert_with(|| Arc::new(r.key())),
+        )
+    }
+
     /// One cluster per service port, plus one per DestinationRule subset and port.
     fn build_clusters(&mut self, peers: &crate::authz::PeerAuthn) {
         // Indexed when a service's clusters are built: a reload that keeps them all needs none.
@@ -327,6 +356,9 @@ impl Compiler<'_> {
             self.registry.services().cloned().collect();
         let shared = self.reuse.as_ref().and_then(|r| r.all_clusters(&services));
         let mut clusters = BTreeMap::new();
+        // Most clusters (every subset without its own trafficPolicy, every service without a
+        // DestinationRule) get the same policy as the one built before: share it.
+        let mut last_policy: Option<Arc<ClusterPolicy>> = None;
         for svc in &services {
             if let Some(kept) = self.reuse.as_ref().and_then(|r| r.clusters(&svc.hostname)) {
                 if shared.is_none() {
@@ -386,12 +418,17 @@ impl Compiler<'_> {
                     {
                         policy.tls = Some(mesh);
                     }
+                    let policy = match last_policy.take() {
+                        Some(last) if *last == policy => last,
+                        _ => Arc::new(policy),
+                    };
+                    last_policy = Some(Arc::clone(&policy));
                     let c = Cluster::new(
                         svc,
                         port,
                         subset,
                         eps,
-                        Arc::new(policy),
+                        policy,
                         self.state,
                         Viewer {
                             proxy: self.proxy,

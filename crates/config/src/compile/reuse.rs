@@ -356,7 +356,7 @@ impl Compiler<'_> {
     /// recorded for the next build with the hosts it resolved and its findings.
     pub(crate) fn vhost_unit(
         &mut self,
-        key: String,
+        mut key: String,
         fresh: &[(usize, &str)],
         build: impl FnOnce(&mut Self) -> VirtualHost,
     ) -> Arc<VirtualHost> {
@@ -369,12 +369,20 @@ impl Compiler<'_> {
         let outer = std::mem::take(&mut self.diagnostics);
         self.deps.take();
         self.delegated.set(false);
-        let vh = Arc::new(build(self));
+        let mut built = build(self);
+        // Kept for the life of the snapshot (and reused by later ones): no spare capacity
+        // (`format!` leaves up to twice the length).
+        built.routes.shrink_to_fit();
+        built.name.shrink_to_fit();
+        key.shrink_to_fit();
+        let vh = Arc::new(built);
         let diagnostics = std::mem::replace(&mut self.diagnostics, outer);
         self.diagnostics.extend(diagnostics.iter().cloned());
         let mut deps = self.deps.take();
         deps.sort_unstable();
         deps.dedup();
+        // Kept with the unit until a build no longer reuses it.
+        deps.shrink_to_fit();
         if !self.delegated.get() {
             let unit = VhostUnit {
                 contributors: fresh.iter().map(|(a, g)| (*a, (*g).to_string())).collect(),

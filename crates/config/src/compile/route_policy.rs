@@ -88,28 +88,50 @@ impl Compiler<'_> {
         ctx: RuleContext<'_>,
     ) -> Arc<RoutePolicy> {
         let rewrite = self.rewrite(r, rule_index, rule);
-        Arc::new(RoutePolicy {
+        self.shared_if_plain(RoutePolicy {
             // Validation rejected malformed durations, so a parse failure cannot happen here.
             timeout: rule
                 .timeout
                 .as_deref()
                 .and_then(|t| parse_istio_duration(t).ok()),
             retry: retry_policy(rule.retries.as_ref()),
-            fault: rule.fault.as_ref().and_then(fault_policy),
+            fault: rule.fault.as_deref().and_then(fault_policy).map(Box::new),
             mirrors: self.mirrors(rule, &r.metadata.namespace, ctx.port),
-            rewrite,
+            rewrite: rewrite.map(Box::new),
             // At route level a Host header operation is already the authority rewrite above.
-            headers: HeaderPolicy {
+            headers: Some(HeaderPolicy {
                 authority: None,
-                ..header_policy(rule.headers.as_ref())
-            },
-            cors: rule.cors_policy.as_ref().map(cors_policy),
+                ..header_policy(rule.headers.as_deref())
+            })
+            .filter(|h| !h.is_empty())
+            .map(Box::new),
+            cors: rule.cors_policy.as_ref().map(|c| Box::new(cors_policy(c))),
         })
+    }
+
+    /// The policy, shared with every other equal one when it sets only a timeout and retries:
+    /// most rules do, with a handful of distinct values across thousands of services.
+    fn shared_if_plain(&self, policy: RoutePolicy) -> Arc<RoutePolicy> {
+        let plain = policy.fault.is_none()
+            && policy.mirrors.is_empty()
+            && policy.rewrite.is_none()
+            && policy.headers.is_none()
+            && policy.cors.is_none();
+        if !plain {
+            return Arc::new(policy);
+        }
+        let key = (policy.timeout, policy.retry.clone());
+        Arc::clone(
+            self.plain_policies
+                .borrow_mut()
+                .entry(key)
+                .or_insert_with(|| Arc::new(policy)),
+        )
     }
 
     /// The policy of the default route of a service without a VirtualService.
     pub(crate) fn default_route_policy(&self) -> Arc<RoutePolicy> {
-        Arc::new(RoutePolicy {
+        self.shared_if_plain(RoutePolicy {
             retry: Some(default_retry()),
             ..RoutePolicy::default()
         })
@@ -118,7 +140,7 @@ impl Compiler<'_> {
     /// `mirror` (with `mirrorPercentage` or the deprecated `mirrorPercent`) and `mirrors[]`.
     fn mirrors(&self, rule: &HttpRoute, ns: &str, port: u16) -> Vec<MirrorPolicy> {
         let mut out = Vec::new();
-        if let Some(dest) = &rule.mirror {
+        if let Some(dest) = rule.mirror.as_deref() {
             let percentage = match (&rule.mirror_percentage, rule.mirror_percent) {
                 (Some(p), _) => p.value,
                 (None, Some(p)) => f64::from(p),
@@ -167,7 +189,7 @@ impl Compiler<'_> {
         let authority = rw
             .and_then(|w| w.authority.clone())
             .filter(|a| !a.is_empty())
-            .or_else(|| host_header_authority(rule.headers.as_ref()));
+            .or_else(|| host_header_authority(rule.headers.as_deref()));
         if uri.is_none() && uri_regex.is_none() && authority.is_none() {
             return None;
         }

@@ -154,7 +154,7 @@ impl<'a> Compiler<'a> {
             out.push(TcpRule {
                 name: format!("{}.{i}", r.metadata.name),
                 source: RouteSource {
-                    virtual_service: Some(r.key()),
+                    virtual_service: Some(self.route_source(r)),
                     rule: i,
                 },
                 matches,

@@ -107,7 +107,7 @@ impl Compiler<'_> {
     fn services_with_tls_rules(&self, rules: &[TcpRule], svcs: &[Arc<Service>]) -> HashSet<String> {
         let sources: HashSet<&ResourceRef> = rules
             .iter()
-            .filter_map(|r| r.source.virtual_service.as_ref())
+            .filter_map(|r| r.source.virtual_service.as_deref())
             .collect();
         let mut hosts: Vec<String> = Vec::new();
         for r in self.ordered.iter().filter(|r| sources.contains(&r.key())) {

@@ -145,7 +145,7 @@ pub fn explain(listener: &Listener, req: &RequestInfo<'_>) -> Explanation {
             out.outcome = format!("forward by rule `{}`", m.route.name);
             for d in &f.destinations {
                 out.destinations.push(DestinationView {
-                    cluster: d.cluster_name.clone(),
+                    cluster: d.cluster_name.to_string(),
                     weight: d.weight,
                     share_percent: if total == 0 {
                         0.0
@@ -159,7 +159,7 @@ pub fn explain(listener: &Listener, req: &RequestInfo<'_>) -> Explanation {
                         .flat_map(|c| c.endpoints.iter())
                         .map(|e| EndpointView {
                             address: e.authority.clone(),
-                            labels: e.endpoint.labels.clone(),
+                            labels: e.endpoint.labels.clone().into(),
                             weight: e.endpoint.weight,
                         })
                         .collect(),

@@ -129,7 +129,7 @@ fn route_summary(p: &crate::policy::RoutePolicy) -> String {
             serde_json::to_string(rw).unwrap_or_default()
         ));
     }
-    if !p.headers.is_empty() {
+    if !p.headers().is_empty() {
         parts.push("header operations".into());
     }
     if p.cors.is_some() {

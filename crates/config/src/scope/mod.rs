@@ -209,7 +209,7 @@ fn destination_hosts(vs: &VirtualService, ns: &str) -> Vec<String> {
         h.route
             .iter()
             .filter_map(|d| d.destination.as_ref())
-            .chain(h.mirror.as_ref())
+            .chain(h.mirror.as_deref())
             .chain(h.mirrors.iter().filter_map(|m| m.destination.as_ref()))
     });
     let tcp = vs

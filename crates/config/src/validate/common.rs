@@ -200,7 +200,11 @@ pub(crate) fn check_string_match(
 }
 
 /// Checks Kubernetes label syntax of every key and value.
-pub(crate) fn check_labels(ctx: &mut Ctx<'_>, field: &str, labels: &BTreeMap<String, String>) {
+pub(crate) fn check_labels<'a>(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+) {
     for (k, v) in labels {
         let path = push_key(field, k);
         if let Err(e) = validate_label_key(k) {

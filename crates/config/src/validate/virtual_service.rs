@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use sluice_model::location::{push_index, push_key};
-use sluice_model::{Destination, RouteDestination, StringMatch, VirtualService};
+use sluice_model::{Destination, RouteDestination, SmallMap, StringMatch, VirtualService};
 
 use super::common::{
     check_export_to, check_gateway_names, check_ip_or_cidr, check_labels, check_port,
@@ -99,7 +99,7 @@ fn check_jwt_claims_need_gateway(ctx: &mut Ctx<'_>, vs: &VirtualService) {
     for (i, r) in vs.http.iter().enumerate() {
         for (j, m) in r.matches.iter().enumerate() {
             let mf = push_index(&push_key(&push_index("spec.http", i), "match"), j);
-            let maps: [(&str, &BTreeMap<String, StringMatch>); 2] = [
+            let maps: [(&str, &SmallMap<String, StringMatch>); 2] = [
                 ("headers", &m.headers),
                 ("withoutHeaders", &m.without_headers),
             ];

@@ -380,8 +380,8 @@ fn vhost_routes(source: &str, vh: &VirtualHost) -> Arc<[Arc<ConfiguredRoute>]> {
                     .destinations
                     .iter()
                     .map(|d| ConfiguredDestination {
-                        service: d.host.clone(),
-                        subset: d.subset.clone(),
+                        service: d.host.to_string(),
+                        subset: d.subset.as_deref().map(str::to_string),
                         weight: d.weight,
                     })
                     .collect(),
@@ -390,8 +390,8 @@ fn vhost_routes(source: &str, vh: &VirtualHost) -> Arc<[Arc<ConfiguredRoute>]> {
                     .mirrors
                     .iter()
                     .map(|m| ConfiguredMirror {
-                        service: m.destination.host.clone(),
-                        subset: m.destination.subset.clone(),
+                        service: m.destination.host.to_string(),
+                        subset: m.destination.subset.as_deref().map(str::to_string),
                         percentage: m.percentage,
                     })
                     .collect(),
