@@ -161,9 +161,11 @@ impl<K: Ord, V> FromIterator<(K, V)> for SmallMap<K, V> {
 
 impl<K: Ord, V> Extend<(K, V)> for SmallMap<K, V> {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        for (k, v) in iter {
-            self.insert(k, v);
-        }
+        // Sorted once rather than inserted one by one: a large map from a hostile config must
+        // not cost the square of its size. The new entries come last, so they win.
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.extend(iter);
+        *self = Self::from_entries(entries);
     }
 }
 
@@ -273,5 +275,15 @@ mod tests {
         assert_eq!(m.iter().collect::<Vec<_>>(), vec![(&"a", &2), (&"b", &3)]);
         assert_eq!(m.remove("a"), Some(2));
         assert!(!m.contains_key("a"));
+    }
+
+    #[test]
+    fn extend_lets_the_new_entries_win_as_a_btreemap_does() {
+        let mut small: SmallMap<&str, u32> = SmallMap::from([("b", 1), ("a", 2)]);
+        let mut tree: BTreeMap<&str, u32> = BTreeMap::from([("b", 1), ("a", 2)]);
+        let more = [("c", 3), ("b", 4), ("c", 5)];
+        small.extend(more);
+        tree.extend(more);
+        assert_eq!(BTreeMap::from(small), tree);
     }
 }
