@@ -54,12 +54,29 @@ pub type Validated = HashMap<usize, Vec<Diagnostic>, foldhash::fast::RandomState
 fn validate_with<R: Borrow<Resource>>(
     resources: &[R],
     parse_diagnostics: Vec<Diagnostic>,
-    previous: Option<&Validated>,
+    previous: Option<&Snapshot>,
     mut record: Option<&mut Validated>,
 ) -> Vec<Diagnostic> {
     let mut out = parse_diagnostics;
+    fn key(r: &Resource) -> (sluice_model::Kind, &str, &str) {
+        (r.kind, &r.metadata.namespace, &r.metadata.name)
+    }
+    // The previous snapshot was accepted, so no two of its objects shared a name: when every
+    // object sits where one of the same kind, namespace and name sat, none do now either, and
+    // the names need not be indexed again.
+    let same_names = previous.is_some_and(|p| {
+        p.resources.len() == resources.len()
+            && p.resources
+                .iter()
+                .zip(resources)
+                .all(|(b, r)| std::ptr::eq(&**b, r.borrow()) || key(b) == key(r.borrow()))
+    });
+    let previous = previous.map(|p| &p.validated);
     let mut seen: HashMap<(sluice_model::Kind, &str, &str), &Resource, _> =
-        HashMap::with_capacity_and_hasher(resources.len(), foldhash::fast::RandomState::default());
+        HashMap::with_capacity_and_hasher(
+            if same_names { 0 } else { resources.len() },
+            foldhash::fast::RandomState::default(),
+        );
     for r in resources.iter().map(Borrow::borrow) {
         let address = crate::compile::reuse::address(r);
         let found = match previous.and_then(|p| p.get(&address)) {
@@ -70,13 +87,11 @@ fn validate_with<R: Borrow<Resource>>(
         if let Some(record) = record.as_deref_mut() {
             record.insert(address, found);
         }
+        if same_names {
+            continue;
+        }
         // Every later copy names the first definition (not the copy before it).
-        let key = (
-            r.kind,
-            r.metadata.namespace.as_str(),
-            r.metadata.name.as_str(),
-        );
-        let first = *seen.entry(key).or_insert(r);
+        let first = *seen.entry(key(r)).or_insert(r);
         if !std::ptr::eq(first, r) {
             let line = first
                 .locate("metadata.name")
@@ -223,7 +238,7 @@ pub fn build_snapshot_unless(
     let mut diagnostics = validate_with(
         &resources,
         parse_diagnostics,
-        inputs.previous.map(|p| &p.validated),
+        inputs.previous,
         Some(&mut validated),
     );
     let checked = std::time::Instant::now();
@@ -310,6 +325,51 @@ mod tests {
             &BuildInputs::default(),
             superseded,
         )
+    }
+
+    /// An incremental build skips indexing names only when every object keeps the name of the
+    /// object in its place: a renamed object that now repeats another's name is still caught.
+    #[test]
+    fn a_rename_into_a_duplicate_is_caught_after_an_accepted_build() {
+        let two = format!("{CONFIG}---\n{}", CONFIG.replace("name: a}", "name: b}"));
+        let parsed = sluice_model::parse_text(&two, None);
+        let objects = shared(parsed.resources);
+        let build = |objects: Vec<Arc<Resource>>, previous: Option<&Snapshot>| {
+            let inputs = BuildInputs {
+                previous,
+                ..BuildInputs::default()
+            };
+            build_snapshot_unless(
+                objects,
+                Vec::new(),
+                &ProxyConfig::default(),
+                &StateStore::new(),
+                1,
+                &inputs,
+                &|| false,
+            )
+        };
+        let Ok(first) = build(objects.clone(), None) else {
+            panic!("two distinct objects are accepted");
+        };
+        // The second object edited, its name kept: accepted.
+        let mut edited = objects.clone();
+        let retargeted = CONFIG
+            .replace("name: a}", "name: b}")
+            .replace("127.0.0.1", "127.0.0.2");
+        edited[1] = shared(sluice_model::parse_text(&retargeted, None).resources).remove(0);
+        assert!(build(edited, Some(&first)).is_ok());
+        // The second object renamed to the first's name: rejected as a duplicate.
+        let mut renamed = objects;
+        let copy = CONFIG.replace("127.0.0.1", "127.0.0.3");
+        renamed[1] = shared(sluice_model::parse_text(&copy, None).resources).remove(0);
+        let Err(Stopped::Rejected(rejected)) = build(renamed, Some(&first)) else {
+            panic!("a duplicate name is rejected");
+        };
+        assert!(rejected
+            .diagnostics
+            .iter()
+            .any(|d| d.code == sluice_model::codes::DUPLICATE_OBJECT));
     }
 
     #[test]
