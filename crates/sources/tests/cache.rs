@@ -13,8 +13,8 @@ fn service_entry(name: &str, host: &str) -> String {
     )
 }
 
-#[test]
-fn a_reread_parses_only_changed_and_new_files() {
+/// A directory with three files, one ServiceEntry each, and the paths to read.
+fn three_service_entries() -> (tempfile::TempDir, Vec<std::path::PathBuf>) {
     let dir = tempfile::tempdir().unwrap();
     let paths = vec![dir.path().to_path_buf()];
     for i in 0..3 {
@@ -24,6 +24,12 @@ fn a_reread_parses_only_changed_and_new_files() {
         )
         .unwrap();
     }
+    (dir, paths)
+}
+
+#[test]
+fn a_reread_parses_only_changed_and_new_files() {
+    let (dir, paths) = three_service_entries();
     let mut cache = FileCache::new();
     let first = cache.read_paths(&paths, &[]);
     assert_eq!(
@@ -139,15 +145,7 @@ fn syntax_errors_and_unreadable_files_are_reported_on_every_read() {
 
 #[test]
 fn files_unchanged_since_they_settled_are_not_read_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let paths = vec![dir.path().to_path_buf()];
-    for i in 0..3 {
-        fs::write(
-            dir.path().join(format!("se-{i}.yaml")),
-            service_entry(&format!("se-{i}"), &format!("s{i}.example.com")),
-        )
-        .unwrap();
-    }
+    let (dir, paths) = three_service_entries();
     // Files written just before a read are read every time: their metadata could stay the
     // same through another write within the same clock tick.
     let mut cautious = FileCache::new();
