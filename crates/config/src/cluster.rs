@@ -76,8 +76,7 @@ pub struct Viewer<'a> {
 fn algorithm(policy: &ClusterPolicy) -> LbAlgorithm {
     match &policy.lb {
         LbPolicy::LeastRequest => LbAlgorithm::LeastRequest,
-        // PASSTHROUGH forwards intercepted requests to their original destination; without
-        // one (gateways, per-service listeners) round robin is the closest.
+        // PASSTHROUGH has no endpoints to balance: requests go to their original destination.
         LbPolicy::RoundRobin | LbPolicy::Passthrough => LbAlgorithm::RoundRobin,
         LbPolicy::Random => LbAlgorithm::Random,
         LbPolicy::ConsistentHash(ch) => match ch.algorithm {
@@ -109,6 +108,10 @@ impl Cluster {
     ) -> Cluster {
         let Viewer { proxy, local } = viewer;
         let name = cluster_name(&service.hostname, port.number, subset);
+        // Istio drops the load assignment of a PASSTHROUGH (ORIGINAL_DST) cluster: without an
+        // original destination there is no host to pick, and the request answers `503 UH`.
+        let passthrough = matches!(policy.lb, LbPolicy::Passthrough);
+        let endpoints = if passthrough { Vec::new() } else { endpoints };
         let endpoints: Vec<UpstreamEndpoint> = endpoints
             .into_iter()
             .map(|e| {
@@ -166,7 +169,7 @@ impl Cluster {
             endpoints,
             // `simple: PASSTHROUGH` is Istio's ORIGINAL_DST load balancer too.
             original_dst: (service.resolution == "NONE" && service.endpoints.is_empty())
-                || matches!(policy.lb, LbPolicy::Passthrough),
+                || passthrough,
             dynamic_dns: service.resolution == "DYNAMIC_DNS",
             local_zones,
             policy,

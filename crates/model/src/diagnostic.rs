@@ -202,6 +202,10 @@ pub mod codes {
     /// Several services on one unix domain socket egress listener of a TCP or TLS port that a
     /// stream cannot tell apart (no Host, no SNI): the first one is served there.
     pub const EGRESS_LISTENER_CONFLICT: &str = "SLC0021";
+    /// An original-destination cluster (`resolution: NONE` without endpoints, `simple:
+    /// PASSTHROUGH`) is reachable where no connection was intercepted: as in Envoy, requests
+    /// there find no upstream host (`503 UH`).
+    pub const ORIGINAL_DST_WITHOUT_INTERCEPTION: &str = "SLC0022";
     /// Several Sidecars without a workload selector in one namespace (the oldest wins).
     pub const MULTIPLE_SIDECARS_WITHOUT_SELECTOR: &str = "IST0111";
     /// Several Sidecars select the same workload (the oldest wins).

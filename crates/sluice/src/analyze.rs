@@ -44,11 +44,13 @@ fn analyzed(paths: &[PathBuf], labels: Option<&BTreeMap<String, String>>) -> Vec
         match labels {
             Some(_) => diags.extend(compiled.diagnostics),
             // Without labels, what `sluice run` (file mode, no interception, no labels) would
-            // say is not enforced: some fields are enforced only where the proxy intercepts
-            // traffic, and zone-aware routing only where the proxy's own service is known.
+            // say is not enforced or acts differently there: original destinations exist only
+            // where the proxy intercepts traffic, and zone-aware routing only where the proxy's
+            // own service is known.
             None => diags.extend(compiled.diagnostics.into_iter().filter(|d| {
                 d.code == sluice_model::codes::NOT_ENFORCED
                     || d.code == sluice_model::codes::ZONE_AWARE_WITHOUT_LOCAL_CLUSTER
+                    || d.code == sluice_model::codes::ORIGINAL_DST_WITHOUT_INTERCEPTION
             })),
         }
     }

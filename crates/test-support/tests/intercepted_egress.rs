@@ -1,6 +1,7 @@
 //! Where an intercepted request goes when the registry does not decide it: DestinationRule
 //! `loadBalancer.simple: PASSTHROUGH` (Istio's ORIGINAL_DST load balancer) sends it to the
-//! address the app dialled, not to a balanced endpoint; a Sidecar's
+//! address the app dialled, not to a balanced endpoint (and, as in Envoy, a request that was not
+//! intercepted finds no host: `503 UH`); a Sidecar's
 //! `outboundTrafficPolicy.egressProxy` takes what would pass through to an unknown destination.
 //! The kernel's redirect is stood in for by serving the connection as the outbound
 //! interception listener does, with the original destination given (the netns suite covers
@@ -20,7 +21,7 @@ use sluice_proxy::config_handle::ConfigHandle;
 use sluice_proxy::handler::{handle, Entry, ProxyContext, ProxyOptions};
 use sluice_proxy::tls::TlsRuntime;
 use sluice_telemetry::Telemetry;
-use sluice_test_support::{backend, TestClient};
+use sluice_test_support::{backend, free_port, proxy, ConfigDir, TestClient};
 
 /// A sidecar (outbound interception only) compiled from `yaml`.
 fn sidecar(yaml: &str) -> Arc<ProxyContext> {
@@ -102,6 +103,44 @@ async fn passthrough_load_balancer_sends_intercepted_requests_to_their_original_
             assert_eq!(r.status, 200, "{simple}: {}", r.body);
             assert!(r.first_line().starts_with(want), "{simple}: {}", r.body);
         }
+    }
+}
+
+/// Istio builds a PASSTHROUGH cluster without its load assignment, and Envoy's ORIGINAL_DST
+/// cluster picks a host only from a restored (intercepted) destination: a gateway routing to
+/// it has none, so the request answers `503 no healthy upstream`, never a registry endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_load_balancer_answers_503_uh_on_a_gateway() {
+    let registered = backend("registered", "v1").await;
+    let port = free_port();
+    let dir = ConfigDir::new();
+    let gateway = format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw, namespace: default}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {port}, name: http, protocol: HTTP}}\n    hosts: [\"*\"]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: ext, namespace: default}}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n  - route:\n    - destination: {{host: ext.example.com}}\n"
+    );
+    dir.write("gw.yaml", &gateway);
+    let client = TestClient::new();
+    for (simple, status, want) in [
+        ("ROUND_ROBIN", 200, "registered v1"),
+        ("PASSTHROUGH", 503, "no healthy upstream"),
+    ] {
+        dir.write(
+            "ext.yaml",
+            &config(registered.addr().port(), registered.addr(), simple),
+        );
+        let p = proxy(dir.path(), |o| {
+            o.proxy.mesh_role = false;
+            o.proxy
+                .labels
+                .insert("istio".into(), "ingressgateway".into());
+        })
+        .await;
+        let at = SocketAddr::from(([127, 0, 0, 1], port));
+        for _ in 0..3 {
+            let r = client.get(at, "ext.example.com", "/", &[]).await;
+            assert_eq!(r.status, status, "{simple}: {}", r.body);
+            assert!(r.body.starts_with(want), "{simple}: {}", r.body);
+        }
+        p.shutdown().await;
     }
 }
 

@@ -36,7 +36,7 @@ impl Compiler<'_> {
             };
             self.diagnostics.push(r.diag(
                 sluice_model::Severity::Warning,
-                sluice_model::codes::NOT_ENFORCED,
+                sluice_model::codes::ORIGINAL_DST_WITHOUT_INTERCEPTION,
                 "spec.resolution",
                 "resolution NONE forwards connections the sidecar intercepts (`--outbound-port`) to their original destination; this proxy's per-service mesh listeners have none, so they answer 503 UH (no healthy upstream)",
             ));

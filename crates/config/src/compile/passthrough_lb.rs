@@ -1,5 +1,6 @@
-//! `simple: PASSTHROUGH` (Istio's ORIGINAL_DST load balancer): requests the sidecar intercepts
-//! go to their original destination; the proxy's own listeners have none, which is said here.
+//! `simple: PASSTHROUGH` (Istio's ORIGINAL_DST cluster): requests the sidecar intercepts go to
+//! their original destination; the proxy's own listeners have none, so, as in Envoy, requests
+//! they route there find no host (`503 UH`), which is said here.
 
 use sluice_model::{LoadBalancerSettings, Spec, TrafficPolicy};
 
@@ -7,7 +8,7 @@ use super::Compiler;
 
 impl Compiler<'_> {
     /// `simple: PASSTHROUGH` forwards to the original destination, which only an intercepted
-    /// connection has: elsewhere (gateways, per-service mesh listeners) round robin is used.
+    /// connection has: elsewhere (gateways, per-service mesh listeners) there is no host.
     pub(crate) fn warn_passthrough_without_interception(&mut self) {
         let mut found = Vec::new();
         for r in self.ordered.iter().copied() {
@@ -43,9 +44,9 @@ impl Compiler<'_> {
         for (r, field) in found {
             self.diagnostics.push(r.diag(
                 sluice_model::Severity::Warning,
-                sluice_model::codes::NOT_ENFORCED,
+                sluice_model::codes::ORIGINAL_DST_WITHOUT_INTERCEPTION,
                 field,
-                "`simple: PASSTHROUGH` forwards requests the sidecar intercepts (`--outbound-port`) to their original destination; this proxy's gateway and per-service listeners have none, so round robin is used there",
+                "`simple: PASSTHROUGH` forwards requests the sidecar intercepts (`--outbound-port`) to their original destination and ignores the service's endpoints (Envoy's ORIGINAL_DST cluster); this proxy's gateway and per-service listeners have no original destination, so requests they route here answer 503 UH (no healthy upstream), as in Istio",
             ));
         }
     }

@@ -1,8 +1,8 @@
 //! "Not enforced yet" warnings: a valid field sluice accepts but does not act on is never silent.
 //!
 //! Each feature is one line in a table. The `*_UNSUPPORTED` tables list fields that stay
-//! unenforced; what depends on the proxy (e.g. `simple: PASSTHROUGH` without interception) is
-//! said when compiling for it.
+//! unenforced; what depends on the proxy (e.g. a gateway port another listener holds) is said
+//! when compiling for it.
 
 use sluice_model::{
     codes, HttpMatchRequest, HttpRoute, PortTrafficPolicy, Severity, Spec, TrafficPolicy,
