@@ -73,7 +73,7 @@ fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
 
 fn main() -> anyhow::Result<()> {
     // Before any thread starts: the option setter is not thread safe.
-    sluice_alloc::keep_freed_memory_for_reuse();
+    sluice_alloc::tune();
     let cli = Cli::parse();
     // One crypto provider for every TLS user (gateway, upstreams, the Kubernetes client).
     sluice_kube::install_crypto_provider();
