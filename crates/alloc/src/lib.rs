@@ -33,8 +33,13 @@ pub fn tune() {
     unsafe {
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, KEEP_FREED_MS);
     }
-    // For every mapping, the arena mimalloc has already reserved included (its own option
-    // comes too late for that one). Refused (an old kernel), the process just keeps them.
+    small_pages();
+}
+
+/// Keeps the process's memory in small pages: for every mapping, the arena mimalloc has already
+/// reserved included (its own option would come too late for that one). Safe at any time;
+/// refused (an old kernel), the process just keeps huge pages.
+pub fn small_pages() {
     let _ = rustix::thread::disable_transparent_huge_pages(true);
 }
 

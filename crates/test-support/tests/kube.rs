@@ -10,6 +10,10 @@ use std::time::Duration;
 use serde_json::json;
 use sluice_test_support::{assert_eventually, backend, free_port, RunOptions, TestClient};
 
+/// The proxy's own allocator, so that the scale figure below is the binary's.
+#[global_allocator]
+static ALLOC: sluice_alloc::Allocator = sluice_alloc::Allocator;
+
 fn config(gw: u16, p1: u16, p2: u16) -> String {
     format!(
         r#"
@@ -230,6 +234,8 @@ async fn endpoint_slice_updates_recompile_only_their_service() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a scale figure; run in release with --ignored"]
 async fn kubernetes_mode_at_scale() {
+    // As `main` does (the purge delay can only be set before threads start).
+    sluice_alloc::small_pages();
     let n: usize = std::env::var("SLUICE_KUBE_SERVICES")
         .ok()
         .and_then(|v| v.parse().ok())
