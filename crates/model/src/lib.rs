@@ -24,7 +24,10 @@ pub use destination_rule::*;
 pub use diagnostic::{codes, Diagnostic, Location, ResourceRef, Severity};
 pub use gateway::*;
 pub use location::{SpanMap, Spans};
-pub use resource::{decode_value, parse_text, Kind, ObjectMeta, Origin, Parsed, Resource, Spec};
+pub use resource::{
+    decode_value, parse_text, parse_text_by_document, Kind, ObjectMeta, Origin, Parsed, Resource,
+    Spec,
+};
 pub use security::*;
 pub use service_entry::*;
 pub use sidecar::*;

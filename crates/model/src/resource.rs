@@ -230,11 +230,21 @@ pub struct Parsed {
 
 /// Parses YAML or JSON text holding any number of objects (and `kind: List`s).
 pub fn parse_text(text: &str, file: Option<Arc<str>>) -> Parsed {
+    parse_text_by_document(text, file).0
+}
+
+/// [`parse_text`], with how many objects each YAML document gave, by the line the document
+/// starts on (empty when the text was not read as YAML documents).
+pub fn parse_text_by_document(text: &str, file: Option<Arc<str>>) -> (Parsed, Vec<(u32, usize)>) {
     let mut out = Parsed::default();
+    let mut counts = Vec::new();
     match crate::yaml::parse_documents(text) {
         Ok(docs) => {
+            counts.reserve_exact(docs.len());
             for doc in docs {
+                let before = out.resources.len();
                 decode_into(doc.value, doc.spans, "", file.clone(), &mut out);
+                counts.push((doc.line, out.resources.len() - before));
             }
         }
         Err(e) if e.kind == crate::yaml::SyntaxErrorKind::LimitExceeded => {
@@ -258,7 +268,7 @@ pub fn parse_text(text: &str, file: Option<Arc<str>>) -> Parsed {
             }
         }
     }
-    out
+    (out, counts)
 }
 
 /// Decodes one object already parsed into a JSON value (the Kubernetes watcher's path).

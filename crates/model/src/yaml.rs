@@ -21,6 +21,8 @@ pub struct Document {
     pub spans: SpanMap,
     /// 0-based index of the document in its file.
     pub index: usize,
+    /// The 1-based line where the document starts (its `---`, else its first node).
+    pub line: u32,
 }
 
 /// A YAML syntax error with its position.
@@ -127,6 +129,8 @@ struct Builder {
     root: Option<Value>,
     /// Nodes added by aliases so far in this stream (all documents).
     expanded: usize,
+    /// Where the current document started.
+    doc_line: u32,
 }
 
 impl Builder {
@@ -153,6 +157,7 @@ impl Builder {
                 self.spans = SpanMap::default();
                 self.anchors.clear();
                 self.root = None;
+                self.doc_line = loc(span).line;
             }
             Event::DocumentEnd => {
                 let value = self.root.take().unwrap_or(Value::Null);
@@ -161,6 +166,7 @@ impl Builder {
                     value,
                     spans: std::mem::take(&mut self.spans),
                     index,
+                    line: self.doc_line,
                 });
             }
             Event::Scalar(text, style, anchor, tag) => match self.next_path() {

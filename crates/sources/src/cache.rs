@@ -11,8 +11,9 @@ use std::time::{Duration, SystemTime};
 use sluice_model::{Diagnostic, Kind, Parsed, Resource};
 use twox_hash::XxHash3_128;
 
+use crate::documents::{self, DocMarks};
 use crate::files::{discover, file_name, read_text, FileText};
-use crate::parse_many::parse_all;
+use crate::parse_many::parse_all_with;
 
 /// How much older than a read a file's last change must be for its metadata alone to vouch
 /// for its content at the next read. A file changed twice within one tick of the file system's
@@ -24,6 +25,8 @@ const STAMP_MARGIN: Duration = Duration::from_secs(2);
 pub struct ReadStats {
     /// Files parsed (new, changed, or not reusable).
     pub parsed: usize,
+    /// Of the parsed files, those parsed a changed document at a time.
+    pub by_document: usize,
     /// Files whose unchanged content was not parsed again.
     pub reused: usize,
     /// Of the reused files, those not even read: their metadata had not changed.
@@ -67,7 +70,7 @@ impl Stamp {
 }
 
 /// A file as the last read found it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Seen {
     /// 128 bits of xxHash3 over the text: a changed file is never taken for an unchanged one
     /// short of a deliberate collision, and whoever can write config files needs none.
@@ -78,6 +81,8 @@ struct Seen {
     start: usize,
     /// Its metadata, when it had settled before the read (see [`STAMP_MARGIN`]).
     stamp: Option<Stamp>,
+    /// Its documents, when an edit can be parsed a changed document at a time.
+    docs: Option<DocMarks>,
 }
 
 /// What a read does with one file, decided before the changed ones are parsed together.
@@ -89,6 +94,8 @@ enum Planned<'p> {
     /// Changed or new: parsed, then remembered by its digest; the objects the file held
     /// before stand in for the new ones they equal.
     Parse(PathBuf, u128, Option<Stamp>, Vec<&'p Arc<Resource>>),
+    /// Changed, and parsed already, a changed document at a time.
+    Reparsed(PathBuf, Seen, Vec<Arc<Resource>>),
 }
 
 /// Objects read, shared: an unchanged file's objects are the very ones of the previous read.
@@ -193,11 +200,14 @@ impl FileCache {
         let mut texts = Vec::new();
         for path in files {
             let name = file_name(&path);
-            let seen = self.files.get(&path).copied();
+            let seen = self.files.get(&path).cloned();
             let kept = before.of_file(&name, seen.as_ref());
             let stamp = std::fs::metadata(&path).ok().map(|m| Stamp::of(&m));
-            let complete = seen.is_some_and(|s| s.objects == kept.len());
-            if let Some(s) = seen.filter(|s| complete && s.stamp.is_some() && s.stamp == stamp) {
+            let complete = seen.as_ref().is_some_and(|s| s.objects == kept.len());
+            let unchanged = seen
+                .as_ref()
+                .filter(|s| complete && s.stamp.is_some() && s.stamp == stamp);
+            if let Some(s) = unchanged.cloned() {
                 stats.reused += 1;
                 stats.unread += 1;
                 plan.push(Planned::Reused(path, kept, s));
@@ -213,16 +223,31 @@ impl FileCache {
             };
             let digest = XxHash3_128::oneshot(text.as_bytes());
             let stamp = stamp.filter(|s| s.settled(read_at, self.margin));
-            if let Some(s) = seen.filter(|s| complete && s.digest == digest) {
+            if let Some(s) = seen.as_ref().filter(|s| complete && s.digest == digest) {
                 stats.reused += 1;
-                plan.push(Planned::Reused(path, kept, Seen { stamp, ..s }));
+                plan.push(Planned::Reused(path, kept, Seen { stamp, ..s.clone() }));
                 continue;
             }
             stats.parsed += 1;
+            let marks = seen.and_then(|s| s.docs).filter(|_| complete);
+            if let Some((objects, docs)) =
+                marks.and_then(|m| documents::reparse(&text, &name, &m, &kept))
+            {
+                stats.by_document += 1;
+                let seen = Seen {
+                    digest,
+                    objects: objects.len(),
+                    start: 0,
+                    stamp,
+                    docs: Some(docs),
+                };
+                plan.push(Planned::Reparsed(path, seen, objects));
+                continue;
+            }
             texts.push((text, name));
             plan.push(Planned::Parse(path, digest, stamp, kept));
         }
-        let mut parsed = parse_all(texts).into_iter();
+        let mut parsed = parse_all_with(texts, documents::parse_marked).into_iter();
         let mut seen = HashMap::with_capacity(plan.len());
         for step in plan {
             let start = out.resources.len();
@@ -232,8 +257,14 @@ impl FileCache {
                     out.resources.extend(kept.into_iter().map(Arc::clone));
                     seen.insert(path, Seen { start, ..s });
                 }
+                Planned::Reparsed(path, s, objects) => {
+                    out.resources.extend(objects);
+                    seen.insert(path, Seen { start, ..s });
+                }
                 Planned::Parse(path, digest, stamp, kept) => {
-                    let Some(parsed) = parsed.next() else { break };
+                    let Some((parsed, docs)) = parsed.next() else {
+                        break;
+                    };
                     // A file with findings is parsed again each time, so they are reported
                     // each time.
                     if parsed.diagnostics.is_empty() {
@@ -245,6 +276,7 @@ impl FileCache {
                                 objects,
                                 start,
                                 stamp,
+                                docs,
                             },
                         );
                     }
@@ -275,7 +307,7 @@ impl FileCache {
 /// before (`kept`) is that object: equal in content and in source positions, so the findings
 /// and compiled parts that depend on it alone stay valid, and an edit of one object in a file
 /// of hundreds leaves the others the same `Arc`s.
-fn adopt_equal(parsed: Vec<Resource>, kept: &[&Arc<Resource>]) -> Vec<Arc<Resource>> {
+pub(crate) fn adopt_equal(parsed: Vec<Resource>, kept: &[&Arc<Resource>]) -> Vec<Arc<Resource>> {
     type Key<'r> = (Kind, &'r str, &'r str);
     fn key(r: &Resource) -> Key<'_> {
         (r.kind, &r.metadata.namespace, &r.metadata.name)

@@ -1,6 +1,7 @@
 //! Config sources: reading and watching YAML/JSON files, and the store all sources feed.
 
 pub mod cache;
+mod documents;
 pub mod files;
 pub mod parse_many;
 pub mod store;

@@ -14,6 +14,14 @@ const MAX_THREADS: usize = 8;
 
 /// Parses each `(text, file name)`, in parallel where it pays; results in the input's order.
 pub fn parse_all(files: Vec<(String, Arc<str>)>) -> Vec<Parsed> {
+    parse_all_with(files, |text, name| parse_text(text, Some(name)))
+}
+
+/// [`parse_all`] with `parse` for each file.
+pub fn parse_all_with<T: Send>(
+    files: Vec<(String, Arc<str>)>,
+    parse: impl Fn(&str, Arc<str>) -> T + Sync,
+) -> Vec<T> {
     let bytes: usize = files.iter().map(|(t, _)| t.len()).sum();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cores
@@ -24,7 +32,7 @@ pub fn parse_all(files: Vec<(String, Arc<str>)>) -> Vec<Parsed> {
     if threads == 1 {
         return files
             .into_iter()
-            .map(|(text, name)| parse_text(&text, Some(name)))
+            .map(|(text, name)| parse(&text, name))
             .collect();
     }
     // Contiguous chunks of about equal bytes, so that the results concatenate in order.
@@ -45,10 +53,11 @@ pub fn parse_all(files: Vec<(String, Arc<str>)>) -> Vec<Parsed> {
         let handles: Vec<_> = chunks
             .into_iter()
             .map(|chunk| {
+                let parse = &parse;
                 s.spawn(move || {
                     chunk
                         .into_iter()
-                        .map(|(text, name)| parse_text(&text, Some(name)))
+                        .map(|(text, name)| parse(&text, name))
                         .collect::<Vec<_>>()
                 })
             })

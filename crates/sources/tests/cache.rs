@@ -36,6 +36,7 @@ fn a_reread_parses_only_changed_and_new_files() {
         cache.last_read(),
         ReadStats {
             parsed: 3,
+            by_document: 0,
             reused: 0,
             unread: 0
         }
@@ -47,6 +48,7 @@ fn a_reread_parses_only_changed_and_new_files() {
         cache.last_read(),
         ReadStats {
             parsed: 0,
+            by_document: 0,
             reused: 3,
             unread: 0
         }
@@ -76,6 +78,7 @@ fn a_reread_parses_only_changed_and_new_files() {
         cache.last_read(),
         ReadStats {
             parsed: 2,
+            by_document: 1,
             reused: 1,
             unread: 0
         }
@@ -101,6 +104,7 @@ fn a_reread_parses_only_changed_and_new_files() {
         cache.last_read(),
         ReadStats {
             parsed: 1,
+            by_document: 0,
             reused: 3,
             unread: 0
         }
@@ -114,6 +118,7 @@ fn a_reread_parses_only_changed_and_new_files() {
         cache.last_read(),
         ReadStats {
             parsed: 4,
+            by_document: 0,
             reused: 0,
             unread: 0
         }
@@ -124,6 +129,7 @@ fn a_reread_parses_only_changed_and_new_files() {
         cache.last_read(),
         ReadStats {
             parsed: 1,
+            by_document: 0,
             reused: 3,
             unread: 0
         }
@@ -160,6 +166,7 @@ fn files_unchanged_since_they_settled_are_not_read_again() {
         cache.last_read(),
         ReadStats {
             parsed: 0,
+            by_document: 0,
             reused: 3,
             unread: 3
         }
@@ -180,6 +187,7 @@ fn files_unchanged_since_they_settled_are_not_read_again() {
         cache.last_read(),
         ReadStats {
             parsed: 1,
+            by_document: 1,
             reused: 2,
             unread: 2
         }
@@ -207,6 +215,8 @@ fn an_edited_file_keeps_the_objects_it_did_not_change() {
     write(["a.example.com", "x.example.com", "c.example.com"], "");
     let edited = cache.read_paths(&paths, &first.resources);
     assert_eq!(owned(&edited), read_paths(&paths).resources);
+    // Only the edited document was parsed.
+    assert_eq!(cache.last_read().by_document, 1);
     let same: Vec<bool> = edited
         .resources
         .iter()
@@ -221,6 +231,7 @@ fn an_edited_file_keeps_the_objects_it_did_not_change() {
     );
     let moved = cache.read_paths(&paths, &edited.resources);
     assert_eq!(owned(&moved), read_paths(&paths).resources);
+    assert_eq!(cache.last_read().by_document, 1);
     assert!(moved
         .resources
         .iter()
