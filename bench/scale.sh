@@ -10,6 +10,9 @@
 #   PER_FILE=100           services per generated file
 #   WORKERS=               `sluice --workers` (default: one per core)
 #   PERF=0                 1: also count instructions of `sluice analyze` (perf stat; needs a PMU)
+#   HARNESS=python         how an edit is timed: `python` (bench/edit_applied.py: one process
+#                          writes and polls every 2 ms) or `shell` (sed, then curl + awk per
+#                          5 ms poll, as rounds before 2026-12-06 did: 25-35 ms slower here)
 #   SLUICE_BIN=path        use this sluice binary instead of building target/release/sluice
 set -euo pipefail
 
@@ -18,6 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 LOG_TAG=scale
 SERVICES=${SERVICES:-"1000 10000"}
 EDITS=${EDITS:-3}
+HARNESS=${HARNESS:-python}
 PER_FILE=${PER_FILE:-100}
 WORKERS=${WORKERS:-}
 PERF=${PERF:-0}
@@ -87,11 +91,16 @@ for n in $SERVICES; do
         v=$(config_version "$admin_port")
         if ((e % 2)); then from=(90 10) to=(80 20); else from=(80 20) to=(90 10); fi
         reset_hwm "$pid"
-        t0=$(now)
-        sed -i -e "0,/weight: ${from[0]}\$/s//weight: ${to[0]}/" \
-            -e "0,/weight: ${from[1]}\$/s//weight: ${to[1]}/" "$dir/svc-00000.yaml"
-        wait_version_above "$admin_port" "$v" || die "edit $e not applied"
-        edit_s+=("$(elapsed "$t0" "$(now)")")
+        if [[ $HARNESS == shell ]]; then
+            t0=$(now)
+            sed -i -e "0,/weight: ${from[0]}\$/s//weight: ${to[0]}/" \
+                -e "0,/weight: ${from[1]}\$/s//weight: ${to[1]}/" "$dir/svc-00000.yaml"
+            wait_version_above "$admin_port" "$v" || die "edit $e not applied"
+            edit_s+=("$(elapsed "$t0" "$(now)")")
+        else
+            edit_s+=("$(python3 "$ROOT/bench/edit_applied.py" "$admin_port" "$dir/svc-00000.yaml" \
+                "${from[0]}" "${to[0]}" "${from[1]}" "${to[1]}")") || die "edit $e not applied"
+        fi
         peak_mb+=("$(hwm_mb "$pid")")
         sleep 0.5
         # The same reload without the watcher's debounce: POST /api/reload answers once applied.
@@ -148,5 +157,5 @@ done
     printf '%s\n' "${ROWS[@]}"
     echo
     printf '%s\n' "${NOTES[@]}"
-    echo "- edit → applied includes the watcher's 20 ms debounce; POST /api/reload does not."
+    echo "- edit → applied includes the watcher's 20 ms debounce; POST /api/reload does not. Edits timed by the $HARNESS harness (see HARNESS in the script)."
 } | tee "$RESULTS/scale.md"
