@@ -37,7 +37,7 @@ measure() {
         b=$(date +%s.%N)
         reloads="$reloads $(elapsed "$a" "$b")"
     done
-    clusters=$(curl -sf "http://127.0.0.1:$admin/clusters" | grep -c 'outbound|' || true)
+    clusters=$(curl -sf "http://127.0.0.1:$admin/clusters?limit=1000000" | grep -c 'outbound|' || true)
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     printf '%-14s start->ready %6ss  RSS %5s MB  POST /api/reload%s s  cluster lines %s\n' \

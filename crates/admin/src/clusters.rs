@@ -1,9 +1,12 @@
 //! `/clusters`: every cluster (service port, optionally a subset) with its endpoints, and the
-//! live state the proxy reports through [`ClusterStatus`].
+//! live state the proxy reports through [`ClusterStatus`]; `?host=` keeps a host's clusters,
+//! `limit`/`offset` page them.
 
 use serde::Serialize;
 use sluice_config::cluster::{Cluster, UpstreamEndpoint};
+use sluice_config::host::covers;
 
+use crate::query::Query;
 use crate::AdminState;
 
 /// Live state of one endpoint, as the data plane sees it.
@@ -54,14 +57,21 @@ struct ClusterView<'a> {
 }
 
 /// The `/clusters` document.
-pub(crate) fn clusters(state: &AdminState) -> serde_json::Value {
+pub(crate) fn clusters(state: &AdminState, query: &Query) -> serde_json::Value {
     let snap = state.config.load();
     let Some(snap) = snap else {
         return serde_json::json!({ "version": null, "clusters": [] });
     };
-    let views: Vec<ClusterView<'_>> = snap
+    let query = &query.or_first_page(snap.clusters.len());
+    let matching: Vec<_> = snap
         .clusters
         .values()
+        .filter(|c| query.host.as_deref().is_none_or(|h| covers(h, &c.host)))
+        .collect();
+    let total = matching.len();
+    let views: Vec<ClusterView<'_>> = query
+        .page(matching)
+        .into_iter()
         .map(|c| ClusterView {
             name: &c.name,
             host: &c.host,
@@ -89,5 +99,17 @@ pub(crate) fn clusters(state: &AdminState) -> serde_json::Value {
                 .collect(),
         })
         .collect();
-    serde_json::json!({ "version": snap.version, "clusters": views })
+    if !query.is_set() {
+        return serde_json::json!({ "version": snap.version, "clusters": views });
+    }
+    serde_json::json!({
+        "version": snap.version,
+        "query": {
+            "host": query.host,
+            "limit": query.limit,
+            "offset": query.offset,
+            "totalClusters": total,
+        },
+        "clusters": views,
+    })
 }

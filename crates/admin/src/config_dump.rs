@@ -1,5 +1,6 @@
 //! `/config_dump`: the active objects, diagnostics and registry, and the last rejected reload;
-//! `?host=` keeps what concerns one host, `limit`/`offset` page the objects.
+//! `?host=` keeps what concerns one host, `limit`/`offset` page the objects and the registry's
+//! services.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -23,6 +24,7 @@ pub(crate) fn config_dump(state: &AdminState, query: &Query) -> serde_json::Valu
             "lastRejected": rejected.as_deref(),
         });
     };
+    let query = &query.or_first_page(s.resources.len().max(s.registry.services().count()));
     if !query.is_set() {
         return json!({
             "version": s.version,
@@ -52,10 +54,16 @@ pub(crate) fn config_dump(state: &AdminState, query: &Query) -> serde_json::Valu
             query.host.is_none() || d.resource.as_ref().is_none_or(|key| shown.contains(key))
         })
         .collect();
-    let services: BTreeMap<&str, _> = s
+    let services: Vec<_> = s
         .registry
         .services()
         .filter(|svc| query.concerns(&svc.hostname, &svc.namespace))
+        .collect();
+    let total_services = services.len();
+    // The registry's services are paged as the objects are (the same `limit` and `offset`).
+    let services: BTreeMap<&str, _> = query
+        .page(services)
+        .into_iter()
         .map(|svc| (svc.hostname.as_str(), svc))
         .collect();
     json!({
@@ -66,6 +74,7 @@ pub(crate) fn config_dump(state: &AdminState, query: &Query) -> serde_json::Valu
             "limit": query.limit,
             "offset": query.offset,
             "totalResources": total,
+            "totalServices": total_services,
         },
         "resources": page,
         "diagnostics": diagnostics,

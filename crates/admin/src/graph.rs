@@ -1,6 +1,7 @@
 //! `/api/graph`: the traffic graph with its configured routes; `?host=` keeps the routes, edges
 //! and nodes of one service (by its host or a virtual host naming it), `limit`/`offset` page
-//! the configured routes (one per route of every virtual host: tens of thousands at scale).
+//! the configured routes (one per route of every virtual host: tens of thousands at scale),
+//! with the edges of the routes on the page and the nodes they join.
 
 use sluice_config::host::{covers, strip_port};
 
@@ -10,10 +11,11 @@ use crate::AdminState;
 /// The `/api/graph` document for `query`.
 pub(crate) fn graph(state: &AdminState, query: &Query) -> Vec<u8> {
     let graph = state.telemetry.graph();
-    if !query.is_set() {
-        return graph.snapshot_json().into_bytes();
-    }
     let mut g = graph.snapshot();
+    let query = &query.or_first_page(g.routes.len());
+    if !query.is_set() {
+        return serde_json::to_vec(&g).unwrap_or_default();
+    }
     if let Some(host) = query.host.as_deref() {
         let named = |service: &str| covers(host, service);
         let vhost = |vh: &str| covers(host, strip_port(vh));
@@ -39,6 +41,35 @@ pub(crate) fn graph(state: &AdminState, query: &Query) -> Vec<u8> {
     }
     let total_routes = g.routes.len();
     g.routes = query.page(std::mem::take(&mut g.routes));
+    if query.pages() {
+        // A page of routes comes with their edges and the nodes those join, not every edge.
+        let routes: std::collections::HashSet<(String, &str, &str)> = g
+            .routes
+            .iter()
+            .map(|r| {
+                (
+                    format!("source:{}", r.source),
+                    r.virtual_host.as_str(),
+                    r.route.as_str(),
+                )
+            })
+            .collect();
+        g.edges.retain(|e| {
+            routes.contains(&(e.source.clone(), e.virtual_host.as_str(), e.route.as_str()))
+        });
+        let ends: std::collections::HashSet<&str> = g
+            .edges
+            .iter()
+            .flat_map(|e| [e.source.as_str(), e.target.as_str()])
+            .collect();
+        let keep: Vec<bool> = g
+            .nodes
+            .iter()
+            .map(|n| ends.contains(n.id.as_str()))
+            .collect();
+        let mut keep = keep.into_iter();
+        g.nodes.retain(|_| keep.next().unwrap_or(false));
+    }
     let mut doc = serde_json::to_value(&g).unwrap_or_default();
     if let Some(obj) = doc.as_object_mut() {
         obj.insert(

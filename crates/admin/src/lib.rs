@@ -230,7 +230,10 @@ fn respond(state: &AdminState, uri: &http::Uri, headers: &http::HeaderMap) -> Re
             ),
             Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
         },
-        "/clusters" => json_reply(&clusters::clusters(state)),
+        "/clusters" => match query() {
+            Ok(q) => json_reply(&clusters::clusters(state, &q)),
+            Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        },
         "/stats/prometheus" | "/metrics" => {
             let accept = headers
                 .get(http::header::ACCEPT)

@@ -1,8 +1,13 @@
 //! `?host=&limit=&offset=` of the admin's large documents (`/config_dump`, `/routes`,
-//! `/api/graph`): at 10,000 services a whole dump is megabytes, so callers can ask for the
-//! part about one host, a page at a time.
+//! `/clusters`, `/api/graph`): at 10,000 services a whole dump is tens of megabytes (and
+//! hundreds of megabytes of the proxy's memory while it is built), so callers ask for the part
+//! about one host, a page at a time, and a request that asks for neither gets the first
+//! [`DEFAULT_PAGE`] items of a longer list.
 
 use sluice_config::host::{fqdn, overlaps};
+
+/// Items of each list a request that asked for no page gets, when a list is longer.
+pub(crate) const DEFAULT_PAGE: usize = 1000;
 
 /// The filter and page a request asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,6 +58,23 @@ impl Query {
     pub(crate) fn is_set(&self) -> bool {
         *self != Query::default()
     }
+
+    /// This query, or, when none was asked for and the longest list of the document holds more
+    /// than [`DEFAULT_PAGE`] items, its first page.
+    pub(crate) fn or_first_page(&self, longest: usize) -> Query {
+        if self.is_set() || longest <= DEFAULT_PAGE {
+            return self.clone();
+        }
+        Query {
+            limit: Some(DEFAULT_PAGE),
+            ..self.clone()
+        }
+    }
+
+    /// Whether a page (not just a filter) was asked for.
+    pub(crate) fn pages(&self) -> bool {
+        self.limit.is_some() || self.offset > 0
+    }
 }
 
 fn number(name: &str, v: &str) -> Result<usize, String> {
@@ -75,6 +97,14 @@ mod tests {
         assert_eq!(q.page(0..10), vec![4, 5]);
         assert!(Query::parse(Some("limit=-1")).is_err());
         assert!(!Query::parse(None).unwrap().is_set());
+        // No query: the first page, only when a list is longer than one.
+        let none = Query::default();
+        assert_eq!(none.or_first_page(DEFAULT_PAGE), none);
+        assert_eq!(
+            none.or_first_page(DEFAULT_PAGE + 1).limit,
+            Some(DEFAULT_PAGE)
+        );
+        assert_eq!(q.or_first_page(usize::MAX), q);
     }
 
     #[test]

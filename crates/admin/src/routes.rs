@@ -79,6 +79,15 @@ fn listener_view<'a>(l: &'a Listener, query: &Query) -> ListenerView<'a> {
 pub(crate) fn routes(state: &AdminState, query: &Query) -> Vec<u8> {
     let snap = state.config.load();
     let s = snap.as_deref();
+    let longest = s.map_or(0, |s| {
+        s.listeners
+            .iter()
+            .map(|l| l.virtual_hosts.vhosts.len())
+            .chain([s.clusters.len()])
+            .max()
+            .unwrap_or(0)
+    });
+    let query = &query.or_first_page(longest);
     let clusters = s.map(|s| {
         s.clusters
             .iter()

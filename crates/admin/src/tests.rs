@@ -457,3 +457,98 @@ async fn large_documents_filter_by_host_and_paginate() {
     let (head, _) = get(addr, "/routes?limit=many", None).await;
     assert!(head.starts_with("http/1.1 400"), "{head}");
 }
+
+/// 1,001 services (one ServiceEntry each, on one port): every per-service list of the large
+/// documents is one item longer than the page a request without a query gets.
+fn many_services() -> Snapshot {
+    let n = crate::query::DEFAULT_PAGE + 1;
+    let text: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: s{i}, namespace: default}}\nspec:\n  hosts: [s{i}.example.com]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  endpoints: [{{address: 10.0.{}.{}}}]\n",
+                i / 250,
+                i % 250 + 1
+            )
+        })
+        .collect();
+    snapshot_of(&text.join("---\n"), 1)
+}
+
+#[tokio::test]
+async fn documents_longer_than_a_page_come_a_page_at_a_time_without_a_query() {
+    let snap = Arc::new(many_services());
+    let config = sluice_proxy::ConfigHandle::new();
+    config.publish(snap.clone());
+    let telemetry = Arc::new(Telemetry::default());
+    telemetry.on_snapshot(&snap);
+    let state = AdminState::new(config, Arc::new(|| Ok(()))).with_telemetry(telemetry);
+    let addr = serve("127.0.0.1:0".parse().unwrap(), state).await.unwrap();
+    let page = crate::query::DEFAULT_PAGE;
+    let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
+
+    let dump = json(&get(addr, "/config_dump", None).await.1);
+    assert_eq!(dump["query"]["limit"].as_u64(), Some(page as u64));
+    assert_eq!(
+        dump["query"]["totalResources"].as_u64(),
+        Some(page as u64 + 1)
+    );
+    assert_eq!(dump["resources"].as_array().unwrap().len(), page);
+    assert_eq!(
+        dump["query"]["totalServices"].as_u64(),
+        Some(page as u64 + 1)
+    );
+    assert_eq!(
+        dump["registry"]["services"].as_object().unwrap().len(),
+        page
+    );
+    // The rest on the next page; everything when asked for.
+    let next = json(
+        &get(addr, &format!("/config_dump?offset={page}"), None)
+            .await
+            .1,
+    );
+    assert_eq!(next["resources"].as_array().unwrap().len(), 1);
+    let all = json(&get(addr, "/config_dump?limit=5000", None).await.1);
+    assert_eq!(all["resources"].as_array().unwrap().len(), page + 1);
+
+    let clusters = json(&get(addr, "/clusters", None).await.1);
+    assert_eq!(clusters["clusters"].as_array().unwrap().len(), page);
+    assert_eq!(
+        clusters["query"]["totalClusters"].as_u64(),
+        Some(page as u64 + 1)
+    );
+    let one = json(&get(addr, "/clusters?host=s7.example.com", None).await.1);
+    let one = one["clusters"].as_array().unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0]["host"], "s7.example.com");
+
+    let routes = json(&get(addr, "/routes", None).await.1);
+    assert_eq!(routes["query"]["limit"].as_u64(), Some(page as u64));
+    let listeners = routes["listeners"].as_array().unwrap();
+    assert!(!listeners.is_empty());
+    for l in listeners {
+        assert!(l["virtual_hosts"]["vhosts"].as_array().unwrap().len() <= page);
+    }
+    assert_eq!(routes["clusters"].as_object().unwrap().len(), page);
+
+    let graph = json(&get(addr, "/api/graph", None).await.1);
+    let total = graph["query"]["totalRoutes"].as_u64().unwrap();
+    assert!(total > page as u64, "{total}");
+    let shown = graph["routes"].as_array().unwrap();
+    assert_eq!(shown.len(), page);
+    // The edges of the routes shown, not of every route.
+    let edges = graph["edges"].as_array().unwrap();
+    assert!(
+        !edges.is_empty() && edges.len() < total as usize,
+        "{}",
+        edges.len()
+    );
+    for e in edges {
+        assert!(
+            shown
+                .iter()
+                .any(|r| r["virtual_host"] == e["virtual_host"] && r["route"] == e["route"]),
+            "{e}"
+        );
+    }
+}
