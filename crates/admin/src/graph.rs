@@ -3,7 +3,10 @@
 //! the configured routes (one per route of every virtual host: tens of thousands at scale),
 //! with the edges of the routes on the page and the nodes they join.
 
+use std::collections::HashSet;
+
 use sluice_config::host::{covers, strip_port};
+use sluice_telemetry::graph::ConfiguredRoute;
 
 use crate::query::Query;
 use crate::AdminState;
@@ -11,39 +14,39 @@ use crate::AdminState;
 /// The `/api/graph` document for `query`.
 pub(crate) fn graph(state: &AdminState, query: &Query) -> Vec<u8> {
     let graph = state.telemetry.graph();
-    let mut g = graph.snapshot();
-    let query = &query.or_first_page(g.routes.len());
+    let concerns = |host: &str, r: &ConfiguredRoute| {
+        covers(host, strip_port(&r.virtual_host))
+            || r.destinations.iter().any(|d| covers(host, &d.service))
+            || r.mirrors.iter().any(|m| covers(host, &m.service))
+    };
+    let mut total_routes = 0;
+    let mut asked = query.clone();
+    // Routes are chosen (filtered, paged) before the graph is made: the edges configured for
+    // the others are never built.
+    let mut g = graph.snapshot_selecting(|routes| {
+        let matching: Vec<_> = match query.host.as_deref() {
+            Some(host) => routes
+                .iter()
+                .filter(|r| concerns(host, r))
+                .cloned()
+                .collect(),
+            None => routes.to_vec(),
+        };
+        total_routes = matching.len();
+        asked = query.or_first_page(total_routes);
+        asked.page(matching)
+    });
+    let query = &asked;
     if !query.is_set() {
         return serde_json::to_vec(&g).unwrap_or_default();
     }
     if let Some(host) = query.host.as_deref() {
-        let named = |service: &str| covers(host, service);
-        let vhost = |vh: &str| covers(host, strip_port(vh));
-        g.routes.retain(|r| {
-            vhost(&r.virtual_host)
-                || r.destinations.iter().any(|d| named(&d.service))
-                || r.mirrors.iter().any(|m| named(&m.service))
-        });
         g.edges
-            .retain(|e| named(&e.service) || vhost(&e.virtual_host));
-        let ends: std::collections::HashSet<&str> = g
-            .edges
-            .iter()
-            .flat_map(|e| [e.source.as_str(), e.target.as_str()])
-            .collect();
-        let keep: Vec<bool> = g
-            .nodes
-            .iter()
-            .map(|n| ends.contains(n.id.as_str()) || n.service.as_deref().is_some_and(named))
-            .collect();
-        let mut keep = keep.into_iter();
-        g.nodes.retain(|_| keep.next().unwrap_or(false));
+            .retain(|e| covers(host, &e.service) || covers(host, strip_port(&e.virtual_host)));
     }
-    let total_routes = g.routes.len();
-    g.routes = query.page(std::mem::take(&mut g.routes));
     if query.pages() {
-        // A page of routes comes with their edges and the nodes those join, not every edge.
-        let routes: std::collections::HashSet<(String, &str, &str)> = g
+        // A page of routes comes with their edges, not every edge with traffic.
+        let routes: HashSet<(String, &str, &str)> = g
             .routes
             .iter()
             .map(|r| {
@@ -57,19 +60,27 @@ pub(crate) fn graph(state: &AdminState, query: &Query) -> Vec<u8> {
         g.edges.retain(|e| {
             routes.contains(&(e.source.clone(), e.virtual_host.as_str(), e.route.as_str()))
         });
-        let ends: std::collections::HashSet<&str> = g
-            .edges
-            .iter()
-            .flat_map(|e| [e.source.as_str(), e.target.as_str()])
-            .collect();
-        let keep: Vec<bool> = g
-            .nodes
-            .iter()
-            .map(|n| ends.contains(n.id.as_str()))
-            .collect();
-        let mut keep = keep.into_iter();
-        g.nodes.retain(|_| keep.next().unwrap_or(false));
     }
+    // The nodes the edges kept join (and, for a host, that service's own nodes).
+    let ends: HashSet<&str> = g
+        .edges
+        .iter()
+        .flat_map(|e| [e.source.as_str(), e.target.as_str()])
+        .collect();
+    let keep: Vec<bool> = g
+        .nodes
+        .iter()
+        .map(|n| {
+            ends.contains(n.id.as_str())
+                || query
+                    .host
+                    .as_deref()
+                    .zip(n.service.as_deref())
+                    .is_some_and(|(h, s)| covers(h, s))
+        })
+        .collect();
+    let mut keep = keep.into_iter();
+    g.nodes.retain(|_| keep.next().unwrap_or(false));
     let mut doc = serde_json::to_value(&g).unwrap_or_default();
     if let Some(obj) = doc.as_object_mut() {
         obj.insert(

@@ -1,7 +1,8 @@
 //! `/api/graph/stream`: the traffic graph as Server-Sent Events, one `data:` event per second.
 //!
-//! Every client reads the graph's shared feed (one snapshot per second for all of them); the
-//! first event is sent at once so a page has something to draw before the next tick.
+//! Every client reads the graph's shared feed (one snapshot per second for all of them, made on
+//! a blocking thread); the first event is the latest snapshot, sent at once so a page has
+//! something to draw before the next tick (or the feed's first, when it has just started).
 
 use std::convert::Infallible;
 
@@ -17,7 +18,9 @@ use crate::AdminBody;
 pub(crate) fn stream(telemetry: &Telemetry) -> Response<AdminBody> {
     let rx = telemetry.graph().subscribe();
     let events = futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
-        if !first && rx.changed().await.is_err() {
+        // The first event is the latest snapshot, or the first one made (the feed starts empty).
+        let wait = !first || rx.borrow().is_empty();
+        if wait && rx.changed().await.is_err() {
             // The feed ended (telemetry dropped): end the stream.
             return None;
         }

@@ -7,7 +7,7 @@
 use sluice_config::host::{fqdn, overlaps};
 
 /// Items of each list a request that asked for no page gets, when a list is longer.
-pub(crate) const DEFAULT_PAGE: usize = 1000;
+pub(crate) const DEFAULT_PAGE: usize = 100;
 
 /// The filter and page a request asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

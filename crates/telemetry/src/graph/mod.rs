@@ -182,12 +182,22 @@ impl Graph {
 
     /// The graph now.
     pub fn snapshot(&self) -> GraphSnapshot {
+        self.snapshot_selecting(<[_]>::to_vec)
+    }
+
+    /// The graph now with only the configured routes `select` picks (a page, a host's): the
+    /// edges configured for the others are not made at all, which at 10,000 services is most
+    /// of the work and memory of a snapshot. Edges with traffic are all there.
+    pub fn snapshot_selecting(
+        &self,
+        select: impl FnOnce(&[Arc<ConfiguredRoute>]) -> Vec<Arc<ConfiguredRoute>>,
+    ) -> GraphSnapshot {
         let now = SystemTime::now();
         let ms = now
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0);
-        let mut s = self.snapshot_at(ms / 1000);
+        let mut s = self.snapshot_of(ms / 1000, select);
         s.generated_at = rfc3339_millis(now);
         s.generated_at_ms = ms;
         s
@@ -195,8 +205,17 @@ impl Graph {
 
     /// The graph at `now_secs` (Unix seconds; tests inject time here).
     pub fn snapshot_at(&self, now_secs: u64) -> GraphSnapshot {
+        self.snapshot_of(now_secs, <[_]>::to_vec)
+    }
+
+    fn snapshot_of(
+        &self,
+        now_secs: u64,
+        select: impl FnOnce(&[Arc<ConfiguredRoute>]) -> Vec<Arc<ConfiguredRoute>>,
+    ) -> GraphSnapshot {
         let config = self.config.load_full();
-        let (version, routes) = (&config.0, &config.1);
+        let version = &config.0;
+        let routes = &select(&config.1);
         let mut edges: BTreeMap<OwnedKey, GraphEdge> = BTreeMap::new();
         let mut versions: BTreeMap<String, (Option<String>, BTreeSet<String>)> = BTreeMap::new();
         for e in self.edges.values() {
@@ -329,24 +348,31 @@ impl Graph {
         if let Some(f) = feed.as_ref().filter(|f| !f.ticker.is_finished()) {
             return f.tx.subscribe();
         }
-        let (tx, rx) = watch::channel::<Arc<str>>(Arc::from(self.snapshot_json()));
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let weak = Arc::downgrade(self);
-            let ticker_tx = tx.clone();
-            let ticker = rt.spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return watch::channel::<Arc<str>>(Arc::from(self.snapshot_json())).1;
+        };
+        // Empty until the first snapshot: at 10,000 services one takes a good part of a
+        // second, so it is made on a blocking thread, never on a runtime worker carrying traffic.
+        let (tx, rx) = watch::channel::<Arc<str>>(Arc::from(""));
+        let weak = Arc::downgrade(self);
+        let ticker_tx = tx.clone();
+        let ticker = rt.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
                 tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let Some(graph) = weak.upgrade() else { break };
-                    if ticker_tx.receiver_count() > 0 {
-                        ticker_tx.send_replace(Arc::from(graph.snapshot_json()));
+                let Some(graph) = weak.upgrade() else { break };
+                if ticker_tx.receiver_count() > 0 {
+                    match tokio::task::spawn_blocking(move || graph.snapshot_json()).await {
+                        Ok(json) => {
+                            ticker_tx.send_replace(Arc::from(json));
+                        }
+                        Err(_) => break,
                     }
                 }
-            });
-            *feed = Some(Feed { tx, ticker });
-        }
+            }
+        });
+        *feed = Some(Feed { tx, ticker });
         rx
     }
 }
