@@ -33,6 +33,12 @@ function drawHeader(snap) {
   $('meta-version').textContent = snap.config_version ?? '–';
   $('meta-window').textContent = `${snap.window_secs} s`;
   $('meta-updated').textContent = clockTime(snap.generated_at_ms);
+  // At scale the feed carries the first routes only (every edge with traffic is there).
+  const capped = $('graph-capped');
+  capped.hidden = snap.routes_total == null;
+  if (!capped.hidden) {
+    capped.textContent = `Idle routes: the first ${snap.routes.length} of ${snap.routes_total} configured routes are drawn; every edge with traffic is. /api/graph?host=… lists one service's.`;
+  }
 }
 
 async function getJson(path) {

@@ -33,6 +33,9 @@ use view::nodes_of;
 /// The default window.
 pub const DEFAULT_WINDOW_SECS: u64 = 30;
 
+/// Configured routes the dashboard's feed carries at most (see [`Graph::feed_json`]).
+pub const FEED_ROUTES: usize = 200;
+
 struct Feed {
     tx: watch::Sender<Arc<str>>,
     ticker: tokio::task::JoinHandle<()>,
@@ -293,6 +296,7 @@ impl Graph {
                 0 => None,
                 ms => Some(ms),
             },
+            routes_total: None,
         }
     }
 
@@ -338,6 +342,21 @@ impl Graph {
         serde_json::to_string(&self.snapshot()).unwrap_or_else(|_| "{}".into())
     }
 
+    /// The snapshot the dashboard's feed sends every second: with at most [`FEED_ROUTES`]
+    /// configured routes (and their idle edges), every edge with traffic, and the number of
+    /// routes left out. At 10,000 services the whole graph is 64 MB of JSON a second.
+    pub fn feed_json(&self) -> String {
+        let mut total = 0;
+        let mut s = self.snapshot_selecting(|routes| {
+            total = routes.len();
+            routes.iter().take(FEED_ROUTES).cloned().collect()
+        });
+        if total > FEED_ROUTES {
+            s.routes_total = Some(total);
+        }
+        serde_json::to_string(&s).unwrap_or_else(|_| "{}".into())
+    }
+
     /// A feed of snapshot JSON, refreshed every second while anyone listens.
     ///
     /// One ticker task serves every subscriber (snapshots are computed once per second, not
@@ -349,7 +368,7 @@ impl Graph {
             return f.tx.subscribe();
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return watch::channel::<Arc<str>>(Arc::from(self.snapshot_json())).1;
+            return watch::channel::<Arc<str>>(Arc::from(self.feed_json())).1;
         };
         // Empty until the first snapshot: at 10,000 services one takes a good part of a
         // second, so it is made on a blocking thread, never on a runtime worker carrying traffic.
@@ -363,7 +382,7 @@ impl Graph {
                 tick.tick().await;
                 let Some(graph) = weak.upgrade() else { break };
                 if ticker_tx.receiver_count() > 0 {
-                    match tokio::task::spawn_blocking(move || graph.snapshot_json()).await {
+                    match tokio::task::spawn_blocking(move || graph.feed_json()).await {
                         Ok(json) => {
                             ticker_tx.send_replace(Arc::from(json));
                         }
@@ -465,6 +484,50 @@ mod tests {
         // A record older than the slot's data is ignored.
         g.record_at(100, &key("v1", false), None, 200, ms(1));
         assert_eq!(g.snapshot_at(103).edges[0].requests, 1);
+    }
+
+    /// The dashboard's feed at scale: the first routes with their idle edges, every edge with
+    /// traffic, and how many routes were left out; a small graph is sent whole.
+    #[test]
+    fn the_feed_carries_the_first_routes_and_every_edge_with_traffic() {
+        let g = Graph::new(30);
+        let route = |i: usize| ConfiguredRoute {
+            source: "mesh".into(),
+            virtual_host: format!("s{i:04}.example.com:80"),
+            route: "default".into(),
+            destinations: vec![ConfiguredDestination {
+                service: format!("s{i:04}.example.com"),
+                subset: None,
+                weight: 100,
+            }],
+            mirrors: Vec::new(),
+        };
+        let n = FEED_ROUTES + 50;
+        g.set_config(Some(1), (0..n).map(route).collect());
+        // Traffic on the last route, beyond the first page.
+        let last = format!("s{:04}.example.com", n - 1);
+        let vhost = format!("{last}:80");
+        let key = EdgeKey {
+            source: "mesh",
+            virtual_host: &vhost,
+            route: "default",
+            service: &last,
+            subset: None,
+            mirror: false,
+        };
+        g.record(&key, None, 200, ms(3));
+        let feed: serde_json::Value = serde_json::from_str(&g.feed_json()).unwrap();
+        assert_eq!(feed["routes"].as_array().unwrap().len(), FEED_ROUTES);
+        assert_eq!(feed["routes_total"].as_u64(), Some(n as u64));
+        let edges = feed["edges"].as_array().unwrap();
+        assert_eq!(edges.len(), FEED_ROUTES + 1);
+        assert!(edges.iter().any(|e| e["service"] == last.as_str()));
+        // The whole snapshot is unchanged, and a small graph's feed is the whole graph.
+        assert_eq!(g.snapshot().edges.len(), n);
+        g.set_config(Some(2), (0..3).map(route).collect());
+        let small: serde_json::Value = serde_json::from_str(&g.feed_json()).unwrap();
+        assert_eq!(small["routes"].as_array().unwrap().len(), 3);
+        assert!(small.get("routes_total").is_none());
     }
 
     #[test]

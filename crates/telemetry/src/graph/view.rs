@@ -136,6 +136,10 @@ pub struct GraphSnapshot {
     /// observed shares of those routes count only requests since then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window_reset_ms: Option<u64>,
+    /// How many configured routes there are, when only the first ones are in `routes` (the
+    /// dashboard's feed at scale); edges with traffic are there whatever their route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routes_total: Option<usize>,
 }
 
 pub(super) fn nodes_of(
