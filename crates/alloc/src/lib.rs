@@ -11,7 +11,7 @@
 //! arena it reserves at the first allocation, before `main`, and kernels in `madvise` mode grant
 //! them), each first touch of a 2 MiB region makes the kernel zero all of it: over half of the
 //! CPU of a 10,000-service start-up went to that, start-up took 1 to 2.6 s instead of a steady
-//! 1 s, and partly used huge pages held 7% more memory. The request path's working set is small
+//! 1 s, and partly used huge pages held about 5% more memory. The request path's working set is small
 //! enough that their fewer TLB misses do not show (bench/README.md).
 
 /// The global allocator to install in the binary (`#[global_allocator]`).
