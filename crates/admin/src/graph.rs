@@ -52,7 +52,7 @@ pub(crate) fn graph(state: &AdminState, query: &Query) -> Vec<u8> {
             .map(|r| {
                 (
                     format!("source:{}", r.source),
-                    r.virtual_host.as_str(),
+                    &*r.virtual_host,
                     r.route.as_str(),
                 )
             })

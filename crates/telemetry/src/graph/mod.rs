@@ -238,11 +238,11 @@ impl Graph {
             let total: u64 = r.destinations.iter().map(|d| u64::from(d.weight)).sum();
             for d in &r.destinations {
                 let key = OwnedKey {
-                    source: r.source.clone(),
-                    virtual_host: r.virtual_host.clone(),
+                    source: r.source.to_string(),
+                    virtual_host: r.virtual_host.to_string(),
                     route: r.route.clone(),
-                    service: d.service.clone(),
-                    subset: d.subset.clone(),
+                    service: d.service.to_string(),
+                    subset: d.subset.as_deref().map(str::to_string),
                     mirror: false,
                 };
                 let view = edges
@@ -253,11 +253,11 @@ impl Graph {
             }
             for m in &r.mirrors {
                 let key = OwnedKey {
-                    source: r.source.clone(),
-                    virtual_host: r.virtual_host.clone(),
+                    source: r.source.to_string(),
+                    virtual_host: r.virtual_host.to_string(),
                     route: r.route.clone(),
-                    service: m.service.clone(),
-                    subset: m.subset.clone(),
+                    service: m.service.to_string(),
+                    subset: m.subset.as_deref().map(str::to_string),
                     mirror: true,
                 };
                 let view = edges
@@ -493,10 +493,10 @@ mod tests {
         let g = Graph::new(30);
         let route = |i: usize| ConfiguredRoute {
             source: "mesh".into(),
-            virtual_host: format!("s{i:04}.example.com:80"),
+            virtual_host: format!("s{i:04}.example.com:80").into(),
             route: "default".into(),
             destinations: vec![ConfiguredDestination {
-                service: format!("s{i:04}.example.com"),
+                service: format!("s{i:04}.example.com").into(),
                 subset: None,
                 weight: 100,
             }],
@@ -658,7 +658,7 @@ mod tests {
             .iter()
             .find(|r| r.destinations.len() == 2)
             .expect("the 90/10 route");
-        assert_eq!(r.source, "mesh");
+        assert_eq!(&*r.source, "mesh");
         let weights: Vec<(Option<&str>, u32)> = r
             .destinations
             .iter()

@@ -11,7 +11,11 @@ use super::view::{group, ConfiguredRoute};
 pub(super) type Group = (String, String, String);
 
 fn group_of(r: &ConfiguredRoute) -> Group {
-    (r.source.clone(), r.virtual_host.clone(), r.route.clone())
+    (
+        r.source.to_string(),
+        r.virtual_host.to_string(),
+        r.route.clone(),
+    )
 }
 
 /// The routes whose destinations, weights or mirrors differ between `old` and `new`, including
