@@ -88,10 +88,10 @@ for n in $SERVICES; do
     # One weight edited (90/10 -> 80/20 and back), from the write to the new version served.
     edit_s=() peak_mb=() post_s=()
     for e in $(seq "$EDITS"); do
-        v=$(config_version "$admin_port")
         if ((e % 2)); then from=(90 10) to=(80 20); else from=(80 20) to=(90 10); fi
         reset_hwm "$pid"
         if [[ $HARNESS == shell ]]; then
+            v=$(config_version "$admin_port")
             t0=$(now)
             sed -i -e "0,/weight: ${from[0]}\$/s//weight: ${to[0]}/" \
                 -e "0,/weight: ${from[1]}\$/s//weight: ${to[1]}/" "$dir/svc-00000.yaml"

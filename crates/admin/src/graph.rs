@@ -46,19 +46,15 @@ pub(crate) fn graph(state: &AdminState, query: &Query) -> Vec<u8> {
     }
     if query.pages() {
         // A page of routes comes with their edges, not every edge with traffic.
-        let routes: HashSet<(String, &str, &str)> = g
+        let routes: HashSet<(&str, &str, &str)> = g
             .routes
             .iter()
-            .map(|r| {
-                (
-                    format!("source:{}", r.source),
-                    &*r.virtual_host,
-                    r.route.as_str(),
-                )
-            })
+            .map(|r| (&*r.source, &*r.virtual_host, r.route.as_str()))
             .collect();
+        // An edge's source is the node id, `source:` and the route's source.
         g.edges.retain(|e| {
-            routes.contains(&(e.source.clone(), e.virtual_host.as_str(), e.route.as_str()))
+            let source = e.source.strip_prefix("source:").unwrap_or(&e.source);
+            routes.contains(&(source, e.virtual_host.as_str(), e.route.as_str()))
         });
     }
     // The nodes the edges kept join (and, for a host, that service's own nodes).
