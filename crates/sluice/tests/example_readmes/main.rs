@@ -49,12 +49,16 @@ fn require(tool: &str, package: &str) {
     );
 }
 
-/// The sandbox ports something listens on now.
-fn open_ports(sb: &Sandbox) -> Vec<u16> {
-    sb.ports()
+/// The sandbox ports the example's processes listen on now.
+fn open_ports(sb: &Sandbox, running: &Running) -> Vec<u16> {
+    let ports: Vec<u16> = sb
+        .ports()
         .into_iter()
         .filter(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok())
-        .collect()
+        .filter(|p| running.holds(*p))
+        .collect();
+    assert!(!ports.is_empty(), "the example listens on no sandbox port");
+    ports
 }
 
 /// Ctrl-C in the example's terminal stops every process it started.
@@ -100,7 +104,7 @@ fn run_readme(example: &str) {
                     r.output()
                 );
             }
-            let ports = open_ports(&sb);
+            let ports = open_ports(&sb, &r);
             running = Some((r, ports, at));
             continue;
         }
@@ -201,7 +205,7 @@ fn run_sh_refuses_to_start_while_a_port_is_taken() {
     require("curl", "curl");
     let sb = Sandbox::new();
     let first = sb.start("examples/run.sh header-canary", START_LIMIT);
-    let ports = open_ports(&sb);
+    let ports = open_ports(&sb, &first);
     let (status, out, err) = sb.run("examples/run.sh path-canary", BLOCK_LIMIT);
     assert_eq!(status.code(), Some(1), "{out}{err}");
     assert!(

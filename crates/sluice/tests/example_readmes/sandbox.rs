@@ -221,6 +221,40 @@ pub struct Running {
 }
 
 impl Running {
+    /// Whether one of its processes listens on `port` (on Linux, from `/proc`). A sandbox port
+    /// the example does not use can be taken meanwhile by another test's process: that one is
+    /// not the example's to stop.
+    pub fn holds(&self, port: u16) -> bool {
+        let inodes = listening_inodes(port);
+        if inodes.is_empty() {
+            return false;
+        }
+        let group = self.child.id();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        procs.flatten().any(|p| {
+            let in_group = std::fs::read_to_string(p.path().join("stat"))
+                .ok()
+                .and_then(|stat| {
+                    // After the `(comm)` field, which may hold spaces: state, ppid, pgrp.
+                    let rest = stat.rsplit_once(')')?.1;
+                    rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                })
+                == Some(group);
+            in_group
+                && std::fs::read_dir(p.path().join("fd")).is_ok_and(|fds| {
+                    fds.flatten().any(|fd| {
+                        std::fs::read_link(fd.path()).is_ok_and(|l| {
+                            inodes
+                                .iter()
+                                .any(|i| l.to_str() == Some(&format!("socket:[{i}]")))
+                        })
+                    })
+                })
+        })
+    }
+
     /// What it printed so far (stdout and stderr).
     pub fn output(&self) -> String {
         self.output.lock().map(|o| o.clone()).unwrap_or_default()
@@ -244,6 +278,28 @@ impl Drop for Running {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The inodes of the TCP sockets listening on `port` (any address, IPv4 or IPv6).
+fn listening_inodes(port: u16) -> Vec<String> {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    // sl, local address, remote address, state, …, uid, timeout, inode.
+                    let cols: Vec<&str> = line.split_whitespace().collect();
+                    let listening = cols.get(3) == Some(&"0A");
+                    let on_port = cols.get(1).is_some_and(|a| a.ends_with(&local));
+                    (listening && on_port).then(|| cols.get(9).map(|i| (*i).to_string()))?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Sends `sig` to the process group led by `pid`.
