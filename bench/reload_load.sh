@@ -11,6 +11,9 @@
 #   DURATION=10        seconds of the quiet run (the loaded run lasts until the reloads end)
 #   CONNS=16           wrk connections
 #   WORKER_SETS="default 1"   runtimes to try: "default" (one worker per core) or a count
+#   HARNESS=python     how the reloads are driven: `python` (bench/reload_loop.py, one process
+#                      for all of them) or `shell` (a sed, two curls and an awk per reload,
+#                      processes that take CPU from the proxy under load)
 #   SLUICE_BIN=path    use this sluice binary instead of building target/release/sluice
 set -euo pipefail
 
@@ -22,6 +25,7 @@ RELOADS=${RELOADS:-20}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-16}
 WORKER_SETS=${WORKER_SETS:-"default 1"}
+HARNESS=${HARNESS:-python}
 
 bench_init sluice-reload-load
 ensure_tools
@@ -107,20 +111,29 @@ for workers in $WORKER_SETS; do
     sleep 1
     reload_s=() admin_ms=()
     t_start=$(now)
-    for r in $(seq "$RELOADS"); do
-        if ((r % 2)); then from=(90 10) to=(80 20); else from=(80 20) to=(90 10); fi
-        sed -i -e "0,/weight: ${from[0]}\$/s//weight: ${to[0]}/" \
-            -e "0,/weight: ${from[1]}\$/s//weight: ${to[1]}/" "$dir/svc-00000.yaml"
-        t0=$(now)
-        curl -sf -o /dev/null --max-time 120 -X POST "http://127.0.0.1:$admin_port/api/reload" &
-        reload_pid=$!
-        # The admin API answers while the reload compiles.
-        sleep 0.05
-        a=$(curl -s -o /dev/null -w '%{time_total}' --max-time 30 "http://127.0.0.1:$admin_port/ready" || echo 30)
-        admin_ms+=("$(awk -v t="$a" 'BEGIN{printf "%.1f", t * 1000}')")
-        wait "$reload_pid" || die "POST /api/reload $r failed"
-        reload_s+=("$(elapsed "$t0" "$(now)")")
-    done
+    if [[ $HARNESS == python ]]; then
+        python3 "$ROOT/bench/reload_loop.py" "$admin_port" "$dir/svc-00000.yaml" "$RELOADS" \
+            >"$TMP/reloads-$workers.txt" || die "reloads failed: $(tail -3 "$TMP/reloads-$workers.txt")"
+        while read -r s a; do
+            reload_s+=("$s")
+            admin_ms+=("$a")
+        done <"$TMP/reloads-$workers.txt"
+    else
+        for r in $(seq "$RELOADS"); do
+            if ((r % 2)); then from=(90 10) to=(80 20); else from=(80 20) to=(90 10); fi
+            sed -i -e "0,/weight: ${from[0]}\$/s//weight: ${to[0]}/" \
+                -e "0,/weight: ${from[1]}\$/s//weight: ${to[1]}/" "$dir/svc-00000.yaml"
+            t0=$(now)
+            curl -sf -o /dev/null --max-time 120 -X POST "http://127.0.0.1:$admin_port/api/reload" &
+            reload_pid=$!
+            # The admin API answers while the reload compiles.
+            sleep 0.05
+            a=$(curl -s -o /dev/null -w '%{time_total}' --max-time 30 "http://127.0.0.1:$admin_port/ready" || echo 30)
+            admin_ms+=("$(awk -v t="$a" 'BEGIN{printf "%.1f", t * 1000}')")
+            wait "$reload_pid" || die "POST /api/reload $r failed"
+            reload_s+=("$(elapsed "$t0" "$(now)")")
+        done
+    fi
     loaded_s=$(elapsed "$t_start" "$(now)")
     sleep 1
     kill -INT "$wrk_pid" 2>/dev/null || true
@@ -138,7 +151,7 @@ done
     echo
     echo "sluice $(sluice_version); $(machine_desc); load $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
-    echo "$SERVICES generated services + the measured one; wrk -t1 -c$CONNS through the gateway; $RELOADS reloads (each: one weight edited, then POST /api/reload)."
+    echo "$SERVICES generated services + the measured one; wrk -t1 -c$CONNS through the gateway; $RELOADS reloads (each: one weight edited, then POST /api/reload), driven by the $HARNESS harness."
     echo
     echo "| workers | quiet p99 | quiet errors | p99 during reloads | ratio (target ≤ 2) | errors during reloads | requests during reloads | reload (median) | slowest GET /ready during a reload |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -107,8 +107,10 @@ pub struct SharedRead {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Digests of the files of the last read, to tell which ones changed.
-#[derive(Debug)]
+/// Digests of the files of the last read, to tell which ones changed. A clone taken before a
+/// read that does not become the active config puts the cache back where it was (see
+/// [`FileCache::clear`] for when that is not known).
+#[derive(Debug, Clone)]
 pub struct FileCache {
     files: HashMap<PathBuf, Seen>,
     /// How many objects the last read returned.
@@ -292,7 +294,8 @@ impl FileCache {
     }
 
     /// Forgets every file, so the next read parses them all: for when the objects the last
-    /// read returned did not become the active snapshot (a rejected reload).
+    /// read returned did not become the active snapshot and no clone from before that read is
+    /// at hand.
     pub fn clear(&mut self) {
         self.files.clear();
     }

@@ -27,6 +27,43 @@ fn three_service_entries() -> (tempfile::TempDir, Vec<std::path::PathBuf>) {
     (dir, paths)
 }
 
+/// A read whose objects never became active (a superseded or rejected build) is undone by
+/// putting back a clone from before it: the next read parses only what changed since the last
+/// read that was kept, and gives what a fresh read gives.
+#[test]
+fn a_cache_put_back_after_an_unused_read_parses_only_the_changes() {
+    let (dir, paths) = three_service_entries();
+    let mut cache = FileCache::new();
+    let active = cache.read_paths(&paths, &[]);
+
+    fs::write(
+        dir.path().join("se-1.yaml"),
+        service_entry("se-1", "edited.example.com"),
+    )
+    .unwrap();
+    let before = cache.clone();
+    let unused = cache.read_paths(&paths, &active.resources);
+    assert_eq!(cache.last_read().parsed, 1);
+    drop(unused);
+    cache = before;
+
+    let next = cache.read_paths(&paths, &active.resources);
+    assert_eq!(
+        cache.last_read(),
+        ReadStats {
+            parsed: 1,
+            by_document: 1,
+            reused: 2,
+            unread: 0
+        }
+    );
+    assert_eq!(owned(&next), read_paths(&paths).resources);
+    assert!(std::sync::Arc::ptr_eq(
+        &next.resources[0],
+        &active.resources[0]
+    ));
+}
+
 #[test]
 fn a_reread_parses_only_changed_and_new_files() {
     let (dir, paths) = three_service_entries();
