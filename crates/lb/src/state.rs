@@ -2,7 +2,7 @@
 //! per-endpoint state (in-flight requests, outlier ejections).
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -15,8 +15,16 @@ use crate::endpoint::EndpointState;
 /// request path.
 #[derive(Debug, Default)]
 pub struct StateStore {
-    counters: Mutex<WeakMap<String, AtomicU64>>,
-    endpoints: Mutex<WeakMap<(String, String), EndpointState>>,
+    counters: Mutex<WeakMap<AtomicU64>>,
+    endpoints: Mutex<Keyed<WeakMap<EndpointState>>>,
+}
+
+/// A map with a buffer to spell a composite key in, so a lookup allocates nothing (a reload at
+/// 10,000 services looks up tens of thousands of endpoints, nearly all of them there already).
+#[derive(Debug, Default)]
+struct Keyed<M> {
+    map: M,
+    key: String,
 }
 
 impl StateStore {
@@ -27,15 +35,19 @@ impl StateStore {
 
     /// The counter for `key`, shared with any live snapshot that already uses it.
     pub fn counter(&self, key: &str) -> Arc<AtomicU64> {
-        lock(&self.counters).get_or_insert_with(key.to_string(), || AtomicU64::new(0))
+        lock(&self.counters).get_or_insert_with(key, || AtomicU64::new(0))
     }
 
     /// The state of endpoint `address` (`host:port`) in cluster `cluster`, shared with any live
     /// snapshot that already uses it (so ejections and in-flight counts survive reloads).
     pub fn endpoint(&self, cluster: &str, address: &str) -> Arc<EndpointState> {
-        lock(&self.endpoints).get_or_insert_with((cluster.to_string(), address.to_string()), || {
-            EndpointState::new(address)
-        })
+        let mut endpoints = lock(&self.endpoints);
+        let Keyed { map, key } = &mut *endpoints;
+        key.clear();
+        // The cluster's length first: no two (cluster, address) pairs spell the same key,
+        // whatever characters the names hold.
+        let _ = write!(key, "{}:{cluster}{address}", cluster.len());
+        map.get_or_insert_with(key, || EndpointState::new(address))
     }
 }
 
@@ -46,26 +58,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-/// A map of weak references that forgets dead entries when it has doubled since the last sweep,
-/// so it does not grow with every reload and pruning stays amortised O(1).
+/// A map of weak references by name that forgets dead entries when it has doubled since the
+/// last sweep, so it does not grow with every reload and pruning stays amortised O(1).
 #[derive(Debug)]
-struct WeakMap<K, V> {
-    map: HashMap<K, Weak<V>>,
+struct WeakMap<V> {
+    map: HashMap<Box<str>, Weak<V>, foldhash::fast::RandomState>,
     prune_at: usize,
 }
 
-impl<K, V> Default for WeakMap<K, V> {
+impl<V> Default for WeakMap<V> {
     fn default() -> Self {
         WeakMap {
-            map: HashMap::new(),
+            map: HashMap::default(),
             prune_at: 1024,
         }
     }
 }
 
-impl<K: Hash + Eq, V> WeakMap<K, V> {
-    fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> Arc<V> {
-        if let Some(v) = self.map.get(&key).and_then(Weak::upgrade) {
+impl<V> WeakMap<V> {
+    fn get_or_insert_with(&mut self, key: &str, make: impl FnOnce() -> V) -> Arc<V> {
+        if let Some(v) = self.map.get(key).and_then(Weak::upgrade) {
             return v;
         }
         if self.map.len() >= self.prune_at {
@@ -73,7 +85,7 @@ impl<K: Hash + Eq, V> WeakMap<K, V> {
             self.prune_at = (self.map.len() * 2).max(1024);
         }
         let v = Arc::new(make());
-        self.map.insert(key, Arc::downgrade(&v));
+        self.map.insert(key.into(), Arc::downgrade(&v));
         v
     }
 }
@@ -111,6 +123,11 @@ mod tests {
             0
         );
         assert_eq!(a.address(), "10.0.0.1:80");
+        // One key spells both names: no pair reads as another, whatever their characters.
+        let b = store.endpoint("outbound|80||a:", "1");
+        let _b_guard = b.start_request();
+        assert_eq!(store.endpoint("outbound|80||a", ":1").in_flight(), 0);
+        assert_eq!(store.endpoint("outbound|80||a:", "1").in_flight(), 1);
     }
 
     #[test]
@@ -120,7 +137,7 @@ mod tests {
             drop(store.endpoint("c", &format!("10.0.0.{i}:80")));
         }
         let live = store.endpoint("c", "keep:80");
-        assert!(lock(&store.endpoints).map.len() <= 2048);
+        assert!(lock(&store.endpoints).map.map.len() <= 2048);
         assert!(Arc::ptr_eq(&live, &store.endpoint("c", "keep:80")));
     }
 }
