@@ -286,6 +286,32 @@ const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(5);
 type Loaded = (Arc<Snapshot>, std::collections::BTreeSet<String>);
 
 impl Loader {
+    /// The loader of a proxy started with `opts`, publishing to `config`.
+    fn new(opts: &RunOptions, config: Arc<ConfigHandle>, telemetry: Arc<Telemetry>) -> Loader {
+        Loader {
+        paths: opts.paths.clone(),
+        source: opts.source.clone(),
+        proxy: opts.proxy.clone(),
+        state: StateStore::new(),
+        version: AtomicU64::new(0),
+        config,
+        telemetry,
+        tls: opts.tls.clone(),
+        files: Default::default(),
+        wanted: AtomicU64::new(0),
+        dns: opts.dns.as_ref().and_then(|settings| match DnsResolver::new(settings) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!("{e}; DNS ServiceEntry names are resolved by the system at connect time instead (pass --dns-server)");
+                None
+            }
+        }),
+        dns_generation: AtomicU64::new(0),
+        overlays: Default::default(),
+        thread: background::ConfigThread::start(),
+        }
+    }
+
     /// Reads and builds the config; gives up between phases once `superseded()` holds.
     fn load(&self, superseded: &dyn Fn() -> bool) -> Result<Loaded, Stopped> {
         // Held for the whole load (loads run one at a time, so it is free): a load that panics
@@ -459,28 +485,7 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
     let config = ConfigHandle::new();
     let telemetry =
         Arc::new(Telemetry::new(opts.telemetry.clone()).context("cannot start telemetry")?);
-    let loader = Arc::new(Loader {
-        paths: opts.paths.clone(),
-        source: opts.source.clone(),
-        proxy: opts.proxy.clone(),
-        state: StateStore::new(),
-        version: AtomicU64::new(0),
-        config: config.clone(),
-        telemetry: telemetry.clone(),
-        tls: opts.tls.clone(),
-        files: Default::default(),
-        wanted: AtomicU64::new(0),
-        dns: opts.dns.as_ref().and_then(|settings| match DnsResolver::new(settings) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::warn!("{e}; DNS ServiceEntry names are resolved by the system at connect time instead (pass --dns-server)");
-                None
-            }
-        }),
-        dns_generation: AtomicU64::new(0),
-        overlays: Default::default(),
-        thread: background::ConfigThread::start(),
-    });
+    let loader = Arc::new(Loader::new(&opts, config.clone(), telemetry.clone()));
     // Parsing a large config is CPU-bound: on a config thread, like every reload.
     let first = match load_warm(&loader, None)
         .await
@@ -806,5 +811,56 @@ struct DynamicDns(DnsResolver);
 impl sluice_proxy::dynamic_dns::HostResolver for DynamicDns {
     fn resolve<'a>(&'a self, host: &'a str) -> sluice_proxy::dynamic_dns::Resolving<'a> {
         Box::pin(self.0.resolve_host(host))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service_entry(i: usize, host: &str) -> String {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: se-{i}, namespace: default}}\n\
+             spec:\n  hosts: [{host}]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1}}]\n"
+        )
+    }
+
+    /// A build that a newer change superseded after it had read the files leaves the file
+    /// cache describing the active snapshot: the next build parses the edited file only, not
+    /// the whole tree again.
+    #[tokio::test]
+    async fn a_superseded_build_leaves_the_file_cache_of_the_active_config() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..4 {
+            std::fs::write(
+                dir.path().join(format!("se-{i}.yaml")),
+                service_entry(i, &format!("s{i}.example.com")),
+            )
+            .unwrap();
+        }
+        let mut opts = RunOptions::new(vec![dir.path().to_path_buf()]);
+        opts.dns = None;
+        let telemetry = Arc::new(Telemetry::new(opts.telemetry.clone()).unwrap());
+        let loader = Loader::new(&opts, ConfigHandle::new(), telemetry);
+        let parsed = || loader.files.lock().unwrap().last_read().parsed;
+        let Ok((first, _)) = loader.load(&|| false) else {
+            panic!("the first load failed");
+        };
+        loader.publish(first);
+        assert_eq!(parsed(), 4);
+
+        std::fs::write(
+            dir.path().join("se-2.yaml"),
+            service_entry(2, "edited.example.com"),
+        )
+        .unwrap();
+        assert!(matches!(loader.load(&|| true), Err(Stopped::Superseded)));
+
+        let Ok((next, _)) = loader.load(&|| false) else {
+            panic!("the load after the superseded one failed");
+        };
+        assert_eq!(parsed(), 1, "only the edited file is parsed again");
+        assert!(next.registry.get("edited.example.com").is_some());
+        assert!(next.registry.get("s2.example.com").is_none());
     }
 }
