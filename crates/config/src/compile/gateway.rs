@@ -350,6 +350,7 @@ impl<'a> Compiler<'a> {
                     let (mut specific, catch_all): (Vec<Route>, Vec<Route>) =
                         routes.into_iter().partition(|r| !r.is_catch_all());
                     specific.extend(catch_all);
+                    specific.shrink_to_fit();
                     VirtualHost {
                         name: format!("{domain}:{port}"),
                         domains: vec![domain],

@@ -135,7 +135,9 @@ impl Compiler<'_> {
     ) -> Vec<Route> {
         let ns = &r.metadata.namespace;
         let top = vs_gateways(vs, ns);
-        let mut out = Vec::new();
+        // A rule gives at most one route (a delegating one, its delegate's rules): sized for
+        // that, since a route is large and a table lives as long as the snapshot.
+        let mut out = Vec::with_capacity(vs.http.len());
         for (i, rule) in vs.http.iter().enumerate() {
             if rule.delegate.is_some() {
                 // The root rule is replaced by the delegate's rules merged with it.
@@ -164,6 +166,7 @@ impl Compiler<'_> {
             };
             out.extend(self.compile_rule(r, i, rule, scope, ctx));
         }
+        out.shrink_to_fit();
         out
     }
 
