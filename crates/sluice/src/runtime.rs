@@ -289,26 +289,26 @@ impl Loader {
     /// The loader of a proxy started with `opts`, publishing to `config`.
     fn new(opts: &RunOptions, config: Arc<ConfigHandle>, telemetry: Arc<Telemetry>) -> Loader {
         Loader {
-        paths: opts.paths.clone(),
-        source: opts.source.clone(),
-        proxy: opts.proxy.clone(),
-        state: StateStore::new(),
-        version: AtomicU64::new(0),
-        config,
-        telemetry,
-        tls: opts.tls.clone(),
-        files: Default::default(),
-        wanted: AtomicU64::new(0),
-        dns: opts.dns.as_ref().and_then(|settings| match DnsResolver::new(settings) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::warn!("{e}; DNS ServiceEntry names are resolved by the system at connect time instead (pass --dns-server)");
-                None
-            }
-        }),
-        dns_generation: AtomicU64::new(0),
-        overlays: Default::default(),
-        thread: background::ConfigThread::start(),
+            paths: opts.paths.clone(),
+            source: opts.source.clone(),
+            proxy: opts.proxy.clone(),
+            state: StateStore::new(),
+            version: AtomicU64::new(0),
+            config,
+            telemetry,
+            tls: opts.tls.clone(),
+            files: Default::default(),
+            wanted: AtomicU64::new(0),
+            dns: opts.dns.as_ref().and_then(|settings| match DnsResolver::new(settings) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!("{e}; DNS ServiceEntry names are resolved by the system at connect time instead (pass --dns-server)");
+                    None
+                }
+            }),
+            dns_generation: AtomicU64::new(0),
+            overlays: Default::default(),
+            thread: background::ConfigThread::start(),
         }
     }
 
@@ -444,7 +444,6 @@ impl Loader {
 
     /// Records a rejected version (`/api/reload`, `/config_dump`, the metric).
     fn reject(&self, version: u64, rejected: &Rejected) {
-        self.forget_files();
         self.telemetry.on_rejected();
         self.config.reject(version, rejected.diagnostics.clone());
     }
@@ -763,6 +762,8 @@ pub async fn start(opts: RunOptions) -> anyhow::Result<ProxyHandle> {
                         };
                         tracing::error!("config reload rejected: a listener cannot be bound; the previous config stays active");
                         log_diagnostics(&rejected.diagnostics);
+                        // The files were read for a snapshot that is not published.
+                        loader.forget_files();
                         loader.reject(s.version, &rejected);
                         Err(rejected)
                     }
@@ -825,11 +826,11 @@ mod tests {
         )
     }
 
-    /// A build that a newer change superseded after it had read the files leaves the file
-    /// cache describing the active snapshot: the next build parses the edited file only, not
-    /// the whole tree again.
+    /// A build that a newer change superseded after it had read the files, or that was
+    /// rejected, leaves the file cache describing the active snapshot: the next build parses
+    /// what changed since that snapshot only, not the whole tree again.
     #[tokio::test]
-    async fn a_superseded_build_leaves_the_file_cache_of_the_active_config() {
+    async fn a_build_without_a_snapshot_leaves_the_file_cache_of_the_active_config() {
         let dir = tempfile::tempdir().unwrap();
         for i in 0..4 {
             std::fs::write(
@@ -862,5 +863,19 @@ mod tests {
         assert_eq!(parsed(), 1, "only the edited file is parsed again");
         assert!(next.registry.get("edited.example.com").is_some());
         assert!(next.registry.get("s2.example.com").is_none());
+        loader.publish(next);
+
+        // A rejected build leaves it too: the broken file put back as it was is not parsed.
+        let se3 = dir.path().join("se-3.yaml");
+        let original = std::fs::read_to_string(&se3).unwrap();
+        std::fs::write(
+            &se3,
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nspec: [\n",
+        )
+        .unwrap();
+        assert!(matches!(loader.load(&|| false), Err(Stopped::Rejected(_))));
+        std::fs::write(&se3, original).unwrap();
+        assert!(loader.load(&|| false).is_ok());
+        assert_eq!(parsed(), 0, "every file is as the active config read it");
     }
 }
