@@ -16,14 +16,15 @@ use crate::endpoint::EndpointState;
 #[derive(Debug, Default)]
 pub struct StateStore {
     counters: Mutex<WeakMap<AtomicU64>>,
-    endpoints: Mutex<Keyed<WeakMap<EndpointState>>>,
+    endpoints: Mutex<Endpoints>,
 }
 
-/// A map with a buffer to spell a composite key in, so a lookup allocates nothing (a reload at
-/// 10,000 services looks up tens of thousands of endpoints, nearly all of them there already).
+/// Endpoint states, with a buffer to spell a (cluster, address) key in, so a lookup allocates
+/// nothing (a reload at 10,000 services looks up tens of thousands of endpoints, nearly all of
+/// them there already).
 #[derive(Debug, Default)]
-struct Keyed<M> {
-    map: M,
+struct Endpoints {
+    map: WeakMap<EndpointState>,
     key: String,
 }
 
@@ -42,7 +43,7 @@ impl StateStore {
     /// snapshot that already uses it (so ejections and in-flight counts survive reloads).
     pub fn endpoint(&self, cluster: &str, address: &str) -> Arc<EndpointState> {
         let mut endpoints = lock(&self.endpoints);
-        let Keyed { map, key } = &mut *endpoints;
+        let Endpoints { map, key } = &mut *endpoints;
         key.clear();
         // The cluster's length first: no two (cluster, address) pairs spell the same key,
         // whatever characters the names hold.
