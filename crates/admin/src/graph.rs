@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use sluice_config::host::{covers, strip_port};
-use sluice_telemetry::graph::ConfiguredRoute;
+use sluice_telemetry::graph::RouteRef;
 
 use crate::query::Query;
 use crate::AdminState;
@@ -14,10 +14,8 @@ use crate::AdminState;
 /// The `/api/graph` document for `query`.
 pub(crate) fn graph(state: &AdminState, query: &Query) -> Vec<u8> {
     let graph = state.telemetry.graph();
-    let concerns = |host: &str, r: &ConfiguredRoute| {
-        covers(host, strip_port(&r.virtual_host))
-            || r.destinations.iter().any(|d| covers(host, &d.service))
-            || r.mirrors.iter().any(|m| covers(host, &m.service))
+    let concerns = |host: &str, r: &RouteRef| {
+        covers(host, strip_port(r.group().1)) || r.any_service(|s| covers(host, s))
     };
     let mut total_routes = 0;
     let mut asked = query.clone();

@@ -24,7 +24,7 @@ use crate::labels::PeerLabels;
 pub use edge::{Edge, EdgeKey};
 pub use view::{
     configured_routes, configured_routes_cached, listener_source, ConfiguredDestination,
-    ConfiguredMirror, ConfiguredRoute, GraphEdge, GraphNode, GraphSnapshot, RouteCache,
+    ConfiguredMirror, ConfiguredRoute, GraphEdge, GraphNode, GraphSnapshot, RouteCache, RouteRef,
 };
 
 use edge::{edge_hash, EdgeStats, OwnedKey};
@@ -45,7 +45,7 @@ struct Feed {
 pub struct Graph {
     window: u64,
     edges: CowMap<OwnedKey, Arc<Edge>>,
-    config: arc_swap::ArcSwap<(Option<u64>, Vec<Arc<ConfiguredRoute>>)>,
+    config: arc_swap::ArcSwap<(Option<u64>, Arc<[RouteRef]>)>,
     /// When a reload last reset routes' windows (Unix ms, 0: never).
     reset_ms: std::sync::atomic::AtomicU64,
     feed: Mutex<Option<Feed>>,
@@ -82,7 +82,7 @@ impl Graph {
         Graph {
             window: window_secs.max(1),
             edges: CowMap::default(),
-            config: arc_swap::ArcSwap::from_pointee((None, Vec::new())),
+            config: arc_swap::ArcSwap::from_pointee((None, Arc::from([]))),
             reset_ms: std::sync::atomic::AtomicU64::new(0),
             feed: Mutex::new(None),
         }
@@ -151,14 +151,17 @@ impl Graph {
     /// Replaces the configured routes (weights and mirrors) of config `version`. The windows
     /// of routes whose split changed start over, so their observed share is the new config's.
     pub fn set_config(&self, version: Option<u64>, routes: Vec<ConfiguredRoute>) {
-        let mut routes: Vec<Arc<ConfiguredRoute>> = routes.into_iter().map(Arc::new).collect();
-        routes.sort_by(|a, b| view::group(a).cmp(&view::group(b)));
-        self.set_config_shared(version, routes);
+        let mut routes: Vec<RouteRef> = routes
+            .into_iter()
+            .map(|r| RouteRef::Given(Arc::new(r)))
+            .collect();
+        routes.sort_by(|a, b| a.group().cmp(&b.group()));
+        self.set_config_shared(version, routes.into());
     }
 
     /// [`Graph::set_config`] with routes in (source, virtual host, route) order, as
     /// [`configured_routes_cached`] gives them.
-    pub fn set_config_shared(&self, version: Option<u64>, routes: Vec<Arc<ConfiguredRoute>>) {
+    pub fn set_config_shared(&self, version: Option<u64>, routes: Arc<[RouteRef]>) {
         let current = Arc::new((version, routes));
         let previous = self.config.swap(Arc::clone(&current));
         let changed = window_reset::changed_groups(&previous.1, &current.1);
@@ -193,7 +196,7 @@ impl Graph {
     /// of the work and memory of a snapshot. Edges with traffic are all there.
     pub fn snapshot_selecting(
         &self,
-        select: impl FnOnce(&[Arc<ConfiguredRoute>]) -> Vec<Arc<ConfiguredRoute>>,
+        select: impl FnOnce(&[RouteRef]) -> Vec<RouteRef>,
     ) -> GraphSnapshot {
         let now = SystemTime::now();
         let ms = now
@@ -214,11 +217,11 @@ impl Graph {
     fn snapshot_of(
         &self,
         now_secs: u64,
-        select: impl FnOnce(&[Arc<ConfiguredRoute>]) -> Vec<Arc<ConfiguredRoute>>,
+        select: impl FnOnce(&[RouteRef]) -> Vec<RouteRef>,
     ) -> GraphSnapshot {
         let config = self.config.load_full();
         let version = &config.0;
-        let routes = &select(&config.1);
+        let routes: Vec<ConfiguredRoute> = select(&config.1).iter().map(RouteRef::view).collect();
         let mut edges: BTreeMap<OwnedKey, GraphEdge> = BTreeMap::new();
         let mut versions: BTreeMap<String, (Option<String>, BTreeSet<String>)> = BTreeMap::new();
         for e in self.edges.values() {
@@ -234,7 +237,7 @@ impl Graph {
             }
             edges.insert(e.key.clone(), self.edge_view(&e.key, &st));
         }
-        for r in routes {
+        for r in &routes {
             let total: u64 = r.destinations.iter().map(|d| u64::from(d.weight)).sum();
             for d in &r.destinations {
                 let key = OwnedKey {
@@ -287,7 +290,7 @@ impl Graph {
         GraphSnapshot {
             nodes,
             edges,
-            routes: routes.iter().map(|r| (**r).clone()).collect(),
+            routes,
             window_secs: self.window,
             generated_at: rfc3339_millis(UNIX_EPOCH + Duration::from_secs(now_secs)),
             generated_at_ms: now_secs.saturating_mul(1000),
@@ -681,7 +684,7 @@ mod tests {
         text
     }
 
-    /// A virtual host an incremental build kept keeps its configured routes (the same `Arc`s);
+    /// A virtual host an incremental build kept keeps its configured routes (read from it);
     /// the routes of the edited one are made again, and the whole equals a fresh reading.
     #[test]
     fn configured_routes_of_kept_virtual_hosts_are_kept() {
@@ -721,18 +724,12 @@ mod tests {
                 .unwrap_or_else(|_| panic!("second build"));
         let after = configured_routes_cached(&second, &mut cache);
         let fresh = configured_routes(&second);
-        assert_eq!(
-            after.iter().map(|r| (**r).clone()).collect::<Vec<_>>(),
-            fresh
-        );
+        assert_eq!(after.iter().map(RouteRef::view).collect::<Vec<_>>(), fresh);
         let same = |vh: &str| {
-            let find = |list: &[Arc<ConfiguredRoute>]| {
-                list.iter()
-                    .find(|r| r.virtual_host.starts_with(vh))
-                    .cloned()
-            };
+            let find =
+                |list: &[RouteRef]| list.iter().find(|r| r.group().1.starts_with(vh)).cloned();
             match (find(&before), find(&after)) {
-                (Some(x), Some(y)) => Arc::ptr_eq(&x, &y),
+                (Some(x), Some(y)) => x.same(&y),
                 _ => panic!("no route for {vh}"),
             }
         };
@@ -743,6 +740,7 @@ mod tests {
         assert!(!same("a.default"), "a was edited");
         let weights: Vec<u32> = after
             .iter()
+            .map(RouteRef::view)
             .find(|r| r.virtual_host.starts_with("a.default"))
             .map(|r| r.destinations.iter().map(|d| d.weight).collect())
             .unwrap_or_default();

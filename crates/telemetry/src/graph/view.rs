@@ -10,9 +10,8 @@ use sluice_config::route_table::RouteAction;
 use sluice_config::vhost::VirtualHost;
 use sluice_config::Snapshot;
 
-/// A route's configured destinations, for configured-vs-observed split. One per route of every
-/// virtual host (60,000 at 10,000 services), kept for the life of the config: the names are
-/// shared with the listener, the virtual host and the route's own destinations.
+/// A route's configured destinations, for configured-vs-observed split, as `/api/graph` lists
+/// it: made for the routes a document shows (the graph keeps a [`RouteRef`] to each).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConfiguredRoute {
     /// Source node (see [`listener_source`]).
@@ -233,43 +232,163 @@ pub fn listener_source(listener: &Listener) -> String {
 /// Every weighted route of a snapshot, for [`Graph::set_config`], in (source, virtual host,
 /// route) order; a route named twice under one source and virtual host counts once.
 pub fn configured_routes(snapshot: &Snapshot) -> Vec<ConfiguredRoute> {
-    every_route(snapshot)
-        .into_iter()
-        .map(Arc::unwrap_or_clone)
-        .collect()
+    every_route(snapshot).iter().map(RouteRef::view).collect()
 }
 
-/// The configured routes of each virtual host a reload published, kept for the next: a
-/// virtual host the next snapshot still has (the same `Arc`, kept by an incremental build)
-/// keeps its routes rather than having them made again (60,000 at 10,000 services), and the
+/// A configured route as the graph keeps it: where to read it, not a copy. There is one per
+/// route of every virtual host (60,000 at 10,000 services); copies of them were a tenth of
+/// the proxy's memory, and only a page of them is ever looked at.
+#[derive(Debug, Clone)]
+pub enum RouteRef {
+    /// Route `index` of a compiled virtual host, seen from `source`.
+    Compiled {
+        /// Source node (see [`listener_source`]).
+        source: Arc<str>,
+        /// The virtual host, kept alive while the graph shows it.
+        vhost: Arc<VirtualHost>,
+        /// The route's position in `vhost.routes`.
+        index: u32,
+    },
+    /// A route given whole ([`Graph::set_config`](super::Graph::set_config)).
+    Given(Arc<ConfiguredRoute>),
+}
+
+impl RouteRef {
+    /// The route's identity in the graph: (source, virtual host, route name).
+    pub fn group(&self) -> (&str, &str, &str) {
+        match self {
+            RouteRef::Compiled {
+                source,
+                vhost,
+                index,
+            } => (
+                source,
+                &vhost.name,
+                vhost
+                    .routes
+                    .get(*index as usize)
+                    .map_or("", |r| r.name.as_str()),
+            ),
+            RouteRef::Given(r) => (&r.source, &r.virtual_host, &r.route),
+        }
+    }
+
+    /// Whether both read the same route of the same object, and so are equal without a look.
+    pub fn same(&self, other: &RouteRef) -> bool {
+        match (self, other) {
+            (
+                RouteRef::Compiled {
+                    source: s1,
+                    vhost: v1,
+                    index: i1,
+                },
+                RouteRef::Compiled {
+                    source: s2,
+                    vhost: v2,
+                    index: i2,
+                },
+            ) => Arc::ptr_eq(v1, v2) && i1 == i2 && s1 == s2,
+            (RouteRef::Given(a), RouteRef::Given(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// Whether `f` holds for a service the route sends to or mirrors to.
+    pub fn any_service(&self, f: impl Fn(&str) -> bool) -> bool {
+        match self {
+            RouteRef::Compiled { vhost, index, .. } => {
+                vhost.routes.get(*index as usize).is_some_and(|r| {
+                    let sends = match &r.action {
+                        RouteAction::Forward(fw) => fw.destinations.iter().any(|d| f(&d.host)),
+                        _ => false,
+                    };
+                    sends || r.policy.mirrors.iter().any(|m| f(&m.destination.host))
+                })
+            }
+            RouteRef::Given(r) => {
+                r.destinations.iter().any(|d| f(&d.service))
+                    || r.mirrors.iter().any(|m| f(&m.service))
+            }
+        }
+    }
+
+    /// The route as `/api/graph` lists it.
+    pub fn view(&self) -> ConfiguredRoute {
+        match self {
+            RouteRef::Compiled {
+                source,
+                vhost,
+                index,
+            } => {
+                let route = vhost.routes.get(*index as usize);
+                let destinations = match route.map(|r| &r.action) {
+                    Some(RouteAction::Forward(f)) => f
+                        .destinations
+                        .iter()
+                        .map(|d| ConfiguredDestination {
+                            service: Arc::clone(&d.host),
+                            subset: d.subset.clone(),
+                            weight: d.weight,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let mirrors = route.map_or_else(Vec::new, |r| {
+                    r.policy
+                        .mirrors
+                        .iter()
+                        .map(|m| ConfiguredMirror {
+                            service: Arc::clone(&m.destination.host),
+                            subset: m.destination.subset.clone(),
+                            percentage: m.percentage,
+                        })
+                        .collect()
+                });
+                ConfiguredRoute {
+                    source: Arc::clone(source),
+                    virtual_host: Arc::from(vhost.name.as_str()),
+                    route: route.map(|r| r.name.clone()).unwrap_or_default(),
+                    destinations,
+                    mirrors,
+                }
+            }
+            RouteRef::Given(r) => (**r).clone(),
+        }
+    }
+
+    /// The virtual host this reads from, when it reads from one.
+    fn vhost_key(&self) -> Option<usize> {
+        match self {
+            RouteRef::Compiled { vhost, .. } => Some(Arc::as_ptr(vhost) as usize),
+            RouteRef::Given(_) => None,
+        }
+    }
+}
+
+/// The configured routes of each virtual host a reload published, kept for the next: the
 /// ordered list is patched (routes of virtual hosts gone out, new ones put in place) rather
-/// than sorted again.
+/// than sorted again, which at 60,000 routes would cost more than the edit it follows.
 #[derive(Debug, Default)]
 pub struct RouteCache {
     /// By the virtual host's address.
     by_vhost: HashMap<usize, Cached>,
     /// The last list given, in (source, virtual host, route) order.
-    sorted: Vec<Arc<ConfiguredRoute>>,
+    sorted: Arc<[RouteRef]>,
     /// Bumped at each use: entries not seen in the last one are gone.
     generation: u64,
 }
 
-/// A virtual host (kept alive so its address names it), the source it was seen from, and its
-/// configured routes.
+/// A virtual host (kept alive so its address names it) and the source it was seen from.
 #[derive(Debug)]
 struct Cached {
     vhost: Arc<VirtualHost>,
     source: Arc<str>,
-    routes: Arc<[Arc<ConfiguredRoute>]>,
     seen: u64,
 }
 
-/// [`configured_routes`], shared, taking from `cache` what it holds and leaving in it this
-/// snapshot's.
-pub fn configured_routes_cached(
-    snapshot: &Snapshot,
-    cache: &mut RouteCache,
-) -> Vec<Arc<ConfiguredRoute>> {
+/// [`configured_routes`] as the graph keeps them, taking from `cache` what it holds and
+/// leaving in it this snapshot's.
+pub fn configured_routes_cached(snapshot: &Snapshot, cache: &mut RouteCache) -> Arc<[RouteRef]> {
     cache.generation += 1;
     let generation = cache.generation;
     let mut fresh = Vec::new();
@@ -287,24 +406,22 @@ pub fn configured_routes_cached(
                 // Listed again (one table serves several mesh addresses): counted once.
                 Some(c) if c.seen == generation && *c.source == *source => {}
                 // One virtual host seen from two sources: not what a cache by virtual host
-                // holds; every route is made afresh (and the cache starts over).
+                // holds; every route is listed afresh (and the cache starts over).
                 Some(c) if c.seen == generation => {
                     *cache = RouteCache::default();
-                    return every_route(snapshot);
+                    return every_route(snapshot).into();
                 }
                 Some(c) if *c.source == *source && Arc::ptr_eq(&c.vhost, vh) => {
                     c.seen = generation;
                 }
                 found => {
-                    if let Some(other) = found {
-                        gone.extend(other.routes.iter().map(|r| Arc::as_ptr(r) as usize));
+                    if found.is_some() {
+                        gone.insert(key);
                     }
-                    let routes = vhost_routes(&source, vh);
-                    fresh.extend(routes.iter().cloned());
+                    push_vhost_routes(&mut fresh, &source, vh);
                     let cached = Cached {
                         vhost: Arc::clone(vh),
                         source: Arc::clone(&source),
-                        routes,
                         seen: generation,
                     };
                     cache.by_vhost.insert(key, cached);
@@ -312,42 +429,41 @@ pub fn configured_routes_cached(
             }
         }
     }
-    cache.by_vhost.retain(|_, c| {
+    cache.by_vhost.retain(|key, c| {
         if c.seen != generation {
-            gone.extend(c.routes.iter().map(|r| Arc::as_ptr(r) as usize));
+            gone.insert(*key);
         }
         c.seen == generation
     });
-    let mut old = std::mem::take(&mut cache.sorted);
-    if !gone.is_empty() {
-        old.retain(|r| !gone.contains(&(Arc::as_ptr(r) as usize)));
+    if fresh.is_empty() && gone.is_empty() {
+        return Arc::clone(&cache.sorted);
     }
-    fresh.sort_by(|a, b| group(a).cmp(&group(b)));
+    let old: Vec<&RouteRef> = cache
+        .sorted
+        .iter()
+        .filter(|r| r.vhost_key().is_none_or(|k| !gone.contains(&k)))
+        .collect();
+    fresh.sort_by(|a, b| a.group().cmp(&b.group()));
     // Each new route goes where it belongs: a binary search, not a comparison per route kept.
-    let mut out = Vec::with_capacity(old.len() + fresh.len());
+    let mut out: Vec<RouteRef> = Vec::with_capacity(old.len() + fresh.len());
     let mut from = 0;
     for r in fresh {
-        let at = from + old[from..].partition_point(|o| group(o) <= group(&r));
-        out.extend_from_slice(&old[from..at]);
+        let at = from + old[from..].partition_point(|o| o.group() <= r.group());
+        out.extend(old[from..at].iter().map(|o| (*o).clone()));
         out.push(r);
         from = at;
     }
-    out.extend_from_slice(&old[from..]);
-    // One route per identity (the earlier kept); the route name differs first.
-    out.dedup_by(|later, first| {
-        Arc::ptr_eq(later, first)
-            || (later.route == first.route
-                && later.virtual_host == first.virtual_host
-                && later.source == first.source)
-    });
-    cache.sorted.clone_from(&out);
-    out
+    out.extend(old[from..].iter().map(|o| (*o).clone()));
+    // One route per identity (the earlier kept).
+    out.dedup_by(|later, first| later.same(first) || later.group() == first.group());
+    cache.sorted = out.into();
+    Arc::clone(&cache.sorted)
 }
 
-/// Every weighted route of `snapshot`, made afresh, in (source, virtual host, route) order; of
-/// routes with one identity the first listed stays.
-fn every_route(snapshot: &Snapshot) -> Vec<Arc<ConfiguredRoute>> {
-    let mut out: Vec<Arc<ConfiguredRoute>> = Vec::new();
+/// Every weighted route of `snapshot`, in (source, virtual host, route) order; of routes with
+/// one identity the first listed stays.
+fn every_route(snapshot: &Snapshot) -> Vec<RouteRef> {
+    let mut out = Vec::new();
     for l in &snapshot.listeners {
         let source: Arc<str> = listener_source(l).into();
         let vhosts = l
@@ -356,53 +472,25 @@ fn every_route(snapshot: &Snapshot) -> Vec<Arc<ConfiguredRoute>> {
             .iter()
             .chain(l.default_virtual_host.iter());
         for vh in vhosts {
-            out.extend(vhost_routes(&source, vh).iter().cloned());
+            push_vhost_routes(&mut out, &source, vh);
         }
     }
     // Stable: the first listed of equal identities stays first, then alone.
-    out.sort_by(|a, b| group(a).cmp(&group(b)));
-    out.dedup_by(|later, first| group(later) == group(first));
+    out.sort_by(|a, b| a.group().cmp(&b.group()));
+    out.dedup_by(|later, first| later.group() == first.group());
     out
 }
 
-/// A route's identity in the graph, borrowed.
-pub(super) fn group(r: &ConfiguredRoute) -> (&str, &str, &str) {
-    (&r.source, &r.virtual_host, &r.route)
-}
-
 /// The weighted routes of one virtual host seen from `source`.
-fn vhost_routes(source: &Arc<str>, vh: &VirtualHost) -> Arc<[Arc<ConfiguredRoute>]> {
-    let virtual_host: Arc<str> = Arc::from(vh.name.as_str());
-    vh.routes
-        .iter()
-        .filter_map(|r| {
-            let RouteAction::Forward(f) = &r.action else {
-                return None;
-            };
-            Some(Arc::new(ConfiguredRoute {
-                source: Arc::clone(source),
-                virtual_host: Arc::clone(&virtual_host),
-                route: r.name.clone(),
-                destinations: f
-                    .destinations
-                    .iter()
-                    .map(|d| ConfiguredDestination {
-                        service: Arc::clone(&d.host),
-                        subset: d.subset.clone(),
-                        weight: d.weight,
-                    })
-                    .collect(),
-                mirrors: r
-                    .policy
-                    .mirrors
-                    .iter()
-                    .map(|m| ConfiguredMirror {
-                        service: Arc::clone(&m.destination.host),
-                        subset: m.destination.subset.clone(),
-                        percentage: m.percentage,
-                    })
-                    .collect(),
-            }))
-        })
-        .collect()
+fn push_vhost_routes(out: &mut Vec<RouteRef>, source: &Arc<str>, vh: &Arc<VirtualHost>) {
+    for (i, r) in vh.routes.iter().enumerate() {
+        let (RouteAction::Forward(_), Ok(index)) = (&r.action, u32::try_from(i)) else {
+            continue;
+        };
+        out.push(RouteRef::Compiled {
+            source: Arc::clone(source),
+            vhost: Arc::clone(vh),
+            index,
+        });
+    }
 }

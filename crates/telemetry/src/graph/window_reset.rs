@@ -3,29 +3,22 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
-use super::view::{group, ConfiguredRoute};
+use super::view::RouteRef;
 
 /// A route's identity in the graph: (source, virtual host, route name).
 pub(super) type Group = (String, String, String);
 
-fn group_of(r: &ConfiguredRoute) -> Group {
-    (
-        r.source.to_string(),
-        r.virtual_host.to_string(),
-        r.route.clone(),
-    )
+fn group_of(r: &RouteRef) -> Group {
+    let (source, virtual_host, route) = r.group();
+    (source.into(), virtual_host.into(), route.into())
 }
 
 /// The routes whose destinations, weights or mirrors differ between `old` and `new`, including
 /// routes that appear or disappear; a reload that keeps a route as it was leaves its window alone.
 /// Both lists are in (source, virtual host, route) order: one pass, no copies of the routes
-/// that stay (a route kept by an incremental build is the same `Arc`).
-pub(super) fn changed_groups(
-    old: &[Arc<ConfiguredRoute>],
-    new: &[Arc<ConfiguredRoute>],
-) -> BTreeSet<Group> {
+/// that stay (a route an incremental build kept reads the same virtual host).
+pub(super) fn changed_groups(old: &[RouteRef], new: &[RouteRef]) -> BTreeSet<Group> {
     let mut changed = BTreeSet::new();
     let (mut o, mut n) = (old.iter().peekable(), new.iter().peekable());
     loop {
@@ -39,7 +32,12 @@ pub(super) fn changed_groups(
                 changed.insert(group_of(b));
                 n.next();
             }
-            (Some(a), Some(b)) => match group(a).cmp(&group(b)) {
+            // Read from the same virtual host an incremental build kept: nothing to compare.
+            (Some(a), Some(b)) if a.same(b) => {
+                o.next();
+                n.next();
+            }
+            (Some(a), Some(b)) => match a.group().cmp(&b.group()) {
                 Ordering::Less => {
                     changed.insert(group_of(a));
                     o.next();
@@ -49,7 +47,7 @@ pub(super) fn changed_groups(
                     n.next();
                 }
                 Ordering::Equal => {
-                    if !Arc::ptr_eq(a, b) && a != b {
+                    if a.view() != b.view() {
                         changed.insert(group_of(b));
                     }
                     o.next();
@@ -65,7 +63,8 @@ pub(super) fn changed_groups(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::graph::ConfiguredDestination;
+    use crate::graph::{ConfiguredDestination, ConfiguredRoute};
+    use std::sync::Arc;
 
     fn route(name: &str, weights: &[(&str, u32)]) -> ConfiguredRoute {
         ConfiguredRoute {
@@ -96,7 +95,8 @@ mod tests {
             route("b", &[("v1", 100)]),
             route("new", &[("v2", 100)]),
         ];
-        let (old, new) = (old.map(Arc::new), new.map(Arc::new));
+        let given = |r: ConfiguredRoute| RouteRef::Given(Arc::new(r));
+        let (old, new) = (old.map(given), new.map(given));
         let names: Vec<String> = changed_groups(&old, &new)
             .into_iter()
             .map(|g| g.2)
