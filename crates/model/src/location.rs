@@ -92,8 +92,37 @@ impl SpanMap {
 /// took). A collision, one in 2^64 per pair of paths, would misplace a diagnostic, nothing more.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Spans {
-    /// Sorted by path hash.
-    positions: Box<[(u64, Location)]>,
+    positions: Positions,
+}
+
+/// Sorted by path hash. Most objects keep 32 bits of each hash, 10 bytes a node instead of 16
+/// (spans were the largest single part of a parsed config); an object where two paths share
+/// those 32 bits, or a column does not fit 16, keeps the whole hash, so no object loses the
+/// 64-bit guarantee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Positions {
+    Narrow(Box<[Narrow]>),
+    Wide(Box<[(u64, Location)]>),
+}
+
+impl Default for Positions {
+    fn default() -> Self {
+        Positions::Narrow(Box::default())
+    }
+}
+
+/// One node's position under the high 32 bits of its path's hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed(2))]
+struct Narrow {
+    hash: u32,
+    line: u32,
+    column: u16,
+}
+
+/// The high half of a path hash: in the same order as the whole hashes.
+fn high(hash: u64) -> u32 {
+    (hash >> 32) as u32
 }
 
 impl Spans {
@@ -101,12 +130,53 @@ impl Spans {
     pub fn locate(&self, path: &str) -> Option<Location> {
         let mut p = path;
         loop {
-            let h = path_hash(p);
-            if let Ok(i) = self.positions.binary_search_by_key(&h, |(k, _)| *k) {
-                return self.positions.get(i).map(|(_, l)| *l);
+            if let Some(l) = self.at_hash(path_hash(p)) {
+                return Some(l);
             }
             p = parent(p)?;
         }
+    }
+
+    /// The position recorded under a path hash.
+    fn at_hash(&self, h: u64) -> Option<Location> {
+        match &self.positions {
+            Positions::Narrow(n) => {
+                let i = n.binary_search_by_key(&high(h), |e| e.hash).ok()?;
+                n.get(i).map(|e| Location {
+                    line: e.line,
+                    column: u32::from(e.column),
+                })
+            }
+            Positions::Wide(w) => {
+                let i = w.binary_search_by_key(&h, |(k, _)| *k).ok()?;
+                w.get(i).map(|(_, l)| *l)
+            }
+        }
+    }
+
+    /// Spans from hashed positions, sorted and deduplicated by hash.
+    fn from_hashed(positions: Vec<(u64, Location)>) -> Spans {
+        let narrow = positions.windows(2).all(|w| match w {
+            [(a, _), (b, _)] => high(*a) != high(*b),
+            _ => true,
+        }) && positions
+            .iter()
+            .all(|(_, l)| u16::try_from(l.column).is_ok());
+        let positions = if narrow {
+            Positions::Narrow(
+                positions
+                    .iter()
+                    .map(|(h, l)| Narrow {
+                        hash: high(*h),
+                        line: l.line,
+                        column: u16::try_from(l.column).unwrap_or(u16::MAX),
+                    })
+                    .collect(),
+            )
+        } else {
+            Positions::Wide(positions.into_boxed_slice())
+        };
+        Spans { positions }
     }
 }
 
@@ -119,9 +189,7 @@ impl From<SpanMap> for Spans {
             .collect();
         positions.sort_unstable_by_key(|(k, _)| *k);
         positions.dedup_by_key(|(k, _)| *k);
-        Spans {
-            positions: positions.into_boxed_slice(),
-        }
+        Spans::from_hashed(positions)
     }
 }
 
@@ -181,6 +249,34 @@ mod tests {
         assert_eq!(parent("spec.http[2]"), Some("spec.http"));
         assert_eq!(parent("spec"), Some(""));
         assert_eq!(parent(""), None);
+    }
+
+    /// Spans keep 32 bits of each hash unless two paths share them or a column is too wide
+    /// for 16 bits; every position reads back either way.
+    #[test]
+    fn spans_narrow_unless_two_hashes_share_their_high_half() {
+        let at = |line, column| Location { line, column };
+        let kinds = |s: &Spans| matches!(s.positions, Positions::Narrow(_));
+        let distinct = Spans::from_hashed(vec![(1 << 32, at(1, 1)), (2 << 32, at(2, 70_000))]);
+        assert!(!kinds(&distinct), "a column over 16 bits");
+        assert_eq!(distinct.at_hash(2 << 32), Some(at(2, 70_000)));
+        let narrow = Spans::from_hashed(vec![((1 << 32) | 5, at(1, 3)), (2 << 32, at(2, 9))]);
+        assert!(kinds(&narrow));
+        assert_eq!(narrow.at_hash((1 << 32) | 5), Some(at(1, 3)));
+        assert_eq!(narrow.at_hash(2 << 32), Some(at(2, 9)));
+        assert_eq!(narrow.at_hash(3 << 32), None);
+        let shared = Spans::from_hashed(vec![((1 << 32) | 1, at(1, 1)), ((1 << 32) | 2, at(7, 2))]);
+        assert!(!kinds(&shared), "two hashes with one high half");
+        assert_eq!(shared.at_hash((1 << 32) | 1), Some(at(1, 1)));
+        assert_eq!(shared.at_hash((1 << 32) | 2), Some(at(7, 2)));
+        let mut m = SpanMap::default();
+        m.insert("spec".into(), at(3, 1));
+        m.insert("spec.hosts[0]".into(), at(4, 5));
+        let spans = Spans::from(m);
+        assert!(kinds(&spans));
+        assert_eq!(spans.locate("spec.hosts[0]"), Some(at(4, 5)));
+        assert_eq!(spans.locate("spec.hosts[1]"), Some(at(3, 1)));
+        assert_eq!(std::mem::size_of::<Narrow>(), 10);
     }
 
     #[test]
