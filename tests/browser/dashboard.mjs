@@ -1,9 +1,10 @@
 // Opens the admin dashboard in headless Chromium and checks what a person would see: the
 // expected nodes with traffic, the expected weights on the edges and in the side panel, and
-// live updates from the feed. Saves a screenshot.
+// live updates from the feed; with --filter, that the host filter shows that host's graph and
+// VirtualServices, and a host nobody names shows none. Saves a screenshot.
 //
 // usage: node dashboard.mjs ADMIN_URL [--screenshot FILE] [--viewport WxH] [--node NAME]...
-//        [--weight N]...
+//        [--weight N]... [--filter HOST]
 // Prints one JSON summary line on success; exits non-zero with a reason otherwise.
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,7 +17,7 @@ const TOTAL_MS = 45_000;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
 function parseArgs(argv) {
-  const opts = { url: null, screenshot: null, viewport: { width: 1440, height: 900 }, nodes: [], weights: [] };
+  const opts = { url: null, screenshot: null, viewport: { width: 1440, height: 900 }, nodes: [], weights: [], filter: null };
   for (let i = 0; i < argv.length; i += 1) {
     const a = argv[i];
     if (a === '--screenshot') opts.screenshot = argv[++i];
@@ -25,10 +26,11 @@ function parseArgs(argv) {
       opts.viewport = { width, height };
     } else if (a === '--node') opts.nodes.push(argv[++i]);
     else if (a === '--weight') opts.weights.push(argv[++i]);
+    else if (a === '--filter') opts.filter = argv[++i];
     else if (!opts.url) opts.url = a;
     else throw new Error(`unexpected argument ${a}`);
   }
-  if (!opts.url) throw new Error('usage: node dashboard.mjs ADMIN_URL [--screenshot FILE] [--viewport WxH] [--node NAME]... [--weight N]...');
+  if (!opts.url) throw new Error('usage: node dashboard.mjs ADMIN_URL [--screenshot FILE] [--viewport WxH] [--node NAME]... [--weight N]... [--filter HOST]');
   return opts;
 }
 
@@ -87,7 +89,40 @@ async function check(page, opts) {
     if (!edge || !(edge.rate > 0) || edge.observed === '') problems.push(`edge into ${n} has no observed traffic`);
   }
   if (seen.reload !== 'accepted') problems.push(`reload status is ${seen.reload}`);
+  if (opts.filter) problems.push(...await checkFilter(page, opts));
   return { seen, problems };
+}
+
+// The host filter: the host's graph and VirtualServices, redrawn each second; a host nobody
+// names gives an empty panel that says so; cleared, the feed's graph comes back.
+async function checkFilter(page, opts) {
+  const problems = [];
+  const redrawn = async () => {
+    const at = Number(await page.getAttribute('body', 'data-updates'));
+    await page.waitForFunction((n) => Number(document.body.dataset.updates) >= n + 2, at, { timeout: STEP_MS });
+  };
+  const drawn = () => page.evaluate(() => ({
+    nodes: [...document.querySelectorAll('.node')].map((n) => n.dataset.node),
+    vs: [...document.querySelectorAll('.vs')].map((v) => v.dataset.vs),
+    panel: document.getElementById('vs-list').textContent,
+  }));
+  await page.fill('#host-filter', opts.filter);
+  await page.waitForFunction((h) => document.body.dataset.host === h, opts.filter, { timeout: STEP_MS });
+  await redrawn();
+  const one = await drawn();
+  for (const n of opts.nodes) if (!one.nodes.includes(n)) problems.push(`filtered on ${opts.filter}, no node ${n}`);
+  if (one.vs.length === 0) problems.push(`filtered on ${opts.filter}, no VirtualService listed`);
+  const nobody = 'nobody.example.com';
+  await page.fill('#host-filter', nobody);
+  await page.waitForFunction((h) => document.getElementById('vs-list').textContent.includes(`No VirtualService names ${h}`), nobody, { timeout: STEP_MS });
+  const none = await drawn();
+  if (none.nodes.some((n) => opts.nodes.includes(n))) problems.push(`filtered on ${nobody}, still drawn: ${none.nodes}`);
+  await page.fill('#host-filter', '');
+  await page.waitForFunction(() => document.body.dataset.host === '', null, { timeout: STEP_MS });
+  await redrawn();
+  const all = await drawn();
+  for (const n of opts.nodes) if (!all.nodes.includes(n)) problems.push(`filter cleared, no node ${n}`);
+  return problems;
 }
 
 async function main() {

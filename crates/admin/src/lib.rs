@@ -246,7 +246,10 @@ fn respond(state: &AdminState, uri: &http::Uri, headers: &http::HeaderMap) -> Re
             Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
         },
         "/api/graph/stream" => graph_feed::stream(&state.telemetry),
-        "/api/virtualservices" => json_reply(&virtual_services::virtual_services(state)),
+        "/api/virtualservices" => match query() {
+            Ok(q) => json_reply(&virtual_services::virtual_services(state, &q)),
+            Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        },
         "/api/reload" => json_reply(&reload::reload_status(state)),
         "/api/explain" => explain::explain(state, uri.query()),
         path if path == "/api/canaries" || path.starts_with("/api/canaries/") => {

@@ -1,8 +1,8 @@
 //! `?host=&limit=&offset=` of the admin's large documents (`/config_dump`, `/routes`,
-//! `/clusters`, `/api/graph`): at 10,000 services a whole dump is tens of megabytes (and
-//! hundreds of megabytes of the proxy's memory while it is built), so callers ask for the part
-//! about one host, a page at a time, and a request that asks for neither gets the first
-//! [`DEFAULT_PAGE`] items of a longer list.
+//! `/clusters`, `/api/graph`, `/api/virtualservices`): at 10,000 services a whole dump is tens
+//! of megabytes (and hundreds of megabytes of the proxy's memory while it is built), so callers
+//! ask for the part about one host, a page at a time, and a request that asks for neither gets
+//! the first [`DEFAULT_PAGE`] items of a longer list.
 
 use sluice_config::host::{fqdn, overlaps};
 

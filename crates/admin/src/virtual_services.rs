@@ -1,8 +1,11 @@
-//! `/api/virtualservices`: every VirtualService of the active config with its HTTP rules as
+//! `/api/virtualservices`: the VirtualServices of the active config with their HTTP rules as
 //! compiled (route name, where they apply, weighted destinations, mirrors), for the
-//! dashboard's side panel.
+//! dashboard's side panel. `?host=` keeps those that name a host (as theirs or as a
+//! destination), `limit`/`offset` page them; a request that asks for neither gets the first
+//! page of a longer list (at 10,000 services the whole list is 14 MB, and the dashboard asks
+//! every second).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::Serialize;
 use sluice_config::host::fqdn;
@@ -11,6 +14,7 @@ use sluice_config::Snapshot;
 use sluice_model::{ResourceRef, Spec, VirtualService};
 use sluice_telemetry::listener_source;
 
+use crate::query::Query;
 use crate::AdminState;
 
 /// One weighted destination of a rule.
@@ -124,18 +128,46 @@ fn rule_view(route: &Route, spec: Option<&VirtualService>, namespace: &str) -> R
     }
 }
 
-/// The VirtualServices of a snapshot, in load order.
-fn views(snap: &Snapshot) -> Vec<VirtualServiceView> {
-    let specs: BTreeMap<ResourceRef, &VirtualService> = snap
+/// Whether `vs` (in `namespace`) concerns the asked host: as one of its hosts or as a
+/// destination of an HTTP rule.
+fn concerns(query: &Query, vs: &VirtualService, namespace: &str) -> bool {
+    let names = |d: &sluice_model::common::Destination| query.concerns(&d.host, namespace);
+    query.host.is_none()
+        || vs.hosts.iter().any(|h| query.concerns(h, namespace))
+        || vs.http.iter().any(|r| {
+            r.route
+                .iter()
+                .filter_map(|d| d.destination.as_ref())
+                .any(names)
+                || r.mirror.as_deref().is_some_and(names)
+                || r.mirrors
+                    .iter()
+                    .filter_map(|m| m.destination.as_ref())
+                    .any(names)
+        })
+}
+
+/// The VirtualServices of a snapshot that `query` asks for, in load order, and how many match
+/// before paging.
+fn views(snap: &Snapshot, query: &Query) -> (Vec<VirtualServiceView>, usize, Query) {
+    let matching: Vec<(ResourceRef, &VirtualService)> = snap
         .resources
         .iter()
         .filter_map(|r| match &r.spec {
-            Spec::VirtualService(vs) => Some((r.key(), &**vs)),
+            Spec::VirtualService(vs) if concerns(query, vs, &r.metadata.namespace) => {
+                Some((r.key(), &**vs))
+            }
             _ => None,
         })
         .collect();
+    let total = matching.len();
+    let asked = query.or_first_page(total);
+    let shown = asked.page(matching);
+    let wanted: HashSet<&ResourceRef> = shown.iter().map(|(key, _)| key).collect();
+    let specs: BTreeMap<&ResourceRef, &VirtualService> =
+        shown.iter().map(|(key, vs)| (key, *vs)).collect();
     // A rule appears once per listener and port it is bound to; it is listed once, with
-    // every source it serves.
+    // every source it serves. Only the rules of the VirtualServices shown are made.
     let mut rules: BTreeMap<(ResourceRef, usize), RuleView> = BTreeMap::new();
     for listener in &snap.listeners {
         let source = listener_source(listener);
@@ -148,6 +180,9 @@ fn views(snap: &Snapshot) -> Vec<VirtualServiceView> {
             let Some(vs) = route.source.virtual_service.as_deref() else {
                 continue;
             };
+            if !wanted.contains(vs) {
+                continue;
+            }
             rules
                 .entry((vs.clone(), route.source.rule))
                 .or_insert_with(|| rule_view(route, specs.get(vs).copied(), &vs.namespace))
@@ -155,32 +190,42 @@ fn views(snap: &Snapshot) -> Vec<VirtualServiceView> {
                 .insert(source.clone());
         }
     }
-    snap.resources
+    let views = shown
         .iter()
-        .filter_map(|r| match &r.spec {
-            Spec::VirtualService(vs) => Some((r.key(), vs)),
-            _ => None,
-        })
         .map(|(key, vs)| VirtualServiceView {
             rules: rules
                 .range((key.clone(), 0)..=(key.clone(), usize::MAX))
                 .map(|(_, rule)| rule.clone())
                 .collect(),
-            namespace: key.namespace,
-            name: key.name,
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
             hosts: vs.hosts.clone(),
             gateways: vs.gateways.clone(),
         })
-        .collect()
+        .collect();
+    (views, total, asked)
 }
 
-/// The `/api/virtualservices` document.
-pub(crate) fn virtual_services(state: &AdminState) -> serde_json::Value {
+/// The `/api/virtualservices` document for `query`.
+pub(crate) fn virtual_services(state: &AdminState, query: &Query) -> serde_json::Value {
     let snap = state.config.load();
-    serde_json::json!({
+    let (views, total, asked) = match snap.as_deref() {
+        Some(snap) => views(snap, query),
+        None => (Vec::new(), 0, query.clone()),
+    };
+    let mut doc = serde_json::json!({
         "version": snap.as_ref().map(|s| s.version),
-        "virtual_services": snap.as_deref().map(views).unwrap_or_default(),
-    })
+        "virtual_services": views,
+    });
+    if asked.is_set() {
+        doc["query"] = serde_json::json!({
+            "host": asked.host,
+            "limit": asked.limit,
+            "offset": asked.offset,
+            "totalVirtualServices": total,
+        });
+    }
+    doc
 }
 
 #[cfg(test)]
@@ -254,7 +299,7 @@ spec:
 
     #[test]
     fn canary_weights_and_shares() {
-        let doc = virtual_services(&state());
+        let doc = virtual_services(&state(), &Query::default());
         assert_eq!(doc["version"], 9);
         let vs = find(&doc, "app-backend");
         assert_eq!(vs["namespace"], "default");
@@ -287,7 +332,7 @@ spec:
 
     #[test]
     fn named_rules_idle_destinations_mirrors_and_unbound_objects() {
-        let doc = virtual_services(&state());
+        let doc = virtual_services(&state(), &Query::default());
         let vs = find(&doc, "app-frontend");
         let rules = vs["rules"].as_array().unwrap();
         assert_eq!(rules.len(), 2, "{vs:#}");
@@ -312,10 +357,56 @@ spec:
         assert!(unbound["rules"].as_array().unwrap().is_empty());
     }
 
+    /// A list longer than a page comes a page at a time; `?host=` finds a VirtualService by
+    /// its own host or by a destination, wherever it is in the list.
+    #[test]
+    fn a_long_list_comes_a_page_at_a_time_and_filters_by_host() {
+        let page = crate::query::DEFAULT_PAGE;
+        let text: Vec<String> = (0..=page)
+            .map(|i| {
+                let to = if i == page { "backend.example.com" } else { "own.example.com" };
+                format!(
+                    "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs{i}}}\nspec:\n  hosts: [vs{i}.example.com]\n  http:\n  - route:\n    - destination: {{host: {to}}}\n"
+                )
+            })
+            .collect();
+        let service = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: vs100}\nspec:\n  hosts: [vs100.example.com]\n  resolution: STATIC\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  endpoints: [{address: 10.0.0.1}]\n";
+        let text = format!("{}---\n{service}", text.join("---\n"));
+        let config = sluice_proxy::ConfigHandle::new();
+        config.publish(Arc::new(snapshot_of(&text, 4)));
+        let state = AdminState::new(config, Arc::new(|| Ok(())));
+        let names = |doc: &serde_json::Value| -> Vec<String> {
+            doc["virtual_services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let first = virtual_services(&state, &Query::default());
+        assert_eq!(names(&first).len(), page);
+        assert_eq!(first["query"]["limit"], page);
+        assert_eq!(first["query"]["totalVirtualServices"], page + 1);
+        let rest = virtual_services(&state, &Query::parse(Some("offset=99&limit=5")).unwrap());
+        assert_eq!(names(&rest), ["vs99", "vs100"]);
+        let own = virtual_services(&state, &Query::parse(Some("host=vs3.example.com")).unwrap());
+        assert_eq!(names(&own), ["vs3"]);
+        assert_eq!(own["query"]["totalVirtualServices"], 1);
+        let by_destination = virtual_services(
+            &state,
+            &Query::parse(Some("host=backend.example.com")).unwrap(),
+        );
+        assert_eq!(names(&by_destination), ["vs100"]);
+        assert_eq!(
+            by_destination["virtual_services"][0]["rules"][0]["destinations"][0]["service"],
+            "backend.example.com"
+        );
+    }
+
     #[test]
     fn nothing_loaded() {
         let s = AdminState::new(sluice_proxy::ConfigHandle::new(), Arc::new(|| Ok(())));
-        let doc = virtual_services(&s);
+        let doc = virtual_services(&s, &Query::default());
         assert!(doc["version"].is_null());
         assert_eq!(doc["virtual_services"], serde_json::json!([]));
     }

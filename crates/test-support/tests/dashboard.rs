@@ -1,6 +1,7 @@
 //! The admin dashboard in a real browser: the demo's 90/10 canary carries traffic, then
 //! headless Chromium (driven by `tests/browser/dashboard.mjs`) checks that the page draws both
-//! versions with traffic and shows the configured weights, and saves a screenshot.
+//! versions with traffic and shows the configured weights, that its host filter shows one
+//! service, and saves a screenshot.
 //!
 //! Without Node, the browser scripts' packages or Chromium the test prints `skipped: …` and
 //! passes, unless `SLUICE_REQUIRE_BROWSER=1` (CI), where that is a failure.
@@ -142,6 +143,8 @@ async fn dashboard_draws_the_canary_in_chromium() {
         "90",
         "--weight",
         "10",
+        "--filter",
+        "app-backend.default.svc.cluster.local",
     ]
     .iter()
     .map(|s| s.to_string())

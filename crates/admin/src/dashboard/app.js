@@ -1,5 +1,7 @@
 // Wires the page: the graph feed (one snapshot a second over Server-Sent Events), the side
-// panel's JSON, the header and the feed status.
+// panel's JSON, the header and the feed status. With a host filter the graph and the panel
+// are that host's (`?host=` of /api/graph and /api/virtualservices, asked every second), which
+// is how one service is seen among thousands: the feed carries the first routes only.
 
 import { renderGraph } from './graph.js';
 import { renderReload, renderVirtualServices } from './panel.js';
@@ -15,6 +17,14 @@ let latest = null;
 let lastEventAt = 0;
 let updates = 0;
 let panelBusy = false;
+let graphBusy = false;
+// The host the page shows ('' : all); lowercase, as the admin compares hosts.
+let hostFilter = '';
+
+// `path` for the filter in force.
+function filtered(path) {
+  return hostFilter ? `${path}?host=${encodeURIComponent(hostFilter)}` : path;
+}
 
 function setFeed(state, text) {
   const el = $('feed-status');
@@ -37,7 +47,7 @@ function drawHeader(snap) {
   const capped = $('graph-capped');
   capped.hidden = snap.routes_total == null;
   if (!capped.hidden) {
-    capped.textContent = `Idle routes: the first ${snap.routes.length} of ${snap.routes_total} configured routes are drawn; every edge with traffic is. /api/graph?host=… lists one service's.`;
+    capped.textContent = `Idle routes: the first ${snap.routes.length} of ${snap.routes_total} configured routes are drawn; every edge with traffic is. Filter by host to see one service's.`;
   }
 }
 
@@ -53,10 +63,10 @@ async function refreshPanel() {
   panelBusy = true;
   try {
     const [vs, reload, canaries] = await Promise.all([
-      getJson('/api/virtualservices'), getJson('/api/reload'), getJson('/api/canaries')]);
+      getJson(filtered('/api/virtualservices')), getJson('/api/reload'), getJson('/api/canaries')]);
     renderReload($('reload'), $('reload-body'), reload);
     renderCanaries($('canaries'), $('canary-list'), canaries);
-    renderVirtualServices($('vs-list'), $('vs-caption'), vs, latest);
+    renderVirtualServices($('vs-list'), $('vs-caption'), vs, latest, hostFilter);
   } catch (err) {
     $('reload-body').textContent = `cannot load: ${err.message}`;
   } finally {
@@ -71,14 +81,47 @@ function onSnapshot(ev) {
   } catch {
     return;
   }
-  latest = snap;
   lastEventAt = Date.now();
+  setFeed('live');
+  // Filtered, the feed only says the proxy is live: the graph is the host's.
+  if (hostFilter) return;
+  show(snap);
+}
+
+function show(snap) {
+  latest = snap;
   updates += 1;
   document.body.dataset.updates = String(updates);
-  setFeed('live');
   drawHeader(snap);
   drawGraph();
   refreshPanel();
+}
+
+// The filtered graph, at the feed's pace; a slow answer skips a beat.
+async function refreshFiltered() {
+  if (!hostFilter || graphBusy) return;
+  graphBusy = true;
+  const asked = hostFilter;
+  try {
+    const snap = await getJson(filtered('/api/graph'));
+    if (asked === hostFilter) show(snap);
+  } catch (err) {
+    setFeed('stale', `cannot load: ${err.message}`);
+  } finally {
+    graphBusy = false;
+  }
+}
+
+function setFilter(value) {
+  const host = value.trim().replace(/\.$/, '').toLowerCase();
+  if (host === hostFilter) return;
+  hostFilter = host;
+  document.body.dataset.host = host;
+  if (host) {
+    refreshFiltered();
+  } else {
+    refreshPanel();
+  }
 }
 
 const feed = new EventSource('/api/graph/stream');
@@ -90,5 +133,12 @@ setInterval(() => {
     setFeed('stale');
   }
 }, 1000);
+setInterval(refreshFiltered, 1000);
+let typing = 0;
+$('host-filter').addEventListener('input', (ev) => {
+  clearTimeout(typing);
+  typing = setTimeout(() => setFilter(ev.target.value), 300);
+});
+$('host-filter').addEventListener('change', (ev) => setFilter(ev.target.value));
 window.addEventListener('resize', () => latest && drawGraph());
 refreshPanel();

@@ -1,6 +1,7 @@
 //! The built-in dashboard at `/`: a static page (HTML, CSS and vanilla JavaScript drawing
 //! inline SVG) compiled into the binary, so it works offline and needs no build step. The page
-//! reads `/api/graph/stream`, `/api/virtualservices`, `/api/reload` and `/api/canaries`.
+//! reads `/api/graph/stream`, `/api/virtualservices`, `/api/reload` and `/api/canaries` (and,
+//! with a host filter, `/api/graph?host=` and `/api/virtualservices?host=`).
 
 use http::{HeaderValue, Response, StatusCode};
 

@@ -117,13 +117,22 @@ function ruleBlock(rule, observed) {
 
 // Renders `/api/virtualservices` into the list, with observed shares from the graph; the
 // caption explaining the bars shows only when there are bars.
-export function renderVirtualServices(list, caption, doc, graph) {
+export function renderVirtualServices(list, caption, doc, graph, host) {
   const vss = doc.virtual_services || [];
   caption.hidden = vss.length === 0;
   if (vss.length === 0) {
-    list.replaceChildren(html('p', { class: 'muted' }, 'No VirtualServices: every service gets its default route.'));
+    const none = host
+      ? `No VirtualService names ${host}.`
+      : 'No VirtualServices: every service gets its default route.';
+    list.replaceChildren(html('p', { class: 'muted' }, none));
     return;
   }
+  // At scale the admin answers the first page only: say so, and how to find the others.
+  const total = doc.query?.totalVirtualServices;
+  const more = total != null && total > vss.length
+    ? html('p', { class: 'caption', id: 'vs-more' },
+      `The first ${vss.length} of ${total} VirtualServices; filter by host to find one.`)
+    : null;
   const observed = observedShares(graph);
   list.classList.remove('muted');
   list.replaceChildren(...vss.map((vs) => html('div', { class: 'vs', 'data-vs': `${vs.namespace}/${vs.name}` },
@@ -135,5 +144,6 @@ export function renderVirtualServices(list, caption, doc, graph) {
       vs.gateways.length > 0 && ` · gateways ${vs.gateways.join(', ')}`),
     vs.rules.length > 0
       ? vs.rules.map((r) => ruleBlock(r, observed))
-      : html('p', { class: 'muted' }, 'Not applied by this proxy (no listener serves its hosts and gateways).'))));
+      : html('p', { class: 'muted' }, 'Not applied by this proxy (no listener serves its hosts and gateways).'))),
+  ...(more ? [more] : []));
 }
