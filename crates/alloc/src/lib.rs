@@ -24,14 +24,27 @@ const KEEP_FREED_MS: std::ffi::c_long = 1000;
 /// constant for it): milliseconds before freed memory is returned to the system.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Makes freed memory wait [`KEEP_FREED_MS`] before going back to the system, and keeps the
-/// process's memory in small pages. Call it first thing in `main`, before other threads start.
+/// `mi_option_abandoned_reclaim_on_free` in mimalloc v2's `mimalloc.h` (no constant in the
+/// bindings either): whether a thread freeing into the memory of a thread that has exited takes
+/// that memory over (off by default).
+const MI_OPTION_ABANDONED_RECLAIM_ON_FREE: libmimalloc_sys::mi_option_t = 26;
+
+/// Makes freed memory wait [`KEEP_FREED_MS`] before going back to the system, lets a thread
+/// that frees into an exited thread's memory take it over, and keeps the process's memory in
+/// small pages. Call it first thing in `main`, before other threads start.
+///
+/// A build parses and compiles on threads that end with it, and what they allocated for the
+/// build alone is mostly freed afterwards, by other threads. Memory of a thread that has ended
+/// is only handed back to the system by a thread that takes it over; without taking it over on
+/// such a free, a 10,000-service proxy kept about 9 MB more in most starts (199 MB of
+/// anonymous memory against 190 MB, bench/README.md).
 pub fn tune() {
-    // SAFETY: sets one integer option; mimalloc's option setters are not thread safe, and this
-    // runs before the process starts any thread of its own.
+    // SAFETY: sets two integer options; mimalloc's option setters are not thread safe, and
+    // this runs before the process starts any thread of its own.
     #[allow(unsafe_code)]
     unsafe {
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, KEEP_FREED_MS);
+        libmimalloc_sys::mi_option_set(MI_OPTION_ABANDONED_RECLAIM_ON_FREE, 1);
     }
     small_pages();
 }
@@ -56,8 +69,8 @@ pub fn release_freed_memory() {
 
 #[cfg(test)]
 mod tests {
-    /// The option is the purge delay of the bundled mimalloc: set, it reads back; and huge
-    /// pages are off.
+    /// The options are the bundled mimalloc's purge delay and reclaim on free: set, they read
+    /// back; and huge pages are off.
     #[test]
     fn the_purge_delay_is_the_one_set_and_huge_pages_are_off() {
         super::tune();
@@ -65,6 +78,11 @@ mod tests {
         #[allow(unsafe_code)]
         let read = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
         assert_eq!(read, super::KEEP_FREED_MS);
+        // SAFETY: reads one integer option.
+        #[allow(unsafe_code)]
+        let reclaim =
+            unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_ABANDONED_RECLAIM_ON_FREE) };
+        assert_eq!(reclaim, 1);
         assert!(matches!(
             rustix::thread::transparent_huge_pages_are_disabled(),
             Ok(true)
