@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::BuildHasher as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -61,9 +62,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A map of weak references by name that forgets dead entries when it has doubled since the
 /// last sweep, so it does not grow with every reload and pruning stays amortised O(1).
+///
+/// A name is kept as 128 bits of two hashes of it, seeded at random per store, not as text: at
+/// 10,000 services the names (cluster and address, route and scope) were about 80 bytes each,
+/// 70,000 of them. Two names share state only if both 64-bit hashes agree, which for names not
+/// chosen against this process's seeds is as likely as a random 128-bit collision.
 #[derive(Debug)]
 struct WeakMap<V> {
-    map: HashMap<Box<str>, Weak<V>, foldhash::fast::RandomState>,
+    map: HashMap<[u64; 2], Weak<V>, foldhash::fast::RandomState>,
+    seeds: [foldhash::quality::RandomState; 2],
     prune_at: usize,
 }
 
@@ -71,14 +78,16 @@ impl<V> Default for WeakMap<V> {
     fn default() -> Self {
         WeakMap {
             map: HashMap::default(),
+            seeds: Default::default(),
             prune_at: 1024,
         }
     }
 }
 
 impl<V> WeakMap<V> {
-    fn get_or_insert_with(&mut self, key: &str, make: impl FnOnce() -> V) -> Arc<V> {
-        if let Some(v) = self.map.get(key).and_then(Weak::upgrade) {
+    fn get_or_insert_with(&mut self, name: &str, make: impl FnOnce() -> V) -> Arc<V> {
+        let key = self.seeds.each_ref().map(|s| s.hash_one(name));
+        if let Some(v) = self.map.get(&key).and_then(Weak::upgrade) {
             return v;
         }
         if self.map.len() >= self.prune_at {
@@ -86,7 +95,7 @@ impl<V> WeakMap<V> {
             self.prune_at = (self.map.len() * 2).max(1024);
         }
         let v = Arc::new(make());
-        self.map.insert(key.into(), Arc::downgrade(&v));
+        self.map.insert(key, Arc::downgrade(&v));
         v
     }
 }
@@ -129,6 +138,17 @@ mod tests {
         let _b_guard = b.start_request();
         assert_eq!(store.endpoint("outbound|80||a", ":1").in_flight(), 0);
         assert_eq!(store.endpoint("outbound|80||a:", "1").in_flight(), 1);
+    }
+
+    /// The two hashes of a name are seeded apart: a key is 128 bits, not one hash twice.
+    #[test]
+    fn a_key_is_two_independent_hashes() {
+        let m = WeakMap::<()>::default();
+        let key = m
+            .seeds
+            .each_ref()
+            .map(|s| s.hash_one("outbound|80||a10.0.0.1:80"));
+        assert_ne!(key[0], key[1]);
     }
 
     #[test]
