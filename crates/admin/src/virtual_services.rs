@@ -5,7 +5,7 @@
 //! page of a longer list (at 10,000 services the whole list is 14 MB, and the dashboard asks
 //! every second).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use sluice_config::host::fqdn;
@@ -73,7 +73,7 @@ fn action_name(action: &RouteAction) -> &'static str {
 
 /// The rule as compiled, plus the destinations written with weight 0 (compilation drops
 /// them, but a canary at 100/0 should still show its idle version).
-fn rule_view(route: &Route, spec: Option<&VirtualService>, namespace: &str) -> RuleView {
+fn rule_view(route: &Route, spec: &VirtualService, namespace: &str) -> RuleView {
     let mut destinations: Vec<DestinationView> = match &route.action {
         RouteAction::Forward(f) => f
             .destinations
@@ -88,7 +88,8 @@ fn rule_view(route: &Route, spec: Option<&VirtualService>, namespace: &str) -> R
         _ => Vec::new(),
     };
     let idle = spec
-        .and_then(|vs| vs.http.get(route.source.rule))
+        .http
+        .get(route.source.rule)
         .map(|rule| rule.route.as_slice())
         .unwrap_or_default()
         .iter()
@@ -163,8 +164,7 @@ fn views(snap: &Snapshot, query: &Query) -> (Vec<VirtualServiceView>, usize, Que
     let total = matching.len();
     let asked = query.or_first_page(total);
     let shown = asked.page(matching);
-    let wanted: HashSet<&ResourceRef> = shown.iter().map(|(key, _)| key).collect();
-    let specs: BTreeMap<&ResourceRef, &VirtualService> =
+    let specs: HashMap<&ResourceRef, &VirtualService> =
         shown.iter().map(|(key, vs)| (key, *vs)).collect();
     // A rule appears once per listener and port it is bound to; it is listed once, with
     // every source it serves. Only the rules of the VirtualServices shown are made.
@@ -180,12 +180,12 @@ fn views(snap: &Snapshot, query: &Query) -> (Vec<VirtualServiceView>, usize, Que
             let Some(vs) = route.source.virtual_service.as_deref() else {
                 continue;
             };
-            if !wanted.contains(vs) {
+            let Some(spec) = specs.get(vs) else {
                 continue;
-            }
+            };
             rules
                 .entry((vs.clone(), route.source.rule))
-                .or_insert_with(|| rule_view(route, specs.get(vs).copied(), &vs.namespace))
+                .or_insert_with(|| rule_view(route, spec, &vs.namespace))
                 .sources
                 .insert(source.clone());
         }
