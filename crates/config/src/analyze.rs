@@ -19,7 +19,7 @@ use std::borrow::Borrow;
 
 use crate::compile::precedence_order;
 use crate::compile::reuse::address;
-use crate::host::{fqdn, fqdn_cow, intersect, overlaps};
+use crate::host::{fqdn, fqdn_cow, intersect_lowercase, overlaps};
 use crate::labels::selector_matches;
 use crate::registry::Registry;
 use memo::AnalysisMemo;
@@ -399,16 +399,30 @@ fn check_gateway_bindings(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
         .iter()
         .map(|k| distinct.binary_search(k).unwrap_or_default())
         .collect();
-    // (gateway rank, gateway host) → VirtualServices, to find overlapping rules between them.
-    let mut on_host: HashMap<
-        (usize, String),
-        Vec<(&Resource, &VirtualService)>,
-        foldhash::fast::RandomState,
-    > = HashMap::default();
-    for r in ordered {
+    // Every (gateway rank, gateway host, place in `ordered`) a VirtualService is bound to, to
+    // find overlapping rules between the VirtualServices of one host. A list sorted once, not
+    // a map: it is rebuilt on every build for every VirtualService bound to a gateway, and
+    // most names in it are borrowed.
+    let mut bound: Vec<(
+        u32,
+        std::borrow::Cow<'_, str>,
+        u32,
+        &Resource,
+        &VirtualService,
+    )> = Vec::with_capacity(
+        ordered
+            .iter()
+            .map(|r| match &r.spec {
+                Spec::VirtualService(vs) if !gateways.is_empty() => vs.hosts.len(),
+                _ => 0,
+            })
+            .sum(),
+    );
+    for (place, r) in ordered.iter().enumerate() {
         let Spec::VirtualService(vs) = &r.spec else {
             continue;
         };
+        let place = u32::try_from(place).unwrap_or(u32::MAX);
         let ns = &r.metadata.namespace;
         // Expanded once per VirtualService, and only if it binds a gateway at all.
         let mut hosts: Option<Vec<std::borrow::Cow<'_, str>>> = None;
@@ -429,12 +443,10 @@ fn check_gateway_bindings(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
                         {
                             continue;
                         }
-                        if let Some(d) = intersect(vh, shost) {
+                        if let Some(d) = intersect_lowercase(vh, shost) {
                             any = true;
-                            let entry = on_host.entry((rank, d.to_string())).or_default();
-                            if !entry.iter().any(|(x, _)| same_object(x, r)) {
-                                entry.push((r, vs));
-                            }
+                            let rank = u32::try_from(rank).unwrap_or(u32::MAX);
+                            bound.push((rank, d, place, r, vs));
                         }
                     }
                 }
@@ -457,12 +469,25 @@ fn check_gateway_bindings(ordered: &[&Resource], out: &mut Vec<Diagnostic>) {
             }
         }
     }
-    // Only hosts bound by several VirtualServices can overlap; reported in gateway and host
-    // order.
-    let mut shared: Vec<_> = on_host.into_iter().filter(|(_, l)| l.len() > 1).collect();
-    shared.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
-    for ((rank, host), list) in shared {
-        let gw = distinct.get(rank).map_or("", String::as_str);
+    // Reported in gateway and host order, each host's VirtualServices in precedence order.
+    bound.sort_unstable_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+    for group in bound.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
+        // Only hosts bound by several VirtualServices can overlap.
+        let Some(((rank, host, ..), rest)) = group.split_first() else {
+            continue;
+        };
+        if rest.is_empty() {
+            continue;
+        }
+        // A VirtualService reaching the host through several servers counts once.
+        let mut list: smallvec::SmallVec<[(&Resource, &VirtualService); 2]> =
+            smallvec::SmallVec::new();
+        for (.., r, vs) in group {
+            if !list.iter().any(|(x, _)| same_object(x, r)) {
+                list.push((*r, *vs));
+            }
+        }
+        let gw = distinct.get(*rank as usize).map_or("", String::as_str);
         for (b_idx, (rb, vb)) in list.iter().enumerate().skip(1) {
             for (ra, va) in &list[..b_idx] {
                 if let Some((i, j)) = first_overlap(va, vb) {
@@ -623,6 +648,27 @@ mod tests {
             "{found:#?}"
         );
         assert!(!found[1].contains("did you mean"), "{found:#?}");
+    }
+
+    /// A VirtualService reaching one host through two servers of a gateway is one party to an
+    /// overlap, not two; and host names differing only in case are one host, as the gateway
+    /// merges them.
+    #[test]
+    fn an_overlap_is_reported_once_per_pair_on_a_host_in_any_case() {
+        let text = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: default}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n  - port: {number: 80, name: http-shop, protocol: HTTP}\n    hosts: [Shop.Example.com]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: old, namespace: default}\nspec:\n  hosts: [shop.example.com]\n  gateways: [gw]\n  http:\n  - route: [{destination: {host: shop.example.com}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: new, namespace: default}\nspec:\n  hosts: [SHOP.example.com]\n  gateways: [gw]\n  http:\n  - route: [{destination: {host: shop.example.com}}]\n";
+        let parsed = parse_text(text, None);
+        let found: Vec<String> = super::analyze(&parsed.resources)
+            .into_iter()
+            .filter(|d| d.message.contains("overlaps"))
+            .map(|d| d.message)
+            .collect();
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0].contains(
+                "of VirtualService default/old on gateway default/gw host `shop.example.com`"
+            ),
+            "{found:#?}"
+        );
     }
 
     /// Overlaps are reported per gateway in gateway-name order (whatever order the Gateways

@@ -153,6 +153,26 @@ pub fn intersect<'a>(vs_host: &'a str, server_host: &'a str) -> Option<&'a str> 
     }
 }
 
+/// [`intersect`] in lowercase, borrowed from `vs_host` or `server_host` when it can be: every
+/// build binds every VirtualService host to every gateway server, and most names need no copy.
+pub fn intersect_lowercase<'a>(
+    vs_host: &std::borrow::Cow<'a, str>,
+    server_host: &'a str,
+) -> Option<std::borrow::Cow<'a, str>> {
+    let d = intersect(vs_host, server_host)?;
+    let source = if std::ptr::eq(d, server_host) {
+        Some(server_host)
+    } else if let std::borrow::Cow::Borrowed(b) = vs_host {
+        Some(*b)
+    } else {
+        None
+    };
+    Some(match source {
+        Some(b) => lowercase(b),
+        None => std::borrow::Cow::Owned(d.to_ascii_lowercase()),
+    })
+}
+
 fn ends_with_ci(s: &str, suffix: &str) -> bool {
     // Compared as bytes: the cut may fall inside a multi-byte character of an invalid host,
     // where slicing the `str` would panic.

@@ -1,5 +1,6 @@
 //! Gateway role: one listener per HTTP server port of every Gateway selecting this proxy.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use smallvec::SmallVec;
 
 use super::http_route::{vs_binds, RuleContext};
 use super::Compiler;
-use crate::host::{fqdn_cow, intersect};
+use crate::host::{fqdn_cow, intersect, intersect_lowercase};
 use crate::labels::selector_matches;
 use crate::listener::{Listener, ListenerRole};
 use crate::pipe::unix_key;
@@ -79,12 +80,12 @@ type Binding<'r> = (&'r Resource, &'r VirtualService, &'r str);
 /// the index keeps binding 10,000 VirtualServices linear, and most domains have one binding.
 #[derive(Default)]
 struct Domains<'r> {
-    list: IndexMap<String, SmallVec<[Binding<'r>; 1]>, foldhash::fast::RandomState>,
+    list: IndexMap<Cow<'r, str>, SmallVec<[Binding<'r>; 1]>, foldhash::fast::RandomState>,
 }
 
 impl<'r> Domains<'r> {
     /// Appends a binding to the domain's, the domain added last if new.
-    fn add(&mut self, domain: String, binding: Binding<'r>) {
+    fn add(&mut self, domain: Cow<'r, str>, binding: Binding<'r>) {
         self.list.entry(domain).or_default().push(binding);
     }
 }
@@ -312,7 +313,18 @@ impl<'a> Compiler<'a> {
         chain: &str,
     ) -> Vec<Arc<VirtualHost>> {
         let ordered = self.ordered.clone();
-        let mut domains = Domains::default();
+        // Sized for every host bound: grown by doubling, the list ended with up to twice the
+        // room it needed, on every build.
+        let hosts = ordered
+            .iter()
+            .map(|r| match &r.spec {
+                Spec::VirtualService(vs) => vs.hosts.len(),
+                _ => 0,
+            })
+            .sum();
+        let mut domains = Domains {
+            list: IndexMap::with_capacity_and_hasher(hosts, Default::default()),
+        };
         for r in &ordered {
             let Spec::VirtualService(vs) = &r.spec else {
                 continue;
@@ -330,11 +342,11 @@ impl<'a> Compiler<'a> {
                 key.push_str(&domain);
                 key.push('|');
                 key.push_str(chain);
-                let fresh: Vec<(usize, &str)> = bindings
+                let fresh: SmallVec<[(usize, &str); 2]> = bindings
                     .iter()
                     .map(|(r, _, gateway)| (super::reuse::address(r), *gateway))
                     .collect();
-                self.vhost_unit(key, &fresh, |c| {
+                self.vhost_unit(&key, &fresh, |c| {
                     let scope = format!("{address}|{domain}");
                     let mut routes = Vec::new();
                     for (r, vs, gateway) in &bindings {
@@ -353,7 +365,7 @@ impl<'a> Compiler<'a> {
                     specific.shrink_to_fit();
                     VirtualHost {
                         name: format!("{domain}:{port}"),
-                        domains: vec![domain],
+                        domains: vec![domain.into_owned()],
                         routes: specific,
                         require_tls: false,
                     }
@@ -421,7 +433,7 @@ fn bind_virtual_service<'r>(
 ) {
     let ns = &r.metadata.namespace;
     // (domain, gateway through which the VirtualService reaches it)
-    let mut hits: Vec<(String, &str)> = Vec::new();
+    let mut hits: SmallVec<[(Cow<'r, str>, &str); 2]> = SmallVec::new();
     for bound in servers.iter().filter(|b| vs_binds(vs, ns, &b.gateway)) {
         for h in &vs.hosts {
             let vh = fqdn_cow(h, ns);
@@ -431,8 +443,7 @@ fn bind_virtual_service<'r>(
                 if !ns_ok {
                     continue;
                 }
-                if let Some(d) = intersect(&vh, shost) {
-                    let d = d.to_ascii_lowercase();
+                if let Some(d) = intersect_lowercase(&vh, shost) {
                     if !hits.iter().any(|(x, _)| *x == d) {
                         hits.push((d, &bound.gateway));
                     }

@@ -131,11 +131,11 @@ impl Compiler<'_> {
         // the virtual host is compiled.
         let scope = format!("mesh|{}:{port}", svc.hostname);
         let claim = claims.claiming(&svc.hostname);
-        let fresh: Vec<(usize, &str)> = claim
+        let fresh: smallvec::SmallVec<[(usize, &str); 1]> = claim
             .iter()
             .map(|(r, _)| (super::reuse::address(r), MESH))
             .collect();
-        self.vhost_unit(scope, &fresh, |c| {
+        self.vhost_unit(&scope, &fresh, |c| {
             let name = format!("{}:{port}", svc.hostname);
             let scope = format!("mesh|{name}");
             // Its domains and default route come from the service itself.
