@@ -1,89 +1,47 @@
 //! Field paths and the map from path to source position kept for every parsed document.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::BuildHasher as _;
+use std::sync::Arc;
 
 use crate::diagnostic::Location;
 
-/// Source positions of every node of one document, keyed by field path (`spec.http[0].route`).
+/// Source positions of every node of one document, by the hash of each node's field path
+/// (`spec.http[0].route`), sorted. The parser hashes each path in one buffer as it goes: a
+/// string per node, kept in a map until the object was decoded, was a tenth of loading a
+/// 10,000-service tree.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpanMap {
-    /// Every node of every parsed document goes through here once: foldhash, not SipHash,
-    /// which was a few percent of a 10,000-service parse (the paths are the config's own).
-    positions: HashMap<String, Location, foldhash::fast::RandomState>,
+    positions: Vec<(u64, Location)>,
 }
 
 impl SpanMap {
-    /// Records the position of the node at `path`.
+    /// Positions as recorded, by path hash: sorted, the first recorded for a path kept.
+    pub(crate) fn from_recorded(mut positions: Vec<(u64, Location)>) -> SpanMap {
+        // Stable: a mapping key is recorded before its value, under the same path.
+        positions.sort_by_key(|(k, _)| *k);
+        positions.dedup_by_key(|(k, _)| *k);
+        SpanMap { positions }
+    }
+
+    /// Records the position of the node at `path` (a path recorded already keeps its first).
     pub fn insert(&mut self, path: String, location: Location) {
-        self.positions.entry(path).or_insert(location);
+        let h = path_hash(&path);
+        if let Err(i) = self.positions.binary_search_by_key(&h, |(k, _)| *k) {
+            self.positions.insert(i, (h, location));
+        }
     }
 
     /// The position of `path`, or of its nearest ancestor that has one.
     pub fn locate(&self, path: &str) -> Option<Location> {
         let mut p = path;
         loop {
-            if let Some(l) = self.positions.get(p) {
-                return Some(*l);
+            let h = path_hash(p);
+            if let Ok(i) = self.positions.binary_search_by_key(&h, |(k, _)| *k) {
+                return self.positions.get(i).map(|(_, l)| *l);
             }
             p = parent(p)?;
         }
-    }
-
-    /// A copy of the entries under `prefix`, re-rooted (used to split `kind: List` items).
-    pub fn subtree(&self, prefix: &str) -> SpanMap {
-        let mut out = SpanMap::default();
-        for (k, v) in &self.positions {
-            let Some(rest) = k.strip_prefix(prefix) else {
-                continue;
-            };
-            let rest = match rest.as_bytes().first() {
-                None => "",
-                Some(b'.') => &rest[1..],
-                Some(b'[') => rest,
-                Some(_) => continue,
-            };
-            out.positions.insert(rest.to_string(), *v);
-        }
-        out
-    }
-
-    /// The entries of each item of the sequence at `prefix`, by index, in one pass (paths kept
-    /// whole, and the sequence's ancestors copied into each so that lookups fall back alike).
-    ///
-    /// Splitting a `kind: List` with a copy of the whole map per item made loading quadratic:
-    /// 8,000 items took 17 s.
-    pub fn split_items(&self, prefix: &str) -> HashMap<usize, SpanMap> {
-        let mut out: HashMap<usize, SpanMap> = HashMap::new();
-        for (k, v) in &self.positions {
-            let Some(rest) = k.strip_prefix(prefix).and_then(|r| r.strip_prefix('[')) else {
-                continue;
-            };
-            let Some((index, after)) = rest.split_once(']') else {
-                continue;
-            };
-            let Ok(index) = index.parse::<usize>() else {
-                continue;
-            };
-            if !(after.is_empty() || after.starts_with(['.', '['])) {
-                continue;
-            }
-            out.entry(index)
-                .or_default()
-                .positions
-                .insert(k.clone(), *v);
-        }
-        let mut ancestor = Some(prefix);
-        while let Some(a) = ancestor {
-            if let Some(l) = self.positions.get(a) {
-                for m in out.values_mut() {
-                    m.positions.insert(a.to_string(), *l);
-                }
-            }
-            ancestor = parent(a);
-        }
-        out
     }
 }
 
@@ -103,6 +61,9 @@ pub struct Spans {
 enum Positions {
     Narrow(Box<[Narrow]>),
     Wide(Box<[(u64, Location)]>),
+    /// An item of a `kind: List`: the whole document's positions, shared by its items, and
+    /// the item's path in it.
+    Rooted(Box<(Arc<SpanMap>, Box<str>)>),
 }
 
 impl Default for Positions {
@@ -128,12 +89,39 @@ fn high(hash: u64) -> u32 {
 impl Spans {
     /// The position of `path`, or of its nearest ancestor that has one.
     pub fn locate(&self, path: &str) -> Option<Location> {
+        if let Positions::Rooted(rooted) = &self.positions {
+            let (doc, root) = &**rooted;
+            let full = match (root.is_empty(), path.is_empty()) {
+                (true, _) => path.to_string(),
+                (false, true) => root.to_string(),
+                (false, false) if path.starts_with('[') => format!("{root}{path}"),
+                (false, false) => format!("{root}.{path}"),
+            };
+            // Not above the item: the rest of the document is not the object's.
+            let mut p = full.as_str();
+            loop {
+                if let Some(l) = doc.locate_exact(p) {
+                    return Some(l);
+                }
+                if p.len() <= root.len() {
+                    return None;
+                }
+                p = parent(p)?;
+            }
+        }
         let mut p = path;
         loop {
             if let Some(l) = self.at_hash(path_hash(p)) {
                 return Some(l);
             }
             p = parent(p)?;
+        }
+    }
+
+    /// The positions of the object at `root` in a document's `spans` (an item of a List).
+    pub fn rooted(spans: Arc<SpanMap>, root: &str) -> Spans {
+        Spans {
+            positions: Positions::Rooted(Box::new((spans, root.into()))),
         }
     }
 
@@ -151,6 +139,7 @@ impl Spans {
                 let i = w.binary_search_by_key(&h, |(k, _)| *k).ok()?;
                 w.get(i).map(|(_, l)| *l)
             }
+            Positions::Rooted(rooted) => rooted.0.at_hash(h),
         }
     }
 
@@ -182,19 +171,24 @@ impl Spans {
 
 impl From<SpanMap> for Spans {
     fn from(map: SpanMap) -> Spans {
-        let mut positions: Vec<(u64, Location)> = map
-            .positions
-            .into_iter()
-            .map(|(k, l)| (path_hash(&k), l))
-            .collect();
-        positions.sort_unstable_by_key(|(k, _)| *k);
-        positions.dedup_by_key(|(k, _)| *k);
-        Spans::from_hashed(positions)
+        Spans::from_hashed(map.positions)
+    }
+}
+
+impl SpanMap {
+    /// The position recorded for exactly `path`.
+    fn locate_exact(&self, path: &str) -> Option<Location> {
+        self.at_hash(path_hash(path))
+    }
+
+    fn at_hash(&self, h: u64) -> Option<Location> {
+        let i = self.positions.binary_search_by_key(&h, |(k, _)| *k).ok()?;
+        self.positions.get(i).map(|(_, l)| *l)
     }
 }
 
 /// A path's hash, the same in every process (spans are never persisted, but tests compare).
-fn path_hash(path: &str) -> u64 {
+pub(crate) fn path_hash(path: &str) -> u64 {
     foldhash::quality::FixedState::with_seed(0x5e1c_e5a7).hash_one(path)
 }
 
@@ -214,26 +208,36 @@ pub fn parent(path: &str) -> Option<&str> {
 
 /// Appends a map key to a path, quoting keys that are not plain identifiers.
 pub fn push_key(path: &str, key: &str) -> String {
-    let plain = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     let mut out = String::with_capacity(path.len() + key.len() + 4);
     out.push_str(path);
-    if plain {
-        if !path.is_empty() {
-            out.push('.');
-        }
-        out.push_str(key);
-    } else {
-        let _ = write!(out, "[{key:?}]");
-    }
+    append_key(&mut out, key);
     out
 }
 
 /// Appends a sequence index to a path.
 pub fn push_index(path: &str, index: usize) -> String {
     format!("{path}[{index}]")
+}
+
+/// [`push_key`] in place.
+pub(crate) fn append_key(path: &mut String, key: &str) {
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if plain {
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key);
+    } else {
+        let _ = write!(path, "[{key:?}]");
+    }
+}
+
+/// [`push_index`] in place.
+pub(crate) fn append_index(path: &mut String, index: usize) {
+    let _ = write!(path, "[{index}]");
 }
 
 #[cfg(test)]
@@ -279,8 +283,10 @@ mod tests {
         assert_eq!(std::mem::size_of::<Narrow>(), 10);
     }
 
+    /// An item of a List locates its own paths in the shared document, falling back no further
+    /// than the item itself.
     #[test]
-    fn split_items_keeps_each_items_paths_and_the_ancestors() {
+    fn rooted_spans_locate_within_their_item() {
         let mut m = SpanMap::default();
         let at = |line| Location { line, column: 1 };
         m.insert("kind".into(), at(1));
@@ -288,16 +294,15 @@ mod tests {
         m.insert("items[0]".into(), at(3));
         m.insert("items[0].spec".into(), at(4));
         m.insert("items[1]".into(), at(5));
-        m.insert("items[1][0]".into(), at(6));
-        m.insert("items[10].spec".into(), at(7));
-        m.insert("itemsx[0]".into(), at(8));
-        let parts = m.split_items("items");
-        assert_eq!(parts.len(), 3);
-        assert_eq!(parts[&0].locate("items[0].spec.x").map(|l| l.line), Some(4));
-        assert_eq!(parts[&1].locate("items[1][0]").map(|l| l.line), Some(6));
-        assert_eq!(parts[&10].locate("items[10]").map(|l| l.line), Some(2));
-        assert_eq!(parts[&0].locate("items[1]").map(|l| l.line), Some(2));
-        assert_eq!(parts[&0].locate("kind"), None);
+        m.insert("items[1].spec.hosts[0]".into(), at(6));
+        let doc = Arc::new(m);
+        let first = Spans::rooted(Arc::clone(&doc), "items[0]");
+        let second = Spans::rooted(doc, "items[1]");
+        assert_eq!(first.locate("spec.x").map(|l| l.line), Some(4));
+        assert_eq!(first.locate("").map(|l| l.line), Some(3));
+        assert_eq!(first.locate("kind").map(|l| l.line), Some(3));
+        assert_eq!(second.locate("spec.hosts[0]").map(|l| l.line), Some(6));
+        assert_eq!(second.locate("spec.hosts[1]").map(|l| l.line), Some(5));
     }
 
     #[test]

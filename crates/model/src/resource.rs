@@ -243,7 +243,7 @@ pub fn parse_text_by_document(text: &str, file: Option<Arc<str>>) -> (Parsed, Ve
             counts.reserve_exact(docs.len());
             for doc in docs {
                 let before = out.resources.len();
-                decode_into(doc.value, doc.spans, "", file.clone(), &mut out);
+                decode_into(doc.value, Arc::new(doc.spans), "", file.clone(), &mut out);
                 counts.push((doc.line, out.resources.len() - before));
             }
         }
@@ -259,7 +259,7 @@ pub fn parse_text_by_document(text: &str, file: Option<Arc<str>>) -> (Parsed, Ve
         Err(e) => {
             // JSON is YAML, except where JSON allows what YAML's block rules do not (tabs).
             if let Ok(v) = serde_json::from_str::<Value>(text) {
-                decode_into(v, SpanMap::default(), "", file, &mut out);
+                decode_into(v, Arc::default(), "", file, &mut out);
             } else {
                 out.diagnostics.push(
                     Diagnostic::error(codes::SYNTAX, format!("YAML syntax error: {}", e.message))
@@ -274,11 +274,19 @@ pub fn parse_text_by_document(text: &str, file: Option<Arc<str>>) -> (Parsed, Ve
 /// Decodes one object already parsed into a JSON value (the Kubernetes watcher's path).
 pub fn decode_value(value: Value, spans: SpanMap, file: Option<Arc<str>>) -> Parsed {
     let mut out = Parsed::default();
-    decode_into(value, spans, "", file, &mut out);
+    decode_into(value, Arc::new(spans), "", file, &mut out);
     out
 }
 
-fn decode_into(value: Value, spans: SpanMap, root: &str, file: Option<Arc<str>>, out: &mut Parsed) {
+/// Decodes the object at `root` of a document with positions `spans` (the items of a List
+/// share their document's).
+fn decode_into(
+    value: Value,
+    spans: Arc<SpanMap>,
+    root: &str,
+    file: Option<Arc<str>>,
+    out: &mut Parsed,
+) {
     let located = |field: &str, d: Diagnostic| {
         let path = join(root, field);
         let mut d = d.at(file.clone(), spans.locate(&path));
@@ -319,11 +327,9 @@ fn decode_into(value: Value, spans: SpanMap, root: &str, file: Option<Arc<str>>,
     if kind_name == "List" || kind_name.ends_with("List") && api_version == "v1" {
         if let Some(Value::Array(items)) = obj.remove("items") {
             let items_path = join(root, "items");
-            let mut item_spans = spans.split_items(&items_path);
             for (i, item) in items.into_iter().enumerate() {
                 let path = push_index(&items_path, i);
-                let spans = item_spans.remove(&i).unwrap_or_default();
-                decode_into(item, spans, &path, file.clone(), out);
+                decode_into(item, Arc::clone(&spans), &path, file.clone(), out);
             }
         }
         return;
@@ -428,9 +434,9 @@ fn decode_into(value: Value, spans: SpanMap, root: &str, file: Option<Arc<str>>,
     out.diagnostics.extend(diags);
     if let Some(spec) = spec {
         let spans = if root.is_empty() {
-            spans
+            Spans::from(Arc::try_unwrap(spans).unwrap_or_else(|shared| (*shared).clone()))
         } else {
-            spans.subtree(root)
+            Spans::rooted(spans, root)
         };
         out.resources.push(Resource {
             api_version,
@@ -439,7 +445,7 @@ fn decode_into(value: Value, spans: SpanMap, root: &str, file: Option<Arc<str>>,
             spec,
             origin: Origin {
                 file,
-                spans: Arc::new(Spans::from(spans)),
+                spans: Arc::new(spans),
             },
         });
     }

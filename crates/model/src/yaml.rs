@@ -10,7 +10,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::diagnostic::Location;
 use crate::limits::{scalar_cost, MAX_ALIAS_EXPANSION, MAX_DEPTH, MAX_DOCUMENTS, MAX_FILE_BYTES};
-use crate::location::{push_index, push_key, SpanMap};
+use crate::location::{append_index, append_key, path_hash, SpanMap};
 
 /// One YAML document with the positions of its nodes.
 #[derive(Debug, Clone)]
@@ -107,13 +107,15 @@ enum Frame {
     Seq {
         items: Vec<Value>,
         anchor: usize,
-        path: String,
+        /// The length of its path in [`Builder::path`].
+        path_len: usize,
         cost: usize,
     },
     Map {
         map: Map<String, Value>,
         anchor: usize,
-        path: String,
+        /// The length of its path in [`Builder::path`].
+        path_len: usize,
         pending_key: Option<String>,
         cost: usize,
     },
@@ -123,7 +125,11 @@ enum Frame {
 struct Builder {
     docs: Vec<Document>,
     stack: Vec<Frame>,
-    spans: SpanMap,
+    /// The path of the node at hand: each open container's path is a prefix of it, so every
+    /// node's path is hashed here rather than made a string of its own.
+    path: String,
+    /// This document's positions by path hash, in the order met.
+    recorded: Vec<(u64, Location)>,
     /// Anchored values with their cost, so that an alias is charged before it is copied.
     anchors: HashMap<usize, (Value, usize)>,
     root: Option<Value>,
@@ -134,15 +140,38 @@ struct Builder {
 }
 
 impl Builder {
-    /// The path the next node will have, or `None` when the next scalar is a mapping key.
-    fn next_path(&self) -> Option<String> {
+    /// Puts the next node's path in [`Builder::path`]. `None` when the next scalar is a mapping
+    /// key; else whether the node's position is still to be recorded (a mapping value's was,
+    /// at its key, which is where a reader looks for a field).
+    fn next_path(&mut self) -> Option<bool> {
         match self.stack.last() {
-            None => Some(String::new()),
-            Some(Frame::Seq { items, path, .. }) => Some(push_index(path, items.len())),
+            None => {
+                self.path.clear();
+                Some(true)
+            }
+            Some(Frame::Seq {
+                items, path_len, ..
+            }) => {
+                self.path.truncate(*path_len);
+                append_index(&mut self.path, items.len());
+                Some(true)
+            }
             Some(Frame::Map {
-                path, pending_key, ..
-            }) => pending_key.as_ref().map(|k| push_key(path, k)),
+                path_len,
+                pending_key,
+                ..
+            }) => {
+                let key = pending_key.as_ref()?;
+                self.path.truncate(*path_len);
+                append_key(&mut self.path, key);
+                Some(false)
+            }
         }
+    }
+
+    /// Records the position of the node at [`Builder::path`].
+    fn record(&mut self, location: Location) {
+        self.recorded.push((path_hash(&self.path), location));
     }
 
     fn event(&mut self, event: Event<'_>, span: Span) -> Result<(), SyntaxError> {
@@ -154,7 +183,8 @@ impl Builder {
                         loc(span),
                     ));
                 }
-                self.spans = SpanMap::default();
+                self.recorded.clear();
+                self.path.clear();
                 self.anchors.clear();
                 self.root = None;
                 self.doc_line = loc(span).line;
@@ -164,14 +194,16 @@ impl Builder {
                 let index = self.docs.len();
                 self.docs.push(Document {
                     value,
-                    spans: std::mem::take(&mut self.spans),
+                    spans: SpanMap::from_recorded(std::mem::take(&mut self.recorded)),
                     index,
                     line: self.doc_line,
                 });
             }
             Event::Scalar(text, style, anchor, tag) => match self.next_path() {
-                Some(path) => {
-                    self.spans.insert(path, loc(span));
+                Some(record) => {
+                    if record {
+                        self.record(loc(span));
+                    }
                     let forced_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
                     let cost = scalar_cost(text.len());
                     let v = if style == ScalarStyle::Plain && !forced_str {
@@ -193,28 +225,30 @@ impl Builder {
                     .get(&id)
                     .map_or(Value::Null, |(v, _)| v.clone());
                 match self.next_path() {
-                    Some(path) => {
-                        self.spans.insert(path, loc(span));
+                    Some(record) => {
+                        if record {
+                            self.record(loc(span));
+                        }
                         self.push_value(v, cost, 0);
                     }
                     None => self.set_key(scalar_key(&v), span)?,
                 }
             }
             Event::SequenceStart(anchor, _) => {
-                let path = self.container_path(span)?;
+                let path_len = self.container_path(span)?;
                 self.stack.push(Frame::Seq {
                     items: Vec::new(),
                     anchor,
-                    path,
+                    path_len,
                     cost: 1,
                 });
             }
             Event::MappingStart(anchor, _) => {
-                let path = self.container_path(span)?;
+                let path_len = self.container_path(span)?;
                 self.stack.push(Frame::Map {
                     map: Map::new(),
                     anchor,
-                    path,
+                    path_len,
                     pending_key: None,
                     cost: 1,
                 });
@@ -255,39 +289,44 @@ impl Builder {
         Ok(())
     }
 
-    fn container_path(&mut self, span: Span) -> Result<String, SyntaxError> {
+    /// Puts a container's path in [`Builder::path`] and returns its length.
+    fn container_path(&mut self, span: Span) -> Result<usize, SyntaxError> {
         if self.stack.len() >= MAX_DEPTH {
             return Err(SyntaxError::limit(
                 format!("mappings and sequences nest deeper than {MAX_DEPTH} levels"),
                 loc(span),
             ));
         }
-        let path = self.next_path().ok_or_else(|| {
+        let record = self.next_path().ok_or_else(|| {
             SyntaxError::malformed("complex mapping keys are not supported".into(), loc(span))
         })?;
-        self.spans.insert(path.clone(), loc(span));
-        Ok(path)
+        if record {
+            self.record(loc(span));
+        }
+        Ok(self.path.len())
     }
 
     fn set_key(&mut self, key: String, span: Span) -> Result<(), SyntaxError> {
         if let Some(Frame::Map {
             map,
-            path,
+            path_len,
             pending_key,
             cost,
             ..
         }) = self.stack.last_mut()
         {
+            self.path.truncate(*path_len);
             if map.contains_key(&key) {
-                let message = if path.is_empty() {
+                let message = if self.path.is_empty() {
                     format!("duplicate key `{key}` at the top of the document")
                 } else {
-                    format!("duplicate key `{key}` in mapping `{path}`")
+                    format!("duplicate key `{key}` in mapping `{}`", self.path)
                 };
                 return Err(SyntaxError::malformed(message, loc(span)));
             }
             // Diagnostics point at the key, which is where a reader looks for a field.
-            self.spans.insert(push_key(path, &key), loc(span));
+            append_key(&mut self.path, &key);
+            self.recorded.push((path_hash(&self.path), loc(span)));
             *cost = cost.saturating_add(scalar_cost(key.len()));
             *pending_key = Some(key);
         }

@@ -87,6 +87,28 @@ fn list_items_and_json() {
     assert_eq!(d.location.unwrap().line, 3);
 }
 
+/// The items of a YAML List (as `kubectl get -o yaml` prints them) locate their own fields,
+/// each in its own place in the one document.
+#[test]
+fn yaml_list_items_locate_their_own_fields() {
+    let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.istio.io/v1\n  kind: VirtualService\n  metadata: {name: a}\n  spec:\n    hosts: [a.example.com]\n    http:\n    - route: [{destination: {host: a.example.com}}]\n- apiVersion: networking.istio.io/v1\n  kind: VirtualService\n  metadata: {name: b}\n  spec:\n    hosts:\n    - b.example.com\n    bogus: 1\n    http:\n    - route: [{destination: {host: b.example.com}}]\n";
+    let p = parse_text(text, None);
+    assert_eq!(p.resources.len(), 2, "{:#?}", p.diagnostics);
+    let d = &p.diagnostics[0];
+    assert_eq!(d.field.as_deref(), Some("spec.bogus"));
+    assert_eq!(d.location.unwrap().line, 17);
+    let (a, b) = (&p.resources[0], &p.resources[1]);
+    assert_eq!(a.locate("spec.hosts[0]").map(|l| l.line), Some(8));
+    assert_eq!(
+        b.locate("spec.hosts[0]").map(|l| (l.line, l.column)),
+        Some((16, 7))
+    );
+    assert_eq!(b.locate("spec.http[0].route[0]").map(|l| l.line), Some(19));
+    // A path the object lacks falls back to its nearest ancestor within the item.
+    assert_eq!(b.locate("spec.tcp").map(|l| l.line), Some(14));
+    assert_eq!(a.locate("spec.http[0].timeout").map(|l| l.line), Some(10));
+}
+
 #[test]
 fn syntax_error_and_bad_version() {
     let p = parse_text("a: [1,\n", Some("bad.yaml".into()));
