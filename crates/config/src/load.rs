@@ -38,9 +38,18 @@ pub fn check<R: Borrow<Resource>>(
     resources: &[R],
     parse_diagnostics: Vec<Diagnostic>,
 ) -> Vec<Diagnostic> {
-    let mut out = validate_with(resources, parse_diagnostics, None, None);
+    let mut out = validate(resources, parse_diagnostics);
     out.extend(crate::analyze::analyze(resources));
     out
+}
+
+/// Parse findings, per-object validation and duplicates: what [`check`] does short of the
+/// cross-object analysis, and all that decides whether a config set can be compiled.
+pub fn validate<R: Borrow<Resource>>(
+    resources: &[R],
+    parse_diagnostics: Vec<Diagnostic>,
+) -> Vec<Diagnostic> {
+    validate_with(resources, parse_diagnostics, None, None)
 }
 
 /// Per-object validation findings by object address (see [`crate::compile::reuse`]): the

@@ -28,19 +28,33 @@ pub fn diagnostics_for(paths: &[PathBuf], labels: &BTreeMap<String, String>) -> 
 
 fn analyzed(paths: &[PathBuf], labels: Option<&BTreeMap<String, String>>) -> Vec<Diagnostic> {
     let parsed = sluice_sources::read_paths(paths);
-    let mut diags = sluice_config::load::check(&parsed.resources, parsed.diagnostics);
-    diags.extend(crate::tls_material::diagnostics(
+    let mut diags = sluice_config::load::validate(&parsed.resources, parsed.diagnostics);
+    let tls = crate::tls_material::diagnostics(
         &parsed.resources,
         &sluice_proxy::tls::CertStore::default(),
         false,
-    ));
-    if !diags.iter().any(sluice_config::is_blocking) {
+    );
+    if diags.iter().chain(&tls).any(sluice_config::is_blocking) {
+        diags.extend(sluice_config::analyze::analyze(&parsed.resources));
+        diags.extend(tls);
+    } else {
+        // A valid set is compiled with the cross-object analysis beside it, as a running
+        // proxy builds it: the two take the longer of their times, not the sum.
         let proxy = sluice_config::ProxyConfig {
             labels: labels.cloned().unwrap_or_default(),
             ..Default::default()
         };
         let state = sluice_lb::StateStore::new();
-        let compiled = sluice_config::compile::compile(&parsed.resources, &proxy, &state);
+        let (analysis, compiled) = std::thread::scope(|s| {
+            let analysis = s.spawn(|| sluice_config::analyze::analyze(&parsed.resources));
+            let compiled = sluice_config::compile::compile(&parsed.resources, &proxy, &state);
+            let analysis = analysis
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (analysis, compiled)
+        });
+        diags.extend(analysis);
+        diags.extend(tls);
         match labels {
             Some(_) => diags.extend(compiled.diagnostics),
             // Without labels, what `sluice run` (file mode, no interception, no labels) would
