@@ -1,5 +1,6 @@
 //! Field paths and the map from path to source position kept for every parsed document.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::BuildHasher as _;
 use std::sync::Arc;
@@ -13,15 +14,30 @@ use crate::diagnostic::Location;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpanMap {
     positions: Vec<(u64, Location)>,
+    /// For each position, the `N` of the top-level `items[N]` it lies under ([`NO_ITEM`] for
+    /// none); empty when no position does (every document but a `kind: List`).
+    items: Vec<u32>,
 }
 
+/// A position under no top-level `items[N]`.
+pub(crate) const NO_ITEM: u32 = u32::MAX;
+
 impl SpanMap {
-    /// Positions as recorded, by path hash: sorted, the first recorded for a path kept.
-    pub(crate) fn from_recorded(mut positions: Vec<(u64, Location)>) -> SpanMap {
-        // Stable: a mapping key is recorded before its value, under the same path.
-        positions.sort_by_key(|(k, _)| *k);
-        positions.dedup_by_key(|(k, _)| *k);
-        SpanMap { positions }
+    /// Positions as recorded (path hash, position, item): sorted by hash, the first recorded
+    /// for a path kept.
+    pub(crate) fn from_recorded(mut recorded: Vec<(u64, Location, u32)>) -> SpanMap {
+        // Stable: the first recorded for a path wins, as in any map of paths.
+        recorded.sort_by_key(|(k, ..)| *k);
+        recorded.dedup_by_key(|(k, ..)| *k);
+        let items = if recorded.iter().any(|(.., i)| *i != NO_ITEM) {
+            recorded.iter().map(|(.., i)| *i).collect()
+        } else {
+            Vec::new()
+        };
+        SpanMap {
+            positions: recorded.into_iter().map(|(k, l, _)| (k, l)).collect(),
+            items,
+        }
     }
 
     /// Records the position of the node at `path` (a path recorded already keeps its first).
@@ -29,6 +45,9 @@ impl SpanMap {
         let h = path_hash(&path);
         if let Err(i) = self.positions.binary_search_by_key(&h, |(k, _)| *k) {
             self.positions.insert(i, (h, location));
+            if !self.items.is_empty() {
+                self.items.insert(i, NO_ITEM);
+            }
         }
     }
 
@@ -36,12 +55,31 @@ impl SpanMap {
     pub fn locate(&self, path: &str) -> Option<Location> {
         let mut p = path;
         loop {
-            let h = path_hash(p);
-            if let Ok(i) = self.positions.binary_search_by_key(&h, |(k, _)| *k) {
-                return self.positions.get(i).map(|(_, l)| *l);
+            if let Some(l) = self.at_hash(path_hash(p)) {
+                return Some(l);
             }
             p = parent(p)?;
         }
+    }
+
+    /// The positions of each item of a top-level `items` sequence (a List's), by index, with
+    /// the positions of `items` and of the document copied into each so that lookups fall back
+    /// alike. One pass: a copy of the whole map per item made loading a List quadratic.
+    pub(crate) fn split_items(&self) -> HashMap<u32, SpanMap> {
+        let mut out: HashMap<u32, SpanMap> = HashMap::new();
+        for (&item, &entry) in self.items.iter().zip(&self.positions) {
+            if item != NO_ITEM {
+                out.entry(item).or_default().positions.push(entry);
+            }
+        }
+        for ancestor in ["items", ""] {
+            if let Some(l) = self.locate_exact(ancestor) {
+                for part in out.values_mut() {
+                    part.insert(ancestor.to_string(), l);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -61,8 +99,8 @@ pub struct Spans {
 enum Positions {
     Narrow(Box<[Narrow]>),
     Wide(Box<[(u64, Location)]>),
-    /// An item of a `kind: List`: the whole document's positions, shared by its items, and
-    /// the item's path in it.
+    /// An object inside a document (an item of a `kind: List`): the positions of its part of
+    /// the document, by their paths in the document, and its own path there.
     Rooted(Box<(Arc<SpanMap>, Box<str>)>),
 }
 
@@ -118,7 +156,8 @@ impl Spans {
         }
     }
 
-    /// The positions of the object at `root` in a document's `spans` (an item of a List).
+    /// The positions of the object at `root` in a document (an item of a List), from `spans`
+    /// keyed by paths in that document.
     pub fn rooted(spans: Arc<SpanMap>, root: &str) -> Spans {
         Spans {
             positions: Positions::Rooted(Box::new((spans, root.into()))),

@@ -278,8 +278,8 @@ pub fn decode_value(value: Value, spans: SpanMap, file: Option<Arc<str>>) -> Par
     out
 }
 
-/// Decodes the object at `root` of a document with positions `spans` (the items of a List
-/// share their document's).
+/// Decodes the object at `root` of a document with positions `spans` (keyed by paths in the
+/// document).
 fn decode_into(
     value: Value,
     spans: Arc<SpanMap>,
@@ -327,9 +327,19 @@ fn decode_into(
     if kind_name == "List" || kind_name.ends_with("List") && api_version == "v1" {
         if let Some(Value::Array(items)) = obj.remove("items") {
             let items_path = join(root, "items");
+            // Each item of a top-level List keeps the positions of its own part of the
+            // document, so an item compares equal to itself parsed again after an edit of
+            // another item. The items of a List nested in a List share their document's.
+            let mut parts = if root.is_empty() {
+                spans.split_items()
+            } else {
+                Default::default()
+            };
             for (i, item) in items.into_iter().enumerate() {
                 let path = push_index(&items_path, i);
-                decode_into(item, Arc::clone(&spans), &path, file.clone(), out);
+                let own = u32::try_from(i).ok().and_then(|i| parts.remove(&i));
+                let item_spans = own.map_or_else(|| Arc::clone(&spans), Arc::new);
+                decode_into(item, item_spans, &path, file.clone(), out);
             }
         }
         return;

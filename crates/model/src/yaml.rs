@@ -10,7 +10,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::diagnostic::Location;
 use crate::limits::{scalar_cost, MAX_ALIAS_EXPANSION, MAX_DEPTH, MAX_DOCUMENTS, MAX_FILE_BYTES};
-use crate::location::{append_index, append_key, path_hash, SpanMap};
+use crate::location::{append_index, append_key, path_hash, SpanMap, NO_ITEM};
 
 /// One YAML document with the positions of its nodes.
 #[derive(Debug, Clone)]
@@ -128,8 +128,9 @@ struct Builder {
     /// The path of the node at hand: each open container's path is a prefix of it, so every
     /// node's path is hashed here rather than made a string of its own.
     path: String,
-    /// This document's positions by path hash, in the order met.
-    recorded: Vec<(u64, Location)>,
+    /// This document's positions by path hash, in the order met, with the top-level `items[N]`
+    /// each lies under (see [`item_of`]).
+    recorded: Vec<(u64, Location, u32)>,
     /// Anchored values with their cost, so that an alias is charged before it is copied.
     anchors: HashMap<usize, (Value, usize)>,
     root: Option<Value>,
@@ -171,7 +172,8 @@ impl Builder {
 
     /// Records the position of the node at [`Builder::path`].
     fn record(&mut self, location: Location) {
-        self.recorded.push((path_hash(&self.path), location));
+        let item = item_of(&self.stack);
+        self.recorded.push((path_hash(&self.path), location, item));
     }
 
     fn event(&mut self, event: Event<'_>, span: Span) -> Result<(), SyntaxError> {
@@ -307,6 +309,7 @@ impl Builder {
     }
 
     fn set_key(&mut self, key: String, span: Span) -> Result<(), SyntaxError> {
+        let item = item_of(&self.stack);
         if let Some(Frame::Map {
             map,
             path_len,
@@ -326,7 +329,7 @@ impl Builder {
             }
             // Diagnostics point at the key, which is where a reader looks for a field.
             append_key(&mut self.path, &key);
-            self.recorded.push((path_hash(&self.path), loc(span)));
+            self.recorded.push((path_hash(&self.path), loc(span), item));
             *cost = cost.saturating_add(scalar_cost(key.len()));
             *pending_key = Some(key);
         }
@@ -359,6 +362,22 @@ impl Builder {
                 }
             }
         }
+    }
+}
+
+/// The `N` of `items[N]` when the node at hand lies under an item of a top-level `items`
+/// sequence (a `kind: List`'s, whose items are objects of their own), else [`NO_ITEM`].
+fn item_of(stack: &[Frame]) -> u32 {
+    match stack {
+        [Frame::Map {
+            pending_key: Some(key),
+            ..
+        }, Frame::Seq { items, .. }, ..]
+            if key == "items" =>
+        {
+            u32::try_from(items.len()).unwrap_or(NO_ITEM)
+        }
+        _ => NO_ITEM,
     }
 }
 

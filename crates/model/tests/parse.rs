@@ -109,6 +109,25 @@ fn yaml_list_items_locate_their_own_fields() {
     assert_eq!(a.locate("spec.http[0].timeout").map(|l| l.line), Some(10));
 }
 
+/// An item of a List keeps only its own part of the document's positions: after an edit of
+/// another item (lines unchanged) it is equal to what it was, so a reload can keep it.
+#[test]
+fn a_list_item_is_unchanged_by_an_edit_of_another() {
+    let list = |host: &str| {
+        format!("apiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.istio.io/v1\n  kind: VirtualService\n  metadata: {{name: a}}\n  spec:\n    hosts: [a.example.com]\n- apiVersion: networking.istio.io/v1\n  kind: VirtualService\n  metadata: {{name: b}}\n  spec:\n    hosts: [{host}]\n")
+    };
+    let before = parse_text(&list("b.example.com"), None);
+    // A position in the other item moves (its host's column).
+    let after = parse_text(&list("   c.example.com"), None);
+    assert_eq!(before.resources.len(), 2);
+    assert_eq!(before.resources[0], after.resources[0]);
+    assert_ne!(before.resources[1], after.resources[1]);
+    assert_eq!(
+        after.resources[1].locate("spec.hosts[0]").map(|l| l.line),
+        Some(13)
+    );
+}
+
 #[test]
 fn syntax_error_and_bad_version() {
     let p = parse_text("a: [1,\n", Some("bad.yaml".into()));
