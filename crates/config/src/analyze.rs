@@ -629,19 +629,26 @@ impl<'r> ServiceExports<'r> {
 
 #[cfg(test)]
 mod tests {
-    use sluice_model::parse_text;
+    use sluice_model::{parse_text, Diagnostic};
+
+    /// The messages of the analysis of `text` that `keep` selects.
+    fn messages(text: &str, keep: impl Fn(&Diagnostic) -> bool) -> Vec<String> {
+        let parsed = parse_text(text, None);
+        super::analyze(&parsed.resources)
+            .into_iter()
+            .filter(|d| keep(d))
+            .map(|d| d.message)
+            .collect()
+    }
 
     /// A destination host written as a short name in another namespace gets the service it
     /// probably meant as a hint (found through an index, not a scan per missing host).
     #[test]
     fn a_missing_short_host_hints_at_the_service_of_that_name() {
         let text = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  ports: [{number: 9080, name: http}]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: default}\nspec:\n  hosts: [r.example.com]\n  http:\n  - route: [{destination: {host: reviews}}, {destination: {host: ratings}}]\n";
-        let parsed = parse_text(text, None);
-        let found: Vec<String> = super::analyze(&parsed.resources)
-            .into_iter()
-            .filter(|d| d.field.as_deref().is_some_and(|f| f.ends_with(".host")))
-            .map(|d| d.message)
-            .collect();
+        let found = messages(text, |d| {
+            d.field.as_deref().is_some_and(|f| f.ends_with(".host"))
+        });
         assert_eq!(found.len(), 2, "{found:#?}");
         assert!(
             found[0].contains("did you mean `reviews.bookinfo.svc.cluster.local`?"),
@@ -656,12 +663,7 @@ mod tests {
     #[test]
     fn an_overlap_is_reported_once_per_pair_on_a_host_in_any_case() {
         let text = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: default}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n  - port: {number: 80, name: http-shop, protocol: HTTP}\n    hosts: [Shop.Example.com]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: old, namespace: default}\nspec:\n  hosts: [shop.example.com]\n  gateways: [gw]\n  http:\n  - route: [{destination: {host: shop.example.com}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: new, namespace: default}\nspec:\n  hosts: [SHOP.example.com]\n  gateways: [gw]\n  http:\n  - route: [{destination: {host: shop.example.com}}]\n";
-        let parsed = parse_text(text, None);
-        let found: Vec<String> = super::analyze(&parsed.resources)
-            .into_iter()
-            .filter(|d| d.message.contains("overlaps"))
-            .map(|d| d.message)
-            .collect();
+        let found = messages(text, |d| d.message.contains("overlaps"));
         assert_eq!(found.len(), 1, "{found:#?}");
         assert!(
             found[0].contains(
@@ -690,12 +692,7 @@ mod tests {
             vs("elsewhere", "other.org"),
         ]
         .concat();
-        let parsed = parse_text(&text, None);
-        let found: Vec<String> = super::analyze(&parsed.resources)
-            .into_iter()
-            .filter(|d| d.message.contains("gateway"))
-            .map(|d| d.message)
-            .collect();
+        let found = messages(&text, |d| d.message.contains("gateway"));
         let on = |gw: &str| {
             found
                 .iter()
