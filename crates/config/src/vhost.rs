@@ -15,8 +15,9 @@ pub struct VirtualHost {
     pub name: String,
     /// Domains served (exact names, `*.suffix`, `*`).
     pub domains: Vec<String>,
-    /// Ordered rules; the first match wins.
-    pub routes: Vec<Route>,
+    /// Ordered rules; the first match wins. Shared by the hosts a VirtualService binds on one
+    /// gateway server, which compile to the same rules.
+    pub routes: Arc<[Route]>,
     /// Plain-text requests are redirected to `https://` before routing (a Gateway HTTP
     /// server's `tls.httpsRedirect`, Envoy's `require_tls: ALL`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -86,7 +87,7 @@ mod tests {
         Arc::new(VirtualHost {
             name: name.into(),
             domains: domains.iter().map(|d| d.to_string()).collect(),
-            routes: vec![],
+            routes: Arc::new([]),
             require_tls: false,
         })
     }

@@ -302,6 +302,87 @@ spec:
     }
 }
 
+/// The hosts a VirtualService binds through one server compile to the same rules: they share
+/// one route list, so a rule's exact split counts the requests of all of them. A host another
+/// VirtualService also binds has rules of its own.
+#[test]
+fn gateway_hosts_bound_alike_share_their_rules_and_split() {
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: split, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec:
+  hosts: [a.example.com, b.example.com, c.example.com]
+  gateways: [istio-system/gw]
+  http:
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 75}
+    - {destination: {host: reviews, subset: v2}, weight: 25}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: c-only, creationTimestamp: "2024-02-01T00:00:00Z"}
+spec:
+  hosts: [c.example.com]
+  gateways: [istio-system/gw]
+  http:
+  - match: [{uri: {prefix: /c}}]
+    route: [{destination: {host: reviews, subset: v3}}]
+"#;
+    let mut p = ProxyConfig::default();
+    p.labels.insert("istio".into(), "ingressgateway".into());
+    let s = snapshot(yaml, p);
+    let l = s.listener("0.0.0.0:8080".parse().unwrap()).unwrap();
+    let vhost = |host: &str| {
+        l.virtual_hosts
+            .vhosts
+            .iter()
+            .find(|vh| vh.domains.iter().any(|d| d == host))
+            .unwrap_or_else(|| panic!("no virtual host {host}"))
+    };
+    let (a, b, c) = (
+        vhost("a.example.com"),
+        vhost("b.example.com"),
+        vhost("c.example.com"),
+    );
+    assert!(std::sync::Arc::ptr_eq(&a.routes, &b.routes));
+    assert!(!std::sync::Arc::ptr_eq(&a.routes, &c.routes));
+    assert_eq!(
+        (a.name.as_str(), b.name.as_str()),
+        ("a.example.com:8080", "b.example.com:8080")
+    );
+    assert_eq!(c.routes.len(), 2);
+    // Four requests alternating between a and b: the 75/25 split is exact over both.
+    let mut picked = Vec::new();
+    for host in [
+        "a.example.com",
+        "b.example.com",
+        "a.example.com",
+        "b.example.com",
+    ] {
+        let RouteAction::Forward(f) = &vhost(host).routes[0].action else {
+            panic!("not a forward");
+        };
+        picked.push(
+            f.pick()
+                .and_then(|d| d.subset.as_deref())
+                .unwrap()
+                .to_string(),
+        );
+    }
+    picked.sort();
+    assert_eq!(picked, ["v1", "v1", "v1", "v2"]);
+}
+
 /// Config istiod accepts with warnings must load and work: the legacy `name.namespace` gateway
 /// reference binds like `namespace/name`, and `tls.httpsRedirect` on a TCP server is ignored.
 #[test]

@@ -154,7 +154,7 @@ impl Compiler<'_> {
             VirtualHost {
                 domains: service_domains(svc, &c.proxy.namespace),
                 name,
-                routes,
+                routes: routes.into(),
                 require_tls: false,
             }
         })

@@ -381,7 +381,6 @@ impl Compiler<'_> {
         let mut built = build(self);
         // Kept for the life of the snapshot (and reused by later ones): no spare capacity
         // (`format!` leaves up to twice the length).
-        built.routes.shrink_to_fit();
         built.name.shrink_to_fit();
         let vh = Arc::new(built);
         let diagnostics = std::mem::replace(&mut self.diagnostics, outer);

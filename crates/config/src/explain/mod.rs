@@ -111,7 +111,7 @@ pub fn explain(listener: &Listener, req: &RequestInfo<'_>) -> Explanation {
         _ => None,
     };
     let mut reached = true;
-    for r in &vh.routes {
+    for r in vh.routes.iter() {
         let is_match = matched.as_ref().is_some_and(|m| std::ptr::eq(m.route, r));
         let (verdict, reasons) = if !reached {
             ("not reached", Vec::new())
