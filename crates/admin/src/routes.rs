@@ -111,13 +111,7 @@ pub(crate) fn routes(state: &AdminState, query: &Query) -> Vec<u8> {
         }),
         tls_listeners: s.map(|s| &s.tls_listeners),
         tcp_listeners: s.map(|s| &s.tcp_listeners),
-        clusters: clusters.map(|c| {
-            query
-                .page(c)
-                .into_iter()
-                .map(|(name, c)| (name.as_str(), c))
-                .collect()
-        }),
+        clusters: clusters.map(|c| query.page(c).into_iter().collect()),
     };
     serde_json::to_vec_pretty(&doc).unwrap_or_default()
 }

@@ -6,6 +6,7 @@ pub mod analyze;
 pub mod authz;
 pub mod canary;
 pub mod cluster;
+pub mod cluster_map;
 pub mod compile;
 pub mod dns;
 pub mod domain_index;

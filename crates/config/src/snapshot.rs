@@ -1,13 +1,13 @@
 //! The published, immutable routing state and the pure routing function.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::Serialize;
 use sluice_model::{Diagnostic, Resource};
 
-use crate::cluster::Cluster;
+use crate::cluster_map::ClusterMap;
 use crate::listener::Listener;
 use crate::matcher::{RequestInfo, StrMatch};
 use crate::outbound::OutboundTable;
@@ -37,7 +37,7 @@ pub struct Snapshot {
     #[serde(skip_serializing_if = "OutboundTable::is_empty")]
     pub outbound: OutboundTable,
     /// Clusters by name.
-    pub clusters: Arc<BTreeMap<String, Arc<Cluster>>>,
+    pub clusters: Arc<ClusterMap>,
     /// Service registry.
     pub registry: Registry,
     /// Security config of this proxy (authorization, mTLS modes, JWT rules, Sidecar ingress).

@@ -45,10 +45,12 @@ fn snapshot(yaml: &str) -> Snapshot {
 
 fn policy(s: &Snapshot, port: u16, subset: &str) -> ClusterPolicy {
     let name = format!("outbound|{port}|{subset}|reviews.default.svc.cluster.local");
-    let c = s
-        .clusters
-        .get(&name)
-        .unwrap_or_else(|| panic!("no cluster {name}: {:?}", s.clusters.keys()));
+    let c = s.clusters.get(&name).unwrap_or_else(|| {
+        panic!(
+            "no cluster {name}: {:?}",
+            s.clusters.keys().collect::<Vec<_>>()
+        )
+    });
     (*c.policy).clone()
 }
 

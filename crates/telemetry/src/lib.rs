@@ -17,7 +17,7 @@ pub mod proxy_metrics;
 pub mod trace;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::io;
 use std::sync::{Arc, Mutex, Weak};
@@ -26,6 +26,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
 use sluice_config::cluster::{Cluster, UpstreamEndpoint};
+use sluice_config::cluster_map::ClusterMap;
 use sluice_config::registry::Endpoint;
 use sluice_config::{ProxyConfig, Snapshot};
 
@@ -91,7 +92,7 @@ struct DestinationTable {
     /// By service host.
     services: FxMap<String, Arc<ServiceLabels>>,
     /// The snapshot cluster map this table was made for.
-    clusters: Weak<BTreeMap<String, Arc<Cluster>>>,
+    clusters: Weak<ClusterMap>,
 }
 
 /// A finished request, as the proxy reports it once (metrics, graph and split counter).
@@ -337,7 +338,7 @@ impl Telemetry {
         &self,
         snapshot: &Snapshot,
         previous: &DestinationTable,
-        clusters: Weak<BTreeMap<String, Arc<Cluster>>>,
+        clusters: Weak<ClusterMap>,
     ) {
         let mut next = DestinationTable {
             local: self.local_labels(&snapshot.proxy),

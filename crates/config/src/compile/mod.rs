@@ -26,7 +26,7 @@ mod zone_aware;
 
 use std::borrow::Borrow;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -34,6 +34,7 @@ use sluice_lb::StateStore;
 use sluice_model::{codes, Diagnostic, Resource};
 
 use crate::cluster::{Cluster, Viewer};
+use crate::cluster_map::ClusterMap;
 use crate::dns::DnsAnswers;
 use crate::labels::selector_matches;
 use crate::listener::Listener;
@@ -60,7 +61,7 @@ pub struct Compiled {
     /// Mesh listeners reached by original destination (sidecar outbound interception).
     pub outbound: OutboundTable,
     /// All clusters by name (the previous build's map when every cluster was kept).
-    pub clusters: Arc<BTreeMap<String, Arc<Cluster>>>,
+    pub clusters: Arc<ClusterMap>,
     /// The compiled units, for the next build to take from.
     pub memo: Memo,
     /// The service registry.
@@ -78,7 +79,7 @@ pub(crate) struct Compiler<'a> {
     /// The resolver's answers (`None`: names stay names).
     pub(crate) dns: Option<&'a DnsAnswers>,
     pub(crate) registry: Registry,
-    pub(crate) clusters: Arc<BTreeMap<String, Arc<Cluster>>>,
+    pub(crate) clusters: Arc<ClusterMap>,
     pub(crate) diagnostics: Vec<Diagnostic>,
     /// Objects in Istio's precedence order: oldest creationTimestamp first, then load order.
     pub(crate) ordered: Vec<&'a Resource>,
@@ -362,16 +363,14 @@ impl Compiler<'_> {
         let services: Vec<Arc<crate::registry::Service>> =
             self.registry.services().cloned().collect();
         let shared = self.reuse.as_ref().and_then(|r| r.all_clusters(&services));
-        let mut clusters = BTreeMap::new();
+        let mut clusters = Vec::new();
         // Most clusters (every subset without its own trafficPolicy, every service without a
         // DestinationRule) get the same policy as the one built before: share it.
         let mut last_policy: Option<Arc<ClusterPolicy>> = None;
         for svc in &services {
             if let Some(kept) = self.reuse.as_ref().and_then(|r| r.clusters(&svc.hostname)) {
                 if shared.is_none() {
-                    for c in kept.iter() {
-                        clusters.insert(c.name.clone(), Arc::clone(c));
-                    }
+                    clusters.extend(kept.iter().cloned());
                 }
                 self.memo
                     .clusters
@@ -443,7 +442,7 @@ impl Compiler<'_> {
                         },
                     );
                     let c = Arc::new(c);
-                    clusters.insert(c.name.clone(), Arc::clone(&c));
+                    clusters.push(Arc::clone(&c));
                     built.push(c);
                 }
             }
@@ -451,7 +450,7 @@ impl Compiler<'_> {
                 .clusters
                 .insert(svc.hostname.clone(), built.into());
         }
-        self.clusters = shared.unwrap_or_else(|| Arc::new(clusters));
+        self.clusters = shared.unwrap_or_else(|| Arc::new(ClusterMap::new(clusters)));
         self.memo.cluster_map = Arc::clone(&self.clusters);
     }
 }

@@ -9,7 +9,7 @@
 //! virtual hosts, not 20,000. Changes it cannot scope (Gateways, Sidecars, security objects,
 //! the proxy's settings, DNS answers) make a full compile, as does a first build.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use foldhash::fast::RandomState as Fast;
@@ -17,6 +17,7 @@ use sluice_model::{Diagnostic, Kind, Resource, Spec};
 
 use super::Compiler;
 use crate::cluster::Cluster;
+use crate::cluster_map::ClusterMap;
 use crate::dns::DnsAnswers;
 use crate::host::fqdn;
 use crate::local_cluster::LocalCluster;
@@ -46,7 +47,7 @@ pub struct Memo {
     /// The clusters of each service, by host name.
     pub(crate) clusters: HashMap<String, Arc<[Arc<Cluster>]>, Fast>,
     /// Every cluster by name, as the snapshot has them.
-    pub(crate) cluster_map: Arc<BTreeMap<String, Arc<Cluster>>>,
+    pub(crate) cluster_map: Arc<ClusterMap>,
     /// Virtual hosts by their key (listener, filter chain, domain or service). A key kept from
     /// one build to the next is the same allocation: a build that made every key anew left
     /// 30,000 small strings per edit scattered among its transient allocations (at 10,000
@@ -307,10 +308,7 @@ impl<'p> Reuse<'p> {
     /// The previous build's whole cluster map, when each of `services` keeps its clusters and
     /// no service came or went: the map is then the same, and building it again would cost as
     /// much as the config is large.
-    pub(crate) fn all_clusters(
-        &self,
-        services: &[Arc<Service>],
-    ) -> Option<Arc<BTreeMap<String, Arc<Cluster>>>> {
+    pub(crate) fn all_clusters(&self, services: &[Arc<Service>]) -> Option<Arc<ClusterMap>> {
         (self.memo.clusters.len() == services.len()
             && services
                 .iter()
