@@ -86,36 +86,44 @@ impl SpanMap {
 /// The positions kept with a parsed object, by a hash of the path: the paths themselves as
 /// strings cost more than the object they locate (75 MB of the 220 MB 10,000 generated services
 /// took). A collision, one in 2^64 per pair of paths, would misplace a diagnostic, nothing more.
+/// Cheap to clone: the positions are shared.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Spans {
     positions: Positions,
 }
 
-/// Sorted by path hash. Most objects keep 32 bits of each hash, 10 bytes a node instead of 16
-/// (spans were the largest single part of a parsed config); an object where two paths share
-/// those 32 bits, or a column does not fit 16, keeps the whole hash, so no object loses the
-/// 64-bit guarantee.
+/// Sorted by path hash. Most objects keep 32 bits of each hash and each line as an offset from
+/// the object's first, 8 bytes a node instead of 16 (spans were the largest single part of a
+/// parsed config); an object where two paths share those 32 bits, or a line or column does not
+/// fit 16, keeps the whole hash and position, so no object loses the 64-bit guarantee.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Positions {
-    Narrow(Box<[Narrow]>),
-    Wide(Box<[(u64, Location)]>),
+    Narrow {
+        /// The line the offsets count from.
+        first_line: u32,
+        nodes: Arc<[Narrow]>,
+    },
+    Wide(Arc<[(u64, Location)]>),
     /// An object inside a document (an item of a `kind: List`): the positions of its part of
     /// the document, by their paths in the document, and its own path there.
-    Rooted(Box<(Arc<SpanMap>, Box<str>)>),
+    Rooted(Arc<(Arc<SpanMap>, Box<str>)>),
 }
 
 impl Default for Positions {
     fn default() -> Self {
-        Positions::Narrow(Box::default())
+        Positions::Narrow {
+            first_line: 0,
+            nodes: Arc::new([]),
+        }
     }
 }
 
 /// One node's position under the high 32 bits of its path's hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C, packed(2))]
 struct Narrow {
     hash: u32,
-    line: u32,
+    /// Lines after the object's first.
+    line: u16,
     column: u16,
 }
 
@@ -160,17 +168,17 @@ impl Spans {
     /// keyed by paths in that document.
     pub fn rooted(spans: Arc<SpanMap>, root: &str) -> Spans {
         Spans {
-            positions: Positions::Rooted(Box::new((spans, root.into()))),
+            positions: Positions::Rooted(Arc::new((spans, root.into()))),
         }
     }
 
     /// The position recorded under a path hash.
     fn at_hash(&self, h: u64) -> Option<Location> {
         match &self.positions {
-            Positions::Narrow(n) => {
-                let i = n.binary_search_by_key(&high(h), |e| e.hash).ok()?;
-                n.get(i).map(|e| Location {
-                    line: e.line,
+            Positions::Narrow { first_line, nodes } => {
+                let i = nodes.binary_search_by_key(&high(h), |e| e.hash).ok()?;
+                nodes.get(i).map(|e| Location {
+                    line: first_line + u32::from(e.line),
                     column: u32::from(e.column),
                 })
             }
@@ -184,25 +192,26 @@ impl Spans {
 
     /// Spans from hashed positions, sorted and deduplicated by hash.
     fn from_hashed(positions: Vec<(u64, Location)>) -> Spans {
-        let narrow = positions.windows(2).all(|w| match w {
+        let first_line = positions.iter().map(|(_, l)| l.line).min().unwrap_or(0);
+        let narrow = |(h, l): &(u64, Location)| {
+            Some(Narrow {
+                hash: high(*h),
+                line: u16::try_from(l.line - first_line).ok()?,
+                column: u16::try_from(l.column).ok()?,
+            })
+        };
+        let distinct = positions.windows(2).all(|w| match w {
             [(a, _), (b, _)] => high(*a) != high(*b),
             _ => true,
-        }) && positions
-            .iter()
-            .all(|(_, l)| u16::try_from(l.column).is_ok());
-        let positions = if narrow {
-            Positions::Narrow(
-                positions
-                    .iter()
-                    .map(|(h, l)| Narrow {
-                        hash: high(*h),
-                        line: l.line,
-                        column: u16::try_from(l.column).unwrap_or(u16::MAX),
-                    })
-                    .collect(),
-            )
+        });
+        let nodes: Option<Arc<[Narrow]>> = if distinct {
+            positions.iter().map(narrow).collect()
         } else {
-            Positions::Wide(positions.into_boxed_slice())
+            None
+        };
+        let positions = match nodes {
+            Some(nodes) => Positions::Narrow { first_line, nodes },
+            None => Positions::Wide(positions.into()),
         };
         Spans { positions }
     }
@@ -294,15 +303,22 @@ mod tests {
         assert_eq!(parent(""), None);
     }
 
-    /// Spans keep 32 bits of each hash unless two paths share them or a column is too wide
-    /// for 16 bits; every position reads back either way.
+    /// Spans keep 32 bits of each hash and 16 of each line (after the object's first) and
+    /// column, unless two paths share those 32 bits or a line or column is too far for 16;
+    /// every position reads back either way.
     #[test]
     fn spans_narrow_unless_two_hashes_share_their_high_half() {
         let at = |line, column| Location { line, column };
-        let kinds = |s: &Spans| matches!(s.positions, Positions::Narrow(_));
+        let kinds = |s: &Spans| matches!(s.positions, Positions::Narrow { .. });
         let distinct = Spans::from_hashed(vec![(1 << 32, at(1, 1)), (2 << 32, at(2, 70_000))]);
         assert!(!kinds(&distinct), "a column over 16 bits");
         assert_eq!(distinct.at_hash(2 << 32), Some(at(2, 70_000)));
+        let long = Spans::from_hashed(vec![(1 << 32, at(3, 1)), (2 << 32, at(70_003, 2))]);
+        assert!(!kinds(&long), "a line 70,000 after the first");
+        assert_eq!(long.at_hash(2 << 32), Some(at(70_003, 2)));
+        let far = Spans::from_hashed(vec![(1 << 32, at(900_000, 1)), (2 << 32, at(900_009, 2))]);
+        assert!(kinds(&far), "lines far down a file, close together");
+        assert_eq!(far.at_hash(2 << 32), Some(at(900_009, 2)));
         let narrow = Spans::from_hashed(vec![((1 << 32) | 5, at(1, 3)), (2 << 32, at(2, 9))]);
         assert!(kinds(&narrow));
         assert_eq!(narrow.at_hash((1 << 32) | 5), Some(at(1, 3)));
@@ -319,7 +335,7 @@ mod tests {
         assert!(kinds(&spans));
         assert_eq!(spans.locate("spec.hosts[0]"), Some(at(4, 5)));
         assert_eq!(spans.locate("spec.hosts[1]"), Some(at(3, 1)));
-        assert_eq!(std::mem::size_of::<Narrow>(), 10);
+        assert_eq!(std::mem::size_of::<Narrow>(), 8);
     }
 
     /// An item of a List locates its own paths in the shared document, falling back no further

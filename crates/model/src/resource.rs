@@ -165,7 +165,7 @@ pub struct Origin {
     /// Source file (absent for objects from the Kubernetes API).
     pub file: Option<Arc<str>>,
     /// Positions of the object's fields (paths rooted at the object: `spec.hosts[0]`).
-    pub spans: Arc<Spans>,
+    pub spans: Spans,
 }
 
 /// One config object.
@@ -453,10 +453,7 @@ fn decode_into(
             kind,
             metadata,
             spec,
-            origin: Origin {
-                file,
-                spans: Arc::new(spans),
-            },
+            origin: Origin { file, spans },
         });
     }
 }
