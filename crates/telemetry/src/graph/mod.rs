@@ -752,5 +752,31 @@ mod tests {
             .map(|r| r.destinations.iter().map(|d| d.weight).collect())
             .unwrap_or_default();
         assert_eq!(weights, [50, 50]);
+        // `b` deleted: its routes leave the list, `a`'s stay as they were.
+        let without_b: Vec<Arc<sluice_model::Resource>> = second
+            .resources
+            .iter()
+            .filter(|r| r.metadata.name != "b")
+            .cloned()
+            .collect();
+        let inputs = BuildInputs {
+            previous: Some(&second),
+            ..BuildInputs::default()
+        };
+        let third =
+            build_snapshot_unless(without_b, Vec::new(), &proxy, &state, 3, &inputs, &|| false)
+                .unwrap_or_else(|_| panic!("third build"));
+        let last = configured_routes_cached(&third, &mut cache);
+        assert_eq!(
+            last.iter().map(RouteRef::view).collect::<Vec<_>>(),
+            configured_routes(&third)
+        );
+        assert!(last.iter().all(|r| !r.group().1.starts_with("b.default")));
+        let a = |list: &[RouteRef]| {
+            list.iter()
+                .find(|r| r.group().1.starts_with("a.default"))
+                .cloned()
+        };
+        assert!(matches!((a(&after), a(&last)), (Some(x), Some(y)) if x.same(&y)));
     }
 }
