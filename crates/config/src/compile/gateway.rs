@@ -361,7 +361,7 @@ impl<'a> Compiler<'a> {
                 let routes = match &same {
                     Some(t) => {
                         // What compiling them again would have recorded.
-                        c.deps.borrow_mut().extend(t.unit.deps.iter().cloned());
+                        c.deps.borrow_mut().extend(t.unit.deps.iter().copied());
                         c.diagnostics.extend(t.unit.diagnostics.iter().cloned());
                         Arc::clone(&t.unit.vhost.routes)
                     }

@@ -460,7 +460,9 @@ impl Compiler<'_> {
     ) -> RouteDestination {
         let host = fqdn(&dest.host, ns);
         // What the unit being compiled depends on (see `reuse`).
-        self.deps.borrow_mut().push(host.to_ascii_lowercase());
+        self.deps
+            .borrow_mut()
+            .push(super::reuse::name_hash(&host.to_ascii_lowercase()));
         let service = self.registry.get(&host);
         let port = dest
             .port

@@ -139,7 +139,9 @@ impl Compiler<'_> {
             let name = format!("{}:{port}", svc.hostname);
             let scope = format!("mesh|{name}");
             // Its domains and default route come from the service itself.
-            c.deps.borrow_mut().push(svc.hostname.clone());
+            c.deps
+                .borrow_mut()
+                .push(super::reuse::name_hash(&svc.hostname));
             let routes = match claim {
                 Some((r, vs)) => {
                     let ctx = RuleContext {

@@ -101,8 +101,9 @@ pub(crate) struct Compiler<'a> {
     pub(crate) reuse: Option<Reuse<'a>>,
     /// The units of this build, for the next one.
     pub(crate) memo: Memo,
-    /// Hosts resolved since the current unit started (see [`Compiler::vhost_unit`]).
-    pub(crate) deps: RefCell<Vec<String>>,
+    /// Hosts resolved since the current unit started, as [`reuse::name_hash`]es (see
+    /// [`Compiler::vhost_unit`]).
+    pub(crate) deps: RefCell<Vec<u64>>,
     /// Whether the current unit merged delegate VirtualServices (not tracked: never kept).
     pub(crate) delegated: Cell<bool>,
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use foldhash::fast::RandomState as Fast;
 use sluice_model::{Diagnostic, Kind, Resource, Spec};
+use smallvec::SmallVec;
 
 use super::Compiler;
 use crate::cluster::Cluster;
@@ -118,13 +119,30 @@ impl Memo {
     }
 }
 
+/// A host's or gateway's name as a compiled unit remembers it: a hash, the same in every
+/// build of the process. Units kept names as strings, three small allocations per virtual
+/// host (4 MB at 10,000 services). Two names of one hash could only make a unit look
+/// touched when it is not (compiled again for nothing), or a renamed object look bound
+/// through its former gateway, whose change makes a full compile anyway.
+pub(crate) fn name_hash(name: &str) -> u64 {
+    use std::hash::BuildHasher as _;
+    foldhash::quality::FixedState::with_seed(0x5eed_51c3).hash_one(name)
+}
+
+/// A unit's record of `fresh` (address and gateway of each contributing object).
+fn contributors(fresh: &[(usize, &str)]) -> SmallVec<[(usize, u64); 1]> {
+    fresh.iter().map(|(a, g)| (*a, name_hash(g))).collect()
+}
+
 /// One compiled virtual host and what it was compiled from.
 #[derive(Debug)]
 pub(crate) struct VhostUnit {
-    /// The contributing objects (addresses) with the gateway each reached it through.
-    pub(crate) contributors: Vec<(usize, String)>,
-    /// Every host the routes resolved (destinations, mirrors, the service itself).
-    pub(crate) deps: Vec<String>,
+    /// The contributing objects (addresses) with the gateway each reached it through
+    /// ([`name_hash`]).
+    pub(crate) contributors: SmallVec<[(usize, u64); 1]>,
+    /// Every host the routes resolved (destinations, mirrors, the service itself), as
+    /// [`name_hash`]es, sorted.
+    pub(crate) deps: SmallVec<[u64; 2]>,
     /// The virtual host.
     pub(crate) vhost: Arc<VirtualHost>,
     /// Findings made while compiling it.
@@ -138,6 +156,8 @@ pub(crate) struct Reuse<'p> {
     renamed: HashMap<usize, usize, Fast>,
     /// Hosts (lowercase FQDN) whose service or DestinationRule changed.
     affected: HashSet<String, Fast>,
+    /// Their [`name_hash`]es.
+    affected_hashes: HashSet<u64, Fast>,
     /// Whether a WorkloadEntry was added, changed or removed (the endpoints of every
     /// ServiceEntry with a workload selector may have changed).
     workloads_changed: bool,
@@ -171,6 +191,7 @@ impl<'p> Reuse<'p> {
             memo,
             renamed: HashMap::default(),
             affected: HashSet::default(),
+            affected_hashes: HashSet::default(),
             workloads_changed: false,
         };
         // Mostly the very objects in the same places (unchanged files and watched objects keep
@@ -236,12 +257,12 @@ impl<'p> Reuse<'p> {
                 .get(&svc.hostname)
                 .is_some_and(|p| Arc::ptr_eq(p, svc) || **p == **svc);
             if !same {
-                self.affected.insert(svc.hostname.clone());
+                self.affect(svc.hostname.clone());
             }
         }
         for svc in previous.services() {
             if registry.get(&svc.hostname).is_none() {
-                self.affected.insert(svc.hostname.clone());
+                self.affect(svc.hostname.clone());
             }
         }
     }
@@ -257,7 +278,7 @@ impl<'p> Reuse<'p> {
                 .iter()
                 .any(|c| c.policy.locality.as_ref().is_some_and(|l| l.zone_aware));
             if zone_aware {
-                self.affected.insert(host.clone());
+                self.affect(host.clone());
             }
         }
     }
@@ -274,15 +295,14 @@ impl<'p> Reuse<'p> {
                 if host.contains('*') {
                     return None;
                 }
-                self.affected.insert(host.to_ascii_lowercase());
+                self.affect(host.to_ascii_lowercase());
             }
             Spec::ServiceEntry(se) => {
                 for h in &se.hosts {
                     if h.contains('*') {
                         return None;
                     }
-                    self.affected
-                        .insert(h.trim_end_matches('.').to_ascii_lowercase());
+                    self.affect(h.trim_end_matches('.').to_ascii_lowercase());
                 }
             }
             // The registry comparison finds the services it changes.
@@ -292,9 +312,16 @@ impl<'p> Reuse<'p> {
         Some(())
     }
 
-    /// Whether a compiled part that resolved `hosts` is still what a compile would make.
-    pub(crate) fn untouched<'h>(&self, mut hosts: impl Iterator<Item = &'h str>) -> bool {
-        self.affected.is_empty() || !hosts.any(|h| self.affected.contains(h))
+    /// Notes a host whose service or DestinationRule changed.
+    fn affect(&mut self, host: String) {
+        self.affected_hashes.insert(name_hash(&host));
+        self.affected.insert(host);
+    }
+
+    /// Whether a compiled part that resolved the hosts `deps` ([`name_hash`]es) is still
+    /// what a compile would make.
+    pub(crate) fn untouched(&self, deps: &[u64]) -> bool {
+        self.affected_hashes.is_empty() || !deps.iter().any(|h| self.affected_hashes.contains(h))
     }
 
     /// The previous clusters of the service `host`, when they can be kept.
@@ -336,19 +363,19 @@ impl<'p> Reuse<'p> {
             if old == new {
                 continue;
             }
-            if old_gw != new_gw || self.renamed.get(new) != Some(old) {
+            if *old_gw != name_hash(new_gw) || self.renamed.get(new) != Some(old) {
                 return None;
             }
             renamed = true;
         }
-        if !self.untouched(unit.deps.iter().map(String::as_str)) {
+        if !self.untouched(&unit.deps) {
             return None;
         }
         if !renamed {
             return Some((Arc::clone(key), Arc::clone(unit)));
         }
         let unit = VhostUnit {
-            contributors: fresh.iter().map(|(a, g)| (*a, (*g).to_string())).collect(),
+            contributors: contributors(fresh),
             deps: unit.deps.clone(),
             vhost: Arc::clone(&unit.vhost),
             diagnostics: unit.diagnostics.clone(),
@@ -386,11 +413,10 @@ impl Compiler<'_> {
         let mut deps = self.deps.take();
         deps.sort_unstable();
         deps.dedup();
-        // Kept with the unit until a build no longer reuses it.
-        deps.shrink_to_fit();
+        let deps = SmallVec::from_vec(deps);
         if !self.delegated.get() {
             let unit = VhostUnit {
-                contributors: fresh.iter().map(|(a, g)| (*a, (*g).to_string())).collect(),
+                contributors: contributors(fresh),
                 deps,
                 vhost: Arc::clone(&vh),
                 diagnostics,

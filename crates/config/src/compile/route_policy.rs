@@ -68,7 +68,7 @@ impl Compiler<'_> {
                 deps.extend(
                     p.mirrors
                         .iter()
-                        .map(|m| m.destination.host.to_ascii_lowercase()),
+                        .map(|m| super::reuse::name_hash(&m.destination.host.to_ascii_lowercase())),
                 );
                 return Arc::clone(p);
             }
