@@ -338,7 +338,7 @@ impl<'a> Compiler<'a> {
             };
             bind_virtual_service(r, vs, servers, &mut domains);
         }
-        // Keys are made for every domain on every build, kept or not: formatted once.
+        // Keys are made for every domain on every build, kept or not: formatted in one buffer.
         let prefix = format!("{address}|");
         // The routes of the domain before, with the bindings they came from: the hosts of a
         // VirtualService bound through one server come in a row and compile to the same rules
@@ -346,18 +346,20 @@ impl<'a> Compiler<'a> {
         // services with two hosts each, a copy per host was a tenth of the heap.
         let mut twin: Option<Twin<'_>> = None;
         let mut out = Vec::with_capacity(domains.list.len());
+        let mut name = String::new();
         for (domain, bindings) in domains.list {
-            let mut key = String::with_capacity(prefix.len() + domain.len() + chain.len() + 1);
-            key.push_str(&prefix);
-            key.push_str(&domain);
-            key.push('|');
-            key.push_str(chain);
+            name.clear();
+            name.push_str(&prefix);
+            name.push_str(&domain);
+            name.push('|');
+            name.push_str(chain);
+            let key = super::reuse::unit_key(&name);
             let fresh: SmallVec<[(usize, &str); 2]> = bindings
                 .iter()
                 .map(|(r, _, gateway)| (super::reuse::address(r), *gateway))
                 .collect();
             let same = twin.take().filter(|t| t.fresh == fresh);
-            let vh = self.vhost_unit(&key, &fresh, |c| {
+            let vh = self.vhost_unit(key, &fresh, |c| {
                 let routes = match &same {
                     Some(t) => {
                         // What compiling them again would have recorded.
@@ -395,7 +397,7 @@ impl<'a> Compiler<'a> {
             // bindings): nothing to share.
             twin = match same {
                 Some(t) => Some(t),
-                None => self.memo.vhosts.get(key.as_str()).map(|unit| Twin {
+                None => self.memo.vhosts.get(&key).map(|unit| Twin {
                     fresh,
                     unit: Arc::clone(unit),
                 }),

@@ -135,7 +135,7 @@ impl Compiler<'_> {
             .iter()
             .map(|(r, _)| (super::reuse::address(r), MESH))
             .collect();
-        self.vhost_unit(&scope, &fresh, |c| {
+        self.vhost_unit(super::reuse::unit_key(&scope), &fresh, |c| {
             let name = format!("{}:{port}", svc.hostname);
             let scope = format!("mesh|{name}");
             // Its domains and default route come from the service itself.

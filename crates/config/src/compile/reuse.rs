@@ -49,11 +49,11 @@ pub struct Memo {
     pub(crate) clusters: HashMap<String, Arc<[Arc<Cluster>]>, Fast>,
     /// Every cluster by name, as the snapshot has them.
     pub(crate) cluster_map: Arc<ClusterMap>,
-    /// Virtual hosts by their key (listener, filter chain, domain or service). A key kept from
-    /// one build to the next is the same allocation: a build that made every key anew left
-    /// 30,000 small strings per edit scattered among its transient allocations (at 10,000
-    /// services), which kept their pages resident after the build.
-    pub(crate) vhosts: HashMap<Arc<str>, Arc<VhostUnit>, Fast>,
+    /// Virtual hosts by their key (listener, filter chain, domain or service), as a
+    /// [`unit_key`]: kept as strings, the keys were 30,000 allocations at 10,000 services,
+    /// and a build that made them anew left them scattered among its transient allocations,
+    /// keeping their pages resident after the build.
+    pub(crate) vhosts: HashMap<UnitKey, Arc<VhostUnit>, Fast>,
     /// Host tables by listener (gateway address, mesh port).
     pub(crate) tables: HashMap<String, Arc<VirtualHostTable>, Fast>,
     /// The proxy's own service instances, which zone-aware clusters were balanced by.
@@ -127,6 +127,18 @@ impl Memo {
 pub(crate) fn name_hash(name: &str) -> u64 {
     use std::hash::BuildHasher as _;
     foldhash::quality::FixedState::with_seed(0x5eed_51c3).hash_one(name)
+}
+
+/// A compiled unit's key: 128 bits of two hashes of its name, seeded alike in every build of
+/// the process (as [`sluice_lb::StateStore`] keys state). Two names share a unit only if both
+/// 64-bit hashes agree: as likely as a random 128-bit collision.
+pub(crate) type UnitKey = [u64; 2];
+
+/// The [`UnitKey`] of a unit named `name`.
+pub(crate) fn unit_key(name: &str) -> UnitKey {
+    use std::hash::BuildHasher as _;
+    [0x9e37_79b9_7f4a_7c15, 0xc2b2_ae3d_27d4_eb4f]
+        .map(|seed| foldhash::quality::FixedState::with_seed(seed).hash_one(name))
 }
 
 /// A unit's record of `fresh` (address and gateway of each contributing object).
@@ -345,13 +357,9 @@ impl<'p> Reuse<'p> {
 
     /// The previous virtual host under `key`, when the same objects contribute to it now
     /// (`fresh`: address and gateway of each) and none of its hosts changed. The unit comes
-    /// back with the new objects' addresses, and with its key as the previous build had it.
-    pub(crate) fn vhost(
-        &self,
-        key: &str,
-        fresh: &[(usize, &str)],
-    ) -> Option<(Arc<str>, Arc<VhostUnit>)> {
-        let (key, unit) = self.memo.vhosts.get_key_value(key)?;
+    /// back with the new objects' addresses.
+    pub(crate) fn vhost(&self, key: &UnitKey, fresh: &[(usize, &str)]) -> Option<Arc<VhostUnit>> {
+        let unit = self.memo.vhosts.get(key)?;
         if unit.contributors.len() != fresh.len() {
             return None;
         }
@@ -372,7 +380,7 @@ impl<'p> Reuse<'p> {
             return None;
         }
         if !renamed {
-            return Some((Arc::clone(key), Arc::clone(unit)));
+            return Some(Arc::clone(unit));
         }
         let unit = VhostUnit {
             contributors: contributors(fresh),
@@ -380,21 +388,21 @@ impl<'p> Reuse<'p> {
             vhost: Arc::clone(&unit.vhost),
             diagnostics: unit.diagnostics.clone(),
         };
-        Some((Arc::clone(key), Arc::new(unit)))
+        Some(Arc::new(unit))
     }
 }
 
 impl Compiler<'_> {
-    /// The virtual host under `key`: the previous build's when `fresh` (the contributing
-    /// objects' addresses and gateways) and the hosts it resolved are unchanged, else `build`'s,
-    /// recorded for the next build with the hosts it resolved and its findings.
+    /// The virtual host under `key` ([`unit_key`]): the previous build's when `fresh` (the
+    /// contributing objects' addresses and gateways) and the hosts it resolved are unchanged,
+    /// else `build`'s, recorded for the next build with the hosts it resolved and its findings.
     pub(crate) fn vhost_unit(
         &mut self,
-        key: &str,
+        key: UnitKey,
         fresh: &[(usize, &str)],
         build: impl FnOnce(&mut Self) -> VirtualHost,
     ) -> Arc<VirtualHost> {
-        if let Some((key, unit)) = self.reuse.as_ref().and_then(|r| r.vhost(key, fresh)) {
+        if let Some(unit) = self.reuse.as_ref().and_then(|r| r.vhost(&key, fresh)) {
             self.diagnostics.extend(unit.diagnostics.iter().cloned());
             let vh = Arc::clone(&unit.vhost);
             self.memo.vhosts.insert(key, unit);
@@ -421,7 +429,7 @@ impl Compiler<'_> {
                 vhost: Arc::clone(&vh),
                 diagnostics,
             };
-            self.memo.vhosts.insert(Arc::from(key), Arc::new(unit));
+            self.memo.vhosts.insert(key, Arc::new(unit));
         }
         vh
     }
