@@ -219,11 +219,13 @@ pub struct OutlierState {
     ejected: AtomicBool,
     /// Fast-path hint: `false` means "never ejected", so there is no return time to read.
     ever_ejected: AtomicBool,
-    record: Mutex<Record>,
+    /// Made at the first ejection: boxed, 16 bytes instead of 64 in every endpoint's state
+    /// (40,000 of them at 10,000 services), most never ejected.
+    record: Mutex<Option<Box<Record>>>,
 }
 
 impl OutlierState {
-    fn record(&self) -> MutexGuard<'_, Record> {
+    fn record(&self) -> MutexGuard<'_, Option<Box<Record>>> {
         match self.record.lock() {
             Ok(r) => r,
             Err(poisoned) => poisoned.into_inner(),
@@ -235,8 +237,11 @@ impl OutlierState {
         if !self.ejected.load(Ordering::Acquire) {
             return false;
         }
-        let mut rec = self.record();
-        self.uneject_if_due(&mut rec, now);
+        let mut guard = self.record();
+        let Some(rec) = guard.as_deref_mut() else {
+            return false;
+        };
+        self.uneject_if_due(rec, now);
         rec.ejected_until.is_some()
     }
 
@@ -246,7 +251,8 @@ impl OutlierState {
         if !self.ever_ejected.load(Ordering::Acquire) {
             return None;
         }
-        let rec = self.record();
+        let guard = self.record();
+        let rec = guard.as_deref()?;
         match rec.ejected_until {
             Some(until) if now >= until => Some(until),
             Some(_) => None,
@@ -327,8 +333,9 @@ impl OutlierState {
 
     /// Ejects the endpoint from `now` (the caller checked the cluster-wide limits).
     pub fn eject(&self, now: Instant, config: &OutlierConfig, reason: EjectionReason) -> Ejection {
-        let mut rec = self.record();
-        decay(&mut rec, now, config);
+        let mut guard = self.record();
+        let rec = guard.get_or_insert_with(Box::default);
+        decay(rec, now, config);
         // Envoy grows the multiplier while base × multiplier < max + base.
         let cap = config.max_ejection_time();
         if config.base_ejection_time.saturating_mul(rec.multiplier)
@@ -357,15 +364,20 @@ impl OutlierState {
     /// Ends an expired ejection and applies the multiplier decay up to `now`; returns whether
     /// this call ended an ejection. Optional housekeeping: [`Self::is_ejected`] is exact without it.
     pub fn sweep(&self, now: Instant, config: &OutlierConfig) -> bool {
-        let mut rec = self.record();
-        let ended = self.uneject_if_due(&mut rec, now);
-        decay(&mut rec, now, config);
+        let mut guard = self.record();
+        let Some(rec) = guard.as_deref_mut() else {
+            return false;
+        };
+        let ended = self.uneject_if_due(rec, now);
+        decay(rec, now, config);
         ended
     }
 
     /// The state as of `now` (multiplier decay included, nothing modified).
     pub fn status(&self, now: Instant, config: &OutlierConfig) -> OutlierStatus {
-        let rec = self.record();
+        let guard = self.record();
+        let never = Record::default();
+        let rec = guard.as_deref().unwrap_or(&never);
         let mut view = Record {
             ejected_until: rec.ejected_until.filter(|&t| now < t),
             multiplier: rec.multiplier,
