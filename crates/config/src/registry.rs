@@ -94,9 +94,31 @@ impl Service {
 }
 
 /// All services, by host name.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Registry {
-    services: BTreeMap<String, Arc<Service>>,
+    /// Sorted by host name, one per host. (A map by name copied every name and was rebuilt
+    /// on every edit, twice: for the compile and for the analysis.)
+    services: Vec<Arc<Service>>,
+}
+
+/// `{"services": {host: service}}`, as the map it replaces was written.
+impl Serialize for Registry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeStruct};
+        struct ByHost<'a>(&'a [Arc<Service>]);
+        impl Serialize for ByHost<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(self.0.len()))?;
+                for s in self.0 {
+                    map.serialize_entry(&s.hostname, s)?;
+                }
+                map.end()
+            }
+        }
+        let mut st = serializer.serialize_struct("Registry", 1)?;
+        st.serialize_field("services", &ByHost(&self.services))?;
+        st.end()
+    }
 }
 
 impl Registry {
@@ -121,17 +143,13 @@ impl Registry {
                 _ => None,
             })
             .collect();
-        let mut services = BTreeMap::new();
+        let mut services: Vec<Arc<Service>> = Vec::new();
         for r in resources {
             let Spec::ServiceEntry(se) = &r.spec else {
                 continue;
             };
             if let Some(kept) = kept(r) {
-                for svc in kept {
-                    services
-                        .entry(svc.hostname.clone())
-                        .or_insert_with(|| Arc::clone(svc));
-                }
+                services.extend(kept.iter().cloned());
                 made(r, kept);
                 continue;
             }
@@ -179,32 +197,35 @@ impl Registry {
                     subject_alt_names: se.subject_alt_names.clone(),
                     source: r.key(),
                 });
-                services.entry(hostname).or_insert_with(|| Arc::clone(&svc));
+                services.push(Arc::clone(&svc));
                 own.push(svc);
             }
             made(r, &own);
         }
+        // Stable: of the services of one host, the first claim stays first, and is kept.
+        services.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+        services.dedup_by(|later, first| later.hostname == first.hostname);
+        services.shrink_to_fit();
         Registry { services }
     }
 
     /// The registry with each service replaced by what `f` makes of it (`None`: dropped).
     pub fn filter_map(self, mut f: impl FnMut(&Arc<Service>) -> Option<Arc<Service>>) -> Registry {
-        let services = self
-            .services
-            .into_iter()
-            .filter_map(|(host, svc)| Some((host, f(&svc)?)))
-            .collect();
+        let services = self.services.iter().filter_map(&mut f).collect();
         Registry { services }
     }
 
     /// The service with this exact host name.
     pub fn get(&self, host: &str) -> Option<&Arc<Service>> {
-        self.services.get(host)
+        self.services
+            .binary_search_by(|s| s.hostname.as_str().cmp(host))
+            .ok()
+            .and_then(|i| self.services.get(i))
     }
 
     /// Every service, ordered by host name.
     pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> {
-        self.services.values()
+        self.services.iter()
     }
 
     /// Services whose host a (possibly wildcard) name covers.
@@ -215,12 +236,12 @@ impl Registry {
         let exact = if wildcard {
             None
         } else {
-            self.services.get(&pattern.to_ascii_lowercase())
+            self.get(&pattern.to_ascii_lowercase())
         };
         let scanned = if wildcard { self.services.len() } else { 0 };
         exact.into_iter().chain(
             self.services
-                .values()
+                .iter()
                 .take(scanned)
                 .filter(move |s| crate::host::covers(pattern, &s.hostname)),
         )
@@ -328,6 +349,32 @@ mod tests {
         );
         assert_eq!(addresses(&r, "api.example.com"), ["api.example.com"]);
         assert_eq!(addresses(&r, "www.example.org"), ["www.example.org"]);
+    }
+
+    /// Of two ServiceEntries claiming a host, the first wins, whatever the names' order; the
+    /// services come out by host name, written as a map by host.
+    #[test]
+    fn the_first_claim_of_a_host_wins_and_services_are_ordered_by_host() {
+        let se = |name: &str, hosts: &str, address: &str| {
+            format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{hosts}]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: {address}}}]\n---\n")
+        };
+        let r = registry(&format!(
+            "{}{}{}",
+            se("z", "b.example.com, c.example.com", "10.0.0.1"),
+            se("a", "b.example.com, a.example.com", "10.0.0.2"),
+            se("m", "c.example.com", "10.0.0.3"),
+        ));
+        let hosts: Vec<&str> = r.services().map(|s| s.hostname.as_str()).collect();
+        assert_eq!(hosts, ["a.example.com", "b.example.com", "c.example.com"]);
+        assert_eq!(addresses(&r, "b.example.com"), ["10.0.0.1"]);
+        assert_eq!(addresses(&r, "c.example.com"), ["10.0.0.1"]);
+        assert_eq!(addresses(&r, "a.example.com"), ["10.0.0.2"]);
+        assert!(r.get("d.example.com").is_none());
+        let json = serde_json::to_value(&r).unwrap_or_default();
+        assert_eq!(
+            json["services"]["b.example.com"]["source"]["name"],
+            serde_json::json!("z")
+        );
     }
 
     #[test]
