@@ -321,7 +321,7 @@ apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: split, creationTimestamp: "2024-01-01T00:00:00Z"}
 spec:
-  hosts: [a.example.com, b.example.com, c.example.com]
+  hosts: [a.example.com, b.example.com, d.example.com, c.example.com]
   gateways: [istio-system/gw]
   http:
   - route:
@@ -355,6 +355,10 @@ spec:
         vhost("c.example.com"),
     );
     assert!(std::sync::Arc::ptr_eq(&a.routes, &b.routes));
+    assert!(std::sync::Arc::ptr_eq(
+        &a.routes,
+        &vhost("d.example.com").routes
+    ));
     assert!(!std::sync::Arc::ptr_eq(&a.routes, &c.routes));
     assert_eq!(
         (a.name.as_str(), b.name.as_str()),

@@ -397,12 +397,16 @@ impl<'a> Compiler<'a> {
             // bindings): nothing to share.
             twin = match same {
                 Some(t) => Some(t),
-                None => self.memo.vhosts.get(&key).map(|unit| Twin {
-                    fresh,
-                    unit: Arc::clone(unit),
-                }),
-            }
-            .filter(|t| Arc::ptr_eq(&t.unit.vhost, &vh));
+                None => self
+                    .memo
+                    .vhosts
+                    .get(&key)
+                    .filter(|unit| Arc::ptr_eq(&unit.vhost, &vh))
+                    .map(|unit| Twin {
+                        fresh,
+                        unit: Arc::clone(unit),
+                    }),
+            };
             out.push(vh);
         }
         out
