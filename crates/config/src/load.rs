@@ -436,6 +436,26 @@ mod tests {
         assert!(duplicates[0].message.contains("first defined in all.yaml"));
     }
 
+    /// A build of `objects` for the default proxy, incremental from `previous` when given.
+    fn rebuild(
+        objects: Vec<Arc<Resource>>,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, Stopped> {
+        let inputs = BuildInputs {
+            previous,
+            ..BuildInputs::default()
+        };
+        build_snapshot_unless(
+            objects,
+            Vec::new(),
+            &ProxyConfig::default(),
+            &StateStore::new(),
+            1,
+            &inputs,
+            &|| false,
+        )
+    }
+
     /// A reload keeps the findings of the objects it had validated, wherever they now sit, and
     /// records only objects that have findings.
     #[test]
@@ -446,21 +466,9 @@ mod tests {
             .replace("address: 127.0.0.1", "address: 127.0.0.2, network: other");
         let text = format!("{CONFIG}---\n{remote}");
         let objects = shared(sluice_model::parse_text(&text, None).resources);
-        let build = |objects: Vec<Arc<Resource>>, previous: Option<&Snapshot>| {
-            let inputs = BuildInputs {
-                previous,
-                ..BuildInputs::default()
-            };
-            finished(build_snapshot_unless(
-                objects,
-                Vec::new(),
-                &ProxyConfig::default(),
-                &StateStore::new(),
-                1,
-                &inputs,
-                &|| false,
-            ))
-            .unwrap_or_else(|r| panic!("rejected: {:#?}", r.diagnostics))
+        let build = |objects, previous| {
+            finished(rebuild(objects, previous))
+                .unwrap_or_else(|r| panic!("rejected: {:#?}", r.diagnostics))
         };
         let own = |s: &Snapshot| -> Vec<String> {
             s.diagnostics
@@ -491,21 +499,7 @@ mod tests {
         let two = format!("{CONFIG}---\n{}", CONFIG.replace("name: a}", "name: b}"));
         let parsed = sluice_model::parse_text(&two, None);
         let objects = shared(parsed.resources);
-        let build = |objects: Vec<Arc<Resource>>, previous: Option<&Snapshot>| {
-            let inputs = BuildInputs {
-                previous,
-                ..BuildInputs::default()
-            };
-            build_snapshot_unless(
-                objects,
-                Vec::new(),
-                &ProxyConfig::default(),
-                &StateStore::new(),
-                1,
-                &inputs,
-                &|| false,
-            )
-        };
+        let build = rebuild;
         let Ok(first) = build(objects.clone(), None) else {
             panic!("two distinct objects are accepted");
         };

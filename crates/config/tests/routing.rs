@@ -53,6 +53,13 @@ fn mesh() -> ProxyConfig {
     }
 }
 
+/// The proxy an ingress Gateway with `selector: {istio: ingressgateway}` binds to.
+fn ingress_gateway() -> ProxyConfig {
+    let mut p = ProxyConfig::default();
+    p.labels.insert("istio".into(), "ingressgateway".into());
+    p
+}
+
 /// (method, authority, path, headers)
 type Req<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)]);
 
@@ -285,9 +292,7 @@ spec:
   http:
   - route: [{destination: {host: reviews.default.svc.cluster.local, subset: v3}}]
 "#;
-    let mut p = ProxyConfig::default();
-    p.labels.insert("istio".into(), "ingressgateway".into());
-    let s = snapshot(yaml, p);
+    let s = snapshot(yaml, ingress_gateway());
     let l = "0.0.0.0:8080".parse().unwrap();
     let table: &[(Req<'_>, &str)] = &[
         (("GET", "x.example.com", "/shared", &[]), "v1"),
@@ -338,9 +343,7 @@ spec:
   - match: [{uri: {prefix: /c}}]
     route: [{destination: {host: reviews, subset: v3}}]
 "#;
-    let mut p = ProxyConfig::default();
-    p.labels.insert("istio".into(), "ingressgateway".into());
-    let s = snapshot(yaml, p);
+    let s = snapshot(yaml, ingress_gateway());
     let l = s.listener("0.0.0.0:8080".parse().unwrap()).unwrap();
     let vhost = |host: &str| {
         l.virtual_hosts
@@ -428,9 +431,7 @@ spec:
   gateways: [istio-system/gw]
   tcp: [{match: [{port: 31400}], route: [{destination: {host: reviews, subset: v3}}]}]
 "#;
-    let mut p = ProxyConfig::default();
-    p.labels.insert("istio".into(), "ingressgateway".into());
-    let s = snapshot(yaml, p);
+    let s = snapshot(yaml, ingress_gateway());
     let errors: Vec<_> = s
         .diagnostics
         .iter()

@@ -722,13 +722,24 @@ mod tests {
                 *slot = Arc::clone(old);
             }
         }
-        let inputs = BuildInputs {
-            previous: Some(&first),
-            ..BuildInputs::default()
+        let next = |objects, previous: &sluice_config::Snapshot| {
+            let inputs = BuildInputs {
+                previous: Some(previous),
+                ..BuildInputs::default()
+            };
+            let version = previous.version + 1;
+            build_snapshot_unless(
+                objects,
+                Vec::new(),
+                &proxy,
+                &state,
+                version,
+                &inputs,
+                &|| false,
+            )
+            .unwrap_or_else(|_| panic!("build {version}"))
         };
-        let second =
-            build_snapshot_unless(edited, Vec::new(), &proxy, &state, 2, &inputs, &|| false)
-                .unwrap_or_else(|_| panic!("second build"));
+        let second = next(edited, &first);
         let after = configured_routes_cached(&second, &mut cache);
         let fresh = configured_routes(&second);
         assert_eq!(after.iter().map(RouteRef::view).collect::<Vec<_>>(), fresh);
@@ -759,13 +770,7 @@ mod tests {
             .filter(|r| r.metadata.name != "b")
             .cloned()
             .collect();
-        let inputs = BuildInputs {
-            previous: Some(&second),
-            ..BuildInputs::default()
-        };
-        let third =
-            build_snapshot_unless(without_b, Vec::new(), &proxy, &state, 3, &inputs, &|| false)
-                .unwrap_or_else(|_| panic!("third build"));
+        let third = next(without_b, &second);
         let last = configured_routes_cached(&third, &mut cache);
         assert_eq!(
             last.iter().map(RouteRef::view).collect::<Vec<_>>(),
